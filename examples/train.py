@@ -1,0 +1,56 @@
+"""The demo training run behind the `train` entry point: a linear classifier on scikit-learn's
+digits data set, trained by SGD one epoch at a time, logging `val/accuracy` after each epoch."""
+
+from __future__ import annotations
+
+import argparse
+
+import mlflow
+import numpy as np
+from sklearn.datasets import load_digits
+from sklearn.linear_model import SGDClassifier
+from sklearn.model_selection import train_test_split
+from sklearn.preprocessing import StandardScaler
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--learning-rate", type=float, default=0.01)
+    parser.add_argument("--alpha", type=float, default=1e-4)
+    parser.add_argument("--epochs", type=float, default=8)
+    parser.add_argument("--batch-size", type=float, default=64)
+    parser.add_argument("--seed", type=float, default=0)
+    return parser.parse_args()
+
+
+def main() -> None:
+    args = parse_args()
+    epochs, batch_size, seed = int(args.epochs), int(args.batch_size), int(args.seed)
+    features, labels = load_digits(return_X_y=True)
+    x_train, x_val, y_train, y_val = train_test_split(
+        features, labels, test_size=0.25, random_state=0, stratify=labels
+    )
+    scaler = StandardScaler().fit(x_train)
+    x_train, x_val = scaler.transform(x_train), scaler.transform(x_val)
+    model = SGDClassifier(
+        loss="log_loss",
+        learning_rate="constant",
+        eta0=args.learning_rate,
+        alpha=args.alpha,
+        random_state=seed,
+    )
+    classes = np.unique(labels)
+    rng = np.random.default_rng(seed)
+    with mlflow.start_run():
+        for epoch in range(epochs):
+            order = rng.permutation(len(x_train))
+            for start in range(0, len(order), batch_size):
+                batch = order[start : start + batch_size]
+                model.partial_fit(x_train[batch], y_train[batch], classes=classes)
+            accuracy = float(model.score(x_val, y_val))
+            mlflow.log_metric("val/accuracy", accuracy, step=epoch)
+            print(f"epoch {epoch + 1}/{epochs}: val/accuracy={accuracy:.4f}", flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,424 @@
+"""An agent: runs the trials of one sweep after another with up to `n_jobs` at once.
+
+Each worker thread claims a trial (coordination), launches it (launch), records it (record)
+and tells Optuna how it ended. A maintenance thread beats the heart of this agent's trials and
+reclaims the trials of agents that went silent. Many agents may run the same sweep.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import signal
+import threading
+import time
+from dataclasses import dataclass, field
+
+from .algorithms import PointSource
+from .config import SweepConfig
+from .coordination import SweepStudy, Work, agent_id
+from .errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK
+from .launch import Launcher, TrialHandle, make_launcher
+from .progress import Reporter, SweepProgress
+from .record import Recorder, tag_agent_run
+from .storages import open_mlflow_tracking, open_optuna_storage
+
+log = logging.getLogger(__name__)
+
+IDLE_POLL_SECONDS = 0.5
+
+
+@dataclass
+class SweepOutcome:
+    identity: str
+    finished: bool = False
+    failed_for_good: list[str] = field(default_factory=list)
+    launch_error: str | None = None
+    interrupted: bool = False
+
+    @property
+    def exit_code(self) -> int:
+        if self.interrupted:
+            return EXIT_INTERRUPTED
+        if self.failed_for_good or self.launch_error:
+            return EXIT_FAILED
+        return EXIT_OK
+
+
+class StopRequested(Exception):
+    pass
+
+
+class Agent:
+    def __init__(self, n_jobs: int = 1, count: int | None = None, reporter: Reporter | None = None):
+        self.n_jobs = max(1, n_jobs)
+        self.count = count
+        self.started = 0
+        self.reporter = reporter or Reporter()
+        self.stop = threading.Event()
+        self.agent = agent_id()
+        self._lock = threading.Lock()
+
+    # ---- signals -------------------------------------------------------------------------------
+
+    def install_signal_handlers(self) -> None:
+        def handler(signum, frame):
+            if self.stop.is_set():
+                raise SystemExit(EXIT_INTERRUPTED)  # second Ctrl-C: leave at once
+            self.stop.set()
+            self.reporter.event("interrupted: cancelling running trials (press Ctrl-C again to quit at once)")
+
+        signal.signal(signal.SIGINT, handler)
+        signal.signal(signal.SIGTERM, handler)
+
+    # ---- sweeps --------------------------------------------------------------------------------
+
+    def run(self, configs: list[SweepConfig]) -> int:
+        code = EXIT_OK
+        for config in configs:
+            if self.stop.is_set():
+                return EXIT_INTERRUPTED
+            outcome = SweepRun(self, config).run()
+            if outcome.interrupted:
+                return EXIT_INTERRUPTED
+            code = max(code, outcome.exit_code)
+            if self.count is not None and self.started >= self.count:
+                break
+        return code
+
+    def reserve_start(self) -> bool:
+        """Count a trial against --count; False once this agent has started enough."""
+        with self._lock:
+            if self.count is not None and self.started >= self.count:
+                return False
+            self.started += 1
+            return True
+
+    def release_start(self) -> None:
+        with self._lock:
+            self.started -= 1
+
+
+class SweepRun:
+    """One agent working on one sweep."""
+
+    def __init__(self, agent: Agent, config: SweepConfig):
+        self.agent = agent
+        self.config = config
+        self.outcome = SweepOutcome(config.identity)
+        self.running: dict[int, tuple[Work, TrialHandle | None]] = {}
+        self.lock = threading.Lock()
+        self.done = threading.Event()
+
+    @property
+    def reporter(self) -> Reporter:
+        return self.agent.reporter
+
+    def open(self) -> None:
+        config = self.config
+        import mlflow
+
+        self.storage = open_optuna_storage(config.optuna_storage)
+        tracking_uri = config.mlflow_storage or mlflow.get_tracking_uri()
+        self.tracking_uri = tracking_uri
+        self.source = PointSource(config)
+        self.study = SweepStudy(self.storage, config, self.source, self.agent.agent)
+        if self.study.find():
+            self.study.check_drift()  # before anything is written for this config
+        client = open_mlflow_tracking(tracking_uri)
+        self.recorder = Recorder(client, config)
+        self.parent_id = self.study.create_or_attach(self.recorder.create_parent, self.recorder.parent_state)
+        tag_agent_run(config, self.parent_id, self.recorder.experiment_id, tracking_uri)
+        self.log_dir = config.log_dir
+        self.launcher: Launcher = make_launcher(config, tracking_uri, self.log_dir)
+
+    def run(self) -> SweepOutcome:
+        self.open()
+        progress = self.study.progress()
+        self.progress = SweepProgress(
+            name=self.config.identity,
+            total=self.study.budget,
+            done=progress.complete,
+            failed=progress.failed_for_good,
+            direction=self.config.objective.direction,
+        )
+        if progress.best is not None:
+            self.progress.best = progress.best.value
+        if self.study.is_finished():
+            self.reporter.event(f"{self.config.identity}: already complete, nothing to run")
+            return self.finish()
+        self.recorder.set_parent_status(self.parent_id, finished=False)
+        try:
+            self.launcher.prepare()
+        except Exception as exc:  # noqa: BLE001 - a bad project or entry point
+            self.outcome.launch_error = f"cannot launch trials of {self.config.identity}: {exc}"
+            self.reporter.event(self.outcome.launch_error)
+            return self.outcome
+        self.reporter.event(
+            f"{self.config.identity}: parent run {self.parent_id}, {self.study.budget} trials in the budget, "
+            f"{progress.complete} done, up to {self.agent.n_jobs} at once"
+        )
+        self.reporter.start(self.progress)
+        maintenance = threading.Thread(target=self._maintain, daemon=True, name="maintenance")
+        maintenance.start()
+        workers = [
+            threading.Thread(target=self._worker, daemon=True, name=f"worker-{i}")
+            for i in range(self.agent.n_jobs)
+        ]
+        for worker in workers:
+            worker.start()
+        try:
+            for worker in workers:
+                while worker.is_alive():
+                    worker.join(timeout=0.2)
+        finally:
+            self.done.set()
+            maintenance.join(timeout=5)
+            self.reporter.stop()
+        if self.agent.stop.is_set():
+            self.outcome.interrupted = True
+            self.reporter.event(f"{self.config.identity}: interrupted; run the same command again to resume")
+            return self.outcome
+        return self.finish()
+
+    def finish(self) -> SweepOutcome:
+        """Close the sweep if it is done: parent FINISHED, best trial, summary of failures."""
+        if not self.study.is_finished():
+            self.reporter.event(
+                f"{self.config.identity}: this agent stopped; the sweep is not finished "
+                "(other agents, or run again to resume)"
+            )
+            return self.outcome
+        trials = self.study.trials()
+        lost = self.study.unresolved_slots(trials)
+        if lost:
+            # A re-queue was lost with an agent that died between failing and re-queuing.
+            for trial in lost:
+                self.study.requeue(
+                    dict(trial.params),
+                    int(trial.system_attrs["sweeper:slot"]),
+                    int(trial.system_attrs.get("sweeper:attempt", 1)) + 1,
+                    None,
+                )
+            return self.run() if not self.agent.stop.is_set() else self.outcome
+        self.outcome.finished = True
+        best = self.study.best_trial()
+        if best is not None and best.user_attrs.get("mlflow_run_id"):
+            self.recorder.record_best(
+                self.parent_id, best.user_attrs["mlflow_run_id"], best.value, force=True
+            )
+        self.recorder.set_parent_status(self.parent_id, finished=True)
+        for trial in self.study.failed_for_good(trials):
+            reason = trial.user_attrs.get("fail_reason", "failed")
+            where = self.log_dir / f"trial-{trial.number}.log"
+            self.outcome.failed_for_good.append(
+                f"trial {trial.number} {trial.params}: {reason} "
+                f"(run {trial.user_attrs.get('mlflow_run_id')}, log {where})"
+            )
+        summary = f"{self.config.identity}: complete, parent run {self.parent_id}"
+        if best is not None:
+            summary += f", best {best.value:.6g} in trial {best.number} {best.params}"
+        self.reporter.event(summary)
+        if self.outcome.failed_for_good:
+            self.reporter.event(
+                f"{len(self.outcome.failed_for_good)} trial(s) failed after all retries:\n  "
+                + "\n  ".join(self.outcome.failed_for_good)
+            )
+        return self.outcome
+
+    # ---- workers -------------------------------------------------------------------------------
+
+    def _worker(self) -> None:
+        while not self.agent.stop.is_set() and self.outcome.launch_error is None:
+            if not self.agent.reserve_start():
+                return
+            try:
+                work = self.study.claim()
+            except Exception:
+                self.agent.release_start()
+                raise
+            if work is None:
+                self.agent.release_start()
+                if self.study.slots_exhausted() and not self.study.has_active():
+                    return
+                if self.agent.stop.wait(IDLE_POLL_SECONDS):
+                    return
+                continue
+            try:
+                self._run_trial(work)
+            except StopRequested:
+                return
+            except Exception as exc:  # noqa: BLE001 - keep the agent alive, tell the user
+                log.exception("trial %s: unexpected error", work.number)
+                self._give_back(work, None, f"agent error: {exc}")
+            self._maybe_close_sweep()
+
+    def _run_trial(self, work: Work) -> None:
+        config = self.config
+        params = {**work.params, **config.space.fixed}
+        run_id = None
+        with self.lock:
+            self.running[work.trial_id] = (work, None)
+            self.progress.running = len(self.running)
+        try:
+            if self.agent.stop.is_set():
+                raise StopRequested
+            if self.launcher.creates_run:
+                run_id = self.recorder.create_trial_run(self.parent_id, work.number, work.attempt, params)
+                self.study.set_run_id(work, run_id)
+                if work.replaces_run:
+                    self.recorder.replace_run(work.replaces_run, run_id)
+            log_name = f"trial-{work.number}.log"
+            try:
+                handle = self.launcher.launch(run_id, self.recorder.experiment_id, params, log_name)
+            except Exception as exc:  # noqa: BLE001 - e.g. a missing entry point parameter
+                self._launch_failed(work, run_id, exc)
+                return
+            if not self.launcher.creates_run:
+                run_id = handle.run_id
+                self.recorder.adopt_run(run_id, self.parent_id, work.number, work.attempt, params)
+                self.study.set_run_id(work, run_id)
+                if work.replaces_run:
+                    self.recorder.replace_run(work.replaces_run, run_id)
+            with self.lock:
+                self.running[work.trial_id] = (work, handle)
+            self.reporter.event(
+                f"trial {work.number} started (run {run_id}{_attempt(work)}): {_fmt(work.params)}"
+            )
+            self._await(work, handle, run_id)
+        finally:
+            with self.lock:
+                self.running.pop(work.trial_id, None)
+                self.progress.running = len(self.running)
+
+    def _await(self, work: Work, handle: TrialHandle, run_id: str) -> None:
+        deadline = None if self.config.trial_timeout is None else time.monotonic() + self.config.trial_timeout
+        delay = 0.005
+        try:
+            while True:
+                ok = handle.poll()
+                if ok is not None:
+                    break
+                if self.agent.stop.is_set():
+                    handle.cancel()
+                    self._cancelled(work, run_id)
+                    raise StopRequested
+                if deadline is not None and time.monotonic() > deadline:
+                    handle.cancel()
+                    self._ended(
+                        work,
+                        run_id,
+                        None,
+                        f"timed out after {self.config.trial_timeout:g} s (trial_timeout)",
+                        status="KILLED",
+                    )
+                    return
+                time.sleep(delay)
+                delay = min(delay * 1.5, 0.1)
+        finally:
+            handle.close()
+        self.recorder.attach_log(run_id, str(self.log_dir / f"trial-{work.number}.log"))
+        if not ok:
+            code = getattr(handle, "returncode", None)
+            self._ended(
+                work,
+                run_id,
+                None,
+                f"the run failed (exit code {code})" if code is not None else "the run failed",
+            )
+            return
+        metric = self.config.objective.metric
+        if metric is None:
+            self._ended(work, run_id, None, None)
+            return
+        value = self.recorder.read_metric(run_id, metric)
+        if value is None:
+            self._ended(work, run_id, None, f"the run did not log the metric '{metric}'")
+        elif math.isnan(value):
+            self._ended(work, run_id, None, f"the metric '{metric}' is NaN")
+        else:
+            self._ended(work, run_id, value, None)
+
+    def _ended(
+        self, work: Work, run_id: str, value: float | None, failure: str | None, status: str = "FAILED"
+    ) -> None:
+        if failure is None:
+            self.recorder.end_trial_run(run_id, "FINISHED")
+            self.study.complete(work, value)
+            with self.lock:
+                self.progress.done += 1
+                self.progress.done_here += 1
+                self.progress.offer_best(value)
+            shown = "" if value is None else f", {self.config.objective.metric}={value:.6g}"
+            self.reporter.event(f"trial {work.number} finished (run {run_id}{shown})")
+            if value is not None:
+                self.recorder.record_best(self.parent_id, run_id, value)
+            return
+        self.recorder.end_trial_run(run_id, status)
+        requeued = self.study.fail(work, failure, retry_it=True, old_run=run_id)
+        with self.lock:
+            if not requeued:
+                self.progress.failed += 1
+        then = "will be retried" if requeued else "failed for good"
+        self.reporter.event(
+            f"trial {work.number} failed (run {run_id}): {failure}; {then}; log: "
+            f"{self.log_dir / f'trial-{work.number}.log'}"
+        )
+
+    def _cancelled(self, work: Work, run_id: str | None) -> None:
+        """Ctrl-C: the run is KILLED, the point re-queued without counting an attempt."""
+        self.recorder.kill_run(run_id, "KILLED")
+        self.study.fail(
+            work, "interrupted (Ctrl-C or SIGTERM)", retry_it=True, count_attempt=False, old_run=run_id
+        )
+        self.reporter.event(f"trial {work.number} cancelled (run {run_id})")
+
+    def _launch_failed(self, work: Work, run_id: str | None, exc: Exception) -> None:
+        message = f"trial {work.number} could not be launched: {exc}"
+        self.outcome.launch_error = message
+        self.recorder.kill_run(run_id, "FAILED")
+        # Re-queued as it was, so the sweep resumes once the project is fixed.
+        self.study.fail(work, message, retry_it=True, count_attempt=False, old_run=run_id)
+        self.reporter.event(message)
+
+    def _give_back(self, work: Work, run_id: str | None, reason: str) -> None:
+        try:
+            self.recorder.kill_run(run_id, "FAILED")
+            self.study.fail(work, reason, retry_it=True, count_attempt=False)
+        except Exception:  # noqa: BLE001
+            log.exception("could not give trial %s back", work.number)
+
+    def _maybe_close_sweep(self) -> None:
+        """Whichever agent ends the last trial marks the parent FINISHED."""
+        try:
+            if self.study.is_finished():
+                self.recorder.set_parent_status(self.parent_id, finished=True)
+        except Exception as exc:  # noqa: BLE001 - retried at the end of the sweep
+            log.debug("could not check whether the sweep is finished: %s", exc)
+
+    # ---- maintenance -------------------------------------------------------------------------
+
+    def _maintain(self) -> None:
+        interval = max(0.2, min(30.0, self.config.stale_after / 4))
+        while not self.done.wait(interval):
+            with self.lock:
+                own = set(self.running)
+            if own:
+                self.study.heartbeat(own)
+            try:
+                for trial, requeued in self.study.reclaim_stale(own):
+                    self.recorder.kill_run(trial.user_attrs.get("mlflow_run_id"), "FAILED")
+                    self.reporter.event(
+                        f"trial {trial.number} reclaimed: {trial.user_attrs.get('fail_reason', 'stale')}"
+                        + ("; re-queued" if requeued else "; failed for good")
+                    )
+            except Exception as exc:  # noqa: BLE001 - try again at the next beat
+                log.warning("could not check for stale trials: %s", exc)
+
+
+def _attempt(work: Work) -> str:
+    return f", attempt {work.attempt}" if work.attempt > 1 else ""
+
+
+def _fmt(params: dict) -> str:
+    return ", ".join(f"{k}={v}" for k, v in params.items())

@@ -1,0 +1,134 @@
+"""The `mlflow-sweeper` command: a thin layer over config, agent and admin."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import traceback
+
+import click
+
+from .errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USAGE, SweeperError
+
+CONTEXT = {"help_option_names": ["-h", "--help"]}
+
+
+def _setup_logging() -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
+    ours = logging.getLogger("mlflow_sweeper")
+    ours.handlers[:] = [handler]
+    ours.setLevel(logging.DEBUG if os.environ.get("MLFLOW_SWEEPER_DEBUG") else logging.INFO)
+    ours.propagate = False
+    for noisy in ("alembic", "mlflow", "optuna"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+def _guarded(action) -> None:
+    """Run an action: user errors print one line and exit with their code, never a traceback."""
+    try:
+        code = action()
+    except SweeperError as exc:
+        click.echo(f"mlflow-sweeper: {exc}", err=True)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        click.echo("mlflow-sweeper: interrupted", err=True)
+        sys.exit(EXIT_INTERRUPTED)
+    except Exception as exc:  # noqa: BLE001 - a bug of ours: one line, traceback on request
+        if os.environ.get("MLFLOW_SWEEPER_DEBUG"):
+            traceback.print_exc()
+        click.echo(
+            f"mlflow-sweeper: unexpected error: {type(exc).__name__}: {exc} "
+            "(set MLFLOW_SWEEPER_DEBUG=1 for the traceback)",
+            err=True,
+        )
+        sys.exit(EXIT_FAILED)
+    sys.exit(code or 0)
+
+
+@click.group(context_settings=CONTEXT)
+@click.version_option(package_name="mlflow-sweeper")
+def main() -> None:
+    """Optuna-driven hyperparameter sweeps whose trials are nested MLflow runs."""
+    _setup_logging()
+
+
+@main.command(context_settings=CONTEXT)
+@click.argument("configs", nargs=-1, required=True)
+@click.option(
+    "-j",
+    "--n-jobs",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Trials of this agent at once.",
+)
+@click.option(
+    "--count", type=click.IntRange(min=1), default=None, help="Stop after this agent has started N trials."
+)
+def sweep(configs: tuple[str, ...], n_jobs: int, count: int | None) -> None:
+    """Run the sweeps of CONFIG files (or comma-separated lists), one after another.
+
+    Several agents may run the same config at once, on one machine or many.
+    """
+    from .agent import Agent
+    from .config import load_configs
+
+    def action() -> int:
+        loaded = load_configs(list(configs))
+        agent = Agent(n_jobs=n_jobs, count=count)
+        agent.install_signal_handlers()
+        try:
+            return agent.run(loaded)
+        except SystemExit as exc:  # second Ctrl-C
+            return int(exc.code or EXIT_INTERRUPTED)
+
+    _guarded(action)
+
+
+@main.command(context_settings=CONTEXT)
+@click.argument("configs", nargs=-1, required=True)
+@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
+@click.option("--purge", is_flag=True, help="Delete MLflow runs permanently instead of soft-deleting.")
+def delete(configs: tuple[str, ...], yes: bool, purge: bool) -> None:
+    """Delete the sweeps of CONFIG files from both storages (Optuna study and MLflow runs)."""
+    from .admin import delete_sweep
+    from .config import load_configs
+
+    def action() -> int:
+        loaded = load_configs(list(configs))
+        names = ", ".join(c.identity for c in loaded)
+        if not yes:
+            if not sys.stdin.isatty():
+                click.echo(
+                    f"mlflow-sweeper: refusing to delete {names} without --yes (no terminal to ask)", err=True
+                )
+                return EXIT_USAGE
+            how = "permanently" if purge else "(MLflow runs restorable)"
+            if not click.confirm(f"Delete sweep(s) {names} {how}?", default=False):
+                click.echo("nothing deleted")
+                return EXIT_USAGE
+        for config in loaded:
+            click.echo(delete_sweep(config, purge=purge).message())
+        return 0
+
+    _guarded(action)
+
+
+@main.command(context_settings=CONTEXT)
+@click.argument("configs", nargs=-1, required=True)
+def status(configs: tuple[str, ...]) -> None:
+    """Print each sweep's progress, best trial and parent run."""
+    from .admin import sweep_status
+    from .config import load_configs
+
+    def action() -> int:
+        for config in load_configs(list(configs)):
+            click.echo(sweep_status(config))
+        return 0
+
+    _guarded(action)

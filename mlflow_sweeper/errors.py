@@ -1,0 +1,44 @@
+"""Exceptions users can cause, each mapped to one exit code of the contract (SPEC §2)."""
+
+from __future__ import annotations
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+
+class SweeperError(Exception):
+    """An error with a message meant for the user, never shown with a traceback."""
+
+    exit_code = EXIT_FAILED
+
+
+class ConfigError(SweeperError):
+    """An invalid config file: exit 2, and nothing has been written to any storage."""
+
+    exit_code = EXIT_USAGE
+
+    def __init__(self, path: str, key: str | None, message: str):
+        self.path = path
+        self.key = key
+        where = f"{path}: {key}: " if key else f"{path}: "
+        super().__init__(where + message)
+
+
+class StorageError(SweeperError):
+    """A storage that cannot be reached or used, named in the message."""
+
+    exit_code = EXIT_USAGE
+
+
+class DriftError(SweeperError):
+    """The config no longer matches the sweep stored under the same identity."""
+
+    exit_code = EXIT_USAGE
+
+
+class Interrupted(SweeperError):
+    """Ctrl-C or SIGTERM: running trials were cancelled."""
+
+    exit_code = EXIT_INTERRUPTED

@@ -1,0 +1,234 @@
+"""The MLflow side of a sweep: parent, trial and agent runs with the tags of SPEC §4."""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import time
+
+from mlflow.entities import Metric, Param, RunStatus, RunTag, ViewType
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
+
+from .config import SweepConfig
+from .storages import retry
+
+log = logging.getLogger(__name__)
+
+SWEEP_TAG = "sweeper.sweep"
+ROLE_TAG = "sweeper.role"
+TRIAL_TAG = "sweeper.trial"
+BEST_RUN_TAG = "sweeper.best_run_id"
+REPLACED_BY_TAG = "sweeper.replaced_by"
+ATTEMPT_TAG = "sweeper.attempt"
+MAX_PARAM_LENGTH = 6000
+BATCH = 100
+
+
+def _chunks(items: list, size: int = BATCH):
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+class Recorder:
+    def __init__(self, client: MlflowClient, config: SweepConfig, experiment_id: str | None = None):
+        self.client = client
+        self.config = config
+        self.experiment_id = experiment_id if experiment_id is not None else self._experiment_id()
+
+    @classmethod
+    def existing(cls, client: MlflowClient, config: SweepConfig) -> Recorder | None:
+        """A recorder for delete and status: never creates the experiment."""
+        experiment = retry(lambda: client.get_experiment_by_name(config.experiment), "experiment")
+        return None if experiment is None else cls(client, config, experiment.experiment_id)
+
+    def _experiment_id(self) -> str:
+        """Get or create the experiment; two agents creating it at once both succeed."""
+        name = self.config.experiment
+
+        def get_or_create() -> str:
+            experiment = self.client.get_experiment_by_name(name)
+            if experiment is not None:
+                if experiment.lifecycle_stage == "deleted":
+                    self.client.restore_experiment(experiment.experiment_id)
+                return experiment.experiment_id
+            try:
+                return self.client.create_experiment(name)
+            except MlflowException as exc:
+                if "RESOURCE_ALREADY_EXISTS" in str(exc.error_code) or "already exists" in str(exc):
+                    experiment = self.client.get_experiment_by_name(name)
+                    if experiment is not None:
+                        return experiment.experiment_id
+                raise
+
+        return retry(get_or_create, "experiment", also=lambda e: "already exists" in str(e).lower())
+
+    def _tags(self, role: str, **extra: str) -> dict[str, str]:
+        return {SWEEP_TAG: self.config.identity, ROLE_TAG: role, **extra}
+
+    # ---- parent ----------------------------------------------------------------------------
+
+    def create_parent(self) -> str:
+        tags = self._tags("parent", **{MLFLOW_RUN_NAME: self.config.sweep_name})
+        run = retry(lambda: self.client.create_run(self.experiment_id, tags=tags), "create parent")
+        run_id = run.info.run_id
+        params = [Param(k, v[:MAX_PARAM_LENGTH]) for k, v in self.config.as_params().items()]
+        for chunk in _chunks(params):
+            retry(lambda c=chunk: self.client.log_batch(run_id, params=c), "parent params")
+        try:
+            self.client.log_artifact(run_id, str(self.config.path), artifact_path="sweep")
+        except Exception as exc:  # noqa: BLE001 - the config is also in params
+            log.warning("could not store the config as an artifact of the parent run: %s", exc)
+        return run_id
+
+    def parent_state(self, run_id: str) -> str:
+        """'ok' or 'missing'; a parent deleted in the UI is restored, since the sweep lives on."""
+        try:
+            run = self.client.get_run(run_id)
+        except MlflowException as exc:
+            if "RESOURCE_DOES_NOT_EXIST" in str(exc.error_code) or "not found" in str(exc).lower():
+                return "missing"
+            raise
+        if run.info.lifecycle_stage == "deleted":
+            retry(lambda: self.client.restore_run(run_id), "restore parent")
+        return "ok"
+
+    def set_parent_status(self, parent_id: str, finished: bool) -> None:
+        run = retry(lambda: self.client.get_run(parent_id), "parent")
+        wanted = RunStatus.to_string(RunStatus.FINISHED if finished else RunStatus.RUNNING)
+        if run.info.status == wanted:
+            return
+        if finished:
+            retry(lambda: self.client.set_terminated(parent_id, "FINISHED"), "finish parent")
+        else:
+            retry(lambda: self.client.update_run(parent_id, status="RUNNING"), "reopen parent")
+
+    def record_best(self, parent_id: str, run_id: str, value: float, *, force: bool = False) -> bool:
+        """Put the best trial on the parent when `value` beats what the parent shows."""
+        metric = self.config.objective.metric
+        if metric is None or value is None or math.isnan(value):
+            return False
+        parent = retry(lambda: self.client.get_run(parent_id), "parent")
+        current = parent.data.metrics.get(metric)
+        current_run = parent.data.tags.get(BEST_RUN_TAG)
+        if current_run == run_id and current == value:
+            return False
+        if not force and current is not None and current_run is not None:
+            better = value > current if self.config.objective.direction == "maximize" else value < current
+            if not better:
+                return False
+        now = int(time.time() * 1000)
+        retry(
+            lambda: self.client.log_batch(
+                parent_id, metrics=[Metric(metric, value, now, 0)], tags=[RunTag(BEST_RUN_TAG, run_id)]
+            ),
+            "best",
+        )
+        return True
+
+    # ---- trials ------------------------------------------------------------------------------
+
+    def create_trial_run(self, parent_id: str, number: int, attempt: int, params: dict) -> str:
+        tags = self._tags(
+            "trial",
+            **{
+                TRIAL_TAG: str(number),
+                MLFLOW_PARENT_RUN_ID: parent_id,
+                MLFLOW_RUN_NAME: f"{self.config.sweep_name}-{number}",
+                ATTEMPT_TAG: str(attempt),
+            },
+        )
+        run = retry(lambda: self.client.create_run(self.experiment_id, tags=tags), "create trial run")
+        self.log_params(run.info.run_id, params)
+        return run.info.run_id
+
+    def adopt_run(self, run_id: str, parent_id: str, number: int, attempt: int, params: dict) -> None:
+        """Nest a run that a remote backend created itself."""
+        tags = self._tags(
+            "trial",
+            **{TRIAL_TAG: str(number), MLFLOW_PARENT_RUN_ID: parent_id, ATTEMPT_TAG: str(attempt)},
+        )
+        retry(lambda: self.client.log_batch(run_id, tags=[RunTag(k, v) for k, v in tags.items()]), "adopt")
+        self.log_params(run_id, params)
+
+    def log_params(self, run_id: str, params: dict) -> None:
+        items = [Param(k, str(v)[:MAX_PARAM_LENGTH]) for k, v in params.items()]
+        for chunk in _chunks(items):
+            retry(lambda c=chunk: self.client.log_batch(run_id, params=c), "trial params")
+
+    def end_trial_run(self, run_id: str, status: str) -> None:
+        retry(lambda: self.client.set_terminated(run_id, status), "end trial run")
+
+    def read_metric(self, run_id: str, metric: str) -> float | None:
+        run = retry(lambda: self.client.get_run(run_id), "read metric")
+        return run.data.metrics.get(metric)
+
+    def attach_log(self, run_id: str, path: str) -> None:
+        if not os.path.exists(path) or os.path.getsize(path) == 0:
+            return
+        try:
+            self.client.log_artifact(run_id, path)
+        except Exception as exc:  # noqa: BLE001 - the log stays on disk
+            log.debug("could not attach %s to run %s: %s", path, run_id, exc)
+
+    def replace_run(self, old_run_id: str, new_run_id: str) -> None:
+        """A retry replaced a failed run: point to the replacement, then soft-delete the old one."""
+        try:
+            self.client.set_tag(old_run_id, REPLACED_BY_TAG, new_run_id)
+            self.client.delete_run(old_run_id)
+        except MlflowException as exc:
+            log.debug("could not retire run %s: %s", old_run_id, exc)
+
+    def kill_run(self, run_id: str | None, status: str = "KILLED") -> None:
+        if not run_id:
+            return
+        try:
+            run = self.client.get_run(run_id)
+            if run.info.status in ("RUNNING", "SCHEDULED"):
+                self.client.set_terminated(run_id, status)
+        except MlflowException as exc:
+            log.debug("could not end run %s: %s", run_id, exc)
+
+    # ---- the sweep's runs, for delete and status ----------------------------------------------
+
+    def sweep_runs(self, view: int = ViewType.ACTIVE_ONLY) -> list:
+        filter_string = f"tags.`{SWEEP_TAG}` = '{_quote(self.config.identity)}'"
+        runs, token = [], None
+        while True:
+            page = retry(
+                lambda t=token: self.client.search_runs(
+                    [self.experiment_id], filter_string, run_view_type=view, max_results=1000, page_token=t
+                ),
+                "search runs",
+            )
+            runs.extend(page)
+            token = page.token
+            if not token:
+                return runs
+
+
+def _quote(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("'", "\\'")
+
+
+def tag_agent_run(config: SweepConfig, parent_id: str, experiment_id: str, sweep_tracking_uri: str) -> None:
+    """Under `mlflow run -e sweep`, tag the agent's own run and nest it under the parent."""
+    run_id = os.environ.get("MLFLOW_RUN_ID")
+    if not run_id:
+        return
+    uri = os.environ.get("MLFLOW_TRACKING_URI") or sweep_tracking_uri
+    try:
+        client = MlflowClient(tracking_uri=uri)
+        run = client.get_run(run_id)
+        tags = [RunTag(SWEEP_TAG, config.identity), RunTag(ROLE_TAG, "agent")]
+        if uri == sweep_tracking_uri and run.info.experiment_id == experiment_id and run_id != parent_id:
+            tags.append(RunTag(MLFLOW_PARENT_RUN_ID, parent_id))
+        client.log_batch(run_id, tags=tags)
+    except Exception as exc:  # noqa: BLE001 - the agent's run is a courtesy
+        log.debug("could not tag the agent run %s: %s", run_id, exc)
+
+
+def view_all() -> int:
+    return ViewType.ALL

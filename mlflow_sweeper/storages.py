@@ -1,0 +1,232 @@
+"""Opening the two storages safely: URL checks, race-free creation, transient-error retries.
+
+Optuna URLs: any RDB URL (`sqlite:///`, `postgresql://`, `mysql+pymysql://`), a journal file
+(`journal:///abs/path.log` or `journal://relative/path.log`) and Redis through Optuna's journal
+Redis backend (`redis://host:port/db`, `rediss://...`).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import re
+import time
+from collections.abc import Callable
+from contextlib import contextmanager, suppress
+from pathlib import Path
+from typing import TypeVar
+
+from .errors import StorageError
+
+T = TypeVar("T")
+log = logging.getLogger(__name__)
+
+RDB_SCHEMES = ("sqlite", "postgresql", "postgres", "mysql", "mariadb", "oracle", "mssql")
+MLFLOW_SCHEMES = RDB_SCHEMES + ("http", "https", "databricks", "databricks-uc")
+TRANSIENT_PATTERNS = re.compile(
+    r"database is locked|could not connect|connection (?:refused|reset|closed|was closed)"
+    r"|server closed the connection|terminating connection|lost connection|gone away"
+    r"|deadlock|serializ|timeout|timed out|too many connections|cannot connect|try again"
+    r"|connection to server|the database system is (?:starting up|shutting down)|broken pipe"
+    r"|Error 111|Connection refused|ConnectionError|temporarily unavailable|SSL SYSCALL",
+    re.IGNORECASE,
+)
+RACE_PATTERNS = re.compile(
+    r"already exists|duplicate|unique constraint|UNIQUE constraint|IntegrityError",
+    re.IGNORECASE,
+)
+
+
+def _scheme(url: str) -> str:
+    return url.split(":", 1)[0].split("+", 1)[0].lower() if ":" in url else ""
+
+
+def mask(url: str) -> str:
+    """A URL fit for messages: the password replaced by ***."""
+    return re.sub(r"(://[^:/@]+:)[^@]*@", r"\1***@", url)
+
+
+def check_optuna_url(url: str) -> str | None:
+    scheme = _scheme(url)
+    if scheme in RDB_SCHEMES or scheme in ("redis", "rediss"):
+        return None if "://" in url else f"{url!r} is not a URL (e.g. sqlite:///optuna.db)"
+    if scheme == "journal":
+        path = url[len("journal:") :].lstrip("/")
+        return None if path else "a journal URL needs a file path, e.g. journal:///tmp/optuna.log"
+    return (
+        f"unknown Optuna storage {url!r}; use sqlite:///FILE, postgresql://..., "
+        "mysql+pymysql://..., journal:///FILE.log or redis://HOST:PORT/DB"
+    )
+
+
+def check_mlflow_url(url: str) -> str | None:
+    scheme = _scheme(url)
+    if scheme in MLFLOW_SCHEMES and ("://" in url or scheme.startswith("databricks")):
+        return None
+    return (
+        f"unknown MLflow tracking URI {url!r}; use sqlite:///FILE, postgresql://..., "
+        "mysql+pymysql://... or http(s)://HOST:PORT of a tracking server"
+    )
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Errors worth retrying: a busy SQLite file, a restarting or unreachable server."""
+    import sqlalchemy.exc as sa_exc
+
+    if isinstance(exc, sa_exc.OperationalError | sa_exc.InterfaceError | sa_exc.DisconnectionError):
+        return True
+    try:
+        import redis
+
+        if isinstance(exc, redis.ConnectionError | redis.TimeoutError):
+            return True
+    except ImportError:
+        pass
+    if isinstance(exc, ConnectionError | TimeoutError):
+        return True
+    text = f"{type(exc).__name__}: {exc}"
+    return bool(TRANSIENT_PATTERNS.search(text))
+
+
+def retry(
+    fn: Callable[[], T],
+    what: str,
+    *,
+    attempts: int = 8,
+    first_delay: float = 0.05,
+    max_delay: float = 5.0,
+    also: Callable[[BaseException], bool] | None = None,
+) -> T:
+    """Call fn, retrying transient storage errors with jittered exponential backoff."""
+    delay = first_delay
+    for attempt in range(1, attempts + 1):
+        try:
+            return fn()
+        except Exception as exc:  # noqa: BLE001 - classified below
+            retriable = is_transient(exc) or (also is not None and also(exc))
+            if not retriable or attempt == attempts:
+                raise
+            log.debug("%s: transient error (%s), retry %d", what, exc, attempt)
+            time.sleep(delay * (0.5 + random.random()))
+            delay = min(delay * 2, max_delay)
+    raise AssertionError("unreachable")
+
+
+@contextmanager
+def local_lock(lock_dir: Path, name: str, timeout: float = 120.0):
+    """A host-local lock file in `lock_dir`, removed after use.
+
+    Only a speed-up: what it guards is also retried on the race it prevents, so a lock file
+    removed while another process waits on it costs a retry, never correctness.
+    """
+    from filelock import FileLock
+
+    lock_dir.mkdir(parents=True, exist_ok=True)
+    path = lock_dir / f"{re.sub(r'[^A-Za-z0-9_.-]', '_', name)[-120:]}.lock"
+    lock = FileLock(str(path), timeout=timeout)
+    with lock:
+        try:
+            yield
+        finally:
+            with suppress(OSError):
+                os.unlink(path)
+
+
+def _sqlite_path(url: str) -> Path | None:
+    if url.startswith("sqlite:///"):
+        path = url[len("sqlite:///") :].split("?", 1)[0]
+        return Path(path) if path and path != ":memory:" else None
+    return None
+
+
+def open_optuna_storage(url: str):
+    """Open (creating if needed) an Optuna storage; safe when many agents start at once."""
+    import optuna
+
+    scheme = _scheme(url)
+
+    def build():
+        if scheme == "journal":
+            from optuna.storages.journal import JournalFileBackend, JournalStorage
+
+            path = Path(url[len("journal://") :])
+            path.parent.mkdir(parents=True, exist_ok=True)
+            return JournalStorage(JournalFileBackend(str(path)))
+        if scheme in ("redis", "rediss"):
+            try:
+                import redis  # noqa: F401
+                from optuna.storages.journal import JournalRedisBackend, JournalStorage
+            except ImportError:
+                raise StorageError(
+                    f"Optuna storage {mask(url)}: the Redis driver is missing; "
+                    "pip install 'mlflow-sweeper[redis]'"
+                ) from None
+            return JournalStorage(JournalRedisBackend(url))
+        engine_kwargs: dict = {"pool_pre_ping": True}
+        if scheme == "sqlite":
+            engine_kwargs = {"connect_args": {"timeout": 60}}
+        elif scheme in ("mysql", "mariadb"):
+            engine_kwargs["pool_recycle"] = 3600
+        return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs)
+
+    def create():
+        return retry(
+            build, f"open {mask(url)}", attempts=10, also=lambda e: bool(RACE_PATTERNS.search(str(e)))
+        )
+
+    try:
+        sqlite = _sqlite_path(url)
+        if sqlite is not None:
+            sqlite.parent.mkdir(parents=True, exist_ok=True)
+            with local_lock(sqlite.parent, f".{sqlite.name}.create"):
+                return create()
+        return create()
+    except StorageError:
+        raise
+    except ModuleNotFoundError as exc:
+        raise StorageError(
+            f"Optuna storage {mask(url)}: a database driver is missing ({exc.name}); "
+            "install the extra, e.g. pip install 'mlflow-sweeper[postgres]' or '[mysql]'"
+        ) from None
+    except Exception as exc:  # noqa: BLE001 - turned into one clear message
+        raise StorageError(f"cannot open the Optuna storage {mask(url)}: {_first_line(exc)}") from None
+
+
+def open_mlflow_tracking(url: str):
+    """An MlflowClient on `url`, its store created race-free; the URL becomes MLflow's current."""
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    def build():
+        client = MlflowClient(tracking_uri=url)
+        client.search_experiments(max_results=1)  # connects, creates tables on a fresh store
+        return client
+
+    def create():
+        return retry(
+            build, f"open {mask(url)}", attempts=10, also=lambda e: bool(RACE_PATTERNS.search(str(e)))
+        )
+
+    try:
+        sqlite = _sqlite_path(url)
+        if sqlite is not None:
+            sqlite.parent.mkdir(parents=True, exist_ok=True)
+            with local_lock(sqlite.parent, f".{sqlite.name}.create"):
+                client = create()
+        else:
+            client = create()
+    except ModuleNotFoundError as exc:
+        raise StorageError(
+            f"MLflow storage {mask(url)}: a database driver is missing ({exc.name}); "
+            "install the extra, e.g. pip install 'mlflow-sweeper[postgres]'"
+        ) from None
+    except Exception as exc:  # noqa: BLE001
+        raise StorageError(f"cannot open the MLflow storage {mask(url)}: {_first_line(exc)}") from None
+    mlflow.set_tracking_uri(url)
+    return client
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0][:300] if text else type(exc).__name__
