@@ -1,0 +1,190 @@
+"""Shared helpers: run the real CLI in a subprocess, write configs, read the real storages.
+
+Server tests skip with a reason where a server is missing, unless MLFLOW_SWEEPER_REQUIRE_SERVERS=1
+(set by .ci/run), where a missing server fails the test.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parent.parent
+PROJECT = Path(__file__).resolve().parent / "project"
+TRAIN = PROJECT / "train.py"
+REQUIRE_SERVERS = os.environ.get("MLFLOW_SWEEPER_REQUIRE_SERVERS") == "1"
+
+
+def cli_env(extra: dict | None = None) -> dict:
+    """The environment a user's shell would give: this Python first on PATH, no inherited run."""
+    env = dict(os.environ)
+    for name in ("MLFLOW_RUN_ID", "MLFLOW_TRACKING_URI", "MLFLOW_EXPERIMENT_ID", "MLFLOW_EXPERIMENT_NAME"):
+        env.pop(name, None)
+    env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
+    env["PYTHONUNBUFFERED"] = "1"
+    if extra:
+        env.update(extra)
+    return env
+
+
+def run_cli(*args: str, cwd: Path, timeout: float = 240, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "mlflow_sweeper", *map(str, args)],
+        cwd=cwd,
+        env=cli_env(env),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+def start_cli(*args: str, cwd: Path, env: dict | None = None, **popen) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "mlflow_sweeper", *map(str, args)],
+        cwd=cwd,
+        env=cli_env(env),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        text=True,
+        **popen,
+    )
+
+
+def write_config(directory: Path, name: str = "sweep.yaml", **keys) -> Path:
+    """A config file; defaults give a command-mode grid sweep on SQLite stores in `directory`."""
+    config = {
+        "experiment": "exp",
+        "sweep_name": "s1",
+        "command": f"python {TRAIN}",
+        "parameters": {"x": [1, 2, 3], "y": [10, 20]},
+        "mlflow_storage": "sqlite:///mlflow.db",
+        "spec": {"direction": "maximize", "metric": "score"},
+    }
+    for key, value in keys.items():
+        if value is None:
+            config.pop(key, None)
+        else:
+            config[key] = value
+    if "entry_point" in config:
+        config.pop("command", None)
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / name
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return path
+
+
+def read_records(path: Path) -> list[dict]:
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def mlflow_runs(tracking_uri: str, experiment: str = "exp", deleted: bool = False) -> list:
+    from mlflow.entities import ViewType
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=tracking_uri)
+    exp = client.get_experiment_by_name(experiment)
+    if exp is None:
+        return []
+    view = ViewType.ALL if deleted else ViewType.ACTIVE_ONLY
+    return client.search_runs([exp.experiment_id], run_view_type=view, max_results=50000)
+
+
+def optuna_trials(storage_url: str, study_name: str = "exp/s1") -> list:
+    import optuna
+
+    return optuna.load_study(study_name=study_name, storage=storage_url).get_trials(deepcopy=False)
+
+
+def _reachable(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def require_server(name: str, host: str, port: int) -> None:
+    if _reachable(host, port):
+        return
+    message = f"{name} is not reachable at {host}:{port}"
+    if REQUIRE_SERVERS:
+        pytest.fail(message + " (MLFLOW_SWEEPER_REQUIRE_SERVERS=1 forbids skipping)")
+    pytest.skip(message)
+
+
+@pytest.fixture
+def postgres_db():
+    """A factory of fresh PostgreSQL databases; returns SQLAlchemy URLs, drops them afterwards."""
+    require_server("PostgreSQL", "127.0.0.1", 5432)
+    import psycopg2
+
+    created = []
+
+    def make(prefix: str = "sweeper") -> str:
+        name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+        conn = psycopg2.connect(host="127.0.0.1", port=5432, user="postgres", dbname="postgres")
+        conn.autocommit = True
+        conn.cursor().execute(f'CREATE DATABASE "{name}"')
+        conn.close()
+        created.append(name)
+        return f"postgresql://postgres@127.0.0.1:5432/{name}"
+
+    yield make
+    conn = psycopg2.connect(host="127.0.0.1", port=5432, user="postgres", dbname="postgres")
+    conn.autocommit = True
+    for name in created:
+        try:
+            conn.cursor().execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        except Exception:  # noqa: BLE001 - cleanup is best effort
+            pass
+    conn.close()
+
+
+@pytest.fixture
+def mysql_db():
+    """A factory of fresh MariaDB/MySQL databases (pymysql URLs), dropped afterwards."""
+    require_server("MariaDB", "127.0.0.1", 3306)
+    import pymysql
+
+    created = []
+
+    def make(prefix: str = "sweeper") -> str:
+        name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+        conn = pymysql.connect(host="127.0.0.1", port=3306, user="root", password="")
+        with conn.cursor() as cur:
+            cur.execute(f"CREATE DATABASE `{name}`")
+        conn.close()
+        created.append(name)
+        return f"mysql+pymysql://root@127.0.0.1:3306/{name}"
+
+    yield make
+    conn = pymysql.connect(host="127.0.0.1", port=3306, user="root", password="")
+    with conn.cursor() as cur:
+        for name in created:
+            cur.execute(f"DROP DATABASE IF EXISTS `{name}`")
+    conn.close()
+
+
+@pytest.fixture
+def redis_url():
+    """A Redis URL on a database index no other test uses at the same time, flushed before and after."""
+    require_server("Redis", "127.0.0.1", 6379)
+    import redis
+
+    index = 1 + (os.getpid() + uuid.uuid4().int) % 15
+    client = redis.Redis(host="127.0.0.1", port=6379, db=index)
+    client.flushdb()
+    yield f"redis://127.0.0.1:6379/{index}"
+    client.flushdb()

@@ -1,0 +1,66 @@
+"""A test trial. Arguments are `name=value` or `--name value`; it logs `score` = x + y.
+
+behave: ok | fail | fail_once | no_metric | sleep:<seconds> | nan | hang
+record: a file to which one JSON line (params, run id, pid) is appended, atomically.
+"""
+
+import json
+import os
+import sys
+import time
+
+
+def parse(argv):
+    params, i = {}, 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg.startswith("--"):
+            params[arg[2:]] = argv[i + 1]
+            i += 2
+        else:
+            name, _, value = arg.partition("=")
+            params[name] = value
+            i += 1
+    return params
+
+
+def number(text):
+    try:
+        return float(text)
+    except (TypeError, ValueError):
+        return float(len(str(text)))
+
+
+def main():
+    params = parse(sys.argv[1:])
+    behave = params.get("behave", "ok")
+    record = params.get("record") or ""
+    if record:
+        line = json.dumps({"argv": sys.argv[1:], "params": params, "run_id": os.environ.get("MLFLOW_RUN_ID"),
+                           "pid": os.getpid(), "time": time.time()}) + "\n"
+        fd = os.open(record, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        os.write(fd, line.encode())
+        os.close(fd)
+    if behave.startswith("sleep:"):
+        time.sleep(float(behave.split(":", 1)[1]))
+    if behave == "hang":
+        time.sleep(3600)
+    if behave == "fail":
+        sys.exit(3)
+    if behave == "fail_once":
+        marker = os.path.join(os.path.dirname(os.path.abspath(record or __file__)),
+                              f"failed-once-{params.get('x')}-{params.get('y')}")
+        if not os.path.exists(marker):
+            open(marker, "w").close()
+            sys.exit(4)
+    import mlflow
+
+    with mlflow.start_run():
+        if behave == "nan":
+            mlflow.log_metric("score", float("nan"))
+        elif behave != "no_metric":
+            mlflow.log_metric("score", number(params.get("x")) + number(params.get("y")))
+
+
+if __name__ == "__main__":
+    main()
