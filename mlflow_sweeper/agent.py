@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import signal
 import threading
 import time
@@ -18,7 +19,7 @@ from .algorithms import PointSource
 from .config import SweepConfig
 from .coordination import SweepStudy, Work, agent_id
 from .errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK
-from .launch import Launcher, TrialHandle, make_launcher
+from .launch import Launcher, TrialHandle, kill_tree, make_launcher
 from .progress import Reporter, SweepProgress
 from .record import Recorder, tag_agent_run
 from .storages import open_mlflow_tracking, open_optuna_storage
@@ -57,6 +58,7 @@ class Agent:
         self.reporter = reporter or Reporter()
         self.stop = threading.Event()
         self.agent = agent_id()
+        self.trial_pids: set[int] = set()
         self._lock = threading.Lock()
 
     # ---- signals -------------------------------------------------------------------------------
@@ -64,7 +66,10 @@ class Agent:
     def install_signal_handlers(self) -> None:
         def handler(signum, frame):
             if self.stop.is_set():
-                raise SystemExit(EXIT_INTERRUPTED)  # second Ctrl-C: leave at once
+                # Second Ctrl-C: kill what is running and leave at once.
+                for pid in list(self.trial_pids):
+                    kill_tree(pid, grace=0)
+                os._exit(EXIT_INTERRUPTED)
             self.stop.set()
             self.reporter.event("interrupted: cancelling running trials (press Ctrl-C again to quit at once)")
 
@@ -144,7 +149,7 @@ class SweepRun:
         )
         if progress.best is not None:
             self.progress.best = progress.best.value
-        if self.study.is_finished():
+        if self.study.is_finished() and not self._requeue_lost():
             self.reporter.event(f"{self.config.identity}: already complete, nothing to run")
             return self.finish()
         self.recorder.set_parent_status(self.parent_id, finished=False)
@@ -161,16 +166,11 @@ class SweepRun:
         self.reporter.start(self.progress)
         maintenance = threading.Thread(target=self._maintain, daemon=True, name="maintenance")
         maintenance.start()
-        workers = [
-            threading.Thread(target=self._worker, daemon=True, name=f"worker-{i}")
-            for i in range(self.agent.n_jobs)
-        ]
-        for worker in workers:
-            worker.start()
         try:
-            for worker in workers:
-                while worker.is_alive():
-                    worker.join(timeout=0.2)
+            while True:
+                self._run_workers()
+                if self.agent.stop.is_set() or self.outcome.launch_error or not self._requeue_lost():
+                    break
         finally:
             self.done.set()
             maintenance.join(timeout=5)
@@ -179,7 +179,30 @@ class SweepRun:
             self.outcome.interrupted = True
             self.reporter.event(f"{self.config.identity}: interrupted; run the same command again to resume")
             return self.outcome
+        if self.outcome.launch_error:
+            return self.outcome
         return self.finish()
+
+    def _run_workers(self) -> None:
+        workers = [
+            threading.Thread(target=self._worker, daemon=True, name=f"worker-{i}")
+            for i in range(self.agent.n_jobs)
+        ]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            while worker.is_alive():
+                worker.join(timeout=0.2)
+
+    def _requeue_lost(self) -> bool:
+        """Re-queue points whose re-run was lost with an agent that died between failing and
+        re-queuing them. Only looked for once nothing is active, so it costs one scan per sweep."""
+        if not self.study.is_finished():
+            return False
+        lost = self.study.unresolved_slots(self.study.trials())
+        for trial in lost:
+            self.study.requeue_trial(trial)
+        return bool(lost)
 
     def finish(self) -> SweepOutcome:
         """Close the sweep if it is done: parent FINISHED, best trial, summary of failures."""
@@ -190,17 +213,6 @@ class SweepRun:
             )
             return self.outcome
         trials = self.study.trials()
-        lost = self.study.unresolved_slots(trials)
-        if lost:
-            # A re-queue was lost with an agent that died between failing and re-queuing.
-            for trial in lost:
-                self.study.requeue(
-                    dict(trial.params),
-                    int(trial.system_attrs["sweeper:slot"]),
-                    int(trial.system_attrs.get("sweeper:attempt", 1)) + 1,
-                    None,
-                )
-            return self.run() if not self.agent.stop.is_set() else self.outcome
         self.outcome.finished = True
         best = self.study.best_trial()
         if best is not None and best.user_attrs.get("mlflow_run_id"):
@@ -248,9 +260,14 @@ class SweepRun:
                 self._run_trial(work)
             except StopRequested:
                 return
-            except Exception as exc:  # noqa: BLE001 - keep the agent alive, tell the user
-                log.exception("trial %s: unexpected error", work.number)
-                self._give_back(work, None, f"agent error: {exc}")
+            except Exception as exc:  # noqa: BLE001 - stop this agent, keep the sweep resumable
+                log.debug("trial %s: unexpected error", work.number, exc_info=True)
+                self.outcome.launch_error = f"trial {work.number}: {type(exc).__name__}: {exc}"
+                self.reporter.event(
+                    f"{self.outcome.launch_error}; stopping this agent (the trial is re-queued)"
+                )
+                self._give_back(work, f"agent error: {exc}")
+                return
             self._maybe_close_sweep()
 
     def _run_trial(self, work: Work) -> None:
@@ -262,6 +279,7 @@ class SweepRun:
             self.progress.running = len(self.running)
         try:
             if self.agent.stop.is_set():
+                self._cancelled(work, None)
                 raise StopRequested
             if self.launcher.creates_run:
                 run_id = self.recorder.create_trial_run(self.parent_id, work.number, work.attempt, params)
@@ -282,6 +300,8 @@ class SweepRun:
                     self.recorder.replace_run(work.replaces_run, run_id)
             with self.lock:
                 self.running[work.trial_id] = (work, handle)
+            if handle.pid is not None:
+                self.agent.trial_pids.add(handle.pid)
             self.reporter.event(
                 f"trial {work.number} started (run {run_id}{_attempt(work)}): {_fmt(work.params)}"
             )
@@ -317,6 +337,7 @@ class SweepRun:
                 delay = min(delay * 1.5, 0.1)
         finally:
             handle.close()
+            self.agent.trial_pids.discard(handle.pid)
         self.recorder.attach_log(run_id, str(self.log_dir / f"trial-{work.number}.log"))
         if not ok:
             code = getattr(handle, "returncode", None)
@@ -367,7 +388,8 @@ class SweepRun:
 
     def _cancelled(self, work: Work, run_id: str | None) -> None:
         """Ctrl-C: the run is KILLED, the point re-queued without counting an attempt."""
-        self.recorder.kill_run(run_id, "KILLED")
+        if run_id:
+            self.recorder.end_trial_run(run_id, "KILLED")
         self.study.fail(
             work, "interrupted (Ctrl-C or SIGTERM)", retry_it=True, count_attempt=False, old_run=run_id
         )
@@ -381,10 +403,10 @@ class SweepRun:
         self.study.fail(work, message, retry_it=True, count_attempt=False, old_run=run_id)
         self.reporter.event(message)
 
-    def _give_back(self, work: Work, run_id: str | None, reason: str) -> None:
+    def _give_back(self, work: Work, reason: str) -> None:
         try:
-            self.recorder.kill_run(run_id, "FAILED")
-            self.study.fail(work, reason, retry_it=True, count_attempt=False)
+            self.recorder.kill_run(work.run_id, "FAILED")
+            self.study.fail(work, reason, retry_it=True, count_attempt=False, old_run=work.run_id)
         except Exception:  # noqa: BLE001
             log.exception("could not give trial %s back", work.number)
 

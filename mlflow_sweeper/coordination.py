@@ -83,6 +83,7 @@ class Work:
     attempt: int
     params: dict
     replaces_run: str | None = None
+    run_id: str | None = None
 
 
 @dataclass
@@ -295,7 +296,7 @@ class SweepStudy:
         for claim in parked:
             if claim.number < budget and self._take(self.claims_id, claim._trial_id):
                 return claim._trial_id, claim.number
-        if retry(lambda: self.storage.get_n_trials(self.claims_id), "count claims") >= budget:
+        if self.slots_exhausted():
             return None
         claim_id = retry(lambda: self.storage.create_new_trial(self.claims_id), "claim")
         number = retry(lambda: self.storage.get_trial_number_from_id(claim_id), "claim number")
@@ -345,6 +346,7 @@ class SweepStudy:
     # ---- while running -----------------------------------------------------------------------
 
     def set_run_id(self, work: Work, run_id: str) -> None:
+        work.run_id = run_id
         retry(lambda: self.storage.set_trial_user_attr(work.trial_id, RUN_ATTR, run_id), "set run id")
 
     def heartbeat(self, trial_ids: Iterable[int]) -> None:
@@ -403,6 +405,13 @@ class SweepStudy:
             attrs[REPLACES_RUN] = old_run
         self._create_with(params, attrs, TrialState.WAITING)
 
+    def requeue_trial(self, trial: FrozenTrial) -> None:
+        """Queue the next attempt of a failed trial's point."""
+        attempt = int(trial.system_attrs.get(ATTEMPT, 1)) + 1
+        self.requeue(
+            dict(trial.params), int(trial.system_attrs[SLOT]), attempt, trial.user_attrs.get(RUN_ATTR)
+        )
+
     def reclaim_stale(self, own_running: set[int]) -> list[tuple[FrozenTrial, bool]]:
         """Fail RUNNING trials whose agent went silent (or died on this host) and re-queue them.
 
@@ -438,12 +447,10 @@ class SweepStudy:
                 )
             except UpdateFinishedTrialError:
                 continue  # finished by its agent, or reclaimed by another one
-            attempt = int(trial.system_attrs.get(ATTEMPT, 1)) + 1
-            requeued = attempt <= 1 + self.config.max_retries and SLOT in trial.system_attrs
+            requeued = int(trial.system_attrs.get(ATTEMPT, 1)) < 1 + self.config.max_retries
+            requeued = requeued and SLOT in trial.system_attrs
             if requeued:
-                self.requeue(
-                    dict(trial.params), int(trial.system_attrs[SLOT]), attempt, trial.user_attrs.get(RUN_ATTR)
-                )
+                self.requeue_trial(trial)
             reclaimed.append((trial, requeued))
         return reclaimed
 
@@ -473,7 +480,16 @@ class SweepStudy:
         return bool(active)
 
     def slots_exhausted(self) -> bool:
-        return retry(lambda: self.storage.get_n_trials(self.claims_id), "count claims") >= self.budget
+        """Has every slot of the budget been claimed? Claim numbers are dense, so it is enough
+        that claim `budget - 1` exists: one indexed lookup, not a count of every trial."""
+        try:
+            retry(
+                lambda: self.storage.get_trial_id_from_study_id_trial_number(self.claims_id, self.budget - 1),
+                "claims",
+            )
+        except KeyError:
+            return False
+        return True
 
     def is_finished(self) -> bool:
         """Every slot of the budget claimed, and nothing running or queued (claims checked first)."""

@@ -34,6 +34,7 @@ class TrialHandle(ABC):
     """A launched trial: poll it, wait for it, cancel it."""
 
     run_id: str
+    pid: int | None = None  # the local process tree's root, when there is one
 
     @abstractmethod
     def poll(self) -> bool | None:
@@ -51,6 +52,7 @@ class ProcessHandle(TrialHandle):
     def __init__(self, run_id: str, process: subprocess.Popen, log_file: IO, cleanup: Path | None = None):
         self.run_id = run_id
         self.process = process
+        self.pid = process.pid
         self.log_file = log_file
         self.cleanup = cleanup
 
