@@ -159,6 +159,7 @@ class SweepRun:
             self.outcome.launch_error = f"cannot launch trials of {self.config.identity}: {exc}"
             self.reporter.event(self.outcome.launch_error)
             return self.outcome
+        self.run_tags = self.launcher.run_tags()
         self.reporter.event(
             f"{self.config.identity}: parent run {self.parent_id}, {self.study.budget} trials in the budget, "
             f"{progress.complete} done, up to {self.agent.n_jobs} at once"
@@ -282,7 +283,9 @@ class SweepRun:
                 self._cancelled(work, None)
                 raise StopRequested
             if self.launcher.creates_run:
-                run_id = self.recorder.create_trial_run(self.parent_id, work.number, work.attempt, params)
+                run_id = self.recorder.create_trial_run(
+                    self.parent_id, work.number, work.attempt, params, self.run_tags
+                )
                 self.study.set_run_id(work, run_id)
                 if work.replaces_run:
                     self.recorder.replace_run(work.replaces_run, run_id)

@@ -138,6 +138,10 @@ class Launcher(ABC):
     def prepare(self) -> None:
         """Once per sweep, before the first trial (fetch a project, check it)."""
 
+    def run_tags(self) -> dict[str, str]:
+        """Tags MLflow Projects would put on the run it creates for this launch."""
+        return {}
+
     @abstractmethod
     def launch(self, run_id: str | None, experiment_id: str, params: dict, log_name: str) -> TrialHandle: ...
 
@@ -170,6 +174,23 @@ class LocalProjectLauncher(Launcher):
         if self.project.docker_env:
             raise ValueError("docker_env projects are not supported on the local backend yet")
         self.env_prefix = self._environment_prefix()
+
+    def run_tags(self) -> dict[str, str]:
+        from mlflow.entities import SourceType
+        from mlflow.utils import mlflow_tags as tags
+        from mlflow.utils.git_utils import get_git_commit
+
+        result = {
+            tags.MLFLOW_SOURCE_NAME: self.config.project,
+            tags.MLFLOW_SOURCE_TYPE: SourceType.to_string(SourceType.PROJECT),
+            tags.MLFLOW_PROJECT_ENTRY_POINT: self.config.entry_point,
+            tags.MLFLOW_PROJECT_BACKEND: "local",
+            tags.MLFLOW_PROJECT_ENV: self.config.env_manager,
+        }
+        commit = get_git_commit(self.work_dir)
+        if commit:
+            result[tags.MLFLOW_GIT_COMMIT] = commit
+        return result
 
     def _environment_prefix(self) -> list[str]:
         """The activation command MLflow's local backend would put before the entry point."""

@@ -130,9 +130,12 @@ class Recorder:
 
     # ---- trials ------------------------------------------------------------------------------
 
-    def create_trial_run(self, parent_id: str, number: int, attempt: int, params: dict) -> str:
+    def create_trial_run(
+        self, parent_id: str, number: int, attempt: int, params: dict, extra_tags: dict[str, str]
+    ) -> str:
         tags = self._tags(
             "trial",
+            **extra_tags,
             **{
                 TRIAL_TAG: str(number),
                 MLFLOW_PARENT_RUN_ID: parent_id,
