@@ -7,6 +7,7 @@ reclaims the trials of agents that went silent. Many agents may run the same swe
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import math
 import os
@@ -27,6 +28,7 @@ from .storages import open_mlflow_tracking, open_optuna_storage
 log = logging.getLogger(__name__)
 
 IDLE_POLL_SECONDS = 0.5
+LOST_REQUEUE_GRACE = 60.0
 
 
 @dataclass
@@ -131,6 +133,7 @@ class SweepRun:
         if self.study.find():
             self.study.check_drift()  # before anything is written for this config
         client = open_mlflow_tracking(tracking_uri)
+        self.tracking_uri = tracking_uri = client.tracking_uri
         self.recorder = Recorder(client, config)
         self.parent_id = self.study.create_or_attach(self.recorder.create_parent, self.recorder.parent_state)
         tag_agent_run(config, self.parent_id, self.recorder.experiment_id, tracking_uri)
@@ -196,18 +199,27 @@ class SweepRun:
                 worker.join(timeout=0.2)
 
     def _requeue_lost(self) -> bool:
-        """Re-queue points whose re-run was lost with an agent that died between failing and
-        re-queuing them. Only looked for once nothing is active, so it costs one scan per sweep."""
+        """Look for points owed a re-run once nothing is active; True to go on working.
+
+        A stale trial is failed first and re-queued right after by the agent that reclaimed it.
+        If that agent died in between, the point is re-queued here once the failure is older
+        than LOST_REQUEUE_GRACE; until then this agent waits for the re-queue to appear.
+        """
         if not self.study.is_finished():
             return False
         lost = self.study.unresolved_slots(self.study.trials())
+        if not lost:
+            return False
+        now = dt.datetime.now()
         for trial in lost:
-            self.study.requeue_trial(trial)
-        return bool(lost)
+            ended = trial.datetime_complete or now
+            if (now - ended).total_seconds() > LOST_REQUEUE_GRACE:
+                self.study.requeue_trial(trial)
+        return not self.agent.stop.wait(1.0)
 
     def finish(self) -> SweepOutcome:
         """Close the sweep if it is done: parent FINISHED, best trial, summary of failures."""
-        if not self.study.is_finished():
+        if not self.study.is_complete():
             self.reporter.event(
                 f"{self.config.identity}: this agent stopped; the sweep is not finished "
                 "(other agents, or run again to resume)"
@@ -416,7 +428,7 @@ class SweepRun:
     def _maybe_close_sweep(self) -> None:
         """Whichever agent ends the last trial marks the parent FINISHED."""
         try:
-            if self.study.is_finished():
+            if self.study.is_complete():
                 self.recorder.set_parent_status(self.parent_id, finished=True)
         except Exception as exc:  # noqa: BLE001 - retried at the end of the sweep
             log.debug("could not check whether the sweep is finished: %s", exc)

@@ -495,6 +495,10 @@ class SweepStudy:
         """Every slot of the budget claimed, and nothing running or queued (claims checked first)."""
         return self.slots_exhausted() and not self.has_active()
 
+    def is_complete(self) -> bool:
+        """Finished, and no failed point is still owed its re-run (one scan, only at the end)."""
+        return self.is_finished() and not self.unresolved_slots(self.trials())
+
     def trials(self) -> list[FrozenTrial]:
         return retry(lambda: self.storage.get_all_trials(self.study_id, deepcopy=False), "trials")
 

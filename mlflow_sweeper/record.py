@@ -13,7 +13,7 @@ from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
 
 from .config import SweepConfig
-from .storages import retry
+from .storages import retry, with_sqlite_timeout
 
 log = logging.getLogger(__name__)
 
@@ -226,7 +226,11 @@ def tag_agent_run(config: SweepConfig, parent_id: str, experiment_id: str, sweep
         client = MlflowClient(tracking_uri=uri)
         run = client.get_run(run_id)
         tags = [RunTag(SWEEP_TAG, config.identity), RunTag(ROLE_TAG, "agent")]
-        if uri == sweep_tracking_uri and run.info.experiment_id == experiment_id and run_id != parent_id:
+        if (
+            with_sqlite_timeout(uri) == sweep_tracking_uri
+            and run.info.experiment_id == experiment_id
+            and run_id != parent_id
+        ):
             tags.append(RunTag(MLFLOW_PARENT_RUN_ID, parent_id))
         client.log_batch(run_id, tags=tags)
     except Exception as exc:  # noqa: BLE001 - the agent's run is a courtesy

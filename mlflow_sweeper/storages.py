@@ -140,6 +140,24 @@ def _sqlite_path(url: str) -> Path | None:
     return None
 
 
+def _use_wal(path: Path) -> None:
+    """WAL lets readers and one writer work at once: far fewer busy waits with many agents."""
+    import sqlite3
+
+    try:
+        with sqlite3.connect(str(path), timeout=60) as conn:
+            conn.execute("PRAGMA journal_mode=WAL")
+    except sqlite3.Error as exc:
+        log.debug("could not switch %s to WAL: %s", path, exc)
+
+
+def with_sqlite_timeout(url: str, seconds: int = 60) -> str:
+    """An MLflow SQLite URI whose connections wait for a busy database instead of failing."""
+    if _sqlite_path(url) is None or "timeout=" in url:
+        return url
+    return url + ("&" if "?" in url else "?") + f"timeout={seconds}"
+
+
 def open_optuna_storage(url: str):
     """Open (creating if needed) an Optuna storage; safe when many agents start at once."""
     import optuna
@@ -180,7 +198,9 @@ def open_optuna_storage(url: str):
         if sqlite is not None:
             sqlite.parent.mkdir(parents=True, exist_ok=True)
             with local_lock(sqlite.parent, f".{sqlite.name}.create"):
-                return create()
+                storage = create()
+                _use_wal(sqlite)
+                return storage
         return create()
     except StorageError:
         raise
@@ -194,9 +214,14 @@ def open_optuna_storage(url: str):
 
 
 def open_mlflow_tracking(url: str):
-    """An MlflowClient on `url`, its store created race-free; the URL becomes MLflow's current."""
+    """An MlflowClient on `url`, its store created race-free; the URL becomes MLflow's current.
+
+    A SQLite URI gets a busy timeout, which trials inherit through MLFLOW_TRACKING_URI.
+    """
     import mlflow
     from mlflow.tracking import MlflowClient
+
+    url = with_sqlite_timeout(url)
 
     def build():
         client = MlflowClient(tracking_uri=url)
@@ -214,6 +239,7 @@ def open_mlflow_tracking(url: str):
             sqlite.parent.mkdir(parents=True, exist_ok=True)
             with local_lock(sqlite.parent, f".{sqlite.name}.create"):
                 client = create()
+                _use_wal(sqlite)
         else:
             client = create()
     except ModuleNotFoundError as exc:
