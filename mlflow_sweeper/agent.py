@@ -127,7 +127,6 @@ class SweepRun:
 
         self.storage = open_optuna_storage(config.optuna_storage)
         tracking_uri = config.mlflow_storage or mlflow.get_tracking_uri()
-        self.tracking_uri = tracking_uri
         self.source = PointSource(config)
         self.study = SweepStudy(self.storage, config, self.source, self.agent.agent)
         if self.study.find():

@@ -1,11 +1,14 @@
 """A test trial. Arguments are `name=value` or `--name value`; it logs `score` = x + y.
 
 behave: ok | fail | fail_once | no_metric | sleep:<seconds> | nan | hang
+        | block:<path>     wait until <path> exists, then behave as ok
+        | stubborn:<path>  as block:<path>, but ignore SIGTERM meanwhile (only SIGKILL stops it)
 record: a file to which one JSON line (params, run id, pid) is appended, atomically.
 """
 
 import json
 import os
+import signal
 import sys
 import time
 
@@ -45,6 +48,12 @@ def main():
         time.sleep(float(behave.split(":", 1)[1]))
     if behave == "hang":
         time.sleep(3600)
+    if behave.startswith(("block:", "stubborn:")):
+        kind, _, path = behave.partition(":")
+        if kind == "stubborn":
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        while not os.path.exists(path):
+            time.sleep(0.1)
     if behave == "fail":
         sys.exit(3)
     if behave == "fail_once":
