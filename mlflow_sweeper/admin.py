@@ -72,7 +72,7 @@ def delete_sweep(config: SweepConfig, purge: bool = False) -> DeleteResult:
     runs_deleted = 0
     recorder = _open_recorder(config)
     if recorder is not None:
-        runs = recorder.sweep_runs(ViewType.ALL if purge else ViewType.ACTIVE_ONLY)
+        runs = recorder.sweep_runs(ViewType.ALL if purge else ViewType.ACTIVE_ONLY, everywhere=True)
         store = getattr(getattr(recorder.client, "_tracking_client", None), "store", None)
         can_purge = purge and hasattr(store, "_hard_delete_run")
         if purge and not can_purge:

@@ -196,20 +196,41 @@ class Recorder:
 
     # ---- the sweep's runs, for delete and status ----------------------------------------------
 
-    def sweep_runs(self, view: int = ViewType.ACTIVE_ONLY) -> list:
+    def sweep_runs(self, view: int = ViewType.ACTIVE_ONLY, everywhere: bool = False) -> list:
+        """The runs tagged with this sweep: in its experiment, or in every experiment (agent runs
+        started by `mlflow run` live in whichever experiment that command used)."""
+        experiment_ids = [self.experiment_id]
+        if everywhere:
+            experiment_ids = [
+                e.experiment_id
+                for e in _all_pages(
+                    lambda t: self.client.search_experiments(
+                        view_type=ViewType.ALL, max_results=1000, page_token=t
+                    )
+                )
+            ]
         filter_string = f"tags.`{SWEEP_TAG}` = '{_quote(self.config.identity)}'"
-        runs, token = [], None
-        while True:
-            page = retry(
-                lambda t=token: self.client.search_runs(
-                    [self.experiment_id], filter_string, run_view_type=view, max_results=1000, page_token=t
-                ),
-                "search runs",
+        runs = []
+        for start in range(0, len(experiment_ids), 100):
+            ids = experiment_ids[start : start + 100]
+            runs.extend(
+                _all_pages(
+                    lambda t, ids=ids: self.client.search_runs(
+                        ids, filter_string, run_view_type=view, max_results=1000, page_token=t
+                    )
+                )
             )
-            runs.extend(page)
-            token = page.token
-            if not token:
-                return runs
+        return runs
+
+
+def _all_pages(fetch) -> list:
+    items, token = [], None
+    while True:
+        page = retry(lambda t=token: fetch(t), "search")
+        items.extend(page)
+        token = page.token
+        if not token:
+            return items
 
 
 def _quote(text: str) -> str:

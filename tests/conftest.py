@@ -237,7 +237,7 @@ def mlflow_server(tmp_path):
     log_path = root / "server.log"
     argv = [
         sys.executable, "-m", "mlflow", "server",
-        "--host", "127.0.0.1", "--port", str(port), "--workers", "2",
+        "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
         "--backend-store-uri", f"sqlite:///{root / 'backend.db'}",
         "--default-artifact-root", (root / "artifacts").as_uri(),
     ]  # fmt: skip
