@@ -258,9 +258,12 @@ class SweepRun:
                 return
             try:
                 work = self.study.claim()
-            except Exception:
+            except Exception as exc:  # noqa: BLE001 - a storage failing for good: stop, exit 1
                 self.agent.release_start()
-                raise
+                log.debug("claim failed", exc_info=True)
+                self.outcome.launch_error = f"could not claim a trial: {type(exc).__name__}: {exc}"
+                self.reporter.event(f"{self.outcome.launch_error}; stopping this agent")
+                return
             if work is None:
                 self.agent.release_start()
                 if self.study.slots_exhausted() and not self.study.has_active():

@@ -317,13 +317,7 @@ class SweepStudy:
         if params is not None:
             trial_id = self._create_with(params, attrs, TrialState.RUNNING)
         else:
-            trial_id = retry(
-                lambda: self.storage.create_new_trial(
-                    self.study_id, template_trial=_template(TrialState.RUNNING, {}, {}, attrs)
-                ),
-                "create trial",
-            )
-            params = self._sample(trial_id, slot)
+            trial_id, params = self._sample(slot, attrs)
         number = retry(lambda: self.storage.get_trial_number_from_id(trial_id), "trial number")
         return Work(trial_id=trial_id, number=number, slot=slot, attempt=1, params=params)
 
@@ -334,14 +328,37 @@ class SweepStudy:
             lambda: self.storage.create_new_trial(self.study_id, template_trial=template), "create trial"
         )
 
-    def _sample(self, trial_id: int, slot: int) -> dict:
-        """Ask the sampler (TPE, continuous random) for a trial created by this agent."""
+    def _sample(self, slot: int, attrs: dict) -> tuple[int, dict]:
+        """Create a trial and ask the sampler (TPE, continuous random) for its parameters.
+
+        Goes through the Study's own (caching) storage, as `Study.ask` does, with the trial
+        history re-read for every sample. The slot is recorded only once sampling succeeded,
+        so a failed sample leaves a failed trial that owns no point.
+        """
         with self._lock:
             if self._study is None:
                 self._study = optuna.load_study(study_name=self.config.identity, storage=self.storage)
-            self._study.sampler = self.source.sampler(slot)
-            trial = optuna.Trial(self._study, trial_id)
-            return {name: _suggest(trial, name, dist) for name, dist in self.source.distributions.items()}
+            study = self._study
+            study.sampler = self.source.sampler(slot)
+            study._thread_local.cached_all_trials = None
+            unowned = {k: v for k, v in attrs.items() if k != SLOT}
+            trial_id = retry(
+                lambda: study._storage.create_new_trial(
+                    self.study_id, template_trial=_template(TrialState.RUNNING, {}, {}, unowned)
+                ),
+                "create trial",
+            )
+            try:
+                trial = optuna.Trial(study, trial_id)
+                params = {
+                    name: _suggest(trial, name, dist) for name, dist in self.source.distributions.items()
+                }
+            except BaseException as exc:
+                self._set_reason(trial_id, f"sampling failed: {exc}")
+                retry(lambda: study._storage.set_trial_state_values(trial_id, TrialState.FAIL), "fail")
+                raise
+            retry(lambda: study._storage.set_trial_system_attr(trial_id, SLOT, slot), "slot")
+            return trial_id, params
 
     # ---- while running -----------------------------------------------------------------------
 

@@ -6,6 +6,7 @@ Server tests skip with a reason where a server is missing, unless MLFLOW_SWEEPER
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -35,7 +36,9 @@ def cli_env(extra: dict | None = None) -> dict:
     return env
 
 
-def run_cli(*args: str, cwd: Path, timeout: float = 240, env: dict | None = None) -> subprocess.CompletedProcess:
+def run_cli(
+    *args: str, cwd: Path, timeout: float = 240, env: dict | None = None
+) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "mlflow_sweeper", *map(str, args)],
         cwd=cwd,
@@ -145,10 +148,8 @@ def postgres_db():
     conn = psycopg2.connect(host="127.0.0.1", port=5432, user="postgres", dbname="postgres")
     conn.autocommit = True
     for name in created:
-        try:
+        with contextlib.suppress(Exception):  # cleanup is best effort
             conn.cursor().execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        except Exception:  # noqa: BLE001 - cleanup is best effort
-            pass
     conn.close()
 
 
