@@ -13,7 +13,14 @@ from .algorithms import PointSource
 from .config import SweepConfig
 from .coordination import RUN_ATTR, SweepStudy, agent_id, claims_study_name
 from .record import Recorder
-from .storages import mask, open_mlflow_tracking, open_optuna_storage, retry
+from .storages import (
+    mask,
+    open_mlflow_tracking,
+    open_optuna_storage,
+    probe_mlflow_storage,
+    probe_optuna_storage,
+    retry,
+)
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +37,7 @@ def _file_backed_storage_missing(url: str) -> bool:
 def _open_study(config: SweepConfig) -> SweepStudy | None:
     if _file_backed_storage_missing(config.optuna_storage):
         return None
+    probe_optuna_storage(config.optuna_storage)
     study = SweepStudy(open_optuna_storage(config.optuna_storage), config, PointSource(config), agent_id())
     return study if study.find() else None
 
@@ -40,6 +48,7 @@ def _open_recorder(config: SweepConfig) -> Recorder | None:
     uri = config.mlflow_storage or mlflow.get_tracking_uri()
     if _file_backed_storage_missing(uri):
         return None
+    probe_mlflow_storage(uri)
     return Recorder.existing(open_mlflow_tracking(uri), config)
 
 

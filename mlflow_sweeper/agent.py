@@ -23,7 +23,12 @@ from .errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK
 from .launch import Launcher, TrialHandle, kill_tree, make_launcher
 from .progress import Reporter, SweepProgress
 from .record import Recorder, tag_agent_run
-from .storages import open_mlflow_tracking, open_optuna_storage
+from .storages import (
+    open_mlflow_tracking,
+    open_optuna_storage,
+    probe_mlflow_storage,
+    probe_optuna_storage,
+)
 
 log = logging.getLogger(__name__)
 
@@ -61,12 +66,15 @@ class Agent:
         self.stop = threading.Event()
         self.agent = agent_id()
         self.trial_pids: set[int] = set()
+        self.running_trials = False  # set while workers run: Ctrl-C then cancels them cleanly
         self._lock = threading.Lock()
 
     # ---- signals -------------------------------------------------------------------------------
 
     def install_signal_handlers(self) -> None:
         def handler(signum, frame):
+            if not self.running_trials:
+                raise KeyboardInterrupt  # nothing to cancel yet: leave now, exit 130
             if self.stop.is_set():
                 # Second Ctrl-C: kill what is running and leave at once.
                 for pid in list(self.trial_pids):
@@ -125,8 +133,11 @@ class SweepRun:
         config = self.config
         import mlflow
 
-        self.storage = open_optuna_storage(config.optuna_storage)
         tracking_uri = config.mlflow_storage or mlflow.get_tracking_uri()
+        # Both storages must answer before either is created or written.
+        probe_optuna_storage(config.optuna_storage)
+        probe_mlflow_storage(tracking_uri)
+        self.storage = open_optuna_storage(config.optuna_storage)
         self.source = PointSource(config)
         self.study = SweepStudy(self.storage, config, self.source, self.agent.agent)
         if self.study.find():
@@ -187,6 +198,13 @@ class SweepRun:
         return self.finish()
 
     def _run_workers(self) -> None:
+        self.agent.running_trials = True
+        try:
+            self._start_and_join_workers()
+        finally:
+            self.agent.running_trials = False
+
+    def _start_and_join_workers(self) -> None:
         workers = [
             threading.Thread(target=self._worker, daemon=True, name=f"worker-{i}")
             for i in range(self.agent.n_jobs)

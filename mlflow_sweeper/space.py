@@ -151,7 +151,7 @@ def _range(key: str, spec: dict[str, Any]) -> Range:
         raise SpaceError(f"{key}.log", f"expected true or false, got {log!r}")
     low, high, step = spec["low"], spec["high"], spec.get("step")
     if low > high:
-        raise SpaceError(key, f"low ({low}) is greater than high ({high})")
+        raise SpaceError(f"{key}.low", f"low ({low}) is greater than high ({high})")
     if step is not None and (not _is_number(step) or step <= 0):
         raise SpaceError(f"{key}.step", f"expected a positive number, got {step!r}")
     if log and low <= 0:

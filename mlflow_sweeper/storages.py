@@ -133,6 +133,89 @@ def local_lock(lock_dir: Path, name: str, timeout: float = 120.0):
                 os.unlink(path)
 
 
+PROBE_SECONDS = 15.0
+
+
+def _probe(check: Callable[[], None], what: str, url: str) -> None:
+    """Try `check` for up to PROBE_SECONDS; raise one clear StorageError if it never passes."""
+    deadline = time.monotonic() + PROBE_SECONDS
+    delay = 0.2
+    while True:
+        try:
+            check()
+            return
+        except ModuleNotFoundError as exc:
+            raise StorageError(
+                f"{what} {mask(url)}: a database driver is missing ({exc.name}); install the extra, "
+                "e.g. pip install 'mlflow-sweeper[postgres]', '[mysql]' or '[redis]'"
+            ) from None
+        except Exception as exc:  # noqa: BLE001 - reported below
+            if time.monotonic() + delay > deadline or not is_transient(exc):
+                raise StorageError(f"cannot reach the {what} {mask(url)}: {_first_line(exc)}") from None
+            time.sleep(delay)
+            delay = min(delay * 2, 3.0)
+
+
+def _probe_sql(url: str) -> None:
+    import sqlalchemy
+
+    if _sqlite_path(url) is not None:
+        return  # a local file: created when opened
+    engine = sqlalchemy.create_engine(
+        url, connect_args=_connect_timeout(url), poolclass=sqlalchemy.pool.NullPool
+    )
+    try:
+        with engine.connect() as conn:
+            conn.execute(sqlalchemy.text("SELECT 1"))
+    finally:
+        engine.dispose()
+
+
+def _connect_timeout(url: str) -> dict:
+    scheme = _scheme(url)
+    if scheme in ("postgresql", "postgres"):
+        return {"connect_timeout": 5}
+    if scheme in ("mysql", "mariadb"):
+        return {"connect_timeout": 5}
+    return {}
+
+
+def probe_optuna_storage(url: str) -> None:
+    """Check that the Optuna storage answers, writing nothing."""
+    scheme = _scheme(url)
+    if scheme == "journal":
+        return
+    if scheme in ("redis", "rediss"):
+
+        def ping() -> None:
+            import redis
+
+            redis.Redis.from_url(url, socket_connect_timeout=5, socket_timeout=5).ping()
+
+        _probe(ping, "Optuna storage", url)
+        return
+    _probe(lambda: _probe_sql(url), "Optuna storage", url)
+
+
+def probe_mlflow_storage(url: str) -> None:
+    """Check that the MLflow tracking store or server answers, writing nothing."""
+    scheme = _scheme(url)
+    if scheme in ("http", "https"):
+
+        def health() -> None:
+            import requests
+
+            response = requests.get(url.rstrip("/") + "/health", timeout=5)
+            if response.status_code >= 500:
+                raise ConnectionError(f"HTTP {response.status_code} from the tracking server")
+
+        _probe(health, "MLflow tracking server", url)
+        return
+    if scheme.startswith("databricks"):
+        return
+    _probe(lambda: _probe_sql(url), "MLflow storage", url)
+
+
 def _sqlite_path(url: str) -> Path | None:
     if url.startswith("sqlite:///"):
         path = url[len("sqlite:///") :].split("?", 1)[0]
