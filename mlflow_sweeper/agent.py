@@ -33,6 +33,7 @@ from .storages import (
 log = logging.getLogger(__name__)
 
 IDLE_POLL_SECONDS = 0.5
+POLL_SECONDS = 0.1  # how often a waiting worker checks for Ctrl-C and its timeout
 LOST_REQUEUE_GRACE = 60.0
 
 
@@ -348,10 +349,9 @@ class SweepRun:
 
     def _await(self, work: Work, handle: TrialHandle, run_id: str) -> None:
         deadline = None if self.config.trial_timeout is None else time.monotonic() + self.config.trial_timeout
-        delay = 0.005
         try:
             while True:
-                ok = handle.poll()
+                ok = handle.wait(POLL_SECONDS)
                 if ok is not None:
                     break
                 if self.agent.stop.is_set():
@@ -368,8 +368,6 @@ class SweepRun:
                         status="KILLED",
                     )
                     return
-                time.sleep(delay)
-                delay = min(delay * 1.5, 0.1)
         finally:
             handle.close()
             self.agent.trial_pids.discard(handle.pid)

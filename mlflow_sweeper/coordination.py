@@ -298,8 +298,7 @@ class SweepStudy:
                 return claim._trial_id, claim.number
         if self.slots_exhausted():
             return None
-        claim_id = retry(lambda: self.storage.create_new_trial(self.claims_id), "claim")
-        number = retry(lambda: self.storage.get_trial_number_from_id(claim_id), "claim number")
+        claim_id, number = retry(lambda: _create_numbered(self.storage, self.claims_id), "claim")
         if number >= budget:
             self._park(claim_id)
             return None
@@ -315,18 +314,16 @@ class SweepStudy:
         attrs = {SLOT: slot, ATTEMPT: 1, AGENT: self.agent, HEARTBEAT: time.time()}
         params = self.source.fixed_point(slot)
         if params is not None:
-            trial_id = self._create_with(params, attrs, TrialState.RUNNING)
+            trial_id, number = self._create_with(params, attrs, TrialState.RUNNING)
         else:
             trial_id, params = self._sample(slot, attrs)
-        number = retry(lambda: self.storage.get_trial_number_from_id(trial_id), "trial number")
+            number = retry(lambda: self.storage.get_trial_number_from_id(trial_id), "trial number")
         return Work(trial_id=trial_id, number=number, slot=slot, attempt=1, params=params)
 
-    def _create_with(self, params: dict, attrs: dict, state: TrialState) -> int:
+    def _create_with(self, params: dict, attrs: dict, state: TrialState) -> tuple[int, int]:
         distributions = self.source.distributions_for(params)
         template = _template(state, params, distributions, attrs)
-        return retry(
-            lambda: self.storage.create_new_trial(self.study_id, template_trial=template), "create trial"
-        )
+        return retry(lambda: _create_numbered(self.storage, self.study_id, template), "create trial")
 
     def _sample(self, slot: int, attrs: dict) -> tuple[int, dict]:
         """Create a trial and ask the sampler (TPE, continuous random) for its parameters.
@@ -574,6 +571,15 @@ class SweepStudy:
             return retry(lambda: self.storage.get_best_trial(self.study_id), "best trial")
         except ValueError:
             return None
+
+
+def _create_numbered(storage, study_id: int, template: FrozenTrial | None = None) -> tuple[int, int]:
+    """Create a trial; return its id and number in one round trip where the storage allows."""
+    if isinstance(storage, optuna.storages.RDBStorage):
+        frozen = storage._create_new_trial(study_id, template)  # public create_new_trial drops the number
+        return frozen._trial_id, frozen.number
+    trial_id = storage.create_new_trial(study_id, template_trial=template)
+    return trial_id, storage.get_trial_number_from_id(trial_id)
 
 
 def _template(state: TrialState, params: dict, distributions: dict, system_attrs: dict) -> FrozenTrial:

@@ -19,6 +19,7 @@ import signal
 import subprocess
 import tempfile
 import threading
+import time
 from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import IO
@@ -44,6 +45,11 @@ class TrialHandle(ABC):
     def cancel(self) -> None:
         """Stop the trial and everything it started."""
 
+    def wait(self, timeout: float) -> bool | None:
+        """Wait up to `timeout` seconds; None while running, else whether it succeeded."""
+        time.sleep(timeout)
+        return self.poll()
+
     def close(self) -> None:
         """Release what the launch held (log files, temp dirs)."""
 
@@ -59,6 +65,12 @@ class ProcessHandle(TrialHandle):
     def poll(self) -> bool | None:
         code = self.process.poll()
         return None if code is None else code == 0
+
+    def wait(self, timeout: float) -> bool | None:
+        try:
+            return self.process.wait(timeout=timeout) == 0  # reaps within a millisecond of the exit
+        except subprocess.TimeoutExpired:
+            return None
 
     @property
     def returncode(self) -> int | None:
