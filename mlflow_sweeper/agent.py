@@ -454,21 +454,23 @@ class SweepRun:
     # ---- maintenance -------------------------------------------------------------------------
 
     def _maintain(self) -> None:
+        """Beat for this agent's trials; reclaim trials of silent or dead agents. The first check
+        runs at once, so a restarted agent takes over its dead predecessor's trials right away."""
         interval = max(0.2, min(30.0, self.config.stale_after / 4))
-        while not self.done.wait(interval):
+        while True:
             with self.lock:
                 own = set(self.running)
             if own:
                 self.study.heartbeat(own)
             try:
-                for trial, requeued in self.study.reclaim_stale(own):
+                for trial, why, requeued in self.study.reclaim_stale(own):
                     self.recorder.kill_run(trial.user_attrs.get("mlflow_run_id"), "FAILED")
-                    self.reporter.event(
-                        f"trial {trial.number} reclaimed: {trial.user_attrs.get('fail_reason', 'stale')}"
-                        + ("; re-queued" if requeued else "; failed for good")
-                    )
+                    then = "re-queued" if requeued else "failed for good"
+                    self.reporter.event(f"trial {trial.number} reclaimed: {why}; {then}")
             except Exception as exc:  # noqa: BLE001 - try again at the next beat
                 log.warning("could not check for stale trials: %s", exc)
+            if self.done.wait(interval):
+                return
 
 
 def _attempt(work: Work) -> str:

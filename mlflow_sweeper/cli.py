@@ -21,8 +21,12 @@ def _setup_logging() -> None:
     ours.handlers[:] = [handler]
     ours.setLevel(logging.DEBUG if os.environ.get("MLFLOW_SWEEPER_DEBUG") else logging.INFO)
     ours.propagate = False
-    for noisy in ("alembic", "mlflow", "optuna"):
+    import mlflow  # noqa: F401 - configures its loggers on import: configure ours after it
+
+    for noisy in ("alembic", "optuna"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    # MLflow logs storage errors with tracebacks; the agent retries them and reports in one line.
+    logging.getLogger("mlflow").setLevel(logging.CRITICAL)
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)

@@ -49,6 +49,7 @@ SLOT = "sweeper:slot"
 ATTEMPT = "sweeper:attempt"
 AGENT = "sweeper:agent"
 HEARTBEAT = "sweeper:heartbeat"
+STALE_AFTER = "sweeper:stale_after"
 REPLACES_RUN = "sweeper:replaces_run"
 REASON = "fail_reason"
 CLAIMS_SUFFIX = "#claims"
@@ -244,7 +245,7 @@ class SweepStudy:
         for trial in waiting:
             if not self._take(self.study_id, trial._trial_id):
                 continue
-            self._set_trial_system_attrs(trial._trial_id, {AGENT: self.agent, HEARTBEAT: time.time()})
+            self._set_trial_system_attrs(trial._trial_id, self._owner_attrs())
             return Work(
                 trial_id=trial._trial_id,
                 number=trial.number,
@@ -254,6 +255,10 @@ class SweepStudy:
                 replaces_run=trial.system_attrs.get(REPLACES_RUN),
             )
         return None
+
+    def _owner_attrs(self) -> dict:
+        """Who runs a trial, when it last beat, and how long its owner may stay silent."""
+        return {AGENT: self.agent, HEARTBEAT: time.time(), STALE_AFTER: self.config.stale_after}
 
     def _take(self, study_id: int, trial_id: int) -> bool:
         """Optuna's atomic WAITING -> RUNNING; False when another agent took it first."""
@@ -311,7 +316,7 @@ class SweepStudy:
             log.exception("could not park claim %s", claim_trial_id)
 
     def _create_trial(self, slot: int) -> Work:
-        attrs = {SLOT: slot, ATTEMPT: 1, AGENT: self.agent, HEARTBEAT: time.time()}
+        attrs = {SLOT: slot, ATTEMPT: 1, **self._owner_attrs()}
         params = self.source.fixed_point(slot)
         if params is not None:
             trial_id, number = self._create_with(params, attrs, TrialState.RUNNING)
@@ -426,10 +431,10 @@ class SweepStudy:
             dict(trial.params), int(trial.system_attrs[SLOT]), attempt, trial.user_attrs.get(RUN_ATTR)
         )
 
-    def reclaim_stale(self, own_running: set[int]) -> list[tuple[FrozenTrial, bool]]:
+    def reclaim_stale(self, own_running: set[int]) -> list[tuple[FrozenTrial, str, bool]]:
         """Fail RUNNING trials whose agent went silent (or died on this host) and re-queue them.
 
-        Returns the reclaimed trials with whether each was re-queued; only the agent that wins
+        Returns the reclaimed trials, why, and whether each was re-queued; only the agent that wins
         the RUNNING -> FAIL update reclaims a trial.
         """
         now = time.time()
@@ -445,8 +450,10 @@ class SweepStudy:
             beat = trial.system_attrs.get(HEARTBEAT)
             if beat is None and trial.datetime_start is not None:
                 beat = trial.datetime_start.timestamp()
+            # The owner beats at a pace set by its own stale_after, which may be longer than ours.
+            patience = max(self.config.stale_after, float(trial.system_attrs.get(STALE_AFTER, 0)))
             dead_here = self._owner_dead_on_this_host(owner)
-            if not dead_here and (beat is None or now - float(beat) < self.config.stale_after):
+            if not dead_here and (beat is None or now - float(beat) < patience):
                 continue
             why = (
                 f"its agent {owner} died"
@@ -465,7 +472,7 @@ class SweepStudy:
             requeued = requeued and SLOT in trial.system_attrs
             if requeued:
                 self.requeue_trial(trial)
-            reclaimed.append((trial, requeued))
+            reclaimed.append((trial, why, requeued))
         return reclaimed
 
     def _owner_dead_on_this_host(self, owner: str) -> bool:

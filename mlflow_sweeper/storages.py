@@ -71,7 +71,21 @@ def check_mlflow_url(url: str) -> str | None:
 
 
 def is_transient(exc: BaseException) -> bool:
-    """Errors worth retrying: a busy SQLite file, a restarting or unreachable server."""
+    """Errors worth retrying: a busy SQLite file, a restarting or unreachable server.
+
+    Optuna wraps database errors (StorageInternalError), so the whole cause chain is read.
+    """
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if _transient_itself(current):
+            return True
+        current = current.__cause__ or current.__context__
+    return False
+
+
+def _transient_itself(exc: BaseException) -> bool:
     import sqlalchemy.exc as sa_exc
 
     if isinstance(exc, sa_exc.OperationalError | sa_exc.InterfaceError | sa_exc.DisconnectionError):
@@ -234,21 +248,35 @@ def _use_wal(path: Path) -> None:
         log.debug("could not switch %s to WAL: %s", path, exc)
 
 
-def relax_sqlite_sync(engine) -> None:
-    """WAL with synchronous=NORMAL: commits skip the fsync (durable across process crashes,
-    not power loss); the fsync was the largest part of a sweep's own cost per trial."""
+def tune_sqlite_engine(engine, *, immediate: bool) -> None:
+    """Make an SQLite engine safe and quick for many agents.
+
+    * `immediate`: every transaction starts with BEGIN IMMEDIATE. Python's sqlite3 driver only
+      begins a transaction at the first write, so Optuna's read-check-write updates (taking a
+      WAITING trial, failing a RUNNING one) could both succeed in two processes; holding the
+      write lock from the first read makes them atomic, as row locks do on a server.
+    * synchronous=NORMAL under WAL: commits skip the fsync (durable across process crashes, not
+      power loss); the fsync was the largest part of a sweep's own cost per trial.
+    """
     import sqlalchemy
 
     if engine is None or engine.dialect.name != "sqlite":
         return
 
     def on_connect(dbapi_connection, _record) -> None:
+        if immediate:
+            dbapi_connection.isolation_level = None  # the driver no longer issues BEGIN itself
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.close()
 
+    def on_begin(connection) -> None:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
     sqlalchemy.event.listen(engine, "connect", on_connect)
-    engine.dispose()  # pooled connections reconnect with the pragma
+    if immediate:
+        sqlalchemy.event.listen(engine, "begin", on_begin)
+    engine.dispose()  # pooled connections reconnect with these settings
 
 
 def with_sqlite_timeout(url: str, seconds: int = 60) -> str:
@@ -300,7 +328,7 @@ def open_optuna_storage(url: str):
             with local_lock(sqlite.parent, f".{sqlite.name}.create"):
                 storage = create()
                 _use_wal(sqlite)
-            relax_sqlite_sync(getattr(storage, "engine", None))
+            tune_sqlite_engine(getattr(storage, "engine", None), immediate=True)
             return storage
         return create()
     except StorageError:
@@ -342,7 +370,7 @@ def open_mlflow_tracking(url: str):
                 client = create()
                 _use_wal(sqlite)
             store = getattr(getattr(client, "_tracking_client", None), "store", None)
-            relax_sqlite_sync(getattr(store, "engine", None))
+            tune_sqlite_engine(getattr(store, "engine", None), immediate=False)
         else:
             client = create()
     except ModuleNotFoundError as exc:
