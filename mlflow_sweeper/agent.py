@@ -402,10 +402,10 @@ class SweepRun:
             with self.lock:
                 self.progress.done += 1
                 self.progress.done_here += 1
-                self.progress.offer_best(value)
+                improved = self.progress.offer_best(value)
             shown = "" if value is None else f", {self.config.objective.metric}={value:.6g}"
             self.reporter.event(f"trial {work.number} finished (run {run_id}{shown})")
-            if value is not None:
+            if improved:  # only then can it beat what the parent shows
                 self.recorder.record_best(self.parent_id, run_id, value)
             return
         self.recorder.end_trial_run(run_id, status)
@@ -445,6 +445,8 @@ class SweepRun:
 
     def _maybe_close_sweep(self) -> None:
         """Whichever agent ends the last trial marks the parent FINISHED."""
+        if not self.study.exhausted_seen:
+            return  # slots are left: not the last trial
         try:
             if self.study.is_complete():
                 self.recorder.set_parent_status(self.parent_id, finished=True)

@@ -22,6 +22,7 @@ import contextlib
 import datetime as dt
 import json
 import logging
+import math
 import os
 import socket
 import threading
@@ -54,6 +55,7 @@ REPLACES_RUN = "sweeper:replaces_run"
 REASON = "fail_reason"
 CLAIMS_SUFFIX = "#claims"
 ACTIVE = (TrialState.WAITING, TrialState.RUNNING)
+WAITING_CHECK_SECONDS = 0.5
 
 
 def claims_study_name(identity: str) -> str:
@@ -114,6 +116,8 @@ class SweepStudy:
         self.claims_id: int = -1
         self._study: optuna.Study | None = None
         self._lock = threading.Lock()
+        self.exhausted_seen = False  # this agent has seen the last slot of the budget claimed
+        self._waiting_checked = -math.inf
 
     # ---- creation and identity -------------------------------------------------------------
 
@@ -231,11 +235,22 @@ class SweepStudy:
         return self.source.budget
 
     def claim(self) -> Work | None:
-        """The next trial for this agent: a re-run first, then a fresh slot; None when none is left."""
-        work = self._pop_waiting()
-        if work is not None:
-            return work
-        return self._claim_fresh()
+        """The next trial for this agent: a re-run first, then a fresh slot; None when none is left.
+
+        Re-runs are rare, so the queue is looked at every WAITING_CHECK_SECONDS (and always once
+        no fresh slot is left), which keeps a fresh claim at three storage transactions.
+        """
+        now = time.monotonic()
+        looked = self.exhausted_seen or now - self._waiting_checked >= WAITING_CHECK_SECONDS
+        if looked:
+            self._waiting_checked = now
+            work = self._pop_waiting()
+            if work is not None:
+                return work
+        work = self._claim_fresh()
+        if work is None and not looked:
+            work = self._pop_waiting()
+        return work
 
     def _pop_waiting(self) -> Work | None:
         waiting = retry(
@@ -292,22 +307,30 @@ class SweepStudy:
         return work
 
     def _claim_slot(self) -> tuple[int, int] | None:
-        budget = self.budget
-        # A parked claim below the budget (left by a smaller budget or a failed creation) first.
+        """A budget slot for this agent: a new claim while the budget lasts, then parked ones.
+
+        No count comes first: a claim past the budget is parked (WAITING) for a later, larger
+        budget, and from then on this agent only looks for parked claims below the budget.
+        """
+        if not self.exhausted_seen:
+            claim_id, number = retry(lambda: _create_numbered(self.storage, self.claims_id), "claim")
+            if number < self.budget:
+                self.exhausted_seen = number == self.budget - 1
+                return claim_id, number
+            self._park(claim_id)
+            self.exhausted_seen = True
+        return self._take_parked()
+
+    def _take_parked(self) -> tuple[int, int] | None:
+        """A parked claim below the budget: left by a smaller budget or a failed trial creation."""
         parked = retry(
             lambda: self.storage.get_all_trials(self.claims_id, deepcopy=False, states=(TrialState.WAITING,)),
             "list parked",
         )
         for claim in parked:
-            if claim.number < budget and self._take(self.claims_id, claim._trial_id):
+            if claim.number < self.budget and self._take(self.claims_id, claim._trial_id):
                 return claim._trial_id, claim.number
-        if self.slots_exhausted():
-            return None
-        claim_id, number = retry(lambda: _create_numbered(self.storage, self.claims_id), "claim")
-        if number >= budget:
-            self._park(claim_id)
-            return None
-        return claim_id, number
+        return None
 
     def _park(self, claim_trial_id: int) -> None:
         try:
@@ -488,12 +511,11 @@ class SweepStudy:
     # ---- progress and the end ------------------------------------------------------------------
 
     def has_active(self) -> bool:
-        """Is any trial running or queued, or any slot being claimed, anywhere?"""
+        """Is any trial running or queued, or any slot being claimed or parked below the budget?"""
         claims = retry(
-            lambda: self.storage.get_all_trials(self.claims_id, deepcopy=False, states=(TrialState.RUNNING,)),
-            "claims",
+            lambda: self.storage.get_all_trials(self.claims_id, deepcopy=False, states=ACTIVE), "claims"
         )
-        if claims:
+        if any(claim.number < self.budget for claim in claims):
             return True
         active = retry(
             lambda: self.storage.get_all_trials(self.study_id, deepcopy=False, states=ACTIVE), "active"

@@ -43,11 +43,14 @@ class SweepProgress:
             text += f", ETA {_duration(elapsed / self.done_here * left)}"
         return text
 
-    def offer_best(self, value: float | None) -> None:
+    def offer_best(self, value: float | None) -> bool:
+        """Keep `value` if it beats the best this agent knows of; True when it does."""
         if value is None:
-            return
+            return False
         if self.best is None or (value > self.best if self.direction == "maximize" else value < self.best):
             self.best = value
+            return True
+        return False
 
 
 class Reporter:
