@@ -147,7 +147,7 @@ def local_lock(lock_dir: Path, name: str, timeout: float = 120.0):
                 os.unlink(path)
 
 
-PROBE_SECONDS = 15.0
+PROBE_SECONDS = 8.0
 
 
 def _probe(check: Callable[[], None], what: str, url: str) -> None:
@@ -223,7 +223,7 @@ def probe_mlflow_storage(url: str) -> None:
             if response.status_code >= 500:
                 raise ConnectionError(f"HTTP {response.status_code} from the tracking server")
 
-        _probe(health, "MLflow tracking server", url)
+        _probe(health, "MLflow storage (tracking server)", url)
         return
     if scheme.startswith("databricks"):
         return

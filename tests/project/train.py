@@ -1,6 +1,7 @@
 """A test trial. Arguments are `name=value` or `--name value`; it logs `score` = x + y.
 
 behave: ok | fail | fail_once | no_metric | sleep:<seconds> | nan | hang
+        | light:<seconds>  sleep, then succeed without importing MLflow (for sweeps without `spec`)
         | block:<path>     wait until <path> exists, then behave as ok
         | stubborn:<path>  as block:<path>, but ignore SIGTERM meanwhile (only SIGKILL stops it)
 record: a file to which one JSON line (params, run id, pid) is appended, atomically.
@@ -44,6 +45,9 @@ def main():
         fd = os.open(record, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         os.write(fd, line.encode())
         os.close(fd)
+    if behave.startswith("light:"):
+        time.sleep(float(behave.split(":", 1)[1]))
+        return
     if behave.startswith("sleep:"):
         time.sleep(float(behave.split(":", 1)[1]))
     if behave == "hang":
