@@ -316,30 +316,41 @@ def open_optuna_storage(url: str):
             engine_kwargs["pool_recycle"] = 3600
         return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs)
 
-    def create():
+    return _open_safely(
+        url, build, "Optuna storage", lambda storage: getattr(storage, "engine", None), immediate=True
+    )
+
+
+def _open_safely(
+    url: str, build: Callable[[], T], what: str, engine_of: Callable[[T], object], *, immediate: bool
+) -> T:
+    """Open a storage with `build`: retried through races and transient errors, a SQLite file
+    created under a host lock, switched to WAL and tuned; failures become one clear message."""
+
+    def create() -> T:
         return retry(
             build, f"open {mask(url)}", attempts=10, also=lambda e: bool(RACE_PATTERNS.search(str(e)))
         )
 
     try:
         sqlite = _sqlite_path(url)
-        if sqlite is not None:
-            sqlite.parent.mkdir(parents=True, exist_ok=True)
-            with local_lock(sqlite.parent, f".{sqlite.name}.create"):
-                storage = create()
-                _use_wal(sqlite)
-            tune_sqlite_engine(getattr(storage, "engine", None), immediate=True)
-            return storage
-        return create()
+        if sqlite is None:
+            return create()
+        sqlite.parent.mkdir(parents=True, exist_ok=True)
+        with local_lock(sqlite.parent, f".{sqlite.name}.create"):
+            opened = create()
+            _use_wal(sqlite)
+        tune_sqlite_engine(engine_of(opened), immediate=immediate)
+        return opened
     except StorageError:
         raise
     except ModuleNotFoundError as exc:
         raise StorageError(
-            f"Optuna storage {mask(url)}: a database driver is missing ({exc.name}); "
-            "install the extra, e.g. pip install 'mlflow-sweeper[postgres]' or '[mysql]'"
+            f"{what} {mask(url)}: a database driver is missing ({exc.name}); install the extra, "
+            "e.g. pip install 'mlflow-sweeper[postgres]', '[mysql]' or '[redis]'"
         ) from None
     except Exception as exc:  # noqa: BLE001 - turned into one clear message
-        raise StorageError(f"cannot open the Optuna storage {mask(url)}: {_first_line(exc)}") from None
+        raise StorageError(f"cannot open the {what} {mask(url)}: {_first_line(exc)}") from None
 
 
 def open_mlflow_tracking(url: str):
@@ -357,29 +368,10 @@ def open_mlflow_tracking(url: str):
         client.search_experiments(max_results=1)  # connects, creates tables on a fresh store
         return client
 
-    def create():
-        return retry(
-            build, f"open {mask(url)}", attempts=10, also=lambda e: bool(RACE_PATTERNS.search(str(e)))
-        )
+    def engine_of(client):
+        return getattr(getattr(getattr(client, "_tracking_client", None), "store", None), "engine", None)
 
-    try:
-        sqlite = _sqlite_path(url)
-        if sqlite is not None:
-            sqlite.parent.mkdir(parents=True, exist_ok=True)
-            with local_lock(sqlite.parent, f".{sqlite.name}.create"):
-                client = create()
-                _use_wal(sqlite)
-            store = getattr(getattr(client, "_tracking_client", None), "store", None)
-            tune_sqlite_engine(getattr(store, "engine", None), immediate=False)
-        else:
-            client = create()
-    except ModuleNotFoundError as exc:
-        raise StorageError(
-            f"MLflow storage {mask(url)}: a database driver is missing ({exc.name}); "
-            "install the extra, e.g. pip install 'mlflow-sweeper[postgres]'"
-        ) from None
-    except Exception as exc:  # noqa: BLE001
-        raise StorageError(f"cannot open the MLflow storage {mask(url)}: {_first_line(exc)}") from None
+    client = _open_safely(url, build, "MLflow storage", engine_of, immediate=False)
     mlflow.set_tracking_uri(url)
     return client
 
