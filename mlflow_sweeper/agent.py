@@ -469,6 +469,8 @@ class SweepRun:
                     self.recorder.kill_run(trial.user_attrs.get("mlflow_run_id"), "FAILED")
                     then = "re-queued" if requeued else "failed for good"
                     self.reporter.event(f"trial {trial.number} reclaimed: {why}; {then}")
+                for slot in self.study.release_stale_claims():
+                    self.reporter.event(f"slot {slot} released: its agent died while claiming it")
             except Exception as exc:  # noqa: BLE001 - try again at the next beat
                 log.warning("could not check for stale trials: %s", exc)
             if self.done.wait(interval):

@@ -56,6 +56,7 @@ REASON = "fail_reason"
 CLAIMS_SUFFIX = "#claims"
 ACTIVE = (TrialState.WAITING, TrialState.RUNNING)
 WAITING_CHECK_SECONDS = 0.5
+CLAIM_STALE_SECONDS = 60.0
 
 
 def claims_study_name(identity: str) -> str:
@@ -497,6 +498,42 @@ class SweepStudy:
                 self.requeue_trial(trial)
             reclaimed.append((trial, why, requeued))
         return reclaimed
+
+    def release_stale_claims(self) -> list[int]:
+        """Claims an agent died holding, between claiming a slot and creating its trial.
+
+        A live agent closes its claim within moments, so a claim RUNNING for CLAIM_STALE_SECONDS
+        (or stale_after, if shorter) is abandoned: closed if its slot's trial exists after all,
+        otherwise parked so that another agent runs the slot. Returns the slots parked.
+        """
+        patience = min(self.config.stale_after, CLAIM_STALE_SECONDS)
+        now = dt.datetime.now()
+        running = retry(
+            lambda: self.storage.get_all_trials(self.claims_id, deepcopy=False, states=(TrialState.RUNNING,)),
+            "list claims",
+        )
+        stale = [
+            c for c in running
+            if c.datetime_start is not None and (now - c.datetime_start).total_seconds() > patience
+        ]  # fmt: skip
+        if not stale:
+            return []
+        by_slot = {t.system_attrs.get(SLOT): t for t in self.trials() if SLOT in t.system_attrs}
+        parked = []
+        for claim in stale:
+            trial = by_slot.get(claim.number)
+            if trial is not None:
+                with contextlib.suppress(UpdateFinishedTrialError):
+                    retry(
+                        lambda c=claim, t=trial: self.storage.set_trial_state_values(
+                            c._trial_id, TrialState.COMPLETE, [float(t.number)]
+                        ),
+                        "close claim",
+                    )
+            else:
+                self._park(claim._trial_id)
+                parked.append(claim.number)
+        return parked
 
     def _owner_dead_on_this_host(self, owner: str) -> bool:
         parts = owner.split(":")

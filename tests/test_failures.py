@@ -657,3 +657,36 @@ def test_postgres_restart_mid_sweep_loses_no_trial(tmp_path, agents, postgres_db
     assert sorted(executed()) == points, agents.output(agent)  # every point once, none twice
     assert_settled(mlflow, optuna, points)
     assert [t.state.name for t in optuna_trials(optuna)] == ["COMPLETE"] * 3
+
+
+def test_claim_abandoned_by_a_dead_agent_is_released_and_its_point_runs_once(tmp_path):
+    """An agent killed between claiming a slot and creating its trial leaves a RUNNING claim;
+    the next agent must release it, run that point exactly once, and finish the sweep."""
+    import datetime as dt
+
+    import optuna
+    from optuna.trial import TrialState, create_trial
+
+    record = tmp_path / "records.jsonl"
+    config = write_config(tmp_path, parameters={"x": [1, 2, 3], "y": [10], "record": str(record)})
+    first = run_cli("sweep", config, "--count", "1", cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    url = f"sqlite:///{tmp_path / 'sweeps' / 'optuna.db'}"
+    storage = optuna.storages.RDBStorage(url)
+    claims = storage.get_study_id_from_name("exp/s1#claims")
+    abandoned = create_trial(state=TrialState.COMPLETE, value=0.0)
+    abandoned.state = TrialState.RUNNING
+    abandoned.values = None
+    abandoned.datetime_start = dt.datetime.now() - dt.timedelta(hours=1)
+    abandoned.datetime_complete = None
+    storage.create_new_trial(claims, template_trial=abandoned)  # slot 1: claimed, never created
+    storage.engine.dispose()
+
+    second = run_cli("sweep", config, cwd=tmp_path, timeout=180)
+    assert second.returncode == 0, second.stderr
+    assert "released" in second.stderr
+    points = sorted(r["params"]["x"] for r in read_records(record))
+    assert points == ["1", "2", "3"]
+    trials = optuna_trials(url)
+    assert sorted(t.params["x"] for t in trials if t.state == TrialState.COMPLETE) == [1, 2, 3]
+    assert all(t.state != TrialState.RUNNING for t in optuna_trials(url, "exp/s1#claims"))
