@@ -7,6 +7,7 @@ Server tests skip with a reason where a server is missing, unless MLFLOW_SWEEPER
 from __future__ import annotations
 
 import contextlib
+import copy
 import json
 import os
 import socket
@@ -63,16 +64,20 @@ def start_cli(*args: str, cwd: Path, env: dict | None = None, **popen) -> subpro
     )
 
 
+# A command-mode grid sweep on SQLite stores next to the config: the default of write_config.
+DEFAULT_CONFIG = {
+    "experiment": "exp",
+    "sweep_name": "s1",
+    "command": f"python {TRAIN}",
+    "parameters": {"x": [1, 2, 3], "y": [10, 20]},
+    "mlflow_storage": "sqlite:///mlflow.db",
+    "spec": {"direction": "maximize", "metric": "score"},
+}
+
+
 def write_config(directory: Path, name: str = "sweep.yaml", **keys) -> Path:
-    """A config file; defaults give a command-mode grid sweep on SQLite stores in `directory`."""
-    config = {
-        "experiment": "exp",
-        "sweep_name": "s1",
-        "command": f"python {TRAIN}",
-        "parameters": {"x": [1, 2, 3], "y": [10, 20]},
-        "mlflow_storage": "sqlite:///mlflow.db",
-        "spec": {"direction": "maximize", "metric": "score"},
-    }
+    """A config file: DEFAULT_CONFIG with `keys` replacing its keys (None removes one)."""
+    config = copy.deepcopy(DEFAULT_CONFIG)
     for key, value in keys.items():
         if value is None:
             config.pop(key, None)

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 import yaml
 from click.testing import CliRunner
-from conftest import PROJECT, TRAIN, run_cli, write_config
+from conftest import DEFAULT_CONFIG, PROJECT, run_cli, write_config
 
 from mlflow_sweeper.cli import main
 
@@ -68,14 +68,7 @@ def text(directory: Path, name: str, content: str) -> Path:
     return path
 
 
-BASE = {
-    "experiment": "exp",
-    "sweep_name": "s1",
-    "command": f"python {TRAIN}",
-    "parameters": {"x": [1, 2, 3], "y": [10, 20]},
-    "mlflow_storage": "sqlite:///mlflow.db",
-    "spec": {"direction": "maximize", "metric": "score"},
-}
+BASE = DEFAULT_CONFIG
 RANDOM_FLOAT = {"algorithm": "random", "max_trials": 2}
 ENTRY = {**{k: v for k, v in BASE.items() if k != "command"}, "entry_point": "train", "project": str(PROJECT)}
 
