@@ -42,14 +42,14 @@ class SweepOutcome:
     identity: str
     finished: bool = False
     failed_for_good: list[str] = field(default_factory=list)
-    launch_error: str | None = None
+    error: str | None = None  # a trial could not be launched, or the agent had to stop
     interrupted: bool = False
 
     @property
     def exit_code(self) -> int:
         if self.interrupted:
             return EXIT_INTERRUPTED
-        if self.failed_for_good or self.launch_error:
+        if self.failed_for_good or self.error:
             return EXIT_FAILED
         return EXIT_OK
 
@@ -170,8 +170,8 @@ class SweepRun:
         try:
             self.launcher.prepare()
         except Exception as exc:  # noqa: BLE001 - a bad project or entry point
-            self.outcome.launch_error = f"cannot launch trials of {self.config.identity}: {exc}"
-            self.reporter.event(self.outcome.launch_error)
+            self.outcome.error = f"cannot launch trials of {self.config.identity}: {exc}"
+            self.reporter.event(self.outcome.error)
             return self.outcome
         self.run_tags = self.launcher.run_tags()
         self.reporter.event(
@@ -184,7 +184,7 @@ class SweepRun:
         try:
             while True:
                 self._run_workers()
-                if self.agent.stop.is_set() or self.outcome.launch_error or not self._requeue_lost():
+                if self.agent.stop.is_set() or self.outcome.error or not self._requeue_lost():
                     break
         finally:
             self.done.set()
@@ -194,7 +194,7 @@ class SweepRun:
             self.outcome.interrupted = True
             self.reporter.event(f"{self.config.identity}: interrupted; run the same command again to resume")
             return self.outcome
-        if self.outcome.launch_error:
+        if self.outcome.error:
             return self.outcome
         return self.finish()
 
@@ -272,7 +272,7 @@ class SweepRun:
     # ---- workers -------------------------------------------------------------------------------
 
     def _worker(self) -> None:
-        while not self.agent.stop.is_set() and self.outcome.launch_error is None:
+        while not self.agent.stop.is_set() and self.outcome.error is None:
             if not self.agent.reserve_start():
                 return
             try:
@@ -280,8 +280,8 @@ class SweepRun:
             except Exception as exc:  # noqa: BLE001 - a storage failing for good: stop, exit 1
                 self.agent.release_start()
                 log.debug("claim failed", exc_info=True)
-                self.outcome.launch_error = f"could not claim a trial: {type(exc).__name__}: {exc}"
-                self.reporter.event(f"{self.outcome.launch_error}; stopping this agent")
+                self.outcome.error = f"could not claim a trial: {type(exc).__name__}: {exc}"
+                self.reporter.event(f"{self.outcome.error}; stopping this agent")
                 return
             if work is None:
                 self.agent.release_start()
@@ -296,10 +296,8 @@ class SweepRun:
                 return
             except Exception as exc:  # noqa: BLE001 - stop this agent, keep the sweep resumable
                 log.debug("trial %s: unexpected error", work.number, exc_info=True)
-                self.outcome.launch_error = f"trial {work.number}: {type(exc).__name__}: {exc}"
-                self.reporter.event(
-                    f"{self.outcome.launch_error}; stopping this agent (the trial is re-queued)"
-                )
+                self.outcome.error = f"trial {work.number}: {type(exc).__name__}: {exc}"
+                self.reporter.event(f"{self.outcome.error}; stopping this agent (the trial is re-queued)")
                 self._give_back(work, f"agent error: {exc}")
                 return
             self._maybe_close_sweep()
@@ -430,7 +428,7 @@ class SweepRun:
 
     def _launch_failed(self, work: Work, run_id: str | None, exc: Exception) -> None:
         message = f"trial {work.number} could not be launched: {exc}"
-        self.outcome.launch_error = message
+        self.outcome.error = message
         self.recorder.kill_run(run_id, "FAILED")
         # Re-queued as it was, so the sweep resumes once the project is fixed.
         self.study.fail(work, message, retry_it=True, count_attempt=False, old_run=run_id)

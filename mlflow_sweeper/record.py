@@ -256,7 +256,3 @@ def tag_agent_run(config: SweepConfig, parent_id: str, experiment_id: str, sweep
         client.log_batch(run_id, tags=tags)
     except Exception as exc:  # noqa: BLE001 - the agent's run is a courtesy
         log.debug("could not tag the agent run %s: %s", run_id, exc)
-
-
-def view_all() -> int:
-    return ViewType.ALL
