@@ -177,7 +177,9 @@ class Recorder:
             log.debug("could not attach %s to run %s: %s", path, run_id, exc)
 
     def replace_run(self, old_run_id: str, new_run_id: str) -> None:
-        """A retry replaced a failed run: point to the replacement, then soft-delete the old one."""
+        """A retry replaced a failed run: end it if nobody did (its agent may have died), point it
+        to the replacement, then soft-delete it."""
+        self.kill_run(old_run_id, "FAILED")
         try:
             self.client.set_tag(old_run_id, REPLACED_BY_TAG, new_run_id)
             self.client.delete_run(old_run_id)
