@@ -6,7 +6,8 @@ grid      TRIALS POINTS URL  Optuna GridSampler (study.optimize) on an Optuna st
 random    TRIALS URL         Optuna RandomSampler ask/tell (the floor of Optuna's own cost)
 mlflow    RUNS URI           MLflow bookkeeping of one trial run: create (tags), log params, end
 spawn     N                  Popen(["true"]) in a new session, then wait (the floor of a launch)
-bare      N PROJECT URI      the trivial trial `python train.py --x i`, run bare in a loop
+bare      N PROJECT URI [new|resume]  the trivial trial `python train.py --x i`, bare in a loop:
+                             the script creates its run (new), or resumes one made just before
 projects  N PROJECT URI      mlflow.projects.run(synchronous=False) + wait() per trial, as MLflow's
                              hyperparameter example does
 pool      JOBS N SECONDS     N bare `sleep SECONDS` processes, JOBS at a time (a thread pool)
@@ -113,14 +114,33 @@ def _init_store(uri: str) -> None:
     MlflowClient(uri).search_experiments(max_results=1)  # creates the tables before the clock runs
 
 
-def bare(n: int, project: str, uri: str) -> None:
+def bare(n: int, project: str, uri: str, mode: str = "new") -> None:
+    """`new`: the script creates its own run, as a user's `python train.py` does. `resume`: this
+    loop creates each run first and passes MLFLOW_RUN_ID, as MLflow Projects (and the sweeper)
+    do, on a store in WAL mode as the sweeper leaves it; the script then skips resolving a new
+    run's context (git, source, user), so this is the leanest loop around the same script."""
     _init_store(uri)
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
     env["MLFLOW_TRACKING_URI"] = uri
+    client = None
+    if mode == "resume":
+        import sqlite3
+
+        from mlflow.tracking import MlflowClient
+
+        if uri.startswith("sqlite:///"):
+            with sqlite3.connect(uri[len("sqlite:///") :]) as conn:
+                conn.execute("PRAGMA journal_mode=WAL")
+        client = MlflowClient(uri)
+        found = client.get_experiment_by_name("anchor")
+        experiment = found.experiment_id if found else client.create_experiment("anchor")
+        env["MLFLOW_EXPERIMENT_ID"] = experiment
     starts, durations = [], []
     for x in range(n):
         starts.append(time.time())
         t0 = time.perf_counter()
+        if client is not None:
+            env["MLFLOW_RUN_ID"] = client.create_run(experiment).info.run_id
         code = subprocess.Popen(
             [sys.executable, "train.py", "--x", str(x)], cwd=project, env=env, stdin=subprocess.DEVNULL
         ).wait()
@@ -185,7 +205,7 @@ def main(argv: list[str]) -> None:
     elif name == "spawn":
         spawn(int(args[0]))
     elif name == "bare":
-        bare(int(args[0]), args[1], args[2])
+        bare(int(args[0]), args[1], args[2], *args[3:4])
     elif name == "projects":
         projects(int(args[0]), args[1], args[2])
     elif name == "initdb":

@@ -95,6 +95,21 @@ def _category(frame: str) -> str:
     return "Python stdlib and other"
 
 
+PROBES = (  # (label, a frame's text to look for): library functions worth seeing inclusive
+    ("Optuna RDBStorage._create_new_trial", "RDBStorage._create_new_trial ("),
+    ("Optuna RDBStorage.set_trial_state_values", "RDBStorage.set_trial_state_values ("),
+    ("Optuna RDBStorage.get_all_trials", "RDBStorage.get_all_trials ("),
+    ("Optuna RDBStorage.set_trial_user_attr", "RDBStorage.set_trial_user_attr ("),
+    ("MLflow SqlAlchemyStore.create_run", "SqlAlchemyStore.create_run ("),
+    ("MLflow SqlAlchemyStore.log_batch", "SqlAlchemyStore.log_batch ("),
+    ("MLflow SqlAlchemyStore.update_run_info (end a run)", "SqlAlchemyStore.update_run_info ("),
+    ("SQLAlchemy pool pre-ping (a round trip per checkout)", "do_ping ("),
+    ("SQLAlchemy connection checkout from the pool", "_ConnectionFairy._checkout ("),
+    ("COMMIT", "do_commit ("),
+    ("sqlite BEGIN IMMEDIATE hook (the package's on_begin)", "on_begin ("),
+)
+
+
 def _step(frames: list[str]) -> str:
     """The innermost mlflow_sweeper function that is a step (not retry or a lambda)."""
     for frame in reversed(frames):
@@ -185,6 +200,16 @@ def sample(trials: int) -> list[str]:
     ]
     for cat, count in by_cat.most_common(12):
         lines.append(f"| {cat} | {count / total:.0%} | {count * per:.1f} |")
+    probes = Counter()
+    for frames, count in stacks:
+        for label, needle in PROBES:
+            if any(needle in f for f in frames):
+                probes[label] += count
+    lines += ["", "Inside the libraries (inclusive):", "", "| under | share | ms / trial |"]
+    lines += ["|---|---:|---:|"]
+    for label, _ in PROBES:
+        if probes[label]:
+            lines.append(f"| {label} | {probes[label] / total:.0%} | {probes[label] * per:.1f} |")
     lines += [
         "",
         "Top leaf functions (self time):",

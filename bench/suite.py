@@ -186,6 +186,7 @@ def own_cost(sizes: Sizes) -> list[Result]:
     at_100 = next((rss for _, count, rss, _ in samples if count >= 100), None)
     at_n = next((rss for _, count, rss, _ in samples if count >= n), None)
     peak = max((rss for _, _, rss, _ in samples), default=None)
+    peak_at = next(((t - agent.started, count) for t, count, rss, _ in samples if rss == peak), None)
     g_rss = grid_run["rss"]
     if at_100 and at_n:
         mem_ratio = at_n / at_100
@@ -206,6 +207,8 @@ def own_cost(sizes: Sizes) -> list[Result]:
         "rss_after_100": at_100,
         f"rss_after_{n}": at_n,
         "rss_peak": peak,
+        "rss_peak_at_s_trials": peak_at,  # seconds after the agent started, trials started by then
+        "agent_wall_s": own.details.get("agent_wall_s"),
         "samples": len(samples),
         "gridsampler_rss": g_rss,
         "note": "sampled during benchmark 1's run (same agent, same sweep)",
@@ -230,35 +233,37 @@ def launch(sizes: Sizes) -> list[Result]:
             optuna_storage="sqlite:///optuna.db",
             mlflow_storage="sqlite:///mlflow.db",
         )
-        # The bare loop runs before and after the sweep, so a burst of load hits both alike.
-        bare_before = anchor("bare", n, PROJECT, sqlite_url(work / "bare.db"), cwd=work)
+        # The lean bare loop runs before and after the sweep, so a burst of load hits both alike.
+        lean_before = anchor("bare", n, PROJECT, sqlite_url(work / "lean.db"), "resume", cwd=work)
         agent = start_agent(config)
         check_exit(agent, agent.wait(sizes.timeout), "launch")
         trials = optuna_trials(sqlite_url(work / "optuna.db"))
         sweeper = median(gaps(start_times(trials)))
         complete = sum(t.state.name == "COMPLETE" for t in trials)
-        bare_after = anchor("bare", n, PROJECT, sqlite_url(work / "bare.db"), cwd=work)
-        bare_gaps = gaps(bare_before["starts"]) + gaps(bare_after["starts"])
-        bare = median(bare_gaps)
+        lean_after = anchor("bare", n, PROJECT, sqlite_url(work / "lean.db"), "resume", cwd=work)
+        lean = median(gaps(lean_before["starts"]) + gaps(lean_after["starts"]))
+        user_run = anchor("bare", n, PROJECT, sqlite_url(work / "bare.db"), "new", cwd=work)
+        user = median(gaps(user_run["starts"]))
         proj_run = anchor("projects", n, PROJECT, sqlite_url(work / "projects.db"), cwd=work)
         projects = median(gaps(proj_run["starts"]))
-    ratio = sweeper / bare
+    ratio = sweeper / lean
     result = Result("2 near-bare launch")
     result.rows = [
         Row(
             "2",
             f"gap between trial starts, trivial entry-point trial x {n}",
             sec(sweeper),
-            f"bare loop {sec(bare)} (before and after); mlflow.projects.run(synchronous=False) "
-            f"{sec(projects)} ({projects / bare:.2f} x bare)",
+            f"bare, run made by the loop: {sec(lean)}; bare, run made by the script: {sec(user)}; "
+            f"mlflow.projects.run(synchronous=False): {sec(projects)}",
             "",
             None,
         ),
         Row(
             "2",
-            "sweeper / bare",
+            "sweeper / bare (run made by the loop, before and after the sweep)",
             f"{ratio:.2f}",
-            f"projects.run / bare {projects / bare:.2f}",
+            f"sweeper / bare (script makes its run) {sweeper / user:.2f}; projects.run / bare "
+            f"{projects / lean:.2f}",
             "<= 1.05",
             ratio <= 1.05,
         ),
@@ -267,10 +272,13 @@ def launch(sizes: Sizes) -> list[Result]:
         "trials": n,
         "complete": complete,
         "sweeper_gap_s": sweeper,
-        "bare_gap_s": bare,
+        "bare_run_made_by_loop_gap_s": lean,
+        "bare_run_made_by_loop_before_after_s": [
+            median(gaps(lean_before["starts"])),
+            median(gaps(lean_after["starts"])),
+        ],
+        "bare_run_made_by_script_gap_s": user,
         "projects_run_gap_s": projects,
-        "bare_gap_before_after_s": [median(gaps(bare_before["starts"])), median(gaps(bare_after["starts"]))],
-        "bare_trial_duration_s": median(bare_before["durations"] + bare_after["durations"]),
     }
     if complete != n:
         result.error = f"only {complete} of {n} entry-point trials completed"
