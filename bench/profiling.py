@@ -11,8 +11,9 @@ bench/PROFILE-postgres.md (both storages on fresh PostgreSQL databases):
    SQLAlchemy/Optuna/MLflow Python, waiting for the trial...), and the top leaf functions.
    Shares are turned into ms per trial with the run's measured cycle (mean gap between trial starts).
 2. Counting (the CLI run in-process with timing wrappers on the package's methods, Optuna's
-   RDBStorage and MlflowClient): calls per trial and ms per trial of each storage call and step,
-   on the worker threads. Wrappers cost a few microseconds per call.
+   RDBStorage and MlflowClient, and a SQLAlchemy hook counting statements): calls, ms and SQL
+   statements per trial of each storage call and step, on the worker threads. Wrappers cost a
+   few microseconds per call.
 """
 
 from __future__ import annotations
@@ -225,7 +226,18 @@ def sample(trials: int) -> list[str]:
 # ---- 2. counting in-process ------------------------------------------------------------------------------
 
 _local = threading.local()
-STATS: dict[tuple[str, str, str], list[float]] = defaultdict(lambda: [0, 0.0])  # (thread, layer, name)
+# (thread, layer, name) -> [calls, seconds, SQL statements sent to the database during the calls]
+STATS: dict[tuple[str, str, str], list[float]] = defaultdict(lambda: [0, 0.0, 0])
+
+
+def _count_statements() -> None:
+    """Count the SQL statements each thread sends (every engine, Optuna's and MLflow's)."""
+    from sqlalchemy import event
+    from sqlalchemy.engine import Engine
+
+    @event.listens_for(Engine, "before_cursor_execute")
+    def _one(*_args, **_kwargs) -> None:
+        _local.statements = getattr(_local, "statements", 0) + 1
 
 
 def _thread_kind() -> str:
@@ -240,6 +252,7 @@ def _wrap(layer: str, name: str, fn, outermost: bool):
         if outermost and depth:
             return fn(*args, **kwargs)
         setattr(_local, layer, depth + 1)
+        sent = getattr(_local, "statements", 0)
         t0 = time.perf_counter()
         try:
             return fn(*args, **kwargs)
@@ -249,6 +262,7 @@ def _wrap(layer: str, name: str, fn, outermost: bool):
             entry = STATS[(_thread_kind(), layer, name)]
             entry[0] += 1
             entry[1] += elapsed
+            entry[2] += getattr(_local, "statements", 0) - sent
 
     return wrapper
 
@@ -299,6 +313,7 @@ def instrument() -> None:
 def count_in_process(config: str) -> None:
     """Child mode: run the CLI in this process with wrappers, print the stats as lines."""
     instrument()
+    _count_statements()
     from mlflow_sweeper.cli import main
 
     try:
@@ -306,8 +321,8 @@ def count_in_process(config: str) -> None:
     except SystemExit as exc:
         if exc.code not in (0, None):
             raise
-    for (thread, layer, name), (calls, seconds) in STATS.items():
-        print(f"STAT\t{thread}\t{layer}\t{name}\t{calls}\t{seconds}")
+    for (thread, layer, name), (calls, seconds, statements) in STATS.items():
+        print(f"STAT\t{thread}\t{layer}\t{name}\t{calls}\t{seconds}\t{statements}")
 
 
 def child(trials: int, *flags: str) -> tuple[float, float, int, str]:
@@ -335,9 +350,9 @@ def count(trials: int) -> list[str]:
     rows = []
     for line in stdout.splitlines():
         if line.startswith("STAT\t"):
-            _, thread, layer, name, calls, seconds = line.split("\t")
+            _, thread, layer, name, calls, seconds, statements = line.split("\t")
             if thread == "worker":
-                rows.append((layer, name, int(calls), float(seconds)))
+                rows.append((layer, name, int(calls), float(seconds), int(statements)))
     lines = [
         f"### Counting: in-process wrappers, {n} trials, mean cycle {mean_cycle * 1000:.1f} ms per trial "
         "(worker thread)",
@@ -349,15 +364,24 @@ def count(trials: int) -> list[str]:
             continue
         calls = sum(r[2] for r in chosen) / n
         spent = sum(r[3] for r in chosen) / n * 1000
+        sql = sum(r[4] for r in chosen) / n
         head = f"**{layer}**" + (
-            f": {calls:.1f} calls, {spent:.1f} ms per trial" if layer != "sweeper" else ""
+            f": {calls:.1f} calls, {sql:.1f} SQL statements, {spent:.1f} ms per trial"
+            if layer in ("optuna storage", "mlflow client")
+            else ""
         )
-        lines += [head, "", "| call | calls / trial | ms / trial | ms / call |", "|---|---:|---:|---:|"]
-        for _, name, calls_, seconds in chosen[: 30 if layer == "sweeper" else 20]:
+        lines += [
+            head,
+            "",
+            "| call | calls / trial | ms / trial | ms / call | SQL statements / call |",
+            "|---|---:|---:|---:|---:|",
+        ]
+        for _, name, calls_, seconds, statements in chosen[: 30 if layer == "sweeper" else 20]:
             if seconds / n < 0.00005:
                 continue
             lines.append(
-                f"| `{name}` | {calls_ / n:.2f} | {seconds / n * 1000:.2f} | {seconds / calls_ * 1000:.2f} |"
+                f"| `{name}` | {calls_ / n:.2f} | {seconds / n * 1000:.2f} | {seconds / calls_ * 1000:.2f} "
+                f"| {statements / calls_:.1f} |"
             )
         lines.append("")
     return lines
