@@ -237,13 +237,13 @@ class SweepRun:
 
     def finish(self) -> SweepOutcome:
         """Close the sweep if it is done: parent FINISHED, best trial, summary of failures."""
-        if not self.study.is_complete():
+        trials = self.study.complete_trials()
+        if trials is None:
             self.reporter.event(
                 f"{self.config.identity}: this agent stopped; the sweep is not finished "
                 "(other agents, or run again to resume)"
             )
             return self.outcome
-        trials = self.study.trials()
         self.outcome.finished = True
         best = self.study.best_trial()
         if best is not None and best.user_attrs.get("mlflow_run_id"):

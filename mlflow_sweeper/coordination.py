@@ -259,7 +259,7 @@ class SweepStudy:
             "list waiting",
         )
         for trial in waiting:
-            if not self._take(self.study_id, trial._trial_id):
+            if not self._take(trial._trial_id):
                 continue
             self._set_trial_system_attrs(trial._trial_id, self._owner_attrs())
             return Work(
@@ -276,7 +276,7 @@ class SweepStudy:
         """Who runs a trial, when it last beat, and how long its owner may stay silent."""
         return {AGENT: self.agent, HEARTBEAT: time.time(), STALE_AFTER: self.config.stale_after}
 
-    def _take(self, study_id: int, trial_id: int) -> bool:
+    def _take(self, trial_id: int) -> bool:
         """Optuna's atomic WAITING -> RUNNING; False when another agent took it first."""
         try:
             return bool(
@@ -329,7 +329,7 @@ class SweepStudy:
             "list parked",
         )
         for claim in parked:
-            if claim.number < self.budget and self._take(self.claims_id, claim._trial_id):
+            if claim.number < self.budget and self._take(claim._trial_id):
                 return claim._trial_id, claim.number
         return None
 
@@ -575,9 +575,16 @@ class SweepStudy:
         """Every slot of the budget claimed, and nothing running or queued (claims checked first)."""
         return self.slots_exhausted() and not self.has_active()
 
+    def complete_trials(self) -> list[FrozenTrial] | None:
+        """The sweep's trials once it is finished and no failed point is still owed its re-run;
+        None before. One scan, only at the end."""
+        if not self.is_finished():
+            return None
+        trials = self.trials()
+        return None if self.unresolved_slots(trials) else trials
+
     def is_complete(self) -> bool:
-        """Finished, and no failed point is still owed its re-run (one scan, only at the end)."""
-        return self.is_finished() and not self.unresolved_slots(self.trials())
+        return self.complete_trials() is not None
 
     def trials(self) -> list[FrozenTrial]:
         return retry(lambda: self.storage.get_all_trials(self.study_id, deepcopy=False), "trials")
