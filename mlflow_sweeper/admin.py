@@ -9,6 +9,7 @@ from pathlib import Path
 
 from mlflow.entities import ViewType
 
+from . import compat
 from .algorithms import PointSource
 from .config import SweepConfig
 from .coordination import RUN_ATTR, SweepStudy, agent_id, claims_study_name
@@ -82,8 +83,7 @@ def delete_sweep(config: SweepConfig, purge: bool = False) -> DeleteResult:
     recorder = _open_recorder(config)
     if recorder is not None:
         runs = recorder.sweep_runs(ViewType.ALL if purge else ViewType.ACTIVE_ONLY, everywhere=True)
-        store = getattr(getattr(recorder.client, "_tracking_client", None), "store", None)
-        can_purge = purge and hasattr(store, "_hard_delete_run")
+        can_purge = purge and compat.can_hard_delete(recorder.client)
         if purge and not can_purge:
             log.warning(
                 "%s cannot purge runs through a tracking server; they are soft-deleted "
@@ -96,7 +96,7 @@ def delete_sweep(config: SweepConfig, purge: bool = False) -> DeleteResult:
                 retry(lambda r=run_id: recorder.client.delete_run(r), "delete run")
             if can_purge:
                 _delete_artifacts(run.info.artifact_uri)
-                retry(lambda r=run_id: store._hard_delete_run(r), "purge run")
+                retry(lambda r=run_id: compat.hard_delete_run(recorder.client, r), "purge run")
             runs_deleted += 1
         purge = can_purge
     shutil.rmtree(config.log_dir, ignore_errors=True)

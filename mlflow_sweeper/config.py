@@ -1,4 +1,4 @@
-"""Load and validate a sweep config (SPEC §3) before anything touches a storage."""
+"""Load and validate a sweep config before anything touches a storage."""
 
 from __future__ import annotations
 

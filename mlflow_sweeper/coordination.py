@@ -36,6 +36,7 @@ from optuna.distributions import BaseDistribution
 from optuna.exceptions import DuplicatedStudyError, UpdateFinishedTrialError
 from optuna.trial import FrozenTrial, TrialState
 
+from . import compat
 from .algorithms import PointSource
 from .config import SweepConfig
 from .errors import DriftError, StorageError, SweeperError
@@ -314,7 +315,9 @@ class SweepStudy:
         budget, and from then on this agent only looks for parked claims below the budget.
         """
         if not self.exhausted_seen:
-            claim_id, number = retry(lambda: _create_numbered(self.storage, self.claims_id), "claim")
+            claim_id, number = retry(
+                lambda: compat.create_trial_numbered(self.storage, self.claims_id), "claim"
+            )
             if number < self.budget:
                 self.exhausted_seen = number == self.budget - 1
                 return claim_id, number
@@ -352,7 +355,9 @@ class SweepStudy:
     def _create_with(self, params: dict, attrs: dict, state: TrialState) -> tuple[int, int]:
         distributions = self.source.distributions_for(params)
         template = _template(state, params, distributions, attrs)
-        return retry(lambda: _create_numbered(self.storage, self.study_id, template), "create trial")
+        return retry(
+            lambda: compat.create_trial_numbered(self.storage, self.study_id, template), "create trial"
+        )
 
     def _sample(self, slot: int, attrs: dict) -> tuple[int, dict]:
         """Create a trial and ask the sampler (TPE, continuous random) for its parameters.
@@ -366,10 +371,11 @@ class SweepStudy:
                 self._study = optuna.load_study(study_name=self.config.identity, storage=self.storage)
             study = self._study
             study.sampler = self.source.sampler(slot)
-            study._thread_local.cached_all_trials = None
+            compat.forget_cached_trials(study)
+            storage = compat.study_storage(study)
             unowned = {k: v for k, v in attrs.items() if k != SLOT}
             trial_id = retry(
-                lambda: study._storage.create_new_trial(
+                lambda: storage.create_new_trial(
                     self.study_id, template_trial=_template(TrialState.RUNNING, {}, {}, unowned)
                 ),
                 "create trial",
@@ -381,9 +387,9 @@ class SweepStudy:
                 }
             except BaseException as exc:
                 self._set_reason(trial_id, f"sampling failed: {exc}")
-                retry(lambda: study._storage.set_trial_state_values(trial_id, TrialState.FAIL), "fail")
+                retry(lambda: storage.set_trial_state_values(trial_id, TrialState.FAIL), "fail")
                 raise
-            retry(lambda: study._storage.set_trial_system_attr(trial_id, SLOT, slot), "slot")
+            retry(lambda: storage.set_trial_system_attr(trial_id, SLOT, slot), "slot")
             return trial_id, params
 
     # ---- while running -----------------------------------------------------------------------
@@ -644,15 +650,6 @@ class SweepStudy:
             return retry(lambda: self.storage.get_best_trial(self.study_id), "best trial")
         except ValueError:
             return None
-
-
-def _create_numbered(storage, study_id: int, template: FrozenTrial | None = None) -> tuple[int, int]:
-    """Create a trial; return its id and number in one round trip where the storage allows."""
-    if isinstance(storage, optuna.storages.RDBStorage):
-        frozen = storage._create_new_trial(study_id, template)  # public create_new_trial drops the number
-        return frozen._trial_id, frozen.number
-    trial_id = storage.create_new_trial(study_id, template_trial=template)
-    return trial_id, storage.get_trial_number_from_id(trial_id)
 
 
 def _template(state: TrialState, params: dict, distributions: dict, system_attrs: dict) -> FrozenTrial:

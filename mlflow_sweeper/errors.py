@@ -1,4 +1,4 @@
-"""Exceptions users can cause, each mapped to one exit code of the contract (SPEC §2)."""
+"""Exceptions users can cause, each mapped to one exit code of the command line."""
 
 from __future__ import annotations
 

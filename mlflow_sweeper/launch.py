@@ -26,6 +26,7 @@ from typing import IO
 
 import psutil
 
+from . import compat
 from .config import SweepConfig
 
 CANCEL_GRACE_SECONDS = 5.0
@@ -178,10 +179,8 @@ class LocalProjectLauncher(Launcher):
         self._lock = threading.Lock()
 
     def prepare(self) -> None:
-        from mlflow.projects.utils import fetch_and_validate_project, load_project
-
-        self.work_dir = fetch_and_validate_project(self.config.project, None, self.config.entry_point, {})
-        self.project = load_project(self.work_dir)
+        self.work_dir = compat.fetch_project(self.config.project, self.config.entry_point)
+        self.project = compat.load_project(self.work_dir)
         self.project.get_entry_point(self.config.entry_point)  # raises for an unknown entry point
         if self.project.docker_env:
             raise ValueError("docker_env projects are not supported on the local backend yet")
@@ -190,7 +189,6 @@ class LocalProjectLauncher(Launcher):
     def run_tags(self) -> dict[str, str]:
         from mlflow.entities import SourceType
         from mlflow.utils import mlflow_tags as tags
-        from mlflow.utils.git_utils import get_git_commit
 
         result = {
             tags.MLFLOW_SOURCE_NAME: self.config.project,
@@ -199,43 +197,21 @@ class LocalProjectLauncher(Launcher):
             tags.MLFLOW_PROJECT_BACKEND: "local",
             tags.MLFLOW_PROJECT_ENV: self.config.env_manager,
         }
-        commit = get_git_commit(self.work_dir)
+        commit = compat.git_commit(self.work_dir)
         if commit:
             result[tags.MLFLOW_GIT_COMMIT] = commit
         return result
 
     def _environment_prefix(self) -> list[str]:
         """The activation command MLflow's local backend would put before the entry point."""
-        from mlflow.projects import env_type
         from mlflow.utils import env_manager as em
 
         manager = self.config.env_manager
         if manager == em.LOCAL:
             return []
         if manager in (em.VIRTUALENV, em.UV):
-            from mlflow.utils.environment import _PythonEnv
-            from mlflow.utils.virtualenv import (
-                _create_virtualenv,
-                _get_mlflow_virtualenv_root,
-                _get_virtualenv_name,
-            )
-
-            if self.project.env_type == env_type.CONDA:
-                python_env = _PythonEnv.from_conda_yaml(self.project.env_config_path)
-            elif self.project.env_config_path:
-                python_env = _PythonEnv.from_yaml(self.project.env_config_path)
-            else:
-                python_env = _PythonEnv()
-            work_dir = Path(self.work_dir)
-            env_dir = Path(_get_mlflow_virtualenv_root()) / _get_virtualenv_name(python_env, work_dir)
-            return [
-                _create_virtualenv(
-                    local_model_path=work_dir, python_env=python_env, env_dir=env_dir, env_manager=manager
-                )
-            ]
-        from mlflow.utils.conda import get_or_create_conda_env
-
-        return get_or_create_conda_env(self.project.env_config_path).get_activate_command()
+            return [compat.virtualenv_activate_command(self.project, self.work_dir, manager)]
+        return compat.conda_activate_command(self.project.env_config_path)
 
     def launch(self, run_id, experiment_id, params, log_name):
         storage_dir = Path(tempfile.mkdtemp(prefix="mlflow-sweeper-"))

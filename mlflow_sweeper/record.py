@@ -1,4 +1,4 @@
-"""The MLflow side of a sweep: parent, trial and agent runs with the tags of SPEC §4."""
+"""The MLflow side of a sweep: parent, trial and agent runs and their `sweeper.*` tags."""
 
 from __future__ import annotations
 

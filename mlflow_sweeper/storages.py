@@ -368,10 +368,9 @@ def open_mlflow_tracking(url: str):
         client.search_experiments(max_results=1)  # connects, creates tables on a fresh store
         return client
 
-    def engine_of(client):
-        return getattr(getattr(getattr(client, "_tracking_client", None), "store", None), "engine", None)
+    from .compat import sql_engine
 
-    client = _open_safely(url, build, "MLflow storage", engine_of, immediate=False)
+    client = _open_safely(url, build, "MLflow storage", sql_engine, immediate=False)
     mlflow.set_tracking_uri(url)
     return client
 

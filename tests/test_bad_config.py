@@ -1,4 +1,4 @@
-"""Bad input (SPEC §2, §3; issue 4 item 8): every malformed config or input exits 2.
+"""Bad input: every malformed config or input exits 2.
 
 Each case must give exactly one message, naming the config file and the offending key, with no
 traceback, and must write nothing: the tmp directory is compared, recursively, before and after.
@@ -294,7 +294,7 @@ def test_bad_config_in_a_real_process(name, tmp_path):
 
 
 # ---- unreachable storage servers ----------------------------------------------------------------
-# SPEC §2 has no code of its own for an unreachable storage; the product uses 2 (the storages are
+# The contract has no code of its own for an unreachable storage; the product uses 2 (the storages are
 # part of the configuration, and like a config error nothing has been written). We expect 2, with
 # one message naming the storage, said to be unreachable, in reasonable time, nothing written.
 

@@ -1,4 +1,4 @@
-"""The core sweep end to end through the CLI (issue 2): real SQLite stores, real trial subprocesses.
+"""The core sweep end to end through the CLI: real SQLite stores, real trial subprocesses.
 
 Each sweep is kept small (at most 6 points) because every trial is a real Python process that
 imports MLflow; sweeps that several tests inspect run once per module.

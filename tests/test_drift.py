@@ -1,4 +1,4 @@
-"""Config drift (SPEC §3; issue 4 item 7): a stored sweep's search space, algorithm and objective
+"""Config drift: a stored sweep's search space, algorithm and objective
 are fixed under its identity; only the budget and the retry and timeout settings may change.
 
 A small real sweep (command mode, 2-point grid) is run once per module; each case works on its

@@ -1,4 +1,4 @@
-"""Failure handling (issue 4), with real agents, real trial processes and real signals.
+"""Failure handling , with real agents, real trial processes and real signals.
 
 Retries (a trial failing once, one failing every attempt), dead agents (SIGKILL, on another host
 and on this one), Ctrl-C and SIGTERM (exit 130 within 10 s, resume), a second Ctrl-C, trial

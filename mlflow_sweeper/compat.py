@@ -1,0 +1,167 @@
+"""Every use of a private MLflow or Optuna API, in one place.
+
+An upgrade of either library that moves or drops one of these breaks this module only: each
+function has a public fallback or raises `CompatError` with a clear message, and
+`tests/test_compat.py` checks that every private name still exists in the installed versions.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from .errors import SweeperError
+
+log = logging.getLogger(__name__)
+
+# (module, attribute path) of every private name used below; tests/test_compat.py checks each.
+PRIVATE_NAMES: list[tuple[str, str]] = [
+    ("optuna.storages", "RDBStorage._create_new_trial"),
+    ("optuna.study", "Study._thread_local"),
+    ("optuna.study", "Study._storage"),
+    ("mlflow.store.tracking.sqlalchemy_store", "SqlAlchemyStore._hard_delete_run"),
+    ("mlflow.tracking", "MlflowClient._tracking_client"),
+    ("mlflow.utils.environment", "_PythonEnv"),
+    ("mlflow.utils.virtualenv", "_create_virtualenv"),
+    ("mlflow.utils.virtualenv", "_get_mlflow_virtualenv_root"),
+    ("mlflow.utils.virtualenv", "_get_virtualenv_name"),
+    ("mlflow.projects.utils", "fetch_and_validate_project"),
+    ("mlflow.projects.utils", "load_project"),
+    ("mlflow.utils.conda", "get_or_create_conda_env"),
+    ("mlflow.utils.git_utils", "get_git_commit"),
+]
+
+
+class CompatError(SweeperError):
+    """An installed MLflow or Optuna lacks an API this package relies on."""
+
+
+def _missing(what: str, exc: BaseException) -> CompatError:
+    import mlflow
+    import optuna
+
+    return CompatError(
+        f"{what} is not available in the installed versions (mlflow {mlflow.__version__}, "
+        f"optuna {optuna.__version__}): {exc}. Install versions this package supports "
+        "(see pyproject.toml)."
+    )
+
+
+# ---- Optuna --------------------------------------------------------------------------------------
+
+
+def create_trial_numbered(storage: Any, study_id: int, template: Any = None) -> tuple[int, int]:
+    """Create a trial; return its id and number, in one round trip where the storage allows.
+
+    RDBStorage's public `create_new_trial` drops the number it computed in the same transaction;
+    its private `_create_new_trial` returns the whole frozen trial.
+    """
+    import optuna
+
+    private = getattr(storage, "_create_new_trial", None)
+    if isinstance(storage, optuna.storages.RDBStorage) and private is not None:
+        frozen = private(study_id, template)
+        return frozen._trial_id, frozen.number
+    trial_id = storage.create_new_trial(study_id, template_trial=template)
+    return trial_id, storage.get_trial_number_from_id(trial_id)
+
+
+def study_storage(study: Any) -> Any:
+    """The (caching) storage a Study talks through."""
+    return study._storage
+
+
+def forget_cached_trials(study: Any) -> None:
+    """Make the next sampler call re-read the trial history, as `Study.ask` does across threads."""
+    local = getattr(study, "_thread_local", None)
+    if local is not None and hasattr(local, "cached_all_trials"):
+        local.cached_all_trials = None
+
+
+# ---- MLflow tracking -----------------------------------------------------------------------------
+
+
+def tracking_store(client: Any) -> Any | None:
+    """The store behind an MlflowClient (a SqlAlchemyStore, a REST store, ...), or None."""
+    return getattr(getattr(client, "_tracking_client", None), "store", None)
+
+
+def sql_engine(client: Any) -> Any | None:
+    """The SQLAlchemy engine of a client's database store; None for servers."""
+    return getattr(tracking_store(client), "engine", None)
+
+
+def can_hard_delete(client: Any) -> bool:
+    return hasattr(tracking_store(client), "_hard_delete_run")
+
+
+def hard_delete_run(client: Any, run_id: str) -> None:
+    """Permanently delete a run (what `mlflow gc` does), on a database store only."""
+    store = tracking_store(client)
+    if not hasattr(store, "_hard_delete_run"):
+        raise CompatError("permanent deletion needs a database tracking store, not a server")
+    store._hard_delete_run(run_id)
+
+
+# ---- MLflow Projects -----------------------------------------------------------------------------
+
+
+def fetch_project(uri: str, entry_point: str | None) -> str:
+    """Fetch a project (a git URI is cloned) and return its local directory."""
+    try:
+        from mlflow.projects.utils import fetch_and_validate_project
+    except ImportError as exc:
+        raise _missing("mlflow.projects.utils.fetch_and_validate_project", exc) from None
+    return fetch_and_validate_project(uri, None, entry_point, {})
+
+
+def load_project(work_dir: str) -> Any:
+    """The parsed MLproject of a local project directory (a default one when there is none)."""
+    try:
+        from mlflow.projects.utils import load_project as _load
+    except ImportError as exc:
+        raise _missing("mlflow.projects.utils.load_project", exc) from None
+    return _load(work_dir)
+
+
+def git_commit(path: str) -> str | None:
+    try:
+        from mlflow.utils.git_utils import get_git_commit
+    except ImportError:
+        return None
+    return get_git_commit(path)
+
+
+def virtualenv_activate_command(project: Any, work_dir: str, env_manager: str) -> str:
+    """Create (once) the virtualenv or uv environment MLflow's local backend would use; return
+    the command that activates it."""
+    try:
+        from mlflow.projects import env_type
+        from mlflow.utils.environment import _PythonEnv
+        from mlflow.utils.virtualenv import (
+            _create_virtualenv,
+            _get_mlflow_virtualenv_root,
+            _get_virtualenv_name,
+        )
+    except ImportError as exc:
+        raise _missing("MLflow's virtualenv support", exc) from None
+    if project.env_type == env_type.CONDA:
+        python_env = _PythonEnv.from_conda_yaml(project.env_config_path)
+    elif project.env_config_path:
+        python_env = _PythonEnv.from_yaml(project.env_config_path)
+    else:
+        python_env = _PythonEnv()
+    root = Path(work_dir)
+    env_dir = Path(_get_mlflow_virtualenv_root()) / _get_virtualenv_name(python_env, root)
+    return _create_virtualenv(
+        local_model_path=root, python_env=python_env, env_dir=env_dir, env_manager=env_manager
+    )
+
+
+def conda_activate_command(env_config_path: str | None) -> list[str]:
+    try:
+        from mlflow.utils.conda import get_or_create_conda_env
+    except ImportError as exc:
+        raise _missing("mlflow.utils.conda.get_or_create_conda_env", exc) from None
+    return get_or_create_conda_env(env_config_path).get_activate_command()
