@@ -1,0 +1,159 @@
+"""Trials on a plugin backend, end to end: the path of `kubernetes`, `databricks` and every backend
+registered under MLflow's `mlflow.project_backend` entry point group.
+
+The backend `sweeper-test` (tests/backend_plugin) behaves like a remote one: it creates the run
+itself, queues the job, runs the entry point asynchronously and ends the run. The sweeper must nest
+those runs under the parent, tag and parametrise them, read their values, retry failures, cancel
+them on Ctrl-C and on `trial_timeout`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from conftest import PROJECT, cli_env, mlflow_runs, optuna_trials, read_records, run_cli, write_config
+
+PLUGIN_PATH = str(Path(__file__).resolve().parent / "backend_plugin")
+
+
+def plugin_env() -> dict:
+    return {"PYTHONPATH": PLUGIN_PATH + os.pathsep + os.environ.get("PYTHONPATH", "")}
+
+
+def backend_config(tmp_path: Path, behave, **extra) -> Path:
+    parameters = {"x": [1, 2], "y": [10], "behave": behave, "record": str(tmp_path / "records.jsonl")}
+    return write_config(
+        tmp_path,
+        entry_point="train",
+        project=str(PROJECT),
+        backend="sweeper-test",
+        backend_config={"schedule_delay": 0.3},
+        parameters=parameters,
+        **extra,
+    )
+
+
+def trial_runs(tmp_path: Path, deleted: bool = False) -> list:
+    runs = mlflow_runs(f"sqlite:///{tmp_path / 'mlflow.db'}", deleted=deleted)
+    return [r for r in runs if r.data.tags.get("sweeper.role") == "trial"]
+
+
+def parent_run(tmp_path: Path):
+    runs = mlflow_runs(f"sqlite:///{tmp_path / 'mlflow.db'}", deleted=True)
+    parents = [r for r in runs if r.data.tags.get("sweeper.role") == "parent"]
+    assert len(parents) == 1
+    return parents[0]
+
+
+def test_plugin_backend_trials_are_nested_tagged_and_scored(tmp_path):
+    config = backend_config(tmp_path, "ok")
+    result = run_cli("sweep", config, "-j", "2", cwd=tmp_path, env=plugin_env())
+    assert result.returncode == 0, result.stdout + result.stderr
+
+    parent = parent_run(tmp_path)
+    assert parent.info.status == "FINISHED"
+    runs = trial_runs(tmp_path)
+    assert len(runs) == 2
+    for run in runs:
+        tags = run.data.tags
+        assert tags["sweeper_test_backend.job"] == "submitted"  # the backend created this run
+        assert tags["mlflow.parentRunId"] == parent.info.run_id
+        assert tags["sweeper.sweep"] == "exp/s1"
+        assert tags["sweeper.role"] == "trial"
+        assert tags["mlflow.project.backend"] == "sweeper-test"
+        assert run.info.status == "FINISHED"
+        assert run.data.metrics["score"] == float(run.data.params["x"]) + 10
+        assert run.data.params["y"] == "10" and run.data.params["behave"] == "ok"
+    numbers = sorted(int(r.data.tags["sweeper.trial"]) for r in runs)
+    assert numbers == [0, 1]
+    best = max(runs, key=lambda r: r.data.metrics["score"])
+    assert parent.data.tags["sweeper.best_run_id"] == best.info.run_id
+    trials = optuna_trials(f"sqlite:///{tmp_path / 'sweeps' / 'optuna.db'}")
+    assert sorted(t.value for t in trials) == [11.0, 12.0]
+    assert {t.user_attrs["mlflow_run_id"] for t in trials} == {r.info.run_id for r in runs}
+
+
+def test_plugin_backend_failed_trial_is_retried(tmp_path):
+    config = backend_config(tmp_path, "fail_once")
+    result = run_cli("sweep", config, cwd=tmp_path, env=plugin_env())
+    assert result.returncode == 0, result.stdout + result.stderr
+    runs = trial_runs(tmp_path, deleted=True)
+    failed = [r for r in runs if r.info.status == "FAILED"]
+    finished = [r for r in runs if r.info.status == "FINISHED" and r.info.lifecycle_stage == "active"]
+    assert len(failed) == 2 and len(finished) == 2
+    assert all(r.data.tags.get("sweeper.replaced_by") in {f.info.run_id for f in finished} for r in failed)
+    assert len(read_records(tmp_path / "records.jsonl")) == 4
+
+
+def test_plugin_backend_trial_timeout_kills_the_job(tmp_path):
+    config = backend_config(tmp_path, "hang", trial_timeout=4, max_retries=0)
+    result = run_cli("sweep", config, "-j", "2", cwd=tmp_path, env=plugin_env())
+    assert result.returncode == 1, result.stdout + result.stderr
+    runs = trial_runs(tmp_path, deleted=True)
+    assert len(runs) == 2 and all(r.info.status == "KILLED" for r in runs), [r.info.status for r in runs]
+    pids = [line["pid"] for line in read_records(tmp_path / "records.jsonl")]
+    assert len(pids) == 2
+    time.sleep(1)
+    assert not [pid for pid in pids if _alive(pid)], "a timed-out job is still running"
+
+
+def test_plugin_backend_ctrl_c_cancels_the_jobs_and_resume_completes(tmp_path):
+    gate = tmp_path / "go"
+    config = backend_config(tmp_path, f"block:{gate}")
+    record = tmp_path / "records.jsonl"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mlflow_sweeper", "sweep", str(config), "-j", "2"],
+        cwd=tmp_path, env=cli_env(plugin_env()), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL, text=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 120
+        while len(read_records(record)) < 2:
+            assert proc.poll() is None, proc.stdout.read()
+            assert time.monotonic() < deadline, "the jobs did not start"
+            time.sleep(0.1)
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, out
+    runs = trial_runs(tmp_path, deleted=True)
+    assert len(runs) == 2 and all(r.info.status == "KILLED" for r in runs), [r.info.status for r in runs]
+    pids = [line["pid"] for line in read_records(record)]
+    time.sleep(1)
+    assert not [pid for pid in pids if _alive(pid)], "a cancelled job is still running"
+    assert parent_run(tmp_path).info.status == "RUNNING"
+
+    gate.touch()
+    result = run_cli("sweep", config, "-j", "2", cwd=tmp_path, env=plugin_env())
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert parent_run(tmp_path).info.status == "FINISHED"
+    finished = [r for r in trial_runs(tmp_path) if r.info.status == "FINISHED"]
+    assert sorted(int(r.data.params["x"]) for r in finished) == [1, 2]
+
+
+def _alive(pid: int) -> bool:
+    import psutil
+
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+@pytest.fixture(autouse=True)
+def _no_stray_jobs(tmp_path):
+    yield
+    import psutil
+
+    for line in read_records(tmp_path / "records.jsonl"):
+        with contextlib.suppress(psutil.NoSuchProcess):
+            psutil.Process(line["pid"]).kill()
