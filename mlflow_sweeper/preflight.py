@@ -405,8 +405,8 @@ def check_project(
         names = [*config.space.axes, *config.space.fixed]
         check_declared(entry_point, names)
         optional = list(optional)
-        check_required_given(entry_point, [n for n in names if n not in optional])
         check_absent_have_defaults(entry_point, optional)
+        check_required_given(entry_point, [n for n in names if n not in optional])
         if config.backend == "local":
             check_path_values(entry_point, _path_candidates(config.space), work_dir)
             check_env_manager(project, config.env_manager)
