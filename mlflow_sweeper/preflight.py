@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import shlex
 import shutil
 import sys
 import threading
@@ -43,9 +44,10 @@ def _split_subdirectory(uri: str) -> tuple[str, str]:
 
 
 def is_remote_uri(uri: str) -> bool:
-    """Whether MLflow fetches the project (git, zip over http) rather than reading a directory."""
+    """Whether MLflow fetches the project (git, zip over http, a local .zip) into a temporary
+    directory rather than reading a directory."""
     base, _ = _split_subdirectory(uri)
-    if base.startswith("git@"):
+    if base.startswith("git@") or base.endswith(".zip"):
         return True
     scheme = urllib.parse.urlparse(base).scheme
     return bool(scheme) and scheme != "file" and len(scheme) > 1  # "C:" is a drive, not a scheme
@@ -89,6 +91,10 @@ class ProjectSource:
             return self._dir
 
     def _fetch(self) -> str:
+        base, _ = _split_subdirectory(self.uri)
+        local = _local_path(base)
+        if local is not None and not base.startswith("git@") and not os.path.exists(local):
+            raise ProjectError(f"project: no such file: {os.path.abspath(local)}")
         try:
             return compat.fetch_project_dir(self.uri)
         except compat.CompatError:
@@ -369,9 +375,39 @@ class CheckedProject:
         return full_parameters(self.entry_point, params)
 
 
-def check_command(config: Any) -> None:
-    """A `command` config's placeholders name parameters and its `arg_style` is known: a
-    ConfigError (exit 2) naming the file and the key, before any trial."""
+PYTHONS = ("python", "python3")
+
+
+def command_program_problem(
+    argv: list[str], cwd: str, environ: Mapping[str, str] | None = None
+) -> str | None:
+    """Why the command's program (or the script `python` is given) cannot be found, or None.
+    Tokens holding a placeholder are not checked: their value differs per trial."""
+    env = trial_env_path(os.environ if environ is None else environ)
+    program = argv[0]
+    if "{" in program:
+        return None
+    if os.sep in program:
+        path = os.path.join(cwd, os.path.expanduser(program))
+        if not (os.path.isfile(path) and os.access(path, os.X_OK)):
+            return f"no such executable: {os.path.normpath(path)} (commands run in {cwd})"
+    elif shutil.which(program, path=env.get("PATH", "")) is None:
+        near = _near(program, PYTHONS) if program not in PYTHONS else None
+        hint = f" (did you mean {near!r}?)" if near else ""
+        return f"program {program!r} is not on PATH{hint}"
+    name = os.path.basename(program)
+    if name.startswith("python") and len(argv) > 1:
+        script = argv[1]
+        if script.endswith(".py") and not script.startswith("-") and "{" not in script:
+            path = os.path.normpath(os.path.join(cwd, os.path.expanduser(script)))
+            if not os.path.isfile(path):
+                return f"no such script: {path} (commands run in the config's directory {cwd})"
+    return None
+
+
+def check_command(config: Any, environ: Mapping[str, str] | None = None) -> None:
+    """A `command` config's placeholders name parameters, its `arg_style` is known and its
+    program exists: a ConfigError (exit 2) naming the file and the key, before any trial."""
     names = [*config.space.axes, *config.space.fixed]
     problem = command_problem(config.command, names)
     if problem:
@@ -379,6 +415,9 @@ def check_command(config: Any) -> None:
     arg_style = getattr(config, "arg_style", None)
     if arg_style is not None and (problem := check_arg_style(arg_style)):
         raise ConfigError(str(config.path), "arg_style", problem)
+    problem = command_program_problem(shlex.split(config.command), str(config.base_dir), environ)
+    if problem:
+        raise ConfigError(str(config.path), "command", problem)
 
 
 def _path_candidates(space: Any) -> dict[str, list[Any]]:

@@ -350,6 +350,7 @@ def test_command_placeholder_naming_no_parameter_is_a_config_error(tmp_path):
 
 
 def test_command_with_known_placeholders_passes(tmp_path):
+    (tmp_path / "t.py").write_text("")
     config = config_for(
         tmp_path, entry_point=None, command="python t.py --lr={lr} {{x}}", parameters={"lr": [0.1]}
     )
@@ -468,3 +469,50 @@ def test_path_already_leading_to_our_python_is_left_alone():
     ours = os.path.dirname(os.path.abspath(sys.executable))
     env = _bare_env(ours + os.pathsep + "/usr/bin:/bin")
     assert trial_env_path(env) == env
+
+
+def test_zip_project_is_unpacked_once(project, tmp_path):
+    archive = shutil.make_archive(str(tmp_path / "proj"), "zip", project)
+    source = ProjectSource(archive)
+    assert source.remote
+    checked = preflight(config_for(tmp_path / "cfg", project=archive), source=source)
+    assert (Path(checked.work_dir) / "MLproject").is_file()
+    assert source.local_dir() == checked.work_dir
+    source.close()
+    assert not Path(checked.work_dir).exists()
+    message = refused(config_for(tmp_path / "cfg2", project=str(tmp_path / "nope.zip")))
+    assert f"project: no such file: {tmp_path / 'nope.zip'}" in message
+
+
+# ---- a command's program -----------------------------------------------------------------------
+
+
+def command_config(tmp_path: Path, command: str):
+    return config_for(tmp_path, entry_point=None, command=command, parameters={"lr": [0.1]})
+
+
+def test_misspelt_command_program_is_a_config_error(tmp_path):
+    with pytest.raises(
+        ConfigError, match=r"command: program 'pyhton' is not on PATH \(did you mean 'python'\?\)"
+    ):
+        preflight(command_config(tmp_path, "pyhton train.py"))
+
+
+def test_missing_command_script_is_a_config_error(tmp_path):
+    config = command_config(tmp_path, "python trian.py --lr {lr}")
+    with pytest.raises(ConfigError) as info:
+        preflight(config)
+    assert f"command: no such script: {tmp_path / 'trian.py'} (commands run in the config's directory" in str(
+        info.value
+    )
+
+
+def test_command_script_relative_to_the_config_from_another_cwd(tmp_path, monkeypatch):
+    shutil.copy(PROJECT_REAL / "flags.py", tmp_path / "flags.py")
+    monkeypatch.chdir(PROJECT_PLAIN)
+    assert preflight(command_config(tmp_path, "python flags.py --lr {lr}")) is None
+
+
+def test_missing_command_executable_path(tmp_path):
+    with pytest.raises(ConfigError, match="no such executable: .*bin/train"):
+        preflight(command_config(tmp_path, "./bin/train --lr {lr}"))
