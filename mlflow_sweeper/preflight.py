@@ -117,8 +117,7 @@ class ProjectSource:
 
 def load_project(work_dir: str) -> Any:
     """The parsed MLproject of a local directory (a directory without one is a project whose entry
-    points are its scripts, as in MLflow). Docker projects are refused: their trials would run
-    outside the image."""
+    points are its scripts, as in MLflow)."""
     try:
         project = compat.load_project(work_dir)
     except compat.CompatError:
@@ -126,15 +125,37 @@ def load_project(work_dir: str) -> Any:
     except Exception as exc:  # noqa: BLE001 - YAML errors, a missing python_env file, ...
         detail = " ".join(str(exc).split())
         raise ProjectError(f"project: cannot load the MLproject of {work_dir}: {detail}") from None
-    if getattr(project, "docker_env", None):
+    if getattr(project, "databricks_spark_job_spec", None):
+        raise ProjectError(f"project: {work_dir}: databricks_spark_job projects are not supported")
+    return project
+
+
+def check_backend(
+    project: Any, backend: str, work_dir: str, environ: Mapping[str, str] | None = None
+) -> None:
+    """The project's environment suits the backend: docker_env projects are not run locally yet
+    (the trials would run outside the image); Kubernetes runs docker_env projects only, with
+    docker installed, and Databricks none (as MLflow Projects decides)."""
+    docker = bool(getattr(project, "docker_env", None))
+    if backend == "local" and docker:
         raise ProjectError(
             f"project: {work_dir}: docker_env projects are not supported yet; build and run the image "
             "yourself and sweep it with 'command' (e.g. command: \"docker run --rm IMAGE python "
             'train.py"), or give the project a python_env or conda_env'
         )
-    if getattr(project, "databricks_spark_job_spec", None):
-        raise ProjectError(f"project: {work_dir}: databricks_spark_job projects are not supported")
-    return project
+    if backend == "databricks" and docker:
+        raise ProjectError(f"project: {work_dir}: docker_env projects cannot run on Databricks (MLflow)")
+    if backend == "kubernetes":
+        if not docker:
+            raise ProjectError(
+                f"project: {work_dir}: the kubernetes backend runs docker_env projects only (MLflow); "
+                "add a docker_env with an image to the MLproject"
+            )
+        path = (os.environ if environ is None else environ).get("PATH", "")
+        if shutil.which("docker", path=path) is None:
+            raise ProjectError(
+                "backend: 'kubernetes' builds the project's image with docker, which is not on PATH"
+            )
 
 
 def get_entry_point(project: Any, name: str, work_dir: str) -> Any:
@@ -446,6 +467,7 @@ def check_project(
         optional = list(optional)
         check_absent_have_defaults(entry_point, optional)
         check_required_given(entry_point, [n for n in names if n not in optional])
+        check_backend(project, config.backend, work_dir)
         if config.backend == "local":
             check_path_values(entry_point, _path_candidates(config.space), work_dir)
             check_env_manager(project, config.env_manager)

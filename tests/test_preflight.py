@@ -114,6 +114,11 @@ def test_docker_env_project_is_refused_clearly(project, tmp_path):
     assert "docker_env projects are not supported yet" in message
 
 
+def test_kubernetes_backend_needs_a_docker_env_project(project, tmp_path):
+    message = refused(config_for(tmp_path, project=str(project), backend="kubernetes"))
+    assert "the kubernetes backend runs docker_env projects only" in message
+
+
 def test_broken_mlproject_is_a_project_error(project, tmp_path):
     (project / "python_env.yaml").unlink()
     message = refused(config_for(tmp_path, project=str(project)))
@@ -268,7 +273,7 @@ def test_missing_path_default_is_refused(project, tmp_path):
 
 def test_paths_are_not_checked_for_remote_backends(project, tmp_path):
     (project / "data" / "train.csv").unlink()
-    assert preflight(config_for(tmp_path, project=str(project), backend="kubernetes")) is not None
+    assert preflight(config_for(tmp_path, project=str(project), backend="my-plugin")) is not None
 
 
 # ---- the environment ---------------------------------------------------------------------------
