@@ -30,6 +30,10 @@ PRIVATE_NAMES: list[tuple[str, str]] = [
     ("mlflow.projects.utils", "load_project"),
     ("mlflow.utils.conda", "get_or_create_conda_env"),
     ("mlflow.utils.git_utils", "get_git_commit"),
+    ("mlflow.projects.utils", "_fetch_project"),
+    ("mlflow.projects._project_spec", "Project._entry_points"),
+    ("mlflow.utils.conda", "get_conda_bin_executable"),
+    ("mlflow.utils.conda", "_get_conda_executable_for_create_env"),
 ]
 
 
@@ -165,3 +169,39 @@ def conda_activate_command(env_config_path: str | None) -> list[str]:
     except ImportError as exc:
         raise _missing("mlflow.utils.conda.get_or_create_conda_env", exc) from None
     return get_or_create_conda_env(env_config_path).get_activate_command()
+
+
+def fetch_project_dir(uri: str) -> str:
+    """Fetch a project (a git URI is cloned into a new temporary directory) without validating an
+    entry point, so that the caller can check the entry point with its own messages."""
+    try:
+        from mlflow.projects.utils import _fetch_project
+    except ImportError:
+        # The validating path, given an entry point that always resolves (a script name).
+        return fetch_project(uri, "__mlflow_sweeper_probe__.py")
+    return _fetch_project(uri)
+
+
+def entry_point_names(project: Any) -> list[str]:
+    """The entry points an MLproject declares, in file order (empty for a directory without one)."""
+    return list(getattr(project, "_entry_points", None) or {})
+
+
+def conda_executables() -> tuple[str, str]:
+    """The conda executable MLflow runs, and the one it creates environments with
+    (MLFLOW_CONDA_HOME, CONDA_EXE and MLFLOW_CONDA_CREATE_ENV_CMD taken into account)."""
+    try:
+        from mlflow.utils.conda import _get_conda_executable_for_create_env, get_conda_bin_executable
+    except ImportError:
+        import os
+
+        home = os.environ.get("MLFLOW_CONDA_HOME")
+        exe = os.environ.get("CONDA_EXE")
+
+        def find(name: str) -> str:
+            if home:
+                return os.path.join(home, "bin", name)
+            return os.path.join(os.path.dirname(exe), name) if exe else name
+
+        return find("conda"), find(os.environ.get("MLFLOW_CONDA_CREATE_ENV_CMD", "conda"))
+    return get_conda_bin_executable("conda"), _get_conda_executable_for_create_env()

@@ -42,3 +42,10 @@ class Interrupted(SweeperError):
     """Ctrl-C or SIGTERM: running trials were cancelled."""
 
     exit_code = EXIT_INTERRUPTED
+
+
+class ProjectError(SweeperError):
+    """A project, entry point, parameter or environment that cannot work, found before anything
+    is written: exit 2, and nothing has been written to any storage."""
+
+    exit_code = EXIT_USAGE
