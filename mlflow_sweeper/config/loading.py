@@ -103,7 +103,7 @@ def _trial(values: Values) -> dict[str, Any]:
             "give exactly one of 'entry_point' (an MLflow project entry point) or 'command'",
         )
     if has_command:
-        values["command"]
+        values["command"]  # checked first: a bad command is named before the keys it excludes
         for key in ENTRY_POINT_ONLY:
             if values.given(key):
                 raise values.fail(key, "only applies to 'entry_point' trials, not to 'command'")
