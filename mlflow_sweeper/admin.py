@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import shutil
 from dataclasses import dataclass
-from pathlib import Path
 
 from mlflow.entities import ViewType
 
@@ -14,6 +13,7 @@ from .algorithms import PointSource
 from .config import SweepConfig
 from .coordination import RUN_ATTR, SweepStudy, agent_id, claims_study_name
 from .record import Recorder
+from .storages import exists as storage_exists
 from .storages import (
     mask,
     open_mlflow_tracking,
@@ -28,11 +28,7 @@ log = logging.getLogger(__name__)
 
 def _file_backed_storage_missing(url: str) -> bool:
     """A SQLite or journal file that does not exist holds no sweep; do not create it to find out."""
-    for prefix in ("sqlite:///", "journal://"):
-        if url.startswith(prefix):
-            path = url[len(prefix) :].split("?", 1)[0]
-            return not Path(path).exists()
-    return False
+    return not storage_exists(url)
 
 
 def _open_study(config: SweepConfig) -> SweepStudy | None:

@@ -1,0 +1,114 @@
+"""The base of every search algorithm, and the seeds its samplers get."""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import warnings
+from typing import Any, ClassVar
+
+import numpy as np
+import optuna
+
+from ..space import Scalar, SearchSpace
+
+
+def slot_seed(seed: int | None, slot: int) -> int | None:
+    """An independent seed for budget slot `slot` of a sweep seeded with `seed`.
+
+    Nearby integers make correlated first draws in numpy's legacy generator (which Optuna's
+    samplers use), so slots would start from near-identical points; SeedSequence hashes the
+    (seed, slot) pair into statistically independent states. None stays None (fresh entropy).
+    """
+    if seed is None:
+        return None
+    return int(np.random.SeedSequence(entropy=seed, spawn_key=(slot,)).generate_state(1)[0])
+
+
+class Algorithm:
+    """How one algorithm turns a budget slot into parameters.
+
+    An algorithm that decides a slot's point alone (a grid, a permutation) returns it from
+    `fixed_point`: O(1), no history needed. Otherwise `make_sampler` gives the Optuna sampler
+    asked for that slot's point, with the trial history in the storage.
+    """
+
+    name: ClassVar[str]
+    sampler_class: ClassVar[type[optuna.samplers.BaseSampler] | None] = None
+    needs_max_trials: ClassVar[bool] = True  # False: the space alone sets the budget (a grid)
+    needs_axes: ClassVar[bool] = True  # a sampler needs at least one parameter to search
+    seed_per_slot: ClassVar[bool] = True  # False: every slot's sampler gets the sweep's own seed
+    requires: ClassVar[tuple[str, str] | None] = None  # (module, extra) beyond the base install
+
+    def __init__(self, space: SearchSpace, seed: int | None):
+        self.space = space
+        self.seed = seed
+
+    # ---- checked when the config is loaded -------------------------------------------------
+
+    @classmethod
+    def check_space(cls, space: SearchSpace) -> tuple[str, str] | None:
+        """(config key, problem) when this algorithm cannot search `space`, else None."""
+        if cls.needs_axes and not space.axes:
+            return "parameters", "nothing to search: every parameter is fixed"
+        return None
+
+    @classmethod
+    def missing_requirement(cls) -> str | None:
+        """What to install when a package this algorithm needs is missing, else None."""
+        if cls.requires is None:
+            return None
+        module, extra = cls.requires
+        try:
+            importlib.import_module(module)
+        except ImportError:
+            return f"algorithm {cls.name!r} needs {module}: pip install 'mlflow-sweeper[{extra}]'"
+        return None
+
+    @classmethod
+    def option_names(cls) -> list[str]:
+        """The keyword arguments `sampler_options` may give: the sampler's, less `seed`."""
+        if cls.sampler_class is None:
+            return []
+        parameters = inspect.signature(cls.sampler_class.__init__).parameters.values()
+        kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+        return [p.name for p in parameters if p.kind in kinds and p.name not in ("self", "seed")]
+
+    @classmethod
+    def check_options(cls, options: dict[str, Any]) -> tuple[str, str] | None:
+        """(option, problem) for a `sampler_options` entry the sampler would refuse, else None."""
+        valid = cls.option_names()
+        for option in options:
+            if option == "seed":
+                return "seed", "set by the sweep's top-level 'seed' key (one per slot), not here"
+            if option not in valid:
+                listing = ", ".join(valid) if valid else "none"
+                return str(option), f"not an option of algorithm {cls.name!r}; valid options: {listing}"
+        if options and cls.sampler_class is not None:
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    cls.sampler_class(**options)
+            except Exception as exc:  # noqa: BLE001 - the sampler's own word on its options
+                return "", f"{cls.sampler_class.__name__} refused these options: {exc}"
+        return None
+
+    # ---- used while the sweep runs ---------------------------------------------------------
+
+    def budget(self, max_trials: int | None) -> int:
+        """Slots in the whole sweep, across every agent."""
+        assert max_trials is not None, f"{self.name} needs max_trials (checked with the config)"
+        return max_trials
+
+    def fixed_point(self, slot: int) -> dict[str, Scalar] | None:
+        """The point of `slot` when the algorithm decides it alone; None to ask the sampler."""
+        return None
+
+    def make_sampler(self, seed: int | None, options: dict[str, Any]) -> optuna.samplers.BaseSampler:
+        """The sampler asked for one slot's point, seeded with `seed` (already per slot)."""
+        assert self.sampler_class is not None, f"{self.name} decides its points alone"
+        return self.sampler_class(seed=seed, **options)
+
+    def sampler_for(self, slot: int, options: dict[str, Any]) -> optuna.samplers.BaseSampler:
+        seed = slot_seed(self.seed, slot) if self.seed_per_slot else self.seed
+        return self.make_sampler(seed, options)

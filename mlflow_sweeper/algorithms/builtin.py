@@ -1,0 +1,102 @@
+"""The algorithms the sweeper ships: one small class each."""
+
+from __future__ import annotations
+
+import optuna
+
+from ..space import Grid, Permutation, Scalar, SearchSpace
+from .base import Algorithm
+
+
+class GridSearch(Algorithm):
+    """Slot n runs grid point n: every combination once, in config order."""
+
+    name = "grid"
+    needs_max_trials = False
+
+    def __init__(self, space: SearchSpace, seed: int | None):
+        super().__init__(space, seed)
+        axes = space.grid_axes()
+        self.grid = Grid(axes) if axes and space.axes else None
+
+    @classmethod
+    def check_space(cls, space: SearchSpace) -> tuple[str, str] | None:
+        if not space.axes:
+            return "parameters", "a grid needs at least one list or stepped range to sweep"
+        if space.grid_axes() is None:
+            name = next(n for n, a in space.axes.items() if a.grid_values() is None)
+            return f"parameters.{name}.step", "a grid needs a 'step' for a float range"
+        return None
+
+    def budget(self, max_trials: int | None) -> int:
+        assert self.grid is not None
+        return min(self.grid.size, max_trials or self.grid.size)
+
+    def fixed_point(self, slot: int) -> dict[str, Scalar] | None:
+        assert self.grid is not None
+        return self.grid.point(slot)
+
+
+class RandomSearch(Algorithm):
+    """Over a finite space, a seeded permutation of its points (no repeats, ends when exhausted);
+    over a continuous one, Optuna's RandomSampler."""
+
+    name = "random"
+    sampler_class = optuna.samplers.RandomSampler
+    needs_axes = False
+
+    def __init__(self, space: SearchSpace, seed: int | None):
+        super().__init__(space, seed)
+        axes = space.grid_axes()
+        self.grid = Grid(axes) if axes and space.axes else None
+        self.permutation = Permutation(self.grid.size, seed) if self.grid is not None else None
+
+    def budget(self, max_trials: int | None) -> int:
+        budget = super().budget(max_trials)
+        return budget if self.grid is None else min(self.grid.size, budget)
+
+    def fixed_point(self, slot: int) -> dict[str, Scalar] | None:
+        if self.grid is None or self.permutation is None:
+            return None
+        return self.grid.point(self.permutation[slot])
+
+
+class TPE(Algorithm):
+    """Tree-structured Parzen Estimator; random for its first `n_startup_trials` (10) trials."""
+
+    name = "tpe"
+    sampler_class = optuna.samplers.TPESampler
+
+
+class CmaEs(Algorithm):
+    """CMA-ES for continuous and integer ranges; list parameters are sampled at random."""
+
+    name = "cmaes"
+    sampler_class = optuna.samplers.CmaEsSampler
+
+
+class GaussianProcess(Algorithm):
+    """Bayesian optimisation with a Gaussian process; needs PyTorch."""
+
+    name = "gp"
+    sampler_class = optuna.samplers.GPSampler
+    requires = ("torch", "gp")
+
+
+class QuasiMonteCarlo(Algorithm):
+    """A low-discrepancy sequence; Optuna counts its position in the study, so every slot's
+    sampler must share the sweep's seed, or each would start its own sequence."""
+
+    name = "qmc"
+    sampler_class = optuna.samplers.QMCSampler
+    seed_per_slot = False
+
+
+class NSGA2(Algorithm):
+    name = "nsga2"
+    sampler_class = optuna.samplers.NSGAIISampler
+
+
+class NSGA3(Algorithm):
+    name = "nsga3"
+    sampler_class = optuna.samplers.NSGAIIISampler

@@ -1,0 +1,35 @@
+"""The sweep config: its schema (`schema`), value checks (`checks`), the loaded form (`model`)
+and the loader (`loading`). A new top-level key is one entry in `schema.SCHEMA`."""
+
+from ..storages import resolve as resolve_storage_url
+from .loading import load_config, load_configs, read_yaml
+from .model import Objective, SweepConfig
+from .schema import (
+    ARG_STYLES,
+    DEFAULTS,
+    ENV_MANAGERS,
+    KEYS,
+    MUTABLE_HINT,
+    MUTABLE_KEYS,
+    REQUIRED_KEYS,
+    SCHEMA,
+    Key,
+)
+
+__all__ = [
+    "ARG_STYLES",
+    "DEFAULTS",
+    "ENV_MANAGERS",
+    "KEYS",
+    "MUTABLE_HINT",
+    "MUTABLE_KEYS",
+    "REQUIRED_KEYS",
+    "SCHEMA",
+    "Key",
+    "Objective",
+    "SweepConfig",
+    "load_config",
+    "load_configs",
+    "read_yaml",
+    "resolve_storage_url",
+]

@@ -1,0 +1,185 @@
+"""Validators of single config values: each returns the value as loaded or raises ConfigError."""
+
+from __future__ import annotations
+
+import difflib
+import json
+import os
+import re
+import shlex
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Where:
+    """The file being loaded: messages name it, relative paths resolve against its directory."""
+
+    path: Path
+
+    @property
+    def base(self) -> Path:
+        return self.path.parent
+
+    def fail(self, key: str | None, message: str) -> ConfigError:
+        return ConfigError(str(self.path), key, message)
+
+
+def suggest(key: str, known: object) -> str:
+    close = difflib.get_close_matches(key, sorted(known), n=1, cutoff=0.6)  # type: ignore[call-overload]
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+def text(where: Where, key: str, value: Any) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise where.fail(key, f"expected a non-empty string, got {value!r}")
+    return value
+
+
+def whole(minimum: int):
+    def check(where: Where, key: str, value: Any) -> int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise where.fail(key, f"expected a whole number, got {value!r}")
+        if value < minimum:
+            raise where.fail(key, f"must be at least {minimum}, got {value}")
+        return value
+
+    return check
+
+
+def seconds(where: Where, key: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+        raise where.fail(key, f"expected a positive number of seconds, got {value!r}")
+    return float(value)
+
+
+def one_of(*choices: str):
+    def check(where: Where, key: str, value: Any) -> str:
+        if value not in choices:
+            raise where.fail(key, f"expected one of {', '.join(choices)}, got {value!r}")
+        return value
+
+    return check
+
+
+def mapping(where: Where, key: str, value: Any) -> dict[str, Any]:
+    if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
+        raise where.fail(key, f"expected a mapping of names to values, got {value!r}")
+    return value
+
+
+def local_path(where: Where, key: str, value: Any) -> Path:
+    return (where.base / text(where, key, value)).resolve()
+
+
+def project_uri(where: Where, key: str, value: Any) -> str:
+    """A local project directory becomes absolute; a git or remote URI stays as written."""
+    project = text(where, key, value)
+    if "://" not in project and not project.startswith("git@"):
+        project = str((where.base / project).resolve())
+    return project
+
+
+def backend_config(where: Where, key: str, value: Any) -> dict[str, Any] | str:
+    """A mapping, or the path of a JSON file (as mlflow.projects.run takes it)."""
+    if isinstance(value, dict):
+        return value
+    if not isinstance(value, str):
+        raise where.fail(key, "expected a mapping or the path of a JSON file")
+    path = str((where.base / value).resolve())
+    if not os.path.isfile(path):
+        raise where.fail(key, f"no such JSON file: {path}")
+    try:
+        with open(path, encoding="utf-8") as fh:
+            json.load(fh)
+    except (OSError, ValueError) as exc:
+        raise where.fail(key, f"not a readable JSON file: {exc}") from None
+    return path
+
+
+def storage_url(kind: str):
+    """A storage URL that the storage table knows, its file paths resolved (`kind`: optuna, mlflow)."""
+
+    def check(where: Where, key: str, value: Any) -> str:
+        from ..storages import check_mlflow_url, check_optuna_url, resolve
+
+        if not isinstance(value, str) or not value.strip():
+            raise where.fail(key, f"expected a storage URL string, got {value!r}")
+        problem = check_optuna_url(value) if kind == "optuna" else check_mlflow_url(value)
+        if problem:
+            raise where.fail(key, problem)
+        return resolve(value, where.base)
+
+    return check
+
+
+# ---- values with rules of their own -------------------------------------------------------------
+
+SWEEP_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
+PARAMETER_NAME = re.compile(r"^[A-Za-z0-9_.\-/ ]+$")
+SPEC_KEYS = {"direction", "metric"}
+DIRECTIONS = ("minimize", "maximize")
+
+
+def sweep_name(where: Where, key: str, value: Any) -> str:
+    name = text(where, key, value)
+    if not SWEEP_NAME.match(name):
+        raise where.fail(key, f"{name!r}: use only letters, digits, '_', '-', '.'")
+    return name
+
+
+def command(where: Where, key: str, value: Any) -> str:
+    line = text(where, key, value)
+    try:
+        if not shlex.split(line):
+            raise ValueError("empty command")
+    except ValueError as exc:
+        raise where.fail(key, f"cannot split the command: {exc}") from None
+    return line
+
+
+def algorithm(where: Where, key: str, value: Any) -> str:
+    """A registered algorithm whose packages are installed: no silent fallback to another."""
+    from ..algorithms import ALGORITHMS, unknown_message
+
+    if not isinstance(value, str) or value not in ALGORITHMS:
+        raise where.fail(key, unknown_message(value))
+    missing = ALGORITHMS[value].missing_requirement()
+    if missing:
+        raise where.fail(key, missing)
+    return value
+
+
+def parameters(where: Where, key: str, value: Any):
+    from ..space import SearchSpace, SpaceError
+
+    if not isinstance(value, dict):
+        raise where.fail(key, "expected a mapping of parameter names to values")
+    if not value:
+        raise where.fail(key, "empty: give at least one parameter")
+    for name in value:
+        if not isinstance(name, str) or not PARAMETER_NAME.match(name):
+            raise where.fail(f"{key}.{name}", "parameter names use letters, digits, '_', '-', '.', '/'")
+    try:
+        return SearchSpace.parse(value)
+    except SpaceError as exc:
+        raise where.fail(f"{key}.{exc.key}", str(exc)) from None
+
+
+def objective(where: Where, key: str, value: Any):
+    from .model import Objective
+
+    if not isinstance(value, dict):
+        raise where.fail(key, "expected a mapping with 'direction' and 'metric'")
+    for name in value:
+        if name not in SPEC_KEYS:
+            raise where.fail(f"{key}.{name}", "unknown key" + suggest(str(name), SPEC_KEYS))
+    if "metric" not in value:
+        raise where.fail(f"{key}.metric", "missing: name the metric the trials log")
+    direction = value.get("direction", "minimize")
+    if direction not in DIRECTIONS:
+        raise where.fail(f"{key}.direction", f"expected 'minimize' or 'maximize', got {direction!r}")
+    return Objective(direction, text(where, f"{key}.metric", value["metric"]))

@@ -1,0 +1,186 @@
+"""Load and validate a sweep config before anything touches a storage.
+
+`load_config` reads the file, checks its keys against the schema, then loads it in sections:
+identity, what a trial runs, the search, the storages, the objective, failure handling. Each
+value is checked by its schema entry; a section adds only the rules that join several keys.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ..errors import ConfigError
+from .checks import Where, suggest
+from .model import Objective, SweepConfig
+from .schema import BY_NAME, KEYS, REQUIRED_KEYS
+
+ENTRY_POINT_ONLY = ("project", "env_manager", "backend", "backend_config")
+
+
+class _Loader(yaml.SafeLoader):
+    """SafeLoader that reads `1e-3` as a float, as YAML 1.2 does (PyYAML reads a string)."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(
+        r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+        |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
+        |\.[0-9_]+(?:[eE][-+][0-9]+)?
+        |[-+]?\.(?:inf|Inf|INF)
+        |\.(?:nan|NaN|NAN))$""",
+        re.X,
+    ),
+    list("-+0123456789."),
+)
+
+
+def read_yaml(path: Path) -> dict[str, Any]:
+    where = Where(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise where.fail(None, "no such file") from None
+    except IsADirectoryError:
+        raise where.fail(None, "is a directory, not a config file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise where.fail(None, f"cannot read the file ({exc})") from None
+    try:
+        data = yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise where.fail(None, f"YAML syntax error{at}: {problem}") from None
+    if not isinstance(data, dict):
+        kind = "empty" if data is None else f"a {type(data).__name__}"
+        raise where.fail(None, f"a config must be a YAML mapping of keys, this file is {kind}")
+    return data
+
+
+class Values:
+    """The file's top-level values, each loaded through its schema entry on first use."""
+
+    def __init__(self, where: Where, data: dict[str, Any]):
+        for key in data:
+            if not isinstance(key, str) or key not in KEYS:
+                raise where.fail(str(key), "unknown key" + suggest(str(key), KEYS))
+        for key in REQUIRED_KEYS:
+            if key not in data:
+                raise where.fail(key, "missing (required)")
+        self.where = where
+        self.data = data
+
+    def given(self, name: str) -> bool:
+        return name in self.data
+
+    def __getitem__(self, name: str) -> Any:
+        """The value as loaded; an absent key gives its default (loaded too, unless None)."""
+        key = BY_NAME[name]
+        value = self.data[name] if name in self.data else copy.deepcopy(key.default)
+        return None if value is None else key.load(self.where, name, value)
+
+    def fail(self, key: str | None, message: str) -> ConfigError:
+        return self.where.fail(key, message)
+
+
+def _identity(values: Values) -> dict[str, Any]:
+    return {"experiment": values["experiment"], "sweep_name": values["sweep_name"]}
+
+
+def _trial(values: Values) -> dict[str, Any]:
+    """What one trial runs: an MLflow project entry point, or a plain command."""
+    has_entry, has_command = values.given("entry_point"), values.given("command")
+    if has_entry == has_command:
+        raise values.fail(
+            "entry_point" if has_entry else "command",
+            "give exactly one of 'entry_point' (an MLflow project entry point) or 'command'",
+        )
+    if has_command:
+        values["command"]  # checked first: a bad command is named before the keys it excludes
+        for key in ENTRY_POINT_ONLY:
+            if values.given(key):
+                raise values.fail(key, "only applies to 'entry_point' trials, not to 'command'")
+    elif values.given("arg_style"):
+        raise values.fail("arg_style", "only applies to 'command' trials, not to 'entry_point'")
+    return {name: values[name] for name in ("command", "entry_point", *ENTRY_POINT_ONLY, "arg_style")}
+
+
+def _search(values: Values) -> dict[str, Any]:
+    """The algorithm, the space it searches, its budget, seed and sampler options."""
+    from ..algorithms import algorithm_class
+
+    name = values["algorithm"]
+    algorithm = algorithm_class(name)
+    space = values["parameters"]
+    max_trials = values["max_trials"]
+    if algorithm.needs_max_trials and max_trials is None:
+        raise values.fail("max_trials", f"required for algorithm {name!r} (the sweep's budget)")
+    problem = algorithm.check_space(space)
+    if problem:
+        raise values.fail(*problem)
+    options = values["sampler_options"]
+    problem = algorithm.check_options(options)
+    if problem:
+        option, message = problem
+        raise values.fail(f"sampler_options.{option}" if option else "sampler_options", message)
+    return {
+        "algorithm": name,
+        "space": space,
+        "max_trials": max_trials,
+        "seed": values["seed"],
+        "sampler_options": options,
+    }
+
+
+def _storages(values: Values) -> dict[str, Any]:
+    """Both storages (the Optuna one defaults to SQLite in output_dir) and output_dir."""
+    output_dir = values["output_dir"]
+    optuna_storage = values["optuna_storage"]
+    if optuna_storage is None:
+        default = f"sqlite:///{output_dir / 'optuna.db'}"
+        optuna_storage = BY_NAME["optuna_storage"].load(values.where, "optuna_storage", default)
+    return {
+        "output_dir": output_dir,
+        "optuna_storage": optuna_storage,
+        "mlflow_storage": values["mlflow_storage"],
+    }
+
+
+def _objective(values: Values) -> Objective:
+    return values["spec"] or Objective()
+
+
+def _failure_handling(values: Values) -> dict[str, Any]:
+    return {name: values[name] for name in ("max_retries", "stale_after", "trial_timeout", "fail_fast")}
+
+
+def load_config(path_text: str | os.PathLike[str]) -> SweepConfig:
+    """Read, validate and resolve one config file. Raises ConfigError; writes nothing."""
+    path = Path(path_text).expanduser()
+    data = read_yaml(path)
+    values = Values(Where(path.resolve()), data)
+    return SweepConfig(
+        path=values.where.path,
+        **_identity(values),
+        **_trial(values),
+        **_search(values),
+        **_storages(values),
+        objective=_objective(values),
+        **_failure_handling(values),
+        raw=data,
+    )
+
+
+def load_configs(paths: list[str]) -> list[SweepConfig]:
+    """Validate every config first: one bad file stops the run before any sweep starts."""
+    flat = [p.strip() for text in paths for p in str(text).split(",") if p.strip()]
+    if not flat:
+        raise ConfigError("<command line>", "config", "no config file given")
+    return [load_config(p) for p in flat]

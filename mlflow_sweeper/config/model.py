@@ -1,0 +1,98 @@
+"""A loaded sweep config: what every other part of the sweeper reads."""
+
+from __future__ import annotations
+
+import copy
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..space import SearchSpace
+from .schema import DEFAULTS
+
+
+def _default(name: str) -> Any:
+    value = DEFAULTS[name]
+    if isinstance(value, dict | list):
+        return field(default_factory=lambda: copy.deepcopy(value))
+    return value
+
+
+@dataclass(frozen=True)
+class Objective:
+    direction: str = "minimize"
+    metric: str | None = None
+
+
+@dataclass(frozen=True)
+class SweepConfig:
+    path: Path
+    experiment: str
+    sweep_name: str
+    space: SearchSpace
+    algorithm: str
+    max_trials: int | None
+    seed: int | None
+    optuna_storage: str
+    mlflow_storage: str | None
+    output_dir: Path
+    objective: Objective
+    entry_point: str | None = _default("entry_point")
+    project: str = _default("project")
+    env_manager: str = _default("env_manager")
+    backend: str = _default("backend")
+    backend_config: dict[str, Any] | str = _default("backend_config")
+    command: str | None = _default("command")
+    max_retries: int = _default("max_retries")
+    stale_after: float = _default("stale_after")
+    trial_timeout: float | None = _default("trial_timeout")
+    raw: dict[str, Any] = field(default_factory=dict)
+    sampler_options: dict[str, Any] = _default("sampler_options")
+    arg_style: str = _default("arg_style")
+    fail_fast: int = _default("fail_fast")
+
+    @property
+    def identity(self) -> str:
+        """The Optuna study name and the `sweeper.sweep` tag."""
+        return f"{self.experiment}/{self.sweep_name}"
+
+    @property
+    def base_dir(self) -> Path:
+        return self.path.parent
+
+    @property
+    def log_dir(self) -> Path:
+        """Where this agent keeps the stdout and stderr of the sweep's trials."""
+        safe = "".join(c if c.isalnum() or c in "._-" else "_" for c in self.identity)
+        return self.output_dir / "logs" / safe
+
+    def fingerprint(self) -> dict[str, Any]:
+        """What defines the sweep: a stored sweep whose fingerprint differs is refused.
+
+        `sampler_options` joins only when given, so sweeps stored before it existed still match.
+        """
+        stored = {
+            "parameters": self.space.describe(),
+            "algorithm": self.algorithm,
+            "seed": self.seed,
+            "direction": self.objective.direction,
+            "metric": self.objective.metric,
+        }
+        if self.sampler_options:
+            stored["sampler_options"] = dict(self.sampler_options)
+        return stored
+
+    def as_params(self) -> dict[str, str]:
+        """The config flattened into MLflow params for the parent run."""
+        flat: dict[str, str] = {}
+
+        def walk(prefix: str, value: Any) -> None:
+            if isinstance(value, dict) and value:
+                for key, inner in value.items():
+                    walk(f"{prefix}.{key}" if prefix else str(key), inner)
+            else:
+                flat[prefix] = json.dumps(value) if not isinstance(value, str) else value
+
+        walk("", self.raw)
+        return flat

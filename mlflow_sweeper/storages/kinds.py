@@ -1,0 +1,277 @@
+"""Storage kinds as tables keyed by URL scheme, one for each storage a sweep uses.
+
+A kind knows everything that differs between storages: how a relative path in its URL is
+resolved, what a valid URL looks like, how to see that it answers without writing, how to open
+it, and whether a file-backed store exists without creating it. Adding a storage is one class
+and one line in `OPTUNA_KINDS` or `MLFLOW_KINDS`.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from .retry import probe_until
+from .urls import StorageURL, parse, with_path
+
+OPTUNA_EXAMPLES = (
+    "sqlite:///FILE, postgresql://..., mysql+pymysql://..., journal:///FILE.log or redis://HOST:PORT/DB"
+)
+MLFLOW_EXAMPLES = (
+    "sqlite:///FILE, postgresql://..., mysql+pymysql://... or http(s)://HOST:PORT of a tracking server"
+)
+CONNECT_TIMEOUT = {"postgresql": 5, "postgres": 5, "mysql": 5, "mariadb": 5}
+
+
+class StorageKind:
+    """One kind of storage. The defaults fit a database server reached by URL."""
+
+    what = "storage"  # how messages name it
+
+    def resolve(self, url: StorageURL, base_dir: Path) -> str:
+        """The URL with a relative file path made absolute against `base_dir`."""
+        return url.text
+
+    def check(self, url: StorageURL) -> str | None:
+        """What is wrong with the URL, or None; never connects."""
+        return None if url.has_authority else f"{url.text!r} is not a URL (e.g. sqlite:///optuna.db)"
+
+    def probe(self, url: StorageURL) -> None:
+        """Raise StorageError unless the storage answers; writes nothing."""
+
+    def open(self, url: StorageURL) -> Any:
+        raise NotImplementedError
+
+    def exists(self, url: StorageURL) -> bool:
+        """False only when the store surely holds nothing (a missing file); never creates it."""
+        return True
+
+
+class FileBacked(StorageKind):
+    """A store in a local file: relative paths follow the config file, not the working directory."""
+
+    def resolve(self, url: StorageURL, base_dir: Path) -> str:
+        if url.path is None or os.path.isabs(url.path):
+            return url.text
+        return with_path(url, str((base_dir / url.path).resolve()))
+
+    def exists(self, url: StorageURL) -> bool:
+        return url.file is None or url.file.exists()
+
+
+def _select_1(url: str) -> None:
+    import sqlalchemy
+
+    seconds = CONNECT_TIMEOUT.get(parse(url).scheme)
+    connect_args = {} if seconds is None else {"connect_timeout": seconds}
+    engine = sqlalchemy.create_engine(url, connect_args=connect_args, poolclass=sqlalchemy.pool.NullPool)
+    try:
+        with engine.connect() as conn:
+            conn.execute(sqlalchemy.text("SELECT 1"))
+    finally:
+        engine.dispose()
+
+
+# ---- Optuna storages ----------------------------------------------------------------------------
+
+
+class OptunaSQLite(FileBacked):
+    what = "Optuna storage"
+
+    def open(self, url: StorageURL) -> Any:
+        import optuna
+
+        return optuna.storages.RDBStorage(url.text, engine_kwargs={"connect_args": {"timeout": 60}})
+
+
+class OptunaServerRDB(StorageKind):
+    """PostgreSQL, MySQL, MariaDB and the other databases SQLAlchemy reaches over a network."""
+
+    what = "Optuna storage"
+
+    def probe(self, url: StorageURL) -> None:
+        probe_until(lambda: _select_1(url.text), self.what, url.text)
+
+    def open(self, url: StorageURL) -> Any:
+        import optuna
+
+        engine_kwargs: dict = {"pool_pre_ping": True}
+        if url.scheme in ("mysql", "mariadb"):
+            engine_kwargs["pool_recycle"] = 3600
+        return optuna.storages.RDBStorage(url.text, engine_kwargs=engine_kwargs)
+
+
+class OptunaJournalFile(FileBacked):
+    what = "Optuna storage"
+
+    def check(self, url: StorageURL) -> str | None:
+        if url.path and url.path.strip("/"):
+            return None
+        return "a journal URL needs a file path, e.g. journal:///tmp/optuna.log"
+
+    def open(self, url: StorageURL) -> Any:
+        from optuna.storages.journal import JournalFileBackend, JournalStorage
+
+        path = Path(url.path or "")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return JournalStorage(JournalFileBackend(str(path)))
+
+
+class OptunaRedis(StorageKind):
+    what = "Optuna storage"
+
+    def probe(self, url: StorageURL) -> None:
+        def ping() -> None:
+            import redis
+
+            redis.Redis.from_url(url.text, socket_connect_timeout=5, socket_timeout=5).ping()
+
+        probe_until(ping, self.what, url.text)
+
+    def open(self, url: StorageURL) -> Any:
+        from ..errors import StorageError
+        from .urls import mask
+
+        try:
+            import redis  # noqa: F401
+            from optuna.storages.journal import JournalRedisBackend, JournalStorage
+        except ImportError:
+            raise StorageError(
+                f"Optuna storage {mask(url.text)}: the Redis driver is missing; "
+                "pip install 'mlflow-sweeper[redis]'"
+            ) from None
+        return JournalStorage(JournalRedisBackend(url.text))
+
+
+# ---- MLflow tracking stores ---------------------------------------------------------------------
+
+
+class MlflowStore(StorageKind):
+    """A tracking store MLflow opens itself from the URI: a SQLite file or a database server."""
+
+    what = "MLflow storage"
+
+    def open(self, url: StorageURL) -> Any:
+        from mlflow.tracking import MlflowClient
+
+        client = MlflowClient(tracking_uri=url.text)
+        client.search_experiments(max_results=1)  # connects, creates tables on a fresh store
+        return client
+
+
+class MlflowSQLite(FileBacked, MlflowStore):
+    pass
+
+
+class MlflowServerRDB(MlflowStore):
+    def probe(self, url: StorageURL) -> None:
+        probe_until(lambda: _select_1(url.text), self.what, url.text)
+
+
+class MlflowTrackingServer(MlflowStore):
+    def probe(self, url: StorageURL) -> None:
+        def health() -> None:
+            import requests
+
+            response = requests.get(url.text.rstrip("/") + "/health", timeout=5)
+            if response.status_code >= 500:
+                raise ConnectionError(f"HTTP {response.status_code} from the tracking server")
+
+        probe_until(health, "MLflow storage (tracking server)", url.text)
+
+
+class MlflowDatabricks(MlflowStore):
+    """`databricks` or `databricks://PROFILE`: credentials come from the Databricks config."""
+
+    def check(self, url: StorageURL) -> str | None:
+        return None
+
+
+SERVER_RDB_SCHEMES = ("postgresql", "postgres", "mysql", "mariadb", "oracle", "mssql")
+RDB_SCHEMES = ("sqlite", *SERVER_RDB_SCHEMES)
+
+OPTUNA_KINDS: dict[str, StorageKind] = {
+    "sqlite": OptunaSQLite(),
+    **dict.fromkeys(SERVER_RDB_SCHEMES, OptunaServerRDB()),
+    "journal": OptunaJournalFile(),
+    "redis": OptunaRedis(),
+    "rediss": OptunaRedis(),
+}
+MLFLOW_KINDS: dict[str, StorageKind] = {
+    "sqlite": MlflowSQLite(),
+    **dict.fromkeys(SERVER_RDB_SCHEMES, MlflowServerRDB()),
+    "http": MlflowTrackingServer(),
+    "https": MlflowTrackingServer(),
+    "databricks": MlflowDatabricks(),
+    "databricks-uc": MlflowDatabricks(),
+}
+MLFLOW_SCHEMES = tuple(MLFLOW_KINDS)
+
+
+def _unknown_optuna(url: str) -> str:
+    return f"unknown Optuna storage {url!r}; use {OPTUNA_EXAMPLES}"
+
+
+def _unknown_mlflow(url: str) -> str:
+    return f"unknown MLflow tracking URI {url!r}; use {MLFLOW_EXAMPLES}"
+
+
+def optuna_kind(url: str) -> StorageKind:
+    """The kind of an Optuna storage URL; StorageError (exit 2) for a scheme no kind handles."""
+    kind = OPTUNA_KINDS.get(parse(url).scheme)
+    if kind is None:
+        from ..errors import StorageError
+
+        raise StorageError(_unknown_optuna(url))
+    return kind
+
+
+def mlflow_kind(url: str) -> StorageKind:
+    """The kind of an MLflow tracking URI; StorageError (exit 2) for a scheme no kind handles."""
+    kind = MLFLOW_KINDS.get(parse(url).scheme)
+    if kind is None:
+        from ..errors import StorageError
+
+        raise StorageError(_unknown_mlflow(url))
+    return kind
+
+
+def check_optuna_url(url: str) -> str | None:
+    parsed = parse(url)
+    kind = OPTUNA_KINDS.get(parsed.scheme)
+    return _unknown_optuna(url) if kind is None else kind.check(parsed)
+
+
+def check_mlflow_url(url: str) -> str | None:
+    parsed = parse(url)
+    kind = MLFLOW_KINDS.get(parsed.scheme)
+    return _unknown_mlflow(url) if kind is None or kind.check(parsed) else None
+
+
+def _any_kind(parsed: StorageURL) -> StorageKind | None:
+    return OPTUNA_KINDS.get(parsed.scheme) or MLFLOW_KINDS.get(parsed.scheme)
+
+
+def resolve(url: str, base_dir: Path) -> str:
+    """Make a file path in a storage URL (SQLite, journal) absolute against `base_dir`."""
+    parsed = parse(url)
+    kind = _any_kind(parsed)
+    return url if kind is None else kind.resolve(parsed, base_dir)
+
+
+def exists(url: str) -> bool:
+    """False when a file-backed store (SQLite, journal) has no file yet: it holds no sweep."""
+    parsed = parse(url)
+    kind = _any_kind(parsed)
+    return True if kind is None else kind.exists(parsed)
+
+
+def probe_optuna_storage(url: str) -> None:
+    """Check that the Optuna storage answers, writing nothing."""
+    optuna_kind(url).probe(parse(url))
+
+
+def probe_mlflow_storage(url: str) -> None:
+    """Check that the MLflow tracking store or server answers, writing nothing."""
+    mlflow_kind(url).probe(parse(url))

@@ -1,0 +1,95 @@
+"""Opening the two storages safely: race-free creation, transient-error retries, one clear error."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable
+from contextlib import contextmanager, suppress
+from pathlib import Path
+from typing import TypeVar
+
+from ..errors import StorageError
+from .kinds import mlflow_kind, optuna_kind
+from .retry import MISSING_DRIVER, RACE_PATTERNS, first_line, retry
+from .sqlite import sqlite_file, tune_sqlite_engine, use_wal, with_sqlite_timeout
+from .urls import mask, parse
+
+T = TypeVar("T")
+
+
+@contextmanager
+def local_lock(lock_dir: Path, name: str, timeout: float = 120.0):
+    """A host-local lock file in `lock_dir`, removed after use.
+
+    Only a speed-up: what it guards is also retried on the race it prevents, so a lock file
+    removed while another process waits on it costs a retry, never correctness.
+    """
+    from filelock import FileLock
+
+    lock_dir.mkdir(parents=True, exist_ok=True)
+    path = lock_dir / f"{re.sub(r'[^A-Za-z0-9_.-]', '_', name)[-120:]}.lock"
+    lock = FileLock(str(path), timeout=timeout)
+    with lock:
+        try:
+            yield
+        finally:
+            with suppress(OSError):
+                os.unlink(path)
+
+
+def open_optuna_storage(url: str):
+    """Open (creating if needed) an Optuna storage; safe when many agents start at once."""
+    kind = optuna_kind(url)
+    return _open_safely(
+        url,
+        lambda: kind.open(parse(url)),
+        "Optuna storage",
+        lambda storage: getattr(storage, "engine", None),
+        immediate=True,
+    )
+
+
+def open_mlflow_tracking(url: str):
+    """An MlflowClient on `url`, its store created race-free; the URL becomes MLflow's current.
+
+    A SQLite URI gets a busy timeout, which trials inherit through MLFLOW_TRACKING_URI.
+    """
+    import mlflow
+
+    from ..compat import sql_engine
+
+    url = with_sqlite_timeout(url)
+    kind = mlflow_kind(url)
+    client = _open_safely(url, lambda: kind.open(parse(url)), "MLflow storage", sql_engine, immediate=False)
+    mlflow.set_tracking_uri(url)
+    return client
+
+
+def _open_safely(
+    url: str, build: Callable[[], T], what: str, engine_of: Callable[[T], object], *, immediate: bool
+) -> T:
+    """Open a storage with `build`: retried through races and transient errors, a SQLite file
+    created under a host lock, switched to WAL and tuned; failures become one clear message."""
+
+    def create() -> T:
+        return retry(
+            build, f"open {mask(url)}", attempts=10, also=lambda e: bool(RACE_PATTERNS.search(str(e)))
+        )
+
+    try:
+        sqlite = sqlite_file(url)
+        if sqlite is None:
+            return create()
+        sqlite.parent.mkdir(parents=True, exist_ok=True)
+        with local_lock(sqlite.parent, f".{sqlite.name}.create"):
+            opened = create()
+            use_wal(sqlite)
+        tune_sqlite_engine(engine_of(opened), immediate=immediate)
+        return opened
+    except StorageError:
+        raise
+    except ModuleNotFoundError as exc:
+        raise StorageError(f"{what} {mask(url)}: " + MISSING_DRIVER.format(module=exc.name)) from None
+    except Exception as exc:  # noqa: BLE001 - turned into one clear message
+        raise StorageError(f"cannot open the {what} {mask(url)}: {first_line(exc)}") from None

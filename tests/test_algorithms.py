@@ -1,0 +1,233 @@
+"""The algorithm registry: every algorithm resolves and samples through a real Optuna study;
+unknown names and sampler options are refused at config load; per-slot seeds are independent."""
+
+from __future__ import annotations
+
+import importlib.util
+import itertools
+import math
+import sys
+import warnings
+from pathlib import Path
+
+import optuna
+import pytest
+import yaml
+from click.testing import CliRunner
+from conftest import run_cli
+from test_bad_config import assert_nothing_written, snapshot, the_message
+
+from mlflow_sweeper.algorithms import ALGORITHMS, PointSource, UnknownAlgorithm, algorithm_class, slot_seed
+from mlflow_sweeper.cli import main
+from mlflow_sweeper.config import load_config
+from mlflow_sweeper.errors import ConfigError
+
+HAS_TORCH = importlib.util.find_spec("torch") is not None
+MIXED = {
+    "x": {"low": -2.0, "high": 2.0},
+    "n": {"low": 1, "high": 8, "type": "int"},
+    "lr": {"low": 1e-4, "high": 1e-1, "log": True},
+    "opt": ["adam", "sgd"],
+    "fixed": 7,
+}
+GRIDDABLE = {"x": [1, 2, 3], "n": {"low": 1, "high": 4, "type": "int"}, "fixed": "a"}
+
+
+def write(tmp_path: Path, name: str = "sweep.yaml", **keys) -> Path:
+    config = {
+        "experiment": "exp",
+        "sweep_name": "s1",
+        "command": "python train.py",
+        "parameters": MIXED,
+        "mlflow_storage": "sqlite:///mlflow.db",
+        "spec": {"direction": "minimize", "metric": "loss"},
+        **keys,
+    }
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return path
+
+
+def objective(params: dict) -> float:
+    x = float(params.get("x", 0.0))
+    return (x - 0.5) ** 2 + float(params.get("n", 0)) / 10 + (0.1 if params.get("opt") == "sgd" else 0.0)
+
+
+def run_in_memory(source: PointSource, trials: int) -> optuna.Study:
+    """Slots asked as the coordination asks them: a fixed point, or the slot's own sampler."""
+    study = optuna.create_study(storage=optuna.storages.InMemoryStorage())
+    for slot in range(trials):
+        point = source.fixed_point(slot)
+        if point is not None:
+            study.enqueue_trial(point)
+            trial = study.ask(source.distributions_for(point))
+            assert trial.params == point
+        else:
+            study.sampler = source.sampler(slot)
+            trial = study.ask(source.distributions)
+        study.tell(trial, objective(trial.params))
+    return study
+
+
+@pytest.mark.parametrize("name", sorted(ALGORITHMS))
+def test_every_algorithm_resolves_and_samples_through_a_real_study(name, tmp_path):
+    if name == "gp" and not HAS_TORCH:
+        pytest.skip("torch is not installed (the [gp] extra); test_gp_without_torch covers this case")
+    grid = name == "grid"
+    config = load_config(
+        write(tmp_path, algorithm=name, parameters=GRIDDABLE if grid else MIXED, max_trials=12, seed=3)
+    )
+    source = PointSource(config)
+    assert isinstance(source.strategy, algorithm_class(name)) and source.strategy.name == name
+    assert source.budget == 12
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # experimental samplers and independent-sampling notes
+        study = run_in_memory(source, source.budget)
+    trials = study.trials
+    assert len(trials) == 12 and all(t.state == optuna.trial.TrialState.COMPLETE for t in trials)
+    for trial in trials:
+        if grid:
+            assert trial.params["x"] in (1, 2, 3) and 1 <= trial.params["n"] <= 4
+            continue
+        assert -2.0 <= trial.params["x"] <= 2.0
+        assert 1 <= trial.params["n"] <= 8 and isinstance(trial.params["n"], int)
+        assert 1e-4 <= trial.params["lr"] <= 1e-1
+        assert trial.params["opt"] in ("adam", "sgd")
+    if grid:
+        assert len({(t.params["x"], t.params["n"]) for t in trials}) == 12  # every point once
+    else:
+        assert len({t.params["x"] for t in trials}) > 1, "the sampler drew the same point every time"
+        if name != "random":
+            assert isinstance(source.sampler(0), type(source.strategy.make_sampler(None, {})))
+
+
+def test_the_samplers_are_optunas_own():
+    expected = {
+        "random": optuna.samplers.RandomSampler,
+        "tpe": optuna.samplers.TPESampler,
+        "cmaes": optuna.samplers.CmaEsSampler,
+        "gp": optuna.samplers.GPSampler,
+        "qmc": optuna.samplers.QMCSampler,
+        "nsga2": optuna.samplers.NSGAIISampler,
+        "nsga3": optuna.samplers.NSGAIIISampler,
+    }
+    assert {name: cls.sampler_class for name, cls in ALGORITHMS.items() if cls.sampler_class} == expected
+    assert ALGORITHMS["grid"].sampler_class is None and not ALGORITHMS["grid"].needs_max_trials
+
+
+def test_random_over_a_finite_space_is_a_permutation_without_a_sampler(tmp_path):
+    source = PointSource(
+        load_config(write(tmp_path, algorithm="random", parameters=GRIDDABLE, max_trials=50))
+    )
+    assert source.budget == 12  # capped at the number of points
+    points = [source.fixed_point(slot) for slot in range(12)]
+    assert len({(p["x"], p["n"]) for p in points}) == 12
+
+
+def test_unknown_algorithm_is_refused_by_the_registry_and_the_config(tmp_path):
+    with pytest.raises(UnknownAlgorithm, match="did you mean 'tpe'"):
+        algorithm_class("tpee")
+    with pytest.raises(ConfigError, match=r"algorithm: unknown algorithm 'cmaess'.*did you mean 'cmaes'"):
+        load_config(write(tmp_path, algorithm="cmaess", max_trials=3))
+
+
+def test_cmaes_works_out_of_the_base_install():
+    """Optuna imports the `cmaes` package lazily: it must come with the base dependencies."""
+    assert importlib.util.find_spec("cmaes") is not None
+    assert ALGORITHMS["cmaes"].missing_requirement() is None
+
+
+# ---- sampler_options ---------------------------------------------------------------------------
+
+
+def test_sampler_options_reach_the_sampler(tmp_path):
+    config = load_config(
+        write(tmp_path, algorithm="nsga2", max_trials=4, sampler_options={"population_size": 4})
+    )
+    assert config.sampler_options == {"population_size": 4}
+    assert config.fingerprint()["sampler_options"] == {"population_size": 4}
+    assert isinstance(PointSource(config).sampler(0), optuna.samplers.NSGAIISampler)
+
+
+@pytest.mark.parametrize(
+    ("algorithm", "options", "key", "fragments"),
+    [
+        ("tpe", {"n_startup": 5}, "sampler_options.n_startup", ("n_startup_trials", "valid options")),
+        ("random", {"foo": 1}, "sampler_options.foo", ("none",)),
+        ("grid", {"foo": 1}, "sampler_options.foo", ("none",)),
+        ("tpe", {"seed": 1}, "sampler_options.seed", ("top-level 'seed'",)),
+        ("nsga2", {"population_size": 1}, "sampler_options", ("NSGAIISampler", "population_size")),
+        ("tpe", [1, 2], "sampler_options", ("mapping",)),
+    ],
+)
+def test_bad_sampler_options_are_config_errors(algorithm, options, key, fragments, tmp_path):
+    space = GRIDDABLE if algorithm == "grid" else MIXED
+    path = write(tmp_path, algorithm=algorithm, parameters=space, max_trials=3, sampler_options=options)
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    message = str(caught.value)
+    assert message.startswith(f"{path.resolve()}: {key}: "), message
+    for fragment in fragments:
+        assert fragment in message, message
+
+
+def test_unknown_sampler_option_exits_2_from_the_cli_writing_nothing(tmp_path):
+    path = write(tmp_path, algorithm="tpe", max_trials=3, sampler_options={"n_startup": 5})
+    before = snapshot(tmp_path)
+    result = run_cli("sweep", path, cwd=tmp_path, timeout=120)
+    output = result.stdout + result.stderr
+    assert result.returncode == 2 and "Traceback" not in output, output
+    message = the_message(result.stdout, result.stderr)
+    assert "sampler_options.n_startup" in message and "n_startup_trials" in message, message
+    assert_nothing_written(before, snapshot(tmp_path))
+
+
+def test_gp_without_torch_exits_2_naming_the_extra(tmp_path, monkeypatch):
+    """A None entry in sys.modules makes `import torch` fail, as it does without the package."""
+    monkeypatch.setitem(sys.modules, "torch", None)
+    monkeypatch.chdir(tmp_path)
+    path = write(tmp_path, algorithm="gp", max_trials=3)
+    before = snapshot(tmp_path)
+    result = CliRunner().invoke(main, ["sweep", str(path)], catch_exceptions=True)
+    assert result.exit_code == 2, result.output
+    message = the_message(result.stdout, result.stderr)
+    assert f"{path.resolve()}: algorithm: " in message and "pip install 'mlflow-sweeper[gp]'" in message
+    assert_nothing_written(before, snapshot(tmp_path))
+
+
+# ---- seeds -------------------------------------------------------------------------------------
+
+
+def first_draws(sampler_of_slot) -> list[tuple[float, float]]:
+    """The first point each of slots 0..15 draws on [0, 1]^2."""
+    space = {
+        "a": optuna.distributions.FloatDistribution(0.0, 1.0),
+        "b": optuna.distributions.FloatDistribution(0.0, 1.0),
+    }
+    draws = []
+    for slot in range(16):
+        study = optuna.create_study(sampler=sampler_of_slot(slot))
+        params = study.ask(space).params
+        draws.append((params["a"], params["b"]))
+    return draws
+
+
+def test_slot_seeds_are_deterministic_distinct_and_none_stays_none():
+    assert slot_seed(None, 5) is None
+    assert [slot_seed(0, k) for k in range(4)] == [slot_seed(0, k) for k in range(4)]
+    assert len({slot_seed(seed, k) for seed in range(4) for k in range(256)}) == 4 * 256
+    assert all(0 <= slot_seed(0, k) < 2**32 for k in range(16))
+
+
+def test_first_draws_of_nearby_slots_are_not_near_identical(tmp_path):
+    source = PointSource(load_config(write(tmp_path, algorithm="random", max_trials=16, seed=0)))
+    draws = first_draws(source.sampler)
+    assert math.dist(draws[0], draws[3]) > 0.05, (draws[0], draws[3])
+    closest = min(math.dist(p, q) for p, q in itertools.combinations(draws, 2))
+    assert closest > 0.01, f"two slots drew nearly the same first point (distance {closest:.4f})"
+
+
+def test_the_seed_check_catches_consecutive_integer_seeds():
+    """The measure above is sensitive: seeds `seed * 1_000_003 + slot` fail it (slots 0 and 3)."""
+    draws = first_draws(lambda slot: optuna.samplers.RandomSampler(seed=slot))
+    assert math.dist(draws[0], draws[3]) < 0.05

@@ -1,0 +1,118 @@
+"""The config schema is one table: allowed keys, defaults, mutable keys and the resume hint
+all come from it, and the README's config reference lists every key it has."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+from mlflow_sweeper.config import (
+    DEFAULTS,
+    KEYS,
+    MUTABLE_HINT,
+    MUTABLE_KEYS,
+    REQUIRED_KEYS,
+    SCHEMA,
+    SweepConfig,
+    load_config,
+)
+from mlflow_sweeper.errors import ConfigError
+
+README = Path(__file__).resolve().parent.parent / "README.md"
+MINIMAL = {"experiment": "exp", "sweep_name": "s1", "command": "python train.py", "parameters": {"x": [1, 2]}}
+
+
+def write(tmp_path: Path, **keys) -> Path:
+    path = tmp_path / "sweep.yaml"
+    path.write_text(yaml.safe_dump({**MINIMAL, **keys}, sort_keys=False))
+    return path
+
+
+def test_keys_defaults_and_required_come_from_the_table():
+    names = [key.name for key in SCHEMA]
+    assert len(names) == len(set(names)) and set(names) == KEYS
+    assert REQUIRED_KEYS == ("experiment", "sweep_name", "parameters")
+    assert set(DEFAULTS) == KEYS - set(REQUIRED_KEYS)
+    assert all(key.doc.strip() for key in SCHEMA)
+
+
+def test_sweep_config_defaults_are_the_schema_defaults():
+    fields = {f.name: f for f in dataclasses.fields(SweepConfig)}
+    checked = 0
+    for name, default in DEFAULTS.items():
+        field = fields.get(name)
+        if (
+            field is None
+            or field.default is dataclasses.MISSING
+            and field.default_factory is dataclasses.MISSING
+        ):
+            continue  # loaded into another shape (spec -> objective) or always given by the loader
+        value = field.default if field.default is not dataclasses.MISSING else field.default_factory()
+        assert value == default, name
+        checked += 1
+    assert checked >= 10
+
+
+def test_mutable_keys_and_the_resume_hint_come_from_the_table():
+    assert {"max_trials", "max_retries", "stale_after", "trial_timeout", "fail_fast"} == MUTABLE_KEYS
+    assert (
+        MUTABLE_HINT
+        == "Only max_trials, max_retries, stale_after, trial_timeout and fail_fast may change on resume."
+    )
+    for name in KEYS - MUTABLE_KEYS:
+        assert not re.search(rf"\b{name}\b", MUTABLE_HINT), name
+    assert "arg_style" not in MUTABLE_KEYS  # it changes what a trial runs
+
+
+def test_a_minimal_config_gets_every_default(tmp_path):
+    config = load_config(write(tmp_path))
+    assert config.sampler_options == {} and config.arg_style == "name=value" and config.fail_fast == 3
+    assert config.max_retries == 1 and config.stale_after == 300.0 and config.trial_timeout is None
+    assert config.env_manager == "local" and config.backend == "local" and config.backend_config == {}
+    assert "sampler_options" not in config.fingerprint()  # sweeps stored before the key still match
+
+
+@pytest.mark.parametrize("style", ["name=value", "--name=value", "--name value"])
+def test_arg_style_values(style, tmp_path):
+    assert load_config(write(tmp_path, arg_style=style)).arg_style == style
+
+
+@pytest.mark.parametrize(
+    ("keys", "key", "fragment"),
+    [
+        ({"arg_style": "-name value"}, "arg_style", "--name=value"),
+        ({"fail_fast": -1}, "fail_fast", "at least 0"),
+        ({"fail_fast": "3"}, "fail_fast", "whole number"),
+        ({"sampler_options": "n_startup_trials=5"}, "sampler_options", "mapping"),
+        ({"sampler_options": {1: 2}}, "sampler_options", "mapping"),
+    ],
+)
+def test_new_keys_are_validated(keys, key, fragment, tmp_path):
+    path = write(tmp_path, **keys)
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    assert str(caught.value).startswith(f"{path.resolve()}: {key}: ") and fragment in str(caught.value)
+
+
+def test_arg_style_only_with_command(tmp_path):
+    config = {k: v for k, v in MINIMAL.items() if k != "command"}
+    path = tmp_path / "sweep.yaml"
+    path.write_text(yaml.safe_dump({**config, "entry_point": "main", "arg_style": "--name value"}))
+    with pytest.raises(ConfigError, match=r"arg_style: only applies to 'command' trials"):
+        load_config(path)
+
+
+def test_fail_fast_zero_turns_it_off(tmp_path):
+    assert load_config(write(tmp_path, fail_fast=0)).fail_fast == 0
+
+
+def test_readme_config_reference_lists_every_key():
+    text = README.read_text(encoding="utf-8")
+    reference = text[text.index("## Config reference") :]
+    reference = reference[: reference.index("```", reference.index("```yaml") + 7)]
+    missing = [name for name in sorted(KEYS) if not re.search(rf"^#?\s*{name}:", reference, re.M)]
+    assert not missing, f"README's config reference does not show {missing}"

@@ -1,0 +1,180 @@
+"""Storage kinds keyed by scheme: one parser, and per kind resolve, check, exists, probe, open."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from mlflow_sweeper import storages
+from mlflow_sweeper.admin import _file_backed_storage_missing
+from mlflow_sweeper.config import resolve_storage_url
+from mlflow_sweeper.errors import StorageError
+from mlflow_sweeper.storages import kinds
+
+BASE = Path("/cfg/dir")
+
+
+@pytest.mark.parametrize(
+    ("url", "scheme", "path", "query"),
+    [
+        ("sqlite:///rel.db", "sqlite", "rel.db", ""),
+        ("sqlite:////abs/o.db?timeout=5", "sqlite", "/abs/o.db", "timeout=5"),
+        ("sqlite+pysqlite:///rel.db", "sqlite", "rel.db", ""),
+        ("sqlite:///:memory:", "sqlite", None, ""),
+        ("journal:///abs/o.log", "journal", "/abs/o.log", ""),
+        ("journal://rel/o.log", "journal", "rel/o.log", ""),
+        ("postgresql+psycopg2://u:p@h:5432/db", "postgresql", None, ""),
+        ("MySQL+pymysql://root@h/db?charset=utf8", "mysql", None, "charset=utf8"),
+        ("redis://127.0.0.1:6379/0", "redis", None, ""),
+        ("https://tracking.example", "https", None, ""),
+        ("optuna.db", "", None, ""),
+    ],
+)
+def test_one_parser(url, scheme, path, query):
+    parsed = storages.parse(url)
+    assert (parsed.scheme, parsed.path, parsed.query) == (scheme, path, query)
+
+
+@pytest.mark.parametrize(
+    ("url", "resolved"),
+    [
+        ("sqlite:///rel.db", "sqlite:////cfg/dir/rel.db"),
+        ("sqlite:///sub/rel.db?timeout=5", "sqlite:////cfg/dir/sub/rel.db?timeout=5"),
+        ("sqlite:////abs/o.db", "sqlite:////abs/o.db"),
+        ("sqlite:///:memory:", "sqlite:///:memory:"),
+        ("journal://rel.log", "journal:///cfg/dir/rel.log"),
+        ("journal:rel.log", "journal:///cfg/dir/rel.log"),
+        ("journal:///abs/o.log", "journal:///abs/o.log"),
+        ("postgresql://u@h/db", "postgresql://u@h/db"),
+        ("redis://h:6379/0", "redis://h:6379/0"),
+        ("http://h:5000", "http://h:5000"),
+        ("databricks", "databricks"),
+    ],
+)
+def test_resolve_makes_file_paths_absolute_against_the_config_directory(url, resolved):
+    assert storages.resolve(url, BASE) == resolved
+    assert resolve_storage_url(url, BASE) == resolved  # the name config always exported
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "sqlite:///o.db",
+        "postgresql://postgres@127.0.0.1/x",
+        "postgres://h/x",
+        "mysql+pymysql://root@h/x",
+        "mariadb://h/x",
+        "journal:///tmp/o.log",
+        "redis://h:6379/0",
+        "rediss://h:6379/0",
+    ],
+)
+def test_valid_optuna_urls(url):
+    assert storages.check_optuna_url(url) is None
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "sqlite:///m.db",
+        "postgresql://h/x",
+        "mysql+pymysql://h/x",
+        "http://h:5000",
+        "https://h",
+        "databricks://profile",
+        "databricks-uc://p",
+    ],
+)
+def test_valid_mlflow_urls(url):
+    assert storages.check_mlflow_url(url) is None
+
+
+@pytest.mark.parametrize(
+    ("url", "fragment"),
+    [
+        ("foo://x", "unknown Optuna storage"),
+        ("optuna.db", "unknown Optuna storage"),
+        ("sqlite:o.db", "is not a URL"),
+        ("journal:///", "needs a file path"),
+        ("http://h:5000", "unknown Optuna storage"),
+    ],
+)
+def test_bad_optuna_urls(url, fragment):
+    assert fragment in (storages.check_optuna_url(url) or "")
+
+
+@pytest.mark.parametrize("url", ["foo://x", "mlruns", "journal:///m.log", "redis://h/0", "sqlite:m.db"])
+def test_bad_mlflow_urls(url):
+    assert "unknown MLflow tracking URI" in (storages.check_mlflow_url(url) or "")
+
+
+def test_every_scheme_has_one_kind_per_storage():
+    assert set(kinds.OPTUNA_KINDS) == {"sqlite", *kinds.SERVER_RDB_SCHEMES, "journal", "redis", "rediss"}
+    assert set(kinds.MLFLOW_KINDS) == {
+        "sqlite",
+        *kinds.SERVER_RDB_SCHEMES,
+        "http",
+        "https",
+        "databricks",
+        "databricks-uc",
+    }
+    assert all(
+        isinstance(k, storages.StorageKind)
+        for k in (*kinds.OPTUNA_KINDS.values(), *kinds.MLFLOW_KINDS.values())
+    )
+
+
+def test_exists_tells_a_missing_file_without_creating_it(tmp_path):
+    for url in (f"sqlite:///{tmp_path / 'o.db'}", f"journal://{tmp_path / 'o.log'}"):
+        assert not storages.exists(url) and _file_backed_storage_missing(url)
+        assert list(tmp_path.iterdir()) == []
+    (tmp_path / "o.db").touch()
+    (tmp_path / "o.log").touch()
+    assert storages.exists(f"sqlite:///{tmp_path / 'o.db'}?timeout=60")
+    assert storages.exists(f"journal://{tmp_path / 'o.log'}")
+    for url in ("sqlite:///:memory:", "postgresql://h/x", "redis://h/0", "http://h", "databricks"):
+        assert storages.exists(url), url  # a server cannot be told without connecting
+
+
+def test_file_backed_kinds_open_and_then_exist(tmp_path):
+    for url in (f"sqlite:///{tmp_path / 'a' / 'o.db'}", f"journal://{tmp_path / 'b' / 'o.log'}"):
+        storages.probe_optuna_storage(url)  # a local file: nothing to reach, nothing written
+        assert not storages.exists(url)
+        storage = storages.open_optuna_storage(url)
+        storage.create_new_study([], "probe")
+        assert storages.exists(url)
+    client = storages.open_mlflow_tracking(f"sqlite:///{tmp_path / 'm.db'}")
+    assert client.search_experiments(max_results=1) is not None
+    assert storages.exists(f"sqlite:///{tmp_path / 'm.db'}")
+
+
+def test_unknown_scheme_at_open_or_probe_is_one_storage_error():
+    for call in (storages.probe_optuna_storage, storages.open_optuna_storage):
+        with pytest.raises(StorageError, match="unknown Optuna storage"):
+            call("foo://x")
+    with pytest.raises(StorageError, match="unknown MLflow tracking URI"):
+        storages.probe_mlflow_storage("mlruns")
+
+
+def test_mask_hides_the_password():
+    assert storages.mask("postgresql://user:secret@h/db") == "postgresql://user:***@h/db"
+
+
+@pytest.mark.server
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql://postgres@127.0.0.1:5432/postgres",
+        "mysql+pymysql://root@127.0.0.1:3306/mysql",
+        "redis://127.0.0.1:6379/0",
+    ],
+)
+def test_server_kinds_probe_a_running_server(url):
+    storages.probe_optuna_storage(url)
+
+
+@pytest.mark.server
+def test_server_rdb_probe_of_a_closed_port_is_one_storage_error():
+    with pytest.raises(StorageError, match="cannot reach the Optuna storage"):
+        storages.probe_optuna_storage("postgresql://postgres@127.0.0.1:1/x")
