@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import socket
 import subprocess
+import sys
 import threading
 import time
 from collections import Counter
@@ -47,6 +48,15 @@ AGENTS = 8
 KINDS = ("memory", "journal", "sqlite")
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+@pytest.fixture(autouse=True)
+def interleave_threads():
+    """Switch threads as often as possible, so that agents' steps interleave as between processes."""
+    before = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    yield
+    sys.setswitchinterval(before)
 
 
 @dataclass
@@ -343,16 +353,28 @@ def test_a_silent_closer_is_taken_over_by_exactly_one_agent(tmp_path, backend):
     assert all(in_threads(studies, lambda s: s.is_closed()))
 
 
-def test_a_reopened_sweep_elects_exactly_one_new_closer(tmp_path, backend):
+def test_a_nominated_token_is_taken_by_exactly_one_agent(tmp_path, backend):
+    """Every agent sees the same WAITING token (nominated by an agent that then died) at once."""
+    config, studies = finished_sweep(tmp_path, backend)
+    storage = studies[0].store
+    close_id = storage.create_new_study([StudyDirection.MINIMIZE], close_study_name(config.identity))
+    token = trial_template(TrialState.WAITING, {}, {}, {CLOSE_EPOCH: 0})
+    storage.create_new_trial(close_id, template_trial=token)
+    elected = in_threads(studies, lambda s: s.elect_closer())
+    assert elected.count(True) == 1
+
+
+def test_a_reopened_sweep_elects_exactly_one_new_closer_each_time(tmp_path, backend):
     _, studies = finished_sweep(tmp_path, backend)
     first = in_threads(studies, lambda s: s.elect_closer())
     studies[first.index(True)].mark_closed()
-    assert studies[0].reopen() == 1
-    assert not any(in_threads(studies, lambda s: s.is_closed()))
-    again = in_threads(studies, lambda s: s.elect_closer())
-    assert again.count(True) == 1
-    studies[again.index(True)].mark_closed()
-    assert all(in_threads(studies, lambda s: s.is_closed()))
+    for epoch in (1, 2, 3):
+        assert studies[epoch % len(studies)].reopen() == epoch
+        assert not any(in_threads(studies, lambda s: s.is_closed()))
+        again = in_threads(studies, lambda s: s.elect_closer())
+        assert again.count(True) == 1
+        studies[again.index(True)].mark_closed()
+        assert all(in_threads(studies, lambda s: s.is_closed()))
 
 
 def test_mark_closed_without_winning_is_refused(tmp_path, backend):
