@@ -463,3 +463,19 @@ def test_progress_counts_states_and_failures_for_good():
     progress = tallies.progress(trials, budget=6, best_trial=trials[0])
     assert (progress.complete, progress.running, progress.waiting, progress.failed_for_good) == (1, 1, 1, 1)
     assert progress.remaining == 6 - 1 - 1 - 1
+
+
+# ---- deleting ------------------------------------------------------------------------------------
+
+
+def test_delete_removes_every_study_of_a_closed_sweep(tmp_path, backend):
+    if backend.kind == "memory":
+        pytest.skip("`delete` opens the storage from its URL")
+    from mlflow_sweeper.admin import delete_sweep
+
+    config, studies = finished_sweep(tmp_path, backend)
+    assert studies[0].elect_closer()
+    studies[0].mark_closed()
+    assert delete_sweep(config).study_deleted
+    names = {s.study_name for s in optuna.get_all_study_summaries(backend.open())}
+    assert names == set()

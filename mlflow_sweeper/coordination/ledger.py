@@ -106,7 +106,14 @@ class ClaimsLedger:
             trial = by_slot.get(claim.number)
             if trial is not None:
                 self.settle(claim._trial_id, trial.number)
-            else:
+            elif self._unchanged(claim):
                 self.park(claim._trial_id)
                 parked.append(claim.number)
         return parked
+
+    def _unchanged(self, claim: FrozenTrial) -> bool:
+        """Is the claim still held as it was listed? Another agent may have parked it and a third
+        taken it since; parking it again would hand its slot out twice. (Optuna has no atomic
+        RUNNING -> WAITING update, so this narrows that window to one round trip.)"""
+        current = self.store.get_trial(claim._trial_id)
+        return current.state == TrialState.RUNNING and current.datetime_start == claim.datetime_start
