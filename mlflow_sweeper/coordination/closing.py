@@ -67,7 +67,7 @@ class CloseElection:
                     return False
                 set_reason(self.store, token._trial_id, f"closing abandoned: {why}")
                 if finish(self.store, token._trial_id, TrialState.FAIL):
-                    log.warning("%s: the agent closing it is gone (%s); taking over", self.name, why)
+                    log.warning("%s: the agent closing it is gone (%s); electing another", self.name, why)
         raise StorageError(f"{self.name}: no closer elected after {MAX_ROUNDS} rounds")
 
     def mark_closed(self) -> None:
