@@ -296,7 +296,9 @@ def instrument() -> None:
     subprocess.Popen.__init__ = _wrap("spawn", "subprocess.Popen", subprocess.Popen.__init__, True)
     import importlib
 
-    for module_name in ("agent", "coordination", "record", "launch", "progress", "algorithms", "space"):
+    parts = ("facade", "lifecycle", "ledger", "liveness", "closing")
+    coordination = [f"coordination.{part}" for part in parts]
+    for module_name in ("agent", *coordination, "record", "launch", "progress", "algorithms", "space"):
         try:
             module = importlib.import_module(f"mlflow_sweeper.{module_name}")
         except ImportError:

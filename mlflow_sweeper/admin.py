@@ -11,7 +11,7 @@ from mlflow.entities import ViewType
 from . import compat
 from .algorithms import PointSource
 from .config import SweepConfig
-from .coordination import RUN_ATTR, SweepStudy, agent_id, claims_study_name
+from .coordination import RUN_ATTR, SweepStudy, agent_id, study_names
 from .record import Recorder
 from .storages import exists as storage_exists
 from .storages import (
@@ -68,7 +68,7 @@ def delete_sweep(config: SweepConfig, purge: bool = False) -> DeleteResult:
     study_deleted = False
     study = _open_study(config)
     if study is not None:
-        for name in (config.identity, claims_study_name(config.identity)):
+        for name in study_names(config.identity):
             try:
                 study_id = retry(lambda n=name: study.storage.get_study_id_from_name(n), "find study")
             except KeyError:

@@ -1,0 +1,126 @@
+"""The close election: exactly one agent, ever, runs a sweep's close actions per close epoch.
+
+Built on the two operations the rest of the protocol already trusts to be atomic in every Optuna
+storage, in a companion study `<identity>#close`:
+
+* An agent that finds no candidate for the current epoch nominates one: a WAITING trial tagged
+  with the epoch. Trial numbers are dense, so every agent agrees on the epoch's *token*: its
+  lowest-numbered trial that has not failed.
+* Whoever wins the atomic WAITING -> RUNNING update of the token is the closer. It beats on the
+  token while closing and marks it COMPLETE when done; from then on the epoch is closed.
+* A closer that died (silent for stale_after, or its process gone on this host) has its token
+  failed through the atomic RUNNING -> FAIL update; the next token is then taken by exactly one
+  of the agents still electing.
+
+Re-opening a sweep (to run more trials) bumps the epoch, a system attribute of the close study:
+the next completion elects a new closer.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+from optuna.trial import FrozenTrial, TrialState
+
+from ..errors import StorageError, SweeperError
+from .liveness import Heartbeat
+from .names import ACTIVE, CLOSE_EPOCH, close_study_name
+from .store import RetryingStorage, ensure_study, find_study, finish, set_reason, take, trial_template
+
+log = logging.getLogger(__name__)
+
+MAX_ROUNDS = 50  # each round ends a dead closer's token or nominates one; far more than ever needed
+
+
+class CloseElection:
+    def __init__(self, store: RetryingStorage, identity: str, heartbeat: Heartbeat):
+        self.store = store
+        self.name = close_study_name(identity)
+        self.heartbeat = heartbeat
+        self._study_id: int | None = None
+        self._held: int | None = None
+        self._beating: threading.Event | None = None
+
+    def elect(self) -> bool:
+        """True for the one agent that must close the sweep now; False when another agent has
+        closed it or is closing it."""
+        study_id = self._study(create=True)
+        assert study_id is not None
+        epoch = self.epoch()
+        for _ in range(MAX_ROUNDS):
+            trials = self._epoch_trials(study_id, epoch)
+            if any(t.state == TrialState.COMPLETE for t in trials):
+                return False
+            token = next((t for t in trials if t.state in ACTIVE), None)
+            if token is None:
+                self._nominate(study_id, epoch)
+            elif token.state == TrialState.WAITING:
+                if take(self.store, token._trial_id):
+                    self._hold(token._trial_id)
+                    return True
+                # Lost the take (or an error): the next round sees who holds it.
+            else:
+                why = self.heartbeat.why_stale(token, time.time())
+                if why is None:
+                    return False
+                set_reason(self.store, token._trial_id, f"closing abandoned: {why}")
+                if finish(self.store, token._trial_id, TrialState.FAIL):
+                    log.warning("%s: the agent closing it is gone (%s); electing another", self.name, why)
+        raise StorageError(f"{self.name}: no closer elected after {MAX_ROUNDS} rounds")
+
+    def mark_closed(self) -> None:
+        """The close actions are done: end the token COMPLETE, which closes the epoch."""
+        if self._held is None:
+            raise SweeperError("mark_closed() needs a won elect_closer()")
+        if self._beating is not None:
+            self._beating.set()
+        if not finish(self.store, self._held, TrialState.COMPLETE):
+            log.warning("%s: closed after another agent took over the close", self.name)
+        self._held = None
+
+    def is_closed(self) -> bool:
+        study_id = self._study(create=False)
+        if study_id is None:
+            return False
+        return any(t.state == TrialState.COMPLETE for t in self._epoch_trials(study_id, self.epoch()))
+
+    def epoch(self) -> int:
+        study_id = self._study(create=False)
+        if study_id is None:
+            return 0
+        return int(self.store.get_study_system_attrs(study_id).get(CLOSE_EPOCH, 0))
+
+    def reopen(self) -> int:
+        """Open a new close epoch, so the next completion elects a closer again; returns it.
+
+        Two agents re-opening at once may skip an epoch number, which is harmless: only the
+        current epoch is ever looked at.
+        """
+        study_id = self._study(create=True)
+        epoch = self.epoch() + 1
+        self.store.set_study_system_attr(study_id, CLOSE_EPOCH, epoch)
+        return epoch
+
+    def _study(self, create: bool) -> int | None:
+        if self._study_id is None:
+            self._study_id = (
+                ensure_study(self.store, self.name) if create else find_study(self.store, self.name)
+            )
+        return self._study_id
+
+    def _epoch_trials(self, study_id: int, epoch: int) -> list[FrozenTrial]:
+        trials = self.store.get_all_trials(study_id, deepcopy=False)
+        return sorted((t for t in trials if t.system_attrs.get(CLOSE_EPOCH) == epoch), key=lambda t: t.number)
+
+    def _nominate(self, study_id: int, epoch: int) -> None:
+        self.store.create_new_trial(
+            study_id, template_trial=trial_template(TrialState.WAITING, {}, {}, {CLOSE_EPOCH: epoch})
+        )
+
+    def _hold(self, token_id: int) -> None:
+        for key, value in self.heartbeat.owner_attrs().items():
+            self.store.set_trial_system_attr(token_id, key, value)
+        self._held = token_id
+        self._beating = self.heartbeat.keep_alive(token_id)

@@ -1,0 +1,213 @@
+"""`SweepStudy`: one sweep as seen by one agent, a thin facade over the protocol's parts."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+import optuna
+from optuna.trial import FrozenTrial
+
+from ..algorithms import PointSource
+from ..config import SweepConfig
+from . import tallies
+from .closing import CloseElection
+from .identity import SweepIdentity, direction_of
+from .ledger import ClaimsLedger
+from .lifecycle import TrialLifecycle, Work
+from .liveness import Heartbeat, fail_stale_trials
+from .names import ACTIVE, claims_study_name
+from .policy import RetryPolicy
+from .store import RetryingStorage, ensure_study
+from .tallies import Progress
+
+
+class SweepStudy:
+    """One sweep's Optuna study, claims ledger and close election, as seen by one agent.
+
+    `storage` is the Optuna storage as given; every call the parts make goes through one
+    retrying wrapper of it.
+    """
+
+    def __init__(self, storage, config: SweepConfig, source: PointSource, agent: str):
+        self.storage = storage
+        self.config = config
+        self.source = source
+        self.agent = agent
+        self.store = RetryingStorage(storage)
+        self.policy = RetryPolicy(config.max_retries)
+        self.identity = SweepIdentity(self.store, config)
+        self.ledger = ClaimsLedger(self.store, source)
+        self.liveness = Heartbeat(self.store, agent, config.stale_after)
+        self.lifecycle = TrialLifecycle(
+            self.store, self.ledger, source, self.liveness, self.policy, config.identity
+        )
+        self.closing = CloseElection(self.store, config.identity, self.liveness)
+
+    # ---- identity --------------------------------------------------------------------------
+
+    @property
+    def study_id(self) -> int:
+        return self.identity.study_id
+
+    @property
+    def claims_id(self) -> int:
+        return self.ledger.claims_id
+
+    @property
+    def direction(self) -> optuna.study.StudyDirection:
+        return direction_of(self.config)
+
+    def find(self) -> bool:
+        """Attach to an existing sweep; False when there is none."""
+        if not self.identity.find():
+            return False
+        self._attach()
+        return True
+
+    def create_or_attach(self, create_parent: Callable[[], str], parent_state: Callable[[str], str]) -> str:
+        """Create the sweep or join it; returns the parent run id (exactly one per sweep)."""
+        created = self.identity.create_or_find()
+        if not created:
+            self.identity.check_drift()
+        self._attach()
+        if created:
+            return self.identity.record_parent(create_parent())
+        return self.identity.wait_for_parent(create_parent, parent_state)
+
+    def _attach(self) -> None:
+        self.lifecycle.study_id = self.identity.study_id
+        self.ledger.claims_id = ensure_study(self.store, claims_study_name(self.config.identity))
+
+    def parent_run_id(self) -> str | None:
+        return self.identity.parent_run_id()
+
+    def check_drift(self) -> None:
+        self.identity.check_drift()
+
+    # ---- claiming and running trials -------------------------------------------------------
+
+    @property
+    def budget(self) -> int:
+        return self.source.budget
+
+    @property
+    def exhausted_seen(self) -> bool:
+        """Has this agent seen the last slot of the budget claimed?"""
+        return self.ledger.exhausted_seen
+
+    def claim(self) -> Work | None:
+        return self.lifecycle.claim()
+
+    def set_run_id(self, work: Work, run_id: str) -> None:
+        self.lifecycle.set_run_id(work, run_id)
+
+    def heartbeat(self, trial_ids: Iterable[int]) -> None:
+        self.liveness.record(trial_ids)
+
+    def complete(self, work: Work, value: float | None) -> None:
+        self.lifecycle.complete(work, value)
+
+    def fail(
+        self,
+        work: Work,
+        reason: str,
+        *,
+        retry_it: bool,
+        count_attempt: bool = True,
+        old_run: str | None = None,
+    ) -> bool:
+        """Fail the trial; re-queue its point first when it may run again. True if re-queued."""
+        return self.lifecycle.fail(
+            work, reason, retry_it=retry_it, count_attempt=count_attempt, old_run=old_run
+        )
+
+    def requeue(self, params: dict, slot: int, attempt: int, old_run: str | None) -> None:
+        self.lifecycle.requeue(params, slot, attempt, old_run)
+
+    def requeue_trial(self, trial: FrozenTrial) -> None:
+        self.lifecycle.requeue_trial(trial)
+
+    # ---- liveness --------------------------------------------------------------------------
+
+    def reclaim_stale(self, own_running: set[int]) -> list[tuple[FrozenTrial, str, bool]]:
+        """Fail RUNNING trials whose agent went silent (or died on this host) and re-queue them.
+
+        Returns the reclaimed trials, why, and whether each was re-queued; only the agent that wins
+        the RUNNING -> FAIL update reclaims a trial.
+        """
+        requeued: dict[int, bool] = {}
+
+        def requeue(trial: FrozenTrial, why: str) -> None:
+            requeued[trial._trial_id] = self.lifecycle.requeue_if_allowed(trial)
+
+        failed = fail_stale_trials(self.store, self.study_id, self.liveness, own_running, requeue)
+        return [(trial, why, requeued[trial._trial_id]) for trial, why in failed]
+
+    def release_stale_claims(self) -> list[int]:
+        """Park the claims of agents that died between claiming a slot and creating its trial."""
+        return self.ledger.release_stale(self.config.stale_after, self.trials)
+
+    # ---- tallies ---------------------------------------------------------------------------
+
+    def has_active(self) -> bool:
+        """Is any trial running or queued, or any slot being claimed or parked below the budget?"""
+        if self.ledger.active_below_budget():
+            return True
+        return bool(self.store.get_all_trials(self.study_id, deepcopy=False, states=ACTIVE))
+
+    def slots_exhausted(self) -> bool:
+        return self.ledger.slots_exhausted()
+
+    def is_finished(self) -> bool:
+        """Every slot of the budget claimed, and nothing running or queued (claims checked first)."""
+        return self.slots_exhausted() and not self.has_active()
+
+    def complete_trials(self) -> list[FrozenTrial] | None:
+        """The sweep's trials once it is finished and no failed point is still owed its re-run;
+        None before. One scan, only at the end."""
+        if not self.is_finished():
+            return None
+        trials = self.trials()
+        return None if self.unresolved_slots(trials) else trials
+
+    def is_complete(self) -> bool:
+        return self.complete_trials() is not None
+
+    def trials(self) -> list[FrozenTrial]:
+        return self.store.get_all_trials(self.study_id, deepcopy=False)
+
+    def unresolved_slots(self, trials: list[FrozenTrial]) -> list[FrozenTrial]:
+        return tallies.unresolved_slots(trials, self.policy)
+
+    def failed_for_good(self, trials: list[FrozenTrial]) -> list[FrozenTrial]:
+        return tallies.failed_for_good(trials)
+
+    def progress(self) -> Progress:
+        trials = self.trials()
+        best = tallies.best(trials, self.direction) if self.config.objective.metric is not None else None
+        return tallies.progress(trials, self.budget, best)
+
+    def best_trial(self) -> FrozenTrial | None:
+        if self.config.objective.metric is None:
+            return None
+        try:
+            return self.store.get_best_trial(self.study_id)
+        except ValueError:
+            return None
+
+    # ---- closing ---------------------------------------------------------------------------
+
+    def elect_closer(self) -> bool:
+        """Call once the sweep is complete: True for exactly one agent per close epoch, which must
+        run the close actions and then call `mark_closed()`; False for every other caller."""
+        return self.closing.elect()
+
+    def mark_closed(self) -> None:
+        self.closing.mark_closed()
+
+    def is_closed(self) -> bool:
+        return self.closing.is_closed()
+
+    def reopen(self) -> int:
+        """Let the sweep be closed again (after more trials were queued); returns the new epoch."""
+        return self.closing.reopen()

@@ -1,0 +1,100 @@
+"""Which sweep this is: create or attach the study, refuse a drifted config, agree on one parent run.
+
+The agent that creates the study creates the parent run; the others wait for its id, and take
+over if the creator died before recording it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable
+
+import optuna
+from optuna.exceptions import DuplicatedStudyError
+
+from ..config import SweepConfig
+from ..errors import DriftError, StorageError
+from .names import CONFIG_ATTR, FINGERPRINT_ATTR, PARENT_ATTR
+from .store import RetryingStorage
+
+log = logging.getLogger(__name__)
+
+PARENT_WAIT_SECONDS = 60.0
+
+
+def direction_of(config: SweepConfig) -> optuna.study.StudyDirection:
+    if config.objective.direction == "maximize":
+        return optuna.study.StudyDirection.MAXIMIZE
+    return optuna.study.StudyDirection.MINIMIZE
+
+
+class SweepIdentity:
+    def __init__(self, store: RetryingStorage, config: SweepConfig):
+        self.store = store
+        self.config = config
+        self.study_id: int = -1
+
+    def find(self) -> bool:
+        try:
+            self.study_id = self.store.get_study_id_from_name(self.config.identity)
+        except KeyError:
+            return False
+        return True
+
+    def create_or_find(self) -> bool:
+        """Create the study (True) or find the one another agent created (False)."""
+        try:
+            self.study_id = self.store.create_new_study([direction_of(self.config)], self.config.identity)
+        except DuplicatedStudyError:
+            self.study_id = self.store.get_study_id_from_name(self.config.identity)
+            return False
+        fingerprint = json.dumps(self.config.fingerprint(), sort_keys=True)
+        self.store.set_study_system_attr(self.study_id, FINGERPRINT_ATTR, fingerprint)
+        self.store.set_study_user_attr(self.study_id, CONFIG_ATTR, str(self.config.path))
+        return True
+
+    def check_drift(self) -> None:
+        """Refuse a config whose search space, algorithm or objective differs from the stored one."""
+        stored_text = self.store.get_study_system_attrs(self.study_id).get(FINGERPRINT_ATTR)
+        if stored_text is None:
+            return  # created a moment ago by another agent that has not written it yet
+        stored = json.loads(stored_text)
+        current = json.loads(json.dumps(self.config.fingerprint(), sort_keys=True))
+        changed = [key for key in sorted(set(stored) | set(current)) if stored.get(key) != current.get(key)]
+        if changed:
+            details = "; ".join(f"{k}: stored {stored.get(k)!r}, now {current.get(k)!r}" for k in changed)
+            raise DriftError(
+                f"{self.config.path}: sweep '{self.config.identity}' already exists with a different "
+                f"{', '.join(changed)} ({details}). To keep both, give this config a new "
+                f"'sweep_name'; to start over, run `mlflow-sweeper delete {self.config.path}` first. "
+                "Only max_trials, max_retries, stale_after and trial_timeout may change on resume."
+            )
+
+    def parent_run_id(self) -> str | None:
+        return self.store.get_study_user_attrs(self.study_id).get(PARENT_ATTR)
+
+    def record_parent(self, parent: str) -> str:
+        self.store.set_study_user_attr(self.study_id, PARENT_ATTR, parent)
+        return parent
+
+    def wait_for_parent(self, create_parent: Callable[[], str], parent_state: Callable[[str], str]) -> str:
+        """Wait for the creating agent to record the parent run; take over if it died first."""
+        deadline = time.monotonic() + PARENT_WAIT_SECONDS
+        delay = 0.05
+        while True:
+            parent = self.parent_run_id()
+            if parent:
+                if parent_state(parent) == "missing":
+                    raise StorageError(
+                        f"sweep '{self.config.identity}' in the Optuna storage has parent run {parent}, "
+                        "which is not in this MLflow storage. Point 'mlflow_storage' at the tracking "
+                        f"store that holds it, or start over with `mlflow-sweeper delete {self.config.path}`."
+                    )
+                return parent
+            if time.monotonic() > deadline:
+                log.warning("the agent that created %s left no parent run; creating it", self.config.identity)
+                return self.record_parent(create_parent())
+            time.sleep(delay)
+            delay = min(delay * 1.5, 1.0)

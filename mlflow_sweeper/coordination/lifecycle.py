@@ -1,0 +1,219 @@
+"""The trial lifecycle: claim (a re-run or a fresh slot), create and sample, run, end, re-queue.
+
+Re-runs (retries, trials of dead or interrupted agents) are WAITING trials of the main study with
+the same slot and parameters; taking one is Optuna's atomic WAITING -> RUNNING update. A failed
+point is re-queued before its trial is failed, so the sweep never looks finished in between.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from dataclasses import dataclass
+
+import optuna
+from optuna.distributions import (
+    BaseDistribution,
+    CategoricalDistribution,
+    FloatDistribution,
+    IntDistribution,
+)
+from optuna.trial import FrozenTrial, TrialState
+
+from .. import compat
+from ..algorithms import PointSource
+from ..errors import SweeperError
+from .ledger import ClaimsLedger
+from .liveness import Heartbeat
+from .names import ATTEMPT, REPLACES_RUN, RUN_ATTR, SLOT
+from .policy import RetryPolicy, attempt_of
+from .store import RetryingStorage, finish, set_reason, take, trial_template
+
+WAITING_CHECK_SECONDS = 0.5
+
+
+@dataclass
+class Work:
+    """A trial this agent owns: RUNNING in the main study, parameters fixed."""
+
+    trial_id: int
+    number: int
+    slot: int
+    attempt: int
+    params: dict
+    replaces_run: str | None = None
+    run_id: str | None = None
+
+
+class TrialLifecycle:
+    def __init__(
+        self,
+        store: RetryingStorage,
+        ledger: ClaimsLedger,
+        source: PointSource,
+        heartbeat: Heartbeat,
+        policy: RetryPolicy,
+        identity: str,
+    ):
+        self.store = store
+        self.ledger = ledger
+        self.source = source
+        self.heartbeat = heartbeat
+        self.policy = policy
+        self.identity = identity
+        self.study_id: int = -1
+        self._study: optuna.Study | None = None
+        self._lock = threading.Lock()
+        self._waiting_checked = -math.inf
+
+    # ---- claiming --------------------------------------------------------------------------
+
+    def claim(self) -> Work | None:
+        """The next trial for this agent: a re-run first, then a fresh slot; None when none is left.
+
+        Re-runs are rare, so the queue is looked at every WAITING_CHECK_SECONDS (and always once
+        no fresh slot is left), which keeps a fresh claim at three storage transactions.
+        """
+        now = time.monotonic()
+        looked = self.ledger.exhausted_seen or now - self._waiting_checked >= WAITING_CHECK_SECONDS
+        if looked:
+            self._waiting_checked = now
+            work = self._pop_waiting()
+            if work is not None:
+                return work
+        work = self._claim_fresh()
+        if work is None and not looked:
+            work = self._pop_waiting()
+        return work
+
+    def _pop_waiting(self) -> Work | None:
+        waiting = self.store.get_all_trials(self.study_id, deepcopy=False, states=(TrialState.WAITING,))
+        for trial in waiting:
+            if not take(self.store, trial._trial_id):
+                continue
+            for key, value in self.heartbeat.owner_attrs().items():
+                self.store.set_trial_system_attr(trial._trial_id, key, value)
+            return Work(
+                trial_id=trial._trial_id,
+                number=trial.number,
+                slot=int(trial.system_attrs[SLOT]),
+                attempt=attempt_of(trial),
+                params=dict(trial.params),
+                replaces_run=trial.system_attrs.get(REPLACES_RUN),
+            )
+        return None
+
+    def _claim_fresh(self) -> Work | None:
+        claimed = self.ledger.claim_slot()
+        if claimed is None:
+            return None
+        claim_id, slot = claimed
+        try:
+            work = self._create(slot)
+        except BaseException:
+            self.ledger.park(claim_id)  # give the slot back so another agent runs it
+            raise
+        self.ledger.settle(claim_id, work.number)
+        return work
+
+    # ---- creating trials -------------------------------------------------------------------
+
+    def _create(self, slot: int) -> Work:
+        attrs = {SLOT: slot, ATTEMPT: 1, **self.heartbeat.owner_attrs()}
+        params = self.source.fixed_point(slot)
+        if params is not None:
+            trial_id, number = self._create_with(params, attrs, TrialState.RUNNING)
+        else:
+            trial_id, params = self._sample(slot, attrs)
+            number = self.store.get_trial_number_from_id(trial_id)
+        return Work(trial_id=trial_id, number=number, slot=slot, attempt=1, params=params)
+
+    def _create_with(self, params: dict, attrs: dict, state: TrialState) -> tuple[int, int]:
+        trial = trial_template(state, params, self.source.distributions_for(params), attrs)
+        return self.store.create_trial_numbered(self.study_id, trial)
+
+    def _sample(self, slot: int, attrs: dict) -> tuple[int, dict]:
+        """Create a trial and ask the sampler (TPE, continuous random) for its parameters.
+
+        Goes through the Study's own (caching) storage, as `Study.ask` does, with the trial
+        history re-read for every sample. The slot is recorded only once sampling succeeded,
+        so a failed sample leaves a failed trial that owns no point.
+        """
+        with self._lock:
+            if self._study is None:
+                self._study = optuna.load_study(study_name=self.identity, storage=self.store.raw)
+            study = self._study
+            study.sampler = self.source.sampler(slot)
+            compat.forget_cached_trials(study)
+            storage = RetryingStorage(compat.study_storage(study))
+            unowned = {k: v for k, v in attrs.items() if k != SLOT}
+            trial_id = storage.create_new_trial(
+                self.study_id, template_trial=trial_template(TrialState.RUNNING, {}, {}, unowned)
+            )
+            try:
+                trial = optuna.Trial(study, trial_id)
+                params = {
+                    name: _suggest(trial, name, dist) for name, dist in self.source.distributions.items()
+                }
+            except BaseException as exc:
+                set_reason(self.store, trial_id, f"sampling failed: {exc}")
+                storage.set_trial_state_values(trial_id, TrialState.FAIL)
+                raise
+            storage.set_trial_system_attr(trial_id, SLOT, slot)
+            return trial_id, params
+
+    # ---- running and ending ----------------------------------------------------------------
+
+    def set_run_id(self, work: Work, run_id: str) -> None:
+        work.run_id = run_id
+        self.store.set_trial_user_attr(work.trial_id, RUN_ATTR, run_id)
+
+    def complete(self, work: Work, value: float | None) -> None:
+        self.store.set_trial_state_values(
+            work.trial_id, TrialState.COMPLETE, None if value is None else [value]
+        )
+
+    def fail(
+        self, work: Work, reason: str, *, retry_it: bool, count_attempt: bool, old_run: str | None
+    ) -> bool:
+        """Fail the trial; re-queue its point first when it may run again. True if re-queued."""
+        set_reason(self.store, work.trial_id, reason)
+        attempt = work.attempt + 1 if count_attempt else work.attempt
+        requeued = retry_it and self.policy.may_run(attempt)
+        if requeued:
+            self.requeue(work.params, work.slot, attempt, old_run)
+        finish(self.store, work.trial_id, TrialState.FAIL)
+        return requeued
+
+    def requeue(self, params: dict, slot: int, attempt: int, old_run: str | None) -> None:
+        attrs = {SLOT: slot, ATTEMPT: attempt}
+        if old_run:
+            attrs[REPLACES_RUN] = old_run
+        self._create_with(params, attrs, TrialState.WAITING)
+
+    def requeue_trial(self, trial: FrozenTrial) -> None:
+        """Queue the next attempt of a failed trial's point."""
+        self.requeue(
+            dict(trial.params),
+            int(trial.system_attrs[SLOT]),
+            attempt_of(trial) + 1,
+            trial.user_attrs.get(RUN_ATTR),
+        )
+
+    def requeue_if_allowed(self, trial: FrozenTrial) -> bool:
+        """Re-queue a reclaimed trial's point when it has attempts left; True if re-queued."""
+        if SLOT not in trial.system_attrs or not self.policy.may_retry(attempt_of(trial)):
+            return False
+        self.requeue_trial(trial)
+        return True
+
+
+def _suggest(trial: optuna.Trial, name: str, dist: BaseDistribution):
+    if isinstance(dist, FloatDistribution):
+        return trial.suggest_float(name, dist.low, dist.high, log=dist.log, step=dist.step)
+    if isinstance(dist, IntDistribution):
+        return trial.suggest_int(name, dist.low, dist.high, log=dist.log, step=dist.step)
+    if isinstance(dist, CategoricalDistribution):
+        return trial.suggest_categorical(name, dist.choices)
+    raise SweeperError(f"unsupported distribution {dist!r}")

@@ -1,0 +1,45 @@
+"""The names the protocol writes into the Optuna storage: attributes and companion studies.
+
+They are the on-disk contract between agents (and between versions of this package), so each is
+written once, here.
+"""
+
+from __future__ import annotations
+
+from optuna.trial import TrialState
+
+# Study user attributes.
+PARENT_ATTR = "mlflow_parent_run_id"
+CONFIG_ATTR = "sweeper_config"
+# Study system attributes.
+FINGERPRINT_ATTR = "sweeper:fingerprint"
+CLOSE_EPOCH = "sweeper:close_epoch"
+# Trial user attributes.
+RUN_ATTR = "mlflow_run_id"
+REASON = "fail_reason"
+# Trial system attributes.
+SLOT = "sweeper:slot"
+ATTEMPT = "sweeper:attempt"
+AGENT = "sweeper:agent"
+HEARTBEAT = "sweeper:heartbeat"
+STALE_AFTER = "sweeper:stale_after"
+REPLACES_RUN = "sweeper:replaces_run"
+
+CLAIMS_SUFFIX = "#claims"
+CLOSE_SUFFIX = "#close"
+ACTIVE = (TrialState.WAITING, TrialState.RUNNING)
+
+
+def claims_study_name(identity: str) -> str:
+    """The companion study whose dense trial numbers hand out budget slots."""
+    return identity + CLAIMS_SUFFIX
+
+
+def close_study_name(identity: str) -> str:
+    """The companion study that elects the one agent closing the sweep."""
+    return identity + CLOSE_SUFFIX
+
+
+def study_names(identity: str) -> tuple[str, ...]:
+    """Every study a sweep owns: what deleting the sweep must delete."""
+    return (identity, claims_study_name(identity), close_study_name(identity))

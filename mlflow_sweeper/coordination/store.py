@@ -1,0 +1,114 @@
+"""One retrying wrapper around an Optuna storage, and the atomic steps the protocol is built on.
+
+Every storage call of the protocol may meet a busy SQLite file or a restarting server, so each
+goes through `storages.retry`; the wrapper does that once instead of at every call site.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import logging
+from typing import Any
+
+import optuna
+from optuna.exceptions import DuplicatedStudyError, UpdateFinishedTrialError
+from optuna.trial import FrozenTrial, TrialState
+
+from .. import compat
+from ..storages import retry
+from .names import REASON
+
+log = logging.getLogger(__name__)
+
+
+class RetryingStorage:
+    """An Optuna storage whose every method call is retried on transient errors.
+
+    `raw` is the storage itself, for what needs the real object (`optuna.load_study`, the
+    private fast paths in `compat`).
+    """
+
+    def __init__(self, raw: Any, attempts: int = 8):
+        self.raw = raw
+        self.attempts = attempts
+
+    def __getattr__(self, name: str) -> Any:
+        method = getattr(self.raw, name)
+        if not callable(method):
+            return method
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            return retry(lambda: method(*args, **kwargs), name, attempts=self.attempts)
+
+        return call
+
+    def with_attempts(self, attempts: int) -> RetryingStorage:
+        """The same storage, giving up sooner (for calls that are repeated anyway, like beats)."""
+        return RetryingStorage(self.raw, attempts)
+
+    def create_trial_numbered(self, study_id: int, template: Any = None) -> tuple[int, int]:
+        """A new trial's id and number, in one round trip where the storage allows."""
+        return retry(
+            lambda: compat.create_trial_numbered(self.raw, study_id, template),
+            "create_trial_numbered",
+            attempts=self.attempts,
+        )
+
+
+def ensure_study(store: RetryingStorage, name: str, direction=optuna.study.StudyDirection.MINIMIZE) -> int:
+    """The id of study `name`, created if missing; safe when many agents create it at once."""
+    try:
+        return store.create_new_study([direction], name)
+    except DuplicatedStudyError:
+        return store.get_study_id_from_name(name)
+
+
+def find_study(store: RetryingStorage, name: str) -> int | None:
+    try:
+        return store.get_study_id_from_name(name)
+    except KeyError:
+        return None
+
+
+def take(store: RetryingStorage, trial_id: int) -> bool:
+    """Optuna's atomic WAITING -> RUNNING; False when another agent took it first."""
+    try:
+        return bool(store.set_trial_state_values(trial_id, TrialState.RUNNING))
+    except UpdateFinishedTrialError:
+        return False
+    except Exception as exc:  # noqa: BLE001 - a lost race on SQLite surfaces as an error
+        log.debug("lost the race for trial %s: %s", trial_id, exc)
+        return False
+
+
+def finish(store: RetryingStorage, trial_id: int, state: TrialState, values: list | None = None) -> bool:
+    """End a trial unless it has ended already (atomic: of two agents ending it, one wins)."""
+    try:
+        store.set_trial_state_values(trial_id, state, values)
+    except UpdateFinishedTrialError:
+        return False
+    return True
+
+
+def set_reason(store: RetryingStorage, trial_id: int, reason: str) -> None:
+    """Why a trial failed, for the summary and `status` (ignored once the trial has ended)."""
+    with contextlib.suppress(UpdateFinishedTrialError):
+        store.set_trial_user_attr(trial_id, REASON, reason[:2000])
+
+
+def trial_template(state: TrialState, params: dict, distributions: dict, system_attrs: dict) -> FrozenTrial:
+    """A trial to create: its state, parameters and system attributes; the storage numbers it."""
+    return FrozenTrial(
+        number=-1,
+        state=state,
+        value=None,
+        datetime_start=dt.datetime.now() if state == TrialState.RUNNING else None,
+        datetime_complete=None,
+        params=params,
+        distributions=distributions,
+        user_attrs={},
+        system_attrs=system_attrs,
+        intermediate_values={},
+        trial_id=-1,
+    )

@@ -1,0 +1,94 @@
+"""What a list of trials says about a sweep: pure functions, no storage access."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from optuna.study import StudyDirection
+from optuna.trial import FrozenTrial, TrialState
+
+from .names import SLOT
+from .policy import RetryPolicy, attempt_of
+
+
+@dataclass
+class Progress:
+    budget: int
+    complete: int
+    running: int
+    waiting: int
+    failed_for_good: int
+    best: FrozenTrial | None
+
+    @property
+    def remaining(self) -> int:
+        return max(0, self.budget - self.complete - self.failed_for_good - self.running)
+
+
+def latest_per_slot(trials: Iterable[FrozenTrial]) -> dict[int, FrozenTrial]:
+    """Each slot's deciding trial: a COMPLETE one if any, else its highest-numbered attempt."""
+    latest: dict[int, FrozenTrial] = {}
+    for trial in trials:
+        slot = trial.system_attrs.get(SLOT)
+        if slot is None:
+            continue
+        prev = latest.get(slot)
+        if (
+            prev is None
+            or prev.state != TrialState.COMPLETE
+            and (trial.state == TrialState.COMPLETE or trial.number > prev.number)
+        ):
+            latest[slot] = trial
+    return latest
+
+
+def unresolved_slots(trials: Iterable[FrozenTrial], policy: RetryPolicy) -> list[FrozenTrial]:
+    """Slots with no COMPLETE trial whose last attempt failed with attempts left (lost re-queue)."""
+    return [
+        t
+        for t in latest_per_slot(trials).values()
+        if t.state == TrialState.FAIL and policy.may_retry(attempt_of(t))
+    ]
+
+
+def failed_for_good(trials: Iterable[FrozenTrial]) -> list[FrozenTrial]:
+    """The last attempt of each slot that never completed and has nothing running or queued."""
+    by_slot: dict[int, list[FrozenTrial]] = {}
+    for trial in trials:
+        if SLOT in trial.system_attrs:
+            by_slot.setdefault(trial.system_attrs[SLOT], []).append(trial)
+    failed = []
+    for group in by_slot.values():
+        if any(t.state in (TrialState.COMPLETE, TrialState.RUNNING, TrialState.WAITING) for t in group):
+            continue
+        failed.append(max(group, key=lambda t: t.number))
+    return sorted(failed, key=lambda t: t.number)
+
+
+def state_counts(trials: Iterable[FrozenTrial]) -> dict[TrialState, int]:
+    counts = {state: 0 for state in TrialState}
+    for trial in trials:
+        counts[trial.state] += 1
+    return counts
+
+
+def best(trials: Iterable[FrozenTrial], direction: StudyDirection) -> FrozenTrial | None:
+    """The COMPLETE trial with the best value (the lowest number among equals); None if none."""
+    done = [t for t in trials if t.state == TrialState.COMPLETE and t.value is not None]
+    if not done:
+        return None
+    sign = -1.0 if direction == StudyDirection.MAXIMIZE else 1.0
+    return min(done, key=lambda t: (sign * t.value, t.number))
+
+
+def progress(trials: list[FrozenTrial], budget: int, best_trial: FrozenTrial | None) -> Progress:
+    counts = state_counts(trials)
+    return Progress(
+        budget=budget,
+        complete=counts[TrialState.COMPLETE],
+        running=counts[TrialState.RUNNING],
+        waiting=counts[TrialState.WAITING],
+        failed_for_good=len(failed_for_good(trials)),
+        best=best_trial,
+    )

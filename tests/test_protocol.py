@@ -1,0 +1,481 @@
+"""The coordination protocol's invariants, in process: many threads, each a separate agent with
+its own `SweepStudy` (and, on the journal file and SQLite, its own storage object), against
+Optuna's InMemoryStorage, a journal file and SQLite. No MLflow, no subprocesses for trials.
+"""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import optuna
+import pytest
+import yaml
+from optuna.distributions import FloatDistribution
+from optuna.storages import InMemoryStorage
+from optuna.storages.journal import JournalFileBackend, JournalStorage
+from optuna.study import StudyDirection
+from optuna.trial import FrozenTrial, TrialState
+
+from mlflow_sweeper.algorithms import PointSource
+from mlflow_sweeper.config import load_config
+from mlflow_sweeper.coordination import (
+    AGENT,
+    ATTEMPT,
+    HEARTBEAT,
+    SLOT,
+    STALE_AFTER,
+    RetryPolicy,
+    SweepStudy,
+    Work,
+    agent_id,
+    close_study_name,
+    tallies,
+)
+from mlflow_sweeper.coordination.names import CLOSE_EPOCH
+from mlflow_sweeper.coordination.store import trial_template
+from mlflow_sweeper.errors import SweeperError
+from mlflow_sweeper.storages import open_optuna_storage
+
+AGENTS = 8
+KINDS = ("memory", "journal", "sqlite")
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+@pytest.fixture(autouse=True)
+def interleave_threads():
+    """Switch threads as often as possible, so that agents' steps interleave as between processes."""
+    before = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    yield
+    sys.setswitchinterval(before)
+
+
+@dataclass
+class Backend:
+    """One Optuna storage, opened once per agent where the kind allows (as separate agents do)."""
+
+    kind: str
+    url: str
+    shared: object | None = None
+
+    def open(self):
+        if self.kind == "memory":
+            return self.shared
+        if self.kind == "journal":
+            return JournalStorage(JournalFileBackend(self.url[len("journal://") :]))
+        return open_optuna_storage(self.url)
+
+
+@pytest.fixture(params=KINDS)
+def backend(request, tmp_path) -> Backend:
+    if request.param == "memory":
+        return Backend("memory", f"sqlite:///{tmp_path / 'unused.db'}", InMemoryStorage())
+    if request.param == "journal":
+        return Backend("journal", f"journal://{tmp_path / 'optuna.log'}")
+    return Backend("sqlite", f"sqlite:///{tmp_path / 'optuna.db'}")
+
+
+def make_config(tmp_path: Path, backend: Backend, **keys):
+    data = {
+        "experiment": "exp",
+        "sweep_name": "s",
+        "command": "true",
+        "parameters": {"x": list(range(20)), "y": list(range(10))},
+        "optuna_storage": backend.url,
+        "mlflow_storage": f"sqlite:///{tmp_path / 'mlflow.db'}",
+        "spec": {"direction": "minimize", "metric": "loss"},
+        **keys,
+    }
+    path = tmp_path / f"sweep-{len(list(tmp_path.glob('sweep-*.yaml')))}.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return load_config(path)
+
+
+def make_agents(config, backend: Backend, n: int = AGENTS, agent: str | None = None) -> list[SweepStudy]:
+    return [SweepStudy(backend.open(), config, PointSource(config), agent or agent_id()) for _ in range(n)]
+
+
+def in_threads(studies: list[SweepStudy], fn: Callable[[SweepStudy], object]) -> list:
+    """Run fn(study) in one thread per study, all released at the same moment; re-raise errors."""
+    barrier = threading.Barrier(len(studies))
+    results: list = [None] * len(studies)
+    errors: list[BaseException] = []
+
+    def run(i: int) -> None:
+        try:
+            barrier.wait()
+            results[i] = fn(studies[i])
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the test's thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(studies))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    if errors:
+        raise errors[0]
+    assert not any(thread.is_alive() for thread in threads), "an agent thread hung"
+    return results
+
+
+def start(studies: list[SweepStudy]) -> int:
+    """Every agent creates or joins the sweep at once; returns how many parent runs were made."""
+    made = []
+    in_threads(studies, lambda s: s.create_or_attach(lambda: made.append(1) or "parent", lambda p: "RUNNING"))
+    return len(made)
+
+
+def work_until_done(study: SweepStudy, outcome: Callable[[Work], str] = lambda w: "ok") -> list[Work]:
+    """An agent's worker loop: claim, end each trial as `outcome` says, until nothing is left."""
+    done = []
+    while True:
+        work = study.claim()
+        if work is None:
+            if study.slots_exhausted() and not study.has_active():
+                return done
+            time.sleep(0.01)
+            continue
+        done.append(work)
+        if outcome(work) == "ok":
+            study.complete(work, float(work.slot))
+        else:
+            study.fail(work, "failed on purpose", retry_it=True)
+
+
+# ---- exactly once, shared budget ---------------------------------------------------------------
+
+
+def test_every_grid_point_runs_exactly_once_among_many_agents(tmp_path, backend):
+    config = make_config(tmp_path, backend)
+    studies = make_agents(config, backend)
+    assert start(studies) == 1  # one parent run, whoever created the study
+    works = [w for done in in_threads(studies, work_until_done) for w in done]
+
+    assert sorted(w.slot for w in works) == list(range(200))
+    points = {(w.params["x"], w.params["y"]) for w in works}
+    assert points == {(x, y) for x in range(20) for y in range(10)}
+    trials = studies[0].trials()
+    assert len(trials) == 200 and all(t.state == TrialState.COMPLETE for t in trials)
+    assert studies[0].is_complete()
+
+
+def test_a_random_search_never_exceeds_its_budget(tmp_path, backend):
+    config = make_config(
+        tmp_path,
+        backend,
+        algorithm="random",
+        max_trials=60,
+        seed=7,
+        parameters={"lr": {"low": 0.0, "high": 1.0}},
+    )
+    studies = make_agents(config, backend)
+    start(studies)
+    works = [w for done in in_threads(studies, work_until_done) for w in done]
+
+    assert sorted(w.slot for w in works) == list(range(60))
+    trials = studies[0].trials()
+    assert len(trials) == 60 and all(t.state == TrialState.COMPLETE for t in trials)
+    assert all(0.0 <= t.params["lr"] <= 1.0 for t in trials)
+    assert len({t.params["lr"] for t in trials}) == 60  # agents sharing a seed drew different values
+
+
+def test_a_raised_budget_reuses_the_claims_parked_past_the_old_one(tmp_path, backend):
+    small = make_config(tmp_path, backend, max_trials=30)
+    studies = make_agents(small, backend)
+    start(studies)
+    in_threads(studies, work_until_done)
+    larger = make_config(tmp_path, backend, max_trials=50)
+    studies = make_agents(larger, backend)
+    start(studies)
+    works = [w for done in in_threads(studies, work_until_done) for w in done]
+
+    assert sorted(w.slot for w in works) == list(range(30, 50))
+    assert sorted(t.system_attrs[SLOT] for t in studies[0].trials()) == list(range(50))
+
+
+# ---- re-queue --------------------------------------------------------------------------------
+
+
+def test_failed_points_are_requeued_and_taken_exactly_once(tmp_path, backend):
+    config = make_config(tmp_path, backend, parameters={"x": list(range(40))}, max_retries=2)
+    flaky = set(range(0, 40, 3))  # fail the first attempt only
+    doomed = set(range(1, 40, 7))  # fail every attempt
+
+    def outcome(work: Work) -> str:
+        x = work.params["x"]
+        return "fail" if x in doomed or (x in flaky and work.attempt == 1) else "ok"
+
+    studies = make_agents(config, backend)
+    start(studies)
+    works = [w for done in in_threads(studies, lambda s: work_until_done(s, outcome)) for w in done]
+
+    runs = Counter((w.params["x"], w.attempt) for w in works)
+    assert max(runs.values()) == 1  # no attempt of any point taken twice
+    for x in range(40):
+        attempts = sorted(a for (point, a) in runs if point == x)
+        expected = [1, 2, 3] if x in doomed else [1, 2] if x in flaky else [1]
+        assert attempts == expected, x
+    trials = studies[0].trials()
+    assert sorted(t.params["x"] for t in studies[0].failed_for_good(trials)) == sorted(doomed)
+    assert studies[0].unresolved_slots(trials) == []
+    assert studies[0].is_complete()
+
+
+# ---- stale reclaim -------------------------------------------------------------------------------
+
+
+def test_a_silent_agents_trials_are_reclaimed_once_and_requeued_once(tmp_path, backend):
+    config = make_config(tmp_path, backend, parameters={"x": list(range(10))}, max_retries=1)
+    silent = make_agents(config, backend, n=1)[0]
+    start([silent])
+    held = [silent.claim() for _ in range(4)]
+    # One point already on its last attempt: reclaimed, but failed for good.
+    last = silent.claim()
+    silent.fail(last, "first attempt failed", retry_it=True)
+    retried = silent.claim()
+    while retried.attempt != 2:  # the re-queue is looked at every WAITING_CHECK_SECONDS
+        silent.complete(retried, 0.0)
+        retried = silent.claim()
+    held.append(retried)
+    for work in held:  # the agent went silent long ago
+        silent.store.set_trial_system_attr(work.trial_id, HEARTBEAT, time.time() - 10_000)
+
+    reclaimers = make_agents(config, backend)
+    for study in reclaimers:
+        study.find()
+    reclaimed = [r for found in in_threads(reclaimers, lambda s: s.reclaim_stale(set())) for r in found]
+
+    assert sorted(t._trial_id for t, _, _ in reclaimed) == sorted(w.trial_id for w in held)
+    requeued = {t.params["x"] for t, _, again in reclaimed if again}
+    assert requeued == {w.params["x"] for w in held if w.attempt == 1}
+    assert all("silent" in why for _, why, _ in reclaimed)
+    waiting = [t for t in silent.trials() if t.state == TrialState.WAITING]
+    assert sorted(t.params["x"] for t in waiting) == sorted(requeued)
+    assert all(t.system_attrs[ATTEMPT] == 2 for t in waiting)
+    assert [t.params["x"] for t in silent.failed_for_good(silent.trials())] == [retried.params["x"]]
+
+
+def test_a_live_agents_trials_are_not_reclaimed(tmp_path, backend):
+    config = make_config(tmp_path, backend, parameters={"x": list(range(5))})
+    owner = make_agents(config, backend, n=1)[0]
+    start([owner])
+    work = owner.claim()
+    others = make_agents(config, backend, n=4)
+    for study in others:
+        study.find()
+    assert in_threads(others, lambda s: s.reclaim_stale(set())) == [[]] * 4
+    owner.heartbeat([work.trial_id])
+    assert owner.trials()[0].state == TrialState.RUNNING
+
+
+def test_a_claim_abandoned_before_its_trial_existed_is_released_and_run_once(tmp_path, backend):
+    config = make_config(tmp_path, backend, parameters={"x": list(range(6))}, stale_after=0.2)
+    dying = make_agents(config, backend, n=1)[0]
+    start([dying])
+    claim_id, slot = dying.ledger.claim_slot()  # and then the agent died
+    time.sleep(0.5)
+
+    studies = make_agents(config, backend)
+    for study in studies:
+        study.find()
+    released = [s for found in in_threads(studies, lambda s: s.release_stale_claims()) for s in found]
+    assert set(released) == {slot}
+    works = [w for done in in_threads(studies, work_until_done) for w in done]
+    assert sorted(w.slot for w in works) == list(range(6))
+
+
+# ---- close election ------------------------------------------------------------------------------
+
+
+def finished_sweep(tmp_path, backend, **keys) -> tuple:
+    config = make_config(tmp_path, backend, parameters={"x": [1, 2, 3]}, **keys)
+    studies = make_agents(config, backend)
+    start(studies)
+    in_threads(studies, work_until_done)
+    assert studies[0].is_complete()
+    return config, studies
+
+
+def test_exactly_one_agent_closes_a_sweep(tmp_path, backend):
+    config, studies = finished_sweep(tmp_path, backend)
+    elected = in_threads(studies, lambda s: s.elect_closer())
+    assert elected.count(True) == 1
+    winner = studies[elected.index(True)]
+    assert not any(in_threads(studies, lambda s: s.elect_closer()))  # while it is closing
+    assert not winner.is_closed()
+    winner.mark_closed()
+    assert all(in_threads(studies, lambda s: s.is_closed()))
+    late = make_agents(config, backend, n=4)
+    for study in late:
+        study.find()
+    assert not any(in_threads(late, lambda s: s.elect_closer()))
+
+
+def dead_pid() -> int:
+    process = subprocess.Popen(["true"])
+    process.wait()
+    return process.pid
+
+
+def test_a_dead_closer_is_taken_over_by_exactly_one_agent(tmp_path, backend):
+    config, studies = finished_sweep(tmp_path, backend)
+    dead = f"{socket.gethostname()}:{dead_pid()}:deadbeef"
+    doomed = make_agents(config, backend, n=1, agent=dead)[0]
+    doomed.find()
+    assert doomed.elect_closer()  # ... and its process is gone before it closed
+
+    elected = in_threads(studies, lambda s: s.elect_closer())
+    assert elected.count(True) == 1
+    assert not any(in_threads(studies, lambda s: s.elect_closer()))
+    studies[elected.index(True)].mark_closed()
+    assert studies[0].is_closed()
+
+
+def test_a_silent_closer_is_taken_over_by_exactly_one_agent(tmp_path, backend):
+    config, studies = finished_sweep(tmp_path, backend)
+    storage = studies[0].store
+    close_id = storage.create_new_study([StudyDirection.MINIMIZE], close_study_name(config.identity))
+    attrs = {CLOSE_EPOCH: 0, AGENT: "elsewhere:123:cafe", HEARTBEAT: time.time() - 10_000, STALE_AFTER: 300.0}
+    storage.create_new_trial(close_id, template_trial=trial_template(TrialState.RUNNING, {}, {}, attrs))
+    elected = in_threads(studies, lambda s: s.elect_closer())
+    assert elected.count(True) == 1
+    studies[elected.index(True)].mark_closed()
+    assert all(in_threads(studies, lambda s: s.is_closed()))
+
+
+def test_a_nominated_token_is_taken_by_exactly_one_agent(tmp_path, backend):
+    """Every agent sees the same WAITING token (nominated by an agent that then died) at once."""
+    config, studies = finished_sweep(tmp_path, backend)
+    storage = studies[0].store
+    close_id = storage.create_new_study([StudyDirection.MINIMIZE], close_study_name(config.identity))
+    token = trial_template(TrialState.WAITING, {}, {}, {CLOSE_EPOCH: 0})
+    storage.create_new_trial(close_id, template_trial=token)
+    elected = in_threads(studies, lambda s: s.elect_closer())
+    assert elected.count(True) == 1
+
+
+def test_a_reopened_sweep_elects_exactly_one_new_closer_each_time(tmp_path, backend):
+    _, studies = finished_sweep(tmp_path, backend)
+    first = in_threads(studies, lambda s: s.elect_closer())
+    studies[first.index(True)].mark_closed()
+    for epoch in (1, 2, 3):
+        assert studies[epoch % len(studies)].reopen() == epoch
+        assert not any(in_threads(studies, lambda s: s.is_closed()))
+        again = in_threads(studies, lambda s: s.elect_closer())
+        assert again.count(True) == 1
+        studies[again.index(True)].mark_closed()
+        assert all(in_threads(studies, lambda s: s.is_closed()))
+
+
+def test_mark_closed_without_winning_is_refused(tmp_path, backend):
+    _, studies = finished_sweep(tmp_path, backend)
+    with pytest.raises(SweeperError, match="elect_closer"):
+        studies[0].mark_closed()
+
+
+# ---- pure parts -----------------------------------------------------------------------------------
+
+
+def trial(
+    number: int, state: TrialState, slot: int | None = None, attempt: int = 1, value=None
+) -> FrozenTrial:
+    system_attrs = {ATTEMPT: attempt} if slot is None else {SLOT: slot, ATTEMPT: attempt}
+    return FrozenTrial(
+        number=number,
+        state=state,
+        value=value if state == TrialState.COMPLETE else None,
+        datetime_start=None,
+        datetime_complete=None,
+        params={"x": float(number)},
+        distributions={"x": FloatDistribution(0, 1000)},
+        user_attrs={},
+        system_attrs=system_attrs,
+        intermediate_values={},
+        trial_id=number,
+    )
+
+
+def test_retry_policy_counts_the_first_run_as_attempt_one():
+    policy = RetryPolicy(max_retries=2)
+    assert [policy.may_run(a) for a in (1, 2, 3, 4)] == [True, True, True, False]
+    assert [policy.may_retry(a) for a in (1, 2, 3)] == [True, True, False]
+    assert not RetryPolicy(0).may_retry(1)
+
+
+def test_unresolved_slots_are_failed_points_still_owed_a_run():
+    policy = RetryPolicy(max_retries=1)
+    trials = [
+        trial(0, TrialState.FAIL, slot=0),  # lost its re-queue: owed
+        trial(1, TrialState.FAIL, slot=1),
+        trial(2, TrialState.WAITING, slot=1, attempt=2),  # re-queued: not owed
+        trial(3, TrialState.FAIL, slot=2, attempt=2),  # last attempt: not owed
+        trial(4, TrialState.FAIL, slot=3),
+        trial(5, TrialState.COMPLETE, slot=3, attempt=2, value=1.0),
+        trial(6, TrialState.FAIL),  # a failed sample owns no slot
+    ]
+    assert [t.number for t in tallies.unresolved_slots(trials, policy)] == [0]
+    assert [t.number for t in tallies.unresolved_slots(trials, RetryPolicy(max_retries=0))] == []
+
+
+def test_failed_for_good_is_the_last_attempt_of_points_that_never_completed():
+    trials = [
+        trial(0, TrialState.FAIL, slot=0),
+        trial(4, TrialState.FAIL, slot=0, attempt=2),
+        trial(1, TrialState.FAIL, slot=1),
+        trial(2, TrialState.RUNNING, slot=1, attempt=2),
+        trial(3, TrialState.FAIL, slot=2),
+        trial(5, TrialState.COMPLETE, slot=2, attempt=2, value=0.0),
+    ]
+    assert [t.number for t in tallies.failed_for_good(trials)] == [4]
+
+
+def test_best_follows_the_direction_and_the_lower_number_among_equals():
+    trials = [
+        trial(0, TrialState.COMPLETE, slot=0, value=3.0),
+        trial(1, TrialState.COMPLETE, slot=1, value=1.0),
+        trial(2, TrialState.COMPLETE, slot=2, value=1.0),
+        trial(3, TrialState.FAIL, slot=3),
+        trial(4, TrialState.COMPLETE, slot=4, value=None),
+    ]
+    assert tallies.best(trials, StudyDirection.MINIMIZE).number == 1
+    assert tallies.best(trials, StudyDirection.MAXIMIZE).number == 0
+    assert tallies.best(trials[3:], StudyDirection.MINIMIZE) is None
+
+
+def test_progress_counts_states_and_failures_for_good():
+    trials = [
+        trial(0, TrialState.COMPLETE, slot=0, value=1.0),
+        trial(1, TrialState.RUNNING, slot=1),
+        trial(2, TrialState.WAITING, slot=2, attempt=2),
+        trial(3, TrialState.FAIL, slot=2),
+        trial(4, TrialState.FAIL, slot=3, attempt=2),
+    ]
+    progress = tallies.progress(trials, budget=6, best_trial=trials[0])
+    assert (progress.complete, progress.running, progress.waiting, progress.failed_for_good) == (1, 1, 1, 1)
+    assert progress.remaining == 6 - 1 - 1 - 1
+
+
+# ---- deleting ------------------------------------------------------------------------------------
+
+
+def test_delete_removes_every_study_of_a_closed_sweep(tmp_path, backend):
+    if backend.kind == "memory":
+        pytest.skip("`delete` opens the storage from its URL")
+    from mlflow_sweeper.admin import delete_sweep
+
+    config, studies = finished_sweep(tmp_path, backend)
+    assert studies[0].elect_closer()
+    studies[0].mark_closed()
+    assert delete_sweep(config).study_deleted
+    names = {s.study_name for s in optuna.get_all_study_summaries(backend.open())}
+    assert names == set()
