@@ -14,7 +14,7 @@ from collections.abc import Callable
 import optuna
 from optuna.exceptions import DuplicatedStudyError
 
-from ..config import SweepConfig
+from ..config import MUTABLE_HINT, SweepConfig
 from ..errors import DriftError, StorageError
 from .names import CONFIG_ATTR, FINGERPRINT_ATTR, PARENT_ATTR
 from .store import RetryingStorage
@@ -69,7 +69,7 @@ class SweepIdentity:
                 f"{self.config.path}: sweep '{self.config.identity}' already exists with a different "
                 f"{', '.join(changed)} ({details}). To keep both, give this config a new "
                 f"'sweep_name'; to start over, run `mlflow-sweeper delete {self.config.path}` first. "
-                "Only max_trials, max_retries, stale_after and trial_timeout may change on resume."
+                + MUTABLE_HINT
             )
 
     def parent_run_id(self) -> str | None:
