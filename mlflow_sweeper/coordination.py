@@ -119,6 +119,7 @@ class SweepStudy:
         self._study: optuna.Study | None = None
         self._lock = threading.Lock()
         self.exhausted_seen = False  # this agent has seen the last slot of the budget claimed
+        self._closed_here = False  # PLACEHOLDER close election, see elect_closer
         self._waiting_checked = -math.inf
 
     # ---- creation and identity -------------------------------------------------------------
@@ -642,6 +643,24 @@ class SweepStudy:
             failed_for_good=len(self.failed_for_good(trials)),
             best=best,
         )
+
+    # ---- close election: PLACEHOLDER ---------------------------------------------------------------
+    # Temporary stand-ins so the agent's close path works on this branch: the coordination package
+    # replaces them with an election through the storage (exactly one agent, ever, per close epoch).
+    # Until then every agent is elected once per session, as before (the close actions are
+    # idempotent), which keeps today's behaviour.
+
+    def elect_closer(self) -> bool:
+        """True when this agent must run the close actions (PLACEHOLDER: once per session)."""
+        return not self._closed_here
+
+    def mark_closed(self) -> None:
+        """The close actions ran (PLACEHOLDER: remembered in this process only)."""
+        self._closed_here = True
+
+    def is_closed(self) -> bool:
+        """Has the sweep been closed (PLACEHOLDER: by this session)?"""
+        return self._closed_here
 
     def best_trial(self) -> FrozenTrial | None:
         if self.config.objective.metric is None:
