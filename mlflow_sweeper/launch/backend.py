@@ -29,6 +29,12 @@ class SubmittedRunHandle(TrialHandle):
 
 
 class BackendLauncher(Launcher):
+    def prepare(self) -> None:
+        import mlflow
+
+        # MLflow Projects creates the run in the process-wide tracking store: make it the sweep's.
+        mlflow.set_tracking_uri(self.tracking_uri)
+
     def launch(self, request: TrialRequest) -> TrialHandle:
         import mlflow.projects
 
