@@ -80,7 +80,8 @@ def _category(frame: str) -> str:
         return "SQLite COMMIT (sqlite3 C, fsync)"
     if "do_execute" in frame or "do_executemany" in frame:
         return "SQL statement execution (sqlite3 C)"
-    if "TrialExecution.await_end" in frame or ("subprocess.py" in frame and "wait" in frame.split(" (")[0].lower()):
+    waiting = "subprocess.py" in frame and "wait" in frame.split(" (")[0].lower()
+    if "TrialExecution.await_end" in frame or waiting:
         return "waiting for the trial to exit (poll/wait)"
     if "subprocess.py" in frame:
         return "fork/exec of the trial (subprocess)"

@@ -18,7 +18,7 @@ from ..algorithms import PointSource
 from ..config import SweepConfig
 from ..coordination import SweepStudy, Work
 from ..errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK
-from ..launch import Launcher, make_launcher
+from ..launch import Launcher, make_launcher, trial_log_name
 from ..progress import SweepProgress
 from ..record import Recorder, tag_agent_run
 from ..storages import open_mlflow_tracking, open_optuna_storage, probe_mlflow_storage, probe_optuna_storage
@@ -281,7 +281,7 @@ class SweepSession:
         self._close(trials, best)
         for trial in self.study.failed_for_good(trials):
             reason = trial.user_attrs.get("fail_reason", "failed")
-            where = self.log_dir / f"trial-{trial.number}.log"
+            where = self.log_dir / trial_log_name(trial.number)
             self.result.failed_for_good.append(
                 f"trial {trial.number} {trial.params}: {reason} "
                 f"(run {trial.user_attrs.get('mlflow_run_id')}, log {where})"

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import logging
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..coordination import SweepStudy, Work
-from ..launch import TrialHandle, TrialRequest
+from ..launch import TrialHandle, TrialRequest, trial_log_name
 from ..record import Recorder
 from .outcome import Ending, Kind, Outcome, classify, needs_metric
 
@@ -75,8 +76,8 @@ class TrialExecution:
         return self.runs.run_id
 
     @property
-    def log_path(self):
-        return self.session.log_dir / f"trial-{self.work.number}.log"
+    def log_path(self) -> Path:
+        return self.session.log_dir / trial_log_name(self.work.number)
 
     def run(self) -> None:
         """Launch, await, classify, settle. Raises StopRequested after a Ctrl-C."""

@@ -7,7 +7,7 @@
 """
 
 from .backend import BackendLauncher, SubmittedRunHandle
-from .base import Launcher, TrialHandle, TrialRequest, TrialRuns
+from .base import Launcher, TrialHandle, TrialRequest, TrialRuns, trial_log_name
 from .command import CommandLauncher
 from .dispatch import LAUNCHERS, launcher_class, make_launcher
 from .local_project import LocalProjectLauncher
@@ -30,4 +30,5 @@ __all__ = [
     "make_launcher",
     "popen",
     "run_env",
+    "trial_log_name",
 ]

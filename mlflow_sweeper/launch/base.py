@@ -17,6 +17,11 @@ from typing import Protocol
 from ..config import SweepConfig
 
 
+def trial_log_name(number: int) -> str:
+    """The file, in the sweep's log directory, that holds a trial's stdout and stderr."""
+    return f"trial-{number}.log"
+
+
 class TrialRuns(Protocol):
     """The recorder's side of a launch: the only two ways a trial's run may come to exist."""
 
@@ -39,7 +44,7 @@ class TrialRequest:
 
     @property
     def log_name(self) -> str:
-        return f"trial-{self.number}.log"
+        return trial_log_name(self.number)
 
 
 class TrialHandle(ABC):
