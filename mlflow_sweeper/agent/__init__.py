@@ -4,7 +4,8 @@
 * `session`: `SweepSession`, one agent on one sweep: its workers, its end.
 * `trial`: `TrialExecution`, one trial: launch, await, classify, settle.
 * `outcome`: the pure decision of how a trial ended.
-* `maintenance`: heartbeats and the reclaim of stale trials.
+* `maintenance`: heartbeats, the reclaim of stale trials, the re-queue of lost points.
+* `result`: what a session ended with, and its exit code.
 * `closing`: the close actions, run by the one agent the study elects.
 
 Many agents may run the same sweep; coordination goes through the two storages only.
@@ -13,7 +14,8 @@ Many agents may run the same sweep; coordination goes through the two storages o
 from .closing import CLOSE_ACTIONS, CloseAction, CloseContext
 from .outcome import Ending, Kind, Outcome, classify
 from .process import Agent
-from .session import SweepResult, SweepSession
+from .result import SweepResult
+from .session import SweepSession
 from .trial import TrialExecution
 
 __all__ = [

@@ -1,8 +1,10 @@
-"""The maintenance thread of a sweep session: heartbeats for this agent's trials, and the
-reclaim of trials and claims left behind by agents that went silent or died."""
+"""Keeping a sweep whole while agents come and go: heartbeats for this agent's trials, the
+reclaim of trials and claims left behind by agents that went silent or died, and the re-queue of
+points whose reclaiming agent died before re-queueing them."""
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 from typing import TYPE_CHECKING
 
@@ -10,6 +12,8 @@ if TYPE_CHECKING:
     from .session import SweepSession
 
 log = logging.getLogger(__name__)
+
+LOST_REQUEUE_GRACE = 60.0
 
 
 def maintenance_interval(stale_after: float) -> float:
@@ -40,3 +44,23 @@ def reclaim(session: SweepSession, own: set[int]) -> None:
         session.report(f"trial {trial.number} reclaimed: {why}; {then}")
     for slot in session.study.release_stale_claims():
         session.report(f"slot {slot} released: its agent died while claiming it")
+
+
+def requeue_lost(session: SweepSession) -> bool:
+    """Look for points owed a re-run once nothing is active; True to go on working.
+
+    A stale trial is failed first and re-queued right after by the agent that reclaimed it.
+    If that agent died in between, the point is re-queued here once the failure is older
+    than LOST_REQUEUE_GRACE; until then this agent waits for the re-queue to appear.
+    """
+    if not session.study.is_finished():
+        return False
+    lost = session.study.unresolved_slots(session.study.trials())
+    if not lost:
+        return False
+    now = dt.datetime.now()
+    for trial in lost:
+        ended = trial.datetime_complete or now
+        if (now - ended).total_seconds() > LOST_REQUEUE_GRACE:
+            session.study.requeue_trial(trial)
+    return not session.agent.stop.wait(1.0)

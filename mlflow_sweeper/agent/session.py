@@ -7,23 +7,21 @@ that claim trials and run each as a `TrialExecution`, and a maintenance thread.
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 import threading
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..algorithms import PointSource
 from ..config import SweepConfig
 from ..coordination import SweepStudy, Work
-from ..errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK
-from ..launch import Launcher, make_launcher, trial_log_name
+from ..launch import Launcher, make_launcher
 from ..progress import SweepProgress
 from ..record import Recorder, tag_agent_run
 from ..storages import open_mlflow_tracking, open_optuna_storage, probe_mlflow_storage, probe_optuna_storage
 from .closing import CloseContext, close_sweep
-from .maintenance import maintain
+from .maintenance import maintain, requeue_lost
+from .result import SweepResult, describe_failures
 from .trial import StopRequested, TrialExecution
 
 if TYPE_CHECKING:
@@ -34,26 +32,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 IDLE_POLL_SECONDS = 0.5
-LOST_REQUEUE_GRACE = 60.0
-
-
-@dataclass
-class SweepResult:
-    """What one agent's session on one sweep ended with; decides the exit code."""
-
-    identity: str
-    finished: bool = False
-    failed_for_good: list[str] = field(default_factory=list)
-    error: str | None = None  # a trial could not be launched, or the agent had to stop
-    interrupted: bool = False
-
-    @property
-    def exit_code(self) -> int:
-        if self.interrupted:
-            return EXIT_INTERRUPTED
-        if self.failed_for_good or self.error:
-            return EXIT_FAILED
-        return EXIT_OK
 
 
 class SweepSession:
@@ -118,7 +96,7 @@ class SweepSession:
         self.agent.reporter.event(message)
 
     def run(self) -> SweepResult:
-        if self.study.is_finished() and not self._requeue_lost():
+        if self.study.is_finished() and not requeue_lost(self):
             self.report(f"{self.config.identity}: already complete, nothing to run")
             return self.finish()
         self.recorder.set_parent_status(self.parent_id, finished=False)
@@ -138,7 +116,7 @@ class SweepSession:
         try:
             while True:
                 self._run_workers()
-                if self.agent.stop.is_set() or self.result.error or not self._requeue_lost():
+                if self.agent.stop.is_set() or self.result.error or not requeue_lost(self):
                     break
         finally:
             self.done.set()
@@ -166,25 +144,6 @@ class SweepSession:
                     worker.join(timeout=0.2)
         finally:
             self.agent.workers_active = False
-
-    def _requeue_lost(self) -> bool:
-        """Look for points owed a re-run once nothing is active; True to go on working.
-
-        A stale trial is failed first and re-queued right after by the agent that reclaimed it.
-        If that agent died in between, the point is re-queued here once the failure is older
-        than LOST_REQUEUE_GRACE; until then this agent waits for the re-queue to appear.
-        """
-        if not self.study.is_finished():
-            return False
-        lost = self.study.unresolved_slots(self.study.trials())
-        if not lost:
-            return False
-        now = dt.datetime.now()
-        for trial in lost:
-            ended = trial.datetime_complete or now
-            if (now - ended).total_seconds() > LOST_REQUEUE_GRACE:
-                self.study.requeue_trial(trial)
-        return not self.agent.stop.wait(1.0)
 
     # ---- workers ---------------------------------------------------------------------------------
 
@@ -279,13 +238,7 @@ class SweepSession:
         self.result.finished = True
         best = self.study.best_trial()
         self._close(trials, best)
-        for trial in self.study.failed_for_good(trials):
-            reason = trial.user_attrs.get("fail_reason", "failed")
-            where = self.log_dir / trial_log_name(trial.number)
-            self.result.failed_for_good.append(
-                f"trial {trial.number} {trial.params}: {reason} "
-                f"(run {trial.user_attrs.get('mlflow_run_id')}, log {where})"
-            )
+        self.result.failed_for_good = describe_failures(self.study.failed_for_good(trials), self.log_dir)
         summary = f"{self.config.identity}: complete, parent run {self.parent_id}"
         if best is not None:
             summary += f", best {best.value:.6g} in trial {best.number} {best.params}"
