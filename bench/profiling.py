@@ -80,7 +80,8 @@ def _category(frame: str) -> str:
         return "SQLite COMMIT (sqlite3 C, fsync)"
     if "do_execute" in frame or "do_executemany" in frame:
         return "SQL statement execution (sqlite3 C)"
-    if "SweepRun._await" in frame or ("subprocess.py" in frame and "wait" in frame.split(" (")[0].lower()):
+    waiting = "subprocess.py" in frame and "wait" in frame.split(" (")[0].lower()
+    if "TrialExecution.await_end" in frame or waiting:
         return "waiting for the trial to exit (poll/wait)"
     if "subprocess.py" in frame:
         return "fork/exec of the trial (subprocess)"
@@ -150,7 +151,7 @@ def sample(trials: int) -> list[str]:
         for line in raw.read_text().splitlines():
             stack, _, count = line.rpartition(" ")
             frames = stack.split(";")
-            if any("SweepRun._worker (" in f for f in frames):  # thread names can be stale
+            if any("SweepSession._worker (" in f for f in frames):  # thread names can be stale
                 stacks.append((frames[1:], int(count)))
     total = sum(c for _, c in stacks)
     if not total:

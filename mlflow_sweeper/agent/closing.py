@@ -1,0 +1,63 @@
+"""Closing a sweep: small actions run once, by the one agent the study elects.
+
+Adding a close action is one class with `run(context)` and one line in `CLOSE_ACTIONS`. Every
+action must tolerate running again after a crash of the closer (the election may be re-run).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from optuna.trial import FrozenTrial
+
+from ..config import SweepConfig
+from ..coordination import SweepStudy
+from ..record import Recorder
+
+
+@dataclass(frozen=True)
+class CloseContext:
+    """What a close action may use: the finished sweep, its trials and its parent run."""
+
+    config: SweepConfig
+    study: SweepStudy
+    recorder: Recorder
+    parent_id: str
+    trials: list[FrozenTrial]
+    best: FrozenTrial | None
+
+
+class CloseAction:
+    def run(self, context: CloseContext) -> None:
+        raise NotImplementedError
+
+
+class RecordBest(CloseAction):
+    """The best trial's value and run id on the parent, whatever the parent showed before."""
+
+    def run(self, context: CloseContext) -> None:
+        best = context.best
+        if best is not None and best.user_attrs.get("mlflow_run_id"):
+            context.recorder.record_best(
+                context.parent_id, best.user_attrs["mlflow_run_id"], best.value, force=True
+            )
+
+
+class FinishParent(CloseAction):
+    """The parent run FINISHED: the last thing, so a FINISHED parent shows a closed sweep."""
+
+    def run(self, context: CloseContext) -> None:
+        context.recorder.set_parent_status(context.parent_id, finished=True)
+
+
+CLOSE_ACTIONS: list[CloseAction] = [RecordBest(), FinishParent()]
+
+
+def close_sweep(context: CloseContext, actions: list[CloseAction] | None = None) -> bool:
+    """Run the close actions if the study elects this agent; True when this agent closed it."""
+    if not context.study.elect_closer():
+        return False
+    for action in CLOSE_ACTIONS if actions is None else actions:
+        action.run(context)
+    context.study.mark_closed()
+    return True

@@ -1,0 +1,66 @@
+"""Keeping a sweep whole while agents come and go: heartbeats for this agent's trials, the
+reclaim of trials and claims left behind by agents that went silent or died, and the re-queue of
+points whose reclaiming agent died before re-queueing them."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .session import SweepSession
+
+log = logging.getLogger(__name__)
+
+LOST_REQUEUE_GRACE = 60.0
+
+
+def maintenance_interval(stale_after: float) -> float:
+    """Beat four times per `stale_after`, within 0.2 s and 30 s."""
+    return max(0.2, min(30.0, stale_after / 4))
+
+
+def maintain(session: SweepSession) -> None:
+    """Beat, reclaim, sleep, until the session is done. The first check runs at once, so a
+    restarted agent takes over its dead predecessor's trials right away."""
+    interval = maintenance_interval(session.config.stale_after)
+    while True:
+        own = session.running_trial_ids()
+        if own:
+            session.study.heartbeat(own)
+        try:
+            reclaim(session, own)
+        except Exception as exc:  # noqa: BLE001 - try again at the next beat
+            log.warning("could not check for stale trials: %s", exc)
+        if session.done.wait(interval):
+            return
+
+
+def reclaim(session: SweepSession, own: set[int]) -> None:
+    for trial, why, requeued in session.study.reclaim_stale(own):
+        session.recorder.kill_run(trial.user_attrs.get("mlflow_run_id"), "FAILED")
+        then = "re-queued" if requeued else "failed for good"
+        session.report(f"trial {trial.number} reclaimed: {why}; {then}")
+    for slot in session.study.release_stale_claims():
+        session.report(f"slot {slot} released: its agent died while claiming it")
+
+
+def requeue_lost(session: SweepSession) -> bool:
+    """Look for points owed a re-run once nothing is active; True to go on working.
+
+    A stale trial is failed first and re-queued right after by the agent that reclaimed it.
+    If that agent died in between, the point is re-queued here once the failure is older
+    than LOST_REQUEUE_GRACE; until then this agent waits for the re-queue to appear.
+    """
+    if not session.study.is_finished():
+        return False
+    lost = session.study.unresolved_slots(session.study.trials())
+    if not lost:
+        return False
+    now = dt.datetime.now()
+    for trial in lost:
+        ended = trial.datetime_complete or now
+        if (now - ended).total_seconds() > LOST_REQUEUE_GRACE:
+            session.study.requeue_trial(trial)
+    return not session.agent.stop.wait(1.0)

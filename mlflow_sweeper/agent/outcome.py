@@ -1,0 +1,65 @@
+"""How a trial ended, decided by one pure function from what the await step observed.
+
+Kept free of storages and processes so every branch can be tested directly, and so a new kind
+of ending (a pruned trial) is one more `Kind` and one more branch here.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from enum import Enum
+
+
+class Kind(Enum):
+    COMPLETE = "complete"  # told to Optuna with its value; run FINISHED
+    FAILED = "failed"  # counts an attempt and is retried while attempts are left
+    CANCELLED = "cancelled"  # Ctrl-C: run KILLED, the point re-queued without counting an attempt
+
+
+@dataclass(frozen=True)
+class Ending:
+    """What the await step saw: the process or backend status, or why waiting stopped."""
+
+    succeeded: bool | None = None  # None when the trial did not end by itself
+    exit_code: int | None = None
+    timed_out_after: float | None = None  # seconds, when `trial_timeout` ended it
+    cancelled: bool = False
+
+
+@dataclass(frozen=True)
+class Outcome:
+    kind: Kind
+    value: float | None = None
+    reason: str | None = None
+    run_status: str = "FINISHED"  # how the trial's MLflow run ends
+
+    @property
+    def complete(self) -> bool:
+        return self.kind is Kind.COMPLETE
+
+
+def needs_metric(ending: Ending, metric: str | None) -> bool:
+    """Whether the settle step must read the objective from the run before classifying."""
+    return bool(ending.succeeded) and metric is not None
+
+
+def classify(ending: Ending, metric: str | None, value: float | None) -> Outcome:
+    """The outcome of a trial. `metric` is the objective's name (None: no objective, the exit
+    status decides); `value` is what the run logged for it (None: nothing logged or not read)."""
+    if ending.cancelled:
+        return Outcome(Kind.CANCELLED, reason="interrupted (Ctrl-C or SIGTERM)", run_status="KILLED")
+    if ending.timed_out_after is not None:
+        reason = f"timed out after {ending.timed_out_after:g} s (trial_timeout)"
+        return Outcome(Kind.FAILED, reason=reason, run_status="KILLED")
+    if not ending.succeeded:
+        code = ending.exit_code
+        reason = f"the run failed (exit code {code})" if code is not None else "the run failed"
+        return Outcome(Kind.FAILED, reason=reason, run_status="FAILED")
+    if metric is None:
+        return Outcome(Kind.COMPLETE)
+    if value is None:
+        return Outcome(Kind.FAILED, reason=f"the run did not log the metric '{metric}'", run_status="FAILED")
+    if math.isnan(value):
+        return Outcome(Kind.FAILED, reason=f"the metric '{metric}' is NaN", run_status="FAILED")
+    return Outcome(Kind.COMPLETE, value=value)

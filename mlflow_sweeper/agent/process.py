@@ -1,0 +1,68 @@
+"""The agent process: signal handling, the `--count` budget, and the sweeps one after another."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+
+from ..config import SweepConfig
+from ..coordination import agent_id
+from ..errors import EXIT_INTERRUPTED, EXIT_OK
+from ..launch import kill_tree
+from ..progress import Reporter
+from .session import SweepSession
+
+
+class Agent:
+    def __init__(self, n_jobs: int = 1, count: int | None = None, reporter: Reporter | None = None):
+        self.n_jobs = max(1, n_jobs)
+        self.count = count
+        self.started = 0
+        self.reporter = reporter or Reporter()
+        self.stop = threading.Event()
+        self.agent = agent_id()
+        self.trial_pids: set[int] = set()
+        self.workers_active = False  # set while workers run: Ctrl-C then cancels them cleanly
+        self._lock = threading.Lock()
+
+    def install_signal_handlers(self) -> None:
+        def handler(signum, frame):
+            if not self.workers_active:
+                raise KeyboardInterrupt  # nothing to cancel yet: leave now, exit 130
+            if self.stop.is_set():
+                # Second Ctrl-C: kill what is running and leave at once.
+                for pid in list(self.trial_pids):
+                    kill_tree(pid, grace=0)
+                os._exit(EXIT_INTERRUPTED)
+            self.stop.set()
+            self.reporter.event("interrupted: cancelling running trials (press Ctrl-C again to quit at once)")
+
+        signal.signal(signal.SIGINT, handler)
+        signal.signal(signal.SIGTERM, handler)
+
+    def run(self, configs: list[SweepConfig]) -> int:
+        """Each sweep in turn; the worst exit code, or 130 at once when interrupted."""
+        code = EXIT_OK
+        for config in configs:
+            if self.stop.is_set():
+                return EXIT_INTERRUPTED
+            result = SweepSession.open(self, config).run()
+            if result.interrupted:
+                return EXIT_INTERRUPTED
+            code = max(code, result.exit_code)
+            if self.count is not None and self.started >= self.count:
+                break
+        return code
+
+    def reserve_start(self) -> bool:
+        """Count a trial against --count; False once this agent has started enough."""
+        with self._lock:
+            if self.count is not None and self.started >= self.count:
+                return False
+            self.started += 1
+            return True
+
+    def release_start(self) -> None:
+        with self._lock:
+            self.started -= 1

@@ -1,0 +1,251 @@
+"""One agent working on one sweep: its workers, its end, and the close of the sweep.
+
+`SweepSession.open` builds everything a session needs (both storages probed, the study found or
+created, the parent run, the launcher) and returns a ready object; `run` starts `n_jobs` workers
+that claim trials and run each as a `TrialExecution`, and a maintenance thread.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ..algorithms import PointSource
+from ..config import SweepConfig
+from ..coordination import SweepStudy, Work
+from ..launch import Launcher, make_launcher
+from ..progress import SweepProgress
+from ..record import Recorder, tag_agent_run
+from ..storages import open_mlflow_tracking, open_optuna_storage, probe_mlflow_storage, probe_optuna_storage
+from .closing import CloseContext, close_sweep
+from .maintenance import maintain, requeue_lost
+from .result import SweepResult, describe_failures
+from .trial import StopRequested, TrialExecution
+
+if TYPE_CHECKING:
+    from optuna.trial import FrozenTrial
+
+    from .process import Agent
+
+log = logging.getLogger(__name__)
+
+IDLE_POLL_SECONDS = 0.5
+
+
+class SweepSession:
+    """One agent on one sweep. Build it with `SweepSession.open`."""
+
+    def __init__(
+        self,
+        agent: Agent,
+        config: SweepConfig,
+        study: SweepStudy,
+        recorder: Recorder,
+        parent_id: str,
+        launcher: Launcher,
+        progress: SweepProgress,
+    ):
+        self.agent = agent
+        self.config = config
+        self.study = study
+        self.recorder = recorder
+        self.parent_id = parent_id
+        self.launcher = launcher
+        self.progress = progress
+        self.log_dir: Path = config.log_dir
+        self.result = SweepResult(config.identity)
+        self.running: dict[int, TrialExecution] = {}  # by Optuna trial id
+        self.lock = threading.Lock()
+        self.done = threading.Event()  # set when the workers are gone: maintenance stops
+
+    @classmethod
+    def open(cls, agent: Agent, config: SweepConfig) -> SweepSession:
+        """Probe both storages, find or create the study and its parent run, check for drift."""
+        import mlflow
+
+        tracking_uri = config.mlflow_storage or mlflow.get_tracking_uri()
+        # Both storages must answer before either is created or written.
+        probe_optuna_storage(config.optuna_storage)
+        probe_mlflow_storage(tracking_uri)
+        storage = open_optuna_storage(config.optuna_storage)
+        study = SweepStudy(storage, config, PointSource(config), agent.agent)
+        if study.find():
+            study.check_drift()  # before anything is written for this config
+        client = open_mlflow_tracking(tracking_uri)
+        recorder = Recorder(client, config)
+        parent_id = study.create_or_attach(recorder.create_parent, recorder.parent_state)
+        tag_agent_run(config, parent_id, recorder.experiment_id, client.tracking_uri)
+        launcher = make_launcher(config, client.tracking_uri, config.log_dir)
+        tallies = study.progress()
+        progress = SweepProgress(
+            name=config.identity,
+            total=study.budget,
+            done=tallies.complete,
+            failed=tallies.failed_for_good,
+            direction=config.objective.direction,
+        )
+        if tallies.best is not None:
+            progress.best = tallies.best.value
+        return cls(agent, config, study, recorder, parent_id, launcher, progress)
+
+    # ---- the session -----------------------------------------------------------------------------
+
+    def report(self, message: str) -> None:
+        self.agent.reporter.event(message)
+
+    def run(self) -> SweepResult:
+        if self.study.is_finished() and not requeue_lost(self):
+            self.report(f"{self.config.identity}: already complete, nothing to run")
+            return self.finish()
+        self.recorder.set_parent_status(self.parent_id, finished=False)
+        try:
+            self.launcher.prepare()
+        except Exception as exc:  # noqa: BLE001 - a bad project or entry point
+            self.result.error = f"cannot launch trials of {self.config.identity}: {exc}"
+            self.report(self.result.error)
+            return self.result
+        self.report(
+            f"{self.config.identity}: parent run {self.parent_id}, {self.study.budget} trials in the budget, "
+            f"{self.progress.done} done, up to {self.agent.n_jobs} at once"
+        )
+        self.agent.reporter.start(self.progress)
+        maintenance = threading.Thread(target=maintain, args=(self,), daemon=True, name="maintenance")
+        maintenance.start()
+        try:
+            while True:
+                self._run_workers()
+                if self.agent.stop.is_set() or self.result.error or not requeue_lost(self):
+                    break
+        finally:
+            self.done.set()
+            maintenance.join(timeout=5)
+            self.agent.reporter.stop()
+        if self.agent.stop.is_set():
+            self.result.interrupted = True
+            self.report(f"{self.config.identity}: interrupted; run the same command again to resume")
+            return self.result
+        if self.result.error:
+            return self.result
+        return self.finish()
+
+    def _run_workers(self) -> None:
+        workers = [
+            threading.Thread(target=self._worker, daemon=True, name=f"worker-{i}")
+            for i in range(self.agent.n_jobs)
+        ]
+        self.agent.workers_active = True  # Ctrl-C now cancels trials cleanly
+        try:
+            for worker in workers:
+                worker.start()
+            for worker in workers:
+                while worker.is_alive():
+                    worker.join(timeout=0.2)
+        finally:
+            self.agent.workers_active = False
+
+    # ---- workers ---------------------------------------------------------------------------------
+
+    def _worker(self) -> None:
+        while not self.agent.stop.is_set() and self.result.error is None:
+            if not self.agent.reserve_start():
+                return
+            work = self._claim()
+            if work is None:
+                self.agent.release_start()
+                if self.result.error or (self.study.slots_exhausted() and not self.study.has_active()):
+                    return
+                if self.agent.stop.wait(IDLE_POLL_SECONDS):
+                    return
+                continue
+            if not self._execute(TrialExecution(self, work)):
+                return
+            self._close_if_last()
+
+    def _claim(self) -> Work | None:
+        try:
+            return self.study.claim()
+        except Exception as exc:  # noqa: BLE001 - a storage failing for good: stop, exit 1
+            log.debug("claim failed", exc_info=True)
+            self.result.error = f"could not claim a trial: {type(exc).__name__}: {exc}"
+            self.report(f"{self.result.error}; stopping this agent")
+            return None
+
+    def _execute(self, trial: TrialExecution) -> bool:
+        """Run one trial; False when this worker must stop (Ctrl-C, or an error in the agent)."""
+        with self.lock:
+            self.running[trial.work.trial_id] = trial
+            self.progress.running = len(self.running)
+        try:
+            trial.run()
+        except StopRequested:
+            return False
+        except Exception as exc:  # noqa: BLE001 - stop this agent, keep the sweep resumable
+            log.debug("trial %s: unexpected error", trial.work.number, exc_info=True)
+            self.result.error = f"trial {trial.work.number}: {type(exc).__name__}: {exc}"
+            self.report(f"{self.result.error}; stopping this agent (the trial is re-queued)")
+            trial.give_back(f"agent error: {exc}")
+            return False
+        finally:
+            with self.lock:
+                self.running.pop(trial.work.trial_id, None)
+                self.progress.running = len(self.running)
+        return True
+
+    def running_trial_ids(self) -> set[int]:
+        with self.lock:
+            return set(self.running)
+
+    def count_done(self, value: float | None) -> bool:
+        """Count a complete trial; True when its value beats the best this agent knows of."""
+        with self.lock:
+            self.progress.done += 1
+            self.progress.done_here += 1
+            return self.progress.offer_best(value)
+
+    def count_failed(self) -> None:
+        with self.lock:
+            self.progress.failed += 1
+
+    # ---- the end of the sweep --------------------------------------------------------------------
+
+    def _close_if_last(self) -> None:
+        """After each trial: whichever agent ends the last trial closes the sweep (if elected)."""
+        if not self.study.exhausted_seen:
+            return  # slots are left: not the last trial
+        try:
+            trials = self.study.complete_trials()
+            if trials is not None:
+                self._close(trials)
+        except Exception as exc:  # noqa: BLE001 - retried at the end of the sweep
+            log.debug("could not close the sweep: %s", exc)
+
+    def _close(self, trials: list[FrozenTrial], best: FrozenTrial | None = None) -> bool:
+        best = self.study.best_trial() if best is None else best
+        context = CloseContext(self.config, self.study, self.recorder, self.parent_id, trials, best)
+        return close_sweep(context)
+
+    def finish(self) -> SweepResult:
+        """The sweep as this agent leaves it: closed by the elected agent, summary of failures."""
+        trials = self.study.complete_trials()
+        if trials is None:
+            self.report(
+                f"{self.config.identity}: this agent stopped; the sweep is not finished "
+                "(other agents, or run again to resume)"
+            )
+            return self.result
+        self.result.finished = True
+        best = self.study.best_trial()
+        self._close(trials, best)
+        self.result.failed_for_good = describe_failures(self.study.failed_for_good(trials), self.log_dir)
+        summary = f"{self.config.identity}: complete, parent run {self.parent_id}"
+        if best is not None:
+            summary += f", best {best.value:.6g} in trial {best.number} {best.params}"
+        self.report(summary)
+        if self.result.failed_for_good:
+            self.report(
+                f"{len(self.result.failed_for_good)} trial(s) failed after all retries:\n  "
+                + "\n  ".join(self.result.failed_for_good)
+            )
+        return self.result

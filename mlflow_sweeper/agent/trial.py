@@ -1,0 +1,216 @@
+"""One trial, from a claimed point to its settlement, in four steps:
+
+launch (the launcher creates or adopts the run), await (poll, timeout, Ctrl-C), classify (a pure
+function, `outcome.classify`) and settle (Optuna told, the run ended, the point re-queued when
+owed, the console told).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ..coordination import SweepStudy, Work
+from ..launch import TrialHandle, TrialRequest, trial_log_name
+from ..record import Recorder
+from .outcome import Ending, Kind, Outcome, classify, needs_metric
+
+if TYPE_CHECKING:
+    from .session import SweepSession
+
+log = logging.getLogger(__name__)
+
+POLL_SECONDS = 0.1  # how often a waiting worker checks for Ctrl-C and its timeout
+
+
+class StopRequested(Exception):
+    """Ctrl-C reached this trial: the worker leaves once the trial is settled."""
+
+
+class RecordedRuns:
+    """The launch's way to bring the trial's run into being, tied at once to the Optuna trial.
+
+    Remembers the run id, so a launch that fails after the run exists still ends that run.
+    """
+
+    def __init__(self, recorder: Recorder, study: SweepStudy, parent_id: str, work: Work, params: dict):
+        self.recorder = recorder
+        self.study = study
+        self.parent_id = parent_id
+        self.work = work
+        self.params = params
+        self.run_id: str | None = None
+
+    def create(self, tags: dict[str, str]) -> str:
+        work = self.work
+        run_id = self.recorder.create_trial_run(self.parent_id, work.number, work.attempt, self.params, tags)
+        self._bind(run_id)
+        return run_id
+
+    def adopt(self, run_id: str) -> None:
+        self.run_id = run_id
+        work = self.work
+        self.recorder.adopt_run(run_id, self.parent_id, work.number, work.attempt, self.params)
+        self._bind(run_id)
+
+    def _bind(self, run_id: str) -> None:
+        self.run_id = run_id
+        self.study.set_run_id(self.work, run_id)
+        if self.work.replaces_run:
+            self.recorder.replace_run(self.work.replaces_run, run_id)
+
+
+class TrialExecution:
+    """One attempt of one trial, run by a worker of a `SweepSession`."""
+
+    def __init__(self, session: SweepSession, work: Work):
+        self.session = session
+        self.work = work
+        self.params = {**work.params, **session.config.space.fixed}
+        self.runs = RecordedRuns(session.recorder, session.study, session.parent_id, work, self.params)
+
+    @property
+    def run_id(self) -> str | None:
+        return self.runs.run_id
+
+    @property
+    def log_path(self) -> Path:
+        return self.session.log_dir / trial_log_name(self.work.number)
+
+    def run(self) -> None:
+        """Launch, await, classify, settle. Raises StopRequested after a Ctrl-C."""
+        if self.session.agent.stop.is_set():
+            self.settle(classify(Ending(cancelled=True), None, None))
+            raise StopRequested
+        handle = self.launch()
+        if handle is None:
+            return
+        work = self.work
+        started = f"run {self.run_id}{_attempt(work)}"
+        self.session.report(f"trial {work.number} started ({started}): {_fmt(work.params)}")
+        ending = self.await_end(handle)
+        outcome = classify(ending, self.session.config.objective.metric, self.read_objective(ending))
+        self.settle(outcome)
+        if outcome.kind is Kind.CANCELLED:
+            raise StopRequested
+
+    # ---- launch ----------------------------------------------------------------------------------
+
+    def launch(self) -> TrialHandle | None:
+        """Start the trial; None when it could not be launched (the agent then stops)."""
+        session = self.session
+        request = TrialRequest(
+            number=self.work.number,
+            attempt=self.work.attempt,
+            experiment_id=session.recorder.experiment_id,
+            params=self.params,
+            runs=self.runs,
+        )
+        try:
+            handle = session.launcher.launch(request)
+        except Exception as exc:  # noqa: BLE001 - e.g. a missing entry point parameter
+            self._launch_failed(exc)
+            return None
+        if handle.pid is not None:
+            session.agent.trial_pids.add(handle.pid)
+        return handle
+
+    def _launch_failed(self, exc: Exception) -> None:
+        message = f"trial {self.work.number} could not be launched: {exc}"
+        self.session.result.error = message
+        self.session.recorder.kill_run(self.run_id, "FAILED")
+        # Re-queued as it was, so the sweep resumes once the project is fixed.
+        self.session.study.fail(self.work, message, retry_it=True, count_attempt=False, old_run=self.run_id)
+        self.session.report(message)
+
+    # ---- await -----------------------------------------------------------------------------------
+
+    def await_end(self, handle: TrialHandle) -> Ending:
+        """Wait for the trial to end, cancelling it on Ctrl-C or when `trial_timeout` passes. The
+        trial's log is attached to its run when the trial ended by itself."""
+        agent = self.session.agent
+        timeout = self.session.config.trial_timeout
+        deadline = None if timeout is None else time.monotonic() + timeout
+        try:
+            while True:
+                succeeded = handle.wait(POLL_SECONDS)
+                if succeeded is not None:
+                    break
+                if agent.stop.is_set():
+                    handle.cancel()
+                    return Ending(cancelled=True)
+                if deadline is not None and time.monotonic() > deadline:
+                    handle.cancel()
+                    return Ending(timed_out_after=timeout)
+        finally:
+            handle.close()
+            agent.trial_pids.discard(handle.pid)
+        self.session.recorder.attach_log(self.run_id, str(self.log_path))
+        return Ending(succeeded=succeeded, exit_code=handle.returncode)
+
+    def read_objective(self, ending: Ending) -> float | None:
+        """The objective's value from the run, read only for a trial that succeeded."""
+        metric = self.session.config.objective.metric
+        if not needs_metric(ending, metric):
+            return None
+        return self.session.recorder.read_metric(self.run_id, metric)
+
+    # ---- settle ----------------------------------------------------------------------------------
+
+    def settle(self, outcome: Outcome) -> None:
+        """Make the outcome true everywhere: Optuna, the MLflow run, the progress, the console."""
+        if outcome.kind is Kind.COMPLETE:
+            self._settle_complete(outcome)
+        elif outcome.kind is Kind.CANCELLED:
+            self._settle_cancelled(outcome)
+        else:
+            self._settle_failed(outcome)
+
+    def _settle_complete(self, outcome: Outcome) -> None:
+        session, run_id, value = self.session, self.run_id, outcome.value
+        session.recorder.end_trial_run(run_id, outcome.run_status)
+        session.study.complete(self.work, value)
+        improved = session.count_done(value)
+        shown = "" if value is None else f", {session.config.objective.metric}={value:.6g}"
+        session.report(f"trial {self.work.number} finished (run {run_id}{shown})")
+        if improved:  # only then can it beat what the parent shows
+            session.recorder.record_best(session.parent_id, run_id, value)
+
+    def _settle_failed(self, outcome: Outcome) -> None:
+        session, run_id = self.session, self.run_id
+        session.recorder.end_trial_run(run_id, outcome.run_status)
+        requeued = session.study.fail(self.work, outcome.reason, retry_it=True, old_run=run_id)
+        if not requeued:
+            session.count_failed()
+        then = "will be retried" if requeued else "failed for good"
+        session.report(
+            f"trial {self.work.number} failed (run {run_id}): {outcome.reason}; {then}; log: {self.log_path}"
+        )
+
+    def _settle_cancelled(self, outcome: Outcome) -> None:
+        """The run is KILLED, the point re-queued without counting an attempt."""
+        session, run_id = self.session, self.run_id
+        if run_id:
+            session.recorder.end_trial_run(run_id, outcome.run_status)
+        session.study.fail(self.work, outcome.reason, retry_it=True, count_attempt=False, old_run=run_id)
+        session.report(f"trial {self.work.number} cancelled (run {run_id})")
+
+    def give_back(self, reason: str) -> None:
+        """An unexpected error in the agent: end the run, re-queue the point as it was."""
+        try:
+            self.session.recorder.kill_run(self.work.run_id, "FAILED")
+            self.session.study.fail(
+                self.work, reason, retry_it=True, count_attempt=False, old_run=self.work.run_id
+            )
+        except Exception:  # noqa: BLE001
+            log.exception("could not give trial %s back", self.work.number)
+
+
+def _attempt(work: Work) -> str:
+    return f", attempt {work.attempt}" if work.attempt > 1 else ""
+
+
+def _fmt(params: dict) -> str:
+    return ", ".join(f"{k}={v}" for k, v in params.items())

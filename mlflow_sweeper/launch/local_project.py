@@ -1,0 +1,79 @@
+"""`entry_point` trials on the local backend, started by the agent itself.
+
+MLflow Projects computes the entry point's command, its quoted parameters and its environment
+(virtualenv, uv, conda); the agent starts that command in a new session, so a trial costs what
+the bare command costs (no second `mlflow run` process) and its whole process tree can be
+cancelled. The run is created by the agent with the tags MLflow Projects would give it.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+
+from .. import compat
+from .base import Launcher, TrialHandle, TrialRequest, text
+from .process import ProcessHandle, popen, run_env
+
+
+class LocalProjectLauncher(Launcher):
+    def __init__(self, config, tracking_uri, log_dir):
+        super().__init__(config, tracking_uri, log_dir)
+        self.work_dir: str | None = None
+        self.project = None
+        self.env_prefix: list[str] = []
+        self.run_tags: dict[str, str] = {}
+
+    def prepare(self) -> None:
+        self.work_dir = compat.fetch_project(self.config.project, self.config.entry_point)
+        self.project = compat.load_project(self.work_dir)
+        self.project.get_entry_point(self.config.entry_point)  # raises for an unknown entry point
+        if self.project.docker_env:
+            raise ValueError("docker_env projects are not supported on the local backend yet")
+        self.env_prefix = self._environment_prefix()
+        self.run_tags = self._project_tags()
+
+    def _project_tags(self) -> dict[str, str]:
+        """The tags MLflow Projects puts on the run it creates for a local launch."""
+        from mlflow.entities import SourceType
+        from mlflow.utils import mlflow_tags as tags
+
+        result = {
+            tags.MLFLOW_SOURCE_NAME: self.config.project,
+            tags.MLFLOW_SOURCE_TYPE: SourceType.to_string(SourceType.PROJECT),
+            tags.MLFLOW_PROJECT_ENTRY_POINT: self.config.entry_point,
+            tags.MLFLOW_PROJECT_BACKEND: "local",
+            tags.MLFLOW_PROJECT_ENV: self.config.env_manager,
+        }
+        commit = compat.git_commit(self.work_dir)
+        if commit:
+            result[tags.MLFLOW_GIT_COMMIT] = commit
+        return result
+
+    def _environment_prefix(self) -> list[str]:
+        """The activation command MLflow's local backend would put before the entry point."""
+        from mlflow.utils import env_manager as em
+
+        manager = self.config.env_manager
+        if manager == em.LOCAL:
+            return []
+        if manager in (em.VIRTUALENV, em.UV):
+            return [compat.virtualenv_activate_command(self.project, self.work_dir, manager)]
+        return compat.conda_activate_command(self.project.env_config_path)
+
+    def launch(self, request: TrialRequest) -> TrialHandle:
+        entry = self.project.get_entry_point(self.config.entry_point)
+        storage_dir = Path(tempfile.mkdtemp(prefix="mlflow-sweeper-"))
+        run_id = request.runs.create(self.run_tags)
+        try:
+            command = entry.compute_command({k: text(v) for k, v in request.params.items()}, str(storage_dir))
+            command = " && ".join([*self.env_prefix, command])
+            env = run_env(run_id, self.tracking_uri, request.experiment_id)
+            process, log_file = popen(
+                ["bash", "-c", command], self.work_dir, env, self.log_dir / request.log_name
+            )
+        except BaseException:
+            shutil.rmtree(storage_dir, ignore_errors=True)
+            raise
+        return ProcessHandle(run_id, process, log_file, cleanup=storage_dir)

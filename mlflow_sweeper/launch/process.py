@@ -1,0 +1,101 @@
+"""Local trial processes: start one in its own session, wait for it, kill its whole tree."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import subprocess
+from pathlib import Path
+from typing import IO
+
+import psutil
+
+from .base import TrialHandle
+
+CANCEL_GRACE_SECONDS = 5.0
+
+
+class ProcessHandle(TrialHandle):
+    def __init__(self, run_id: str, process: subprocess.Popen, log_file: IO, cleanup: Path | None = None):
+        self.run_id = run_id
+        self.process = process
+        self.pid = process.pid
+        self.log_file = log_file
+        self.cleanup = cleanup
+
+    def poll(self) -> bool | None:
+        code = self.process.poll()
+        return None if code is None else code == 0
+
+    def wait(self, timeout: float) -> bool | None:
+        try:
+            return self.process.wait(timeout=timeout) == 0  # reaps within a millisecond of the exit
+        except subprocess.TimeoutExpired:
+            return None
+
+    @property
+    def returncode(self) -> int | None:
+        return self.process.returncode
+
+    def cancel(self) -> None:
+        kill_tree(self.process.pid)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.process.wait(timeout=CANCEL_GRACE_SECONDS)
+
+    def close(self) -> None:
+        self.log_file.close()
+        if self.cleanup is not None:
+            shutil.rmtree(self.cleanup, ignore_errors=True)
+
+
+def kill_tree(pid: int, grace: float = CANCEL_GRACE_SECONDS) -> None:
+    """SIGTERM a process, its process group and every descendant; SIGKILL what is left."""
+    try:
+        root = psutil.Process(pid)
+        procs = [root, *root.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, signal.SIGTERM)  # the trial leads its own session
+    for proc in procs:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            proc.terminate()
+    _, alive = psutil.wait_procs(procs, timeout=grace)
+    for proc in alive:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            proc.kill()
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, signal.SIGKILL)
+
+
+def popen(argv: list[str], cwd: str, env: dict[str, str], log_path: Path) -> tuple[subprocess.Popen, IO]:
+    """Start a trial in a new session (so its tree can be killed), output to its log file."""
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    log_file = open(log_path, "wb")  # noqa: SIM115 - closed by the handle
+    process = subprocess.Popen(
+        argv,
+        cwd=cwd,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=log_file,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+        close_fds=True,
+    )
+    return process, log_file
+
+
+def run_env(run_id: str, tracking_uri: str, experiment_id: str) -> dict[str, str]:
+    """The environment MLflow Projects gives a run, so `mlflow.start_run()` resumes the child run."""
+    env = dict(os.environ)
+    # Never let a trial inherit the agent's own run (set when the agent runs under `mlflow run`).
+    for name in ("MLFLOW_RUN_ID", "MLFLOW_EXPERIMENT_NAME", "MLFLOW_PARENT_RUN_ID"):
+        env.pop(name, None)
+    env.update(
+        MLFLOW_RUN_ID=run_id,
+        MLFLOW_TRACKING_URI=tracking_uri,
+        MLFLOW_EXPERIMENT_ID=str(experiment_id),
+    )
+    return env
