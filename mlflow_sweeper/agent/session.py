@@ -99,6 +99,8 @@ class SweepSession:
         if self.study.is_finished() and not requeue_lost(self):
             self.report(f"{self.config.identity}: already complete, nothing to run")
             return self.finish()
+        if self.study.is_closed():
+            self.study.reopen()  # more to run (a raised budget or retries): a new close is owed
         self.recorder.set_parent_status(self.parent_id, finished=False)
         try:
             self.launcher.prepare()
