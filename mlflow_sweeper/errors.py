@@ -42,3 +42,9 @@ class Interrupted(SweeperError):
     """Ctrl-C or SIGTERM: running trials were cancelled."""
 
     exit_code = EXIT_INTERRUPTED
+
+
+class NoSuchSweep(SweeperError):
+    """A command that needs an existing sweep was given a config whose sweep does not exist."""
+
+    exit_code = EXIT_USAGE

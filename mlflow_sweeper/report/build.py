@@ -51,10 +51,15 @@ class Report:
 
 
 def build_report(
-    config: SweepConfig, trials: list[FrozenTrial], out_dir: str | Path, directions: list[str] | None = None
+    config: SweepConfig,
+    trials: list[FrozenTrial],
+    out_dir: str | Path,
+    directions: list[str] | None = None,
+    charts: tuple[Chart, ...] = CHARTS,
 ) -> Report:
     """Write trials.csv, report.html and the PNGs of `trials` into `out_dir`; never raises for a
-    part that fails (see Report.problems). `directions` overrides the config's, if given."""
+    part that fails (see Report.problems). `directions` overrides the config's, if given;
+    `charts` are the charts to try, in page order."""
     started = time.perf_counter()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -76,8 +81,8 @@ def build_report(
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ExperimentalWarning)
         _guard(report, "importances", lambda: _importances(ctx, report))
-        sections = [_section(ctx, chart, report) for chart in CHARTS if _applies(ctx, chart, report)]
-        for chart in CHARTS:
+        sections = [_section(ctx, chart, report) for chart in charts if _applies(ctx, chart, report)]
+        for chart in charts:
             if chart.png is not None and chart.key in {s.key for s in sections}:
                 _guard(report, f"{chart.key}.png", lambda c=chart: _png(ctx, c, out, report))
     _guard(report, PAGE, lambda: report.files.append(_page(ctx, sections, report, out / PAGE)))
