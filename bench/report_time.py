@@ -79,6 +79,17 @@ def main() -> None:
             f"({imported - started:.2f} s importing, {built - imported:.2f} s building)"
         )
         print("files:", ", ".join(p.name for p in report.files))
+        from mlflow.tracking import MlflowClient
+
+        from mlflow_sweeper.report import log_report
+
+        client = MlflowClient(tracking_uri=f"sqlite:///{Path(tmp) / 'mlflow.db'}")
+        experiment = client.create_experiment("bench", artifact_location=(Path(tmp) / "artifacts").as_uri())
+        parent = client.create_run(experiment).info.run_id
+        started = time.perf_counter()
+        log_report(client, parent, report)
+        logged = time.perf_counter() - started
+        print(f"logging it to a parent run (SQLite store, local artifacts): {logged:.2f} s")
         print("importance:", {k: round(v, 3) for k, v in report.importance.items()})
         print("problems:", report.problems or "none")
 

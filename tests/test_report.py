@@ -118,6 +118,23 @@ def test_report_log_puts_the_report_on_the_parent_run(swept, tmp_path):
     assert_valid_png(local)
 
 
+def test_report_for_sweep_builds_and_logs_from_the_real_stores(swept, tmp_path):
+    """The call the closing agent makes, on the real SweepStudy and Recorder of the sweep."""
+    from mlflow_sweeper.admin import _open_recorder, _open_study
+    from mlflow_sweeper.report import report_for_sweep
+
+    config = load_config(swept["config"])
+    study, recorder = _open_study(config), _open_recorder(config)
+    report = report_for_sweep(config, study, recorder, tmp_path / "close", log=True)
+    assert report is not None and not report.problems, report and report.problems
+    assert len(read_rows(tmp_path / "close" / "trials.csv")) == 6
+    parent = study.parent_run_id()
+    listed = {Path(item.path).name for item in recorder.client.list_artifacts(parent, "report")}
+    assert {path.name for path in report.files} <= listed
+    metrics = recorder.client.get_run(parent).data.metrics
+    assert metrics["importance/x"] == pytest.approx(report.importance["x"])
+
+
 def test_report_of_a_sweep_that_does_not_exist_says_so(swept):
     config = write_config(swept["dir"], name="other.yaml", sweep_name="nope", parameters=GRID)
     result = run_cli("report", config, cwd=swept["dir"])

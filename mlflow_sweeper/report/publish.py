@@ -13,7 +13,7 @@ from ..config import SweepConfig
 from ..storages import retry
 from .build import Report, build_report
 
-log = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 ARTIFACT_DIR = "report"
 METRICS_PER_BATCH = 1000  # MLflow's log_batch limit
@@ -43,7 +43,7 @@ def log_report(client, parent_run_id: str, report: Report) -> bool:
             chunk = metrics[start : start + METRICS_PER_BATCH]
             retry(lambda c=chunk: client.log_batch(parent_run_id, metrics=c), "report metrics")
     except Exception as exc:  # noqa: BLE001 - the sweep is complete either way
-        log.warning(
+        logger.warning(
             "report: could not log the report to run %s: %s: %s", parent_run_id, type(exc).__name__, exc
         )
         return False
@@ -55,23 +55,23 @@ def report_for_sweep(
     study,
     recorder_or_client,
     out_dir: str | Path | None = None,
-    log_it: bool = True,
+    log: bool = True,
 ) -> Report | None:
-    """Build the report of a sweep from its study (a SweepStudy) and, with `log_it`, log it to
-    the parent run. Meant for the agent that closes a sweep: never raises, returns None when
-    nothing could be built."""
+    """Build the report of a sweep from its study (a SweepStudy: `trials()`, `parent_run_id()`)
+    and, with `log`, log it to the parent run through a Recorder or an MlflowClient. Meant for
+    the agent that closes a sweep: never raises, returns None when nothing could be built."""
     try:
         report = build_report(config, study.trials(), out_dir or default_report_dir(config))
     except Exception as exc:  # noqa: BLE001
-        log.warning(
+        logger.warning(
             "report: could not build the report of %s: %s: %s", config.identity, type(exc).__name__, exc
         )
         return None
-    if log_it:
+    if log:
         try:
             parent = study.parent_run_id()
         except Exception as exc:  # noqa: BLE001
-            log.warning("report: could not find the parent run of %s: %s", config.identity, exc)
+            logger.warning("report: could not find the parent run of %s: %s", config.identity, exc)
             return report
         if parent:
             client = getattr(recorder_or_client, "client", recorder_or_client)
