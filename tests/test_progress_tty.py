@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 
 import pyte
+import pytest
 from conftest import cli_env, run_cli, write_config
 
 COLUMNS, ROWS = 200, 300
@@ -139,3 +140,35 @@ def test_quiet_prints_only_the_summary(tmp_path):
     assert result.returncode == 0, result.stderr
     assert "complete, parent run" in result.stderr
     assert not re.search(r"trial \d+ (started|finished)", result.stderr), result.stderr
+
+
+def test_eta_counts_down_between_trials_and_moves_smoothly_when_one_ends():
+    from mlflow_sweeper.progress import SweepProgress
+
+    progress = SweepProgress("exp/s1", total=10, started=0.0)
+    assert progress.eta(now=5.0) is None  # no trial has ended yet: no rate to go by
+    progress.done = 1
+    assert progress.eta(now=10.0) == pytest.approx(90.0)  # 10 s per trial, 9 left
+    assert progress.eta(now=25.0) == pytest.approx(75.0)  # counting down while trials run
+    progress.done = 2  # now 12.5 s per trial: a fresh estimate of 100 s, blended in
+    eta = progress.eta(now=25.0)
+    assert 75.0 < eta < 100.0
+    assert progress.eta(now=30.0) == pytest.approx(eta - 5.0)
+
+
+def test_quiet_reporter_prints_summaries_only():
+    import io
+
+    from mlflow_sweeper.progress import Reporter, SweepProgress
+
+    stream = io.StringIO()
+    reporter = Reporter(stream=stream, live=True, quiet=True)
+    reporter.start(SweepProgress("exp/s1", total=2))
+    reporter.event("trial 0 started")
+    reporter.summary("a summary line while the sweep runs")
+    reporter.stop()
+    reporter.event("exp/s1: complete")
+    text = stream.getvalue()
+    assert "trial 0 started" not in text and "done," not in text, text
+    assert "a summary line while the sweep runs" in text and "exp/s1: complete" in text
+    assert all(STAMP.match(line) for line in text.splitlines()), text
