@@ -17,6 +17,7 @@ from .config import SweepConfig
 from .coordination import RUN_ATTR, SweepStudy, agent_id, claims_study_name
 from .errors import NoSuchSweep
 from .record import Recorder
+from .report.objectives import objectives_of
 from .storages import (
     mask,
     open_mlflow_tracking,
@@ -156,7 +157,7 @@ def sweep_status_data(config: SweepConfig) -> dict:
             entry["parent_status"] = recorder.client.get_run(parent).info.status
         except Exception:  # noqa: BLE001 - shown as "not found in MLflow"
             entry["parent_status"] = None
-    best = study.best_trial()
+    best = None if objectives_of(config).multi else _best_trial(study)
     if best is not None:
         entry["best"] = {
             "value": best.value,
@@ -165,6 +166,13 @@ def sweep_status_data(config: SweepConfig) -> dict:
             "trial": best.number,
         }
     return entry
+
+
+def _best_trial(study: SweepStudy):
+    try:
+        return study.best_trial()
+    except (ValueError, RuntimeError):  # no single best trial (e.g. several objectives)
+        return None
 
 
 def _configured_budget(config: SweepConfig) -> int:
