@@ -1,18 +1,22 @@
-"""`delete` and `status`: one sweep at a time, touching nothing that belongs to another sweep."""
+"""`delete`, `status` and `report`: one sweep at a time, touching nothing that belongs to another sweep."""
 
 from __future__ import annotations
 
 import logging
 import shutil
+from collections import Counter
 from dataclasses import dataclass
 
 from mlflow.entities import ViewType
+from optuna.trial import TrialState
 
 from . import compat
 from .algorithms import PointSource
 from .config import SweepConfig
 from .coordination import RUN_ATTR, SweepStudy, agent_id, study_names
+from .errors import NoSuchSweep
 from .record import Recorder
+from .report.objectives import objectives_of
 from .storages import exists as storage_exists
 from .storages import (
     mask,
@@ -108,33 +112,113 @@ def _delete_artifacts(artifact_uri: str) -> None:
         log.debug("could not delete artifacts at %s: %s", artifact_uri, exc)
 
 
-def sweep_status(config: SweepConfig) -> str:
-    lines = [config.identity]
+def sweep_status_data(config: SweepConfig) -> dict:
+    """One sweep's status as plain data: `status --json` prints it, `status` formats it. A sweep
+    that does not exist reads as no parent, nothing done and no best trial."""
+    entry = {
+        "sweep": config.identity,
+        "exists": False,
+        "parent_run_id": None,
+        "parent_status": None,
+        "budget": _configured_budget(config),
+        "done": 0,
+        "running": 0,
+        "failed": 0,
+        "pruned": 0,
+        "remaining": 0,
+        "best": None,
+    }
     study = _open_study(config)
     if study is None:
-        lines.append("  not started")
-        return "\n".join(lines)
-    progress = study.progress()
-    parent = study.parent_run_id()
+        entry["remaining"] = entry["budget"]
+        return entry
+    trials = study.trials()
+    states = Counter(trial.state for trial in trials)
+    failed = [t for t in study.failed_for_good(trials) if t.state != TrialState.PRUNED]
+    entry.update(
+        exists=True,
+        budget=study.budget,
+        done=states[TrialState.COMPLETE],
+        running=states[TrialState.RUNNING],
+        failed=len(failed),
+        pruned=states[TrialState.PRUNED],
+    )
+    entry["remaining"] = max(
+        0, entry["budget"] - entry["done"] - entry["failed"] - entry["pruned"] - entry["running"]
+    )
+    parent = entry["parent_run_id"] = study.parent_run_id()
     recorder = _open_recorder(config)
-    parent_state = ""
     if parent and recorder is not None:
         try:
-            parent_state = f" ({recorder.client.get_run(parent).info.status})"
-        except Exception:  # noqa: BLE001
-            parent_state = " (not found in MLflow)"
+            entry["parent_status"] = recorder.client.get_run(parent).info.status
+        except Exception:  # noqa: BLE001 - shown as "not found in MLflow"
+            entry["parent_status"] = None
+    best = None if objectives_of(config).multi else _best_trial(study)
+    if best is not None:
+        entry["best"] = {
+            "value": best.value,
+            "params": dict(best.params),
+            "run_id": best.user_attrs.get(RUN_ATTR),
+            "trial": best.number,
+        }
+    return entry
+
+
+def _best_trial(study: SweepStudy):
+    try:
+        return study.best_trial()
+    except (ValueError, RuntimeError):  # no single best trial (e.g. several objectives)
+        return None
+
+
+def _configured_budget(config: SweepConfig) -> int:
+    try:
+        return PointSource(config).budget
+    except Exception:  # noqa: BLE001 - a budget that only the sampler knows: none to report
+        return 0
+
+
+def sweep_status(config: SweepConfig) -> str:
+    data = sweep_status_data(config)
+    lines = [config.identity]
+    if not data["exists"]:
+        lines.append("  not started")
+        return "\n".join(lines)
+    parent = data["parent_run_id"]
+    parent_state = ""
+    if parent:
+        parent_state = f" ({data['parent_status']})" if data["parent_status"] else " (not found in MLflow)"
     lines.append(f"  parent run: {parent or '-'}{parent_state}")
     lines.append(
-        f"  trials: {progress.complete}/{progress.budget} done, {progress.running} running, "
-        f"{progress.failed_for_good} failed, {progress.remaining} remaining"
+        f"  trials: {data['done']}/{data['budget']} done, {data['running']} running, "
+        f"{data['failed']} failed, {data['pruned']} pruned, {data['remaining']} remaining"
     )
-    best = progress.best
+    best = data["best"]
     if best is not None:
-        params = ", ".join(f"{k}={v}" for k, v in best.params.items())
+        params = ", ".join(f"{k}={v}" for k, v in best["params"].items())
         lines.append(
-            f"  best: {config.objective.metric}={best.value:.6g} in trial {best.number} "
-            f"(run {best.user_attrs.get(RUN_ATTR, '-')}): {params}"
+            f"  best: {config.objective.metric}={best['value']:.6g} in trial {best['trial']} "
+            f"(run {best['run_id'] or '-'}): {params}"
         )
     else:
         lines.append("  best: -")
     return "\n".join(lines)
+
+
+def sweep_report(config: SweepConfig, out_dir: str | Path | None, log_it: bool):
+    """`report`: build the report of a sweep at any time, and log it to its parent if asked.
+
+    Returns the report and whether it was logged (None when not asked)."""
+    from .report import build_report, default_report_dir, log_report
+
+    study = _open_study(config)
+    if study is None:
+        raise NoSuchSweep(f"{config.identity}: no such sweep (nothing to report on)")
+    report = build_report(config, study.trials(), Path(out_dir) if out_dir else default_report_dir(config))
+    if not log_it:
+        return report, None
+    parent = study.parent_run_id()
+    recorder = _open_recorder(config)
+    if not parent or recorder is None:
+        raise NoSuchSweep(f"{config.identity}: the sweep has no parent run in MLflow to log the report to")
+    return report, log_report(recorder.client, parent, report)

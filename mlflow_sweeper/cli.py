@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import sys
@@ -74,17 +75,19 @@ def main() -> None:
 @click.option(
     "--count", type=click.IntRange(min=1), default=None, help="Stop after this agent has started N trials."
 )
-def sweep(configs: tuple[str, ...], n_jobs: int, count: int | None) -> None:
+@click.option("--quiet", "-q", is_flag=True, help="Print only the summary: no progress bar, no trial events.")
+def sweep(configs: tuple[str, ...], n_jobs: int, count: int | None, quiet: bool) -> None:
     """Run the sweeps of CONFIG files (or comma-separated lists), one after another.
 
     Several agents may run the same config at once, on one machine or many.
     """
     from .agent import Agent
     from .config import load_configs
+    from .progress import Reporter
 
     def action() -> int:
         loaded = load_configs(list(configs))
-        agent = Agent(n_jobs=n_jobs, count=count)
+        agent = Agent(n_jobs=n_jobs, count=count, reporter=Reporter(quiet=quiet))
         agent.install_signal_handlers()
         try:
             return agent.run(loaded)
@@ -125,14 +128,46 @@ def delete(configs: tuple[str, ...], yes: bool, purge: bool) -> None:
 
 @main.command(context_settings=CONTEXT)
 @click.argument("configs", nargs=-1, required=True)
-def status(configs: tuple[str, ...]) -> None:
+@click.option("--json", "as_json", is_flag=True, help='One JSON object: {"sweeps": [...]}.')
+def status(configs: tuple[str, ...], as_json: bool) -> None:
     """Print each sweep's progress, best trial and parent run."""
-    from .admin import sweep_status
+    from .admin import sweep_status, sweep_status_data
     from .config import load_configs
 
     def action() -> int:
-        for config in load_configs(list(configs)):
+        loaded = load_configs(list(configs))
+        if as_json:
+            click.echo(json.dumps({"sweeps": [sweep_status_data(config) for config in loaded]}))
+            return 0
+        for config in loaded:
             click.echo(sweep_status(config))
         return 0
+
+    _guarded(action)
+
+
+@main.command(context_settings=CONTEXT)
+@click.argument("config")
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Directory for the report (default: output_dir/reports/<experiment>_<sweep_name>/).",
+)
+@click.option("--log", "log_it", is_flag=True, help="Also log the report under report/ of the parent run.")
+def report(config: str, out_dir: str | None, log_it: bool) -> None:
+    """Build the report of the sweep of CONFIG (mid-sweep too): trials.csv, report.html, PNGs."""
+    from .admin import sweep_report
+    from .config import load_config
+
+    def action() -> int:
+        built, logged = sweep_report(load_config(config), out_dir, log_it)
+        click.echo(f"report: {built.out_dir / 'report.html'} ({len(built.files)} files)")
+        for problem in built.problems:
+            click.echo(f"report: not built: {problem}", err=True)
+        if logged is True:
+            click.echo("report: logged under report/ of the parent run")
+        return 1 if logged is False else 0
 
     _guarded(action)

@@ -49,3 +49,9 @@ class ProjectError(SweeperError):
     is written: exit 2, and nothing has been written to any storage."""
 
     exit_code = EXIT_USAGE
+
+
+class NoSuchSweep(SweeperError):
+    """A command that needs an existing sweep was given a config whose sweep does not exist."""
+
+    exit_code = EXIT_USAGE

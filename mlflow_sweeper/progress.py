@@ -1,4 +1,9 @@
-"""What a person watching a sweep sees: a live line on a terminal, plain log lines otherwise."""
+"""What a person watching a sweep sees: a live bar on a terminal, plain timestamped lines otherwise.
+
+On a terminal, `rich` draws one bar per sweep and prints event lines above it, so the bar never
+garbles them; log records of the `mlflow_sweeper` logger are routed the same way while the bar
+is shown. Piped, every event is a plain log line (the CLI's log format carries the timestamp).
+"""
 
 from __future__ import annotations
 
@@ -10,6 +15,10 @@ from dataclasses import dataclass, field
 
 log = logging.getLogger("mlflow_sweeper")
 
+REFRESH_PER_SECOND = 2
+ETA_SMOOTHING = 0.3  # weight of a fresh estimate in the finish time shown; the rest is the old one
+TIME_FORMAT = "%H:%M:%S"  # the CLI's log format uses the same, so both kinds of line read alike
+
 
 def _duration(seconds: float) -> str:
     seconds = int(max(0, seconds))
@@ -20,7 +29,7 @@ def _duration(seconds: float) -> str:
 
 @dataclass
 class SweepProgress:
-    """Counts for one sweep; `done`/`failed` start from the stored sweep so resumes read right."""
+    """Counts for one sweep; `done`/`failed`/`pruned` start from the stored sweep so resumes read right."""
 
     name: str
     total: int
@@ -31,16 +40,60 @@ class SweepProgress:
     direction: str = "minimize"
     started: float = field(default_factory=time.monotonic)
     done_here: int = 0
+    pruned: int = 0
+
+    def __post_init__(self) -> None:
+        self._ended_at_start = self.ended
+        self._seen_ended = self.ended
+        self._finish_at: float | None = None
+
+    @property
+    def ended(self) -> int:
+        return self.done + self.failed + self.pruned
+
+    @property
+    def elapsed(self) -> float:
+        return time.monotonic() - self.started
+
+    def eta(self, now: float | None = None) -> float | None:
+        """Seconds left, from the rate at which trials ended since this agent started.
+
+        The estimate is revised only when a trial ends, and then blended with the previous one;
+        in between it counts down, so it never jumps while trials are running.
+        """
+        now = time.monotonic() if now is None else now
+        ended = self.ended
+        left = self.total - ended
+        if left <= 0:
+            return None
+        ended_here = ended - self._ended_at_start
+        if ended != self._seen_ended:
+            self._seen_ended = ended
+            if ended_here > 0:
+                fresh = now + (now - self.started) / ended_here * left
+                if self._finish_at is None:
+                    self._finish_at = fresh
+                else:
+                    self._finish_at += ETA_SMOOTHING * (fresh - self._finish_at)
+        if self._finish_at is None:
+            return None
+        return max(0.0, self._finish_at - now)
+
+    def counts(self) -> str:
+        return (
+            f"{self.done}/{self.total} done, {self.running} running, {self.failed} failed, "
+            f"{self.pruned} pruned"
+        )
 
     def line(self) -> str:
-        elapsed = time.monotonic() - self.started
-        text = f"{self.name}: {self.done}/{self.total} done, {self.running} running, {self.failed} failed"
+        """The progress as one plain line (piped output and the final state)."""
+        text = f"{self.name}: {self.counts()}"
         if self.best is not None:
             text += f", best {self.best:.6g}"
-        text += f", {_duration(elapsed)} elapsed"
-        left = self.total - self.done - self.failed
-        if self.done_here and left > 0:
-            text += f", ETA {_duration(elapsed / self.done_here * left)}"
+        text += f", {_duration(self.elapsed)} elapsed"
+        eta = self.eta()
+        if eta is not None:
+            text += f", ETA {_duration(eta)}"
         return text
 
     def offer_best(self, value: float | None) -> bool:
@@ -54,46 +107,123 @@ class SweepProgress:
 
 
 class Reporter:
-    """Prints trial events; on a terminal also redraws one live status line."""
+    """Prints trial events; on a terminal also shows a live bar for the sweep in progress.
 
-    def __init__(self, stream=None, live: bool | None = None):
+    `quiet`: no bar and no per-trial events, only summary lines: those sent with
+    `summary=True` (or through `summary()`), and by default those sent while no sweep is shown
+    (before `start` or after `stop`: the closing lines of a sweep).
+    """
+
+    def __init__(self, stream=None, live: bool | None = None, quiet: bool = False):
         self.stream = stream or sys.stderr
-        self.live = self.stream.isatty() if live is None else live
+        isatty = getattr(self.stream, "isatty", None)
+        self.live = (bool(isatty and isatty())) if live is None else live
+        self.quiet = quiet
         self.current: SweepProgress | None = None
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._lock = threading.RLock()
+        self._display = None  # a rich Live while a bar is shown
+        self._console = None
+        self._rerouted: list[tuple[logging.StreamHandler, object]] = []
+
+    # ---- the bar ---------------------------------------------------------------------------------
 
     def start(self, progress: SweepProgress) -> None:
-        self.current = progress
-        if self.live and self._thread is None:
-            self._stop.clear()
-            self._thread = threading.Thread(target=self._redraw_loop, daemon=True, name="progress")
-            self._thread.start()
+        with self._lock:
+            self.current = progress
+            if not self.live or self.quiet or self._display is not None:
+                return
+            from rich.live import Live
+
+            console = self._get_console()
+            self._display = Live(
+                get_renderable=self._render,
+                console=console,
+                refresh_per_second=REFRESH_PER_SECOND,
+                transient=False,
+                redirect_stdout=True,
+                redirect_stderr=True,
+            )
+            self._display.start()
+            self._reroute_log_handlers()
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=2)
-            self._thread = None
-        if self.live and self.current is not None:
-            with self._lock:
-                self.stream.write("\r\033[K" + self.current.line() + "\n")
-                self.stream.flush()
-
-    def event(self, message: str) -> None:
+        """Draw the bar a last time and end it with a newline; later events print plainly."""
         with self._lock:
-            if self.live:
-                self.stream.write("\r\033[K" + message + "\n")
-                if self.current is not None:
-                    self.stream.write(self.current.line())
-                self.stream.flush()
-            else:
-                log.info(message)
+            display, self._display = self._display, None
+            if display is not None:
+                self._restore_log_handlers()
+                display.stop()  # draws the bar a last time, then a newline
+            self.current = None
 
-    def _redraw_loop(self) -> None:
-        while not self._stop.wait(0.5):
-            with self._lock:
-                if self.current is not None:
-                    self.stream.write("\r\033[K" + self.current.line())
-                    self.stream.flush()
+    # ---- events ----------------------------------------------------------------------------------
+
+    def event(self, message: str, summary: bool | None = None) -> None:
+        """One event line. `summary`: None means "a summary unless a sweep is being shown"."""
+        with self._lock:
+            if summary is None:
+                summary = self._display is None and not (self.quiet and self.current is not None)
+            if self.quiet and not summary:
+                return
+            if not self.live:
+                log.info(message)
+                return
+            stamped = f"{time.strftime(TIME_FORMAT)} {message}"
+            if self._display is not None:
+                from rich.text import Text
+
+                self._display.console.print(Text(stamped), soft_wrap=True, highlight=False, markup=False)
+            else:
+                self.stream.write(stamped + "\n")
+                self.stream.flush()
+
+    def summary(self, message: str) -> None:
+        """A line that `--quiet` still prints: the outcome of a sweep."""
+        self.event(message, summary=True)
+
+    # ---- internals -------------------------------------------------------------------------------
+
+    def _get_console(self):
+        if self._console is None:
+            from rich.console import Console
+
+            self._console = Console(file=self.stream, force_terminal=True, highlight=False)
+        return self._console
+
+    def _render(self):
+        from rich.progress_bar import ProgressBar
+        from rich.table import Table
+
+        progress = self.current
+        grid = Table.grid(padding=(0, 1))
+        if progress is None:
+            return grid
+        grid.add_column(no_wrap=True)
+        grid.add_column(width=24)
+        grid.add_column(no_wrap=True)
+        bar = ProgressBar(
+            total=max(1, progress.total), completed=min(progress.ended, progress.total), width=24
+        )
+        text = progress.counts()
+        if progress.best is not None:
+            text += f", best {progress.best:.6g}"
+        text += f", {_duration(progress.elapsed)} elapsed"
+        eta = progress.eta()
+        text += f", ETA {_duration(eta)}" if eta is not None else ", ETA -"
+        grid.add_row(progress.name, bar, text)
+        return grid
+
+    def _reroute_log_handlers(self) -> None:
+        """Log records written to our stream while the bar is shown go above it, not through it."""
+        from rich.file_proxy import FileProxy
+
+        proxy = FileProxy(self._display.console, self.stream)
+        for logger in (logging.getLogger(), logging.getLogger("mlflow_sweeper")):
+            for handler in logger.handlers:
+                if isinstance(handler, logging.StreamHandler) and handler.stream is self.stream:
+                    self._rerouted.append((handler, handler.stream))
+                    handler.setStream(proxy)
+
+    def _restore_log_handlers(self) -> None:
+        for handler, stream in self._rerouted:
+            handler.setStream(stream)
+        self._rerouted.clear()

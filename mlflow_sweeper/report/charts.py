@@ -1,0 +1,165 @@
+"""The report's charts: Optuna's plotly figures for the page, its matplotlib ones for the PNGs.
+
+Each chart says when it applies and how to draw itself; the builder guards every drawing, so a
+chart that fails leaves the others standing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from optuna import visualization as vis
+from optuna.visualization import matplotlib as vis_mpl
+
+from .context import ReportContext
+
+MIN_FOR_IMPORTANCE = 2
+
+
+@dataclass(frozen=True)
+class Chart:
+    key: str
+    title: str
+    applies: Callable[[ReportContext], bool]
+    figures: Callable[[ReportContext], list]  # plotly figures for report.html
+    png: Callable[[ReportContext], object] | None = None  # draws matplotlib axes for <key>.png
+
+
+def _history(ctx: ReportContext) -> list:
+    return [
+        vis.plot_optimization_history(ctx.study, target=target, target_name=name)
+        for _, name, target, _ in ctx.per_objective()
+    ]
+
+
+def _history_png(ctx: ReportContext):
+    _, name, target, _ = next(ctx.per_objective())
+    return vis_mpl.plot_optimization_history(ctx.study, target=target, target_name=name)
+
+
+def _parallel(ctx: ReportContext) -> list:
+    return [
+        vis.plot_parallel_coordinate(ctx.study, target=target, target_name=name)
+        for _, name, target, _ in ctx.per_objective()
+    ]
+
+
+def _parallel_png(ctx: ReportContext):
+    _, name, target, _ = next(ctx.per_objective())
+    return vis_mpl.plot_parallel_coordinate(ctx.study, target=target, target_name=name)
+
+
+def _importance(ctx: ReportContext) -> list:
+    return [
+        vis.plot_param_importances(ctx.study, evaluator=evaluator, target=target, target_name=name)
+        for _, name, target, evaluator in ctx.per_objective()
+    ]
+
+
+def _importance_png(ctx: ReportContext):
+    _, name, target, evaluator = next(ctx.per_objective())
+    return vis_mpl.plot_param_importances(ctx.study, evaluator=evaluator, target=target, target_name=name)
+
+
+def _slices(ctx: ReportContext) -> list:
+    return [
+        vis.plot_slice(ctx.study, target=target, target_name=name)
+        for _, name, target, _ in ctx.per_objective()
+    ]
+
+
+def _pareto(ctx: ReportContext) -> list:
+    return [vis.plot_pareto_front(ctx.study, target_names=list(ctx.objectives.names))]
+
+
+def _pareto_png(ctx: ReportContext):
+    return vis_mpl.plot_pareto_front(ctx.study, target_names=list(ctx.objectives.names))
+
+
+def _sensitivity(ctx: ReportContext) -> list:
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    effects = ctx.effects
+    metric = ctx.objectives.names[0]
+    spread = go.Figure(
+        go.Bar(
+            x=[e.spread for e in reversed(effects)],
+            y=[e.name for e in reversed(effects)],
+            orientation="h",
+        )
+    )
+    spread.update_layout(
+        title="Spread of the objective per parameter (max - min, others at base)",
+        xaxis_title=f"spread of {metric}",
+    )
+    along = make_subplots(
+        rows=1, cols=len(effects), subplot_titles=[e.name for e in effects], shared_yaxes=True
+    )
+    for column, effect in enumerate(effects, start=1):
+        along.add_trace(
+            go.Scatter(
+                x=[str(v) if isinstance(v, str) else v for v, _ in effect.points],
+                y=[objective for _, objective in effect.points],
+                mode="lines+markers",
+                name=effect.name,
+            ),
+            row=1,
+            col=column,
+        )
+    along.update_layout(title=f"{metric} along each parameter, the others at base", showlegend=False)
+    along.update_yaxes(title_text=metric, row=1, col=1)
+    return [spread, along]
+
+
+def _sensitivity_png(ctx: ReportContext):
+    import matplotlib.pyplot as plt
+
+    effects = list(reversed(ctx.effects))
+    figure, axes = plt.subplots(figsize=(7, 0.5 * len(effects) + 1.5))
+    axes.barh([e.name for e in effects], [e.spread for e in effects], color="tab:blue")
+    axes.set_xlabel(f"spread of {ctx.objectives.names[0]} (max - min, others at base)")
+    axes.set_title("Sensitivity")
+    return axes
+
+
+def _timeline(ctx: ReportContext) -> list:
+    return [vis.plot_timeline(ctx.study)]
+
+
+def _intermediate(ctx: ReportContext) -> list:
+    return [vis.plot_intermediate_values(ctx.study)]
+
+
+def _has_study(ctx: ReportContext) -> bool:
+    return ctx.study is not None and ctx.complete >= 1
+
+
+CHARTS: tuple[Chart, ...] = (
+    Chart("history", "Optimization history", _has_study, _history, _history_png),
+    Chart("parallel", "Parallel coordinates", _has_study, _parallel, _parallel_png),
+    Chart(
+        "importance",
+        "Parameter importances",
+        lambda ctx: ctx.study is not None and ctx.complete >= MIN_FOR_IMPORTANCE,
+        _importance,
+        _importance_png,
+    ),
+    Chart("slice", "Slice plots", _has_study, _slices),
+    Chart("pareto", "Pareto front", lambda ctx: _has_study(ctx) and ctx.pareto, _pareto, _pareto_png),
+    Chart(
+        "sensitivity",
+        "Sensitivity",
+        lambda ctx: _has_study(ctx) and ctx.sensitivity and bool(ctx.effects),
+        _sensitivity,
+        _sensitivity_png,
+    ),
+    Chart(
+        "intermediate",
+        "Intermediate values (early stopping)",
+        lambda ctx: ctx.study is not None and any(t.intermediate_values for t in ctx.study.trials),
+        _intermediate,
+    ),
+    Chart("timeline", "Timeline", lambda ctx: ctx.study is not None and bool(ctx.study.trials), _timeline),
+)

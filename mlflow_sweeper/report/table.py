@@ -1,0 +1,63 @@
+"""`trials.csv`: one row per Optuna trial of the sweep, every parameter in a column of its own."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+from optuna.trial import FrozenTrial
+
+from ..coordination import ATTEMPT, REASON, RUN_ATTR
+from .objectives import Objectives
+
+LEADING = ("number", "state", "attempts")
+TRAILING = ("run_id", "start", "duration", "fail_reason")
+
+
+def param_names(trials: list[FrozenTrial]) -> list[str]:
+    """Parameters in the order trials first used them (conditional ones included)."""
+    names: dict[str, None] = {}
+    for trial in sorted(trials, key=lambda t: t.number):
+        for name in trial.params:
+            names.setdefault(name, None)
+    return list(names)
+
+
+def value_columns(objectives: Objectives) -> list[str]:
+    return list(objectives.names) if objectives.multi else ["value"]
+
+
+def write_trials_csv(path: Path, trials: list[FrozenTrial], objectives: Objectives) -> Path:
+    params = param_names(trials)
+    values = value_columns(objectives)
+    taken = set(LEADING) | set(TRAILING) | set(values)
+    param_columns = [f"param.{name}" if name in taken else name for name in params]
+    with open(path, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow([*LEADING, *param_columns, *values, *TRAILING])
+        for trial in sorted(trials, key=lambda t: t.number):
+            writer.writerow(
+                [
+                    trial.number,
+                    trial.state.name,
+                    trial.system_attrs.get(ATTEMPT, 1),
+                    *(trial.params.get(name, "") for name in params),
+                    *_values(trial, len(values)),
+                    trial.user_attrs.get(RUN_ATTR, ""),
+                    trial.datetime_start.isoformat(timespec="seconds") if trial.datetime_start else "",
+                    _duration(trial),
+                    trial.user_attrs.get(REASON, ""),
+                ]
+            )
+    return path
+
+
+def _values(trial: FrozenTrial, count: int) -> list:
+    values = trial.values or []
+    return [values[i] if i < len(values) and values[i] is not None else "" for i in range(count)]
+
+
+def _duration(trial: FrozenTrial) -> str:
+    if trial.datetime_start is None or trial.datetime_complete is None:
+        return ""
+    return f"{(trial.datetime_complete - trial.datetime_start).total_seconds():.3f}"
