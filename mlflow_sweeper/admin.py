@@ -6,6 +6,7 @@ import logging
 import shutil
 from collections import Counter
 from dataclasses import dataclass
+from pathlib import Path
 
 from mlflow.entities import ViewType
 from optuna.trial import TrialState

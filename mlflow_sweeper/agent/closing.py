@@ -43,6 +43,23 @@ class RecordBest(CloseAction):
             )
 
 
+class WriteReport(CloseAction):
+    """The sweep report under `report/` on the parent, and `importance/<param>` metrics.
+
+    A report never fails a sweep: every error is logged and the close goes on."""
+
+    def run(self, context: CloseContext) -> None:
+        import logging
+
+        try:
+            from ..report import build_report, default_report_dir, log_report
+
+            report = build_report(context.config, context.trials, default_report_dir(context.config))
+            log_report(context.recorder.client, context.parent_id, report)
+        except Exception as exc:  # noqa: BLE001 - the sweep completes without its report
+            logging.getLogger(__name__).warning("could not write the sweep report: %s", exc)
+
+
 class FinishParent(CloseAction):
     """The parent run FINISHED: the last thing, so a FINISHED parent shows a closed sweep."""
 
@@ -50,7 +67,7 @@ class FinishParent(CloseAction):
         context.recorder.set_parent_status(context.parent_id, finished=True)
 
 
-CLOSE_ACTIONS: list[CloseAction] = [RecordBest(), FinishParent()]
+CLOSE_ACTIONS: list[CloseAction] = [RecordBest(), WriteReport(), FinishParent()]
 
 
 def close_sweep(context: CloseContext, actions: list[CloseAction] | None = None) -> bool:
