@@ -123,7 +123,7 @@ def sensitivity_plan(
         if name not in base_point:
             continue
         for value in sweep_values(axis, points):
-            if same_value(value, full[name]):
+            if _close(value, full[name]):
                 continue
             point = space.resolve({**full, name: value})
             key = point_key(point)
@@ -131,6 +131,13 @@ def sensitivity_plan(
                 seen.add(key)
                 plan.append(point)
     return plan
+
+
+def _close(a: Any, b: Any) -> bool:
+    """The same value, up to float rounding (a log-spaced 10**-2 is not always exactly 0.01)."""
+    if isinstance(a, float) and isinstance(b, int | float) and not isinstance(b, bool):
+        return math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-12)
+    return same_value(a, b)
 
 
 def varied_parameter(base: dict[str, Any], point: dict[str, Any]) -> str | None:

@@ -8,6 +8,8 @@ import optuna
 import pytest
 from optuna.distributions import CategoricalDistribution
 
+from mlflow_sweeper.config import load_config
+from mlflow_sweeper.errors import ConfigError
 from mlflow_sweeper.space import ConditionalGrid, Grid, SearchSpace, SpaceError, point_key, suggest_point
 
 OPTIMIZERS = {
@@ -328,3 +330,43 @@ def test_define_by_run_sampling_suggests_exactly_the_active_parameters(sampler):
         study.tell(trial, params.get("momentum", 0.0) + params.get("beta1", 0.0) + params["wd"])
     assert seen_branches == {("sgd", True), ("sgd", False), ("adam", None)}
     assert len(study.trials) == 100
+
+
+# ---- through the config loader ---------------------------------------------------------------------
+
+CONFIG = """\
+experiment: exp
+sweep_name: cond
+command: python train.py
+parameters:
+  optimizer: [sgd, adam]
+  momentum: {{values: [0.0, 0.9], when: {{optimizer: {momentum_when}}}}}
+  beta1: {{values: [0.9, 0.99], when: {{optimizer: [adam]}}}}
+  warmup: {{value: 3, when: {{optimizer: sgd}}}}
+"""
+
+
+def test_config_with_conditions_loads_and_fingerprints_them(tmp_path):
+    path = tmp_path / "sweep.yaml"
+    path.write_text(CONFIG.format(momentum_when="sgd"))
+    config = load_config(path)
+    grid = config.space.grid()
+    assert [grid.point(i) for i in range(grid.size)] == [
+        {"optimizer": "sgd", "momentum": 0.0},
+        {"optimizer": "sgd", "momentum": 0.9},
+        {"optimizer": "adam", "beta1": 0.9},
+        {"optimizer": "adam", "beta1": 0.99},
+    ]
+    assert config.space.fixed_for(grid.point(0)) == {"warmup": 3}
+    assert config.space.fixed_for(grid.point(2)) == {}
+    path.write_text(CONFIG.format(momentum_when="[sgd, adam]"))
+    assert load_config(path).fingerprint() != config.fingerprint()
+
+
+def test_config_with_a_bad_condition_names_the_key(tmp_path):
+    path = tmp_path / "sweep.yaml"
+    path.write_text(CONFIG.format(momentum_when="rmsprop"))
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    assert caught.value.key == "parameters.momentum.when.optimizer"
+    assert "never takes the value 'rmsprop'" in str(caught.value)
