@@ -10,7 +10,15 @@ from optuna.distributions import CategoricalDistribution
 
 from mlflow_sweeper.config import load_config
 from mlflow_sweeper.errors import ConfigError
-from mlflow_sweeper.space import ConditionalGrid, Grid, SearchSpace, SpaceError, point_key, suggest_point
+from mlflow_sweeper.space import (
+    ConditionalGrid,
+    Grid,
+    Permutation,
+    SearchSpace,
+    SpaceError,
+    point_key,
+    suggest_point,
+)
 
 OPTIMIZERS = {
     "optimizer": ["sgd", "adam", "rmsprop"],
@@ -52,7 +60,14 @@ OUT_OF_ORDER = {
     "grandchild": {"values": ["p", "q"], "when": {"child": 2}},
 }
 
+ONLY_FIXED_CONTROLLERS = {
+    "mode": "train",
+    "a": {"values": [1, 2], "when": {"mode": "train"}},
+    "b": [None, "x"],
+}
+
 SPACES = {
+    "only-fixed-controllers": ONLY_FIXED_CONTROLLERS,
     "optimizers": OPTIMIZERS,
     "nested": NESTED,
     "fixed-controller": FIXED_CONTROLLER,
@@ -182,6 +197,29 @@ def test_grid_distributions_cover_every_value_and_match_a_points_params():
     assert set(space.grid_distributions(point)) == set(point)
     stepped = SearchSpace.parse({"n": {"low": 1, "high": 5, "step": 2, "type": "int"}})
     assert stepped.grid_distributions() == {"n": CategoricalDistribution([1, 3, 5])}
+
+
+def test_conditional_grid_points_are_recordable_in_optuna():
+    space = SearchSpace.parse(NESTED)
+    grid = space.grid()
+    study = optuna.create_study(storage=optuna.storages.InMemoryStorage())
+    for index in range(grid.size):
+        point = grid.point(index)
+        study.add_trial(
+            optuna.trial.create_trial(
+                params=point, distributions=space.grid_distributions(point), value=index
+            )
+        )
+    assert [trial.params for trial in study.trials] == [grid.point(i) for i in range(grid.size)]
+
+
+def test_random_order_over_a_conditional_grid_visits_each_valid_point_once():
+    space = SearchSpace.parse(OPTIMIZERS)
+    grid = space.grid()
+    permutation = Permutation(grid.size, 7)
+    shuffled = [grid.point(permutation[slot]) for slot in range(grid.size)]
+    assert shuffled != [grid.point(i) for i in range(grid.size)]
+    assert sorted(map(point_key, shuffled), key=repr) == sorted(map(point_key, brute_force(space)), key=repr)
 
 
 # ---- activity, fixed values, evaluation order -------------------------------------------------------
