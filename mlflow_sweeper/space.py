@@ -3,14 +3,22 @@
 Nothing here materialises the whole grid: a point is decoded from its index (mixed radix), and
 random order over a finite space is a seeded bijection on indices, so a 100,000-point grid
 costs the same per trial as a 10-point one.
+
+Conditional parameters (`when`) exist in a trial only when their condition holds. Conditions
+reference list parameters or fixed values, so a conditional grid is a concatenation of
+rectangular sub-grids, one per assignment of the referenced ("controlling") list parameters,
+and is still decoded by index in memory proportional to the number of those assignments.
 """
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import math
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
 
 from optuna.distributions import (
     BaseDistribution,
@@ -19,10 +27,15 @@ from optuna.distributions import (
     IntDistribution,
 )
 
+if TYPE_CHECKING:
+    import optuna
+
 Scalar = None | bool | int | float | str
 
 RANGE_KEYS = {"low", "high", "step", "log", "type"}
-MAPPING_KEYS = RANGE_KEYS | {"values"}
+CONDITION_KEY = "when"
+FIXED_KEY = "value"
+MAPPING_KEYS = RANGE_KEYS | {"values", FIXED_KEY, CONDITION_KEY}
 
 
 class SpaceError(ValueError):
@@ -70,6 +83,19 @@ class Range:
         decimals = _decimals(self.low, self.step)
         return tuple(round(self.low + k * self.step, decimals) for k in range(count))
 
+    def step_count(self) -> int:
+        """How many values an int or stepped range holds (without listing them)."""
+        step = self.step if self.step is not None else 1
+        return math.floor((self.high - self.low) / step + 1e-9) + 1
+
+    def step_value(self, k: int) -> Scalar:
+        """The k-th value of an int or stepped range (clamped to it), printed as grid_values does."""
+        k = min(max(k, 0), self.step_count() - 1)
+        if self.is_int:
+            return int(self.low) + k * int(self.step or 1)
+        step = self.step if self.step is not None else 1.0
+        return round(self.low + k * step, _decimals(self.low, step))
+
     def describe(self) -> Any:
         return {
             "low": self.low,
@@ -106,16 +132,30 @@ def _is_number(value: Any) -> bool:
 
 
 def parse_axis(key: str, spec: Any) -> Axis | Scalar:
-    """One `parameters` entry: a list, a scalar (fixed value) or a mapping."""
+    """One `parameters` entry: a list, a scalar (fixed value) or a mapping.
+
+    A mapping's `when` is not part of the axis (SearchSpace.parse reads it); `{value: X}` is the
+    mapping form of a fixed value, there so that a fixed value can carry a `when`.
+    """
     if isinstance(spec, list):
         return _categorical(key, spec)
     if _is_scalar(spec):
         return spec
     if not isinstance(spec, dict):
         raise SpaceError(key, f"expected a list, a scalar or a mapping, got {type(spec).__name__}")
-    unknown = sorted(set(spec) - MAPPING_KEYS)
+    unknown = sorted(set(spec) - MAPPING_KEYS, key=str)
     if unknown:
         raise SpaceError(f"{key}.{unknown[0]}", f"unknown key; allowed: {', '.join(sorted(MAPPING_KEYS))}")
+    spec = {k: v for k, v in spec.items() if k != CONDITION_KEY}
+    if FIXED_KEY in spec:
+        extra = sorted(set(spec) - {FIXED_KEY})
+        if extra:
+            raise SpaceError(f"{key}.{extra[0]}", f"cannot be combined with '{FIXED_KEY}'")
+        if not _is_scalar(spec[FIXED_KEY]):
+            raise SpaceError(
+                f"{key}.{FIXED_KEY}", f"expected a scalar (str, number, bool, null), got {spec[FIXED_KEY]!r}"
+            )
+        return spec[FIXED_KEY]
     if "values" in spec:
         extra = sorted(set(spec) - {"values"})
         if extra:
@@ -171,41 +211,202 @@ def _range(key: str, spec: dict[str, Any]) -> Range:
     return Range(low, high, is_int, log, step)
 
 
+_ABSENT = object()
+
+
+def same_value(a: Any, b: Any) -> bool:
+    """Config values are equal: 1 == 1.0, but true is not 1 (YAML users mean different things)."""
+    return isinstance(a, bool) == isinstance(b, bool) and a == b
+
+
+def point_key(point: dict[str, Any]) -> tuple:
+    """A hashable identity of a point that tells true from 1, as `_same` does."""
+    return tuple((name, isinstance(value, bool), value) for name, value in point.items())
+
+
+def _parse_conditions(
+    name: str, raw: Any, axes: dict[str, Axis], fixed: dict[str, Scalar]
+) -> dict[str, tuple[Scalar, ...]]:
+    """`when: {other: value | [values]}` checked against what `other` can take."""
+    key = f"{name}.{CONDITION_KEY}"
+    if not isinstance(raw, dict) or not raw:
+        raise SpaceError(key, "expected a mapping {parameter: value or [values]}")
+    conditions: dict[str, tuple[Scalar, ...]] = {}
+    for ref, wanted in raw.items():
+        ref_key = f"{key}.{ref}"
+        if ref == name:
+            raise SpaceError(ref_key, "a parameter cannot depend on itself")
+        if ref in axes:
+            axis = axes[ref]
+            if not isinstance(axis, Categorical):
+                raise SpaceError(
+                    ref_key,
+                    f"{ref!r} is a range; conditions may reference only list parameters or fixed values",
+                )
+            possible: tuple[Scalar, ...] = axis.values
+        elif ref in fixed:
+            possible = (fixed[ref],)
+        else:
+            raise SpaceError(ref_key, f"unknown parameter {ref!r}")
+        values = wanted if isinstance(wanted, list) else [wanted]
+        if not values:
+            raise SpaceError(ref_key, "empty list: give at least one value")
+        allowed: list[Scalar] = []
+        for value in values:
+            match = next((v for v in possible if _is_scalar(value) and same_value(v, value)), _ABSENT)
+            if match is _ABSENT:
+                shown = ", ".join(repr(v) for v in possible)
+                raise SpaceError(ref_key, f"{ref!r} never takes the value {value!r} (it takes {shown})")
+            if not any(same_value(match, a) for a in allowed):
+                allowed.append(match)
+        conditions[ref] = tuple(allowed)
+    return conditions
+
+
 @dataclass(frozen=True)
 class SearchSpace:
-    """Axes (searched) and fixed values (passed to every trial), in config order."""
+    """Axes (searched) and fixed values (passed to trials), in config order.
+
+    `conditions[name]` maps each parameter that `name` depends on to the values that make
+    `name` exist; a parameter without an entry always exists. `fixed` holds every fixed value,
+    conditional or not: pass a trial `fixed_for(params)`, not `fixed`.
+    """
 
     axes: dict[str, Axis]
     fixed: dict[str, Scalar]
+    conditions: dict[str, dict[str, tuple[Scalar, ...]]] = field(default_factory=dict)
+    names: tuple[str, ...] = ()
 
     @classmethod
     def parse(cls, parameters: dict[str, Any]) -> SearchSpace:
         axes: dict[str, Axis] = {}
         fixed: dict[str, Scalar] = {}
+        raw_conditions: dict[str, Any] = {}
         for name, spec in parameters.items():
             parsed = parse_axis(name, spec)
             if isinstance(parsed, Categorical | Range):
                 axes[name] = parsed
             else:
                 fixed[name] = parsed
-        return cls(axes, fixed)
+            if isinstance(spec, dict) and CONDITION_KEY in spec:
+                raw_conditions[name] = spec[CONDITION_KEY]
+        conditions = {name: _parse_conditions(name, raw, axes, fixed) for name, raw in raw_conditions.items()}
+        space = cls(axes, fixed, conditions, tuple(parameters))
+        space.order  # noqa: B018 - a cycle is a config error, raised now
+        return space
+
+    @property
+    def parameter_names(self) -> tuple[str, ...]:
+        """Every parameter, swept or fixed, in config order."""
+        return self.names or (*self.axes, *self.fixed)
+
+    @cached_property
+    def order(self) -> tuple[str, ...]:
+        """Parameters in evaluation order: each after those its condition reads, else config order."""
+        done: set[str] = set()
+        order: list[str] = []
+        pending = list(self.parameter_names)
+        while pending:
+            ready = next((n for n in pending if all(r in done for r in self.conditions.get(n, {}))), None)
+            if ready is None:
+                raise self._cycle_error(pending)
+            pending.remove(ready)
+            done.add(ready)
+            order.append(ready)
+        return tuple(order)
+
+    def _cycle_error(self, pending: list[str]) -> SpaceError:
+        path = [pending[0]]
+        while True:
+            ref = next(r for r in self.conditions[path[-1]] if r in pending)
+            if ref in path:
+                cycle = [*path[path.index(ref) :], ref]
+                return SpaceError(
+                    f"{cycle[0]}.{CONDITION_KEY}.{cycle[1]}", f"conditions form a cycle: {' -> '.join(cycle)}"
+                )
+            path.append(ref)
+
+    def is_active(self, name: str, params: dict[str, Any]) -> bool:
+        """Whether `name` exists given the values of the swept parameters it depends on."""
+        for ref, allowed in self.conditions.get(name, {}).items():
+            value = self._value(ref, params)
+            if value is _ABSENT or not any(same_value(value, a) for a in allowed):
+                return False
+        return True
+
+    def _value(self, name: str, params: dict[str, Any]) -> Any:
+        if not self.is_active(name, params):
+            return _ABSENT
+        if name in self.fixed:
+            return self.fixed[name]
+        return params.get(name, _ABSENT)
+
+    def active(self, params: dict[str, Any]) -> list[str]:
+        """The parameters (swept and fixed) that exist given `params`, in evaluation order."""
+        return [name for name in self.order if self.is_active(name, params)]
+
+    def resolve(self, assignment: dict[str, Any]) -> dict[str, Scalar]:
+        """The swept values of `assignment` that exist, in config order (drops inactive ones)."""
+        return {n: assignment[n] for n in self.axes if n in assignment and self.is_active(n, assignment)}
+
+    def fixed_for(self, params: dict[str, Any]) -> dict[str, Scalar]:
+        """The fixed values a trial with swept values `params` gets: those whose condition holds."""
+        return {name: value for name, value in self.fixed.items() if self.is_active(name, params)}
+
+    def conditional_names(self) -> list[str]:
+        """Parameters that may be absent from a trial (their entry point needs a default)."""
+        return [name for name in self.parameter_names if name in self.conditions]
+
+    @cached_property
+    def _distributions(self) -> dict[str, BaseDistribution]:
+        return self.distributions()
 
     def distributions(self) -> dict[str, BaseDistribution]:
         return {name: axis.distribution() for name, axis in self.axes.items()}
 
     def grid_axes(self) -> dict[str, tuple[Scalar, ...]] | None:
-        """Every axis as its list of values, or None when an axis is continuous."""
+        """Every axis as its list of values, or None when an axis is continuous.
+
+        Conditions are ignored here: use `grid()` for the points a sweep runs.
+        """
         values = {name: axis.grid_values() for name, axis in self.axes.items()}
         if any(v is None for v in values.values()):
             return None
         return values  # type: ignore[return-value]
 
+    def grid(self) -> Grid | ConditionalGrid | None:
+        """The valid points by index, or None when an axis is continuous."""
+        values = self.grid_axes()
+        if values is None:
+            return None
+        if not self.conditions:
+            return Grid(values)
+        return ConditionalGrid(self, values)
+
+    def grid_distributions(self, params: dict[str, Any] | None = None) -> dict[str, BaseDistribution]:
+        """Distributions to record grid points under: each axis over all its values.
+
+        With `params`, only the parameters in it (a trial's distributions must match its params).
+        """
+        values = self.grid_axes() or {}
+        return {
+            name: CategoricalDistribution(list(choices))
+            for name, choices in values.items()
+            if params is None or name in params
+        }
+
     def describe(self) -> dict[str, Any]:
         """A JSON-able description, stored with the sweep to detect a changed space."""
-        return {
+        described: dict[str, Any] = {
             "axes": {name: axis.describe() for name, axis in self.axes.items()},
             "fixed": dict(self.fixed),
         }
+        if self.conditions:
+            described["when"] = {
+                name: {ref: list(values) for ref, values in refs.items()}
+                for name, refs in self.conditions.items()
+            }
+        return described
 
 
 class Grid:
@@ -224,6 +425,65 @@ class Grid:
             index, digit = divmod(index, len(values))
             point[name] = values[digit]
         return {name: point[name] for name in self.names}
+
+
+class ConditionalGrid:
+    """The valid points of a conditional space by index, without materialising them.
+
+    One branch per assignment of the controlling list parameters (those a condition reads),
+    enumerated in evaluation order; a controller that does not exist in a branch is not
+    branched on, so no two branches share a point. A branch's existing parameters form a
+    rectangular sub-grid (a `Grid`); the grid is their concatenation, and a point is found by
+    bisecting the branches' start indices. Memory is O(branches), not O(points).
+    """
+
+    def __init__(self, space: SearchSpace, values: dict[str, tuple[Scalar, ...]]):
+        self.names = list(space.axes)
+        self.values = [values[name] for name in self.names]
+        referenced = {ref for refs in space.conditions.values() for ref in refs}
+        controllers = [name for name in space.order if name in referenced and name in space.axes]
+        self.branches: list[Grid] = []
+        self.starts: list[int] = []
+        size = 0
+        for branch in _branches(space, controllers, values):
+            sub = {
+                name: (branch[name],) if name in branch else values[name]
+                for name in self.names
+                if space.is_active(name, branch)
+            }
+            grid = Grid(sub)
+            self.branches.append(grid)
+            self.starts.append(size)
+            size += grid.size
+        self.size = size
+
+    def point(self, index: int) -> dict[str, Scalar]:
+        if not 0 <= index < self.size:
+            raise IndexError(index)
+        branch = bisect.bisect_right(self.starts, index) - 1
+        return self.branches[branch].point(index - self.starts[branch])
+
+
+def _branches(
+    space: SearchSpace, controllers: list[str], values: dict[str, tuple[Scalar, ...]]
+) -> Iterator[dict[str, Scalar]]:
+    """Every assignment of the controllers that exist, last controller fastest."""
+    assignment: dict[str, Scalar] = {}
+
+    def walk(position: int) -> Iterator[dict[str, Scalar]]:
+        if position == len(controllers):
+            yield dict(assignment)
+            return
+        name = controllers[position]
+        if not space.is_active(name, assignment):
+            yield from walk(position + 1)
+            return
+        for value in values[name]:
+            assignment[name] = value
+            yield from walk(position + 1)
+        del assignment[name]
+
+    return walk(0)
 
 
 class Permutation:
@@ -264,3 +524,31 @@ class Permutation:
         while value >= self.size:
             value = self._encrypt(value)
         return value
+
+
+# ---- define-by-run sampling ---------------------------------------------------------------------
+
+
+def suggest_value(trial: optuna.Trial, name: str, dist: BaseDistribution) -> Scalar:
+    """Ask `trial` for one parameter under `dist` (a sampler sees it as it would in an objective)."""
+    if isinstance(dist, FloatDistribution):
+        return trial.suggest_float(name, dist.low, dist.high, log=dist.log, step=dist.step)
+    if isinstance(dist, IntDistribution):
+        return trial.suggest_int(name, dist.low, dist.high, log=dist.log, step=dist.step)
+    if isinstance(dist, CategoricalDistribution):
+        return trial.suggest_categorical(name, dist.choices)
+    raise SpaceError(name, f"unsupported distribution {dist!r}")
+
+
+def suggest_point(trial: optuna.Trial, space: SearchSpace) -> dict[str, Scalar]:
+    """Sample the swept parameters that exist, in dependency order; the rest are never asked.
+
+    Define-by-run, like an objective with `if` branches, so every Optuna sampler sees the
+    conditional space as it is. Returns the sampled values in config order.
+    """
+    distributions = space._distributions
+    params: dict[str, Scalar] = {}
+    for name in space.order:
+        if name in space.axes and space.is_active(name, params):
+            params[name] = suggest_value(trial, name, distributions[name])
+    return {name: params[name] for name in space.axes if name in params}
