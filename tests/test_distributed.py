@@ -517,3 +517,47 @@ def test_start_agents_script(tmp_path, processes):
     )  # fmt: skip
     assert result.returncode == 2, result.stdout + result.stderr
     assert "parameters.x" in result.stdout + result.stderr
+
+
+def test_the_report_lands_once_when_agents_finish_at_the_same_moment(tmp_path, processes):
+    """3 agents x 2 workers hold all 6 trials at a gate; opened at once, every agent sees the sweep
+    complete within milliseconds, and exactly one of them closes it: one report on the parent,
+    each importance metric logged once, one COMPLETE close token."""
+    from mlflow.tracking import MlflowClient
+
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    record, gate = shared / "records.jsonl", shared / "gate"
+    optuna_url = f"sqlite:///{shared / 'optuna.db'}"
+    mlflow_uri = f"sqlite:///{shared / 'mlflow.db'}"
+    grid = {"x": [1, 2, 3], "y": [10, 20]}
+    keys = grid_keys(optuna_url, mlflow_uri, record, behave=f"block:{gate}", grid=grid)
+    agents = agent_configs(tmp_path, 3, **keys)
+
+    release_agents(agents, processes, "-j", "2", root=tmp_path)
+    deadline = time.monotonic() + 180
+    while len(read_records(record)) < 6:
+        assert time.monotonic() < deadline, "the 6 trials did not all start:\n" + outputs(agents)
+        time.sleep(0.1)
+    gate.touch()
+    wait_agents(agents)
+    assert [a.returncode for a in agents] == [0, 0, 0], outputs(agents)
+
+    client = MlflowClient(tracking_uri=mlflow_uri)
+    parents = [r for r in mlflow_runs(mlflow_uri) if r.data.tags.get("sweeper.role") == "parent"]
+    assert len(parents) == 1 and parents[0].info.status == "FINISHED"
+    parent = parents[0].info.run_id
+    files = sorted(f.path for f in client.list_artifacts(parent, "report"))
+    for name in ("trials.csv", "report.html", "history.png", "importance.png", "parallel.png"):
+        assert f"report/{name}" in files, files
+    rows = client.download_artifacts(parent, "report/trials.csv", str(tmp_path))
+    assert len(Path(rows).read_text().strip().splitlines()) == 1 + 6
+    importance = [key for key in parents[0].data.metrics if key.startswith("importance/")]
+    assert sorted(importance) == ["importance/x", "importance/y"]
+    for key in importance:
+        assert len(client.get_metric_history(parent, key)) == 1, f"{key} was logged more than once"
+
+    import optuna
+
+    tokens = optuna.load_study(study_name=STUDY + "#close", storage=optuna_url).get_trials(deepcopy=False)
+    assert [t.state.name for t in tokens].count("COMPLETE") == 1, [t.state.name for t in tokens]
