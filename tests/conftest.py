@@ -24,6 +24,31 @@ PROJECT = Path(__file__).resolve().parent / "project"
 TRAIN = PROJECT / "train.py"
 REQUIRE_SERVERS = os.environ.get("MLFLOW_SWEEPER_REQUIRE_SERVERS") == "1"
 
+# Test modules that start no trial process: they run in seconds, and CI runs them (with the smoke
+# sweep) a second time at the lowest MLflow and Optuna versions pyproject.toml declares.
+IN_PROCESS_MODULES = {
+    "test_algorithms.py",
+    "test_command_line.py",
+    "test_compat.py",
+    "test_outcome.py",
+    "test_preflight.py",
+    "test_protocol.py",
+    "test_schema.py",
+    "test_sensitivity.py",
+    "test_space.py",
+    "test_space_conditional.py",
+    "test_storage_kinds.py",
+}
+SMOKE_MODULES = {"test_smoke.py"}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if item.path.name in IN_PROCESS_MODULES:
+            item.add_marker(pytest.mark.inprocess)
+        elif item.path.name in SMOKE_MODULES:
+            item.add_marker(pytest.mark.smoke)
+
 
 def cli_env(extra: dict | None = None) -> dict:
     """The environment a user's shell would give: this Python first on PATH, no inherited run."""
