@@ -1,0 +1,393 @@
+"""The search benchmarks: does early stopping pay, what a sampler costs the sweeper, what each
+algorithm buys on a standard test function.
+
+    python bench/search.py --quick              # ~15 minutes on 2 cores
+    python bench/search.py --full               # the sizes below (about an hour; gp at trial 1,000 is slow)
+    python bench/search.py --quick --only early,samplers
+
+1. early: random search of 40 trials over a learning curve (examples/curve.py: `val/loss` per
+   epoch), without early stopping, with `median` and with `hyperband`: total epochs run and best
+   value. Goal: best within 0.5 % of the unpruned best with at most 40 % of the epochs.
+2. overhead: tpe, cmaes and gp, one agent `-j 1`, N trials (quick 150, full 1,000) of a command
+   trial that logs one metric over MLflow's REST API: the sweeper's own cost per trial near trial
+   N (gap between trial starts minus the bare trial) against Optuna's own ask + tell for the same
+   sampler on the same kind of storage (SQLite) at the same N. Goal: at most 1.2 x.
+3. samplers: Branin as a command trial, best value after 50 trials, median of 5 seeds (quick: 3),
+   per algorithm.
+
+Results go to bench/SEARCH.md with the machine noted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import math
+import statistics
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+from common import (
+    BENCH,
+    PY,
+    REPO,
+    check_exit,
+    clean_env,
+    loadavg,
+    machine,
+    optuna_trials,
+    sqlite_url,
+    start_agent,
+    workdir,
+    write_config,
+)
+
+OBJECTIVE = BENCH / "trials" / "objective.py"
+CURVE = REPO / "examples" / "curve.py"
+BRANIN = {"x": {"low": -5.0, "high": 10.0}, "y": {"low": 0.0, "high": 15.0}}
+BRANIN_MIN = 0.397887
+SAMPLERS = ("random", "tpe", "cmaes", "gp", "qmc", "nsga2")
+
+
+# ---- an MLflow tracking server: trials log over REST, without importing MLflow --------------------
+
+
+@contextlib.contextmanager
+def tracking_server(root: Path):
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    url = f"http://127.0.0.1:{port}"
+    log = open(root / "server.log", "wb")  # noqa: SIM115 - closed below
+    proc = subprocess.Popen(
+        [PY, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+         "--backend-store-uri", sqlite_url(root / "server.db"),
+         "--default-artifact-root", (root / "artifacts").as_uri()],
+        cwd=root, env=clean_env(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            with contextlib.suppress(OSError), urllib.request.urlopen(url + "/health", timeout=2) as response:
+                if response.status == 200:
+                    break
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(
+                    f"mlflow server did not start: {(root / 'server.log').read_text()[-2000:]}"
+                )
+            time.sleep(0.5)
+        yield url
+    finally:
+        proc.terminate()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=20)
+        if proc.poll() is None:
+            proc.kill()
+        log.close()
+
+
+def sweep(directory: Path, jobs: int = 1, timeout: float = 7200, **keys) -> list:
+    """Run one sweep to its end with one agent; return its Optuna trials."""
+    config = write_config(directory, **keys)
+    agent = start_agent(config, jobs=jobs, sample_every=None)
+    check_exit(agent, agent.wait(timeout), str(directory.name))
+    return optuna_trials(sqlite_url(directory / "out" / "optuna.db"))
+
+
+# ---- 1. early stopping ----------------------------------------------------------------------------
+
+
+def early(quick: bool) -> dict:
+    from mlflow.tracking import MlflowClient
+
+    variants = {"none": None, "median": {"pruner": "median", "options": {"n_startup_trials": 5}}}
+    variants["hyperband"] = {
+        "pruner": "hyperband",
+        "options": {"min_resource": 1, "max_resource": 30, "reduction_factor": 3},
+    }
+    results = {}
+    for name, early_stopping in variants.items():
+        with workdir(f"early-{name}") as directory:
+            keys = {
+                "command": f"python {CURVE} epochs=30 seconds_per_epoch=0.2",
+                "algorithm": "random",
+                "parameters": {
+                    "lr": {"low": 1e-4, "high": 1.0, "log": True},
+                    "dropout": {"low": 0.0, "high": 0.6},
+                },
+                "max_trials": 40,
+                "seed": 0,
+                "mlflow_storage": sqlite_url(directory / "mlflow.db"),
+                "spec": {"direction": "minimize", "metric": "val/loss"},
+            }
+            if early_stopping:
+                keys["early_stopping"] = {**early_stopping, "interval": 0.5}
+            began = time.monotonic()
+            trials = sweep(directory, jobs=2, **keys)
+            seconds = time.monotonic() - began
+            client = MlflowClient(tracking_uri=sqlite_url(directory / "mlflow.db"))
+            epochs = sum(
+                len(client.get_metric_history(t.user_attrs["mlflow_run_id"], "val/loss"))
+                for t in trials
+                if t.user_attrs.get("mlflow_run_id")
+            )
+            complete = [t.value for t in trials if t.state.name == "COMPLETE" and t.value is not None]
+            results[name] = {
+                "epochs": epochs,
+                "best": min(complete) if complete else None,
+                "pruned": sum(t.state.name == "PRUNED" for t in trials),
+                "complete": len(complete),
+                "seconds": round(seconds, 1),
+            }
+        print(f"early[{name}]: {results[name]}", flush=True)
+    base = results["none"]
+    for name in ("median", "hyperband"):
+        r = results[name]
+        r["epochs_share"] = r["epochs"] / base["epochs"] if base["epochs"] else None
+        r["best_gap"] = (r["best"] - base["best"]) / abs(base["best"]) if r["best"] and base["best"] else None
+    return results
+
+
+# ---- 2. sampler overhead --------------------------------------------------------------------------
+
+
+def bare_trial_seconds(server: str, client, experiment_id: str, n: int = 15) -> float:
+    """The command trial run bare (its run created beforehand, as the sweeper does)."""
+    durations = []
+    for _ in range(n):
+        run_id = client.create_run(experiment_id).info.run_id
+        env = clean_env({"MLFLOW_TRACKING_URI": server, "MLFLOW_RUN_ID": run_id})
+        began = time.perf_counter()
+        subprocess.run([PY, str(OBJECTIVE), "fn=branin", "x=1.0", "y=2.0"], env=env, check=True)
+        durations.append(time.perf_counter() - began)
+    return statistics.median(durations)
+
+
+def optuna_ask_tell(algorithm: str, n: int, directory: Path) -> list[float]:
+    """Optuna alone: ask + tell per trial with the same sampler on a fresh SQLite storage."""
+    import optuna
+
+    sys.path.insert(0, str(OBJECTIVE.parent))
+    from objective import branin
+
+    from mlflow_sweeper.algorithms import ALGORITHMS
+
+    sampler = ALGORITHMS[algorithm].sampler_class(seed=0)  # the class the sweeper uses
+    study = optuna.create_study(storage=sqlite_url(directory / f"anchor-{algorithm}.db"), sampler=sampler)
+    costs = []
+    for _ in range(n):
+        began = time.perf_counter()
+        trial = study.ask()
+        x = trial.suggest_float("x", -5.0, 10.0)
+        y = trial.suggest_float("y", 0.0, 15.0)
+        asked = time.perf_counter()
+        value = branin({"x": x, "y": y})
+        told = time.perf_counter()
+        study.tell(trial, value)
+        costs.append((asked - began) + (time.perf_counter() - told))
+    return costs
+
+
+def windows(values: list[float], size: int) -> list[float]:
+    return [statistics.median(values[i : i + size]) for i in range(0, len(values) - size + 1, size)]
+
+
+def overhead(quick: bool) -> dict:
+    import optuna
+    from mlflow.tracking import MlflowClient
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    n = 150 if quick else 1000
+    window = 25 if quick else 100
+    results = {}
+    with workdir("overhead") as root, tracking_server(root) as server:
+        client = MlflowClient(tracking_uri=server)
+        bare = bare_trial_seconds(server, client, client.create_experiment("bare"))
+        for algorithm in ("tpe", "cmaes", "gp"):
+            if algorithm == "gp" and not _has_torch():
+                results[algorithm] = {"skipped": "PyTorch not installed (pip install 'mlflow-sweeper[gp]')"}
+                continue
+            directory = root / algorithm
+            directory.mkdir()
+            trials = sweep(
+                directory,
+                command=f"python {OBJECTIVE} fn=branin",
+                algorithm=algorithm,
+                parameters=BRANIN,
+                max_trials=n,
+                seed=0,
+                mlflow_storage=server,
+                spec={"direction": "minimize", "metric": "value"},
+            )
+            starts = sorted(t.datetime_start.timestamp() for t in trials)
+            own = [max(0.0, b - a - bare) for a, b in zip(starts, starts[1:], strict=False)]
+            anchor = optuna_ask_tell(algorithm, n, root)
+            tail_own = statistics.median(own[-window:])
+            tail_anchor = statistics.median(anchor[-window:])
+            results[algorithm] = {
+                "trials": n,
+                "own_cost_at_end_ms": round(tail_own * 1000, 1),
+                "optuna_ask_tell_at_end_ms": round(tail_anchor * 1000, 1),
+                "ratio": round(tail_own / tail_anchor, 2) if tail_anchor else None,
+                "own_curve_ms": [round(v * 1000, 1) for v in windows(own, window)],
+                "optuna_curve_ms": [round(v * 1000, 1) for v in windows(anchor, window)],
+            }
+            print(f"overhead[{algorithm}]: {results[algorithm]}", flush=True)
+        results["bare_trial_ms"] = round(bare * 1000, 1)
+    return results
+
+
+def _has_torch() -> bool:
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+# ---- 3. samplers on Branin ------------------------------------------------------------------------
+
+
+def samplers(quick: bool) -> dict:
+    seeds = range(3 if quick else 5)
+    results = {}
+    with workdir("samplers") as root, tracking_server(root) as server:
+        for algorithm in SAMPLERS:
+            if algorithm == "gp" and not _has_torch():
+                results[algorithm] = {"skipped": "PyTorch not installed"}
+                continue
+            bests = []
+            for seed in seeds:
+                directory = root / f"{algorithm}-{seed}"
+                directory.mkdir()
+                trials = sweep(
+                    directory,
+                    command=f"python {OBJECTIVE} fn=branin",
+                    algorithm=algorithm,
+                    parameters=BRANIN,
+                    max_trials=50,
+                    seed=seed,
+                    mlflow_storage=server,
+                    sweep_name=f"{algorithm}_{seed}",
+                    spec={"direction": "minimize", "metric": "value"},
+                )
+                values = [t.value for t in trials if t.state.name == "COMPLETE"]
+                bests.append(min(values))
+            results[algorithm] = {
+                "median_best": round(statistics.median(bests), 4),
+                "gap_to_optimum": round(statistics.median(bests) - BRANIN_MIN, 4),
+                "bests": [round(b, 4) for b in bests],
+            }
+            print(f"samplers[{algorithm}]: {results[algorithm]}", flush=True)
+    return results
+
+
+# ---- the report ---------------------------------------------------------------------------------
+
+
+def write_results(mode: str, results: dict, before: str) -> Path:
+    info = machine()
+    lines = [
+        "# Search benchmarks",
+        "",
+        f"`python bench/search.py --{mode}`. Machine and versions:",
+        "",
+        "| | |",
+        "|---|---|",
+        *[f"| {k} | {v} |" for k, v in info.items()],
+        f"| load average (1, 5, 15 min) | before {before}; after {loadavg()} |",
+        "",
+    ]
+    if "early" in results:
+        r = results["early"]
+        lines += [
+            "## 1. Early stopping pays (40 random trials of examples/curve.py, 30 epochs each)",
+            "",
+            "| early stopping | epochs run | share of unpruned | best val/loss | gap to unpruned best "
+            "| pruned |",
+            "|---|---|---|---|---|---|",
+        ]
+        for name, v in r.items():
+            share = "1.00" if name == "none" else _fmt(v.get("epochs_share"))
+            gap = "-" if name == "none" else _pct(v.get("best_gap"))
+            lines.append(
+                f"| {name} | {v['epochs']} | {share} | {_fmt(v['best'], 4)} | {gap} | {v['pruned']} |"
+            )
+        lines += ["", "Goal: best within 0.5 % of the unpruned best with at most 40 % of the epochs.", ""]
+    if "overhead" in results:
+        r = results["overhead"]
+        lines += [
+            "## 2. Sampler overhead (one agent, -j 1, SQLite Optuna storage, MLflow server)",
+            "",
+            f"Bare trial (Python start + one REST call): {r.get('bare_trial_ms')} ms, "
+            "subtracted from each gap.",
+            "",
+            "| sampler | trials | sweeper's own cost per trial at the end | Optuna ask + tell at the end "
+            "| ratio |",
+            "|---|---|---|---|---|",
+        ]
+        for name, v in r.items():
+            if not isinstance(v, dict):
+                continue
+            if "skipped" in v:
+                lines.append(f"| {name} | - | skipped: {v['skipped']} | | |")
+                continue
+            lines.append(f"| {name} | {v['trials']} | {v['own_cost_at_end_ms']} ms | "
+                         f"{v['optuna_ask_tell_at_end_ms']} ms | {v['ratio']} |")  # fmt: skip
+        lines += ["", "Per-trial curves (median per window, ms):", ""]
+        for name, v in r.items():
+            if isinstance(v, dict) and "own_curve_ms" in v:
+                lines.append(f"- {name}: sweeper {v['own_curve_ms']}; Optuna {v['optuna_curve_ms']}")
+        lines += ["", "Goal: at most 1.2 x Optuna's own ask + tell.", ""]
+    if "samplers" in results:
+        r = results["samplers"]
+        lines += [
+            "## 3. Samplers on Branin (minimum 0.397887), best after 50 trials",
+            "",
+            "| algorithm | median best | gap to the optimum | per seed |",
+            "|---|---|---|---|",
+        ]
+        for name, v in r.items():
+            if "skipped" in v:
+                lines.append(f"| {name} | skipped: {v['skipped']} | | |")
+            else:
+                lines.append(f"| {name} | {v['median_best']} | {v['gap_to_optimum']} | {v['bests']} |")
+        lines.append("")
+    lines += ["## Raw figures", "", "```json", json.dumps(results, indent=1), "```", ""]
+    path = BENCH / "SEARCH.md"
+    path.write_text("\n".join(lines))
+    return path
+
+
+def _fmt(value, digits: int = 2) -> str:
+    return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.{digits}f}"
+
+
+def _pct(value) -> str:
+    return "-" if value is None else f"{value * 100:+.2f} %"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    mode = parser.add_mutually_exclusive_group(required=True)
+    mode.add_argument("--quick", action="store_true")
+    mode.add_argument("--full", action="store_true")
+    parser.add_argument("--only", default="early,overhead,samplers")
+    args = parser.parse_args()
+    before = loadavg()
+    benchmarks = {"early": early, "overhead": overhead, "samplers": samplers}
+    results = {}
+    for name in args.only.split(","):
+        results[name.strip()] = benchmarks[name.strip()](args.quick)
+    path = write_results("quick" if args.quick else "full", results, before)
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
