@@ -171,16 +171,21 @@ class SweepSession:
     def _retry_failed(self) -> None:
         """`--retry-failed`: every point that failed for good is queued again with a fresh set of
         attempts, under the same parent (which is RUNNING again until they end)."""
+        failed = self._requeue_failed_for_good()
+        if failed:
+            numbers = ", ".join(str(t.number) for t in failed)
+            self.report(f"{self.config.identity}: retrying {len(failed)} failed point(s) (trials {numbers})")
+
+    def _requeue_failed_for_good(self) -> list[FrozenTrial]:
+        """Queue every point that failed for good again, attempt 1; the failed trials."""
         failed = [t for t in self.study.failed_for_good(self.study.trials()) if t.state == TrialState.FAIL]
         for trial in failed:
-            self.study.requeue(
-                dict(trial.params), int(trial.system_attrs[SLOT]), 1, trial.user_attrs.get(RUN_ATTR)
-            )
+            slot, old_run = int(trial.system_attrs[SLOT]), trial.user_attrs.get(RUN_ATTR)
+            self.study.requeue(dict(trial.params), slot, 1, old_run)
         if failed:
             with self.lock:
                 self.progress.failed = max(0, self.progress.failed - len(failed))
-            numbers = ", ".join(str(t.number) for t in failed)
-            self.report(f"{self.config.identity}: retrying {len(failed)} failed point(s) (trials {numbers})")
+        return failed
 
     # ---- workers ---------------------------------------------------------------------------------
 
@@ -255,6 +260,8 @@ class SweepSession:
         stop = fail_fast_reason(self.study.trials(), self.config.fail_fast)
         if stop and self.result.error is None:
             self.result.error = f"{self.config.identity}: {stop}"
+            # Nothing has worked yet: the points failed so far keep their attempts for the resume.
+            self._requeue_failed_for_good()
             self.report(self.result.error)
 
     # ---- the end of the sweep --------------------------------------------------------------------
