@@ -473,3 +473,32 @@ def test_delete_purge_leaves_no_run_folders_under_mlruns(tmp_path, mlflow_templa
     result = run_cli("delete", config, "--yes", "--purge", cwd=tmp_path)
     assert result.returncode == 0, output(result)
     assert [p for p in (tmp_path / "mlruns").glob("*/*") if p.is_dir()] == []
+
+
+# ---- a git project: fetched once per agent ------------------------------------------------------
+
+
+def test_git_project_is_fetched_once_per_agent_not_per_trial(tmp_path, mlflow_template):
+    repo = tmp_path / "repo"
+    shutil.copytree(PROJECT_REAL, repo, ignore=shutil.ignore_patterns("__pycache__"))
+    for args in (
+        ("init", "-q", "-b", "main"),
+        ("add", "-A"),
+        ("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "init"),
+    ):
+        subprocess.run(["git", *args], cwd=repo, check=True, capture_output=True, timeout=60)
+    uri = "https://git.example.invalid/team/project.git"  # served from `repo`, no network
+    trace = tmp_path / "git-trace.txt"
+    env = {
+        "GIT_CONFIG_COUNT": "1",
+        "GIT_CONFIG_KEY_0": f"url.file://{repo}.insteadOf",
+        "GIT_CONFIG_VALUE_0": uri,
+        "GIT_TRACE": str(trace),
+    }
+    config = config_file(tmp_path / "conf", mlflow_template, project=uri, parameters={"alpha": [0.1, 0.2]})
+    result = run_cli("sweep", config, cwd=tmp_path, env=env)
+    assert result.returncode == 0, output(result)
+    runs = trial_runs(f"sqlite:///{tmp_path / 'conf' / 'mlflow.db'}")
+    assert len(runs) == 2 and all(r.info.status == "FINISHED" for r in runs)
+    fetches = [line for line in trace.read_text().splitlines() if "built-in: git fetch" in line]
+    assert len(fetches) == 1, fetches
