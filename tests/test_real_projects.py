@@ -502,3 +502,30 @@ def test_git_project_is_fetched_once_per_agent_not_per_trial(tmp_path, mlflow_te
     assert len(runs) == 2 and all(r.info.status == "FINISHED" for r in runs)
     fetches = [line for line in trace.read_text().splitlines() if "built-in: git fetch" in line]
     assert len(fetches) == 1, fetches
+
+
+def test_fail_fast_counts_the_first_trials_by_number_across_agents():
+    from optuna.trial import TrialState, create_trial
+
+    from mlflow_sweeper.agent.fail_fast import fail_fast_reason
+
+    def trial(number: int, state: TrialState, reason: str = "the run failed (exit code 1)"):
+        made = create_trial(
+            state=TrialState.FAIL if state == TrialState.RUNNING else state,
+            value=1.0 if state == TrialState.COMPLETE else None,
+            system_attrs={"sweeper:slot": number},
+            user_attrs={"fail_reason": reason},
+        )
+        made.number, made.state = number, state
+        return made
+
+    fail, running, done = TrialState.FAIL, TrialState.RUNNING, TrialState.COMPLETE
+    assert "the first 2 trials all failed" in fail_fast_reason([trial(0, fail), trial(1, fail)], 2)
+    assert fail_fast_reason([trial(0, fail), trial(1, fail)], 0) is None  # off
+    assert fail_fast_reason([trial(0, fail)], 2) is None  # not enough trials yet
+    assert fail_fast_reason([trial(0, running), trial(1, fail), trial(2, fail)], 2) is None
+    queued_retry = trial(1, TrialState.WAITING)  # not started: does not count
+    assert fail_fast_reason([trial(0, fail), queued_retry, trial(2, fail)], 2) is not None
+    assert fail_fast_reason([trial(0, fail), trial(1, fail), trial(2, done)], 2) is None
+    cancelled = trial(1, fail, "interrupted (Ctrl-C or SIGTERM)")
+    assert fail_fast_reason([trial(0, fail), cancelled], 2) is None
