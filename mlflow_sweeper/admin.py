@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import shutil
 from collections import Counter
@@ -16,7 +17,7 @@ from .algorithms import PointSource
 from .config import SweepConfig
 from .coordination import RUN_ATTR, SweepStudy, agent_id, study_names
 from .errors import NoSuchSweep
-from .record import Recorder
+from .record import Recorder, current_run_id
 from .report.objectives import objectives_of
 from .storages import exists as storage_exists
 from .storages import (
@@ -27,6 +28,7 @@ from .storages import (
     probe_optuna_storage,
     retry,
 )
+from .tracking_store import sweep_tracking_uri
 
 log = logging.getLogger(__name__)
 
@@ -44,10 +46,10 @@ def _open_study(config: SweepConfig) -> SweepStudy | None:
     return study if study.find() else None
 
 
-def _open_recorder(config: SweepConfig) -> Recorder | None:
-    import mlflow
-
-    uri = config.mlflow_storage or mlflow.get_tracking_uri()
+def _open_recorder(config: SweepConfig, study: SweepStudy | None) -> Recorder | None:
+    """The sweep's MLflow side, in the store its agents used (recorded in the study when the
+    config names none), never created here."""
+    uri = sweep_tracking_uri(config, study)
     if _file_backed_storage_missing(uri):
         return None
     probe_mlflow_storage(uri)
@@ -72,6 +74,7 @@ class DeleteResult:
 def delete_sweep(config: SweepConfig, purge: bool = False) -> DeleteResult:
     study_deleted = False
     study = _open_study(config)
+    recorder = _open_recorder(config, study)  # before the study (and its recorded store) is gone
     if study is not None:
         for name in study_names(config.identity):
             try:
@@ -81,9 +84,9 @@ def delete_sweep(config: SweepConfig, purge: bool = False) -> DeleteResult:
             retry(lambda s=study_id: study.storage.delete_study(s), f"delete study {name}")
             study_deleted = True
     runs_deleted = 0
-    recorder = _open_recorder(config)
     if recorder is not None:
         runs = recorder.sweep_runs(ViewType.ALL if purge else ViewType.ACTIVE_ONLY, everywhere=True)
+        runs = [run for run in runs if run.info.run_id != current_run_id()]
         can_purge = purge and compat.can_hard_delete(recorder.client)
         if purge and not can_purge:
             log.warning(
@@ -97,6 +100,7 @@ def delete_sweep(config: SweepConfig, purge: bool = False) -> DeleteResult:
                 retry(lambda r=run_id: recorder.client.delete_run(r), "delete run")
             if can_purge:
                 _delete_artifacts(run.info.artifact_uri)
+                _remove_empty_run_dir(run.info.artifact_uri, run_id)
                 retry(lambda r=run_id: compat.hard_delete_run(recorder.client, r), "purge run")
             runs_deleted += 1
         purge = can_purge
@@ -111,6 +115,22 @@ def _delete_artifacts(artifact_uri: str) -> None:
         get_artifact_repository(artifact_uri).delete_artifacts()
     except Exception as exc:  # noqa: BLE001 - the run itself is still purged
         log.debug("could not delete artifacts at %s: %s", artifact_uri, exc)
+
+
+def _remove_empty_run_dir(artifact_uri: str, run_id: str) -> None:
+    """A purged run leaves no empty folder behind in a local artifact store (`mlruns/<exp>/<run>`)."""
+    from mlflow.utils.uri import is_local_uri
+
+    if not is_local_uri(artifact_uri):
+        return
+    from mlflow.utils.file_utils import local_file_uri_to_path
+
+    artifacts = Path(local_file_uri_to_path(artifact_uri))
+    shutil.rmtree(artifacts, ignore_errors=True)
+    run_dir = artifacts.parent
+    if run_dir.name == run_id:
+        with contextlib.suppress(OSError):  # not empty (a file store's own files): left alone
+            run_dir.rmdir()
 
 
 def sweep_status_data(config: SweepConfig) -> dict:
@@ -148,7 +168,7 @@ def sweep_status_data(config: SweepConfig) -> dict:
         0, entry["budget"] - entry["done"] - entry["failed"] - entry["pruned"] - entry["running"]
     )
     parent = entry["parent_run_id"] = study.parent_run_id()
-    recorder = _open_recorder(config)
+    recorder = _open_recorder(config, study)
     if parent and recorder is not None:
         try:
             entry["parent_status"] = recorder.client.get_run(parent).info.status
@@ -219,7 +239,7 @@ def sweep_report(config: SweepConfig, out_dir: str | Path | None, log_it: bool):
     if not log_it:
         return report, None
     parent = study.parent_run_id()
-    recorder = _open_recorder(config)
+    recorder = _open_recorder(config, study)
     if not parent or recorder is None:
         raise NoSuchSweep(f"{config.identity}: the sweep has no parent run in MLflow to log the report to")
     return report, log_report(recorder.client, parent, report)

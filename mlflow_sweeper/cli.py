@@ -76,7 +76,12 @@ def main() -> None:
     "--count", type=click.IntRange(min=1), default=None, help="Stop after this agent has started N trials."
 )
 @click.option("--quiet", "-q", is_flag=True, help="Print only the summary: no progress bar, no trial events.")
-def sweep(configs: tuple[str, ...], n_jobs: int, count: int | None, quiet: bool) -> None:
+@click.option(
+    "--retry-failed",
+    is_flag=True,
+    help="Run the points that failed after all retries again, with a fresh set of attempts.",
+)
+def sweep(configs: tuple[str, ...], n_jobs: int, count: int | None, quiet: bool, retry_failed: bool) -> None:
     """Run the sweeps of CONFIG files (or comma-separated lists), one after another.
 
     Several agents may run the same config at once, on one machine or many.
@@ -87,7 +92,7 @@ def sweep(configs: tuple[str, ...], n_jobs: int, count: int | None, quiet: bool)
 
     def action() -> int:
         loaded = load_configs(list(configs))
-        agent = Agent(n_jobs=n_jobs, count=count, reporter=Reporter(quiet=quiet))
+        agent = Agent(n_jobs=n_jobs, count=count, reporter=Reporter(quiet=quiet), retry_failed=retry_failed)
         agent.install_signal_handlers()
         try:
             return agent.run(loaded)
@@ -105,6 +110,7 @@ def delete(configs: tuple[str, ...], yes: bool, purge: bool) -> None:
     """Delete the sweeps of CONFIG files from both storages (Optuna study and MLflow runs)."""
     from .admin import delete_sweep
     from .config import load_configs
+    from .record import end_admin_run
 
     def action() -> int:
         loaded = load_configs(list(configs))
@@ -121,6 +127,7 @@ def delete(configs: tuple[str, ...], yes: bool, purge: bool) -> None:
                 return EXIT_USAGE
         for config in loaded:
             click.echo(delete_sweep(config, purge=purge).message())
+        end_admin_run([c.identity for c in loaded], "delete")
         return 0
 
     _guarded(action)
@@ -133,14 +140,16 @@ def status(configs: tuple[str, ...], as_json: bool) -> None:
     """Print each sweep's progress, best trial and parent run."""
     from .admin import sweep_status, sweep_status_data
     from .config import load_configs
+    from .record import end_admin_run
 
     def action() -> int:
         loaded = load_configs(list(configs))
         if as_json:
             click.echo(json.dumps({"sweeps": [sweep_status_data(config) for config in loaded]}))
-            return 0
-        for config in loaded:
-            click.echo(sweep_status(config))
+        else:
+            for config in loaded:
+                click.echo(sweep_status(config))
+        end_admin_run([c.identity for c in loaded], "status")
         return 0
 
     _guarded(action)

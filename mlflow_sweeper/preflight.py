@@ -483,4 +483,26 @@ def preflight(config: Any, source: ProjectSource | None = None) -> CheckedProjec
     if config.command is not None:
         check_command(config)
         return None
-    return check_project(config, source)
+    conditional = getattr(config.space, "conditional_names", lambda: [])()
+    return check_project(config, source, optional=conditional)
+
+
+def preflight_all(configs: Iterable[Any]) -> dict[int, CheckedProject | None]:
+    """Every config checked before any sweep starts (one bad file stops the agent before it
+    writes anything); the checked projects keyed by `id(config)`. On a failure, the projects
+    already fetched are released before the error propagates."""
+    checked: dict[int, CheckedProject | None] = {}
+    try:
+        for config in configs:
+            checked[id(config)] = preflight(config)
+    except BaseException:
+        release(checked.values())
+        raise
+    return checked
+
+
+def release(checked: Iterable[CheckedProject | None]) -> None:
+    """Remove every fetched project copy (once per agent, when it ends)."""
+    for project in checked:
+        if project is not None:
+            project.source.close()

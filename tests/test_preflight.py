@@ -341,16 +341,16 @@ def test_env_manager_local_needs_no_tool(project):
 
 
 def test_command_placeholder_naming_no_parameter_is_a_config_error(tmp_path):
-    config = config_for(
-        tmp_path,
-        entry_point=None,
-        command=f"python {PROJECT_REAL / 'flags.py'} --lr {{lrr}}",
-        parameters={"lr": [0.1], "epochs": 2},
-    )
-    with pytest.raises(ConfigError) as info:
-        preflight(config)
+    with pytest.raises(ConfigError) as info:  # refused when the config is read
+        config_for(
+            tmp_path,
+            entry_point=None,
+            command=f"python {PROJECT_REAL / 'flags.py'} --lr {{lrr}}",
+            parameters={"lr": [0.1], "epochs": 2},
+        )
     assert info.value.exit_code == EXIT_USAGE
-    assert str(info.value).startswith(f"{config.path}: command: placeholder '{{lrr}}' names no parameter")
+    path = tmp_path / "sweep.yaml"
+    assert str(info.value).startswith(f"{path.resolve()}: command: placeholder '{{lrr}}' names no parameter")
     assert "did you mean '{lr}'?" in str(info.value)
 
 

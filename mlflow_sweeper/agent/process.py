@@ -10,14 +10,22 @@ from ..config import SweepConfig
 from ..coordination import agent_id
 from ..errors import EXIT_INTERRUPTED, EXIT_OK
 from ..launch import kill_tree
+from ..preflight import CheckedProject, preflight_all, release
 from ..progress import Reporter
 from .session import SweepSession
 
 
 class Agent:
-    def __init__(self, n_jobs: int = 1, count: int | None = None, reporter: Reporter | None = None):
+    def __init__(
+        self,
+        n_jobs: int = 1,
+        count: int | None = None,
+        reporter: Reporter | None = None,
+        retry_failed: bool = False,
+    ):
         self.n_jobs = max(1, n_jobs)
         self.count = count
+        self.retry_failed = retry_failed  # points that failed for good get a fresh set of attempts
         self.started = 0
         self.reporter = reporter or Reporter()
         self.stop = threading.Event()
@@ -42,12 +50,22 @@ class Agent:
         signal.signal(signal.SIGTERM, handler)
 
     def run(self, configs: list[SweepConfig]) -> int:
-        """Each sweep in turn; the worst exit code, or 130 at once when interrupted."""
+        """Each sweep in turn; the worst exit code, or 130 at once when interrupted.
+
+        Every config's project is checked first, before any storage is touched (a bad project
+        exits 2 with nothing written); a git project is fetched here, once for the whole agent."""
+        checked = preflight_all(configs)
+        try:
+            return self._run_checked(configs, checked)
+        finally:
+            release(checked.values())
+
+    def _run_checked(self, configs: list[SweepConfig], checked: dict[int, CheckedProject | None]) -> int:
         code = EXIT_OK
         for config in configs:
             if self.stop.is_set():
                 return EXIT_INTERRUPTED
-            result = SweepSession.open(self, config).run()
+            result = SweepSession.open(self, config, checked.get(id(config))).run()
             if result.interrupted:
                 return EXIT_INTERRUPTED
             code = max(code, result.exit_code)

@@ -12,14 +12,23 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from optuna.trial import TrialState
+
 from ..algorithms import PointSource
 from ..config import SweepConfig
-from ..coordination import SweepStudy, Work
+from ..coordination import RUN_ATTR, SweepStudy, Work
+from ..coordination.names import SLOT
 from ..launch import Launcher, make_launcher
 from ..progress import SweepProgress
 from ..record import Recorder, tag_agent_run
+from ..storages import (
+    exists as storage_exists,
+)
 from ..storages import open_mlflow_tracking, open_optuna_storage, probe_mlflow_storage, probe_optuna_storage
+from ..tracking_store import explicit_tracking_uri, record_tracking_uri, sweep_tracking_uri
+from ..trial_log import indented_tail
 from .closing import CloseContext, close_sweep
+from .fail_fast import fail_fast_reason
 from .maintenance import maintain, requeue_lost
 from .result import SweepResult, describe_failures
 from .trial import StopRequested, TrialExecution
@@ -27,6 +36,7 @@ from .trial import StopRequested, TrialExecution
 if TYPE_CHECKING:
     from optuna.trial import FrozenTrial
 
+    from ..preflight import CheckedProject
     from .process import Agent
 
 log = logging.getLogger(__name__)
@@ -59,25 +69,38 @@ class SweepSession:
         self.running: dict[int, TrialExecution] = {}  # by Optuna trial id
         self.lock = threading.Lock()
         self.done = threading.Event()  # set when the workers are gone: maintenance stops
+        self.checked: CheckedProject | None = None  # the entry point's project, as checked
 
     @classmethod
-    def open(cls, agent: Agent, config: SweepConfig) -> SweepSession:
-        """Probe both storages, find or create the study and its parent run, check for drift."""
-        import mlflow
+    def open(cls, agent: Agent, config: SweepConfig, checked: CheckedProject | None = None) -> SweepSession:
+        """Probe both storages, find or create the study and its parent run, check for drift.
 
-        tracking_uri = config.mlflow_storage or mlflow.get_tracking_uri()
+        The MLflow storage is the config's, else MLFLOW_TRACKING_URI, else the one recorded in the
+        sweep's study by its first agent, else MLflow's default (then recorded for the others)."""
         # Both storages must answer before either is created or written.
         probe_optuna_storage(config.optuna_storage)
+        storage = study = None
+        found = False
+        if explicit_tracking_uri(config) is None and storage_exists(config.optuna_storage):
+            storage = open_optuna_storage(config.optuna_storage)
+            study = SweepStudy(storage, config, PointSource(config), agent.agent)
+            found = study.find()
+        tracking_uri = sweep_tracking_uri(config, study if found else None)
         probe_mlflow_storage(tracking_uri)
-        storage = open_optuna_storage(config.optuna_storage)
-        study = SweepStudy(storage, config, PointSource(config), agent.agent)
-        if study.find():
+        if study is None:
+            storage = open_optuna_storage(config.optuna_storage)
+            study = SweepStudy(storage, config, PointSource(config), agent.agent)
+            found = study.find()
+        if found:
             study.check_drift()  # before anything is written for this config
         client = open_mlflow_tracking(tracking_uri)
         recorder = Recorder(client, config)
         parent_id = study.create_or_attach(recorder.create_parent, recorder.parent_state)
-        tag_agent_run(config, parent_id, recorder.experiment_id, client.tracking_uri)
-        launcher = make_launcher(config, client.tracking_uri, config.log_dir)
+        record_tracking_uri(study, tracking_uri)
+        hint = tag_agent_run(config, parent_id, recorder.experiment_id, client.tracking_uri)
+        if hint:
+            agent.reporter.event(hint)
+        launcher = make_launcher(config, client.tracking_uri, config.log_dir, checked)
         tallies = study.progress()
         progress = SweepProgress(
             name=config.identity,
@@ -88,7 +111,9 @@ class SweepSession:
         )
         if tallies.best is not None:
             progress.best = tallies.best.value
-        return cls(agent, config, study, recorder, parent_id, launcher, progress)
+        session = cls(agent, config, study, recorder, parent_id, launcher, progress)
+        session.checked = checked
+        return session
 
     # ---- the session -----------------------------------------------------------------------------
 
@@ -96,18 +121,14 @@ class SweepSession:
         self.agent.reporter.event(message)
 
     def run(self) -> SweepResult:
+        if self.agent.retry_failed:
+            self._retry_failed()
         if self.study.is_finished() and not requeue_lost(self):
             self.report(f"{self.config.identity}: already complete, nothing to run")
             return self.finish()
         if self.study.is_closed():
             self.study.reopen()  # more to run (a raised budget or retries): a new close is owed
         self.recorder.set_parent_status(self.parent_id, finished=False)
-        try:
-            self.launcher.prepare()
-        except Exception as exc:  # noqa: BLE001 - a bad project or entry point
-            self.result.error = f"cannot launch trials of {self.config.identity}: {exc}"
-            self.report(self.result.error)
-            return self.result
         self.report(
             f"{self.config.identity}: parent run {self.parent_id}, {self.study.budget} trials in the budget, "
             f"{self.progress.done} done, up to {self.agent.n_jobs} at once"
@@ -146,6 +167,25 @@ class SweepSession:
                     worker.join(timeout=0.2)
         finally:
             self.agent.workers_active = False
+
+    def _retry_failed(self) -> None:
+        """`--retry-failed`: every point that failed for good is queued again with a fresh set of
+        attempts, under the same parent (which is RUNNING again until they end)."""
+        failed = self._requeue_failed_for_good()
+        if failed:
+            numbers = ", ".join(str(t.number) for t in failed)
+            self.report(f"{self.config.identity}: retrying {len(failed)} failed point(s) (trials {numbers})")
+
+    def _requeue_failed_for_good(self) -> list[FrozenTrial]:
+        """Queue every point that failed for good again, attempt 1; the failed trials."""
+        failed = [t for t in self.study.failed_for_good(self.study.trials()) if t.state == TrialState.FAIL]
+        for trial in failed:
+            slot, old_run = int(trial.system_attrs[SLOT]), trial.user_attrs.get(RUN_ATTR)
+            self.study.requeue(dict(trial.params), slot, 1, old_run)
+        if failed:
+            with self.lock:
+                self.progress.failed = max(0, self.progress.failed - len(failed))
+        return failed
 
     # ---- workers ---------------------------------------------------------------------------------
 
@@ -209,6 +249,20 @@ class SweepSession:
     def count_failed(self) -> None:
         with self.lock:
             self.progress.failed += 1
+
+    def trial_failed(self, trial: TrialExecution) -> None:
+        """After a failed attempt: the log's tail on the console on the point's first failure (once
+        per failing point, however many retries follow), then the `fail_fast` check."""
+        if trial.work.attempt == 1:
+            tail = indented_tail(trial.log_path)
+            if tail:
+                self.report(f"trial {trial.work.number}: last lines of {trial.log_path}:\n{tail}")
+        stop = fail_fast_reason(self.study.trials(), self.config.fail_fast)
+        if stop and self.result.error is None:
+            self.result.error = f"{self.config.identity}: {stop}"
+            # Nothing has worked yet: the points failed so far keep their attempts for the resume.
+            self._requeue_failed_for_good()
+            self.report(self.result.error)
 
     # ---- the end of the sweep --------------------------------------------------------------------
 

@@ -35,12 +35,20 @@ class RecordedRuns:
     Remembers the run id, so a launch that fails after the run exists still ends that run.
     """
 
-    def __init__(self, recorder: Recorder, study: SweepStudy, parent_id: str, work: Work, params: dict):
+    def __init__(
+        self,
+        recorder: Recorder,
+        study: SweepStudy,
+        parent_id: str,
+        work: Work,
+        params: dict,
+        logged: dict | None = None,
+    ):
         self.recorder = recorder
         self.study = study
         self.parent_id = parent_id
         self.work = work
-        self.params = params
+        self.params = logged if logged is not None else params  # what the run records
         self.run_id: str | None = None
 
     def create(self, tags: dict[str, str]) -> str:
@@ -69,7 +77,11 @@ class TrialExecution:
         self.session = session
         self.work = work
         self.params = {**work.params, **session.config.space.fixed}
-        self.runs = RecordedRuns(session.recorder, session.study, session.parent_id, work, self.params)
+        checked = getattr(session, "checked", None)  # the entry point's full parameter set is logged
+        logged = checked.logged_parameters(self.params) if checked is not None else None
+        self.runs = RecordedRuns(
+            session.recorder, session.study, session.parent_id, work, self.params, logged
+        )
 
     @property
     def run_id(self) -> str | None:
@@ -188,6 +200,7 @@ class TrialExecution:
         session.report(
             f"trial {self.work.number} failed (run {run_id}): {outcome.reason}; {then}; log: {self.log_path}"
         )
+        session.trial_failed(self)
 
     def _settle_cancelled(self, outcome: Outcome) -> None:
         """The run is KILLED, the point re-queued without counting an attempt."""

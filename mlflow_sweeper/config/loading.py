@@ -161,12 +161,22 @@ def _failure_handling(values: Values) -> dict[str, Any]:
     return {name: values[name] for name in ("max_retries", "stale_after", "trial_timeout", "fail_fast")}
 
 
+def _check_placeholders(values: Values, config: SweepConfig) -> None:
+    """Every `{name}` placeholder of `command` names a parameter of the space."""
+    from ..command_line import command_problem
+
+    if config.command is not None:
+        problem = command_problem(config.command, [*config.space.axes, *config.space.fixed])
+        if problem:
+            raise values.fail("command", problem)
+
+
 def load_config(path_text: str | os.PathLike[str]) -> SweepConfig:
     """Read, validate and resolve one config file. Raises ConfigError; writes nothing."""
     path = Path(path_text).expanduser()
     data = read_yaml(path)
     values = Values(Where(path.resolve()), data)
-    return SweepConfig(
+    config = SweepConfig(
         path=values.where.path,
         **_identity(values),
         **_trial(values),
@@ -176,6 +186,8 @@ def load_config(path_text: str | os.PathLike[str]) -> SweepConfig:
         **_failure_handling(values),
         raw=data,
     )
+    _check_placeholders(values, config)
+    return config
 
 
 def load_configs(paths: list[str]) -> list[SweepConfig]:

@@ -38,6 +38,7 @@ class BackendLauncher(Launcher):
     def launch(self, request: TrialRequest) -> TrialHandle:
         import mlflow.projects
 
+        self.ensure_prepared()
         submitted = mlflow.projects.run(
             uri=self.config.project,
             entry_point=self.config.entry_point,

@@ -8,13 +8,18 @@ hands it to `runs.adopt`, which nests and tags it. The agent never needs to know
 
 from __future__ import annotations
 
+import threading
 import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
+from ..command_line import value_text
 from ..config import SweepConfig
+
+if TYPE_CHECKING:
+    from ..preflight import CheckedProject
 
 
 def trial_log_name(number: int) -> str:
@@ -78,13 +83,27 @@ class TrialHandle(ABC):
 class Launcher(ABC):
     """Starts the trials of one sweep."""
 
-    def __init__(self, config: SweepConfig, tracking_uri: str, log_dir: Path):
+    def __init__(
+        self, config: SweepConfig, tracking_uri: str, log_dir: Path, checked: CheckedProject | None = None
+    ):
         self.config = config
         self.tracking_uri = tracking_uri
         self.log_dir = log_dir
+        self.checked = checked  # the project as the agent's checks loaded it (entry_point trials)
+        self._prepared = False
+        self._prepare_lock = threading.Lock()
 
     def prepare(self) -> None:
-        """Once per sweep, before the first trial (fetch a project, check it)."""
+        """Once per sweep, before the first trial (build the environment). The project was checked
+        before anything was written; what fails here is a launch failure (exit 1)."""
+
+    def ensure_prepared(self) -> None:
+        """`prepare` once, by the first trial that needs it (so a failure is that trial's launch
+        failure, with its run ended and its point re-queued)."""
+        with self._prepare_lock:
+            if not self._prepared:
+                self.prepare()
+                self._prepared = True
 
     @abstractmethod
     def launch(self, request: TrialRequest) -> TrialHandle:
@@ -92,6 +111,6 @@ class Launcher(ABC):
         `request.runs`. May raise (a bad entry point, a backend refusing the job)."""
 
 
-def text(value) -> str:
-    """Parameter values as the trial sees them: YAML's true/false/null spelled as Python would."""
-    return str(value)
+def text(value: Any) -> str:
+    """Parameter values as the trial sees them (one rule, in `command_line.value_text`)."""
+    return value_text(value)

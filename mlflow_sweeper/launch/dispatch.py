@@ -4,12 +4,16 @@ backend registry. A new launch backend is one `Launcher` subclass and one line h
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..config import SweepConfig
 from .backend import BackendLauncher
 from .base import Launcher
 from .command import CommandLauncher
 from .local_project import LocalProjectLauncher
+
+if TYPE_CHECKING:
+    from ..preflight import CheckedProject
 
 COMMAND = "command"
 
@@ -26,5 +30,7 @@ def launcher_class(config: SweepConfig) -> type[Launcher]:
     return LAUNCHERS.get((mode, config.backend)) or LAUNCHERS[(mode, None)]
 
 
-def make_launcher(config: SweepConfig, tracking_uri: str, log_dir: Path) -> Launcher:
-    return launcher_class(config)(config, tracking_uri, log_dir)
+def make_launcher(
+    config: SweepConfig, tracking_uri: str, log_dir: Path, checked: CheckedProject | None = None
+) -> Launcher:
+    return launcher_class(config)(config, tracking_uri, log_dir, checked)

@@ -4,6 +4,9 @@ MLflow Projects computes the entry point's command, its quoted parameters and it
 (virtualenv, uv, conda); the agent starts that command in a new session, so a trial costs what
 the bare command costs (no second `mlflow run` process) and its whole process tree can be
 cancelled. The run is created by the agent with the tags MLflow Projects would give it.
+
+The project is the one the agent's checks loaded (a git URI fetched once per agent); `path`
+parameters resolve against it, and with `env_manager: local` the trial's `python` is the agent's.
 """
 
 from __future__ import annotations
@@ -13,24 +16,24 @@ import tempfile
 from pathlib import Path
 
 from .. import compat
+from ..preflight import ProjectSource, check_project, trial_env_path
 from .base import Launcher, TrialHandle, TrialRequest, text
 from .process import ProcessHandle, popen, run_env
 
 
 class LocalProjectLauncher(Launcher):
-    def __init__(self, config, tracking_uri, log_dir):
-        super().__init__(config, tracking_uri, log_dir)
+    def __init__(self, config, tracking_uri, log_dir, checked=None):
+        super().__init__(config, tracking_uri, log_dir, checked)
         self.work_dir: str | None = None
         self.project = None
         self.env_prefix: list[str] = []
         self.run_tags: dict[str, str] = {}
 
     def prepare(self) -> None:
-        self.work_dir = compat.fetch_project(self.config.project, self.config.entry_point)
-        self.project = compat.load_project(self.work_dir)
-        self.project.get_entry_point(self.config.entry_point)  # raises for an unknown entry point
-        if self.project.docker_env:
-            raise ValueError("docker_env projects are not supported on the local backend yet")
+        if self.checked is None:  # a launcher built without the agent's checks: check now
+            self.checked = check_project(self.config, ProjectSource(self.config.project))
+        self.work_dir = self.checked.work_dir
+        self.project = self.checked.project
         self.env_prefix = self._environment_prefix()
         self.run_tags = self._project_tags()
 
@@ -63,13 +66,17 @@ class LocalProjectLauncher(Launcher):
         return compat.conda_activate_command(self.project.env_config_path)
 
     def launch(self, request: TrialRequest) -> TrialHandle:
-        entry = self.project.get_entry_point(self.config.entry_point)
+        self.ensure_prepared()
+        entry = self.checked.entry_point
+        params = self.checked.trial_parameters(request.params)
         storage_dir = Path(tempfile.mkdtemp(prefix="mlflow-sweeper-"))
         run_id = request.runs.create(self.run_tags)
         try:
-            command = entry.compute_command({k: text(v) for k, v in request.params.items()}, str(storage_dir))
+            command = entry.compute_command({k: text(v) for k, v in params.items()}, str(storage_dir))
             command = " && ".join([*self.env_prefix, command])
             env = run_env(run_id, self.tracking_uri, request.experiment_id)
+            if self.config.env_manager == "local":
+                env = trial_env_path(env)
             process, log_file = popen(
                 ["bash", "-c", command], self.work_dir, env, self.log_dir / request.log_name
             )

@@ -12,6 +12,7 @@ from typing import IO
 
 import psutil
 
+from ..trial_log import log_header
 from .base import TrialHandle
 
 CANCEL_GRACE_SECONDS = 5.0
@@ -71,9 +72,12 @@ def kill_tree(pid: int, grace: float = CANCEL_GRACE_SECONDS) -> None:
 
 
 def popen(argv: list[str], cwd: str, env: dict[str, str], log_path: Path) -> tuple[subprocess.Popen, IO]:
-    """Start a trial in a new session (so its tree can be killed), output to its log file."""
+    """Start a trial in a new session (so its tree can be killed), output to its log file, which
+    starts with the command line and working directory (a failed trial's log explains itself)."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
     log_file = open(log_path, "wb")  # noqa: SIM115 - closed by the handle
+    log_file.write(log_header(argv, cwd).encode("utf-8", errors="replace"))
+    log_file.flush()
     process = subprocess.Popen(
         argv,
         cwd=cwd,

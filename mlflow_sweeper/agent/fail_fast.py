@@ -1,0 +1,44 @@
+"""`fail_fast`: a sweep whose first trials all fail stops starting trials, instead of running
+every point 1 + max_retries times before the user learns that nothing works.
+
+A pure function of the trial list, so it counts across agents: the first `limit` trials of the
+sweep (started ones, by trial number; every attempt counts, trials interrupted by Ctrl-C do not)
+have all ended FAIL, and no trial has completed yet. The sweep stays resumable.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from optuna.trial import FrozenTrial, TrialState
+
+from ..coordination.names import REASON, SLOT
+
+INTERRUPTED_PREFIX = "interrupted"  # the reason of a trial cancelled by Ctrl-C (see outcome.classify)
+
+
+def _counts(trial: FrozenTrial) -> bool:
+    """A started trial of a point (a queued re-run has not started), not cancelled by Ctrl-C (a
+    cancellation says nothing about the project)."""
+    if SLOT not in trial.system_attrs or trial.state == TrialState.WAITING:
+        return False
+    return not str(trial.user_attrs.get(REASON, "")).startswith(INTERRUPTED_PREFIX)
+
+
+def fail_fast_reason(trials: Iterable[FrozenTrial], limit: int) -> str | None:
+    """Why the sweep must stop starting trials, or None: the first `limit` started trials (by
+    number) have all ended FAIL, and no trial has completed. A first trial still running decides
+    nothing yet."""
+    if limit <= 0:
+        return None
+    trials = list(trials)
+    if any(t.state == TrialState.COMPLETE for t in trials):
+        return None
+    first = sorted((t for t in trials if _counts(t)), key=lambda t: t.number)[:limit]
+    if len(first) < limit or any(t.state != TrialState.FAIL for t in first):
+        return None
+    reasons = sorted({str(t.user_attrs.get(REASON, "failed")) for t in first})
+    return (
+        f"the first {limit} trials all failed: {'; '.join(reasons)} (fail_fast); "
+        "fix the cause and run again to resume, or set fail_fast: 0"
+    )

@@ -1,0 +1,66 @@
+"""Which MLflow storage a sweep uses, decided once and recorded in its Optuna study.
+
+With neither `mlflow_storage` nor `MLFLOW_TRACKING_URI`, MLflow's default store follows the
+working directory, while the Optuna storage follows the config file. The first agent records the
+store it resolved (absolute paths, no password) as a study user attr; later agents, `status`,
+`delete` and `report` without an explicit store use the recorded one, wherever they start.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import urllib.parse
+from typing import Any
+
+TRACKING_URI_ATTR = "mlflow_tracking_uri"
+_PASSWORD = re.compile(r"(://[^:/@]+):[^@]*@")
+
+
+def explicit_tracking_uri(config: Any) -> str | None:
+    """The store the user named: the config's `mlflow_storage`, else MLFLOW_TRACKING_URI."""
+    return config.mlflow_storage or os.environ.get("MLFLOW_TRACKING_URI") or None
+
+
+def default_tracking_uri() -> str:
+    import mlflow
+
+    return mlflow.get_tracking_uri()
+
+
+def fit_to_record(uri: str) -> str:
+    """The URI as stored for other agents: local paths absolute, the password dropped (an agent
+    that needs one is given the store explicitly)."""
+    uri = _PASSWORD.sub(r"\1@", uri)
+    parsed = urllib.parse.urlparse(uri)
+    if not parsed.scheme or len(parsed.scheme) == 1:  # a bare path: MLflow's file store
+        return os.path.abspath(os.path.expanduser(uri))
+    if parsed.scheme == "file" and not parsed.netloc:
+        return "file://" + os.path.abspath(urllib.parse.unquote(parsed.path))
+    if parsed.scheme.startswith("sqlite") and uri.startswith(f"{parsed.scheme}:///"):
+        rest = uri[len(f"{parsed.scheme}:///") :]
+        path, sep, query = rest.partition("?")
+        if path and path != ":memory:" and not os.path.isabs(path):
+            return f"{parsed.scheme}:///{os.path.abspath(path)}{sep}{query}"
+    return uri
+
+
+def recorded_tracking_uri(study: Any) -> str | None:
+    """The store recorded in a found sweep's study (None for sweeps recorded before it existed)."""
+    attrs = study.store.get_study_user_attrs(study.study_id)
+    return attrs.get(TRACKING_URI_ATTR) or None
+
+
+def record_tracking_uri(study: Any, uri: str) -> None:
+    """Record the sweep's store once: the first agent's answer stays."""
+    if recorded_tracking_uri(study) is None:
+        study.store.set_study_user_attr(study.study_id, TRACKING_URI_ATTR, fit_to_record(uri))
+
+
+def sweep_tracking_uri(config: Any, study: Any | None) -> str:
+    """The store of a sweep: explicit, else recorded in its study (when found), else MLflow's default."""
+    explicit = explicit_tracking_uri(config)
+    if explicit:
+        return explicit
+    recorded = recorded_tracking_uri(study) if study is not None else None
+    return recorded or default_tracking_uri()

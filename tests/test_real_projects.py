@@ -1,0 +1,531 @@
+"""Real projects and plain scripts, as a new user sweeps them: checks before anything is written,
+what the trials are given and record, the console on failures, and the sweep's MLflow storage.
+
+Everything goes through the real CLI with real stores and real trial processes; the project is
+tests/project_real (python_env.yaml, typed parameters, a `path` parameter with a relative default,
+an argparse script), the plain script tests/project_real/flags.py.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import optuna
+import pytest
+import yaml
+from conftest import cli_env, mlflow_runs, optuna_trials, run_cli
+from mlflow.tracking import MlflowClient
+
+PROJECT_REAL = Path(__file__).resolve().parent / "project_real"
+FLAGS = PROJECT_REAL / "flags.py"
+
+
+@pytest.fixture(scope="module")
+def mlflow_template(tmp_path_factory) -> Path:
+    """An empty MLflow SQLite store, its schema created once (migrations cost seconds)."""
+    path = tmp_path_factory.mktemp("template") / "mlflow.db"
+    cwd = os.getcwd()
+    os.chdir(path.parent)
+    try:
+        MlflowClient(tracking_uri=f"sqlite:///{path}").search_experiments()
+    finally:
+        os.chdir(cwd)
+    return path
+
+
+def config_file(directory: Path, template: Path | None = None, **keys) -> Path:
+    """A config of an `entry_point` sweep of tests/project_real (keys replace; None removes), with
+    the MLflow store in mlflow.db next to it (copied from `template` when given)."""
+    data = {
+        "experiment": "exp",
+        "sweep_name": "s1",
+        "entry_point": "main",
+        "project": str(PROJECT_REAL),
+        "parameters": {"alpha": [0.1]},
+        "mlflow_storage": "sqlite:///mlflow.db",
+        "spec": {"direction": "minimize", "metric": "rmse"},
+    }
+    for key, value in keys.items():
+        if value is None:
+            data.pop(key, None)
+        else:
+            data[key] = value
+    if "command" in data:
+        for key in ("entry_point", "project"):
+            data.pop(key, None)
+    directory.mkdir(parents=True, exist_ok=True)
+    if template is not None:
+        shutil.copyfile(template, directory / "mlflow.db")
+    path = directory / "sweep.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+def output(result) -> str:
+    return result.stdout + result.stderr
+
+
+def assert_refused_with_nothing_written(result, directory: Path, *fragments: str) -> None:
+    text = output(result)
+    assert result.returncode == 2, text
+    assert "Traceback" not in text
+    for fragment in fragments:
+        assert fragment in text, text
+    assert not (directory / "sweeps").exists(), "the Optuna storage was created"
+    assert not (directory / "mlflow.db").exists(), "the MLflow storage was created"
+
+
+def trial_runs(uri: str, deleted: bool = False) -> list:
+    return [r for r in mlflow_runs(uri, deleted=deleted) if r.data.tags.get("sweeper.role") == "trial"]
+
+
+def parent_run(uri: str):
+    (parent,) = [r for r in mlflow_runs(uri) if r.data.tags.get("sweeper.role") == "parent"]
+    return parent
+
+
+def optuna_url(directory: Path) -> str:
+    return f"sqlite:///{directory / 'sweeps' / 'optuna.db'}"
+
+
+def failing_script(directory: Path) -> Path:
+    """A script that fails (with a recognisable last line) until the file `fixed` exists."""
+    script = directory / "flaky.py"
+    script.write_text(
+        "import os, sys\n"
+        "if not os.path.exists(os.path.join(os.path.dirname(__file__), 'fixed')):\n"
+        "    print('line before the cause')\n"
+        "    sys.exit('CAUSE: the data set is missing')\n"
+        "import mlflow\n"
+        "with mlflow.start_run():\n"
+        "    mlflow.log_metric('score', 1.0)\n"
+    )
+    return script
+
+
+# ---- 1-3: the project, the entry point and its parameters are checked first ---------------------
+
+
+def test_misspelt_entry_point_exits_2_with_a_suggestion_and_writes_nothing(tmp_path):
+    config = config_file(tmp_path, entry_point="mian")
+    result = run_cli("sweep", config, cwd=tmp_path)
+    assert_refused_with_nothing_written(
+        result, tmp_path, "entry_point: no entry point 'mian'", "(did you mean 'main'?)"
+    )
+
+
+@pytest.mark.skipif(shutil.which("uv") is not None, reason="uv is installed here")
+def test_missing_env_manager_tool_exits_2_and_writes_nothing(tmp_path):
+    config = config_file(tmp_path, env_manager="uv")
+    result = run_cli("sweep", config, cwd=tmp_path)
+    assert_refused_with_nothing_written(result, tmp_path, "env_manager: 'uv' needs 'uv'", "not on PATH")
+
+
+def test_mistyped_local_project_path_is_named_not_a_git_error(tmp_path):
+    config = config_file(tmp_path, project="./projetc")
+    result = run_cli("sweep", config, cwd=tmp_path)
+    missing = tmp_path / "projetc"
+    assert_refused_with_nothing_written(result, tmp_path, f"project: no such directory: {missing}")
+    assert "git" not in output(result)
+
+
+def test_undeclared_parameter_is_refused_with_the_nearest_declared_name(tmp_path):
+    config = config_file(tmp_path, parameters={"alpah": [0.1, 0.2]})
+    result = run_cli("sweep", config, cwd=tmp_path)
+    assert_refused_with_nothing_written(
+        result,
+        tmp_path,
+        "parameters.alpah: entry point 'main' declares no parameter 'alpah'",
+        "did you mean 'alpha'?",
+    )
+
+
+def test_docker_env_project_exits_2_with_a_clear_message(tmp_path):
+    project = tmp_path / "project"
+    shutil.copytree(PROJECT_REAL, project)
+    mlproject = project / "MLproject"
+    docker = mlproject.read_text().replace("python_env: python_env.yaml", "docker_env:\n  image: x")
+    mlproject.write_text(docker)
+    config = config_file(tmp_path / "conf", project=str(project))
+    result = run_cli("sweep", config, cwd=tmp_path)
+    message = "docker_env projects are not supported yet"
+    assert_refused_with_nothing_written(result, tmp_path / "conf", message)
+
+
+# ---- 4, 5 and python_env with env_manager local: one real sweep of the project --------------------
+
+
+@pytest.fixture(scope="module")
+def project_sweep(tmp_path_factory, mlflow_template):
+    """A sweep of tests/project_real run from an unrelated directory: the `data` path parameter
+    keeps its relative MLproject default, the python_env is ignored (env_manager local)."""
+    root = tmp_path_factory.mktemp("project_sweep")
+    config = config_file(root / "conf", mlflow_template, parameters={"alpha": [0.1, 0.2], "max_iter": 50})
+    elsewhere = root / "elsewhere"
+    elsewhere.mkdir()
+    result = run_cli("sweep", config, cwd=elsewhere)
+    return result, f"sqlite:///{root / 'conf' / 'mlflow.db'}"
+
+
+def test_path_parameter_default_resolves_against_the_project_from_another_directory(project_sweep):
+    result, uri = project_sweep
+    assert result.returncode == 0, output(result)
+    runs = trial_runs(uri)
+    assert len(runs) == 2 and all(r.info.status == "FINISHED" for r in runs)
+    assert all("rmse" in r.data.metrics for r in runs)  # train.py read data/train.csv of the project
+    assert parent_run(uri).info.status == "FINISHED"
+
+
+def test_trial_runs_carry_every_parameter_of_the_entry_point(project_sweep):
+    result, uri = project_sweep
+    assert result.returncode == 0, output(result)
+    for run in trial_runs(uri):
+        params = run.data.params
+        assert params["alpha"] in ("0.1", "0.2")
+        assert params["max_iter"] == "50"  # fixed by the config
+        # the MLproject defaults, as `mlflow run` logs them (the path as written)
+        assert params["l1_ratio"] == "0.1" and params["solver"] == "cd" and params["data"] == "data/train.csv"
+
+
+def test_missing_path_value_is_refused_against_the_project_directory(tmp_path):
+    config = config_file(tmp_path, parameters={"alpha": [0.1], "data": "data/nope.csv"})
+    result = run_cli("sweep", config, cwd=tmp_path)
+    assert_refused_with_nothing_written(
+        result, tmp_path, f"no such file or directory: {PROJECT_REAL / 'data' / 'nope.csv'}"
+    )
+
+
+# ---- 6: command placeholders, arg_style, the log header and tail -------------------------------
+
+
+def test_command_placeholders_and_arg_style_sweep_an_argparse_script(tmp_path, mlflow_template):
+    config = config_file(
+        tmp_path,
+        mlflow_template,
+        command=f"python {FLAGS} --lr={{lr}} --out out-{{lr}}.txt",
+        arg_style="--name value",
+        parameters={"lr": [0.5], "epochs": 3},
+        spec={"direction": "maximize", "metric": "score"},
+    )
+    result = run_cli("sweep", config, cwd=tmp_path)
+    assert result.returncode == 0, output(result)
+    (run,) = trial_runs(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    assert run.data.metrics["score"] == 1.5  # lr * epochs: both arrived as flags
+    assert (tmp_path / "out-0.5.txt").read_text() == "0.5"
+    log = (tmp_path / "sweeps" / "logs" / "exp_s1" / "trial-0.log").read_text().splitlines()
+    assert log[0] == f"# command: python {FLAGS} --lr=0.5 --out out-0.5.txt --epochs 3"
+    assert log[1] == f"# working directory: {tmp_path}"
+
+
+def test_placeholder_naming_no_parameter_exits_2_and_writes_nothing(tmp_path):
+    config = config_file(tmp_path, command=f"python {FLAGS} --lr {{lrr}}", parameters={"lr": [0.1]})
+    result = run_cli("sweep", config, cwd=tmp_path)
+    assert_refused_with_nothing_written(
+        result, tmp_path, "command: placeholder '{lrr}' names no parameter (did you mean '{lr}'?)"
+    )
+
+
+def test_a_failing_trial_shows_its_log_tail_once_per_point(tmp_path, mlflow_template):
+    script = failing_script(tmp_path)
+    config = config_file(
+        tmp_path,
+        mlflow_template,
+        command=f"python {script}",
+        parameters={"x": [1]},
+        max_retries=1,
+        fail_fast=0,
+        spec={"direction": "maximize", "metric": "score"},
+    )
+    result = run_cli("sweep", config, cwd=tmp_path)
+    text = output(result)
+    assert result.returncode == 1, text
+    assert text.count("failed (run") == 2  # the first attempt and its retry
+    assert text.count("CAUSE: the data set is missing") == 1, text  # the tail, once for the point
+    assert "line before the cause" in text
+
+
+# ---- fail_fast ----------------------------------------------------------------------------------
+
+
+def test_fail_fast_stops_the_sweep_early_and_it_resumes_once_fixed(tmp_path, mlflow_template):
+    script = failing_script(tmp_path)
+    config = config_file(
+        tmp_path,
+        mlflow_template,
+        command=f"python {script}",
+        parameters={"x": [1, 2, 3, 4]},
+        max_retries=1,
+        fail_fast=2,
+        spec={"direction": "maximize", "metric": "score"},
+    )
+    result = run_cli("sweep", config, cwd=tmp_path)
+    text = output(result)
+    assert result.returncode == 1, text
+    assert "the first 2 trials all failed: the run failed (exit code 1) (fail_fast)" in text
+    assert "fix the cause and run again to resume, or set fail_fast: 0" in text
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    assert len(trial_runs(uri, deleted=True)) == 2  # then no trial was started
+    assert parent_run(uri).info.status == "RUNNING"
+
+    (tmp_path / "fixed").write_text("")
+    result = run_cli("sweep", config, cwd=tmp_path)
+    assert result.returncode == 0, output(result)
+    trials = optuna_trials(optuna_url(tmp_path))
+    assert sorted(t.params["x"] for t in trials if t.state.name == "COMPLETE") == [1, 2, 3, 4]
+    assert parent_run(uri).info.status == "FINISHED"
+
+
+def test_fail_fast_zero_runs_every_attempt(tmp_path, mlflow_template):
+    script = failing_script(tmp_path)
+    config = config_file(
+        tmp_path,
+        mlflow_template,
+        command=f"python {script}",
+        parameters={"x": [1, 2, 3]},
+        max_retries=0,
+        fail_fast=0,
+        spec={"direction": "maximize", "metric": "score"},
+    )
+    result = run_cli("sweep", config, cwd=tmp_path)
+    assert result.returncode == 1, output(result)
+    assert "(fail_fast)" not in output(result)
+    assert len(trial_runs(f"sqlite:///{tmp_path / 'mlflow.db'}", deleted=True)) == 3
+
+
+# ---- 7: the console script by its full path, its environment not activated ---------------------
+
+
+def test_console_script_by_full_path_gives_trials_the_agents_python(tmp_path, mlflow_template):
+    config = config_file(
+        tmp_path,
+        mlflow_template,
+        command=f"python3 {FLAGS} --lr {{lr}}",  # flags.py imports mlflow under a trial's run
+        parameters={"lr": [0.5]},
+        spec={"direction": "maximize", "metric": "score"},
+    )
+    env = {k: v for k, v in cli_env().items() if k not in ("VIRTUAL_ENV", "CONDA_PREFIX")}
+    env["PATH"] = "/usr/bin:/bin"  # a shell whose python3 has no MLflow
+    script = Path(sys.executable).parent / "mlflow-sweeper"
+    result = subprocess.run(
+        [str(script), "sweep", str(config)],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        stdin=subprocess.DEVNULL,
+    )
+    assert result.returncode == 0, output(result)
+    (run,) = trial_runs(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    assert run.data.metrics["score"] == 0.5
+
+
+# ---- 8: the recorded MLflow storage --------------------------------------------------------------
+
+
+def test_recorded_mlflow_storage_is_used_wherever_agents_and_status_start(tmp_path):
+    conf = tmp_path / "conf"
+    config = config_file(
+        conf,
+        mlflow_storage=None,  # MLflow's default: sqlite:///mlflow.db in the working directory
+        command=f"python {FLAGS} --lr {{lr}}",
+        parameters={"lr": [0.5, 1.0]},
+        spec={"direction": "maximize", "metric": "score"},
+    )
+    first, second = tmp_path / "first", tmp_path / "second"
+    first.mkdir()
+    second.mkdir()
+    result = run_cli("sweep", config, "--count", "1", cwd=first)
+    assert result.returncode == 0, output(result)
+    study = optuna.load_study(study_name="exp/s1", storage=optuna_url(conf))
+    assert study.user_attrs["mlflow_tracking_uri"] == f"sqlite:///{first / 'mlflow.db'}"
+
+    result = run_cli("sweep", config, cwd=second)
+    assert result.returncode == 0, output(result)
+    assert not (second / "mlflow.db").exists()
+    uri = f"sqlite:///{first / 'mlflow.db'}"
+    assert len(trial_runs(uri)) == 2
+    parent = parent_run(uri)
+    assert parent.info.status == "FINISHED"
+
+    result = run_cli("status", config, cwd=second)
+    assert result.returncode == 0, output(result)
+    assert f"parent run: {parent.info.run_id} (FINISHED)" in result.stdout
+    assert not (second / "mlflow.db").exists()
+
+
+def test_recorded_storage_never_holds_a_password():
+    from mlflow_sweeper.tracking_store import fit_to_record
+
+    assert fit_to_record("postgresql://me:secret@db:5432/m") == "postgresql://me@db:5432/m"
+    assert fit_to_record("sqlite:///rel.db") == f"sqlite:///{os.path.abspath('rel.db')}"
+
+
+# ---- 9: --retry-failed ----------------------------------------------------------------------------
+
+
+def test_retry_failed_reruns_points_that_failed_for_good_under_the_same_parent(tmp_path, mlflow_template):
+    script = failing_script(tmp_path)
+    config = config_file(
+        tmp_path,
+        mlflow_template,
+        command=f"python {script}",
+        parameters={"x": [1, 2]},
+        max_retries=0,
+        fail_fast=0,
+        spec={"direction": "maximize", "metric": "score"},
+    )
+    result = run_cli("sweep", config, cwd=tmp_path)
+    assert result.returncode == 1, output(result)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    parent_id = parent_run(uri).info.run_id
+    assert parent_run(uri).info.status == "FINISHED"
+
+    (tmp_path / "fixed").write_text("")
+    result = run_cli("sweep", config, cwd=tmp_path)  # without the flag: nothing to run
+    assert result.returncode == 1 and "already complete" in output(result), output(result)
+    result = run_cli("sweep", config, "--retry-failed", cwd=tmp_path)
+    text = output(result)
+    assert result.returncode == 0, text
+    assert "retrying 2 failed point(s)" in text
+    parent = parent_run(uri)
+    assert parent.info.run_id == parent_id and parent.info.status == "FINISHED"
+    trials = optuna_trials(optuna_url(tmp_path))
+    assert sorted(t.params["x"] for t in trials if t.state.name == "COMPLETE") == [1, 2]
+    finished = [r for r in trial_runs(uri) if r.info.status == "FINISHED"]
+    assert len(finished) == 2
+
+
+# ---- 10: runs of `mlflow run -e sweep|delete|status` ----------------------------------------------
+
+
+def command_run(uri: str, experiment: str | None) -> str:
+    """The run `mlflow run` would start for an entry point of this repository."""
+    client = MlflowClient(tracking_uri=uri)
+    experiment_id = "0"
+    if experiment is not None:
+        found = client.get_experiment_by_name(experiment)
+        experiment_id = found.experiment_id if found else client.create_experiment(experiment)
+    return client.create_run(experiment_id).info.run_id
+
+
+def test_agent_run_outside_the_sweeps_experiment_is_tagged_with_a_hint(tmp_path, mlflow_template):
+    config = config_file(
+        tmp_path,
+        mlflow_template,
+        command=f"python {FLAGS} --lr {{lr}}",
+        parameters={"lr": [0.5]},
+        spec={"direction": "maximize", "metric": "score"},
+    )
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    agent_run = command_run(uri, None)  # `mlflow run` without --experiment-name: Default
+    env = {"MLFLOW_RUN_ID": agent_run, "MLFLOW_TRACKING_URI": uri}
+    result = run_cli("sweep", config, cwd=tmp_path, env=env)
+    assert result.returncode == 0, output(result)
+    assert "pass --experiment-name 'exp' to `mlflow run` to nest it" in output(result)
+    tags = MlflowClient(tracking_uri=uri).get_run(agent_run).data.tags
+    assert tags["sweeper.role"] == "agent" and tags["sweeper.sweep"] == "exp/s1"
+    assert tags["sweeper.parent_run_id"] == parent_run(uri).info.run_id
+    assert "mlflow.parentRunId" not in tags
+
+
+def test_status_and_delete_runs_are_tagged_admin_and_finished(tmp_path, mlflow_template):
+    config = config_file(
+        tmp_path,
+        mlflow_template,
+        command=f"python {FLAGS} --lr {{lr}}",
+        parameters={"lr": [0.5]},
+        spec={"direction": "maximize", "metric": "score"},
+    )
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    assert run_cli("sweep", config, cwd=tmp_path).returncode == 0
+    client = MlflowClient(tracking_uri=uri)
+    for command, args in (("status", ()), ("delete", ("--yes",))):
+        run_id = command_run(uri, None)
+        env = {"MLFLOW_RUN_ID": run_id, "MLFLOW_TRACKING_URI": uri}
+        result = run_cli(command, config, *args, cwd=tmp_path, env=env)
+        assert result.returncode == 0, output(result)
+        run = client.get_run(run_id)
+        assert run.info.status == "FINISHED" and run.info.lifecycle_stage == "active"
+        assert run.data.tags["sweeper.role"] == "admin"
+        assert run.data.tags["sweeper.sweep"] == "exp/s1"
+        assert run.data.tags["sweeper.command"] == command
+
+
+# ---- 11: delete --purge leaves no empty run folders ---------------------------------------------
+
+
+def test_delete_purge_leaves_no_run_folders_under_mlruns(tmp_path, mlflow_template):
+    config = config_file(
+        tmp_path,
+        mlflow_template,
+        command=f"python {FLAGS} --lr {{lr}}",
+        parameters={"lr": [0.5]},
+        spec={"direction": "maximize", "metric": "score"},
+    )
+    assert run_cli("sweep", config, cwd=tmp_path).returncode == 0
+    run_dirs = [p for p in (tmp_path / "mlruns").glob("*/*") if p.is_dir()]
+    assert run_dirs, "the sweep stored no artifacts: this test would prove nothing"
+    result = run_cli("delete", config, "--yes", "--purge", cwd=tmp_path)
+    assert result.returncode == 0, output(result)
+    assert [p for p in (tmp_path / "mlruns").glob("*/*") if p.is_dir()] == []
+
+
+# ---- a git project: fetched once per agent ------------------------------------------------------
+
+
+def test_git_project_is_fetched_once_per_agent_not_per_trial(tmp_path, mlflow_template):
+    repo = tmp_path / "repo"
+    shutil.copytree(PROJECT_REAL, repo, ignore=shutil.ignore_patterns("__pycache__"))
+    for args in (
+        ("init", "-q", "-b", "main"),
+        ("add", "-A"),
+        ("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "init"),
+    ):
+        subprocess.run(["git", *args], cwd=repo, check=True, capture_output=True, timeout=60)
+    uri = "https://git.example.invalid/team/project.git"  # served from `repo`, no network
+    trace = tmp_path / "git-trace.txt"
+    env = {
+        "GIT_CONFIG_COUNT": "1",
+        "GIT_CONFIG_KEY_0": f"url.file://{repo}.insteadOf",
+        "GIT_CONFIG_VALUE_0": uri,
+        "GIT_TRACE": str(trace),
+    }
+    config = config_file(tmp_path / "conf", mlflow_template, project=uri, parameters={"alpha": [0.1, 0.2]})
+    result = run_cli("sweep", config, cwd=tmp_path, env=env)
+    assert result.returncode == 0, output(result)
+    runs = trial_runs(f"sqlite:///{tmp_path / 'conf' / 'mlflow.db'}")
+    assert len(runs) == 2 and all(r.info.status == "FINISHED" for r in runs)
+    fetches = [line for line in trace.read_text().splitlines() if "built-in: git fetch" in line]
+    assert len(fetches) == 1, fetches
+
+
+def test_fail_fast_counts_the_first_trials_by_number_across_agents():
+    from optuna.trial import TrialState, create_trial
+
+    from mlflow_sweeper.agent.fail_fast import fail_fast_reason
+
+    def trial(number: int, state: TrialState, reason: str = "the run failed (exit code 1)"):
+        made = create_trial(
+            state=TrialState.FAIL if state == TrialState.RUNNING else state,
+            value=1.0 if state == TrialState.COMPLETE else None,
+            system_attrs={"sweeper:slot": number},
+            user_attrs={"fail_reason": reason},
+        )
+        made.number, made.state = number, state
+        return made
+
+    fail, running, done = TrialState.FAIL, TrialState.RUNNING, TrialState.COMPLETE
+    assert "the first 2 trials all failed" in fail_fast_reason([trial(0, fail), trial(1, fail)], 2)
+    assert fail_fast_reason([trial(0, fail), trial(1, fail)], 0) is None  # off
+    assert fail_fast_reason([trial(0, fail)], 2) is None  # not enough trials yet
+    assert fail_fast_reason([trial(0, running), trial(1, fail), trial(2, fail)], 2) is None
+    queued_retry = trial(1, TrialState.WAITING)  # not started: does not count
+    assert fail_fast_reason([trial(0, fail), queued_retry, trial(2, fail)], 2) is not None
+    assert fail_fast_reason([trial(0, fail), trial(1, fail), trial(2, done)], 2) is None
+    cancelled = trial(1, fail, "interrupted (Ctrl-C or SIGTERM)")
+    assert fail_fast_reason([trial(0, fail), cancelled], 2) is None
