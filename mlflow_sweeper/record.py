@@ -154,7 +154,10 @@ class Recorder:
             **{TRIAL_TAG: str(number), MLFLOW_PARENT_RUN_ID: parent_id, ATTEMPT_TAG: str(attempt)},
         )
         retry(lambda: self.client.log_batch(run_id, tags=[RunTag(k, v) for k, v in tags.items()]), "adopt")
-        self.log_params(run_id, params)
+        # MLflow Projects logged the entry point's parameters already (paths resolved its way):
+        # only what it did not log is added, since a logged param cannot change.
+        logged = retry(lambda: self.client.get_run(run_id), "adopted run").data.params
+        self.log_params(run_id, {k: v for k, v in params.items() if k not in logged})
 
     def log_params(self, run_id: str, params: dict) -> None:
         items = [Param(k, str(v)[:MAX_PARAM_LENGTH]) for k, v in params.items()]

@@ -11,11 +11,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from ..command_line import ARG_STYLES  # the styles `build_argv` knows, named once there
 from . import checks
 
 REQUIRED: Any = object()  # the default of a key the config must give
 ENV_MANAGERS = ("local", "virtualenv", "uv", "conda")
-ARG_STYLES = ("name=value", "--name=value", "--name value")
 
 
 @dataclass(frozen=True)
