@@ -19,6 +19,7 @@ from ..launch import Launcher, make_launcher
 from ..progress import SweepProgress
 from ..record import Recorder, tag_agent_run
 from ..storages import open_mlflow_tracking, open_optuna_storage, probe_mlflow_storage, probe_optuna_storage
+from ..storages.pools import AGENT_APPLICATION, agent_pools
 from .closing import CloseContext, close_sweep
 from .maintenance import maintain, requeue_lost
 from .result import SweepResult, describe_failures
@@ -69,11 +70,12 @@ class SweepSession:
         # Both storages must answer before either is created or written.
         probe_optuna_storage(config.optuna_storage)
         probe_mlflow_storage(tracking_uri)
-        storage = open_optuna_storage(config.optuna_storage)
+        optuna_pool, mlflow_pool = agent_pools(agent.n_jobs)
+        storage = open_optuna_storage(config.optuna_storage, optuna_pool.size, optuna_pool.overflow)
         study = SweepStudy(storage, config, PointSource(config), agent.agent)
         if study.find():
             study.check_drift()  # before anything is written for this config
-        client = open_mlflow_tracking(tracking_uri)
+        client = open_mlflow_tracking(tracking_uri, mlflow_pool, AGENT_APPLICATION)
         recorder = Recorder(client, config)
         parent_id = study.create_or_attach(recorder.create_parent, recorder.parent_state)
         tag_agent_run(config, parent_id, recorder.experiment_id, client.tracking_uri)
