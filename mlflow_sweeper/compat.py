@@ -35,6 +35,7 @@ PRIVATE_NAMES: list[tuple[str, str]] = [
     ("mlflow.utils.conda", "get_conda_bin_executable"),
     ("mlflow.utils.conda", "_get_conda_executable_for_create_env"),
     ("optuna.storages", "GrpcStorageProxy._cache"),
+    ("sqlalchemy.pool", "QueuePool._max_overflow"),
     ("optuna.storages._grpc.client", "GrpcClientCache.delete_study_cache"),
 ]
 
@@ -97,6 +98,18 @@ def grpc_coherent_storage(host: str, port: int) -> Any:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         return CoherentGrpcStorageProxy(host=host, port=port)
+
+
+def limit_pool_overflow(engine: Any, overflow: int) -> None:
+    """Lower the overflow of an engine's QueuePool once it is built.
+
+    Optuna's RDBStorage holds two connections at once while it checks its schema on opening,
+    then one per operation: an agent may open it with one overflow connection and keep none.
+    Other pools (or a SQLAlchemy without the attribute) are left as they are.
+    """
+    pool = getattr(engine, "pool", None)
+    if pool is not None and isinstance(getattr(pool, "_max_overflow", None), int):
+        pool._max_overflow = overflow
 
 
 def study_storage(study: Any) -> Any:

@@ -21,6 +21,7 @@ from ..record import Recorder, tag_agent_run
 from ..storages import open_mlflow_tracking, open_optuna_storage, probe_mlflow_storage, probe_optuna_storage
 from ..storages.pools import AGENT_APPLICATION, agent_pools
 from .closing import CloseContext, close_sweep
+from .idle import IdleBackoff
 from .maintenance import maintain, requeue_lost
 from .result import SweepResult, describe_failures
 from .trial import StopRequested, TrialExecution
@@ -31,8 +32,6 @@ if TYPE_CHECKING:
     from .process import Agent
 
 log = logging.getLogger(__name__)
-
-IDLE_POLL_SECONDS = 0.5
 
 
 class SweepSession:
@@ -60,6 +59,7 @@ class SweepSession:
         self.running: dict[int, TrialExecution] = {}  # by Optuna trial id
         self.lock = threading.Lock()
         self.done = threading.Event()  # set when the workers are gone: maintenance stops
+        self.idle = IdleBackoff()  # idle workers look for work in turn, less often over time
 
     @classmethod
     def open(cls, agent: Agent, config: SweepConfig) -> SweepSession:
@@ -160,9 +160,10 @@ class SweepSession:
                 self.agent.release_start()
                 if self.result.error or (self.study.slots_exhausted() and not self.study.has_active()):
                     return
-                if self.agent.stop.wait(IDLE_POLL_SECONDS):
+                if self.idle.wait(self.agent.stop):
                     return
                 continue
+            self.idle.reset()
             if not self._execute(TrialExecution(self, work)):
                 return
             self._close_if_last()

@@ -50,8 +50,12 @@ def open_optuna_storage(
     `pool_size`/`max_overflow` size a database engine's connection pool (SQLAlchemy's defaults
     otherwise); `application` names its PostgreSQL connections.
     """
+    from ..compat import limit_pool_overflow
+
     kind = optuna_kind(url)
-    pool = None if pool_size is None else Pool(pool_size, max_overflow or 0)
+    wanted = None if pool_size is None else Pool(pool_size, max_overflow or 0)
+    # Opening checks the schema holding two connections: allow one overflow until it is done.
+    pool = None if wanted is None else Pool(wanted.size, max(1, wanted.overflow))
     storage = _open_safely(
         url,
         lambda: kind.open(parse(url), pool),
@@ -59,8 +63,11 @@ def open_optuna_storage(
         lambda storage: getattr(storage, "engine", None),
         immediate=True,
     )
+    engine = getattr(storage, "engine", None)
+    if wanted is not None and engine is not None:
+        limit_pool_overflow(engine, wanted.overflow)
     if application:
-        name_connections(getattr(storage, "engine", None), application)
+        name_connections(engine, application)
     return storage
 
 

@@ -33,7 +33,8 @@ class Pool:
 def agent_pools(n_jobs: int) -> tuple[Pool, Pool]:
     """(Optuna pool, MLflow pool) of an agent running `n_jobs` trials at once.
 
-    MLflow reads a zero overflow as "use its default", so MLflow's share is never zero.
+    MLflow reads a zero overflow as "use its default", so MLflow's share is never zero; Optuna's
+    may be (its pool gets one overflow connection only while the storage is being opened).
     """
     extra = math.ceil(max(1, n_jobs) / 2)
     mlflow_overflow = math.ceil(extra / 2)
