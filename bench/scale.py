@@ -43,7 +43,7 @@ from common import (  # noqa: E402
 RESULTS = BENCH / "SCALE.md"
 APP = "mlflow-sweeper-agent"
 QUICK = {"agents": 6, "jobs": 4, "trials": 48, "direct_jobs": (1, 4, 16), "idle_real": 2,
-         "idle_light": 200, "idle_seconds": 40, "claimers": 200, "claims": 400, "procs": 2}  # fmt: skip
+         "idle_light": 200, "idle_seconds": 40, "claimers": 100, "claims": 200, "procs": 2}  # fmt: skip
 FULL = {"agents": 32, "jobs": 4, "trials": 256, "direct_jobs": (1, 4, 16), "idle_real": 4,
         "idle_light": 200, "idle_seconds": 90, "claimers": 1000, "claims": 2000, "procs": 4}  # fmt: skip
 
@@ -222,7 +222,9 @@ def direct_connections(jobs: int) -> int:
 # ---- 3. idle agents ----------------------------------------------------------------------------------
 
 
-def light_idle_agents(url: str, config_path: str, n: int, seconds: float, per_worker: int) -> None:
+def light_idle_agents(
+    url: str, config_path: str, n: int, seconds: float, per_worker: int, longest: float
+) -> None:
     """`n` idle agents in this process, each as the agent's workers look for work: a claim, then
     "every slot claimed?" and "anything active?", then the backoff (one look per agent)."""
     import optuna
@@ -241,7 +243,7 @@ def light_idle_agents(url: str, config_path: str, n: int, seconds: float, per_wo
     def agent() -> None:
         study = SweepStudy(storage, config, PointSource(config), agent_id())
         study.find()
-        idle = IdleBackoff()
+        idle = IdleBackoff(longest=longest)
         while not stop.is_set():
             assert study.claim() is None, "a light idle agent found work"
             study.slots_exhausted()
@@ -308,17 +310,15 @@ def per_agent_rate(database: str, agents: int, seconds: float) -> float:
 
 
 def launch_light(url: str, config: Path, n: int, p: dict, per_worker: int, backoff: bool) -> list:
-    import mlflow_sweeper.agent.idle as idle
+    from mlflow_sweeper.agent import idle
 
-    if not backoff:
-        idle.LONGEST_SECONDS = idle.FIRST_SECONDS  # the old fixed 0.5 s poll (set before fork)
+    longest = idle.LONGEST_SECONDS if backoff else idle.FIRST_SECONDS  # before: a fixed 0.5 s poll
     seconds = (25 if backoff else 5) + p["idle_seconds"] / 2 + 2
-    ctx = multiprocessing.get_context("fork")
-    args = (url, str(config), n // p["procs"], seconds, per_worker)
+    ctx = multiprocessing.get_context("spawn")  # no gRPC or database state inherited
+    args = (url, str(config), n // p["procs"], seconds, per_worker, longest)
     procs = [ctx.Process(target=light_idle_agents, args=args) for _ in range(p["procs"])]
     for proc in procs:
         proc.start()
-    idle.LONGEST_SECONDS = 10.0
     return procs
 
 
@@ -372,7 +372,7 @@ def claims_at_scale(p: dict) -> dict:
         loaded = load_config(config)
         study = SweepStudy(open_optuna_storage(grpc_url), loaded, PointSource(loaded), agent_id())
         study.create_or_attach(lambda: "parent", lambda run: "RUNNING")
-        ctx = multiprocessing.get_context("fork")
+        ctx = multiprocessing.get_context("spawn")
         results = ctx.Queue()
         start_at = time.time() + 15 + p["claimers"] / 50
         per = p["claimers"] // p["procs"]

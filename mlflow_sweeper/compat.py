@@ -34,9 +34,7 @@ PRIVATE_NAMES: list[tuple[str, str]] = [
     ("mlflow.projects._project_spec", "Project._entry_points"),
     ("mlflow.utils.conda", "get_conda_bin_executable"),
     ("mlflow.utils.conda", "_get_conda_executable_for_create_env"),
-    ("optuna.storages", "GrpcStorageProxy._cache"),
     ("sqlalchemy.pool", "QueuePool._max_overflow"),
-    ("optuna.storages._grpc.client", "GrpcClientCache.delete_study_cache"),
 ]
 
 
@@ -72,32 +70,6 @@ def create_trial_numbered(storage: Any, study_id: int, template: Any = None) -> 
         return frozen._trial_id, frozen.number
     trial_id = storage.create_new_trial(study_id, template_trial=template)
     return trial_id, storage.get_trial_number_from_id(trial_id)
-
-
-def grpc_coherent_storage(host: str, port: int) -> Any:
-    """A client of Optuna's gRPC proxy whose reads of a study's trials see every trial.
-
-    The client caches finished trials and re-reads only unfinished ones and those with a larger
-    id than the last finished one it saw. A trial created by a concurrent, slower transaction can
-    commit with a smaller id than that: the cache would never show it (a claim, a re-queued
-    point). Each read therefore drops the study's cache first and reads the study whole, as a
-    database storage does. Without the private cache (another Optuna), the client is used as is.
-    """
-    import warnings
-
-    import optuna
-    from optuna.storages import GrpcStorageProxy
-
-    class CoherentGrpcStorageProxy(GrpcStorageProxy):
-        def get_all_trials(self, study_id: int, deepcopy: bool = True, states: Any = None) -> list:
-            cache = getattr(self, "_cache", None)
-            if cache is not None and hasattr(cache, "delete_study_cache"):
-                cache.delete_study_cache(study_id)
-            return super().get_all_trials(study_id, deepcopy=deepcopy, states=states)
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        return CoherentGrpcStorageProxy(host=host, port=port)
 
 
 def limit_pool_overflow(engine: Any, overflow: int) -> None:

@@ -6,11 +6,10 @@ the proxy holds database connections (a small pool), so hundreds of agents cost 
 what one proxy costs. The protocol needs nothing more of a storage than the proxy forwards
 (atomic trial creation and state updates, reads of a study's trials), so every guarantee holds.
 
-Reads stay coherent on both sides. The proxy serves the database storage itself, not Optuna's
-in-process trial cache: that cache skips trials numbered below the last finished one it saw, and
-a trial created by a slower concurrent transaction can commit there, so a re-queued trial or a
-claim could stay hidden from it. The client's own per-process cache has the same blind spot; it
-is dropped before each read of a study's trials (see `compat.grpc_coherent_storage`).
+Both Optuna's trial caches (the client's, per process, and the proxy's `_CachedStorage`) re-read
+only unfinished trials and those with a larger id than the last finished one they saw. That hides
+nothing: a database storage creates a study's trials under a lock on the study's row, so within a
+study ids are handed out in commit order, and a trial can never appear below a finished one.
 """
 
 from __future__ import annotations
@@ -68,13 +67,17 @@ def check_grpc_url(url: str) -> str | None:
 def open_grpc_storage(url: str, ready_seconds: float = READY_SECONDS) -> Any:
     """A client of a running proxy, once the proxy answers; one clear error when it does not."""
     require_grpc()
-    from .compat import grpc_coherent_storage
+    import warnings
+
+    import optuna
 
     parsed = parse_grpc_url(url)
     if parsed is None:
         raise StorageError(check_grpc_url(url) or url)
     host, port = parsed
-    storage = grpc_coherent_storage(host, port)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        storage = optuna.storages.GrpcStorageProxy(host=host, port=port)
     try:
         storage.wait_server_ready(timeout=ready_seconds)
     except Exception as exc:  # noqa: BLE001 - turned into one message
@@ -94,7 +97,8 @@ def serve(
     storage_url: str, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, threads: int = DEFAULT_THREADS
 ) -> None:
     """Serve the proxy until Ctrl-C or SIGTERM. The backing database is opened as agents open it
-    (tables created race-free, SQLite tuned), with a small connection pool."""
+    (tables created race-free, SQLite tuned), with a small connection pool, behind Optuna's
+    in-process trial cache."""
     require_grpc()
     import optuna
 
@@ -119,8 +123,8 @@ def serve(
     log.info("Optuna gRPC proxy for %s on %s:%d (Ctrl-C to stop)", mask(storage_url), host, port)
     warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
     try:
-        optuna.storages.run_grpc_proxy_server(
-            storage, host=host, port=port, thread_pool=ThreadPoolExecutor(max_workers=threads)
-        )
+        cached = optuna.storages.get_storage(storage)
+        pool = ThreadPoolExecutor(max_workers=threads)
+        optuna.storages.run_grpc_proxy_server(cached, host=host, port=port, thread_pool=pool)
     except KeyboardInterrupt:
         log.info("proxy stopped")
