@@ -72,12 +72,18 @@ def pg_transactions(database: str) -> int:
 
 
 def postgres_cpu_seconds() -> float:
+    """CPU seconds of PostgreSQL: every live server process, plus the backends that have exited
+    (counted in their parent's children times)."""
     total = 0.0
-    for proc in psutil.process_iter(["name"]):
-        if (proc.info["name"] or "").startswith("postgres"):
-            with suppress(psutil.Error):
-                times = proc.cpu_times()
-                total += times.user + times.system
+    for proc in psutil.process_iter(["name", "ppid"]):
+        if not (proc.info["name"] or "").startswith("postgres"):
+            continue
+        with suppress(psutil.Error):
+            times = proc.cpu_times()
+            total += times.user + times.system
+            parent = psutil.Process(proc.info["ppid"])
+            if not (parent.name() or "").startswith("postgres"):  # the postmaster
+                total += times.children_user + times.children_system
     return total
 
 
@@ -209,13 +215,16 @@ def trial_seconds() -> float:
 # ---- 2. direct mode: connections per agent ---------------------------------------------------------
 
 
-def direct_connections(jobs: int) -> int:
+def direct_connections(jobs: int, baseline: str | None = None) -> int:
+    """Peak connections of one agent; with `baseline`, of another checkout's agent (whose connections
+    carry no name: every connection to the two databases counts, the trials hold none)."""
     with workdir(f"scale-direct{jobs}") as work, pg_databases("optuna", "mlflow") as (optuna_db, mlflow_db):
         config = write_config(work, optuna_storage=optuna_db, mlflow_storage=mlflow_db,
                               command="sleep 2", parameters={"x": list(range(2 * jobs))})  # fmt: skip
         dbs = [db_name(optuna_db), db_name(mlflow_db)]
-        with Sampler(lambda: pg_connections(dbs, APP), every=0.05) as peak:
-            start_agent(config, jobs=jobs, sample_every=None).process.wait(timeout=600)
+        env = {"PYTHONPATH": baseline} if baseline else None
+        with Sampler(lambda: pg_connections(dbs, None if baseline else APP), every=0.05) as peak:
+            start_agent(config, jobs=jobs, sample_every=None, env=env).process.wait(timeout=600)
         return peak.peak
 
 
@@ -410,6 +419,9 @@ def main() -> None:
     mode.add_argument("--quick", action="store_true")
     mode.add_argument("--full", action="store_true")
     parser.add_argument("--only", choices=("proxy", "direct", "idle", "claims"), action="append")
+    parser.add_argument(
+        "--baseline", metavar="SRC", help="direct mode: also measure the agent of this checkout"
+    )
     args = parser.parse_args()
     p = FULL if args.full else QUICK
     if not pg_reachable():
@@ -423,6 +435,10 @@ def main() -> None:
             seen = direct_connections(jobs)
             rows[f"-j {jobs}: peak agent connections (goal <= {2 + math.ceil(jobs / 2)})"] = seen
             print(f"direct -j {jobs}: {seen}", flush=True)
+            if args.baseline:
+                before = direct_connections(jobs, args.baseline)
+                rows[f"-j {jobs}: before (the agent of {args.baseline})"] = before
+                print(f"direct -j {jobs} before: {before}", flush=True)
         sections += ["## Direct database mode: one agent's PostgreSQL connections", "",
                      "Counted in pg_stat_activity by application_name while the agent's trials run.", "",
                      table(rows), ""]  # fmt: skip
