@@ -158,6 +158,7 @@ def trial_keys(n: int) -> dict:
     return {
         "command": f"{PY} {PROJECT / 'train.py'}",
         "parameters": {"x": list(range(n))},
+        "arg_style": "--name value",
         "spec": {"direction": "minimize", "metric": "m"},
     }
 
