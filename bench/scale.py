@@ -156,9 +156,9 @@ def mlflow_server(database: str, work: Path):
 
 def trial_keys(n: int) -> dict:
     return {
-        "command": f"{PY} {PROJECT / 'train.py'}",
+        # parameters are appended as x=VALUE; the trial script takes --x VALUE
+        "command": f"sh -c 'exec {PY} {PROJECT / 'train.py'} --x \"${{1#x=}}\"' sh",
         "parameters": {"x": list(range(n))},
-        "arg_style": "--name value",
         "spec": {"direction": "minimize", "metric": "m"},
     }
 

@@ -290,4 +290,3 @@ def test_the_kubernetes_backend_example_is_a_valid_backend_config():
     sweep = yaml.safe_load((EXAMPLES / "k8s" / "sweep-on-kubernetes.yaml").read_text())
     assert sweep["backend"] == "kubernetes"
     assert sweep["backend_config"] == "backend_config.json"
-
