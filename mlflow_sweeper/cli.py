@@ -180,3 +180,21 @@ def report(config: str, out_dir: str | None, log_it: bool) -> None:
         return 1 if logged is False else 0
 
     _guarded(action)
+
+
+@main.command(context_settings=CONTEXT)
+@click.argument("storage_url")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", type=click.IntRange(1, 65535), default=13000, show_default=True, help="Port.")
+def proxy(storage_url: str, host: str, port: int) -> None:
+    """Serve Optuna's gRPC storage proxy in front of the database STORAGE_URL.
+
+    Agents then use `optuna_storage: grpc://HOST:PORT` and share the proxy's few connections.
+    """
+    from .proxy import serve
+
+    def action() -> int:
+        serve(storage_url, host=host, port=port)
+        return 0
+
+    _guarded(action)

@@ -34,6 +34,7 @@ PRIVATE_NAMES: list[tuple[str, str]] = [
     ("mlflow.projects._project_spec", "Project._entry_points"),
     ("mlflow.utils.conda", "get_conda_bin_executable"),
     ("mlflow.utils.conda", "_get_conda_executable_for_create_env"),
+    ("sqlalchemy.pool", "QueuePool._max_overflow"),
 ]
 
 
@@ -69,6 +70,18 @@ def create_trial_numbered(storage: Any, study_id: int, template: Any = None) -> 
         return frozen._trial_id, frozen.number
     trial_id = storage.create_new_trial(study_id, template_trial=template)
     return trial_id, storage.get_trial_number_from_id(trial_id)
+
+
+def limit_pool_overflow(engine: Any, overflow: int) -> None:
+    """Lower the overflow of an engine's QueuePool once it is built.
+
+    Optuna's RDBStorage holds two connections at once while it checks its schema on opening,
+    then one per operation: an agent may open it with one overflow connection and keep none.
+    Other pools (or a SQLAlchemy without the attribute) are left as they are.
+    """
+    pool = getattr(engine, "pool", None)
+    if pool is not None and isinstance(getattr(pool, "_max_overflow", None), int):
+        pool._max_overflow = overflow
 
 
 def study_storage(study: Any) -> Any:

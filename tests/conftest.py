@@ -300,3 +300,44 @@ def mlflow_server(tmp_path):
         kill_process_tree(proc)
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)
+
+
+# ---- the gRPC storage proxy ----------------------------------------------------------------------
+
+
+def start_proxy(storage_url: str, log_path: Path) -> tuple[subprocess.Popen, str]:
+    """`mlflow-sweeper proxy STORAGE_URL` on a free port; returns the process and its grpc:// URL
+    once the proxy answers."""
+    from mlflow_sweeper.proxy import open_grpc_storage
+
+    port = free_port()
+    with open(log_path, "wb") as log_file:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "mlflow_sweeper", "proxy", storage_url, "--port", str(port)],
+            env=cli_env(), stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )  # fmt: skip
+    url = f"grpc://127.0.0.1:{port}"
+    try:
+        open_grpc_storage(url, ready_seconds=90).close()
+    except Exception:
+        kill_process_tree(proc)
+        pytest.fail(f"the proxy did not answer on {url}:\n{log_path.read_text()[-3000:]}")
+    if proc.poll() is not None:
+        pytest.fail(f"the proxy exited with {proc.returncode}:\n{log_path.read_text()[-3000:]}")
+    return proc, url
+
+
+@pytest.fixture
+def grpc_proxy(tmp_path):
+    """A factory: grpc_proxy(storage_url) starts a real proxy subprocess, stopped afterwards."""
+    started: list[subprocess.Popen] = []
+
+    def make(storage_url: str) -> str:
+        proc, url = start_proxy(storage_url, tmp_path / f"proxy-{len(started)}.log")
+        started.append(proc)
+        return url
+
+    yield make
+    for proc in started:
+        kill_process_tree(proc)

@@ -38,6 +38,7 @@ from conftest import (
 
 STUDY = "exp/s1"
 CLAIMS = STUDY + "#claims"
+CLOSE = STUDY + "#close"  # the close election's study
 GRID = {"x": [1, 2, 3, 4], "y": [10, 20, 30]}  # 12 points
 AGENT_TIMEOUT = 240.0
 
@@ -251,7 +252,7 @@ def check_sweep(
     storage = open_optuna(optuna_url)
     try:
         studies = sorted(s.study_name for s in storage.get_all_studies())
-        assert studies == sorted([STUDY, CLAIMS]), f"studies in the Optuna storage: {studies}"
+        assert studies == sorted([STUDY, CLAIMS, CLOSE]), f"studies in the Optuna storage: {studies}"
         study_id = storage.get_study_id_from_name(STUDY)
         trials = storage.get_all_trials(study_id, deepcopy=False)
         states = Counter(t.state.name for t in trials)

@@ -1,6 +1,7 @@
 """The coordination protocol's invariants, in process: many threads, each a separate agent with
 its own `SweepStudy` (and, on the journal file and SQLite, its own storage object), against
-Optuna's InMemoryStorage, a journal file and SQLite. No MLflow, no subprocesses for trials.
+Optuna's InMemoryStorage, a journal file, SQLite, and Optuna's gRPC proxy in front of SQLite and
+PostgreSQL. No MLflow, no subprocesses for trials.
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ from mlflow_sweeper.errors import SweeperError
 from mlflow_sweeper.storages import open_optuna_storage
 
 AGENTS = 8
-KINDS = ("memory", "journal", "sqlite")
+KINDS = ("memory", "journal", "sqlite", "grpc-sqlite", "grpc-postgres")
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -77,6 +78,13 @@ class Backend:
 
 @pytest.fixture(params=KINDS)
 def backend(request, tmp_path) -> Backend:
+    """Each agent opens its own storage object; through the gRPC proxy (a real `mlflow-sweeper
+    proxy` subprocess in front of SQLite or PostgreSQL), each its own proxy client."""
+    if request.param == "grpc-sqlite":
+        return Backend("grpc", request.getfixturevalue("grpc_proxy")(f"sqlite:///{tmp_path / 'optuna.db'}"))
+    if request.param == "grpc-postgres":
+        database = request.getfixturevalue("postgres_db")()
+        return Backend("grpc", request.getfixturevalue("grpc_proxy")(database))
     if request.param == "memory":
         return Backend("memory", f"sqlite:///{tmp_path / 'unused.db'}", InMemoryStorage())
     if request.param == "journal":

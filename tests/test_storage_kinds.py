@@ -110,7 +110,14 @@ def test_bad_mlflow_urls(url):
 
 
 def test_every_scheme_has_one_kind_per_storage():
-    assert set(kinds.OPTUNA_KINDS) == {"sqlite", *kinds.SERVER_RDB_SCHEMES, "journal", "redis", "rediss"}
+    assert set(kinds.OPTUNA_KINDS) == {
+        "sqlite",
+        *kinds.SERVER_RDB_SCHEMES,
+        "journal",
+        "redis",
+        "rediss",
+        "grpc",
+    }
     assert set(kinds.MLFLOW_KINDS) == {
         "sqlite",
         *kinds.SERVER_RDB_SCHEMES,

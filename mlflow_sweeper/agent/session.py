@@ -25,10 +25,12 @@ from ..storages import (
     exists as storage_exists,
 )
 from ..storages import open_mlflow_tracking, open_optuna_storage, probe_mlflow_storage, probe_optuna_storage
+from ..storages.pools import AGENT_APPLICATION, agent_pools
 from ..tracking_store import explicit_tracking_uri, record_tracking_uri, sweep_tracking_uri
 from ..trial_log import indented_tail
 from .closing import CloseContext, close_sweep
 from .fail_fast import fail_fast_reason
+from .idle import IdleBackoff
 from .maintenance import maintain, requeue_lost
 from .result import SweepResult, describe_failures
 from .trial import StopRequested, TrialExecution
@@ -40,8 +42,6 @@ if TYPE_CHECKING:
     from .process import Agent
 
 log = logging.getLogger(__name__)
-
-IDLE_POLL_SECONDS = 0.5
 
 
 class SweepSession:
@@ -70,6 +70,7 @@ class SweepSession:
         self.lock = threading.Lock()
         self.done = threading.Event()  # set when the workers are gone: maintenance stops
         self.checked: CheckedProject | None = None  # the entry point's project, as checked
+        self.idle = IdleBackoff()  # idle workers look for work in turn, less often over time
 
     @classmethod
     def open(cls, agent: Agent, config: SweepConfig, checked: CheckedProject | None = None) -> SweepSession:
@@ -79,21 +80,22 @@ class SweepSession:
         sweep's study by its first agent, else MLflow's default (then recorded for the others)."""
         # Both storages must answer before either is created or written.
         probe_optuna_storage(config.optuna_storage)
+        optuna_pool, mlflow_pool = agent_pools(agent.n_jobs)
         storage = study = None
         found = False
         if explicit_tracking_uri(config) is None and storage_exists(config.optuna_storage):
-            storage = open_optuna_storage(config.optuna_storage)
+            storage = open_optuna_storage(config.optuna_storage, optuna_pool.size, optuna_pool.overflow)
             study = SweepStudy(storage, config, PointSource(config), agent.agent)
             found = study.find()
         tracking_uri = sweep_tracking_uri(config, study if found else None)
         probe_mlflow_storage(tracking_uri)
         if study is None:
-            storage = open_optuna_storage(config.optuna_storage)
+            storage = open_optuna_storage(config.optuna_storage, optuna_pool.size, optuna_pool.overflow)
             study = SweepStudy(storage, config, PointSource(config), agent.agent)
             found = study.find()
         if found:
             study.check_drift()  # before anything is written for this config
-        client = open_mlflow_tracking(tracking_uri)
+        client = open_mlflow_tracking(tracking_uri, mlflow_pool, AGENT_APPLICATION)
         recorder = Recorder(client, config)
         parent_id = study.create_or_attach(recorder.create_parent, recorder.parent_state)
         record_tracking_uri(study, tracking_uri)
@@ -198,9 +200,10 @@ class SweepSession:
                 self.agent.release_start()
                 if self.result.error or (self.study.slots_exhausted() and not self.study.has_active()):
                     return
-                if self.agent.stop.wait(IDLE_POLL_SECONDS):
+                if self.idle.wait(self.agent.stop):
                     return
                 continue
+            self.idle.reset()
             if not self._execute(TrialExecution(self, work)):
                 return
             self._close_if_last()

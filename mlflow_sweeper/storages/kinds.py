@@ -12,11 +12,13 @@ import os
 from pathlib import Path
 from typing import Any
 
+from .pools import Pool, engine_kwargs
 from .retry import probe_until
 from .urls import StorageURL, parse, with_path
 
 OPTUNA_EXAMPLES = (
-    "sqlite:///FILE, postgresql://..., mysql+pymysql://..., journal:///FILE.log or redis://HOST:PORT/DB"
+    "sqlite:///FILE, postgresql://..., mysql+pymysql://..., journal:///FILE.log, redis://HOST:PORT/DB "
+    "or grpc://HOST:PORT (a `mlflow-sweeper proxy`)"
 )
 MLFLOW_EXAMPLES = (
     "sqlite:///FILE, postgresql://..., mysql+pymysql://... or http(s)://HOST:PORT of a tracking server"
@@ -40,7 +42,8 @@ class StorageKind:
     def probe(self, url: StorageURL) -> None:
         """Raise StorageError unless the storage answers; writes nothing."""
 
-    def open(self, url: StorageURL) -> Any:
+    def open(self, url: StorageURL, pool: Pool | None = None) -> Any:
+        """Open the storage; `pool` sizes a database engine's connection pool where there is one."""
         raise NotImplementedError
 
     def exists(self, url: StorageURL) -> bool:
@@ -79,10 +82,12 @@ def _select_1(url: str) -> None:
 class OptunaSQLite(FileBacked):
     what = "Optuna storage"
 
-    def open(self, url: StorageURL) -> Any:
+    def open(self, url: StorageURL, pool: Pool | None = None) -> Any:
         import optuna
 
-        return optuna.storages.RDBStorage(url.text, engine_kwargs={"connect_args": {"timeout": 60}})
+        return optuna.storages.RDBStorage(
+            url.text, engine_kwargs={"connect_args": {"timeout": 60}, **engine_kwargs(pool)}
+        )
 
 
 class OptunaServerRDB(StorageKind):
@@ -93,13 +98,13 @@ class OptunaServerRDB(StorageKind):
     def probe(self, url: StorageURL) -> None:
         probe_until(lambda: _select_1(url.text), self.what, url.text)
 
-    def open(self, url: StorageURL) -> Any:
+    def open(self, url: StorageURL, pool: Pool | None = None) -> Any:
         import optuna
 
-        engine_kwargs: dict = {"pool_pre_ping": True}
+        kwargs: dict = {"pool_pre_ping": True, **engine_kwargs(pool)}
         if url.scheme in ("mysql", "mariadb"):
-            engine_kwargs["pool_recycle"] = 3600
-        return optuna.storages.RDBStorage(url.text, engine_kwargs=engine_kwargs)
+            kwargs["pool_recycle"] = 3600
+        return optuna.storages.RDBStorage(url.text, engine_kwargs=kwargs)
 
 
 class OptunaJournalFile(FileBacked):
@@ -110,7 +115,7 @@ class OptunaJournalFile(FileBacked):
             return None
         return "a journal URL needs a file path, e.g. journal:///tmp/optuna.log"
 
-    def open(self, url: StorageURL) -> Any:
+    def open(self, url: StorageURL, pool: Pool | None = None) -> Any:
         from optuna.storages.journal import JournalFileBackend, JournalStorage
 
         path = Path(url.path or "")
@@ -129,7 +134,7 @@ class OptunaRedis(StorageKind):
 
         probe_until(ping, self.what, url.text)
 
-    def open(self, url: StorageURL) -> Any:
+    def open(self, url: StorageURL, pool: Pool | None = None) -> Any:
         from ..errors import StorageError
         from .urls import mask
 
@@ -144,6 +149,28 @@ class OptunaRedis(StorageKind):
         return JournalStorage(JournalRedisBackend(url.text))
 
 
+class OptunaGrpcProxy(StorageKind):
+    """grpc://HOST:PORT: Optuna's gRPC storage proxy (`mlflow-sweeper proxy`), which alone holds
+    the database connections of every agent that uses it."""
+
+    what = "Optuna storage"
+
+    def check(self, url: StorageURL) -> str | None:
+        from ..proxy import check_grpc_url
+
+        return check_grpc_url(url.text)
+
+    def probe(self, url: StorageURL) -> None:
+        from ..proxy import probe_grpc
+
+        probe_grpc(url.text)
+
+    def open(self, url: StorageURL, pool: Pool | None = None) -> Any:
+        from ..proxy import open_grpc_storage
+
+        return open_grpc_storage(url.text)
+
+
 # ---- MLflow tracking stores ---------------------------------------------------------------------
 
 
@@ -152,7 +179,7 @@ class MlflowStore(StorageKind):
 
     what = "MLflow storage"
 
-    def open(self, url: StorageURL) -> Any:
+    def open(self, url: StorageURL, pool: Pool | None = None) -> Any:
         from mlflow.tracking import MlflowClient
 
         client = MlflowClient(tracking_uri=url.text)
@@ -197,6 +224,7 @@ OPTUNA_KINDS: dict[str, StorageKind] = {
     "journal": OptunaJournalFile(),
     "redis": OptunaRedis(),
     "rediss": OptunaRedis(),
+    "grpc": OptunaGrpcProxy(),
 }
 MLFLOW_KINDS: dict[str, StorageKind] = {
     "sqlite": MlflowSQLite(),

@@ -11,6 +11,7 @@ from typing import TypeVar
 
 from ..errors import StorageError
 from .kinds import mlflow_kind, optuna_kind
+from .pools import AGENT_APPLICATION, Pool, name_connections, set_mlflow_pool
 from .retry import MISSING_DRIVER, RACE_PATTERNS, first_line, retry
 from .sqlite import sqlite_file, tune_sqlite_engine, use_wal, with_sqlite_timeout
 from .urls import mask, parse
@@ -38,22 +39,44 @@ def local_lock(lock_dir: Path, name: str, timeout: float = 120.0):
                 os.unlink(path)
 
 
-def open_optuna_storage(url: str):
-    """Open (creating if needed) an Optuna storage; safe when many agents start at once."""
+def open_optuna_storage(
+    url: str,
+    pool_size: int | None = None,
+    max_overflow: int | None = None,
+    application: str | None = AGENT_APPLICATION,
+):
+    """Open (creating if needed) an Optuna storage; safe when many agents start at once.
+
+    `pool_size`/`max_overflow` size a database engine's connection pool (SQLAlchemy's defaults
+    otherwise); `application` names its PostgreSQL connections.
+    """
+    from ..compat import limit_pool_overflow
+
     kind = optuna_kind(url)
-    return _open_safely(
+    wanted = None if pool_size is None else Pool(pool_size, max_overflow or 0)
+    # Opening checks the schema holding two connections: allow one overflow until it is done.
+    pool = None if wanted is None else Pool(wanted.size, max(1, wanted.overflow))
+    storage = _open_safely(
         url,
-        lambda: kind.open(parse(url)),
+        lambda: kind.open(parse(url), pool),
         "Optuna storage",
         lambda storage: getattr(storage, "engine", None),
         immediate=True,
     )
+    engine = getattr(storage, "engine", None)
+    if wanted is not None and engine is not None:
+        limit_pool_overflow(engine, wanted.overflow)
+    if application:
+        name_connections(engine, application)
+    return storage
 
 
-def open_mlflow_tracking(url: str):
+def open_mlflow_tracking(url: str, pool: Pool | None = None, application: str | None = None):
     """An MlflowClient on `url`, its store created race-free; the URL becomes MLflow's current.
 
-    A SQLite URI gets a busy timeout, which trials inherit through MLFLOW_TRACKING_URI.
+    A SQLite URI gets a busy timeout, which trials inherit through MLFLOW_TRACKING_URI. `pool`
+    sizes a database store's connection pool (MLflow reads it when the store is created);
+    `application` names its PostgreSQL connections.
     """
     import mlflow
 
@@ -61,7 +84,11 @@ def open_mlflow_tracking(url: str):
 
     url = with_sqlite_timeout(url)
     kind = mlflow_kind(url)
+    if pool is not None:
+        set_mlflow_pool(pool)
     client = _open_safely(url, lambda: kind.open(parse(url)), "MLflow storage", sql_engine, immediate=False)
+    if application:
+        name_connections(sql_engine(client), application)
     mlflow.set_tracking_uri(url)
     return client
 

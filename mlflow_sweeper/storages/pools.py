@@ -1,0 +1,76 @@
+"""How many database connections an agent holds: a few, fitted to its workers, released when idle.
+
+An agent's threads (its `-j` workers, the maintenance loop) share one Optuna engine and one MLflow
+engine. Each engine keeps one connection and opens at most `overflow` more while threads are
+busy at once, closing them as soon as they are returned: an agent holds at most
+2 + ceil(j / 2) server connections, and 2 when idle. Threads beyond that wait their turn for a
+connection (every storage operation is short). The connections are tagged with the
+`application_name` AGENT_APPLICATION, so that PostgreSQL shows whose they are.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+
+AGENT_APPLICATION = "mlflow-sweeper-agent"
+POOL_TIMEOUT_SECONDS = 300  # a thread waits this long for a free connection before it errs
+
+
+@dataclass(frozen=True)
+class Pool:
+    """A SQLAlchemy QueuePool's size: `size` kept open, up to `overflow` more while busy."""
+
+    size: int
+    overflow: int
+
+    @property
+    def most(self) -> int:
+        return self.size + self.overflow
+
+
+def agent_pools(n_jobs: int) -> tuple[Pool, Pool]:
+    """(Optuna pool, MLflow pool) of an agent running `n_jobs` trials at once.
+
+    MLflow reads a zero overflow as "use its default", so MLflow's share is never zero; Optuna's
+    may be (its pool gets one overflow connection only while the storage is being opened).
+    """
+    extra = math.ceil(max(1, n_jobs) / 2)
+    mlflow_overflow = math.ceil(extra / 2)
+    return Pool(1, extra - mlflow_overflow), Pool(1, mlflow_overflow)
+
+
+def engine_kwargs(pool: Pool | None) -> dict:
+    """SQLAlchemy engine arguments for `pool` (nothing for SQLAlchemy's defaults)."""
+    if pool is None:
+        return {}
+    return {"pool_size": pool.size, "max_overflow": pool.overflow, "pool_timeout": POOL_TIMEOUT_SECONDS}
+
+
+MLFLOW_POOL_VARIABLES = ("MLFLOW_SQLALCHEMYSTORE_POOL_SIZE", "MLFLOW_SQLALCHEMYSTORE_MAX_OVERFLOW")
+
+
+def set_mlflow_pool(pool: Pool) -> None:
+    """MLflow sizes its SQLAlchemy pool from the environment when it creates a store: call this
+    before the agent's MLflow client exists. A user's own setting wins."""
+    os.environ.setdefault(MLFLOW_POOL_VARIABLES[0], str(pool.size))
+    os.environ.setdefault(MLFLOW_POOL_VARIABLES[1], str(pool.overflow))
+
+
+def name_connections(engine, application: str = AGENT_APPLICATION) -> None:
+    """Tag every new PostgreSQL connection of `engine` with `application_name`; the pooled ones
+    reconnect. Other databases are left alone."""
+    import sqlalchemy
+
+    if engine is None or engine.dialect.name != "postgresql":
+        return
+
+    def on_connect(dbapi_connection, _record) -> None:
+        cursor = dbapi_connection.cursor()
+        cursor.execute("SELECT set_config('application_name', %s, false)", (application,))
+        cursor.close()
+        dbapi_connection.commit()
+
+    sqlalchemy.event.listen(engine, "connect", on_connect)
+    engine.dispose()

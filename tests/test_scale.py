@@ -1,0 +1,292 @@
+"""Beyond one machine: Optuna's gRPC proxy end to end, an agent's database connections, idle
+agents' polling, and the cluster recipes under examples/."""
+
+from __future__ import annotations
+
+import json
+import math
+import shlex
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import REPO, cli_env, kill_process_tree, run_cli, write_config
+from test_distributed import (
+    GRID,
+    agent_configs,
+    check_sweep,
+    grid_keys,
+    mlflow_runs,
+    processes,  # noqa: F401 - a fixture
+    run_agents,
+)
+
+from mlflow_sweeper.agent.idle import IdleBackoff
+from mlflow_sweeper.storages import check_optuna_url
+from mlflow_sweeper.storages.pools import AGENT_APPLICATION, agent_pools
+
+GRPC_EXTRA = "pip install 'mlflow-sweeper[grpc]'"
+
+
+# ---- the gRPC proxy ----------------------------------------------------------------------------
+
+
+@pytest.mark.server
+def test_three_agents_through_the_proxy_and_a_tracking_server(
+    tmp_path,
+    grpc_proxy,
+    postgres_db,
+    mlflow_server,
+    processes,  # noqa: F811
+):
+    """3 agents x -j 2, Optuna through a proxy on PostgreSQL, MLflow through `mlflow server`:
+    every grid point COMPLETE once, one parent, no duplicate."""
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    record = shared / "records.jsonl"
+    database = postgres_db("optuna")
+    proxy_url = grpc_proxy(database)
+    keys = grid_keys(proxy_url, mlflow_server, record, behave="sleep:0.2")
+    agents = agent_configs(tmp_path, 3, **keys)
+
+    seconds = run_agents(agents, processes, "-j", "2", root=tmp_path)
+
+    # Read behind the proxy, from the database itself.
+    figures = check_sweep(
+        agents, optuna_url=database, mlflow_uri=mlflow_server, record=record, grid=GRID,
+        budget=len(GRID["x"]) * len(GRID["y"]), shared_dirs=[shared], jobs=2, seconds=seconds,
+    )  # fmt: skip
+    trial_runs = [r for r in mlflow_runs(mlflow_server) if r.data.tags.get("sweeper.role") == "trial"]
+    assert all(r.data.metrics.get("score") is not None for r in trial_runs)
+    print(f"[grpc/postgres + http] {figures}")
+
+
+def test_bad_grpc_urls_are_named():
+    assert check_optuna_url("grpc://127.0.0.1:13000") is None
+    assert check_optuna_url("grpc://[::1]:13000") is None
+    for bad in ("grpc://", "grpc://host:port", "grpc://host:1/path"):
+        assert "grpc://HOST:PORT" in (check_optuna_url(bad) or ""), bad
+
+
+def test_a_proxy_nobody_serves_is_one_clear_error(tmp_path):
+    from conftest import free_port
+
+    config = write_config(tmp_path, optuna_storage=f"grpc://127.0.0.1:{free_port()}")
+    result = run_cli("sweep", config, cwd=tmp_path, timeout=120)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "cannot reach the Optuna gRPC proxy" in result.stderr
+    assert "mlflow-sweeper proxy STORAGE_URL" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "mlflow.db").exists(), "nothing may be written before the storages answer"
+
+
+def test_the_proxy_refuses_a_journal_storage(tmp_path):
+    result = run_cli("proxy", f"journal://{tmp_path / 'optuna.log'}", cwd=tmp_path, timeout=60)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "serves a database storage" in result.stderr
+    assert not (tmp_path / "optuna.log").exists()
+
+
+@pytest.fixture
+def without_grpc(tmp_path) -> dict:
+    """An environment in which `import grpc` fails, as where the [grpc] extra is not installed."""
+    hide = tmp_path / "hide-grpc"
+    hide.mkdir()
+    (hide / "grpc.py").write_text("raise ImportError('No module named grpc')\n")
+    return {"PYTHONPATH": str(hide)}
+
+
+def test_without_the_grpc_extra_a_grpc_url_exits_2_naming_it(tmp_path, without_grpc):
+    config = write_config(tmp_path, optuna_storage="grpc://127.0.0.1:13000")
+    result = run_cli("sweep", config, cwd=tmp_path, env=without_grpc, timeout=120)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert GRPC_EXTRA in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "mlflow.db").exists(), "nothing may be written without the extra"
+
+
+def test_without_the_grpc_extra_the_proxy_exits_2_naming_it(tmp_path, without_grpc):
+    database = tmp_path / "optuna.db"
+    result = run_cli("proxy", f"sqlite:///{database}", cwd=tmp_path, env=without_grpc, timeout=60)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert GRPC_EXTRA in result.stderr
+    assert not database.exists(), "the proxy may not create its database without the extra"
+
+
+# ---- an agent's database connections ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("jobs", [1, 4, 16])
+def test_agent_pools_stay_within_two_plus_half_the_workers(jobs):
+    optuna_pool, mlflow_pool = agent_pools(jobs)
+    assert optuna_pool.most + mlflow_pool.most <= 2 + math.ceil(jobs / 2)
+    assert mlflow_pool.overflow >= 1  # MLflow reads an overflow of 0 as "its default"
+    assert optuna_pool.size == mlflow_pool.size == 1
+
+
+def count_agent_connections(databases: list[str]) -> int:
+    import psycopg2
+
+    conn = psycopg2.connect(host="127.0.0.1", port=5432, user="postgres", dbname="postgres")
+    try:
+        with conn.cursor() as cur:
+            cur.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s AND datname = ANY(%s)",
+                (AGENT_APPLICATION, databases),
+            )
+            return cur.fetchone()[0]
+    finally:
+        conn.close()
+
+
+@pytest.mark.server
+@pytest.mark.parametrize("jobs", [1, 4])
+def test_an_agent_holds_at_most_two_plus_half_its_workers_connections(tmp_path, postgres_db, jobs):
+    """One agent on PostgreSQL (both storages), its connections counted in pg_stat_activity by
+    their application_name while its trials run (the trials' own connections are theirs)."""
+    optuna_url, mlflow_url = postgres_db("optuna"), postgres_db("mlflow")
+    databases = [url.rsplit("/", 1)[1] for url in (optuna_url, mlflow_url)]
+    record = tmp_path / "records.jsonl"
+    grid = {"x": list(range(2 * jobs)), "y": [1]}
+    config = write_config(tmp_path, **grid_keys(optuna_url, mlflow_url, record, behave="sleep:1", grid=grid))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mlflow_sweeper", "sweep", str(config), "-j", str(jobs), "-q"],
+        cwd=tmp_path, env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL, text=True,
+    )  # fmt: skip
+    seen: list[int] = []
+    try:
+        while proc.poll() is None:
+            seen.append(count_agent_connections(databases))
+            time.sleep(0.05)
+        out = proc.stdout.read()
+    finally:
+        kill_process_tree(proc)
+    assert proc.returncode == 0, out
+    assert len(read_lines(record)) == 2 * jobs
+    assert max(seen) >= 2, f"the agent's connections were never seen: {seen}"
+    assert max(seen) <= 2 + math.ceil(jobs / 2), f"-j {jobs}: up to {max(seen)} connections"
+    print(f"-j {jobs}: at most {max(seen)} agent connections")
+
+
+def read_lines(path: Path) -> list[str]:
+    return path.read_text().splitlines() if path.exists() else []
+
+
+# ---- idle agents ---------------------------------------------------------------------------------
+
+
+def test_idle_backoff_doubles_up_to_its_longest_and_starts_over_on_work():
+    idle = IdleBackoff(first=0.5, longest=10.0)
+    assert [idle.next_delay() for _ in range(7)] == [0.5, 1.0, 2.0, 4.0, 8.0, 10.0, 10.0]
+    idle.reset()
+    assert idle.next_delay() == 0.5
+
+
+class CountingStop(threading.Event):
+    """A stop event that records how many idle workers sleep at the same moment."""
+
+    def __init__(self):
+        super().__init__()
+        self.lock = threading.Lock()
+        self.sleeping = 0
+        self.most = 0
+
+    def wait(self, timeout=None) -> bool:
+        with self.lock:
+            self.sleeping += 1
+            self.most = max(self.most, self.sleeping)
+        try:
+            return super().wait(timeout)
+        finally:
+            with self.lock:
+                self.sleeping -= 1
+
+
+def test_idle_workers_of_one_agent_look_for_work_one_at_a_time():
+    idle = IdleBackoff(first=0.001, longest=0.004)
+    stop = CountingStop()
+    threads = [threading.Thread(target=lambda: [idle.wait(stop) for _ in range(10)]) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert idle.looks == 80
+    assert stop.most == 1, f"{stop.most} idle workers slept before a look at once"
+
+
+def test_a_stopping_agent_wakes_its_idle_workers():
+    idle = IdleBackoff(first=60.0, longest=60.0)
+    stop = threading.Event()
+    results: list[bool] = []
+    threads = [threading.Thread(target=lambda: results.append(idle.wait(stop))) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    stop.set()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert results == [True, True, True]
+
+
+# ---- recipes -------------------------------------------------------------------------------------
+
+EXAMPLES = REPO / "examples"
+
+
+def test_the_kubernetes_job_runs_n_agents_of_one_sweep(tmp_path):
+    docs = list(yaml.safe_load_all((EXAMPLES / "k8s" / "agents-job.yaml").read_text()))
+    job = next(d for d in docs if d and d.get("kind") == "Job")
+    spec = job["spec"]
+    assert spec["parallelism"] >= 2 and spec["completions"] == spec["parallelism"]
+    container = spec["template"]["spec"]["containers"][0]
+    argv = [*container.get("command", []), *container.get("args", [])]
+    assert argv[:2] == ["mlflow-sweeper", "sweep"], argv
+    config_map = next(d for d in docs if d and d.get("kind") == "ConfigMap")
+    (config_path,) = [a for a in argv if a.endswith(".yaml")]
+    name = Path(config_path).name
+    (tmp_path / name).write_text(config_map["data"][name])
+    assert_valid_sweep_invocation(argv, tmp_path / name)
+
+
+def assert_valid_sweep_invocation(argv: list[str], config: Path) -> None:
+    """The command line parses (`--help` after the options) and its config loads."""
+    from click.testing import CliRunner
+
+    from mlflow_sweeper.cli import main
+    from mlflow_sweeper.config import load_config
+
+    args = [a if not a.endswith(".yaml") else str(config) for a in argv[1:]]
+    result = CliRunner().invoke(main, [*args, "--help"])
+    assert result.exit_code == 0, result.output
+    loaded = load_config(config)
+    assert loaded.optuna_storage.startswith(("grpc://", "postgresql://"))
+    assert loaded.mlflow_storage.startswith("http")
+
+
+def test_the_slurm_array_is_valid_bash_running_the_sweep():
+    script = EXAMPLES / "slurm" / "agents.sbatch"
+    subprocess.run(["bash", "-n", str(script)], check=True)
+    text = script.read_text()
+    assert "#SBATCH --array=" in text
+    line = next(x for x in text.splitlines() if x.strip().startswith(("mlflow-sweeper sweep", "srun")))
+    argv = shlex.split(line.split("srun", 1)[-1])
+    assert argv[:2] == ["mlflow-sweeper", "sweep"], argv
+
+
+def test_the_kubernetes_backend_example_is_a_valid_backend_config():
+    backend_config = json.loads((EXAMPLES / "k8s" / "backend_config.json").read_text())
+    assert set(backend_config) >= {"kube-context", "repository-uri", "kube-job-template-path"}
+    template_path = EXAMPLES / "k8s" / backend_config["kube-job-template-path"]
+    template = yaml.safe_load(template_path.read_text())
+    assert template["kind"] == "Job"
+    container = template["spec"]["template"]["spec"]["containers"][0]
+    # MLflow fills these in: the image it built and the entry point's command.
+    assert container["image"] == "{replaced with URI of Docker image created during Project execution}"
+    assert container["command"] == ["{replaced with MLflow Project entry point command}"]
+    sweep = yaml.safe_load((EXAMPLES / "k8s" / "sweep-on-kubernetes.yaml").read_text())
+    assert sweep["backend"] == "kubernetes"
+    assert sweep["backend_config"] == "backend_config.json"
