@@ -68,7 +68,9 @@ class TrialExecution:
     def __init__(self, session: SweepSession, work: Work):
         self.session = session
         self.work = work
-        self.params = {**work.params, **session.config.space.fixed}
+        # Only the parameters that exist for this point: a conditional one whose `when` does not
+        # hold is neither passed nor logged.
+        self.params = {**work.params, **session.config.space.fixed_for(work.params)}
         self.runs = RecordedRuns(session.recorder, session.study, session.parent_id, work, self.params)
 
     @property
@@ -91,7 +93,7 @@ class TrialExecution:
         started = f"run {self.run_id}{_attempt(work)}"
         self.session.report(f"trial {work.number} started ({started}): {_fmt(work.params)}")
         ending = self.await_end(handle)
-        outcome = classify(ending, self.session.config.objective.metric, self.read_objective(ending))
+        outcome = classify(ending, self.objective_names, self.read_objective(ending))
         self.settle(outcome)
         if outcome.kind is Kind.CANCELLED:
             raise StopRequested
@@ -150,12 +152,21 @@ class TrialExecution:
         self.session.recorder.attach_log(self.run_id, str(self.log_path))
         return Ending(succeeded=succeeded, exit_code=handle.returncode)
 
-    def read_objective(self, ending: Ending) -> float | None:
-        """The objective's value from the run, read only for a trial that succeeded."""
-        metric = self.session.config.objective.metric
-        if not needs_metric(ending, metric):
+    @property
+    def objective_names(self) -> str | tuple[str, ...] | None:
+        """The objective's metric, or the tuple of them with several objectives."""
+        objective = self.session.config.objective
+        return objective.names if objective.multi else objective.metric
+
+    def read_objective(self, ending: Ending) -> float | dict[str, float | None] | None:
+        """The objective's value (or values) from the run, read only for a trial that succeeded:
+        one read of the run, however many objectives."""
+        names = self.objective_names
+        if not needs_metric(ending, names):
             return None
-        return self.session.recorder.read_metric(self.run_id, metric)
+        if isinstance(names, tuple):
+            return self.session.recorder.read_metrics(self.run_id, names)
+        return self.session.recorder.read_metric(self.run_id, names)
 
     # ---- settle ----------------------------------------------------------------------------------
 
@@ -172,11 +183,20 @@ class TrialExecution:
         session, run_id, value = self.session, self.run_id, outcome.value
         session.recorder.end_trial_run(run_id, outcome.run_status)
         session.study.complete(self.work, value)
+        if isinstance(value, list):  # several objectives: no single best to show or record
+            session.count_done(None)
+            shown = ", ".join(
+                f"{n}={v:.6g}" for n, v in zip(session.config.objective.names, value, strict=True)
+            )
+            session.report(f"trial {self.work.number} finished (run {run_id}, {shown})")
+            return
         improved = session.count_done(value)
         shown = "" if value is None else f", {session.config.objective.metric}={value:.6g}"
         session.report(f"trial {self.work.number} finished (run {run_id}{shown})")
         if improved:  # only then can it beat what the parent shows
             session.recorder.record_best(session.parent_id, run_id, value)
+        if session.config.objective.reached(value):
+            session.report(f"trial {self.work.number} reached the target: no new trials will start")
 
     def _settle_failed(self, outcome: Outcome) -> None:
         session, run_id = self.session, self.run_id

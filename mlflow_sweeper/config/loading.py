@@ -136,7 +136,25 @@ def _search(values: Values) -> dict[str, Any]:
         "max_trials": max_trials,
         "seed": values["seed"],
         "sampler_options": options,
+        **_sensitivity(values, name, space),
     }
+
+
+def _sensitivity(values: Values, algorithm: str, space) -> dict[str, Any]:
+    """`base` and `points`: given only with `algorithm: sensitivity`, checked against the space."""
+    from ..sensitivity import parse_sensitivity
+    from ..space import SpaceError
+
+    if algorithm != "sensitivity":
+        for key in ("base", "points"):
+            if values.given(key):
+                raise values.fail(key, "only applies to 'algorithm: sensitivity'")
+        return {}
+    try:
+        base, points = parse_sensitivity(space, values["base"], values["points"])
+    except SpaceError as exc:
+        raise values.fail(exc.key, str(exc)) from None
+    return {"base": base or None, "points": points if values.given("points") else None}
 
 
 def _storages(values: Values) -> dict[str, Any]:

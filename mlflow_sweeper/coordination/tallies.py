@@ -82,6 +82,25 @@ def best(trials: Iterable[FrozenTrial], direction: StudyDirection) -> FrozenTria
     return min(done, key=lambda t: (sign * t.value, t.number))
 
 
+def pareto_front(trials: Iterable[FrozenTrial], directions: list[StudyDirection]) -> list[FrozenTrial]:
+    """The COMPLETE trials no other COMPLETE trial dominates (at least as good in every objective,
+    better in one), in trial order. Equal values do not dominate each other: both stay."""
+    signs = [-1.0 if d == StudyDirection.MAXIMIZE else 1.0 for d in directions]
+    done = [
+        (t, [s * v for s, v in zip(signs, t.values, strict=True)])
+        for t in trials
+        if t.state == TrialState.COMPLETE and t.values is not None and len(t.values) == len(signs)
+    ]
+
+    def dominates(a: list[float], b: list[float]) -> bool:
+        return all(x <= y for x, y in zip(a, b, strict=True)) and any(
+            x < y for x, y in zip(a, b, strict=True)
+        )
+
+    front = [t for t, mine in done if not any(dominates(other, mine) for _, other in done)]
+    return sorted(front, key=lambda t: t.number)
+
+
 def progress(trials: list[FrozenTrial], budget: int, best_trial: FrozenTrial | None) -> Progress:
     counts = state_counts(trials)
     return Progress(
