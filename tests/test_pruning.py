@@ -303,7 +303,7 @@ def test_reads_grow_only_with_the_interval(tmp_path, tracking_uri):
     sweep = Sweep(tmp_path, tracking_uri)
     watch = sweep.watch("median", interval=1.0)
     trials = [sweep.start_trial() for _ in range(50)]
-    for trial_id, run_id in trials:
+    for _, run_id in trials:
         sweep.log(run_id, 0, 1.0)
     polls = 0
     for _ in range(100):
@@ -418,7 +418,11 @@ PRUNER_OPTIONS = {
     "hyperband": {"min_resource": 1, "max_resource": 27, "reduction_factor": 3},
     "threshold": {"lower": 0.0, "upper": 1.0},
     "wilcoxon": {"p_threshold": 0.05, "n_startup_steps": 3},
-    "patient": {"patience": 3, "min_delta": 0.01, "wrapped": {"pruner": "percentile", "options": {"percentile": 10}}},
+    "patient": {
+        "patience": 3,
+        "min_delta": 0.01,
+        "wrapped": {"pruner": "percentile", "options": {"percentile": 10}},
+    },
 }
 
 
@@ -460,7 +464,11 @@ def test_patient_wraps_the_given_pruner_or_none():
         (
             {"pruner": "median", "options": {"n_startup": 3}},
             "early_stopping.options.n_startup",
-            ["unknown option of the median pruner", "did you mean 'n_startup_trials'", "valid: n_startup_trials"],
+            [
+                "unknown option of the median pruner",
+                "did you mean 'n_startup_trials'",
+                "valid: n_startup_trials",
+            ],
         ),
         (
             {"pruner": "median", "options": {"n_startup_trials": "five"}},
@@ -517,7 +525,10 @@ def test_patient_wraps_the_given_pruner_or_none():
             ["unknown key"],
         ),
         (
-            {"pruner": "patient", "options": {"patience": 1, "wrapped": {"pruner": "median", "options": {"x": 1}}}},
+            {
+                "pruner": "patient",
+                "options": {"patience": 1, "wrapped": {"pruner": "median", "options": {"x": 1}}},
+            },
             "early_stopping.options.wrapped.options.x",
             ["unknown option of the median pruner"],
         ),

@@ -187,13 +187,16 @@ def _parse_pruner(
         raise ConfigError(
             path,
             f"{key}.pruner",
-            f"unknown pruner {name!r}; choose one of {', '.join(PRUNERS)}" + _suggest(str(name), list(PRUNERS)),
+            f"unknown pruner {name!r}; choose one of {', '.join(PRUNERS)}"
+            + _suggest(str(name), list(PRUNERS)),
         )
     kind = PRUNERS[name]
     options = raw.get("options")
     options = {} if options is None else options
     if not isinstance(options, Mapping):
-        raise ConfigError(path, f"{key}.options", f"expected a mapping of {name} pruner options, got {options!r}")
+        raise ConfigError(
+            path, f"{key}.options", f"expected a mapping of {name} pruner options, got {options!r}"
+        )
     options = dict(options)
     valid = kind.option_names()
     listing = ", ".join(valid) if valid else "none"
