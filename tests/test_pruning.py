@@ -8,10 +8,14 @@ never by timing; one test uses the real clock with a margin.
 from __future__ import annotations
 
 import math
+import os
 import random
+import subprocess
+import sys
 import time
 import uuid
 import warnings
+from pathlib import Path
 
 import optuna
 import pytest
@@ -21,6 +25,7 @@ from optuna.trial import TrialState
 from mlflow_sweeper.errors import ConfigError
 from mlflow_sweeper.pruning import (
     DEFAULT_INTERVAL,
+    PRUNED_TAG,
     PRUNERS,
     EarlyStopping,
     TrialWatch,
@@ -28,10 +33,11 @@ from mlflow_sweeper.pruning import (
     pruned_values,
     tell_pruned,
 )
-from mlflow_sweeper.storages import open_optuna_storage
+from mlflow_sweeper.storages import open_optuna_storage, with_sqlite_timeout
 
 METRIC = "val/loss"
 INTERVAL = 5.0
+CURVE = Path(__file__).resolve().parent.parent / "examples" / "curve.py"
 
 
 class Clock:
@@ -355,6 +361,53 @@ def test_maximize_direction_is_respected(tmp_path, tracking_uri):
     watch = sweep.watch("median", {"n_startup_trials": 5})
     assert sweep.run_watched(watch, [2.0] * 10) is None  # high accuracy-like values: kept
     assert sweep.run_watched(watch, [-5.0] * 10) == 0
+
+
+def test_a_real_trial_process_is_stopped_as_the_agent_would(tmp_path, tracking_uri):
+    """examples/curve.py as a real trial process logging into its run; polled as the agent's
+    await loop polls, with the real clock: the watch stops it long before its last epoch, and
+    what Optuna holds is the start of what the run logged."""
+    sweep = Sweep(tmp_path, tracking_uri)
+    for rate in (0.5, 0.6, 0.7, 0.8, 0.9):
+        sweep.complete_with_curve(good_curve(rate, steps=200))
+    spec = EarlyStopping("median", {"n_startup_trials": 5, "n_warmup_steps": 3}, 0.3)
+    watch = TrialWatch(sweep.client, sweep.agent_storage, sweep.name, METRIC, spec)
+    trial_id, run_id = sweep.start_trial()
+    env = {
+        **os.environ,
+        "MLFLOW_RUN_ID": run_id,
+        "MLFLOW_TRACKING_URI": with_sqlite_timeout(tracking_uri),
+        "MLFLOW_EXPERIMENT_ID": sweep.experiment_id,
+    }
+    argv = [sys.executable, str(CURVE), "lr=0.0001", "epochs=200", "seconds_per_epoch=0.05"]
+    process = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    pruned = False
+    try:
+        while process.poll() is None:
+            if watch.check(trial_id, run_id):
+                pruned = True
+                break
+            time.sleep(0.1)
+    finally:
+        process.kill()
+        _, stderr = process.communicate(timeout=60)
+    assert pruned, stderr.decode(errors="replace")[-2000:]
+    watch.forget(trial_id)
+    assert tell_pruned(sweep.agent_storage, trial_id)
+    sweep.client.set_tag(run_id, PRUNED_TAG, "true")
+    sweep.client.set_terminated(run_id, "KILLED")
+
+    history = sorted((m.step, m.value) for m in sweep.client.get_metric_history(run_id, METRIC))
+    assert 3 < len(history) < 200
+    reported = sorted(sweep.intermediate(trial_id).items())
+    assert reported == history[: len(reported)]
+    assert reported[-1][0] >= 3  # not before the warm-up steps
+    trial = sweep.storage.get_trial(trial_id)
+    assert trial.state == TrialState.PRUNED
+    assert trial.value == reported[-1][1]
+    run = sweep.client.get_run(run_id)
+    assert run.info.status == "KILLED"
+    assert run.data.tags[PRUNED_TAG] == "true"
 
 
 # ---- telling a pruned trial -----------------------------------------------------------------------
