@@ -15,6 +15,7 @@ import sys
 import time
 import uuid
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import optuna
@@ -62,8 +63,8 @@ class Sweep:
     """One study in a real Optuna storage and one experiment in a real MLflow store; the watch
     opens its own storage object, as another agent would."""
 
-    def __init__(self, tmp_path, tracking_uri: str, direction: str = "minimize"):
-        url = f"sqlite:///{tmp_path / 'optuna.db'}"
+    def __init__(self, tmp_path, tracking_uri: str, direction: str = "minimize", url: str | None = None):
+        url = url or f"sqlite:///{tmp_path / 'optuna.db'}"
         self.storage = open_optuna_storage(url)
         self.agent_storage = open_optuna_storage(url)
         self.name = f"exp/{uuid.uuid4().hex[:8]}"
@@ -352,6 +353,57 @@ def test_every_pruner_stops_bad_trials_in_a_sweep(tmp_path, tracking_uri, pruner
     assert pruned
     for trial in pruned:  # as Optuna's tell records them: the last intermediate value
         assert trial.value == trial.intermediate_values[trial.last_step]
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "journal", "postgresql", "redis"])
+def test_every_optuna_storage(tmp_path, tracking_uri, request, kind):
+    """Successive halving writes rung attributes through the study: on every storage kind the
+    sweeper supports, bad trials are stopped and the rungs recorded."""
+    if kind == "sqlite":
+        url = None
+    elif kind == "journal":
+        url = f"journal://{tmp_path / 'journal.log'}"
+    elif kind == "postgresql":
+        url = request.getfixturevalue("postgres_db")()
+    else:
+        url = request.getfixturevalue("redis_url")
+    sweep = Sweep(tmp_path, tracking_uri, url=url)
+    watch = sweep.watch("successive_halving", {"min_resource": 1, "reduction_factor": 3})
+    rng = random.Random(1)
+    for _ in range(6):
+        sweep.run_watched(watch, good_curve(rng.uniform(0.3, 0.9), steps=10))
+    assert sweep.run_watched(watch, [3.0] * 10) is not None
+    rungs = [key for t in sweep.storage.get_all_trials(sweep.study_id) for key in t.system_attrs]
+    assert "completed_rung_0" in rungs
+
+
+def test_one_watch_shared_by_worker_threads(tmp_path, tracking_uri):
+    """The agent's worker threads share one watch: each trial is read once per interval and
+    judged as it would be alone."""
+    sweep = Sweep(tmp_path, tracking_uri)
+    for rate in (0.5, 0.6, 0.7, 0.8, 0.9):
+        sweep.complete_with_curve(good_curve(rate))
+    watch = sweep.watch("median", {"n_startup_trials": 5, "n_warmup_steps": 2})
+    good = [sweep.start_trial() for _ in range(4)]
+    bad = [sweep.start_trial() for _ in range(4)]
+    curves = {trial: good_curve(1.5) for trial in good} | {trial: [2.0] * 10 for trial in bad}
+    verdicts: dict[int, list[bool]] = {trial_id: [] for trial_id, _ in curves}
+
+    def poll(trial: tuple[int, str]) -> None:
+        for _ in range(5):  # several polls per interval, as the await loop makes
+            if watch.check(*trial):
+                verdicts[trial[0]].append(True)
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        list(pool.map(poll, curves))
+        for step in range(5):
+            for (_, run_id), curve in curves.items():
+                sweep.log(run_id, step, curve[step])
+            sweep.clock.advance()
+            list(pool.map(poll, curves))
+    assert {trial_id: watch.reads[trial_id] for trial_id, _ in curves} == {t: 5 for t, _ in curves}
+    assert all(verdicts[trial_id] == [] for trial_id, _ in good)
+    assert all(verdicts[trial_id] for trial_id, _ in bad)  # stopped at step 2 and after
 
 
 def test_maximize_direction_is_respected(tmp_path, tracking_uri):
