@@ -555,6 +555,12 @@ def test_patient_wraps_the_given_pruner_or_none():
         ).make_pruner()
     assert alone._wrapped_pruner is None
     assert isinstance(wrapped._wrapped_pruner, optuna.pruners.MedianPruner)
+    spec = parse({"pruner": "patient", "options": {"patience": 2, "wrapped": {"pruner": "median"}}})
+    spec.make_pruner()
+    assert spec.describe() == {
+        "pruner": "patient",
+        "options": {"patience": 2, "wrapped": {"pruner": "median", "options": {}}},
+    }
 
 
 @pytest.mark.parametrize(

@@ -43,6 +43,8 @@ class PrunerKind:
     extra: Mapping[str, str] = field(default_factory=dict)
     # Further checks Optuna only makes lazily (at the first `prune`), run on the options.
     check: Callable[[dict[str, Any]], None] | None = None
+    # Turns validated config options into constructor arguments (default: as they are).
+    kwargs: Callable[[dict[str, Any]], dict[str, Any]] = dict
 
     def parameters(self) -> dict[str, inspect.Parameter]:
         """The constructor's keyword arguments a config may set, in signature order."""
@@ -64,15 +66,20 @@ class PrunerKind:
 
     def build(self, options: Mapping[str, Any]) -> BasePruner:
         """A new pruner (pruners keep state, e.g. Hyperband's brackets: one per monitor)."""
-        kwargs = dict(options)
-        if self.name == "patient":
-            wrapped = kwargs.pop("wrapped", None)
-            kwargs["wrapped_pruner"] = (
-                None if wrapped is None else PRUNERS[wrapped["pruner"]].build(wrapped.get("options", {}))
-            )
+        kwargs = self.kwargs(dict(options))
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # e.g. ExperimentalWarning: not the user's concern here
             return self.cls(**kwargs)
+
+
+def _patient_kwargs(options: dict[str, Any]) -> dict[str, Any]:
+    """`wrapped: {pruner, options}` becomes the pruner object; absent, PatientPruner alone
+    (`wrapped_pruner=None`: stop after `patience` steps without improvement)."""
+    wrapped = options.pop("wrapped", None)
+    options["wrapped_pruner"] = (
+        None if wrapped is None else PRUNERS[wrapped["pruner"]].build(wrapped.get("options", {}))
+    )
+    return options
 
 
 def _check_hyperband(options: dict[str, Any]) -> None:
@@ -128,6 +135,7 @@ PRUNERS: dict[str, PrunerKind] = {
             "pruner also says so",
             hidden=("wrapped_pruner",),
             extra={"wrapped": "{pruner: NAME, options: {...}}: the pruner to consult once patience ran out"},
+            kwargs=_patient_kwargs,
         ),
     )
 }
