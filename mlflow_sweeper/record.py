@@ -202,6 +202,12 @@ class Recorder:
         for chunk in _chunks(items):
             retry(lambda c=chunk: self.client.log_batch(run_id, params=c), "trial params")
 
+    def tag_pruned(self, run_id: str) -> None:
+        """`sweeper.pruned=true`: the run was stopped early by the pruner."""
+        from .pruning import PRUNED_TAG
+
+        retry(lambda: self.client.set_tag(run_id, PRUNED_TAG, "true"), "pruned tag")
+
     def end_trial_run(self, run_id: str, status: str) -> None:
         retry(lambda: self.client.set_terminated(run_id, status), "end trial run")
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import optuna
 import pytest
+import yaml
 from conftest import (
     PROJECT,
     kill_process_tree,
@@ -83,6 +84,29 @@ def runs_by_role(uri: str) -> tuple[dict, list]:
 
 def without_record(params: dict) -> dict:
     return {k: v for k, v in params.items() if k != "record"}
+
+
+# ---- the examples ------------------------------------------------------------------------------
+
+EXAMPLES = sorted((PROJECT.parent.parent / "examples").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=[p.stem for p in EXAMPLES])
+def test_every_example_config_is_valid(path):
+    from mlflow_sweeper.algorithms import ALGORITHMS, PointSource
+    from mlflow_sweeper.config import load_config
+
+    algorithm = yaml.safe_load(path.read_text())["algorithm"]
+    if ALGORITHMS[algorithm].missing_requirement():
+        pytest.skip(f"{algorithm} needs an extra that is not installed")
+    config = load_config(path)
+    assert PointSource(config).budget > 0
+
+
+def test_the_examples_cover_every_search_feature():
+    names = {p.stem for p in EXAMPLES}
+    assert {"conditional", "multi_objective", "early_stopping", "target", "sensitivity"} <= names
+    assert {"cmaes", "gp", "qmc"} <= names
 
 
 # ---- conditional parameters -------------------------------------------------------------------
@@ -193,11 +217,22 @@ def test_several_objectives_give_values_pareto_tags_and_the_front_on_the_parent(
     assert json.loads(status.stdout)["sweeps"][0]["best"] is None
 
 
-def test_target_or_early_stopping_with_several_objectives_is_a_config_error(tmp_path):
-    metrics = [{"name": "m1"}, {"name": "m2"}]
-    path = write_config(tmp_path, spec={"metrics": metrics, "target": 1.0}, optuna_storage=OPTUNA)
+@pytest.mark.parametrize(
+    "extra, key",
+    [
+        ({"spec": {"metrics": [{"name": "m1"}, {"name": "m2"}], "target": 1.0}}, "spec.target"),
+        (
+            {"spec": {"metrics": [{"name": "m1"}, {"name": "m2"}]}, "early_stopping": {"pruner": "median"}},
+            "early_stopping",
+        ),
+    ],
+    ids=["target", "early_stopping"],
+)
+def test_target_or_early_stopping_with_several_objectives_is_a_config_error(tmp_path, extra, key):
+    path = write_config(tmp_path, optuna_storage=OPTUNA, **extra)
     result = run_cli("sweep", path, cwd=tmp_path)
-    assert result.returncode == 2 and "spec.target" in result.stderr + result.stdout
+    text = result.stderr + result.stdout
+    assert result.returncode == 2 and key in text and "Traceback" not in text, text
     assert not (tmp_path / "optuna.db").exists()
 
 
@@ -224,6 +259,40 @@ def test_a_trial_reaching_the_target_stops_new_trials_and_the_sweep_is_complete(
     assert "already complete" in again and "started" not in again
     assert len(executed(record)) == 2
     assert len(mlflow_runs(f"sqlite:///{tmp_path / 'mlflow.db'}")) == 3
+
+
+# ---- early stopping ----------------------------------------------------------------------------
+
+
+def test_early_stopping_prunes_a_bad_trial_which_is_killed_tagged_pruned_and_not_retried(tmp_path):
+    record = tmp_path / "records.jsonl"
+    # curve = x * (step + 1) over 8 steps, 0.4 s apart: x=3 passes 5 at step 1 and is pruned;
+    # x=0.5 stays under 5 and completes with its last value, 4.
+    config = keys(
+        record,
+        {"x": [0.5, 3], "steps": 8, "pause": 0.4},
+        spec={"metric": "curve", "direction": "minimize"},
+        early_stopping={"pruner": "threshold", "options": {"upper": 5.0}, "interval": 0.3},
+        max_retries=2,
+    )
+    text = sweep(tmp_path, **config)
+
+    assert [p["x"] for p in executed(record)] == ["0.5", "3"], text  # the pruned one never re-ran
+    assert "pruned" in text
+    trials = {t.params["x"]: t for t in optuna_trials(f"sqlite:///{tmp_path / 'optuna.db'}")}
+    assert trials[0.5].state.name == "COMPLETE" and trials[0.5].value == 4.0
+    pruned = trials[3]
+    assert pruned.state.name == "PRUNED"
+    assert pruned.intermediate_values and pruned.value == pruned.intermediate_values[pruned.last_step] > 5
+    assert len(pruned.intermediate_values) < 8  # stopped before its last step
+    assert len(trials[0.5].intermediate_values) == 8  # every step reported before it completed
+    parent, runs = runs_by_role(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    assert parent.info.status == "FINISHED"
+    by_run = {r.info.run_id: r for r in runs}
+    killed = by_run[pruned.user_attrs["mlflow_run_id"]]
+    assert killed.info.status == "KILLED" and killed.data.tags.get("sweeper.pruned") == "true"
+    done = by_run[trials[0.5].user_attrs["mlflow_run_id"]]
+    assert done.info.status == "FINISHED" and "sweeper.pruned" not in done.data.tags
 
 
 # ---- 3 agents, SQLite and PostgreSQL ------------------------------------------------------------

@@ -15,6 +15,7 @@ class Kind(Enum):
     COMPLETE = "complete"  # told to Optuna with its value; run FINISHED
     FAILED = "failed"  # counts an attempt and is retried while attempts are left
     CANCELLED = "cancelled"  # Ctrl-C: run KILLED, the point re-queued without counting an attempt
+    PRUNED = "pruned"  # stopped by the pruner: run KILLED, Optuna PRUNED, never retried
 
 
 @dataclass(frozen=True)
@@ -25,6 +26,7 @@ class Ending:
     exit_code: int | None = None
     timed_out_after: float | None = None  # seconds, when `trial_timeout` ended it
     cancelled: bool = False
+    pruned: bool = False  # the pruner stopped it (`early_stopping`)
 
 
 @dataclass(frozen=True)
@@ -54,6 +56,8 @@ def classify(
     logged for it (None: nothing logged or not read), or a mapping name -> value for several."""
     if ending.cancelled:
         return Outcome(Kind.CANCELLED, reason="interrupted (Ctrl-C or SIGTERM)", run_status="KILLED")
+    if ending.pruned:
+        return Outcome(Kind.PRUNED, reason="stopped early by the pruner", run_status="KILLED")
     if ending.timed_out_after is not None:
         reason = f"timed out after {ending.timed_out_after:g} s (trial_timeout)"
         return Outcome(Kind.FAILED, reason=reason, run_status="KILLED")

@@ -84,6 +84,7 @@ class SweepSession:
             total=study.budget,
             done=tallies.complete,
             failed=tallies.failed_for_good,
+            pruned=tallies.pruned,
             direction=config.objective.direction,
         )
         if tallies.best is not None:
@@ -209,6 +210,10 @@ class SweepSession:
     def count_failed(self) -> None:
         with self.lock:
             self.progress.failed += 1
+
+    def count_pruned(self) -> None:
+        with self.lock:
+            self.progress.pruned += 1
 
     # ---- the end of the sweep --------------------------------------------------------------------
 

@@ -8,6 +8,7 @@ owed, the console told).
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -135,6 +136,9 @@ class TrialExecution:
         agent = self.session.agent
         timeout = self.session.config.trial_timeout
         deadline = None if timeout is None else time.monotonic() + timeout
+        watch = watch_of(self.session)
+        trial_id, run_id = self.work.trial_id, self.run_id
+        succeeded: bool | None = None
         try:
             while True:
                 succeeded = handle.wait(POLL_SECONDS)
@@ -146,9 +150,17 @@ class TrialExecution:
                 if deadline is not None and time.monotonic() > deadline:
                     handle.cancel()
                     return Ending(timed_out_after=timeout)
+                # Reads the run's metric history once per `interval`; cheap in between.
+                if watch is not None and run_id and watch.check(trial_id, run_id):
+                    handle.cancel()  # the trial's whole process tree
+                    return Ending(pruned=True)
         finally:
             handle.close()
             agent.trial_pids.discard(handle.pid)
+            if watch is not None and succeeded is None:
+                watch.forget(trial_id)
+        if watch is not None and run_id:
+            watch.finish(trial_id, run_id)  # its last steps, before it completes
         self.session.recorder.attach_log(self.run_id, str(self.log_path))
         return Ending(succeeded=succeeded, exit_code=handle.returncode)
 
@@ -174,6 +186,8 @@ class TrialExecution:
         """Make the outcome true everywhere: Optuna, the MLflow run, the progress, the console."""
         if outcome.kind is Kind.COMPLETE:
             self._settle_complete(outcome)
+        elif outcome.kind is Kind.PRUNED:
+            self._settle_pruned(outcome)
         elif outcome.kind is Kind.CANCELLED:
             self._settle_cancelled(outcome)
         else:
@@ -209,6 +223,16 @@ class TrialExecution:
             f"trial {self.work.number} failed (run {run_id}): {outcome.reason}; {then}; log: {self.log_path}"
         )
 
+    def _settle_pruned(self, outcome: Outcome) -> None:
+        """Run KILLED and tagged `sweeper.pruned`; Optuna PRUNED; counted in the budget, never retried."""
+        session, run_id = self.session, self.run_id
+        if run_id:
+            session.recorder.tag_pruned(run_id)
+            session.recorder.end_trial_run(run_id, outcome.run_status)
+        session.study.prune(self.work)
+        session.count_pruned()
+        session.report(f"trial {self.work.number} pruned (run {run_id}): {outcome.reason}")
+
     def _settle_cancelled(self, outcome: Outcome) -> None:
         """The run is KILLED, the point re-queued without counting an attempt."""
         session, run_id = self.session, self.run_id
@@ -226,6 +250,32 @@ class TrialExecution:
             )
         except Exception:  # noqa: BLE001
             log.exception("could not give trial %s back", self.work.number)
+
+
+_WATCH_LOCK = threading.Lock()
+
+
+def watch_of(session: SweepSession):
+    """The session's TrialWatch (one per agent and sweep, shared by its workers), or None
+    without `early_stopping`. It needs only run ids and the shared Optuna storage, so it works
+    for every backend and compares against the trials of every agent."""
+    early_stopping = session.config.early_stopping
+    if early_stopping is None:
+        return None
+    with _WATCH_LOCK:
+        watch = getattr(session, "trial_watch", None)
+        if watch is None:
+            from ..pruning import TrialWatch
+
+            watch = TrialWatch(
+                session.recorder.client,
+                session.study.storage,
+                session.config.identity,
+                session.config.objective.metric,
+                early_stopping,
+            )
+            session.trial_watch = watch
+        return watch
 
 
 def _attempt(work: Work) -> str:

@@ -175,6 +175,14 @@ def _objective(values: Values) -> Objective:
     return values["spec"] or Objective()
 
 
+def _early_stopping(values: Values, objective: Objective):
+    """`early_stopping`: a pruner over the one objective's metric history."""
+    from ..pruning import parse_early_stopping
+
+    raw = values["early_stopping"]
+    return parse_early_stopping(raw, path=values.where.path, objective_count=len(objective.names))
+
+
 def _failure_handling(values: Values) -> dict[str, Any]:
     return {name: values[name] for name in ("max_retries", "stale_after", "trial_timeout", "fail_fast")}
 
@@ -184,13 +192,15 @@ def load_config(path_text: str | os.PathLike[str]) -> SweepConfig:
     path = Path(path_text).expanduser()
     data = read_yaml(path)
     values = Values(Where(path.resolve()), data)
+    objective = _objective(values)
     return SweepConfig(
         path=values.where.path,
         **_identity(values),
         **_trial(values),
         **_search(values),
         **_storages(values),
-        objective=_objective(values),
+        objective=objective,
+        early_stopping=_early_stopping(values, objective),
         **_failure_handling(values),
         raw=data,
     )

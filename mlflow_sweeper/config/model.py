@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..pruning import EarlyStopping
 from ..space import SearchSpace
 from .schema import DEFAULTS
 
@@ -90,6 +91,7 @@ class SweepConfig:
     fail_fast: int = _default("fail_fast")
     base: dict[str, Any] | None = None  # sensitivity: the base point (checked against the space)
     points: int | None = None  # sensitivity: values per range parameter
+    early_stopping: EarlyStopping | None = None
 
     @property
     def identity(self) -> str:
@@ -109,8 +111,8 @@ class SweepConfig:
     def fingerprint(self) -> dict[str, Any]:
         """What defines the sweep: a stored sweep whose fingerprint differs is refused.
 
-        `sampler_options`, `metrics`, `base` and `points` join only when given, so sweeps stored
-        before they existed still match.
+        `sampler_options`, `metrics`, `base`, `points` and `early_stopping` join only when given,
+        so sweeps stored before they existed still match.
         """
         stored = {
             "parameters": self.space.describe(),
@@ -127,6 +129,8 @@ class SweepConfig:
             stored["base"] = dict(self.base)
         if self.points is not None:
             stored["points"] = self.points
+        if self.early_stopping is not None:
+            stored["early_stopping"] = self.early_stopping.describe()
         return stored
 
     def as_params(self) -> dict[str, str]:

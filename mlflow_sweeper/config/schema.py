@@ -76,6 +76,12 @@ SCHEMA: tuple[Key, ...] = (
         "the objective: {direction, metric, target} or {metrics: [{name, direction}, ...]}",
         checks.objective,
     ),
+    Key(
+        "early_stopping",
+        None,
+        "stop bad trials from their metric history: {pruner, options, interval}",
+        checks.as_given,
+    ),
     # failure handling
     Key("max_retries", 1, "a failed trial runs again up to this many times", AT_LEAST_0, mutable=True),
     Key("stale_after", 300.0, "seconds without heartbeat: a trial is dead", checks.seconds, mutable=True),

@@ -112,6 +112,10 @@ class SweepStudy:
     def complete(self, work: Work, value: float | list[float] | None) -> None:
         self.lifecycle.complete(work, value)
 
+    def prune(self, work: Work) -> bool:
+        """The pruner stopped the trial: PRUNED in Optuna, counted in the budget, not retried."""
+        return self.lifecycle.prune(work)
+
     def fail(
         self,
         work: Work,

@@ -183,6 +183,13 @@ class TrialLifecycle:
         values = None if value is None else list(value) if isinstance(value, list | tuple) else [value]
         self.store.set_trial_state_values(work.trial_id, TrialState.COMPLETE, values)
 
+    def prune(self, work: Work) -> bool:
+        """PRUNED, with its last intermediate value, as Optuna's tell records it; never re-queued.
+        False when the trial had already ended (reclaimed by another agent)."""
+        from ..pruning import tell_pruned
+
+        return tell_pruned(self.store.raw, work.trial_id)
+
     def fail(
         self, work: Work, reason: str, *, retry_it: bool, count_attempt: bool, old_run: str | None
     ) -> bool:

@@ -20,10 +20,11 @@ class Progress:
     waiting: int
     failed_for_good: int
     best: FrozenTrial | None
+    pruned: int = 0
 
     @property
     def remaining(self) -> int:
-        return max(0, self.budget - self.complete - self.failed_for_good - self.running)
+        return max(0, self.budget - self.complete - self.pruned - self.failed_for_good - self.running)
 
 
 def latest_per_slot(trials: Iterable[FrozenTrial]) -> dict[int, FrozenTrial]:
@@ -52,6 +53,10 @@ def unresolved_slots(trials: Iterable[FrozenTrial], policy: RetryPolicy) -> list
     ]
 
 
+# A slot with one of these has no failure owed: done (a pruned trial counts as run), or not over.
+RESOLVED_OR_ACTIVE = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING, TrialState.WAITING)
+
+
 def failed_for_good(trials: Iterable[FrozenTrial]) -> list[FrozenTrial]:
     """The last attempt of each slot that never completed and has nothing running or queued."""
     by_slot: dict[int, list[FrozenTrial]] = {}
@@ -60,7 +65,7 @@ def failed_for_good(trials: Iterable[FrozenTrial]) -> list[FrozenTrial]:
             by_slot.setdefault(trial.system_attrs[SLOT], []).append(trial)
     failed = []
     for group in by_slot.values():
-        if any(t.state in (TrialState.COMPLETE, TrialState.RUNNING, TrialState.WAITING) for t in group):
+        if any(t.state in RESOLVED_OR_ACTIVE for t in group):
             continue
         failed.append(max(group, key=lambda t: t.number))
     return sorted(failed, key=lambda t: t.number)
@@ -110,4 +115,5 @@ def progress(trials: list[FrozenTrial], budget: int, best_trial: FrozenTrial | N
         waiting=counts[TrialState.WAITING],
         failed_for_good=len(failed_for_good(trials)),
         best=best_trial,
+        pruned=counts[TrialState.PRUNED],
     )
