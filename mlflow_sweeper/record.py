@@ -148,6 +148,16 @@ class Recorder:
                 retry(lambda r=run_id: self.client.set_tag(r, PARETO_TAG, "true"), "pareto tag")
         retry(lambda: self.client.set_tag(parent_id, PARETO_RUNS_TAG, ",".join(front)), "pareto runs")
 
+    def update_pareto(self, joined: str | None, left: list[str]) -> None:
+        """Mid-sweep: `joined` is on the Pareto front so far, the runs in `left` no longer are."""
+        for run_id in left:
+            try:
+                self.client.delete_tag(run_id, PARETO_TAG)
+            except MlflowException as exc:  # never tagged (another agent's view), or gone
+                log.debug("could not untag run %s: %s", run_id, exc)
+        if joined:
+            retry(lambda: self.client.set_tag(joined, PARETO_TAG, "true"), "pareto tag")
+
     def sweep_runs_tagged(self, tag: str, value: str) -> list[str]:
         """Run ids of this sweep's runs whose tag `tag` is `value`."""
         filter_string = (

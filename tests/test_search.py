@@ -255,6 +255,9 @@ def test_a_trial_reaching_the_target_stops_new_trials_and_the_sweep_is_complete(
     assert parent.data.tags["sweeper.stopped"] == "target"
     assert parent.data.metrics["score"] == 2.0
 
+    status = run_cli("status", tmp_path / "sweep.yaml", "--json", cwd=tmp_path)
+    assert json.loads(status.stdout)["sweeps"][0]["remaining"] == 0, status.stdout
+
     again = sweep(tmp_path, **config)
     assert "already complete" in again and "started" not in again
     assert len(executed(record)) == 2
@@ -375,3 +378,33 @@ def test_three_agents_share_a_sensitivity_sweep_without_duplicates(tmp_path, req
     check_shared_sweep(agents, optuna_url, mlflow_uri, record, SENSITIVITY_POINTS)
     parent, _ = runs_by_role(mlflow_uri)
     assert parent.data.metrics["sensitivity/y"] == pytest.approx(20.0)
+
+
+# ---- the Pareto front, as the close and each settled trial compute it ------------------------------
+
+
+def _trial(number: int, values: list[float] | None, state=optuna.trial.TrialState.COMPLETE):
+    return optuna.trial.FrozenTrial(
+        number=number, state=state, value=None, values=values, datetime_start=None, datetime_complete=None,
+        params={}, distributions={}, user_attrs={}, system_attrs={}, intermediate_values={}, trial_id=number,
+    )  # fmt: skip
+
+
+def test_pareto_front_and_the_change_one_trial_makes():
+    from mlflow_sweeper.coordination.tallies import front_change, pareto_front
+
+    max_min = [optuna.study.StudyDirection.MAXIMIZE, optuna.study.StudyDirection.MINIMIZE]
+    trials = [
+        _trial(0, [1.0, 2.0]),
+        _trial(1, [2.0, 5.0]),
+        _trial(2, [2.0, 6.0]),  # dominated by 1
+        _trial(3, [1.0, 2.0]),  # equal to 0: both stay
+        _trial(4, None, optuna.trial.TrialState.FAIL),
+    ]
+    assert [t.number for t in pareto_front(trials, max_min)] == [0, 1, 3]
+    assert front_change(trials, 2, max_min) == (False, [])
+    # a new trial better in both objectives than 1 (and than 2, already off the front)
+    trials.append(_trial(5, [3.0, 4.0]))
+    on_front, pushed = front_change(trials, 5, max_min)
+    assert on_front and [t.number for t in pushed] == [1]
+    assert [t.number for t in pareto_front(trials, max_min)] == [0, 3, 5]

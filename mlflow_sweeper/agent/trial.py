@@ -199,6 +199,7 @@ class TrialExecution:
         session.study.complete(self.work, value)
         if isinstance(value, list):  # several objectives: no single best to show or record
             session.count_done(None)
+            self._keep_front()
             shown = ", ".join(
                 f"{n}={v:.6g}" for n, v in zip(session.config.objective.names, value, strict=True)
             )
@@ -222,6 +223,25 @@ class TrialExecution:
         session.report(
             f"trial {self.work.number} failed (run {run_id}): {outcome.reason}; {then}; log: {self.log_path}"
         )
+
+    def _keep_front(self) -> None:
+        """Several objectives: tag this run `sweeper.pareto` when it is on the front so far and
+        untag the runs it pushed off, so the tags are right mid-sweep too (the close recomputes
+        the whole front, and the parent's list, whatever happened here)."""
+        from ..coordination.identity import directions_of
+        from ..coordination.tallies import front_change
+
+        session = self.session
+        try:
+            on_front, pushed = front_change(
+                session.study.trials(), self.work.number, directions_of(session.config)
+            )
+            session.recorder.update_pareto(
+                self.run_id if on_front else None,
+                [t.user_attrs["mlflow_run_id"] for t in pushed if t.user_attrs.get("mlflow_run_id")],
+            )
+        except Exception as exc:  # noqa: BLE001 - the tags are a courtesy until the close
+            log.debug("could not update the Pareto tags: %s", exc)
 
     def _settle_pruned(self, outcome: Outcome) -> None:
         """Run KILLED and tagged `sweeper.pruned`; Optuna PRUNED; counted in the budget, never retried."""

@@ -87,23 +87,47 @@ def best(trials: Iterable[FrozenTrial], direction: StudyDirection) -> FrozenTria
     return min(done, key=lambda t: (sign * t.value, t.number))
 
 
-def pareto_front(trials: Iterable[FrozenTrial], directions: list[StudyDirection]) -> list[FrozenTrial]:
-    """The COMPLETE trials no other COMPLETE trial dominates (at least as good in every objective,
-    better in one), in trial order. Equal values do not dominate each other: both stay."""
+def _minimized(trials: Iterable[FrozenTrial], directions: list[StudyDirection]) -> list[tuple]:
+    """(trial, values turned so that lower is better) for every COMPLETE trial with all values."""
     signs = [-1.0 if d == StudyDirection.MAXIMIZE else 1.0 for d in directions]
-    done = [
+    return [
         (t, [s * v for s, v in zip(signs, t.values, strict=True)])
         for t in trials
         if t.state == TrialState.COMPLETE and t.values is not None and len(t.values) == len(signs)
     ]
 
-    def dominates(a: list[float], b: list[float]) -> bool:
-        return all(x <= y for x, y in zip(a, b, strict=True)) and any(
-            x < y for x, y in zip(a, b, strict=True)
-        )
 
-    front = [t for t, mine in done if not any(dominates(other, mine) for _, other in done)]
+def _dominates(a: list[float], b: list[float]) -> bool:
+    """At least as good in every objective and better in one (lower is better)."""
+    return all(x <= y for x, y in zip(a, b, strict=True)) and any(x < y for x, y in zip(a, b, strict=True))
+
+
+def pareto_front(trials: Iterable[FrozenTrial], directions: list[StudyDirection]) -> list[FrozenTrial]:
+    """The COMPLETE trials no other COMPLETE trial dominates, in trial order. Equal values do
+    not dominate each other: both stay."""
+    done = _minimized(trials, directions)
+    front = [t for t, mine in done if not any(_dominates(other, mine) for _, other in done)]
     return sorted(front, key=lambda t: t.number)
+
+
+def front_change(
+    trials: Iterable[FrozenTrial], number: int, directions: list[StudyDirection]
+) -> tuple[bool, list[FrozenTrial]]:
+    """What one newly COMPLETE trial (number `number`, among `trials`) changes on the Pareto front: whether
+    it is on it, and the trials it pushed off (on the front without it, dominated by it).
+
+    O(n x pushed) rather than recomputing the front, so an agent can keep the front's tags
+    right after each trial; the close recomputes the whole front anyway."""
+    done = _minimized(trials, directions)
+    mine = next((values for t, values in done if t.number == number), None)
+    if mine is None:
+        return False, []
+    others = [(t, values) for t, values in done if t.number != number]
+    if any(_dominates(values, mine) for _, values in others):
+        return False, []
+    beaten = [(t, values) for t, values in others if _dominates(mine, values)]
+    pushed = [t for t, values in beaten if not any(_dominates(o, values) for u, o in others if u is not t)]
+    return True, sorted(pushed, key=lambda t: t.number)
 
 
 def progress(trials: list[FrozenTrial], budget: int, best_trial: FrozenTrial | None) -> Progress:
