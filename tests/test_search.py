@@ -380,6 +380,50 @@ def test_three_agents_share_a_sensitivity_sweep_without_duplicates(tmp_path, req
     assert parent.data.metrics["sensitivity/y"] == pytest.approx(20.0)
 
 
+@pytest.mark.parametrize("kind", SHARED)
+def test_three_agents_stop_at_the_target_and_prune_without_duplicates(tmp_path, request, processes, kind):
+    """A target and early stopping across agents. curve = x * (step + 1) over 4 steps: x=2 ends at
+    8, the target; x >= 5 passes the threshold 9 at step 1 and is pruned; the others end below
+    both."""
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    record = shared / "records.jsonl"
+    optuna_url, mlflow_uri = storages(kind, shared, request)
+    config = keys(
+        record,
+        {"x": [1, 5, 6, 2, 7, 8, 1.5, 9, 10, 1.2, 1.1, 1.3], "steps": 4, "pause": 0.5},
+        optuna_storage=optuna_url,
+        mlflow_storage=mlflow_uri,
+        spec={"metric": "curve", "direction": "maximize", "target": 8},
+        early_stopping={"pruner": "threshold", "options": {"upper": 9.0}, "interval": 0.2},
+    )
+    agents = agent_configs(tmp_path, 3, **config)
+    run_agents(agents, processes, "-j", "1", root=tmp_path)
+    check_agents(agents)
+
+    points = [p["x"] for p in executed(record)]
+    assert len(points) == len(set(points)) < 12, f"executed {points}\n" + outputs(agents)
+    storage = open_optuna(optuna_url)
+    try:
+        trials = storage.get_all_trials(storage.get_study_id_from_name("exp/s1"), deepcopy=False)
+        reached = storage.get_study_system_attrs(storage.get_study_id_from_name("exp/s1"))
+    finally:
+        close_optuna(storage)
+    assert "sweeper:target_reached" in reached
+    assert len(trials) == len(points) and all(t.state.name in ("COMPLETE", "PRUNED") for t in trials)
+    assert any(t.state.name == "COMPLETE" and t.value >= 8 for t in trials)
+    for trial in trials:
+        assert (trial.state.name == "PRUNED") == (trial.params["x"] >= 5), trial
+    parent, runs = runs_by_role(mlflow_uri)
+    assert parent.info.status == "FINISHED" and parent.data.tags.get("sweeper.stopped") == "target"
+    for run in runs:
+        pruned = run.data.tags.get("sweeper.pruned") == "true"
+        assert run.info.status == ("KILLED" if pruned else "FINISHED")
+    assert sum(r.data.tags.get("sweeper.pruned") == "true" for r in runs) == sum(
+        t.state.name == "PRUNED" for t in trials
+    )
+
+
 # ---- the Pareto front, as the close and each settled trial compute it ------------------------------
 
 
