@@ -167,6 +167,8 @@ def sweep_status_data(config: SweepConfig) -> dict:
     entry["remaining"] = max(
         0, entry["budget"] - entry["done"] - entry["failed"] - entry["pruned"] - entry["running"]
     )
+    if study.target_reached():  # no slot is owed a trial any more
+        entry["remaining"] = 0
     parent = entry["parent_run_id"] = study.parent_run_id()
     recorder = _open_recorder(config, study)
     if parent and recorder is not None:

@@ -23,6 +23,9 @@ TRIAL_TAG = "sweeper.trial"
 BEST_RUN_TAG = "sweeper.best_run_id"
 REPLACED_BY_TAG = "sweeper.replaced_by"
 ATTEMPT_TAG = "sweeper.attempt"
+PARETO_TAG = "sweeper.pareto"  # "true" on trial runs on the Pareto front (several objectives)
+PARETO_RUNS_TAG = "sweeper.pareto_run_ids"  # on the parent: the front's run ids, comma-separated
+STOPPED_TAG = "sweeper.stopped"  # on the parent: why the sweep stopped early ("target")
 MAX_PARAM_LENGTH = 6000
 BATCH = 100
 
@@ -128,6 +131,54 @@ class Recorder:
         )
         return True
 
+    def record_pareto(self, parent_id: str, front: list[str]) -> None:
+        """Tag the Pareto front's runs (and only them) and list them on the parent.
+
+        Runs tagged by an earlier close that left the front lose the tag, so re-running the
+        close after more trials gives the same tags as closing once."""
+        on_front = set(front)
+        tagged = self.sweep_runs_tagged(PARETO_TAG, "true")
+        for run_id in sorted(set(tagged) - on_front):
+            try:
+                self.client.delete_tag(run_id, PARETO_TAG)
+            except MlflowException as exc:
+                log.debug("could not untag run %s: %s", run_id, exc)
+        for run_id in front:
+            if run_id not in tagged:
+                retry(lambda r=run_id: self.client.set_tag(r, PARETO_TAG, "true"), "pareto tag")
+        retry(lambda: self.client.set_tag(parent_id, PARETO_RUNS_TAG, ",".join(front)), "pareto runs")
+
+    def update_pareto(self, joined: str | None, left: list[str]) -> None:
+        """Mid-sweep: `joined` is on the Pareto front so far, the runs in `left` no longer are."""
+        for run_id in left:
+            try:
+                self.client.delete_tag(run_id, PARETO_TAG)
+            except MlflowException as exc:  # never tagged (another agent's view), or gone
+                log.debug("could not untag run %s: %s", run_id, exc)
+        if joined:
+            retry(lambda: self.client.set_tag(joined, PARETO_TAG, "true"), "pareto tag")
+
+    def sweep_runs_tagged(self, tag: str, value: str) -> list[str]:
+        """Run ids of this sweep's runs whose tag `tag` is `value`."""
+        filter_string = (
+            f"tags.`{SWEEP_TAG}` = '{_quote(self.config.identity)}' and tags.`{tag}` = '{_quote(value)}'"
+        )
+        runs = _all_pages(
+            lambda t: self.client.search_runs(
+                [self.experiment_id], filter_string, max_results=1000, page_token=t
+            )
+        )
+        return [run.info.run_id for run in runs]
+
+    def record_stopped(self, parent_id: str, why: str) -> None:
+        retry(lambda: self.client.set_tag(parent_id, STOPPED_TAG, why), "stopped tag")
+
+    def record_parent_metrics(self, parent_id: str, metrics: dict[str, float]) -> None:
+        now = int(time.time() * 1000)
+        batch = [Metric(name, float(value), now, 0) for name, value in metrics.items()]
+        for chunk in _chunks(batch):
+            retry(lambda c=chunk: self.client.log_batch(parent_id, metrics=c), "parent metrics")
+
     # ---- trials ------------------------------------------------------------------------------
 
     def create_trial_run(
@@ -164,12 +215,23 @@ class Recorder:
         for chunk in _chunks(items):
             retry(lambda c=chunk: self.client.log_batch(run_id, params=c), "trial params")
 
+    def tag_pruned(self, run_id: str) -> None:
+        """`sweeper.pruned=true`: the run was stopped early by the pruner."""
+        from .pruning import PRUNED_TAG
+
+        retry(lambda: self.client.set_tag(run_id, PRUNED_TAG, "true"), "pruned tag")
+
     def end_trial_run(self, run_id: str, status: str) -> None:
         retry(lambda: self.client.set_terminated(run_id, status), "end trial run")
 
     def read_metric(self, run_id: str, metric: str) -> float | None:
         run = retry(lambda: self.client.get_run(run_id), "read metric")
         return run.data.metrics.get(metric)
+
+    def read_metrics(self, run_id: str, metrics: tuple[str, ...]) -> dict[str, float | None]:
+        """The latest value of each metric, in one read of the run."""
+        run = retry(lambda: self.client.get_run(run_id), "read metrics")
+        return {name: run.data.metrics.get(name) for name in metrics}
 
     def attach_log(self, run_id: str, path: str) -> None:
         if not os.path.exists(path) or os.path.getsize(path) == 0:

@@ -60,6 +60,47 @@ class WriteReport(CloseAction):
             logging.getLogger(__name__).warning("could not write the sweep report: %s", exc)
 
 
+class RecordPareto(CloseAction):
+    """Several objectives: `sweeper.pareto` on the front's runs, their ids on the parent."""
+
+    def run(self, context: CloseContext) -> None:
+        if not context.config.objective.multi:
+            return
+        from ..coordination.identity import directions_of
+        from ..coordination.tallies import pareto_front
+
+        front = pareto_front(context.trials, directions_of(context.config))
+        run_ids = [t.user_attrs["mlflow_run_id"] for t in front if t.user_attrs.get("mlflow_run_id")]
+        context.recorder.record_pareto(context.parent_id, run_ids)
+
+
+class RecordSensitivity(CloseAction):
+    """A sensitivity sweep: `sensitivity/<param>` on the parent, the objective's spread over the
+    trials that moved that parameter alone, the base trial included."""
+
+    def run(self, context: CloseContext) -> None:
+        plan = getattr(context.study.source.strategy, "plan", None)
+        if context.config.algorithm != "sensitivity" or not plan or context.config.objective.metric is None:
+            return
+        from optuna.trial import TrialState
+
+        from ..sensitivity import sensitivity_spread
+
+        rows = [(dict(t.params), t.value) for t in context.trials if t.state == TrialState.COMPLETE]
+        spread = sensitivity_spread(rows, base=plan[0])
+        if spread:
+            metrics = {f"sensitivity/{name}": value for name, value in spread.items()}
+            context.recorder.record_parent_metrics(context.parent_id, metrics)
+
+
+class RecordStopped(CloseAction):
+    """A sweep that stopped because a trial reached `spec.target`: `sweeper.stopped=target`."""
+
+    def run(self, context: CloseContext) -> None:
+        if context.study.target_reached():
+            context.recorder.record_stopped(context.parent_id, "target")
+
+
 class FinishParent(CloseAction):
     """The parent run FINISHED: the last thing, so a FINISHED parent shows a closed sweep."""
 
@@ -67,7 +108,14 @@ class FinishParent(CloseAction):
         context.recorder.set_parent_status(context.parent_id, finished=True)
 
 
-CLOSE_ACTIONS: list[CloseAction] = [RecordBest(), WriteReport(), FinishParent()]
+CLOSE_ACTIONS: list[CloseAction] = [
+    RecordBest(),
+    RecordPareto(),
+    RecordSensitivity(),
+    RecordStopped(),
+    WriteReport(),
+    FinishParent(),
+]
 
 
 def close_sweep(context: CloseContext, actions: list[CloseAction] | None = None) -> bool:

@@ -15,6 +15,7 @@ class Kind(Enum):
     COMPLETE = "complete"  # told to Optuna with its value; run FINISHED
     FAILED = "failed"  # counts an attempt and is retried while attempts are left
     CANCELLED = "cancelled"  # Ctrl-C: run KILLED, the point re-queued without counting an attempt
+    PRUNED = "pruned"  # stopped by the pruner: run KILLED, Optuna PRUNED, never retried
 
 
 @dataclass(frozen=True)
@@ -25,12 +26,13 @@ class Ending:
     exit_code: int | None = None
     timed_out_after: float | None = None  # seconds, when `trial_timeout` ended it
     cancelled: bool = False
+    pruned: bool = False  # the pruner stopped it (`early_stopping`)
 
 
 @dataclass(frozen=True)
 class Outcome:
     kind: Kind
-    value: float | None = None
+    value: float | list[float] | None = None  # a list with several objectives, in their order
     reason: str | None = None
     run_status: str = "FINISHED"  # how the trial's MLflow run ends
 
@@ -39,16 +41,23 @@ class Outcome:
         return self.kind is Kind.COMPLETE
 
 
-def needs_metric(ending: Ending, metric: str | None) -> bool:
+def needs_metric(ending: Ending, metric: str | tuple[str, ...] | None) -> bool:
     """Whether the settle step must read the objective from the run before classifying."""
-    return bool(ending.succeeded) and metric is not None
+    return bool(ending.succeeded) and bool(metric)
 
 
-def classify(ending: Ending, metric: str | None, value: float | None) -> Outcome:
+def classify(
+    ending: Ending,
+    metric: str | tuple[str, ...] | None,
+    value: float | dict[str, float | None] | None,
+) -> Outcome:
     """The outcome of a trial. `metric` is the objective's name (None: no objective, the exit
-    status decides); `value` is what the run logged for it (None: nothing logged or not read)."""
+    status decides), or a tuple of names with several objectives; `value` is what the run
+    logged for it (None: nothing logged or not read), or a mapping name -> value for several."""
     if ending.cancelled:
         return Outcome(Kind.CANCELLED, reason="interrupted (Ctrl-C or SIGTERM)", run_status="KILLED")
+    if ending.pruned:
+        return Outcome(Kind.PRUNED, reason="stopped early by the pruner", run_status="KILLED")
     if ending.timed_out_after is not None:
         reason = f"timed out after {ending.timed_out_after:g} s (trial_timeout)"
         return Outcome(Kind.FAILED, reason=reason, run_status="KILLED")
@@ -56,10 +65,24 @@ def classify(ending: Ending, metric: str | None, value: float | None) -> Outcome
         code = ending.exit_code
         reason = f"the run failed (exit code {code})" if code is not None else "the run failed"
         return Outcome(Kind.FAILED, reason=reason, run_status="FAILED")
-    if metric is None:
+    if not metric:
         return Outcome(Kind.COMPLETE)
+    if isinstance(metric, tuple):
+        return _classify_values(metric, value if isinstance(value, dict) else {})
     if value is None:
         return Outcome(Kind.FAILED, reason=f"the run did not log the metric '{metric}'", run_status="FAILED")
     if math.isnan(value):
         return Outcome(Kind.FAILED, reason=f"the metric '{metric}' is NaN", run_status="FAILED")
     return Outcome(Kind.COMPLETE, value=value)
+
+
+def _classify_values(metrics: tuple[str, ...], values: dict[str, float | None]) -> Outcome:
+    """Several objectives: complete only when every metric has a number."""
+    missing = [name for name in metrics if values.get(name) is None]
+    if missing:
+        listed = ", ".join(f"'{name}'" for name in missing)
+        return Outcome(Kind.FAILED, reason=f"the run did not log the metric {listed}", run_status="FAILED")
+    nan = [name for name in metrics if math.isnan(values[name])]  # type: ignore[arg-type]
+    if nan:
+        return Outcome(Kind.FAILED, reason=f"the metric '{nan[0]}' is NaN", run_status="FAILED")
+    return Outcome(Kind.COMPLETE, value=[float(values[name]) for name in metrics])  # type: ignore[arg-type]

@@ -109,6 +109,7 @@ class SweepSession:
             total=study.budget,
             done=tallies.complete,
             failed=tallies.failed_for_good,
+            pruned=tallies.pruned,
             direction=config.objective.direction,
         )
         if tallies.best is not None:
@@ -266,6 +267,10 @@ class SweepSession:
             # Nothing has worked yet: the points failed so far keep their attempts for the resume.
             self._requeue_failed_for_good()
             self.report(self.result.error)
+
+    def count_pruned(self) -> None:
+        with self.lock:
+            self.progress.pruned += 1
 
     # ---- the end of the sweep --------------------------------------------------------------------
 

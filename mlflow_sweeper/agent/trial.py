@@ -8,6 +8,7 @@ owed, the console told).
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -76,9 +77,14 @@ class TrialExecution:
     def __init__(self, session: SweepSession, work: Work):
         self.session = session
         self.work = work
-        self.params = {**work.params, **session.config.space.fixed}
+        # Only the parameters that exist for this point: a conditional one whose `when` does not
+        # hold is neither passed nor logged.
+        self.params = {**work.params, **session.config.space.fixed_for(work.params)}
         checked = getattr(session, "checked", None)  # the entry point's full parameter set is logged
         logged = checked.logged_parameters(self.params) if checked is not None else None
+        if logged is not None:  # a conditional parameter that does not exist here is not logged
+            absent = set(session.config.space.conditional_names()) - set(self.params)
+            logged = {name: value for name, value in logged.items() if name not in absent}
         self.runs = RecordedRuns(
             session.recorder, session.study, session.parent_id, work, self.params, logged
         )
@@ -103,7 +109,7 @@ class TrialExecution:
         started = f"run {self.run_id}{_attempt(work)}"
         self.session.report(f"trial {work.number} started ({started}): {_fmt(work.params)}")
         ending = self.await_end(handle)
-        outcome = classify(ending, self.session.config.objective.metric, self.read_objective(ending))
+        outcome = classify(ending, self.objective_names, self.read_objective(ending))
         self.settle(outcome)
         if outcome.kind is Kind.CANCELLED:
             raise StopRequested
@@ -145,6 +151,9 @@ class TrialExecution:
         agent = self.session.agent
         timeout = self.session.config.trial_timeout
         deadline = None if timeout is None else time.monotonic() + timeout
+        watch = watch_of(self.session)
+        trial_id, run_id = self.work.trial_id, self.run_id
+        succeeded: bool | None = None
         try:
             while True:
                 succeeded = handle.wait(POLL_SECONDS)
@@ -156,18 +165,35 @@ class TrialExecution:
                 if deadline is not None and time.monotonic() > deadline:
                     handle.cancel()
                     return Ending(timed_out_after=timeout)
+                # Reads the run's metric history once per `interval`; cheap in between.
+                if watch is not None and run_id and watch.check(trial_id, run_id):
+                    handle.cancel()  # the trial's whole process tree
+                    return Ending(pruned=True)
         finally:
             handle.close()
             agent.trial_pids.discard(handle.pid)
+            if watch is not None and succeeded is None:
+                watch.forget(trial_id)
+        if watch is not None and run_id:
+            watch.finish(trial_id, run_id)  # its last steps, before it completes
         self.session.recorder.attach_log(self.run_id, str(self.log_path))
         return Ending(succeeded=succeeded, exit_code=handle.returncode)
 
-    def read_objective(self, ending: Ending) -> float | None:
-        """The objective's value from the run, read only for a trial that succeeded."""
-        metric = self.session.config.objective.metric
-        if not needs_metric(ending, metric):
+    @property
+    def objective_names(self) -> str | tuple[str, ...] | None:
+        """The objective's metric, or the tuple of them with several objectives."""
+        objective = self.session.config.objective
+        return objective.names if objective.multi else objective.metric
+
+    def read_objective(self, ending: Ending) -> float | dict[str, float | None] | None:
+        """The objective's value (or values) from the run, read only for a trial that succeeded:
+        one read of the run, however many objectives."""
+        names = self.objective_names
+        if not needs_metric(ending, names):
             return None
-        return self.session.recorder.read_metric(self.run_id, metric)
+        if isinstance(names, tuple):
+            return self.session.recorder.read_metrics(self.run_id, names)
+        return self.session.recorder.read_metric(self.run_id, names)
 
     # ---- settle ----------------------------------------------------------------------------------
 
@@ -175,6 +201,8 @@ class TrialExecution:
         """Make the outcome true everywhere: Optuna, the MLflow run, the progress, the console."""
         if outcome.kind is Kind.COMPLETE:
             self._settle_complete(outcome)
+        elif outcome.kind is Kind.PRUNED:
+            self._settle_pruned(outcome)
         elif outcome.kind is Kind.CANCELLED:
             self._settle_cancelled(outcome)
         else:
@@ -184,11 +212,21 @@ class TrialExecution:
         session, run_id, value = self.session, self.run_id, outcome.value
         session.recorder.end_trial_run(run_id, outcome.run_status)
         session.study.complete(self.work, value)
+        if isinstance(value, list):  # several objectives: no single best to show or record
+            session.count_done(None)
+            self._keep_front()
+            shown = ", ".join(
+                f"{n}={v:.6g}" for n, v in zip(session.config.objective.names, value, strict=True)
+            )
+            session.report(f"trial {self.work.number} finished (run {run_id}, {shown})")
+            return
         improved = session.count_done(value)
         shown = "" if value is None else f", {session.config.objective.metric}={value:.6g}"
         session.report(f"trial {self.work.number} finished (run {run_id}{shown})")
         if improved:  # only then can it beat what the parent shows
             session.recorder.record_best(session.parent_id, run_id, value)
+        if session.config.objective.reached(value):
+            session.report(f"trial {self.work.number} reached the target: no new trials will start")
 
     def _settle_failed(self, outcome: Outcome) -> None:
         session, run_id = self.session, self.run_id
@@ -201,6 +239,35 @@ class TrialExecution:
             f"trial {self.work.number} failed (run {run_id}): {outcome.reason}; {then}; log: {self.log_path}"
         )
         session.trial_failed(self)
+
+    def _keep_front(self) -> None:
+        """Several objectives: tag this run `sweeper.pareto` when it is on the front so far and
+        untag the runs it pushed off, so the tags are right mid-sweep too (the close recomputes
+        the whole front, and the parent's list, whatever happened here)."""
+        from ..coordination.identity import directions_of
+        from ..coordination.tallies import front_change
+
+        session = self.session
+        try:
+            on_front, pushed = front_change(
+                session.study.trials(), self.work.number, directions_of(session.config)
+            )
+            session.recorder.update_pareto(
+                self.run_id if on_front else None,
+                [t.user_attrs["mlflow_run_id"] for t in pushed if t.user_attrs.get("mlflow_run_id")],
+            )
+        except Exception as exc:  # noqa: BLE001 - the tags are a courtesy until the close
+            log.debug("could not update the Pareto tags: %s", exc)
+
+    def _settle_pruned(self, outcome: Outcome) -> None:
+        """Run KILLED and tagged `sweeper.pruned`; Optuna PRUNED; counted in the budget, never retried."""
+        session, run_id = self.session, self.run_id
+        if run_id:
+            session.recorder.tag_pruned(run_id)
+            session.recorder.end_trial_run(run_id, outcome.run_status)
+        session.study.prune(self.work)
+        session.count_pruned()
+        session.report(f"trial {self.work.number} pruned (run {run_id}): {outcome.reason}")
 
     def _settle_cancelled(self, outcome: Outcome) -> None:
         """The run is KILLED, the point re-queued without counting an attempt."""
@@ -219,6 +286,32 @@ class TrialExecution:
             )
         except Exception:  # noqa: BLE001
             log.exception("could not give trial %s back", self.work.number)
+
+
+_WATCH_LOCK = threading.Lock()
+
+
+def watch_of(session: SweepSession):
+    """The session's TrialWatch (one per agent and sweep, shared by its workers), or None
+    without `early_stopping`. It needs only run ids and the shared Optuna storage, so it works
+    for every backend and compares against the trials of every agent."""
+    early_stopping = session.config.early_stopping
+    if early_stopping is None:
+        return None
+    with _WATCH_LOCK:
+        watch = getattr(session, "trial_watch", None)
+        if watch is None:
+            from ..pruning import TrialWatch
+
+            watch = TrialWatch(
+                session.recorder.client,
+                session.study.storage,
+                session.config.identity,
+                session.config.objective.metric,
+                early_stopping,
+            )
+            session.trial_watch = watch
+        return watch
 
 
 def _attempt(work: Work) -> str:

@@ -39,10 +39,16 @@ class Algorithm:
     needs_axes: ClassVar[bool] = True  # a sampler needs at least one parameter to search
     seed_per_slot: ClassVar[bool] = True  # False: every slot's sampler gets the sweep's own seed
     requires: ClassVar[tuple[str, str] | None] = None  # (module, extra) beyond the base install
+    records_grid: bool = False  # fixed points are recorded under the grid's value lists
 
     def __init__(self, space: SearchSpace, seed: int | None):
         self.space = space
         self.seed = seed
+
+    @classmethod
+    def from_config(cls, config) -> Algorithm:
+        """The algorithm for a loaded config (an algorithm with keys of its own reads them here)."""
+        return cls(config.space, config.seed)
 
     # ---- checked when the config is loaded -------------------------------------------------
 

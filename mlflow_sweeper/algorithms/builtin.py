@@ -4,20 +4,22 @@ from __future__ import annotations
 
 import optuna
 
-from ..space import Grid, Permutation, Scalar, SearchSpace
+from ..sensitivity import DEFAULT_POINTS, sensitivity_plan
+from ..space import Permutation, Scalar, SearchSpace
 from .base import Algorithm
 
 
 class GridSearch(Algorithm):
-    """Slot n runs grid point n: every combination once, in config order."""
+    """Slot n runs grid point n: every valid combination once (conditions respected), in config
+    order."""
 
     name = "grid"
     needs_max_trials = False
+    records_grid = True
 
     def __init__(self, space: SearchSpace, seed: int | None):
         super().__init__(space, seed)
-        axes = space.grid_axes()
-        self.grid = Grid(axes) if axes and space.axes else None
+        self.grid = space.grid() if space.axes else None
 
     @classmethod
     def check_space(cls, space: SearchSpace) -> tuple[str, str] | None:
@@ -47,8 +49,8 @@ class RandomSearch(Algorithm):
 
     def __init__(self, space: SearchSpace, seed: int | None):
         super().__init__(space, seed)
-        axes = space.grid_axes()
-        self.grid = Grid(axes) if axes and space.axes else None
+        self.grid = space.grid() if space.axes else None
+        self.records_grid = self.grid is not None
         self.permutation = Permutation(self.grid.size, seed) if self.grid is not None else None
 
     def budget(self, max_trials: int | None) -> int:
@@ -100,3 +102,31 @@ class NSGA2(Algorithm):
 class NSGA3(Algorithm):
     name = "nsga3"
     sampler_class = optuna.samplers.NSGAIIISampler
+
+
+class Sensitivity(Algorithm):
+    """One-at-a-time around a base point: the base once, then each swept parameter alone at
+    each of its other values. The plan is fixed, so its length is the budget."""
+
+    name = "sensitivity"
+    needs_max_trials = False
+
+    def __init__(
+        self,
+        space: SearchSpace,
+        seed: int | None,
+        base: dict[str, Scalar] | None = None,
+        points: int | None = None,
+    ):
+        super().__init__(space, seed)
+        self.plan = sensitivity_plan(space, base, points or DEFAULT_POINTS)
+
+    @classmethod
+    def from_config(cls, config) -> Sensitivity:
+        return cls(config.space, config.seed, config.base, config.points)
+
+    def budget(self, max_trials: int | None) -> int:
+        return len(self.plan)
+
+    def fixed_point(self, slot: int) -> dict[str, Scalar] | None:
+        return self.plan[slot]

@@ -5,7 +5,17 @@ from __future__ import annotations
 import difflib
 
 from .base import Algorithm
-from .builtin import NSGA2, NSGA3, TPE, CmaEs, GaussianProcess, GridSearch, QuasiMonteCarlo, RandomSearch
+from .builtin import (
+    NSGA2,
+    NSGA3,
+    TPE,
+    CmaEs,
+    GaussianProcess,
+    GridSearch,
+    QuasiMonteCarlo,
+    RandomSearch,
+    Sensitivity,
+)
 
 ALGORITHMS: dict[str, type[Algorithm]] = {
     "grid": GridSearch,
@@ -16,6 +26,7 @@ ALGORITHMS: dict[str, type[Algorithm]] = {
     "qmc": QuasiMonteCarlo,
     "nsga2": NSGA2,
     "nsga3": NSGA3,
+    "sensitivity": Sensitivity,
 }
 
 

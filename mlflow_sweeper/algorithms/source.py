@@ -6,7 +6,7 @@ from functools import cached_property
 from typing import TYPE_CHECKING
 
 import optuna
-from optuna.distributions import BaseDistribution, CategoricalDistribution
+from optuna.distributions import BaseDistribution
 
 from ..space import Scalar
 from .registry import algorithm_class
@@ -21,7 +21,7 @@ class PointSource:
     def __init__(self, config: SweepConfig):
         self.config = config
         self.algorithm = config.algorithm
-        self.strategy = algorithm_class(config.algorithm)(config.space, config.seed)
+        self.strategy = algorithm_class(config.algorithm).from_config(config)
 
     @property
     def grid(self):
@@ -42,13 +42,11 @@ class PointSource:
         return self.strategy.fixed_point(slot)
 
     def distributions_for(self, params: dict) -> dict[str, BaseDistribution]:
-        """Distributions to record fixed points under: the grid's value lists."""
-        grid = self.grid
-        if grid is not None:
-            return {
-                name: CategoricalDistribution(list(values))
-                for name, values in zip(grid.names, grid.values, strict=True)
-            }
+        """Distributions to record a fixed point under, for exactly the parameters it has (Optuna
+        refuses a trial whose distributions name an absent parameter): a grid's value lists, or
+        the space's own distributions."""
+        if self.strategy.records_grid:
+            return self.config.space.grid_distributions(params)
         return {name: self.distributions[name] for name in params}
 
     def sampler(self, slot: int) -> optuna.samplers.BaseSampler:

@@ -3,7 +3,7 @@ and the loader (`loading`). A new top-level key is one entry in `schema.SCHEMA`.
 
 from ..storages import resolve as resolve_storage_url
 from .loading import load_config, load_configs, read_yaml
-from .model import Objective, SweepConfig
+from .model import Metric, Objective, SweepConfig
 from .schema import (
     ARG_STYLES,
     DEFAULTS,
@@ -26,6 +26,7 @@ __all__ = [
     "REQUIRED_KEYS",
     "SCHEMA",
     "Key",
+    "Metric",
     "Objective",
     "SweepConfig",
     "load_config",

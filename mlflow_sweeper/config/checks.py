@@ -120,7 +120,7 @@ def storage_url(kind: str):
 
 SWEEP_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
 PARAMETER_NAME = re.compile(r"^[A-Za-z0-9_.\-/ ]+$")
-SPEC_KEYS = {"direction", "metric"}
+SPEC_KEYS = {"direction", "metric", "metrics", "target"}
 DIRECTIONS = ("minimize", "maximize")
 
 
@@ -170,16 +170,65 @@ def parameters(where: Where, key: str, value: Any):
 
 
 def objective(where: Where, key: str, value: Any):
+    """`{direction, metric, target}` (one objective) or `{metrics: [{name, direction}, ...]}`."""
     from .model import Objective
 
     if not isinstance(value, dict):
-        raise where.fail(key, "expected a mapping with 'direction' and 'metric'")
+        raise where.fail(key, "expected a mapping with 'direction' and 'metric' (or 'metrics')")
     for name in value:
         if name not in SPEC_KEYS:
             raise where.fail(f"{key}.{name}", "unknown key" + suggest(str(name), SPEC_KEYS))
+    target = value.get("target")
+    if target is not None and (isinstance(target, bool) or not isinstance(target, int | float)):
+        raise where.fail(f"{key}.target", f"expected a number, got {target!r}")
+    if "metrics" in value:
+        for single in ("metric", "direction"):
+            if single in value:
+                raise where.fail(f"{key}.{single}", "give either 'metric'/'direction' or 'metrics', not both")
+        metrics = _metrics(where, f"{key}.metrics", value["metrics"])
+        if len(metrics) == 1:
+            return Objective(metrics[0].direction, metrics[0].name, target=target)
+        if target is not None:
+            raise where.fail(f"{key}.target", "a target needs a single objective, not several 'metrics'")
+        return Objective(metrics[0].direction, None, metrics=metrics)
     if "metric" not in value:
         raise where.fail(f"{key}.metric", "missing: name the metric the trials log")
-    direction = value.get("direction", "minimize")
+    direction = _direction(where, f"{key}.direction", value.get("direction", "minimize"))
+    return Objective(direction, text(where, f"{key}.metric", value["metric"]), target=target)
+
+
+def _direction(where: Where, key: str, direction: Any) -> str:
     if direction not in DIRECTIONS:
-        raise where.fail(f"{key}.direction", f"expected 'minimize' or 'maximize', got {direction!r}")
-    return Objective(direction, text(where, f"{key}.metric", value["metric"]))
+        raise where.fail(key, f"expected 'minimize' or 'maximize', got {direction!r}")
+    return direction
+
+
+def _metrics(where: Where, key: str, value: Any) -> tuple:
+    """Several objectives: a list of `{name, direction}`, each name once."""
+    from .model import Metric
+
+    if not isinstance(value, list) or not value:
+        raise where.fail(key, "expected a list of {name, direction} mappings")
+    metrics: list[Metric] = []
+    for i, item in enumerate(value):
+        at = f"{key}[{i}]"
+        if not isinstance(item, dict):
+            raise where.fail(at, f"expected a mapping {{name, direction}}, got {item!r}")
+        for name in item:
+            if name not in ("name", "direction"):
+                raise where.fail(f"{at}.{name}", "unknown key; allowed: name, direction")
+        if "name" not in item:
+            raise where.fail(f"{at}.name", "missing: name the metric the trials log")
+        metric = Metric(
+            text(where, f"{at}.name", item["name"]),
+            _direction(where, f"{at}.direction", item.get("direction", "minimize")),
+        )
+        if any(m.name == metric.name for m in metrics):
+            raise where.fail(f"{at}.name", f"{metric.name!r} is listed twice")
+        metrics.append(metric)
+    return tuple(metrics)
+
+
+def as_given(where: Where, key: str, value: Any) -> Any:
+    """A value checked later, by the section that knows what it goes with."""
+    return value

@@ -136,7 +136,25 @@ def _search(values: Values) -> dict[str, Any]:
         "max_trials": max_trials,
         "seed": values["seed"],
         "sampler_options": options,
+        **_sensitivity(values, name, space),
     }
+
+
+def _sensitivity(values: Values, algorithm: str, space) -> dict[str, Any]:
+    """`base` and `points`: given only with `algorithm: sensitivity`, checked against the space."""
+    from ..sensitivity import parse_sensitivity
+    from ..space import SpaceError
+
+    if algorithm != "sensitivity":
+        for key in ("base", "points"):
+            if values.given(key):
+                raise values.fail(key, "only applies to 'algorithm: sensitivity'")
+        return {}
+    try:
+        base, points = parse_sensitivity(space, values["base"], values["points"])
+    except SpaceError as exc:
+        raise values.fail(exc.key, str(exc)) from None
+    return {"base": base or None, "points": points if values.given("points") else None}
 
 
 def _storages(values: Values) -> dict[str, Any]:
@@ -155,6 +173,14 @@ def _storages(values: Values) -> dict[str, Any]:
 
 def _objective(values: Values) -> Objective:
     return values["spec"] or Objective()
+
+
+def _early_stopping(values: Values, objective: Objective):
+    """`early_stopping`: a pruner over the one objective's metric history."""
+    from ..pruning import parse_early_stopping
+
+    raw = values["early_stopping"]
+    return parse_early_stopping(raw, path=values.where.path, objective_count=len(objective.names))
 
 
 def _failure_handling(values: Values) -> dict[str, Any]:
@@ -176,13 +202,15 @@ def load_config(path_text: str | os.PathLike[str]) -> SweepConfig:
     path = Path(path_text).expanduser()
     data = read_yaml(path)
     values = Values(Where(path.resolve()), data)
+    objective = _objective(values)
     config = SweepConfig(
         path=values.where.path,
         **_identity(values),
         **_trial(values),
         **_search(values),
         **_storages(values),
-        objective=_objective(values),
+        objective=objective,
+        early_stopping=_early_stopping(values, objective),
         **_failure_handling(values),
         raw=data,
     )

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..pruning import EarlyStopping
 from ..space import SearchSpace
 from .schema import DEFAULTS
 
@@ -20,9 +21,46 @@ def _default(name: str) -> Any:
 
 
 @dataclass(frozen=True)
+class Metric:
+    """One objective of several: a metric the trials log and its direction."""
+
+    name: str
+    direction: str = "minimize"
+
+
+@dataclass(frozen=True)
 class Objective:
+    """What a trial's value is. One objective: `metric` and `direction` (and maybe `target`).
+    Several: `metrics`, with `metric` None so that nothing looks for a single best trial."""
+
     direction: str = "minimize"
     metric: str | None = None
+    metrics: tuple[Metric, ...] = ()
+    target: float | None = None
+
+    @property
+    def multi(self) -> bool:
+        return len(self.metrics) > 1
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """The metrics a trial's values are read from, in order; empty without `spec`."""
+        if self.metrics:
+            return tuple(m.name for m in self.metrics)
+        return () if self.metric is None else (self.metric,)
+
+    @property
+    def directions(self) -> tuple[str, ...]:
+        """One Optuna study direction per objective ("minimize" when there is no `spec`)."""
+        if self.metrics:
+            return tuple(m.direction for m in self.metrics)
+        return (self.direction,)
+
+    def reached(self, value: float | None) -> bool:
+        """Does a completed trial's value reach `target` (>= maximizing, <= minimizing)?"""
+        if self.target is None or value is None:
+            return False
+        return value >= self.target if self.direction == "maximize" else value <= self.target
 
 
 @dataclass(frozen=True)
@@ -51,6 +89,9 @@ class SweepConfig:
     sampler_options: dict[str, Any] = _default("sampler_options")
     arg_style: str = _default("arg_style")
     fail_fast: int = _default("fail_fast")
+    base: dict[str, Any] | None = None  # sensitivity: the base point (checked against the space)
+    points: int | None = None  # sensitivity: values per range parameter
+    early_stopping: EarlyStopping | None = None
 
     @property
     def identity(self) -> str:
@@ -70,7 +111,8 @@ class SweepConfig:
     def fingerprint(self) -> dict[str, Any]:
         """What defines the sweep: a stored sweep whose fingerprint differs is refused.
 
-        `sampler_options` joins only when given, so sweeps stored before it existed still match.
+        `sampler_options`, `metrics`, `base`, `points` and `early_stopping` join only when given,
+        so sweeps stored before they existed still match.
         """
         stored = {
             "parameters": self.space.describe(),
@@ -81,6 +123,14 @@ class SweepConfig:
         }
         if self.sampler_options:
             stored["sampler_options"] = dict(self.sampler_options)
+        if self.objective.multi:
+            stored["metrics"] = [[m.name, m.direction] for m in self.objective.metrics]
+        if self.base:
+            stored["base"] = dict(self.base)
+        if self.points is not None:
+            stored["points"] = self.points
+        if self.early_stopping is not None:
+            stored["early_stopping"] = self.early_stopping.describe()
         return stored
 
     def as_params(self) -> dict[str, str]:

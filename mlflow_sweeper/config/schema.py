@@ -53,17 +53,35 @@ SCHEMA: tuple[Key, ...] = (
         checks.one_of(*ARG_STYLES),
     ),
     # the search
-    Key("algorithm", "grid", "grid | random | tpe | cmaes | gp | qmc | nsga2 | nsga3", checks.algorithm),
+    Key(
+        "algorithm",
+        "grid",
+        "grid | random | tpe | cmaes | gp | qmc | nsga2 | nsga3 | sensitivity",
+        checks.algorithm,
+    ),
     Key("sampler_options", {}, "keyword arguments of the algorithm's Optuna sampler", checks.mapping),
     Key("parameters", REQUIRED, "the search space: lists, ranges and fixed values", checks.parameters),
     Key("max_trials", None, "budget of the whole sweep across agents", AT_LEAST_1, mutable=True),
     Key("seed", None, "sampler seed", AT_LEAST_0),
+    Key("base", None, "sensitivity only: the base point {parameter: value}", checks.as_given),
+    Key("points", None, "sensitivity only: values per range parameter (default 5)", checks.as_given),
     # storages
     Key("optuna_storage", None, "Optuna storage URL (default: SQLite in output_dir)", OPTUNA_URL),
     Key("mlflow_storage", None, "MLflow tracking URI (default: MLflow's current one)", MLFLOW_URL),
     Key("output_dir", "./sweeps", "trial logs and local lock files", checks.local_path),
     # objective
-    Key("spec", None, "the objective: {direction, metric}", checks.objective),
+    Key(
+        "spec",
+        None,
+        "the objective: {direction, metric, target} or {metrics: [{name, direction}, ...]}",
+        checks.objective,
+    ),
+    Key(
+        "early_stopping",
+        None,
+        "stop bad trials from their metric history: {pruner, options, interval}",
+        checks.as_given,
+    ),
     # failure handling
     Key("max_retries", 1, "a failed trial runs again up to this many times", AT_LEAST_0, mutable=True),
     Key("stale_after", 300.0, "seconds without heartbeat: a trial is dead", checks.seconds, mutable=True),

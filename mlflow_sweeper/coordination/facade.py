@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 
 import optuna
-from optuna.trial import FrozenTrial
+from optuna.trial import FrozenTrial, TrialState
 
 from ..algorithms import PointSource
 from ..config import SweepConfig
@@ -55,6 +55,7 @@ class SweepStudy:
 
     @property
     def direction(self) -> optuna.study.StudyDirection:
+        """The first objective's direction (the only one, unless `spec.metrics` lists several)."""
         return direction_of(self.config)
 
     def find(self) -> bool:
@@ -92,8 +93,12 @@ class SweepStudy:
 
     @property
     def exhausted_seen(self) -> bool:
-        """Has this agent seen the last slot of the budget claimed?"""
-        return self.ledger.exhausted_seen
+        """Has this agent seen the last slot of the budget claimed (or the target reached)?"""
+        return self.ledger.exhausted_seen or self.target_reached()
+
+    def target_reached(self) -> bool:
+        """Has a completed trial reached `spec.target`? Then no slot is owed a trial any more."""
+        return self.lifecycle.target_reached()
 
     def claim(self) -> Work | None:
         return self.lifecycle.claim()
@@ -104,8 +109,12 @@ class SweepStudy:
     def heartbeat(self, trial_ids: Iterable[int]) -> None:
         self.liveness.record(trial_ids)
 
-    def complete(self, work: Work, value: float | None) -> None:
+    def complete(self, work: Work, value: float | list[float] | None) -> None:
         self.lifecycle.complete(work, value)
+
+    def prune(self, work: Work) -> bool:
+        """The pruner stopped the trial: PRUNED in Optuna, counted in the budget, not retried."""
+        return self.lifecycle.prune(work)
 
     def fail(
         self,
@@ -150,13 +159,18 @@ class SweepStudy:
     # ---- tallies ---------------------------------------------------------------------------
 
     def has_active(self) -> bool:
-        """Is any trial running or queued, or any slot being claimed or parked below the budget?"""
-        if self.ledger.active_below_budget():
+        """Is any trial running or queued, or any slot being claimed or parked below the budget?
+
+        Once the target is reached, only what is running counts: queued re-runs and unclaimed
+        slots are no longer owed.
+        """
+        states = (TrialState.RUNNING,) if self.target_reached() else ACTIVE
+        if self.ledger.active_below_budget(states):
             return True
-        return bool(self.store.get_all_trials(self.study_id, deepcopy=False, states=ACTIVE))
+        return bool(self.store.get_all_trials(self.study_id, deepcopy=False, states=states))
 
     def slots_exhausted(self) -> bool:
-        return self.ledger.slots_exhausted()
+        return self.target_reached() or self.ledger.slots_exhausted()
 
     def is_finished(self) -> bool:
         """Every slot of the budget claimed, and nothing running or queued (claims checked first)."""
@@ -177,6 +191,8 @@ class SweepStudy:
         return self.store.get_all_trials(self.study_id, deepcopy=False)
 
     def unresolved_slots(self, trials: list[FrozenTrial]) -> list[FrozenTrial]:
+        if self.target_reached():
+            return []
         return tallies.unresolved_slots(trials, self.policy)
 
     def failed_for_good(self, trials: list[FrozenTrial]) -> list[FrozenTrial]:

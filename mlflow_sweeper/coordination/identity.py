@@ -25,9 +25,17 @@ PARENT_WAIT_SECONDS = 60.0
 
 
 def direction_of(config: SweepConfig) -> optuna.study.StudyDirection:
-    if config.objective.direction == "maximize":
-        return optuna.study.StudyDirection.MAXIMIZE
-    return optuna.study.StudyDirection.MINIMIZE
+    """The first objective's direction."""
+    return directions_of(config)[0]
+
+
+def directions_of(config: SweepConfig) -> list[optuna.study.StudyDirection]:
+    """One study direction per objective (`minimize` without `spec`)."""
+    by_name = {
+        "maximize": optuna.study.StudyDirection.MAXIMIZE,
+        "minimize": optuna.study.StudyDirection.MINIMIZE,
+    }
+    return [by_name[direction] for direction in config.objective.directions]
 
 
 class SweepIdentity:
@@ -46,7 +54,7 @@ class SweepIdentity:
     def create_or_find(self) -> bool:
         """Create the study (True) or find the one another agent created (False)."""
         try:
-            self.study_id = self.store.create_new_study([direction_of(self.config)], self.config.identity)
+            self.study_id = self.store.create_new_study(directions_of(self.config), self.config.identity)
         except DuplicatedStudyError:
             self.study_id = self.store.get_study_id_from_name(self.config.identity)
             return False

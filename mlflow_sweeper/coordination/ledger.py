@@ -70,9 +70,9 @@ class ClaimsLedger:
         """The slot's trial exists (as `trial_number`): the claim is done."""
         return finish(self.store, claim_id, TrialState.COMPLETE, [float(trial_number)])
 
-    def active_below_budget(self) -> bool:
-        """Is a slot of the budget being claimed or parked?"""
-        claims = self.store.get_all_trials(self.claims_id, deepcopy=False, states=ACTIVE)
+    def active_below_budget(self, states: tuple[TrialState, ...] = ACTIVE) -> bool:
+        """Is a slot of the budget being claimed or parked (or in `states`)?"""
+        claims = self.store.get_all_trials(self.claims_id, deepcopy=False, states=states)
         return any(claim.number < self.budget for claim in claims)
 
     def slots_exhausted(self) -> bool:

@@ -13,20 +13,14 @@ import time
 from dataclasses import dataclass
 
 import optuna
-from optuna.distributions import (
-    BaseDistribution,
-    CategoricalDistribution,
-    FloatDistribution,
-    IntDistribution,
-)
 from optuna.trial import FrozenTrial, TrialState
 
 from .. import compat
 from ..algorithms import PointSource
-from ..errors import SweeperError
+from ..space import suggest_point
 from .ledger import ClaimsLedger
 from .liveness import Heartbeat
-from .names import ATTEMPT, REPLACES_RUN, RUN_ATTR, SLOT
+from .names import ATTEMPT, REPLACES_RUN, RUN_ATTR, SLOT, TARGET_REACHED
 from .policy import RetryPolicy, attempt_of
 from .store import RetryingStorage, finish, set_reason, take, trial_template
 
@@ -66,6 +60,7 @@ class TrialLifecycle:
         self._study: optuna.Study | None = None
         self._lock = threading.Lock()
         self._waiting_checked = -math.inf
+        self._target_seen = False
 
     # ---- claiming --------------------------------------------------------------------------
 
@@ -75,6 +70,8 @@ class TrialLifecycle:
         Re-runs are rare, so the queue is looked at every WAITING_CHECK_SECONDS (and always once
         no fresh slot is left), which keeps a fresh claim at three storage transactions.
         """
+        if self.target_reached():
+            return None
         now = time.monotonic()
         looked = self.ledger.exhausted_seen or now - self._waiting_checked >= WAITING_CHECK_SECONDS
         if looked:
@@ -117,6 +114,14 @@ class TrialLifecycle:
         self.ledger.settle(claim_id, work.number)
         return work
 
+    def target_reached(self) -> bool:
+        """Has a trial reached `spec.target`? One read of the study's attributes per call while
+        it has not (only for a sweep with a target); remembered once seen."""
+        if self._target_seen or self.source.config.objective.target is None:
+            return self._target_seen
+        self._target_seen = TARGET_REACHED in self.store.get_study_system_attrs(self.study_id)
+        return self._target_seen
+
     # ---- creating trials -------------------------------------------------------------------
 
     def _create(self, slot: int) -> Work:
@@ -152,10 +157,8 @@ class TrialLifecycle:
                 self.study_id, template_trial=trial_template(TrialState.RUNNING, {}, {}, unowned)
             )
             try:
-                trial = optuna.Trial(study, trial_id)
-                params = {
-                    name: _suggest(trial, name, dist) for name, dist in self.source.distributions.items()
-                }
+                # Define-by-run: a conditional parameter is asked only when its condition holds.
+                params = suggest_point(optuna.Trial(study, trial_id), self.source.config.space)
             except BaseException as exc:
                 set_reason(self.store, trial_id, f"sampling failed: {exc}")
                 storage.set_trial_state_values(trial_id, TrialState.FAIL)
@@ -169,10 +172,23 @@ class TrialLifecycle:
         work.run_id = run_id
         self.store.set_trial_user_attr(work.trial_id, RUN_ATTR, run_id)
 
-    def complete(self, work: Work, value: float | None) -> None:
-        self.store.set_trial_state_values(
-            work.trial_id, TrialState.COMPLETE, None if value is None else [value]
-        )
+    def complete(self, work: Work, value: float | list[float] | None) -> None:
+        """COMPLETE with its value (one objective) or values (several, in `spec.metrics` order).
+
+        A value reaching `spec.target` is recorded in the study first, so no agent claims again.
+        """
+        if not isinstance(value, list | tuple) and self.source.config.objective.reached(value):
+            self.store.set_study_system_attr(self.study_id, TARGET_REACHED, work.number)
+            self._target_seen = True
+        values = None if value is None else list(value) if isinstance(value, list | tuple) else [value]
+        self.store.set_trial_state_values(work.trial_id, TrialState.COMPLETE, values)
+
+    def prune(self, work: Work) -> bool:
+        """PRUNED, with its last intermediate value, as Optuna's tell records it; never re-queued.
+        False when the trial had already ended (reclaimed by another agent)."""
+        from ..pruning import tell_pruned
+
+        return tell_pruned(self.store.raw, work.trial_id)
 
     def fail(
         self, work: Work, reason: str, *, retry_it: bool, count_attempt: bool, old_run: str | None
@@ -207,13 +223,3 @@ class TrialLifecycle:
             return False
         self.requeue_trial(trial)
         return True
-
-
-def _suggest(trial: optuna.Trial, name: str, dist: BaseDistribution):
-    if isinstance(dist, FloatDistribution):
-        return trial.suggest_float(name, dist.low, dist.high, log=dist.log, step=dist.step)
-    if isinstance(dist, IntDistribution):
-        return trial.suggest_int(name, dist.low, dist.high, log=dist.log, step=dist.step)
-    if isinstance(dist, CategoricalDistribution):
-        return trial.suggest_categorical(name, dist.choices)
-    raise SweeperError(f"unsupported distribution {dist!r}")

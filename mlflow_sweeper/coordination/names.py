@@ -14,6 +14,7 @@ CONFIG_ATTR = "sweeper_config"
 # Study system attributes.
 FINGERPRINT_ATTR = "sweeper:fingerprint"
 CLOSE_EPOCH = "sweeper:close_epoch"
+TARGET_REACHED = "sweeper:target_reached"  # the number of the trial that reached `spec.target`
 # Trial user attributes.
 RUN_ATTR = "mlflow_run_id"
 REASON = "fail_reason"

@@ -20,10 +20,11 @@ class Progress:
     waiting: int
     failed_for_good: int
     best: FrozenTrial | None
+    pruned: int = 0
 
     @property
     def remaining(self) -> int:
-        return max(0, self.budget - self.complete - self.failed_for_good - self.running)
+        return max(0, self.budget - self.complete - self.pruned - self.failed_for_good - self.running)
 
 
 def latest_per_slot(trials: Iterable[FrozenTrial]) -> dict[int, FrozenTrial]:
@@ -52,6 +53,10 @@ def unresolved_slots(trials: Iterable[FrozenTrial], policy: RetryPolicy) -> list
     ]
 
 
+# A slot with one of these has no failure owed: done (a pruned trial counts as run), or not over.
+RESOLVED_OR_ACTIVE = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING, TrialState.WAITING)
+
+
 def failed_for_good(trials: Iterable[FrozenTrial]) -> list[FrozenTrial]:
     """The last attempt of each slot that never completed and has nothing running or queued."""
     by_slot: dict[int, list[FrozenTrial]] = {}
@@ -60,7 +65,7 @@ def failed_for_good(trials: Iterable[FrozenTrial]) -> list[FrozenTrial]:
             by_slot.setdefault(trial.system_attrs[SLOT], []).append(trial)
     failed = []
     for group in by_slot.values():
-        if any(t.state in (TrialState.COMPLETE, TrialState.RUNNING, TrialState.WAITING) for t in group):
+        if any(t.state in RESOLVED_OR_ACTIVE for t in group):
             continue
         failed.append(max(group, key=lambda t: t.number))
     return sorted(failed, key=lambda t: t.number)
@@ -82,6 +87,49 @@ def best(trials: Iterable[FrozenTrial], direction: StudyDirection) -> FrozenTria
     return min(done, key=lambda t: (sign * t.value, t.number))
 
 
+def _minimized(trials: Iterable[FrozenTrial], directions: list[StudyDirection]) -> list[tuple]:
+    """(trial, values turned so that lower is better) for every COMPLETE trial with all values."""
+    signs = [-1.0 if d == StudyDirection.MAXIMIZE else 1.0 for d in directions]
+    return [
+        (t, [s * v for s, v in zip(signs, t.values, strict=True)])
+        for t in trials
+        if t.state == TrialState.COMPLETE and t.values is not None and len(t.values) == len(signs)
+    ]
+
+
+def _dominates(a: list[float], b: list[float]) -> bool:
+    """At least as good in every objective and better in one (lower is better)."""
+    return all(x <= y for x, y in zip(a, b, strict=True)) and any(x < y for x, y in zip(a, b, strict=True))
+
+
+def pareto_front(trials: Iterable[FrozenTrial], directions: list[StudyDirection]) -> list[FrozenTrial]:
+    """The COMPLETE trials no other COMPLETE trial dominates, in trial order. Equal values do
+    not dominate each other: both stay."""
+    done = _minimized(trials, directions)
+    front = [t for t, mine in done if not any(_dominates(other, mine) for _, other in done)]
+    return sorted(front, key=lambda t: t.number)
+
+
+def front_change(
+    trials: Iterable[FrozenTrial], number: int, directions: list[StudyDirection]
+) -> tuple[bool, list[FrozenTrial]]:
+    """What one newly COMPLETE trial (number `number`, among `trials`) changes on the Pareto front: whether
+    it is on it, and the trials it pushed off (on the front without it, dominated by it).
+
+    O(n x pushed) rather than recomputing the front, so an agent can keep the front's tags
+    right after each trial; the close recomputes the whole front anyway."""
+    done = _minimized(trials, directions)
+    mine = next((values for t, values in done if t.number == number), None)
+    if mine is None:
+        return False, []
+    others = [(t, values) for t, values in done if t.number != number]
+    if any(_dominates(values, mine) for _, values in others):
+        return False, []
+    beaten = [(t, values) for t, values in others if _dominates(mine, values)]
+    pushed = [t for t, values in beaten if not any(_dominates(o, values) for u, o in others if u is not t)]
+    return True, sorted(pushed, key=lambda t: t.number)
+
+
 def progress(trials: list[FrozenTrial], budget: int, best_trial: FrozenTrial | None) -> Progress:
     counts = state_counts(trials)
     return Progress(
@@ -91,4 +139,5 @@ def progress(trials: list[FrozenTrial], budget: int, best_trial: FrozenTrial | N
         waiting=counts[TrialState.WAITING],
         failed_for_good=len(failed_for_good(trials)),
         best=best_trial,
+        pruned=counts[TrialState.PRUNED],
     )

@@ -41,7 +41,16 @@ class ReportContext:
 
     @cached_property
     def effects(self) -> list[ParameterEffect]:
-        return parameter_effects(self.study.trials if self.study is not None else [])
+        return parameter_effects(self.study.trials if self.study is not None else [], self._plan_base())
+
+    def _plan_base(self) -> dict | None:
+        """The base point of the sensitivity plan the sweep ran, as the parent's metrics use it."""
+        if self.config.algorithm != "sensitivity":
+            return None
+        from ..sensitivity import DEFAULT_POINTS, sensitivity_plan
+
+        points = getattr(self.config, "points", None) or DEFAULT_POINTS
+        return sensitivity_plan(self.config.space, getattr(self.config, "base", None), points)[0]
 
     def per_objective(self):
         """(index, metric name, target, evaluator) for each objective."""

@@ -40,8 +40,18 @@ def main():
     behave = params.get("behave", "ok")
     record = params.get("record") or ""
     if record:
-        line = json.dumps({"argv": sys.argv[1:], "params": params, "run_id": os.environ.get("MLFLOW_RUN_ID"),
-                           "pid": os.getpid(), "time": time.time()}) + "\n"
+        line = (
+            json.dumps(
+                {
+                    "argv": sys.argv[1:],
+                    "params": params,
+                    "run_id": os.environ.get("MLFLOW_RUN_ID"),
+                    "pid": os.getpid(),
+                    "time": time.time(),
+                }
+            )
+            + "\n"
+        )
         fd = os.open(record, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         os.write(fd, line.encode())
         os.close(fd)
@@ -61,8 +71,10 @@ def main():
     if behave == "fail":
         sys.exit(3)
     if behave == "fail_once":
-        marker = os.path.join(os.path.dirname(os.path.abspath(record or __file__)),
-                              f"failed-once-{params.get('x')}-{params.get('y')}")
+        marker = os.path.join(
+            os.path.dirname(os.path.abspath(record or __file__)),
+            f"failed-once-{params.get('x')}-{params.get('y')}",
+        )
         if not os.path.exists(marker):
             open(marker, "w").close()
             sys.exit(4)
