@@ -373,6 +373,21 @@ def _pct(value) -> str:
     return "-" if value is None else f"{value * 100:+.2f} %"
 
 
+def previous_results() -> dict:
+    """The figures of an earlier run (kept for the benchmarks this run does not redo)."""
+    path = BENCH / "SEARCH.md"
+    if not path.exists():
+        return {}
+    text = path.read_text()
+    start, end = text.find("```json\n"), text.rfind("\n```")
+    if start < 0 or end <= start:
+        return {}
+    try:
+        return json.loads(text[start + len("```json\n") : end])
+    except ValueError:
+        return {}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     mode = parser.add_mutually_exclusive_group(required=True)
@@ -385,7 +400,7 @@ def main() -> None:
     results = {}
     for name in args.only.split(","):
         results[name.strip()] = benchmarks[name.strip()](args.quick)
-    path = write_results("quick" if args.quick else "full", results, before)
+    path = write_results("quick" if args.quick else "full", {**previous_results(), **results}, before)
     print(f"wrote {path}")
 
 

@@ -53,7 +53,10 @@ def open_optuna_storage(
     from ..compat import limit_pool_overflow
 
     kind = optuna_kind(url)
-    wanted = None if pool_size is None else Pool(pool_size, max_overflow or 0)
+    # Pools are fitted for database servers, whose connections are scarce; a local SQLite file
+    # keeps SQLAlchemy's defaults (its threads never wait for one another's connections).
+    server = sqlite_file(url) is None
+    wanted = None if pool_size is None or not server else Pool(pool_size, max_overflow or 0)
     # Opening checks the schema holding two connections: allow one overflow until it is done.
     pool = None if wanted is None else Pool(wanted.size, max(1, wanted.overflow))
     storage = _open_safely(
@@ -84,7 +87,7 @@ def open_mlflow_tracking(url: str, pool: Pool | None = None, application: str | 
 
     url = with_sqlite_timeout(url)
     kind = mlflow_kind(url)
-    if pool is not None:
+    if pool is not None and sqlite_file(url) is None:  # fitted for servers only, as for Optuna
         set_mlflow_pool(pool)
     client = _open_safely(url, lambda: kind.open(parse(url)), "MLflow storage", sql_engine, immediate=False)
     if application:
