@@ -97,7 +97,7 @@ def sweep(directory: Path, jobs: int = 1, timeout: float = 7200, **keys) -> list
     config = write_config(directory, **keys)
     agent = start_agent(config, jobs=jobs, sample_every=None)
     check_exit(agent, agent.wait(timeout), str(directory.name))
-    return optuna_trials(sqlite_url(directory / "out" / "optuna.db"))
+    return optuna_trials(sqlite_url(directory / "out" / "optuna.db"), f"bench/{keys.get('sweep_name', 's')}")
 
 
 # ---- 1. early stopping ----------------------------------------------------------------------------
