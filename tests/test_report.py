@@ -124,7 +124,8 @@ def test_report_for_sweep_builds_and_logs_from_the_real_stores(swept, tmp_path):
     from mlflow_sweeper.report import report_for_sweep
 
     config = load_config(swept["config"])
-    study, recorder = _open_study(config), _open_recorder(config)
+    study = _open_study(config)
+    recorder = _open_recorder(config, study)
     report = report_for_sweep(config, study, recorder, tmp_path / "close", log=True)
     assert report is not None and not report.problems, report and report.problems
     assert len(read_rows(tmp_path / "close" / "trials.csv")) == 6
