@@ -16,7 +16,6 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from optuna.exceptions import ExperimentalWarning
 from optuna.trial import FrozenTrial, TrialState
 
 from ..config import SweepConfig
@@ -79,13 +78,17 @@ def build_report(
         _problem(report, "charts", exc)
     ctx = ReportContext(config, trials, objectives, study)
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ExperimentalWarning)
+        # Plotting libraries warn about degenerate data (one trial, equal values): the report notes
+        # what it could not draw, and the console of the agent stays free of library warnings.
+        warnings.simplefilter("ignore")
         _guard(report, "importances", lambda: _importances(ctx, report))
         sections = [_section(ctx, chart, report) for chart in charts if _applies(ctx, chart, report)]
         for chart in charts:
             if chart.png is not None and chart.key in {s.key for s in sections}:
                 _guard(report, f"{chart.key}.png", lambda c=chart: _png(ctx, c, out, report))
-    _guard(report, PAGE, lambda: report.files.append(_page(ctx, sections, report, out / PAGE)))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        _guard(report, PAGE, lambda: report.files.append(_page(ctx, sections, report, out / PAGE)))
     report.seconds = time.perf_counter() - started
     log.debug("report of %s built in %.2f s into %s", config.identity, report.seconds, out)
     return report
