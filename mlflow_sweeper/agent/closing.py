@@ -49,15 +49,9 @@ class WriteReport(CloseAction):
     A report never fails a sweep: every error is logged and the close goes on."""
 
     def run(self, context: CloseContext) -> None:
-        import logging
+        from ..report import publish_report
 
-        try:
-            from ..report import build_report, default_report_dir, log_report
-
-            report = build_report(context.config, context.trials, default_report_dir(context.config))
-            log_report(context.recorder.client, context.parent_id, report)
-        except Exception as exc:  # noqa: BLE001 - the sweep completes without its report
-            logging.getLogger(__name__).warning("could not write the sweep report: %s", exc)
+        publish_report(context.config, context.trials, context.recorder.client, context.parent_id)
 
 
 class RecordPareto(CloseAction):

@@ -17,6 +17,7 @@ _EXPORTS = {
     "ARTIFACT_DIR": ".publish",
     "default_report_dir": ".publish",
     "log_report": ".publish",
+    "publish_report": ".publish",
     "report_for_sweep": ".publish",
 }
 

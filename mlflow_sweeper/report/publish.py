@@ -50,6 +50,23 @@ def log_report(client, parent_run_id: str, report: Report) -> bool:
     return True
 
 
+def publish_report(
+    config: SweepConfig, trials, client, parent_run_id: str | None, out_dir: str | Path | None = None
+) -> Report | None:
+    """Build the report of `trials` and, given a parent run, log it there. Never raises: returns
+    None when nothing could be built (a report never fails a sweep)."""
+    try:
+        report = build_report(config, trials, out_dir or default_report_dir(config))
+    except Exception as exc:  # noqa: BLE001
+        logger.warning(
+            "report: could not build the report of %s: %s: %s", config.identity, type(exc).__name__, exc
+        )
+        return None
+    if parent_run_id:
+        log_report(client, parent_run_id, report)
+    return report
+
+
 def report_for_sweep(
     config: SweepConfig,
     study,
@@ -58,22 +75,18 @@ def report_for_sweep(
     log: bool = True,
 ) -> Report | None:
     """Build the report of a sweep from its study (a SweepStudy: `trials()`, `parent_run_id()`)
-    and, with `log`, log it to the parent run through a Recorder or an MlflowClient. Meant for
-    the agent that closes a sweep: never raises, returns None when nothing could be built."""
-    try:
-        report = build_report(config, study.trials(), out_dir or default_report_dir(config))
-    except Exception as exc:  # noqa: BLE001
-        logger.warning(
-            "report: could not build the report of %s: %s: %s", config.identity, type(exc).__name__, exc
-        )
-        return None
+    and, with `log`, log it to the parent run through a Recorder or an MlflowClient. Never
+    raises, returns None when nothing could be built."""
+    parent = None
     if log:
         try:
             parent = study.parent_run_id()
         except Exception as exc:  # noqa: BLE001
             logger.warning("report: could not find the parent run of %s: %s", config.identity, exc)
-            return report
-        if parent:
-            client = getattr(recorder_or_client, "client", recorder_or_client)
-            log_report(client, parent, report)
-    return report
+    try:
+        trials = study.trials()
+    except Exception as exc:  # noqa: BLE001
+        logger.warning("report: could not read the trials of %s: %s", config.identity, exc)
+        return None
+    client = getattr(recorder_or_client, "client", recorder_or_client)
+    return publish_report(config, trials, client, parent, out_dir)
