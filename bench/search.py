@@ -100,6 +100,19 @@ def sweep(directory: Path, jobs: int = 1, timeout: float = 7200, **keys) -> list
     return optuna_trials(sqlite_url(directory / "out" / "optuna.db"), f"bench/{keys.get('sweep_name', 's')}")
 
 
+def branin_sweep(directory: Path, algorithm: str, server: str, **keys) -> list:
+    """A sweep of the Branin command trial (minimised, logged to the tracking server `server`)."""
+    return sweep(
+        directory,
+        command=f"python {OBJECTIVE} fn=branin",
+        algorithm=algorithm,
+        parameters=BRANIN,
+        mlflow_storage=server,
+        spec={"direction": "minimize", "metric": "value"},
+        **keys,
+    )
+
+
 # ---- 1. early stopping ----------------------------------------------------------------------------
 
 
@@ -215,16 +228,7 @@ def overhead(quick: bool) -> dict:
                 continue
             directory = root / algorithm
             directory.mkdir()
-            trials = sweep(
-                directory,
-                command=f"python {OBJECTIVE} fn=branin",
-                algorithm=algorithm,
-                parameters=BRANIN,
-                max_trials=n,
-                seed=0,
-                mlflow_storage=server,
-                spec={"direction": "minimize", "metric": "value"},
-            )
+            trials = branin_sweep(directory, algorithm, server, max_trials=n, seed=0)
             starts = sorted(t.datetime_start.timestamp() for t in trials)
             own = [max(0.0, b - a - bare) for a, b in zip(starts, starts[1:], strict=False)]
             anchor = optuna_ask_tell(algorithm, n, root)
@@ -266,16 +270,8 @@ def samplers(quick: bool) -> dict:
             for seed in seeds:
                 directory = root / f"{algorithm}-{seed}"
                 directory.mkdir()
-                trials = sweep(
-                    directory,
-                    command=f"python {OBJECTIVE} fn=branin",
-                    algorithm=algorithm,
-                    parameters=BRANIN,
-                    max_trials=50,
-                    seed=seed,
-                    mlflow_storage=server,
-                    sweep_name=f"{algorithm}_{seed}",
-                    spec={"direction": "minimize", "metric": "value"},
+                trials = branin_sweep(
+                    directory, algorithm, server, max_trials=50, seed=seed, sweep_name=f"{algorithm}_{seed}"
                 )
                 values = [t.value for t in trials if t.state.name == "COMPLETE"]
                 bests.append(min(values))
