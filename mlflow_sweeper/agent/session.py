@@ -261,6 +261,8 @@ class SweepSession:
             tail = indented_tail(trial.log_path)
             if tail:
                 self.report(f"trial {trial.work.number}: last lines of {trial.log_path}:\n{tail}")
+        if self.config.fail_fast <= 0 or self.progress.done > 0:
+            return  # off, or a trial has completed: fail_fast can no longer fire, skip the read
         stop = fail_fast_reason(self.study.trials(), self.config.fail_fast)
         if stop and self.result.error is None:
             self.result.error = f"{self.config.identity}: {stop}"
