@@ -16,7 +16,7 @@ from collections.abc import Callable
 from optuna.trial import FrozenTrial, TrialState
 
 from ..algorithms import PointSource
-from .names import ACTIVE, SLOT
+from .names import ACTIVE, SLOT, WAITING
 from .store import RetryingStorage, finish, take
 
 log = logging.getLogger(__name__)
@@ -53,7 +53,7 @@ class ClaimsLedger:
 
     def _take_parked(self) -> tuple[int, int] | None:
         """A parked claim below the budget: left by a smaller budget or a failed trial creation."""
-        parked = self.store.get_all_trials(self.claims_id, deepcopy=False, states=(TrialState.WAITING,))
+        parked = self.store.get_all_trials(self.claims_id, deepcopy=False, states=WAITING)
         for claim in parked:
             if claim.number < self.budget and take(self.store, claim._trial_id):
                 return claim._trial_id, claim.number

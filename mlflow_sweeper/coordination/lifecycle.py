@@ -20,7 +20,7 @@ from ..algorithms import PointSource
 from ..space import suggest_point
 from .ledger import ClaimsLedger
 from .liveness import Heartbeat
-from .names import ATTEMPT, REPLACES_RUN, RUN_ATTR, SLOT, TARGET_REACHED
+from .names import ATTEMPT, REPLACES_RUN, RUN_ATTR, SLOT, TARGET_REACHED, WAITING
 from .policy import RetryPolicy, attempt_of
 from .store import RetryingStorage, finish, set_reason, take, trial_template
 
@@ -85,7 +85,7 @@ class TrialLifecycle:
         return work
 
     def _pop_waiting(self) -> Work | None:
-        waiting = self.store.get_all_trials(self.study_id, deepcopy=False, states=(TrialState.WAITING,))
+        waiting = self.store.get_all_trials(self.study_id, deepcopy=False, states=WAITING)
         for trial in waiting:
             if not take(self.store, trial._trial_id):
                 continue

@@ -29,6 +29,10 @@ REPLACES_RUN = "sweeper:replaces_run"
 CLAIMS_SUFFIX = "#claims"
 CLOSE_SUFFIX = "#close"
 ACTIVE = (TrialState.WAITING, TrialState.RUNNING)
+# The WAITING trials, asked as a set: Optuna's InMemoryStorage answers the exact tuple
+# (WAITING,) from a cursor that assumes no trial ever returns to WAITING, and parked claims do
+# (RUNNING -> WAITING), so they would never be found again.
+WAITING = frozenset({TrialState.WAITING})
 
 
 def claims_study_name(identity: str) -> str:
