@@ -183,6 +183,70 @@ def postgres_db():
     conn.close()
 
 
+class PrivatePostgres:
+    """A PostgreSQL server of one test's own (initdb in a temporary directory, a free port), which
+    the test may stop and start without disturbing the shared server other tests use."""
+
+    def __init__(self, bindir: Path, root: Path, port: int):
+        self.bindir, self.data, self.port = bindir, root / "data", port
+        self.log = root / "server.log"
+        self.socket_dir = root
+
+    def _as_postgres(self, *argv: str, timeout: float = 120) -> None:
+        command = [str(self.bindir / argv[0]), *argv[1:]]
+        if os.geteuid() == 0:  # PostgreSQL refuses to run as root
+            command = ["runuser", "-u", "postgres", "--", *command]
+        done = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
+        if done.returncode != 0:
+            raise RuntimeError(f"{' '.join(argv[:2])} failed: {done.stderr or done.stdout}")
+
+    def init(self) -> None:
+        self._as_postgres("initdb", "-D", str(self.data), "-U", "postgres", "--auth=trust", "-E", "UTF8")
+
+    def start(self) -> None:
+        options = f"-p {self.port} -k {self.socket_dir} -c listen_addresses=127.0.0.1 -c fsync=off"
+        self._as_postgres("pg_ctl", "-D", str(self.data), "-l", str(self.log), "-o", options, "-w", "start")
+
+    def stop(self) -> None:
+        self._as_postgres("pg_ctl", "-D", str(self.data), "-m", "fast", "-w", "stop")
+
+    def database(self, name: str) -> str:
+        import psycopg2
+
+        conn = psycopg2.connect(host="127.0.0.1", port=self.port, user="postgres", dbname="postgres")
+        conn.autocommit = True
+        conn.cursor().execute(f'CREATE DATABASE "{name}"')
+        conn.close()
+        return f"postgresql://postgres@127.0.0.1:{self.port}/{name}"
+
+
+@pytest.fixture
+def private_postgres():
+    """A PostgreSQL server of the test's own; needs the server binaries (Debian's postgresql)."""
+    import shutil
+    import tempfile
+
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))
+    if not found:
+        message = "PostgreSQL's server binaries (initdb, pg_ctl) are not installed"
+        if REQUIRE_SERVERS:
+            pytest.fail(message + " (MLFLOW_SWEEPER_REQUIRE_SERVERS=1 forbids skipping)")
+        pytest.skip(message)
+    # Not under pytest's own temporary directory, which only its owner may enter.
+    root = Path(tempfile.mkdtemp(prefix="sweeper-postgres-"))
+    if os.geteuid() == 0:
+        shutil.chown(root, "postgres", "postgres")
+    server = PrivatePostgres(found[-1].parent, root, free_port())
+    try:
+        server.init()
+        server.start()
+        yield server
+    finally:
+        with contextlib.suppress(Exception):
+            server.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
 @pytest.fixture
 def mysql_db():
     """A factory of fresh MariaDB/MySQL databases (pymysql URLs), dropped afterwards."""
@@ -214,7 +278,8 @@ def redis_url():
     require_server("Redis", "127.0.0.1", 6379)
     import redis
 
-    index = 1 + (os.getpid() + uuid.uuid4().int) % 15
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")  # gw0, gw1, ...: one index per worker
+    index = 1 + (int(worker[2:]) if worker[2:].isdigit() else os.getpid() + uuid.uuid4().int) % 15
     client = redis.Redis(host="127.0.0.1", port=6379, db=index)
     client.flushdb()
     yield f"redis://127.0.0.1:6379/{index}"

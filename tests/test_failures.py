@@ -13,11 +13,9 @@ sweep resumes with the very same config, and the test creates the file before re
 from __future__ import annotations
 
 import contextlib
-import os
 import re
 import shlex
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -577,36 +575,10 @@ def test_lock_left_by_dead_process_does_not_block_and_no_lock_remains(tmp_path):
 # ---- a database server restarted mid-sweep ---------------------------------------------------------
 
 
-def _postgres_up() -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", 5432), timeout=1):
-            pass
-    except OSError:
-        return False
-    return subprocess.run(["pg_isready", "-h", "127.0.0.1", "-q"], check=False).returncode == 0
-
-
-def _pg_ctlcluster(action: str) -> subprocess.CompletedProcess:
-    version = sorted(os.listdir("/etc/postgresql"))[-1]
-    return subprocess.run(
-        ["pg_ctlcluster", "--skip-systemctl-redirect", version, "main", action],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-
-
-def _ensure_postgres_running() -> None:
-    if not _postgres_up():
-        _pg_ctlcluster("start")
-    deadline = time.monotonic() + 60
-    while not _postgres_up() and time.monotonic() < deadline:
-        time.sleep(0.5)
-
-
 @pytest.mark.server
-def test_postgres_restart_mid_sweep_loses_no_trial(tmp_path, agents, postgres_db):
-    """Optuna and MLflow on PostgreSQL (two databases). The server goes down while trials run and
+def test_postgres_restart_mid_sweep_loses_no_trial(tmp_path, agents, private_postgres):
+    """Optuna and MLflow on PostgreSQL (two databases on a server of the test's own, so the restart
+    disturbs no other test). The server goes down while trials run and
     stays down while they end: the agent's calls (ending runs, telling Optuna, heartbeats, and an
     idle worker polling for work, since -j exceeds the points) must ride out the restart, and each
     point runs exactly once. The trials never touch the database themselves (a shell that records
@@ -615,7 +587,8 @@ def test_postgres_restart_mid_sweep_loses_no_trial(tmp_path, agents, postgres_db
     # psycopg2 named explicitly: SQLAlchemy 2.1 maps a bare postgresql:// to psycopg 3, which the
     # [postgres] extra does not install (reported separately); this test is about the restart.
     optuna, mlflow = (
-        postgres_db(name).replace("postgresql://", "postgresql+psycopg2://") for name in ("optuna", "mlflow")
+        private_postgres.database(name).replace("postgresql://", "postgresql+psycopg2://")
+        for name in ("optuna", "mlflow")
     )
     points = [(1, 10), (2, 10), (3, 10)]
     script = 'echo "$*" >> ' + shlex.quote(str(record)) + "; sleep 2"
@@ -633,26 +606,21 @@ def test_postgres_restart_mid_sweep_loses_no_trial(tmp_path, agents, postgres_db
         lines = record.read_text().splitlines() if record.exists() else []
         return [point(dict(item.split("=", 1) for item in line.split())) for line in lines]
 
-    try:
-        agent = agents.start(config, "-j", "4")
-        deadline = time.monotonic() + 200
-        while len(executed()) < 3:
-            if agent.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"the first trials did not start:\n{agents.output(agent)}")
-            time.sleep(0.1)
-        running = agents.tree(agent)
-        # A restart whose downtime spans the end of the running trials: stop, let them end, start.
-        stop = _pg_ctlcluster("stop")
-        assert stop.returncode == 0, stop.stderr
-        assert wait_gone(running, timeout=30) == []
-        time.sleep(1)  # meanwhile the agent ends those trials against a server that is down
-        start = _pg_ctlcluster("start")
-        assert start.returncode == 0, start.stderr
-        assert agent.poll() is None, f"the agent ended during the restart:\n{agents.output(agent)}"
-        code = agents.wait(agent, timeout=240)
-        assert code == 0, agents.output(agent)
-    finally:
-        _ensure_postgres_running()
+    agent = agents.start(config, "-j", "4")
+    deadline = time.monotonic() + 200
+    while len(executed()) < 3:
+        if agent.poll() is not None or time.monotonic() > deadline:
+            pytest.fail(f"the first trials did not start:\n{agents.output(agent)}")
+        time.sleep(0.1)
+    running = agents.tree(agent)
+    # A restart whose downtime spans the end of the running trials: stop, let them end, start.
+    private_postgres.stop()
+    assert wait_gone(running, timeout=30) == []
+    time.sleep(1)  # meanwhile the agent ends those trials against a server that is down
+    private_postgres.start()
+    assert agent.poll() is None, f"the agent ended during the restart:\n{agents.output(agent)}"
+    code = agents.wait(agent, timeout=240)
+    assert code == 0, agents.output(agent)
 
     assert sorted(executed()) == points, agents.output(agent)  # every point once, none twice
     assert_settled(mlflow, optuna, points)
