@@ -34,6 +34,7 @@ from .idle import IdleBackoff
 from .maintenance import maintain, requeue_lost
 from .result import SweepResult, describe_failures
 from .trial import StopRequested, TrialExecution
+from .uploads import LogUploads
 
 if TYPE_CHECKING:
     from optuna.trial import FrozenTrial
@@ -71,6 +72,7 @@ class SweepSession:
         self.done = threading.Event()  # set when the workers are gone: maintenance stops
         self.checked: CheckedProject | None = None  # the entry point's project, as checked
         self.idle = IdleBackoff()  # idle workers look for work in turn, less often over time
+        self.uploads = LogUploads(recorder)  # trial logs, attached to their runs in the background
 
     @classmethod
     def open(cls, agent: Agent, config: SweepConfig, checked: CheckedProject | None = None) -> SweepSession:
@@ -146,6 +148,7 @@ class SweepSession:
                     break
         finally:
             self.done.set()
+            self.uploads.drain()
             maintenance.join(timeout=5)
             self.agent.reporter.stop()
         if self.agent.stop.is_set():

@@ -176,7 +176,7 @@ class TrialExecution:
                 watch.forget(trial_id)
         if watch is not None and run_id:
             watch.finish(trial_id, run_id)  # its last steps, before it completes
-        self.session.recorder.attach_log(self.run_id, str(self.log_path))
+        self.session.uploads.attach(self.run_id, str(self.log_path))
         return Ending(succeeded=succeeded, exit_code=handle.returncode)
 
     @property
