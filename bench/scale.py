@@ -27,7 +27,6 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import (  # noqa: E402
     BENCH,
-    PROJECT,
     PY,
     clean_env,
     loadavg,
@@ -44,7 +43,7 @@ RESULTS = BENCH / "SCALE.md"
 APP = "mlflow-sweeper-agent"
 QUICK = {"agents": 6, "jobs": 4, "trials": 48, "direct_jobs": (1, 4, 16), "idle_real": 2,
          "idle_light": 200, "idle_seconds": 40, "claimers": 100, "claims": 200, "procs": 2}  # fmt: skip
-FULL = {"agents": 32, "jobs": 4, "trials": 256, "direct_jobs": (1, 4, 16), "idle_real": 4,
+FULL = {"agents": 32, "jobs": 4, "trials": 512, "direct_jobs": (1, 4, 16), "idle_real": 4,
         "idle_light": 200, "idle_seconds": 90, "claimers": 1000, "claims": 2000, "procs": 4}  # fmt: skip
 
 
@@ -154,12 +153,16 @@ def mlflow_server(database: str, work: Path):
         yield url
 
 
+OBJECTIVE = BENCH / "trials" / "objective.py"
+TRIAL_SLEEP = 2.0  # seconds of "training" per trial, then one metric logged over REST
+
+
 def trial_keys(n: int) -> dict:
     return {
-        # parameters are appended as x=VALUE; the trial script takes --x VALUE
-        "command": f"sh -c 'exec {PY} {PROJECT / 'train.py'} --x \"${{1#x=}}\"' sh",
+        # parameters are appended as x=VALUE, which objective.py takes as they are
+        "command": f"sh -c 'sleep {TRIAL_SLEEP}; exec {PY} {OBJECTIVE} fn=sphere \"$@\"' sh",
         "parameters": {"x": list(range(n))},
-        "spec": {"direction": "minimize", "metric": "m"},
+        "spec": {"direction": "minimize", "metric": "value"},
     }
 
 
@@ -167,6 +170,13 @@ def trial_keys(n: int) -> dict:
 
 
 def proxy_sweep(p: dict) -> dict:
+    """N agents x -j 4 through one proxy and one `mlflow server --workers 1`, both on PostgreSQL.
+
+    Throughput is taken over the trials' own span (first start to last end, from Optuna), so the
+    agents' start-up (each imports MLflow: seconds of CPU on a small machine) is reported apart."""
+    import optuna
+    from mlflow.tracking import MlflowClient
+
     with workdir("scale-proxy") as work, pg_databases("optuna", "mlflow") as (optuna_db, mlflow_db):
         with proxy(optuna_db, work) as grpc_url, mlflow_server(mlflow_db, work) as http_url:
             configs = []
@@ -175,42 +185,53 @@ def proxy_sweep(p: dict) -> dict:
                 d.mkdir()
                 configs.append(write_config(d, optuna_storage=grpc_url, mlflow_storage=http_url,
                                             **trial_keys(p["trials"])))  # fmt: skip
+            per_trial = trial_seconds(http_url, work)
             dbs = [db_name(optuna_db), db_name(mlflow_db)]
             with Sampler(lambda: pg_connections(dbs)) as peak:
-                t0 = time.monotonic()
+                t0 = time.time()
                 runs = [start_agent(c, jobs=p["jobs"], sample_every=None) for c in configs]
                 codes = [r.process.wait(timeout=3600) for r in runs]
-                seconds = time.monotonic() - t0
-        import optuna
-
+                seconds = time.time() - t0
         storage = optuna.storages.RDBStorage(optuna_db)
         trials = storage.get_all_trials(storage.get_study_id_from_name("bench/s"), deepcopy=False)
-        states = Counter(t.state.name for t in trials)
-        points = Counter(t.params["x"] for t in trials)
         storage.engine.dispose()
-        from mlflow.tracking import MlflowClient
-
         client = MlflowClient(tracking_uri=mlflow_db)
         experiment = client.get_experiment_by_name("bench").experiment_id
         runs_all = client.search_runs([experiment], max_results=5000)
-        parents = [r for r in runs_all if r.data.tags.get("sweeper.role") == "parent"]
-    per_trial = trial_seconds()
-    ideal = math.ceil(p["trials"] / (p["agents"] * p["jobs"])) * per_trial
+    states = Counter(t.state.name for t in trials)
+    points = Counter(t.params["x"] for t in trials if t.state.name == "COMPLETE")
+    parents = [r for r in runs_all if r.data.tags.get("sweeper.role") == "parent"]
+    first = min(t.datetime_start.timestamp() for t in trials)
+    last = max(t.datetime_complete.timestamp() for t in trials if t.datetime_complete)
+    span = last - first
+    slots = p["agents"] * p["jobs"]
+    ideal = math.ceil(p["trials"] / slots) * per_trial
     return {
         "agents": p["agents"], "jobs": p["jobs"], "trials": p["trials"], "exit codes": dict(Counter(codes)),
         "states": dict(states), "duplicates": sum(n - 1 for n in points.values()),
-        "missing": p["trials"] - len(points), "parents": len(parents), "peak connections": peak.peak,
-        "seconds": seconds, "trial seconds alone": per_trial, "ideal seconds": ideal,
+        "missing": p["trials"] - len(points), "parents": len(parents),
+        "peak PostgreSQL connections (goal < 30)": peak.peak,
+        "wall seconds, agents started to all exited": seconds,
+        "agents' start-up (first trial start - agents started)": first - t0,
+        "trials' span (first start to last end)": span,
+        "one trial alone (sleep + Python + one REST call)": per_trial,
+        "ideal span (ceil(trials / slots) x one trial)": ideal,
+        "trials/s": p["trials"] / span, "ideal trials/s": p["trials"] / ideal,
+        "throughput / ideal": ideal / span,
     }  # fmt: skip
 
 
-def trial_seconds() -> float:
-    """One trial's wall time alone (interpreter start, import mlflow, one run), for the ideal."""
-    with workdir("scale-trial") as work:
-        t0 = time.monotonic()
-        env = clean_env({"MLFLOW_TRACKING_URI": f"sqlite:///{work / 'm.db'}"})
-        subprocess.run([PY, str(PROJECT / "train.py"), "--x", "1"], cwd=work, env=env, capture_output=True)
-        return time.monotonic() - t0
+def trial_seconds(tracking_uri: str, work: Path) -> float:
+    """One trial's wall time alone, its run created beforehand as the sweeper does."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=tracking_uri)
+    run_id = client.create_run(client.create_experiment("bare")).info.run_id
+    env = clean_env({"MLFLOW_TRACKING_URI": tracking_uri, "MLFLOW_RUN_ID": run_id})
+    command = trial_keys(1)["command"] + " x=1"
+    t0 = time.monotonic()
+    subprocess.run(command, shell=True, cwd=work, env=env, check=True, capture_output=True)
+    return time.monotonic() - t0
 
 
 # ---- 2. direct mode: connections per agent ---------------------------------------------------------
@@ -462,8 +483,26 @@ def main() -> None:
                      "Peak: every connection to the two databases (proxy, server, trials' none).", "",
                      table(rows), ""]  # fmt: skip
     sections.append(f"Load average at the end: {loadavg()}")
-    RESULTS.write_text("\n".join(sections) + "\n")
+    RESULTS.write_text(merged("\n".join(sections) + "\n", RESULTS.read_text() if RESULTS.exists() else ""))
     print(f"written: {RESULTS}")
+
+
+def merged(new: str, old: str) -> str:
+    """`new`, followed by the sections of `old` that this run did not measure (with `--only`, the
+    other figures stay), each under a note of the run they come from."""
+    def sections(text: str) -> dict[str, str]:
+        parts = text.split("\n## ")[1:]
+        return {part.split("\n", 1)[0]: part for part in parts}
+
+    kept = {title: body for title, body in sections(old).items() if title not in sections(new)}
+    if not kept:
+        return new
+    header = old.split("\n## ", 1)[0].strip().splitlines()[0].lstrip("# ")
+    out = new.rstrip("\n") + f"\n\n# Kept from the earlier run ({header})\n"
+    for body in kept.values():
+        body = body.split("\nLoad average at the end:")[0].split("\n# Kept from")[0].rstrip("\n")
+        out += f"\n## {body}\n"
+    return out
 
 
 if __name__ == "__main__":

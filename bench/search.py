@@ -211,18 +211,20 @@ def windows(values: list[float], size: int) -> list[float]:
     return [statistics.median(values[i : i + size]) for i in range(0, len(values) - size + 1, size)]
 
 
-def overhead(quick: bool) -> dict:
+def overhead(
+    quick: bool, algorithms: tuple[str, ...] = ("tpe", "cmaes", "gp"), trials: int | None = None
+) -> dict:
     import optuna
     from mlflow.tracking import MlflowClient
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    n = 150 if quick else 1000
-    window = 25 if quick else 100
+    n = trials or (150 if quick else 1000)
+    window = max(10, min(100, n // 6))
     results = {}
     with workdir("overhead") as root, tracking_server(root) as server:
         client = MlflowClient(tracking_uri=server)
         bare = bare_trial_seconds(server, client, client.create_experiment("bare"))
-        for algorithm in ("tpe", "cmaes", "gp"):
+        for algorithm in algorithms:
             if algorithm == "gp" and not _has_torch():
                 results[algorithm] = {"skipped": "PyTorch not installed (pip install 'mlflow-sweeper[gp]')"}
                 continue
@@ -390,13 +392,20 @@ def main() -> None:
     mode.add_argument("--quick", action="store_true")
     mode.add_argument("--full", action="store_true")
     parser.add_argument("--only", default="early,overhead,samplers")
+    parser.add_argument("--samplers", default="tpe,cmaes,gp", help="overhead: the samplers to measure")
+    parser.add_argument("--trials", type=int, help="overhead: trials per sampler (quick 150, full 1,000)")
     args = parser.parse_args()
     before = loadavg()
-    benchmarks = {"early": early, "overhead": overhead, "samplers": samplers}
-    results = {}
-    for name in args.only.split(","):
-        results[name.strip()] = benchmarks[name.strip()](args.quick)
-    path = write_results("quick" if args.quick else "full", {**previous_results(), **results}, before)
+    benchmarks = {
+        "early": early,
+        "overhead": lambda quick: overhead(quick, tuple(args.samplers.split(",")), args.trials),
+        "samplers": samplers,
+    }
+    results = previous_results()
+    for name in (n.strip() for n in args.only.split(",")):
+        # Rows this run did not redo (another sampler's overhead, say) stay as they were.
+        results[name] = {**results.get(name, {}), **benchmarks[name](args.quick)}
+    path = write_results("quick" if args.quick else "full", results, before)
     print(f"wrote {path}")
 
 
