@@ -128,19 +128,27 @@ def test_agent_pools_stay_within_two_plus_half_the_workers(jobs):
     assert optuna_pool.size == mlflow_pool.size == 1
 
 
-def count_agent_connections(databases: list[str]) -> int:
-    import psycopg2
+class AgentConnections:
+    """Counts an agent's connections in pg_stat_activity, through one connection of its own (to
+    the `postgres` database, so never counted): polling opens no connection per look."""
 
-    conn = psycopg2.connect(host="127.0.0.1", port=5432, user="postgres", dbname="postgres")
-    try:
-        with conn.cursor() as cur:
+    def __init__(self, databases: list[str]):
+        import psycopg2
+
+        self.databases = databases
+        self.conn = psycopg2.connect(host="127.0.0.1", port=5432, user="postgres", dbname="postgres")
+        self.conn.autocommit = True
+
+    def count(self) -> int:
+        with self.conn.cursor() as cur:
             cur.execute(
                 "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s AND datname = ANY(%s)",
-                (AGENT_APPLICATION, databases),
+                (AGENT_APPLICATION, self.databases),
             )
             return cur.fetchone()[0]
-    finally:
-        conn.close()
+
+    def close(self) -> None:
+        self.conn.close()
 
 
 @pytest.mark.server
@@ -159,18 +167,63 @@ def test_an_agent_holds_at_most_two_plus_half_its_workers_connections(tmp_path, 
         stdin=subprocess.DEVNULL, text=True,
     )  # fmt: skip
     seen: list[int] = []
+    connections = AgentConnections(databases)
     try:
         while proc.poll() is None:
-            seen.append(count_agent_connections(databases))
+            seen.append(connections.count())
             time.sleep(0.05)
         out = proc.stdout.read()
     finally:
+        connections.close()
         kill_process_tree(proc)
     assert proc.returncode == 0, out
     assert len(read_lines(record)) == 2 * jobs
     assert max(seen) >= 2, f"the agent's connections were never seen: {seen}"
     assert max(seen) <= 2 + math.ceil(jobs / 2), f"-j {jobs}: up to {max(seen)} connections"
     print(f"-j {jobs}: at most {max(seen)} agent connections")
+
+
+@pytest.mark.server
+def test_agent_threads_on_a_small_mlflow_pool_never_wait_for_a_connection(postgres_db, monkeypatch):
+    """MLflow's database store opens a second session inside `log_batch` while its first is open:
+    on the agent's small pool, workers that each held one connection and waited for a second
+    stalled until the pool timed out (a `TimeoutError` from SQLAlchemy, after 30 s). The agent's
+    client lets at most `pool.most - 1` calls run at once, so every call gets its connections."""
+    from mlflow.entities import Metric, Param, RunTag
+
+    from mlflow_sweeper.storages import open_mlflow_tracking
+    from mlflow_sweeper.storages.pools import Pool
+
+    pool = Pool(1, 1)  # what an agent with -j 1 or -j 2 gives MLflow
+    monkeypatch.setenv("MLFLOW_SQLALCHEMYSTORE_POOL_SIZE", str(pool.size))
+    monkeypatch.setenv("MLFLOW_SQLALCHEMYSTORE_MAX_OVERFLOW", str(pool.overflow))
+    client = open_mlflow_tracking(postgres_db("mlflow"), pool, AGENT_APPLICATION)
+    experiment = client.create_experiment("pool")
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(4)
+
+    def worker(i: int) -> None:
+        try:
+            barrier.wait()
+            for n in range(15):
+                run_id = client.create_run(experiment).info.run_id
+                client.log_batch(
+                    run_id,
+                    metrics=[Metric("m", float(n), 0, 0)],
+                    params=[Param("x", str(n)), Param("w", str(i))],
+                    tags=[RunTag("t", "v")],
+                )
+                client.set_terminated(run_id, "FINISHED")
+        except BaseException as exc:  # noqa: BLE001 - re-raised below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == [], f"{type(errors[0]).__name__}: {errors[0]}"
+    assert len(client.search_runs([experiment], max_results=100)) == 60
 
 
 def read_lines(path: Path) -> list[str]:

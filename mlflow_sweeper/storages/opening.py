@@ -11,7 +11,14 @@ from typing import TypeVar
 
 from ..errors import StorageError
 from .kinds import mlflow_kind, optuna_kind
-from .pools import AGENT_APPLICATION, Pool, name_connections, set_mlflow_pool
+from .pools import (
+    AGENT_APPLICATION,
+    BoundedClient,
+    Pool,
+    mlflow_pool_in_effect,
+    name_connections,
+    set_mlflow_pool,
+)
 from .retry import MISSING_DRIVER, RACE_PATTERNS, first_line, retry
 from .sqlite import sqlite_file, tune_sqlite_engine, use_wal, with_sqlite_timeout
 from .urls import mask, parse
@@ -87,12 +94,15 @@ def open_mlflow_tracking(url: str, pool: Pool | None = None, application: str | 
 
     url = with_sqlite_timeout(url)
     kind = mlflow_kind(url)
-    if pool is not None and sqlite_file(url) is None:  # fitted for servers only, as for Optuna
+    fitted = pool is not None and sqlite_file(url) is None  # fitted for servers only, as for Optuna
+    if fitted:
         set_mlflow_pool(pool)
     client = _open_safely(url, lambda: kind.open(parse(url)), "MLflow storage", sql_engine, immediate=False)
     if application:
         name_connections(sql_engine(client), application)
     mlflow.set_tracking_uri(url)
+    if fitted and sql_engine(client) is not None:  # a database store, on the fitted pool
+        return BoundedClient(client, mlflow_pool_in_effect())
     return client
 
 

@@ -10,9 +10,12 @@ connection (every storage operation is short). The connections are tagged with t
 
 from __future__ import annotations
 
+import functools
 import math
 import os
+import threading
 from dataclasses import dataclass
+from typing import Any
 
 AGENT_APPLICATION = "mlflow-sweeper-agent"
 POOL_TIMEOUT_SECONDS = 300  # a thread waits this long for a free connection before it errs
@@ -58,6 +61,14 @@ def set_mlflow_pool(pool: Pool) -> None:
     os.environ.setdefault(MLFLOW_POOL_VARIABLES[1], str(pool.overflow))
 
 
+def mlflow_pool_in_effect() -> Pool:
+    """The pool MLflow gives its database store: ours, or the user's own setting (MLflow's
+    defaults are 5 and 10)."""
+    size = int(os.environ.get(MLFLOW_POOL_VARIABLES[0], 5))
+    overflow = int(os.environ.get(MLFLOW_POOL_VARIABLES[1], 10))
+    return Pool(size, overflow)
+
+
 def name_connections(engine, application: str = AGENT_APPLICATION) -> None:
     """Tag every new PostgreSQL connection of `engine` with `application_name`; the pooled ones
     reconnect. Other databases are left alone."""
@@ -74,3 +85,30 @@ def name_connections(engine, application: str = AGENT_APPLICATION) -> None:
 
     sqlalchemy.event.listen(engine, "connect", on_connect)
     engine.dispose()
+
+
+class BoundedClient:
+    """An MlflowClient of which at most `permits` calls run at once, for a database store.
+
+    MLflow's database store opens a second session inside some calls while its first is open
+    (`log_batch` logs params, metrics and tags each in a session of its own), so one call may hold
+    two pooled connections. With an agent's small pool, threads that each hold one connection and
+    wait for a second would all stall until the pool times out; with at most `pool.most - 1` calls
+    at once, one of them always gets its second connection.
+    """
+
+    def __init__(self, client: Any, pool: Pool):
+        self._client = client
+        self._permits = threading.BoundedSemaphore(max(1, pool.most - 1))
+
+    def __getattr__(self, name: str) -> Any:
+        value = getattr(self._client, name)
+        if not callable(value):
+            return value
+
+        @functools.wraps(value)
+        def call(*args: Any, **kwargs: Any) -> Any:
+            with self._permits:
+                return value(*args, **kwargs)
+
+        return call
