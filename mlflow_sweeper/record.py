@@ -304,6 +304,30 @@ def _quote(text: str) -> str:
     return text.replace("\\", "\\\\").replace("'", "\\'")
 
 
+URL_PRINTING = "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"
+_USER_URL_PRINTING: list[str | None] = []  # the user's own setting, before the agent's
+
+
+def quiet_run_urls() -> None:
+    """Whenever a run on a tracking server ends, MLflow reads the run once more and prints its
+    URL: for an agent, a round trip and two console lines per trial. The agent turns it off for
+    itself; trials keep the user's setting (`trial_environment`)."""
+    if not _USER_URL_PRINTING:
+        _USER_URL_PRINTING.append(os.environ.get(URL_PRINTING))
+    os.environ.setdefault(URL_PRINTING, "true")
+
+
+def trial_environment(env: dict[str, str]) -> dict[str, str]:
+    """`env` (a copy of the agent's) as the user had it for what the agent changed for itself."""
+    if _USER_URL_PRINTING:
+        user = _USER_URL_PRINTING[0]
+        if user is None:
+            env.pop(URL_PRINTING, None)
+        else:
+            env[URL_PRINTING] = user
+    return env
+
+
 PARENT_TAG = "sweeper.parent_run_id"
 COMMAND_TAG = "sweeper.command"
 

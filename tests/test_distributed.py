@@ -449,6 +449,10 @@ def test_agents_through_an_mlflow_tracking_server(tmp_path, mlflow_server, postg
     runs = mlflow_runs(mlflow_server)
     trial_runs = [r for r in runs if r.data.tags.get("sweeper.role") == "trial"]
     assert all(r.data.metrics.get("score") is not None for r in trial_runs)
+    # MLflow prints a run's URL (after reading the run once more) whenever a run on a server
+    # ends: never in an agent's console, once per trial.
+    for agent in agents:
+        assert "View run" not in agent.output, agent.output
     print(f"[http/postgres] {figures}")
 
 

@@ -5,6 +5,7 @@ nested under the parent with the sweeper's tags and the trial's params."""
 from __future__ import annotations
 
 import inspect
+import os
 import time
 
 import mlflow
@@ -130,3 +131,21 @@ def test_a_cancelled_backend_run_ends_and_reports_failure(tmp_path, global_track
     # Ending the run KILLED is the agent's settle step; the backend only stops the job.
     run = MlflowClient(tracking_uri=client.tracking_uri).get_run(handle.run_id)
     assert run.data.tags["mlflow.parentRunId"] == parent_id
+
+
+@pytest.mark.parametrize("user", [None, "false"])
+def test_the_agent_stops_mlflow_printing_run_urls_but_trials_keep_the_users_setting(monkeypatch, user):
+    """On a tracking server, MLflow reads a run once more and prints its URL whenever it ends:
+    the agent turns that off for itself; a trial's environment is the user's."""
+    from mlflow_sweeper import record
+    from mlflow_sweeper.launch.process import run_env
+
+    if user is None:
+        monkeypatch.delenv(record.URL_PRINTING, raising=False)
+    else:
+        monkeypatch.setenv(record.URL_PRINTING, user)
+    monkeypatch.setattr(record, "_USER_URL_PRINTING", [])
+    record.quiet_run_urls()
+    assert os.environ[record.URL_PRINTING] == (user or "true")
+    env = run_env("run", "http://127.0.0.1:5000", "1")
+    assert env.get(record.URL_PRINTING) == user

@@ -12,6 +12,7 @@ from ..errors import EXIT_INTERRUPTED, EXIT_OK
 from ..launch import kill_tree
 from ..preflight import CheckedProject, preflight_all, release
 from ..progress import Reporter
+from ..record import quiet_run_urls
 from .session import SweepSession
 
 
@@ -55,6 +56,7 @@ class Agent:
         Every config's project is checked first, before any storage is touched (a bad project
         exits 2 with nothing written); a git project is fetched here, once for the whole agent."""
         checked = preflight_all(configs)
+        quiet_run_urls()
         try:
             return self._run_checked(configs, checked)
         finally:

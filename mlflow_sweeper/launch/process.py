@@ -13,6 +13,7 @@ from typing import IO
 
 import psutil
 
+from ..record import trial_environment
 from ..trial_log import log_header
 from .base import TrialHandle
 
@@ -115,7 +116,7 @@ def popen(argv: list[str], cwd: str, env: dict[str, str], log_path: Path) -> tup
 
 def run_env(run_id: str, tracking_uri: str, experiment_id: str) -> dict[str, str]:
     """The environment MLflow Projects gives a run, so `mlflow.start_run()` resumes the child run."""
-    env = dict(os.environ)
+    env = trial_environment(dict(os.environ))
     # Never let a trial inherit the agent's own run (set when the agent runs under `mlflow run`).
     for name in ("MLFLOW_RUN_ID", "MLFLOW_EXPERIMENT_NAME", "MLFLOW_PARENT_RUN_ID"):
         env.pop(name, None)
