@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import subprocess
 import tempfile
@@ -31,8 +32,9 @@ BACKEND_TAG = "sweeper_test_backend.job"
 class TestJob(SubmittedRun):
     """One submitted entry point: SCHEDULED, then RUNNING in its own session, then ended."""
 
-    def __init__(self, client, run_id, command, work_dir, env, delay, log_path):
+    def __init__(self, client, run_id, command, work_dir, env, delay, log_path, storage_dir=None):
         self.client = client
+        self._storage_dir = storage_dir  # the job's scratch directory, removed when it ends
         self._run_id = run_id
         self._status = RunStatus.SCHEDULED
         self._lock = threading.Lock()
@@ -49,6 +51,13 @@ class TestJob(SubmittedRun):
         return self._run_id
 
     def _run(self, command, work_dir, env, delay, log_path):
+        try:
+            self._run_job(command, work_dir, env, delay, log_path)
+        finally:
+            if self._storage_dir:
+                shutil.rmtree(self._storage_dir, ignore_errors=True)
+
+    def _run_job(self, command, work_dir, env, delay, log_path):
         time.sleep(delay)
         with self._lock:
             if self._cancelled:
@@ -122,7 +131,7 @@ class SweeperTestBackend(AbstractBackend):
         )
         delay = float((backend_config or {}).get("schedule_delay", 0.2))
         log_path = (backend_config or {}).get("log_path") or os.path.join(storage_dir, "job.log")
-        return TestJob(client, run_id, command, work_dir, env, delay, log_path)
+        return TestJob(client, run_id, command, work_dir, env, delay, log_path, storage_dir)
 
 
 def build():
