@@ -170,18 +170,6 @@ def early(quick: bool) -> dict:
 # ---- 2. sampler overhead --------------------------------------------------------------------------
 
 
-def bare_trial_seconds(server: str, client, experiment_id: str, n: int = 15) -> float:
-    """The command trial run bare (its run created beforehand, as the sweeper does)."""
-    durations = []
-    for _ in range(n):
-        run_id = client.create_run(experiment_id).info.run_id
-        env = clean_env({"MLFLOW_TRACKING_URI": server, "MLFLOW_RUN_ID": run_id})
-        began = time.perf_counter()
-        subprocess.run([PY, str(OBJECTIVE), "fn=branin", "x=1.0", "y=2.0"], env=env, check=True)
-        durations.append(time.perf_counter() - began)
-    return statistics.median(durations)
-
-
 def optuna_ask_tell(algorithm: str, n: int, directory: Path) -> list[float]:
     """Optuna alone: ask + tell per trial with the same sampler on a fresh SQLite storage."""
     import optuna
@@ -211,41 +199,79 @@ def windows(values: list[float], size: int) -> list[float]:
     return [statistics.median(values[i : i + size]) for i in range(0, len(values) - size + 1, size)]
 
 
+def timed_sweep(directory: Path, algorithm: str, server: str, n: int) -> tuple[list, dict, dict]:
+    """A Branin sweep by one agent (-j 1) timed inside: per trial number, the wait for its process
+    and the time of its MLflow calls."""
+    config = write_config(
+        directory,
+        command=f"python {OBJECTIVE} fn=branin",
+        algorithm=algorithm,
+        parameters=BRANIN,
+        mlflow_storage=server,
+        spec={"direction": "minimize", "metric": "value"},
+        max_trials=n,
+        seed=0,
+    )
+    waits_file = directory / "waits.json"
+    with open(directory / "agent.log", "wb") as log:
+        agent = subprocess.run(
+            [PY, str(BENCH / "timed_agent.py"), "sweep", str(config), "-j", "1", "-q"],
+            cwd=directory, env=clean_env({"SWEEPER_BENCH_WAITS": str(waits_file)}),
+            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, timeout=7200,
+        )  # fmt: skip
+    if agent.returncode != 0:
+        raise RuntimeError(f"{algorithm}: the agent exited {agent.returncode}; see {directory / 'agent.log'}")
+    timed = json.loads(waits_file.read_text())
+    waits, mlflow_calls = ({int(k): v for k, v in timed[part].items()} for part in ("waits", "mlflow"))
+    return optuna_trials(sqlite_url(directory / "out" / "optuna.db"), "bench/s"), waits, mlflow_calls
+
+
 def overhead(
     quick: bool, algorithms: tuple[str, ...] = ("tpe", "cmaes", "gp"), trials: int | None = None
 ) -> dict:
+    """The agent's own cost per trial: the gap between trial k's and k+1's starts minus the time
+    it waited for trial k's process. It holds Optuna's ask and tell through the sweep's
+    coordination, and the trial's MLflow run (four round trips to the tracking server)."""
     import optuna
-    from mlflow.tracking import MlflowClient
-
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     n = trials or (150 if quick else 1000)
     window = max(10, min(100, n // 6))
     results = {}
     with workdir("overhead") as root, tracking_server(root) as server:
-        client = MlflowClient(tracking_uri=server)
-        bare = bare_trial_seconds(server, client, client.create_experiment("bare"))
         for algorithm in algorithms:
             if algorithm == "gp" and not _has_torch():
                 results[algorithm] = {"skipped": "PyTorch not installed (pip install 'mlflow-sweeper[gp]')"}
                 continue
             directory = root / algorithm
             directory.mkdir()
-            trials = branin_sweep(directory, algorithm, server, max_trials=n, seed=0)
-            starts = sorted(t.datetime_start.timestamp() for t in trials)
-            own = [max(0.0, b - a - bare) for a, b in zip(starts, starts[1:], strict=False)]
+            trials_, waits, mlflow_calls = timed_sweep(directory, algorithm, server, n)
+            by_number = sorted(trials_, key=lambda t: t.number)
+            starts = [t.datetime_start.timestamp() for t in by_number]
+            own = [
+                max(0.0, b - a - waits.get(t.number, 0.0))
+                for t, a, b in zip(by_number, starts, starts[1:], strict=False)
+            ]
+            rest = [
+                max(0.0, cost - mlflow_calls.get(t.number, 0.0))
+                for t, cost in zip(by_number, own, strict=False)
+            ]
             anchor = optuna_ask_tell(algorithm, n, root)
             tail_own = statistics.median(own[-window:])
+            tail_rest = statistics.median(rest[-window:])
             tail_anchor = statistics.median(anchor[-window:])
             results[algorithm] = {
                 "trials": n,
                 "own_cost_at_end_ms": round(tail_own * 1000, 1),
+                "of_which_mlflow_run_ms": round((tail_own - tail_rest) * 1000, 1),
+                "optuna_and_coordination_at_end_ms": round(tail_rest * 1000, 1),
                 "optuna_ask_tell_at_end_ms": round(tail_anchor * 1000, 1),
                 "ratio": round(tail_own / tail_anchor, 2) if tail_anchor else None,
+                "ratio_without_the_mlflow_run": round(tail_rest / tail_anchor, 2) if tail_anchor else None,
                 "own_curve_ms": [round(v * 1000, 1) for v in windows(own, window)],
+                "without_mlflow_curve_ms": [round(v * 1000, 1) for v in windows(rest, window)],
                 "optuna_curve_ms": [round(v * 1000, 1) for v in windows(anchor, window)],
             }
             print(f"overhead[{algorithm}]: {results[algorithm]}", flush=True)
-        results["bare_trial_ms"] = round(bare * 1000, 1)
     return results
 
 
@@ -323,25 +349,33 @@ def write_results(mode: str, results: dict, before: str) -> Path:
         lines += [
             "## 2. Sampler overhead (one agent, -j 1, SQLite Optuna storage, MLflow server)",
             "",
-            f"Bare trial (Python start + one REST call): {r.get('bare_trial_ms')} ms, "
-            "subtracted from each gap.",
+            "The agent's own cost per trial: the gap between two trial starts minus the time it waited "
+            "for the first trial's process, and the share of it spent in the trial's MLflow calls "
+            "(run created with its params, metric read, run ended, best on the parent: four or five "
+            "round trips to the server), both timed inside the agent (bench/timed_agent.py). Medians "
+            "over the last window of trials.",
             "",
-            "| sampler | trials | sweeper's own cost per trial at the end | Optuna ask + tell at the end "
-            "| ratio |",
-            "|---|---|---|---|---|",
+            "| sampler | trials | own cost per trial | of which the MLflow run | Optuna and coordination "
+            "| Optuna ask + tell | ratio | ratio without the MLflow run |",
+            "|---|---|---|---|---|---|---|---|",
         ]
         for name, v in r.items():
             if not isinstance(v, dict):
                 continue
             if "skipped" in v:
-                lines.append(f"| {name} | - | skipped: {v['skipped']} | | |")
+                lines.append(f"| {name} | - | skipped: {v['skipped']} | | | | | |")
                 continue
             lines.append(f"| {name} | {v['trials']} | {v['own_cost_at_end_ms']} ms | "
-                         f"{v['optuna_ask_tell_at_end_ms']} ms | {v['ratio']} |")  # fmt: skip
+                         f"{v.get('of_which_mlflow_run_ms', '-')} ms | "
+                         f"{v.get('optuna_and_coordination_at_end_ms', '-')} ms | "
+                         f"{v['optuna_ask_tell_at_end_ms']} ms | {v['ratio']} | "
+                         f"{v.get('ratio_without_the_mlflow_run', '-')} |")  # fmt: skip
         lines += ["", "Per-trial curves (median per window, ms):", ""]
         for name, v in r.items():
             if isinstance(v, dict) and "own_curve_ms" in v:
-                lines.append(f"- {name}: sweeper {v['own_curve_ms']}; Optuna {v['optuna_curve_ms']}")
+                without = v.get("without_mlflow_curve_ms")
+                lines.append(f"- {name}: sweeper {v['own_curve_ms']}; without the MLflow run "
+                             f"{without}; Optuna {v['optuna_curve_ms']}")  # fmt: skip
         lines += ["", "Goal: at most 1.2 x Optuna's own ask + tell.", ""]
     if "samplers" in results:
         r = results["samplers"]
