@@ -9,9 +9,10 @@ algorithm buys on a standard test function.
    epoch), without early stopping, with `median` and with `hyperband`: total epochs run and best
    value. Goal: best within 0.5 % of the unpruned best with at most 40 % of the epochs.
 2. overhead: tpe, cmaes and gp, one agent `-j 1`, N trials (quick 150, full 1,000) of a command
-   trial that logs one metric over MLflow's REST API: the sweeper's own cost per trial near trial
-   N (gap between trial starts minus the bare trial) against Optuna's own ask + tell for the same
-   sampler on the same kind of storage (SQLite) at the same N. Goal: at most 1.2 x.
+   trial that logs one metric over MLflow's REST API: the agent's own cost per trial near trial N
+   (gap between trial starts minus its wait for the trial's process, timed inside the agent by
+   bench/timed_agent.py, with its MLflow calls split out) against Optuna's own ask + tell for the
+   same sampler on the same kind of storage (SQLite) at the same N. Goal: at most 1.2 x.
 3. samplers: Branin as a command trial, best value after 50 trials, median of 5 seeds (quick: 3),
    per algorithm.
 
