@@ -137,12 +137,19 @@ def proxy(database: str, work: Path):
 
 @contextmanager
 def mlflow_server(database: str, work: Path):
-    """`mlflow server --workers 1` on PostgreSQL with a pool of 2 + 2 connections."""
+    """`mlflow server`, one gunicorn worker with 8 threads, on PostgreSQL with a pool of 9.
+
+    MLflow's `log_batch` holds two pooled connections at once (a session inside its session): a
+    server whose pool is not larger than the requests it serves at once can stall every request
+    on the pool (each holding one connection, waiting for a second) until the pool times out.
+    8 threads and 9 connections always leave one request its second connection."""
     port = free_port()
     argv = [PY, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
-            "--workers", "1", "--backend-store-uri", database,
+            "--workers", "1", "--gunicorn-opts", "--threads 8",
+            "--backend-store-uri", database,
             "--default-artifact-root", (work / "artifacts").as_uri()]  # fmt: skip
-    env = {"MLFLOW_SQLALCHEMYSTORE_POOL_SIZE": "2", "MLFLOW_SQLALCHEMYSTORE_MAX_OVERFLOW": "2"}
+    # 8 + 1: MLflow reads an overflow of 0 as "use its default" (10)
+    env = {"MLFLOW_SQLALCHEMYSTORE_POOL_SIZE": "8", "MLFLOW_SQLALCHEMYSTORE_MAX_OVERFLOW": "1"}
     with background(argv, work / "mlflow-server.log", env):
         url = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 180
