@@ -453,6 +453,13 @@ def test_agents_through_an_mlflow_tracking_server(tmp_path, mlflow_server, postg
     # ends: never in an agent's console, once per trial.
     for agent in agents:
         assert "View run" not in agent.output, agent.output
+    # Trial logs are uploaded in the background on a server, and every one lands before the end.
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=mlflow_server)
+    for run in trial_runs:
+        logs = [a.path for a in client.list_artifacts(run.info.run_id) if a.path.endswith(".log")]
+        assert logs == [f"trial-{run.data.tags['sweeper.trial']}.log"], logs
     print(f"[http/postgres] {figures}")
 
 

@@ -1,5 +1,7 @@
 """The quickest end-to-end check: a command-mode grid on SQLite, every point once, nested."""
 
+from pathlib import Path
+
 from conftest import mlflow_runs, optuna_trials, read_records, run_cli, write_config
 
 
@@ -25,3 +27,13 @@ def test_grid_command_sweep_runs_every_point_once(tmp_path):
 
     studies = optuna_trials(f"sqlite:///{tmp_path / 'sweeps' / 'optuna.db'}")
     assert [t.state.name for t in studies] == ["COMPLETE"] * 6
+
+    # Each trial's log is attached to its run, starting with the command it ran.
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
+    for run in trials:
+        number = run.data.tags["sweeper.trial"]
+        assert [a.path for a in client.list_artifacts(run.info.run_id)] == [f"trial-{number}.log"]
+        local = client.download_artifacts(run.info.run_id, f"trial-{number}.log", str(tmp_path))
+        assert Path(local).read_text().startswith("# command:")
