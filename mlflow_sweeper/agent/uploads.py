@@ -8,11 +8,9 @@ from __future__ import annotations
 
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from urllib.parse import urlparse
 
 from ..record import Recorder
-
-REMOTE_SCHEMES = ("http", "https", "databricks")
+from ..storages import is_remote_tracking
 
 
 class LogUploads:
@@ -21,8 +19,7 @@ class LogUploads:
 
     def __init__(self, recorder: Recorder):
         self.recorder = recorder
-        uri = str(getattr(recorder.client, "tracking_uri", "") or "")
-        self.background = urlparse(uri).scheme in REMOTE_SCHEMES
+        self.background = is_remote_tracking(str(getattr(recorder.client, "tracking_uri", "") or ""))
         self._pool: ThreadPoolExecutor | None = None
         self._lock = threading.Lock()
 

@@ -19,6 +19,7 @@ from .kinds import (
     check_mlflow_url,
     check_optuna_url,
     exists,
+    is_remote_tracking,
     mlflow_kind,
     optuna_kind,
     probe_mlflow_storage,
@@ -33,6 +34,7 @@ from .urls import StorageURL, mask, parse
 __all__ = [
     "MLFLOW_KINDS",
     "MLFLOW_SCHEMES",
+    "is_remote_tracking",
     "OPTUNA_KINDS",
     "PROBE_SECONDS",
     "RACE_PATTERNS",

@@ -30,6 +30,7 @@ class StorageKind:
     """One kind of storage. The defaults fit a database server reached by URL."""
 
     what = "storage"  # how messages name it
+    remote = False  # reached over the network through an API (a tracking server), not a database
 
     def resolve(self, url: StorageURL, base_dir: Path) -> str:
         """The URL with a relative file path made absolute against `base_dir`."""
@@ -197,6 +198,8 @@ class MlflowServerRDB(MlflowStore):
 
 
 class MlflowTrackingServer(MlflowStore):
+    remote = True
+
     def probe(self, url: StorageURL) -> None:
         def health() -> None:
             import requests
@@ -210,6 +213,8 @@ class MlflowTrackingServer(MlflowStore):
 
 class MlflowDatabricks(MlflowStore):
     """`databricks` or `databricks://PROFILE`: credentials come from the Databricks config."""
+
+    remote = True
 
     def check(self, url: StorageURL) -> str | None:
         return None
@@ -264,6 +269,12 @@ def mlflow_kind(url: str) -> StorageKind:
         raise StorageError(_unknown_mlflow(url))
     return kind
 
+
+
+def is_remote_tracking(url: str) -> bool:
+    """Is this MLflow tracking URI a server reached over the network (http(s), Databricks)?"""
+    kind = MLFLOW_KINDS.get(parse(url).scheme)
+    return kind is not None and kind.remote
 
 def check_optuna_url(url: str) -> str | None:
     parsed = parse(url)
