@@ -23,6 +23,7 @@ BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
 WORK = BENCH / "work"
 PROJECT = BENCH / "project"
+OBJECTIVE = BENCH / "trials" / "objective.py"  # a test function as a command trial, logged over REST
 PY = sys.executable
 PG = {"host": "127.0.0.1", "port": 5432, "user": "postgres"}
 KEEP = os.environ.get("BENCH_KEEP") == "1"  # keep work dirs and databases for a post-mortem

@@ -27,6 +27,7 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import (  # noqa: E402
     BENCH,
+    OBJECTIVE,
     PY,
     clean_env,
     loadavg,
@@ -160,7 +161,6 @@ def mlflow_server(database: str, work: Path):
         yield url
 
 
-OBJECTIVE = BENCH / "trials" / "objective.py"
 TRIAL_SLEEP = 2.0  # seconds of "training" per trial, then one metric logged over REST
 
 

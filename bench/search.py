@@ -34,6 +34,7 @@ from pathlib import Path
 
 from common import (
     BENCH,
+    OBJECTIVE,
     PY,
     REPO,
     check_exit,
@@ -47,7 +48,6 @@ from common import (
     write_config,
 )
 
-OBJECTIVE = BENCH / "trials" / "objective.py"
 CURVE = REPO / "examples" / "curve.py"
 BRANIN = {"x": {"low": -5.0, "high": 10.0}, "y": {"low": 0.0, "high": 15.0}}
 BRANIN_MIN = 0.397887
@@ -101,17 +101,20 @@ def sweep(directory: Path, jobs: int = 1, timeout: float = 7200, **keys) -> list
     return optuna_trials(sqlite_url(directory / "out" / "optuna.db"), f"bench/{keys.get('sweep_name', 's')}")
 
 
+def branin_keys(algorithm: str, server: str) -> dict:
+    """The config of a Branin command trial sweep (minimised, logged to the tracking server)."""
+    return {
+        "command": f"python {OBJECTIVE} fn=branin",
+        "algorithm": algorithm,
+        "parameters": BRANIN,
+        "mlflow_storage": server,
+        "spec": {"direction": "minimize", "metric": "value"},
+    }
+
+
 def branin_sweep(directory: Path, algorithm: str, server: str, **keys) -> list:
-    """A sweep of the Branin command trial (minimised, logged to the tracking server `server`)."""
-    return sweep(
-        directory,
-        command=f"python {OBJECTIVE} fn=branin",
-        algorithm=algorithm,
-        parameters=BRANIN,
-        mlflow_storage=server,
-        spec={"direction": "minimize", "metric": "value"},
-        **keys,
-    )
+    """A sweep of the Branin command trial by one agent."""
+    return sweep(directory, **branin_keys(algorithm, server), **keys)
 
 
 # ---- 1. early stopping ----------------------------------------------------------------------------
@@ -203,16 +206,7 @@ def windows(values: list[float], size: int) -> list[float]:
 def timed_sweep(directory: Path, algorithm: str, server: str, n: int) -> tuple[list, dict, dict]:
     """A Branin sweep by one agent (-j 1) timed inside: per trial number, the wait for its process
     and the time of its MLflow calls."""
-    config = write_config(
-        directory,
-        command=f"python {OBJECTIVE} fn=branin",
-        algorithm=algorithm,
-        parameters=BRANIN,
-        mlflow_storage=server,
-        spec={"direction": "minimize", "metric": "value"},
-        max_trials=n,
-        seed=0,
-    )
+    config = write_config(directory, **branin_keys(algorithm, server), max_trials=n, seed=0)
     waits_file = directory / "waits.json"
     with open(directory / "agent.log", "wb") as log:
         agent = subprocess.run(
