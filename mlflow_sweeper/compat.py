@@ -20,6 +20,7 @@ PRIVATE_NAMES: list[tuple[str, str]] = [
     ("optuna.storages", "RDBStorage._create_new_trial"),
     ("optuna.study", "Study._thread_local"),
     ("optuna.study", "Study._storage"),
+    ("optuna.search_space.group_decomposed", "_GroupDecomposedSearchSpace"),
     ("mlflow.store.tracking.sqlalchemy_store", "SqlAlchemyStore._hard_delete_run"),
     ("mlflow.tracking", "MlflowClient._tracking_client"),
     ("mlflow.utils.environment", "_PythonEnv"),
@@ -94,6 +95,31 @@ def forget_cached_trials(study: Any) -> None:
     local = getattr(study, "_thread_local", None)
     if local is not None and hasattr(local, "cached_all_trials"):
         local.cached_all_trials = None
+
+
+def _search_space_caches() -> tuple[type, ...]:
+    """The classes in which Optuna's samplers cache the study's search space incrementally."""
+    from optuna.search_space import IntersectionSearchSpace
+
+    try:
+        from optuna.search_space.group_decomposed import _GroupDecomposedSearchSpace
+    except ImportError:  # only the public one then: still shared, the other recomputed
+        return (IntersectionSearchSpace,)
+    return (IntersectionSearchSpace, _GroupDecomposedSearchSpace)
+
+
+def share_search_space_caches(sampler: Any, caches: dict[str, Any]) -> None:
+    """Give a new sampler the search-space caches of the samplers made before it for the study.
+
+    Optuna's samplers read only the trials added since their last call into these caches. The
+    sweeper makes one sampler per slot (its seed is the slot's), so each new one would otherwise
+    rescan the whole history: a cost per trial growing with the trials. `caches` is kept by the
+    caller for one study, and the samplers sharing it must be used one at a time.
+    """
+    kinds = _search_space_caches()
+    for name, value in list(vars(sampler).items()):
+        if isinstance(value, kinds):
+            setattr(sampler, name, caches.setdefault(f"{type(value).__name__}.{name}", value))
 
 
 # ---- MLflow tracking -----------------------------------------------------------------------------

@@ -213,6 +213,33 @@ def first_draws(sampler_of_slot) -> list[tuple[float, float]]:
     return draws
 
 
+@pytest.mark.parametrize("name", ["tpe", "cmaes", "nsga2", "gp"])
+def test_per_slot_samplers_share_search_space_caches_and_draw_the_same_points(name, tmp_path):
+    """Each slot's sampler is new (its seed is the slot's), but the study's search-space caches are
+    shared, so a sampler reads only the trials added since the last one instead of the whole
+    history; the points drawn are exactly those of samplers that each rescan everything."""
+    if name == "gp" and not HAS_TORCH:
+        pytest.skip("torch is not installed (the [gp] extra)")
+    from optuna.search_space import IntersectionSearchSpace
+
+    config = load_config(write(tmp_path, algorithm=name, parameters=MIXED, max_trials=24, seed=5))
+    source = PointSource(config)
+    first, second = source.sampler(0), source.sampler(1)
+    caches = [n for n, v in vars(first).items() if isinstance(v, IntersectionSearchSpace)]
+    assert caches, f"{name}: no search-space cache found on the sampler"
+    assert all(getattr(first, n) is getattr(second, n) for n in caches)
+
+    class Unshared(PointSource):
+        def sampler(self, slot):
+            return self.strategy.sampler_for(slot, dict(self.config.sampler_options))
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        shared = run_in_memory(PointSource(config), 24)
+        rescanned = run_in_memory(Unshared(config), 24)
+    assert [t.params for t in shared.trials] == [t.params for t in rescanned.trials]
+
+
 def test_slot_seeds_are_deterministic_distinct_and_none_stays_none():
     assert slot_seed(None, 5) is None
     assert [slot_seed(0, k) for k in range(4)] == [slot_seed(0, k) for k in range(4)]

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 import optuna
 from optuna.distributions import BaseDistribution
 
+from .. import compat
 from ..space import Scalar
 from .registry import algorithm_class
 
@@ -22,6 +23,7 @@ class PointSource:
         self.config = config
         self.algorithm = config.algorithm
         self.strategy = algorithm_class(config.algorithm).from_config(config)
+        self._search_space_caches: dict = {}  # shared by this study's per-slot samplers
 
     @property
     def grid(self):
@@ -50,5 +52,11 @@ class PointSource:
         return {name: self.distributions[name] for name in params}
 
     def sampler(self, slot: int) -> optuna.samplers.BaseSampler:
-        """A sampler seeded per slot: agents sharing a seed must not draw the same values."""
-        return self.strategy.sampler_for(slot, dict(self.config.sampler_options))
+        """A sampler seeded per slot: agents sharing a seed must not draw the same values.
+
+        The samplers of one source share their search-space caches (so each reads only the
+        trials added since the last), and must therefore be asked one at a time.
+        """
+        sampler = self.strategy.sampler_for(slot, dict(self.config.sampler_options))
+        compat.share_search_space_caches(sampler, self._search_space_caches)
+        return sampler
