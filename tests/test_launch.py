@@ -86,6 +86,7 @@ def launch_on_local_backend(tmp_path, behave: str):
     launcher.prepare()
     handle = launcher.launch(TrialRequest(work.number, work.attempt, recorder.experiment_id, params, runs))
     assert handle.run_id and handle.run_id == runs.run_id == work.run_id
+    study.launched(work)  # as the agent does once the trial is launched: the run id is stored
     return config, client, recorder, study, parent_id, work, handle
 
 

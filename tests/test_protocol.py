@@ -40,7 +40,7 @@ from mlflow_sweeper.coordination import (
     close_study_name,
     tallies,
 )
-from mlflow_sweeper.coordination.names import CLOSE_EPOCH
+from mlflow_sweeper.coordination.names import CLOSE_EPOCH, RUN_ATTR
 from mlflow_sweeper.coordination.store import trial_template
 from mlflow_sweeper.errors import SweeperError
 from mlflow_sweeper.storages import open_optuna_storage
@@ -300,6 +300,39 @@ def test_a_claim_abandoned_before_its_trial_existed_is_released_and_run_once(tmp
     assert set(released) == {slot}
     works = [w for done in in_threads(studies, work_until_done) for w in done]
     assert sorted(w.slot for w in works) == list(range(6))
+
+
+def test_a_claim_is_settled_at_launch_or_by_others_if_its_agent_died_before(tmp_path, backend):
+    """A fresh claim stays RUNNING until its trial is launched; an agent that died in between
+    left a trial that owns the slot, so the others settle the claim instead of parking it, and
+    the slot's point never runs twice."""
+    config = make_config(tmp_path, backend, parameters={"x": list(range(6))}, stale_after=0.2)
+    live, dying = make_agents(config, backend, n=2)
+    start([live, dying])
+    work = live.claim()
+    claims = live.storage.get_all_trials(live.claims_id, deepcopy=False)
+    assert [c.state for c in claims] == [TrialState.RUNNING]
+    live.bind_run(work, "run-a")
+    live.launched(work)
+    claim = live.storage.get_trial(claims[0]._trial_id)
+    assert claim.state == TrialState.COMPLETE and claim.values == [float(work.number)]
+    assert live.storage.get_trial(work.trial_id).user_attrs[RUN_ATTR] == "run-a"
+    live.launched(work)  # again when the trial ends: a no-op
+    live.complete(work, 1.0)
+
+    orphan = dying.claim()  # and then the agent died before launching it
+    time.sleep(0.5)
+    studies = make_agents(config, backend, n=4)
+    for study in studies:
+        study.find()
+    assert [s for found in in_threads(studies, lambda s: s.release_stale_claims()) for s in found] == []
+    claims = live.storage.get_all_trials(live.claims_id, deepcopy=False)
+    settled = [c for c in claims if c.number == orphan.slot]
+    assert [c.state for c in settled] == [TrialState.COMPLETE]
+    in_threads(studies, lambda s: s.reclaim_stale(set()))  # its trial is re-queued, same point
+    works = [w for done in in_threads(studies, work_until_done) for w in done]
+    assert sorted(w.slot for w in works) == [s for s in range(6) if s != work.slot]
+    assert [w.params for w in works if w.slot == orphan.slot] == [orphan.params]
 
 
 # ---- close election ------------------------------------------------------------------------------

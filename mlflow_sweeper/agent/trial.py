@@ -66,7 +66,7 @@ class RecordedRuns:
 
     def _bind(self, run_id: str) -> None:
         self.run_id = run_id
-        self.study.set_run_id(self.work, run_id)
+        self.study.bind_run(self.work, run_id)
         if self.work.replaces_run:
             self.recorder.replace_run(self.work.replaces_run, run_id)
 
@@ -133,6 +133,10 @@ class TrialExecution:
             return None
         if handle.pid is not None:
             session.agent.trial_pids.add(handle.pid)
+        try:
+            session.study.launched(self.work)  # while the trial's process starts
+        except Exception as exc:  # noqa: BLE001 - written again when the trial ends
+            log.warning("trial %s: could not record its launch yet: %s", self.work.number, exc)
         return handle
 
     def _launch_failed(self, exc: Exception) -> None:

@@ -106,6 +106,14 @@ class SweepStudy:
     def set_run_id(self, work: Work, run_id: str) -> None:
         self.lifecycle.set_run_id(work, run_id)
 
+    def bind_run(self, work: Work, run_id: str) -> None:
+        """The trial's run exists: written to the storage by `launched`, once its process starts."""
+        self.lifecycle.bind_run(work, run_id)
+
+    def launched(self, work: Work) -> None:
+        """The trial's process is starting: write what its creation still owes the storage."""
+        self.lifecycle.launched(work)
+
     def heartbeat(self, trial_ids: Iterable[int]) -> None:
         self.liveness.record(trial_ids)
 

@@ -7,12 +7,14 @@ point is re-queued before its trial is failed, so the sweep never looks finished
 
 from __future__ import annotations
 
+import contextlib
 import math
 import threading
 import time
 from dataclasses import dataclass
 
 import optuna
+from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import FrozenTrial, TrialState
 
 from .. import compat
@@ -29,7 +31,12 @@ WAITING_CHECK_SECONDS = 0.5
 
 @dataclass
 class Work:
-    """A trial this agent owns: RUNNING in the main study, parameters fixed."""
+    """A trial this agent owns: RUNNING in the main study, parameters fixed.
+
+    `claim_id` is the claim of a fresh slot until it is settled, and `run_recorded` tells whether
+    `run_id` is in the storage yet: both are written once the trial is launched (`launched`),
+    while its process starts, instead of before it.
+    """
 
     trial_id: int
     number: int
@@ -38,6 +45,8 @@ class Work:
     params: dict
     replaces_run: str | None = None
     run_id: str | None = None
+    claim_id: int | None = None
+    run_recorded: bool = False
 
 
 class TrialLifecycle:
@@ -111,7 +120,7 @@ class TrialLifecycle:
         except BaseException:
             self.ledger.park(claim_id)  # give the slot back so another agent runs it
             raise
-        self.ledger.settle(claim_id, work.number)
+        work.claim_id = claim_id  # settled by `launched`: the trial exists, the slot is taken
         return work
 
     def target_reached(self) -> bool:
@@ -168,15 +177,35 @@ class TrialLifecycle:
 
     # ---- running and ending ----------------------------------------------------------------
 
-    def set_run_id(self, work: Work, run_id: str) -> None:
+    def bind_run(self, work: Work, run_id: str) -> None:
+        """The trial's run exists; its id reaches the storage with `launched`."""
         work.run_id = run_id
-        self.store.set_trial_user_attr(work.trial_id, RUN_ATTR, run_id)
+        work.run_recorded = False
+
+    def set_run_id(self, work: Work, run_id: str) -> None:
+        self.bind_run(work, run_id)
+        self.launched(work)
+
+    def launched(self, work: Work) -> None:
+        """What a trial's creation still owes the storage: its run id, and the settling of its
+        slot's claim. Called once the trial's process is starting (these writes then overlap
+        its start-up), and again, as a no-op, when it ends. Until then a dying agent leaves a
+        RUNNING claim, which `ClaimsLedger.release_stale` settles since the slot's trial exists.
+        """
+        if work.run_id and not work.run_recorded:
+            with contextlib.suppress(UpdateFinishedTrialError):  # reclaimed by another agent
+                self.store.set_trial_user_attr(work.trial_id, RUN_ATTR, work.run_id)
+            work.run_recorded = True
+        if work.claim_id is not None:
+            self.ledger.settle(work.claim_id, work.number)
+            work.claim_id = None
 
     def complete(self, work: Work, value: float | list[float] | None) -> None:
         """COMPLETE with its value (one objective) or values (several, in `spec.metrics` order).
 
         A value reaching `spec.target` is recorded in the study first, so no agent claims again.
         """
+        self.launched(work)
         if not isinstance(value, list | tuple) and self.source.config.objective.reached(value):
             self.store.set_study_system_attr(self.study_id, TARGET_REACHED, work.number)
             self._target_seen = True
@@ -188,12 +217,14 @@ class TrialLifecycle:
         False when the trial had already ended (reclaimed by another agent)."""
         from ..pruning import tell_pruned
 
+        self.launched(work)
         return tell_pruned(self.store.raw, work.trial_id)
 
     def fail(
         self, work: Work, reason: str, *, retry_it: bool, count_attempt: bool, old_run: str | None
     ) -> bool:
         """Fail the trial; re-queue its point first when it may run again. True if re-queued."""
+        self.launched(work)
         set_reason(self.store, work.trial_id, reason)
         attempt = work.attempt + 1 if count_attempt else work.attempt
         requeued = retry_it and self.policy.may_run(attempt)
