@@ -21,6 +21,8 @@ PRIVATE_NAMES: list[tuple[str, str]] = [
     ("optuna.study", "Study._thread_local"),
     ("optuna.study", "Study._storage"),
     ("optuna.search_space.group_decomposed", "_GroupDecomposedSearchSpace"),
+    ("optuna.samplers", "GPSampler._gprs_cache_list"),
+    ("optuna.samplers", "GPSampler._constraints_gprs_cache_list"),
     ("mlflow.store.tracking.sqlalchemy_store", "SqlAlchemyStore._hard_delete_run"),
     ("mlflow.tracking", "MlflowClient._tracking_client"),
     ("mlflow.utils.environment", "_PythonEnv"),
@@ -108,18 +110,27 @@ def _search_space_caches() -> tuple[type, ...]:
     return (IntersectionSearchSpace, _GroupDecomposedSearchSpace)
 
 
-def share_search_space_caches(sampler: Any, caches: dict[str, Any]) -> None:
-    """Give a new sampler the search-space caches of the samplers made before it for the study.
+# What samplers learned from the history so far, by sampler class (besides the search-space
+# caches, found by type): GP's fitted kernels, the warm start of its next fit.
+LEARNED_STATE = {"GPSampler": ("_gprs_cache_list", "_constraints_gprs_cache_list")}
 
-    Optuna's samplers read only the trials added since their last call into these caches. The
-    sweeper makes one sampler per slot (its seed is the slot's), so each new one would otherwise
-    rescan the whole history: a cost per trial growing with the trials. `caches` is kept by the
-    caller for one study, and the samplers sharing it must be used one at a time.
+
+def carry_learned_state(previous: Any, sampler: Any) -> None:
+    """Hand what the previous sampler of the study learned to the next one.
+
+    Optuna's samplers read only the trials added since their last call into their search-space
+    caches, and GP warm-starts each fit from the last one. The sweeper makes one sampler per slot
+    (its seed is the slot's): without this, each new one would rescan the whole history and fit
+    from scratch, a cost per trial growing with the trials. The two must be of one study, and
+    used one at a time. A name missing from an installed Optuna is skipped (then recomputed).
     """
+    if previous is None or type(previous) is not type(sampler):
+        return
     kinds = _search_space_caches()
-    for name, value in list(vars(sampler).items()):
-        if isinstance(value, kinds):
-            setattr(sampler, name, caches.setdefault(f"{type(value).__name__}.{name}", value))
+    carried = LEARNED_STATE.get(type(sampler).__name__, ())
+    for name, value in vars(previous).items():
+        if isinstance(value, kinds) or (name in carried and hasattr(sampler, name)):
+            setattr(sampler, name, value)
 
 
 # ---- MLflow tracking -----------------------------------------------------------------------------

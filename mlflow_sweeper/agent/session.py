@@ -1,8 +1,8 @@
 """One agent working on one sweep: its workers, its end, and the close of the sweep.
 
-`SweepSession.open` builds everything a session needs (both storages probed, the study found or
-created, the parent run, the launcher) and returns a ready object; `run` starts `n_jobs` workers
-that claim trials and run each as a `TrialExecution`, and a maintenance thread.
+`SweepSession.open` (built in `opening.py`: both storages probed, the study found or created,
+the parent run, the launcher) returns a ready object; `run` starts `n_jobs` workers that claim
+trials and run each as a `TrialExecution`, and a maintenance thread.
 """
 
 from __future__ import annotations
@@ -14,19 +14,12 @@ from typing import TYPE_CHECKING
 
 from optuna.trial import TrialState
 
-from ..algorithms import PointSource
 from ..config import SweepConfig
 from ..coordination import RUN_ATTR, SweepStudy, Work
 from ..coordination.names import SLOT
-from ..launch import Launcher, make_launcher
+from ..launch import Launcher
 from ..progress import SweepProgress
-from ..record import Recorder, tag_agent_run
-from ..storages import (
-    exists as storage_exists,
-)
-from ..storages import open_mlflow_tracking, open_optuna_storage, probe_mlflow_storage, probe_optuna_storage
-from ..storages.pools import AGENT_APPLICATION, agent_pools
-from ..tracking_store import explicit_tracking_uri, record_tracking_uri, sweep_tracking_uri
+from ..record import Recorder
 from ..trial_log import indented_tail
 from .closing import CloseContext, close_sweep
 from .fail_fast import fail_fast_reason
@@ -76,49 +69,10 @@ class SweepSession:
 
     @classmethod
     def open(cls, agent: Agent, config: SweepConfig, checked: CheckedProject | None = None) -> SweepSession:
-        """Probe both storages, find or create the study and its parent run, check for drift.
+        """Probe both storages, find or create the study and its parent run, check for drift."""
+        from .opening import open_session
 
-        The MLflow storage is the config's, else MLFLOW_TRACKING_URI, else the one recorded in the
-        sweep's study by its first agent, else MLflow's default (then recorded for the others)."""
-        # Both storages must answer before either is created or written.
-        probe_optuna_storage(config.optuna_storage)
-        optuna_pool, mlflow_pool = agent_pools(agent.n_jobs)
-        storage = study = None
-        found = False
-        if explicit_tracking_uri(config) is None and storage_exists(config.optuna_storage):
-            storage = open_optuna_storage(config.optuna_storage, optuna_pool.size, optuna_pool.overflow)
-            study = SweepStudy(storage, config, PointSource(config), agent.agent)
-            found = study.find()
-        tracking_uri = sweep_tracking_uri(config, study if found else None)
-        probe_mlflow_storage(tracking_uri)
-        if study is None:
-            storage = open_optuna_storage(config.optuna_storage, optuna_pool.size, optuna_pool.overflow)
-            study = SweepStudy(storage, config, PointSource(config), agent.agent)
-            found = study.find()
-        if found:
-            study.check_drift()  # before anything is written for this config
-        client = open_mlflow_tracking(tracking_uri, mlflow_pool, AGENT_APPLICATION)
-        recorder = Recorder(client, config)
-        parent_id = study.create_or_attach(recorder.create_parent, recorder.parent_state)
-        record_tracking_uri(study, tracking_uri)
-        hint = tag_agent_run(config, parent_id, recorder.experiment_id, client.tracking_uri)
-        if hint:
-            agent.reporter.event(hint)
-        launcher = make_launcher(config, client.tracking_uri, config.log_dir, checked)
-        tallies = study.progress()
-        progress = SweepProgress(
-            name=config.identity,
-            total=study.budget,
-            done=tallies.complete,
-            failed=tallies.failed_for_good,
-            pruned=tallies.pruned,
-            direction=config.objective.direction,
-        )
-        if tallies.best is not None:
-            progress.best = tallies.best.value
-        session = cls(agent, config, study, recorder, parent_id, launcher, progress)
-        session.checked = checked
-        return session
+        return open_session(cls, agent, config, checked)
 
     # ---- the session -----------------------------------------------------------------------------
 

@@ -23,7 +23,7 @@ class PointSource:
         self.config = config
         self.algorithm = config.algorithm
         self.strategy = algorithm_class(config.algorithm).from_config(config)
-        self._search_space_caches: dict = {}  # shared by this study's per-slot samplers
+        self._last_sampler: optuna.samplers.BaseSampler | None = None  # handing on what it learned
 
     @property
     def grid(self):
@@ -54,9 +54,10 @@ class PointSource:
     def sampler(self, slot: int) -> optuna.samplers.BaseSampler:
         """A sampler seeded per slot: agents sharing a seed must not draw the same values.
 
-        The samplers of one source share their search-space caches (so each reads only the
-        trials added since the last), and must therefore be asked one at a time.
+        Each gets what the previous one learned (its search-space caches, GP's fitted kernels),
+        so it reads only the trials added since; they must therefore be asked one at a time.
         """
         sampler = self.strategy.sampler_for(slot, dict(self.config.sampler_options))
-        compat.share_search_space_caches(sampler, self._search_space_caches)
+        compat.carry_learned_state(self._last_sampler, sampler)
+        self._last_sampler = sampler
         return sampler

@@ -1,0 +1,75 @@
+"""Building one agent's session on one sweep: both storages probed, the study found or created,
+the parent run, the launcher and the progress, in the order that writes nothing too early."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from ..algorithms import PointSource
+from ..coordination import SweepStudy
+from ..launch import make_launcher
+from ..progress import SweepProgress
+from ..record import Recorder, tag_agent_run
+from ..storages import exists as storage_exists
+from ..storages import open_mlflow_tracking, open_optuna_storage, probe_mlflow_storage, probe_optuna_storage
+from ..storages.pools import AGENT_APPLICATION, agent_pools
+from ..tracking_store import explicit_tracking_uri, record_tracking_uri, sweep_tracking_uri
+
+if TYPE_CHECKING:
+    from ..config import SweepConfig
+    from ..preflight import CheckedProject
+    from .process import Agent
+    from .session import SweepSession
+
+
+def open_session(
+    session_class: type[SweepSession], agent: Agent, config: SweepConfig, checked: CheckedProject | None
+) -> SweepSession:
+    """Probe both storages, find or create the study and its parent run, check for drift.
+
+    The MLflow storage is the config's, else MLFLOW_TRACKING_URI, else the one recorded in the
+    sweep's study by its first agent, else MLflow's default (then recorded for the others)."""
+    # Both storages must answer before either is created or written.
+    probe_optuna_storage(config.optuna_storage)
+    optuna_pool, mlflow_pool = agent_pools(agent.n_jobs)
+    storage = study = None
+    found = False
+    if explicit_tracking_uri(config) is None and storage_exists(config.optuna_storage):
+        storage = open_optuna_storage(config.optuna_storage, optuna_pool.size, optuna_pool.overflow)
+        study = SweepStudy(storage, config, PointSource(config), agent.agent)
+        found = study.find()
+    tracking_uri = sweep_tracking_uri(config, study if found else None)
+    probe_mlflow_storage(tracking_uri)
+    if study is None:
+        storage = open_optuna_storage(config.optuna_storage, optuna_pool.size, optuna_pool.overflow)
+        study = SweepStudy(storage, config, PointSource(config), agent.agent)
+        found = study.find()
+    if found:
+        study.check_drift()  # before anything is written for this config
+    client = open_mlflow_tracking(tracking_uri, mlflow_pool, AGENT_APPLICATION)
+    recorder = Recorder(client, config)
+    parent_id = study.create_or_attach(recorder.create_parent, recorder.parent_state)
+    record_tracking_uri(study, tracking_uri)
+    hint = tag_agent_run(config, parent_id, recorder.experiment_id, client.tracking_uri)
+    if hint:
+        agent.reporter.event(hint)
+    launcher = make_launcher(config, client.tracking_uri, config.log_dir, checked)
+    session = session_class(agent, config, study, recorder, parent_id, launcher, _progress(config, study))
+    session.checked = checked
+    return session
+
+
+def _progress(config: SweepConfig, study: SweepStudy) -> SweepProgress:
+    """The progress shown from the start: what the sweep's trials so far already count."""
+    tallies = study.progress()
+    progress = SweepProgress(
+        name=config.identity,
+        total=study.budget,
+        done=tallies.complete,
+        failed=tallies.failed_for_good,
+        pruned=tallies.pruned,
+        direction=config.objective.direction,
+    )
+    if tallies.best is not None:
+        progress.best = tallies.best.value
+    return progress
