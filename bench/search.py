@@ -2,7 +2,7 @@
 algorithm buys on a standard test function.
 
     python bench/search.py --quick              # ~15 minutes on 2 cores
-    python bench/search.py --full               # the sizes below (about an hour; gp at trial 1,000 is slow)
+    python bench/search.py --full               # the sizes below (about an hour; gp alone takes 25 minutes)
     python bench/search.py --quick --only early,samplers
 
 1. early: random search of 40 trials over a learning curve (examples/curve.py: `val/loss` per
