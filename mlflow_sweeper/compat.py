@@ -7,6 +7,7 @@ function has a public fallback or raises `CompatError` with a clear message, and
 
 from __future__ import annotations
 
+import functools
 import logging
 from pathlib import Path
 from typing import Any
@@ -99,6 +100,7 @@ def forget_cached_trials(study: Any) -> None:
         local.cached_all_trials = None
 
 
+@functools.cache
 def _search_space_caches() -> tuple[type, ...]:
     """The classes in which Optuna's samplers cache the study's search space incrementally."""
     from optuna.search_space import IntersectionSearchSpace
@@ -122,14 +124,14 @@ def carry_learned_state(previous: Any, sampler: Any) -> None:
     caches, and GP warm-starts each fit from the last one. The sweeper makes one sampler per slot
     (its seed is the slot's): without this, each new one would rescan the whole history and fit
     from scratch, a cost per trial growing with the trials. The two must be of one study, and
-    used one at a time. A name missing from an installed Optuna is skipped (then recomputed).
+    used one at a time. A name missing from an installed Optuna is not carried (it is recomputed).
     """
     if previous is None or type(previous) is not type(sampler):
         return
     kinds = _search_space_caches()
     carried = LEARNED_STATE.get(type(sampler).__name__, ())
     for name, value in vars(previous).items():
-        if isinstance(value, kinds) or (name in carried and hasattr(sampler, name)):
+        if isinstance(value, kinds) or name in carried:
             setattr(sampler, name, value)
 
 

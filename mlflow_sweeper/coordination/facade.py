@@ -103,9 +103,6 @@ class SweepStudy:
     def claim(self) -> Work | None:
         return self.lifecycle.claim()
 
-    def set_run_id(self, work: Work, run_id: str) -> None:
-        self.lifecycle.set_run_id(work, run_id)
-
     def bind_run(self, work: Work, run_id: str) -> None:
         """The trial's run exists: written to the storage by `launched`, once its process starts."""
         self.lifecycle.bind_run(work, run_id)

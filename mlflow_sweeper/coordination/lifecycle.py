@@ -182,10 +182,6 @@ class TrialLifecycle:
         work.run_id = run_id
         work.run_recorded = False
 
-    def set_run_id(self, work: Work, run_id: str) -> None:
-        self.bind_run(work, run_id)
-        self.launched(work)
-
     def launched(self, work: Work) -> None:
         """What a trial's creation still owes the storage: its run id, and the settling of its
         slot's claim. Called once the trial's process is starting (these writes then overlap

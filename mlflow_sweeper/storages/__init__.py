@@ -34,7 +34,6 @@ from .urls import StorageURL, mask, parse
 __all__ = [
     "MLFLOW_KINDS",
     "MLFLOW_SCHEMES",
-    "is_remote_tracking",
     "OPTUNA_KINDS",
     "PROBE_SECONDS",
     "RACE_PATTERNS",
@@ -45,6 +44,7 @@ __all__ = [
     "check_mlflow_url",
     "check_optuna_url",
     "exists",
+    "is_remote_tracking",
     "is_transient",
     "local_lock",
     "mask",

@@ -270,11 +270,11 @@ def mlflow_kind(url: str) -> StorageKind:
     return kind
 
 
-
 def is_remote_tracking(url: str) -> bool:
     """Is this MLflow tracking URI a server reached over the network (http(s), Databricks)?"""
     kind = MLFLOW_KINDS.get(parse(url).scheme)
     return kind is not None and kind.remote
+
 
 def check_optuna_url(url: str) -> str | None:
     parsed = parse(url)
