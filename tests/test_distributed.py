@@ -264,10 +264,12 @@ def check_sweep(
             keys = Counter(tuple(sorted(t.params.items())) for t in trials)
             assert all(n == 1 for n in keys.values()), f"the same random point twice: {keys}"
         optuna_runs = {t.user_attrs.get("mlflow_run_id") for t in trials}
-        # Every slot's claim settled once its trial was launched; any past the budget is parked.
+        # Every slot's claim settled once its trial was launched (or voided by the others, its
+        # agent dead before creating the trial, which they then queued); any past the budget is
+        # parked.
         claims = storage.get_all_trials(storage.get_study_id_from_name(CLAIMS), deepcopy=False)
         settled = Counter(c.state.name for c in claims if c.number < budget)
-        assert settled == {"COMPLETE": budget}, f"claims of the budget's slots: {dict(settled)}"
+        assert set(settled) <= {"COMPLETE", "FAIL"}, f"claims of the budget's slots: {dict(settled)}"
         assert all(c.state.name == "WAITING" for c in claims if c.number >= budget)
         parent_attr = storage.get_study_user_attrs(study_id).get("mlflow_parent_run_id")
     finally:

@@ -197,6 +197,23 @@ def test_a_random_search_never_exceeds_its_budget(tmp_path, backend):
     assert len({t.params["lr"] for t in trials}) == 60  # agents sharing a seed drew different values
 
 
+def test_agents_arriving_once_every_slot_is_claimed_add_no_claims(tmp_path, backend):
+    """With hundreds of agents, one parked claim each past the budget would be listed by every
+    idle look of every agent: an agent that finds the budget's last claim taken claims nothing."""
+    config = make_config(tmp_path, backend, parameters={"x": list(range(5))})
+    first = make_agents(config, backend, n=1)
+    start(first)
+    in_threads(first, work_until_done)
+    claims = first[0].storage.get_all_trials(first[0].claims_id, deepcopy=False)
+    assert len(claims) <= 6  # the budget's 5, and the one that told the agent it was over
+
+    late = make_agents(config, backend, n=6)
+    for study in late:
+        study.find()
+    assert in_threads(late, lambda s: s.claim()) == [None] * 6
+    assert len(first[0].storage.get_all_trials(first[0].claims_id, deepcopy=False)) == len(claims)
+
+
 def test_a_raised_budget_reuses_the_claims_parked_past_the_old_one(tmp_path, backend):
     small = make_config(tmp_path, backend, max_trials=30)
     studies = make_agents(small, backend)
@@ -286,8 +303,11 @@ def test_a_live_agents_trials_are_not_reclaimed(tmp_path, backend):
     assert owner.trials()[0].state == TrialState.RUNNING
 
 
-def test_a_claim_abandoned_before_its_trial_existed_is_released_and_run_once(tmp_path, backend):
-    config = make_config(tmp_path, backend, parameters={"x": list(range(6))}, stale_after=0.2)
+@pytest.mark.parametrize("space", ["grid", "sampled"])
+def test_a_claim_abandoned_before_its_trial_existed_is_released_and_run_once(tmp_path, backend, space):
+    parameters = {"x": list(range(6))} if space == "grid" else {"x": {"low": 0.0, "high": 1.0}}
+    algorithm = {} if space == "grid" else {"algorithm": "random", "max_trials": 6}
+    config = make_config(tmp_path, backend, parameters=parameters, stale_after=0.2, **algorithm)
     dying = make_agents(config, backend, n=1)[0]
     start([dying])
     claim_id, slot = dying.ledger.claim_slot()  # and then the agent died
@@ -297,9 +317,32 @@ def test_a_claim_abandoned_before_its_trial_existed_is_released_and_run_once(tmp
     for study in studies:
         study.find()
     released = [s for found in in_threads(studies, lambda s: s.release_stale_claims()) for s in found]
-    assert set(released) == {slot}
+    assert released == [slot]  # voided and queued by exactly one of the agents releasing it
+    claims = studies[0].storage.get_all_trials(studies[0].claims_id, deepcopy=False)
+    assert [c.state for c in claims if c._trial_id == claim_id] == [TrialState.FAIL]
+    queued = [t for t in studies[0].trials() if t.state == TrialState.WAITING]
+    assert [t.system_attrs[SLOT] for t in queued] == [slot]
     works = [w for done in in_threads(studies, work_until_done) for w in done]
     assert sorted(w.slot for w in works) == list(range(6))
+    assert studies[0].is_complete()
+
+
+def test_a_slot_voided_by_an_agent_that_died_before_queueing_it_is_not_lost(tmp_path, backend):
+    config = make_config(tmp_path, backend, parameters={"x": list(range(4))}, stale_after=0.2)
+    dying, voiding = make_agents(config, backend, n=2)
+    start([dying, voiding])
+    _, slot = dying.ledger.claim_slot()  # the claimer died, then
+    time.sleep(0.5)
+    assert voiding.ledger.release_stale(0.2, voiding.trials) == [slot]  # so did the voider
+    in_threads([voiding], work_until_done)
+
+    assert voiding.is_finished()  # nothing active, every claim taken, yet the sweep is not done
+    assert voiding.complete_trials() is None
+    assert list(voiding.orphaned_slots(voiding.trials())) == [slot]
+    voiding.queue_slot(slot)  # as `requeue_lost` does once the void is LOST_REQUEUE_GRACE old
+    works = in_threads([voiding], work_until_done)[0]
+    assert [w.slot for w in works] == [slot]
+    assert voiding.complete_trials() is not None
 
 
 def test_a_claim_is_settled_at_launch_or_by_others_if_its_agent_died_before(tmp_path, backend):

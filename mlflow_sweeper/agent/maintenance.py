@@ -49,18 +49,27 @@ def reclaim(session: SweepSession, own: set[int]) -> None:
 def requeue_lost(session: SweepSession) -> bool:
     """Look for points owed a re-run once nothing is active; True to go on working.
 
-    A stale trial is failed first and re-queued right after by the agent that reclaimed it.
-    If that agent died in between, the point is re-queued here once the failure is older
-    than LOST_REQUEUE_GRACE; until then this agent waits for the re-queue to appear.
+    A stale trial is failed first and re-queued right after by the agent that reclaimed it (a
+    stale claim voided, and its slot queued). If that agent died in between, the point is
+    queued here once the failure is older than LOST_REQUEUE_GRACE; until then this agent waits
+    for the re-queue to appear.
     """
     if not session.study.is_finished():
         return False
-    lost = session.study.unresolved_slots(session.study.trials())
-    if not lost:
+    trials = session.study.trials()
+    lost = session.study.unresolved_slots(trials)
+    orphaned = session.study.orphaned_slots(trials)
+    if not lost and not orphaned:
         return False
     now = dt.datetime.now()
+
+    def overdue(ended: dt.datetime | None) -> bool:
+        return (now - (ended or now)).total_seconds() > LOST_REQUEUE_GRACE
+
     for trial in lost:
-        ended = trial.datetime_complete or now
-        if (now - ended).total_seconds() > LOST_REQUEUE_GRACE:
+        if overdue(trial.datetime_complete):
             session.study.requeue_trial(trial)
+    for slot, voided in orphaned.items():
+        if overdue(voided):
+            session.study.queue_slot(slot)
     return not session.agent.stop.wait(1.0)

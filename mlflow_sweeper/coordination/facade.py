@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Callable, Iterable
 
 import optuna
@@ -158,8 +159,12 @@ class SweepStudy:
         return [(trial, why, requeued[trial._trial_id]) for trial, why in failed]
 
     def release_stale_claims(self) -> list[int]:
-        """Park the claims of agents that died between claiming a slot and creating its trial."""
-        return self.ledger.release_stale(self.config.stale_after, self.trials)
+        """Queue the trials of slots whose agents died between claiming them and creating their
+        trial; the slots queued."""
+        voided = self.ledger.release_stale(self.config.stale_after, self.trials)
+        for slot in voided:
+            self.lifecycle.queue_slot(slot)
+        return voided
 
     # ---- tallies ---------------------------------------------------------------------------
 
@@ -187,7 +192,7 @@ class SweepStudy:
         if not self.is_finished():
             return None
         trials = self.trials()
-        return None if self.unresolved_slots(trials) else trials
+        return None if self.unresolved_slots(trials) or self.orphaned_slots(trials) else trials
 
     def is_complete(self) -> bool:
         return self.complete_trials() is not None
@@ -199,6 +204,16 @@ class SweepStudy:
         if self.target_reached():
             return []
         return tallies.unresolved_slots(trials, self.policy)
+
+    def orphaned_slots(self, trials: list[FrozenTrial]) -> dict[int, dt.datetime | None]:
+        """Slots whose claim was voided by an agent that died before queueing their trial, with
+        when each was voided (see `ClaimsLedger.release_stale`)."""
+        if self.target_reached():
+            return {}
+        return self.ledger.orphaned_slots(trials)
+
+    def queue_slot(self, slot: int) -> None:
+        self.lifecycle.queue_slot(slot)
 
     def failed_for_good(self, trials: list[FrozenTrial]) -> list[FrozenTrial]:
         return tallies.failed_for_good(trials)

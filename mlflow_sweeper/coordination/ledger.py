@@ -39,9 +39,14 @@ class ClaimsLedger:
         """A budget slot for this agent as (claim trial id, slot): a new claim while the budget
         lasts, then parked ones.
 
-        No count comes first: a claim past the budget is parked (WAITING) for a later, larger
-        budget, and from then on this agent only looks for parked claims below the budget.
+        One indexed lookup ("is the budget's last claim taken?") comes first, so that an agent
+        arriving at the end of the sweep does not add a claim past the budget: with hundreds of
+        agents, each would leave one, and every idle look of every agent lists them. Only agents
+        racing for the last slots still go past it; such a claim is parked (WAITING) for a later,
+        larger budget, and from then on this agent only looks for parked claims below the budget.
         """
+        if not self.exhausted_seen and self.slots_exhausted():
+            self.exhausted_seen = True
         if not self.exhausted_seen:
             claim_id, number = self.store.create_trial_numbered(self.claims_id)
             if number < self.budget:
@@ -89,7 +94,12 @@ class ClaimsLedger:
 
         A live agent settles its claim within moments, so a claim RUNNING for CLAIM_STALE_SECONDS
         (or stale_after, if shorter) is abandoned: settled if its slot's trial exists after all,
-        otherwise parked so that another agent runs the slot. Returns the slots parked.
+        otherwise voided (parked, if past the budget). Returns the slots this agent voided: it
+        must queue their trials.
+
+        Voiding is Optuna's atomic RUNNING -> FAIL, so of several agents releasing one claim at
+        once exactly one queues its slot. (Parking the claim, RUNNING -> WAITING, has no atomic
+        form: two agents could both park it around a third taking it, and hand it out twice.)
         """
         patience = min(stale_after, CLAIM_STALE_SECONDS)
         now = dt.datetime.now()
@@ -101,19 +111,25 @@ class ClaimsLedger:
         if not stale:
             return []
         by_slot = {t.system_attrs.get(SLOT): t for t in trials() if SLOT in t.system_attrs}
-        parked = []
+        voided = []
         for claim in stale:
             trial = by_slot.get(claim.number)
             if trial is not None:
                 self.settle(claim._trial_id, trial.number)
-            elif self._unchanged(claim):
-                self.park(claim._trial_id)
-                parked.append(claim.number)
-        return parked
+            elif claim.number >= self.budget:
+                self.park(claim._trial_id)  # its agent died parking it: no slot of this budget
+            elif finish(self.store, claim._trial_id, TrialState.FAIL):
+                voided.append(claim.number)
+        return voided
 
-    def _unchanged(self, claim: FrozenTrial) -> bool:
-        """Is the claim still held as it was listed? Another agent may have parked it and a third
-        taken it since; parking it again would hand its slot out twice. (Optuna has no atomic
-        RUNNING -> WAITING update, so this narrows that window to one round trip.)"""
-        current = self.store.get_trial(claim._trial_id)
-        return current.state == TrialState.RUNNING and current.datetime_start == claim.datetime_start
+    def orphaned_slots(self, trials: list[FrozenTrial]) -> dict[int, dt.datetime | None]:
+        """Slots of the budget whose claim was voided and whose trial was never queued (the agent
+        that voided it died in between), with when each was voided. One scan of the claims, only
+        when the sweep looks finished."""
+        owned = {t.system_attrs[SLOT] for t in trials if SLOT in t.system_attrs}
+        claims = self.store.get_all_trials(self.claims_id, deepcopy=False)
+        return {
+            c.number: c.datetime_complete
+            for c in claims
+            if c.state == TrialState.FAIL and c.number < self.budget and c.number not in owned
+        }

@@ -77,7 +77,8 @@ class TrialLifecycle:
         """The next trial for this agent: a re-run first, then a fresh slot; None when none is left.
 
         Re-runs are rare, so the queue is looked at every WAITING_CHECK_SECONDS (and always once
-        no fresh slot is left), which keeps a fresh claim at three storage transactions.
+        no fresh slot is left), which keeps a fresh claim at three storage transactions and one
+        indexed read.
         """
         if self.target_reached():
             return None
@@ -142,6 +143,17 @@ class TrialLifecycle:
             trial_id, params = self._sample(slot, attrs)
             number = self.store.get_trial_number_from_id(trial_id)
         return Work(trial_id=trial_id, number=number, slot=slot, attempt=1, params=params)
+
+    def queue_slot(self, slot: int) -> None:
+        """The first trial of a slot whose claim was voided, queued (WAITING) for any agent: its
+        grid point, or a point sampled here, with the slot's own sampler."""
+        attrs = {SLOT: slot, ATTEMPT: 1}
+        params = self.source.fixed_point(slot)
+        if params is not None:
+            self._create_with(params, attrs, TrialState.WAITING)
+            return
+        trial_id, _ = self._sample(slot, {**attrs, **self.heartbeat.owner_attrs()})
+        self.store.set_trial_state_values(trial_id, TrialState.WAITING)
 
     def _create_with(self, params: dict, attrs: dict, state: TrialState) -> tuple[int, int]:
         trial = trial_template(state, params, self.source.distributions_for(params), attrs)
