@@ -135,13 +135,14 @@ def _remove_empty_run_dir(artifact_uri: str, run_id: str) -> None:
 
 def sweep_status_data(config: SweepConfig) -> dict:
     """One sweep's status as plain data: `status --json` prints it, `status` formats it. A sweep
-    that does not exist reads as no parent, nothing done and no best trial."""
+    that does not exist reads as no parent, zero counts (its budget too: it has none yet) and no
+    best trial."""
     entry = {
         "sweep": config.identity,
         "exists": False,
         "parent_run_id": None,
         "parent_status": None,
-        "budget": _configured_budget(config),
+        "budget": 0,
         "done": 0,
         "running": 0,
         "failed": 0,
@@ -151,7 +152,6 @@ def sweep_status_data(config: SweepConfig) -> dict:
     }
     study = _open_study(config)
     if study is None:
-        entry["remaining"] = entry["budget"]
         return entry
     trials = study.trials()
     states = Counter(trial.state for trial in trials)
@@ -192,13 +192,6 @@ def _best_trial(study: SweepStudy):
         return study.best_trial()
     except (ValueError, RuntimeError):  # no single best trial (e.g. several objectives)
         return None
-
-
-def _configured_budget(config: SweepConfig) -> int:
-    try:
-        return PointSource(config).budget
-    except Exception:  # noqa: BLE001 - a budget that only the sampler knows: none to report
-        return 0
 
 
 def sweep_status(config: SweepConfig) -> str:

@@ -229,6 +229,25 @@ CASES = {
     "yaml-list-not-mapping": Case(content("- experiment: exp\n- sweep_name: s1\n"), None, ("mapping",)),
     "yaml-scalar-not-mapping": Case(content("just a string\n"), None, ("mapping",)),
     "empty-file": Case(content(""), None, ("empty",)),
+    "key-given-twice": Case(
+        content("experiment: exp\nsweep_name: s1\nsweep_name: s2\ncommand: 'true'\nparameters: {x: [1]}\n"),
+        None,
+        ("sweep_name", "twice", "line 3"),
+    ),
+    "parameter-given-twice": Case(
+        content("experiment: exp\nsweep_name: s1\ncommand: 'true'\nparameters: {x: [1, 2], x: [3]}\n"),
+        None,
+        ("'x'", "twice"),
+    ),
+    # a key present with no value (YAML null)
+    "required-key-without-value": Case(
+        content("experiment: exp\nsweep_name:\ncommand: 'true'\nparameters: {x: [1]}\n"),
+        "sweep_name",
+        ("no value",),
+    ),
+    "defaulted-key-without-value": Case(
+        mapping({**ENTRY, "backend": None}), "backend", ("no value", "local")
+    ),
     "missing-file": Case(missing_file, None, ("no such file",)),
     "directory-as-config": Case(directory, None, ("directory",)),
     "unreadable-file": Case(unreadable, None, ("read",)),

@@ -169,7 +169,8 @@ def test_status_json_of_an_existing_and_a_missing_sweep(swept):
     assert found["best"]["run_id"] == parent.data.tags["sweeper.best_run_id"]
     assert absent["sweep"] == "exp/missing" and absent["parent_run_id"] is None
     assert absent["best"] is None and absent["parent_status"] is None
-    assert (absent["done"], absent["running"], absent["failed"], absent["pruned"]) == (0, 0, 0, 0)
+    counts = ("budget", "done", "running", "failed", "pruned", "remaining")
+    assert [absent[name] for name in counts] == [0] * 6
 
 
 # ---- in-process reports from real Optuna trials ----------------------------------------------------

@@ -24,7 +24,21 @@ ENTRY_POINT_ONLY = ("project", "env_manager", "backend", "backend_config")
 
 
 class _Loader(yaml.SafeLoader):
-    """SafeLoader that reads `1e-3` as a float, as YAML 1.2 does (PyYAML reads a string)."""
+    """SafeLoader that reads `1e-3` as a float, as YAML 1.2 does (PyYAML reads a string), and
+    refuses a key given twice in one mapping (PyYAML keeps the last one, silently)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue  # `<<: *anchor`: keys given beside it override the merged ones
+            key = self.construct_object(key_node, deep=True)
+            if isinstance(key, str | int | float | bool) and key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"the key {key!r} is given twice", key_node.start_mark
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
 
 
 _Loader.add_implicit_resolver(
@@ -57,7 +71,8 @@ def read_yaml(path: Path) -> dict[str, Any]:
         mark = getattr(exc, "problem_mark", None)
         at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(exc, "problem", None) or str(exc)
-        raise where.fail(None, f"YAML syntax error{at}: {problem}") from None
+        kind = "YAML error" if isinstance(exc, yaml.constructor.ConstructorError) else "YAML syntax error"
+        raise where.fail(None, f"{kind}{at}: {problem}") from None
     if not isinstance(data, dict):
         kind = "empty" if data is None else f"a {type(data).__name__}"
         raise where.fail(None, f"a config must be a YAML mapping of keys, this file is {kind}")
@@ -71,6 +86,18 @@ class Values:
         for key in data:
             if not isinstance(key, str) or key not in KEYS:
                 raise where.fail(str(key), "unknown key" + suggest(str(key), KEYS))
+        data = dict(data)
+        for key, value in list(data.items()):
+            if value is not None:
+                continue
+            default = BY_NAME[key]
+            if default.required:
+                raise where.fail(key, "has no value (required)")
+            if default.default is not None:
+                raise where.fail(
+                    key, f"has no value: give one, or remove the key for the default ({default.default!r})"
+                )
+            del data[key]  # an empty optional key means what leaving it out means
         for key in REQUIRED_KEYS:
             if key not in data:
                 raise where.fail(key, "missing (required)")
