@@ -159,6 +159,9 @@ def test_sampler_options_reach_the_sampler(tmp_path):
         ("tpe", {"seed": 1}, "sampler_options.seed", ("top-level 'seed'",)),
         ("nsga2", {"population_size": 1}, "sampler_options", ("NSGAIISampler", "population_size")),
         ("tpe", [1, 2], "sampler_options", ("mapping",)),
+        # values the sampler only reads when asked for points: found by the rehearsal
+        ("tpe", {"n_startup_trials": "five"}, "sampler_options", ("TPESampler", "asked for points")),
+        ("cmaes", {"sigma0": "abc"}, "sampler_options", ("CmaEsSampler", "asked for points")),
     ],
 )
 def test_bad_sampler_options_are_config_errors(algorithm, options, key, fragments, tmp_path):
@@ -170,6 +173,26 @@ def test_bad_sampler_options_are_config_errors(algorithm, options, key, fragment
     assert message.startswith(f"{path.resolve()}: {key}: "), message
     for fragment in fragments:
         assert fragment in message, message
+
+
+def test_an_algorithm_that_cannot_search_several_objectives_is_a_config_error(tmp_path):
+    metrics = [{"name": "a", "direction": "maximize"}, {"name": "b", "direction": "minimize"}]
+    path = write(tmp_path, algorithm="cmaes", max_trials=3, spec={"metrics": metrics})
+    with pytest.raises(
+        ConfigError, match=r": algorithm: 'cmaes' \(CmaEsSampler\) cannot search 2 objectives"
+    ):
+        load_config(path)
+    load_config(write(tmp_path, algorithm="nsga2", max_trials=3, spec={"metrics": metrics}))
+
+
+def test_bad_sampler_option_value_exits_2_from_the_cli_writing_nothing(tmp_path):
+    path = write(tmp_path, algorithm="tpe", max_trials=3, sampler_options={"n_startup_trials": "five"})
+    before = snapshot(tmp_path)
+    result = run_cli("sweep", path, cwd=tmp_path, timeout=120)
+    output = result.stdout + result.stderr
+    assert result.returncode == 2 and "Traceback" not in output, output
+    assert "sampler_options" in the_message(result.stdout, result.stderr)
+    assert_nothing_written(before, snapshot(tmp_path))
 
 
 def test_unknown_sampler_option_exits_2_from_the_cli_writing_nothing(tmp_path):

@@ -224,6 +224,15 @@ def _check_placeholders(values: Values, config: SweepConfig) -> None:
             raise values.fail("command", problem)
 
 
+def _rehearse_sampler(values: Values, config: SweepConfig) -> None:
+    """The sampler's first trials, in memory: its option values and objectives checked."""
+    from ..algorithms.rehearsal import rehearsal_problem
+
+    problem = rehearsal_problem(config)
+    if problem:
+        raise values.fail(*problem)
+
+
 def load_config(path_text: str | os.PathLike[str]) -> SweepConfig:
     """Read, validate and resolve one config file. Raises ConfigError; writes nothing."""
     path = Path(path_text).expanduser()
@@ -242,6 +251,7 @@ def load_config(path_text: str | os.PathLike[str]) -> SweepConfig:
         raw=data,
     )
     _check_placeholders(values, config)
+    _rehearse_sampler(values, config)
     return config
 
 
