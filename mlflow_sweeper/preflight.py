@@ -24,6 +24,7 @@ from typing import Any
 from . import compat
 from .command_line import check_arg_style, command_problem, value_text
 from .errors import ConfigError, ProjectError
+from .storages.urls import mask
 
 SCRIPT_COMMANDS = (".py", ".sh", ".R")  # entry points MLflow runs without an MLproject entry
 ENV_TOOLS = {"uv": "uv", "virtualenv": "pyenv"}  # what MLflow's env managers run to build an env
@@ -128,6 +129,35 @@ def load_project(work_dir: str) -> Any:
     if getattr(project, "databricks_spark_job_spec", None):
         raise ProjectError(f"project: {work_dir}: databricks_spark_job projects are not supported")
     return project
+
+
+BUILTIN_BACKENDS = ("local", "databricks", "kubernetes")
+BACKEND_GROUP = "mlflow.project_backend"  # the entry point group MLflow loads backend plugins from
+
+
+def installed_backends() -> list[str]:
+    """The backends `mlflow.projects.run` can use here: MLflow's own and installed plugins'."""
+    from importlib.metadata import entry_points
+
+    return [*BUILTIN_BACKENDS, *sorted({e.name for e in entry_points(group=BACKEND_GROUP)})]
+
+
+def check_backend_known(backend: str, tracking_uri: str | None) -> None:
+    """The backend exists (MLflow would only say so when the first trial is launched), and
+    Databricks gets the Databricks tracking store it requires."""
+    known = installed_backends()
+    if backend not in known:
+        near = difflib.get_close_matches(backend, known, n=1)
+        hint = f"did you mean {near[0]!r}? " if near else ""
+        raise ProjectError(
+            f"backend: unknown backend {backend!r}; {hint}known here: {', '.join(known)} "
+            f"(a plugin backend registers under the entry point group {BACKEND_GROUP!r})"
+        )
+    if backend == "databricks" and tracking_uri and not tracking_uri.startswith("databricks"):
+        raise ProjectError(
+            f"backend: 'databricks' needs the Databricks tracking store (mlflow_storage: databricks "
+            f"or databricks://PROFILE), not {mask(tracking_uri)}"
+        )
 
 
 def check_backend(
@@ -467,6 +497,7 @@ def check_project(
         optional = list(optional)
         check_absent_have_defaults(entry_point, optional)
         check_required_given(entry_point, [n for n in names if n not in optional])
+        check_backend_known(config.backend, config.mlflow_storage or os.environ.get("MLFLOW_TRACKING_URI"))
         check_backend(project, config.backend, work_dir)
         if config.backend == "local":
             check_path_values(entry_point, _path_candidates(config.space), work_dir)

@@ -271,9 +271,25 @@ def test_missing_path_default_is_refused(project, tmp_path):
     assert "its MLproject default 'data/train.csv'" in message
 
 
-def test_paths_are_not_checked_for_remote_backends(project, tmp_path):
+PLUGIN_PATH = str(Path(__file__).resolve().parent / "backend_plugin")  # registers `sweeper-test`
+
+
+def test_paths_are_not_checked_for_remote_backends(project, tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend(PLUGIN_PATH)
     (project / "data" / "train.csv").unlink()
-    assert preflight(config_for(tmp_path, project=str(project), backend="my-plugin")) is not None
+    assert preflight(config_for(tmp_path, project=str(project), backend="sweeper-test")) is not None
+
+
+def test_unknown_backend_is_refused_with_the_known_ones(project, tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend(PLUGIN_PATH)
+    message = refused(config_for(tmp_path, project=str(project), backend="sweeper-tset"))
+    assert "backend: unknown backend 'sweeper-tset'; did you mean 'sweeper-test'?" in message
+    assert "local, databricks, kubernetes, sweeper-test" in message
+
+
+def test_databricks_backend_needs_the_databricks_tracking_store(project, tmp_path):
+    message = refused(config_for(tmp_path, project=str(project), backend="databricks"))
+    assert "backend: 'databricks' needs the Databricks tracking store" in message
 
 
 # ---- the environment ---------------------------------------------------------------------------
