@@ -14,9 +14,11 @@ study ids are handed out in commit order, and a trial can never appear below a f
 
 from __future__ import annotations
 
+import errno
 import logging
 import re
 import signal
+import socket
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -93,6 +95,26 @@ def probe_grpc(url: str) -> None:
     open_grpc_storage(url).close()
 
 
+def check_port_free(host: str, port: int) -> None:
+    """gRPC binds with SO_REUSEPORT: a second proxy on a port in use would start without a word
+    and share it, and agents would then reach one storage or the other at random. A plain bind
+    (no SO_REUSEPORT) fails on a port that anything listens on; SO_REUSEADDR lets it pass over
+    the closing connections of a proxy just stopped."""
+    try:
+        addresses = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise StorageError(f"cannot serve the proxy on {host}:{port}: {exc}") from None
+    family, kind, proto, _, address = addresses[0]
+    with socket.socket(family, kind, proto) as probe:
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            why = "the port is in use (another proxy?)" if exc.errno == errno.EADDRINUSE else str(exc)
+            raise StorageError(
+                f"cannot serve the proxy on {host}:{port}: {why}; choose another --port"
+            ) from None
+
+
 def serve(
     storage_url: str, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, threads: int = DEFAULT_THREADS
 ) -> None:
@@ -108,6 +130,7 @@ def serve(
         raise StorageError(
             f"the proxy serves a database storage (sqlite, postgresql, mysql), not {mask(storage_url)}"
         )
+    check_port_free(host, port)
     probe_optuna_storage(storage_url)
     storage = open_optuna_storage(
         storage_url,

@@ -91,6 +91,25 @@ def test_the_proxy_refuses_a_journal_storage(tmp_path):
     assert not (tmp_path / "optuna.log").exists()
 
 
+def test_a_second_proxy_on_a_port_in_use_exits_2_and_the_first_goes_on(tmp_path):
+    """gRPC binds with SO_REUSEPORT: without the check both proxies would listen on the port and
+    share its agents at random, each with its own storage."""
+    from conftest import start_proxy
+
+    first, url = start_proxy(f"sqlite:///{tmp_path / 'first.db'}", tmp_path / "first.log")
+    try:
+        port = url.rsplit(":", 1)[1]
+        second = run_cli(
+            "proxy", f"sqlite:///{tmp_path / 'second.db'}", "--port", port, cwd=tmp_path, timeout=60
+        )
+        assert second.returncode == 2, second.stdout + second.stderr
+        assert "port is in use" in second.stderr and "Traceback" not in second.stderr
+        assert not (tmp_path / "second.db").exists()
+        assert first.poll() is None
+    finally:
+        kill_process_tree(first)
+
+
 @pytest.fixture
 def without_grpc(tmp_path) -> dict:
     """An environment in which `import grpc` fails, as where the [grpc] extra is not installed."""
