@@ -262,7 +262,7 @@ def test_fail_fast_stops_the_sweep_early_and_it_resumes_once_fixed(tmp_path, mlf
         fail_fast=2,
         spec={"direction": "maximize", "metric": "score"},
     )
-    result = run_cli("sweep", config, cwd=tmp_path)
+    result = run_cli("sweep", config, "--quiet", cwd=tmp_path)  # which still says why it stopped
     text = output(result)
     assert result.returncode == 1, text
     assert "the first 2 trials all failed: the run failed (exit code 1) (fail_fast)" in text

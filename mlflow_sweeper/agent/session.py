@@ -79,6 +79,10 @@ class SweepSession:
     def report(self, message: str) -> None:
         self.agent.reporter.event(message)
 
+    def report_stop(self, message: str) -> None:
+        """Why this agent stops early: `--quiet` prints it too, as it prints the summary."""
+        self.agent.reporter.summary(message)
+
     def run(self) -> SweepResult:
         if self.agent.retry_failed:
             self._retry_failed()
@@ -172,7 +176,7 @@ class SweepSession:
         except Exception as exc:  # noqa: BLE001 - a storage failing for good: stop, exit 1
             log.debug("claim failed", exc_info=True)
             self.result.error = f"could not claim a trial: {type(exc).__name__}: {exc}"
-            self.report(f"{self.result.error}; stopping this agent")
+            self.report_stop(f"{self.result.error}; stopping this agent")
             return None
 
     def _execute(self, trial: TrialExecution) -> bool:
@@ -187,7 +191,7 @@ class SweepSession:
         except Exception as exc:  # noqa: BLE001 - stop this agent, keep the sweep resumable
             log.debug("trial %s: unexpected error", trial.work.number, exc_info=True)
             self.result.error = f"trial {trial.work.number}: {type(exc).__name__}: {exc}"
-            self.report(f"{self.result.error}; stopping this agent (the trial is re-queued)")
+            self.report_stop(f"{self.result.error}; stopping this agent (the trial is re-queued)")
             trial.give_back(f"agent error: {exc}")
             return False
         finally:
@@ -225,7 +229,7 @@ class SweepSession:
             self.result.error = f"{self.config.identity}: {stop}"
             # Nothing has worked yet: the points failed so far keep their attempts for the resume.
             self._requeue_failed_for_good()
-            self.report(self.result.error)
+            self.report_stop(self.result.error)
 
     def count_pruned(self) -> None:
         with self.lock:

@@ -145,7 +145,7 @@ class TrialExecution:
         self.session.recorder.kill_run(self.run_id, "FAILED")
         # Re-queued as it was, so the sweep resumes once the project is fixed.
         self.session.study.fail(self.work, message, retry_it=True, count_attempt=False, old_run=self.run_id)
-        self.session.report(message)
+        self.session.report_stop(message)
 
     # ---- await -----------------------------------------------------------------------------------
 
