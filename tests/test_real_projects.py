@@ -433,6 +433,23 @@ def test_agent_run_outside_the_sweeps_experiment_is_tagged_with_a_hint(tmp_path,
     assert "mlflow.parentRunId" not in tags
 
 
+def test_mlflow_run_of_this_project_finds_a_config_relative_to_where_it_was_typed(tmp_path, mlflow_template):
+    """`mlflow run <sweeper> -e status -P config=sweep.yaml`, typed in the user's own folder: MLflow
+    runs the entry point in the sweeper's folder, yet the relative path means the user's."""
+    config = config_file(
+        tmp_path, mlflow_template, command=f"python {FLAGS} --lr {{lr}}", parameters={"lr": [0.5]}
+    )
+    repo = Path(__file__).resolve().parent.parent
+    env = cli_env({"MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'runs.db'}"})
+    command = [sys.executable, "-m", "mlflow", "run", str(repo), "-e", "status", "--env-manager", "local"]
+    result = subprocess.run(
+        [*command, "-P", f"config={config.name}"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=240,
+    )  # fmt: skip
+    assert result.returncode == 0, output(result)
+    assert "exp/s1" in result.stdout and "not started" in result.stdout, output(result)
+
+
 def test_status_and_delete_runs_are_tagged_admin_and_finished(tmp_path, mlflow_template):
     config = config_file(
         tmp_path,

@@ -260,4 +260,39 @@ def load_configs(paths: list[str]) -> list[SweepConfig]:
     flat = [p.strip() for text in paths for p in str(text).split(",") if p.strip()]
     if not flat:
         raise ConfigError("<command line>", "config", "no config file given")
-    return [load_config(p) for p in flat]
+    return [load_config(located(p)) for p in flat]
+
+
+def located(text: str) -> str:
+    """A config path as the user meant it.
+
+    `mlflow run <this project> -e sweep -P config=sweep.yaml` runs the entry point in this
+    project's directory, not where the user typed the command: a relative path that does not
+    exist here, in a process MLflow Projects started, is looked for in the working directories of
+    the processes that started it, nearest first (the `mlflow run` process among them)."""
+    path = Path(text).expanduser()
+    if path.is_absolute() or path.exists() or "MLFLOW_RUN_ID" not in os.environ:
+        return text
+    for directory in _starting_directories():
+        if (directory / path).exists():
+            return str(directory / path)
+    return text
+
+
+def _starting_directories(depth: int = 6) -> list[Path]:
+    import psutil
+
+    here = Path.cwd()
+    found: list[Path] = []
+    try:
+        ancestors = psutil.Process().parents()[:depth]
+    except psutil.Error:
+        return found
+    for process in ancestors:
+        try:
+            directory = Path(process.cwd())
+        except (psutil.Error, OSError):
+            continue  # another user's process, or gone
+        if directory != here and directory not in found:
+            found.append(directory)
+    return found
