@@ -20,6 +20,7 @@ from .pools import (
     set_mlflow_pool,
 )
 from .retry import MISSING_DRIVER, RACE_PATTERNS, first_line, retry
+from .server_lock import server_lock
 from .sqlite import sqlite_file, tune_sqlite_engine, use_wal, with_sqlite_timeout
 from .urls import mask, parse
 
@@ -97,7 +98,9 @@ def open_mlflow_tracking(url: str, pool: Pool | None = None, application: str | 
     fitted = pool is not None and sqlite_file(url) is None  # fitted for servers only, as for Optuna
     if fitted:
         set_mlflow_pool(pool)
-    client = _open_safely(url, lambda: kind.open(parse(url)), "MLflow storage", sql_engine, immediate=False)
+    client = _open_safely(
+        url, lambda: kind.open(parse(url)), "MLflow storage", sql_engine, immediate=False, server_locked=True
+    )
     if application:
         name_connections(sql_engine(client), application)
     mlflow.set_tracking_uri(url)
@@ -107,10 +110,19 @@ def open_mlflow_tracking(url: str, pool: Pool | None = None, application: str | 
 
 
 def _open_safely(
-    url: str, build: Callable[[], T], what: str, engine_of: Callable[[T], object], *, immediate: bool
+    url: str,
+    build: Callable[[], T],
+    what: str,
+    engine_of: Callable[[T], object],
+    *,
+    immediate: bool,
+    server_locked: bool = False,
 ) -> T:
     """Open a storage with `build`: retried through races and transient errors, a SQLite file
-    created under a host lock, switched to WAL and tuned; failures become one clear message."""
+    created under a host lock, switched to WAL and tuned; failures become one clear message.
+
+    `server_locked`: a database on a server is opened under its creation lock (`server_lock`),
+    for a store whose tables are created by migrations that two agents cannot run at once."""
 
     def create() -> T:
         return retry(
@@ -120,7 +132,10 @@ def _open_safely(
     try:
         sqlite = sqlite_file(url)
         if sqlite is None:
-            return create()
+            if not server_locked:
+                return create()
+            with server_lock(url):
+                return create()
         sqlite.parent.mkdir(parents=True, exist_ok=True)
         with local_lock(sqlite.parent, f".{sqlite.name}.create"):
             opened = create()
