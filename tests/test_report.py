@@ -231,6 +231,16 @@ def test_multi_objective_report_has_a_pareto_front_and_a_column_per_metric(tmp_p
     assert {"importance/x", "importance/acc/x", "importance/latency/y"} <= set(report.metrics())
 
 
+def test_trials_csv_has_every_parameter_fixed_ones_included_in_config_order(tmp_path):
+    config = load_config(write_config(tmp_path, parameters={"seed": 7, "x": [1, 2, 3], "y": [10, 20]}))
+    trials = _trials(["maximize"], lambda t: t.suggest_int("x", 1, 3) + t.suggest_int("y", 10, 20), n=3)
+    report = build_report(config, trials, tmp_path / "out")
+    assert not report.problems, report.problems
+    rows = read_rows(tmp_path / "out" / "trials.csv")
+    assert list(rows[0])[3:6] == ["seed", "x", "y"]
+    assert {row["seed"] for row in rows} == {"7"}
+
+
 def test_sensitivity_report_charts_the_spread_of_each_parameter(tmp_path):
     config = _config(tmp_path, algorithm="sensitivity")
     base = {"x": 2.0, "y": 10}

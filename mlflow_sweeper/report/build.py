@@ -69,7 +69,7 @@ def build_report(
     _guard(
         report,
         "trials.csv",
-        lambda: report.files.append(write_trials_csv(out / TRIALS_CSV, trials, objectives)),
+        lambda: report.files.append(write_trials_csv(out / TRIALS_CSV, trials, objectives, config.space)),
     )
     study = None
     try:

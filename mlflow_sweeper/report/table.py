@@ -8,6 +8,7 @@ from pathlib import Path
 from optuna.trial import FrozenTrial
 
 from ..coordination import ATTEMPT, REASON, RUN_ATTR
+from ..space import SearchSpace
 from .objectives import Objectives
 
 LEADING = ("number", "state", "attempts")
@@ -27,8 +28,18 @@ def value_columns(objectives: Objectives) -> list[str]:
     return list(objectives.names) if objectives.multi else ["value"]
 
 
-def write_trials_csv(path: Path, trials: list[FrozenTrial], objectives: Objectives) -> Path:
+def write_trials_csv(
+    path: Path, trials: list[FrozenTrial], objectives: Objectives, space: SearchSpace | None = None
+) -> Path:
+    """The table; with the sweep's `space`, fixed parameters too (each where its `when` holds),
+    every parameter in config order."""
+    fixed = space.fixed_for if space is not None else (lambda params: {})
+    rows = {trial.number: {**trial.params, **fixed(trial.params)} for trial in trials}
     params = param_names(trials)
+    if space is not None:
+        used = {name for row in rows.values() for name in row}
+        ordered = [name for name in space.parameter_names if name in used]
+        params = ordered + [name for name in params if name not in ordered]
     values = value_columns(objectives)
     taken = set(LEADING) | set(TRAILING) | set(values)
     param_columns = [f"param.{name}" if name in taken else name for name in params]
@@ -41,7 +52,7 @@ def write_trials_csv(path: Path, trials: list[FrozenTrial], objectives: Objectiv
                     trial.number,
                     trial.state.name,
                     trial.system_attrs.get(ATTEMPT, 1),
-                    *(trial.params.get(name, "") for name in params),
+                    *(rows[trial.number].get(name, "") for name in params),
                     *_values(trial, len(values)),
                     trial.user_attrs.get(RUN_ATTR, ""),
                     trial.datetime_start.isoformat(timespec="seconds") if trial.datetime_start else "",
