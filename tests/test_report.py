@@ -241,6 +241,30 @@ def test_trials_csv_has_every_parameter_fixed_ones_included_in_config_order(tmp_
     assert {row["seed"] for row in rows} == {"7"}
 
 
+def test_conditional_parameters_get_an_importance_too(tmp_path):
+    """Optuna's evaluators read only parameters every trial has: `momentum` and `beta1` exist in
+    some trials only, yet each gets its `importance/<param>`, and the real study is untouched."""
+    parameters = {
+        "opt": ["sgd", "adam"],
+        "momentum": {"low": 0.0, "high": 0.9, "when": {"opt": "sgd"}},
+        "beta1": {"low": 0.8, "high": 0.99, "when": {"opt": "adam"}},
+    }
+    config = load_config(write_config(tmp_path, algorithm="random", max_trials=20, parameters=parameters))
+
+    def objective(trial):
+        if trial.suggest_categorical("opt", ["sgd", "adam"]) == "sgd":
+            return trial.suggest_float("momentum", 0.0, 0.9)
+        return 1.0 + trial.suggest_float("beta1", 0.8, 0.99)
+
+    trials = _trials(["maximize"], objective, n=20)
+    report = build_report(config, trials, tmp_path / "out")
+    assert not report.problems, report.problems
+    metrics = report.metrics()
+    assert {"importance/opt", "importance/momentum", "importance/beta1"} <= set(metrics), metrics
+    assert sum(metrics[f"importance/{name}"] for name in ("opt", "momentum", "beta1")) == pytest.approx(1.0)
+    assert all("momentum" not in t.params for t in trials if t.params["opt"] == "adam")
+
+
 def test_sensitivity_report_charts_the_spread_of_each_parameter(tmp_path):
     config = _config(tmp_path, algorithm="sensitivity")
     base = {"x": 2.0, "y": 10}

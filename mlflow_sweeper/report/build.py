@@ -124,7 +124,8 @@ def _importances(ctx: ReportContext, report: Report) -> None:
     if ctx.study is None or ctx.complete < MIN_COMPLETE:
         return
     for index, name, _, evaluator in ctx.per_objective():
-        report.importance_by_objective[name] = importances(ctx.study, evaluator, index, ctx.objectives.multi)
+        found = importances(ctx.importance_study, evaluator, index, ctx.objectives.multi)
+        report.importance_by_objective[name] = found
     report.importance = dict(next(iter(report.importance_by_objective.values()), {}))
 
 

@@ -52,14 +52,16 @@ def _parallel_png(ctx: ReportContext):
 
 def _importance(ctx: ReportContext) -> list:
     return [
-        vis.plot_param_importances(ctx.study, evaluator=evaluator, target=target, target_name=name)
+        vis.plot_param_importances(ctx.importance_study, evaluator=evaluator, target=target, target_name=name)
         for _, name, target, evaluator in ctx.per_objective()
     ]
 
 
 def _importance_png(ctx: ReportContext):
     _, name, target, evaluator = next(ctx.per_objective())
-    return vis_mpl.plot_param_importances(ctx.study, evaluator=evaluator, target=target, target_name=name)
+    return vis_mpl.plot_param_importances(
+        ctx.importance_study, evaluator=evaluator, target=target, target_name=name
+    )
 
 
 def _slices(ctx: ReportContext) -> list:

@@ -12,7 +12,7 @@ from ..config import SweepConfig
 from .importance import CachedEvaluator, make_evaluator, target_of
 from .objectives import Objectives
 from .sensitivity import ParameterEffect, parameter_effects
-from .study_copy import complete_count
+from .study_copy import complete_count, with_every_parameter
 
 
 @dataclass
@@ -26,6 +26,12 @@ class ReportContext:
     def __post_init__(self) -> None:
         if not self.evaluators:
             self.evaluators = [CachedEvaluator(make_evaluator()) for _ in self.objectives.names]
+
+    @cached_property
+    def importance_study(self) -> optuna.Study | None:
+        """What importances are evaluated on: conditional parameters included (see
+        `with_every_parameter`)."""
+        return None if self.study is None else with_every_parameter(self.study)
 
     @cached_property
     def complete(self) -> int:

@@ -47,3 +47,51 @@ def complete_count(study: optuna.Study | None) -> int:
     if study is None:
         return 0
     return len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
+
+
+ABSENT = "(absent)"  # the choice a categorical parameter takes in a trial where it does not exist
+
+
+def with_every_parameter(study: optuna.Study) -> optuna.Study:
+    """The study itself when every complete trial has every parameter; else a copy in which a
+    parameter absent from a trial (its `when` did not hold) takes a value of its own there: an
+    extra choice, or a value just below its range.
+
+    Optuna's importance evaluators read only the parameters every trial has, so a conditional
+    parameter would get no importance at all. In the copy it gets one, which weighs its presence
+    too. The forest the evaluator fits splits on order alone, so a value below the range, on a
+    linear scale, stands apart from every real one.
+    """
+    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    distributions: dict[str, optuna.distributions.BaseDistribution] = {}
+    for trial in complete:
+        for name, distribution in trial.distributions.items():
+            distributions.setdefault(name, distribution)
+    sometimes = {n for n in distributions if any(n not in t.params for t in complete)}
+    if not sometimes:
+        return study
+    widened = {name: _widened(distributions[name]) for name in sometimes}
+    copy = optuna.create_study(directions=study.directions, storage=optuna.storages.InMemoryStorage())
+    for trial in complete:
+        params, dists = dict(trial.params), dict(trial.distributions)
+        for name, (distribution, absent) in widened.items():
+            dists[name] = distribution
+            params.setdefault(name, absent)
+        copy.add_trial(optuna.trial.create_trial(params=params, distributions=dists, values=trial.values))
+    return copy
+
+
+def _widened(distribution) -> tuple[optuna.distributions.BaseDistribution, object]:
+    """The distribution with room for an absent value, and that value."""
+    from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+
+    if isinstance(distribution, CategoricalDistribution):
+        return CategoricalDistribution([*distribution.choices, ABSENT]), ABSENT
+    if isinstance(distribution, IntDistribution):
+        absent = distribution.low - distribution.step
+        return IntDistribution(absent, distribution.high, step=distribution.step), absent
+    if isinstance(distribution, FloatDistribution):
+        gap = distribution.step or (distribution.high - distribution.low) or 1.0
+        absent = distribution.low - gap
+        return FloatDistribution(absent, distribution.high, step=distribution.step), absent
+    raise TypeError(f"unknown distribution {distribution!r}")
