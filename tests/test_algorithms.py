@@ -290,3 +290,18 @@ def test_the_seed_check_catches_consecutive_integer_seeds():
     """The measure above is sensitive: seeds `seed * 1_000_003 + slot` fail it (slots 0 and 3)."""
     draws = first_draws(lambda slot: optuna.samplers.RandomSampler(seed=slot))
     assert math.dist(draws[0], draws[3]) < 0.05
+
+
+def test_sampler_warnings_reach_the_user_once_and_experimental_ones_never(caplog):
+    import warnings
+
+    qmc, cmaes = ALGORITHMS["qmc"](None, 0), ALGORITHMS["cmaes"](None, 0)
+    with warnings.catch_warnings(record=True) as escaped:
+        warnings.simplefilter("always")
+        for slot in range(3):
+            qmc.sampler_for(slot, {})
+            cmaes.sampler_for(slot, {"sigma0": 0.2})
+    assert escaped == [], [str(w.message) for w in escaped]
+    deprecations = [r.getMessage() for r in caplog.records if "sigma0" in r.getMessage()]
+    assert len(deprecations) <= 1  # once per process: an earlier test may have logged it already
+    assert not any("experimental" in r.getMessage() for r in caplog.records)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import logging
 import warnings
 from typing import Any, ClassVar
 
@@ -11,6 +12,9 @@ import numpy as np
 import optuna
 
 from ..space import Scalar, SearchSpace
+
+log = logging.getLogger(__name__)
+_WARNED: set[str] = set()  # the sampler warnings this process has logged
 
 
 def slot_seed(seed: int | None, slot: int) -> int | None:
@@ -111,9 +115,23 @@ class Algorithm:
         return None
 
     def make_sampler(self, seed: int | None, options: dict[str, Any]) -> optuna.samplers.BaseSampler:
-        """The sampler asked for one slot's point, seeded with `seed` (already per slot)."""
+        """The sampler asked for one slot's point, seeded with `seed` (already per slot).
+
+        Built once per slot: Optuna's warnings are not repeated for each. That a sampler is
+        experimental is the sweeper's concern, not the user's; any other warning (a deprecated
+        option) is logged once per agent."""
         assert self.sampler_class is not None, f"{self.name} decides its points alone"
-        return self.sampler_class(seed=seed, **options)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            sampler = self.sampler_class(seed=seed, **options)
+        for warning in caught:
+            if issubclass(warning.category, optuna.exceptions.ExperimentalWarning):
+                continue
+            text = f"{self.sampler_class.__name__}: {warning.message}"
+            if text not in _WARNED:
+                _WARNED.add(text)
+                log.warning("%s", text)
+        return sampler
 
     def sampler_for(self, slot: int, options: dict[str, Any]) -> optuna.samplers.BaseSampler:
         seed = slot_seed(self.seed, slot) if self.seed_per_slot else self.seed
