@@ -27,6 +27,25 @@ def _duration(seconds: float) -> str:
     return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
 
 
+BAR_WIDTHS = (24, 10, 0)  # the bar's widths, tried in turn until the line fits the terminal
+
+
+def fit_bar(progress: SweepProgress, width: int) -> tuple[str, int, str]:
+    """(name, bar width, text) of the live line, fitted to a terminal `width` columns wide: the
+    full text with a bar, a narrower one, then the short text (zero counts left out) with a bar,
+    a narrower one, none; the name is cut last."""
+    full, short = progress.status_text(short=False), progress.status_text(short=True)
+    tries = [(full, bar) for bar in BAR_WIDTHS[:-1]] + [(short, bar) for bar in BAR_WIDTHS]
+    for text, bar in tries:
+        used = len(progress.name) + len(text) + (bar + 2 if bar else 1)
+        if used <= width:
+            return progress.name, bar, text
+    text = short
+    room = max(8, width - len(text) - 2)
+    name = progress.name if len(progress.name) <= room else progress.name[: room - 1] + "…"
+    return name, 0, text
+
+
 @dataclass
 class SweepProgress:
     """Counts for one sweep; `done`/`failed`/`pruned` start from the stored sweep so resumes read right."""
@@ -85,16 +104,32 @@ class SweepProgress:
             f"{self.pruned} pruned"
         )
 
+    def status_text(self, short: bool = False) -> str:
+        """The counts, best, elapsed time and ETA; `short` leaves out what is zero."""
+        if short:
+            parts = [f"{self.done}/{self.total} done"] + [
+                f"{count} {what}"
+                for count, what in (
+                    (self.running, "running"),
+                    (self.failed, "failed"),
+                    (self.pruned, "pruned"),
+                )
+                if count
+            ]
+            text = ", ".join(parts)
+        else:
+            text = self.counts()
+        if self.best is not None:
+            text += f", best {self.best:.4g}" if short else f", best {self.best:.6g}"
+        eta = self.eta()
+        if short:
+            return text + f", {_duration(self.elapsed)}, ETA {_duration(eta) if eta is not None else '-'}"
+        text += f", {_duration(self.elapsed)} elapsed"
+        return text + (f", ETA {_duration(eta)}" if eta is not None else ", ETA -")
+
     def line(self) -> str:
         """The progress as one plain line (piped output and the final state)."""
-        text = f"{self.name}: {self.counts()}"
-        if self.best is not None:
-            text += f", best {self.best:.6g}"
-        text += f", {_duration(self.elapsed)} elapsed"
-        eta = self.eta()
-        if eta is not None:
-            text += f", ETA {_duration(eta)}"
-        return text
+        return f"{self.name}: {self.status_text()}"
 
     def offer_best(self, value: float | None) -> bool:
         """Keep `value` if it beats the best this agent knows of; True when it does."""
@@ -197,19 +232,21 @@ class Reporter:
         grid = Table.grid(padding=(0, 1))
         if progress is None:
             return grid
+        name, bar_width, text = fit_bar(progress, self._get_console().width)
+        grid.add_column(no_wrap=True, overflow="ellipsis")
+        cells = [name]
+        if bar_width:
+            grid.add_column(width=bar_width)
+            cells.append(
+                ProgressBar(
+                    total=max(1, progress.total),
+                    completed=min(progress.ended, progress.total),
+                    width=bar_width,
+                )
+            )
         grid.add_column(no_wrap=True)
-        grid.add_column(width=24)
-        grid.add_column(no_wrap=True)
-        bar = ProgressBar(
-            total=max(1, progress.total), completed=min(progress.ended, progress.total), width=24
-        )
-        text = progress.counts()
-        if progress.best is not None:
-            text += f", best {progress.best:.6g}"
-        text += f", {_duration(progress.elapsed)} elapsed"
-        eta = progress.eta()
-        text += f", ETA {_duration(eta)}" if eta is not None else ", ETA -"
-        grid.add_row(progress.name, bar, text)
+        cells.append(text)
+        grid.add_row(*cells)
         return grid
 
     def _reroute_log_handlers(self) -> None:

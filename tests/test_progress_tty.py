@@ -172,3 +172,18 @@ def test_quiet_reporter_prints_summaries_only():
     assert "trial 0 started" not in text and "done," not in text, text
     assert "a summary line while the sweep runs" in text and "exp/s1: complete" in text
     assert all(STAMP.match(line) for line in text.splitlines()), text
+
+
+@pytest.mark.parametrize("width", [80, 100, 120, 200])
+def test_the_live_line_fits_the_terminal_and_keeps_the_counts_and_eta(width):
+    from mlflow_sweeper.progress import SweepProgress, fit_bar
+
+    progress = SweepProgress("an-experiment/a_rather_long_sweep_name", total=100, started=0.0)
+    progress.done, progress.running, progress.best = 37, 4, 0.123456789
+    name, bar, text = fit_bar(progress, width)
+    assert len(name) + len(text) + (bar + 2 if bar else 1) <= width
+    assert "37/100 done" in text and "4 running" in text and "ETA" in text and "best 0.123" in text
+    if width >= 200:
+        assert bar == 24 and name == progress.name and "0 failed" in text
+    if width >= 120:
+        assert bar and name == progress.name
