@@ -238,6 +238,24 @@ def check_declared(entry_point: Any, names: Iterable[str]) -> None:
             )
 
 
+def check_float_values(entry_point: Any, candidates: dict[str, list[Any]]) -> None:
+    """A parameter the MLproject declares `float` gets numbers: MLflow documents that it checks
+    so, but leaves it to the training code, where every trial would fail alike."""
+    declared = declared_parameters(entry_point)
+    for name, values in candidates.items():
+        parameter = declared.get(name)
+        if parameter is None or getattr(parameter, "type", None) != "float":
+            continue
+        for value in values:
+            try:
+                float(value_text(value))
+            except ValueError:
+                raise ProjectError(
+                    f"parameters.{name}: entry point {entry_point.name!r} declares {name!r} a float, "
+                    f"and {value!r} is not a number"
+                ) from None
+
+
 def check_required_given(entry_point: Any, names: Iterable[str]) -> None:
     """A parameter without a default in the MLproject must be given by the sweep: MLflow refuses
     the run otherwise, and would refuse every trial."""
@@ -471,7 +489,9 @@ def check_command(config: Any, environ: Mapping[str, str] | None = None) -> None
         raise ConfigError(str(config.path), "command", problem)
 
 
-def _path_candidates(space: Any) -> dict[str, list[Any]]:
+def _candidates(space: Any) -> dict[str, list[Any]]:
+    """Every value a parameter can take that the config lists (fixed ones, grid axes); ranges,
+    numbers already, are left out."""
     candidates: dict[str, list[Any]] = {name: [value] for name, value in space.fixed.items()}
     for name, axis in space.axes.items():
         values = axis.grid_values()
@@ -494,13 +514,14 @@ def check_project(
         entry_point = get_entry_point(project, config.entry_point, work_dir)
         names = [*config.space.axes, *config.space.fixed]
         check_declared(entry_point, names)
+        check_float_values(entry_point, _candidates(config.space))
         optional = list(optional)
         check_absent_have_defaults(entry_point, optional)
         check_required_given(entry_point, [n for n in names if n not in optional])
         check_backend_known(config.backend, config.mlflow_storage or os.environ.get("MLFLOW_TRACKING_URI"))
         check_backend(project, config.backend, work_dir)
         if config.backend == "local":
-            check_path_values(entry_point, _path_candidates(config.space), work_dir)
+            check_path_values(entry_point, _candidates(config.space), work_dir)
             check_env_manager(project, config.env_manager)
     except ProjectError as exc:
         source.close()

@@ -158,6 +158,12 @@ def test_undeclared_parameter_gets_a_suggestion(project, tmp_path):
     assert "it declares: alpha, l1_ratio, max_iter, solver, data" in message
 
 
+def test_a_float_parameter_must_get_numbers(project, tmp_path):
+    message = refused(config_for(tmp_path, project=str(project), parameters={"alpha": [0.1, "abc"]}))
+    assert "parameters.alpha: entry point 'main' declares 'alpha' a float, and 'abc' is not" in message
+    assert preflight(config_for(tmp_path, project=str(project), parameters={"alpha": ["1e-3", 2, 0.5]}))
+
+
 def test_fixed_parameters_are_checked_too(project, tmp_path):
     config = config_for(tmp_path, project=str(project), parameters={"alpha": [0.1], "C": 0.1})
     assert "declares no parameter 'C'" in refused(config)
