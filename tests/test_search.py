@@ -167,11 +167,13 @@ def test_sensitivity_runs_its_plan_and_puts_the_spread_per_parameter_on_the_pare
         algorithm="sensitivity",
         base={"x": 2},
         points=3,
+        max_trials=50,  # out of habit: the plan's own length wins, and the agent says so
         spec={"metric": "score", "direction": "maximize"},
     )
     text = sweep(tmp_path, **config)
 
     assert "5 trials in the budget" in text, text
+    assert "max_trials (50) does not apply to algorithm 'sensitivity': its budget, 5" in text, text
     assert as_set(executed(record)) == as_set(SENSITIVITY_POINTS)
     parent, runs = runs_by_role(f"sqlite:///{tmp_path / 'mlflow.db'}")
     assert parent.info.status == "FINISHED" and len(runs) == 5

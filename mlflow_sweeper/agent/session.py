@@ -96,6 +96,7 @@ class SweepSession:
             f"{self.config.identity}: parent run {self.parent_id}, {self.study.budget} trials in the budget, "
             f"{self.progress.done} done, up to {self.agent.n_jobs} at once"
         )
+        self._note_ignored_max_trials()
         self.agent.reporter.start(self.progress)
         maintenance = threading.Thread(target=maintain, args=(self,), daemon=True, name="maintenance")
         maintenance.start()
@@ -116,6 +117,15 @@ class SweepSession:
         if self.result.error:
             return self.result
         return self.finish()
+
+    def _note_ignored_max_trials(self) -> None:
+        """An algorithm with a fixed plan (sensitivity) runs all of it, whatever `max_trials` says."""
+        given, budget = self.config.max_trials, self.study.budget
+        if self.study.source.strategy.derived_budget and given is not None and given != budget:
+            self.report(
+                f"{self.config.identity}: max_trials ({given}) does not apply to algorithm "
+                f"{self.config.algorithm!r}: its budget, {budget}, follows from the parameters"
+            )
 
     def _run_workers(self) -> None:
         workers = [

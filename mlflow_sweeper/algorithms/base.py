@@ -40,6 +40,7 @@ class Algorithm:
     name: ClassVar[str]
     sampler_class: ClassVar[type[optuna.samplers.BaseSampler] | None] = None
     needs_max_trials: ClassVar[bool] = True  # False: the space alone sets the budget (a grid)
+    derived_budget: ClassVar[bool] = False  # True: max_trials does not even cap it (a fixed plan)
     needs_axes: ClassVar[bool] = True  # a sampler needs at least one parameter to search
     seed_per_slot: ClassVar[bool] = True  # False: every slot's sampler gets the sweep's own seed
     requires: ClassVar[tuple[str, str] | None] = None  # (module, extra) beyond the base install

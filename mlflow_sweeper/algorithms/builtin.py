@@ -110,6 +110,7 @@ class Sensitivity(Algorithm):
 
     name = "sensitivity"
     needs_max_trials = False
+    derived_budget = True
 
     def __init__(
         self,
