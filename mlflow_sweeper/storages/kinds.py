@@ -17,8 +17,8 @@ from .retry import probe_until
 from .urls import StorageURL, parse, with_path
 
 OPTUNA_EXAMPLES = (
-    "sqlite:///FILE, postgresql://..., mysql+pymysql://..., journal:///FILE.log, redis://HOST:PORT/DB "
-    "or grpc://HOST:PORT (a `mlflow-sweeper proxy`)"
+    "sqlite:///FILE, postgresql://..., mysql+pymysql://..., journal:///ABS/PATH.log (or "
+    "journal://REL/PATH.log), redis://HOST:PORT/DB or grpc://HOST:PORT (a `mlflow-sweeper proxy`)"
 )
 MLFLOW_EXAMPLES = (
     "sqlite:///FILE, postgresql://..., mysql+pymysql://... or http(s)://HOST:PORT of a tracking server"
