@@ -25,6 +25,7 @@ from . import compat
 from .command_line import check_arg_style, command_problem, value_text
 from .errors import ConfigError, ProjectError
 from .storages.urls import mask
+from .tracking_store import explicit_tracking_uri
 
 SCRIPT_COMMANDS = (".py", ".sh", ".R")  # entry points MLflow runs without an MLproject entry
 ENV_TOOLS = {"uv": "uv", "virtualenv": "pyenv"}  # what MLflow's env managers run to build an env
@@ -518,7 +519,7 @@ def check_project(
         optional = list(optional)
         check_absent_have_defaults(entry_point, optional)
         check_required_given(entry_point, [n for n in names if n not in optional])
-        check_backend_known(config.backend, config.mlflow_storage or os.environ.get("MLFLOW_TRACKING_URI"))
+        check_backend_known(config.backend, explicit_tracking_uri(config))
         check_backend(project, config.backend, work_dir)
         if config.backend == "local":
             check_path_values(entry_point, _candidates(config.space), work_dir)

@@ -90,12 +90,12 @@ class Values:
         for key, value in list(data.items()):
             if value is not None:
                 continue
-            default = BY_NAME[key]
-            if default.required:
+            entry = BY_NAME[key]
+            if entry.required:
                 raise where.fail(key, "has no value (required)")
-            if default.default is not None:
+            if entry.default is not None:
                 raise where.fail(
-                    key, f"has no value: give one, or remove the key for the default ({default.default!r})"
+                    key, f"has no value: give one, or remove the key for the default ({entry.default!r})"
                 )
             del data[key]  # an empty optional key means what leaving it out means
         for key in REQUIRED_KEYS:

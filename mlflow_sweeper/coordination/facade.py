@@ -163,7 +163,7 @@ class SweepStudy:
         trial; the slots queued."""
         voided = self.ledger.release_stale(self.config.stale_after, self.trials)
         for slot in voided:
-            self.lifecycle.queue_slot(slot)
+            self.queue_slot(slot)
         return voided
 
     # ---- tallies ---------------------------------------------------------------------------

@@ -124,12 +124,9 @@ class ClaimsLedger:
 
     def orphaned_slots(self, trials: list[FrozenTrial]) -> dict[int, dt.datetime | None]:
         """Slots of the budget whose claim was voided and whose trial was never queued (the agent
-        that voided it died in between), with when each was voided. One scan of the claims, only
-        when the sweep looks finished."""
+        that voided it died in between), with when each was voided. One read of the voided claims,
+        only when the sweep looks finished."""
         owned = {t.system_attrs[SLOT] for t in trials if SLOT in t.system_attrs}
-        claims = self.store.get_all_trials(self.claims_id, deepcopy=False)
-        return {
-            c.number: c.datetime_complete
-            for c in claims
-            if c.state == TrialState.FAIL and c.number < self.budget and c.number not in owned
-        }
+        voided = self.store.get_all_trials(self.claims_id, deepcopy=False, states=(TrialState.FAIL,))
+        lost = [c for c in voided if c.number < self.budget and c.number not in owned]
+        return {c.number: c.datetime_complete for c in lost}
