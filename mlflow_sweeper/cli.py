@@ -91,7 +91,7 @@ def sweep(configs: tuple[str, ...], n_jobs: int, count: int | None, quiet: bool,
     from .progress import Reporter
 
     def action() -> int:
-        loaded = load_configs(list(configs))
+        loaded = load_configs(list(configs), to_run=True)
         agent = Agent(n_jobs=n_jobs, count=count, reporter=Reporter(quiet=quiet), retry_failed=retry_failed)
         agent.install_signal_handlers()
         try:

@@ -19,7 +19,7 @@ from test_bad_config import assert_nothing_written, snapshot, the_message
 
 from mlflow_sweeper.algorithms import ALGORITHMS, PointSource, UnknownAlgorithm, algorithm_class, slot_seed
 from mlflow_sweeper.cli import main
-from mlflow_sweeper.config import load_config
+from mlflow_sweeper.config import load_config, load_configs
 from mlflow_sweeper.errors import ConfigError
 
 HAS_TORCH = importlib.util.find_spec("torch") is not None
@@ -168,7 +168,7 @@ def test_bad_sampler_options_are_config_errors(algorithm, options, key, fragment
     space = GRIDDABLE if algorithm == "grid" else MIXED
     path = write(tmp_path, algorithm=algorithm, parameters=space, max_trials=3, sampler_options=options)
     with pytest.raises(ConfigError) as caught:
-        load_config(path)
+        load_configs([str(path)], to_run=True)
     message = str(caught.value)
     assert message.startswith(f"{path.resolve()}: {key}: "), message
     for fragment in fragments:
@@ -181,8 +181,31 @@ def test_an_algorithm_that_cannot_search_several_objectives_is_a_config_error(tm
     with pytest.raises(
         ConfigError, match=r": algorithm: 'cmaes' \(CmaEsSampler\) cannot search 2 objectives"
     ):
-        load_config(path)
-    load_config(write(tmp_path, algorithm="nsga2", max_trials=3, spec={"metrics": metrics}))
+        load_configs([str(path)], to_run=True)
+    load_configs(
+        [str(write(tmp_path, algorithm="nsga2", max_trials=3, spec={"metrics": metrics}))], to_run=True
+    )
+
+
+def test_only_a_sweep_runs_the_sampler_status_and_delete_read_the_config_alone(tmp_path, monkeypatch):
+    """A sampler option value refused only when the sampler runs, and a gp sweep without
+    PyTorch: `sweep` exits 2, while `status` and `delete` (which need no sampler) still work."""
+    bad_value = write(
+        tmp_path, "bad.yaml", algorithm="tpe", max_trials=3, sampler_options={"n_startup_trials": "x"}
+    )
+    monkeypatch.setitem(sys.modules, "torch", None)  # `import torch` fails, as without the package
+    no_torch = write(tmp_path, "gp.yaml", sweep_name="g1", algorithm="gp", max_trials=3)
+    monkeypatch.chdir(tmp_path)
+    for path in (bad_value, no_torch):
+        assert len(load_configs([str(path)])) == 1
+        with pytest.raises(ConfigError):
+            load_configs([str(path)], to_run=True)
+        swept = CliRunner().invoke(main, ["sweep", str(path)], catch_exceptions=True)
+        assert swept.exit_code == 2, swept.output
+        status = CliRunner().invoke(main, ["status", "--json", str(path)], catch_exceptions=True)
+        assert status.exit_code == 0 and '"parent_run_id": null' in status.output, status.output
+        deleted = CliRunner().invoke(main, ["delete", "--yes", str(path)], catch_exceptions=True)
+        assert deleted.exit_code == 0 and "nothing to delete" in deleted.output, deleted.output
 
 
 def test_bad_sampler_option_value_exits_2_from_the_cli_writing_nothing(tmp_path):

@@ -1,14 +1,19 @@
-"""A few trials of a sweep's sampler on a study in memory, before anything is written.
+"""A few trials of a sweep's sampler on a study in memory, before a sweep writes anything.
 
 Building a sampler checks little: TPE and GP compare `n_startup_trials` only when first asked,
 CMA-ES refuses several objectives when first asked and reads `sigma0` at its second trial. A bad
 option value would otherwise surface after the study and the parent run exist, and fixing it
 would then be refused as a different `sampler_options`.
+
+Only a sweep rehearses: `status`, `delete` and `report` need neither the sampler nor the
+packages it imports (`gp` imports PyTorch).
 """
 
 from __future__ import annotations
 
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 import optuna
@@ -24,34 +29,57 @@ MAX_TRIALS = 12  # a larger `n_startup_trials` is rehearsed only this far: a che
 
 
 def rehearsal_problem(config: SweepConfig) -> tuple[str, str] | None:
-    """(config key, problem) when the sweep's sampler fails its first trials, else None.
+    """(config key, problem) when the sweep's sampler cannot run, else None.
 
-    The key is `sampler_options` when the sampler works without them, `algorithm` otherwise
-    (it cannot search this space or these objectives at all)."""
+    In order: a package the algorithm needs is missing (key `algorithm`); the sampler refuses
+    `sampler_options` when built; it fails its first trials. A failure in the trials is put on
+    `sampler_options` when the sampler works without them, on `algorithm` otherwise (it cannot
+    search this space or these objectives at all)."""
     from .registry import algorithm_class
 
-    algorithm = algorithm_class(config.algorithm).from_config(config)
-    if algorithm.sampler_class is None or algorithm.fixed_point(0) is not None:
+    algorithm_type = algorithm_class(config.algorithm)
+    missing = algorithm_type.missing_requirement()
+    if missing:
+        return "algorithm", missing
+    algorithm = algorithm_type.from_config(config)
+    if algorithm.sampler_class is None:
         return None  # it decides its points alone
+    name = algorithm.sampler_class.__name__
+    try:
+        with _quiet():
+            algorithm.make_sampler(0, config.sampler_options)
+    except Exception as exc:  # noqa: BLE001 - the sampler's own word on its options
+        return "sampler_options", f"{name} refused these options: {type(exc).__name__}: {exc}"
+    if algorithm.fixed_point(0) is not None:
+        return None
     directions = list(config.objective.directions)
     problem = _rehearse(algorithm, config, directions, config.sampler_options)
     if problem is None:
         return None
-    name = algorithm.sampler_class.__name__
     if config.sampler_options and _rehearse(algorithm, config, directions, {}) is None:
         return "sampler_options", f"{name} refused these options when asked for points: {problem}"
     objectives = f"{len(directions)} objectives" if len(directions) > 1 else "this search space"
     return "algorithm", f"{config.algorithm!r} ({name}) cannot search {objectives}: {problem}"
 
 
-def _rehearse(algorithm: Algorithm, config: SweepConfig, directions: list[str], options: dict) -> str | None:
-    startup = options.get("n_startup_trials")
-    trials = min(max(MIN_TRIALS, startup + 2 if isinstance(startup, int) else 0), MAX_TRIALS)
+@contextmanager
+def _quiet() -> Iterator[None]:
+    """Optuna's log and warnings silenced: a rehearsal is not the sweep."""
     verbosity = optuna.logging.get_verbosity()
     try:
         optuna.logging.set_verbosity(optuna.logging.ERROR)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
+            yield
+    finally:
+        optuna.logging.set_verbosity(verbosity)
+
+
+def _rehearse(algorithm: Algorithm, config: SweepConfig, directions: list[str], options: dict) -> str | None:
+    startup = options.get("n_startup_trials")
+    trials = min(max(MIN_TRIALS, startup + 2 if isinstance(startup, int) else 0), MAX_TRIALS)
+    try:
+        with _quiet():
             study = optuna.create_study(directions=directions, sampler=algorithm.make_sampler(0, options))
             for number in range(trials):
                 trial = study.ask()
@@ -59,8 +87,6 @@ def _rehearse(algorithm: Algorithm, config: SweepConfig, directions: list[str], 
                 study.tell(trial, _values(number, len(directions)))
     except Exception as exc:  # noqa: BLE001 - the sampler's own word, shown to the user
         return f"{type(exc).__name__}: {exc}"
-    finally:
-        optuna.logging.set_verbosity(verbosity)
     return None
 
 

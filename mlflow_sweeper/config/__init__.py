@@ -2,7 +2,7 @@
 and the loader (`loading`). A new top-level key is one entry in `schema.SCHEMA`."""
 
 from ..storages import resolve as resolve_storage_url
-from .loading import load_config, load_configs, read_yaml
+from .loading import check_sampler, load_config, load_configs, read_yaml
 from .model import Metric, Objective, SweepConfig
 from .schema import (
     ARG_STYLES,
@@ -29,6 +29,7 @@ __all__ = [
     "Metric",
     "Objective",
     "SweepConfig",
+    "check_sampler",
     "load_config",
     "load_configs",
     "read_yaml",

@@ -142,14 +142,12 @@ def command(where: Where, key: str, value: Any) -> str:
 
 
 def algorithm(where: Where, key: str, value: Any) -> str:
-    """A registered algorithm whose packages are installed: no silent fallback to another."""
+    """A registered algorithm: no silent fallback to another. Whether its packages are
+    installed is asked only by a sweep (`loading.check_sampler`)."""
     from ..algorithms import ALGORITHMS, unknown_message
 
     if not isinstance(value, str) or value not in ALGORITHMS:
         raise where.fail(key, unknown_message(value))
-    missing = ALGORITHMS[value].missing_requirement()
-    if missing:
-        raise where.fail(key, missing)
     return value
 
 

@@ -224,15 +224,6 @@ def _check_placeholders(values: Values, config: SweepConfig) -> None:
             raise values.fail("command", problem)
 
 
-def _rehearse_sampler(values: Values, config: SweepConfig) -> None:
-    """The sampler's first trials, in memory: its option values and objectives checked."""
-    from ..algorithms.rehearsal import rehearsal_problem
-
-    problem = rehearsal_problem(config)
-    if problem:
-        raise values.fail(*problem)
-
-
 def load_config(path_text: str | os.PathLike[str]) -> SweepConfig:
     """Read, validate and resolve one config file. Raises ConfigError; writes nothing."""
     path = Path(path_text).expanduser()
@@ -251,16 +242,32 @@ def load_config(path_text: str | os.PathLike[str]) -> SweepConfig:
         raw=data,
     )
     _check_placeholders(values, config)
-    _rehearse_sampler(values, config)
     return config
 
 
-def load_configs(paths: list[str]) -> list[SweepConfig]:
-    """Validate every config first: one bad file stops the run before any sweep starts."""
+def load_configs(paths: list[str], *, to_run: bool = False) -> list[SweepConfig]:
+    """Validate every config first: one bad file stops the run before any sweep starts.
+
+    `to_run`: the configs are about to be swept, so their samplers are checked too."""
     flat = [p.strip() for text in paths for p in str(text).split(",") if p.strip()]
     if not flat:
         raise ConfigError("<command line>", "config", "no config file given")
-    return [load_config(located(p)) for p in flat]
+    configs = [load_config(located(p)) for p in flat]
+    if to_run:
+        for config in configs:
+            check_sampler(config)
+    return configs
+
+
+def check_sampler(config: SweepConfig) -> None:
+    """The sweep's sampler built and rehearsed in memory: what it needs is installed, and it
+    takes `sampler_options` and searches this space (raises ConfigError). Only a sweep pays for
+    it; `status`, `delete` and `report` read a config without running its sampler."""
+    from ..algorithms.rehearsal import rehearsal_problem
+
+    problem = rehearsal_problem(config)
+    if problem:
+        raise ConfigError(str(config.path), *problem)
 
 
 def located(text: str) -> str:
