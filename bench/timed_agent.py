@@ -27,7 +27,7 @@ MLFLOW: dict[int, float] = defaultdict(float)
 CURRENT = threading.local()  # the trial number a worker thread is running
 _await_end = TrialExecution.await_end
 _run = TrialExecution.run
-RECORDER_CALLS = ("create_trial_run", "read_metric", "read_metrics", "end_trial_run", "record_best")
+RECORDER_CALLS = ("create_trial_run", "read_run", "end_trial_run", "record_best")
 
 
 def timed_run(self):

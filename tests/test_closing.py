@@ -56,3 +56,29 @@ def test_the_elected_agent_records_the_best_and_finishes_the_parent_once(finishe
 
 def test_the_parent_is_finished_last():
     assert isinstance(CLOSE_ACTIONS[-1], FinishParent)
+
+
+def test_a_run_its_training_code_ended_is_not_ended_again(tmp_path, monkeypatch):
+    """The agent reads the run once after the process ends: a run the training code already
+    ended FINISHED keeps its own end time (no second write); any other status is set."""
+    monkeypatch.chdir(tmp_path)
+    config = load_config(write_config(tmp_path, parameters={"x": [1, 2]}))
+    client = open_mlflow_tracking(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    recorder = Recorder(client, config)
+    parent_id = recorder.create_parent()
+    ended_by_code = recorder.create_trial_run(parent_id, 0, 1, {"x": 1}, {})
+    client.log_metric(ended_by_code, "score", 3.0)
+    client.set_terminated(ended_by_code, "FINISHED", end_time=1_000)
+    still_running = recorder.create_trial_run(parent_id, 1, 1, {"x": 2}, {})
+
+    reading = recorder.read_run(ended_by_code, ("score", "other"))
+    assert reading.metrics == {"score": 3.0, "other": None} and reading.ended_as == "FINISHED"
+    recorder.end_trial_run(ended_by_code, "FINISHED", ended_as=reading.ended_as)
+    assert client.get_run(ended_by_code).info.end_time == 1_000  # left as the code ended it
+
+    assert recorder.read_run(still_running, ("score",)).ended_as is None
+    recorder.end_trial_run(still_running, "FINISHED", ended_as=None)
+    assert client.get_run(still_running).info.status == "FINISHED"
+
+    recorder.end_trial_run(ended_by_code, "FAILED", ended_as="FINISHED")  # the agent's verdict wins
+    assert client.get_run(ended_by_code).info.status == "FAILED"

@@ -88,6 +88,7 @@ class TrialExecution:
         self.runs = RecordedRuns(
             session.recorder, session.study, session.parent_id, work, self.params, logged
         )
+        self.ended_as: str | None = None  # how the training code ended the run, once read
 
     @property
     def run_id(self) -> str | None:
@@ -191,13 +192,14 @@ class TrialExecution:
 
     def read_objective(self, ending: Ending) -> float | dict[str, float | None] | None:
         """The objective's value (or values) from the run, read only for a trial that succeeded:
-        one read of the run, however many objectives."""
+        one read of the run, however many objectives, which also tells whether the training code
+        ended the run itself."""
         names = self.objective_names
         if not needs_metric(ending, names):
             return None
-        if isinstance(names, tuple):
-            return self.session.recorder.read_metrics(self.run_id, names)
-        return self.session.recorder.read_metric(self.run_id, names)
+        reading = self.session.recorder.read_run(self.run_id, names if isinstance(names, tuple) else (names,))
+        self.ended_as = reading.ended_as
+        return reading.metrics if isinstance(names, tuple) else reading.metrics[names]
 
     # ---- settle ----------------------------------------------------------------------------------
 
@@ -214,7 +216,7 @@ class TrialExecution:
 
     def _settle_complete(self, outcome: Outcome) -> None:
         session, run_id, value = self.session, self.run_id, outcome.value
-        session.recorder.end_trial_run(run_id, outcome.run_status)
+        session.recorder.end_trial_run(run_id, outcome.run_status, ended_as=self.ended_as)
         session.study.complete(self.work, value)
         if isinstance(value, list):  # several objectives: no single best to show or record
             session.count_done(None)
