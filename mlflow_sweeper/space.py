@@ -34,6 +34,7 @@ Scalar = None | bool | int | float | str
 
 RANGE_KEYS = {"low", "high", "step", "log", "type"}
 CONDITION_KEY = "when"
+MAX_CONDITION_BRANCHES = 100_000  # combinations of list parameters read to find optional ones
 FIXED_KEY = "value"
 MAPPING_KEYS = RANGE_KEYS | {"values", FIXED_KEY, CONDITION_KEY}
 
@@ -354,8 +355,26 @@ class SearchSpace:
         return {name: value for name, value in self.fixed.items() if self.is_active(name, params)}
 
     def conditional_names(self) -> list[str]:
-        """Parameters that may be absent from a trial (their entry point needs a default)."""
-        return [name for name in self.parameter_names if name in self.conditions]
+        """Parameters absent from some valid trial (their entry point needs a default).
+
+        A `when` that every combination of the list parameters it reads satisfies (it names
+        all their values) leaves its parameter always present. Conditions read only list
+        parameters and fixed values, so the combinations are enumerable; past
+        `MAX_CONDITION_BRANCHES` every parameter with a `when` is counted, to stay cheap."""
+        with_when = [name for name in self.parameter_names if name in self.conditions]
+        if not with_when:
+            return []
+        referenced = {ref for refs in self.conditions.values() for ref in refs}
+        controllers = [name for name in self.order if name in referenced and name in self.axes]
+        values = {name: self.axes[name].values for name in controllers}  # type: ignore[attr-defined]
+        if math.prod(len(v) for v in values.values()) > MAX_CONDITION_BRANCHES:
+            return with_when
+        absent: set[str] = set()
+        for branch in _branches(self, controllers, values):
+            absent.update(name for name in with_when if not self.is_active(name, branch))
+            if len(absent) == len(with_when):
+                break
+        return [name for name in with_when if name in absent]
 
     @cached_property
     def _distributions(self) -> dict[str, BaseDistribution]:

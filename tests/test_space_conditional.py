@@ -408,3 +408,20 @@ def test_config_with_a_bad_condition_names_the_key(tmp_path):
         load_config(path)
     assert caught.value.key == "parameters.momentum.when.optimizer"
     assert "never takes the value 'rmsprop'" in str(caught.value)
+
+
+def test_a_parameter_whose_condition_always_holds_is_not_optional():
+    """Only a parameter absent from some valid trial needs an entry point default."""
+    space = SearchSpace.parse(
+        {
+            "opt": ["sgd", "adam"],
+            "always": {"low": 0.0, "high": 1.0, "when": {"opt": ["sgd", "adam"]}},
+            "on_fixed": {"values": [1, 2], "when": {"mode": "train"}},
+            "mode": "train",
+            "sgd_only": {"low": 0.0, "high": 1.0, "when": {"opt": "sgd"}},
+            "deep": {"values": [1], "when": {"sgd_only_flag": True}},
+            "sgd_only_flag": {"values": [True], "when": {"opt": "sgd"}},
+        }
+    )
+    assert space.conditional_names() == ["sgd_only", "deep", "sgd_only_flag"]
+    assert SearchSpace.parse(DEEP_CHAIN).conditional_names() == ["b", "c", "d"]
