@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -157,3 +158,54 @@ def _no_stray_jobs(tmp_path):
     for line in read_records(tmp_path / "records.jsonl"):
         with contextlib.suppress(psutil.NoSuchProcess):
             psutil.Process(line["pid"]).kill()
+
+
+def test_plugin_backend_like_kubernetes_on_a_database_store(tmp_path, postgres_db):
+    """As MLflow's kubernetes backend: `get_status()` gives `RunStatus` numbers, and the backend's
+    own MLflow calls (creating each run) share the agent's small database pool with its `-j 4`
+    workers. A relative `path` value, given or defaulted, resolves against the project, not
+    against the directory the agent was started in."""
+    project = tmp_path / "project"
+    project.mkdir()
+    shutil.copy(PROJECT / "train.py", project)
+    (project / "data").mkdir()
+    (project / "data" / "given.txt").write_text("given")
+    (project / "data" / "default.txt").write_text("default")
+    (project / "MLproject").write_text(
+        "name: with-data\n"
+        "entry_points:\n"
+        "  train:\n"
+        "    parameters:\n"
+        "      x: {type: string, default: '0'}\n"
+        "      y: {type: string, default: '0'}\n"
+        "      behave: {type: string, default: ok}\n"
+        "      record: {type: string, default: ''}\n"
+        "      given: {type: path, default: data/default.txt}\n"
+        "      fallback: {type: path, default: data/default.txt}\n"
+        "    command: python train.py x={x} y={y} behave={behave} record={record} given={given}"
+        " fallback={fallback}\n"
+    )
+    mlflow_url = postgres_db("mlflow")
+    record = tmp_path / "records.jsonl"
+    config = write_config(
+        tmp_path,
+        entry_point="train",
+        project=str(project),
+        backend="sweeper-test",
+        backend_config={"schedule_delay": 0.2, "numeric_status": True},
+        parameters={"x": [1, 2, 3, 4, 5, 6], "y": [10], "behave": "sleep:1", "record": str(record),
+                    "given": "data/given.txt"},
+        mlflow_storage=mlflow_url,
+    )  # fmt: skip
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    result = run_cli("sweep", str(config), "-j", "4", cwd=elsewhere, env=plugin_env())
+    assert result.returncode == 0, result.stdout + result.stderr
+    runs = [r for r in mlflow_runs(mlflow_url) if r.data.tags.get("sweeper.role") == "trial"]
+    assert sorted(float(r.data.metrics["score"]) for r in runs) == [11, 12, 13, 14, 15, 16]
+    assert all(r.info.status == "FINISHED" for r in runs)
+    lines = read_records(record)
+    assert len(lines) == 6
+    for line in lines:
+        assert Path(line["params"]["given"]).read_text() == "given", line
+        assert Path(line["params"]["fallback"]).read_text() == "default", line

@@ -12,7 +12,7 @@ from ..progress import SweepProgress
 from ..record import Recorder, tag_agent_run
 from ..storages import exists as storage_exists
 from ..storages import open_mlflow_tracking, open_optuna_storage, probe_mlflow_storage, probe_optuna_storage
-from ..storages.pools import AGENT_APPLICATION, agent_pools
+from ..storages.pools import AGENT_APPLICATION, agent_pools, store_turn
 from ..tracking_store import explicit_tracking_uri, record_tracking_uri, sweep_tracking_uri
 
 if TYPE_CHECKING:
@@ -53,7 +53,7 @@ def open_session(
     hint = tag_agent_run(config, parent_id, recorder.experiment_id, client.tracking_uri)
     if hint:
         agent.reporter.event(hint)
-    launcher = make_launcher(config, client.tracking_uri, config.log_dir, checked)
+    launcher = make_launcher(config, client.tracking_uri, config.log_dir, checked, store_turn(client))
     session = session_class(agent, config, study, recorder, parent_id, launcher, _progress(config, study))
     session.checked = checked
     return session

@@ -11,6 +11,8 @@ from __future__ import annotations
 import threading
 import time
 from abc import ABC, abstractmethod
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -84,12 +86,19 @@ class Launcher(ABC):
     """Starts the trials of one sweep."""
 
     def __init__(
-        self, config: SweepConfig, tracking_uri: str, log_dir: Path, checked: CheckedProject | None = None
+        self,
+        config: SweepConfig,
+        tracking_uri: str,
+        log_dir: Path,
+        checked: CheckedProject | None = None,
+        store_turn: Callable[[], AbstractContextManager] | None = None,
     ):
         self.config = config
         self.tracking_uri = tracking_uri
         self.log_dir = log_dir
         self.checked = checked  # the project as the agent's checks loaded it (entry_point trials)
+        # A turn at the agent's MLflow store, for MLflow calls made outside the agent's client.
+        self.store_turn = store_turn or nullcontext
         self._prepared = False
         self._prepare_lock = threading.Lock()
 

@@ -3,6 +3,8 @@ backend registry. A new launch backend is one `Launcher` subclass and one line h
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -31,6 +33,10 @@ def launcher_class(config: SweepConfig) -> type[Launcher]:
 
 
 def make_launcher(
-    config: SweepConfig, tracking_uri: str, log_dir: Path, checked: CheckedProject | None = None
+    config: SweepConfig,
+    tracking_uri: str,
+    log_dir: Path,
+    checked: CheckedProject | None = None,
+    store_turn: Callable[[], AbstractContextManager] | None = None,
 ) -> Launcher:
-    return launcher_class(config)(config, tracking_uri, log_dir, checked)
+    return launcher_class(config)(config, tracking_uri, log_dir, checked, store_turn)

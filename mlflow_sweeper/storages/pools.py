@@ -14,6 +14,8 @@ import functools
 import math
 import os
 import threading
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import Any
 
@@ -87,6 +89,13 @@ def name_connections(engine, application: str = AGENT_APPLICATION) -> None:
     engine.dispose()
 
 
+def store_turn(client: Any) -> Callable[[], AbstractContextManager]:
+    """What takes a turn at `client`'s store: a `BoundedClient`'s permits, else nothing."""
+    if isinstance(client, BoundedClient):
+        return client.turn
+    return nullcontext
+
+
 class BoundedClient:
     """An MlflowClient of which at most `permits` calls run at once, for a database store.
 
@@ -100,6 +109,11 @@ class BoundedClient:
     def __init__(self, client: Any, pool: Pool):
         self._client = client
         self._permits = threading.BoundedSemaphore(max(1, pool.most - 1))
+
+    def turn(self) -> threading.BoundedSemaphore:
+        """One call's turn, for MLflow calls made outside this client on the same store (an
+        MLflow Projects backend creating a trial's run): `with client.turn(): ...`."""
+        return self._permits
 
     def __getattr__(self, name: str) -> Any:
         value = getattr(self._client, name)

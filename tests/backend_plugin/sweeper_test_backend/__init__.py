@@ -4,7 +4,8 @@ It behaves like a remote backend (kubernetes, databricks): it creates the run it
 remote backends do (source tags and every parameter of the entry point), queues the job
 (`SCHEDULED` for `backend_config["schedule_delay"]` seconds), runs the entry point in a process
 session of its own, and ends the run when the job ends. Cancelling kills the job's whole process
-tree and marks the run `KILLED`.
+tree and marks the run `KILLED`. With `backend_config["numeric_status"]`, `get_status()` returns
+`RunStatus` numbers, as MLflow's kubernetes backend does, instead of their names.
 
 It is found without installing anything: `tests/backend_plugin` holds a `.dist-info` directory with
 the entry point, so putting that directory on PYTHONPATH registers the backend `sweeper-test`.
@@ -32,8 +33,11 @@ BACKEND_TAG = "sweeper_test_backend.job"
 class TestJob(SubmittedRun):
     """One submitted entry point: SCHEDULED, then RUNNING in its own session, then ended."""
 
-    def __init__(self, client, run_id, command, work_dir, env, delay, log_path, storage_dir=None):
+    def __init__(
+        self, client, run_id, command, work_dir, env, delay, log_path, storage_dir=None, numeric=False
+    ):
         self.client = client
+        self._numeric = numeric
         self._storage_dir = storage_dir  # the job's scratch directory, removed when it ends
         self._run_id = run_id
         self._status = RunStatus.SCHEDULED
@@ -82,7 +86,7 @@ class TestJob(SubmittedRun):
         return self._status == RunStatus.FINISHED
 
     def get_status(self):
-        return RunStatus.to_string(self._status)
+        return self._status if self._numeric else RunStatus.to_string(self._status)
 
     def cancel(self):
         with self._lock:
@@ -131,7 +135,8 @@ class SweeperTestBackend(AbstractBackend):
         )
         delay = float((backend_config or {}).get("schedule_delay", 0.2))
         log_path = (backend_config or {}).get("log_path") or os.path.join(storage_dir, "job.log")
-        return TestJob(client, run_id, command, work_dir, env, delay, log_path, storage_dir)
+        numeric = bool((backend_config or {}).get("numeric_status"))
+        return TestJob(client, run_id, command, work_dir, env, delay, log_path, storage_dir, numeric)
 
 
 def build():
