@@ -162,6 +162,12 @@ def test_sampler_options_reach_the_sampler(tmp_path):
         # values the sampler only reads when asked for points: found by the rehearsal
         ("tpe", {"n_startup_trials": "five"}, "sampler_options", ("TPESampler", "asked for points")),
         ("cmaes", {"sigma0": "abc"}, "sampler_options", ("CmaEsSampler", "asked for points")),
+        # read only once the model runs: the rehearsal cuts the warm-up short to get there
+        ("tpe", {"n_ei_candidates": "x"}, "sampler_options", ("TPESampler", "asked for points")),
+        ("tpe", {"n_startup_trials": 40, "n_ei_candidates": "x"}, "sampler_options", ("asked for points",)),
+        # a function or a Python object cannot be written in YAML
+        ("tpe", {"gamma": 0.25}, "sampler_options.gamma", ("Python object", "Callable")),
+        ("nsga2", {"crossover": "blx"}, "sampler_options.crossover", ("Python object", "BaseCrossover")),
     ],
 )
 def test_bad_sampler_options_are_config_errors(algorithm, options, key, fragments, tmp_path):

@@ -14,6 +14,19 @@ import optuna
 from ..space import Scalar, SearchSpace
 
 log = logging.getLogger(__name__)
+# Sampler arguments whose type a YAML value can never be: functions, samplers, operators, trials.
+_OBJECT_TYPES = ("Callable", "BaseSampler", "BaseMutation", "BaseCrossover", "FrozenTrial")
+
+
+def _annotation(parameter: inspect.Parameter) -> str:
+    annotation = parameter.annotation
+    return annotation if isinstance(annotation, str) else getattr(annotation, "__name__", str(annotation))
+
+
+def _takes_an_object(parameter: inspect.Parameter) -> bool:
+    return any(kind in _annotation(parameter) for kind in _OBJECT_TYPES)
+
+
 _WARNED: set[str] = set()  # the sampler warnings this process has logged
 
 
@@ -77,13 +90,18 @@ class Algorithm:
         return None
 
     @classmethod
-    def option_names(cls) -> list[str]:
-        """The keyword arguments `sampler_options` may give: the sampler's, less `seed`."""
+    def _option_parameters(cls) -> list[inspect.Parameter]:
         if cls.sampler_class is None:
             return []
         parameters = inspect.signature(cls.sampler_class.__init__).parameters.values()
         kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
-        return [p.name for p in parameters if p.kind in kinds and p.name not in ("self", "seed")]
+        return [p for p in parameters if p.kind in kinds and p.name not in ("self", "seed")]
+
+    @classmethod
+    def option_names(cls) -> list[str]:
+        """The keyword arguments `sampler_options` may give: the sampler's, less `seed` and
+        those that take a Python object (a function, a sampler), which YAML cannot give."""
+        return [p.name for p in cls._option_parameters() if not _takes_an_object(p)]
 
     @classmethod
     def check_options(cls, options: dict[str, Any]) -> tuple[str, str] | None:
@@ -92,9 +110,13 @@ class Algorithm:
         Only the names: their values are checked by building the sampler, on the sweep's path
         (`rehearsal`), so that `status` or `delete` never pay for it."""
         valid = cls.option_names()
+        objects = {p.name: p for p in cls._option_parameters() if _takes_an_object(p)}
         for option in options:
             if option == "seed":
                 return "seed", "set by the sweep's top-level 'seed' key (one per slot), not here"
+            if option in objects:
+                kind = _annotation(objects[option]).split("|")[0].strip()
+                return str(option), f"takes a Python object ({kind}), which a config file cannot give"
             if option not in valid:
                 listing = ", ".join(valid) if valid else "none"
                 return str(option), f"not an option of algorithm {cls.name!r}; valid options: {listing}"

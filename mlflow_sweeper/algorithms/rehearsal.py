@@ -11,6 +11,7 @@ packages it imports (`gp` imports PyTorch).
 
 from __future__ import annotations
 
+import inspect
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -25,7 +26,8 @@ if TYPE_CHECKING:
     from ..config import SweepConfig
 
 MIN_TRIALS = 3  # the first ask, the first relative one (CMA-ES), and one after it
-MAX_TRIALS = 12  # a larger `n_startup_trials` is rehearsed only this far: a check, not a sweep
+MAX_TRIALS = 12  # a check, not a sweep
+SHORT_WARM_UP = {"n_startup_trials": 2, "population_size": 4}  # warm-ups as short as rehearsed
 
 
 def rehearsal_problem(config: SweepConfig) -> tuple[str, str] | None:
@@ -76,18 +78,43 @@ def _quiet() -> Iterator[None]:
 
 
 def _rehearse(algorithm: Algorithm, config: SweepConfig, directions: list[str], options: dict) -> str | None:
+    options = _shortened(algorithm, options)
     startup = options.get("n_startup_trials")
-    trials = min(max(MIN_TRIALS, startup + 2 if isinstance(startup, int) else 0), MAX_TRIALS)
+    population = options.get("population_size")
+    trials = max(
+        MIN_TRIALS,
+        startup + 1 if _is_int(startup) else 0,  # the first trial of the model
+        population + 1 if _is_int(population) else 0,  # the first child of a bred generation
+    )
     try:
         with _quiet():
             study = optuna.create_study(directions=directions, sampler=algorithm.make_sampler(0, options))
-            for number in range(trials):
+            for number in range(min(trials, MAX_TRIALS)):
                 trial = study.ask()
                 suggest_point(trial, config.space)
                 study.tell(trial, _values(number, len(directions)))
     except Exception as exc:  # noqa: BLE001 - the sampler's own word, shown to the user
         return f"{type(exc).__name__}: {exc}"
     return None
+
+
+def _shortened(algorithm: Algorithm, options: dict) -> dict:
+    """`options` with the sampler's warm-up (`n_startup_trials`, `population_size`) cut short,
+    so that its model, where most options are read, runs within a few trials. A value of the
+    wrong type is kept: the rehearsal must refuse it."""
+    assert algorithm.sampler_class is not None
+    parameters = inspect.signature(algorithm.sampler_class.__init__).parameters
+    shortened = dict(options)
+    for name, short in SHORT_WARM_UP.items():
+        if name in parameters:
+            value = options.get(name, parameters[name].default)
+            if _is_int(value) and value > short:
+                shortened[name] = short
+    return shortened
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _values(number: int, objectives: int) -> Any:
