@@ -254,8 +254,10 @@ class Reporter:
         from rich.file_proxy import FileProxy
 
         proxy = FileProxy(self._display.console, self.stream)
-        for logger in (logging.getLogger(), logging.getLogger("mlflow_sweeper")):
-            for handler in logger.handlers:
+        # Every logger with a handler of its own: ours, and libraries' (Optuna's sampler warnings).
+        loggers = [logging.getLogger(), *logging.Logger.manager.loggerDict.values()]
+        for logger in loggers:
+            for handler in getattr(logger, "handlers", ()):  # placeholders have none
                 if isinstance(handler, logging.StreamHandler) and handler.stream is self.stream:
                     self._rerouted.append((handler, handler.stream))
                     handler.setStream(proxy)

@@ -104,6 +104,27 @@ def test_terminal_shows_one_bar_with_events_above_it(tmp_path):
     assert [i for i, line in enumerate(lines) if "trial 1 finished" in line][0] < lines.index(bars[0])
 
 
+def test_a_librarys_log_lines_go_above_the_bar_not_onto_it(tmp_path):
+    """Optuna logs a warning for each trial in which CMA-ES samples a list parameter on its own:
+    every such line is printed above the bar, none is written onto the bar's line."""
+    config = write_config(
+        tmp_path,
+        algorithm="cmaes",
+        max_trials=4,
+        sampler_options={"n_startup_trials": 1},
+        parameters={"x": {"low": 0.0, "high": 1.0}, "y": {"low": 0.0, "high": 1.0}, "opt": ["a", "b"]},
+    )
+    code, output = run_in_terminal(["sweep", config, "-j", "2"], tmp_path)
+    lines, _ = screen_lines(output)
+    assert code == 0, "\n".join(lines)
+    raw_lines = re.split(rb"[\r\n]", output)
+    warned = [line for line in raw_lines if b"sampled independently" in line]
+    assert warned, "\n".join(lines)
+    garbled = [line for line in warned if BAR.search(line.decode(errors="replace"))]
+    assert not garbled, garbled
+    assert [line for line in lines if "sampled independently" in line and not BAR.search(line)]
+
+
 def test_interrupted_sweep_draws_its_bar_once(tmp_path):
     never = tmp_path / "never"
     config = write_config(tmp_path, parameters={**SMALL, "behave": f"block:{never}"})
