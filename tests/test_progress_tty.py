@@ -125,6 +125,37 @@ def test_a_librarys_log_lines_go_above_the_bar_not_onto_it(tmp_path):
     assert [line for line in lines if "sampled independently" in line and not BAR.search(line)]
 
 
+def test_the_bar_counts_every_agents_trials(tmp_path):
+    """Another agent works on the same sweep: the bar shows the whole sweep's counts (read from
+    the storage), so it ends at 6/6 done although this agent ran only some of the trials."""
+    config = write_config(tmp_path, parameters={"x": [1, 2, 3, 4, 5, 6], "y": [10], "behave": "sleep:1.5"})
+    other = subprocess.Popen(
+        [sys.executable, "-m", "mlflow_sweeper", "sweep", str(config), "-j", "2"],
+        cwd=tmp_path, env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 120
+        while not _started(tmp_path):
+            assert other.poll() is None and time.monotonic() < deadline, "the other agent did not start"
+            time.sleep(0.2)
+        code, output = run_in_terminal(["sweep", config], tmp_path)
+        assert other.wait(timeout=120) == 0, other.stdout.read()
+    finally:
+        if other.poll() is None:
+            other.kill()
+    lines, _ = screen_lines(output)
+    assert code == 0, "\n".join(lines)
+    here = len([line for line in lines if re.search(r"trial \d+ started", line)])
+    assert 0 < here < 6, "\n".join(lines)  # this agent ran only a share of the trials
+    bars = [line for line in lines if BAR.search(line)]
+    assert bars and "6/6 done, 0 running, 0 failed, 0 pruned" in bars[-1], "\n".join(lines)
+
+
+def _started(directory: Path) -> bool:
+    """Whether the first trial of a sweep in `directory` has started (its log exists)."""
+    return any((directory / "sweeps" / "logs").glob("*/trial-*.log"))
+
+
 def test_interrupted_sweep_draws_its_bar_once(tmp_path):
     never = tmp_path / "never"
     config = write_config(tmp_path, parameters={**SMALL, "behave": f"block:{never}"})

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import time
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -14,6 +15,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 LOST_REQUEUE_GRACE = 60.0
+PROGRESS_SYNC_SECONDS = 5.0  # how often the shown counts are read from the storage (every agent's)
 
 
 def maintenance_interval(stale_after: float) -> float:
@@ -22,18 +24,25 @@ def maintenance_interval(stale_after: float) -> float:
 
 
 def maintain(session: SweepSession) -> None:
-    """Beat, reclaim, sleep, until the session is done. The first check runs at once, so a
-    restarted agent takes over its dead predecessor's trials right away."""
+    """Beat, reclaim and sync the progress, sleep, until the session is done. The first check
+    runs at once, so a restarted agent takes over its dead predecessor's trials right away."""
     interval = maintenance_interval(session.config.stale_after)
+    next_beat = 0.0
     while True:
-        own = session.running_trial_ids()
-        if own:
-            session.study.heartbeat(own)
+        if time.monotonic() >= next_beat:
+            next_beat = time.monotonic() + interval
+            own = session.running_trial_ids()
+            if own:
+                session.study.heartbeat(own)
+            try:
+                reclaim(session, own)
+            except Exception as exc:  # noqa: BLE001 - try again at the next beat
+                log.warning("could not check for stale trials: %s", exc)
         try:
-            reclaim(session, own)
-        except Exception as exc:  # noqa: BLE001 - try again at the next beat
-            log.warning("could not check for stale trials: %s", exc)
-        if session.done.wait(interval):
+            session.sync_progress()
+        except Exception as exc:  # noqa: BLE001 - the counts are shown, not relied on
+            log.debug("could not read the sweep's progress: %s", exc)
+        if session.done.wait(min(interval, PROGRESS_SYNC_SECONDS)):
             return
 
 

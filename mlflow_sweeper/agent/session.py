@@ -61,6 +61,8 @@ class SweepSession:
         self.log_dir: Path = config.log_dir
         self.result = SweepResult(config.identity)
         self.running: dict[int, TrialExecution] = {}  # by Optuna trial id
+        self._running_elsewhere = 0  # other agents' running trials, at the last sync_progress
+        self._settled = {"done": 0, "pruned": 0, "failed": 0}  # this agent's, for sync_progress
         self.lock = threading.Lock()
         self.done = threading.Event()  # set when the workers are gone: maintenance stops
         self.checked: CheckedProject | None = None  # the entry point's project, as checked
@@ -109,6 +111,7 @@ class SweepSession:
             self.done.set()
             self.uploads.drain()
             maintenance.join(timeout=5)
+            self._last_sync()
             self.agent.reporter.stop()
         if self.agent.stop.is_set():
             self.result.interrupted = True
@@ -193,7 +196,7 @@ class SweepSession:
         """Run one trial; False when this worker must stop (Ctrl-C, or an error in the agent)."""
         with self.lock:
             self.running[trial.work.trial_id] = trial
-            self.progress.running = len(self.running)
+            self.progress.running = len(self.running) + self._running_elsewhere
         try:
             trial.run()
         except StopRequested:
@@ -207,8 +210,33 @@ class SweepSession:
         finally:
             with self.lock:
                 self.running.pop(trial.work.trial_id, None)
-                self.progress.running = len(self.running)
+                self.progress.running = len(self.running) + self._running_elsewhere
         return True
+
+    def sync_progress(self) -> None:
+        """The counts of every agent's trials, read from the storage: the bar shows the whole
+        sweep, not this agent's share of it, and the ETA the whole sweep's rate. Trials this
+        agent settled while the storage was being read are added, so no count steps back."""
+        with self.lock:
+            before = dict(self._settled)
+        tallies = self.study.progress()
+        with self.lock:
+            during = {kind: count - before[kind] for kind, count in self._settled.items()}
+            progress = self.progress
+            progress.done = tallies.complete + during["done"]
+            progress.pruned = tallies.pruned + during["pruned"]
+            progress.failed = tallies.failed_for_good + during["failed"]
+            self._running_elsewhere = max(0, tallies.running - len(self.running))
+            progress.running = len(self.running) + self._running_elsewhere
+            if tallies.best is not None and not self.config.objective.multi:
+                progress.offer_best(tallies.best.value)
+
+    def _last_sync(self) -> None:
+        """The final counts, other agents' last trials included, before the bar is drawn a last time."""
+        try:
+            self.sync_progress()
+        except Exception as exc:  # noqa: BLE001 - the counts are shown, not relied on
+            log.debug("could not read the sweep's progress: %s", exc)
 
     def running_trial_ids(self) -> set[int]:
         with self.lock:
@@ -217,12 +245,14 @@ class SweepSession:
     def count_done(self, value: float | None) -> bool:
         """Count a complete trial; True when its value beats the best this agent knows of."""
         with self.lock:
+            self._settled["done"] += 1
             self.progress.done += 1
             self.progress.done_here += 1
             return self.progress.offer_best(value)
 
     def count_failed(self) -> None:
         with self.lock:
+            self._settled["failed"] += 1
             self.progress.failed += 1
 
     def trial_failed(self, trial: TrialExecution) -> None:
@@ -243,6 +273,7 @@ class SweepSession:
 
     def count_pruned(self) -> None:
         with self.lock:
+            self._settled["pruned"] += 1
             self.progress.pruned += 1
 
     # ---- the end of the sweep --------------------------------------------------------------------
