@@ -242,6 +242,7 @@ class Reporter:
                     total=max(1, progress.total),
                     completed=min(progress.ended, progress.total),
                     width=bar_width,
+                    finished_style="green",  # rich's own draws a full bar grey, like an empty one
                 )
             )
         grid.add_column(no_wrap=True)

@@ -80,6 +80,17 @@ def screen_lines(output: bytes) -> tuple[list[str], object]:
     return [line.rstrip() for line in screen.display if line.strip()], screen.cursor
 
 
+def screen_bar_colour(output: bytes) -> str:
+    """The colour of the bar's first cell on the screen a person sees at the end."""
+    screen = pyte.Screen(COLUMNS, ROWS)
+    pyte.ByteStream(screen).feed(output)
+    for row, line in enumerate(screen.display):
+        if BAR.search(line):
+            column = line.index("━")
+            return screen.buffer[row][column].fg
+    return "no bar"
+
+
 def assert_clean_screen(lines: list[str]) -> None:
     for line in lines:
         assert not (BAR.search(line) and EVENT.search(line)), f"a bar and an event on one line: {line!r}"
@@ -99,6 +110,7 @@ def test_terminal_shows_one_bar_with_events_above_it(tmp_path):
     bars = [line for line in lines if BAR.search(line)]
     assert len(bars) == 1, shown
     assert "2/2 done, 0 running, 0 failed, 0 pruned" in bars[0] and "best 12" in bars[0], bars[0]
+    assert screen_bar_colour(output) == "green", "a full bar is drawn green, not grey like an empty one"
     assert len(re.findall(rb"\d+/\d+ done", output)) > 2, "the bar was never redrawn while trials ran"
     assert "complete, parent run" in lines[-1], shown
     assert [i for i, line in enumerate(lines) if "trial 1 finished" in line][0] < lines.index(bars[0])
@@ -192,6 +204,7 @@ def test_quiet_prints_only_the_summary(tmp_path):
     assert result.returncode == 0, result.stderr
     assert "complete, parent run" in result.stderr
     assert not re.search(r"trial \d+ (started|finished)", result.stderr), result.stderr
+    assert "in the budget" not in result.stderr, result.stderr  # the opening line is an event
 
 
 def test_eta_counts_down_between_trials_and_moves_smoothly_when_one_ends():

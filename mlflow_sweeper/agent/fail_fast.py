@@ -39,6 +39,6 @@ def fail_fast_reason(trials: Iterable[FrozenTrial], limit: int) -> str | None:
         return None
     reasons = sorted({str(t.user_attrs.get(REASON, "failed")) for t in first})
     return (
-        f"the first {limit} trials all failed: {'; '.join(reasons)} (fail_fast); "
+        f"the first {limit} trial{'' if limit == 1 else 's'} all failed: {'; '.join(reasons)} (fail_fast); "
         "fix the cause and run again to resume, or set fail_fast: 0"
     )

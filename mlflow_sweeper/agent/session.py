@@ -94,9 +94,12 @@ class SweepSession:
         if self.study.is_closed():
             self.study.reopen()  # more to run (a raised budget or retries): a new close is owed
         self.recorder.set_parent_status(self.parent_id, finished=False)
-        self.report(
-            f"{self.config.identity}: parent run {self.parent_id}, {self.study.budget} trials in the budget, "
-            f"{self.progress.done} done, up to {self.agent.n_jobs} at once"
+        budget = self.study.budget
+        trials = f"{budget} trial{'' if budget == 1 else 's'}"
+        self.agent.reporter.event(
+            f"{self.config.identity}: parent run {self.parent_id}, {trials} in the budget, "
+            f"{self.progress.done} done, up to {self.agent.n_jobs} at once",
+            summary=False,  # --quiet prints only the summary
         )
         self._note_ignored_max_trials()
         self.agent.reporter.start(self.progress)
