@@ -16,7 +16,7 @@ from . import compat
 from .algorithms import PointSource
 from .config import SweepConfig
 from .coordination import RUN_ATTR, SweepStudy, agent_id, study_names
-from .errors import NoSuchSweep
+from .errors import NoSuchSweep, UsageError
 from .record import Recorder, current_run_id
 from .report.objectives import objectives_of
 from .storages import exists as storage_exists
@@ -230,7 +230,12 @@ def sweep_report(config: SweepConfig, out_dir: str | Path | None, log_it: bool):
     study = _open_study(config)
     if study is None:
         raise NoSuchSweep(f"{config.identity}: no such sweep (nothing to report on)")
-    report = build_report(config, study.trials(), Path(out_dir) if out_dir else default_report_dir(config))
+    out = Path(out_dir) if out_dir else default_report_dir(config)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"cannot write the report into {out}: {exc.strerror or exc}") from None
+    report = build_report(config, study.trials(), out)
     if not log_it:
         return report, None
     parent = study.parent_run_id()

@@ -55,3 +55,9 @@ class NoSuchSweep(SweeperError):
     """A command that needs an existing sweep was given a config whose sweep does not exist."""
 
     exit_code = EXIT_USAGE
+
+
+class UsageError(SweeperError):
+    """A command-line value that cannot be used (a report directory that cannot be created)."""
+
+    exit_code = EXIT_USAGE

@@ -101,6 +101,14 @@ def test_report_defaults_to_a_directory_under_output_dir(swept):
     assert (swept["dir"] / "sweeps" / "reports" / "exp_s1" / "report.html").is_file()
 
 
+def test_report_into_a_directory_that_cannot_be_made_exits_2(swept, tmp_path):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    result = run_cli("report", swept["config"], "--out", blocker / "out", cwd=swept["dir"])
+    assert result.returncode == 2 and "Traceback" not in output(result), output(result)
+    assert f"cannot write the report into {blocker / 'out'}" in output(result), output(result)
+
+
 def test_report_log_puts_the_report_on_the_parent_run(swept, tmp_path):
     result = run_cli("report", swept["config"], "--out", tmp_path / "out", "--log", cwd=swept["dir"])
     assert result.returncode == 0, output(result)

@@ -22,8 +22,8 @@ from .process import ProcessHandle, popen, run_env
 
 
 class LocalProjectLauncher(Launcher):
-    def __init__(self, config, tracking_uri, log_dir, checked=None):
-        super().__init__(config, tracking_uri, log_dir, checked)
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
         self.work_dir: str | None = None
         self.project = None
         self.env_prefix: list[str] = []
