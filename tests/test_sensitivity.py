@@ -262,3 +262,17 @@ def test_spread_without_the_base_trial_or_with_failed_trials():
     rows = [(plan[0], 10.0), (plan[1], float("nan")), (plan[2], 30.0), (plan[3], None)]
     assert sensitivity_spread(rows) == {"a": 20.0}
     assert sensitivity_spread([]) == {}
+
+
+def test_sensitivity_with_several_objectives_is_a_config_error(tmp_path):
+    """One spread per parameter needs one objective: several metrics exit 2 at load."""
+    from conftest import write_config
+
+    from mlflow_sweeper.config import load_config
+    from mlflow_sweeper.errors import ConfigError
+
+    metrics = [{"name": "a", "direction": "minimize"}, {"name": "b", "direction": "minimize"}]
+    path = write_config(tmp_path, algorithm="sensitivity", spec={"metrics": metrics})
+    with pytest.raises(ConfigError, match=r": spec\.metrics: algorithm 'sensitivity' measures .*"):
+        load_config(path)
+    assert load_config(write_config(tmp_path, "one.yaml", algorithm="sensitivity")).algorithm == "sensitivity"

@@ -224,6 +224,16 @@ def _check_placeholders(values: Values, config: SweepConfig) -> None:
             raise values.fail("command", problem)
 
 
+def _check_sensitivity_objective(values: Values, config: SweepConfig) -> None:
+    """Sensitivity measures the spread of one objective per parameter."""
+    if config.algorithm == "sensitivity" and config.objective.multi:
+        raise values.fail(
+            "spec.metrics",
+            "algorithm 'sensitivity' measures the spread of one objective: give spec.metric and "
+            "spec.direction instead (or sweep each metric in a sweep of its own)",
+        )
+
+
 def load_config(path_text: str | os.PathLike[str]) -> SweepConfig:
     """Read, validate and resolve one config file. Raises ConfigError; writes nothing."""
     path = Path(path_text).expanduser()
@@ -242,6 +252,7 @@ def load_config(path_text: str | os.PathLike[str]) -> SweepConfig:
         raw=data,
     )
     _check_placeholders(values, config)
+    _check_sensitivity_objective(values, config)
     return config
 
 
