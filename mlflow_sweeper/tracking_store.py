@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import os
 import re
+import time
 import urllib.parse
 from typing import Any
 
 TRACKING_URI_ATTR = "mlflow_tracking_uri"
+RECORD_WAIT_SECONDS = 60.0  # how long a joining agent waits for the creator's record
 _PASSWORD = re.compile(r"(://[^:/@]+):[^@]*@")
 
 
@@ -64,3 +66,27 @@ def sweep_tracking_uri(config: Any, study: Any | None) -> str:
         return explicit
     recorded = recorded_tracking_uri(study) if study is not None else None
     return recorded or default_tracking_uri()
+
+
+def agreed_tracking_uri(study: Any, found: bool, own_default: str) -> str:
+    """No store named: the sweep's store, as the agent that created its study recorded it before
+    anything else. This agent creates the study now, recording its own default, unless another
+    agent did (a moment ago, perhaps from another directory): then it waits for that record."""
+    if not found and study.create_or_find({TRACKING_URI_ATTR: fit_to_record(own_default)}):
+        return own_default
+    study.check_drift()
+    return await_recorded_tracking_uri(study) or own_default
+
+
+def await_recorded_tracking_uri(study: Any, seconds: float = RECORD_WAIT_SECONDS) -> str | None:
+    """The store the sweep's creator records right after creating its study. None at once for a
+    sweep recorded before stores were (it has a parent run and no record), or when the creator
+    died before recording it."""
+    deadline = time.monotonic() + seconds
+    delay = 0.05
+    while True:
+        recorded = recorded_tracking_uri(study)
+        if recorded or study.parent_run_id() or time.monotonic() > deadline:
+            return recorded
+        time.sleep(delay)
+        delay = min(delay * 1.5, 1.0)

@@ -358,6 +358,42 @@ def test_recorded_mlflow_storage_is_used_wherever_agents_and_status_start(tmp_pa
     assert not (second / "mlflow.db").exists()
 
 
+def test_agents_started_together_from_different_directories_agree_on_one_store(tmp_path):
+    """No store named: three agents start at once on a fresh sweep, each in a directory of its
+    own. The creator records its default store before anything else and the others wait for it:
+    all finish, each point runs once, and only one MLflow store exists."""
+    conf = tmp_path / "conf"
+    config = config_file(
+        conf,
+        mlflow_storage=None,
+        command=f"python {FLAGS} --lr {{lr}}",
+        parameters={"lr": [0.25, 0.5, 0.75, 1.0]},
+        spec={"direction": "maximize", "metric": "score"},
+    )
+    directories = [tmp_path / f"agent{i}" for i in range(3)]
+    agents = []
+    for directory in directories:
+        directory.mkdir()
+        agents.append(
+            subprocess.Popen(
+                [sys.executable, "-m", "mlflow_sweeper", "sweep", str(config)],
+                cwd=directory,
+                env=cli_env(),
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+            )  # fmt: skip
+        )
+    outputs = [agent.communicate(timeout=240)[0] for agent in agents]
+    assert [agent.returncode for agent in agents] == [0, 0, 0], "\n---\n".join(outputs)
+    stores = [d for d in directories if (d / "mlflow.db").exists()]
+    assert len(stores) == 1, (stores, outputs)
+    uri = f"sqlite:///{stores[0] / 'mlflow.db'}"
+    runs = trial_runs(uri)
+    assert sorted(float(r.data.params["lr"]) for r in runs) == [0.25, 0.5, 0.75, 1.0]
+    assert parent_run(uri).info.status == "FINISHED"
+
+
 def test_recorded_storage_never_holds_a_password():
     from mlflow_sweeper.tracking_store import fit_to_record
 

@@ -13,7 +13,12 @@ from ..record import Recorder, tag_agent_run
 from ..storages import exists as storage_exists
 from ..storages import open_mlflow_tracking, open_optuna_storage, probe_mlflow_storage, probe_optuna_storage
 from ..storages.pools import AGENT_APPLICATION, agent_pools, store_turn
-from ..tracking_store import explicit_tracking_uri, record_tracking_uri, sweep_tracking_uri
+from ..tracking_store import (
+    agreed_tracking_uri,
+    explicit_tracking_uri,
+    record_tracking_uri,
+    sweep_tracking_uri,
+)
 
 if TYPE_CHECKING:
     from ..config import SweepConfig
@@ -32,20 +37,31 @@ def open_session(
     # Both storages must answer before either is created or written.
     probe_optuna_storage(config.optuna_storage)
     optuna_pool, mlflow_pool = agent_pools(agent.n_jobs)
-    storage = study = None
-    found = False
-    if explicit_tracking_uri(config) is None and storage_exists(config.optuna_storage):
-        storage = open_optuna_storage(config.optuna_storage, optuna_pool.size, optuna_pool.overflow)
-        study = SweepStudy(storage, config, PointSource(config), agent.agent)
-        found = study.find()
+    named = explicit_tracking_uri(config)
+    study = None
+    if named is None and storage_exists(config.optuna_storage):  # a store recorded there wins
+        study = SweepStudy(
+            open_optuna_storage(config.optuna_storage, optuna_pool.size, optuna_pool.overflow),
+            config, PointSource(config), agent.agent,
+        )  # fmt: skip
+    found = study is not None and study.find()
     tracking_uri = sweep_tracking_uri(config, study if found else None)
     probe_mlflow_storage(tracking_uri)
     if study is None:
-        storage = open_optuna_storage(config.optuna_storage, optuna_pool.size, optuna_pool.overflow)
-        study = SweepStudy(storage, config, PointSource(config), agent.agent)
+        study = SweepStudy(
+            open_optuna_storage(config.optuna_storage, optuna_pool.size, optuna_pool.overflow),
+            config, PointSource(config), agent.agent,
+        )  # fmt: skip
         found = study.find()
     if found:
         study.check_drift()  # before anything is written for this config
+    if named is None:
+        # Agents started together from different directories agree on one store: the one the
+        # study's creator records first.
+        agreed = agreed_tracking_uri(study, found, tracking_uri)
+        if agreed != tracking_uri:
+            tracking_uri = agreed
+            probe_mlflow_storage(tracking_uri)
     client = open_mlflow_tracking(tracking_uri, mlflow_pool, AGENT_APPLICATION)
     recorder = Recorder(client, config)
     parent_id = study.create_or_attach(recorder.create_parent, recorder.parent_state)

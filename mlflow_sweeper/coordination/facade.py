@@ -66,6 +66,12 @@ class SweepStudy:
         self._attach()
         return True
 
+    def create_or_find(self, first_records: dict[str, str] | None = None) -> bool:
+        """Create the study now (True) or find it; `create_or_attach` then goes on from here."""
+        created = self.identity.create_or_find(first_records)
+        self._attach()
+        return created
+
     def create_or_attach(self, create_parent: Callable[[], str], parent_state: Callable[[str], str]) -> str:
         """Create the sweep or join it; returns the parent run id (exactly one per sweep)."""
         created = self.identity.create_or_find()

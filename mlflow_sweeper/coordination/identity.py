@@ -43,6 +43,7 @@ class SweepIdentity:
         self.store = store
         self.config = config
         self.study_id: int = -1
+        self.created: bool | None = None  # this agent's answer of create_or_find, once asked
 
     def find(self) -> bool:
         try:
@@ -51,16 +52,24 @@ class SweepIdentity:
             return False
         return True
 
-    def create_or_find(self) -> bool:
-        """Create the study (True) or find the one another agent created (False)."""
+    def create_or_find(self, first_records: dict[str, str] | None = None) -> bool:
+        """Create the study (True) or find the one another agent created (False). Asked again,
+        it gives the first answer. The creator writes `first_records` (study user attrs) before
+        anything else, so agents joining at the same moment can wait for them."""
+        if self.created is not None:
+            return self.created
         try:
             self.study_id = self.store.create_new_study(directions_of(self.config), self.config.identity)
         except DuplicatedStudyError:
             self.study_id = self.store.get_study_id_from_name(self.config.identity)
+            self.created = False
             return False
+        for key, value in (first_records or {}).items():
+            self.store.set_study_user_attr(self.study_id, key, value)
         fingerprint = json.dumps(self.config.fingerprint(), sort_keys=True)
         self.store.set_study_system_attr(self.study_id, FINGERPRINT_ATTR, fingerprint)
         self.store.set_study_user_attr(self.study_id, CONFIG_ATTR, str(self.config.path))
+        self.created = True
         return True
 
     def check_drift(self) -> None:
