@@ -279,6 +279,27 @@ def test_fail_fast_stops_the_sweep_early_and_it_resumes_once_fixed(tmp_path, mlf
     assert parent_run(uri).info.status == "FINISHED"
 
 
+def test_fail_fast_keeps_the_attempts_of_a_point_whose_last_one_was_still_running(tmp_path, mlflow_template):
+    """fail_fast fires while another point's last attempt still runs: when that one fails too,
+    its point is queued again like the others, so the fixed sweep resumes it (not failed for good)."""
+    script = tmp_path / "slow_fail.py"
+    script.write_text("import sys, time\nif sys.argv[1] == 'x=2':\n    time.sleep(3)\nsys.exit('CAUSE')\n")
+    config = config_file(
+        tmp_path,
+        mlflow_template,
+        command=f"python {script}",
+        parameters={"x": [1, 2]},
+        max_retries=0,
+        fail_fast=1,
+        spec={"direction": "maximize", "metric": "score"},
+    )
+    result = run_cli("sweep", config, "-j", "2", cwd=tmp_path)
+    assert result.returncode == 1 and "(fail_fast)" in output(result), output(result)
+    trials = optuna_trials(optuna_url(tmp_path))
+    waiting = sorted(t.params["x"] for t in trials if t.state.name == "WAITING")
+    assert waiting == [1, 2], [(t.number, t.state.name, t.params) for t in trials]
+
+
 def test_fail_fast_zero_runs_every_attempt(tmp_path, mlflow_template):
     script = failing_script(tmp_path)
     config = config_file(

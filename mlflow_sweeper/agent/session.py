@@ -268,10 +268,13 @@ class SweepSession:
         if self.config.fail_fast <= 0 or self.progress.done > 0:
             return  # off, or a trial has completed: fail_fast can no longer fire, skip the read
         stop = fail_fast_reason(self.study.trials(), self.config.fail_fast)
-        if stop and self.result.error is None:
+        if not stop:
+            return
+        # Nothing has worked yet: the points failed so far keep their attempts for the resume,
+        # and so does a point whose last attempt was still running when this agent stopped.
+        self._requeue_failed_for_good()
+        if self.result.error is None:
             self.result.error = f"{self.config.identity}: {stop}"
-            # Nothing has worked yet: the points failed so far keep their attempts for the resume.
-            self._requeue_failed_for_good()
             self.report_stop(self.result.error)
 
     def count_pruned(self) -> None:
