@@ -310,18 +310,21 @@ def _other_host_prefix() -> tuple[str, ...]:
     return prefix
 
 
-def _kill_agent_mid_trial(agents: Agents, config: Path, record: Path, prefix: tuple[str, ...] = ()) -> list:
-    """Start an agent running both points, then SIGKILL it and its trial processes."""
+def _kill_agent_mid_trial(
+    agents: Agents, config: Path, record: Path, prefix: tuple[str, ...] = (), trials_too: bool = True
+) -> list:
+    """Start an agent running both points, then SIGKILL it (and its trial processes)."""
     first = agents.start(config, "-j", "2", prefix=prefix)
     records = agents.wait_records(record, 2, first)
     tree = agents.tree(first)
     assert {line["pid"] for line in records} <= {p.pid for p in tree}
     first.kill()  # the agent first, so it cannot record its trials' deaths
     first.wait()
-    for proc in tree:
-        with contextlib.suppress(psutil.NoSuchProcess):
-            proc.kill()
-    assert wait_gone(tree) == []
+    if trials_too:
+        for proc in tree:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                proc.kill()
+        assert wait_gone(tree) == []
     return records
 
 
@@ -359,13 +362,18 @@ def test_killed_agent_on_another_host_is_reclaimed_after_stale_after(tmp_path, a
 
 
 def test_killed_agent_on_same_host_is_recognised_without_waiting_stale_after(tmp_path, agents):
+    """The dead agent's trial processes outlive it (they run in sessions of their own): the agent
+    that reclaims their trials stops them, so no point runs twice at once."""
     record, go = tmp_path / "records.jsonl", tmp_path / "go"
     config = write_config(tmp_path, parameters={**GRID, "behave": f"block:{go}", "record": str(record)})
-    _kill_agent_mid_trial(agents, config, record)
+    killed = _kill_agent_mid_trial(agents, config, record, trials_too=False)
+    orphans = [psutil.Process(line["pid"]) for line in killed]
+    assert all(orphan.is_running() for orphan in orphans)
 
-    go.touch()
     started = time.monotonic()
     second = agents.start(config, "-j", "2")
+    assert wait_gone(orphans, timeout=120) == [], "the dead agent's trials still run beside their re-runs"
+    go.touch()
     code = agents.wait(second)
     elapsed = time.monotonic() - started
     assert code == 0, agents.output(second)

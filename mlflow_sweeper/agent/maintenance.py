@@ -9,6 +9,8 @@ import logging
 import time
 from typing import TYPE_CHECKING
 
+from ..launch.process import stop_orphaned_trial
+
 if TYPE_CHECKING:
     from .session import SweepSession
 
@@ -48,9 +50,12 @@ def maintain(session: SweepSession) -> None:
 
 def reclaim(session: SweepSession, own: set[int]) -> None:
     for trial, why, requeued in session.study.reclaim_stale(own):
-        session.recorder.kill_run(trial.user_attrs.get("mlflow_run_id"), "FAILED")
+        run_id = trial.user_attrs.get("mlflow_run_id")
+        stopped = stop_orphaned_trial(run_id)  # no point runs twice at once on this host
+        session.recorder.kill_run(run_id, "FAILED")
         then = "re-queued" if requeued else "failed for good"
-        session.report(f"trial {trial.number} reclaimed: {why}; {then}")
+        left = "; stopped its processes left on this host" if stopped else ""
+        session.report(f"trial {trial.number} reclaimed: {why}; {then}{left}")
     for slot in session.study.release_stale_claims():
         session.report(f"slot {slot} released: its agent died while claiming it")
 

@@ -94,6 +94,29 @@ def kill_tree(pid: int, grace: float = CANCEL_GRACE_SECONDS) -> None:
         os.killpg(pid, signal.SIGKILL)
 
 
+def stop_orphaned_trial(run_id: str | None) -> int:
+    """Stop what a dead agent's trial left running on this host: its trials run in sessions of
+    their own, so they outlive the agent. They are found by the run id in their environment
+    (MLFLOW_RUN_ID, set for every local trial); returns how many process trees were stopped."""
+    if not run_id:
+        return 0
+    found: dict[int, psutil.Process] = {}
+    for proc in psutil.process_iter():
+        try:
+            if proc.environ().get("MLFLOW_RUN_ID") == run_id:
+                found[proc.pid] = proc
+        except (psutil.Error, OSError):
+            continue  # gone, a zombie, or another user's
+    roots = []
+    for pid, proc in found.items():
+        with contextlib.suppress(psutil.Error):
+            if proc.ppid() not in found:
+                roots.append(pid)
+    for pid in roots:
+        kill_tree(pid)
+    return len(roots)
+
+
 def popen(argv: list[str], cwd: str, env: dict[str, str], log_path: Path) -> tuple[subprocess.Popen, IO]:
     """Start a trial in a new session (so its tree can be killed), output to its log file, which
     starts with the command line and working directory (a failed trial's log explains itself)."""
