@@ -56,7 +56,7 @@ def _parse_token(token: str) -> list[Part]:
             if not inner.strip():
                 raise CommandTemplateError(
                     f"empty placeholder '{{}}' in {token!r}; name a parameter, e.g. '{{lr}}', "
-                    "or write '{{{{}}}}' for literal braces"
+                    "or write '{{}}' for literal braces"
                 )
             if literal:
                 parts.append("".join(literal))

@@ -14,6 +14,7 @@ import os
 import shlex
 import shutil
 import sys
+import tempfile
 import threading
 import urllib.parse
 from collections.abc import Iterable, Mapping
@@ -84,6 +85,7 @@ class ProjectSource:
         self.uri = uri
         self.remote = is_remote_uri(uri)
         self._dir: str | None = None
+        self._scratch: str | None = None  # the directory that holds a fetched copy
         self._lock = threading.Lock()
 
     def local_dir(self) -> str:
@@ -92,29 +94,42 @@ class ProjectSource:
                 self._dir = self._fetch() if self.remote else local_project_dir(self.uri)
             return self._dir
 
+    @property
+    def fetched_dir(self) -> str | None:
+        """The fetched copy of a remote project, once fetched."""
+        return self._dir if self.remote else None
+
     def _fetch(self) -> str:
         base, _ = _split_subdirectory(self.uri)
         local = _local_path(base)
         if local is not None and not base.startswith("git@") and not os.path.exists(local):
             raise ProjectError(f"project: no such file: {os.path.abspath(local)}")
+        # MLflow clones into a temporary directory of its own making, which a failed clone leaves
+        # behind: it makes it inside one of ours, removed whatever happens.
+        self._scratch = tempfile.mkdtemp(prefix="mlflow-sweeper-project-")
+        previous, tempfile.tempdir = tempfile.tempdir, self._scratch
         try:
             return compat.fetch_project_dir(self.uri)
         except compat.CompatError:
+            self._remove_scratch()
             raise
         except Exception as exc:  # noqa: BLE001 - git and network errors, in MLflow's words
+            self._remove_scratch()
             detail = " ".join(str(exc).split())
             raise ProjectError(f"project: cannot fetch {self.uri}: {detail}") from None
+        finally:
+            tempfile.tempdir = previous
+
+    def _remove_scratch(self) -> None:
+        if self._scratch is not None:
+            shutil.rmtree(self._scratch, ignore_errors=True)
+            self._scratch = None
 
     def close(self) -> None:
         """Remove a fetched copy (a local project is the user's own directory: never touched)."""
         with self._lock:
-            if self.remote and self._dir is not None:
-                base, sub = _split_subdirectory(self.uri)
-                root = Path(self._dir)
-                for _ in Path(sub).parts if sub else ():
-                    root = root.parent
-                shutil.rmtree(root, ignore_errors=True)
-                self._dir = None
+            self._remove_scratch()
+            self._dir = None if self.remote else self._dir
 
 
 def load_project(work_dir: str) -> Any:
@@ -525,8 +540,11 @@ def check_project(
             check_path_values(entry_point, _candidates(config.space), work_dir)
             check_env_manager(project, config.env_manager)
     except ProjectError as exc:
+        message = str(exc)
+        if source.remote and source.fetched_dir:  # name the project as the user wrote it
+            message = message.replace(source.fetched_dir, source.uri.rstrip("/"))
         source.close()
-        raise ProjectError(f"{config.path}: {exc}") from None
+        raise ProjectError(f"{config.path}: {message}") from None
     return CheckedProject(source, work_dir, project, entry_point)
 
 

@@ -104,7 +104,7 @@ def test_known_placeholders_and_escapes_are_no_problem():
     [
         ("python t.py {lr", "unmatched '{'"),
         ("python t.py lr}", "unmatched '}'"),
-        ("python t.py {}", "empty placeholder"),
+        ("python t.py {}", "or write '{{}}' for literal braces"),
         ("python 't.py", "cannot split the command"),
     ],
 )

@@ -8,6 +8,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -391,17 +392,35 @@ def _git(*args: str, cwd: Path) -> None:
     subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True, timeout=60)
 
 
-def test_git_project_is_fetched_once_and_checked(tmp_path, monkeypatch):
+def _served_git_project(tmp_path: Path, monkeypatch) -> str:
+    """A git URI as users write one, served from a local repository (no network)."""
     repo = tmp_path / "repo"
     shutil.copytree(PROJECT_REAL, repo, ignore=shutil.ignore_patterns("__pycache__"))
     _git("init", "-q", "-b", "main", cwd=repo)
     _git("add", "-A", cwd=repo)
     _git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "init", cwd=repo)
-    # A git URI as users write one, served from the local repository (no network).
     uri = "https://git.example.invalid/team/project.git"
     monkeypatch.setenv("GIT_CONFIG_COUNT", "1")
     monkeypatch.setenv("GIT_CONFIG_KEY_0", f"url.file://{repo}.insteadOf")
     monkeypatch.setenv("GIT_CONFIG_VALUE_0", uri)
+    return uri
+
+
+def test_git_project_errors_name_the_uri_and_leave_no_copy(tmp_path, monkeypatch):
+    uri = _served_git_project(tmp_path, monkeypatch)
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    message = refused(config_for(tmp_path / "cfg", project=uri, entry_point="mian"))
+    assert f"no entry point 'mian' in the project {uri} (did you mean 'main'?)" in message, message
+    message = refused(config_for(tmp_path / "cfg", project="https://127.0.0.1:9/team/nothing.git"))
+    assert "cannot fetch" in message
+    assert list(scratch.iterdir()) == [], "a fetched or half-fetched copy was left behind"
+
+
+def test_git_project_is_fetched_once_and_checked(tmp_path, monkeypatch):
+    repo = tmp_path / "repo"
+    uri = _served_git_project(tmp_path, monkeypatch)
     assert is_remote_uri(uri)
 
     source = ProjectSource(uri)
@@ -414,7 +433,7 @@ def test_git_project_is_fetched_once_and_checked(tmp_path, monkeypatch):
     assert source.local_dir() == str(fetched)  # no second fetch
     assert checked.trial_parameters({})["data"] == str(fetched / "data" / "train.csv")
     source.close()
-    assert not fetched.exists()
+    assert not fetched.exists() and not fetched.parent.exists()
 
 
 def test_unreachable_git_project_is_a_project_error(tmp_path):

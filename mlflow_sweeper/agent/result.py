@@ -35,6 +35,12 @@ def describe_failures(failed: Iterable[FrozenTrial], log_dir: Path) -> list[str]
     """One line per point that failed after all its retries: parameters, reason, run and log."""
     return [
         f"trial {trial.number} {trial.params}: {trial.user_attrs.get('fail_reason', 'failed')} "
-        f"(run {trial.user_attrs.get('mlflow_run_id')}, log {log_dir / trial_log_name(trial.number)})"
+        f"(run {trial.user_attrs.get('mlflow_run_id')}{_log_of(trial, log_dir)})"
         for trial in failed
     ]
+
+
+def _log_of(trial: FrozenTrial, log_dir: Path) -> str:
+    """The trial's log, when this agent's machine has one (a backend's trials log elsewhere)."""
+    path = log_dir / trial_log_name(trial.number)
+    return f", log {path}" if path.exists() else ""

@@ -241,9 +241,8 @@ class TrialExecution:
         if not requeued:
             session.count_failed()
         then = "will be retried" if requeued else "failed for good"
-        session.report(
-            f"trial {self.work.number} failed (run {run_id}): {outcome.reason}; {then}; log: {self.log_path}"
-        )
+        log_hint = f"; log: {self.log_path}" if self.log_path.exists() else ""  # backends log elsewhere
+        session.report(f"trial {self.work.number} failed (run {run_id}): {outcome.reason}; {then}{log_hint}")
         session.trial_failed(self)
 
     def _keep_front(self) -> None:
