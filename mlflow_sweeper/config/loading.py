@@ -56,7 +56,7 @@ _Loader.add_implicit_resolver(
 
 
 def read_yaml(path: Path) -> dict[str, Any]:
-    where = Where(path)
+    where = Where(path.resolve())  # errors name the file as every other config error does
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:

@@ -83,8 +83,9 @@ class SweepIdentity:
         if changed:
             details = "; ".join(f"{k}: stored {stored.get(k)!r}, now {current.get(k)!r}" for k in changed)
             raise DriftError(
-                f"{self.config.path}: sweep '{self.config.identity}' already exists with a different "
-                f"{', '.join(changed)} ({details}). To keep both, give this config a new "
+                f"{self.config.path}: sweep '{self.config.identity}' already exists, and its "
+                f"{', '.join(changed)} differ{'s' if len(changed) == 1 else ''} ({details}). To keep both, "
+                "give this config a new "
                 f"'sweep_name'; to start over, run `mlflow-sweeper delete {self.config.path}` first. "
                 + MUTABLE_HINT
             )
