@@ -390,6 +390,23 @@ def test_killed_agent_on_same_host_is_recognised_without_waiting_stale_after(tmp
     assert lock_files(tmp_path) == []
 
 
+def test_a_sweep_deleted_while_its_agent_runs_stops_the_agent_with_one_message(tmp_path, agents):
+    record, go = tmp_path / "records.jsonl", tmp_path / "go"
+    config = write_config(
+        tmp_path, parameters={"x": [1, 2, 3], "y": [10], "behave": f"block:{go}", "record": str(record)}
+    )
+    agent = agents.start(config, "-j", "2")
+    agents.wait_records(record, 2, agent)
+    deleted = run_cli("delete", config, "--yes", cwd=tmp_path)
+    assert deleted.returncode == 0, deleted.stdout + deleted.stderr
+    go.touch()
+    code = agents.wait(agent)
+    text = agents.output(agent)
+    assert code == 1, text
+    assert "the sweep was deleted while this agent ran it; stopping this agent" in text, text
+    assert "Traceback" not in text, text
+
+
 def test_live_agent_keeps_its_trial_when_another_agent_has_a_shorter_stale_after(tmp_path, agents):
     """stale_after may differ between agents of one sweep (it may change on resume): an agent with
     a short one must not take for dead a live agent that beats at the pace of its longer one."""

@@ -191,9 +191,23 @@ class SweepSession:
             return self.study.claim()
         except Exception as exc:  # noqa: BLE001 - a storage failing for good: stop, exit 1
             log.debug("claim failed", exc_info=True)
+            if self._stop_if_deleted():
+                return None
             self.result.error = f"could not claim a trial: {type(exc).__name__}: {exc}"
             self.report_stop(f"{self.result.error}; stopping this agent")
             return None
+
+    def _stop_if_deleted(self) -> bool:
+        """After an error: True, the agent told and stopping, when the sweep's study is gone
+        (`delete` ran while this agent worked); nothing is left to give back to."""
+        try:
+            gone = not self.study.still_exists()
+        except Exception:  # noqa: BLE001 - the storage itself failing: not a deletion
+            return False
+        if gone and self.result.error is None:
+            self.result.error = f"{self.config.identity}: the sweep was deleted while this agent ran it"
+            self.report_stop(f"{self.result.error}; stopping this agent")
+        return gone
 
     def _execute(self, trial: TrialExecution) -> bool:
         """Run one trial; False when this worker must stop (Ctrl-C, or an error in the agent)."""
@@ -206,6 +220,8 @@ class SweepSession:
             return False
         except Exception as exc:  # noqa: BLE001 - stop this agent, keep the sweep resumable
             log.debug("trial %s: unexpected error", trial.work.number, exc_info=True)
+            if self._stop_if_deleted():
+                return False
             self.result.error = f"trial {trial.work.number}: {type(exc).__name__}: {exc}"
             self.report_stop(f"{self.result.error}; stopping this agent (the trial is re-queued)")
             trial.give_back(f"agent error: {exc}")

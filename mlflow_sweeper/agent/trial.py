@@ -289,8 +289,9 @@ class TrialExecution:
             self.session.study.fail(
                 self.work, reason, retry_it=True, count_attempt=False, old_run=self.work.run_id
             )
-        except Exception:  # noqa: BLE001
-            log.exception("could not give trial %s back", self.work.number)
+        except Exception as exc:  # noqa: BLE001 - the next agent's reclaim gives it back
+            log.warning("could not give trial %s back: %s: %s", self.work.number, type(exc).__name__, exc)
+            log.debug("giving trial %s back failed", self.work.number, exc_info=True)
 
 
 _WATCH_LOCK = threading.Lock()

@@ -66,6 +66,14 @@ class SweepStudy:
         self._attach()
         return True
 
+    def still_exists(self) -> bool:
+        """Is the sweep's study still there (`delete` may run while agents work)?"""
+        try:
+            self.store.get_study_id_from_name(self.config.identity)
+        except KeyError:
+            return False
+        return True
+
     def create_or_find(self, first_records: dict[str, str] | None = None) -> bool:
         """Create the study now (True) or find it; `create_or_attach` then goes on from here."""
         created = self.identity.create_or_find(first_records)
