@@ -418,7 +418,7 @@ def test_live_agent_keeps_its_trial_when_another_agent_has_a_shorter_stale_after
     agents.wait_records(record, 1, first)
     second = agents.start(hasty)
     deadline = time.monotonic() + 120
-    while "trials in the budget" not in agents.output(second):
+    while "in the budget" not in agents.output(second):
         if second.poll() is not None or time.monotonic() > deadline:
             pytest.fail(f"the second agent did not get going:\n{agents.output(second)}")
         time.sleep(0.2)
