@@ -129,7 +129,8 @@ class ProjectSource:
         """Remove a fetched copy (a local project is the user's own directory: never touched)."""
         with self._lock:
             self._remove_scratch()
-            self._dir = None if self.remote else self._dir
+            if self.remote:
+                self._dir = None
 
 
 def load_project(work_dir: str) -> Any:

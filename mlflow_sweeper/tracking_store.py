@@ -72,9 +72,10 @@ def agreed_tracking_uri(study: Any, found: bool, own_default: str) -> str:
     """No store named: the sweep's store, as the agent that created its study recorded it before
     anything else. This agent creates the study now, recording its own default, unless another
     agent did (a moment ago, perhaps from another directory): then it waits for that record."""
-    if not found and study.create_or_find({TRACKING_URI_ATTR: fit_to_record(own_default)}):
-        return own_default
-    study.check_drift()
+    if not found:
+        if study.create_or_find({TRACKING_URI_ATTR: fit_to_record(own_default)}):
+            return own_default
+        study.check_drift()  # joined a moment ago: not checked as a found sweep was
     return await_recorded_tracking_uri(study) or own_default
 
 

@@ -40,10 +40,7 @@ def maintain(session: SweepSession) -> None:
                 reclaim(session, own)
             except Exception as exc:  # noqa: BLE001 - try again at the next beat
                 log.warning("could not check for stale trials: %s", exc)
-        try:
-            session.sync_progress()
-        except Exception as exc:  # noqa: BLE001 - the counts are shown, not relied on
-            log.debug("could not read the sweep's progress: %s", exc)
+        session.refresh_progress()
         if session.done.wait(min(interval, PROGRESS_SYNC_SECONDS)):
             return
 

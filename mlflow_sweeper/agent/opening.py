@@ -38,20 +38,19 @@ def open_session(
     probe_optuna_storage(config.optuna_storage)
     optuna_pool, mlflow_pool = agent_pools(agent.n_jobs)
     named = explicit_tracking_uri(config)
+
+    def open_study() -> SweepStudy:
+        storage = open_optuna_storage(config.optuna_storage, optuna_pool.size, optuna_pool.overflow)
+        return SweepStudy(storage, config, PointSource(config), agent.agent)
+
     study = None
     if named is None and storage_exists(config.optuna_storage):  # a store recorded there wins
-        study = SweepStudy(
-            open_optuna_storage(config.optuna_storage, optuna_pool.size, optuna_pool.overflow),
-            config, PointSource(config), agent.agent,
-        )  # fmt: skip
+        study = open_study()
     found = study is not None and study.find()
     tracking_uri = sweep_tracking_uri(config, study if found else None)
     probe_mlflow_storage(tracking_uri)
     if study is None:
-        study = SweepStudy(
-            open_optuna_storage(config.optuna_storage, optuna_pool.size, optuna_pool.overflow),
-            config, PointSource(config), agent.agent,
-        )  # fmt: skip
+        study = open_study()
         found = study.find()
     if found:
         study.check_drift()  # before anything is written for this config

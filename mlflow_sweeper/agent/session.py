@@ -114,7 +114,7 @@ class SweepSession:
             self.done.set()
             self.uploads.drain()
             maintenance.join(timeout=5)
-            self._last_sync()
+            self.refresh_progress()  # other agents' last trials too, before the bar's last draw
             self.agent.reporter.stop()
         if self.agent.stop.is_set():
             self.result.interrupted = True
@@ -250,11 +250,11 @@ class SweepSession:
             if tallies.best is not None and not self.config.objective.multi:
                 progress.offer_best(tallies.best.value)
 
-    def _last_sync(self) -> None:
-        """The final counts, other agents' last trials included, before the bar is drawn a last time."""
+    def refresh_progress(self) -> None:
+        """`sync_progress`, a failed read left for the next one: the counts are shown, not relied on."""
         try:
             self.sync_progress()
-        except Exception as exc:  # noqa: BLE001 - the counts are shown, not relied on
+        except Exception as exc:  # noqa: BLE001
             log.debug("could not read the sweep's progress: %s", exc)
 
     def running_trial_ids(self) -> set[int]:

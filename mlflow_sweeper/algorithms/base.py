@@ -90,7 +90,8 @@ class Algorithm:
         return None
 
     @classmethod
-    def _option_parameters(cls) -> list[inspect.Parameter]:
+    def option_parameters(cls) -> list[inspect.Parameter]:
+        """The sampler's keyword parameters `sampler_options` could name (all but `seed`)."""
         if cls.sampler_class is None:
             return []
         parameters = inspect.signature(cls.sampler_class.__init__).parameters.values()
@@ -101,7 +102,7 @@ class Algorithm:
     def option_names(cls) -> list[str]:
         """The keyword arguments `sampler_options` may give: the sampler's, less `seed` and
         those that take a Python object (a function, a sampler), which YAML cannot give."""
-        return [p.name for p in cls._option_parameters() if not _takes_an_object(p)]
+        return [p.name for p in cls.option_parameters() if not _takes_an_object(p)]
 
     @classmethod
     def check_options(cls, options: dict[str, Any]) -> tuple[str, str] | None:
@@ -109,8 +110,9 @@ class Algorithm:
 
         Only the names: their values are checked by building the sampler, on the sweep's path
         (`rehearsal`), so that `status` or `delete` never pay for it."""
-        valid = cls.option_names()
-        objects = {p.name: p for p in cls._option_parameters() if _takes_an_object(p)}
+        parameters = cls.option_parameters()
+        valid = [p.name for p in parameters if not _takes_an_object(p)]
+        objects = {p.name: p for p in parameters if _takes_an_object(p)}
         for option in options:
             if option == "seed":
                 return "seed", "set by the sweep's top-level 'seed' key (one per slot), not here"

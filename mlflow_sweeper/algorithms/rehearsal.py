@@ -11,7 +11,6 @@ packages it imports (`gp` imports PyTorch).
 
 from __future__ import annotations
 
-import inspect
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -102,8 +101,7 @@ def _shortened(algorithm: Algorithm, options: dict) -> dict:
     """`options` with the sampler's warm-up (`n_startup_trials`, `population_size`) cut short,
     so that its model, where most options are read, runs within a few trials. A value of the
     wrong type is kept: the rehearsal must refuse it."""
-    assert algorithm.sampler_class is not None
-    parameters = inspect.signature(algorithm.sampler_class.__init__).parameters
+    parameters = {p.name: p for p in algorithm.option_parameters()}
     shortened = dict(options)
     for name, short in SHORT_WARM_UP.items():
         if name in parameters:
