@@ -30,6 +30,7 @@ IN_PROCESS_MODULES = {
     "test_algorithms.py",
     "test_command_line.py",
     "test_compat.py",
+    "test_counts.py",
     "test_outcome.py",
     "test_preflight.py",
     "test_protocol.py",
@@ -42,12 +43,27 @@ IN_PROCESS_MODULES = {
 SMOKE_MODULES = {"test_smoke.py"}
 
 
+def pytest_addoption(parser):
+    parser.addoption(
+        "--extended",
+        action="store_true",
+        help="also run the tests marked `extended`: end-to-end variants of what the default run "
+        "already checks (more storages, signals, agents), about twice the default run's time",
+    )
+
+
 def pytest_collection_modifyitems(config, items):
     for item in items:
         if item.path.name in IN_PROCESS_MODULES:
             item.add_marker(pytest.mark.inprocess)
         elif item.path.name in SMOKE_MODULES:
             item.add_marker(pytest.mark.smoke)
+    if config.getoption("--extended") or "extended" in (config.getoption("-m") or ""):
+        return
+    kept = [item for item in items if item.get_closest_marker("extended") is None]
+    if len(kept) < len(items):
+        config.hook.pytest_deselected(items=[item for item in items if item not in kept])
+        items[:] = kept
 
 
 def cli_env(extra: dict | None = None) -> dict:
@@ -100,8 +116,12 @@ DEFAULT_CONFIG = {
 }
 
 
-def write_config(directory: Path, name: str = "sweep.yaml", **keys) -> Path:
-    """A config file: DEFAULT_CONFIG with `keys` replacing its keys (None removes one)."""
+def write_config(directory: Path, name: str = "sweep.yaml", *, fresh_store: bool = False, **keys) -> Path:
+    """A config file: DEFAULT_CONFIG with `keys` replacing its keys (None removes one).
+
+    When the config keeps the default MLflow store (`mlflow.db` next to it) and none is there, an
+    empty one is put there (`with_empty_mlflow_store`), unless `fresh_store`: the sweep then
+    creates its store itself."""
     config = copy.deepcopy(DEFAULT_CONFIG)
     for key, value in keys.items():
         if value is None:
@@ -113,7 +133,50 @@ def write_config(directory: Path, name: str = "sweep.yaml", **keys) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / name
     path.write_text(yaml.safe_dump(config, sort_keys=False))
+    if not fresh_store and config.get("mlflow_storage") == DEFAULT_CONFIG["mlflow_storage"]:
+        with_empty_mlflow_store(directory)
     return path
+
+
+_EMPTY_STORES: list[Path] = []  # this process's template, made on first use
+
+
+def empty_mlflow_store() -> Path:
+    """An empty, real MLflow SQLite store to copy, made once per test process: a new store's
+    migrations cost seconds."""
+    if not _EMPTY_STORES:
+        import atexit
+        import shutil
+        import tempfile
+
+        from mlflow.tracking import MlflowClient
+
+        root = Path(tempfile.mkdtemp(prefix="sweeper-empty-store-"))
+        atexit.register(shutil.rmtree, root, True)
+        cwd = os.getcwd()
+        os.chdir(root)  # whatever the store creates next to itself stays there
+        try:
+            MlflowClient(tracking_uri=f"sqlite:///{root / 'mlflow.db'}").search_experiments()
+        finally:
+            os.chdir(cwd)
+        _EMPTY_STORES.append(root / "mlflow.db")
+    return _EMPTY_STORES[0]
+
+
+@pytest.fixture(scope="session")
+def mlflow_template() -> Path:
+    """`empty_mlflow_store()` as a fixture."""
+    return empty_mlflow_store()
+
+
+def with_empty_mlflow_store(directory: Path) -> Path:
+    """`directory` with a copy of `empty_mlflow_store()` as `mlflow.db`, unless it has one."""
+    import shutil
+
+    directory.mkdir(parents=True, exist_ok=True)
+    if not (directory / "mlflow.db").exists():
+        shutil.copyfile(empty_mlflow_store(), directory / "mlflow.db")
+    return directory
 
 
 def read_records(path: Path) -> list[dict]:
@@ -157,9 +220,8 @@ def require_server(name: str, host: str, port: int) -> None:
     pytest.skip(message)
 
 
-@pytest.fixture
-def postgres_db():
-    """A factory of fresh PostgreSQL databases; returns SQLAlchemy URLs, drops them afterwards."""
+def _postgres_databases():
+    """A factory of fresh PostgreSQL databases (SQLAlchemy URLs) and the function dropping them."""
     require_server("PostgreSQL", "127.0.0.1", 5432)
     import psycopg2
 
@@ -174,13 +236,31 @@ def postgres_db():
         created.append(name)
         return f"postgresql://postgres@127.0.0.1:5432/{name}"
 
+    def drop_all() -> None:
+        conn = psycopg2.connect(host="127.0.0.1", port=5432, user="postgres", dbname="postgres")
+        conn.autocommit = True
+        for name in created:
+            with contextlib.suppress(Exception):  # cleanup is best effort
+                conn.cursor().execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.close()
+
+    return make, drop_all
+
+
+@pytest.fixture
+def postgres_db():
+    """A factory of fresh PostgreSQL databases; returns SQLAlchemy URLs, drops them afterwards."""
+    make, drop_all = _postgres_databases()
     yield make
-    conn = psycopg2.connect(host="127.0.0.1", port=5432, user="postgres", dbname="postgres")
-    conn.autocommit = True
-    for name in created:
-        with contextlib.suppress(Exception):  # cleanup is best effort
-            conn.cursor().execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    conn.close()
+    drop_all()
+
+
+@pytest.fixture(scope="module")
+def module_postgres_db():
+    """As `postgres_db`, the databases kept for the whole module (for a server shared by its tests)."""
+    make, drop_all = _postgres_databases()
+    yield make
+    drop_all()
 
 
 class PrivatePostgres:
@@ -393,16 +473,34 @@ def start_proxy(storage_url: str, log_path: Path) -> tuple[subprocess.Popen, str
     return proc, url
 
 
-@pytest.fixture
-def grpc_proxy(tmp_path):
-    """A factory: grpc_proxy(storage_url) starts a real proxy subprocess, stopped afterwards."""
+def _proxies(directory: Path):
+    """A factory of real proxy subprocesses (logs in `directory`) and the function stopping them."""
     started: list[subprocess.Popen] = []
 
     def make(storage_url: str) -> str:
-        proc, url = start_proxy(storage_url, tmp_path / f"proxy-{len(started)}.log")
+        proc, url = start_proxy(storage_url, directory / f"proxy-{len(started)}.log")
         started.append(proc)
         return url
 
+    def stop_all() -> None:
+        for proc in started:
+            kill_process_tree(proc)
+
+    return make, stop_all
+
+
+@pytest.fixture
+def grpc_proxy(tmp_path):
+    """A factory: grpc_proxy(storage_url) starts a real proxy subprocess, stopped afterwards."""
+    make, stop_all = _proxies(tmp_path)
     yield make
-    for proc in started:
-        kill_process_tree(proc)
+    stop_all()
+
+
+@pytest.fixture(scope="module")
+def module_grpc_proxy(tmp_path_factory):
+    """As `grpc_proxy`, each proxy kept for the whole module: starting one costs seconds, so tests
+    that give their sweeps names of their own share one proxy per storage."""
+    make, stop_all = _proxies(tmp_path_factory.mktemp("proxies"))
+    yield make
+    stop_all()

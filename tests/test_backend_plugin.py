@@ -81,6 +81,7 @@ def test_plugin_backend_trials_are_nested_tagged_and_scored(tmp_path):
     assert {t.user_attrs["mlflow_run_id"] for t in trials} == {r.info.run_id for r in runs}
 
 
+@pytest.mark.extended
 def test_plugin_backend_failed_trial_is_retried(tmp_path):
     config = backend_config(tmp_path, "fail_once")
     result = run_cli("sweep", config, cwd=tmp_path, env=plugin_env())
@@ -93,6 +94,7 @@ def test_plugin_backend_failed_trial_is_retried(tmp_path):
     assert len(read_records(tmp_path / "records.jsonl")) == 4
 
 
+@pytest.mark.extended
 def test_plugin_backend_trial_timeout_kills_the_job(tmp_path):
     config = backend_config(tmp_path, "hang", trial_timeout=4, max_retries=0)
     result = run_cli("sweep", config, "-j", "2", cwd=tmp_path, env=plugin_env())
@@ -105,6 +107,7 @@ def test_plugin_backend_trial_timeout_kills_the_job(tmp_path):
     assert not [pid for pid in pids if _alive(pid)], "a timed-out job is still running"
 
 
+@pytest.mark.extended
 def test_plugin_backend_ctrl_c_cancels_the_jobs_and_resume_completes(tmp_path):
     gate = tmp_path / "go"
     config = backend_config(tmp_path, f"block:{gate}")

@@ -337,7 +337,11 @@ def run_unreachable(tmp_path: Path, env: dict | None = None, **keys) -> tuple[Pa
 
 
 @pytest.mark.parametrize(
-    "url", ["postgresql://postgres@127.0.0.1:1/x", "postgresql+psycopg2://postgres@127.0.0.1:1/x"]
+    "url",
+    [
+        "postgresql://postgres@127.0.0.1:1/x",
+        pytest.param("postgresql+psycopg2://postgres@127.0.0.1:1/x", marks=pytest.mark.extended),
+    ],
 )
 def test_unreachable_optuna_server(url, tmp_path):
     config, message, before, after = run_unreachable(tmp_path, optuna_storage=url)

@@ -24,22 +24,6 @@ META_FIXED = "'q'\"dq\" `touch PWNED3` > redirected.txt"
 SHELL_LEFTOVERS = ("PWNED", "PWNED2", "PWNED3", "redirected.txt")
 
 
-@pytest.fixture(scope="module")
-def mlflow_template(tmp_path_factory) -> Path:
-    """An empty MLflow SQLite store with its schema created once: a fresh store's migrations cost
-    seconds per sweep on a busy machine. The grid sweep below still starts from no store at all."""
-    from mlflow.tracking import MlflowClient
-
-    path = tmp_path_factory.mktemp("template") / "mlflow.db"
-    cwd = os.getcwd()
-    os.chdir(path.parent)  # whatever the store creates next to itself stays in the template's directory
-    try:
-        MlflowClient(tracking_uri=f"sqlite:///{path}").search_experiments()
-    finally:
-        os.chdir(cwd)
-    return path
-
-
 def with_store(directory: Path, template: Path) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(template, directory / "mlflow.db")
@@ -234,6 +218,7 @@ def test_random_on_a_discrete_space_never_repeats_and_stops_when_exhausted(sweep
     assert len(role(runs, "trial")) == 4
 
 
+@pytest.mark.extended
 def test_tpe_on_a_float_range(sweep_dir):
     record = sweep_dir / "records.jsonl"
     config = write_config(
@@ -264,6 +249,7 @@ def test_tpe_on_a_float_range(sweep_dir):
     assert parent.data.tags["sweeper.best_run_id"] == best.info.run_id
 
 
+@pytest.mark.extended
 def test_random_on_a_float_range(sweep_dir):
     record = sweep_dir / "records.jsonl"
     config = write_config(

@@ -387,8 +387,24 @@ def mlflow_storage_url(kind: str, shared: Path, request) -> str:
 # also the load test: 3 agents x 4 workers = 12 workers on the 12 points of shared SQLite files,
 # so every claim, run creation and trial start and end (no sleep) hits both files at once.
 STORAGES = [
-    pytest.param("sqlite", "sqlite", 4, GRID, "ok", id="optuna-sqlite/mlflow-sqlite/3x4-under-load"),
-    pytest.param("journal", "sqlite", 2, GRID, "light:0.2", id="optuna-journal/mlflow-sqlite"),
+    pytest.param(
+        "sqlite",
+        "sqlite",
+        4,
+        GRID,
+        "ok",
+        id="optuna-sqlite/mlflow-sqlite/3x4-under-load",
+        marks=pytest.mark.extended,
+    ),
+    pytest.param(
+        "journal",
+        "sqlite",
+        2,
+        GRID,
+        "light:0.2",
+        id="optuna-journal/mlflow-sqlite",
+        marks=pytest.mark.extended,
+    ),
     pytest.param(
         "postgres",
         "postgres",
@@ -438,6 +454,7 @@ def test_agents_started_at_once_run_every_grid_point_once(
     print(f"[{optuna_kind}/{mlflow_kind}] {figures}; late agent exited in {late:.1f} s")
 
 
+@pytest.mark.extended
 @pytest.mark.server
 def test_agents_through_an_mlflow_tracking_server(tmp_path, mlflow_server, postgres_db, processes):
     """No shared files at all: MLflow over HTTP, Optuna on PostgreSQL, MLflow-project trials."""
@@ -472,6 +489,7 @@ def test_agents_through_an_mlflow_tracking_server(tmp_path, mlflow_server, postg
     print(f"[http/postgres] {figures}")
 
 
+@pytest.mark.extended
 def test_random_search_budget_is_shared_and_never_exceeded(tmp_path, processes):
     """3 agents x 3 workers (9 slots) on a random search whose whole budget is 7 trials."""
     shared = tmp_path / "shared"
@@ -505,6 +523,7 @@ def test_random_search_budget_is_shared_and_never_exceeded(tmp_path, processes):
     print(f"[random, max_trials=7] {figures}; late agent exited in {late:.1f} s")
 
 
+@pytest.mark.extended
 def test_start_agents_script(tmp_path, processes):
     """scripts/start_agents.py starts N agents on one config, waits, and reports failure."""
     script = REPO / "scripts" / "start_agents.py"
@@ -540,6 +559,7 @@ def test_start_agents_script(tmp_path, processes):
     assert "parameters.x" in result.stdout + result.stderr
 
 
+@pytest.mark.extended
 def test_the_report_lands_once_when_agents_finish_at_the_same_moment(tmp_path, processes):
     """3 agents x 2 workers hold all 6 trials at a gate; opened at once, every agent sees the sweep
     complete within milliseconds, and exactly one of them closes it: one report on the parent,

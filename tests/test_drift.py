@@ -146,6 +146,7 @@ def sweep_ok(config: Path, directory: Path) -> None:
     assert "Traceback" not in output, output
 
 
+@pytest.mark.extended
 def test_raising_the_budget_of_a_random_sweep_runs_more_trials(tmp_path):
     space = {"x": {"low": 0.0, "high": 1.0}, "y": 10}
     config = write_config(tmp_path, parameters=space, algorithm="random", max_trials=2, seed=0)

@@ -328,6 +328,7 @@ def _kill_agent_mid_trial(
     return records
 
 
+@pytest.mark.extended
 def test_killed_agent_on_another_host_is_reclaimed_after_stale_after(tmp_path, agents):
     prefix = _other_host_prefix()
     record, go = tmp_path / "records.jsonl", tmp_path / "go"
@@ -390,6 +391,7 @@ def test_killed_agent_on_same_host_is_recognised_without_waiting_stale_after(tmp
     assert lock_files(tmp_path) == []
 
 
+@pytest.mark.extended
 def test_a_sweep_deleted_while_its_agent_runs_stops_the_agent_with_one_message(tmp_path, agents):
     record, go = tmp_path / "records.jsonl", tmp_path / "go"
     config = write_config(
@@ -407,6 +409,7 @@ def test_a_sweep_deleted_while_its_agent_runs_stops_the_agent_with_one_message(t
     assert "Traceback" not in text, text
 
 
+@pytest.mark.extended
 def test_live_agent_keeps_its_trial_when_another_agent_has_a_shorter_stale_after(tmp_path, agents):
     """stale_after may differ between agents of one sweep (it may change on resume): an agent with
     a short one must not take for dead a live agent that beats at the pace of its longer one."""
@@ -438,7 +441,11 @@ def test_live_agent_keeps_its_trial_when_another_agent_has_a_shorter_stale_after
 # ---- Ctrl-C and SIGTERM ----------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+@pytest.mark.parametrize(
+    "signum",
+    [signal.SIGINT, pytest.param(signal.SIGTERM, marks=pytest.mark.extended)],
+    ids=["SIGINT", "SIGTERM"],
+)
 def test_interrupt_cancels_trials_and_resume_completes_every_point(tmp_path, agents, signum):
     record, go = tmp_path / "records.jsonl", tmp_path / "go"
     # A shell that stays the trial's parent, so each trial is a process tree (bash -> python).
@@ -492,6 +499,7 @@ def test_interrupt_cancels_trials_and_resume_completes_every_point(tmp_path, age
     assert lock_files(tmp_path) == []
 
 
+@pytest.mark.extended
 def test_second_interrupt_exits_at_once(tmp_path, agents):
     record, go = tmp_path / "records.jsonl", tmp_path / "go"
     # The trial ignores SIGTERM: cancelling it takes the launcher's grace period before SIGKILL,
@@ -576,6 +584,7 @@ time.sleep(3600)
 """
 
 
+@pytest.mark.extended
 def test_lock_left_by_dead_process_does_not_block_and_no_lock_remains(tmp_path):
     (tmp_path / "sweeps").mkdir()
     stale = [tmp_path / ".mlflow.db.create.lock", tmp_path / "sweeps" / ".optuna.db.create.lock"]
@@ -652,6 +661,7 @@ def test_postgres_restart_mid_sweep_loses_no_trial(tmp_path, agents, private_pos
     assert [t.state.name for t in optuna_trials(optuna)] == ["COMPLETE"] * 3
 
 
+@pytest.mark.extended
 def test_claim_abandoned_by_a_dead_agent_is_released_and_its_point_runs_once(tmp_path):
     """An agent killed between claiming a slot and creating its trial leaves a RUNNING claim;
     the next agent must release it, run that point exactly once, and finish the sweep."""

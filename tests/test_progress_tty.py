@@ -116,6 +116,7 @@ def test_terminal_shows_one_bar_with_events_above_it(tmp_path):
     assert [i for i, line in enumerate(lines) if "trial 1 finished" in line][0] < lines.index(bars[0])
 
 
+@pytest.mark.extended
 def test_a_librarys_log_lines_go_above_the_bar_not_onto_it(tmp_path):
     """Optuna logs a warning for each trial in which CMA-ES samples a list parameter on its own:
     every such line is printed above the bar, none is written onto the bar's line."""
@@ -137,6 +138,7 @@ def test_a_librarys_log_lines_go_above_the_bar_not_onto_it(tmp_path):
     assert [line for line in lines if "sampled independently" in line and not BAR.search(line)]
 
 
+@pytest.mark.extended
 def test_the_bar_counts_every_agents_trials(tmp_path):
     """Another agent works on the same sweep: the bar shows the whole sweep's counts (read from
     the storage), so it ends at 6/6 done although this agent ran only some of the trials."""
@@ -198,6 +200,7 @@ def test_piped_output_is_plain_timestamped_lines(tmp_path):
         assert STAMP.match(line), f"a line without a timestamp: {line!r}"
 
 
+@pytest.mark.extended
 def test_quiet_prints_only_the_summary(tmp_path):
     config = write_config(tmp_path, parameters=SMALL)
     result = run_cli("sweep", config, "--quiet", cwd=tmp_path)

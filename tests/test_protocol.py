@@ -40,7 +40,7 @@ from mlflow_sweeper.coordination import (
     close_study_name,
     tallies,
 )
-from mlflow_sweeper.coordination.names import CLOSE_EPOCH, RUN_ATTR
+from mlflow_sweeper.coordination.names import CLOSE_EPOCH, RUN_ATTR, study_names
 from mlflow_sweeper.coordination.store import trial_template
 from mlflow_sweeper.errors import SweeperError
 from mlflow_sweeper.storages import open_optuna_storage
@@ -76,15 +76,30 @@ class Backend:
         return open_optuna_storage(self.url)
 
 
+@pytest.fixture(scope="module")
+def shared_proxies(module_grpc_proxy, tmp_path_factory, request):
+    """The gRPC kinds' proxies, one per storage for the whole module (a proxy costs seconds to
+    start): each test's sweep has a name of its own (`make_config`), as distinct sweeps would."""
+    urls: dict[str, str] = {}
+
+    def proxy(kind: str) -> str:
+        if kind not in urls:
+            if kind == "grpc-sqlite":
+                storage = f"sqlite:///{tmp_path_factory.mktemp('grpc') / 'optuna.db'}"
+            else:
+                storage = request.getfixturevalue("module_postgres_db")()
+            urls[kind] = module_grpc_proxy(storage)
+        return urls[kind]
+
+    return proxy
+
+
 @pytest.fixture(params=KINDS)
 def backend(request, tmp_path) -> Backend:
     """Each agent opens its own storage object; through the gRPC proxy (a real `mlflow-sweeper
     proxy` subprocess in front of SQLite or PostgreSQL), each its own proxy client."""
-    if request.param == "grpc-sqlite":
-        return Backend("grpc", request.getfixturevalue("grpc_proxy")(f"sqlite:///{tmp_path / 'optuna.db'}"))
-    if request.param == "grpc-postgres":
-        database = request.getfixturevalue("postgres_db")()
-        return Backend("grpc", request.getfixturevalue("grpc_proxy")(database))
+    if request.param.startswith("grpc-"):
+        return Backend("grpc", request.getfixturevalue("shared_proxies")(request.param))
     if request.param == "memory":
         return Backend("memory", f"sqlite:///{tmp_path / 'unused.db'}", InMemoryStorage())
     if request.param == "journal":
@@ -95,7 +110,7 @@ def backend(request, tmp_path) -> Backend:
 def make_config(tmp_path: Path, backend: Backend, **keys):
     data = {
         "experiment": "exp",
-        "sweep_name": "s",
+        "sweep_name": tmp_path.name,  # the test's own: a shared proxy serves other tests' sweeps
         "command": "true",
         "parameters": {"x": list(range(20)), "y": list(range(10))},
         "optuna_storage": backend.url,
@@ -562,4 +577,4 @@ def test_delete_removes_every_study_of_a_closed_sweep(tmp_path, backend):
     studies[0].mark_closed()
     assert delete_sweep(config).study_deleted
     names = {s.study_name for s in optuna.get_all_study_summaries(backend.open())}
-    assert names == set()
+    assert not names & set(study_names(config.identity))  # other tests' sweeps may share the storage

@@ -24,19 +24,6 @@ PROJECT_REAL = Path(__file__).resolve().parent / "project_real"
 FLAGS = PROJECT_REAL / "flags.py"
 
 
-@pytest.fixture(scope="module")
-def mlflow_template(tmp_path_factory) -> Path:
-    """An empty MLflow SQLite store, its schema created once (migrations cost seconds)."""
-    path = tmp_path_factory.mktemp("template") / "mlflow.db"
-    cwd = os.getcwd()
-    os.chdir(path.parent)
-    try:
-        MlflowClient(tracking_uri=f"sqlite:///{path}").search_experiments()
-    finally:
-        os.chdir(cwd)
-    return path
-
-
 def config_file(directory: Path, template: Path | None = None, **keys) -> Path:
     """A config of an `entry_point` sweep of tests/project_real (keys replace; None removes), with
     the MLflow store in mlflow.db next to it (copied from `template` when given)."""
@@ -279,6 +266,7 @@ def test_fail_fast_stops_the_sweep_early_and_it_resumes_once_fixed(tmp_path, mlf
     assert parent_run(uri).info.status == "FINISHED"
 
 
+@pytest.mark.extended
 def test_fail_fast_keeps_the_attempts_of_a_point_whose_last_one_was_still_running(tmp_path, mlflow_template):
     """fail_fast fires while another point's last attempt still runs: when that one fails too,
     its point is queued again like the others, so the fixed sweep resumes it (not failed for good)."""
@@ -300,6 +288,7 @@ def test_fail_fast_keeps_the_attempts_of_a_point_whose_last_one_was_still_runnin
     assert waiting == [1, 2], [(t.number, t.state.name, t.params) for t in trials]
 
 
+@pytest.mark.extended
 def test_fail_fast_zero_runs_every_attempt(tmp_path, mlflow_template):
     script = failing_script(tmp_path)
     config = config_file(
@@ -320,6 +309,7 @@ def test_fail_fast_zero_runs_every_attempt(tmp_path, mlflow_template):
 # ---- 7: the console script by its full path, its environment not activated ---------------------
 
 
+@pytest.mark.extended
 def test_console_script_by_full_path_gives_trials_the_agents_python(tmp_path, mlflow_template):
     config = config_file(
         tmp_path,
@@ -348,6 +338,7 @@ def test_console_script_by_full_path_gives_trials_the_agents_python(tmp_path, ml
 # ---- 8: the recorded MLflow storage --------------------------------------------------------------
 
 
+@pytest.mark.extended
 def test_recorded_mlflow_storage_is_used_wherever_agents_and_status_start(tmp_path):
     conf = tmp_path / "conf"
     config = config_file(
@@ -470,6 +461,7 @@ def command_run(uri: str, experiment: str | None) -> str:
     return client.create_run(experiment_id).info.run_id
 
 
+@pytest.mark.extended
 def test_agent_run_outside_the_sweeps_experiment_is_tagged_with_a_hint(tmp_path, mlflow_template):
     config = config_file(
         tmp_path,
@@ -507,6 +499,7 @@ def test_mlflow_run_of_this_project_finds_a_config_relative_to_where_it_was_type
     assert "exp/s1" in result.stdout and "not started" in result.stdout, output(result)
 
 
+@pytest.mark.extended
 def test_status_and_delete_runs_are_tagged_admin_and_finished(tmp_path, mlflow_template):
     config = config_file(
         tmp_path,
@@ -533,6 +526,7 @@ def test_status_and_delete_runs_are_tagged_admin_and_finished(tmp_path, mlflow_t
 # ---- 11: delete --purge leaves no empty run folders ---------------------------------------------
 
 
+@pytest.mark.extended
 def test_delete_purge_leaves_no_run_folders_under_mlruns(tmp_path, mlflow_template):
     config = config_file(
         tmp_path,

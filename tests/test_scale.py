@@ -75,7 +75,7 @@ def test_bad_grpc_urls_are_named():
 def test_a_proxy_nobody_serves_is_one_clear_error(tmp_path):
     from conftest import free_port
 
-    config = write_config(tmp_path, optuna_storage=f"grpc://127.0.0.1:{free_port()}")
+    config = write_config(tmp_path, fresh_store=True, optuna_storage=f"grpc://127.0.0.1:{free_port()}")
     result = run_cli("sweep", config, cwd=tmp_path, timeout=120)
     assert result.returncode == 2, result.stdout + result.stderr
     assert "cannot reach the Optuna gRPC proxy" in result.stderr
@@ -120,7 +120,7 @@ def without_grpc(tmp_path) -> dict:
 
 
 def test_without_the_grpc_extra_a_grpc_url_exits_2_naming_it(tmp_path, without_grpc):
-    config = write_config(tmp_path, optuna_storage="grpc://127.0.0.1:13000")
+    config = write_config(tmp_path, fresh_store=True, optuna_storage="grpc://127.0.0.1:13000")
     result = run_cli("sweep", config, cwd=tmp_path, env=without_grpc, timeout=120)
     assert result.returncode == 2, result.stdout + result.stderr
     assert GRPC_EXTRA in result.stderr
@@ -171,7 +171,7 @@ class AgentConnections:
 
 
 @pytest.mark.server
-@pytest.mark.parametrize("jobs", [1, 4])
+@pytest.mark.parametrize("jobs", [pytest.param(1, marks=pytest.mark.extended), 4])
 def test_an_agent_holds_at_most_two_plus_half_its_workers_connections(tmp_path, postgres_db, jobs):
     """One agent on PostgreSQL (both storages), its connections counted in pg_stat_activity by
     their application_name while its trials run (the trials' own connections are theirs)."""

@@ -112,6 +112,7 @@ def test_the_examples_cover_every_search_feature():
 # ---- conditional parameters -------------------------------------------------------------------
 
 
+@pytest.mark.extended
 def test_conditional_grid_runs_each_valid_point_once_and_passes_only_active_params(tmp_path):
     record = tmp_path / "records.jsonl"
     sweep(tmp_path, **keys(record, CONDITIONAL, spec={"metric": "score", "direction": "maximize"}))
@@ -241,6 +242,7 @@ def test_target_or_early_stopping_with_several_objectives_is_a_config_error(tmp_
 # ---- target ---------------------------------------------------------------------------------
 
 
+@pytest.mark.extended
 def test_a_trial_reaching_the_target_stops_new_trials_and_the_sweep_is_complete(tmp_path):
     record = tmp_path / "records.jsonl"
     config = keys(
@@ -338,7 +340,7 @@ def check_shared_sweep(agents, optuna_url: str, mlflow_uri: str, record: Path, e
 
 
 SHARED = [
-    pytest.param("sqlite", id="sqlite"),
+    pytest.param("sqlite", id="sqlite", marks=pytest.mark.extended),  # the same on SQLite
     pytest.param("postgres", id="postgres", marks=pytest.mark.server),
 ]
 

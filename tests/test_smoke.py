@@ -7,7 +7,9 @@ from conftest import mlflow_runs, optuna_trials, read_records, run_cli, write_co
 
 def test_grid_command_sweep_runs_every_point_once(tmp_path):
     record = tmp_path / "records.jsonl"
-    config = write_config(tmp_path, parameters={"x": [1, 2, 3], "y": [10, 20], "record": str(record)})
+    config = write_config(
+        tmp_path, fresh_store=True, parameters={"x": [1, 2, 3], "y": [10, 20], "record": str(record)}
+    )
     result = run_cli("sweep", config, "-j", "2", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
 
