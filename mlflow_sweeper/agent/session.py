@@ -22,6 +22,7 @@ from ..progress import SweepProgress
 from ..record import Recorder
 from ..trial_log import indented_tail
 from .closing import CloseContext, close_sweep
+from .counts import SweepCounts
 from .fail_fast import fail_fast_reason
 from .idle import IdleBackoff
 from .maintenance import maintain, requeue_lost
@@ -60,10 +61,9 @@ class SweepSession:
         self.progress = progress
         self.log_dir: Path = config.log_dir
         self.result = SweepResult(config.identity)
+        self.counts = SweepCounts(progress, single_objective=not config.objective.multi)
         self.running: dict[int, TrialExecution] = {}  # by Optuna trial id
-        self._running_elsewhere = 0  # other agents' running trials, at the last sync_progress
-        self._settled = {"done": 0, "pruned": 0, "failed": 0}  # this agent's, for sync_progress
-        self.lock = threading.Lock()
+        self.lock = threading.Lock()  # guards `running`
         self.done = threading.Event()  # set when the workers are gone: maintenance stops
         self.checked: CheckedProject | None = None  # the entry point's project, as checked
         self.idle = IdleBackoff()  # idle workers look for work in turn, less often over time
@@ -163,8 +163,7 @@ class SweepSession:
             slot, old_run = int(trial.system_attrs[SLOT]), trial.user_attrs.get(RUN_ATTR)
             self.study.requeue(dict(trial.params), slot, 1, old_run)
         if failed:
-            with self.lock:
-                self.progress.failed = max(0, self.progress.failed - len(failed))
+            self.counts.failed_again_owed(len(failed))
         return failed
 
     # ---- workers ---------------------------------------------------------------------------------
@@ -213,7 +212,7 @@ class SweepSession:
         """Run one trial; False when this worker must stop (Ctrl-C, or an error in the agent)."""
         with self.lock:
             self.running[trial.work.trial_id] = trial
-            self.progress.running = len(self.running) + self._running_elsewhere
+            self.counts.running_here(len(self.running))
         try:
             trial.run()
         except StopRequested:
@@ -229,50 +228,20 @@ class SweepSession:
         finally:
             with self.lock:
                 self.running.pop(trial.work.trial_id, None)
-                self.progress.running = len(self.running) + self._running_elsewhere
+                self.counts.running_here(len(self.running))
         return True
 
-    def sync_progress(self) -> None:
-        """The counts of every agent's trials, read from the storage: the bar shows the whole
-        sweep, not this agent's share of it, and the ETA the whole sweep's rate. Trials this
-        agent settled while the storage was being read are added, so no count steps back."""
-        with self.lock:
-            before = dict(self._settled)
-        tallies = self.study.progress()
-        with self.lock:
-            during = {kind: count - before[kind] for kind, count in self._settled.items()}
-            progress = self.progress
-            progress.done = tallies.complete + during["done"]
-            progress.pruned = tallies.pruned + during["pruned"]
-            progress.failed = tallies.failed_for_good + during["failed"]
-            self._running_elsewhere = max(0, tallies.running - len(self.running))
-            progress.running = len(self.running) + self._running_elsewhere
-            if tallies.best is not None and not self.config.objective.multi:
-                progress.offer_best(tallies.best.value)
-
     def refresh_progress(self) -> None:
-        """`sync_progress`, a failed read left for the next one: the counts are shown, not relied on."""
+        """Every agent's counts on the bar (`SweepCounts.sync`), a failed read left for the next
+        one: the counts are shown, not relied on."""
         try:
-            self.sync_progress()
+            self.counts.sync(self.study.progress)
         except Exception as exc:  # noqa: BLE001
             log.debug("could not read the sweep's progress: %s", exc)
 
     def running_trial_ids(self) -> set[int]:
         with self.lock:
             return set(self.running)
-
-    def count_done(self, value: float | None) -> bool:
-        """Count a complete trial; True when its value beats the best this agent knows of."""
-        with self.lock:
-            self._settled["done"] += 1
-            self.progress.done += 1
-            self.progress.done_here += 1
-            return self.progress.offer_best(value)
-
-    def count_failed(self) -> None:
-        with self.lock:
-            self._settled["failed"] += 1
-            self.progress.failed += 1
 
     def trial_failed(self, trial: TrialExecution) -> None:
         """After a failed attempt: the log's tail on the console on the point's first failure (once
@@ -292,11 +261,6 @@ class SweepSession:
         if self.result.error is None:
             self.result.error = f"{self.config.identity}: {stop}"
             self.report_stop(self.result.error)
-
-    def count_pruned(self) -> None:
-        with self.lock:
-            self._settled["pruned"] += 1
-            self.progress.pruned += 1
 
     # ---- the end of the sweep --------------------------------------------------------------------
 

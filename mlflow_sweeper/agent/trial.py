@@ -219,14 +219,14 @@ class TrialExecution:
         session.recorder.end_trial_run(run_id, outcome.run_status, ended_as=self.ended_as)
         session.study.complete(self.work, value)
         if isinstance(value, list):  # several objectives: no single best to show or record
-            session.count_done(None)
+            session.counts.done(None)
             self._keep_front()
             shown = ", ".join(
                 f"{n}={v:.6g}" for n, v in zip(session.config.objective.names, value, strict=True)
             )
             session.report(f"trial {self.work.number} finished (run {run_id}, {shown})")
             return
-        improved = session.count_done(value)
+        improved = session.counts.done(value)
         shown = "" if value is None else f", {session.config.objective.metric}={value:.6g}"
         session.report(f"trial {self.work.number} finished (run {run_id}{shown})")
         if improved:  # only then can it beat what the parent shows
@@ -239,7 +239,7 @@ class TrialExecution:
         session.recorder.end_trial_run(run_id, outcome.run_status)
         requeued = session.study.fail(self.work, outcome.reason, retry_it=True, old_run=run_id)
         if not requeued:
-            session.count_failed()
+            session.counts.failed()
         then = "will be retried" if requeued else "failed for good"
         log_hint = f"; log: {self.log_path}" if self.log_path.exists() else ""  # backends log elsewhere
         session.report(f"trial {self.work.number} failed (run {run_id}): {outcome.reason}; {then}{log_hint}")
@@ -271,7 +271,7 @@ class TrialExecution:
             session.recorder.tag_pruned(run_id)
             session.recorder.end_trial_run(run_id, outcome.run_status)
         session.study.prune(self.work)
-        session.count_pruned()
+        session.counts.pruned()
         session.report(f"trial {self.work.number} pruned (run {run_id}): {outcome.reason}")
 
     def _settle_cancelled(self, outcome: Outcome) -> None:

@@ -1,0 +1,82 @@
+"""The bar's counts: this agent's trials as they settle, every agent's from the storage."""
+
+from __future__ import annotations
+
+import threading
+
+from mlflow_sweeper.agent.counts import SweepCounts
+from mlflow_sweeper.coordination.tallies import Progress
+from mlflow_sweeper.progress import SweepProgress
+
+
+def tallies(complete=0, running=0, failed=0, pruned=0, best=None) -> Progress:
+    return Progress(
+        budget=20,
+        complete=complete,
+        running=running,
+        waiting=0,
+        failed_for_good=failed,
+        best=best,
+        pruned=pruned,
+    )
+
+
+class Best:
+    def __init__(self, value: float):
+        self.value = value
+
+
+def counts(direction: str = "maximize", single_objective: bool = True) -> SweepCounts:
+    return SweepCounts(SweepProgress(name="exp/s", total=20, direction=direction), single_objective)
+
+
+def test_own_trials_count_at_once_and_only_a_better_value_is_an_improvement():
+    c = counts()
+    assert c.done(3.0) is True
+    assert c.done(2.0) is False
+    c.failed()
+    c.pruned()
+    p = c.progress
+    assert (p.done, p.done_here, p.failed, p.pruned, p.best) == (2, 2, 1, 1, 3.0)
+
+
+def test_sync_shows_every_agents_trials_and_their_running_ones_beside_ours():
+    c = counts()
+    c.running_here(2)
+    c.sync(lambda: tallies(complete=7, running=5, failed=1, pruned=2, best=Best(9.0)))
+    p = c.progress
+    assert (p.done, p.failed, p.pruned, p.running, p.best) == (7, 1, 2, 5, 9.0)
+    c.running_here(1)  # one of ours ended: the other agents' 3 still run
+    assert p.running == 4
+
+
+def test_a_trial_settled_while_the_storage_is_read_is_not_lost():
+    """The read started before this agent's trial settled, so its tallies miss it: the count must
+    not step back from what the bar already showed."""
+    c = counts()
+    c.done(1.0)
+    settled_during_read = threading.Event()
+
+    def read() -> Progress:
+        c.done(2.0)  # another worker settles a trial while the storage is being read
+        settled_during_read.set()
+        return tallies(complete=1)  # the storage as it was when the read began
+
+    c.sync(read)
+    assert settled_during_read.is_set()
+    assert c.progress.done == 2
+
+
+def test_several_objectives_show_no_best_value():
+    c = counts(single_objective=False)
+    c.sync(lambda: tallies(complete=3, best=Best(1.0)))
+    assert c.progress.best is None
+
+
+def test_points_queued_again_are_no_longer_failed():
+    c = counts()
+    c.sync(lambda: tallies(failed=3))
+    c.failed_again_owed(2)
+    assert c.progress.failed == 1
+    c.failed_again_owed(5)
+    assert c.progress.failed == 0
