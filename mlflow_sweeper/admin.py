@@ -16,6 +16,8 @@ from . import compat
 from .algorithms import PointSource
 from .config import SweepConfig
 from .coordination import RUN_ATTR, SweepStudy, agent_id, study_names
+from .coordination.identity import directions_of
+from .coordination.tallies import pareto_front
 from .errors import NoSuchSweep, UsageError
 from .record import Recorder, current_run_id
 from .report.objectives import objectives_of
@@ -176,15 +178,18 @@ def sweep_status_data(config: SweepConfig) -> dict:
             entry["parent_status"] = recorder.client.get_run(parent).info.status
         except Exception:  # noqa: BLE001 - shown as "not found in MLflow"
             entry["parent_status"] = None
-    best = None if objectives_of(config).multi else _best_trial(study)
+    if objectives_of(config).multi:  # no single best: the trials no other one beats on every metric
+        front = pareto_front(trials, directions_of(config))
+        entry["pareto"] = [{"values": list(t.values), **_trial_entry(t)} for t in front]
+        return entry
+    best = _best_trial(study)
     if best is not None:
-        entry["best"] = {
-            "value": best.value,
-            "params": dict(best.params),
-            "run_id": best.user_attrs.get(RUN_ATTR),
-            "trial": best.number,
-        }
+        entry["best"] = {"value": best.value, **_trial_entry(best)}
     return entry
+
+
+def _trial_entry(trial) -> dict:
+    return {"params": dict(trial.params), "run_id": trial.user_attrs.get(RUN_ATTR), "trial": trial.number}
 
 
 def _best_trial(study: SweepStudy):
@@ -209,6 +214,9 @@ def sweep_status(config: SweepConfig) -> str:
         f"  trials: {data['done']}/{data['budget']} done, {data['running']} running, "
         f"{data['failed']} failed, {data['pruned']} pruned, {data['remaining']} remaining"
     )
+    if "pareto" in data:
+        lines.extend(_pareto_lines(config, data["pareto"]))
+        return "\n".join(lines)
     best = data["best"]
     if best is not None:
         params = ", ".join(f"{k}={v}" for k, v in best["params"].items())
@@ -219,6 +227,25 @@ def sweep_status(config: SweepConfig) -> str:
     else:
         lines.append("  best: -")
     return "\n".join(lines)
+
+
+PARETO_SHOWN = 10  # front trials listed by `status`; `--json` and the parent's tag list them all
+
+
+def _pareto_lines(config: SweepConfig, front: list[dict]) -> list[str]:
+    """Several objectives: the Pareto front, a line per trial on it."""
+    if not front:
+        return ["  pareto front: -"]
+    lines = [f"  pareto front: {len(front)} trial{'' if len(front) == 1 else 's'}"]
+    for entry in front[:PARETO_SHOWN]:
+        values = ", ".join(
+            f"{name}={value:.6g}" for name, value in zip(config.objective.names, entry["values"], strict=True)
+        )
+        params = ", ".join(f"{k}={v}" for k, v in entry["params"].items())
+        lines.append(f"    trial {entry['trial']} (run {entry['run_id'] or '-'}): {values}: {params}")
+    if len(front) > PARETO_SHOWN:
+        lines.append(f"    ... and {len(front) - PARETO_SHOWN} more (status --json lists them all)")
+    return lines
 
 
 def sweep_report(config: SweepConfig, out_dir: str | Path | None, log_it: bool):

@@ -217,7 +217,13 @@ def test_several_objectives_give_values_pareto_tags_and_the_front_on_the_parent(
 
     status = run_cli("status", tmp_path / "sweep.yaml", "--json", cwd=tmp_path)
     assert status.returncode == 0, status.stderr
-    assert json.loads(status.stdout)["sweeps"][0]["best"] is None
+    entry = json.loads(status.stdout)["sweeps"][0]
+    assert entry["best"] is None
+    assert {p["run_id"] for p in entry["pareto"]} == front_runs
+    assert all(p["values"] == [p["params"]["x"], p["params"]["x"] ** 2 + 1] for p in entry["pareto"])
+    text = run_cli("status", tmp_path / "sweep.yaml", cwd=tmp_path).stdout
+    assert "pareto front: 3 trials" in text, text
+    assert "m1=3, m2=10: x=3, y=1" in text, text
 
 
 @pytest.mark.parametrize(
