@@ -68,12 +68,18 @@ def sweep_tracking_uri(config: Any, study: Any | None) -> str:
     return recorded or default_tracking_uri()
 
 
+def first_records(uri: str) -> dict[str, str]:
+    """What the agent creating a sweep's study writes with it, before anything else: its store,
+    so that an agent without a store named that joins at that moment waits for it."""
+    return {TRACKING_URI_ATTR: fit_to_record(uri)}
+
+
 def agreed_tracking_uri(study: Any, found: bool, own_default: str) -> str:
     """No store named: the sweep's store, as the agent that created its study recorded it before
     anything else. This agent creates the study now, recording its own default, unless another
     agent did (a moment ago, perhaps from another directory): then it waits for that record."""
     if not found:
-        if study.create_or_find({TRACKING_URI_ATTR: fit_to_record(own_default)}):
+        if study.create_or_find(first_records(own_default)):
             return own_default
         study.check_drift()  # joined a moment ago: not checked as a found sweep was
     return await_recorded_tracking_uri(study) or own_default

@@ -406,6 +406,36 @@ def test_agents_started_together_from_different_directories_agree_on_one_store(t
     assert parent_run(uri).info.status == "FINISHED"
 
 
+def test_a_named_store_is_recorded_in_the_step_that_creates_the_sweep(tmp_path, mlflow_template):
+    """An agent with no store named that joins while the creator (store named) is still making
+    the parent run must find the store recorded, not fall back to a default of its own: the
+    creator writes it with the study, before the config path, not after the parent run."""
+    import sqlite3
+
+    from mlflow_sweeper.coordination.names import CONFIG_ATTR
+
+    conf = tmp_path / "conf"
+    config = config_file(
+        conf, mlflow_template, command=f"python {FLAGS} --lr {{lr}}", parameters={"lr": [0.5]}, spec=None
+    )
+    result = run_cli("sweep", config, cwd=tmp_path)
+    assert result.returncode == 0, output(result)
+    conn = sqlite3.connect(conf / "sweeps" / "optuna.db")
+    try:
+        keys = [
+            key
+            for (key,) in conn.execute(
+                "SELECT a.key FROM study_user_attributes a JOIN studies s ON s.study_id = a.study_id "
+                "WHERE s.study_name = 'exp/s1' ORDER BY a.study_user_attribute_id"
+            )
+        ]
+    finally:
+        conn.close()
+    assert keys.index("mlflow_tracking_uri") < keys.index(CONFIG_ATTR), keys
+    study = optuna.load_study(study_name="exp/s1", storage=optuna_url(conf))
+    assert study.user_attrs["mlflow_tracking_uri"] == f"sqlite:///{conf / 'mlflow.db'}"
+
+
 def test_recorded_storage_never_holds_a_password():
     from mlflow_sweeper.tracking_store import fit_to_record
 

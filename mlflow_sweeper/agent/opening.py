@@ -16,6 +16,7 @@ from ..storages.pools import AGENT_APPLICATION, agent_pools, store_turn
 from ..tracking_store import (
     agreed_tracking_uri,
     explicit_tracking_uri,
+    first_records,
     record_tracking_uri,
     sweep_tracking_uri,
 )
@@ -61,6 +62,8 @@ def open_session(
         if agreed != tracking_uri:
             tracking_uri = agreed
             probe_mlflow_storage(tracking_uri)
+    elif not found:  # a named store is recorded with the study too, not after the parent run
+        study.create_or_find(first_records(tracking_uri))
     client = open_mlflow_tracking(tracking_uri, mlflow_pool, AGENT_APPLICATION)
     recorder = Recorder(client, config)
     parent_id = study.create_or_attach(recorder.create_parent, recorder.parent_state)
