@@ -293,6 +293,19 @@ def test_sensitivity_report_charts_the_spread_of_each_parameter(tmp_path):
     assert "Sensitivity" in page
 
 
+def test_a_chart_waiting_for_trials_says_so_on_the_page(tmp_path):
+    report = build_report(_config(tmp_path), _trials(["maximize"], _two_params, n=1), tmp_path / "out")
+    assert not report.problems and report.metrics() == {}
+    assert "importance.png" not in {path.name for path in report.files}
+    page = (tmp_path / "out" / "report.html").read_text(encoding="utf-8")
+    assert "<h2>Parameter importances</h2>" in page
+    assert "needs 2 completed trials (1 so far): no importances yet" in page
+    assert page.index("Optimization history") < page.index("Parameter importances") < page.index("Timeline")
+
+    report = build_report(_config(tmp_path), _trials(["maximize"], _two_params, n=3), tmp_path / "more")
+    assert "so far" not in (tmp_path / "more" / "report.html").read_text(encoding="utf-8")
+
+
 def test_a_sweep_without_an_objective_gets_its_table_and_page(tmp_path):
     config = _config(tmp_path)
     config = dataclasses.replace(config, objective=dataclasses.replace(config.objective, metric=None))

@@ -13,8 +13,7 @@ from optuna import visualization as vis
 from optuna.visualization import matplotlib as vis_mpl
 
 from .context import ReportContext
-
-MIN_FOR_IMPORTANCE = 2
+from .importance import MIN_COMPLETE
 
 
 @dataclass(frozen=True)
@@ -24,6 +23,8 @@ class Chart:
     applies: Callable[[ReportContext], bool]
     figures: Callable[[ReportContext], list]  # plotly figures for report.html
     png: Callable[[ReportContext], object] | None = None  # draws matplotlib axes for <key>.png
+    # When it does not apply yet: what it waits for (a line on the page), or None to leave it out.
+    pending: Callable[[ReportContext], str | None] | None = None
 
 
 def _history(ctx: ReportContext) -> list:
@@ -134,6 +135,12 @@ def _intermediate(ctx: ReportContext) -> list:
     return [vis.plot_intermediate_values(ctx.study)]
 
 
+def _importance_pending(ctx: ReportContext) -> str | None:
+    if ctx.study is None or ctx.complete >= MIN_COMPLETE:
+        return None
+    return f"needs {MIN_COMPLETE} completed trials ({ctx.complete} so far): no importances yet"
+
+
 def _has_study(ctx: ReportContext) -> bool:
     return ctx.study is not None and ctx.complete >= 1
 
@@ -144,9 +151,10 @@ CHARTS: tuple[Chart, ...] = (
     Chart(
         "importance",
         "Parameter importances",
-        lambda ctx: ctx.study is not None and ctx.complete >= MIN_FOR_IMPORTANCE,
+        lambda ctx: ctx.study is not None and ctx.complete >= MIN_COMPLETE,
         _importance,
         _importance_png,
+        _importance_pending,
     ),
     Chart("slice", "Slice plots", _has_study, _slices),
     Chart("pareto", "Pareto front", lambda ctx: _has_study(ctx) and ctx.pareto, _pareto, _pareto_png),

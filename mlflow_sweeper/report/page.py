@@ -19,7 +19,8 @@ th { background: #f3f3f3; } .note { color: #a33; } .muted { color: #666; }
 class Section:
     title: str
     figures: list = field(default_factory=list)  # plotly figures
-    note: str | None = None  # why the section has no chart
+    note: str | None = None  # why the section has no chart: it could not be drawn
+    pending: str | None = None  # why the section has no chart yet: what it waits for
 
 
 def figure_html(figure) -> str:
@@ -34,6 +35,8 @@ def write_page(path: Path, title: str, summary: list[tuple[str, str]], sections:
         body.append(f"<h2>{html.escape(section.title)}</h2>")
         if section.note:
             body.append(f'<p class="note">{html.escape(section.note)}</p>')
+        if section.pending:
+            body.append(f'<p class="muted">{html.escape(section.pending)}</p>')
         body += [figure_html(figure) for figure in section.figures]
     head = [
         '<meta charset="utf-8">',
