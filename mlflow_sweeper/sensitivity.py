@@ -133,6 +133,12 @@ def sensitivity_plan(
     return plan
 
 
+def unswept_at_base(space: SearchSpace, base: dict[str, Scalar] | None = None) -> list[str]:
+    """The swept parameters that do not exist at the base point, so the plan never moves them."""
+    base_point = space.resolve({**default_base(space), **(base or {})})
+    return [name for name in space.axes if name not in base_point]
+
+
 def _close(a: Any, b: Any) -> bool:
     """The same value, up to float rounding (a log-spaced 10**-2 is not always exactly 0.01)."""
     if isinstance(a, float) and isinstance(b, int | float) and not isinstance(b, bool):

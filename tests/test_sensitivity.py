@@ -14,6 +14,7 @@ from mlflow_sweeper.sensitivity import (
     sensitivity_plan,
     sensitivity_spread,
     sweep_values,
+    unswept_at_base,
     varied_parameter,
 )
 from mlflow_sweeper.space import SearchSpace, SpaceError
@@ -189,6 +190,23 @@ def test_conditional_plan_skips_parameters_inactive_at_the_base():
     assert len(around_adam) == 5
     for point in plan + around_adam:
         assert all((name in point) == space.is_active(name, point) for name in space.axes)
+
+
+def test_a_parameter_inactive_at_the_base_is_named_in_a_note():
+    from mlflow_sweeper.algorithms.builtin import Sensitivity
+
+    parameters = {
+        "optimizer": ["sgd", "adam"],
+        "momentum": {"values": [0.0, 0.9], "when": {"optimizer": "sgd"}},
+        "beta1": {"low": 0.8, "high": 0.99, "when": {"optimizer": "adam"}},
+    }
+    space = parse(parameters)
+    assert unswept_at_base(space) == ["beta1"]
+    (note,) = Sensitivity(space, None, None, 3).notes()
+    assert note.startswith("not swept: beta1, which does not exist at the base point")
+    assert "set `base`" in note
+    assert Sensitivity(parse({"a": [1, 2], "b": [3, 4]}), None, None, 3).notes() == []
+    assert unswept_at_base(space, {"optimizer": "adam"}) == ["momentum"]
 
 
 # ---- base and points checks ----------------------------------------------------------------------

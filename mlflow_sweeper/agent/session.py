@@ -102,6 +102,8 @@ class SweepSession:
             summary=False,  # --quiet prints only the summary
         )
         self._note_ignored_max_trials()
+        for note in self.study.source.strategy.notes():
+            self.report(f"{self.config.identity}: {note}")
         self.agent.reporter.start(self.progress)
         maintenance = threading.Thread(target=maintain, args=(self,), daemon=True, name="maintenance")
         maintenance.start()

@@ -135,6 +135,11 @@ class Algorithm:
         """The point of `slot` when the algorithm decides it alone; None to ask the sampler."""
         return None
 
+    def notes(self) -> list[str]:
+        """What the user should know about how this sweep's space is searched, said once as the
+        agent starts (not errors: the sweep runs)."""
+        return []
+
     def make_sampler(self, seed: int | None, options: dict[str, Any]) -> optuna.samplers.BaseSampler:
         """The sampler asked for one slot's point, seeded with `seed` (already per slot).
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import optuna
 
-from ..sensitivity import DEFAULT_POINTS, sensitivity_plan
+from ..sensitivity import DEFAULT_POINTS, sensitivity_plan, unswept_at_base
 from ..space import Permutation, Scalar, SearchSpace
 from .base import Algorithm
 
@@ -121,6 +121,18 @@ class Sensitivity(Algorithm):
     ):
         super().__init__(space, seed)
         self.plan = sensitivity_plan(space, base, points or DEFAULT_POINTS)
+        self.base = base
+
+    def notes(self) -> list[str]:
+        unswept = unswept_at_base(self.space, self.base)
+        if not unswept:
+            return []
+        names = ", ".join(unswept)
+        return [
+            f"not swept: {names}, which {'does' if len(unswept) == 1 else 'do'} not exist at the base "
+            "point (a `when` that does not hold there); set `base` so that it holds to sweep "
+            f"{'it' if len(unswept) == 1 else 'them'}"
+        ]
 
     @classmethod
     def from_config(cls, config) -> Sensitivity:
