@@ -18,6 +18,7 @@ import struct
 import subprocess
 import sys
 import termios
+import threading
 import time
 from pathlib import Path
 
@@ -141,20 +142,35 @@ def test_a_librarys_log_lines_go_above_the_bar_not_onto_it(tmp_path):
 @pytest.mark.extended
 def test_the_bar_counts_every_agents_trials(tmp_path):
     """Another agent works on the same sweep: the bar shows the whole sweep's counts (read from
-    the storage), so it ends at 6/6 done although this agent ran only some of the trials."""
-    config = write_config(tmp_path, parameters={"x": [1, 2, 3, 4, 5, 6], "y": [10], "behave": "sleep:1.5"})
+    the storage), so it ends at 6/6 done although this agent ran only some of the trials. Every
+    trial waits until both agents run one (the other's two and this one's), however slow the
+    machine is to start this agent."""
+    release = tmp_path / "both-agents-run"
+    config = write_config(
+        tmp_path, parameters={"x": [1, 2, 3, 4, 5, 6], "y": [10], "behave": f"block:{release}"}
+    )
     other = subprocess.Popen(
         [sys.executable, "-m", "mlflow_sweeper", "sweep", str(config), "-j", "2"],
         cwd=tmp_path, env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
+
+    def release_once_three_run() -> None:
+        deadline = time.monotonic() + 180
+        while _started(tmp_path) < 3 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        release.touch()
+
+    releaser = threading.Thread(target=release_once_three_run, daemon=True)
     try:
         deadline = time.monotonic() + 120
-        while not _started(tmp_path):
+        while _started(tmp_path) < 2:
             assert other.poll() is None and time.monotonic() < deadline, "the other agent did not start"
             time.sleep(0.2)
+        releaser.start()
         code, output = run_in_terminal(["sweep", config], tmp_path)
         assert other.wait(timeout=120) == 0, other.stdout.read()
     finally:
+        release.touch()
         if other.poll() is None:
             other.kill()
     lines, _ = screen_lines(output)
@@ -165,9 +181,9 @@ def test_the_bar_counts_every_agents_trials(tmp_path):
     assert bars and "6/6 done, 0 running, 0 failed, 0 pruned" in bars[-1], "\n".join(lines)
 
 
-def _started(directory: Path) -> bool:
-    """Whether the first trial of a sweep in `directory` has started (its log exists)."""
-    return any((directory / "sweeps" / "logs").glob("*/trial-*.log"))
+def _started(directory: Path) -> int:
+    """How many trials of a sweep in `directory` have started (their logs exist)."""
+    return len(list((directory / "sweeps" / "logs").glob("*/trial-*.log")))
 
 
 def test_interrupted_sweep_draws_its_bar_once(tmp_path):
