@@ -576,5 +576,5 @@ def test_delete_removes_every_study_of_a_closed_sweep(tmp_path, backend):
     assert studies[0].elect_closer()
     studies[0].mark_closed()
     assert delete_sweep(config).study_deleted
-    names = {s.study_name for s in optuna.get_all_study_summaries(backend.open())}
+    names = {s.study_name for s in backend.open().get_all_studies()}
     assert not names & set(study_names(config.identity))  # other tests' sweeps may share the storage
