@@ -159,12 +159,17 @@ def test_sampler_options_reach_the_sampler(tmp_path):
         ("tpe", {"seed": 1}, "sampler_options.seed", ("top-level 'seed'",)),
         ("nsga2", {"population_size": 1}, "sampler_options", ("NSGAIISampler", "population_size")),
         ("tpe", [1, 2], "sampler_options", ("mapping",)),
+        # a value of another type than the sampler declares: "no" would read as true
+        ("tpe", {"multivariate": "false"}, "sampler_options.multivariate", ("expected true or false",)),
+        ("tpe", {"n_startup_trials": 2.5}, "sampler_options.n_startup_trials", ("expected a whole number",)),
+        ("qmc", {"scramble": "no"}, "sampler_options.scramble", ("expected true or false", "'no'")),
+        ("cmaes", {"use_separable_cma": "no"}, "sampler_options.use_separable_cma", ("true or false",)),
+        ("cmaes", {"sigma0": "abc"}, "sampler_options.sigma0", ("expected a number or null",)),
         # values the sampler only reads when asked for points: found by the rehearsal
-        ("tpe", {"n_startup_trials": "five"}, "sampler_options", ("TPESampler", "asked for points")),
-        ("cmaes", {"sigma0": "abc"}, "sampler_options", ("CmaEsSampler", "asked for points")),
+        ("nsga2", {"mutation_prob": 2.0}, "sampler_options", ("NSGAIISampler",)),
         # read only once the model runs: the rehearsal cuts the warm-up short to get there
-        ("tpe", {"n_ei_candidates": "x"}, "sampler_options", ("TPESampler", "asked for points")),
-        ("tpe", {"n_startup_trials": 40, "n_ei_candidates": "x"}, "sampler_options", ("asked for points",)),
+        ("tpe", {"n_ei_candidates": 0}, "sampler_options", ("TPESampler", "asked for points")),
+        ("tpe", {"n_startup_trials": 40, "n_ei_candidates": 0}, "sampler_options", ("asked for points",)),
         # a function or a Python object cannot be written in YAML
         ("tpe", {"gamma": 0.25}, "sampler_options.gamma", ("Python object", "Callable")),
         ("nsga2", {"crossover": "blx"}, "sampler_options.crossover", ("Python object", "BaseCrossover")),
@@ -197,7 +202,7 @@ def test_only_a_sweep_runs_the_sampler_status_and_delete_read_the_config_alone(t
     """A sampler option value refused only when the sampler runs, and a gp sweep without
     PyTorch: `sweep` exits 2, while `status` and `delete` (which need no sampler) still work."""
     bad_value = write(
-        tmp_path, "bad.yaml", algorithm="tpe", max_trials=3, sampler_options={"n_startup_trials": "x"}
+        tmp_path, "bad.yaml", algorithm="tpe", max_trials=3, sampler_options={"n_ei_candidates": 0}
     )
     monkeypatch.setitem(sys.modules, "torch", None)  # `import torch` fails, as without the package
     no_torch = write(tmp_path, "gp.yaml", sweep_name="g1", algorithm="gp", max_trials=3)

@@ -294,3 +294,7 @@ def test_sensitivity_with_several_objectives_is_a_config_error(tmp_path):
     with pytest.raises(ConfigError, match=r": spec\.metrics: algorithm 'sensitivity' measures .*"):
         load_config(path)
     assert load_config(write_config(tmp_path, "one.yaml", algorithm="sensitivity")).algorithm == "sensitivity"
+    # no objective at all: nothing to measure the spread of
+    path = write_config(tmp_path, "none.yaml", algorithm="sensitivity", spec=None)
+    with pytest.raises(ConfigError, match=r": spec\.metric: algorithm 'sensitivity' measures how much .*"):
+        load_config(path)

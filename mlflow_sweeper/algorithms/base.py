@@ -11,6 +11,7 @@ from typing import Any, ClassVar
 import numpy as np
 import optuna
 
+from ..config.option_types import declared_types, type_problem
 from ..space import Scalar, SearchSpace
 
 log = logging.getLogger(__name__)
@@ -106,9 +107,10 @@ class Algorithm:
 
     @classmethod
     def check_options(cls, options: dict[str, Any]) -> tuple[str, str] | None:
-        """(option, problem) for a `sampler_options` name the sampler does not take, else None.
+        """(option, problem) for a `sampler_options` name the sampler does not take, or a value
+        of another type than the sampler declares (`"false"` for a flag), else None.
 
-        Only the names: their values are checked by building the sampler, on the sweep's path
+        Cheap: what a value does to the sampler is checked by building it, on the sweep's path
         (`rehearsal`), so that `status` or `delete` never pay for it."""
         parameters = cls.option_parameters()
         valid = [p.name for p in parameters if not _takes_an_object(p)]
@@ -122,6 +124,11 @@ class Algorithm:
             if option not in valid:
                 listing = ", ".join(valid) if valid else "none"
                 return str(option), f"not an option of algorithm {cls.name!r}; valid options: {listing}"
+        declared = declared_types(cls.sampler_class.__init__) if cls.sampler_class is not None else {}
+        for option, value in options.items():
+            expected = type_problem(value, declared[option]) if option in declared else None
+            if expected:
+                return str(option), f"expected {expected}, got {value!r}"
         return None
 
     # ---- used while the sweep runs ---------------------------------------------------------
@@ -140,17 +147,19 @@ class Algorithm:
         agent starts (not errors: the sweep runs)."""
         return []
 
-    def make_sampler(self, seed: int | None, options: dict[str, Any]) -> optuna.samplers.BaseSampler:
+    def make_sampler(
+        self, seed: int | None, options: dict[str, Any], *, quiet: bool = False
+    ) -> optuna.samplers.BaseSampler:
         """The sampler asked for one slot's point, seeded with `seed` (already per slot).
 
         Built once per slot: Optuna's warnings are not repeated for each. That a sampler is
         experimental is the sweeper's concern, not the user's; any other warning (a deprecated
-        option) is logged once per agent."""
+        option) is logged once per agent, unless `quiet` (a rehearsal, not the sweep)."""
         assert self.sampler_class is not None, f"{self.name} decides its points alone"
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             sampler = self.sampler_class(seed=seed, **options)
-        for warning in caught:
+        for warning in [] if quiet else caught:
             if issubclass(warning.category, optuna.exceptions.ExperimentalWarning):
                 continue
             text = f"{self.sampler_class.__name__}: {warning.message}"

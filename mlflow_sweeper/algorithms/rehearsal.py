@@ -48,7 +48,7 @@ def rehearsal_problem(config: SweepConfig) -> tuple[str, str] | None:
     name = algorithm.sampler_class.__name__
     try:
         with _quiet():
-            algorithm.make_sampler(0, config.sampler_options)
+            algorithm.make_sampler(0, config.sampler_options, quiet=True)
     except Exception as exc:  # noqa: BLE001 - the sampler's own word on its options
         return "sampler_options", f"{name} refused these options: {type(exc).__name__}: {exc}"
     if algorithm.fixed_point(0) is not None:
@@ -87,7 +87,9 @@ def _rehearse(algorithm: Algorithm, config: SweepConfig, directions: list[str], 
     )
     try:
         with _quiet():
-            study = optuna.create_study(directions=directions, sampler=algorithm.make_sampler(0, options))
+            study = optuna.create_study(
+                directions=directions, sampler=algorithm.make_sampler(0, options, quiet=True)
+            )
             for number in range(min(trials, MAX_TRIALS)):
                 trial = study.ask()
                 suggest_point(trial, config.space)

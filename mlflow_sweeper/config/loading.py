@@ -226,11 +226,19 @@ def _check_placeholders(values: Values, config: SweepConfig) -> None:
 
 def _check_sensitivity_objective(values: Values, config: SweepConfig) -> None:
     """Sensitivity measures the spread of one objective per parameter."""
-    if config.algorithm == "sensitivity" and config.objective.multi:
+    if config.algorithm != "sensitivity":
+        return
+    if config.objective.multi:
         raise values.fail(
             "spec.metrics",
             "algorithm 'sensitivity' measures the spread of one objective: give spec.metric and "
             "spec.direction instead (or sweep each metric in a sweep of its own)",
+        )
+    if config.objective.metric is None:
+        raise values.fail(
+            "spec.metric",
+            "algorithm 'sensitivity' measures how much each parameter moves an objective: "
+            "give spec.metric (and spec.direction)",
         )
 
 

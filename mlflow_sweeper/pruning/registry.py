@@ -11,8 +11,6 @@ from __future__ import annotations
 import difflib
 import inspect
 import math
-import types
-import typing
 import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -22,6 +20,7 @@ from typing import Any
 import optuna
 from optuna.pruners import BasePruner
 
+from ..config.option_types import declared_types, type_problem
 from ..errors import ConfigError
 
 DEFAULT_INTERVAL = 10.0
@@ -58,10 +57,7 @@ class PrunerKind:
         return [n for n, p in self.parameters().items() if p.default is _MISSING]
 
     def types(self) -> dict[str, Any]:
-        try:
-            hints = typing.get_type_hints(self.cls.__init__)
-        except Exception:  # noqa: BLE001 - unresolvable hints: Optuna's own checks still run
-            return {}
+        hints = declared_types(self.cls.__init__)
         return {n: hints[n] for n in self.parameters() if n in hints}
 
     def build(self, options: Mapping[str, Any]) -> BasePruner:
@@ -162,25 +158,6 @@ def _suggest(word: str, known: list[str]) -> str:
     return f" (did you mean '{close[0]}'?)" if close else ""
 
 
-def _type_problem(value: Any, hint: Any) -> str | None:
-    """Why `value` does not fit the annotation `hint`, or None when it does."""
-    args = typing.get_args(hint) if isinstance(hint, types.UnionType) or typing.get_origin(hint) else ()
-    alternatives = args or (hint,)
-    for alt in alternatives:
-        if alt is type(None) and value is None:
-            return None
-        if alt is int and isinstance(value, int) and not isinstance(value, bool):
-            return None
-        if alt is float and isinstance(value, int | float) and not isinstance(value, bool):
-            return None if not math.isnan(value) else "a number (not NaN)"
-        if alt is str and isinstance(value, str):
-            return None
-        if alt not in (type(None), int, float, str):
-            return None  # a type this check does not know: Optuna's constructor decides
-    names = {type(None): "null", int: "a whole number", float: "a number", str: "a string"}
-    return " or ".join(names.get(alt, getattr(alt, "__name__", str(alt))) for alt in alternatives)
-
-
 def _parse_pruner(
     raw: Mapping[str, Any], *, path: str, key: str, allowed: tuple[str, ...]
 ) -> tuple[str, dict[str, Any]]:
@@ -221,7 +198,7 @@ def _parse_pruner(
     hints = kind.types()
     for option, value in options.items():
         if option in hints:
-            expected = _type_problem(value, hints[option])
+            expected = type_problem(value, hints[option])
             if expected:
                 raise ConfigError(path, f"{key}.options.{option}", f"expected {expected}, got {value!r}")
     if "wrapped" in options:
