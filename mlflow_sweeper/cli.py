@@ -195,6 +195,6 @@ def proxy(storage_url: str, host: str, port: int) -> None:
 
     def action() -> int:
         serve(storage_url, host=host, port=port)
-        return 0
+        return EXIT_INTERRUPTED  # it serves until Ctrl-C or SIGTERM stops it
 
     _guarded(action)

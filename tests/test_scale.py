@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 import shlex
+import signal
 import subprocess
 import sys
 import threading
@@ -106,6 +107,9 @@ def test_a_second_proxy_on_a_port_in_use_exits_2_and_the_first_goes_on(tmp_path)
         assert "port is in use" in second.stderr and "Traceback" not in second.stderr
         assert not (tmp_path / "second.db").exists()
         assert first.poll() is None
+        first.send_signal(signal.SIGINT)  # Ctrl-C: stopped as interrupted, like any command
+        assert first.wait(timeout=60) == 130
+        assert "proxy stopped" in (tmp_path / "first.log").read_text()
     finally:
         kill_process_tree(first)
 
