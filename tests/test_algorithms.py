@@ -198,6 +198,25 @@ def test_an_algorithm_that_cannot_search_several_objectives_is_a_config_error(tm
     )
 
 
+def test_the_rehearsal_leaves_a_samplers_warnings_to_the_sweep(tmp_path, caplog):
+    """A deprecated option: the rehearsal says nothing (an error it finds must be the only line);
+    the sweep's own sampler logs the warning once."""
+    import logging
+
+    from mlflow_sweeper.algorithms import base
+
+    base._WARNED.clear()
+    ranges = {"x": {"low": 0.0, "high": 1.0}, "y": {"low": 0.0, "high": 1.0}}
+    path = write(
+        tmp_path, algorithm="cmaes", max_trials=3, parameters=ranges, sampler_options={"sigma0": 0.5}
+    )
+    with caplog.at_level(logging.WARNING):
+        (config,) = load_configs([str(path)], to_run=True)
+    assert not [r for r in caplog.records if "deprecated" in r.getMessage()], caplog.text
+    PointSource(config).sampler(0)
+    assert [r for r in caplog.records if "`sigma0` has been deprecated" in r.getMessage()], caplog.text
+
+
 def test_only_a_sweep_runs_the_sampler_status_and_delete_read_the_config_alone(tmp_path, monkeypatch):
     """A sampler option value refused only when the sampler runs, and a gp sweep without
     PyTorch: `sweep` exits 2, while `status` and `delete` (which need no sampler) still work."""
