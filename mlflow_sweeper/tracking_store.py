@@ -74,14 +74,13 @@ def first_records(uri: str) -> dict[str, str]:
     return {TRACKING_URI_ATTR: fit_to_record(uri)}
 
 
-def agreed_tracking_uri(study: Any, found: bool, own_default: str) -> str:
-    """No store named: the sweep's store, as the agent that created its study recorded it before
-    anything else. This agent creates the study now, recording its own default, unless another
-    agent did (a moment ago, perhaps from another directory): then it waits for that record."""
-    if not found:
-        if study.create_or_find(first_records(own_default)):
-            return own_default
-        study.check_drift()  # joined a moment ago: not checked as a found sweep was
+def agreed_tracking_uri(study: Any, created: bool, own_default: str) -> str:
+    """No store named: the sweep's store, as the agent that created its study recorded it with
+    the study (`first_records`). This agent's own default when it has just created the study;
+    else the record of the agent that did (a moment ago, perhaps from another directory, so it
+    waits for that record)."""
+    if created:
+        return own_default
     return await_recorded_tracking_uri(study) or own_default
 
 

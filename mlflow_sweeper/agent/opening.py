@@ -53,17 +53,18 @@ def open_session(
     if study is None:
         study = open_study()
         found = study.find()
-    if found:
+    created = False
+    if not found:  # whoever creates the study records its store with it, before the parent run
+        created = study.create_or_find(first_records(tracking_uri))
+    if not created:
         study.check_drift()  # before anything is written for this config
     if named is None:
         # Agents started together from different directories agree on one store: the one the
-        # study's creator records first.
-        agreed = agreed_tracking_uri(study, found, tracking_uri)
+        # study's creator recorded with it.
+        agreed = agreed_tracking_uri(study, created, tracking_uri)
         if agreed != tracking_uri:
             tracking_uri = agreed
             probe_mlflow_storage(tracking_uri)
-    elif not found:  # a named store is recorded with the study too, not after the parent run
-        study.create_or_find(first_records(tracking_uri))
     client = open_mlflow_tracking(tracking_uri, mlflow_pool, AGENT_APPLICATION)
     recorder = Recorder(client, config)
     parent_id = study.create_or_attach(recorder.create_parent, recorder.parent_state)
