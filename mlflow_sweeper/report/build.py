@@ -82,12 +82,11 @@ def build_report(
         # what it could not draw, and the console of the agent stays free of library warnings.
         warnings.simplefilter("ignore")
         _guard(report, "importances", lambda: _importances(ctx, report))
-        sections = [_section(ctx, chart, report) for chart in charts if _applies(ctx, chart, report)]
-        drawn = {s.key for s in sections}
+        sections = [s for s in (_page_section(ctx, chart, report) for chart in charts) if s is not None]
+        drawn = {s.key for s in sections if s.pending is None}
         for chart in charts:
             if chart.png is not None and chart.key in drawn:
                 _guard(report, f"{chart.key}.png", lambda c=chart: _png(ctx, c, out, report))
-    sections = _with_pending(ctx, charts, sections, report)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         _guard(report, PAGE, lambda: report.files.append(_page(ctx, sections, report, out / PAGE)))
@@ -112,25 +111,19 @@ def _applies(ctx: ReportContext, chart: Chart, report: Report) -> bool:
         return False
 
 
-def _with_pending(
-    ctx: ReportContext, charts: tuple[Chart, ...], sections: list[_ChartSection], report: Report
-) -> list[_ChartSection]:
-    """The drawn sections, and in page order a line for each chart still waiting for trials, so
-    a reader sees why it is missing rather than wonder."""
-    by_key = {section.key: section for section in sections}
-    page = []
-    for chart in charts:
-        if chart.key in by_key:
-            page.append(by_key[chart.key])
-        elif chart.pending is not None:
-            try:
-                waiting = chart.pending(ctx)
-            except Exception as exc:  # noqa: BLE001
-                _problem(report, chart.title, exc)
-                continue
-            if waiting:
-                page.append(_ChartSection(chart.title, key=chart.key, pending=waiting))
-    return page
+def _page_section(ctx: ReportContext, chart: Chart, report: Report) -> _ChartSection | None:
+    """The chart's section; where it does not apply yet, a line saying what it waits for (so a
+    reader sees why it is missing rather than wonder); None to leave it out."""
+    if _applies(ctx, chart, report):
+        return _section(ctx, chart, report)
+    if chart.pending is None:
+        return None
+    try:
+        waiting = chart.pending(ctx)
+    except Exception as exc:  # noqa: BLE001
+        _problem(report, chart.title, exc)
+        return None
+    return _ChartSection(chart.title, key=chart.key, pending=waiting) if waiting else None
 
 
 def _section(ctx: ReportContext, chart: Chart, report: Report) -> _ChartSection:
