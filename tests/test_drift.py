@@ -79,11 +79,15 @@ def sweep_copy(finished_sweep, tmp_path) -> Path:
 
 DRIFT = {
     # name: (config changes, words the message must contain besides the how-to-proceed advice)
-    "grid-values": ({"parameters": {"x": [1, 3], "y": 10}}, ("parameters",)),
-    "added-parameter": ({"parameters": {**GRID, "z": [0, 1]}}, ("parameters", "z")),
-    "algorithm": ({"algorithm": "random", "max_trials": 2}, ("algorithm", "random")),
-    "metric": ({"spec": {"direction": "maximize", "metric": "loss"}}, ("metric", "loss")),
-    "direction": ({"spec": {"direction": "minimize", "metric": "score"}}, ("direction", "minimize")),
+    "grid-values": ({"parameters": {"x": [1, 3], "y": 10}}, ("x: values [1, 2] -> [1, 3]",)),
+    "added-parameter": ({"parameters": {**GRID, "z": [0, 1]}}, ("parameter 'z' added",)),
+    "renamed-parameter": ({"parameters": {"xx": [1, 2], "y": 10}}, ("parameter 'x' is now 'xx'",)),
+    "algorithm": ({"algorithm": "random", "max_trials": 2}, ("algorithm 'grid' -> 'random'",)),
+    "metric": ({"spec": {"direction": "maximize", "metric": "loss"}}, ("metric 'score' -> 'loss'",)),
+    "direction": (
+        {"spec": {"direction": "minimize", "metric": "score"}},
+        ("direction 'maximize' -> 'minimize'",),
+    ),
 }
 
 
@@ -105,6 +109,7 @@ def test_drift_is_refused_and_writes_nothing(name, sweep_copy):
     for word in words:
         assert word in message, f"{word!r} (what changed) not in the message: {message}"
     assert "sweep_name" in message, f"the message does not suggest a new sweep_name: {message}"
+    assert "{'axes'" not in message and "differs" not in message, f"internals in the message: {message}"
     assert "delete" in message, f"the message does not suggest deleting the sweep first: {message}"
 
     after = state(sweep_copy)

@@ -16,6 +16,7 @@ from optuna.exceptions import DuplicatedStudyError
 
 from ..config import MUTABLE_HINT, SweepConfig
 from ..errors import DriftError, StorageError
+from .drift import describe_drift, drift_refusal
 from .names import CONFIG_ATTR, FINGERPRINT_ATTR, PARENT_ATTR
 from .store import RetryingStorage
 
@@ -79,16 +80,9 @@ class SweepIdentity:
             return  # created a moment ago by another agent that has not written it yet
         stored = json.loads(stored_text)
         current = json.loads(json.dumps(self.config.fingerprint(), sort_keys=True))
-        changed = [key for key in sorted(set(stored) | set(current)) if stored.get(key) != current.get(key)]
-        if changed:
-            details = "; ".join(f"{k}: stored {stored.get(k)!r}, now {current.get(k)!r}" for k in changed)
-            raise DriftError(
-                f"{self.config.path}: sweep '{self.config.identity}' already exists, and its "
-                f"{', '.join(changed)} differ{'s' if len(changed) == 1 else ''} ({details}). To keep both, "
-                "give this config a new "
-                f"'sweep_name'; to start over, run `mlflow-sweeper delete {self.config.path}` first. "
-                + MUTABLE_HINT
-            )
+        changes = describe_drift(stored, current)
+        if changes:
+            raise DriftError(drift_refusal(self.config.path, self.config.identity, changes, MUTABLE_HINT))
 
     def parent_run_id(self) -> str | None:
         return self.store.get_study_user_attrs(self.study_id).get(PARENT_ATTR)
