@@ -19,6 +19,7 @@ from ..errors import ConfigError
 from .checks import Where, suggest
 from .model import Objective, SweepConfig
 from .schema import BY_NAME, KEYS, REQUIRED_KEYS
+from .whole_bounds import warn_whole_bounds
 
 ENTRY_POINT_ONLY = ("project", "env_manager", "backend", "backend_config")
 
@@ -275,6 +276,7 @@ def load_configs(paths: list[str], *, to_run: bool = False) -> list[SweepConfig]
     if to_run:
         for config in configs:
             check_sampler(config)
+            warn_whole_bounds(config.path, config.raw.get("parameters"))
     return configs
 
 
