@@ -18,6 +18,7 @@ from .config import SweepConfig
 from .coordination import RUN_ATTR, SweepStudy, agent_id, study_names
 from .coordination.identity import directions_of
 from .coordination.tallies import pareto_front
+from .display import shown_params, shown_value
 from .errors import NoSuchSweep, UsageError
 from .record import Recorder, current_run_id
 from .report.objectives import objectives_of
@@ -219,9 +220,9 @@ def sweep_status(config: SweepConfig) -> str:
         return "\n".join(lines)
     best = data["best"]
     if best is not None:
-        params = ", ".join(f"{k}={v}" for k, v in best["params"].items())
+        params = shown_params(best["params"])
         lines.append(
-            f"  best: {config.objective.metric}={best['value']:.6g} in trial {best['trial']} "
+            f"  best: {config.objective.metric}={shown_value(best['value'])} in trial {best['trial']} "
             f"(run {best['run_id'] or '-'}): {params}"
         )
     else:
@@ -239,9 +240,9 @@ def _pareto_lines(config: SweepConfig, front: list[dict]) -> list[str]:
     lines = [f"  pareto front: {len(front)} trial{'' if len(front) == 1 else 's'}"]
     for entry in front[:PARETO_SHOWN]:
         values = ", ".join(
-            f"{name}={value:.6g}" for name, value in zip(config.objective.names, entry["values"], strict=True)
+            f"{n}={shown_value(v)}" for n, v in zip(config.objective.names, entry["values"], strict=True)
         )
-        params = ", ".join(f"{k}={v}" for k, v in entry["params"].items())
+        params = shown_params(entry["params"])
         lines.append(f"    trial {entry['trial']} (run {entry['run_id'] or '-'}): {values}: {params}")
     if len(front) > PARETO_SHOWN:
         lines.append(f"    ... and {len(front) - PARETO_SHOWN} more (status --json lists them all)")

@@ -13,6 +13,8 @@ import threading
 import time
 from dataclasses import dataclass, field
 
+from .display import shown_value
+
 log = logging.getLogger("mlflow_sweeper")
 
 REFRESH_PER_SECOND = 2
@@ -120,7 +122,7 @@ class SweepProgress:
         else:
             text = self.counts()
         if self.best is not None:
-            text += f", best {self.best:.4g}" if short else f", best {self.best:.6g}"
+            text += f", best {shown_value(float(self.best))}"
         eta = self.eta()
         if short:
             return text + f", {_duration(self.elapsed)}, ETA {_duration(eta) if eta is not None else '-'}"

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from optuna.trial import FrozenTrial
 
+from ..display import shown_params
 from ..errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK
 from ..launch import trial_log_name
 
@@ -34,7 +35,8 @@ class SweepResult:
 def describe_failures(failed: Iterable[FrozenTrial], log_dir: Path) -> list[str]:
     """One line per point that failed after all its retries: parameters, reason, run and log."""
     return [
-        f"trial {trial.number} {trial.params}: {trial.user_attrs.get('fail_reason', 'failed')} "
+        f"trial {trial.number} ({shown_params(trial.params)}): "
+        f"{trial.user_attrs.get('fail_reason', 'failed')} "
         f"(run {trial.user_attrs.get('mlflow_run_id')}{_log_of(trial, log_dir)})"
         for trial in failed
     ]

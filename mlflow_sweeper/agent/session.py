@@ -17,6 +17,7 @@ from optuna.trial import TrialState
 from ..config import SweepConfig
 from ..coordination import RUN_ATTR, SweepStudy, Work
 from ..coordination.names import SLOT
+from ..display import shown_params, shown_value
 from ..launch import Launcher
 from ..progress import SweepProgress
 from ..record import Recorder
@@ -297,7 +298,8 @@ class SweepSession:
         self.result.failed_for_good = describe_failures(self.study.failed_for_good(trials), self.log_dir)
         summary = f"{self.config.identity}: complete, parent run {self.parent_id}"
         if best is not None:
-            summary += f", best {best.value:.6g} in trial {best.number} {best.params}"
+            best_params = shown_params(best.params)
+            summary += f", best {shown_value(best.value)} in trial {best.number} ({best_params})"
         self.report(summary)
         if self.result.failed_for_good:
             self.report(

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..coordination import SweepStudy, Work
+from ..display import shown_params, shown_value
 from ..launch import TrialHandle, TrialRequest, trial_log_name
 from ..record import Recorder
 from .outcome import Ending, Kind, Outcome, classify, needs_metric
@@ -222,12 +223,12 @@ class TrialExecution:
             session.counts.done(None)
             self._keep_front()
             shown = ", ".join(
-                f"{n}={v:.6g}" for n, v in zip(session.config.objective.names, value, strict=True)
+                f"{n}={shown_value(v)}" for n, v in zip(session.config.objective.names, value, strict=True)
             )
             session.report(f"trial {self.work.number} finished (run {run_id}, {shown})")
             return
         improved = session.counts.done(value)
-        shown = "" if value is None else f", {session.config.objective.metric}={value:.6g}"
+        shown = "" if value is None else f", {session.config.objective.metric}={shown_value(value)}"
         session.report(f"trial {self.work.number} finished (run {run_id}{shown})")
         if improved:  # only then can it beat what the parent shows
             session.recorder.record_best(session.parent_id, run_id, value)
@@ -325,4 +326,4 @@ def _attempt(work: Work) -> str:
 
 
 def _fmt(params: dict) -> str:
-    return ", ".join(f"{k}={v}" for k, v in params.items())
+    return shown_params(params)
