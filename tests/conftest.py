@@ -35,6 +35,7 @@ IN_PROCESS_MODULES = {
     "test_outcome.py",
     "test_preflight.py",
     "test_protocol.py",
+    "test_report_parallel.py",
     "test_schema.py",
     "test_sensitivity.py",
     "test_space.py",

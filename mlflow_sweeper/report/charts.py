@@ -14,6 +14,7 @@ from optuna.visualization import matplotlib as vis_mpl
 
 from .context import ReportContext
 from .importance import MIN_COMPLETE
+from .parallel_png import parallel_png
 
 
 @dataclass(frozen=True)
@@ -47,8 +48,7 @@ def _parallel(ctx: ReportContext) -> list:
 
 
 def _parallel_png(ctx: ReportContext):
-    _, name, target, _ = next(ctx.per_objective())
-    return vis_mpl.plot_parallel_coordinate(ctx.study, target=target, target_name=name)
+    return parallel_png(ctx)
 
 
 def _importance(ctx: ReportContext) -> list:
