@@ -16,6 +16,7 @@ from . import compat
 from .algorithms import PointSource
 from .config import SweepConfig
 from .coordination import RUN_ATTR, SweepStudy, agent_id, study_names
+from .coordination.companions import missing_companion_lines
 from .coordination.identity import directions_of
 from .coordination.tallies import pareto_front
 from .display import shown_params, shown_value
@@ -152,6 +153,7 @@ def sweep_status_data(config: SweepConfig) -> dict:
         "pruned": 0,
         "remaining": 0,
         "best": None,
+        "missing_companions": [],
     }
     study = _open_study(config)
     if study is None:
@@ -167,6 +169,7 @@ def sweep_status_data(config: SweepConfig) -> dict:
         failed=len(failed),
         pruned=states[TrialState.PRUNED],
     )
+    entry["missing_companions"] = study.missing_companions
     entry["remaining"] = max(
         0, entry["budget"] - entry["done"] - entry["failed"] - entry["pruned"] - entry["running"]
     )
@@ -211,6 +214,7 @@ def sweep_status(config: SweepConfig) -> str:
     if parent:
         parent_state = f" ({data['parent_status']})" if data["parent_status"] else " (not found in MLflow)"
     lines.append(f"  parent run: {parent or '-'}{parent_state}")
+    lines.extend(missing_companion_lines(data["missing_companions"]))
     lines.append(
         f"  trials: {data['done']}/{data['budget']} done, {data['running']} running, "
         f"{data['failed']} failed, {data['pruned']} pruned, {data['remaining']} remaining"

@@ -409,6 +409,27 @@ def test_a_sweep_deleted_while_its_agent_runs_stops_the_agent_with_one_message(t
     assert "Traceback" not in text, text
 
 
+def test_a_ledger_deleted_while_its_agent_runs_stops_the_agent_with_one_message(tmp_path, agents):
+    """`exp/s1#claims` deleted by hand (optuna-dashboard's delete button) mid-sweep: the agent
+    stops with exit 1 and one message naming it, not a traceback."""
+    import optuna
+
+    record, go = tmp_path / "records.jsonl", tmp_path / "go"
+    config = write_config(
+        tmp_path, parameters={"x": [1, 2, 3], "y": [10], "behave": f"block:{go}", "record": str(record)}
+    )
+    agent = agents.start(config, "-j", "2")
+    agents.wait_records(record, 2, agent)
+    optuna.delete_study(study_name="exp/s1#claims", storage=optuna_uri(tmp_path))
+    go.touch()
+    code = agents.wait(agent)
+    text = agents.output(agent)
+    assert code == 1, text
+    assert "companion study 'exp/s1#claims'" in text and "was deleted while this agent ran it" in text, text
+    assert "mlflow-sweeper delete" in text, text
+    assert "Traceback" not in text, text
+
+
 @pytest.mark.extended
 def test_live_agent_keeps_its_trial_when_another_agent_has_a_shorter_stale_after(tmp_path, agents):
     """stale_after may differ between agents of one sweep (it may change on resume): an agent with

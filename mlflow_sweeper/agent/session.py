@@ -16,6 +16,7 @@ from optuna.trial import TrialState
 
 from ..config import SweepConfig
 from ..coordination import RUN_ATTR, SweepStudy, Work
+from ..coordination.companions import gone_message
 from ..coordination.names import SLOT
 from ..display import shown_params, shown_value
 from ..launch import Launcher
@@ -203,11 +204,12 @@ class SweepSession:
         """After an error: True, the agent told and stopping, when the sweep's study is gone
         (`delete` ran while this agent worked); nothing is left to give back to."""
         try:
-            gone = not self.study.still_exists()
+            missing = self.study.missing_studies()  # the sweep's study, or a companion of it
         except Exception:  # noqa: BLE001 - the storage itself failing: not a deletion
             return False
+        gone = bool(missing)
         if gone and self.result.error is None:
-            self.result.error = f"{self.config.identity}: the sweep was deleted while this agent ran it"
+            self.result.error = gone_message(self.config.identity, missing)
             self.report_stop(f"{self.result.error}; stopping this agent")
         return gone
 

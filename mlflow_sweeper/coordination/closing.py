@@ -25,9 +25,10 @@ import time
 from optuna.trial import FrozenTrial, TrialState
 
 from ..errors import StorageError, SweeperError
+from .companions import ensure_companion
 from .liveness import Heartbeat
 from .names import ACTIVE, CLOSE_EPOCH, close_study_name
-from .store import RetryingStorage, ensure_study, find_study, finish, set_reason, take, trial_template
+from .store import RetryingStorage, find_study, finish, set_reason, take, trial_template
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +38,7 @@ MAX_ROUNDS = 50  # each round ends a dead closer's token or nominates one; far m
 class CloseElection:
     def __init__(self, store: RetryingStorage, identity: str, heartbeat: Heartbeat):
         self.store = store
+        self.identity = identity
         self.name = close_study_name(identity)
         self.heartbeat = heartbeat
         self._study_id: int | None = None
@@ -103,10 +105,17 @@ class CloseElection:
         self.store.set_study_system_attr(study_id, CLOSE_EPOCH, epoch)
         return epoch
 
+    @property
+    def opened(self) -> bool:
+        """Has this agent found or created the close study (so its absence means it was deleted)?"""
+        return self._study_id is not None
+
     def _study(self, create: bool) -> int | None:
         if self._study_id is None:
             self._study_id = (
-                ensure_study(self.store, self.name) if create else find_study(self.store, self.name)
+                ensure_companion(self.store, self.name, self.identity)
+                if create
+                else find_study(self.store, self.name)
             )
         return self._study_id
 

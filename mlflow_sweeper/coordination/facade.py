@@ -12,13 +12,14 @@ from ..algorithms import PointSource
 from ..config import SweepConfig
 from . import tallies
 from .closing import CloseElection
+from .companions import ensure_companion, missing_studies
 from .identity import SweepIdentity, direction_of
 from .ledger import ClaimsLedger
 from .lifecycle import TrialLifecycle, Work
 from .liveness import Heartbeat, fail_stale_trials
 from .names import ACTIVE, claims_study_name
 from .policy import RetryPolicy
-from .store import RetryingStorage, ensure_study
+from .store import RetryingStorage
 from .tallies import Progress
 
 
@@ -43,6 +44,7 @@ class SweepStudy:
             self.store, self.ledger, source, self.liveness, self.policy, config.identity
         )
         self.closing = CloseElection(self.store, config.identity, self.liveness)
+        self.missing_companions: list[str] = []  # found missing by `find` (and made again)
 
     # ---- identity --------------------------------------------------------------------------
 
@@ -63,6 +65,7 @@ class SweepStudy:
         """Attach to an existing sweep; False when there is none."""
         if not self.identity.find():
             return False
+        self.missing_companions = missing_studies(self.store, [claims_study_name(self.config.identity)])
         self._attach()
         return True
 
@@ -73,6 +76,14 @@ class SweepStudy:
         except KeyError:
             return False
         return True
+
+    def missing_studies(self) -> list[str]:
+        """The sweep's studies deleted while this agent holds it: the sweep, its ledger, and its
+        close election once this agent has used it."""
+        names = [self.config.identity, claims_study_name(self.config.identity)]
+        if self.closing.opened:
+            names.append(self.closing.name)
+        return missing_studies(self.store, names)
 
     def create_or_find(self, first_records: dict[str, str] | None = None) -> bool:
         """Create the study now (True) or find it; `create_or_attach` then goes on from here."""
@@ -92,7 +103,8 @@ class SweepStudy:
 
     def _attach(self) -> None:
         self.lifecycle.study_id = self.identity.study_id
-        self.ledger.claims_id = ensure_study(self.store, claims_study_name(self.config.identity))
+        identity = self.config.identity
+        self.ledger.claims_id = ensure_companion(self.store, claims_study_name(identity), identity)
 
     def parent_run_id(self) -> str | None:
         return self.identity.parent_run_id()

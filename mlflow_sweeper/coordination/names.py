@@ -11,6 +11,8 @@ from optuna.trial import TrialState
 # Study user attributes.
 PARENT_ATTR = "mlflow_parent_run_id"
 CONFIG_ATTR = "sweeper_config"
+COMPANION_OF_ATTR = "sweeper.companion_of"  # on a companion study: the sweep it belongs to
+PURPOSE_ATTR = "sweeper.purpose"  # on a companion study: what it is, for whoever sees it listed
 # Study system attributes.
 FINGERPRINT_ATTR = "sweeper:fingerprint"
 CLOSE_EPOCH = "sweeper:close_epoch"
@@ -48,3 +50,18 @@ def close_study_name(identity: str) -> str:
 def study_names(identity: str) -> tuple[str, ...]:
     """Every study a sweep owns: what deleting the sweep must delete."""
     return (identity, claims_study_name(identity), close_study_name(identity))
+
+
+COMPANION_PURPOSES = {
+    CLAIMS_SUFFIX: "budget ledger of sweep '{identity}': hands out its trial slots exactly once",
+    CLOSE_SUFFIX: "close election of sweep '{identity}': picks the one agent that closes it",
+}
+
+
+def companion_purpose(identity: str, name: str) -> str:
+    """The sentence a companion study carries, seen in optuna-dashboard beside its delete button."""
+    what = next(text for suffix, text in COMPANION_PURPOSES.items() if name.endswith(suffix))
+    return (
+        f"{what.format(identity=identity)}. Do not delete it while the sweep exists: "
+        "`mlflow-sweeper delete` removes it together with the sweep."
+    )
