@@ -10,6 +10,7 @@ from ..coordination import SweepStudy
 from ..launch import make_launcher
 from ..progress import SweepProgress
 from ..record import Recorder, tag_agent_run
+from ..shared_artifacts import warn_if_artifacts_local
 from ..storages import exists as storage_exists
 from ..storages import open_mlflow_tracking, open_optuna_storage, probe_mlflow_storage, probe_optuna_storage
 from ..storages.pools import AGENT_APPLICATION, agent_pools, store_turn
@@ -72,6 +73,7 @@ def open_session(
     hint = tag_agent_run(config, parent_id, recorder.experiment_id, client.tracking_uri)
     if hint:
         agent.reporter.event(hint)
+    warn_if_artifacts_local(agent.reporter, client, recorder.experiment_id)
     launcher = make_launcher(config, client.tracking_uri, config.log_dir, checked, store_turn(client))
     session = session_class(agent, config, study, recorder, parent_id, launcher, _progress(config, study))
     session.checked = checked
