@@ -373,10 +373,32 @@ def redis_url():
 
 
 def free_port() -> int:
-    """A TCP port on the loopback interface that nothing listens on right now."""
+    """A TCP port on the loopback interface that nothing listens on right now, chosen below the
+    range the kernel hands out to outgoing connections: a port from that range (what binding port
+    0 gives) can become the source port of another test's connection before the server binds it,
+    and under `-n 3` there are many loopback connections."""
+    import random
+
+    chooser = random.SystemRandom()  # not the seeded generator some tests reset
+    low = _ephemeral_low()
+    for _ in range(100):
+        port = chooser.randrange(max(1024, low - 12000), low)
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def _ephemeral_low() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
 
 
 def kill_process_tree(proc: subprocess.Popen) -> None:
@@ -456,24 +478,41 @@ def mlflow_server(tmp_path):
 def start_proxy(storage_url: str, log_path: Path) -> tuple[subprocess.Popen, str]:
     """`mlflow-sweeper proxy STORAGE_URL` on a free port; returns the process and its grpc:// URL
     once the proxy answers."""
+    for _ in range(5):
+        port = free_port()
+        with open(log_path, "wb") as log_file:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "mlflow_sweeper", "proxy", storage_url, "--port", str(port)],
+                env=cli_env(), stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )  # fmt: skip
+        url = f"grpc://127.0.0.1:{port}"
+        if _proxy_answers(proc, url):
+            return proc, url
+        kill_process_tree(proc)
+        if "port is in use" not in log_path.read_text():
+            break  # a real failure; "in use": taken since free_port chose it, so another port
+    pytest.fail(f"the proxy did not answer on {url}:\n{log_path.read_text()[-3000:]}")
+
+
+HANG_GUARD_SECONDS = 600  # only a process that hangs waits this long; a loaded machine is slow, not hung
+
+
+def _proxy_answers(proc: subprocess.Popen, url: str) -> bool:
+    """Wait for the proxy to answer, however slowly it starts on a loaded machine; False once it
+    has exited (or hangs past HANG_GUARD_SECONDS)."""
+    import time
+
     from mlflow_sweeper.proxy import open_grpc_storage
 
-    port = free_port()
-    with open(log_path, "wb") as log_file:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "mlflow_sweeper", "proxy", storage_url, "--port", str(port)],
-            env=cli_env(), stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )  # fmt: skip
-    url = f"grpc://127.0.0.1:{port}"
-    try:
-        open_grpc_storage(url, ready_seconds=90).close()
-    except Exception:
-        kill_process_tree(proc)
-        pytest.fail(f"the proxy did not answer on {url}:\n{log_path.read_text()[-3000:]}")
-    if proc.poll() is not None:
-        pytest.fail(f"the proxy exited with {proc.returncode}:\n{log_path.read_text()[-3000:]}")
-    return proc, url
+    deadline = time.monotonic() + HANG_GUARD_SECONDS
+    while proc.poll() is None and time.monotonic() < deadline:
+        try:
+            open_grpc_storage(url, ready_seconds=5).close()
+        except Exception:  # noqa: BLE001 - not serving yet
+            continue
+        return proc.poll() is None
+    return False
 
 
 def _proxies(directory: Path):

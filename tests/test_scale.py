@@ -95,20 +95,21 @@ def test_the_proxy_refuses_a_journal_storage(tmp_path):
 def test_a_second_proxy_on_a_port_in_use_exits_2_and_the_first_goes_on(tmp_path):
     """gRPC binds with SO_REUSEPORT: without the check both proxies would listen on the port and
     share its agents at random, each with its own storage."""
-    from conftest import start_proxy
+    from conftest import HANG_GUARD_SECONDS, start_proxy
 
     first, url = start_proxy(f"sqlite:///{tmp_path / 'first.db'}", tmp_path / "first.log")
     try:
         port = url.rsplit(":", 1)[1]
         second = run_cli(
-            "proxy", f"sqlite:///{tmp_path / 'second.db'}", "--port", port, cwd=tmp_path, timeout=60
-        )
+            "proxy", f"sqlite:///{tmp_path / 'second.db'}", "--port", port, cwd=tmp_path,
+            timeout=HANG_GUARD_SECONDS,
+        )  # fmt: skip
         assert second.returncode == 2, second.stdout + second.stderr
         assert "port is in use" in second.stderr and "Traceback" not in second.stderr
         assert not (tmp_path / "second.db").exists()
         assert first.poll() is None
         first.send_signal(signal.SIGINT)  # Ctrl-C: stopped as interrupted, like any command
-        assert first.wait(timeout=60) == 130
+        assert first.wait(timeout=HANG_GUARD_SECONDS) == 130
         assert "proxy stopped" in (tmp_path / "first.log").read_text()
     finally:
         kill_process_tree(first)

@@ -1,0 +1,50 @@
+#!/bin/sh
+# Run a Python program of this project with an interpreter that has its dependencies.
+#
+#   sh scripts/with_python.sh -m mlflow_sweeper sweep CONFIG ...
+#
+# The MLproject's entry points go through here. `mlflow run --env-manager local` runs their
+# command with whatever `python` comes first on PATH, which without an activated environment is
+# often the system's, without MLflow. Tried in order: `python`, the interpreter of the `mlflow`
+# command on PATH (the one `mlflow run` itself runs in), `python3`; the first that imports
+# mlflow and optuna runs the program.
+
+has_deps() {
+    [ -n "$1" ] && "$1" -c "import mlflow, optuna" >/dev/null 2>&1
+}
+
+mlflow_python() {
+    # The interpreter named on the first line of the `mlflow` script: `#!/path/python` or
+    # `#!/usr/bin/env python3`.
+    command_path=$(command -v mlflow 2>/dev/null) || return 0
+    [ -f "$command_path" ] || return 0
+    first=$(head -n 1 "$command_path" 2>/dev/null)
+    case "$first" in
+        "#!"*) ;;
+        *) return 0 ;;
+    esac
+    set -- ${first#\#!}
+    if [ "$(basename "$1")" = env ] && [ $# -ge 2 ]; then
+        command -v "$2" 2>/dev/null
+    else
+        printf '%s\n' "$1"
+    fi
+}
+
+tried=""
+for candidate in python "$(mlflow_python)" python3; do
+    [ -n "$candidate" ] || continue
+    found=$(command -v "$candidate" 2>/dev/null) || continue
+    if has_deps "$found"; then
+        exec "$found" "$@"
+    fi
+    tried="$tried $found"
+done
+
+cat >&2 <<MESSAGE
+mlflow-sweeper: no Python here has MLflow and Optuna (tried:${tried:- none found}).
+Activate the environment where mlflow-sweeper is installed before \`mlflow run ... --env-manager local\`
+(for example \`. .venv/bin/activate\`), or let MLflow build one: \`mlflow run ... --env-manager virtualenv\`
+(or \`--env-manager conda\`).
+MESSAGE
+exit 2
