@@ -96,3 +96,10 @@ def test_the_refusal_says_what_changed_and_how_to_proceed():
     assert "new 'sweep_name'" in message
     assert "`mlflow-sweeper delete sweep.yaml` first" in message
     assert "\n" not in message
+
+
+def test_warm_start_is_advised_once_the_config_has_it():
+    from mlflow_sweeper.config.schema import KEYS
+
+    message = drift_refusal("sweep.yaml", "exp/s1", ["seed 0 -> 1"], "")
+    assert ("`warm_start` from 'exp/s1'" in message) == ("warm_start" in KEYS), message
