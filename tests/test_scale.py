@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import REPO, cli_env, kill_process_tree, run_cli, write_config
+from conftest import HANG_GUARD_SECONDS, REPO, cli_env, kill_process_tree, run_cli, write_config
 from test_distributed import (
     GRID,
     agent_configs,
@@ -77,7 +77,7 @@ def test_a_proxy_nobody_serves_is_one_clear_error(tmp_path):
     from conftest import free_port
 
     config = write_config(tmp_path, fresh_store=True, optuna_storage=f"grpc://127.0.0.1:{free_port()}")
-    result = run_cli("sweep", config, cwd=tmp_path, timeout=120)
+    result = run_cli("sweep", config, cwd=tmp_path, timeout=HANG_GUARD_SECONDS)
     assert result.returncode == 2, result.stdout + result.stderr
     assert "cannot reach the Optuna gRPC proxy" in result.stderr
     assert "mlflow-sweeper proxy STORAGE_URL" in result.stderr
@@ -86,7 +86,7 @@ def test_a_proxy_nobody_serves_is_one_clear_error(tmp_path):
 
 
 def test_the_proxy_refuses_a_journal_storage(tmp_path):
-    result = run_cli("proxy", f"journal://{tmp_path / 'optuna.log'}", cwd=tmp_path, timeout=60)
+    result = run_cli("proxy", f"journal://{tmp_path / 'optuna.log'}", cwd=tmp_path, timeout=HANG_GUARD_SECONDS)
     assert result.returncode == 2, result.stdout + result.stderr
     assert "serves a database storage" in result.stderr
     assert not (tmp_path / "optuna.log").exists()
@@ -95,7 +95,7 @@ def test_the_proxy_refuses_a_journal_storage(tmp_path):
 def test_a_second_proxy_on_a_port_in_use_exits_2_and_the_first_goes_on(tmp_path):
     """gRPC binds with SO_REUSEPORT: without the check both proxies would listen on the port and
     share its agents at random, each with its own storage."""
-    from conftest import HANG_GUARD_SECONDS, start_proxy
+    from conftest import start_proxy
 
     first, url = start_proxy(f"sqlite:///{tmp_path / 'first.db'}", tmp_path / "first.log")
     try:
@@ -126,7 +126,7 @@ def without_grpc(tmp_path) -> dict:
 
 def test_without_the_grpc_extra_a_grpc_url_exits_2_naming_it(tmp_path, without_grpc):
     config = write_config(tmp_path, fresh_store=True, optuna_storage="grpc://127.0.0.1:13000")
-    result = run_cli("sweep", config, cwd=tmp_path, env=without_grpc, timeout=120)
+    result = run_cli("sweep", config, cwd=tmp_path, env=without_grpc, timeout=HANG_GUARD_SECONDS)
     assert result.returncode == 2, result.stdout + result.stderr
     assert GRPC_EXTRA in result.stderr
     assert "Traceback" not in result.stderr
@@ -135,7 +135,7 @@ def test_without_the_grpc_extra_a_grpc_url_exits_2_naming_it(tmp_path, without_g
 
 def test_without_the_grpc_extra_the_proxy_exits_2_naming_it(tmp_path, without_grpc):
     database = tmp_path / "optuna.db"
-    result = run_cli("proxy", f"sqlite:///{database}", cwd=tmp_path, env=without_grpc, timeout=60)
+    result = run_cli("proxy", f"sqlite:///{database}", cwd=tmp_path, env=without_grpc, timeout=HANG_GUARD_SECONDS)
     assert result.returncode == 2, result.stdout + result.stderr
     assert GRPC_EXTRA in result.stderr
     assert not database.exists(), "the proxy may not create its database without the extra"
