@@ -86,7 +86,8 @@ def test_a_proxy_nobody_serves_is_one_clear_error(tmp_path):
 
 
 def test_the_proxy_refuses_a_journal_storage(tmp_path):
-    result = run_cli("proxy", f"journal://{tmp_path / 'optuna.log'}", cwd=tmp_path, timeout=HANG_GUARD_SECONDS)
+    journal = f"journal://{tmp_path / 'optuna.log'}"
+    result = run_cli("proxy", journal, cwd=tmp_path, timeout=HANG_GUARD_SECONDS)
     assert result.returncode == 2, result.stdout + result.stderr
     assert "serves a database storage" in result.stderr
     assert not (tmp_path / "optuna.log").exists()
@@ -135,7 +136,9 @@ def test_without_the_grpc_extra_a_grpc_url_exits_2_naming_it(tmp_path, without_g
 
 def test_without_the_grpc_extra_the_proxy_exits_2_naming_it(tmp_path, without_grpc):
     database = tmp_path / "optuna.db"
-    result = run_cli("proxy", f"sqlite:///{database}", cwd=tmp_path, env=without_grpc, timeout=HANG_GUARD_SECONDS)
+    result = run_cli(
+        "proxy", f"sqlite:///{database}", cwd=tmp_path, env=without_grpc, timeout=HANG_GUARD_SECONDS
+    )
     assert result.returncode == 2, result.stdout + result.stderr
     assert GRPC_EXTRA in result.stderr
     assert not database.exists(), "the proxy may not create its database without the extra"
