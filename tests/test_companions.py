@@ -54,3 +54,12 @@ def test_the_sweep_itself_deleted_reads_as_before():
     assert gone_message("exp/s1", ["exp/s1", "exp/s1#claims"]) == (
         "exp/s1: the sweep was deleted while this agent ran it"
     )
+
+
+def test_a_deleted_close_study_is_missing_once_the_agent_has_used_it(tmp_path):
+    study, config = opened(tmp_path)
+    assert study.missing_studies() == []  # no close election yet: nothing to miss
+    assert study.closing.elect()
+    optuna.delete_study(study_name="exp/s1#close", storage=config.optuna_storage)
+    assert study.missing_studies() == ["exp/s1#close"]
+    assert "companion study 'exp/s1#close'" in gone_message("exp/s1", ["exp/s1#close"])

@@ -296,7 +296,12 @@ class SweepSession:
             return self.result
         self.result.finished = True
         best = self.study.best_trial()
-        self._close(trials, best)
+        try:
+            self._close(trials, best)
+        except Exception:
+            if self._stop_if_deleted():  # its close election deleted by hand, say
+                return self.result
+            raise
         self.result.failed_for_good = describe_failures(self.study.failed_for_good(trials), self.log_dir)
         summary = f"{self.config.identity}: complete, parent run {self.parent_id}"
         if best is not None:
