@@ -29,6 +29,7 @@ REQUIRE_SERVERS = os.environ.get("MLFLOW_SWEEPER_REQUIRE_SERVERS") == "1"
 IN_PROCESS_MODULES = {
     "test_algorithms.py",
     "test_command_line.py",
+    "test_companions.py",
     "test_compat.py",
     "test_counts.py",
     "test_drift_message.py",
