@@ -299,7 +299,7 @@ def instrument() -> None:
 
     parts = ("facade", "lifecycle", "ledger", "liveness", "closing")
     coordination = [f"coordination.{part}" for part in parts]
-    for module_name in ("agent", *coordination, "record", "launch", "progress", "algorithms", "space"):
+    for module_name in ("agent", *coordination, "record", "launch", "progress", "search.algorithms", "search.space"):
         try:
             module = importlib.import_module(f"mlflow_sweeper.{module_name}")
         except ImportError:

@@ -13,7 +13,7 @@ from mlflow.entities import ViewType
 from optuna.trial import TrialState
 
 from . import compat
-from .algorithms import PointSource
+from .search.algorithms import PointSource
 from .config import SweepConfig
 from .coordination import RUN_ATTR, SweepStudy, agent_id, study_names
 from .coordination.identity import directions_of

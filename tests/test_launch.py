@@ -14,7 +14,7 @@ from conftest import PROJECT, write_config
 from mlflow.tracking import MlflowClient
 
 from mlflow_sweeper.agent.trial import RecordedRuns
-from mlflow_sweeper.algorithms import PointSource
+from mlflow_sweeper.search.algorithms import PointSource
 from mlflow_sweeper.config import load_config
 from mlflow_sweeper.coordination import RUN_ATTR, SweepStudy, agent_id
 from mlflow_sweeper.launch import (

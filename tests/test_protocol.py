@@ -25,7 +25,7 @@ from optuna.storages.journal import JournalFileBackend, JournalStorage
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
-from mlflow_sweeper.algorithms import PointSource
+from mlflow_sweeper.search.algorithms import PointSource
 from mlflow_sweeper.config import load_config
 from mlflow_sweeper.coordination import (
     AGENT,

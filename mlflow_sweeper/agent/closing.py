@@ -78,7 +78,7 @@ class RecordSensitivity(CloseAction):
             return
         from optuna.trial import TrialState
 
-        from ..sensitivity import sensitivity_spread
+        from ..search.sensitivity import sensitivity_spread
 
         rows = [(dict(t.params), t.value) for t in context.trials if t.state == TrialState.COMPLETE]
         spread = sensitivity_spread(rows, base=plan[0])

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ..algorithms import PointSource
+from ..search.algorithms import PointSource
 from ..coordination import SweepStudy
 from ..launch import make_launcher
 from ..progress import SweepProgress

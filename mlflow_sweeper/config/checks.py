@@ -144,7 +144,7 @@ def command(where: Where, key: str, value: Any) -> str:
 def algorithm(where: Where, key: str, value: Any) -> str:
     """A registered algorithm: no silent fallback to another. Whether its packages are
     installed is asked only by a sweep (`loading.check_sampler`)."""
-    from ..algorithms import ALGORITHMS, unknown_message
+    from ..search.algorithms import ALGORITHMS, unknown_message
 
     if not isinstance(value, str) or value not in ALGORITHMS:
         raise where.fail(key, unknown_message(value))
@@ -152,7 +152,7 @@ def algorithm(where: Where, key: str, value: Any) -> str:
 
 
 def parameters(where: Where, key: str, value: Any):
-    from ..space import SearchSpace, SpaceError
+    from ..search.space import SearchSpace, SpaceError
 
     if not isinstance(value, dict):
         raise where.fail(key, "expected a mapping of parameter names to values")

@@ -141,7 +141,7 @@ def _trial(values: Values) -> dict[str, Any]:
 
 def _search(values: Values) -> dict[str, Any]:
     """The algorithm, the space it searches, its budget, seed and sampler options."""
-    from ..algorithms import algorithm_class
+    from ..search.algorithms import algorithm_class
 
     name = values["algorithm"]
     algorithm = algorithm_class(name)
@@ -169,8 +169,8 @@ def _search(values: Values) -> dict[str, Any]:
 
 def _sensitivity(values: Values, algorithm: str, space) -> dict[str, Any]:
     """`base` and `points`: given only with `algorithm: sensitivity`, checked against the space."""
-    from ..sensitivity import parse_sensitivity
-    from ..space import SpaceError
+    from ..search.sensitivity import parse_sensitivity
+    from ..search.space import SpaceError
 
     if algorithm != "sensitivity":
         for key in ("base", "points"):
@@ -282,7 +282,7 @@ def check_sampler(config: SweepConfig) -> None:
     """The sweep's sampler built and rehearsed in memory: what it needs is installed, and it
     takes `sampler_options` and searches this space (raises ConfigError). Only a sweep pays for
     it; `status`, `delete` and `report` read a config without running its sampler."""
-    from ..algorithms.rehearsal import rehearsal_problem
+    from ..search.algorithms.rehearsal import rehearsal_problem
 
     problem = rehearsal_problem(config)
     if problem:

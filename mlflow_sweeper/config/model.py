@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from ..pruning import EarlyStopping
-from ..space import SearchSpace
+from ..search.space import SearchSpace
 from .schema import DEFAULTS
 
 

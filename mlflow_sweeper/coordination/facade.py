@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterable
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from ..algorithms import PointSource
+from ..search.algorithms import PointSource
 from ..config import SweepConfig
 from . import tallies
 from .closing import CloseElection

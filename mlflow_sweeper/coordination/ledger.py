@@ -15,7 +15,7 @@ from collections.abc import Callable
 
 from optuna.trial import FrozenTrial, TrialState
 
-from ..algorithms import PointSource
+from ..search.algorithms import PointSource
 from .names import ACTIVE, SLOT, WAITING
 from .store import RetryingStorage, finish, take
 

@@ -18,8 +18,8 @@ from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import FrozenTrial, TrialState
 
 from .. import compat
-from ..algorithms import PointSource
-from ..space import suggest_point
+from ..search.algorithms import PointSource
+from ..search.space import suggest_point
 from .ledger import ClaimsLedger
 from .liveness import Heartbeat
 from .names import ATTEMPT, REPLACES_RUN, RUN_ATTR, SLOT, TARGET_REACHED, WAITING

@@ -20,7 +20,7 @@ from typing import Any
 import optuna
 from optuna.pruners import BasePruner
 
-from ..config.option_types import declared_types, type_problem
+from ..option_types import declared_types, type_problem
 from ..errors import ConfigError
 
 DEFAULT_INTERVAL = 10.0

@@ -53,7 +53,7 @@ class ReportContext:
         """The base point of the sensitivity plan the sweep ran, as the parent's metrics use it."""
         if self.config.algorithm != "sensitivity":
             return None
-        from ..sensitivity import DEFAULT_POINTS, sensitivity_plan
+        from ..search.sensitivity import DEFAULT_POINTS, sensitivity_plan
 
         points = getattr(self.config, "points", None) or DEFAULT_POINTS
         return sensitivity_plan(self.config.space, getattr(self.config, "base", None), points)[0]

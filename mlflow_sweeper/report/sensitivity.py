@@ -12,8 +12,8 @@ from dataclasses import dataclass
 
 from optuna.trial import FrozenTrial, TrialState
 
-from ..sensitivity import sensitivity_spread, varied_parameter
-from ..space import point_key
+from ..search.sensitivity import sensitivity_spread, varied_parameter
+from ..search.space import point_key
 
 
 @dataclass(frozen=True)

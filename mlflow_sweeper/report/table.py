@@ -8,7 +8,7 @@ from pathlib import Path
 from optuna.trial import FrozenTrial
 
 from ..coordination import ATTEMPT, REASON, RUN_ATTR
-from ..space import SearchSpace
+from ..search.space import SearchSpace
 from .objectives import Objectives
 
 LEADING = ("number", "state", "attempts")

@@ -11,7 +11,7 @@ from typing import Any, ClassVar
 import numpy as np
 import optuna
 
-from ..config.option_types import declared_types, type_problem
+from ...option_types import declared_types, type_problem
 from ..space import Scalar, SearchSpace
 
 log = logging.getLogger(__name__)

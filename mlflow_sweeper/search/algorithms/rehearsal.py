@@ -22,7 +22,7 @@ from ..space import suggest_point
 from .base import Algorithm
 
 if TYPE_CHECKING:
-    from ..config import SweepConfig
+    from ...config import SweepConfig
 
 MIN_TRIALS = 3  # the first ask, the first relative one (CMA-ES), and one after it
 MAX_TRIALS = 12  # a check, not a sweep
