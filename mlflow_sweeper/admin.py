@@ -13,7 +13,6 @@ from mlflow.entities import ViewType
 from optuna.trial import TrialState
 
 from . import compat
-from .search.algorithms import PointSource
 from .config import SweepConfig
 from .coordination import RUN_ATTR, SweepStudy, agent_id, study_names
 from .coordination.identity import directions_of
@@ -21,6 +20,7 @@ from .coordination.tallies import pareto_front
 from .errors import NoSuchSweep, UsageError
 from .record import Recorder, current_run_id
 from .report.objectives import objectives_of
+from .search.algorithms import PointSource
 from .storages import exists as storage_exists
 from .storages import (
     mask,

@@ -17,10 +17,16 @@ from click.testing import CliRunner
 from conftest import run_cli
 from test_bad_config import assert_nothing_written, snapshot, the_message
 
-from mlflow_sweeper.search.algorithms import ALGORITHMS, PointSource, UnknownAlgorithm, algorithm_class, slot_seed
 from mlflow_sweeper.cli import main
 from mlflow_sweeper.config import load_config, load_configs
 from mlflow_sweeper.errors import ConfigError
+from mlflow_sweeper.search.algorithms import (
+    ALGORITHMS,
+    PointSource,
+    UnknownAlgorithm,
+    algorithm_class,
+    slot_seed,
+)
 
 HAS_TORCH = importlib.util.find_spec("torch") is not None
 MIXED = {

@@ -14,7 +14,6 @@ from conftest import PROJECT, write_config
 from mlflow.tracking import MlflowClient
 
 from mlflow_sweeper.agent.trial import RecordedRuns
-from mlflow_sweeper.search.algorithms import PointSource
 from mlflow_sweeper.config import load_config
 from mlflow_sweeper.coordination import RUN_ATTR, SweepStudy, agent_id
 from mlflow_sweeper.launch import (
@@ -28,6 +27,7 @@ from mlflow_sweeper.launch import (
     make_launcher,
 )
 from mlflow_sweeper.record import Recorder
+from mlflow_sweeper.search.algorithms import PointSource
 from mlflow_sweeper.storages import open_mlflow_tracking, open_optuna_storage
 
 

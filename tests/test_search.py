@@ -93,8 +93,8 @@ EXAMPLES = sorted((PROJECT.parent.parent / "examples").glob("*.yaml"))
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=[p.stem for p in EXAMPLES])
 def test_every_example_config_is_valid(path):
-    from mlflow_sweeper.search.algorithms import ALGORITHMS, PointSource
     from mlflow_sweeper.config import load_config
+    from mlflow_sweeper.search.algorithms import ALGORITHMS, PointSource
 
     algorithm = yaml.safe_load(path.read_text())["algorithm"]
     if ALGORITHMS[algorithm].missing_requirement():

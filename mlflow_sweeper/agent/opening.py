@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ..search.algorithms import PointSource
 from ..coordination import SweepStudy
 from ..launch import make_launcher
 from ..progress import SweepProgress
 from ..record import Recorder, tag_agent_run
+from ..search.algorithms import PointSource
 from ..storages import exists as storage_exists
 from ..storages import open_mlflow_tracking, open_optuna_storage, probe_mlflow_storage, probe_optuna_storage
 from ..storages.pools import AGENT_APPLICATION, agent_pools, store_turn

@@ -8,8 +8,8 @@ from collections.abc import Callable, Iterable
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from ..search.algorithms import PointSource
 from ..config import SweepConfig
+from ..search.algorithms import PointSource
 from . import tallies
 from .closing import CloseElection
 from .identity import SweepIdentity, direction_of

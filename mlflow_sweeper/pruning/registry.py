@@ -20,8 +20,8 @@ from typing import Any
 import optuna
 from optuna.pruners import BasePruner
 
-from ..option_types import declared_types, type_problem
 from ..errors import ConfigError
+from ..option_types import declared_types, type_problem
 
 DEFAULT_INTERVAL = 10.0
 KEYS = ("pruner", "options", "interval")
