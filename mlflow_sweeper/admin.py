@@ -19,7 +19,6 @@ from .coordination.identity import directions_of
 from .coordination.tallies import pareto_front
 from .errors import NoSuchSweep, UsageError
 from .record import Recorder, current_run_id
-from .report.objectives import objectives_of
 from .search.algorithms import PointSource
 from .storages import exists as storage_exists
 from .storages import (
@@ -178,7 +177,7 @@ def sweep_status_data(config: SweepConfig) -> dict:
             entry["parent_status"] = recorder.client.get_run(parent).info.status
         except Exception:  # noqa: BLE001 - shown as "not found in MLflow"
             entry["parent_status"] = None
-    if objectives_of(config).multi:  # no single best: the trials no other one beats on every metric
+    if config.objective.multi:  # no single best: the trials no other one beats on every metric
         front = pareto_front(trials, directions_of(config))
         entry["pareto"] = [{"values": list(t.values), **_trial_entry(t)} for t in front]
         return entry

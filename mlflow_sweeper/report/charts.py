@@ -84,7 +84,7 @@ def _sensitivity(ctx: ReportContext) -> list:
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
-    effects = ctx.effects
+    effects = ctx.sections["sensitivity"]
     metric = ctx.objectives.names[0]
     spread = go.Figure(
         go.Bar(
@@ -119,7 +119,7 @@ def _sensitivity(ctx: ReportContext) -> list:
 def _sensitivity_png(ctx: ReportContext):
     import matplotlib.pyplot as plt
 
-    effects = list(reversed(ctx.effects))
+    effects = list(reversed(ctx.sections["sensitivity"]))
     figure, axes = plt.subplots(figsize=(7, 0.5 * len(effects) + 1.5))
     axes.barh([e.name for e in effects], [e.spread for e in effects], color="tab:blue")
     axes.set_xlabel(f"spread of {ctx.objectives.names[0]} (max - min, others at base)")
@@ -161,7 +161,7 @@ CHARTS: tuple[Chart, ...] = (
     Chart(
         "sensitivity",
         "Sensitivity",
-        lambda ctx: _has_study(ctx) and ctx.sensitivity and bool(ctx.effects),
+        lambda ctx: _has_study(ctx) and "sensitivity" in ctx.sections,  # the algorithm's own section
         _sensitivity,
         _sensitivity_png,
     ),

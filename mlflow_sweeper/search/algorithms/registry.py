@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import difflib
-
+from ...errors import ConfigProblem
+from ...hints import did_you_mean
 from .base import Algorithm
 from .builtin import (
     NSGA2,
@@ -30,21 +30,35 @@ ALGORITHMS: dict[str, type[Algorithm]] = {
 }
 
 
-class UnknownAlgorithm(KeyError):
+# A top-level key only some algorithms read -> the names of those algorithms.
+OWN_KEYS: dict[str, tuple[str, ...]] = {
+    key: tuple(name for name, other in ALGORITHMS.items() if key in other.own_keys)
+    for algorithm in ALGORITHMS.values()
+    for key in algorithm.own_keys
+}
+
+
+class UnknownAlgorithm(ConfigProblem):
     """A name no algorithm is registered under; never silently replaced by another."""
 
-    def __str__(self) -> str:
-        return str(self.args[0])
+    def __init__(self, name: object):
+        choices = ", ".join(ALGORITHMS)
+        hint = did_you_mean(str(name), ALGORITHMS)
+        super().__init__("algorithm", f"unknown algorithm {name!r}; choose one of {choices}{hint}")
 
 
-def unknown_message(name: object) -> str:
-    close = difflib.get_close_matches(str(name), list(ALGORITHMS), n=1, cutoff=0.6)
-    hint = f" (did you mean '{close[0]}'?)" if close else ""
-    return f"unknown algorithm {name!r}; choose one of {', '.join(ALGORITHMS)}{hint}"
-
-
-def algorithm_class(name: str) -> type[Algorithm]:
+def algorithm_class(name: object) -> type[Algorithm]:
+    """The algorithm registered as `name` (raises UnknownAlgorithm, a ConfigProblem)."""
     try:
-        return ALGORITHMS[name]
+        return ALGORITHMS[name]  # type: ignore[index]
     except (KeyError, TypeError):
-        raise UnknownAlgorithm(unknown_message(name)) from None
+        raise UnknownAlgorithm(name) from None
+
+
+def check_own_keys(name: str, given: list[str]) -> None:
+    """Refuses a key of another algorithm's (`base` without `algorithm: sensitivity`)."""
+    for key in given:
+        owners = OWN_KEYS.get(key, ())
+        if owners and name not in owners:
+            listed = " or ".join(f"'algorithm: {owner}'" for owner in owners)
+            raise ConfigProblem(key, f"only applies to {listed}")

@@ -28,7 +28,7 @@ class PointSource:
     @property
     def grid(self):
         """The finite space's points by index, or None (continuous, or nothing to search)."""
-        return getattr(self.strategy, "grid", None)
+        return self.strategy.grid
 
     @property
     def budget(self) -> int:
