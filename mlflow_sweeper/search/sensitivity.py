@@ -18,6 +18,7 @@ from optuna.trial import FrozenTrial, TrialState
 from .space import Axis, Categorical, Range, Scalar, SearchSpace, SpaceError, point_key, same_value
 
 DEFAULT_POINTS = 5
+REPORT_SECTION = "sensitivity"  # the key of the report's chart of the effects
 
 
 def parse_sensitivity(space: SearchSpace, base_raw: Any, points_raw: Any) -> tuple[dict[str, Scalar], int]:

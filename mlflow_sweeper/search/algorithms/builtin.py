@@ -10,6 +10,7 @@ from optuna.trial import FrozenTrial, TrialState
 from ...errors import ConfigProblem
 from ..sensitivity import (
     DEFAULT_POINTS,
+    REPORT_SECTION,
     parameter_effects,
     parse_sensitivity,
     sensitivity_plan,
@@ -194,4 +195,4 @@ class Sensitivity(Algorithm):
     def report_sections(self, trials: list[FrozenTrial]) -> dict[str, Any]:
         """The "sensitivity" chart: each parameter's effect around the plan's base point."""
         effects = parameter_effects(trials, self.plan[0] if self.plan else None)
-        return {"sensitivity": effects} if effects else {}
+        return {REPORT_SECTION: effects} if effects else {}
