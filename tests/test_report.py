@@ -20,7 +20,7 @@ import optuna
 import pytest
 from conftest import REQUIRE_SERVERS, mlflow_runs, run_cli, write_config
 
-from mlflow_sweeper.config import load_config
+from mlflow_sweeper.config import Metric, Objective, load_config
 from mlflow_sweeper.report import build_report
 from mlflow_sweeper.report.charts import CHARTS, Chart
 
@@ -224,7 +224,8 @@ def test_a_chart_that_fails_leaves_the_rest_of_the_report(tmp_path):
 def test_multi_objective_report_has_a_pareto_front_and_a_column_per_metric(tmp_path):
     metrics = [{"name": "acc", "direction": "maximize"}, {"name": "latency", "direction": "minimize"}]
     config = _config(tmp_path)
-    config = dataclasses.replace(config, raw={**config.raw, "spec": {"metrics": metrics}})
+    spec = Objective("maximize", None, metrics=tuple(Metric(m["name"], m["direction"]) for m in metrics))
+    config = dataclasses.replace(config, raw={**config.raw, "spec": {"metrics": metrics}}, objective=spec)
 
     def objective(trial):
         x = trial.suggest_float("x", 0.0, 1.0)
