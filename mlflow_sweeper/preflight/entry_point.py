@@ -22,11 +22,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import compat
-from .command_line import check_arg_style, command_problem, value_text
-from .errors import ConfigError, ProjectError
-from .storages.urls import mask
-from .tracking_store import explicit_tracking_uri
+from .. import compat
+from ..command_line import check_arg_style, command_problem, value_text
+from ..errors import ConfigError, ProjectError
+from ..storages.urls import mask
+from ..tracking_store import explicit_tracking_uri
 
 SCRIPT_COMMANDS = (".py", ".sh", ".R")  # entry points MLflow runs without an MLproject entry
 ENV_TOOLS = {"uv": "uv", "virtualenv": "pyenv"}  # what MLflow's env managers run to build an env
