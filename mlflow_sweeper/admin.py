@@ -110,23 +110,18 @@ def delete_sweep(config: SweepConfig, purge: bool = False) -> DeleteResult:
 
 
 def _delete_artifacts(artifact_uri: str) -> None:
-    from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
-
     try:
-        get_artifact_repository(artifact_uri).delete_artifacts()
+        compat.delete_artifacts(artifact_uri)
     except Exception as exc:  # noqa: BLE001 - the run itself is still purged
         log.debug("could not delete artifacts at %s: %s", artifact_uri, exc)
 
 
 def _remove_empty_run_dir(artifact_uri: str, run_id: str) -> None:
     """A purged run leaves no empty folder behind in a local artifact store (`mlruns/<exp>/<run>`)."""
-    from mlflow.utils.uri import is_local_uri
-
-    if not is_local_uri(artifact_uri):
+    local = compat.local_artifact_path(artifact_uri)
+    if local is None:
         return
-    from mlflow.utils.file_utils import local_file_uri_to_path
-
-    artifacts = Path(local_file_uri_to_path(artifact_uri))
+    artifacts = Path(local)
     shutil.rmtree(artifacts, ignore_errors=True)
     run_dir = artifacts.parent
     if run_dir.name == run_id:
