@@ -4,9 +4,11 @@ tagged, the launcher, the progress and counts, the early-stopping watch and the 
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from ..config import SweepConfig
 from ..coordination import SweepStudy
-from ..launch import make_launcher
+from ..launch import Launcher, make_launcher
 from ..opening import open_sweep
 from ..preflight import CheckedProject
 from ..progress import Reporter, SweepProgress
@@ -27,8 +29,10 @@ def open_parts(
     stop: StopSignal,
     agent: str,
     n_jobs: int,
+    launcher_factory: Callable[..., Launcher] = make_launcher,
 ) -> SweepParts:
-    """The sweep opened for this agent, and every part a session on it is built from."""
+    """The sweep opened for this agent, and every part a session on it is built from.
+    `launcher_factory` takes `make_launcher`'s arguments (a test passes its own launcher)."""
     sweep = open_sweep(config, agent=agent, n_jobs=n_jobs)
     study, recorder, parent_id = sweep.study, sweep.recorder, sweep.parent_id
     assert study is not None and recorder is not None and parent_id is not None  # opened, not found
@@ -36,7 +40,7 @@ def open_parts(
     hint = tag_agent_run(config, parent_id, recorder.experiment_id, client.tracking_uri)
     if hint:
         console.event(hint)
-    launcher = make_launcher(config, client.tracking_uri, config.log_dir, checked, store_turn(client))
+    launcher = launcher_factory(config, client.tracking_uri, config.log_dir, checked, store_turn(client))
     progress = _progress(config, study)
     return SweepParts(
         config=config,
