@@ -233,12 +233,16 @@ def test_a_trial_the_pruner_stops_is_pruned_and_its_run_killed_and_tagged(tmp_pa
         script,
         pace=0.02,
         parameters={"x": [1, 2]},
+        max_retries=2,
         early_stopping={"pruner": "median", "options": {"n_startup_trials": 1}, "interval": 0.05},
     )
     result = session.run()
     assert result.exit_code == EXIT_OK and result.finished
-    states = {t.number: t.state for t in session.study.trials()}
-    assert states == {0: TrialState.COMPLETE, 1: TrialState.PRUNED}
+    trials = {t.number: t for t in session.study.trials()}
+    assert {n: t.state for n, t in trials.items()} == {0: TrialState.COMPLETE, 1: TrialState.PRUNED}
+    assert trials[1].intermediate_values and trials[1].value == 0.0  # its history, through the run
+    assert len(trials[0].intermediate_values) == 3  # every step reported before it completed
+    assert launcher.launched == [(0, 1), (1, 1)]  # a pruned trial is never retried
     pruned = session.parts.recorder.client.get_run(launcher.handles[1].run_id)
     assert pruned.info.status == "KILLED"
     assert pruned.data.tags["sweeper.pruned"] == "true"
