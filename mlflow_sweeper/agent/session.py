@@ -2,7 +2,7 @@
 
 Built from `SweepParts` (`opening.open_parts`: the sweep opened, the launcher, the progress);
 `run` starts `n_jobs` workers that claim trials and run each as a `TrialExecution`, and a
-maintenance thread.
+maintenance thread; `SweepEnd` (`ending.py`) closes the sweep and says how it ended.
 """
 
 from __future__ import annotations
@@ -10,15 +10,13 @@ from __future__ import annotations
 import logging
 import threading
 
-from optuna.trial import FrozenTrial
-
 from ..coordination import Work
-from .closing import CloseContext, close_sweep
+from .ending import SweepEnd
 from .failures import Failures
 from .idle import IdleBackoff
 from .maintenance import Maintenance, requeue_lost
 from .parts import SweepParts
-from .result import SweepResult, describe_failures
+from .result import SweepResult
 from .stop import StartBudget
 from .trial import StopRequested, TrialContext, TrialExecution
 
@@ -43,21 +41,8 @@ class SweepSession:
         self.failures = Failures(
             parts.config, parts.study, parts.counts, parts.progress, parts.console, parts.result
         )
-        self.trial_context = TrialContext(
-            config=parts.config,
-            study=parts.study,
-            recorder=parts.recorder,
-            parent_id=parts.parent_id,
-            launcher=parts.launcher,
-            console=parts.console,
-            stop=parts.stop,
-            counts=parts.counts,
-            watch=parts.watch,
-            uploads=parts.uploads,
-            failures=self.failures,
-            result=parts.result,
-            checked=parts.checked,
-        )
+        self.trial_context = TrialContext.of(parts, self.failures)
+        self.end = SweepEnd(parts)
         self.running: dict[int, TrialExecution] = {}  # by Optuna trial id
         self.lock = threading.Lock()  # guards `running`
         self.done = threading.Event()  # set when the workers are gone: maintenance stops
@@ -78,20 +63,11 @@ class SweepSession:
             self._retry_failed()
         if self.study.is_finished() and not requeue_lost(self.study, stop):
             self.report(f"{self.config.identity}: already complete, nothing to run")
-            return self.finish()
+            return self.end.finish()
         if self.study.is_closed():
             self.study.reopen()  # more to run (a raised budget or retries): a new close is owed
         parts.recorder.set_parent_status(parts.parent_id, finished=False)
-        budget = self.study.budget
-        trials = f"{budget} trial{'' if budget == 1 else 's'}"
-        parts.console.event(
-            f"{self.config.identity}: parent run {parts.parent_id}, {trials} in the budget, "
-            f"{parts.progress.done} done, up to {self.n_jobs} at once",
-            summary=False,  # --quiet prints only the summary
-        )
-        self._note_ignored_max_trials()
-        for note in self.study.source.strategy.notes():
-            self.report(f"{self.config.identity}: {note}")
+        self._announce()
         parts.console.start(parts.progress)
         maintenance = Maintenance(
             self.study,
@@ -120,7 +96,20 @@ class SweepSession:
             return self.result
         if self.result.error:
             return self.result
-        return self.finish()
+        return self.end.finish()
+
+    def _announce(self) -> None:
+        """What this agent is about to do, and what of the config does not apply."""
+        budget = self.study.budget
+        trials = f"{budget} trial{'' if budget == 1 else 's'}"
+        self.parts.console.event(
+            f"{self.config.identity}: parent run {self.parts.parent_id}, {trials} in the budget, "
+            f"{self.parts.progress.done} done, up to {self.n_jobs} at once",
+            summary=False,  # --quiet prints only the summary
+        )
+        self._note_ignored_max_trials()
+        for note in self.study.source.strategy.notes():
+            self.report(f"{self.config.identity}: {note}")
 
     def _note_ignored_max_trials(self) -> None:
         """An algorithm with a fixed plan (sensitivity) runs all of it, whatever `max_trials` says."""
@@ -168,7 +157,7 @@ class SweepSession:
             self.idle.reset()
             if not self._execute(TrialExecution(self.trial_context, work)):
                 return
-            self._close_if_last()
+            self.end.close_if_last()
 
     def _claim(self) -> Work | None:
         try:
@@ -228,47 +217,3 @@ class SweepSession:
     def running_trial_ids(self) -> set[int]:
         with self.lock:
             return set(self.running)
-
-    # ---- the end of the sweep --------------------------------------------------------------------
-
-    def _close_if_last(self) -> None:
-        """After each trial: whichever agent ends the last trial closes the sweep (if elected)."""
-        if not self.study.exhausted_seen:
-            return  # slots are left: not the last trial
-        try:
-            trials = self.study.complete_trials()
-            if trials is not None:
-                self._close(trials)
-        except Exception as exc:  # noqa: BLE001 - retried at the end of the sweep
-            log.debug("could not close the sweep: %s", exc)
-
-    def _close(self, trials: list[FrozenTrial], best: FrozenTrial | None = None) -> bool:
-        best = self.study.best_trial() if best is None else best
-        parts = self.parts
-        context = CloseContext(self.config, self.study, parts.recorder, parts.parent_id, trials, best)
-        return close_sweep(context)
-
-    def finish(self) -> SweepResult:
-        """The sweep as this agent leaves it: closed by the elected agent, summary of failures."""
-        trials = self.study.complete_trials()
-        if trials is None:
-            self.report(
-                f"{self.config.identity}: this agent stopped; the sweep is not finished "
-                "(other agents, or run again to resume)"
-            )
-            return self.result
-        self.result.finished = True
-        best = self.study.best_trial()
-        self._close(trials, best)
-        failed = self.study.failed_for_good(trials)
-        self.result.failed_for_good = describe_failures(failed, self.parts.log_dir)
-        summary = f"{self.config.identity}: complete, parent run {self.parts.parent_id}"
-        if best is not None:
-            summary += f", best {best.value:.6g} in trial {best.number} {best.params}"
-        self.report(summary)
-        if self.result.failed_for_good:
-            self.report(
-                f"{len(self.result.failed_for_good)} trial(s) failed after all retries:\n  "
-                + "\n  ".join(self.result.failed_for_good)
-            )
-        return self.result

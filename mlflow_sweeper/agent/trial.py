@@ -24,6 +24,7 @@ from ..record import Recorder
 from .counts import SweepCounts
 from .failures import Failures
 from .outcome import Ending, Kind, Outcome, classify, needs_metric
+from .parts import SweepParts
 from .result import SweepResult
 from .settle import Attempt, Settling, settle
 from .stop import StopSignal
@@ -56,6 +57,24 @@ class TrialContext:
     failures: Failures
     result: SweepResult  # a launch failure stops the agent through it
     checked: CheckedProject | None = None  # the entry point's project: its full parameter set is logged
+
+    @classmethod
+    def of(cls, parts: SweepParts, failures: Failures) -> TrialContext:
+        return cls(
+            config=parts.config,
+            study=parts.study,
+            recorder=parts.recorder,
+            parent_id=parts.parent_id,
+            launcher=parts.launcher,
+            console=parts.console,
+            stop=parts.stop,
+            counts=parts.counts,
+            watch=parts.watch,
+            uploads=parts.uploads,
+            failures=failures,
+            result=parts.result,
+            checked=parts.checked,
+        )
 
     @property
     def settling(self) -> Settling:
