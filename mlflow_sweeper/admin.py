@@ -14,47 +14,15 @@ from optuna.trial import TrialState
 
 from . import compat
 from .config import SweepConfig
-from .coordination import RUN_ATTR, SweepStudy, agent_id, study_names
+from .coordination import RUN_ATTR, SweepStudy, study_names
 from .coordination.identity import directions_of
 from .coordination.tallies import pareto_front
 from .errors import NoSuchSweep, UsageError
-from .record import Recorder, current_run_id
-from .search.algorithms import PointSource
-from .storages import exists as storage_exists
-from .storages import (
-    mask,
-    open_mlflow_tracking,
-    open_optuna_storage,
-    probe_mlflow_storage,
-    probe_optuna_storage,
-    retry,
-)
-from .tracking_store import sweep_tracking_uri
+from .opening import open_sweep
+from .record import current_run_id
+from .storages import mask, retry
 
 log = logging.getLogger(__name__)
-
-
-def _file_backed_storage_missing(url: str) -> bool:
-    """A SQLite or journal file that does not exist holds no sweep; do not create it to find out."""
-    return not storage_exists(url)
-
-
-def _open_study(config: SweepConfig) -> SweepStudy | None:
-    if _file_backed_storage_missing(config.optuna_storage):
-        return None
-    probe_optuna_storage(config.optuna_storage)
-    study = SweepStudy(open_optuna_storage(config.optuna_storage), config, PointSource(config), agent_id())
-    return study if study.find() else None
-
-
-def _open_recorder(config: SweepConfig, study: SweepStudy | None) -> Recorder | None:
-    """The sweep's MLflow side, in the store its agents used (recorded in the study when the
-    config names none), never created here."""
-    uri = sweep_tracking_uri(config, study)
-    if _file_backed_storage_missing(uri):
-        return None
-    probe_mlflow_storage(uri)
-    return Recorder.existing(open_mlflow_tracking(uri), config)
 
 
 @dataclass
@@ -74,8 +42,9 @@ class DeleteResult:
 
 def delete_sweep(config: SweepConfig, purge: bool = False) -> DeleteResult:
     study_deleted = False
-    study = _open_study(config)
-    recorder = _open_recorder(config, study)  # before the study (and its recorded store) is gone
+    sweep = open_sweep(config, create=False)
+    # The recorder is opened before the study (and the store recorded in it) is gone.
+    study, recorder = sweep.study, sweep.recorder
     if study is not None:
         for name in study_names(config.identity):
             try:
@@ -146,7 +115,8 @@ def sweep_status_data(config: SweepConfig) -> dict:
         "remaining": 0,
         "best": None,
     }
-    study = _open_study(config)
+    sweep = open_sweep(config, create=False)
+    study = sweep.study
     if study is None:
         return entry
     trials = study.trials()
@@ -165,8 +135,8 @@ def sweep_status_data(config: SweepConfig) -> dict:
     )
     if study.target_reached():  # no slot is owed a trial any more
         entry["remaining"] = 0
-    parent = entry["parent_run_id"] = study.parent_run_id()
-    recorder = _open_recorder(config, study)
+    parent = entry["parent_run_id"] = sweep.parent_id
+    recorder = sweep.recorder
     if parent and recorder is not None:
         try:
             entry["parent_status"] = recorder.client.get_run(parent).info.status
@@ -248,7 +218,8 @@ def sweep_report(config: SweepConfig, out_dir: str | Path | None, log_it: bool):
     Returns the report and whether it was logged (None when not asked)."""
     from .report import build_report, default_report_dir, log_report
 
-    study = _open_study(config)
+    sweep = open_sweep(config, create=False)
+    study = sweep.study
     if study is None:
         raise NoSuchSweep(f"{config.identity}: no such sweep (nothing to report on)")
     out = Path(out_dir) if out_dir else default_report_dir(config)
@@ -259,8 +230,7 @@ def sweep_report(config: SweepConfig, out_dir: str | Path | None, log_it: bool):
     report = build_report(config, study.trials(), out)
     if not log_it:
         return report, None
-    parent = study.parent_run_id()
-    recorder = _open_recorder(config, study)
+    parent, recorder = sweep.parent_id, sweep.recorder
     if not parent or recorder is None:
         raise NoSuchSweep(f"{config.identity}: the sweep has no parent run in MLflow to log the report to")
     return report, log_report(recorder.client, parent, report)

@@ -138,8 +138,8 @@ def test_a_cancelled_backend_run_ends_and_reports_failure(tmp_path, global_track
 def test_the_agent_stops_mlflow_printing_run_urls_but_trials_keep_the_users_setting(monkeypatch, user):
     """On a tracking server, MLflow reads a run once more and prints its URL whenever it ends:
     the agent turns that off for itself; a trial's environment is the user's."""
-    from mlflow_sweeper import record
     from mlflow_sweeper.launch.process import run_env
+    from mlflow_sweeper.record import agent_run as record
 
     if user is None:
         monkeypatch.delenv(record.URL_PRINTING, raising=False)

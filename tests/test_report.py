@@ -128,12 +128,12 @@ def test_report_log_puts_the_report_on_the_parent_run(swept, tmp_path):
 
 def test_report_for_sweep_builds_and_logs_from_the_real_stores(swept, tmp_path):
     """The call the closing agent makes, on the real SweepStudy and Recorder of the sweep."""
-    from mlflow_sweeper.admin import _open_recorder, _open_study
+    from mlflow_sweeper.opening import open_sweep
     from mlflow_sweeper.report import report_for_sweep
 
     config = load_config(swept["config"])
-    study = _open_study(config)
-    recorder = _open_recorder(config, study)
+    sweep = open_sweep(config, create=False)
+    study, recorder = sweep.study, sweep.recorder
     report = report_for_sweep(config, study, recorder, tmp_path / "close", log=True)
     assert report is not None and not report.problems, report and report.problems
     assert len(read_rows(tmp_path / "close" / "trials.csv")) == 6
