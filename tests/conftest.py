@@ -42,6 +42,7 @@ IN_PROCESS_MODULES = {
     "test_space.py",
     "test_space_conditional.py",
     "test_storage_kinds.py",
+    "test_trial_path.py",
     "test_whole_bounds.py",
 }
 SMOKE_MODULES = {"test_smoke.py"}

@@ -7,11 +7,11 @@ import optuna
 from conftest import write_config
 
 from mlflow_sweeper.admin import sweep_status, sweep_status_data
-from mlflow_sweeper.algorithms import PointSource
 from mlflow_sweeper.config import load_config
 from mlflow_sweeper.coordination import SweepStudy
 from mlflow_sweeper.coordination.companions import gone_message
 from mlflow_sweeper.coordination.names import COMPANION_OF_ATTR, PURPOSE_ATTR
+from mlflow_sweeper.search.algorithms import PointSource
 from mlflow_sweeper.storages import open_optuna_storage
 
 

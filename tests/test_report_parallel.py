@@ -10,7 +10,6 @@ from conftest import write_config
 from mlflow_sweeper.config import load_config
 from mlflow_sweeper.report import build_report
 from mlflow_sweeper.report.context import ReportContext
-from mlflow_sweeper.report.objectives import objectives_of
 from mlflow_sweeper.report.parallel_png import MAX_AXES, parallel_png, short_label
 from mlflow_sweeper.report.study_copy import in_memory_study
 
@@ -39,7 +38,7 @@ def test_twenty_parameters_render_a_png_with_the_most_important_axes_and_a_note(
     import matplotlib.pyplot as plt
 
     directory, config, trials = sweep
-    objectives = objectives_of(config)
+    objectives = config.objective
     ctx = ReportContext(config, trials, objectives, in_memory_study(trials, objectives))
     axes = parallel_png(ctx)
     try:
@@ -67,7 +66,7 @@ def test_a_few_parameters_are_all_shown_without_a_note(tmp_path):
     config = load_config(write_config(tmp_path, parameters={"x": [1, 2, 3], "y": [10, 20]}))
     study = optuna.create_study(direction="maximize", sampler=optuna.samplers.RandomSampler(seed=1))
     study.optimize(lambda t: t.suggest_int("x", 1, 3) + t.suggest_int("y", 10, 20), n_trials=6)
-    objectives = objectives_of(config)
+    objectives = config.objective
     ctx = ReportContext(config, study.trials, objectives, in_memory_study(study.trials, objectives))
     axes = parallel_png(ctx)
     assert [label.get_text() for label in axes.get_xticklabels()][1:] in (["x", "y"], ["y", "x"])
