@@ -11,6 +11,7 @@ import traceback
 import click
 
 from .errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USAGE, SweeperError
+from .secrets import RedactingFilter, redact
 
 CONTEXT = {"help_option_names": ["-h", "--help"]}
 
@@ -18,6 +19,7 @@ CONTEXT = {"help_option_names": ["-h", "--help"]}
 def _setup_logging() -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
+    handler.addFilter(RedactingFilter())
     ours = logging.getLogger("mlflow_sweeper")
     ours.handlers[:] = [handler]
     ours.setLevel(logging.DEBUG if os.environ.get("MLFLOW_SWEEPER_DEBUG") else logging.INFO)
@@ -38,7 +40,7 @@ def _guarded(action) -> None:
     try:
         code = action()
     except SweeperError as exc:
-        click.echo(f"mlflow-sweeper: {exc}", err=True)
+        click.echo(f"mlflow-sweeper: {redact(str(exc))}", err=True)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         click.echo("mlflow-sweeper: interrupted", err=True)
@@ -47,7 +49,7 @@ def _guarded(action) -> None:
         if os.environ.get("MLFLOW_SWEEPER_DEBUG"):
             traceback.print_exc()
         click.echo(
-            f"mlflow-sweeper: unexpected error: {type(exc).__name__}: {exc} "
+            f"mlflow-sweeper: unexpected error: {type(exc).__name__}: {redact(str(exc))} "
             "(set MLFLOW_SWEEPER_DEBUG=1 for the traceback)",
             err=True,
         )

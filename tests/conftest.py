@@ -35,6 +35,7 @@ IN_PROCESS_MODULES = {
     "test_preflight.py",
     "test_protocol.py",
     "test_schema.py",
+    "test_secrets.py",
     "test_sensitivity.py",
     "test_space.py",
     "test_space_conditional.py",

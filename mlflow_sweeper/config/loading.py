@@ -16,6 +16,7 @@ from typing import Any
 import yaml
 
 from ..errors import ConfigError
+from ..expansion import expand_config
 from .checks import Where, suggest
 from .model import Objective, SweepConfig
 from .schema import BY_NAME, KEYS, REQUIRED_KEYS
@@ -245,8 +246,9 @@ def _check_sensitivity_objective(values: Values, config: SweepConfig) -> None:
 def load_config(path_text: str | os.PathLike[str]) -> SweepConfig:
     """Read, validate and resolve one config file. Raises ConfigError; writes nothing."""
     path = Path(path_text).expanduser()
-    data = read_yaml(path)
-    values = Values(Where(path.resolve()), data)
+    where = Where(path.resolve())
+    data = expand_config(read_yaml(path), where.fail)
+    values = Values(where, data)
     objective = _objective(values)
     config = SweepConfig(
         path=values.where.path,

@@ -8,6 +8,7 @@ from pathlib import Path
 from optuna.trial import FrozenTrial
 
 from ..coordination import ATTEMPT, REASON, RUN_ATTR
+from ..secrets import redact_value
 from ..space import SearchSpace
 from .objectives import Objectives
 
@@ -48,7 +49,7 @@ def write_trials_csv(
         writer.writerow([*LEADING, *param_columns, *values, *TRAILING])
         for trial in sorted(trials, key=lambda t: t.number):
             writer.writerow(
-                [
+                redact_value([
                     trial.number,
                     trial.state.name,
                     trial.system_attrs.get(ATTEMPT, 1),
@@ -58,7 +59,7 @@ def write_trials_csv(
                     trial.datetime_start.isoformat(timespec="seconds") if trial.datetime_start else "",
                     _duration(trial),
                     trial.user_attrs.get(REASON, ""),
-                ]
+                ])
             )
     return path
 
