@@ -188,7 +188,16 @@ def report(config: str, out_dir: str | None, log_it: bool) -> None:
 @click.argument("storage_url")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", type=click.IntRange(1, 65535), default=13000, show_default=True, help="Port.")
-def proxy(storage_url: str, host: str, port: int) -> None:
+@click.option(
+    "--token-file", default=None, help="File with the token each call must carry (agents: SWEEPER_PROXY_TOKEN)."
+)
+@click.option("--tls-cert", default=None, help="PEM certificate: serve TLS (agents: grpcs://HOST:PORT).")
+@click.option("--tls-key", default=None, help="PEM private key of --tls-cert.")
+@click.option("--insecure", is_flag=True, help="Allow listening beyond this machine without a token.")
+def proxy(
+    storage_url: str, host: str, port: int, token_file: str | None, tls_cert: str | None, tls_key: str | None,
+    insecure: bool,
+) -> None:  # fmt: skip
     """Serve Optuna's gRPC storage proxy in front of the database STORAGE_URL.
 
     Agents then use `optuna_storage: grpc://HOST:PORT` and share the proxy's few connections.
@@ -196,7 +205,10 @@ def proxy(storage_url: str, host: str, port: int) -> None:
     from .proxy import serve
 
     def action() -> int:
-        serve(storage_url, host=host, port=port)
+        serve(
+            storage_url, host=host, port=port, token_file=token_file, tls_cert=tls_cert, tls_key=tls_key,
+            insecure=insecure,
+        )  # fmt: skip
         return EXIT_INTERRUPTED  # it serves until Ctrl-C or SIGTERM stops it
 
     _guarded(action)
