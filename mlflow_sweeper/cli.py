@@ -189,7 +189,7 @@ def report(config: str, out_dir: str | None, log_it: bool) -> None:
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", type=click.IntRange(1, 65535), default=13000, show_default=True, help="Port.")
 @click.option(
-    "--token-file", default=None, help="File with the token each call must carry (agents: SWEEPER_PROXY_TOKEN)."
+    "--token-file", default=None, help="A file holding the token every call must carry."
 )
 @click.option("--tls-cert", default=None, help="PEM certificate: serve TLS (agents: grpcs://HOST:PORT).")
 @click.option("--tls-key", default=None, help="PEM private key of --tls-cert.")
