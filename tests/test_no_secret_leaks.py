@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from conftest import TRAIN, require_server, run_cli
 
 PG_PASSWORD = f"PgS3cret-{uuid.uuid4().hex[:8]}"
@@ -57,9 +56,8 @@ def dump_tables(url: str) -> str:
 
 
 def files_text(root: Path) -> dict[Path, str]:
-    return {
-        path: path.read_bytes().decode("utf-8", errors="replace") for path in root.rglob("*") if path.is_file()
-    }
+    files = [path for path in root.rglob("*") if path.is_file()]
+    return {path: path.read_bytes().decode("utf-8", errors="replace") for path in files}
 
 
 def test_no_secret_in_anything_a_sweep_writes(secret_databases, tmp_path):
@@ -96,7 +94,7 @@ def test_no_secret_in_anything_a_sweep_writes(secret_databases, tmp_path):
     written = {
         "optuna tables": dump_tables(optuna_url),
         "mlflow tables": dump_tables(mlflow_url),
-        "console": swept.stdout + swept.stderr + reported.stdout + reported.stderr + status.stdout + status.stderr,
+        "console": "\n".join(r.stdout + r.stderr for r in (swept, reported, status)),
         **{str(p): text for p, text in files_text(tmp_path).items() if p != path},
     }
     assert any("logs" in name for name in written), "no trial log was found"

@@ -12,6 +12,7 @@ from ..progress import SweepProgress
 from ..record import Recorder, tag_agent_run
 from ..storages import exists as storage_exists
 from ..storages import open_mlflow_tracking, open_optuna_storage, probe_mlflow_storage, probe_optuna_storage
+from ..storages.access import check_write_access
 from ..storages.pools import AGENT_APPLICATION, agent_pools, store_turn
 from ..tracking_store import (
     agreed_tracking_uri,
@@ -50,6 +51,7 @@ def open_session(
     found = study is not None and study.find()
     tracking_uri = sweep_tracking_uri(config, study if found else None)
     probe_mlflow_storage(tracking_uri)
+    check_write_access(tracking_uri, config.experiment)
     if study is None:
         study = open_study()
         found = study.find()
@@ -65,6 +67,7 @@ def open_session(
         if agreed != tracking_uri:
             tracking_uri = agreed
             probe_mlflow_storage(tracking_uri)
+            check_write_access(tracking_uri, config.experiment)
     client = open_mlflow_tracking(tracking_uri, mlflow_pool, AGENT_APPLICATION)
     recorder = Recorder(client, config)
     parent_id = study.create_or_attach(recorder.create_parent, recorder.parent_state)
