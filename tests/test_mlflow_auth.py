@@ -132,6 +132,7 @@ def _trials(url: str, sweep: str) -> list:
                 os.environ[key] = value
 
 
+@pytest.mark.timeout(900)  # a server and several sweeps on a shared machine
 def test_authorized_sweeps_nest_their_trials_and_others_are_refused_before_optuna(auth_server, tmp_path):
     url, server_root = auth_server
     command = _config(tmp_path / "command", url, "command")

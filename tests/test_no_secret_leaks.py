@@ -60,6 +60,7 @@ def files_text(root: Path) -> dict[Path, str]:
     return {path: path.read_bytes().decode("utf-8", errors="replace") for path in files}
 
 
+@pytest.mark.timeout(900)  # a server and several sweeps on a shared machine
 def test_no_secret_in_anything_a_sweep_writes(secret_databases, tmp_path):
     optuna_url, mlflow_url = secret_databases
     config = {
