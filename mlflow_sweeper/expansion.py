@@ -9,28 +9,23 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
+from .errors import ConfigProblem
 from .secrets import remember
 
 _REFERENCE = re.compile(r"\$\$\{|\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?P<default>:-[^}]*)?\}")
 _UNFINISHED = re.compile(r"(?<!\$)\$\{(?![A-Za-z_][A-Za-z0-9_]*(?::-[^}]*)?\})")
 
 
-class UnsetVariable(Exception):
-    """A `${VAR}` whose variable is not set and has no default."""
-
-    def __init__(self, key: str, message: str):
-        self.key = key
-        super().__init__(message)
-
-
 def expand_text(text: str, key: str, environ: Mapping[str, str] | None = None) -> str:
-    """One config string with its references replaced (shell rules: `:-` also covers empty)."""
+    """One config string with its references replaced (shell rules: `:-` also covers empty).
+    Raises ConfigProblem at `key` for an unset variable without a default."""
     env = os.environ if environ is None else environ
     if _UNFINISHED.search(text):
-        raise UnsetVariable(key, "a '${' without a name and '}': write ${NAME} ($${ for a literal ${)")
+        hint = "write ${NAME} ($${ for a literal ${)"
+        raise ConfigProblem(key or None, f"a '${{' without a name and '}}': {hint}")
 
     def replace(match: re.Match[str]) -> str:
         if match.group(0) == "$${":
@@ -44,32 +39,22 @@ def expand_text(text: str, key: str, environ: Mapping[str, str] | None = None) -
             return default[2:]
         if value is None:
             hint = f"set it, or give a default: ${{{name}:-default}}"
-            raise UnsetVariable(key, f"the environment variable {name} is not set ({hint})")
+            raise ConfigProblem(key or None, f"the environment variable {name} is not set ({hint})")
         return value
 
     return _REFERENCE.sub(replace, text)
 
 
-def expand_config(
-    data: Any,
-    fail: Callable[[str | None, str], Exception],
-    environ: Mapping[str, str] | None = None,
-    key: str = "",
-) -> Any:
-    """Every string of a loaded YAML tree expanded (keys as written); `fail(key, message)` makes
-    the error for an unset variable."""
+def expand_config(data: Any, environ: Mapping[str, str] | None = None, key: str = "") -> Any:
+    """Every string of a loaded YAML tree expanded (keys as written); an unset variable is a
+    ConfigProblem at its key."""
     if isinstance(data, str):
-        if "${" not in data:
-            return data
-        try:
-            return expand_text(data, key, environ)
-        except UnsetVariable as exc:
-            raise fail(exc.key or None, str(exc)) from None
+        return expand_text(data, key, environ) if "${" in data else data
     if isinstance(data, Mapping):
         return {
-            name: expand_config(value, fail, environ, f"{key}.{name}" if key else str(name))
+            name: expand_config(value, environ, f"{key}.{name}" if key else str(name))
             for name, value in data.items()
         }
     if isinstance(data, list):
-        return [expand_config(value, fail, environ, f"{key}[{i}]") for i, value in enumerate(data)]
+        return [expand_config(value, environ, f"{key}[{i}]") for i, value in enumerate(data)]
     return data

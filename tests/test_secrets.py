@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from mlflow_sweeper.config import load_config
-from mlflow_sweeper.errors import ConfigError
+from mlflow_sweeper.errors import ConfigError, ConfigProblem
 from mlflow_sweeper.expansion import expand_config
 from mlflow_sweeper.secrets import MASK, RedactingFilter, forget_all, redact, redact_value, remember
 from mlflow_sweeper.storages import mask
@@ -60,10 +60,6 @@ def test_the_console_filter_redacts_formatted_records():
     assert record.getMessage() == f"token {MASK}"
 
 
-def _fail(key, message):
-    return ConfigError("cfg.yaml", key, message)
-
-
 def test_expansion_takes_the_environment_defaults_and_literals():
     env = {"PGPASS": "S3cretPW", "EMPTY": ""}
     data = {
@@ -71,7 +67,7 @@ def test_expansion_takes_the_environment_defaults_and_literals():
         "parameters": {"mode": ["${MODE:-fast}", "${EMPTY:-dflt}", "$${LITERAL}"]},
         "seed": 3,
     }
-    assert expand_config(data, _fail, env) == {
+    assert expand_config(data, env) == {
         "optuna_storage": "postgresql://u:S3cretPW@h/db",
         "parameters": {"mode": ["fast", "dflt", "${LITERAL}"]},
         "seed": 3,
@@ -80,8 +76,8 @@ def test_expansion_takes_the_environment_defaults_and_literals():
 
 
 def test_an_unset_variable_names_itself_and_its_key():
-    with pytest.raises(ConfigError) as caught:
-        expand_config({"command": {"args": ["python x.py ${NOT_SET_ANYWHERE}"]}}, _fail, {})
+    with pytest.raises(ConfigProblem) as caught:
+        expand_config({"command": {"args": ["python x.py ${NOT_SET_ANYWHERE}"]}}, {})
     assert caught.value.key == "command.args[0]"
     assert "NOT_SET_ANYWHERE" in str(caught.value)
 
