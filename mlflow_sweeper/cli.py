@@ -11,6 +11,7 @@ import traceback
 import click
 
 from .errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USAGE, SweeperError
+from .secrets import RedactingFilter, redact
 
 CONTEXT = {"help_option_names": ["-h", "--help"]}
 
@@ -18,6 +19,7 @@ CONTEXT = {"help_option_names": ["-h", "--help"]}
 def _setup_logging() -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
+    handler.addFilter(RedactingFilter())
     ours = logging.getLogger("mlflow_sweeper")
     ours.handlers[:] = [handler]
     ours.setLevel(logging.DEBUG if os.environ.get("MLFLOW_SWEEPER_DEBUG") else logging.INFO)
@@ -38,7 +40,7 @@ def _guarded(action) -> None:
     try:
         code = action()
     except SweeperError as exc:
-        click.echo(f"mlflow-sweeper: {exc}", err=True)
+        click.echo(f"mlflow-sweeper: {redact(str(exc))}", err=True)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         click.echo("mlflow-sweeper: interrupted", err=True)
@@ -47,7 +49,7 @@ def _guarded(action) -> None:
         if os.environ.get("MLFLOW_SWEEPER_DEBUG"):
             traceback.print_exc()
         click.echo(
-            f"mlflow-sweeper: unexpected error: {type(exc).__name__}: {exc} "
+            f"mlflow-sweeper: unexpected error: {type(exc).__name__}: {redact(str(exc))} "
             "(set MLFLOW_SWEEPER_DEBUG=1 for the traceback)",
             err=True,
         )
@@ -186,7 +188,16 @@ def report(config: str, out_dir: str | None, log_it: bool) -> None:
 @click.argument("storage_url")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", type=click.IntRange(1, 65535), default=13000, show_default=True, help="Port.")
-def proxy(storage_url: str, host: str, port: int) -> None:
+@click.option(
+    "--token-file", default=None, help="A file holding the token every call must carry."
+)
+@click.option("--tls-cert", default=None, help="PEM certificate: serve TLS (agents: grpcs://HOST:PORT).")
+@click.option("--tls-key", default=None, help="PEM private key of --tls-cert.")
+@click.option("--insecure", is_flag=True, help="Allow listening beyond this machine without a token.")
+def proxy(
+    storage_url: str, host: str, port: int, token_file: str | None, tls_cert: str | None, tls_key: str | None,
+    insecure: bool,
+) -> None:  # fmt: skip
     """Serve Optuna's gRPC storage proxy in front of the database STORAGE_URL.
 
     Agents then use `optuna_storage: grpc://HOST:PORT` and share the proxy's few connections.
@@ -194,7 +205,10 @@ def proxy(storage_url: str, host: str, port: int) -> None:
     from .proxy import serve
 
     def action() -> int:
-        serve(storage_url, host=host, port=port)
+        serve(
+            storage_url, host=host, port=port, token_file=token_file, tls_cert=tls_cert, tls_key=tls_key,
+            insecure=insecure,
+        )  # fmt: skip
         return EXIT_INTERRUPTED  # it serves until Ctrl-C or SIGTERM stops it
 
     _guarded(action)

@@ -62,6 +62,11 @@ PRIVATE_NAMES: list[tuple[str, str]] = [
     ("mlflow.store.artifact.artifact_repository_registry", "get_artifact_repository"),
     ("mlflow.utils.uri", "is_local_uri"),
     ("mlflow.utils.file_utils", "local_file_uri_to_path"),
+    ("optuna.storages", "GrpcStorageProxy._setup"),
+    ("optuna.storages._grpc.client", "GrpcClientCache"),
+    ("optuna.storages._grpc.auto_generated.api_pb2_grpc", "StorageServiceStub"),
+    ("optuna.storages._grpc.auto_generated.api_pb2_grpc", "add_StorageServiceServicer_to_server"),
+    ("optuna.storages._grpc.servicer", "OptunaStorageProxyService"),
 ]
 
 
@@ -338,3 +343,40 @@ def conda_executables() -> tuple[str, str]:
 
         return find("conda"), find(os.environ.get("MLFLOW_CONDA_CREATE_ENV_CMD", "conda"))
     return get_conda_bin_executable("conda"), _get_conda_executable_for_create_env()
+
+
+# ---- Optuna's gRPC proxy over our own channel and server (a token, TLS) ---------------------------
+
+
+def grpc_storage_proxy(host: str, port: int, make_channel: Any) -> Any:
+    """Optuna's `GrpcStorageProxy` whose channel is `make_channel()` (one that sends a token or
+    speaks TLS) instead of its own insecure one."""
+    try:
+        from optuna.storages import GrpcStorageProxy
+        from optuna.storages._grpc.auto_generated.api_pb2_grpc import StorageServiceStub
+        from optuna.storages._grpc.client import GrpcClientCache
+    except ImportError as exc:
+        raise _missing("Optuna's gRPC storage client", exc) from None
+
+    class OnOwnChannel(GrpcStorageProxy):
+        def _setup(self) -> None:
+            self._channel = make_channel()
+            self._stub = StorageServiceStub(self._channel)
+            self._cache = GrpcClientCache(self._stub)
+
+    return OnOwnChannel(host=host, port=port)
+
+
+def grpc_proxy_server(storage: Any, thread_pool: Any, interceptors: list) -> Any:
+    """A gRPC server (not started, no port yet) serving Optuna's storage proxy for `storage`
+    behind `interceptors`; Optuna's own `run_grpc_proxy_server` takes neither."""
+    import grpc
+
+    try:
+        from optuna.storages._grpc.auto_generated.api_pb2_grpc import add_StorageServiceServicer_to_server
+        from optuna.storages._grpc.servicer import OptunaStorageProxyService
+    except ImportError as exc:
+        raise _missing("Optuna's gRPC storage proxy server", exc) from None
+    server = grpc.server(thread_pool, interceptors=interceptors)
+    add_StorageServiceServicer_to_server(OptunaStorageProxyService(storage), server)
+    return server

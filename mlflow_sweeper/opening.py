@@ -2,7 +2,8 @@
 
 In order, so that nothing is written too early: the Optuna storage answers; the sweep's MLflow
 store is settled (the config's, else MLFLOW_TRACKING_URI, else the one the sweep's first agent
-recorded in its study, else MLflow's default) and answers; the study is found, or created by an
+recorded in its study, else MLflow's default), answers and lets the agent write the sweep's
+experiment; the study is found, or created by an
 agent (with its store recorded); drift is checked once; the parent run is attached.
 
 `status`, `delete` and `report` open in find-only mode: nothing is created, not even a storage's
@@ -20,6 +21,7 @@ from .record import Recorder
 from .search.algorithms import PointSource
 from .storages import exists as storage_exists
 from .storages import open_mlflow_tracking, open_optuna_storage, probe_mlflow_storage, probe_optuna_storage
+from .storages.access import check_write_access
 from .storages.pools import AGENT_APPLICATION, Pool, agent_pools
 from .tracking_store import (
     agreed_tracking_uri,
@@ -76,6 +78,7 @@ def open_sweep(
         if agreed != uri:
             uri = agreed
             probe_mlflow_storage(uri)
+            check_write_access(uri, config.experiment)
     client = open_mlflow_tracking(uri, mlflow_pool, AGENT_APPLICATION)
     recorder = Recorder(client, config)
     if created:
@@ -110,13 +113,14 @@ class _StudyOpener:
 def _settle_store(config: SweepConfig, open_study: _StudyOpener) -> tuple[SweepStudy, bool, str]:
     """(the study, found, the sweep's MLflow store), the store answering. With no store named, a
     storage that exists is read first, for the store a found sweep recorded; otherwise the study
-    is opened only once the MLflow store has answered (opening a database storage creates its
-    tables)."""
+    is opened only once the MLflow store has answered and let this agent write the sweep's
+    experiment (opening a database storage creates its tables)."""
     study, found = None, False
     if explicit_tracking_uri(config) is None and storage_exists(config.optuna_storage):
         study, found = open_study()
     uri = sweep_tracking_uri(config, study if found else None)
     probe_mlflow_storage(uri)
+    check_write_access(uri, config.experiment)
     study, found = open_study()
     return study, found, uri
 

@@ -14,6 +14,7 @@ import time
 from dataclasses import dataclass, field
 
 from .display import shown_value
+from .secrets import redact
 
 log = logging.getLogger("mlflow_sweeper")
 
@@ -196,6 +197,7 @@ class Reporter:
 
     def event(self, message: str, summary: bool | None = None) -> None:
         """One event line. `summary`: None means "a summary unless a sweep is being shown"."""
+        message = redact(message)
         with self._lock:
             if summary is None:
                 summary = self._display is None and not (self.quiet and self.current is not None)

@@ -36,8 +36,9 @@ PROXY_APPLICATION = "mlflow-sweeper-proxy"
 PROXY_POOL_SIZE = 4
 PROXY_POOL_OVERFLOW = 4
 READY_SECONDS = 8.0
+ACCESS_PROBE_STUDY = "mlflow-sweeper access check"  # looked up, never created
 RDB_PROXIED = ("sqlite", "postgresql", "postgres", "mysql", "mariadb")
-URL = re.compile(r"^grpc://(?P<host>\[[^\]]+\]|[^:/\[\]]+)(?::(?P<port>\d+))?/?$")
+URL = re.compile(r"^grpcs?://(?P<host>\[[^\]]+\]|[^:/\[\]]+)(?::(?P<port>\d+))?/?$")
 
 
 class GrpcMissing(StorageError):
@@ -60,34 +61,56 @@ def parse_grpc_url(url: str) -> tuple[str, int] | None:
     return match.group("host").strip("[]"), int(match.group("port") or DEFAULT_PORT)
 
 
+def uses_tls(url: str) -> bool:
+    return url.lower().startswith("grpcs://")
+
+
 def check_grpc_url(url: str) -> str | None:
     if parse_grpc_url(url) is None:
-        return f"{url!r} is not a gRPC proxy URL; use grpc://HOST:PORT (e.g. grpc://127.0.0.1:{DEFAULT_PORT})"
+        return (
+            f"{url!r} is not a gRPC proxy URL; use grpc://HOST:PORT (e.g. grpc://127.0.0.1:{DEFAULT_PORT}), "
+            "or grpcs://HOST:PORT for a proxy serving TLS"
+        )
     return None
 
 
 def open_grpc_storage(url: str, ready_seconds: float = READY_SECONDS) -> Any:
-    """A client of a running proxy, once the proxy answers; one clear error when it does not."""
+    """A client of a running proxy, once the proxy answers and accepts this agent (its token, its
+    certificate); one clear error when it does not, before anything is written."""
     require_grpc()
     import warnings
 
+    import grpc
     import optuna
+
+    from . import compat
+    from .proxy_auth import client_channel, refusal
 
     parsed = parse_grpc_url(url)
     if parsed is None:
         raise StorageError(check_grpc_url(url) or url)
     host, port = parsed
+    tls = uses_tls(url)
+    with client_channel(host, port, tls) as channel:
+        try:
+            grpc.channel_ready_future(channel).result(timeout=ready_seconds)
+        except grpc.FutureTimeoutError:
+            if tls:
+                raise refusal(TimeoutError(), f"{host}:{port}", tls) from None
+            raise StorageError(
+                f"cannot reach the Optuna gRPC proxy at {host}:{port}; "
+                f"start it with `mlflow-sweeper proxy STORAGE_URL --host {host} --port {port}`"
+            ) from None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        storage = optuna.storages.GrpcStorageProxy(host=host, port=port)
+        storage = compat.grpc_storage_proxy(host, port, lambda: client_channel(host, port, tls))
     try:
-        storage.wait_server_ready(timeout=ready_seconds)
-    except Exception as exc:  # noqa: BLE001 - turned into one message
+        storage.get_study_id_from_name(ACCESS_PROBE_STUDY)  # a read that needs the token
+    except KeyError:
+        pass
+    except grpc.RpcError as exc:
         storage.close()
-        raise StorageError(
-            f"cannot reach the Optuna gRPC proxy at {host}:{port} ({type(exc).__name__}); "
-            f"start it with `mlflow-sweeper proxy STORAGE_URL --host {host} --port {port}`"
-        ) from None
+        raise refusal(exc, f"{host}:{port}", tls) from None
     return storage
 
 
@@ -116,15 +139,30 @@ def check_port_free(host: str, port: int) -> None:
 
 
 def serve(
-    storage_url: str, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, threads: int = DEFAULT_THREADS
+    storage_url: str,
+    host: str = DEFAULT_HOST,
+    port: int = DEFAULT_PORT,
+    threads: int = DEFAULT_THREADS,
+    *,
+    token_file: str | None = None,
+    tls_cert: str | None = None,
+    tls_key: str | None = None,
+    insecure: bool = False,
 ) -> None:
     """Serve the proxy until Ctrl-C or SIGTERM. The backing database is opened as agents open it
     (tables created race-free, SQLite tuned), with a small connection pool, behind Optuna's
-    in-process trial cache."""
+    in-process trial cache. With a token, every call must carry it; with a certificate and key,
+    the port speaks TLS."""
     require_grpc()
     import optuna
 
+    from . import compat
+    from .proxy_auth import check_listen, read_token_file, server_credentials, server_interceptors
     from .storages import mask, open_optuna_storage, parse, probe_optuna_storage
+
+    token = read_token_file(token_file) if token_file else None
+    check_listen(host, token, insecure)
+    credentials = server_credentials(tls_cert, tls_key)
 
     if parse(storage_url).scheme not in RDB_PROXIED:
         raise StorageError(
@@ -143,11 +181,26 @@ def serve(
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, on_sigterm)
-    log.info("Optuna gRPC proxy for %s on %s:%d (Ctrl-C to stop)", mask(storage_url), host, port)
+    guard = ", token required" if token else ""
+    scheme = "grpcs" if credentials is not None else "grpc"
+    log.info(
+        "Optuna gRPC proxy for %s on %s://%s:%d%s (Ctrl-C to stop)",
+        *(mask(storage_url), scheme, host, port, guard),
+    )
     warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+    server = None
     try:
         cached = optuna.storages.get_storage(storage)
         pool = ThreadPoolExecutor(max_workers=threads)
-        optuna.storages.run_grpc_proxy_server(cached, host=host, port=port, thread_pool=pool)
+        server = compat.grpc_proxy_server(cached, pool, server_interceptors(token))
+        address = f"{host}:{port}"
+        if credentials is None:
+            server.add_insecure_port(address)
+        else:
+            server.add_secure_port(address, credentials)
+        server.start()
+        server.wait_for_termination()
     except KeyboardInterrupt:
+        if server is not None:
+            server.stop(grace=1.0)
         log.info("proxy stopped")

@@ -14,9 +14,11 @@ import time
 import urllib.parse
 from typing import Any
 
+from .secrets import redact
+
 TRACKING_URI_ATTR = "mlflow_tracking_uri"
 RECORD_WAIT_SECONDS = 60.0  # how long a joining agent waits for the creator's record
-_PASSWORD = re.compile(r"(://[^:/@]+):[^@]*@")
+_PASSWORD = re.compile(r"(://[^:/@]*):[^@/]*@")
 
 
 def explicit_tracking_uri(config: Any) -> str | None:
@@ -33,7 +35,7 @@ def default_tracking_uri() -> str:
 def fit_to_record(uri: str) -> str:
     """The URI as stored for other agents: local paths absolute, the password dropped (an agent
     that needs one is given the store explicitly)."""
-    uri = _PASSWORD.sub(r"\1@", uri)
+    uri = redact(_PASSWORD.sub(r"\1@", uri))
     parsed = urllib.parse.urlparse(uri)
     if not parsed.scheme or len(parsed.scheme) == 1:  # a bare path: MLflow's file store
         return os.path.abspath(os.path.expanduser(uri))

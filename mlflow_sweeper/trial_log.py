@@ -12,6 +12,8 @@ import shlex
 from collections.abc import Sequence
 from pathlib import Path
 
+from .secrets import redact
+
 TAIL_LINES = 20
 _CHUNK = 8192
 
@@ -19,7 +21,7 @@ _CHUNK = 8192
 def log_header(argv: Sequence[str], cwd: str | os.PathLike[str]) -> str:
     """The first lines of a trial log: the command line (quoted as a shell would need it, though
     none runs it) and the working directory."""
-    return f"# command: {shlex.join(list(argv))}\n# working directory: {os.fspath(cwd)}\n"
+    return redact(f"# command: {shlex.join(list(argv))}\n# working directory: {os.fspath(cwd)}\n")
 
 
 def log_tail(path: str | os.PathLike[str], lines: int = TAIL_LINES) -> str:

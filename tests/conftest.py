@@ -38,6 +38,7 @@ IN_PROCESS_MODULES = {
     "test_protocol.py",
     "test_report_parallel.py",
     "test_schema.py",
+    "test_secrets.py",
     "test_sensitivity.py",
     "test_space.py",
     "test_space_conditional.py",

@@ -330,6 +330,16 @@ def test_the_kubernetes_job_runs_n_agents_of_one_sweep(tmp_path):
     name = Path(config_path).name
     (tmp_path / name).write_text(config_map["data"][name])
     assert_valid_sweep_invocation(argv, tmp_path / name)
+    # the proxy takes only callers with the token, which both read from one Kubernetes Secret
+    proxy = next(d for d in docs if d and d.get("kind") == "Deployment")["spec"]["template"]["spec"]
+    proxy_argv = proxy["containers"][0]["command"]
+    token_path = Path(proxy_argv[proxy_argv.index("--token-file") + 1])
+    mounts = proxy["containers"][0]["volumeMounts"]
+    mount = next(m for m in mounts if m["mountPath"] == str(token_path.parent))
+    volume = next(v for v in proxy["volumes"] if v["name"] == mount["name"])
+    (agent_token,) = [e for e in container["env"] if e["name"] == "SWEEPER_PROXY_TOKEN"]
+    secret = {"name": volume["secret"]["secretName"], "key": token_path.name}
+    assert agent_token["valueFrom"]["secretKeyRef"] == secret
 
 
 def assert_valid_sweep_invocation(argv: list[str], config: Path) -> None:

@@ -17,6 +17,7 @@ import yaml
 
 from ..command_line import command_problem
 from ..errors import ConfigError, ConfigProblem, in_config_file
+from ..expansion import expand_config
 from ..hints import did_you_mean
 from ..pruning import EarlyStopping, parse_early_stopping
 from ..search.algorithms import OWN_KEYS, algorithm_class, check_own_keys, rehearse
@@ -208,8 +209,8 @@ def _check_placeholders(values: Values, config: SweepConfig) -> None:
 def load_config(path_text: str | os.PathLike[str]) -> SweepConfig:
     """Read, validate and resolve one config file. Raises ConfigError; writes nothing."""
     path = Path(path_text).expanduser()
-    data = read_yaml(path)
     with in_config_file(path.resolve()):
+        data = expand_config(read_yaml(path))
         values = Values(Where(path.resolve()), data)
         objective = _objective(values)
         config = SweepConfig(

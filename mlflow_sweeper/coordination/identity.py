@@ -16,6 +16,7 @@ from optuna.exceptions import DuplicatedStudyError
 
 from ..config import MUTABLE_HINT, SweepConfig
 from ..errors import DriftError, StorageError
+from ..secrets import redact_value
 from .drift import describe_drift, drift_refusal
 from .names import CONFIG_ATTR, FINGERPRINT_ATTR, PARENT_ATTR
 from .store import RetryingStorage
@@ -64,7 +65,7 @@ class SweepIdentity:
             return False
         for key, value in (first_records or {}).items():
             self.store.set_study_user_attr(self.study_id, key, value)
-        fingerprint = json.dumps(self.config.fingerprint(), sort_keys=True)
+        fingerprint = json.dumps(redact_value(self.config.fingerprint()), sort_keys=True)
         self.store.set_study_system_attr(self.study_id, FINGERPRINT_ATTR, fingerprint)
         self.store.set_study_user_attr(self.study_id, CONFIG_ATTR, str(self.config.path))
         self.created = True
@@ -76,7 +77,7 @@ class SweepIdentity:
         if stored_text is None:
             return  # created a moment ago by another agent that has not written it yet
         stored = json.loads(stored_text)
-        current = json.loads(json.dumps(self.config.fingerprint(), sort_keys=True))
+        current = json.loads(json.dumps(redact_value(self.config.fingerprint()), sort_keys=True))
         changes = describe_drift(stored, current)
         if changes:
             raise DriftError(drift_refusal(self.config.path, self.config.identity, changes, MUTABLE_HINT))

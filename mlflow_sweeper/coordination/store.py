@@ -16,6 +16,7 @@ from optuna.exceptions import DuplicatedStudyError, UpdateFinishedTrialError
 from optuna.trial import FrozenTrial, TrialState
 
 from .. import compat
+from ..secrets import redact
 from ..storages import retry
 from .names import REASON
 
@@ -94,7 +95,7 @@ def finish(store: RetryingStorage, trial_id: int, state: TrialState, values: lis
 def set_reason(store: RetryingStorage, trial_id: int, reason: str) -> None:
     """Why a trial failed, for the summary and `status` (ignored once the trial has ended)."""
     with contextlib.suppress(UpdateFinishedTrialError):
-        store.set_trial_user_attr(trial_id, REASON, reason[:2000])
+        store.set_trial_user_attr(trial_id, REASON, redact(reason)[:2000])
 
 
 def trial_template(state: TrialState, params: dict, distributions: dict, system_attrs: dict) -> FrozenTrial:

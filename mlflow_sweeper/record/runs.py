@@ -14,6 +14,7 @@ from mlflow.tracking import MlflowClient
 
 from ..config import SweepConfig
 from ..pruning import PRUNED_TAG
+from ..secrets import redact
 from ..storages import retry
 
 log = logging.getLogger(__name__)
@@ -89,11 +90,12 @@ class Recorder:
         tags = self._tags("parent", **{MLFLOW_RUN_NAME: self.config.sweep_name})
         run = retry(lambda: self.client.create_run(self.experiment_id, tags=tags), "create parent")
         run_id = run.info.run_id
-        params = [Param(k, v[:MAX_PARAM_LENGTH]) for k, v in self.config.as_params().items()]
+        params = [Param(k, redact(v)[:MAX_PARAM_LENGTH]) for k, v in self.config.as_params().items()]
         for chunk in _chunks(params):
             retry(lambda c=chunk: self.client.log_batch(run_id, params=c), "parent params")
         try:
-            self.client.log_artifact(run_id, str(self.config.path), artifact_path="sweep")
+            shown = redact(self.config.path.read_text(encoding="utf-8"))
+            self.client.log_text(run_id, shown, f"sweep/{self.config.path.name}")
         except Exception as exc:  # noqa: BLE001 - the config is also in params
             log.warning("could not store the config as an artifact of the parent run: %s", exc)
         return run_id
@@ -183,7 +185,7 @@ class Recorder:
         return [run.info.run_id for run in runs]
 
     def record_stopped(self, parent_id: str, why: str) -> None:
-        retry(lambda: self.client.set_tag(parent_id, STOPPED_TAG, why), "stopped tag")
+        retry(lambda: self.client.set_tag(parent_id, STOPPED_TAG, redact(why)), "stopped tag")
 
     def record_parent_metrics(self, parent_id: str, metrics: dict[str, float]) -> None:
         now = int(time.time() * 1000)
@@ -223,7 +225,7 @@ class Recorder:
         self.log_params(run_id, {k: v for k, v in params.items() if k not in logged})
 
     def log_params(self, run_id: str, params: dict) -> None:
-        items = [Param(k, str(v)[:MAX_PARAM_LENGTH]) for k, v in params.items()]
+        items = [Param(k, redact(str(v))[:MAX_PARAM_LENGTH]) for k, v in params.items()]
         for chunk in _chunks(items):
             retry(lambda c=chunk: self.client.log_batch(run_id, params=c), "trial params")
 

@@ -7,6 +7,8 @@ import html
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..secrets import redact
+
 STYLE = """
 body { font-family: system-ui, sans-serif; margin: 1.5em auto; max-width: 1200px; color: #222; }
 h1 { font-size: 1.5em; } h2 { font-size: 1.2em; margin-top: 2em; border-bottom: 1px solid #ddd; }
@@ -48,7 +50,7 @@ def write_page(path: Path, title: str, summary: list[tuple[str, str]], sections:
 
         head.append(f'<script type="text/javascript">{get_plotlyjs()}</script>')
     text = "<!DOCTYPE html>\n<html><head>{}</head><body>\n{}\n</body></html>\n".format(
-        "\n".join(head), "\n".join(body)
+        "\n".join(head), redact("\n".join(body))
     )
     path.write_text(text, encoding="utf-8")
     return path

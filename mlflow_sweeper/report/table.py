@@ -10,6 +10,7 @@ from optuna.trial import FrozenTrial
 from ..config import Objective
 from ..coordination import ATTEMPT, REASON, RUN_ATTR
 from ..search.space import SearchSpace
+from ..secrets import redact_value
 
 LEADING = ("number", "state", "attempts")
 TRAILING = ("run_id", "start", "duration", "fail_reason")
@@ -48,7 +49,7 @@ def write_trials_csv(
         writer.writerow([*LEADING, *param_columns, *values, *TRAILING])
         for trial in sorted(trials, key=lambda t: t.number):
             writer.writerow(
-                [
+                redact_value([
                     trial.number,
                     trial.state.name,
                     trial.system_attrs.get(ATTEMPT, 1),
@@ -58,7 +59,7 @@ def write_trials_csv(
                     trial.datetime_start.isoformat(timespec="seconds") if trial.datetime_start else "",
                     _duration(trial),
                     trial.user_attrs.get(REASON, ""),
-                ]
+                ])
             )
     return path
 

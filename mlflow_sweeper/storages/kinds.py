@@ -230,6 +230,7 @@ OPTUNA_KINDS: dict[str, StorageKind] = {
     "redis": OptunaRedis(),
     "rediss": OptunaRedis(),
     "grpc": OptunaGrpcProxy(),
+    "grpcs": OptunaGrpcProxy(),
 }
 MLFLOW_KINDS: dict[str, StorageKind] = {
     "sqlite": MlflowSQLite(),

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -56,5 +55,7 @@ def with_path(url: StorageURL, path: str) -> str:
 
 
 def mask(url: str) -> str:
-    """A URL fit for messages: the password replaced by ***."""
-    return re.sub(r"(://[^:/@]+:)[^@]*@", r"\1***@", url)
+    """A URL fit for messages: its password, and any value from `${VAR}`, replaced by ***."""
+    from ..secrets import redact
+
+    return redact(url)

@@ -1,0 +1,85 @@
+"""Secrets never leave the agent: the one redaction of every config value shown or recorded.
+
+A password in a URL (`scheme://user:PASSWORD@host`, `redis://:PASSWORD@host`, `?password=...`)
+and every value the config took from the agent's environment (`${VAR}`) show as `***` in MLflow
+params and artifacts, Optuna attrs, console lines, error messages, trial logs and the report.
+The agent itself keeps the real values: its storages and trials need them.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+from collections.abc import Mapping
+from typing import Any
+
+MASK = "***"
+# A value shorter than this is not hunted for in free text: redacting every "1" or "on" would
+# garble every line, and such a value is no secret worth the name.
+MIN_REMEMBERED = 4
+
+_URL_PASSWORD = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.\-]*://[^:/@\s]*:)(?P<secret>[^@\s/]+)@")
+_QUERY_SECRET = re.compile(
+    r"(?P<head>[?&;](?:password|passwd|pwd|pass|secret|token|access_token|api_key|apikey)=)"
+    r"(?P<secret>[^&;#\s]+)",
+    re.IGNORECASE,
+)
+
+_lock = threading.Lock()
+_remembered: set[str] = set()
+
+
+def remember(value: str) -> None:
+    """A value to redact wherever it appears from now on (one from `${VAR}`, a URL password)."""
+    if isinstance(value, str) and len(value) >= MIN_REMEMBERED and value != MASK:
+        with _lock:
+            _remembered.add(value)
+
+
+def forget_all() -> None:
+    """Forget every remembered value (for tests that load several configs in one process)."""
+    with _lock:
+        _remembered.clear()
+
+
+def _masked_match(match: re.Match[str]) -> str:
+    remember(match.group("secret"))
+    return match.group("head") + MASK + match.group(0)[match.end("secret") - match.start() :]
+
+
+def redact(text: Any) -> Any:
+    """`text` fit to be shown or recorded: URL passwords, secret query values and remembered
+    values replaced by `***`. Anything that is not a string is returned unchanged."""
+    if not isinstance(text, str) or not text:
+        return text
+    text = _URL_PASSWORD.sub(_masked_match, text)
+    text = _QUERY_SECRET.sub(_masked_match, text)
+    with _lock:
+        values = sorted(_remembered, key=len, reverse=True)  # longest first: no partial leftovers
+    for value in values:
+        if value in text:
+            text = text.replace(value, MASK)
+    return text
+
+
+def redact_value(value: Any) -> Any:
+    """`redact` through mappings, lists and tuples (a config, a params dict), keys kept."""
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, Mapping):
+        return {key: redact_value(inner) for key, inner in value.items()}
+    if isinstance(value, list | tuple):
+        return type(value)(redact_value(inner) for inner in value)
+    return value
+
+
+class RedactingFilter(logging.Filter):
+    """On a console handler: every record's text redacted before it is written."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        shown = redact(message)
+        if shown != message:
+            record.msg, record.args = shown, ()
+        return True
