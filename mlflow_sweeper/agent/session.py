@@ -21,6 +21,8 @@ from ..launch import Launcher
 from ..progress import SweepProgress
 from ..record import Recorder
 from ..trial_log import indented_tail
+from ..ui.links import link_lines, ui_links
+from ..ui.live import LiveDescription
 from .closing import CloseContext, close_sweep
 from .counts import SweepCounts
 from .fail_fast import fail_fast_reason
@@ -68,6 +70,7 @@ class SweepSession:
         self.checked: CheckedProject | None = None  # the entry point's project, as checked
         self.idle = IdleBackoff()  # idle workers look for work in turn, less often over time
         self.uploads = LogUploads(recorder)  # trial logs, attached to their runs in the background
+        self.description = LiveDescription(config, study, recorder, parent_id, progress)
 
     @classmethod
     def open(cls, agent: Agent, config: SweepConfig, checked: CheckedProject | None = None) -> SweepSession:
@@ -101,12 +104,16 @@ class SweepSession:
             f"{self.progress.done} done, up to {self.agent.n_jobs} at once",
             summary=False,  # --quiet prints only the summary
         )
+        links = ui_links(self.recorder.client.tracking_uri, self.recorder.experiment_id, self.parent_id)
+        for line in link_lines(links):
+            self.agent.reporter.event(f"{self.config.identity}: {line}", summary=False)
         self._note_ignored_max_trials()
         for note in self.study.source.strategy.notes():
             self.report(f"{self.config.identity}: {note}")
         self.agent.reporter.start(self.progress)
         maintenance = threading.Thread(target=maintain, args=(self,), daemon=True, name="maintenance")
         maintenance.start()
+        self.description.start()
         try:
             while True:
                 self._run_workers()
@@ -116,6 +123,7 @@ class SweepSession:
             self.done.set()
             self.uploads.drain()
             maintenance.join(timeout=5)
+            self.description.stop(*self._stopped_state())
             self.refresh_progress()  # other agents' last trials too, before the bar's last draw
             self.agent.reporter.stop()
         if self.agent.stop.is_set():
@@ -125,6 +133,12 @@ class SweepSession:
         if self.result.error:
             return self.result
         return self.finish()
+
+    def _stopped_state(self) -> tuple[str | None, str | None]:
+        """What the description says when this agent leaves early; (None, None) otherwise."""
+        if self.agent.stop.is_set():
+            return "interrupted", None
+        return ("stopped", self.result.error) if self.result.error else (None, None)
 
     def _note_ignored_max_trials(self) -> None:
         """An algorithm with a fixed plan (sensitivity) runs all of it, whatever `max_trials` says."""

@@ -230,7 +230,8 @@ class TrialExecution:
         shown = "" if value is None else f", {session.config.objective.metric}={value:.6g}"
         session.report(f"trial {self.work.number} finished (run {run_id}{shown})")
         if improved:  # only then can it beat what the parent shows
-            session.recorder.record_best(session.parent_id, run_id, value)
+            session.recorder.record_best(session.parent_id, run_id, value, step=session.progress.ended)
+            session.description.new_best()
         if session.config.objective.reached(value):
             session.report(f"trial {self.work.number} reached the target: no new trials will start")
 

@@ -242,6 +242,14 @@ def _check_sensitivity_objective(values: Values, config: SweepConfig) -> None:
         )
 
 
+def _check_register(values: Values, config: SweepConfig) -> None:
+    from ..ui.register import register_problem
+
+    problem = register_problem(config)
+    if problem:
+        raise values.fail("register", problem)
+
+
 def load_config(path_text: str | os.PathLike[str]) -> SweepConfig:
     """Read, validate and resolve one config file. Raises ConfigError; writes nothing."""
     path = Path(path_text).expanduser()
@@ -257,9 +265,11 @@ def load_config(path_text: str | os.PathLike[str]) -> SweepConfig:
         objective=objective,
         early_stopping=_early_stopping(values, objective),
         **_failure_handling(values),
+        register=values["register"],
         raw=data,
     )
     _check_placeholders(values, config)
+    _check_register(values, config)
     _check_sensitivity_objective(values, config)
     return config
 

@@ -32,6 +32,14 @@ class Key:
 
 
 AT_LEAST_0, AT_LEAST_1 = checks.whole(0), checks.whole(1)
+
+
+def _parse_register(where: checks.Where, key: str, value: Any) -> Any:
+    from ..ui.register import parse_register
+
+    return parse_register(where, key, value)
+
+
 OPTUNA_URL, MLFLOW_URL = checks.storage_url("optuna"), checks.storage_url("mlflow")
 
 SCHEMA: tuple[Key, ...] = (
@@ -87,6 +95,14 @@ SCHEMA: tuple[Key, ...] = (
     Key("stale_after", 300.0, "seconds without heartbeat: a trial is dead", checks.seconds, mutable=True),
     Key("trial_timeout", None, "seconds before a running trial is stopped", checks.seconds, mutable=True),
     Key("fail_fast", 3, "stop when this many first trials all fail (0: off)", AT_LEAST_0, mutable=True),
+    # the MLflow UI
+    Key(
+        "register",
+        None,
+        "the best trial's model into the Model Registry: {model_name, artifact_path, alias}",
+        _parse_register,
+        mutable=True,
+    ),
 )
 
 BY_NAME: dict[str, Key] = {key.name: key for key in SCHEMA}
