@@ -101,7 +101,6 @@ SCHEMA: tuple[Key, ...] = (
         None,
         "the best trial's model into the Model Registry: {model_name, artifact_path, alias}",
         _parse_register,
-        mutable=True,
     ),
 )
 
