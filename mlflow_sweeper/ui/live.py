@@ -1,8 +1,9 @@
 """Writing the parent's description: once at the close, and while the sweep runs.
 
 While it runs, an agent's own thread writes it: soon after a new best, otherwise at most every
-`PERIOD` seconds and only when the counts moved. A worker that settles a trial only sets an
-event, so a busy sweep pays one read of the trials per period, never one per trial."""
+`PERIOD` seconds and only when the counts moved, and never sooner than `SPACING` times what the
+last write took (reading every trial grows with the sweep). A worker that settles a trial only
+sets an event, so a busy sweep pays one read of the trials per period, never one per trial."""
 
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ log = logging.getLogger(__name__)
 
 PERIOD = 5.0  # seconds between two writes without a new best
 BEST_GAP = 0.5  # a burst of new bests within this many seconds is written once
+SPACING = 25  # a write that took t seconds is followed by none for SPACING * t: at most ~4% busy
 MAX_LENGTH = 8000  # MLflow's longest tag value
 
 
@@ -74,6 +76,7 @@ class LiveDescription:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._written: tuple | None = None  # the counts the last write showed
+        self._took = 0.0  # seconds the last write took (reading every trial grows with the sweep)
         self.writes = 0
 
     def start(self) -> None:
@@ -94,12 +97,14 @@ class LiveDescription:
             self.write(state=state, stopped=why)
 
     def write(self, **known) -> None:
+        started = time.monotonic()
         try:
             view = read_view(self.config, self.study, self.recorder.experiment_id, self.parent_id, **known)
             write_description(self.recorder.client, self.parent_id, view)
             self.writes += 1
         except Exception as exc:  # noqa: BLE001 - a description never stops a sweep
             log.debug("could not write the parent's description: %s", exc)
+        self._took = time.monotonic() - started
 
     def _counts(self) -> tuple:
         p = self.progress
@@ -107,7 +112,9 @@ class LiveDescription:
 
     def _loop(self) -> None:
         while not self._stop.is_set():
-            woken = self._wake.wait(PERIOD)
+            if self._stop.wait(SPACING * self._took):  # a slow read is not repeated at once
+                return
+            woken = self._wake.wait(max(0.0, PERIOD - SPACING * self._took))
             if self._stop.is_set():
                 return
             if woken:
