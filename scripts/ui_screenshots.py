@@ -42,7 +42,7 @@ def start_server(root: Path) -> tuple[subprocess.Popen, str]:
     log = open(root / "server.log", "wb")  # noqa: SIM115 - open while the server runs
     proc = subprocess.Popen(argv, cwd=root, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
-    for _ in range(240):
+    for _ in range(1200):  # a busy machine may take minutes
         try:
             with urllib.request.urlopen(url + "/health", timeout=2):
                 return proc, url
@@ -51,7 +51,10 @@ def start_server(root: Path) -> tuple[subprocess.Popen, str]:
     raise SystemExit("mlflow server did not answer")
 
 
-def screenshot(url: str, path: Path, profile: Path, size: str = "1400,900", wait_ms: int = 20000) -> None:
+def screenshot(
+    url: str, path: Path, profile: Path, size: str = "1400,900", wait_ms: int = 20000, top: float = 0.0
+) -> None:
+    """A PNG of `url`, its first `top` (a fraction of the height) cut off, scaled to 3/4."""
     browser = shutil.which("chromium") or shutil.which("google-chrome")
     argv = [
         browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
@@ -62,8 +65,22 @@ def screenshot(url: str, path: Path, profile: Path, size: str = "1400,900", wait
     from PIL import Image
 
     image = Image.open(path).convert("RGB")
+    image = image.crop((0, int(image.height * top), image.width, image.height))
     image = image.resize((image.width * 3 // 4, image.height * 3 // 4), Image.LANCZOS)
     image.quantize(colors=128).save(path, optimize=True)
+
+
+def shoot(url: str, parent_url: str, runs_url: str, out: Path, work: Path) -> None:
+    pages = {  # name: (page, window size, top fraction cut off)
+        "ui-runs.png": (runs_url, "1400,900", 0.0),
+        "ui-description.png": (parent_url, "1400,2000", 0.42),
+        "ui-best-so-far.png": (parent_url + "/model-metrics", "1400,1300", 0.0),
+        "ui-registered-model.png": (f"{url}/#/models/digits-sgd/versions/1", "1400,900", 0.0),
+    }
+    for name, (page, size, top) in pages.items():
+        screenshot(page, out / name, work / f"profile-{name}", size=size, top=top)
+        print(name, page, (out / name).stat().st_size // 1024, "KiB")
+    print(json.dumps(pages, indent=1))
 
 
 def main() -> None:
@@ -91,16 +108,7 @@ def main() -> None:
         said = done.stdout + done.stderr
         parent_url = re.search(r"parent run page: (\S+)", said).group(1)
         runs_url = re.search(r"runs \(trials nested\): (\S+)", said).group(1)
-        pages = {
-            "ui-runs.png": runs_url,
-            "ui-description.png": parent_url,
-            "ui-best-so-far.png": parent_url + "/model-metrics",
-            "ui-registered-model.png": f"{url}/#/models/digits-sgd/versions/1",
-        }
-        for name, page in pages.items():
-            screenshot(page, out / name, work / f"profile-{name}")
-            print(name, page, (out / name).stat().st_size // 1024, "KiB")
-        print(json.dumps(pages, indent=1))
+        shoot(url, parent_url, runs_url, out, work)
     finally:
         os.killpg(server.pid, signal.SIGTERM)  # the server and its workers
         server.wait(timeout=30)

@@ -51,7 +51,7 @@ def test_the_description_is_current_while_trials_run_and_complete_after_the_clos
                 text = parent_of(uri_of(tmp_path)).data.tags.get(DESCRIPTION, "")
             except Exception:  # noqa: BLE001 - the store is being created
                 continue
-            if ": running" in text and "### Best score" in text:
+            if ": running.**" in text and "**Best score" in text:
                 seen = text
                 break
         assert seen is not None, "no running description with a best was read while trials ran"
@@ -62,9 +62,8 @@ def test_the_description_is_current_while_trials_run_and_complete_after_the_clos
     uri = uri_of(tmp_path)
     parent = parent_of(uri)
     text = parent.data.tags[DESCRIPTION]
-    assert "## Sweep `exp/s1`: complete" in text
-    assert "**6/6 trials ended** (6 complete, 0 pruned, 0 failed)" in text
-    assert "### Best score (maximize): 16 in [trial" in text
+    assert text.startswith("**Sweep `exp/s1`: complete.** 6/6 trials ended (6 complete, 0 pruned, 0 failed)")
+    assert "**Best score (maximize): 16** in [trial" in text
     assert "[report/report.html](#/experiments/" in text and "### Parameter importances" in text
     # Every link leads to a real run of the sweep: the best one first.
     client = MlflowClient(uri)
@@ -177,7 +176,12 @@ def dump_dom(browser: str, url: str, profile, wait_ms: int = 20000) -> str:
     return subprocess.run(argv, check=True, capture_output=True, text=True, timeout=180).stdout
 
 
+def text_of(dom: str) -> str:
+    return re.sub(r"<[^>]+>", "", dom)
+
+
 @pytest.mark.browser
+@pytest.mark.timeout(900)  # a server, a sweep and two page loads in a browser
 def test_the_printed_links_show_the_nested_trials_and_the_description_in_a_browser(mlflow_server, tmp_path):
     browser = _chromium()
     if browser is None:
@@ -197,10 +201,12 @@ def test_the_printed_links_show_the_nested_trials_and_the_description_in_a_brows
     status = run_cli("status", config, cwd=tmp_path)
     assert runs_url in status.stdout and parent_url in status.stdout
 
+    # The runs page lists the parent (its trials folded under it: 4 runs match, one row shows).
     runs_page = dump_dom(browser, runs_url, tmp_path / "profile-runs")
-    assert "s1" in runs_page  # the parent, named after the sweep
-    assert all(f"s1-{n}" in runs_page for n in range(3)), "the trials are not nested under the parent"
-
+    assert f"/runs/{run_id}" in runs_page and re.search(r"4\s*matching runs", text_of(runs_page))
+    # The parent's page: its child runs, and the description with its table and links.
     parent_page = dump_dom(browser, parent_url, tmp_path / "profile-parent")
-    assert "Sweep" in parent_page and "exp/s1" in parent_page
-    assert "<table" in parent_page and "Best score" in parent_page
+    shown = text_of(parent_page)
+    assert all(f"s1-{n}" in shown for n in range(3)), "the trials are not nested under the parent"
+    assert "exp/s1" in parent_page and "Best score (maximize)" in parent_page
+    assert "<table" in parent_page and f'href="#/experiments/{experiment_id}/runs/' in parent_page

@@ -59,9 +59,9 @@ def test_a_running_single_objective_sweep_shows_counts_best_and_top_ten(tmp_path
     values = [float(v) for v in (3, 9, 1, 7, 12, 5, 2, 8, 4, 6, 11, 10, 0)]
     trials = trials_of(values + [0.0, 0.0], states={13: TrialState.RUNNING, 14: TrialState.PRUNED})
     text = describe(SweepView(config, trials, "7", "parent", budget=30, failed_for_good=0))
-    assert "## Sweep `exp/s1`: running" in text
-    assert "**14/30 trials ended** (13 complete, 1 pruned, 0 failed), 1 running" in text
-    assert "### Best score (maximize): 12 in [trial 4](#/experiments/7/runs/run4)" in text
+    counts = "14/30 trials ended (13 complete, 1 pruned, 0 failed), 1 running"
+    assert text.startswith(f"**Sweep `exp/s1`: running.** {counts}")
+    assert "**Best score (maximize): 12** in [trial 4](#/experiments/7/runs/run4): `x` = 4" in text
     rows = table_rows(text)
     assert len(rows) == 10
     shown = [float(row.split("|")[2]) for row in rows]
@@ -77,7 +77,7 @@ def test_a_closed_sweep_shows_importances_report_registration_and_why_it_stopped
         warnings=("careful",),
     )  # fmt: skip
     text = describe(view)
-    assert "## Sweep `exp/s1`: complete" in text
+    assert text.startswith("**Sweep `exp/s1`: complete.**")
     assert "**Stopped early:** a trial reached the target." in text
     assert "| x | 0.8 |" in text and text.index("| x | 0.8 |") < text.index("| y | 0.2 |")
     assert "[report/report.html](#/experiments/7/runs/parent/artifacts/report/report.html)" in text
@@ -90,7 +90,7 @@ def test_minimizing_ranks_low_values_first_and_infeasible_trials_are_left_out(tm
     trials = trials_of([4.0, 1.0, 2.0])
     trials[1].system_attrs["constraints"] = [0.5]  # violates its constraint
     text = describe(SweepView(config, trials, "7", "parent"))
-    assert "### Best score (minimize): 2 in [trial 2]" in text
+    assert "**Best score (minimize): 2** in [trial 2]" in text
     assert [row.split("|")[1].strip() for row in table_rows(text)] == [
         "[2](#/experiments/7/runs/run2)",
         "[0](#/experiments/7/runs/run0)",

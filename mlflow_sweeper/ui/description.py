@@ -93,10 +93,11 @@ def _headline(view: SweepView) -> str:
         "interrupted": "interrupted (run the same command again to resume)",
     }.get(view.state, view.state)
     counts = f"{complete} complete, {pruned} pruned, {failed} failed"
+    # The run page shows a description's first lines only, until "Show more": the state, the
+    # counts and the best come first, compact.
     lines = [
-        f"## Sweep `{view.config.identity}`: {state}",
-        f"**{ended}{of} trials ended** ({counts}){f', {running} running' if running else ''}; "
-        f"algorithm `{view.config.algorithm}`.",
+        f"**Sweep `{view.config.identity}`: {state}.** {ended}{of} trials ended ({counts})"
+        f"{f', {running} running' if running else ''}; algorithm `{view.config.algorithm}`."
     ]
     if view.stopped:
         lines.append(f"**Stopped early:** {view.stopped}.")
@@ -115,8 +116,8 @@ def _best_section(view: SweepView) -> str:
     best = trials[0]
     link = _run_link(view, best, f"trial {best.number}")
     lines = [
-        f"### Best {objective.metric} ({objective.direction}): {_fmt(best.values[0])} in {link}",
-        _params_line(best),
+        f"**Best {objective.metric} ({objective.direction}): {_fmt(best.values[0])}** in {link}: "
+        + _params_line(best)
     ]
     if view.registered:
         name, _, version = view.registered.rpartition("/")
