@@ -52,9 +52,15 @@ def start_server(root: Path) -> tuple[subprocess.Popen, str]:
 
 
 def screenshot(
-    url: str, path: Path, profile: Path, size: str = "1400,900", wait_ms: int = 20000, top: float = 0.0
+    url: str,
+    path: Path,
+    profile: Path,
+    size: str = "1400,900",
+    wait_ms: int = 20000,
+    top: float = 0.0,
+    bottom: float = 1.0,
 ) -> None:
-    """A PNG of `url`, its first `top` (a fraction of the height) cut off, scaled to 3/4."""
+    """A PNG of `url` from `top` to `bottom` (fractions of the height), scaled to 3/4."""
     browser = shutil.which("chromium") or shutil.which("google-chrome")
     argv = [
         browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
@@ -65,20 +71,20 @@ def screenshot(
     from PIL import Image
 
     image = Image.open(path).convert("RGB")
-    image = image.crop((0, int(image.height * top), image.width, image.height))
+    image = image.crop((0, int(image.height * top), image.width, int(image.height * bottom)))
     image = image.resize((image.width * 3 // 4, image.height * 3 // 4), Image.LANCZOS)
     image.quantize(colors=128).save(path, optimize=True)
 
 
 def shoot(url: str, parent_url: str, runs_url: str, out: Path, work: Path) -> None:
-    pages = {  # name: (page, window size, top fraction cut off)
-        "ui-runs.png": (runs_url, "1400,900", 0.0),
-        "ui-description.png": (parent_url, "1400,2000", 0.42),
-        "ui-best-so-far.png": (parent_url + "/model-metrics", "1400,1300", 0.0),
-        "ui-registered-model.png": (f"{url}/#/models/digits-sgd/versions/1", "1400,900", 0.0),
+    pages = {  # name: (page, window size, the part kept: top and bottom, fractions of the height)
+        "ui-runs.png": (runs_url, "1400,900", 0.0, 1.0),
+        "ui-description.png": (parent_url, "1400,2000", 0.42, 0.60),
+        "ui-best-so-far.png": (parent_url + "/model-metrics", "1400,1300", 0.0, 1.0),
+        "ui-registered-model.png": (f"{url}/#/models/digits-sgd/versions/1", "1400,900", 0.0, 1.0),
     }
-    for name, (page, size, top) in pages.items():
-        screenshot(page, out / name, work / f"profile-{name}", size=size, top=top)
+    for name, (page, size, top, bottom) in pages.items():
+        screenshot(page, out / name, work / f"profile-{name}", size=size, top=top, bottom=bottom)
         print(name, page, (out / name).stat().st_size // 1024, "KiB")
     print(json.dumps(pages, indent=1))
 
