@@ -152,6 +152,7 @@ def sweep_status_data(config: SweepConfig) -> dict:
         "pruned": 0,
         "remaining": 0,
         "best": None,
+        "links": {},
     }
     study = _open_study(config)
     if study is None:
