@@ -26,7 +26,7 @@ log = logging.getLogger(__name__)
 
 PERIOD = 5.0  # seconds between two writes without a new best
 BEST_GAP = 0.5  # a burst of new bests within this many seconds is written once
-SPACING = 25  # a write that took t seconds is followed by none for SPACING * t: at most ~4% busy
+SPACING = 50  # a write that took t seconds is followed by none for SPACING * t: at most ~2% busy
 MAX_LENGTH = 8000  # MLflow's longest tag value
 
 
@@ -97,8 +97,12 @@ class LiveDescription:
             self.write(state=state, stopped=why)
 
     def write(self, **known) -> None:
+        """Write the description as the sweep is now, unless the sweep is closed: the closing
+        agent's description is the last word, whichever agent's thread comes after it."""
         started = time.monotonic()
         try:
+            if self.study.is_closed():
+                return
             view = read_view(self.config, self.study, self.recorder.experiment_id, self.parent_id, **known)
             write_description(self.recorder.client, self.parent_id, view)
             self.writes += 1
