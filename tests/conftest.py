@@ -39,6 +39,7 @@ IN_PROCESS_MODULES = {
     "test_space.py",
     "test_space_conditional.py",
     "test_storage_kinds.py",
+    "test_trial_path.py",
     "test_ui_description.py",
 }
 SMOKE_MODULES = {"test_smoke.py"}

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..command_line import ARG_STYLES  # the styles `build_argv` knows, named once there
+from ..search.algorithms import ALGORITHMS
+from ..ui.register import parse_register
 from . import checks
 
 REQUIRED: Any = object()  # the default of a key the config must give
@@ -32,12 +34,6 @@ class Key:
 
 
 AT_LEAST_0, AT_LEAST_1 = checks.whole(0), checks.whole(1)
-
-
-def _parse_register(where: checks.Where, key: str, value: Any) -> Any:
-    from ..ui.register import parse_register
-
-    return parse_register(where, key, value)
 
 
 OPTUNA_URL, MLFLOW_URL = checks.storage_url("optuna"), checks.storage_url("mlflow")
@@ -64,7 +60,7 @@ SCHEMA: tuple[Key, ...] = (
     Key(
         "algorithm",
         "grid",
-        "grid | random | tpe | cmaes | gp | qmc | nsga2 | nsga3 | sensitivity",
+        " | ".join(ALGORITHMS),
         checks.algorithm,
     ),
     Key("sampler_options", {}, "keyword arguments of the algorithm's Optuna sampler", checks.mapping),
@@ -100,7 +96,7 @@ SCHEMA: tuple[Key, ...] = (
         "register",
         None,
         "the best trial's model into the Model Registry: {model_name, artifact_path, alias}",
-        _parse_register,
+        parse_register,
     ),
 )
 

@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING
 
 from optuna.trial import FrozenTrial, TrialState
 
+from ..coordination.identity import directions_of
+from ..coordination.tallies import pareto_front
 from .links import artifact_route, run_route, runs_route
 
 if TYPE_CHECKING:
@@ -57,9 +59,6 @@ def ranked(config: SweepConfig, trials: list[FrozenTrial]) -> list[FrozenTrial]:
 
 def front(config: SweepConfig, trials: list[FrozenTrial]) -> list[FrozenTrial]:
     """Several objectives: the feasible trials no other feasible trial beats on every metric."""
-    from ..coordination.identity import directions_of
-    from ..coordination.tallies import pareto_front
-
     return pareto_front([t for t in trials if feasible(t)], directions_of(config))
 
 

@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING, Any
 
 from mlflow.exceptions import MlflowException
 
+from ..errors import ConfigProblem
+from ..hints import did_you_mean
 from ..storages import retry
 
 if TYPE_CHECKING:
@@ -39,31 +41,33 @@ class Registration:
 def parse_register(where: Where, key: str, value: Any) -> Registration:
     """The `register` mapping: `model_name` (required), `artifact_path`, `alias`."""
     if not isinstance(value, dict):
-        raise where.fail(key, f"expected a mapping with model_name (and artifact_path, alias), got {value!r}")
-    known = {"model_name", "artifact_path", "alias"}
+        raise ConfigProblem(
+            key, f"expected a mapping with model_name (and artifact_path, alias), got {value!r}"
+        )
+    known = ("model_name", "artifact_path", "alias")
     for name in value:
         if name not in known:
-            from ..config.checks import suggest
-
-            raise where.fail(f"{key}.{name}", "unknown key" + suggest(str(name), known))
+            raise ConfigProblem(f"{key}.{name}", "unknown key" + did_you_mean(str(name), known))
     if "model_name" not in value:
-        raise where.fail(f"{key}.model_name", "missing (required): the registered model's name")
+        raise ConfigProblem(f"{key}.model_name", "missing (required): the registered model's name")
     for name in known:
         given = value.get(name)
         if name in value and (not isinstance(given, str) or not given.strip()):
-            raise where.fail(f"{key}.{name}", f"expected a non-empty string, got {given!r}")
+            raise ConfigProblem(f"{key}.{name}", f"expected a non-empty string, got {given!r}")
     path = value.get("artifact_path", "model").strip("/")
     return Registration(value["model_name"], path, value.get("alias"))
 
 
 def register_problem(config: SweepConfig) -> str | None:
     """Why `register` cannot apply to this config, or None."""
-    if getattr(config, "register", None) is not None and config.objective.multi:
+    if config.register is None:
+        return None
+    if config.objective.multi:
         return (
             "needs one best trial, and several objectives have a Pareto front instead: "
             "remove `register`, or sweep one objective"
         )
-    if getattr(config, "register", None) is not None and config.objective.metric is None:
+    if config.objective.metric is None:
         return "needs an objective to pick the best trial: give spec.metric and spec.direction"
     return None
 
