@@ -23,6 +23,7 @@ from .errors import NoSuchSweep, UsageError
 from .opening import open_sweep
 from .record import current_run_id
 from .storages import mask, retry
+from .ui.links import link_lines, ui_links
 
 log = logging.getLogger(__name__)
 
@@ -117,6 +118,7 @@ def sweep_status_data(config: SweepConfig) -> dict:
         "remaining": 0,
         "best": None,
         "missing_companions": [],
+        "links": {},
     }
     sweep = open_sweep(config, create=False)
     study = sweep.study
@@ -146,6 +148,7 @@ def sweep_status_data(config: SweepConfig) -> dict:
             entry["parent_status"] = recorder.client.get_run(parent).info.status
         except Exception:  # noqa: BLE001 - shown as "not found in MLflow"
             entry["parent_status"] = None
+        entry["links"] = ui_links(recorder.client.tracking_uri, recorder.experiment_id, parent)
     if config.objective.multi:  # no single best: the trials no other one beats on every metric
         front = pareto_front(trials, directions_of(config))
         entry["pareto"] = [{"values": list(t.values), **_trial_entry(t)} for t in front]
@@ -179,6 +182,7 @@ def sweep_status(config: SweepConfig) -> str:
         parent_state = f" ({data['parent_status']})" if data["parent_status"] else " (not found in MLflow)"
     lines.append(f"  parent run: {parent or '-'}{parent_state}")
     lines.extend(missing_companion_lines(data["missing_companions"]))
+    lines.extend(f"  {line}" for line in link_lines(data.get("links", {})))
     lines.append(
         f"  trials: {data['done']}/{data['budget']} done, {data['running']} running, "
         f"{data['failed']} failed, {data['pruned']} pruned, {data['remaining']} remaining"

@@ -45,6 +45,7 @@ IN_PROCESS_MODULES = {
     "test_storage_kinds.py",
     "test_trial_path.py",
     "test_whole_bounds.py",
+    "test_ui_description.py",
 }
 SMOKE_MODULES = {"test_smoke.py"}
 

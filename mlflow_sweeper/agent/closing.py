@@ -13,6 +13,8 @@ from optuna.trial import FrozenTrial
 from ..config import SweepConfig
 from ..coordination import SweepStudy
 from ..record import Recorder
+from ..ui.closing import describe_closed_sweep
+from ..ui.register import register_best
 
 
 @dataclass(frozen=True)
@@ -38,8 +40,9 @@ class RecordBest(CloseAction):
     def run(self, context: CloseContext) -> None:
         best = context.best
         if best is not None and best.user_attrs.get("mlflow_run_id"):
+            ended = sum(t.state.is_finished() for t in context.trials)
             context.recorder.record_best(
-                context.parent_id, best.user_attrs["mlflow_run_id"], best.value, force=True
+                context.parent_id, best.user_attrs["mlflow_run_id"], best.value, step=ended, force=True
             )
 
 
@@ -86,6 +89,25 @@ class RecordStopped(CloseAction):
             context.recorder.record_stopped(context.parent_id, "target")
 
 
+class RegisterModel(CloseAction):
+    """`register:`: the best trial's model a new version in the Model Registry, once."""
+
+    def run(self, context: CloseContext) -> None:
+        if context.config.register is None:
+            return
+        recorder = context.recorder
+        register_best(
+            recorder.client, context.config, recorder.experiment_id, context.parent_id, context.best
+        )
+
+
+class DescribeSweep(CloseAction):
+    """The parent's description as the sweep ends: best, top trials, importances, report."""
+
+    def run(self, context: CloseContext) -> None:
+        describe_closed_sweep(context.config, context.study, context.recorder, context.parent_id)
+
+
 class FinishParent(CloseAction):
     """The parent run FINISHED: the last thing, so a FINISHED parent shows a closed sweep."""
 
@@ -99,6 +121,8 @@ CLOSE_ACTIONS: list[CloseAction] = [
     RecordAlgorithmMetrics(),
     RecordStopped(),
     WriteReport(),
+    RegisterModel(),
+    DescribeSweep(),
     FinishParent(),
 ]
 

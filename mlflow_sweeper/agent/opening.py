@@ -15,6 +15,7 @@ from ..progress import Reporter, SweepProgress
 from ..record import tag_agent_run
 from ..shared_artifacts import warn_if_artifacts_local
 from ..storages.pools import store_turn
+from ..ui.live import LiveDescription
 from .counts import SweepCounts
 from .parts import SweepParts
 from .result import SweepResult
@@ -58,6 +59,7 @@ def open_parts(
         watch=watch_for(config, recorder, study),
         uploads=LogUploads(recorder),
         result=SweepResult(config.identity),
+        description=LiveDescription(config, study, recorder, parent_id, progress),
     )
 
 

@@ -15,6 +15,7 @@ from ..preflight import CheckedProject
 from ..progress import Reporter, SweepProgress
 from ..pruning import TrialWatch
 from ..record import Recorder
+from ..ui.live import LiveDescription
 from .counts import SweepCounts
 from .result import SweepResult
 from .stop import StopSignal
@@ -37,6 +38,7 @@ class SweepParts:
     watch: TrialWatch | NoWatch  # early stopping
     uploads: LogUploads  # trial logs attached to their runs
     result: SweepResult  # what this agent's session ends with
+    description: LiveDescription  # the parent's description, kept current while the workers run
 
     @property
     def log_dir(self) -> Path:

@@ -12,6 +12,7 @@ import threading
 
 from ..coordination import Work
 from ..coordination.companions import gone_message
+from ..ui.links import link_lines, ui_links
 from .ending import SweepEnd
 from .failures import Failures
 from .idle import IdleBackoff
@@ -80,6 +81,7 @@ class SweepSession:
         )
         thread = threading.Thread(target=maintenance.run, args=(self.done,), daemon=True, name="maintenance")
         thread.start()
+        parts.description.start()
         try:
             while True:
                 self._run_workers()
@@ -89,6 +91,7 @@ class SweepSession:
             self.done.set()
             parts.uploads.drain()
             thread.join(timeout=5)
+            parts.description.stop(*self._stopped_state())
             self.refresh_progress()  # other agents' last trials too, before the bar's last draw
             parts.console.stop()
         if stop.is_set():
@@ -118,9 +121,19 @@ class SweepSession:
             f"{self.parts.progress.done} done, up to {self.n_jobs} at once",
             summary=False,  # --quiet prints only the summary
         )
+        recorder = self.parts.recorder
+        links = ui_links(recorder.client.tracking_uri, recorder.experiment_id, self.parts.parent_id)
+        for line in link_lines(links):
+            self.parts.console.event(f"{self.config.identity}: {line}", summary=False)
         self._note_ignored_max_trials()
         for note in self.study.source.strategy.notes():
             self.report(f"{self.config.identity}: {note}")
+
+    def _stopped_state(self) -> tuple[str | None, str | None]:
+        """What the description says when this agent leaves early; (None, None) otherwise."""
+        if self.parts.stop.is_set():
+            return "interrupted", None
+        return ("stopped", self.result.error) if self.result.error else (None, None)
 
     def _note_ignored_max_trials(self) -> None:
         """An algorithm with a fixed plan (sensitivity) runs all of it, whatever `max_trials` says."""

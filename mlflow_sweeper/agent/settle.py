@@ -17,6 +17,7 @@ from ..coordination.tallies import front_change
 from ..display import shown_value
 from ..progress import Reporter
 from ..record import Recorder
+from ..ui.live import LiveDescription
 from .counts import SweepCounts
 from .failures import Failures
 from .outcome import Kind, Outcome
@@ -35,6 +36,7 @@ class Settling:
     counts: SweepCounts
     console: Reporter
     failures: Failures
+    description: LiveDescription  # told of each new best
 
 
 @dataclass(frozen=True)
@@ -65,8 +67,9 @@ def settle_complete(parts: Settling, attempt: Attempt, outcome: Outcome) -> None
     improved = parts.counts.done(value)
     shown = "" if value is None else f", {objective.metric}={shown_value(value)}"
     parts.console.event(f"trial {work.number} finished (run {run_id}{shown})")
-    if improved:  # only then can it beat what the parent shows
-        parts.recorder.record_best(parts.parent_id, run_id, value)
+    if improved:  # only then can it beat what the parent shows: a new point of the best-so-far curve
+        parts.recorder.record_best(parts.parent_id, run_id, value, step=parts.counts.progress.ended)
+        parts.description.new_best()
     if objective.reached(value):
         parts.console.event(f"trial {work.number} reached the target: no new trials will start")
 

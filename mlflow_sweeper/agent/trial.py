@@ -22,6 +22,7 @@ from ..preflight import CheckedProject
 from ..progress import Reporter
 from ..pruning import TrialWatch
 from ..record import Recorder
+from ..ui.live import LiveDescription
 from .counts import SweepCounts
 from .failures import Failures
 from .outcome import Ending, Kind, Outcome, classify, needs_metric
@@ -57,6 +58,7 @@ class TrialContext:
     uploads: LogUploads
     failures: Failures
     result: SweepResult  # a launch failure stops the agent through it
+    description: LiveDescription  # told of each new best
     checked: CheckedProject | None = None  # the entry point's project: its full parameter set is logged
 
     @classmethod
@@ -74,13 +76,21 @@ class TrialContext:
             uploads=parts.uploads,
             failures=failures,
             result=parts.result,
+            description=parts.description,
             checked=parts.checked,
         )
 
     @property
     def settling(self) -> Settling:
         return Settling(
-            self.config, self.study, self.recorder, self.parent_id, self.counts, self.console, self.failures
+            self.config,
+            self.study,
+            self.recorder,
+            self.parent_id,
+            self.counts,
+            self.console,
+            self.failures,
+            self.description,
         )
 
 

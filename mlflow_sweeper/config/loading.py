@@ -21,6 +21,7 @@ from ..expansion import expand_config
 from ..hints import did_you_mean
 from ..pruning import EarlyStopping, parse_early_stopping
 from ..search.algorithms import OWN_KEYS, algorithm_class, check_own_keys, rehearse
+from ..ui.register import register_problem
 from .checks import Where
 from .model import SweepConfig
 from .objective import Objective
@@ -206,6 +207,12 @@ def _check_placeholders(values: Values, config: SweepConfig) -> None:
             raise ConfigProblem("command", problem)
 
 
+def _check_register(config: SweepConfig) -> None:
+    problem = register_problem(config)
+    if problem:
+        raise ConfigProblem("register", problem)
+
+
 def load_config(path_text: str | os.PathLike[str]) -> SweepConfig:
     """Read, validate and resolve one config file. Raises ConfigError; writes nothing."""
     path = Path(path_text).expanduser()
@@ -222,9 +229,11 @@ def load_config(path_text: str | os.PathLike[str]) -> SweepConfig:
             objective=objective,
             early_stopping=_early_stopping(values, objective),
             **_failure_handling(values),
+            register=values["register"],
             raw=data,
         )
         _check_placeholders(values, config)
+        _check_register(config)
         algorithm_class(config.algorithm).check_objective(config.objective)
     return config
 

@@ -13,6 +13,7 @@ from typing import Any
 
 from ..command_line import ARG_STYLES  # the styles `build_argv` knows, named once there
 from ..search.algorithms import ALGORITHMS
+from ..ui.register import parse_register
 from . import checks
 
 REQUIRED: Any = object()  # the default of a key the config must give
@@ -33,6 +34,8 @@ class Key:
 
 
 AT_LEAST_0, AT_LEAST_1 = checks.whole(0), checks.whole(1)
+
+
 OPTUNA_URL, MLFLOW_URL = checks.storage_url("optuna"), checks.storage_url("mlflow")
 
 SCHEMA: tuple[Key, ...] = (
@@ -88,6 +91,13 @@ SCHEMA: tuple[Key, ...] = (
     Key("stale_after", 300.0, "seconds without heartbeat: a trial is dead", checks.seconds, mutable=True),
     Key("trial_timeout", None, "seconds before a running trial is stopped", checks.seconds, mutable=True),
     Key("fail_fast", 3, "stop when this many first trials all fail (0: off)", AT_LEAST_0, mutable=True),
+    # the MLflow UI
+    Key(
+        "register",
+        None,
+        "the best trial's model into the Model Registry: {model_name, artifact_path, alias}",
+        parse_register,
+    ),
 )
 
 BY_NAME: dict[str, Key] = {key.name: key for key in SCHEMA}

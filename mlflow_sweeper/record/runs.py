@@ -122,8 +122,13 @@ class Recorder:
         else:
             retry(lambda: self.client.update_run(parent_id, status="RUNNING"), "reopen parent")
 
-    def record_best(self, parent_id: str, run_id: str, value: float, *, force: bool = False) -> bool:
-        """Put the best trial on the parent when `value` beats what the parent shows."""
+    def record_best(
+        self, parent_id: str, run_id: str, value: float, *, step: int = 0, force: bool = False
+    ) -> bool:
+        """Put the best trial on the parent when `value` beats what the parent shows: a new point
+        of the objective's metric at `step` (the trials ended so far, never before the last
+        point), so the parent's chart of it is the best-so-far curve. `force` (the close) points
+        the tag at `run_id` even when the value does not beat the parent's: no lower point."""
         metric = self.config.objective.metric
         if metric is None or value is None or math.isnan(value):
             return False
@@ -132,18 +137,23 @@ class Recorder:
         current_run = parent.data.tags.get(BEST_RUN_TAG)
         if current_run == run_id and current == value:
             return False
-        if not force and current is not None and current_run is not None:
-            better = value > current if self.config.objective.direction == "maximize" else value < current
-            if not better:
-                return False
-        now = int(time.time() * 1000)
+        maximize = self.config.objective.direction == "maximize"
+        better = current is None or current_run is None or (value > current if maximize else value < current)
+        if not better and not force:
+            return False
+        metrics = []
+        if better:
+            last = self._last_step(parent_id, metric) if current is not None else 0
+            metrics = [Metric(metric, value, int(time.time() * 1000), max(step, last))]
         retry(
-            lambda: self.client.log_batch(
-                parent_id, metrics=[Metric(metric, value, now, 0)], tags=[RunTag(BEST_RUN_TAG, run_id)]
-            ),
+            lambda: self.client.log_batch(parent_id, metrics=metrics, tags=[RunTag(BEST_RUN_TAG, run_id)]),
             "best",
         )
         return True
+
+    def _last_step(self, parent_id: str, metric: str) -> int:
+        history = retry(lambda: self.client.get_metric_history(parent_id, metric), "best history")
+        return max((point.step for point in history), default=0)
 
     def record_pareto(self, parent_id: str, front: list[str]) -> None:
         """Tag the Pareto front's runs (and only them) and list them on the parent.

@@ -1,0 +1,161 @@
+"""`register:`: the best trial's model becomes a new version in the MLflow Model Registry.
+
+Run once by the agent that closes the sweep. A closer that crashed may be followed by another:
+a version already tagged with this sweep and trial is reused, never registered twice."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from mlflow.exceptions import MlflowException
+
+from ..errors import ConfigProblem
+from ..hints import did_you_mean
+from ..storages import retry
+
+if TYPE_CHECKING:
+    from mlflow.tracking import MlflowClient
+    from optuna.trial import FrozenTrial
+
+    from ..config import SweepConfig
+    from ..config.checks import Where
+
+log = logging.getLogger(__name__)
+
+REGISTERED_TAG = "sweeper.registered_model"  # on the parent: "name/version"
+REGISTER_WARNING_TAG = "sweeper.register_warning"  # on the parent: why nothing was registered
+SWEEP_TAG, TRIAL_TAG = "sweeper.sweep", "sweeper.trial"
+
+
+@dataclass(frozen=True)
+class Registration:
+    """`register:` as configured."""
+
+    model_name: str
+    artifact_path: str = "model"
+    alias: str | None = None
+
+
+def parse_register(where: Where, key: str, value: Any) -> Registration:
+    """The `register` mapping: `model_name` (required), `artifact_path`, `alias`."""
+    if not isinstance(value, dict):
+        raise ConfigProblem(
+            key, f"expected a mapping with model_name (and artifact_path, alias), got {value!r}"
+        )
+    known = ("model_name", "artifact_path", "alias")
+    for name in value:
+        if name not in known:
+            raise ConfigProblem(f"{key}.{name}", "unknown key" + did_you_mean(str(name), known))
+    if "model_name" not in value:
+        raise ConfigProblem(f"{key}.model_name", "missing (required): the registered model's name")
+    for name in known:
+        given = value.get(name)
+        if name in value and (not isinstance(given, str) or not given.strip()):
+            raise ConfigProblem(f"{key}.{name}", f"expected a non-empty string, got {given!r}")
+    path = value.get("artifact_path", "model").strip("/")
+    return Registration(value["model_name"], path, value.get("alias"))
+
+
+def register_problem(config: SweepConfig) -> str | None:
+    """Why `register` cannot apply to this config, or None."""
+    if config.register is None:
+        return None
+    if config.objective.multi:
+        return (
+            "needs one best trial, and several objectives have a Pareto front instead: "
+            "remove `register`, or sweep one objective"
+        )
+    if config.objective.metric is None:
+        return "needs an objective to pick the best trial: give spec.metric and spec.direction"
+    return None
+
+
+@dataclass(frozen=True)
+class Outcome:
+    version: str | None = None  # "name/version" when registered (now or by an earlier close)
+    warning: str | None = None  # why nothing was registered
+
+
+def register_best(
+    client: MlflowClient, config: SweepConfig, experiment_id: str, parent_id: str, best: FrozenTrial | None
+) -> Outcome:
+    """Register the best trial's model (once), move the alias to it, tag the parent."""
+    spec: Registration = config.register
+    run_id = best.user_attrs.get("mlflow_run_id") if best is not None else None
+    if run_id is None:
+        return _warn(client, parent_id, "no best trial with a run: nothing to register")
+    version = _existing(client, spec.model_name, config.identity, best.number)
+    if version is None:
+        source = _model_source(client, experiment_id, run_id, spec.artifact_path)
+        if source is None:
+            return _warn(
+                client, parent_id,
+                f"the best trial ({best.number}, run {run_id}) logged no model (no MLflow logged model "
+                f"and no artifact at '{spec.artifact_path}'): nothing registered in '{spec.model_name}'",
+            )  # fmt: skip
+        version = _create(client, spec.model_name, source, run_id, config, best)
+    if spec.alias:
+        retry(lambda: client.set_registered_model_alias(spec.model_name, spec.alias, version), "alias")
+    registered = f"{spec.model_name}/{version}"
+    retry(lambda: client.set_tag(parent_id, REGISTERED_TAG, registered), "registered tag")
+    return Outcome(version=registered)
+
+
+def _warn(client: MlflowClient, parent_id: str, message: str) -> Outcome:
+    log.warning("register: %s", message)
+    try:
+        client.set_tag(parent_id, REGISTER_WARNING_TAG, message)
+    except MlflowException as exc:
+        log.debug("could not tag the parent with the warning: %s", exc)
+    return Outcome(warning=message)
+
+
+def _existing(client: MlflowClient, name: str, sweep: str, trial: int) -> str | None:
+    """The version an earlier close registered for this sweep's trial, if any."""
+    quoted = name.replace("'", "\\'")
+    try:
+        versions = retry(lambda: client.search_model_versions(f"name = '{quoted}'"), "model versions")
+    except MlflowException:
+        return None
+    for version in versions:
+        if version.tags.get(SWEEP_TAG) == sweep and version.tags.get(TRIAL_TAG) == str(trial):
+            return str(version.version)
+    return None
+
+
+def _model_source(client: MlflowClient, experiment_id: str, run_id: str, artifact_path: str) -> tuple | None:
+    """(source, model_id) of the run's model: its MLflow logged model (the one named
+    `artifact_path` when there are several), else its artifacts at `artifact_path`."""
+    try:
+        models = list(
+            client.search_logged_models([experiment_id], filter_string=f"source_run_id = '{run_id}'")
+        )
+    except MlflowException as exc:  # a store without logged models
+        log.debug("could not search logged models: %s", exc)
+        models = []
+    if models:
+        named = [m for m in models if m.name == artifact_path]
+        model = (named or models)[-1]
+        return f"models:/{model.model_id}", model.model_id
+    if retry(lambda: client.list_artifacts(run_id, artifact_path), "model artifacts"):
+        artifact_uri = retry(lambda: client.get_run(run_id), "run").info.artifact_uri
+        return f"{artifact_uri.rstrip('/')}/{artifact_path}", None
+    return None
+
+
+def _create(client: MlflowClient, name: str, source: tuple, run_id: str, config: SweepConfig, best) -> str:
+    try:
+        client.create_registered_model(name)
+    except MlflowException as exc:
+        if "already exists" not in str(exc).lower() and "ALREADY_EXISTS" not in str(exc.error_code):
+            raise
+    uri, model_id = source
+    tags = {
+        SWEEP_TAG: config.identity,
+        TRIAL_TAG: str(best.number),
+        config.objective.metric: f"{best.value:.10g}",
+    }
+    version = client.create_model_version(name, uri, run_id=run_id, tags=tags, model_id=model_id)
+    return str(version.version)

@@ -1,0 +1,159 @@
+"""The parent's description as a pure function of a sweep's view, the UI links, and `register:`
+in the config: in-process, no trial runs."""
+
+from __future__ import annotations
+
+import re
+
+import optuna
+import pytest
+import yaml
+from optuna.distributions import IntDistribution
+from optuna.trial import TrialState, create_trial
+
+from mlflow_sweeper.config import load_config
+from mlflow_sweeper.errors import ConfigError
+from mlflow_sweeper.ui.description import SweepView, describe
+from mlflow_sweeper.ui.links import link_lines, ui_links
+from mlflow_sweeper.ui.register import Registration
+
+BASE = {
+    "experiment": "exp",
+    "sweep_name": "s1",
+    "command": "python train.py",
+    "parameters": {"x": list(range(15)), "y": [10, 20]},
+    "spec": {"direction": "maximize", "metric": "score"},
+}
+TWO = {"metrics": [{"name": "score", "direction": "maximize"}, {"name": "cost", "direction": "minimize"}]}
+
+
+def config_of(tmp_path, **keys):
+    path = tmp_path / "sweep.yaml"
+    path.write_text(yaml.safe_dump({**BASE, **keys}, sort_keys=False))
+    return load_config(path)
+
+
+def trials_of(values: list, states=None) -> list:
+    dists = {"x": IntDistribution(0, 20)}
+    made = []
+    for number, value in enumerate(values):
+        state = (states or {}).get(number, TrialState.COMPLETE)
+        trial = create_trial(
+            params={"x": number},
+            distributions=dists,
+            values=None if state != TrialState.COMPLETE else (value if isinstance(value, list) else [value]),
+            state=state,
+            user_attrs={"mlflow_run_id": f"run{number}"},
+        )
+        trial.number = number
+        made.append(trial)
+    return made
+
+
+def table_rows(text: str) -> list[str]:
+    return [line for line in text.splitlines() if re.match(r"\| \[\d+\]", line)]
+
+
+def test_a_running_single_objective_sweep_shows_counts_best_and_top_ten(tmp_path):
+    config = config_of(tmp_path)
+    values = [float(v) for v in (3, 9, 1, 7, 12, 5, 2, 8, 4, 6, 11, 10, 0)]
+    trials = trials_of(values + [0.0, 0.0], states={13: TrialState.RUNNING, 14: TrialState.PRUNED})
+    text = describe(SweepView(config, trials, "7", "parent", budget=30, failed_for_good=0))
+    counts = "14/30 trials ended (13 complete, 1 pruned, 0 failed), 1 running"
+    assert text.startswith(f"**Sweep `exp/s1`: running.** {counts}")
+    assert "**Best score (maximize): 12** in [trial 4](#/experiments/7/runs/run4): `x` = 4" in text
+    rows = table_rows(text)
+    assert len(rows) == 10
+    shown = [float(row.split("|")[2]) for row in rows]
+    assert shown == sorted(values, reverse=True)[:10]
+    assert "when the sweep completes" in text and "Parameter importances" not in text
+
+
+def test_a_closed_sweep_shows_importances_report_registration_and_why_it_stopped(tmp_path):
+    config = config_of(tmp_path)
+    view = SweepView(
+        config, trials_of([1.0, 5.0]), "7", "parent", state="complete", stopped="a trial reached the target",
+        importances={"x": 0.8, "y": 0.2}, report_path="report/report.html", registered="digits/3",
+        warnings=("careful",),
+    )  # fmt: skip
+    text = describe(view)
+    assert text.startswith("**Sweep `exp/s1`: complete.**")
+    assert "**Stopped early:** a trial reached the target." in text
+    assert "| x | 0.8 |" in text and text.index("| x | 0.8 |") < text.index("| y | 0.2 |")
+    assert "[report/report.html](#/experiments/7/runs/parent/artifacts/report/report.html)" in text
+    assert "Registered as model **digits** version **3**." in text
+    assert "> **Warning:** careful" in text
+
+
+def test_minimizing_ranks_low_values_first_and_infeasible_trials_are_left_out(tmp_path):
+    config = config_of(tmp_path, spec={"direction": "minimize", "metric": "score"})
+    trials = trials_of([4.0, 1.0, 2.0])
+    trials[1].system_attrs["constraints"] = [0.5]  # violates its constraint
+    text = describe(SweepView(config, trials, "7", "parent"))
+    assert "**Best score (minimize): 2** in [trial 2]" in text
+    assert [row.split("|")[1].strip() for row in table_rows(text)] == [
+        "[2](#/experiments/7/runs/run2)",
+        "[0](#/experiments/7/runs/run0)",
+    ]
+
+
+def test_several_objectives_show_the_pareto_front_instead_of_a_best(tmp_path):
+    config = config_of(tmp_path, spec=TWO)
+    trials = trials_of([[5.0, 5.0], [4.0, 1.0], [3.0, 2.0], [6.0, 9.0]])  # trial 2 is dominated by 1
+    text = describe(SweepView(config, trials, "7", "parent"))
+    assert "Best" not in text
+    assert "### Pareto front: 3 trials" in text
+    assert "| trial | score | cost | x |" in text
+    numbers = [row.split("|")[1].strip() for row in table_rows(text)]
+    assert numbers == [f"[{n}](#/experiments/7/runs/run{n})" for n in (3, 0, 1)]
+
+
+def test_a_sweep_without_trials_or_objective_still_reads_well(tmp_path):
+    config = config_of(tmp_path)
+    assert "**Best score:** none yet (maximize)." in describe(SweepView(config, [], "7", "parent"))
+    no_spec = config_of(tmp_path, spec=None)
+    text = describe(SweepView(no_spec, trials_of([0.0]), "7", "parent"))
+    assert "Best" not in text and "1 complete" in text
+
+
+def test_links_are_printed_only_for_a_tracking_server():
+    assert ui_links("sqlite:///mlflow.db", "1", "abc") == {}
+    assert ui_links("file:///tmp/x", "1", "abc") == {}
+    links = ui_links("http://host:5000/", "4", "abc")
+    assert links == {
+        "parent_url": "http://host:5000/#/experiments/4/runs/abc",
+        "runs_url": "http://host:5000/#/experiments/4/runs",
+    }
+    assert link_lines(links)[1].endswith("http://host:5000/#/experiments/4/runs")
+
+
+def test_register_is_read_with_its_defaults(tmp_path):
+    config = config_of(tmp_path, register={"model_name": "digits"})
+    assert config.register == Registration("digits", "model", None)
+    config = config_of(tmp_path, register={"model_name": "digits", "artifact_path": "clf/", "alias": "best"})
+    assert config.register == Registration("digits", "clf", "best")
+    assert config_of(tmp_path).register is None
+
+
+@pytest.mark.parametrize(
+    ("register", "spec", "message"),
+    [
+        ({"artifact_path": "m"}, None, "register.model_name: missing"),
+        ({"model_name": "m", "aliass": "x"}, None, "did you mean 'alias'"),
+        ({"model_name": ""}, None, "register.model_name: expected a non-empty string"),
+        ("digits", None, "expected a mapping"),
+        ({"model_name": "m"}, TWO, "several objectives"),
+    ],
+)
+def test_a_bad_register_is_refused(tmp_path, register, spec, message):
+    with pytest.raises(ConfigError) as caught:
+        config_of(tmp_path, register=register, **({"spec": spec} if spec else {}))
+    assert message in str(caught.value)
+
+
+def test_descriptions_are_the_same_for_the_same_view(tmp_path):
+    config = config_of(tmp_path)
+    trials = trials_of([1.0, 2.0])
+    first, again = SweepView(config, trials, "1", "p"), SweepView(config, list(trials), "1", "p")
+    assert describe(first) == describe(again)
+    assert optuna.__version__  # the trials above are Optuna's own FrozenTrials
