@@ -12,10 +12,10 @@ from optuna.distributions import IntDistribution
 from optuna.trial import TrialState, create_trial
 
 from mlflow_sweeper.config import load_config
+from mlflow_sweeper.config.register import Registration
 from mlflow_sweeper.errors import ConfigError
 from mlflow_sweeper.ui.description import SweepView, describe
 from mlflow_sweeper.ui.links import link_lines, ui_links
-from mlflow_sweeper.ui.register import Registration
 
 BASE = {
     "experiment": "exp",

@@ -21,10 +21,10 @@ from ..expansion import expand_config
 from ..hints import did_you_mean
 from ..pruning import EarlyStopping, parse_early_stopping
 from ..search.algorithms import OWN_KEYS, algorithm_class, check_own_keys, rehearse
-from ..ui.register import register_problem
 from .checks import Where
 from .model import SweepConfig
 from .objective import Objective
+from .register import register_problem
 from .schema import BY_NAME, KEYS, REQUIRED_KEYS
 from .whole_bounds import warn_whole_bounds
 

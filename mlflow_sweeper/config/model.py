@@ -50,7 +50,7 @@ class SweepConfig:
     base: dict[str, Any] | None = None  # sensitivity: the base point (checked against the space)
     points: int | None = None  # sensitivity: values per range parameter
     early_stopping: EarlyStopping | None = None
-    register: Any = None  # `register:`, a ui.register.Registration
+    register: Any = None  # `register:`, a config.register.Registration
 
     @property
     def identity(self) -> str:

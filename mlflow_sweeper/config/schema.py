@@ -13,8 +13,8 @@ from typing import Any
 
 from ..command_line import ARG_STYLES  # the styles `build_argv` knows, named once there
 from ..search.algorithms import ALGORITHMS
-from ..ui.register import parse_register
 from . import checks
+from .register import parse_register
 
 REQUIRED: Any = object()  # the default of a key the config must give
 ENV_MANAGERS = ("local", "virtualenv", "uv", "conda")
