@@ -126,7 +126,7 @@ def background(argv: list[str], log: Path, env: dict | None = None):
 
 @contextmanager
 def proxy(database: str, work: Path):
-    from mlflow_sweeper.proxy import open_grpc_storage
+    from mlflow_sweeper.storages.grpc import open_grpc_storage
 
     port = free_port()
     url = f"grpc://127.0.0.1:{port}"

@@ -16,106 +16,25 @@ from __future__ import annotations
 
 import errno
 import logging
-import re
 import signal
 import socket
 import warnings
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
 
+from . import compat
 from .errors import StorageError
+from .proxy_auth import check_listen, read_token_file, server_credentials, server_interceptors
+from .storages import mask, open_optuna_storage, parse, probe_optuna_storage
+from .storages.grpc import DEFAULT_HOST, DEFAULT_PORT, require_grpc
 
 log = logging.getLogger(__name__)
 
-GRPC_EXTRA = "pip install 'mlflow-sweeper[grpc]'"
-DEFAULT_HOST = "127.0.0.1"
-DEFAULT_PORT = 13000
 DEFAULT_THREADS = 32
 PROXY_APPLICATION = "mlflow-sweeper-proxy"
 # The proxy's database pool: a few connections serve every agent (requests queue for them).
 PROXY_POOL_SIZE = 4
 PROXY_POOL_OVERFLOW = 4
-READY_SECONDS = 8.0
-ACCESS_PROBE_STUDY = "mlflow-sweeper access check"  # looked up, never created
 RDB_PROXIED = ("sqlite", "postgresql", "postgres", "mysql", "mariadb")
-URL = re.compile(r"^grpcs?://(?P<host>\[[^\]]+\]|[^:/\[\]]+)(?::(?P<port>\d+))?/?$")
-
-
-class GrpcMissing(StorageError):
-    """The [grpc] extra is not installed: exit 2, naming it, before anything is written."""
-
-
-def require_grpc() -> None:
-    try:
-        import grpc  # noqa: F401
-        from google import protobuf  # noqa: F401
-    except ImportError:
-        raise GrpcMissing(f"the Optuna gRPC storage proxy needs the extra [grpc]: {GRPC_EXTRA}") from None
-
-
-def parse_grpc_url(url: str) -> tuple[str, int] | None:
-    """(host, port) of a `grpc://HOST:PORT` URL, or None when it is not one."""
-    match = URL.match(url)
-    if match is None:
-        return None
-    return match.group("host").strip("[]"), int(match.group("port") or DEFAULT_PORT)
-
-
-def uses_tls(url: str) -> bool:
-    return url.lower().startswith("grpcs://")
-
-
-def check_grpc_url(url: str) -> str | None:
-    if parse_grpc_url(url) is None:
-        return (
-            f"{url!r} is not a gRPC proxy URL; use grpc://HOST:PORT (e.g. grpc://127.0.0.1:{DEFAULT_PORT}), "
-            "or grpcs://HOST:PORT for a proxy serving TLS"
-        )
-    return None
-
-
-def open_grpc_storage(url: str, ready_seconds: float = READY_SECONDS) -> Any:
-    """A client of a running proxy, once the proxy answers and accepts this agent (its token, its
-    certificate); one clear error when it does not, before anything is written."""
-    require_grpc()
-    import warnings
-
-    import grpc
-    import optuna
-
-    from . import compat
-    from .proxy_auth import client_channel, refusal
-
-    parsed = parse_grpc_url(url)
-    if parsed is None:
-        raise StorageError(check_grpc_url(url) or url)
-    host, port = parsed
-    tls = uses_tls(url)
-    with client_channel(host, port, tls) as channel:
-        try:
-            grpc.channel_ready_future(channel).result(timeout=ready_seconds)
-        except grpc.FutureTimeoutError:
-            if tls:
-                raise refusal(TimeoutError(), f"{host}:{port}", tls) from None
-            raise StorageError(
-                f"cannot reach the Optuna gRPC proxy at {host}:{port}; "
-                f"start it with `mlflow-sweeper proxy STORAGE_URL --host {host} --port {port}`"
-            ) from None
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        storage = compat.grpc_storage_proxy(host, port, lambda: client_channel(host, port, tls))
-    try:
-        storage.get_study_id_from_name(ACCESS_PROBE_STUDY)  # a read that needs the token
-    except KeyError:
-        pass
-    except grpc.RpcError as exc:
-        storage.close()
-        raise refusal(exc, f"{host}:{port}", tls) from None
-    return storage
-
-
-def probe_grpc(url: str) -> None:
-    open_grpc_storage(url).close()
 
 
 def check_port_free(host: str, port: int) -> None:
@@ -154,11 +73,7 @@ def serve(
     in-process trial cache. With a token, every call must carry it; with a certificate and key,
     the port speaks TLS."""
     require_grpc()
-    import optuna
-
-    from . import compat
-    from .proxy_auth import check_listen, read_token_file, server_credentials, server_interceptors
-    from .storages import mask, open_optuna_storage, parse, probe_optuna_storage
+    import optuna  # the proxy's own process: kept off the import of the command line
 
     token = read_token_file(token_file) if token_file else None
     check_listen(host, token, insecure)

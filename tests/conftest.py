@@ -507,7 +507,7 @@ def _proxy_answers(proc: subprocess.Popen, url: str) -> bool:
     has exited (or hangs past HANG_GUARD_SECONDS)."""
     import time
 
-    from mlflow_sweeper.proxy import open_grpc_storage
+    from mlflow_sweeper.storages.grpc import open_grpc_storage
 
     deadline = time.monotonic() + HANG_GUARD_SECONDS
     while proc.poll() is None and time.monotonic() < deadline:

@@ -16,8 +16,8 @@ from conftest import cli_env, free_port, kill_process_tree, run_cli, write_confi
 pytest.importorskip("grpc")
 
 from mlflow_sweeper.errors import StorageError, UsageError  # noqa: E402
-from mlflow_sweeper.proxy import open_grpc_storage  # noqa: E402
 from mlflow_sweeper.proxy_auth import CA_ENV, TOKEN_ENV, check_listen  # noqa: E402
+from mlflow_sweeper.storages.grpc import open_grpc_storage  # noqa: E402
 
 TOKEN = "proxy-token-5f2c9a"
 

@@ -12,6 +12,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from .grpc import check_grpc_url, open_grpc_storage, probe_grpc
 from .pools import Pool, engine_kwargs
 from .retry import probe_until
 from .urls import StorageURL, parse, with_path
@@ -157,18 +158,12 @@ class OptunaGrpcProxy(StorageKind):
     what = "Optuna storage"
 
     def check(self, url: StorageURL) -> str | None:
-        from ..proxy import check_grpc_url
-
         return check_grpc_url(url.text)
 
     def probe(self, url: StorageURL) -> None:
-        from ..proxy import probe_grpc
-
         probe_grpc(url.text)
 
     def open(self, url: StorageURL, pool: Pool | None = None) -> Any:
-        from ..proxy import open_grpc_storage
-
         return open_grpc_storage(url.text)
 
 
