@@ -225,7 +225,7 @@ def sweep_status(config: SweepConfig) -> str:
             f"(run {best['run_id'] or '-'}): {params}"
         )
     else:
-        lines.append("  best: -")
+        lines.append("  best: - (no feasible trial yet)" if config.objective.constraints else "  best: -")
     return "\n".join(lines)
 
 

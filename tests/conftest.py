@@ -30,6 +30,7 @@ IN_PROCESS_MODULES = {
     "test_algorithms.py",
     "test_command_line.py",
     "test_compat.py",
+    "test_constraints.py",
     "test_counts.py",
     "test_outcome.py",
     "test_preflight.py",

@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ..constraints import FEASIBLE_TAG, Judgement, judge, metric_names, trial_attrs
 from ..coordination import SweepStudy, Work
 from ..launch import TrialHandle, TrialRequest, trial_log_name
 from ..record import Recorder
@@ -89,6 +90,8 @@ class TrialExecution:
             session.recorder, session.study, session.parent_id, work, self.params, logged
         )
         self.ended_as: str | None = None  # how the training code ended the run, once read
+        self.read_metrics: dict[str, float | None] = {}  # the objective's and constraints' metrics
+        self.judgement: Judgement | None = None  # the constraints' verdict, with `spec.constraints`
 
     @property
     def run_id(self) -> str | None:
@@ -110,7 +113,7 @@ class TrialExecution:
         started = f"run {self.run_id}{_attempt(work)}"
         self.session.report(f"trial {work.number} started ({started}): {_fmt(work.params)}")
         ending = self.await_end(handle)
-        outcome = classify(ending, self.objective_names, self.read_objective(ending))
+        outcome = self.judge_constraints(classify(ending, self.objective_names, self.read_objective(ending)))
         self.settle(outcome)
         if outcome.kind is Kind.CANCELLED:
             raise StopRequested
@@ -197,9 +200,26 @@ class TrialExecution:
         names = self.objective_names
         if not needs_metric(ending, names):
             return None
-        reading = self.session.recorder.read_run(self.run_id, names if isinstance(names, tuple) else (names,))
+        wanted = (*(names if isinstance(names, tuple) else (names,)), *self.constraint_metrics)
+        reading = self.session.recorder.read_run(self.run_id, wanted)
         self.ended_as = reading.ended_as
+        self.read_metrics = reading.metrics
         return reading.metrics if isinstance(names, tuple) else reading.metrics[names]
+
+    @property
+    def constraint_metrics(self) -> tuple[str, ...]:
+        return metric_names(self.session.config.objective.constraints)
+
+    def judge_constraints(self, outcome: Outcome) -> Outcome:
+        """A complete trial with `spec.constraints`: its constraint values (stored with it when it
+        completes), or a failure when the run lacks a constraint's metric."""
+        constraints = self.session.config.objective.constraints
+        if not constraints or not outcome.complete:
+            return outcome
+        self.judgement = judge(constraints, self.read_metrics)
+        if self.judgement.missing:
+            return Outcome(Kind.FAILED, reason=self.judgement.reason, run_status="FAILED")
+        return outcome
 
     # ---- settle ----------------------------------------------------------------------------------
 
@@ -217,7 +237,12 @@ class TrialExecution:
     def _settle_complete(self, outcome: Outcome) -> None:
         session, run_id, value = self.session, self.run_id, outcome.value
         session.recorder.end_trial_run(run_id, outcome.run_status, ended_as=self.ended_as)
-        session.study.complete(self.work, value)
+        judgement = self.judgement
+        if judgement is not None and run_id:
+            session.recorder.client.set_tag(run_id, FEASIBLE_TAG, str(judgement.feasible).lower())
+        session.study.complete(self.work, value, trial_attrs(judgement) if judgement else None)
+        if judgement is not None and not judgement.feasible:
+            value = value if isinstance(value, list) else None  # an infeasible value is never the best
         if isinstance(value, list):  # several objectives: no single best to show or record
             session.counts.done(None)
             self._keep_front()

@@ -120,7 +120,7 @@ def storage_url(kind: str):
 
 SWEEP_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
 PARAMETER_NAME = re.compile(r"^[A-Za-z0-9_.\-/ ]+$")
-SPEC_KEYS = {"direction", "metric", "metrics", "target"}
+SPEC_KEYS = {"direction", "metric", "metrics", "target", "constraints"}
 DIRECTIONS = ("minimize", "maximize")
 
 
@@ -176,6 +176,7 @@ def objective(where: Where, key: str, value: Any):
     for name in value:
         if name not in SPEC_KEYS:
             raise where.fail(f"{key}.{name}", "unknown key" + suggest(str(name), SPEC_KEYS))
+    constraints = _constraints(where, f"{key}.constraints", value.get("constraints", []))
     target = value.get("target")
     if target is not None and (isinstance(target, bool) or not isinstance(target, int | float)):
         raise where.fail(f"{key}.target", f"expected a number, got {target!r}")
@@ -185,14 +186,25 @@ def objective(where: Where, key: str, value: Any):
                 raise where.fail(f"{key}.{single}", "give either 'metric'/'direction' or 'metrics', not both")
         metrics = _metrics(where, f"{key}.metrics", value["metrics"])
         if len(metrics) == 1:
-            return Objective(metrics[0].direction, metrics[0].name, target=target)
+            return Objective(metrics[0].direction, metrics[0].name, target=target, constraints=constraints)
         if target is not None:
             raise where.fail(f"{key}.target", "a target needs a single objective, not several 'metrics'")
-        return Objective(metrics[0].direction, None, metrics=metrics)
+        return Objective(metrics[0].direction, None, metrics=metrics, constraints=constraints)
     if "metric" not in value:
         raise where.fail(f"{key}.metric", "missing: name the metric the trials log")
     direction = _direction(where, f"{key}.direction", value.get("direction", "minimize"))
-    return Objective(direction, text(where, f"{key}.metric", value["metric"]), target=target)
+    metric = text(where, f"{key}.metric", value["metric"])
+    return Objective(direction, metric, target=target, constraints=constraints)
+
+
+def _constraints(where: Where, key: str, value: Any) -> tuple:
+    """`["latency_ms <= 50", ...]`: metrics a result must satisfy."""
+    from ..constraints import ConstraintError, parse_constraints
+
+    try:
+        return parse_constraints(value)
+    except ConstraintError as exc:
+        raise where.fail(key if exc.index < 0 else f"{key}[{exc.index}]", str(exc)) from None
 
 
 def _direction(where: Where, key: str, direction: Any) -> str:

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..constraints import Constraint
 from ..pruning import EarlyStopping
 from ..space import SearchSpace
 from .schema import DEFAULTS
@@ -37,6 +38,7 @@ class Objective:
     metric: str | None = None
     metrics: tuple[Metric, ...] = ()
     target: float | None = None
+    constraints: tuple[Constraint, ...] = ()  # metrics a result must satisfy to count as best
 
     @property
     def multi(self) -> bool:
@@ -125,6 +127,8 @@ class SweepConfig:
             stored["sampler_options"] = dict(self.sampler_options)
         if self.objective.multi:
             stored["metrics"] = [[m.name, m.direction] for m in self.objective.metrics]
+        if self.objective.constraints:
+            stored["constraints"] = [c.text for c in self.objective.constraints]
         if self.base:
             stored["base"] = dict(self.base)
         if self.points is not None:

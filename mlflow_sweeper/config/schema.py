@@ -73,7 +73,8 @@ SCHEMA: tuple[Key, ...] = (
     Key(
         "spec",
         None,
-        "the objective: {direction, metric, target} or {metrics: [{name, direction}, ...]}",
+        "the objective: {direction, metric, target} or {metrics: [{name, direction}, ...]}; "
+        "`constraints: [\"latency_ms <= 50\", ...]` (metrics a result must satisfy)",
         checks.objective,
     ),
     Key(

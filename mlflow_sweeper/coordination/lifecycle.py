@@ -208,13 +208,20 @@ class TrialLifecycle:
             self.ledger.settle(work.claim_id, work.number)
             work.claim_id = None
 
-    def complete(self, work: Work, value: float | list[float] | None) -> None:
-        """COMPLETE with its value (one objective) or values (several, in `spec.metrics` order).
+    def complete(
+        self, work: Work, value: float | list[float] | None, constraints: dict[str, float] | None = None
+    ) -> None:
+        """COMPLETE with its value (one objective) or values (several, in `spec.metrics` order),
+        and its constraint values (system attrs the samplers read) written first.
 
-        A value reaching `spec.target` is recorded in the study first, so no agent claims again.
+        A value reaching `spec.target` is recorded in the study first, so no agent claims again;
+        only a feasible one counts.
         """
         self.launched(work)
-        if not isinstance(value, list | tuple) and self.source.config.objective.reached(value):
+        for key, violation in (constraints or {}).items():
+            self.store.set_trial_system_attr(work.trial_id, key, violation)
+        feasible = all(v <= 0 for v in (constraints or {}).values())
+        if feasible and not isinstance(value, list | tuple) and self.source.config.objective.reached(value):
             self.store.set_study_system_attr(self.study_id, TARGET_REACHED, work.number)
             self._target_seen = True
         values = None if value is None else list(value) if isinstance(value, list | tuple) else [value]
