@@ -92,7 +92,8 @@ def run_toy(config, storage, objective):
     constraints = config.objective.constraints
     while (work := study.claim()) is not None:
         metrics = objective(work.params)
-        value = metrics["score"] if not config.objective.multi else [metrics[n] for n in config.objective.names]
+        names = config.objective.names
+        value = [metrics[n] for n in names] if config.objective.multi else metrics["score"]
         study.complete(work, value, trial_attrs(judge(constraints, metrics)))
     return study
 
@@ -141,7 +142,8 @@ def test_constraints_with_several_objectives_keep_the_front_feasible(tmp_path, a
     study = run_toy(config, InMemoryStorage(), toy)
     trials = study.trials()
     assert any(not is_feasible(t) for t in trials)
-    front = tallies.pareto_front(trials, [optuna.study.StudyDirection.MAXIMIZE, optuna.study.StudyDirection.MINIMIZE])
+    directions = [optuna.study.StudyDirection.MAXIMIZE, optuna.study.StudyDirection.MINIMIZE]
+    front = tallies.pareto_front(trials, directions)
     assert front and all(t.params["x"] <= 0.5 for t in front)
     # the sampler was built constraint-aware
     sampler = study.source.sampler(99)

@@ -3,10 +3,8 @@ and `warm_start`. Real SQLite stores, real trial subprocesses; sweeps kept to a 
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
-import pytest
 from conftest import PROJECT, mlflow_runs, optuna_trials, run_cli, write_config
 
 CONSTRAINED = PROJECT / "constrained.py"

@@ -68,7 +68,8 @@ def constrained_options(config: SweepConfig, strategy) -> dict:
     has `spec.constraints` (the sampler then reads each trial's stored constraint values)."""
     options = dict(config.sampler_options)
     constraints = config.objective.constraints
-    if constraints and "constraints_func" in {p.name for p in strategy.option_parameters()} and "constraints_func" not in options:
+    accepts = "constraints_func" in {p.name for p in strategy.option_parameters()}
+    if constraints and accepts and "constraints_func" not in options:
         from ..constraints import constraints_func
 
         options["constraints_func"] = constraints_func(constraints)

@@ -94,7 +94,10 @@ def _minimized(trials: Iterable[FrozenTrial], directions: list[StudyDirection]) 
     return [
         (t, [s * v for s, v in zip(signs, t.values, strict=True)])
         for t in trials
-        if t.state == TrialState.COMPLETE and t.values is not None and len(t.values) == len(signs) and is_feasible(t)
+        if t.state == TrialState.COMPLETE
+        and t.values is not None
+        and len(t.values) == len(signs)
+        and is_feasible(t)
     ]
 
 
