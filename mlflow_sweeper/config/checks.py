@@ -242,3 +242,13 @@ def _metrics(where: Where, key: str, value: Any) -> tuple:
 def as_given(where: Where, key: str, value: Any) -> Any:
     """A value checked later, by the section that knows what it goes with."""
     return value
+
+
+def warm_start(where: Where, key: str, value: Any) -> list:
+    """`[{sweep: "exp/name"}, {runs: "<filter string>", experiment: "<name>"}]`."""
+    from ..warmstart.sources import WarmStartError, parse_warm_start
+
+    try:
+        return list(parse_warm_start(value, key))
+    except WarmStartError as exc:
+        raise where.fail(exc.key, str(exc)) from None

@@ -94,6 +94,7 @@ class SweepConfig:
     base: dict[str, Any] | None = None  # sensitivity: the base point (checked against the space)
     points: int | None = None  # sensitivity: values per range parameter
     early_stopping: EarlyStopping | None = None
+    warm_start: list = _default("warm_start")  # earlier results, entered once when the study is created
 
     @property
     def identity(self) -> str:
