@@ -35,6 +35,7 @@ IN_PROCESS_MODULES = {
     "test_outcome.py",
     "test_preflight.py",
     "test_protocol.py",
+    "test_refine.py",
     "test_schema.py",
     "test_sensitivity.py",
     "test_space.py",
