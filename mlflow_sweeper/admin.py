@@ -17,7 +17,7 @@ from .algorithms import PointSource
 from .config import SweepConfig
 from .coordination import RUN_ATTR, SweepStudy, agent_id, study_names
 from .coordination.identity import directions_of
-from .coordination.tallies import pareto_front
+from .coordination.tallies import in_budget, pareto_front
 from .errors import NoSuchSweep, UsageError
 from .record import Recorder, current_run_id
 from .report.objectives import objectives_of
@@ -156,7 +156,7 @@ def sweep_status_data(config: SweepConfig) -> dict:
     if study is None:
         return entry
     trials = study.trials()
-    states = Counter(trial.state for trial in trials)
+    states = Counter(trial.state for trial in trials if in_budget(trial))
     failed = [t for t in study.failed_for_good(trials) if t.state != TrialState.PRUNED]
     entry.update(
         exists=True,
@@ -165,6 +165,7 @@ def sweep_status_data(config: SweepConfig) -> dict:
         running=states[TrialState.RUNNING],
         failed=len(failed),
         pruned=states[TrialState.PRUNED],
+        warm_started=sum("warm_start" in t.user_attrs for t in trials),
     )
     entry["remaining"] = max(
         0, entry["budget"] - entry["done"] - entry["failed"] - entry["pruned"] - entry["running"]
@@ -214,6 +215,8 @@ def sweep_status(config: SweepConfig) -> str:
         f"  trials: {data['done']}/{data['budget']} done, {data['running']} running, "
         f"{data['failed']} failed, {data['pruned']} pruned, {data['remaining']} remaining"
     )
+    if data.get("warm_started"):
+        lines.append(f"  warm start: {data['warm_started']} earlier result(s) in the study (no budget used)")
     if "pareto" in data:
         lines.extend(_pareto_lines(config, data["pareto"]))
         return "\n".join(lines)

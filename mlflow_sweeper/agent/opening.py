@@ -20,6 +20,8 @@ from ..tracking_store import (
     record_tracking_uri,
     sweep_tracking_uri,
 )
+from ..warmstart.entering import enter as enter_warm_start
+from ..warmstart.entering import gather as gather_warm_start
 
 if TYPE_CHECKING:
     from ..config import SweepConfig
@@ -54,8 +56,12 @@ def open_session(
         study = open_study()
         found = study.find()
     created = False
+    warm = gather_warm_start(config, tracking_uri, study.source) if not found and config.warm_start else None
     if not found:  # whoever creates the study records its store with it, before the parent run
         created = study.create_or_find(first_records(tracking_uri))
+    if created and warm is not None:  # the creator alone, before the parent run the others await
+        enter_warm_start(study.store, study.study_id, study.source, warm)
+        agent.reporter.event(f"{config.identity}: {warm.summary()}")
     if not created:
         study.check_drift()  # before anything is written for this config
     if named is None:

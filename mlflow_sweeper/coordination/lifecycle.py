@@ -70,6 +70,7 @@ class TrialLifecycle:
         self._lock = threading.Lock()
         self._waiting_checked = -math.inf
         self._target_seen = False
+        self._warm: dict[int, int] | None = None
 
     # ---- claiming --------------------------------------------------------------------------
 
@@ -112,10 +113,15 @@ class TrialLifecycle:
         return None
 
     def _claim_fresh(self) -> Work | None:
-        claimed = self.ledger.claim_slot()
-        if claimed is None:
-            return None
-        claim_id, slot = claimed
+        while True:
+            claimed = self.ledger.claim_slot()
+            if claimed is None:
+                return None
+            claim_id, slot = claimed
+            done_by = self._warm_slots().get(slot)
+            if done_by is None:
+                break
+            self.ledger.settle(claim_id, done_by)  # a warm-started result is this grid point's
         try:
             work = self._create(slot)
         except BaseException:
@@ -123,6 +129,15 @@ class TrialLifecycle:
             raise
         work.claim_id = claim_id  # settled by `launched`: the trial exists, the slot is taken
         return work
+
+    def _warm_slots(self) -> dict[int, int]:
+        """Grid slots whose point an earlier result already holds (warm start): written with the
+        study, before its parent run, so before any agent claims; read once."""
+        if self._warm is None:
+            from ..warmstart.entering import warm_slots
+
+            self._warm = warm_slots(self.store, self.study_id)
+        return self._warm
 
     def target_reached(self) -> bool:
         """Has a trial reached `spec.target`? One read of the study's attributes per call while

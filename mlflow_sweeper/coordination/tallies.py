@@ -134,8 +134,13 @@ def front_change(
     return True, sorted(pushed, key=lambda t: t.number)
 
 
+def in_budget(trial: FrozenTrial) -> bool:
+    """Not an earlier result entered by warm start, unless it holds a grid point of the budget."""
+    return "warm_start" not in trial.user_attrs or SLOT in trial.system_attrs
+
+
 def progress(trials: list[FrozenTrial], budget: int, best_trial: FrozenTrial | None) -> Progress:
-    counts = state_counts(trials)
+    counts = state_counts(t for t in trials if in_budget(t))
     return Progress(
         budget=budget,
         complete=counts[TrialState.COMPLETE],
