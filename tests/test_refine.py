@@ -99,3 +99,27 @@ def test_refined_names():
     assert next_sweep_name("lr") == "lr-refined"
     assert next_sweep_name("lr-refined") == "lr-refined2"
     assert next_sweep_name("lr-refined2") == "lr-refined3"
+
+
+def test_fail_fast_ignores_warm_started_results():
+    from optuna.distributions import FloatDistribution
+    from optuna.trial import TrialState, create_trial
+
+    from mlflow_sweeper.agent.fail_fast import fail_fast_reason
+    from mlflow_sweeper.coordination.names import REASON, SLOT
+
+    dist = {"x": FloatDistribution(0, 1)}
+    warm = [
+        create_trial(params={"x": 0.5}, distributions=dist, value=1.0, user_attrs={"warm_start": "sweep:e/s"})
+        for _ in range(3)
+    ]
+    failed = [
+        create_trial(
+            state=TrialState.FAIL, params={"x": 0.1}, distributions=dist,
+            system_attrs={SLOT: i}, user_attrs={REASON: "the run failed"},
+        )
+        for i in range(3)
+    ]
+    for number, trial in enumerate([*warm, *failed]):
+        trial.number = number
+    assert fail_fast_reason([*warm, *failed], 3) is not None
