@@ -57,6 +57,12 @@ def test_constrained_grid_best_is_the_best_feasible_trial(tmp_path):
     status = run_cli("status", config, cwd=tmp_path)
     assert "best: score=22" in status.stdout, output(status)
     assert all(len(t.constraints) == 1 for t in optuna_trials(optuna_url(tmp_path)))
+    # `refine`: the best feasible trial uses y's largest value, so y gets the next one
+    refined = run_cli("refine", config, "--out", tmp_path / "next.yaml", cwd=tmp_path)
+    assert refined.returncode == 0, output(refined)
+    assert "y: widened with 30" in refined.stdout
+    loaded = load_config(tmp_path / "next.yaml")
+    assert loaded.space.axes["y"].values == (10, 20, 30) and loaded.sweep_name == "s1-refined"
 
 
 def test_a_trial_without_its_constraint_metric_fails_and_status_has_no_best(tmp_path):

@@ -123,3 +123,33 @@ def test_fail_fast_ignores_warm_started_results():
     for number, trial in enumerate([*warm, *failed]):
         trial.number = number
     assert fail_fast_reason([*warm, *failed], 3) is not None
+
+
+def test_the_refined_config_runs_warm_started_from_the_first_sweep(tmp_path):
+    """The refined sweep, run in process through the same steps as an agent: the earlier results
+    that fit enter first (as the agent's warm start does), then only new trials use the budget."""
+    from mlflow_sweeper.warmstart.collect import EarlierResult, prepare
+    from mlflow_sweeper.warmstart.entering import enter
+
+    config = load_config(write(tmp_path, max_trials=12))
+    first = run_sweep(config, lambda p: p["x"] - abs(p["noise"] - 0.5) / 100)
+    path, advice = refine_sweep(config)
+    refined = load_config(path)
+    earlier = [
+        EarlierResult(f"run-{t.number}", "sweep:exp/coarse", {**t.params, "tag": "a"}, {"score": t.value})
+        for t in first.trials()
+    ]
+    warm = prepare(refined, earlier, on_grid=False)
+    assert len(warm.trials) > 0 and len(warm.trials) + warm.misfits == 12
+    study = SweepStudy(open_optuna_storage(refined.optuna_storage), refined, PointSource(refined), "agent-2")
+    assert study.create_or_find()
+    enter(study.store, study.study_id, study.source, warm)
+    new = 0
+    while (work := study.claim()) is not None:
+        study.complete(work, work.params["x"])
+        new += 1
+    assert new == refined.max_trials == 12
+    trials = study.trials()
+    assert len(trials) == 12 + len(warm.trials)
+    assert study.progress().complete == 12  # the earlier results use none of the budget
+    assert study.is_complete()
