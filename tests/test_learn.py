@@ -34,6 +34,7 @@ def by_role(runs: list, name: str) -> list:
     return [r for r in runs if r.data.tags.get("sweeper.role") == name]
 
 
+@pytest.mark.timeout(900)
 def test_constrained_grid_best_is_the_best_feasible_trial(tmp_path):
     # score = x + y, latency = 10 x: the unconstrained best (x=3, y=20) is infeasible
     config = write_config(
@@ -42,7 +43,7 @@ def test_constrained_grid_best_is_the_best_feasible_trial(tmp_path):
         parameters={"x": [1, 2, 3], "y": [10, 20]},
         spec={"metric": "score", "direction": "maximize", "constraints": ["latency <= 20"]},
     )
-    result = run_cli("sweep", config, "-j", "2", cwd=tmp_path)
+    result = run_cli("sweep", config, "-j", "2", cwd=tmp_path, timeout=600)
     assert result.returncode == 0, output(result)
     runs = mlflow_runs(tracking_uri(tmp_path))
     trials = by_role(runs, "trial")
