@@ -24,10 +24,10 @@ import optuna
 import yaml
 from optuna.storages import InMemoryStorage
 
-from mlflow_sweeper.algorithms import PointSource
 from mlflow_sweeper.config import load_config
 from mlflow_sweeper.coordination import SweepStudy
 from mlflow_sweeper.refine import advise, render
+from mlflow_sweeper.search.algorithms import PointSource
 from mlflow_sweeper.warmstart.collect import EarlierResult, prepare
 from mlflow_sweeper.warmstart.entering import enter
 

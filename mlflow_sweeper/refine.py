@@ -21,7 +21,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from .config import SweepConfig
 from .constraints import is_feasible
-from .space import Categorical, Range
+from .search.space import Categorical, Range
 
 TOP_SHARE = 0.25  # the best trials: this share of the feasible complete ones
 EDGE = 0.05  # the best sit on a bound when within this share of the range's width of it

@@ -41,6 +41,7 @@ IN_PROCESS_MODULES = {
     "test_space.py",
     "test_space_conditional.py",
     "test_storage_kinds.py",
+    "test_trial_path.py",
     "test_warm_fit.py",
 }
 SMOKE_MODULES = {"test_smoke.py"}

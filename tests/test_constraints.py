@@ -8,7 +8,6 @@ import pytest
 import yaml
 from optuna.storages import InMemoryStorage
 
-from mlflow_sweeper.algorithms import PointSource
 from mlflow_sweeper.config import load_config
 from mlflow_sweeper.constraints import (
     Constraint,
@@ -19,6 +18,7 @@ from mlflow_sweeper.constraints import (
 )
 from mlflow_sweeper.coordination import SweepStudy, tallies
 from mlflow_sweeper.errors import ConfigError
+from mlflow_sweeper.search.algorithms import PointSource
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 

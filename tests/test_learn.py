@@ -11,9 +11,9 @@ import pytest
 from conftest import PROJECT, mlflow_runs, optuna_trials, read_records, run_cli, start_cli, write_config
 from mlflow.tracking import MlflowClient
 
-from mlflow_sweeper.algorithms import PointSource
 from mlflow_sweeper.config import load_config
-from mlflow_sweeper.space import suggest_point
+from mlflow_sweeper.search.algorithms import PointSource
+from mlflow_sweeper.search.space import suggest_point
 
 CONSTRAINED = PROJECT / "constrained.py"
 

@@ -7,11 +7,11 @@ import optuna
 import pytest
 import yaml
 
-from mlflow_sweeper.algorithms import PointSource
 from mlflow_sweeper.config import load_config
 from mlflow_sweeper.coordination import SweepStudy
 from mlflow_sweeper.errors import NoSuchSweep
 from mlflow_sweeper.refine import advise, next_sweep_name, refine_sweep
+from mlflow_sweeper.search.algorithms import PointSource
 from mlflow_sweeper.storages import open_optuna_storage
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)

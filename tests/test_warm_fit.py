@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from mlflow_sweeper.algorithms import PointSource
 from mlflow_sweeper.config import load_config
 from mlflow_sweeper.errors import ConfigError
-from mlflow_sweeper.space import SearchSpace
+from mlflow_sweeper.search.algorithms import PointSource
+from mlflow_sweeper.search.space import SearchSpace
 from mlflow_sweeper.warmstart.entering import grid_slot
 from mlflow_sweeper.warmstart.fit import fitting_point
 

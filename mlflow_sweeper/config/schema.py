@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..command_line import ARG_STYLES  # the styles `build_argv` knows, named once there
+from ..search.algorithms import ALGORITHMS
 from . import checks
 
 REQUIRED: Any = object()  # the default of a key the config must give
@@ -56,7 +57,7 @@ SCHEMA: tuple[Key, ...] = (
     Key(
         "algorithm",
         "grid",
-        "grid | random | tpe | cmaes | gp | qmc | nsga2 | nsga3 | sensitivity",
+        " | ".join(ALGORITHMS),
         checks.algorithm,
     ),
     Key("sampler_options", {}, "keyword arguments of the algorithm's Optuna sampler", checks.mapping),

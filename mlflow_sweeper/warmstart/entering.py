@@ -10,10 +10,10 @@ import json
 import optuna
 from optuna.trial import TrialState
 
-from ..algorithms import PointSource
 from ..config import SweepConfig
 from ..errors import ConfigError
-from ..space import same_value
+from ..search.algorithms import PointSource
+from ..search.space import same_value
 from ..storages import exists as storage_exists
 from .collect import RUN_ATTR, WarmStart, collect, prepare
 
@@ -34,14 +34,20 @@ def gather(config: SweepConfig, tracking_uri: str, source: PointSource) -> WarmS
 
 def enter(store, study_id: int, source: PointSource, warm: WarmStart) -> dict[int, int]:
     """Each fitting result as a COMPLETE trial; a grid point it matches is marked done (its slot
-    recorded, so no agent runs it). Returns {slot: trial number} of those points."""
-    slots: dict[int, int] = {}
+    recorded, so no agent runs it). Returns {slot: trial number} of those points.
+
+    A result already in the study (an agent taking over from a creator that died while entering)
+    is not entered again."""
+    from ..coordination.names import SLOT
+
+    entered = _entered(store, study_id)
+    slots: dict[int, int] = {slot: number for number, slot in entered.values() if slot is not None}
     for entry in warm.trials:
+        if entry.run_id in entered:
+            continue
         slot = grid_slot(source, entry.params)
         system_attrs: dict = dict(entry.constraints)
         if slot is not None and slot not in slots:
-            from ..coordination.names import SLOT
-
             system_attrs[SLOT] = slot
         trial = optuna.trial.create_trial(
             state=TrialState.COMPLETE,
@@ -57,6 +63,17 @@ def enter(store, study_id: int, source: PointSource, warm: WarmStart) -> dict[in
     if slots:
         store.set_study_system_attr(study_id, WARM_SLOTS, json.dumps({str(k): v for k, v in slots.items()}))
     return slots
+
+
+def _entered(store, study_id: int) -> dict[str, tuple[int, int | None]]:
+    """{run id: (trial number, grid slot or None)} of the earlier results already in the study."""
+    from ..coordination.names import SLOT
+
+    return {
+        trial.user_attrs[RUN_ATTR]: (trial.number, trial.system_attrs.get(SLOT))
+        for trial in store.get_all_trials(study_id, deepcopy=False)
+        if WARM_ATTR in trial.user_attrs and trial.user_attrs.get(RUN_ATTR)
+    }
 
 
 def warm_slots(store, study_id: int) -> dict[int, int]:

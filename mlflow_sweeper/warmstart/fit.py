@@ -7,7 +7,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from ..space import Categorical, Range, Scalar, SearchSpace, same_value
+from ..search.space import Categorical, Range, Scalar, SearchSpace, same_value
 
 _NO = object()
 
