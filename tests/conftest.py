@@ -43,6 +43,7 @@ IN_PROCESS_MODULES = {
     "test_storage_kinds.py",
     "test_trial_path.py",
     "test_warm_fit.py",
+    "test_warm_takeover.py",
 }
 SMOKE_MODULES = {"test_smoke.py"}
 

@@ -1,7 +1,8 @@
 """Warm start in an agent: the earlier results gathered (reading only, before anything is
 written) and entered into the study by the one agent whose `create_new_study` won, before it
-records the parent run that every other agent waits for. So they enter exactly once, before any
-agent claims a trial, whatever the number of agents."""
+records the parent run that every other agent waits for (or by the agent that takes the parent
+over when that one died first; a result already entered is skipped). So they enter exactly once,
+before any agent claims a trial, whatever the number of agents."""
 
 from __future__ import annotations
 
