@@ -17,7 +17,7 @@ from .config import SweepConfig
 from .coordination import RUN_ATTR, SweepStudy, study_names
 from .coordination.companions import missing_companion_lines
 from .coordination.identity import directions_of
-from .coordination.tallies import pareto_front
+from .coordination.tallies import in_budget, pareto_front
 from .display import shown_params, shown_value
 from .errors import NoSuchSweep, UsageError
 from .opening import open_sweep
@@ -125,7 +125,7 @@ def sweep_status_data(config: SweepConfig) -> dict:
     if study is None:
         return entry
     trials = study.trials()
-    states = Counter(trial.state for trial in trials)
+    states = Counter(trial.state for trial in trials if in_budget(trial))
     failed = [t for t in study.failed_for_good(trials) if t.state != TrialState.PRUNED]
     entry.update(
         exists=True,
@@ -134,6 +134,7 @@ def sweep_status_data(config: SweepConfig) -> dict:
         running=states[TrialState.RUNNING],
         failed=len(failed),
         pruned=states[TrialState.PRUNED],
+        warm_started=sum("warm_start" in t.user_attrs for t in trials),
     )
     entry["missing_companions"] = study.missing_companions
     entry["remaining"] = max(
@@ -187,6 +188,8 @@ def sweep_status(config: SweepConfig) -> str:
         f"  trials: {data['done']}/{data['budget']} done, {data['running']} running, "
         f"{data['failed']} failed, {data['pruned']} pruned, {data['remaining']} remaining"
     )
+    if data.get("warm_started"):
+        lines.append(f"  warm start: {data['warm_started']} earlier result(s) in the study (no budget used)")
     if "pareto" in data:
         lines.extend(_pareto_lines(config, data["pareto"]))
         return "\n".join(lines)
@@ -198,7 +201,7 @@ def sweep_status(config: SweepConfig) -> str:
             f"(run {best['run_id'] or '-'}): {params}"
         )
     else:
-        lines.append("  best: -")
+        lines.append("  best: - (no feasible trial yet)" if config.objective.constraints else "  best: -")
     return "\n".join(lines)
 
 

@@ -161,6 +161,32 @@ def status(configs: tuple[str, ...], as_json: bool) -> None:
 @click.argument("config")
 @click.option(
     "--out",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="File for the new config (default: <config>-refined.yaml next to CONFIG).",
+)
+def refine(config: str, out: str | None) -> None:
+    """Write the config of a follow-up sweep: ranges narrowed around the best trials, widened where
+    the best sit on a bound, negligible parameters fixed, warm-started from this sweep."""
+    from pathlib import Path
+
+    from .config import load_config
+    from .refine import refine_sweep
+
+    def action() -> int:
+        path, advice = refine_sweep(load_config(config), Path(out) if out else None)
+        click.echo(f"refine: {path} ({len(advice.changed)} parameter(s) changed)")
+        for change in advice.changed:
+            click.echo(f"  {change.name}: {change.why}")
+        return 0
+
+    _guarded(action)
+
+
+@main.command(context_settings=CONTEXT)
+@click.argument("config")
+@click.option(
+    "--out",
     "out_dir",
     type=click.Path(file_okay=False),
     default=None,

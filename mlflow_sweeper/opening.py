@@ -30,6 +30,9 @@ from .tracking_store import (
     record_tracking_uri,
     sweep_tracking_uri,
 )
+from .warmstart.collect import WarmStart
+from .warmstart.entering import enter as enter_warm_start
+from .warmstart.entering import gather as gather_warm_start
 
 
 @dataclass
@@ -44,6 +47,7 @@ class OpenSweep:
     tracking_uri: str
     parent_id: str | None = None
     created: bool = False  # this agent created the study
+    warm_summary: str | None = None  # how many earlier results this agent entered (warm start)
     _recorder: Recorder | None = field(default=None, repr=False)
     _recorder_opened: bool = field(default=False, repr=False)
 
@@ -67,6 +71,9 @@ def open_sweep(
     opener = _StudyOpener(config, agent or agent_id(), optuna_pool)
     study, found, uri = _settle_store(config, opener)
     created = False
+    # Earlier results are read before anything is written (a missing source writes nothing).
+    gathered = gather_warm_start(config, uri, study.source) if not found and config.warm_start else None
+    warm = _WarmStart(config, uri, study, gathered)
     if not found:  # whoever creates the study records its store with it, before the parent run
         created = study.create_or_find(first_records(uri))
     if not created:
@@ -81,12 +88,38 @@ def open_sweep(
             check_write_access(uri, config.experiment)
     client = open_mlflow_tracking(uri, mlflow_pool, AGENT_APPLICATION)
     recorder = Recorder(client, config)
-    if created:
+    if created:  # the earlier results enter before the parent run that the other agents await
+        warm.enter()
         parent_id = study.identity.record_parent(recorder.create_parent())
-    else:  # the creator records the parent; taken over if it died first
-        parent_id = study.identity.wait_for_parent(recorder.create_parent, recorder.parent_state)
+    else:  # the creator records the parent; taken over (the earlier results too) if it died first
+
+        def take_over() -> str:
+            warm.enter()
+            return recorder.create_parent()
+
+        parent_id = study.identity.wait_for_parent(take_over, recorder.parent_state)
     record_tracking_uri(study, uri)
-    return OpenSweep(config, study, client.tracking_uri, parent_id, created, recorder, True)
+    opened = OpenSweep(config, study, client.tracking_uri, parent_id, created, recorder, True)
+    opened.warm_summary = warm.summary
+    return opened
+
+
+class _WarmStart:
+    """The sweep's `warm_start` results: gathered before anything is written when this agent may
+    create the study, entered by whoever records the parent run (the creator, or the agent taking
+    over from a creator that died first; entering skips what is already in the study)."""
+
+    def __init__(self, config: SweepConfig, uri: str, study: SweepStudy, gathered: WarmStart | None):
+        self.config, self.uri, self.study, self.gathered = config, uri, study, gathered
+        self.summary: str | None = None
+
+    def enter(self) -> None:
+        if not self.config.warm_start:
+            return
+        study = self.study
+        gathered = self.gathered or gather_warm_start(self.config, self.uri, study.source)
+        enter_warm_start(study.store, study.study_id, study.source, gathered)
+        self.summary = f"{self.config.identity}: {gathered.summary()}"
 
 
 class _StudyOpener:

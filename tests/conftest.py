@@ -31,12 +31,14 @@ IN_PROCESS_MODULES = {
     "test_command_line.py",
     "test_companions.py",
     "test_compat.py",
+    "test_constraints.py",
     "test_counts.py",
     "test_drift_message.py",
     "test_outcome.py",
     "test_preflight.py",
     "test_protocol.py",
     "test_report_parallel.py",
+    "test_refine.py",
     "test_schema.py",
     "test_secrets.py",
     "test_sensitivity.py",
@@ -46,6 +48,8 @@ IN_PROCESS_MODULES = {
     "test_trial_path.py",
     "test_whole_bounds.py",
     "test_ui_description.py",
+    "test_warm_fit.py",
+    "test_warm_takeover.py",
 }
 SMOKE_MODULES = {"test_smoke.py"}
 

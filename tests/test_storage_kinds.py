@@ -116,6 +116,7 @@ def test_every_scheme_has_one_kind_per_storage():
         "redis",
         "rediss",
         "grpc",
+        "grpcs",
     }
     assert set(kinds.MLFLOW_KINDS) == {
         "sqlite",

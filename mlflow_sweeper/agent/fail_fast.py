@@ -14,14 +14,15 @@ from optuna.trial import FrozenTrial, TrialState
 
 from ..coordination.names import REASON, SLOT
 
+WARM_ATTR = "warm_start"  # the user attr of an earlier result entered by warm start
 INTERRUPTED_PREFIX = "interrupted"  # the reason of a trial cancelled by Ctrl-C (see outcome.classify)
 
 
 def _counts(trial: FrozenTrial) -> bool:
     """A started trial of a point (a queued re-run has not started), not cancelled by Ctrl-C (a
     cancellation says nothing about the project)."""
-    if SLOT not in trial.system_attrs or trial.state == TrialState.WAITING:
-        return False
+    if SLOT not in trial.system_attrs or trial.state == TrialState.WAITING or WARM_ATTR in trial.user_attrs:
+        return False  # a warm-started result ran in an earlier sweep
     return not str(trial.user_attrs.get(REASON, "")).startswith(INTERRUPTED_PREFIX)
 
 
@@ -32,7 +33,7 @@ def fail_fast_reason(trials: Iterable[FrozenTrial], limit: int) -> str | None:
     if limit <= 0:
         return None
     trials = list(trials)
-    if any(t.state == TrialState.COMPLETE for t in trials):
+    if any(t.state == TrialState.COMPLETE and WARM_ATTR not in t.user_attrs for t in trials):
         return None
     first = sorted((t for t in trials if _counts(t)), key=lambda t: t.number)[:limit]
     if len(first) < limit or any(t.state != TrialState.FAIL for t in first):

@@ -39,6 +39,8 @@ def open_parts(
     study, recorder, parent_id = sweep.study, sweep.recorder, sweep.parent_id
     assert study is not None and recorder is not None and parent_id is not None  # opened, not found
     client = recorder.client
+    if sweep.warm_summary:  # this agent entered the earlier results of `warm_start`
+        console.event(sweep.warm_summary)
     hint = tag_agent_run(config, parent_id, recorder.experiment_id, client.tracking_uri)
     if hint:
         console.event(hint)

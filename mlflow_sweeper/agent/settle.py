@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..config import SweepConfig
+from ..constraints import FEASIBLE_TAG, Judgement, trial_attrs
 from ..coordination import RUN_ATTR, SweepStudy, Work
 from ..coordination.identity import directions_of
 from ..coordination.tallies import front_change
@@ -47,6 +48,7 @@ class Attempt:
     run_id: str | None
     log_path: Path
     ended_as: str | None = None  # how the training code ended the run, when it was read
+    judgement: Judgement | None = None  # the constraints' verdict, with `spec.constraints`
 
 
 def settle(parts: Settling, attempt: Attempt, outcome: Outcome) -> None:
@@ -57,7 +59,12 @@ def settle_complete(parts: Settling, attempt: Attempt, outcome: Outcome) -> None
     work, run_id, value = attempt.work, attempt.run_id, outcome.value
     objective = parts.config.objective
     parts.recorder.end_trial_run(run_id, outcome.run_status, ended_as=attempt.ended_as)
-    parts.study.complete(work, value)
+    judgement = attempt.judgement
+    if judgement is not None and run_id:
+        parts.recorder.client.set_tag(run_id, FEASIBLE_TAG, str(judgement.feasible).lower())
+    parts.study.complete(work, value, trial_attrs(judgement) if judgement else None)
+    if judgement is not None and not judgement.feasible:
+        value = value if isinstance(value, list) else None  # an infeasible value is never the best
     if isinstance(value, list):  # several objectives: no single best to show or record
         parts.counts.done(None)
         _keep_front(parts, attempt)

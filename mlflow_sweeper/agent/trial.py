@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..config import SweepConfig
+from ..constraints import Judgement, judge, metric_names
 from ..coordination import SweepStudy, Work
 from ..display import shown_params
 from ..launch import Launcher, TrialHandle, TrialRequest, trial_log_name
@@ -148,6 +149,8 @@ class TrialExecution:
             context.recorder, context.study, context.parent_id, work, self.params, self._logged_params()
         )
         self.ended_as: str | None = None  # how the training code ended the run, once read
+        self.read_metrics: dict[str, float | None] = {}  # the objective's and constraints' metrics
+        self.judgement: Judgement | None = None  # the constraints' verdict, with `spec.constraints`
 
     def _logged_params(self) -> dict | None:
         """The entry point's full parameter set, as its run logs it (None: the params as passed),
@@ -179,7 +182,7 @@ class TrialExecution:
         started = f"run {self.run_id}{_attempt(work)}"
         self.context.console.event(f"trial {work.number} started ({started}): {_fmt(work.params)}")
         ending = self.await_end(handle)
-        outcome = classify(ending, self.objective_names, self.read_objective(ending))
+        outcome = self.judge_constraints(classify(ending, self.objective_names, self.read_objective(ending)))
         self.settle(outcome)
         if outcome.kind is Kind.CANCELLED:
             raise StopRequested
@@ -267,15 +270,33 @@ class TrialExecution:
         names = self.objective_names
         if not needs_metric(ending, names):
             return None
-        reading = self.context.recorder.read_run(self.run_id, names if isinstance(names, tuple) else (names,))
+        wanted = (*(names if isinstance(names, tuple) else (names,)), *self.constraint_metrics)
+        reading = self.context.recorder.read_run(self.run_id, wanted)
         self.ended_as = reading.ended_as
+        self.read_metrics = reading.metrics
         return reading.metrics if isinstance(names, tuple) else reading.metrics[names]
+
+    @property
+    def constraint_metrics(self) -> tuple[str, ...]:
+        return metric_names(self.context.config.objective.constraints)
+
+    def judge_constraints(self, outcome: Outcome) -> Outcome:
+        """A complete trial with `spec.constraints`: its constraint values (stored with it when it
+        completes), or a failure when the run lacks a constraint's metric."""
+        constraints = self.context.config.objective.constraints
+        if not constraints or not outcome.complete:
+            return outcome
+        self.judgement = judge(constraints, self.read_metrics)
+        if self.judgement.missing:
+            return Outcome(Kind.FAILED, reason=self.judgement.reason, run_status="FAILED")
+        return outcome
 
     # ---- settle ----------------------------------------------------------------------------------
 
     def settle(self, outcome: Outcome) -> None:
         """Make the outcome true everywhere: Optuna, the MLflow run, the progress, the console."""
-        settle(self.context.settling, Attempt(self.work, self.run_id, self.log_path, self.ended_as), outcome)
+        attempt = Attempt(self.work, self.run_id, self.log_path, self.ended_as, self.judgement)
+        settle(self.context.settling, attempt, outcome)
 
     def give_back(self, reason: str) -> None:
         """An unexpected error in the agent: end the run, re-queue the point as it was."""

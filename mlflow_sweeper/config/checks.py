@@ -17,6 +17,7 @@ from ..search.algorithms import algorithm_class
 from ..search.space import SearchSpace, SpaceError
 from ..storages import check_mlflow_url, check_optuna_url, resolve
 from .objective import Metric, Objective
+from .warm_start import parse_warm_start
 
 
 @dataclass(frozen=True)
@@ -115,7 +116,7 @@ def storage_url(kind: str):
 
 SWEEP_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
 PARAMETER_NAME = re.compile(r"^[A-Za-z0-9_.\-/ ]+$")
-SPEC_KEYS = {"direction", "metric", "metrics", "target"}
+SPEC_KEYS = {"direction", "metric", "metrics", "target", "constraints"}
 DIRECTIONS = ("minimize", "maximize")
 
 
@@ -164,6 +165,7 @@ def objective(where: Where, key: str, value: Any) -> Objective:
     for name in value:
         if name not in SPEC_KEYS:
             raise ConfigProblem(f"{key}.{name}", "unknown key" + did_you_mean(str(name), sorted(SPEC_KEYS)))
+    constraints = _constraints(f"{key}.constraints", value.get("constraints", []))
     target = value.get("target")
     if target is not None and (isinstance(target, bool) or not isinstance(target, int | float)):
         raise ConfigProblem(f"{key}.target", f"expected a number, got {target!r}")
@@ -175,14 +177,25 @@ def objective(where: Where, key: str, value: Any) -> Objective:
                 )
         metrics = _metrics(where, f"{key}.metrics", value["metrics"])
         if len(metrics) == 1:
-            return Objective(metrics[0].direction, metrics[0].name, target=target)
+            return Objective(metrics[0].direction, metrics[0].name, target=target, constraints=constraints)
         if target is not None:
             raise ConfigProblem(f"{key}.target", "a target needs a single objective, not several 'metrics'")
-        return Objective(metrics[0].direction, None, metrics=metrics)
+        return Objective(metrics[0].direction, None, metrics=metrics, constraints=constraints)
     if "metric" not in value:
         raise ConfigProblem(f"{key}.metric", "missing: name the metric the trials log")
     direction = _direction(where, f"{key}.direction", value.get("direction", "minimize"))
-    return Objective(direction, text(where, f"{key}.metric", value["metric"]), target=target)
+    metric = text(where, f"{key}.metric", value["metric"])
+    return Objective(direction, metric, target=target, constraints=constraints)
+
+
+def _constraints(key: str, value: Any) -> tuple:
+    """`["latency_ms <= 50", ...]`: metrics a result must satisfy."""
+    from ..constraints import ConstraintError, parse_constraints
+
+    try:
+        return parse_constraints(value)
+    except ConstraintError as exc:
+        raise ConfigProblem(key if exc.index < 0 else f"{key}[{exc.index}]", str(exc)) from None
 
 
 def _direction(where: Where, key: str, direction: Any) -> str:
@@ -218,3 +231,8 @@ def _metrics(where: Where, key: str, value: Any) -> tuple:
 def as_given(where: Where, key: str, value: Any) -> Any:
     """A value checked later, by the section that knows what it goes with."""
     return value
+
+
+def warm_start(where: Where, key: str, value: Any) -> list:
+    """`[{sweep: "exp/name"}, {runs: "<filter string>", experiment: "<name>"}]`."""
+    return list(parse_warm_start(value, key))

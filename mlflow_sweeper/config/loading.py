@@ -230,6 +230,7 @@ def load_config(path_text: str | os.PathLike[str]) -> SweepConfig:
             early_stopping=_early_stopping(values, objective),
             **_failure_handling(values),
             register=values["register"],
+            warm_start=values["warm_start"],
             raw=data,
         )
         _check_placeholders(values, config)

@@ -51,6 +51,7 @@ class SweepConfig:
     points: int | None = None  # sensitivity: values per range parameter
     early_stopping: EarlyStopping | None = None
     register: Any = None  # `register:`, a config.register.Registration
+    warm_start: list = _default("warm_start")  # earlier results, entered once when the study is created
 
     @property
     def identity(self) -> str:
@@ -84,6 +85,8 @@ class SweepConfig:
             stored["sampler_options"] = dict(self.sampler_options)
         if self.objective.multi:
             stored["metrics"] = [[m.name, m.direction] for m in self.objective.metrics]
+        if self.objective.constraints:
+            stored["constraints"] = [c.text for c in self.objective.constraints]
         if self.base:
             stored["base"] = dict(self.base)
         if self.points is not None:

@@ -7,6 +7,8 @@ from dataclasses import dataclass, replace
 
 from optuna.study import StudyDirection
 
+from ..constraints import Constraint
+
 _STUDY_DIRECTIONS = {"minimize": StudyDirection.MINIMIZE, "maximize": StudyDirection.MAXIMIZE}
 
 
@@ -27,6 +29,7 @@ class Objective:
     metric: str | None = None
     metrics: tuple[Metric, ...] = ()
     target: float | None = None
+    constraints: tuple[Constraint, ...] = ()  # metrics a result must satisfy to count as best
 
     @property
     def multi(self) -> bool:

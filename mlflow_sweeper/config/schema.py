@@ -69,6 +69,12 @@ SCHEMA: tuple[Key, ...] = (
     Key("seed", None, "sampler seed", AT_LEAST_0),
     Key("base", None, "sensitivity only: the base point {parameter: value}", checks.as_given),
     Key("points", None, "sensitivity only: values per range parameter (default 5)", checks.as_given),
+    Key(
+        "warm_start",
+        [],
+        'earlier results to start from: [{sweep: "exp/name"}, {runs: "<filter>", experiment: ...}]',
+        checks.warm_start,
+    ),
     # storages
     Key("optuna_storage", None, "Optuna storage URL (default: SQLite in output_dir)", OPTUNA_URL),
     Key("mlflow_storage", None, "MLflow tracking URI (default: MLflow's current one)", MLFLOW_URL),
@@ -77,7 +83,8 @@ SCHEMA: tuple[Key, ...] = (
     Key(
         "spec",
         None,
-        "the objective: {direction, metric, target} or {metrics: [{name, direction}, ...]}",
+        "the objective: {direction, metric, target} or {metrics: [{name, direction}, ...]}; "
+        "`constraints: [\"latency_ms <= 50\", ...]` (metrics a result must satisfy)",
         checks.objective,
     ),
     Key(

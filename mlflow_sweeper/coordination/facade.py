@@ -142,8 +142,10 @@ class SweepStudy:
     def heartbeat(self, trial_ids: Iterable[int]) -> None:
         self.liveness.record(trial_ids)
 
-    def complete(self, work: Work, value: float | list[float] | None) -> None:
-        self.lifecycle.complete(work, value)
+    def complete(
+        self, work: Work, value: float | list[float] | None, constraints: dict[str, float] | None = None
+    ) -> None:
+        self.lifecycle.complete(work, value, constraints)
 
     def prune(self, work: Work) -> bool:
         """The pruner stopped the trial: PRUNED in Optuna, counted in the budget, not retried."""
@@ -251,12 +253,10 @@ class SweepStudy:
         return tallies.progress(trials, self.budget, best)
 
     def best_trial(self) -> FrozenTrial | None:
+        """The best feasible COMPLETE trial (all of them are feasible without constraints)."""
         if self.config.objective.metric is None:
             return None
-        try:
-            return self.store.get_best_trial(self.study_id)
-        except ValueError:
-            return None
+        return tallies.best(self.trials(), self.direction)
 
     # ---- closing ---------------------------------------------------------------------------
 

@@ -8,6 +8,7 @@ point is re-queued before its trial is failed, so the sweep never looks finished
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 import threading
 import time
@@ -22,7 +23,7 @@ from ..search.algorithms import PointSource
 from ..search.space import suggest_point
 from .ledger import ClaimsLedger
 from .liveness import Heartbeat
-from .names import ATTEMPT, REPLACES_RUN, RUN_ATTR, SLOT, TARGET_REACHED, WAITING
+from .names import ATTEMPT, REPLACES_RUN, RUN_ATTR, SLOT, TARGET_REACHED, WAITING, WARM_SLOTS
 from .policy import RetryPolicy, attempt_of
 from .store import RetryingStorage, finish, set_reason, take, trial_template
 
@@ -70,6 +71,7 @@ class TrialLifecycle:
         self._lock = threading.Lock()
         self._waiting_checked = -math.inf
         self._target_seen = False
+        self._warm: dict[int, int] | None = None
 
     # ---- claiming --------------------------------------------------------------------------
 
@@ -112,10 +114,15 @@ class TrialLifecycle:
         return None
 
     def _claim_fresh(self) -> Work | None:
-        claimed = self.ledger.claim_slot()
-        if claimed is None:
-            return None
-        claim_id, slot = claimed
+        while True:
+            claimed = self.ledger.claim_slot()
+            if claimed is None:
+                return None
+            claim_id, slot = claimed
+            done_by = self._warm_slots().get(slot)
+            if done_by is None:
+                break
+            self.ledger.settle(claim_id, done_by)  # a warm-started result is this grid point's
         try:
             work = self._create(slot)
         except BaseException:
@@ -123,6 +130,13 @@ class TrialLifecycle:
             raise
         work.claim_id = claim_id  # settled by `launched`: the trial exists, the slot is taken
         return work
+
+    def _warm_slots(self) -> dict[int, int]:
+        """Grid slots whose point an earlier result already holds (warm start): written with the
+        study, before its parent run, so before any agent claims; read once."""
+        if self._warm is None:
+            self._warm = warm_slots(self.store, self.study_id)
+        return self._warm
 
     def target_reached(self) -> bool:
         """Has a trial reached `spec.target`? One read of the study's attributes per call while
@@ -208,13 +222,20 @@ class TrialLifecycle:
             self.ledger.settle(work.claim_id, work.number)
             work.claim_id = None
 
-    def complete(self, work: Work, value: float | list[float] | None) -> None:
-        """COMPLETE with its value (one objective) or values (several, in `spec.metrics` order).
+    def complete(
+        self, work: Work, value: float | list[float] | None, constraints: dict[str, float] | None = None
+    ) -> None:
+        """COMPLETE with its value (one objective) or values (several, in `spec.metrics` order),
+        and its constraint values (system attrs the samplers read) written first.
 
-        A value reaching `spec.target` is recorded in the study first, so no agent claims again.
+        A value reaching `spec.target` is recorded in the study first, so no agent claims again;
+        only a feasible one counts.
         """
         self.launched(work)
-        if not isinstance(value, list | tuple) and self.source.config.objective.reached(value):
+        for key, violation in (constraints or {}).items():
+            self.store.set_trial_system_attr(work.trial_id, key, violation)
+        feasible = all(v <= 0 for v in (constraints or {}).values())
+        if feasible and not isinstance(value, list | tuple) and self.source.config.objective.reached(value):
             self.store.set_study_system_attr(self.study_id, TARGET_REACHED, work.number)
             self._target_seen = True
         values = None if value is None else list(value) if isinstance(value, list | tuple) else [value]
@@ -262,3 +283,9 @@ class TrialLifecycle:
             return False
         self.requeue_trial(trial)
         return True
+
+
+def warm_slots(store, study_id: int) -> dict[int, int]:
+    """{slot: trial number}: the grid points earlier results hold (written by a warm start)."""
+    text = store.get_study_system_attrs(study_id).get(WARM_SLOTS)
+    return {int(k): int(v) for k, v in json.loads(text).items()} if text else {}

@@ -22,6 +22,7 @@ RUN_ATTR = "mlflow_run_id"
 REASON = "fail_reason"
 # Trial system attributes.
 SLOT = "sweeper:slot"
+WARM_SLOTS = "sweeper:warm_slots"  # study system attr: {slot: trial number} a warm start holds
 ATTEMPT = "sweeper:attempt"
 AGENT = "sweeper:agent"
 HEARTBEAT = "sweeper:heartbeat"

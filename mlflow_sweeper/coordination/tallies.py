@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
+from ..constraints import is_feasible
 from .names import SLOT
 from .policy import RetryPolicy, attempt_of
 
@@ -79,8 +80,8 @@ def state_counts(trials: Iterable[FrozenTrial]) -> dict[TrialState, int]:
 
 
 def best(trials: Iterable[FrozenTrial], direction: StudyDirection) -> FrozenTrial | None:
-    """The COMPLETE trial with the best value (the lowest number among equals); None if none."""
-    done = [t for t in trials if t.state == TrialState.COMPLETE and t.value is not None]
+    """The feasible COMPLETE trial with the best value (the lowest number among equals); None if none."""
+    done = [t for t in trials if t.state == TrialState.COMPLETE and t.value is not None and is_feasible(t)]
     if not done:
         return None
     sign = -1.0 if direction == StudyDirection.MAXIMIZE else 1.0
@@ -93,7 +94,10 @@ def _minimized(trials: Iterable[FrozenTrial], directions: list[StudyDirection]) 
     return [
         (t, [s * v for s, v in zip(signs, t.values, strict=True)])
         for t in trials
-        if t.state == TrialState.COMPLETE and t.values is not None and len(t.values) == len(signs)
+        if t.state == TrialState.COMPLETE
+        and t.values is not None
+        and len(t.values) == len(signs)
+        and is_feasible(t)
     ]
 
 
@@ -130,8 +134,13 @@ def front_change(
     return True, sorted(pushed, key=lambda t: t.number)
 
 
+def in_budget(trial: FrozenTrial) -> bool:
+    """Not an earlier result entered by warm start, unless it holds a grid point of the budget."""
+    return "warm_start" not in trial.user_attrs or SLOT in trial.system_attrs
+
+
 def progress(trials: list[FrozenTrial], budget: int, best_trial: FrozenTrial | None) -> Progress:
-    counts = state_counts(trials)
+    counts = state_counts(t for t in trials if in_budget(t))
     return Progress(
         budget=budget,
         complete=counts[TrialState.COMPLETE],

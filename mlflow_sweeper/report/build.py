@@ -198,7 +198,9 @@ def _summary(ctx: ReportContext) -> list[tuple[str, str]]:
 def _best(ctx: ReportContext) -> FrozenTrial | None:
     if ctx.study is None or ctx.objectives.multi:
         return None
-    done = ctx.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    from ..constraints import feasible_only
+
+    done = feasible_only(ctx.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
     if not done:
         return None
     pick = max if ctx.objectives.directions[0] == "maximize" else min

@@ -136,6 +136,23 @@ def _intermediate(ctx: ReportContext) -> list:
     return [vis.plot_intermediate_values(ctx.study)]
 
 
+def _next_sweep(ctx: ReportContext) -> list:
+    """What `mlflow-sweeper refine` would change, a row per parameter."""
+    import plotly.graph_objects as go
+
+    from ..refine import advise, next_sweep_name
+
+    advice = advise(ctx.config, ctx.trials)
+    rows = [(c.name, c.kind, c.why) for c in advice.changes]
+    cells = {"values": [list(column) for column in zip(*rows, strict=True)]}
+    table = go.Figure(go.Table(header={"values": ["parameter", "advice", "why"]}, cells=cells))
+    table.update_layout(
+        title=f"Next sweep: `mlflow-sweeper refine` writes '{next_sweep_name(ctx.config.sweep_name)}', "
+        f"warm-started from this one ({len(advice.top)} best trial(s) considered)"
+    )
+    return [table]
+
+
 def _importance_pending(ctx: ReportContext) -> str | None:
     if ctx.study is None or ctx.complete >= MIN_COMPLETE:
         return None
@@ -172,5 +189,6 @@ CHARTS: tuple[Chart, ...] = (
         lambda ctx: ctx.study is not None and any(t.intermediate_values for t in ctx.study.trials),
         _intermediate,
     ),
+    Chart("next", "Next sweep", lambda ctx: _has_study(ctx) and bool(ctx.config.space.axes), _next_sweep),
     Chart("timeline", "Timeline", lambda ctx: ctx.study is not None and bool(ctx.study.trials), _timeline),
 )

@@ -11,7 +11,8 @@ from optuna.trial import FrozenTrial
 
 from ..config import Objective, SweepConfig
 from ..search.algorithms import Algorithm, algorithm_class
-from .importance import CachedEvaluator, make_evaluator, target_of
+from ..search.importance import make_evaluator
+from .importance import CachedEvaluator, target_of
 from .study_copy import complete_count, with_every_parameter
 
 

@@ -14,6 +14,7 @@ from ..secrets import redact_value
 
 LEADING = ("number", "state", "attempts")
 TRAILING = ("run_id", "start", "duration", "fail_reason")
+WARM_COLUMN = WARM_ATTR = "warm_start"  # where a warm-started trial's result came from
 
 
 def param_names(trials: list[FrozenTrial]) -> list[str]:
@@ -42,11 +43,12 @@ def write_trials_csv(
         ordered = [name for name in space.parameter_names if name in used]
         params = ordered + [name for name in params if name not in ordered]
     values = value_columns(objectives)
-    taken = set(LEADING) | set(TRAILING) | set(values)
+    marked = [WARM_COLUMN] if any(WARM_ATTR in t.user_attrs for t in trials) else []  # earlier results
+    taken = set(LEADING) | set(TRAILING) | set(values) | set(marked)
     param_columns = [f"param.{name}" if name in taken else name for name in params]
     with open(path, "w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
-        writer.writerow([*LEADING, *param_columns, *values, *TRAILING])
+        writer.writerow([*LEADING, *param_columns, *values, *TRAILING, *marked])
         for trial in sorted(trials, key=lambda t: t.number):
             writer.writerow(
                 redact_value([
@@ -59,6 +61,7 @@ def write_trials_csv(
                     trial.datetime_start.isoformat(timespec="seconds") if trial.datetime_start else "",
                     _duration(trial),
                     trial.user_attrs.get(REASON, ""),
+                    *([trial.user_attrs.get(WARM_ATTR, "")] if marked else []),
                 ])
             )
     return path

@@ -57,7 +57,20 @@ class PointSource:
         Each gets what the previous one learned (its search-space caches, GP's fitted kernels),
         so it reads only the trials added since; they must therefore be asked one at a time.
         """
-        sampler = self.strategy.sampler_for(slot, dict(self.config.sampler_options))
+        sampler = self.strategy.sampler_for(slot, constrained_options(self.config, self.strategy))
         compat.carry_learned_state(self._last_sampler, sampler)
         self._last_sampler = sampler
         return sampler
+
+
+def constrained_options(config: SweepConfig, strategy) -> dict:
+    """`sampler_options`, plus a `constraints_func` for a constraint-aware sampler when the sweep
+    has `spec.constraints` (the sampler then reads each trial's stored constraint values)."""
+    options = dict(config.sampler_options)
+    constraints = config.objective.constraints
+    accepts = "constraints_func" in {p.name for p in strategy.option_parameters()}
+    if constraints and accepts and "constraints_func" not in options:
+        from ...constraints import constraints_func
+
+        options["constraints_func"] = constraints_func(constraints)
+    return options

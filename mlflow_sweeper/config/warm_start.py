@@ -1,0 +1,72 @@
+"""`warm_start:` as written in a config: where earlier results come from."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from ..errors import ConfigProblem
+
+
+@dataclass(frozen=True)
+class SweepSource:
+    """Another sweep in the same storages, `experiment/sweep_name`."""
+
+    sweep: str
+
+    @property
+    def label(self) -> str:
+        return f"sweep:{self.sweep}"
+
+    def describe(self) -> dict[str, str]:
+        return {"sweep": self.sweep}
+
+
+@dataclass(frozen=True)
+class RunsSource:
+    """MLflow runs matching a filter string, in `experiment` (default: the sweep's own)."""
+
+    runs: str
+    experiment: str | None = None
+
+    @property
+    def label(self) -> str:
+        where = f"{self.experiment}:" if self.experiment else ""
+        return f"runs:{where}{self.runs}"
+
+    def describe(self) -> dict[str, str]:
+        return {"runs": self.runs, **({"experiment": self.experiment} if self.experiment else {})}
+
+
+WarmSource = SweepSource | RunsSource
+
+
+def parse_warm_start(value: Any, key: str = "warm_start") -> tuple[WarmSource, ...]:
+    """A list of `{sweep: "exp/name"}` or `{runs: "<filter>", experiment: "<name>"}`."""
+    if not isinstance(value, list):
+        raise ConfigProblem(key, 'expected a list of {sweep: "exp/name"} or {runs: "<filter string>"}')
+    sources: list[WarmSource] = []
+    for i, item in enumerate(value):
+        at = f"{key}[{i}]"
+        if not isinstance(item, dict):
+            raise ConfigProblem(at, f'expected {{sweep: "exp/name"}} or {{runs: "<filter>"}}, got {item!r}')
+        unknown = sorted(set(map(str, item)) - {"sweep", "runs", "experiment"})
+        if unknown:
+            raise ConfigProblem(f"{at}.{unknown[0]}", "unknown key; allowed: sweep, runs, experiment")
+        if ("sweep" in item) == ("runs" in item):
+            raise ConfigProblem(at, "give exactly one of 'sweep' or 'runs'")
+        if "sweep" in item:
+            if "experiment" in item:
+                raise ConfigProblem(f"{at}.experiment", "only with 'runs' (a sweep names its experiment)")
+            sweep = item["sweep"]
+            if not isinstance(sweep, str) or "/" not in sweep.strip("/"):
+                raise ConfigProblem(f"{at}.sweep", f'expected "experiment/sweep_name", got {sweep!r}')
+            sources.append(SweepSource(sweep))
+            continue
+        runs, experiment = item["runs"], item.get("experiment")
+        if not isinstance(runs, str):
+            raise ConfigProblem(f"{at}.runs", f"expected an MLflow filter string, got {runs!r}")
+        if experiment is not None and (not isinstance(experiment, str) or not experiment.strip()):
+            raise ConfigProblem(f"{at}.experiment", f"expected an experiment name, got {experiment!r}")
+        sources.append(RunsSource(runs, experiment))
+    return tuple(sources)

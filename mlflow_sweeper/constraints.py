@@ -1,0 +1,139 @@
+"""Constraints on logged metrics: `"latency_ms <= 50"`, told to Optuna as constraint values.
+
+A constraint value is how far a trial's metric is past the bound (Optuna's convention: feasible
+when every value is <= 0), so the constraint-aware samplers (TPE, GP, NSGA-II/III) steer away
+from infeasible regions by how much they violate. The values live in the trial's system attrs
+under Optuna's own key prefix, which `FrozenTrial.constraints` reads; everything that picks a
+best trial asks `is_feasible` here.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from optuna.trial import FrozenTrial
+
+FEASIBLE_TAG = "sweeper.feasible"
+ATTR_PREFIX = "constraints:"  # Optuna's prefix of a named constraint value (`Trial.set_constraint`)
+OPERATORS = ("<=", ">=", "<", ">")
+_PATTERN = re.compile(r"^\s*(?P<metric>\S.*?)\s*(?P<op><=|>=|<|>)\s*(?P<bound>[^<>=\s]+)\s*$")
+
+
+@dataclass(frozen=True)
+class Constraint:
+    """`metric op bound`: a logged metric a result must satisfy."""
+
+    metric: str
+    op: str
+    bound: float
+
+    @property
+    def text(self) -> str:
+        return f"{self.metric} {self.op} {self.bound:g}"
+
+    def violation(self, value: float) -> float:
+        """Optuna's constraint value: <= 0 when satisfied, else how far past the bound. A strict
+        bound (`<`, `>`) met with equality is a violation of the smallest positive amount."""
+        excess = value - self.bound if self.op in ("<=", "<") else self.bound - value
+        if self.op in ("<", ">") and excess == 0:
+            return math.ulp(0.0) or 1e-300
+        return float(excess)
+
+
+class ConstraintError(ValueError):
+    """A constraint that does not read as `<metric> <op> <number>`; `index` is its position."""
+
+    def __init__(self, index: int, message: str):
+        self.index = index
+        super().__init__(message)
+
+
+def parse_constraint(text: Any, index: int = 0) -> Constraint:
+    if not isinstance(text, str):
+        raise ConstraintError(index, f"expected a string like 'latency_ms <= 50', got {text!r}")
+    match = _PATTERN.match(text)
+    if match is None:
+        raise ConstraintError(
+            index, f"{text!r} is not '<metric> <op> <number>' with op one of {', '.join(OPERATORS)}"
+        )
+    try:
+        bound = float(match["bound"])
+    except ValueError:
+        raise ConstraintError(index, f"{text!r}: the bound {match['bound']!r} is not a number") from None
+    if not math.isfinite(bound):
+        raise ConstraintError(index, f"{text!r}: the bound must be a finite number")
+    return Constraint(match["metric"], match["op"], bound)
+
+
+def parse_constraints(value: Any) -> tuple[Constraint, ...]:
+    """A list of constraint strings; raises ConstraintError naming the first bad one."""
+    if not isinstance(value, list):
+        raise ConstraintError(-1, "expected a list of strings like 'latency_ms <= 50'")
+    constraints = tuple(parse_constraint(item, i) for i, item in enumerate(value))
+    texts = [c.text for c in constraints]
+    for i, text in enumerate(texts):
+        if text in texts[:i]:
+            raise ConstraintError(i, f"{value[i]!r} is listed twice")
+    return constraints
+
+
+def metric_names(constraints: Sequence[Constraint]) -> tuple[str, ...]:
+    """The metrics to read from a trial's run, each once, in order."""
+    return tuple(dict.fromkeys(c.metric for c in constraints))
+
+
+@dataclass(frozen=True)
+class Judgement:
+    """What a trial's constraint metrics say: its constraint values, or the metrics it lacks."""
+
+    violations: dict[str, float]
+    missing: tuple[str, ...] = ()
+
+    @property
+    def feasible(self) -> bool:
+        return not self.missing and all(v <= 0 for v in self.violations.values())
+
+    @property
+    def reason(self) -> str:
+        """Why the trial fails, as for a missing objective."""
+        listed = ", ".join(f"'{name}'" for name in self.missing)
+        return f"the run did not log the constraint metric {listed}"
+
+
+def judge(constraints: Sequence[Constraint], metrics: Mapping[str, float | None]) -> Judgement:
+    missing = tuple(
+        name for name in metric_names(constraints) if metrics.get(name) is None or math.isnan(metrics[name])
+    )
+    if missing:
+        return Judgement({}, missing)
+    return Judgement({c.text: c.violation(float(metrics[c.metric])) for c in constraints})  # type: ignore[arg-type]
+
+
+def trial_attrs(judgement: Judgement) -> dict[str, float]:
+    """The trial system attrs that carry the constraint values, as `Trial.set_constraint` names them."""
+    return {ATTR_PREFIX + key: value for key, value in judgement.violations.items()}
+
+
+def is_feasible(trial: FrozenTrial) -> bool:
+    """No constraint value above 0 (a trial of an unconstrained sweep is feasible)."""
+    return all(value <= 0 for value in trial.constraints.values())
+
+
+def feasible_only(trials: Sequence[FrozenTrial]) -> list[FrozenTrial]:
+    return [t for t in trials if is_feasible(t)]
+
+
+def constraints_func(constraints: Sequence[Constraint]) -> Callable[[FrozenTrial], Sequence[float]]:
+    """What a constraint-aware sampler is given: it only switches the sampler's constraint
+    handling on, since the values are already stored with each trial when it completes."""
+    keys = [c.text for c in constraints]
+
+    def stored(trial: FrozenTrial) -> Sequence[float]:
+        values = trial.constraints
+        return tuple(float(values.get(key, 0.0)) for key in keys)
+
+    return stored

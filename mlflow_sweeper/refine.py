@@ -1,0 +1,334 @@
+"""What to sweep next: a follow-up config from a sweep's results.
+
+Each swept range is narrowed around the best trials (the top quarter by value, feasible ones; the
+Pareto front with several objectives), widened past a bound the best trials sit on, and a
+parameter that barely matters is fixed at the best trial's value. The new config starts from
+this sweep's results (`warm_start`), so nothing already run is run again. `refine` writes it as a
+file; the report shows the same advice in its "Next sweep" section.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from optuna.study import StudyDirection
+from optuna.trial import FrozenTrial, TrialState
+
+from .config import SweepConfig
+from .constraints import is_feasible
+from .search.importance import make_evaluator
+from .search.space import Categorical, Range
+
+TOP_SHARE = 0.25  # the best trials: this share of the feasible complete ones
+EDGE = 0.05  # the best sit on a bound when within this share of the range's width of it
+WIDEN = 0.5  # a bound the best sit on moves out by this share of the width (log: of the decades)
+MARGIN = 0.25  # room kept around the best trials' spread, as a share of that spread
+MIN_ROOM = 0.1  # ... and at least this share of the old width
+NEGLIGIBLE = 0.02  # an importance below this fixes the parameter
+MIN_TRIALS_FOR_IMPORTANCE = 8
+
+
+@dataclass(frozen=True)
+class Change:
+    """One parameter's advice: `kind` is narrow | widen | fix | keep; `spec` its new YAML value."""
+
+    name: str
+    kind: str
+    spec: Any
+    why: str
+
+
+@dataclass(frozen=True)
+class Advice:
+    identity: str
+    best: FrozenTrial | None
+    top: list[FrozenTrial]
+    changes: list[Change]
+    complete: int
+
+    @property
+    def changed(self) -> list[Change]:
+        return [c for c in self.changes if c.kind != "keep"]
+
+
+def best_trials(config: SweepConfig, trials: list[FrozenTrial]) -> list[FrozenTrial]:
+    """The top quarter by value of the feasible complete trials (at least one), best first; with
+    several objectives, the Pareto front."""
+    done = [
+        t for t in trials if t.state == TrialState.COMPLETE and t.values is not None and is_feasible(t)
+    ]
+    if not done:
+        return []
+    if config.objective.multi:
+        from .coordination.tallies import pareto_front
+
+        directions = [
+            StudyDirection.MAXIMIZE if d == "maximize" else StudyDirection.MINIMIZE
+            for d in config.objective.directions
+        ]
+        return pareto_front(done, directions)
+    sign = -1.0 if config.objective.direction == "maximize" else 1.0
+    ranked = sorted(done, key=lambda t: (sign * t.values[0], t.number))
+    return ranked[: max(1, math.ceil(len(ranked) * TOP_SHARE))]
+
+
+def advise(config: SweepConfig, trials: list[FrozenTrial]) -> Advice:
+    top = best_trials(config, trials)
+    complete = sum(t.state == TrialState.COMPLETE for t in trials)
+    space = config.space
+    controllers = {ref for refs in space.conditions.values() for ref in refs}
+    importance = _importances(config, trials) if top else {}
+    changes = []
+    for name, axis in space.axes.items():
+        seen = [t.params[name] for t in top if name in t.params]
+        if not seen or name in controllers:
+            why = "kept: no best trial has it" if not seen else "kept: other parameters' `when` reads it"
+            changes.append(Change(name, "keep", _spec_of(config, name), why))
+            continue
+        weight = importance.get(name)
+        negligible = weight is not None and weight < NEGLIGIBLE
+        if negligible and len(space.axes) > 1 and name not in space.conditions:
+            value = top[0].params[name]
+            why = f"fixed at the best trial's value: importance {weight:.3f} (next to none)"
+            changes.append(Change(name, "fix", value, why))
+            continue
+        if isinstance(axis, Range):
+            changes.append(_range_change(config, name, axis, seen, len(top)))
+        else:
+            changes.append(_list_change(config, name, axis, seen))
+    best = top[0] if top and not config.objective.multi else None
+    return Advice(config.identity, best, top, changes, complete)
+
+
+def _spec_of(config: SweepConfig, name: str) -> Any:
+    return config.raw.get("parameters", {}).get(name)
+
+
+def _extra_keys(config: SweepConfig, name: str) -> dict:
+    """Keys of a parameter's mapping that refine leaves as they are (`when`, `type`)."""
+    raw = _spec_of(config, name)
+    return {k: v for k, v in raw.items() if k in ("when", "type")} if isinstance(raw, dict) else {}
+
+
+def _range_change(config: SweepConfig, name: str, axis: Range, seen: list, count: int) -> Change:
+    forward, back = (math.log, math.exp) if axis.log else (float, float)
+    low, high = forward(axis.low), forward(axis.high)
+    width = high - low
+    best_low, best_high = forward(min(seen)), forward(max(seen))
+    on_low = best_low - low <= EDGE * width or min(seen) == axis.low
+    on_high = high - best_high <= EDGE * width or max(seen) == axis.high
+    room = max(MARGIN * (best_high - best_low), MIN_ROOM * width)
+    new_low, new_high = max(low, best_low - room), min(high, best_high + room)
+    notes = []
+    if on_low:
+        new_low = low - WIDEN * width
+        if not axis.log and axis.low >= 0 > back(new_low):
+            new_low = forward(0.0)  # a non-negative parameter stays non-negative
+        if back(new_low) < axis.low:
+            notes.append(f"the best trials sit on its lower bound {axis.low:g}")
+    if on_high:
+        new_high = high + WIDEN * width
+        notes.append(f"the best trials sit on its upper bound {axis.high:g}")
+    lo, hi = _snap(axis, back(new_low), back(new_high))
+    spec = {**_range_spec(axis, lo, hi), **_extra_keys(config, name)}
+    was = f"[{axis.low:g}, {axis.high:g}]"
+    if notes:
+        return Change(name, "widen", spec, f"widened from {was} to [{lo:g}, {hi:g}]: " + "; ".join(notes))
+    if forward(hi) - forward(lo) < 0.9 * width:
+        why = f"narrowed from {was} to [{lo:g}, {hi:g}] around the best {count} trial(s)"
+        return Change(name, "narrow", spec, why)
+    return Change(name, "keep", _spec_of(config, name), "kept: the best trials spread over the whole range")
+
+
+def _snap(axis: Range, low: float, high: float) -> tuple[float | int, float | int]:
+    """Bounds as the range's kind needs them: whole numbers, or on its step's lattice (so the
+    earlier grid points stay on the new grid)."""
+    if axis.is_int or axis.step is not None:
+        step = axis.step or 1
+        low = axis.low + math.floor((low - axis.low) / step + 1e-9) * step
+        high = axis.low + math.ceil((high - axis.low) / step - 1e-9) * step
+        if axis.is_int:
+            return int(low), int(high)
+        digits = max(_decimals(axis.low), _decimals(step))
+        return round(low, digits), round(high, digits)
+    if axis.log:
+        low, high = max(low, 1e-300), high
+    return _round(low), _round(high)
+
+
+def _decimals(number: float) -> int:
+    text = repr(float(number))
+    return len(text.split(".")[1].rstrip("0")) if "." in text and "e" not in text else 6
+
+
+def _round(value: float) -> float:
+    return float(f"{value:.6g}")
+
+
+def _range_spec(axis: Range, low: float | int, high: float | int) -> dict:
+    spec: dict[str, Any] = {"low": low, "high": high}
+    if axis.log:
+        spec["log"] = True
+    if axis.step is not None and not axis.is_int:
+        spec["step"] = axis.step
+    return spec
+
+
+def _list_change(config: SweepConfig, name: str, axis: Categorical, seen: list) -> Change:
+    """A list of numbers whose best trials use its last (or first) value gets the next value past
+    it, spaced as its last two values are (geometrically, when they grow by a ratio)."""
+    values = list(axis.values)
+    numeric = all(isinstance(v, int | float) and not isinstance(v, bool) for v in values)
+    if not numeric or len(values) < 2 or values != sorted(values):
+        return Change(name, "keep", _spec_of(config, name), "kept: a list of choices")
+    added, notes = [], []
+    if max(seen) == values[-1]:
+        added.append(_next_value(values[-2], values[-1]))
+        notes.append(f"the best trials use its largest value {values[-1]}")
+    if min(seen) == values[0]:
+        before = _next_value(values[1], values[0])
+        if not (values[0] >= 0 > before):
+            added.insert(0, before)
+            notes.append(f"the best trials use its smallest value {values[0]}")
+    if not notes:
+        return Change(name, "keep", _spec_of(config, name), "kept: the best trials use inner values")
+    new = sorted({*values, *added})
+    as_list = isinstance(_spec_of(config, name), list)
+    spec: Any = new if as_list else {"values": new, **_extra_keys(config, name)}
+    shown = ", ".join(str(v) for v in added)
+    return Change(name, "widen", spec, f"widened with {shown}: " + "; ".join(notes))
+
+
+def _next_value(previous: float, last: float) -> float | int:
+    if previous > 0 and last > 0 and previous != last and _looks_geometric(previous, last):
+        value = last * (last / previous)
+    else:
+        value = last + (last - previous)
+    if isinstance(previous, int) and isinstance(last, int):
+        return int(round(value))
+    return _round(value)
+
+
+def _looks_geometric(previous: float, last: float) -> bool:
+    ratio = max(last, previous) / min(last, previous)
+    return ratio >= 4  # 1e-3, 1e-2 ...; 1, 2, 3 stays arithmetic
+
+
+def _importances(config: SweepConfig, trials: list[FrozenTrial]) -> dict[str, float]:
+    """The first objective's parameter importances over the feasible complete trials; {} when
+    there are too few trials or Optuna cannot evaluate them (conditional spaces)."""
+    done = [t for t in trials if t.state == TrialState.COMPLETE and t.values is not None and is_feasible(t)]
+    if len(done) < MIN_TRIALS_FOR_IMPORTANCE or len(config.space.axes) < 2:
+        return {}
+    import optuna
+
+    try:
+        study = optuna.create_study(directions=list(config.objective.directions))
+        study.add_trials(done)
+        target = (lambda t: t.values[0]) if config.objective.multi else None
+        found = optuna.importance.get_param_importances(
+            study, evaluator=make_evaluator(), target=target, normalize=True
+        )
+    except Exception:  # noqa: BLE001 - no importances: nothing is fixed
+        return {}
+    return {name: float(value) for name, value in found.items()}
+
+
+# ---- the follow-up config -------------------------------------------------------------------------
+
+STORE_KEYS = ("output_dir", "optuna_storage", "mlflow_storage")
+
+
+def next_sweep_name(name: str) -> str:
+    """`lr` -> `lr-refined`, `lr-refined` -> `lr-refined2`, `lr-refined2` -> `lr-refined3`."""
+    match = re.fullmatch(r"(.*)-refined(\d*)", name)
+    if match is None:
+        return f"{name}-refined"
+    return f"{match[1]}-refined{int(match[2] or 1) + 1}"
+
+
+def render(config: SweepConfig, advice: Advice, out: Path) -> str:
+    """The follow-up config as YAML text, every change explained by a comment."""
+    raw = dict(config.raw)
+    if out.resolve().parent != config.base_dir:  # relative paths would point elsewhere from there
+        raw["output_dir"] = str(config.output_dir)
+        raw["optuna_storage"] = config.optuna_storage
+        if config.mlflow_storage:
+            raw["mlflow_storage"] = config.mlflow_storage
+    sources = [s.describe() for s in config.warm_start]
+    sources.append({"sweep": config.identity})
+    summary = _summary(config, advice)
+    lines = [f"# Refined from sweep '{config.identity}' by `mlflow-sweeper refine`: {summary}"]
+    lines.append("# Its results enter this sweep through warm_start: nothing already run runs again.")
+    written_warm = False
+    for key, value in raw.items():
+        if key == "sweep_name":
+            lines.append(f"sweep_name: {next_sweep_name(config.sweep_name)}  # was {config.sweep_name}")
+            if "warm_start" not in raw:
+                lines.append(_warm_start_yaml(sources))
+                written_warm = True
+        elif key == "warm_start":
+            lines.append(_warm_start_yaml(sources))
+            written_warm = True
+        elif key == "parameters":
+            lines.append("parameters:")
+            by_name = {c.name: c for c in advice.changes}
+            for name, spec in value.items():
+                change = by_name.get(name)
+                if change is not None and change.kind != "keep":
+                    lines.append(f"  # {name}: {change.why}")
+                    spec = change.spec
+                lines.append(_indent(_dump({name: spec})))
+        else:
+            lines.append(_dump({key: value}))
+    if not written_warm:
+        lines.append(_warm_start_yaml(sources))
+    return "\n".join(lines) + "\n"
+
+
+def _summary(config: SweepConfig, advice: Advice) -> str:
+    text = f"{advice.complete} completed trials"
+    if advice.best is not None and config.objective.metric:
+        text += f", best {config.objective.metric}={advice.best.value:.6g} (trial {advice.best.number})"
+    return text + "."
+
+
+def _warm_start_yaml(sources: list[dict]) -> str:
+    return "# the results of the sweeps this one refines\n" + _dump({"warm_start": sources})
+
+
+def _dump(value: dict) -> str:
+    """One `key: value` entry; a mapping or list of scalars inside it on one line."""
+    (inner,) = value.values()
+    flow = None if isinstance(inner, dict | list) else False
+    text = yaml.safe_dump(value, sort_keys=False, default_flow_style=flow, allow_unicode=True, width=100)
+    return text.rstrip()
+
+
+def _indent(text: str) -> str:
+    return "\n".join("  " + line for line in text.splitlines())
+
+
+def default_out(config: SweepConfig) -> Path:
+    return config.base_dir / f"{config.path.stem}-refined.yaml"
+
+
+def refine_sweep(config: SweepConfig, out: Path | None = None) -> tuple[Path, Advice]:
+    """Write the follow-up config of `config`'s sweep; raises NoSuchSweep when it has no trials."""
+    from .errors import NoSuchSweep
+    from .warmstart.reading import sweep_trials
+
+    trials = sweep_trials(config.optuna_storage, config.identity)
+    if trials is None:
+        raise NoSuchSweep(f"{config.identity}: no such sweep (nothing to refine)")
+    advice = advise(config, trials)
+    if not advice.top:
+        raise NoSuchSweep(f"{config.identity}: no feasible completed trial yet (nothing to refine from)")
+    path = out or default_out(config)
+    path.write_text(render(config, advice, path), encoding="utf-8")
+    return path, advice

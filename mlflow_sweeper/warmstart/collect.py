@@ -1,0 +1,142 @@
+"""Finding the earlier results of each `warm_start` source, reading only: a sweep's completed
+trials (through their MLflow runs) or the runs a filter string matches. A source that does not
+exist is a config error, raised before anything is written."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from optuna.trial import TrialState
+
+from ..config import SweepConfig
+from ..config.warm_start import RunsSource, SweepSource
+from ..constraints import judge, trial_attrs
+from ..errors import ConfigError
+from .fit import fitting_point
+from .reading import sweep_trials
+
+PAGE = 1000
+RUN_ATTR = "mlflow_run_id"
+
+
+@dataclass(frozen=True)
+class EarlierResult:
+    """One finished MLflow run: its params as logged and its latest metrics."""
+
+    run_id: str
+    source: str
+    params: dict[str, str]
+    metrics: dict[str, float]
+
+
+@dataclass(frozen=True)
+class WarmTrial:
+    """An earlier result that fits: what enters the study."""
+
+    run_id: str
+    source: str
+    params: dict
+    values: list[float]
+    constraints: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class WarmStart:
+    trials: list[WarmTrial]
+    misfits: int  # earlier results that did not fit the space (or lacked the objective's metrics)
+
+    def summary(self) -> str:
+        return (
+            f"warm start: {len(self.trials)} earlier result(s) fit this sweep and enter it, "
+            f"{self.misfits} did not fit"
+        )
+
+
+def collect(config: SweepConfig, client) -> list[EarlierResult]:
+    """Every source's finished runs, each run once. Raises ConfigError naming the source."""
+    seen: dict[str, EarlierResult] = {}
+    for index, source in enumerate(config.warm_start):
+        key = f"warm_start[{index}]"
+        if isinstance(source, SweepSource):
+            found = _sweep_runs(config, client, source, key)
+        else:
+            found = _filtered_runs(config, client, source, key)
+        for result in found:
+            seen.setdefault(result.run_id, result)
+    return list(seen.values())
+
+
+def _fail(config: SweepConfig, key: str, message: str) -> ConfigError:
+    return ConfigError(str(config.path), key, message)
+
+
+def _experiment_id(config: SweepConfig, client, name: str, key: str) -> str:
+    experiment = client.get_experiment_by_name(name) if client is not None else None
+    if experiment is None:
+        raise _fail(config, key, f"no experiment {name!r} in the MLflow storage")
+    return experiment.experiment_id
+
+
+def _sweep_runs(config: SweepConfig, client, source: SweepSource, key: str) -> list[EarlierResult]:
+    trials = sweep_trials(config.optuna_storage, source.sweep)
+    if trials is None:
+        raise _fail(config, f"{key}.sweep", f"no sweep {source.sweep!r} in the Optuna storage")
+    done = [t for t in trials if t.state == TrialState.COMPLETE]
+    wanted = {t.user_attrs[RUN_ATTR] for t in done if t.user_attrs.get(RUN_ATTR)}
+    experiment = source.sweep.rsplit("/", 1)[0]
+    experiment_id = _experiment_id(config, client, experiment, f"{key}.sweep")
+    escaped = source.sweep.replace("'", "\\'")
+    runs = _search(client, experiment_id, f"tags.`sweeper.sweep` = '{escaped}'")
+    return [_result(run, source.label) for run in runs if run.info.run_id in wanted]
+
+
+def _filtered_runs(config: SweepConfig, client, source: RunsSource, key: str) -> list[EarlierResult]:
+    at = f"{key}.experiment" if source.experiment else key
+    experiment_id = _experiment_id(config, client, source.experiment or config.experiment, at)
+    try:
+        runs = _search(client, experiment_id, source.runs)
+    except Exception as exc:  # noqa: BLE001 - MLflow's word on a bad filter string
+        raise _fail(config, f"{key}.runs", f"MLflow refused the filter string: {exc}") from None
+    own = ("parent", "agent")
+    return [
+        _result(run, source.label)
+        for run in runs
+        if run.info.status == "FINISHED" and run.data.tags.get("sweeper.role") not in own
+    ]
+
+
+def _search(client, experiment_id: str, filter_string: str) -> list:
+    runs, token = [], None
+    while True:
+        page = client.search_runs([experiment_id], filter_string, max_results=PAGE, page_token=token)
+        runs.extend(page)
+        token = page.token
+        if not token:
+            return runs
+
+
+def _result(run, source: str) -> EarlierResult:
+    return EarlierResult(run.info.run_id, source, dict(run.data.params), dict(run.data.metrics))
+
+
+def prepare(config: SweepConfig, results: list[EarlierResult], on_grid: bool) -> WarmStart:
+    """The results that fit the space and logged every objective metric, with their values and
+    constraint values; the count of the rest."""
+    names = config.objective.names
+    fitted: list[WarmTrial] = []
+    misfits = 0
+    for result in results:
+        point = fitting_point(config.space, result.params, on_grid)
+        values = [result.metrics.get(name) for name in names]
+        if point is None or not names or any(v is None or math.isnan(v) for v in values):
+            misfits += 1
+            continue
+        constraints = config.objective.constraints
+        judgement = judge(constraints, result.metrics) if constraints else None
+        if judgement is not None and judgement.missing:
+            misfits += 1
+            continue
+        attrs = trial_attrs(judgement) if judgement is not None else {}
+        fitted.append(WarmTrial(result.run_id, result.source, point, [float(v) for v in values], attrs))  # type: ignore[arg-type]
+    return WarmStart(fitted, misfits)

@@ -1,0 +1,111 @@
+"""Warm start in an agent: the earlier results gathered (reading only, before anything is
+written) and entered into the study by the one agent whose `create_new_study` won, before it
+records the parent run that every other agent waits for (or by the agent that takes the parent
+over when that one died first; a result already entered is skipped). So they enter exactly once,
+before any agent claims a trial, whatever the number of agents."""
+
+from __future__ import annotations
+
+import json
+
+import optuna
+from optuna.trial import TrialState
+
+from ..config import SweepConfig
+from ..coordination.names import SLOT, WARM_SLOTS
+from ..errors import ConfigError
+from ..search.algorithms import PointSource
+from ..search.space import same_value
+from ..storages import exists as storage_exists
+from .collect import RUN_ATTR, WarmStart, collect, prepare
+
+WARM_ATTR = "warm_start"  # trial user attr: where its result came from
+
+
+def gather(config: SweepConfig, tracking_uri: str, source: PointSource) -> WarmStart:
+    """The earlier results that fit, from every source; ConfigError when a source does not exist."""
+    if not storage_exists(tracking_uri):
+        message = f"the MLflow storage {tracking_uri} holds no runs yet"
+        raise ConfigError(str(config.path), "warm_start[0]", message)
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri)
+    return prepare(config, collect(config, client), on_grid=bool(source.strategy.records_grid))
+
+
+def enter(store, study_id: int, source: PointSource, warm: WarmStart) -> dict[int, int]:
+    """Each fitting result as a COMPLETE trial; a grid point it matches is marked done (its slot
+    recorded, so no agent runs it). Returns {slot: trial number} of those points.
+
+    A result already in the study (an agent taking over from a creator that died while entering)
+    is not entered again."""
+    entered = _entered(store, study_id)
+    slots: dict[int, int] = {slot: number for number, slot in entered.values() if slot is not None}
+    for entry in warm.trials:
+        if entry.run_id in entered:
+            continue
+        slot = grid_slot(source, entry.params)
+        system_attrs: dict = dict(entry.constraints)
+        if slot is not None and slot not in slots:
+            system_attrs[SLOT] = slot
+        trial = optuna.trial.create_trial(
+            state=TrialState.COMPLETE,
+            params=entry.params,
+            distributions=source.distributions_for(entry.params),
+            values=entry.values,
+            user_attrs={RUN_ATTR: entry.run_id, WARM_ATTR: entry.source},
+            system_attrs=system_attrs,
+        )
+        _, number = store.create_trial_numbered(study_id, trial)
+        if slot is not None and slot not in slots:
+            slots[slot] = number
+    if slots:
+        store.set_study_system_attr(study_id, WARM_SLOTS, json.dumps({str(k): v for k, v in slots.items()}))
+    return slots
+
+
+def _entered(store, study_id: int) -> dict[str, tuple[int, int | None]]:
+    """{run id: (trial number, grid slot or None)} of the earlier results already in the study."""
+    return {
+        trial.user_attrs[RUN_ATTR]: (trial.number, trial.system_attrs.get(SLOT))
+        for trial in store.get_all_trials(study_id, deepcopy=False)
+        if WARM_ATTR in trial.user_attrs and trial.user_attrs.get(RUN_ATTR)
+    }
+
+
+def grid_slot(source: PointSource, point: dict) -> int | None:
+    """The budget slot that runs exactly `point`, when the algorithm runs a grid's points in
+    order (slot n is point n); None otherwise."""
+    grid = source.grid
+    if grid is None:
+        return None
+    index = _grid_index(grid, point)
+    if index is None or index >= source.budget:
+        return None
+    fixed = source.fixed_point(index)
+    if fixed is None or set(fixed) != set(point):
+        return None
+    return index if all(same_value(fixed[k], point[k]) for k in point) else None
+
+
+def _grid_index(grid, point: dict) -> int | None:
+    branches = getattr(grid, "branches", None)
+    if branches is None:
+        return _plain_index(grid, point)
+    for start, branch in zip(grid.starts, branches, strict=True):
+        index = _plain_index(branch, point)
+        if index is not None:
+            return start + index
+    return None
+
+
+def _plain_index(grid, point: dict) -> int | None:
+    if set(grid.names) != set(point):
+        return None
+    index = 0
+    for name, values in zip(grid.names, grid.values, strict=True):
+        digit = next((i for i, v in enumerate(values) if same_value(v, point[name])), None)
+        if digit is None:
+            return None
+        index = index * len(values) + digit
+    return index

@@ -1,0 +1,67 @@
+"""Does an earlier result fit this sweep's space? Its MLflow params (strings) read as the space's
+values: each swept parameter that exists present and inside its range or list, each fixed one
+equal, conditions respected. Parameters the space does not have are ignored."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from ..search.space import Categorical, Range, Scalar, SearchSpace, same_value
+
+_NO = object()
+
+
+def fitting_point(space: SearchSpace, params: dict[str, Any], on_grid: bool) -> dict[str, Scalar] | None:
+    """The swept values of a result, typed as the space's, or None when it does not fit.
+
+    `params` are the values as logged (strings from MLflow, or typed); `on_grid`: the sweep records
+    points on its grid, so a range's value must be one of the grid's values."""
+    point: dict[str, Scalar] = {}
+    for name in space.order:
+        if not space.is_active(name, point):
+            continue
+        if name not in params:
+            return None
+        if name in space.fixed:
+            if not _equal(space.fixed[name], params[name]):
+                return None
+            continue
+        value = _read(space.axes[name], params[name], on_grid)
+        if value is _NO:
+            return None
+        point[name] = value  # type: ignore[assignment]
+    return {name: point[name] for name in space.axes if name in point}
+
+
+def _equal(expected: Scalar, given: Any) -> bool:
+    if not isinstance(given, str) or isinstance(expected, str):
+        return same_value(expected, given) or str(expected) == str(given)
+    if isinstance(expected, bool):
+        return given.lower() == str(expected).lower()
+    try:
+        return float(given) == float(expected)
+    except ValueError:
+        return False
+
+
+def _read(axis: Categorical | Range, given: Any, on_grid: bool) -> Any:
+    if isinstance(axis, Categorical):
+        return next((v for v in axis.values if _equal(v, given)), _NO)
+    try:
+        number = float(given)
+    except (TypeError, ValueError):
+        return _NO
+    if not math.isfinite(number) or not axis.low <= number <= axis.high:
+        return _NO
+    if axis.is_int:
+        return int(number) if number == int(number) and _on_step(axis, number) else _NO
+    grid = axis.grid_values() if on_grid else None
+    if grid is not None:
+        return next((v for v in grid if math.isclose(v, number, rel_tol=1e-9, abs_tol=1e-12)), _NO)
+    return number
+
+
+def _on_step(axis: Range, number: float) -> bool:
+    step = axis.step or 1
+    return (number - axis.low) % step == 0

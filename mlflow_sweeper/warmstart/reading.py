@@ -1,0 +1,22 @@
+"""Reading earlier results: a sweep's trials from its Optuna storage, without writing anything."""
+
+from __future__ import annotations
+
+from optuna.trial import FrozenTrial
+
+from ..storages import exists as storage_exists
+from ..storages import open_optuna_storage, probe_optuna_storage
+
+
+def sweep_trials(url: str, identity: str) -> list[FrozenTrial] | None:
+    """Every trial of sweep `identity` (`experiment/sweep_name`) in the storage at `url`; None
+    when there is no such sweep (or no storage). Nothing is created."""
+    if not storage_exists(url):
+        return None
+    probe_optuna_storage(url)
+    storage = open_optuna_storage(url)
+    try:
+        study_id = storage.get_study_id_from_name(identity)
+    except KeyError:
+        return None
+    return storage.get_all_trials(study_id, deepcopy=False)

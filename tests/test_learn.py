@@ -1,0 +1,222 @@
+"""Learning across sweeps end to end through the CLI: constraints on logged metrics, `refine`,
+and `warm_start`. Real SQLite stores, real trial subprocesses; sweeps kept to a few points."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import optuna
+import pytest
+from conftest import PROJECT, mlflow_runs, optuna_trials, read_records, run_cli, start_cli, write_config
+from mlflow.tracking import MlflowClient
+
+from mlflow_sweeper.config import load_config
+from mlflow_sweeper.search.algorithms import PointSource
+from mlflow_sweeper.search.space import suggest_point
+
+CONSTRAINED = PROJECT / "constrained.py"
+
+
+def tracking_uri(directory: Path) -> str:
+    return f"sqlite:///{directory / 'mlflow.db'}"
+
+
+def optuna_url(directory: Path) -> str:
+    return f"sqlite:///{directory / 'sweeps' / 'optuna.db'}"
+
+
+def output(result) -> str:
+    return result.stdout + result.stderr
+
+
+def by_role(runs: list, name: str) -> list:
+    return [r for r in runs if r.data.tags.get("sweeper.role") == name]
+
+
+@pytest.mark.timeout(900)
+def test_constrained_grid_best_is_the_best_feasible_trial(tmp_path):
+    # score = x + y, latency = 10 x: the unconstrained best (x=3, y=20) is infeasible
+    config = write_config(
+        tmp_path,
+        command=f"python {CONSTRAINED}",
+        parameters={"x": [1, 2, 3], "y": [10, 20]},
+        spec={"metric": "score", "direction": "maximize", "constraints": ["latency <= 20"]},
+    )
+    result = run_cli("sweep", config, "-j", "2", cwd=tmp_path, timeout=600)
+    assert result.returncode == 0, output(result)
+    runs = mlflow_runs(tracking_uri(tmp_path))
+    trials = by_role(runs, "trial")
+    assert len(trials) == 6
+    for run in trials:
+        expected = "true" if float(run.data.params["x"]) <= 2 else "false"
+        assert run.data.tags["sweeper.feasible"] == expected, run.data.params
+    (parent,) = by_role(runs, "parent")
+    best = next(r for r in trials if r.data.params["x"] == "2" and r.data.params["y"] == "20")
+    assert parent.data.tags["sweeper.best_run_id"] == best.info.run_id
+    assert parent.data.metrics["score"] == 22
+    status = run_cli("status", config, cwd=tmp_path)
+    assert "best: score=22" in status.stdout, output(status)
+    assert all(len(t.constraints) == 1 for t in optuna_trials(optuna_url(tmp_path)))
+    # `refine`: the best feasible trial uses y's largest value, so y gets the next one
+    refined = run_cli("refine", config, "--out", tmp_path / "next.yaml", cwd=tmp_path)
+    assert refined.returncode == 0, output(refined)
+    assert "y: widened with 30" in refined.stdout
+    loaded = load_config(tmp_path / "next.yaml")
+    assert loaded.space.axes["y"].values == (10, 20, 30) and loaded.sweep_name == "s1-refined"
+
+
+def test_a_trial_without_its_constraint_metric_fails_and_status_has_no_best(tmp_path):
+    config = write_config(
+        tmp_path,
+        command=f"python {CONSTRAINED} latency=no",
+        parameters={"x": [1], "y": [10]},
+        max_retries=0,
+        fail_fast=0,
+        spec={"metric": "score", "direction": "maximize", "constraints": ["latency <= 20"]},
+    )
+    result = run_cli("sweep", config, cwd=tmp_path)
+    assert result.returncode == 1, output(result)
+    assert "constraint metric 'latency'" in output(result)
+    status = run_cli("status", config, cwd=tmp_path)
+    assert "best: - (no feasible trial yet)" in status.stdout, output(status)
+
+
+# ---- warm start --------------------------------------------------------------------------------
+
+
+def launched(record: Path) -> list[dict]:
+    """The trial processes that ran (each appends a line to `record`)."""
+    return read_records(record) if record.exists() else []
+
+
+@pytest.mark.timeout(900)
+def test_grid_extended_under_a_new_name_runs_only_the_new_points(tmp_path):
+    record = tmp_path / "records.jsonl"
+    params = {"x": [1, 2], "y": [10, 20], "record": str(record)}
+    old = write_config(tmp_path, "old.yaml", parameters=params)
+    assert run_cli("sweep", old, cwd=tmp_path).returncode == 0
+    assert len(launched(record)) == 4
+    record.unlink()
+    new = write_config(
+        tmp_path,
+        "new.yaml",
+        sweep_name="s2",
+        parameters={**params, "x": [1, 2, 3]},
+        warm_start=[{"sweep": "exp/s1"}],
+    )
+    result = run_cli("sweep", new, cwd=tmp_path)
+    assert result.returncode == 0, output(result)
+    assert "4 earlier result(s) fit this sweep and enter it, 0 did not fit" in output(result)
+    ran = launched(record)
+    assert sorted((r["params"]["x"], r["params"]["y"]) for r in ran) == [("3", "10"), ("3", "20")]
+    trials = optuna_trials(optuna_url(tmp_path), "exp/s2")
+    assert len(trials) == 6 and all(t.state.name == "COMPLETE" for t in trials)
+    assert sorted((t.params["x"], t.params["y"]) for t in trials) == [
+        (x, y) for x in (1, 2, 3) for y in (10, 20)
+    ]
+    warm = [t for t in trials if "warm_start" in t.user_attrs]
+    assert len(warm) == 4 and {t.user_attrs["warm_start"] for t in warm} == {"sweep:exp/s1"}
+    old_runs = {r.info.run_id for r in by_role(mlflow_runs(tracking_uri(tmp_path)), "trial")
+                if r.data.tags.get("sweeper.sweep") == "exp/s1"}
+    assert {t.user_attrs["mlflow_run_id"] for t in warm} == old_runs
+    best = max(trials, key=lambda t: t.value)
+    (parent,) = [r for r in by_role(mlflow_runs(tracking_uri(tmp_path)), "parent")
+                 if r.data.tags["sweeper.sweep"] == "exp/s2"]
+    assert parent.info.status == "FINISHED"
+    assert parent.data.tags["sweeper.best_run_id"] == best.user_attrs["mlflow_run_id"]
+    status = run_cli("status", new, cwd=tmp_path).stdout
+    assert "6/6 done" in status and "warm start: 4 earlier result(s)" in status, status
+    out = tmp_path / "report"
+    assert run_cli("report", new, "--out", out, cwd=tmp_path).returncode == 0
+    rows = list(csv.DictReader((out / "trials.csv").open()))
+    assert len(rows) == 6
+    assert sum(r["warm_start"] == "sweep:exp/s1" for r in rows) == 4
+
+
+def test_an_unknown_source_is_exit_2_and_nothing_is_written(tmp_path):
+    config = write_config(tmp_path, sweep_name="s9", warm_start=[{"sweep": "exp/nope"}])
+    result = run_cli("sweep", config, cwd=tmp_path)
+    assert result.returncode == 2, output(result)
+    assert "warm_start[0].sweep" in output(result) and "exp/nope" in output(result)
+    assert "exp/s9" not in study_names_at(tmp_path)
+    missing = write_config(tmp_path, sweep_name="s9", warm_start=[{"runs": "", "experiment": "gone"}])
+    result = run_cli("sweep", missing, cwd=tmp_path)
+    assert result.returncode == 2 and "no experiment 'gone'" in output(result), output(result)
+    log_earlier_runs(tmp_path, 2)
+    bad_filter = write_config(
+        tmp_path, sweep_name="s9", warm_start=[{"runs": "metrics.score >>> 1", "experiment": "older"}]
+    )
+    result = run_cli("sweep", bad_filter, cwd=tmp_path)
+    assert result.returncode == 2 and "warm_start[0].runs" in output(result), output(result)
+    assert "exp/s9" not in study_names_at(tmp_path)
+    assert MlflowClient(tracking_uri(tmp_path)).get_experiment_by_name("exp") is None
+
+
+def study_names_at(directory: Path) -> list[str]:
+    path = directory / "sweeps" / "optuna.db"
+    if not path.exists():
+        return []
+    return [s.study_name for s in optuna.get_all_study_summaries(storage=optuna_url(directory))]
+
+
+def log_earlier_runs(directory: Path, count: int) -> list[str]:
+    """`count` finished runs in experiment `older` with param x and metric score = -(x - 0.8)^2,
+    plus one that does not fit (x outside the range) and one the filter leaves out."""
+    client = MlflowClient(tracking_uri(directory))
+    experiment = client.create_experiment("older")
+    ids = []
+    for i, x in enumerate([*(j / (count - 1) for j in range(count)), 7.0, 0.5]):
+        run = client.create_run(experiment, tags={"kind": "skip" if i == count + 1 else "probe"})
+        client.log_param(run.info.run_id, "x", x)
+        client.log_param(run.info.run_id, "y", 10)
+        client.log_metric(run.info.run_id, "score", -((x - 0.8) ** 2))
+        client.set_terminated(run.info.run_id)
+        ids.append(run.info.run_id)
+    return ids[:count]
+
+
+WARM_TPE = {
+    "algorithm": "tpe",
+    "seed": 5,
+    "parameters": {"x": {"low": 0.0, "high": 1.0}, "y": 10},
+    "warm_start": [{"runs": "tags.kind = 'probe'", "experiment": "older"}],
+}
+
+
+def test_tpe_warm_started_from_30_runs_samples_its_first_trial_from_them(tmp_path):
+    earlier = log_earlier_runs(tmp_path, 30)
+    config = write_config(tmp_path, max_trials=1, **WARM_TPE)
+    result = run_cli("sweep", config, cwd=tmp_path)
+    assert result.returncode == 0, output(result)
+    assert "30 earlier result(s) fit this sweep and enter it, 1 did not fit" in output(result)
+    trials = sorted(optuna_trials(optuna_url(tmp_path)), key=lambda t: t.number)
+    warm, new = trials[:30], trials[30:]
+    assert {t.user_attrs["mlflow_run_id"] for t in warm} == set(earlier)
+    assert all(t.user_attrs["warm_start"] == "runs:older:tags.kind = 'probe'" for t in warm)
+    (first,) = new
+    # The same slot's sampler, asked with those 30 in its history, draws exactly this point;
+    # asked with none (TPE's random start-up), it draws another.
+    loaded = load_config(config)
+    assert first.params["x"] == sample_slot_0(loaded, warm)
+    assert first.params["x"] != sample_slot_0(loaded, [])
+
+
+def sample_slot_0(config, history) -> float:
+    study = optuna.create_study(direction="maximize", sampler=PointSource(config).sampler(0))
+    study.add_trials(history)
+    return suggest_point(study.ask(), config.space)["x"]
+
+
+@pytest.mark.timeout(900)
+def test_three_agents_starting_together_enter_the_earlier_results_once(tmp_path):
+    log_earlier_runs(tmp_path, 30)
+    config = write_config(tmp_path, max_trials=2, **WARM_TPE)
+    agents = [start_cli("sweep", config, cwd=tmp_path) for _ in range(3)]
+    outputs = [agent.communicate(timeout=240)[0] for agent in agents]
+    assert [agent.returncode for agent in agents] == [0, 0, 0], outputs
+    assert sum("30 earlier result(s) fit" in text for text in outputs) == 1, outputs
+    trials = optuna_trials(optuna_url(tmp_path))
+    warm = [t for t in trials if "warm_start" in t.user_attrs]
+    assert len(warm) == 30 and len({t.user_attrs["mlflow_run_id"] for t in warm}) == 30
+    assert len(trials) == 32 and all(t.state.name == "COMPLETE" for t in trials)

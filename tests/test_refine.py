@@ -1,0 +1,155 @@
+"""`refine` in process: the advice from a sweep's trials and the config it writes, loaded back
+with the real loader. Real SQLite Optuna storage, no MLflow, no trial processes."""
+
+from __future__ import annotations
+
+import optuna
+import pytest
+import yaml
+
+from mlflow_sweeper.config import load_config
+from mlflow_sweeper.coordination import SweepStudy
+from mlflow_sweeper.errors import NoSuchSweep
+from mlflow_sweeper.refine import advise, next_sweep_name, refine_sweep
+from mlflow_sweeper.search.algorithms import PointSource
+from mlflow_sweeper.storages import open_optuna_storage
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+def write(tmp_path, name="sweep.yaml", **keys):
+    data = {
+        "experiment": "exp",
+        "sweep_name": "coarse",
+        "command": "python train.py",
+        "algorithm": "tpe",
+        "seed": 0,
+        "max_trials": 24,
+        "parameters": {"x": {"low": 0.0, "high": 1.0}, "noise": {"low": 0.0, "high": 1.0}, "tag": "a"},
+        "spec": {"metric": "score", "direction": "maximize"},
+    }
+    data.update(keys)
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+def run_sweep(config, objective):
+    study = SweepStudy(open_optuna_storage(config.optuna_storage), config, PointSource(config), "agent-1")
+    study.create_or_find()
+    while (work := study.claim()) is not None:
+        study.complete(work, objective(work.params))
+    return study
+
+
+def test_best_on_a_bound_widens_it_and_a_negligible_parameter_is_fixed(tmp_path):
+    config = load_config(write(tmp_path))
+    run_sweep(config, lambda p: p["x"])  # best at x = 1, the upper bound; noise does nothing
+    path, advice = refine_sweep(config)
+    by_name = {c.name: c for c in advice.changes}
+    assert by_name["x"].kind == "widen" and by_name["x"].spec["high"] > 1.0
+    assert by_name["x"].spec["low"] > 0.0  # and narrowed from below, around the best quarter
+    assert by_name["noise"].kind == "fix"
+    text = path.read_text()
+    assert "# x: widened from [0, 1]" in text and "upper bound 1" in text
+    assert "# noise: fixed at the best trial's value" in text
+    refined = load_config(path)  # the real loader: a valid config
+    assert refined.sweep_name == "coarse-refined"
+    assert [s.describe() for s in refined.warm_start] == [{"sweep": "exp/coarse"}]
+    assert refined.space.axes["x"].high == by_name["x"].spec["high"]
+    assert refined.space.fixed["noise"] == advice.best.params["noise"]
+    assert refined.optuna_storage == config.optuna_storage  # the same storages: the source is found
+
+
+def test_a_grid_whose_best_uses_its_largest_value_gets_the_next_one(tmp_path):
+    config = load_config(
+        write(tmp_path, algorithm="grid", max_trials=None, parameters={"x": [1, 2, 3], "y": [10, 20]})
+    )
+    run_sweep(config, lambda p: p["x"] - p["y"])  # best x = 3 (largest), y = 10 (smallest)
+    path, advice = refine_sweep(config, tmp_path / "next.yaml")
+    refined = load_config(path)
+    assert refined.space.axes["x"].values == (1, 2, 3, 4)
+    assert refined.space.axes["y"].values == (0, 10, 20)
+    assert "# x: widened with 4" in path.read_text()
+
+
+def test_narrowed_around_the_best_quarter(tmp_path):
+    config = load_config(write(tmp_path, parameters={"x": {"low": -4.0, "high": 4.0}}, max_trials=30))
+    run_sweep(config, lambda p: -((p["x"] - 0.5) ** 2))
+    advice = advise(config, run_sweep_trials(config))
+    (x,) = advice.changes
+    assert x.kind == "narrow"
+    assert -4.0 < x.spec["low"] < 0.5 < x.spec["high"] < 4.0
+
+
+def run_sweep_trials(config):
+    storage = open_optuna_storage(config.optuna_storage)
+    return storage.get_all_trials(storage.get_study_id_from_name(config.identity))
+
+
+def test_refine_of_a_sweep_that_does_not_exist_is_exit_2(tmp_path):
+    config = load_config(write(tmp_path))
+    with pytest.raises(NoSuchSweep) as caught:
+        refine_sweep(config)
+    assert caught.value.exit_code == 2
+    assert not (tmp_path / "sweep-refined.yaml").exists()
+
+
+def test_refined_names():
+    assert next_sweep_name("lr") == "lr-refined"
+    assert next_sweep_name("lr-refined") == "lr-refined2"
+    assert next_sweep_name("lr-refined2") == "lr-refined3"
+
+
+def test_fail_fast_ignores_warm_started_results():
+    from optuna.distributions import FloatDistribution
+    from optuna.trial import TrialState, create_trial
+
+    from mlflow_sweeper.agent.fail_fast import fail_fast_reason
+    from mlflow_sweeper.coordination.names import REASON, SLOT
+
+    dist = {"x": FloatDistribution(0, 1)}
+    warm = [
+        create_trial(params={"x": 0.5}, distributions=dist, value=1.0, user_attrs={"warm_start": "sweep:e/s"})
+        for _ in range(3)
+    ]
+    failed = [
+        create_trial(
+            state=TrialState.FAIL, params={"x": 0.1}, distributions=dist,
+            system_attrs={SLOT: i}, user_attrs={REASON: "the run failed"},
+        )
+        for i in range(3)
+    ]
+    for number, trial in enumerate([*warm, *failed]):
+        trial.number = number
+    assert fail_fast_reason([*warm, *failed], 3) is not None
+
+
+def test_the_refined_config_runs_warm_started_from_the_first_sweep(tmp_path):
+    """The refined sweep, run in process through the same steps as an agent: the earlier results
+    that fit enter first (as the agent's warm start does), then only new trials use the budget."""
+    from mlflow_sweeper.warmstart.collect import EarlierResult, prepare
+    from mlflow_sweeper.warmstart.entering import enter
+
+    config = load_config(write(tmp_path, max_trials=12))
+    first = run_sweep(config, lambda p: p["x"] - abs(p["noise"] - 0.5) / 100)
+    path, advice = refine_sweep(config)
+    refined = load_config(path)
+    earlier = [
+        EarlierResult(f"run-{t.number}", "sweep:exp/coarse", {**t.params, "tag": "a"}, {"score": t.value})
+        for t in first.trials()
+    ]
+    warm = prepare(refined, earlier, on_grid=False)
+    assert len(warm.trials) > 0 and len(warm.trials) + warm.misfits == 12
+    study = SweepStudy(open_optuna_storage(refined.optuna_storage), refined, PointSource(refined), "agent-2")
+    assert study.create_or_find()
+    enter(study.store, study.study_id, study.source, warm)
+    new = 0
+    while (work := study.claim()) is not None:
+        study.complete(work, work.params["x"])
+        new += 1
+    assert new == refined.max_trials == 12
+    trials = study.trials()
+    assert len(trials) == 12 + len(warm.trials)
+    assert study.progress().complete == 12  # the earlier results use none of the budget
+    assert study.is_complete()

@@ -1,0 +1,95 @@
+"""Which earlier results fit a sweep's space, and which grid slot each one holds: pure, in process."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from mlflow_sweeper.config import load_config
+from mlflow_sweeper.errors import ConfigError
+from mlflow_sweeper.search.algorithms import PointSource
+from mlflow_sweeper.search.space import SearchSpace
+from mlflow_sweeper.warmstart.entering import grid_slot
+from mlflow_sweeper.warmstart.fit import fitting_point
+
+SPACE = SearchSpace.parse(
+    {
+        "lr": {"low": 1e-4, "high": 1e-1, "log": True},
+        "layers": {"low": 1, "high": 4, "type": "int"},
+        "opt": ["adam", "sgd"],
+        "momentum": {"low": 0.0, "high": 0.99, "when": {"opt": "sgd"}},
+        "epochs": 5,
+    }
+)
+
+
+def test_a_result_as_logged_fits_with_the_space_types():
+    logged = {"lr": "0.001", "layers": "3", "opt": "adam", "epochs": "5", "other": "x"}
+    point = fitting_point(SPACE, logged, False)
+    assert point == {"lr": 0.001, "layers": 3, "opt": "adam"}
+    with_momentum = {"lr": "0.01", "layers": "2", "opt": "sgd", "momentum": "0.9", "epochs": "5"}
+    assert fitting_point(SPACE, with_momentum, False)["momentum"] == 0.9
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"lr": "0.5", "layers": "3", "opt": "adam", "epochs": "5"},  # outside the range
+        {"lr": "0.001", "layers": "2.5", "opt": "adam", "epochs": "5"},  # not an int
+        {"lr": "0.001", "layers": "3", "opt": "rmsprop", "epochs": "5"},  # not in the list
+        {"lr": "0.001", "layers": "3", "opt": "adam", "epochs": "6"},  # a fixed value differs
+        {"lr": "0.001", "opt": "adam", "epochs": "5"},  # a swept parameter missing
+        {"lr": "0.001", "layers": "3", "opt": "sgd", "epochs": "5"},  # its condition holds: momentum needed
+    ],
+)
+def test_results_that_do_not_fit(params):
+    assert fitting_point(SPACE, params, False) is None
+
+
+def config(tmp_path, **keys):
+    data = {
+        "experiment": "e",
+        "sweep_name": "s",
+        "command": "true",
+        "parameters": {"x": [1, 2, 3, 4], "y": [10, 20]},
+        **keys,
+    }
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return load_config(path)
+
+
+def test_a_grid_point_maps_to_the_slot_that_runs_it(tmp_path):
+    source = PointSource(config(tmp_path))
+    for slot in range(8):
+        assert grid_slot(source, source.fixed_point(slot)) == slot
+    assert grid_slot(source, {"x": 5, "y": 10}) is None
+
+
+def test_a_conditional_grid_point_maps_to_its_slot(tmp_path):
+    params = {"opt": ["adam", "sgd"], "m": {"values": [0.5, 0.9], "when": {"opt": "sgd"}}, "x": [1, 2]}
+    source = PointSource(config(tmp_path, parameters=params))
+    for slot in range(source.budget):
+        assert grid_slot(source, source.fixed_point(slot)) == slot
+
+
+def test_random_over_a_finite_space_holds_no_slot(tmp_path):
+    source = PointSource(config(tmp_path, algorithm="random", seed=1, max_trials=8))
+    assert sum(grid_slot(source, source.fixed_point(slot)) == slot for slot in range(8)) < 8
+
+
+@pytest.mark.parametrize(
+    ("warm_start", "key"),
+    [
+        ({"sweep": "e/s"}, "warm_start"),
+        ([{"sweep": "no-slash"}], "warm_start[0].sweep"),
+        ([{"sweep": "e/s", "runs": "x"}], "warm_start[0]"),
+        ([{"sweep": "e/s", "experiment": "x"}], "warm_start[0].experiment"),
+        ([{"runs": 3}], "warm_start[0].runs"),
+        ([{"run": "x"}], "warm_start[0].run"),
+    ],
+)
+def test_a_malformed_warm_start_is_a_config_error(tmp_path, warm_start, key):
+    with pytest.raises(ConfigError) as caught:
+        config(tmp_path, warm_start=warm_start)
+    assert caught.value.exit_code == 2 and f"{key}:" in str(caught.value)

@@ -1,0 +1,55 @@
+"""Warm start when the agent that created the study died before recording the parent run: the
+agent that takes over the parent enters the earlier results, each once. In process, real
+SQLite stores."""
+
+from __future__ import annotations
+
+from conftest import write_config
+from mlflow.tracking import MlflowClient
+
+from mlflow_sweeper.config import load_config
+from mlflow_sweeper.coordination import SweepStudy, identity
+from mlflow_sweeper.coordination.lifecycle import warm_slots
+from mlflow_sweeper.opening import open_sweep
+from mlflow_sweeper.search.algorithms import PointSource
+from mlflow_sweeper.storages import open_optuna_storage
+from mlflow_sweeper.tracking_store import first_records
+from mlflow_sweeper.warmstart.collect import WarmStart
+from mlflow_sweeper.warmstart.entering import WARM_ATTR, enter, gather
+
+
+def _earlier_runs(tracking_uri: str) -> list[str]:
+    """Two runs that fit the grid and one that does not, tagged for the filter string."""
+    client = MlflowClient(tracking_uri)
+    experiment_id = client.create_experiment("exp")
+    ids = []
+    for x, y in ((1, 10), (2, 20), (9, 10)):
+        run = client.create_run(experiment_id, tags={"kind": "old"})
+        client.log_param(run.info.run_id, "x", x)
+        client.log_param(run.info.run_id, "y", y)
+        client.log_metric(run.info.run_id, "score", x + y)
+        client.set_terminated(run.info.run_id)
+        ids.append(run.info.run_id)
+    return ids
+
+
+def test_the_agent_taking_over_the_parent_enters_the_earlier_results_once(tmp_path, monkeypatch):
+    path = write_config(tmp_path, warm_start=[{"runs": "tags.kind = 'old'"}])
+    config = load_config(path)
+    uri = config.mlflow_storage
+    fitting = _earlier_runs(uri)[:2]
+    # The creator: the study created, one earlier result entered, then it died (no parent run).
+    creator = SweepStudy(open_optuna_storage(config.optuna_storage), config, PointSource(config), "dead")
+    gathered = gather(config, uri, creator.source)
+    assert sorted(t.run_id for t in gathered.trials) == sorted(fitting) and gathered.misfits == 1
+    assert creator.create_or_find(first_records(uri))
+    enter(creator.store, creator.study_id, creator.source, WarmStart(gathered.trials[:1], 0))
+
+    monkeypatch.setattr(identity, "PARENT_WAIT_SECONDS", 0.0)
+    opened = open_sweep(config, agent="next")
+    assert not opened.created and opened.parent_id
+    warm = [t for t in opened.study.trials() if WARM_ATTR in t.user_attrs]
+    assert sorted(t.user_attrs["mlflow_run_id"] for t in warm) == sorted(fitting)  # each once
+    assert opened.warm_summary and "2 earlier result(s)" in opened.warm_summary
+    # both grid points (x=1, y=10: slot 0; x=2, y=20: slot 3) are held, so no agent runs them
+    assert set(warm_slots(opened.study.store, opened.study.study_id)) == {0, 3}
