@@ -92,6 +92,10 @@ class SweepConfig:
     base: dict[str, Any] | None = None  # sensitivity: the base point (checked against the space)
     points: int | None = None  # sensitivity: values per range parameter
     early_stopping: EarlyStopping | None = None
+    devices: str | tuple[str, ...] | None = _default("devices")  # "auto" or device ids
+    devices_per_trial: int = _default("devices_per_trial")
+    device_env: str = _default("device_env")
+    infeasible_when: tuple[str, ...] = _default("infeasible_when")
 
     @property
     def identity(self) -> str:

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..command_line import ARG_STYLES  # the styles `build_argv` knows, named once there
+from ..devices import load_devices, load_env_name
+from ..triage import DEFAULT_INFEASIBLE, load_patterns
 from . import checks
 
 REQUIRED: Any = object()  # the default of a key the config must give
@@ -87,6 +89,23 @@ SCHEMA: tuple[Key, ...] = (
     Key("stale_after", 300.0, "seconds without heartbeat: a trial is dead", checks.seconds, mutable=True),
     Key("trial_timeout", None, "seconds before a running trial is stopped", checks.seconds, mutable=True),
     Key("fail_fast", 3, "stop when this many first trials all fail (0: off)", AT_LEAST_0, mutable=True),
+    # devices and failure triage: how this host runs trials, not what the sweep is
+    Key("devices", None, "GPUs for local trials: auto | [0, 1, 2, 3] | \"0,1\"", load_devices, mutable=True),
+    Key("devices_per_trial", 1, "devices each trial gets", AT_LEAST_1, mutable=True),
+    Key(
+        "device_env",
+        "CUDA_VISIBLE_DEVICES",
+        "the variable that carries a trial's devices (e.g. HIP_VISIBLE_DEVICES)",
+        load_env_name,
+        mutable=True,
+    ),
+    Key(
+        "infeasible_when",
+        tuple(DEFAULT_INFEASIBLE),
+        "regexes on a failed trial's log tail: the point is infeasible, not retried ([]: off)",
+        load_patterns,
+        mutable=True,
+    ),
 )
 
 BY_NAME: dict[str, Key] = {key.name: key for key in SCHEMA}
