@@ -68,9 +68,8 @@ def main() -> None:
     "-j",
     "--n-jobs",
     type=click.IntRange(min=1),
-    default=1,
-    show_default=True,
-    help="Trials of this agent at once.",
+    default=None,
+    help="Trials of this agent at once (default 1; with `devices`, one per device group).",
 )
 @click.option(
     "--count", type=click.IntRange(min=1), default=None, help="Stop after this agent has started N trials."
@@ -81,7 +80,9 @@ def main() -> None:
     is_flag=True,
     help="Run the points that failed after all retries again, with a fresh set of attempts.",
 )
-def sweep(configs: tuple[str, ...], n_jobs: int, count: int | None, quiet: bool, retry_failed: bool) -> None:
+def sweep(
+    configs: tuple[str, ...], n_jobs: int | None, count: int | None, quiet: bool, retry_failed: bool
+) -> None:
     """Run the sweeps of CONFIG files (or comma-separated lists), one after another.
 
     Several agents may run the same config at once, on one machine or many.

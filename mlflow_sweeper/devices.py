@@ -100,10 +100,10 @@ def detect_gpus() -> tuple[tuple[str, ...], str | None]:
     except (OSError, subprocess.TimeoutExpired) as exc:
         return (), f"devices: auto could not run nvidia-smi ({exc}): trials run without devices"
     if listing.returncode != 0:
-        return (), f"devices: auto: nvidia-smi -L failed (exit {listing.returncode}): trials run without devices"
+        return (), f"devices: auto: nvidia-smi -L failed (exit {listing.returncode}): no devices"
     gpus = visible_gpus(listing.stdout, os.environ.get("CUDA_VISIBLE_DEVICES"))
     if not gpus:
-        return (), "devices: auto found no GPU (nvidia-smi -L, CUDA_VISIBLE_DEVICES): trials run without devices"
+        return (), "devices: auto found no GPU (nvidia-smi -L within CUDA_VISIBLE_DEVICES): no devices"
     return gpus, None
 
 

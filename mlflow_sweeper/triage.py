@@ -25,7 +25,6 @@ DEFAULT_INFEASIBLE = [
 ]
 
 INFEASIBLE_TAG = "sweeper.infeasible"  # on a trial run: why its point is infeasible
-INFEASIBLE_ATTR = "infeasible"  # on the Optuna trial: the same reason (a result, not a failure)
 
 
 def load_patterns(where: Any, key: str, value: Any) -> tuple[str, ...]:

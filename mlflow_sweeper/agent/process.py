@@ -8,6 +8,7 @@ import threading
 
 from ..config import SweepConfig
 from ..coordination import agent_id
+from ..devices import DevicePlan, plan_devices
 from ..errors import EXIT_INTERRUPTED, EXIT_OK
 from ..launch import kill_tree
 from ..preflight import CheckedProject, preflight_all, release
@@ -19,12 +20,14 @@ from .session import SweepSession
 class Agent:
     def __init__(
         self,
-        n_jobs: int = 1,
+        n_jobs: int | None = 1,
         count: int | None = None,
         reporter: Reporter | None = None,
         retry_failed: bool = False,
     ):
-        self.n_jobs = max(1, n_jobs)
+        self.requested_jobs = n_jobs  # None: not given (`devices` then decide)
+        self.n_jobs = max(1, n_jobs or 1)
+        self.device_plans: dict[int, DevicePlan] = {}  # by id(config): this host's devices
         self.count = count
         self.retry_failed = retry_failed  # points that failed for good get a fresh set of attempts
         self.started = 0
@@ -67,6 +70,7 @@ class Agent:
         for config in configs:
             if self.stop.is_set():
                 return EXIT_INTERRUPTED
+            self._plan_devices(config)
             result = SweepSession.open(self, config, checked.get(id(config))).run()
             if result.interrupted:
                 return EXIT_INTERRUPTED
@@ -74,6 +78,20 @@ class Agent:
             if self.count is not None and self.started >= self.count:
                 break
         return code
+
+    def _plan_devices(self, config: SweepConfig) -> None:
+        """This host's devices for the sweep (`auto` asks nvidia-smi), and `-j` from them."""
+        plan = plan_devices(config.devices, config.devices_per_trial, config.device_env)
+        self.device_plans[id(config)] = plan
+        self.n_jobs, capped = plan.jobs(self.requested_jobs)
+        for note in (*plan.notes, capped):
+            if note:
+                self.reporter.event(f"{config.identity}: {note}")
+        if plan.groups:
+            self.reporter.event(
+                f"{config.identity}: devices {','.join(plan.devices)} ({config.device_env}), "
+                f"{plan.per_trial} per trial"
+            )
 
     def reserve_start(self) -> bool:
         """Count a trial against --count; False once this agent has started enough."""

@@ -160,7 +160,8 @@ class SweepSession:
 
     def _requeue_failed_for_good(self) -> list[FrozenTrial]:
         """Queue every point that failed for good again, attempt 1; the failed trials."""
-        failed = [t for t in self.study.failed_for_good(self.study.trials()) if t.state == TrialState.FAIL]
+        owed = self.study.failed_for_good(self.study.trials(), infeasible=False)  # not infeasible ones
+        failed = [t for t in owed if t.state == TrialState.FAIL]
         for trial in failed:
             slot, old_run = int(trial.system_attrs[SLOT]), trial.user_attrs.get(RUN_ATTR)
             self.study.requeue(dict(trial.params), slot, 1, old_run)
@@ -294,7 +295,8 @@ class SweepSession:
         self.result.finished = True
         best = self.study.best_trial()
         self._close(trials, best)
-        self.result.failed_for_good = describe_failures(self.study.failed_for_good(trials), self.log_dir)
+        failed = self.study.failed_for_good(trials, infeasible=False)  # infeasible points are results
+        self.result.failed_for_good = describe_failures(failed, self.log_dir)
         summary = f"{self.config.identity}: complete, parent run {self.parent_id}"
         if best is not None:
             summary += f", best {best.value:.6g} in trial {best.number} {best.params}"

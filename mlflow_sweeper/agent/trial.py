@@ -16,7 +16,10 @@ from typing import TYPE_CHECKING
 from ..coordination import SweepStudy, Work
 from ..launch import TrialHandle, TrialRequest, trial_log_name
 from ..record import Recorder
+from ..resume import trial_variables
+from ..trial_log import indented_tail
 from .outcome import Ending, Kind, Outcome, classify, needs_metric
+from .triage import devices_of, triage, trial_tags
 
 if TYPE_CHECKING:
     from .session import SweepSession
@@ -51,9 +54,11 @@ class RecordedRuns:
         self.work = work
         self.params = logged if logged is not None else params  # what the run records
         self.run_id: str | None = None
+        self.extra_tags: dict[str, str] = trial_tags(work)  # the earlier attempt, the devices
 
     def create(self, tags: dict[str, str]) -> str:
         work = self.work
+        tags = {**tags, **self.extra_tags}
         run_id = self.recorder.create_trial_run(self.parent_id, work.number, work.attempt, self.params, tags)
         self._bind(run_id)
         return run_id
@@ -61,7 +66,9 @@ class RecordedRuns:
     def adopt(self, run_id: str) -> None:
         self.run_id = run_id
         work = self.work
-        self.recorder.adopt_run(run_id, self.parent_id, work.number, work.attempt, self.params)
+        self.recorder.adopt_run(
+            run_id, self.parent_id, work.number, work.attempt, self.params, self.extra_tags
+        )
         self._bind(run_id)
 
     def _bind(self, run_id: str) -> None:
@@ -89,6 +96,7 @@ class TrialExecution:
             session.recorder, session.study, session.parent_id, work, self.params, logged
         )
         self.ended_as: str | None = None  # how the training code ended the run, once read
+        self.logged_metrics: tuple[str, ...] = ()  # every metric the run logged, once read
 
     @property
     def run_id(self) -> str | None:
@@ -100,32 +108,46 @@ class TrialExecution:
 
     def run(self) -> None:
         """Launch, await, classify, settle. Raises StopRequested after a Ctrl-C."""
-        if self.session.agent.stop.is_set():
+        stop = self.session.agent.stop
+        devices = None if stop.is_set() else devices_of(self.session).acquire(stop)
+        if devices is None:  # Ctrl-C, before or while waiting for devices
             self.settle(classify(Ending(cancelled=True), None, None))
             raise StopRequested
-        handle = self.launch()
-        if handle is None:
-            return
-        work = self.work
-        started = f"run {self.run_id}{_attempt(work)}"
-        self.session.report(f"trial {work.number} started ({started}): {_fmt(work.params)}")
-        ending = self.await_end(handle)
-        outcome = classify(ending, self.objective_names, self.read_objective(ending))
+        with devices:  # released when the trial has ended (or, by the OS, when the agent dies)
+            self.runs.extra_tags.update(devices.tags)
+            handle = self.launch(devices.environment)
+            if handle is None:
+                return
+            work = self.work
+            shown = f" on {devices.env_name}={','.join(devices.ids)}" if devices.ids else ""
+            started = f"run {self.run_id}{_attempt(work)}{shown}"
+            self.session.report(f"trial {work.number} started ({started}): {_fmt(work.params)}")
+            ending = self.await_end(handle)
+        outcome = triage(
+            classify(ending, self.objective_names, self.read_objective(ending)),
+            ending,
+            self.log_path,
+            self.session.config,
+            self.objective_names,
+            self.logged_metrics,
+        )
         self.settle(outcome)
         if outcome.kind is Kind.CANCELLED:
             raise StopRequested
 
     # ---- launch ----------------------------------------------------------------------------------
 
-    def launch(self) -> TrialHandle | None:
+    def launch(self, devices_env: dict[str, str] | None = None) -> TrialHandle | None:
         """Start the trial; None when it could not be launched (the agent then stops)."""
         session = self.session
+        work = self.work
         request = TrialRequest(
-            number=self.work.number,
-            attempt=self.work.attempt,
+            number=work.number,
+            attempt=work.attempt,
             experiment_id=session.recorder.experiment_id,
             params=self.params,
             runs=self.runs,
+            env={**trial_variables(work.number, work.attempt, work.replaces_run), **(devices_env or {})},
         )
         try:
             handle = session.launcher.launch(request)
@@ -199,6 +221,7 @@ class TrialExecution:
             return None
         reading = self.session.recorder.read_run(self.run_id, names if isinstance(names, tuple) else (names,))
         self.ended_as = reading.ended_as
+        self.logged_metrics = reading.logged
         return reading.metrics if isinstance(names, tuple) else reading.metrics[names]
 
     # ---- settle ----------------------------------------------------------------------------------
@@ -211,6 +234,10 @@ class TrialExecution:
             self._settle_pruned(outcome)
         elif outcome.kind is Kind.CANCELLED:
             self._settle_cancelled(outcome)
+        elif outcome.kind is Kind.INFEASIBLE:
+            self._settle_infeasible(outcome)
+        elif outcome.kind is Kind.SETUP:
+            self._settle_setup(outcome)
         else:
             self._settle_failed(outcome)
 
@@ -237,13 +264,45 @@ class TrialExecution:
     def _settle_failed(self, outcome: Outcome) -> None:
         session, run_id = self.session, self.run_id
         session.recorder.end_trial_run(run_id, outcome.run_status)
-        requeued = session.study.fail(self.work, outcome.reason, retry_it=True, old_run=run_id)
+        requeued = session.study.fail(self.work, outcome.reason, retry_it=outcome.retry, old_run=run_id)
         if not requeued:
             session.counts.failed()
-        then = "will be retried" if requeued else "failed for good"
+        then = "will be retried" if requeued else "failed for good" if outcome.retry else "not retried"
         log_hint = f"; log: {self.log_path}" if self.log_path.exists() else ""  # backends log elsewhere
         session.report(f"trial {self.work.number} failed (run {run_id}): {outcome.reason}; {then}{log_hint}")
         session.trial_failed(self)
+
+    def _settle_infeasible(self, outcome: Outcome) -> None:
+        """The point cannot run (out of memory, a non-finite objective): run FAILED and tagged
+        `sweeper.infeasible`, Optuna FAIL marked infeasible, never retried; counted in the budget
+        and by `fail_fast`, but not a failure for the agent's exit code."""
+        session, run_id = self.session, self.run_id
+        if run_id:
+            session.recorder.tag_infeasible(run_id, outcome.reason or "infeasible")
+            session.recorder.end_trial_run(run_id, outcome.run_status)
+        session.study.mark_infeasible(self.work, outcome.reason or "infeasible")
+        session.study.fail(self.work, outcome.reason or "infeasible", retry_it=False, old_run=run_id)
+        session.counts.failed()
+        session.report(f"trial {self.work.number} infeasible (run {run_id}): {outcome.reason}; not retried")
+        session.trial_failed(self)
+
+    def _settle_setup(self, outcome: Outcome) -> None:
+        """The setup is broken (a usage error): every trial would fail alike. The sweep stops as
+        `fail_fast` stops it: the point keeps its attempts for the resume, the agent exits 1."""
+        session, run_id = self.session, self.run_id
+        message = (
+            f"{session.config.identity}: trial {self.work.number} (run {run_id}): {outcome.reason}; "
+            "the sweep stops: fix the command or the parameters, then run again to resume"
+        )
+        if session.result.error is None:
+            session.result.error = message  # before the point is queued again: no worker takes it
+        session.recorder.end_trial_run(run_id, outcome.run_status)
+        reason = outcome.reason or "usage error"
+        session.study.fail(self.work, reason, retry_it=True, count_attempt=False, old_run=run_id)
+        tail = indented_tail(self.log_path)
+        if tail:
+            session.report(f"trial {self.work.number}: last lines of {self.log_path}:\n{tail}")
+        session.report_stop(message)
 
     def _keep_front(self) -> None:
         """Several objectives: tag this run `sweeper.pareto` when it is on the front so far and

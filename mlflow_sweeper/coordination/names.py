@@ -18,6 +18,7 @@ TARGET_REACHED = "sweeper:target_reached"  # the number of the trial that reache
 # Trial user attributes.
 RUN_ATTR = "mlflow_run_id"
 REASON = "fail_reason"
+INFEASIBLE = "infeasible"  # why the point cannot run: a result, not a failure for the exit code
 # Trial system attributes.
 SLOT = "sweeper:slot"
 ATTEMPT = "sweeper:attempt"

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
-from .names import SLOT
+from .names import INFEASIBLE, SLOT
 from .policy import RetryPolicy, attempt_of
 
 
@@ -69,6 +69,12 @@ def failed_for_good(trials: Iterable[FrozenTrial]) -> list[FrozenTrial]:
             continue
         failed.append(max(group, key=lambda t: t.number))
     return sorted(failed, key=lambda t: t.number)
+
+
+def needing_attention(failed: Iterable[FrozenTrial]) -> list[FrozenTrial]:
+    """The points failed for good that say something is wrong: not the infeasible ones (out of
+    memory, a non-finite objective), which are results of the search."""
+    return [t for t in failed if INFEASIBLE not in t.user_attrs]
 
 
 def state_counts(trials: Iterable[FrozenTrial]) -> dict[TrialState, int]:
