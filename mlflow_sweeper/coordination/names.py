@@ -26,6 +26,7 @@ AGENT = "sweeper:agent"
 HEARTBEAT = "sweeper:heartbeat"
 STALE_AFTER = "sweeper:stale_after"
 REPLACES_RUN = "sweeper:replaces_run"
+NO_RETRY = "sweeper:no_retry"  # failed on purpose without a retry (infeasible, a missing metric)
 
 CLAIMS_SUFFIX = "#claims"
 CLOSE_SUFFIX = "#close"

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
-from .names import INFEASIBLE, SLOT
+from .names import INFEASIBLE, NO_RETRY, SLOT
 from .policy import RetryPolicy, attempt_of
 
 
@@ -45,11 +45,12 @@ def latest_per_slot(trials: Iterable[FrozenTrial]) -> dict[int, FrozenTrial]:
 
 
 def unresolved_slots(trials: Iterable[FrozenTrial], policy: RetryPolicy) -> list[FrozenTrial]:
-    """Slots with no COMPLETE trial whose last attempt failed with attempts left (lost re-queue)."""
+    """Slots with no COMPLETE trial whose last attempt failed with attempts left (lost re-queue),
+    unless it was failed on purpose without a retry (infeasible, a missing metric)."""
     return [
         t
         for t in latest_per_slot(trials).values()
-        if t.state == TrialState.FAIL and policy.may_retry(attempt_of(t))
+        if t.state == TrialState.FAIL and policy.may_retry(attempt_of(t)) and not t.system_attrs.get(NO_RETRY)
     ]
 
 
