@@ -31,6 +31,7 @@ IN_PROCESS_MODULES = {
     "test_command_line.py",
     "test_compat.py",
     "test_counts.py",
+    "test_device_rules.py",
     "test_outcome.py",
     "test_preflight.py",
     "test_protocol.py",
