@@ -118,16 +118,17 @@ def test_without_j_an_agent_runs_one_trial_per_device_group(tmp_path):
     assert_never_shared(runs)
 
 
+@pytest.mark.timeout(600)  # two agents' start-up on a busy machine
 def test_two_agents_on_one_host_share_four_devices_without_sharing_one(tmp_path):
     record = tmp_path / "records.jsonl"
-    config = config_for(tmp_path, record, 16)
+    config = config_for(tmp_path, record, 10)
     env = fake_gpus(tmp_path)
     first = start(config, env, "-j", "4", out=tmp_path / "a.out")
     second = start(config, env, "-j", "4", out=tmp_path / "b.out")
-    assert first.wait(timeout=300) == 0, (tmp_path / "a.out").read_text()
-    assert second.wait(timeout=300) == 0, (tmp_path / "b.out").read_text()
+    assert first.wait(timeout=280) == 0, (tmp_path / "a.out").read_text()
+    assert second.wait(timeout=280) == 0, (tmp_path / "b.out").read_text()
     runs = intervals(record)
-    assert len(runs) == 16
+    assert len(runs) == 10
     assert_never_shared(runs)
     assert most_at_once(runs) <= 4
 
