@@ -299,7 +299,8 @@ def instrument() -> None:
 
     parts = ("facade", "lifecycle", "ledger", "liveness", "closing")
     coordination = [f"coordination.{part}" for part in parts]
-    for module_name in ("agent", *coordination, "record", "launch", "progress", "algorithms", "space"):
+    searched = ("search.algorithms", "search.space")
+    for module_name in ("agent", *coordination, "record", "launch", "progress", *searched):
         try:
             module = importlib.import_module(f"mlflow_sweeper.{module_name}")
         except ImportError:

@@ -268,9 +268,9 @@ def light_idle_agents(
     import optuna
 
     from mlflow_sweeper.agent.idle import IdleBackoff
-    from mlflow_sweeper.algorithms import PointSource
     from mlflow_sweeper.config import load_config
     from mlflow_sweeper.coordination import SweepStudy, agent_id
+    from mlflow_sweeper.search.algorithms import PointSource
     from mlflow_sweeper.storages import open_optuna_storage
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)
@@ -366,9 +366,9 @@ def launch_light(url: str, config: Path, n: int, p: dict, per_worker: int, backo
 def claimers(url: str, config_path: str, n: int, barrier_at: float, results) -> None:
     import optuna
 
-    from mlflow_sweeper.algorithms import PointSource
     from mlflow_sweeper.config import load_config
     from mlflow_sweeper.coordination import SweepStudy, agent_id
+    from mlflow_sweeper.search.algorithms import PointSource
     from mlflow_sweeper.storages import open_optuna_storage
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)
@@ -395,9 +395,9 @@ def claimers(url: str, config_path: str, n: int, barrier_at: float, results) -> 
 
 
 def claims_at_scale(p: dict) -> dict:
-    from mlflow_sweeper.algorithms import PointSource
     from mlflow_sweeper.config import load_config
     from mlflow_sweeper.coordination import SweepStudy, agent_id
+    from mlflow_sweeper.search.algorithms import PointSource
     from mlflow_sweeper.storages import open_optuna_storage
 
     with (

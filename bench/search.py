@@ -184,7 +184,7 @@ def optuna_ask_tell(algorithm: str, n: int, directory: Path) -> list[float]:
     sys.path.insert(0, str(OBJECTIVE.parent))
     from objective import branin
 
-    from mlflow_sweeper.algorithms import ALGORITHMS
+    from mlflow_sweeper.search.algorithms import ALGORITHMS
 
     sampler = ALGORITHMS[algorithm].sampler_class(seed=0)  # the class the sweeper uses
     study = optuna.create_study(storage=sqlite_url(directory / f"anchor-{algorithm}.db"), sampler=sampler)

@@ -13,49 +13,16 @@ from mlflow.entities import ViewType
 from optuna.trial import TrialState
 
 from . import compat
-from .algorithms import PointSource
 from .config import SweepConfig
-from .coordination import RUN_ATTR, SweepStudy, agent_id, study_names
+from .coordination import RUN_ATTR, SweepStudy, study_names
 from .coordination.identity import directions_of
 from .coordination.tallies import pareto_front
 from .errors import NoSuchSweep, UsageError
-from .record import Recorder, current_run_id
-from .report.objectives import objectives_of
-from .storages import exists as storage_exists
-from .storages import (
-    mask,
-    open_mlflow_tracking,
-    open_optuna_storage,
-    probe_mlflow_storage,
-    probe_optuna_storage,
-    retry,
-)
-from .tracking_store import sweep_tracking_uri
+from .opening import open_sweep
+from .record import current_run_id
+from .storages import mask, retry
 
 log = logging.getLogger(__name__)
-
-
-def _file_backed_storage_missing(url: str) -> bool:
-    """A SQLite or journal file that does not exist holds no sweep; do not create it to find out."""
-    return not storage_exists(url)
-
-
-def _open_study(config: SweepConfig) -> SweepStudy | None:
-    if _file_backed_storage_missing(config.optuna_storage):
-        return None
-    probe_optuna_storage(config.optuna_storage)
-    study = SweepStudy(open_optuna_storage(config.optuna_storage), config, PointSource(config), agent_id())
-    return study if study.find() else None
-
-
-def _open_recorder(config: SweepConfig, study: SweepStudy | None) -> Recorder | None:
-    """The sweep's MLflow side, in the store its agents used (recorded in the study when the
-    config names none), never created here."""
-    uri = sweep_tracking_uri(config, study)
-    if _file_backed_storage_missing(uri):
-        return None
-    probe_mlflow_storage(uri)
-    return Recorder.existing(open_mlflow_tracking(uri), config)
 
 
 @dataclass
@@ -75,8 +42,9 @@ class DeleteResult:
 
 def delete_sweep(config: SweepConfig, purge: bool = False) -> DeleteResult:
     study_deleted = False
-    study = _open_study(config)
-    recorder = _open_recorder(config, study)  # before the study (and its recorded store) is gone
+    sweep = open_sweep(config, create=False)
+    # The recorder is opened before the study (and the store recorded in it) is gone.
+    study, recorder = sweep.study, sweep.recorder
     if study is not None:
         for name in study_names(config.identity):
             try:
@@ -111,23 +79,18 @@ def delete_sweep(config: SweepConfig, purge: bool = False) -> DeleteResult:
 
 
 def _delete_artifacts(artifact_uri: str) -> None:
-    from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
-
     try:
-        get_artifact_repository(artifact_uri).delete_artifacts()
+        compat.delete_artifacts(artifact_uri)
     except Exception as exc:  # noqa: BLE001 - the run itself is still purged
         log.debug("could not delete artifacts at %s: %s", artifact_uri, exc)
 
 
 def _remove_empty_run_dir(artifact_uri: str, run_id: str) -> None:
     """A purged run leaves no empty folder behind in a local artifact store (`mlruns/<exp>/<run>`)."""
-    from mlflow.utils.uri import is_local_uri
-
-    if not is_local_uri(artifact_uri):
+    local = compat.local_artifact_path(artifact_uri)
+    if local is None:
         return
-    from mlflow.utils.file_utils import local_file_uri_to_path
-
-    artifacts = Path(local_file_uri_to_path(artifact_uri))
+    artifacts = Path(local)
     shutil.rmtree(artifacts, ignore_errors=True)
     run_dir = artifacts.parent
     if run_dir.name == run_id:
@@ -152,7 +115,8 @@ def sweep_status_data(config: SweepConfig) -> dict:
         "remaining": 0,
         "best": None,
     }
-    study = _open_study(config)
+    sweep = open_sweep(config, create=False)
+    study = sweep.study
     if study is None:
         return entry
     trials = study.trials()
@@ -171,14 +135,14 @@ def sweep_status_data(config: SweepConfig) -> dict:
     )
     if study.target_reached():  # no slot is owed a trial any more
         entry["remaining"] = 0
-    parent = entry["parent_run_id"] = study.parent_run_id()
-    recorder = _open_recorder(config, study)
+    parent = entry["parent_run_id"] = sweep.parent_id
+    recorder = sweep.recorder
     if parent and recorder is not None:
         try:
             entry["parent_status"] = recorder.client.get_run(parent).info.status
         except Exception:  # noqa: BLE001 - shown as "not found in MLflow"
             entry["parent_status"] = None
-    if objectives_of(config).multi:  # no single best: the trials no other one beats on every metric
+    if config.objective.multi:  # no single best: the trials no other one beats on every metric
         front = pareto_front(trials, directions_of(config))
         entry["pareto"] = [{"values": list(t.values), **_trial_entry(t)} for t in front]
         return entry
@@ -254,7 +218,8 @@ def sweep_report(config: SweepConfig, out_dir: str | Path | None, log_it: bool):
     Returns the report and whether it was logged (None when not asked)."""
     from .report import build_report, default_report_dir, log_report
 
-    study = _open_study(config)
+    sweep = open_sweep(config, create=False)
+    study = sweep.study
     if study is None:
         raise NoSuchSweep(f"{config.identity}: no such sweep (nothing to report on)")
     out = Path(out_dir) if out_dir else default_report_dir(config)
@@ -265,8 +230,7 @@ def sweep_report(config: SweepConfig, out_dir: str | Path | None, log_it: bool):
     report = build_report(config, study.trials(), out)
     if not log_it:
         return report, None
-    parent = study.parent_run_id()
-    recorder = _open_recorder(config, study)
+    parent, recorder = sweep.parent_id, sweep.recorder
     if not parent or recorder is None:
         raise NoSuchSweep(f"{config.identity}: the sweep has no parent run in MLflow to log the report to")
     return report, log_report(recorder.client, parent, report)

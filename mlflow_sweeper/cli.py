@@ -67,9 +67,9 @@ def main() -> None:
 @click.option(
     "-j",
     "--n-jobs",
-    type=click.IntRange(min=1),
+    type=click.IntRange(min=0),
     default=None,
-    help="Trials of this agent at once (default 1; with `devices`, one per device group).",
+    help="Trials of this agent at once (default 1; with `devices`, one per device group; 0: the default).",
 )
 @click.option(
     "--count", type=click.IntRange(min=1), default=None, help="Stop after this agent has started N trials."
@@ -93,7 +93,8 @@ def sweep(
 
     def action() -> int:
         loaded = load_configs(list(configs), to_run=True)
-        agent = Agent(n_jobs=n_jobs, count=count, reporter=Reporter(quiet=quiet), retry_failed=retry_failed)
+        jobs = n_jobs or None  # 0 (the entry point's default): not given
+        agent = Agent(n_jobs=jobs, count=count, reporter=Reporter(quiet=quiet), retry_failed=retry_failed)
         agent.install_signal_handlers()
         try:
             return agent.run(loaded)

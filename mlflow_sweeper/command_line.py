@@ -8,11 +8,12 @@ braces. Values reach the trial verbatim: there is no shell to interpret them.
 
 from __future__ import annotations
 
-import difflib
 import shlex
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
+
+from .hints import did_you_mean, near_name
 
 ARG_STYLES = ("name=value", "--name=value", "--name value")
 DEFAULT_ARG_STYLE = "name=value"
@@ -105,10 +106,10 @@ def command_problem(command: str, parameter_names: Iterable[str]) -> str | None:
         return str(exc)
     for name in used:
         if name not in known:
-            close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+            near = near_name(name, known)
             hint = (
-                f"did you mean '{{{close[0]}}}'?"
-                if close
+                f"did you mean '{{{near}}}'?"
+                if near
                 else (f"the parameters are: {', '.join(known)}" if known else "no parameters are given")
             )
             return (
@@ -122,8 +123,7 @@ def check_arg_style(arg_style: str) -> str | None:
     """Why `arg_style` is not usable, or None."""
     if arg_style in ARG_STYLES:
         return None
-    close = difflib.get_close_matches(str(arg_style), ARG_STYLES, n=1, cutoff=0.5)
-    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    hint = did_you_mean(str(arg_style), ARG_STYLES, cutoff=0.5)
     return f"expected one of {', '.join(repr(s) for s in ARG_STYLES)}, got {arg_style!r}{hint}"
 
 

@@ -3,12 +3,17 @@
 An upgrade of either library that moves or drops one of these breaks this module only: each
 function has a public fallback or raises `CompatError` with a clear message, and
 `tests/test_compat.py` checks that every private name still exists in the installed versions.
+
+MLflow's and Optuna's modules are imported inside the functions: a name gone from an installed
+version becomes a `CompatError` where it is used, and the quick commands, which import this
+module, do not pay for importing either library.
 """
 
 from __future__ import annotations
 
 import functools
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +44,24 @@ PRIVATE_NAMES: list[tuple[str, str]] = [
     ("mlflow.utils.conda", "get_conda_bin_executable"),
     ("mlflow.utils.conda", "_get_conda_executable_for_create_env"),
     ("sqlalchemy.pool", "QueuePool._max_overflow"),
+    ("optuna.trial", "FrozenTrial._trial_id"),
+    ("mlflow.projects", "env_type"),
+    ("mlflow.utils", "env_manager"),
+    ("mlflow.utils.env_manager", "LOCAL"),
+    ("mlflow.utils.env_manager", "VIRTUALENV"),
+    ("mlflow.utils.env_manager", "UV"),
+    ("mlflow.utils", "mlflow_tags"),
+    ("mlflow.utils.mlflow_tags", "MLFLOW_SOURCE_NAME"),
+    ("mlflow.utils.mlflow_tags", "MLFLOW_SOURCE_TYPE"),
+    ("mlflow.utils.mlflow_tags", "MLFLOW_PROJECT_ENTRY_POINT"),
+    ("mlflow.utils.mlflow_tags", "MLFLOW_PROJECT_BACKEND"),
+    ("mlflow.utils.mlflow_tags", "MLFLOW_PROJECT_ENV"),
+    ("mlflow.utils.mlflow_tags", "MLFLOW_GIT_COMMIT"),
+    ("mlflow.utils.mlflow_tags", "MLFLOW_PARENT_RUN_ID"),
+    ("mlflow.utils.mlflow_tags", "MLFLOW_RUN_NAME"),
+    ("mlflow.store.artifact.artifact_repository_registry", "get_artifact_repository"),
+    ("mlflow.utils.uri", "is_local_uri"),
+    ("mlflow.utils.file_utils", "local_file_uri_to_path"),
 ]
 
 
@@ -47,7 +70,7 @@ class CompatError(SweeperError):
 
 
 def _missing(what: str, exc: BaseException) -> CompatError:
-    import mlflow
+    import mlflow  # only when a name is missing: quick commands never import either library here
     import optuna
 
     return CompatError(
@@ -66,14 +89,22 @@ def create_trial_numbered(storage: Any, study_id: int, template: Any = None) -> 
     RDBStorage's public `create_new_trial` drops the number it computed in the same transaction;
     its private `_create_new_trial` returns the whole frozen trial.
     """
-    import optuna
+    import optuna  # heavy: kept off the import of this module, which quick commands load
 
     private = getattr(storage, "_create_new_trial", None)
     if isinstance(storage, optuna.storages.RDBStorage) and private is not None:
         frozen = private(study_id, template)
-        return frozen._trial_id, frozen.number
-    trial_id = storage.create_new_trial(study_id, template_trial=template)
-    return trial_id, storage.get_trial_number_from_id(trial_id)
+        return trial_id(frozen), frozen.number
+    created = storage.create_new_trial(study_id, template_trial=template)
+    return created, storage.get_trial_number_from_id(created)
+
+
+def trial_id(trial: Any) -> int:
+    """The storage's id of a trial, which every storage call takes; FrozenTrial keeps it private."""
+    try:
+        return trial._trial_id
+    except AttributeError as exc:
+        raise _missing("optuna.trial.FrozenTrial._trial_id", exc) from None
 
 
 def limit_pool_overflow(engine: Any, overflow: int) -> None:
@@ -160,6 +191,38 @@ def hard_delete_run(client: Any, run_id: str) -> None:
     store._hard_delete_run(run_id)
 
 
+@functools.cache
+def mlflow_tags() -> Any:
+    """MLflow's system tag names (`MLFLOW_PARENT_RUN_ID`, `MLFLOW_RUN_NAME`, `MLFLOW_SOURCE_NAME`,
+    ...): the module `mlflow.utils.mlflow_tags`, whose names are attributes."""
+    try:
+        from mlflow.utils import mlflow_tags as tags
+    except ImportError as exc:
+        raise _missing("mlflow.utils.mlflow_tags", exc) from None
+    return tags
+
+
+def delete_artifacts(artifact_uri: str) -> None:
+    """Delete every artifact under a URI, through the artifact repository MLflow picks for it."""
+    try:
+        from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+    except ImportError as exc:
+        raise _missing("MLflow's get_artifact_repository", exc) from None
+    get_artifact_repository(artifact_uri).delete_artifacts()
+
+
+def local_artifact_path(artifact_uri: str) -> str | None:
+    """The local directory of an artifact URI of a local artifact store, or None for a remote one."""
+    try:
+        from mlflow.utils.file_utils import local_file_uri_to_path
+        from mlflow.utils.uri import is_local_uri
+    except ImportError as exc:
+        raise _missing("MLflow's is_local_uri and local_file_uri_to_path", exc) from None
+    if not is_local_uri(artifact_uri):
+        return None
+    return local_file_uri_to_path(artifact_uri)
+
+
 # ---- MLflow Projects -----------------------------------------------------------------------------
 
 
@@ -187,6 +250,26 @@ def git_commit(path: str) -> str | None:
     except ImportError:
         return None
     return get_git_commit(path)
+
+
+@functools.cache
+def env_managers() -> Any:
+    """MLflow's env manager names (`LOCAL`, `VIRTUALENV`, `UV`, `CONDA`): the module
+    `mlflow.utils.env_manager`, whose names are attributes."""
+    try:
+        from mlflow.utils import env_manager
+    except ImportError as exc:
+        raise _missing("mlflow.utils.env_manager", exc) from None
+    return env_manager
+
+
+def has_python_env(project: Any) -> bool:
+    """Whether a loaded MLproject's environment is a python_env (not a conda_env or docker_env)."""
+    try:
+        from mlflow.projects import env_type
+    except ImportError as exc:
+        raise _missing("mlflow.projects.env_type", exc) from None
+    return getattr(project, "env_type", None) == env_type.PYTHON
 
 
 def virtualenv_activate_command(project: Any, work_dir: str, env_manager: str) -> str:
@@ -245,8 +328,6 @@ def conda_executables() -> tuple[str, str]:
     try:
         from mlflow.utils.conda import _get_conda_executable_for_create_env, get_conda_bin_executable
     except ImportError:
-        import os
-
         home = os.environ.get("MLFLOW_CONDA_HOME")
         exe = os.environ.get("CONDA_EXE")
 

@@ -21,6 +21,8 @@ from pathlib import Path
 
 from filelock import FileLock, Timeout
 
+from .errors import ConfigProblem
+
 AUTO = "auto"
 LOCK_DIR_ENV = "SWEEPER_DEVICE_LOCK_DIR"  # where the per-device locks live (tests, odd hosts)
 POLL_SECONDS = 0.2  # how often a trial waiting for devices looks again
@@ -248,8 +250,11 @@ class NoDevicePool:
         return NO_DEVICES
 
 
+NO_DEVICE_POOL = NoDevicePool()
+
+
 def device_pool(plan: DevicePlan) -> DevicePool | NoDevicePool:
-    return DevicePool(plan) if plan.groups else NoDevicePool()
+    return DevicePool(plan) if plan.groups else NO_DEVICE_POOL
 
 
 # ---- config keys ---------------------------------------------------------------------------------
@@ -262,11 +267,11 @@ def load_devices(where, key: str, value: object) -> str | tuple[str, ...]:
     try:
         return parse_devices(value)
     except DeviceError as exc:
-        raise where.fail(key, str(exc)) from None
+        raise ConfigProblem(key, str(exc)) from None
 
 
 def load_env_name(where, key: str, value: object) -> str:
     """`device_env`: the name of an environment variable."""
     if not isinstance(value, str) or not _ENV_NAME.match(value):
-        raise where.fail(key, f"expected the name of an environment variable, got {value!r}")
+        raise ConfigProblem(key, f"expected the name of an environment variable, got {value!r}")
     return value

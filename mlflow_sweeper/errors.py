@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
@@ -24,6 +27,33 @@ class ConfigError(SweeperError):
         self.key = key
         where = f"{path}: {key}: " if key else f"{path}: "
         super().__init__(where + message)
+
+
+class ConfigProblem(ValueError):
+    """A config value that cannot be used, raised where the file is not known (a value check, the
+    search space, an algorithm, a pruner). The one place that reads a file turns it into the
+    ConfigError that names the file (`in_config_file`), so every config problem reads alike."""
+
+    def __init__(self, key: str | None, message: str):
+        self.key = key
+        self.message = message
+        super().__init__(message)
+
+    def under(self, prefix: str) -> ConfigProblem:
+        """The same problem, its key under `prefix` (a space's `x.step` under `parameters`)."""
+        return ConfigProblem(f"{prefix}.{self.key}" if self.key else prefix, self.message)
+
+    def at(self, path: object) -> ConfigError:
+        return ConfigError(str(path), self.key, self.message)
+
+
+@contextmanager
+def in_config_file(path: object) -> Iterator[None]:
+    """Every ConfigProblem raised inside becomes the ConfigError naming the file `path`."""
+    try:
+        yield
+    except ConfigProblem as problem:
+        raise problem.at(path) from None
 
 
 class StorageError(SweeperError):

@@ -12,6 +12,7 @@ import re
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from .errors import ConfigProblem
 from .hints import did_you_mean
 
 DEFAULT_INFEASIBLE = [
@@ -32,14 +33,14 @@ def load_patterns(where: Any, key: str, value: Any) -> tuple[str, ...]:
     if isinstance(value, str):
         value = [value]
     if not isinstance(value, list | tuple):
-        raise where.fail(key, f"expected a list of regular expressions, got {value!r}")
+        raise ConfigProblem(key, f"expected a list of regular expressions, got {value!r}")
     for item in value:
         if not isinstance(item, str) or not item:
-            raise where.fail(key, f"expected a non-empty regular expression, got {item!r}")
+            raise ConfigProblem(key, f"expected a non-empty regular expression, got {item!r}")
         try:
             re.compile(item)
         except re.error as exc:
-            raise where.fail(key, f"{item!r} is not a valid regular expression: {exc}") from None
+            raise ConfigProblem(key, f"{item!r} is not a valid regular expression: {exc}") from None
     return tuple(value)
 
 

@@ -40,6 +40,7 @@ IN_PROCESS_MODULES = {
     "test_space.py",
     "test_space_conditional.py",
     "test_storage_kinds.py",
+    "test_trial_path.py",
 }
 SMOKE_MODULES = {"test_smoke.py"}
 

@@ -17,10 +17,16 @@ from click.testing import CliRunner
 from conftest import run_cli
 from test_bad_config import assert_nothing_written, snapshot, the_message
 
-from mlflow_sweeper.algorithms import ALGORITHMS, PointSource, UnknownAlgorithm, algorithm_class, slot_seed
 from mlflow_sweeper.cli import main
 from mlflow_sweeper.config import load_config, load_configs
 from mlflow_sweeper.errors import ConfigError
+from mlflow_sweeper.search.algorithms import (
+    ALGORITHMS,
+    PointSource,
+    UnknownAlgorithm,
+    algorithm_class,
+    slot_seed,
+)
 
 HAS_TORCH = importlib.util.find_spec("torch") is not None
 MIXED = {
@@ -203,7 +209,7 @@ def test_the_rehearsal_leaves_a_samplers_warnings_to_the_sweep(tmp_path, caplog)
     the sweep's own sampler logs the warning once."""
     import logging
 
-    from mlflow_sweeper.algorithms import base
+    from mlflow_sweeper.search.algorithms import base
 
     base._WARNED.clear()
     ranges = {"x": {"low": 0.0, "high": 1.0}, "y": {"low": 0.0, "high": 1.0}}

@@ -6,10 +6,10 @@ import pytest
 from conftest import write_config
 
 from mlflow_sweeper.agent.closing import CLOSE_ACTIONS, CloseAction, CloseContext, FinishParent, close_sweep
-from mlflow_sweeper.algorithms import PointSource
 from mlflow_sweeper.config import load_config
 from mlflow_sweeper.coordination import SweepStudy, agent_id
 from mlflow_sweeper.record import BEST_RUN_TAG, Recorder
+from mlflow_sweeper.search.algorithms import PointSource
 from mlflow_sweeper.storages import open_mlflow_tracking, open_optuna_storage
 
 

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import importlib
+from pathlib import Path
 
 import pytest
 
 from mlflow_sweeper.compat import PRIVATE_NAMES
+
+PROJECTS = Path(__file__).resolve().parent
 
 
 @pytest.mark.parametrize(("module", "path"), PRIVATE_NAMES, ids=[f"{m}:{p}" for m, p in PRIVATE_NAMES])
@@ -44,3 +47,38 @@ def test_compat_helpers_work_on_real_objects(tmp_path):
     assert compat.can_hard_delete(client)
     run = client.create_run(client.create_experiment("e"))
     compat.hard_delete_run(client, run.info.run_id)
+
+
+def test_trial_id_is_the_id_the_storage_knows(tmp_path):
+    import optuna
+
+    from mlflow_sweeper import compat
+
+    storage = optuna.storages.RDBStorage(f"sqlite:///{tmp_path / 'o.db'}")
+    study = optuna.create_study(storage=storage, study_name="s")
+    study.enqueue_trial({})
+    study.enqueue_trial({})
+    for trial in study.get_trials(deepcopy=False):
+        assert storage.get_trial(compat.trial_id(trial)).number == trial.number
+
+
+def test_mlflow_names_through_compat(tmp_path):
+    from mlflow_sweeper import compat
+
+    assert compat.mlflow_tags().MLFLOW_PARENT_RUN_ID == "mlflow.parentRunId"
+    managers = compat.env_managers()
+    assert (managers.LOCAL, managers.VIRTUALENV, managers.UV) == ("local", "virtualenv", "uv")
+    assert compat.has_python_env(compat.load_project(str(PROJECTS / "project_real")))
+    conda = tmp_path / "conda_project"
+    conda.mkdir()
+    (conda / "conda.yaml").write_text("name: p\ndependencies: [python]\n")
+    (conda / "MLproject").write_text("name: p\nconda_env: conda.yaml\nentry_points: {main: {command: x}}\n")
+    assert not compat.has_python_env(compat.load_project(str(conda)))
+
+    artifacts = tmp_path / "artifacts"
+    (artifacts / "model").mkdir(parents=True)
+    (artifacts / "model" / "weights.bin").write_bytes(b"0")
+    assert compat.local_artifact_path(artifacts.as_uri()) == str(artifacts)
+    assert compat.local_artifact_path("s3://bucket/run/artifacts") is None
+    compat.delete_artifacts(artifacts.as_uri())
+    assert not (artifacts / "model" / "weights.bin").exists()

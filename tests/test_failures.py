@@ -232,6 +232,7 @@ def assert_replaced(mlflow: str, old_run: str, new_run: str) -> None:
 # ---- retries ---------------------------------------------------------------------------------------
 
 
+@pytest.mark.extended  # in-process: tests/test_trial_path.py
 def test_trial_failing_once_is_retried_and_failed_run_retired(tmp_path):
     record = tmp_path / "records.jsonl"
     config = write_config(tmp_path, parameters={**GRID, "behave": "fail_once", "record": str(record)})

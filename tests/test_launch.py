@@ -14,7 +14,6 @@ from conftest import PROJECT, write_config
 from mlflow.tracking import MlflowClient
 
 from mlflow_sweeper.agent.trial import RecordedRuns
-from mlflow_sweeper.algorithms import PointSource
 from mlflow_sweeper.config import load_config
 from mlflow_sweeper.coordination import RUN_ATTR, SweepStudy, agent_id
 from mlflow_sweeper.launch import (
@@ -28,6 +27,7 @@ from mlflow_sweeper.launch import (
     make_launcher,
 )
 from mlflow_sweeper.record import Recorder
+from mlflow_sweeper.search.algorithms import PointSource
 from mlflow_sweeper.storages import open_mlflow_tracking, open_optuna_storage
 
 
@@ -138,8 +138,8 @@ def test_a_cancelled_backend_run_ends_and_reports_failure(tmp_path, global_track
 def test_the_agent_stops_mlflow_printing_run_urls_but_trials_keep_the_users_setting(monkeypatch, user):
     """On a tracking server, MLflow reads a run once more and prints its URL whenever it ends:
     the agent turns that off for itself; a trial's environment is the user's."""
-    from mlflow_sweeper import record
     from mlflow_sweeper.launch.process import run_env
+    from mlflow_sweeper.record import agent_run as record
 
     if user is None:
         monkeypatch.delenv(record.URL_PRINTING, raising=False)

@@ -21,6 +21,7 @@ from mlflow_sweeper.preflight import (
     ProjectSource,
     check_absent_have_defaults,
     check_env_manager,
+    check_project,
     full_parameters,
     get_entry_point,
     is_remote_uri,
@@ -186,8 +187,6 @@ def test_parameters_some_trials_leave_out_need_a_default(project):
 
 
 def test_optional_parameters_in_the_full_check(project, tmp_path):
-    from mlflow_sweeper.preflight import check_project
-
     config = config_for(tmp_path, project=str(project), entry_point="needs_alpha")
     check_project(config, optional=["data"])
     with pytest.raises(ProjectError, match="some trials do not set it"):

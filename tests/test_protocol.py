@@ -25,7 +25,6 @@ from optuna.storages.journal import JournalFileBackend, JournalStorage
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
-from mlflow_sweeper.algorithms import PointSource
 from mlflow_sweeper.config import load_config
 from mlflow_sweeper.coordination import (
     AGENT,
@@ -43,6 +42,7 @@ from mlflow_sweeper.coordination import (
 from mlflow_sweeper.coordination.names import CLOSE_EPOCH, RUN_ATTR, study_names
 from mlflow_sweeper.coordination.store import trial_template
 from mlflow_sweeper.errors import SweeperError
+from mlflow_sweeper.search.algorithms import PointSource
 from mlflow_sweeper.storages import open_optuna_storage
 
 AGENTS = 8

@@ -20,7 +20,7 @@ import optuna
 import pytest
 from conftest import REQUIRE_SERVERS, mlflow_runs, run_cli, write_config
 
-from mlflow_sweeper.config import load_config
+from mlflow_sweeper.config import Metric, Objective, load_config
 from mlflow_sweeper.report import build_report
 from mlflow_sweeper.report.charts import CHARTS, Chart
 
@@ -128,12 +128,12 @@ def test_report_log_puts_the_report_on_the_parent_run(swept, tmp_path):
 
 def test_report_for_sweep_builds_and_logs_from_the_real_stores(swept, tmp_path):
     """The call the closing agent makes, on the real SweepStudy and Recorder of the sweep."""
-    from mlflow_sweeper.admin import _open_recorder, _open_study
+    from mlflow_sweeper.opening import open_sweep
     from mlflow_sweeper.report import report_for_sweep
 
     config = load_config(swept["config"])
-    study = _open_study(config)
-    recorder = _open_recorder(config, study)
+    sweep = open_sweep(config, create=False)
+    study, recorder = sweep.study, sweep.recorder
     report = report_for_sweep(config, study, recorder, tmp_path / "close", log=True)
     assert report is not None and not report.problems, report and report.problems
     assert len(read_rows(tmp_path / "close" / "trials.csv")) == 6
@@ -224,7 +224,8 @@ def test_a_chart_that_fails_leaves_the_rest_of_the_report(tmp_path):
 def test_multi_objective_report_has_a_pareto_front_and_a_column_per_metric(tmp_path):
     metrics = [{"name": "acc", "direction": "maximize"}, {"name": "latency", "direction": "minimize"}]
     config = _config(tmp_path)
-    config = dataclasses.replace(config, raw={**config.raw, "spec": {"metrics": metrics}})
+    spec = Objective("maximize", None, metrics=tuple(Metric(m["name"], m["direction"]) for m in metrics))
+    config = dataclasses.replace(config, raw={**config.raw, "spec": {"metrics": metrics}}, objective=spec)
 
     def objective(trial):
         x = trial.suggest_float("x", 0.0, 1.0)

@@ -118,3 +118,22 @@ def test_readme_config_reference_lists_every_key():
     reference = reference[: reference.index("```", reference.index("```yaml") + 7)]
     missing = [name for name in sorted(KEYS) if not re.search(rf"^#?\s*{name}:", reference, re.M)]
     assert not missing, f"README's config reference does not show {missing}"
+
+
+def test_the_algorithm_names_come_from_the_registry():
+    """The schema's doc is the registry's list; the README lists exactly the registry's names, in
+    its config reference and in its "Choosing an algorithm" table."""
+    from mlflow_sweeper.search.algorithms import ALGORITHMS
+
+    assert next(key for key in SCHEMA if key.name == "algorithm").doc == " | ".join(ALGORITHMS)
+    text = README.read_text(encoding="utf-8")
+    reference = text[text.index("## Config reference") :]
+    line = reference[reference.index("\nalgorithm:") : reference.index("\nsampler_options:")]
+    comment = " ".join(part.split("#", 1)[1] for part in line.strip().splitlines())
+    listed = [choice.split()[0] for choice in comment.split("|")]  # "grid (default)" -> "grid"
+    assert listed == list(ALGORITHMS)
+    table = text[text.index("## Choosing an algorithm") :]
+    table = table[: table.index("\n\n", table.index("|---|"))]
+    rows = [row.split("|")[1] for row in table.splitlines() if row.startswith("| `")]
+    in_table = [name for row in rows for name in re.findall(r"`([a-z0-9]+)`", row)]
+    assert sorted(in_table) == sorted(ALGORITHMS)

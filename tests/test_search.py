@@ -93,8 +93,8 @@ EXAMPLES = sorted((PROJECT.parent.parent / "examples").glob("*.yaml"))
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=[p.stem for p in EXAMPLES])
 def test_every_example_config_is_valid(path):
-    from mlflow_sweeper.algorithms import ALGORITHMS, PointSource
     from mlflow_sweeper.config import load_config
+    from mlflow_sweeper.search.algorithms import ALGORITHMS, PointSource
 
     algorithm = yaml.safe_load(path.read_text())["algorithm"]
     if ALGORITHMS[algorithm].missing_requirement():
@@ -277,6 +277,7 @@ def test_a_trial_reaching_the_target_stops_new_trials_and_the_sweep_is_complete(
 # ---- early stopping ----------------------------------------------------------------------------
 
 
+@pytest.mark.extended  # in-process: tests/test_trial_path.py
 def test_early_stopping_prunes_a_bad_trial_which_is_killed_tagged_pruned_and_not_retried(tmp_path):
     record = tmp_path / "records.jsonl"
     # curve = x * (step + 1) over 8 steps, 0.4 s apart: x=3 passes 5 at step 1 and is pruned;

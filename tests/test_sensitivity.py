@@ -8,7 +8,7 @@ import math
 import optuna
 import pytest
 
-from mlflow_sweeper.sensitivity import (
+from mlflow_sweeper.search.sensitivity import (
     default_base,
     parse_sensitivity,
     sensitivity_plan,
@@ -17,7 +17,7 @@ from mlflow_sweeper.sensitivity import (
     unswept_at_base,
     varied_parameter,
 )
-from mlflow_sweeper.space import SearchSpace, SpaceError
+from mlflow_sweeper.search.space import SearchSpace, SpaceError
 
 
 def parse(parameters: dict) -> SearchSpace:
@@ -193,7 +193,7 @@ def test_conditional_plan_skips_parameters_inactive_at_the_base():
 
 
 def test_a_parameter_inactive_at_the_base_is_named_in_a_note():
-    from mlflow_sweeper.algorithms.builtin import Sensitivity
+    from mlflow_sweeper.search.algorithms.builtin import Sensitivity
 
     parameters = {
         "optimizer": ["sgd", "adam"],

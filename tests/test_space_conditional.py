@@ -10,7 +10,7 @@ from optuna.distributions import CategoricalDistribution
 
 from mlflow_sweeper.config import load_config
 from mlflow_sweeper.errors import ConfigError
-from mlflow_sweeper.space import (
+from mlflow_sweeper.search.space import (
     ConditionalGrid,
     Grid,
     Permutation,

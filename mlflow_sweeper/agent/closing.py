@@ -68,22 +68,13 @@ class RecordPareto(CloseAction):
         context.recorder.record_pareto(context.parent_id, run_ids)
 
 
-class RecordSensitivity(CloseAction):
-    """A sensitivity sweep: `sensitivity/<param>` on the parent, the objective's spread over the
-    trials that moved that parameter alone, the base trial included."""
+class RecordAlgorithmMetrics(CloseAction):
+    """The metrics the sweep's algorithm gives for the whole sweep, on the parent (a sensitivity
+    sweep's `sensitivity/<param>`); most algorithms give none."""
 
     def run(self, context: CloseContext) -> None:
-        plan = getattr(context.study.source.strategy, "plan", None)
-        if context.config.algorithm != "sensitivity" or not plan or context.config.objective.metric is None:
-            return
-        from optuna.trial import TrialState
-
-        from ..sensitivity import sensitivity_spread
-
-        rows = [(dict(t.params), t.value) for t in context.trials if t.state == TrialState.COMPLETE]
-        spread = sensitivity_spread(rows, base=plan[0])
-        if spread:
-            metrics = {f"sensitivity/{name}": value for name, value in spread.items()}
+        metrics = context.study.source.strategy.close_metrics(context.trials)
+        if metrics:
             context.recorder.record_parent_metrics(context.parent_id, metrics)
 
 
@@ -105,7 +96,7 @@ class FinishParent(CloseAction):
 CLOSE_ACTIONS: list[CloseAction] = [
     RecordBest(),
     RecordPareto(),
-    RecordSensitivity(),
+    RecordAlgorithmMetrics(),
     RecordStopped(),
     WriteReport(),
     FinishParent(),

@@ -6,13 +6,15 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import threading
 import time
-from typing import TYPE_CHECKING
+from collections.abc import Callable
 
+from ..coordination import SweepStudy
 from ..launch.process import stop_orphaned_trial
-
-if TYPE_CHECKING:
-    from .session import SweepSession
+from ..progress import Reporter
+from ..record import Recorder
+from .stop import StopSignal
 
 log = logging.getLogger(__name__)
 
@@ -25,39 +27,56 @@ def maintenance_interval(stale_after: float) -> float:
     return max(0.2, min(30.0, stale_after / 4))
 
 
-def maintain(session: SweepSession) -> None:
-    """Beat, reclaim and sync the progress, sleep, until the session is done. The first check
-    runs at once, so a restarted agent takes over its dead predecessor's trials right away."""
-    interval = maintenance_interval(session.config.stale_after)
-    next_beat = 0.0
-    while True:
-        if time.monotonic() >= next_beat:
-            next_beat = time.monotonic() + interval
-            own = session.running_trial_ids()
-            if own:
-                session.study.heartbeat(own)
-            try:
-                reclaim(session, own)
-            except Exception as exc:  # noqa: BLE001 - try again at the next beat
-                log.warning("could not check for stale trials: %s", exc)
-        session.refresh_progress()
-        if session.done.wait(min(interval, PROGRESS_SYNC_SECONDS)):
-            return
+class Maintenance:
+    """The maintenance thread's work for one agent on one sweep."""
+
+    def __init__(
+        self,
+        study: SweepStudy,
+        recorder: Recorder,
+        console: Reporter,
+        stale_after: float,
+        running_ids: Callable[[], set[int]],
+        refresh_progress: Callable[[], None],
+    ):
+        self.study = study
+        self.recorder = recorder
+        self.console = console
+        self.interval = maintenance_interval(stale_after)
+        self.running_ids = running_ids  # this agent's running trials (Optuna trial ids)
+        self.refresh_progress = refresh_progress
+
+    def run(self, done: threading.Event) -> None:
+        """Beat, reclaim and sync the progress, sleep, until `done`. The first check runs at once,
+        so a restarted agent takes over its dead predecessor's trials right away."""
+        next_beat = 0.0
+        while True:
+            if time.monotonic() >= next_beat:
+                next_beat = time.monotonic() + self.interval
+                own = self.running_ids()
+                if own:
+                    self.study.heartbeat(own)
+                try:
+                    self.reclaim(own)
+                except Exception as exc:  # noqa: BLE001 - try again at the next beat
+                    log.warning("could not check for stale trials: %s", exc)
+            self.refresh_progress()
+            if done.wait(min(self.interval, PROGRESS_SYNC_SECONDS)):
+                return
+
+    def reclaim(self, own: set[int]) -> None:
+        for trial, why, requeued in self.study.reclaim_stale(own):
+            run_id = trial.user_attrs.get("mlflow_run_id")
+            stopped = stop_orphaned_trial(run_id)  # no point runs twice at once on this host
+            self.recorder.kill_run(run_id, "FAILED")
+            then = "re-queued" if requeued else "failed for good"
+            left = "; stopped its processes left on this host" if stopped else ""
+            self.console.event(f"trial {trial.number} reclaimed: {why}; {then}{left}")
+        for slot in self.study.release_stale_claims():
+            self.console.event(f"slot {slot} released: its agent died while claiming it")
 
 
-def reclaim(session: SweepSession, own: set[int]) -> None:
-    for trial, why, requeued in session.study.reclaim_stale(own):
-        run_id = trial.user_attrs.get("mlflow_run_id")
-        stopped = stop_orphaned_trial(run_id)  # no point runs twice at once on this host
-        session.recorder.kill_run(run_id, "FAILED")
-        then = "re-queued" if requeued else "failed for good"
-        left = "; stopped its processes left on this host" if stopped else ""
-        session.report(f"trial {trial.number} reclaimed: {why}; {then}{left}")
-    for slot in session.study.release_stale_claims():
-        session.report(f"slot {slot} released: its agent died while claiming it")
-
-
-def requeue_lost(session: SweepSession) -> bool:
+def requeue_lost(study: SweepStudy, stop: StopSignal) -> bool:
     """Look for points owed a re-run once nothing is active; True to go on working.
 
     A stale trial is failed first and re-queued right after by the agent that reclaimed it (a
@@ -65,11 +84,11 @@ def requeue_lost(session: SweepSession) -> bool:
     queued here once the failure is older than LOST_REQUEUE_GRACE; until then this agent waits
     for the re-queue to appear.
     """
-    if not session.study.is_finished():
+    if not study.is_finished():
         return False
-    trials = session.study.trials()
-    lost = session.study.unresolved_slots(trials)
-    orphaned = session.study.orphaned_slots(trials)
+    trials = study.trials()
+    lost = study.unresolved_slots(trials)
+    orphaned = study.orphaned_slots(trials)
     if not lost and not orphaned:
         return False
     now = dt.datetime.now()
@@ -79,8 +98,8 @@ def requeue_lost(session: SweepSession) -> bool:
 
     for trial in lost:
         if overdue(trial.datetime_complete):
-            session.study.requeue_trial(trial)
+            study.requeue_trial(trial)
     for slot, voided in orphaned.items():
         if overdue(voided):
-            session.study.queue_slot(slot)
-    return not session.agent.stop.wait(1.0)
+            study.queue_slot(slot)
+    return not stop.wait(1.0)

@@ -1,81 +1,66 @@
-"""Building one agent's session on one sweep: both storages probed, the study found or created,
-the parent run, the launcher and the progress, in the order that writes nothing too early."""
+"""Building one agent's parts for one sweep, once, when it opens: the sweep itself (`open_sweep`:
+both storages, the study found or created, drift, the parent run), then the agent's own run
+tagged, the launcher, the progress and counts, the early-stopping watch and the log uploads."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Callable
 
-from ..algorithms import PointSource
+from ..config import SweepConfig
 from ..coordination import SweepStudy
-from ..launch import make_launcher
-from ..progress import SweepProgress
-from ..record import Recorder, tag_agent_run
-from ..storages import exists as storage_exists
-from ..storages import open_mlflow_tracking, open_optuna_storage, probe_mlflow_storage, probe_optuna_storage
-from ..storages.pools import AGENT_APPLICATION, agent_pools, store_turn
-from ..tracking_store import (
-    agreed_tracking_uri,
-    explicit_tracking_uri,
-    first_records,
-    record_tracking_uri,
-    sweep_tracking_uri,
-)
-
-if TYPE_CHECKING:
-    from ..config import SweepConfig
-    from ..preflight import CheckedProject
-    from .process import Agent
-    from .session import SweepSession
+from ..devices import NO_DEVICE_POOL, DevicePool, NoDevicePool
+from ..launch import Launcher, make_launcher
+from ..opening import open_sweep
+from ..preflight import CheckedProject
+from ..progress import Reporter, SweepProgress
+from ..record import tag_agent_run
+from ..storages.pools import store_turn
+from .counts import SweepCounts
+from .parts import SweepParts
+from .result import SweepResult
+from .stop import StopSignal
+from .uploads import LogUploads
+from .watch import watch_for
 
 
-def open_session(
-    session_class: type[SweepSession], agent: Agent, config: SweepConfig, checked: CheckedProject | None
-) -> SweepSession:
-    """Probe both storages, find or create the study and its parent run, check for drift.
-
-    The MLflow storage is the config's, else MLFLOW_TRACKING_URI, else the one recorded in the
-    sweep's study by its first agent, else MLflow's default (then recorded for the others)."""
-    # Both storages must answer before either is created or written.
-    probe_optuna_storage(config.optuna_storage)
-    optuna_pool, mlflow_pool = agent_pools(agent.n_jobs)
-    named = explicit_tracking_uri(config)
-
-    def open_study() -> SweepStudy:
-        storage = open_optuna_storage(config.optuna_storage, optuna_pool.size, optuna_pool.overflow)
-        return SweepStudy(storage, config, PointSource(config), agent.agent)
-
-    study = None
-    if named is None and storage_exists(config.optuna_storage):  # a store recorded there wins
-        study = open_study()
-    found = study is not None and study.find()
-    tracking_uri = sweep_tracking_uri(config, study if found else None)
-    probe_mlflow_storage(tracking_uri)
-    if study is None:
-        study = open_study()
-        found = study.find()
-    created = False
-    if not found:  # whoever creates the study records its store with it, before the parent run
-        created = study.create_or_find(first_records(tracking_uri))
-    if not created:
-        study.check_drift()  # before anything is written for this config
-    if named is None:
-        # Agents started together from different directories agree on one store: the one the
-        # study's creator recorded with it.
-        agreed = agreed_tracking_uri(study, created, tracking_uri)
-        if agreed != tracking_uri:
-            tracking_uri = agreed
-            probe_mlflow_storage(tracking_uri)
-    client = open_mlflow_tracking(tracking_uri, mlflow_pool, AGENT_APPLICATION)
-    recorder = Recorder(client, config)
-    parent_id = study.create_or_attach(recorder.create_parent, recorder.parent_state)
-    record_tracking_uri(study, tracking_uri)
+def open_parts(
+    config: SweepConfig,
+    checked: CheckedProject | None,
+    console: Reporter,
+    stop: StopSignal,
+    agent: str,
+    n_jobs: int,
+    launcher_factory: Callable[..., Launcher] = make_launcher,
+    devices: DevicePool | NoDevicePool = NO_DEVICE_POOL,
+) -> SweepParts:
+    """The sweep opened for this agent, and every part a session on it is built from.
+    `launcher_factory` takes `make_launcher`'s arguments (a test passes its own launcher);
+    `devices` is this host's pool for the sweep, planned by the agent (it also sizes `n_jobs`)."""
+    sweep = open_sweep(config, agent=agent, n_jobs=n_jobs)
+    study, recorder, parent_id = sweep.study, sweep.recorder, sweep.parent_id
+    assert study is not None and recorder is not None and parent_id is not None  # opened, not found
+    client = recorder.client
     hint = tag_agent_run(config, parent_id, recorder.experiment_id, client.tracking_uri)
     if hint:
-        agent.reporter.event(hint)
-    launcher = make_launcher(config, client.tracking_uri, config.log_dir, checked, store_turn(client))
-    session = session_class(agent, config, study, recorder, parent_id, launcher, _progress(config, study))
-    session.checked = checked
-    return session
+        console.event(hint)
+    launcher = launcher_factory(config, client.tracking_uri, config.log_dir, checked, store_turn(client))
+    progress = _progress(config, study)
+    return SweepParts(
+        config=config,
+        study=study,
+        recorder=recorder,
+        parent_id=parent_id,
+        launcher=launcher,
+        console=console,
+        stop=stop,
+        progress=progress,
+        counts=SweepCounts(progress, single_objective=not config.objective.multi),
+        checked=checked,
+        watch=watch_for(config, recorder, study),
+        uploads=LogUploads(recorder),
+        devices=devices,
+        result=SweepResult(config.identity),
+    )
 
 
 def _progress(config: SweepConfig, study: SweepStudy) -> SweepProgress:

@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import os
 import signal
-import threading
 
 from ..config import SweepConfig
 from ..coordination import agent_id
-from ..devices import DevicePlan, plan_devices
+from ..devices import DevicePlan, device_pool, plan_devices
 from ..errors import EXIT_INTERRUPTED, EXIT_OK
-from ..launch import kill_tree
 from ..preflight import CheckedProject, preflight_all, release
 from ..progress import Reporter
 from ..record import quiet_run_urls
+from .opening import open_parts
 from .session import SweepSession
+from .stop import StartBudget, StopSignal
 
 
 class Agent:
@@ -25,27 +25,20 @@ class Agent:
         reporter: Reporter | None = None,
         retry_failed: bool = False,
     ):
-        self.requested_jobs = n_jobs  # None: not given (`devices` then decide)
-        self.n_jobs = max(1, n_jobs or 1)
-        self.device_plans: dict[int, DevicePlan] = {}  # by id(config): this host's devices
-        self.count = count
+        self.n_jobs = n_jobs  # None: not given (1, or with `devices` one per device group)
         self.retry_failed = retry_failed  # points that failed for good get a fresh set of attempts
-        self.started = 0
+        self.starts = StartBudget(count)  # `--count`, across all the sweeps of this agent
         self.reporter = reporter or Reporter()
-        self.stop = threading.Event()
+        self.stop = StopSignal()
         self.agent = agent_id()
-        self.trial_pids: set[int] = set()
-        self.workers_active = False  # set while workers run: Ctrl-C then cancels them cleanly
-        self._lock = threading.Lock()
 
     def install_signal_handlers(self) -> None:
         def handler(signum, frame):
-            if not self.workers_active:
+            if not self.stop.workers_active:
                 raise KeyboardInterrupt  # nothing to cancel yet: leave now, exit 130
             if self.stop.is_set():
                 # Second Ctrl-C: kill what is running and leave at once.
-                for pid in list(self.trial_pids):
-                    kill_tree(pid, grace=0)
+                self.stop.kill_trials()
                 os._exit(EXIT_INTERRUPTED)
             self.stop.set()
             self.reporter.event("interrupted: cancelling running trials (press Ctrl-C again to quit at once)")
@@ -70,37 +63,32 @@ class Agent:
         for config in configs:
             if self.stop.is_set():
                 return EXIT_INTERRUPTED
-            self._plan_devices(config)
-            result = SweepSession.open(self, config, checked.get(id(config))).run()
+            result = self.open_session(config, checked.get(id(config))).run()
             if result.interrupted:
                 return EXIT_INTERRUPTED
             code = max(code, result.exit_code)
-            if self.count is not None and self.started >= self.count:
+            if self.starts.used_up():
                 break
         return code
 
-    def _plan_devices(self, config: SweepConfig) -> None:
-        """This host's devices for the sweep (`auto` asks nvidia-smi), and `-j` from them."""
+    def open_session(self, config: SweepConfig, checked: CheckedProject | None = None) -> SweepSession:
+        """Open the sweep and build this agent's session on it from its parts."""
+        plan = self._plan_devices(config)
+        n_jobs, capped = plan.jobs(self.n_jobs)
+        if capped:
+            self.reporter.event(f"{config.identity}: {capped}")
+        pool = device_pool(plan)
+        parts = open_parts(config, checked, self.reporter, self.stop, self.agent, n_jobs, devices=pool)
+        return SweepSession(parts, n_jobs, self.starts, self.retry_failed)
+
+    def _plan_devices(self, config: SweepConfig) -> DevicePlan:
+        """This host's devices for the sweep (`auto` asks nvidia-smi), which also size `-j`."""
         plan = plan_devices(config.devices, config.devices_per_trial, config.device_env)
-        self.device_plans[id(config)] = plan
-        self.n_jobs, capped = plan.jobs(self.requested_jobs)
-        for note in (*plan.notes, capped):
-            if note:
-                self.reporter.event(f"{config.identity}: {note}")
+        for note in plan.notes:
+            self.reporter.event(f"{config.identity}: {note}")
         if plan.groups:
             self.reporter.event(
                 f"{config.identity}: devices {','.join(plan.devices)} ({config.device_env}), "
                 f"{plan.per_trial} per trial"
             )
-
-    def reserve_start(self) -> bool:
-        """Count a trial against --count; False once this agent has started enough."""
-        with self._lock:
-            if self.count is not None and self.started >= self.count:
-                return False
-            self.started += 1
-            return True
-
-    def release_start(self) -> None:
-        with self._lock:
-            self.started -= 1
+        return plan

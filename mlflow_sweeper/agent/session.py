@@ -1,130 +1,115 @@
 """One agent working on one sweep: its workers, its end, and the close of the sweep.
 
-`SweepSession.open` (built in `opening.py`: both storages probed, the study found or created,
-the parent run, the launcher) returns a ready object; `run` starts `n_jobs` workers that claim
-trials and run each as a `TrialExecution`, and a maintenance thread.
+Built from `SweepParts` (`opening.open_parts`: the sweep opened, the launcher, the progress);
+`run` starts `n_jobs` workers that claim trials and run each as a `TrialExecution`, and a
+maintenance thread; `SweepEnd` (`ending.py`) closes the sweep and says how it ended.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from pathlib import Path
-from typing import TYPE_CHECKING
 
-from optuna.trial import TrialState
-
-from ..config import SweepConfig
-from ..coordination import RUN_ATTR, SweepStudy, Work
-from ..coordination.names import SLOT
-from ..launch import Launcher
-from ..progress import SweepProgress
-from ..record import Recorder
-from ..trial_log import indented_tail
-from .closing import CloseContext, close_sweep
-from .counts import SweepCounts
-from .fail_fast import fail_fast_reason
+from ..coordination import Work
+from .ending import SweepEnd
+from .failures import Failures
 from .idle import IdleBackoff
-from .maintenance import maintain, requeue_lost
-from .result import SweepResult, describe_failures
-from .trial import StopRequested, TrialExecution
-from .uploads import LogUploads
-
-if TYPE_CHECKING:
-    from optuna.trial import FrozenTrial
-
-    from ..preflight import CheckedProject
-    from .process import Agent
+from .maintenance import Maintenance, requeue_lost
+from .parts import SweepParts
+from .result import SweepResult
+from .stop import StartBudget
+from .trial import StopRequested, TrialContext, TrialExecution
 
 log = logging.getLogger(__name__)
 
 
 class SweepSession:
-    """One agent on one sweep. Build it with `SweepSession.open`."""
+    """One agent on one sweep."""
 
     def __init__(
         self,
-        agent: Agent,
-        config: SweepConfig,
-        study: SweepStudy,
-        recorder: Recorder,
-        parent_id: str,
-        launcher: Launcher,
-        progress: SweepProgress,
+        parts: SweepParts,
+        n_jobs: int = 1,
+        starts: StartBudget | None = None,
+        retry_failed: bool = False,
     ):
-        self.agent = agent
-        self.config = config
-        self.study = study
-        self.recorder = recorder
-        self.parent_id = parent_id
-        self.launcher = launcher
-        self.progress = progress
-        self.log_dir: Path = config.log_dir
-        self.result = SweepResult(config.identity)
-        self.counts = SweepCounts(progress, single_objective=not config.objective.multi)
+        self.parts = parts
+        self.n_jobs = max(1, n_jobs)
+        self.starts = starts or StartBudget()
+        self.retry_failed = retry_failed  # points that failed for good get a fresh set of attempts
+        self.config, self.study, self.result = parts.config, parts.study, parts.result
+        self.failures = Failures(
+            parts.config, parts.study, parts.counts, parts.progress, parts.console, parts.result
+        )
+        self.trial_context = TrialContext.of(parts, self.failures)
+        self.end = SweepEnd(parts)
         self.running: dict[int, TrialExecution] = {}  # by Optuna trial id
         self.lock = threading.Lock()  # guards `running`
         self.done = threading.Event()  # set when the workers are gone: maintenance stops
-        self.checked: CheckedProject | None = None  # the entry point's project, as checked
         self.idle = IdleBackoff()  # idle workers look for work in turn, less often over time
-        self.uploads = LogUploads(recorder)  # trial logs, attached to their runs in the background
-
-    @classmethod
-    def open(cls, agent: Agent, config: SweepConfig, checked: CheckedProject | None = None) -> SweepSession:
-        """Probe both storages, find or create the study and its parent run, check for drift."""
-        from .opening import open_session
-
-        return open_session(cls, agent, config, checked)
 
     # ---- the session -----------------------------------------------------------------------------
 
     def report(self, message: str) -> None:
-        self.agent.reporter.event(message)
+        self.parts.console.event(message)
 
     def report_stop(self, message: str) -> None:
         """Why this agent stops early: `--quiet` prints it too, as it prints the summary."""
-        self.agent.reporter.summary(message)
+        self.parts.console.summary(message)
 
     def run(self) -> SweepResult:
-        if self.agent.retry_failed:
+        parts, stop = self.parts, self.parts.stop
+        if self.retry_failed:
             self._retry_failed()
-        if self.study.is_finished() and not requeue_lost(self):
+        if self.study.is_finished() and not requeue_lost(self.study, stop):
             self.report(f"{self.config.identity}: already complete, nothing to run")
-            return self.finish()
+            return self.end.finish()
         if self.study.is_closed():
             self.study.reopen()  # more to run (a raised budget or retries): a new close is owed
-        self.recorder.set_parent_status(self.parent_id, finished=False)
-        budget = self.study.budget
-        trials = f"{budget} trial{'' if budget == 1 else 's'}"
-        self.agent.reporter.event(
-            f"{self.config.identity}: parent run {self.parent_id}, {trials} in the budget, "
-            f"{self.progress.done} done, up to {self.agent.n_jobs} at once",
-            summary=False,  # --quiet prints only the summary
+        parts.recorder.set_parent_status(parts.parent_id, finished=False)
+        self._announce()
+        parts.console.start(parts.progress)
+        maintenance = Maintenance(
+            self.study,
+            parts.recorder,
+            parts.console,
+            self.config.stale_after,
+            self.running_trial_ids,
+            self.refresh_progress,
         )
-        self._note_ignored_max_trials()
-        for note in self.study.source.strategy.notes():
-            self.report(f"{self.config.identity}: {note}")
-        self.agent.reporter.start(self.progress)
-        maintenance = threading.Thread(target=maintain, args=(self,), daemon=True, name="maintenance")
-        maintenance.start()
+        thread = threading.Thread(target=maintenance.run, args=(self.done,), daemon=True, name="maintenance")
+        thread.start()
         try:
             while True:
                 self._run_workers()
-                if self.agent.stop.is_set() or self.result.error or not requeue_lost(self):
+                if stop.is_set() or self.result.error or not requeue_lost(self.study, stop):
                     break
         finally:
             self.done.set()
-            self.uploads.drain()
-            maintenance.join(timeout=5)
+            parts.uploads.drain()
+            thread.join(timeout=5)
             self.refresh_progress()  # other agents' last trials too, before the bar's last draw
-            self.agent.reporter.stop()
-        if self.agent.stop.is_set():
+            parts.console.stop()
+        if stop.is_set():
             self.result.interrupted = True
             self.report(f"{self.config.identity}: interrupted; run the same command again to resume")
             return self.result
         if self.result.error:
             return self.result
-        return self.finish()
+        return self.end.finish()
+
+    def _announce(self) -> None:
+        """What this agent is about to do, and what of the config does not apply."""
+        budget = self.study.budget
+        trials = f"{budget} trial{'' if budget == 1 else 's'}"
+        self.parts.console.event(
+            f"{self.config.identity}: parent run {self.parts.parent_id}, {trials} in the budget, "
+            f"{self.parts.progress.done} done, up to {self.n_jobs} at once",
+            summary=False,  # --quiet prints only the summary
+        )
+        self._note_ignored_max_trials()
+        for note in self.study.source.strategy.notes():
+            self.report(f"{self.config.identity}: {note}")
 
     def _note_ignored_max_trials(self) -> None:
         """An algorithm with a fixed plan (sensitivity) runs all of it, whatever `max_trials` says."""
@@ -137,56 +122,42 @@ class SweepSession:
 
     def _run_workers(self) -> None:
         workers = [
-            threading.Thread(target=self._worker, daemon=True, name=f"worker-{i}")
-            for i in range(self.agent.n_jobs)
+            threading.Thread(target=self._worker, daemon=True, name=f"worker-{i}") for i in range(self.n_jobs)
         ]
-        self.agent.workers_active = True  # Ctrl-C now cancels trials cleanly
-        try:
+        with self.parts.stop.workers_running():  # Ctrl-C now cancels trials cleanly
             for worker in workers:
                 worker.start()
             for worker in workers:
                 while worker.is_alive():
                     worker.join(timeout=0.2)
-        finally:
-            self.agent.workers_active = False
 
     def _retry_failed(self) -> None:
         """`--retry-failed`: every point that failed for good is queued again with a fresh set of
         attempts, under the same parent (which is RUNNING again until they end)."""
-        failed = self._requeue_failed_for_good()
+        failed = self.failures.requeue_failed_for_good()
         if failed:
             numbers = ", ".join(str(t.number) for t in failed)
             self.report(f"{self.config.identity}: retrying {len(failed)} failed point(s) (trials {numbers})")
 
-    def _requeue_failed_for_good(self) -> list[FrozenTrial]:
-        """Queue every point that failed for good again, attempt 1; the failed trials."""
-        owed = self.study.failed_for_good(self.study.trials(), infeasible=False)  # not infeasible ones
-        failed = [t for t in owed if t.state == TrialState.FAIL]
-        for trial in failed:
-            slot, old_run = int(trial.system_attrs[SLOT]), trial.user_attrs.get(RUN_ATTR)
-            self.study.requeue(dict(trial.params), slot, 1, old_run)
-        if failed:
-            self.counts.failed_again_owed(len(failed))
-        return failed
-
     # ---- workers ---------------------------------------------------------------------------------
 
     def _worker(self) -> None:
-        while not self.agent.stop.is_set() and self.result.error is None:
-            if not self.agent.reserve_start():
+        stop = self.parts.stop
+        while not stop.is_set() and self.result.error is None:
+            if not self.starts.reserve():
                 return
             work = self._claim()
             if work is None:
-                self.agent.release_start()
+                self.starts.release()
                 if self.result.error or (self.study.slots_exhausted() and not self.study.has_active()):
                     return
-                if self.idle.wait(self.agent.stop):
+                if self.idle.wait(stop.event):
                     return
                 continue
             self.idle.reset()
-            if not self._execute(TrialExecution(self, work)):
+            if not self._execute(TrialExecution(self.trial_context, work)):
                 return
-            self._close_if_last()
+            self.end.close_if_last()
 
     def _claim(self) -> Work | None:
         try:
@@ -213,9 +184,10 @@ class SweepSession:
 
     def _execute(self, trial: TrialExecution) -> bool:
         """Run one trial; False when this worker must stop (Ctrl-C, or an error in the agent)."""
+        counts = self.parts.counts
         with self.lock:
             self.running[trial.work.trial_id] = trial
-            self.counts.running_here(len(self.running))
+            counts.running_here(len(self.running))
         try:
             trial.run()
         except StopRequested:
@@ -231,79 +203,17 @@ class SweepSession:
         finally:
             with self.lock:
                 self.running.pop(trial.work.trial_id, None)
-                self.counts.running_here(len(self.running))
+                counts.running_here(len(self.running))
         return True
 
     def refresh_progress(self) -> None:
         """Every agent's counts on the bar (`SweepCounts.sync`), a failed read left for the next
         one: the counts are shown, not relied on."""
         try:
-            self.counts.sync(self.study.progress)
+            self.parts.counts.sync(self.study.progress)
         except Exception as exc:  # noqa: BLE001
             log.debug("could not read the sweep's progress: %s", exc)
 
     def running_trial_ids(self) -> set[int]:
         with self.lock:
             return set(self.running)
-
-    def trial_failed(self, trial: TrialExecution) -> None:
-        """After a failed attempt: the log's tail on the console on the point's first failure (once
-        per failing point, however many retries follow), then the `fail_fast` check."""
-        if trial.work.attempt == 1:
-            tail = indented_tail(trial.log_path)
-            if tail:
-                self.report(f"trial {trial.work.number}: last lines of {trial.log_path}:\n{tail}")
-        if self.config.fail_fast <= 0 or self.progress.done > 0:
-            return  # off, or a trial has completed: fail_fast can no longer fire, skip the read
-        stop = fail_fast_reason(self.study.trials(), self.config.fail_fast)
-        if not stop:
-            return
-        # Nothing has worked yet: the points failed so far keep their attempts for the resume,
-        # and so does a point whose last attempt was still running when this agent stopped.
-        self._requeue_failed_for_good()
-        if self.result.error is None:
-            self.result.error = f"{self.config.identity}: {stop}"
-            self.report_stop(self.result.error)
-
-    # ---- the end of the sweep --------------------------------------------------------------------
-
-    def _close_if_last(self) -> None:
-        """After each trial: whichever agent ends the last trial closes the sweep (if elected)."""
-        if not self.study.exhausted_seen:
-            return  # slots are left: not the last trial
-        try:
-            trials = self.study.complete_trials()
-            if trials is not None:
-                self._close(trials)
-        except Exception as exc:  # noqa: BLE001 - retried at the end of the sweep
-            log.debug("could not close the sweep: %s", exc)
-
-    def _close(self, trials: list[FrozenTrial], best: FrozenTrial | None = None) -> bool:
-        best = self.study.best_trial() if best is None else best
-        context = CloseContext(self.config, self.study, self.recorder, self.parent_id, trials, best)
-        return close_sweep(context)
-
-    def finish(self) -> SweepResult:
-        """The sweep as this agent leaves it: closed by the elected agent, summary of failures."""
-        trials = self.study.complete_trials()
-        if trials is None:
-            self.report(
-                f"{self.config.identity}: this agent stopped; the sweep is not finished "
-                "(other agents, or run again to resume)"
-            )
-            return self.result
-        self.result.finished = True
-        best = self.study.best_trial()
-        self._close(trials, best)
-        failed = self.study.failed_for_good(trials, infeasible=False)  # infeasible points are results
-        self.result.failed_for_good = describe_failures(failed, self.log_dir)
-        summary = f"{self.config.identity}: complete, parent run {self.parent_id}"
-        if best is not None:
-            summary += f", best {best.value:.6g} in trial {best.number} {best.params}"
-        self.report(summary)
-        if self.result.failed_for_good:
-            self.report(
-                f"{len(self.result.failed_for_good)} trial(s) failed after all retries:\n  "
-                + "\n  ".join(self.result.failed_for_good)
-            )
-        return self.result

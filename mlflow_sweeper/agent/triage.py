@@ -2,18 +2,16 @@
 
 `triage` refines the outcome `classify` gave, from the run's log tail and what it logged: an
 out-of-memory failure or a non-finite objective is infeasible, a usage error is a broken setup,
-a missing metric is not worth another attempt. Also the per-trial pieces the devices and the
-resumable trials add: the session's device pool and the trial run's extra tags.
+a missing metric is not worth another attempt. Also the trial run's extra tags that resumable
+trials add.
 """
 
 from __future__ import annotations
 
 import math
-import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..devices import DevicePlan, device_pool
 from ..resume import RESUMED_FROM_TAG
 from ..triage import infeasible_reason, missing_metric_reason, nonfinite_reason, usage_error
 from ..trial_log import log_tail
@@ -71,18 +69,3 @@ def _nonfinite(outcome: Outcome, metric: str | tuple[str, ...] | None) -> Outcom
 def trial_tags(work: Work) -> dict[str, str]:
     """Tags of a trial run besides the usual ones: the earlier attempt it may resume from."""
     return {RESUMED_FROM_TAG: work.replaces_run} if work.replaces_run else {}
-
-
-_POOL_LOCK = threading.Lock()
-
-
-def devices_of(session):
-    """The session's device pool (one per agent and sweep, shared by its workers): the plan the
-    agent made for this sweep, or no devices."""
-    with _POOL_LOCK:
-        pool = getattr(session, "device_pool", None)
-        if pool is None:
-            plan = getattr(session.agent, "device_plans", {}).get(id(session.config), DevicePlan())
-            pool = device_pool(plan)
-            session.device_pool = pool
-        return pool

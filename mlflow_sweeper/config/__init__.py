@@ -3,7 +3,8 @@ and the loader (`loading`). A new top-level key is one entry in `schema.SCHEMA`.
 
 from ..storages import resolve as resolve_storage_url
 from .loading import check_sampler, load_config, load_configs, read_yaml
-from .model import Metric, Objective, SweepConfig
+from .model import SweepConfig
+from .objective import Metric, Objective
 from .schema import (
     ARG_STYLES,
     DEFAULTS,

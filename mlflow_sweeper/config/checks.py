@@ -1,8 +1,8 @@
-"""Validators of single config values: each returns the value as loaded or raises ConfigError."""
+"""Validators of single config values: each returns the value as loaded or raises ConfigProblem
+(the loader names the file)."""
 
 from __future__ import annotations
 
-import difflib
 import json
 import os
 import re
@@ -11,12 +11,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import ConfigError
+from ..errors import ConfigProblem
+from ..hints import did_you_mean
+from ..search.algorithms import algorithm_class
+from ..search.space import SearchSpace, SpaceError
+from ..storages import check_mlflow_url, check_optuna_url, resolve
+from .objective import Metric, Objective
 
 
 @dataclass(frozen=True)
 class Where:
-    """The file being loaded: messages name it, relative paths resolve against its directory."""
+    """The file being loaded: relative paths resolve against its directory."""
 
     path: Path
 
@@ -24,27 +29,19 @@ class Where:
     def base(self) -> Path:
         return self.path.parent
 
-    def fail(self, key: str | None, message: str) -> ConfigError:
-        return ConfigError(str(self.path), key, message)
-
-
-def suggest(key: str, known: object) -> str:
-    close = difflib.get_close_matches(key, sorted(known), n=1, cutoff=0.6)  # type: ignore[call-overload]
-    return f" (did you mean '{close[0]}'?)" if close else ""
-
 
 def text(where: Where, key: str, value: Any) -> str:
     if not isinstance(value, str) or not value.strip():
-        raise where.fail(key, f"expected a non-empty string, got {value!r}")
+        raise ConfigProblem(key, f"expected a non-empty string, got {value!r}")
     return value
 
 
 def whole(minimum: int):
     def check(where: Where, key: str, value: Any) -> int:
         if isinstance(value, bool) or not isinstance(value, int):
-            raise where.fail(key, f"expected a whole number, got {value!r}")
+            raise ConfigProblem(key, f"expected a whole number, got {value!r}")
         if value < minimum:
-            raise where.fail(key, f"must be at least {minimum}, got {value}")
+            raise ConfigProblem(key, f"must be at least {minimum}, got {value}")
         return value
 
     return check
@@ -52,14 +49,14 @@ def whole(minimum: int):
 
 def seconds(where: Where, key: str, value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
-        raise where.fail(key, f"expected a positive number of seconds, got {value!r}")
+        raise ConfigProblem(key, f"expected a positive number of seconds, got {value!r}")
     return float(value)
 
 
 def one_of(*choices: str):
     def check(where: Where, key: str, value: Any) -> str:
         if value not in choices:
-            raise where.fail(key, f"expected one of {', '.join(choices)}, got {value!r}")
+            raise ConfigProblem(key, f"expected one of {', '.join(choices)}, got {value!r}")
         return value
 
     return check
@@ -67,7 +64,7 @@ def one_of(*choices: str):
 
 def mapping(where: Where, key: str, value: Any) -> dict[str, Any]:
     if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
-        raise where.fail(key, f"expected a mapping of names to values, got {value!r}")
+        raise ConfigProblem(key, f"expected a mapping of names to values, got {value!r}")
     return value
 
 
@@ -88,15 +85,15 @@ def backend_config(where: Where, key: str, value: Any) -> dict[str, Any] | str:
     if isinstance(value, dict):
         return value
     if not isinstance(value, str):
-        raise where.fail(key, "expected a mapping or the path of a JSON file")
+        raise ConfigProblem(key, "expected a mapping or the path of a JSON file")
     path = str((where.base / value).resolve())
     if not os.path.isfile(path):
-        raise where.fail(key, f"no such JSON file: {path}")
+        raise ConfigProblem(key, f"no such JSON file: {path}")
     try:
         with open(path, encoding="utf-8") as fh:
             json.load(fh)
     except (OSError, ValueError) as exc:
-        raise where.fail(key, f"not a readable JSON file: {exc}") from None
+        raise ConfigProblem(key, f"not a readable JSON file: {exc}") from None
     return path
 
 
@@ -104,13 +101,11 @@ def storage_url(kind: str):
     """A storage URL that the storage table knows, its file paths resolved (`kind`: optuna, mlflow)."""
 
     def check(where: Where, key: str, value: Any) -> str:
-        from ..storages import check_mlflow_url, check_optuna_url, resolve
-
         if not isinstance(value, str) or not value.strip():
-            raise where.fail(key, f"expected a storage URL string, got {value!r}")
+            raise ConfigProblem(key, f"expected a storage URL string, got {value!r}")
         problem = check_optuna_url(value) if kind == "optuna" else check_mlflow_url(value)
         if problem:
-            raise where.fail(key, problem)
+            raise ConfigProblem(key, problem)
         return resolve(value, where.base)
 
     return check
@@ -127,7 +122,7 @@ DIRECTIONS = ("minimize", "maximize")
 def sweep_name(where: Where, key: str, value: Any) -> str:
     name = text(where, key, value)
     if not SWEEP_NAME.match(name):
-        raise where.fail(key, f"{name!r}: use only letters, digits, '_', '-', '.'")
+        raise ConfigProblem(key, f"{name!r}: use only letters, digits, '_', '-', '.'")
     return name
 
 
@@ -137,92 +132,85 @@ def command(where: Where, key: str, value: Any) -> str:
         if not shlex.split(line):
             raise ValueError("empty command")
     except ValueError as exc:
-        raise where.fail(key, f"cannot split the command: {exc}") from None
+        raise ConfigProblem(key, f"cannot split the command: {exc}") from None
     return line
 
 
 def algorithm(where: Where, key: str, value: Any) -> str:
     """A registered algorithm: no silent fallback to another. Whether its packages are
     installed is asked only by a sweep (`loading.check_sampler`)."""
-    from ..algorithms import ALGORITHMS, unknown_message
-
-    if not isinstance(value, str) or value not in ALGORITHMS:
-        raise where.fail(key, unknown_message(value))
+    algorithm_class(value)  # raises UnknownAlgorithm, with the nearest name
     return value
 
 
-def parameters(where: Where, key: str, value: Any):
-    from ..space import SearchSpace, SpaceError
-
+def parameters(where: Where, key: str, value: Any) -> SearchSpace:
     if not isinstance(value, dict):
-        raise where.fail(key, "expected a mapping of parameter names to values")
+        raise ConfigProblem(key, "expected a mapping of parameter names to values")
     if not value:
-        raise where.fail(key, "empty: give at least one parameter")
+        raise ConfigProblem(key, "empty: give at least one parameter")
     for name in value:
         if not isinstance(name, str) or not PARAMETER_NAME.match(name):
-            raise where.fail(f"{key}.{name}", "parameter names use letters, digits, '_', '-', '.', '/'")
+            raise ConfigProblem(f"{key}.{name}", "parameter names use letters, digits, '_', '-', '.', '/'")
     try:
         return SearchSpace.parse(value)
     except SpaceError as exc:
-        raise where.fail(f"{key}.{exc.key}", str(exc)) from None
+        raise exc.under(key) from None
 
 
-def objective(where: Where, key: str, value: Any):
+def objective(where: Where, key: str, value: Any) -> Objective:
     """`{direction, metric, target}` (one objective) or `{metrics: [{name, direction}, ...]}`."""
-    from .model import Objective
-
     if not isinstance(value, dict):
-        raise where.fail(key, "expected a mapping with 'direction' and 'metric' (or 'metrics')")
+        raise ConfigProblem(key, "expected a mapping with 'direction' and 'metric' (or 'metrics')")
     for name in value:
         if name not in SPEC_KEYS:
-            raise where.fail(f"{key}.{name}", "unknown key" + suggest(str(name), SPEC_KEYS))
+            raise ConfigProblem(f"{key}.{name}", "unknown key" + did_you_mean(str(name), sorted(SPEC_KEYS)))
     target = value.get("target")
     if target is not None and (isinstance(target, bool) or not isinstance(target, int | float)):
-        raise where.fail(f"{key}.target", f"expected a number, got {target!r}")
+        raise ConfigProblem(f"{key}.target", f"expected a number, got {target!r}")
     if "metrics" in value:
         for single in ("metric", "direction"):
             if single in value:
-                raise where.fail(f"{key}.{single}", "give either 'metric'/'direction' or 'metrics', not both")
+                raise ConfigProblem(
+                    f"{key}.{single}", "give either 'metric'/'direction' or 'metrics', not both"
+                )
         metrics = _metrics(where, f"{key}.metrics", value["metrics"])
         if len(metrics) == 1:
             return Objective(metrics[0].direction, metrics[0].name, target=target)
         if target is not None:
-            raise where.fail(f"{key}.target", "a target needs a single objective, not several 'metrics'")
+            raise ConfigProblem(f"{key}.target", "a target needs a single objective, not several 'metrics'")
         return Objective(metrics[0].direction, None, metrics=metrics)
     if "metric" not in value:
-        raise where.fail(f"{key}.metric", "missing: name the metric the trials log")
+        raise ConfigProblem(f"{key}.metric", "missing: name the metric the trials log")
     direction = _direction(where, f"{key}.direction", value.get("direction", "minimize"))
     return Objective(direction, text(where, f"{key}.metric", value["metric"]), target=target)
 
 
 def _direction(where: Where, key: str, direction: Any) -> str:
     if direction not in DIRECTIONS:
-        raise where.fail(key, f"expected 'minimize' or 'maximize', got {direction!r}")
+        raise ConfigProblem(key, f"expected 'minimize' or 'maximize', got {direction!r}")
     return direction
 
 
 def _metrics(where: Where, key: str, value: Any) -> tuple:
     """Several objectives: a list of `{name, direction}`, each name once."""
-    from .model import Metric
-
     if not isinstance(value, list) or not value:
-        raise where.fail(key, "expected a list of {name, direction} mappings")
+        raise ConfigProblem(key, "expected a list of {name, direction} mappings")
     metrics: list[Metric] = []
     for i, item in enumerate(value):
         at = f"{key}[{i}]"
         if not isinstance(item, dict):
-            raise where.fail(at, f"expected a mapping {{name, direction}}, got {item!r}")
+            raise ConfigProblem(at, f"expected a mapping {{name, direction}}, got {item!r}")
         for name in item:
             if name not in ("name", "direction"):
-                raise where.fail(f"{at}.{name}", "unknown key; allowed: name, direction")
+                raise ConfigProblem(f"{at}.{name}", "unknown key; allowed: name, direction")
         if "name" not in item:
-            raise where.fail(f"{at}.name", "missing: name the metric the trials log")
+            raise ConfigProblem(f"{at}.name", "missing: name the metric the trials log")
         metric = Metric(
             text(where, f"{at}.name", item["name"]),
             _direction(where, f"{at}.direction", item.get("direction", "minimize")),
         )
         if any(m.name == metric.name for m in metrics):
-            raise where.fail(f"{at}.name", f"{metric.name!r} is listed twice")
+            raise ConfigProblem(f"{at}.name", f"{metric.name!r} is listed twice")
         metrics.append(metric)
     return tuple(metrics)
 

@@ -15,9 +15,14 @@ from typing import Any
 
 import yaml
 
-from ..errors import ConfigError
-from .checks import Where, suggest
-from .model import Objective, SweepConfig
+from ..command_line import command_problem
+from ..errors import ConfigError, ConfigProblem, in_config_file
+from ..hints import did_you_mean
+from ..pruning import EarlyStopping, parse_early_stopping
+from ..search.algorithms import OWN_KEYS, algorithm_class, check_own_keys, rehearse
+from .checks import Where
+from .model import SweepConfig
+from .objective import Objective
 from .schema import BY_NAME, KEYS, REQUIRED_KEYS
 
 ENTRY_POINT_ONLY = ("project", "env_manager", "backend", "backend_config")
@@ -56,15 +61,19 @@ _Loader.add_implicit_resolver(
 
 
 def read_yaml(path: Path) -> dict[str, Any]:
-    where = Where(path.resolve())  # errors name the file as every other config error does
+    with in_config_file(path.resolve()):  # errors name the file as every other config error does
+        return _read_yaml(path)
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise where.fail(None, "no such file") from None
+        raise ConfigProblem(None, "no such file") from None
     except IsADirectoryError:
-        raise where.fail(None, "is a directory, not a config file") from None
+        raise ConfigProblem(None, "is a directory, not a config file") from None
     except (OSError, UnicodeDecodeError) as exc:
-        raise where.fail(None, f"cannot read the file ({exc})") from None
+        raise ConfigProblem(None, f"cannot read the file ({exc})") from None
     try:
         data = yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as exc:
@@ -72,10 +81,10 @@ def read_yaml(path: Path) -> dict[str, Any]:
         at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(exc, "problem", None) or str(exc)
         kind = "YAML error" if isinstance(exc, yaml.constructor.ConstructorError) else "YAML syntax error"
-        raise where.fail(None, f"{kind}{at}: {problem}") from None
+        raise ConfigProblem(None, f"{kind}{at}: {problem}") from None
     if not isinstance(data, dict):
         kind = "empty" if data is None else f"a {type(data).__name__}"
-        raise where.fail(None, f"a config must be a YAML mapping of keys, this file is {kind}")
+        raise ConfigProblem(None, f"a config must be a YAML mapping of keys, this file is {kind}")
     return data
 
 
@@ -85,22 +94,22 @@ class Values:
     def __init__(self, where: Where, data: dict[str, Any]):
         for key in data:
             if not isinstance(key, str) or key not in KEYS:
-                raise where.fail(str(key), "unknown key" + suggest(str(key), KEYS))
+                raise ConfigProblem(str(key), "unknown key" + did_you_mean(str(key), sorted(KEYS)))
         data = dict(data)
         for key, value in list(data.items()):
             if value is not None:
                 continue
             entry = BY_NAME[key]
             if entry.required:
-                raise where.fail(key, "has no value (required)")
+                raise ConfigProblem(key, "has no value (required)")
             if entry.default is not None:
-                raise where.fail(
+                raise ConfigProblem(
                     key, f"has no value: give one, or remove the key for the default ({entry.default!r})"
                 )
             del data[key]  # an empty optional key means what leaving it out means
         for key in REQUIRED_KEYS:
             if key not in data:
-                raise where.fail(key, "missing (required)")
+                raise ConfigProblem(key, "missing (required)")
         self.where = where
         self.data = data
 
@@ -113,9 +122,6 @@ class Values:
         value = self.data[name] if name in self.data else copy.deepcopy(key.default)
         return None if value is None else key.load(self.where, name, value)
 
-    def fail(self, key: str | None, message: str) -> ConfigError:
-        return self.where.fail(key, message)
-
 
 def _identity(values: Values) -> dict[str, Any]:
     return {"experiment": values["experiment"], "sweep_name": values["sweep_name"]}
@@ -125,7 +131,7 @@ def _trial(values: Values) -> dict[str, Any]:
     """What one trial runs: an MLflow project entry point, or a plain command."""
     has_entry, has_command = values.given("entry_point"), values.given("command")
     if has_entry == has_command:
-        raise values.fail(
+        raise ConfigProblem(
             "entry_point" if has_entry else "command",
             "give exactly one of 'entry_point' (an MLflow project entry point) or 'command'",
         )
@@ -133,55 +139,34 @@ def _trial(values: Values) -> dict[str, Any]:
         values["command"]  # checked first: a bad command is named before the keys it excludes
         for key in ENTRY_POINT_ONLY:
             if values.given(key):
-                raise values.fail(key, "only applies to 'entry_point' trials, not to 'command'")
+                raise ConfigProblem(key, "only applies to 'entry_point' trials, not to 'command'")
     elif values.given("arg_style"):
-        raise values.fail("arg_style", "only applies to 'command' trials, not to 'entry_point'")
+        raise ConfigProblem("arg_style", "only applies to 'command' trials, not to 'entry_point'")
     return {name: values[name] for name in ("command", "entry_point", *ENTRY_POINT_ONLY, "arg_style")}
 
 
 def _search(values: Values) -> dict[str, Any]:
-    """The algorithm, the space it searches, its budget, seed and sampler options."""
-    from ..algorithms import algorithm_class
-
+    """The algorithm, the space it searches, its budget, seed and sampler options, and the keys
+    of its own; each check is the algorithm's."""
     name = values["algorithm"]
     algorithm = algorithm_class(name)
     space = values["parameters"]
     max_trials = values["max_trials"]
-    if algorithm.needs_max_trials and max_trials is None:
-        raise values.fail("max_trials", f"required for algorithm {name!r} (the sweep's budget)")
-    problem = algorithm.check_space(space)
-    if problem:
-        raise values.fail(*problem)
+    algorithm.check_budget(max_trials)
+    algorithm.check_space(space)
     options = values["sampler_options"]
-    problem = algorithm.check_options(options)
-    if problem:
-        option, message = problem
-        raise values.fail(f"sampler_options.{option}" if option else "sampler_options", message)
+    algorithm.check_options(options)
+    seed = values["seed"]
+    check_own_keys(name, [key for key in OWN_KEYS if values.given(key)])
+    own = {key: values[key] for key in algorithm.own_keys if values.given(key)}
     return {
         "algorithm": name,
         "space": space,
         "max_trials": max_trials,
-        "seed": values["seed"],
+        "seed": seed,
         "sampler_options": options,
-        **_sensitivity(values, name, space),
+        **algorithm.load_own_keys(space, own),
     }
-
-
-def _sensitivity(values: Values, algorithm: str, space) -> dict[str, Any]:
-    """`base` and `points`: given only with `algorithm: sensitivity`, checked against the space."""
-    from ..sensitivity import parse_sensitivity
-    from ..space import SpaceError
-
-    if algorithm != "sensitivity":
-        for key in ("base", "points"):
-            if values.given(key):
-                raise values.fail(key, "only applies to 'algorithm: sensitivity'")
-        return {}
-    try:
-        base, points = parse_sensitivity(space, values["base"], values["points"])
-    except SpaceError as exc:
-        raise values.fail(exc.key, str(exc)) from None
-    return {"base": base or None, "points": points if values.given("points") else None}
 
 
 def _storages(values: Values) -> dict[str, Any]:
@@ -202,12 +187,9 @@ def _objective(values: Values) -> Objective:
     return values["spec"] or Objective()
 
 
-def _early_stopping(values: Values, objective: Objective):
+def _early_stopping(values: Values, objective: Objective) -> EarlyStopping | None:
     """`early_stopping`: a pruner over the one objective's metric history."""
-    from ..pruning import parse_early_stopping
-
-    raw = values["early_stopping"]
-    return parse_early_stopping(raw, path=values.where.path, objective_count=len(objective.names))
+    return parse_early_stopping(values["early_stopping"], objective_count=len(objective.names))
 
 
 def _failure_handling(values: Values) -> dict[str, Any]:
@@ -218,14 +200,14 @@ def _training(values: Values, backend: str) -> dict[str, Any]:
     """Devices for local trials and the patterns that make a failed point infeasible."""
     devices = values["devices"]
     if devices is not None and backend != "local":
-        raise values.fail(
+        raise ConfigProblem(
             "devices",
             f"applies to local trials only, not to backend {backend!r}: "
             "request the backend's resources (GPUs) in backend_config instead",
         )
     per_trial = values["devices_per_trial"]
     if isinstance(devices, tuple) and per_trial > len(devices):
-        raise values.fail(
+        raise ConfigProblem(
             "devices_per_trial", f"is {per_trial}, more than the {len(devices)} device(s) in 'devices'"
         )
     return {
@@ -238,54 +220,34 @@ def _training(values: Values, backend: str) -> dict[str, Any]:
 
 def _check_placeholders(values: Values, config: SweepConfig) -> None:
     """Every `{name}` placeholder of `command` names a parameter of the space."""
-    from ..command_line import command_problem
-
     if config.command is not None:
         problem = command_problem(config.command, [*config.space.axes, *config.space.fixed])
         if problem:
-            raise values.fail("command", problem)
-
-
-def _check_sensitivity_objective(values: Values, config: SweepConfig) -> None:
-    """Sensitivity measures the spread of one objective per parameter."""
-    if config.algorithm != "sensitivity":
-        return
-    if config.objective.multi:
-        raise values.fail(
-            "spec.metrics",
-            "algorithm 'sensitivity' measures the spread of one objective: give spec.metric and "
-            "spec.direction instead (or sweep each metric in a sweep of its own)",
-        )
-    if config.objective.metric is None:
-        raise values.fail(
-            "spec.metric",
-            "algorithm 'sensitivity' measures how much each parameter moves an objective: "
-            "give spec.metric (and spec.direction)",
-        )
+            raise ConfigProblem("command", problem)
 
 
 def load_config(path_text: str | os.PathLike[str]) -> SweepConfig:
     """Read, validate and resolve one config file. Raises ConfigError; writes nothing."""
     path = Path(path_text).expanduser()
     data = read_yaml(path)
-    values = Values(Where(path.resolve()), data)
-    objective = _objective(values)
-    identity = _identity(values)
-    trial = _trial(values)
-    config = SweepConfig(
-        path=values.where.path,
-        **identity,
-        **trial,
-        **_search(values),
-        **_storages(values),
-        objective=objective,
-        early_stopping=_early_stopping(values, objective),
-        **_failure_handling(values),
-        **_training(values, trial["backend"]),
-        raw=data,
-    )
-    _check_placeholders(values, config)
-    _check_sensitivity_objective(values, config)
+    with in_config_file(path.resolve()):
+        values = Values(Where(path.resolve()), data)
+        objective = _objective(values)
+        trial = _trial(values)
+        config = SweepConfig(
+            path=values.where.path,
+            **_identity(values),
+            **trial,
+            **_search(values),
+            **_storages(values),
+            objective=objective,
+            early_stopping=_early_stopping(values, objective),
+            **_failure_handling(values),
+            **_training(values, trial["backend"]),
+            raw=data,
+        )
+        _check_placeholders(values, config)
+        algorithm_class(config.algorithm).check_objective(config.objective)
     return config
 
 
@@ -307,11 +269,8 @@ def check_sampler(config: SweepConfig) -> None:
     """The sweep's sampler built and rehearsed in memory: what it needs is installed, and it
     takes `sampler_options` and searches this space (raises ConfigError). Only a sweep pays for
     it; `status`, `delete` and `report` read a config without running its sampler."""
-    from ..algorithms.rehearsal import rehearsal_problem
-
-    problem = rehearsal_problem(config)
-    if problem:
-        raise ConfigError(str(config.path), *problem)
+    with in_config_file(config.path):
+        rehearse(config)
 
 
 def located(text: str) -> str:

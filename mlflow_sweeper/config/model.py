@@ -9,7 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from ..pruning import EarlyStopping
-from ..space import SearchSpace
+from ..search.space import SearchSpace
+from .objective import Objective
 from .schema import DEFAULTS
 
 
@@ -18,49 +19,6 @@ def _default(name: str) -> Any:
     if isinstance(value, dict | list):
         return field(default_factory=lambda: copy.deepcopy(value))
     return value
-
-
-@dataclass(frozen=True)
-class Metric:
-    """One objective of several: a metric the trials log and its direction."""
-
-    name: str
-    direction: str = "minimize"
-
-
-@dataclass(frozen=True)
-class Objective:
-    """What a trial's value is. One objective: `metric` and `direction` (and maybe `target`).
-    Several: `metrics`, with `metric` None so that nothing looks for a single best trial."""
-
-    direction: str = "minimize"
-    metric: str | None = None
-    metrics: tuple[Metric, ...] = ()
-    target: float | None = None
-
-    @property
-    def multi(self) -> bool:
-        return len(self.metrics) > 1
-
-    @property
-    def names(self) -> tuple[str, ...]:
-        """The metrics a trial's values are read from, in order; empty without `spec`."""
-        if self.metrics:
-            return tuple(m.name for m in self.metrics)
-        return () if self.metric is None else (self.metric,)
-
-    @property
-    def directions(self) -> tuple[str, ...]:
-        """One Optuna study direction per objective ("minimize" when there is no `spec`)."""
-        if self.metrics:
-            return tuple(m.direction for m in self.metrics)
-        return (self.direction,)
-
-    def reached(self, value: float | None) -> bool:
-        """Does a completed trial's value reach `target` (>= maximizing, <= minimizing)?"""
-        if self.target is None or value is None:
-            return False
-        return value >= self.target if self.direction == "maximize" else value <= self.target
 
 
 @dataclass(frozen=True)

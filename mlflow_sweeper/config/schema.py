@@ -13,6 +13,7 @@ from typing import Any
 
 from ..command_line import ARG_STYLES  # the styles `build_argv` knows, named once there
 from ..devices import load_devices, load_env_name
+from ..search.algorithms import ALGORITHMS
 from ..triage import DEFAULT_INFEASIBLE, load_patterns
 from . import checks
 
@@ -58,7 +59,7 @@ SCHEMA: tuple[Key, ...] = (
     Key(
         "algorithm",
         "grid",
-        "grid | random | tpe | cmaes | gp | qmc | nsga2 | nsga3 | sensitivity",
+        " | ".join(ALGORITHMS),
         checks.algorithm,
     ),
     Key("sampler_options", {}, "keyword arguments of the algorithm's Optuna sampler", checks.mapping),

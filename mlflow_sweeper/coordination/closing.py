@@ -24,6 +24,7 @@ import time
 
 from optuna.trial import FrozenTrial, TrialState
 
+from .. import compat
 from ..errors import StorageError, SweeperError
 from .liveness import Heartbeat
 from .names import ACTIVE, CLOSE_EPOCH, close_study_name
@@ -57,16 +58,16 @@ class CloseElection:
             if token is None:
                 self._nominate(study_id, epoch)
             elif token.state == TrialState.WAITING:
-                if take(self.store, token._trial_id):
-                    self._hold(token._trial_id)
+                if take(self.store, compat.trial_id(token)):
+                    self._hold(compat.trial_id(token))
                     return True
                 # Lost the take (or an error): the next round sees who holds it.
             else:
                 why = self.heartbeat.why_stale(token, time.time())
                 if why is None:
                     return False
-                set_reason(self.store, token._trial_id, f"closing abandoned: {why}")
-                if finish(self.store, token._trial_id, TrialState.FAIL):
+                set_reason(self.store, compat.trial_id(token), f"closing abandoned: {why}")
+                if finish(self.store, compat.trial_id(token), TrialState.FAIL):
                     log.warning("%s: the agent closing it is gone (%s); electing another", self.name, why)
         raise StorageError(f"{self.name}: no closer elected after {MAX_ROUNDS} rounds")
 

@@ -8,8 +8,9 @@ from collections.abc import Callable, Iterable
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from ..algorithms import PointSource
+from .. import compat
 from ..config import SweepConfig
+from ..search.algorithms import PointSource
 from . import tallies
 from .closing import CloseElection
 from .identity import SweepIdentity, direction_of
@@ -171,10 +172,10 @@ class SweepStudy:
         requeued: dict[int, bool] = {}
 
         def requeue(trial: FrozenTrial, why: str) -> None:
-            requeued[trial._trial_id] = self.lifecycle.requeue_if_allowed(trial)
+            requeued[compat.trial_id(trial)] = self.lifecycle.requeue_if_allowed(trial)
 
         failed = fail_stale_trials(self.store, self.study_id, self.liveness, own_running, requeue)
-        return [(trial, why, requeued[trial._trial_id]) for trial, why in failed]
+        return [(trial, why, requeued[compat.trial_id(trial)]) for trial, why in failed]
 
     def release_stale_claims(self) -> list[int]:
         """Queue the trials of slots whose agents died between claiming them and creating their

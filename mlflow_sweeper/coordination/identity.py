@@ -26,16 +26,12 @@ PARENT_WAIT_SECONDS = 60.0
 
 def direction_of(config: SweepConfig) -> optuna.study.StudyDirection:
     """The first objective's direction."""
-    return directions_of(config)[0]
+    return config.objective.study_directions[0]
 
 
 def directions_of(config: SweepConfig) -> list[optuna.study.StudyDirection]:
-    """One study direction per objective (`minimize` without `spec`)."""
-    by_name = {
-        "maximize": optuna.study.StudyDirection.MAXIMIZE,
-        "minimize": optuna.study.StudyDirection.MINIMIZE,
-    }
-    return [by_name[direction] for direction in config.objective.directions]
+    """One study direction per objective (`minimize` without `spec`), as the objective gives them."""
+    return config.objective.study_directions
 
 
 class SweepIdentity:
@@ -59,7 +55,8 @@ class SweepIdentity:
         if self.created is not None:
             return self.created
         try:
-            self.study_id = self.store.create_new_study(directions_of(self.config), self.config.identity)
+            directions = self.config.objective.study_directions
+            self.study_id = self.store.create_new_study(directions, self.config.identity)
         except DuplicatedStudyError:
             self.study_id = self.store.get_study_id_from_name(self.config.identity)
             self.created = False

@@ -15,7 +15,8 @@ from collections.abc import Callable
 
 from optuna.trial import FrozenTrial, TrialState
 
-from ..algorithms import PointSource
+from .. import compat
+from ..search.algorithms import PointSource
 from .names import ACTIVE, SLOT, WAITING
 from .store import RetryingStorage, finish, take
 
@@ -60,8 +61,8 @@ class ClaimsLedger:
         """A parked claim below the budget: left by a smaller budget or a failed trial creation."""
         parked = self.store.get_all_trials(self.claims_id, deepcopy=False, states=WAITING)
         for claim in parked:
-            if claim.number < self.budget and take(self.store, claim._trial_id):
-                return claim._trial_id, claim.number
+            if claim.number < self.budget and take(self.store, compat.trial_id(claim)):
+                return compat.trial_id(claim), claim.number
         return None
 
     def park(self, claim_id: int) -> None:
@@ -115,10 +116,10 @@ class ClaimsLedger:
         for claim in stale:
             trial = by_slot.get(claim.number)
             if trial is not None:
-                self.settle(claim._trial_id, trial.number)
+                self.settle(compat.trial_id(claim), trial.number)
             elif claim.number >= self.budget:
-                self.park(claim._trial_id)  # its agent died parking it: no slot of this budget
-            elif finish(self.store, claim._trial_id, TrialState.FAIL):
+                self.park(compat.trial_id(claim))  # its agent died parking it: no slot of this budget
+            elif finish(self.store, compat.trial_id(claim), TrialState.FAIL):
                 voided.append(claim.number)
         return voided
 

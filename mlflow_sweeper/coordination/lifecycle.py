@@ -18,8 +18,8 @@ from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import FrozenTrial, TrialState
 
 from .. import compat
-from ..algorithms import PointSource
-from ..space import suggest_point
+from ..search.algorithms import PointSource
+from ..search.space import suggest_point
 from .ledger import ClaimsLedger
 from .liveness import Heartbeat
 from .names import ATTEMPT, NO_RETRY, REPLACES_RUN, RUN_ATTR, SLOT, TARGET_REACHED, WAITING
@@ -97,12 +97,12 @@ class TrialLifecycle:
     def _pop_waiting(self) -> Work | None:
         waiting = self.store.get_all_trials(self.study_id, deepcopy=False, states=WAITING)
         for trial in waiting:
-            if not take(self.store, trial._trial_id):
+            if not take(self.store, compat.trial_id(trial)):
                 continue
             for key, value in self.heartbeat.owner_attrs().items():
-                self.store.set_trial_system_attr(trial._trial_id, key, value)
+                self.store.set_trial_system_attr(compat.trial_id(trial), key, value)
             return Work(
-                trial_id=trial._trial_id,
+                trial_id=compat.trial_id(trial),
                 number=trial.number,
                 slot=int(trial.system_attrs[SLOT]),
                 attempt=attempt_of(trial),

@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterable
 from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import FrozenTrial, TrialState
 
+from .. import compat
 from .names import AGENT, HEARTBEAT, STALE_AFTER
 from .store import RetryingStorage, finish, set_reason
 
@@ -127,13 +128,13 @@ def fail_stale_trials(
     running = store.get_all_trials(study_id, deepcopy=False, states=(TrialState.RUNNING,))
     failed = []
     for trial in running:
-        if trial._trial_id in skip:
+        if compat.trial_id(trial) in skip:
             continue
         why = heartbeat.why_stale(trial, now)
         if why is None:
             continue
-        set_reason(store, trial._trial_id, why)
-        if not finish(store, trial._trial_id, TrialState.FAIL):
+        set_reason(store, compat.trial_id(trial), why)
+        if not finish(store, compat.trial_id(trial), TrialState.FAIL):
             continue  # finished by its agent, or failed by another one
         on_failed(trial, why)
         failed.append((trial, why))

@@ -40,8 +40,8 @@ class LocalProjectLauncher(Launcher):
     def _project_tags(self) -> dict[str, str]:
         """The tags MLflow Projects puts on the run it creates for a local launch."""
         from mlflow.entities import SourceType
-        from mlflow.utils import mlflow_tags as tags
 
+        tags = compat.mlflow_tags()
         result = {
             tags.MLFLOW_SOURCE_NAME: self.config.project,
             tags.MLFLOW_SOURCE_TYPE: SourceType.to_string(SourceType.PROJECT),
@@ -56,8 +56,7 @@ class LocalProjectLauncher(Launcher):
 
     def _environment_prefix(self) -> list[str]:
         """The activation command MLflow's local backend would put before the entry point."""
-        from mlflow.utils import env_manager as em
-
+        em = compat.env_managers()
         manager = self.config.env_manager
         if manager == em.LOCAL:
             return []

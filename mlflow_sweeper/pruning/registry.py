@@ -3,12 +3,11 @@
 One `PrunerKind` per name, in the manner of a dispatch table: the Optuna class, its options
 (read from the constructor's signature, so they follow Optuna) and how to build it. A config is
 checked in full before anything is written: unknown names and options, wrong types, and values
-Optuna itself refuses (found by constructing the pruner once) all become one `ConfigError`.
+Optuna itself refuses (found by constructing the pruner once) all become one `ConfigProblem`.
 """
 
 from __future__ import annotations
 
-import difflib
 import inspect
 import math
 import warnings
@@ -20,8 +19,9 @@ from typing import Any
 import optuna
 from optuna.pruners import BasePruner
 
-from ..config.option_types import declared_types, type_problem
-from ..errors import ConfigError
+from ..errors import ConfigProblem, in_config_file
+from ..hints import did_you_mean
+from ..option_types import declared_types, type_problem
 
 DEFAULT_INTERVAL = 10.0
 KEYS = ("pruner", "options", "interval")
@@ -153,62 +153,55 @@ class EarlyStopping:
         return {"pruner": self.pruner, "options": self.options}
 
 
-def _suggest(word: str, known: list[str]) -> str:
-    close = difflib.get_close_matches(word, known, n=1, cutoff=0.6)
-    return f" (did you mean '{close[0]}'?)" if close else ""
-
-
 def _parse_pruner(
-    raw: Mapping[str, Any], *, path: str, key: str, allowed: tuple[str, ...]
+    raw: Mapping[str, Any], *, key: str, allowed: tuple[str, ...]
 ) -> tuple[str, dict[str, Any]]:
     """Validate `{pruner, options}` (and nothing else of `allowed`); returns the name and options."""
     for name in raw:
         if not isinstance(name, str) or name not in allowed:
-            raise ConfigError(path, f"{key}.{name}", "unknown key" + _suggest(str(name), list(allowed)))
+            raise ConfigProblem(f"{key}.{name}", "unknown key" + did_you_mean(str(name), list(allowed)))
     if "pruner" not in raw:
-        raise ConfigError(path, f"{key}.pruner", f"missing: choose one of {', '.join(PRUNERS)}")
+        raise ConfigProblem(f"{key}.pruner", f"missing: choose one of {', '.join(PRUNERS)}")
     name = raw["pruner"]
     if not isinstance(name, str) or name not in PRUNERS:
-        raise ConfigError(
-            path,
+        raise ConfigProblem(
             f"{key}.pruner",
             f"unknown pruner {name!r}; choose one of {', '.join(PRUNERS)}"
-            + _suggest(str(name), list(PRUNERS)),
+            + did_you_mean(str(name), list(PRUNERS)),
         )
     kind = PRUNERS[name]
     options = raw.get("options")
     options = {} if options is None else options
     if not isinstance(options, Mapping):
-        raise ConfigError(
-            path, f"{key}.options", f"expected a mapping of {name} pruner options, got {options!r}"
+        raise ConfigProblem(
+            f"{key}.options", f"expected a mapping of {name} pruner options, got {options!r}"
         )
     options = dict(options)
     valid = kind.option_names()
     listing = ", ".join(valid) if valid else "none"
     for option in options:
         if option not in valid:
-            raise ConfigError(
-                path,
+            raise ConfigProblem(
                 f"{key}.options.{option}",
-                f"unknown option of the {name} pruner" + _suggest(str(option), valid) + f"; valid: {listing}",
+                f"unknown option of the {name} pruner{did_you_mean(str(option), valid)}; valid: {listing}",
             )
     for option in kind.required():
         if option not in options:
-            raise ConfigError(path, f"{key}.options.{option}", f"missing: the {name} pruner needs it")
+            raise ConfigProblem(f"{key}.options.{option}", f"missing: the {name} pruner needs it")
     hints = kind.types()
     for option, value in options.items():
         if option in hints:
             expected = type_problem(value, hints[option])
             if expected:
-                raise ConfigError(path, f"{key}.options.{option}", f"expected {expected}, got {value!r}")
+                raise ConfigProblem(f"{key}.options.{option}", f"expected {expected}, got {value!r}")
     if "wrapped" in options:
         wrapped = options["wrapped"]
         if not isinstance(wrapped, Mapping):
-            raise ConfigError(
-                path, f"{key}.options.wrapped", "expected a mapping {pruner: NAME, options: {...}}"
+            raise ConfigProblem(
+                f"{key}.options.wrapped", "expected a mapping {pruner: NAME, options: {...}}"
             )
         inner_name, inner_options = _parse_pruner(
-            wrapped, path=path, key=f"{key}.options.wrapped", allowed=WRAPPED_KEYS
+            wrapped, key=f"{key}.options.wrapped", allowed=WRAPPED_KEYS
         )
         options["wrapped"] = {"pruner": inner_name, "options": inner_options}
     try:
@@ -216,34 +209,36 @@ def _parse_pruner(
             kind.check(options)
         kind.build(options)
     except (TypeError, ValueError) as exc:
-        raise ConfigError(path, f"{key}.options", f"the {name} pruner refuses these options: {exc}") from None
+        raise ConfigProblem(f"{key}.options", f"the {name} pruner refuses these options: {exc}") from None
     return name, options
 
 
 def parse_early_stopping(
-    raw: Any, *, path: str | PathLike[str], objective_count: int
+    raw: Any, *, objective_count: int, path: str | PathLike[str] | None = None
 ) -> EarlyStopping | None:
-    """Validate a config's `early_stopping` value (None when absent).
+    """Validate a config's `early_stopping` value (None when absent); raises ConfigProblem, or,
+    given the config file's `path`, the ConfigError that names it.
 
     `objective_count` is the number of metrics in `spec`: pruning needs exactly one, since it
     compares one metric's history across trials.
     """
+    if path is not None:
+        with in_config_file(path):
+            return parse_early_stopping(raw, objective_count=objective_count)
     if raw is None:
         return None
-    where = str(path)
     if not isinstance(raw, Mapping):
-        raise ConfigError(where, "early_stopping", f"expected a mapping with 'pruner', got {raw!r}")
+        raise ConfigProblem("early_stopping", f"expected a mapping with 'pruner', got {raw!r}")
     if objective_count == 0:
-        raise ConfigError(
-            where, "early_stopping", "needs 'spec.metric': the metric whose history the pruner reads"
+        raise ConfigProblem(
+            "early_stopping", "needs 'spec.metric': the metric whose history the pruner reads"
         )
     if objective_count > 1:
-        raise ConfigError(
-            where,
+        raise ConfigProblem(
             "early_stopping",
             "works with one objective only; remove it or give 'spec' a single 'metric'",
         )
-    name, options = _parse_pruner(raw, path=where, key="early_stopping", allowed=KEYS)
+    name, options = _parse_pruner(raw, key="early_stopping", allowed=KEYS)
     interval = raw.get("interval", DEFAULT_INTERVAL)
     if (
         isinstance(interval, bool)
@@ -251,7 +246,7 @@ def parse_early_stopping(
         or not math.isfinite(interval)
         or interval <= 0
     ):
-        raise ConfigError(
-            where, "early_stopping.interval", f"expected a positive number of seconds, got {interval!r}"
+        raise ConfigProblem(
+            "early_stopping.interval", f"expected a positive number of seconds, got {interval!r}"
         )
     return EarlyStopping(name, options, float(interval))

@@ -2,7 +2,7 @@
 `importance/<param>` metrics, built from a sweep's Optuna trials.
 
 Names are imported on first use: plotting libraries load only when a report is built, so a
-command that merely reads `report.objectives` stays quick to start.
+command that merely reads `report.publish` stays quick to start.
 """
 
 from __future__ import annotations

@@ -23,7 +23,6 @@ from ..coordination import RUN_ATTR
 from .charts import CHARTS, Chart
 from .context import ReportContext
 from .importance import MIN_COMPLETE, importance_metrics, importances
-from .objectives import objectives_of
 from .page import Section, write_page
 from .study_copy import in_memory_study
 from .table import write_trials_csv
@@ -63,9 +62,7 @@ def build_report(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     report = Report(out)
-    objectives = objectives_of(config)
-    if directions is not None and len(directions) == len(objectives.names):
-        objectives = type(objectives)(objectives.names, tuple(directions))
+    objectives = config.objective if directions is None else config.objective.with_directions(directions)
     _guard(
         report,
         "trials.csv",

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from optuna import visualization as vis
 from optuna.visualization import matplotlib as vis_mpl
 
+from ..search.sensitivity import REPORT_SECTION
 from .context import ReportContext
 from .importance import MIN_COMPLETE
 
@@ -84,7 +85,7 @@ def _sensitivity(ctx: ReportContext) -> list:
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
-    effects = ctx.effects
+    effects = ctx.sections[REPORT_SECTION]
     metric = ctx.objectives.names[0]
     spread = go.Figure(
         go.Bar(
@@ -119,7 +120,7 @@ def _sensitivity(ctx: ReportContext) -> list:
 def _sensitivity_png(ctx: ReportContext):
     import matplotlib.pyplot as plt
 
-    effects = list(reversed(ctx.effects))
+    effects = list(reversed(ctx.sections[REPORT_SECTION]))
     figure, axes = plt.subplots(figsize=(7, 0.5 * len(effects) + 1.5))
     axes.barh([e.name for e in effects], [e.spread for e in effects], color="tab:blue")
     axes.set_xlabel(f"spread of {ctx.objectives.names[0]} (max - min, others at base)")
@@ -159,9 +160,9 @@ CHARTS: tuple[Chart, ...] = (
     Chart("slice", "Slice plots", _has_study, _slices),
     Chart("pareto", "Pareto front", lambda ctx: _has_study(ctx) and ctx.pareto, _pareto, _pareto_png),
     Chart(
-        "sensitivity",
+        REPORT_SECTION,
         "Sensitivity",
-        lambda ctx: _has_study(ctx) and ctx.sensitivity and bool(ctx.effects),
+        lambda ctx: _has_study(ctx) and REPORT_SECTION in ctx.sections,  # the algorithm's own section
         _sensitivity,
         _sensitivity_png,
     ),

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from functools import cached_property
+from typing import Any
 
 import optuna
 from optuna.trial import FrozenTrial
 
-from ..config import SweepConfig
+from ..config import Objective, SweepConfig
+from ..search.algorithms import Algorithm, algorithm_class
 from .importance import CachedEvaluator, make_evaluator, target_of
-from .objectives import Objectives
-from .sensitivity import ParameterEffect, parameter_effects
 from .study_copy import complete_count, with_every_parameter
 
 
@@ -19,7 +19,7 @@ from .study_copy import complete_count, with_every_parameter
 class ReportContext:
     config: SweepConfig
     trials: list[FrozenTrial]
-    objectives: Objectives
+    objectives: Objective  # the config's, with the stored study's directions
     study: optuna.Study | None  # in memory; None when the sweep has no objective
     evaluators: list[CachedEvaluator] = field(default_factory=list)
 
@@ -38,25 +38,20 @@ class ReportContext:
         return complete_count(self.study)
 
     @property
-    def sensitivity(self) -> bool:
-        return self.config.algorithm == "sensitivity" and len(self.objectives.names) == 1
-
-    @property
     def pareto(self) -> bool:
         return self.objectives.multi and len(self.objectives.names) <= 3
 
     @cached_property
-    def effects(self) -> list[ParameterEffect]:
-        return parameter_effects(self.study.trials if self.study is not None else [], self._plan_base())
+    def algorithm(self) -> Algorithm:
+        return algorithm_class(self.config.algorithm).from_config(self.config)
 
-    def _plan_base(self) -> dict | None:
-        """The base point of the sensitivity plan the sweep ran, as the parent's metrics use it."""
-        if self.config.algorithm != "sensitivity":
-            return None
-        from ..sensitivity import DEFAULT_POINTS, sensitivity_plan
-
-        points = getattr(self.config, "points", None) or DEFAULT_POINTS
-        return sensitivity_plan(self.config.space, getattr(self.config, "base", None), points)[0]
+    @cached_property
+    def sections(self) -> dict[str, Any]:
+        """The sections only the sweep's algorithm has (a sensitivity sweep's chart), by the key
+        of the chart that draws each: asked of the algorithm, for a single objective."""
+        if self.study is None or len(self.objectives.names) != 1:
+            return {}
+        return self.algorithm.report_sections(self.study.trials)
 
     def per_objective(self):
         """(index, metric name, target, evaluator) for each objective."""

@@ -9,12 +9,12 @@ import math
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from .objectives import Objectives
+from ..config import Objective
 
 log = logging.getLogger(__name__)
 
 
-def plottable(trial: FrozenTrial, objectives: Objectives) -> bool:
+def plottable(trial: FrozenTrial, objectives: Objective) -> bool:
     """A COMPLETE trial counts only with one finite value per objective; other states as they are."""
     if trial.state != TrialState.COMPLETE:
         return True
@@ -26,7 +26,7 @@ def plottable(trial: FrozenTrial, objectives: Objectives) -> bool:
     )
 
 
-def in_memory_study(trials: list[FrozenTrial], objectives: Objectives) -> optuna.Study | None:
+def in_memory_study(trials: list[FrozenTrial], objectives: Objective) -> optuna.Study | None:
     """None when the sweep has no objective: Optuna's plots need values."""
     if not objectives.optimized:
         return None

@@ -7,9 +7,9 @@ from pathlib import Path
 
 from optuna.trial import FrozenTrial
 
+from ..config import Objective
 from ..coordination import ATTEMPT, REASON, RUN_ATTR
-from ..space import SearchSpace
-from .objectives import Objectives
+from ..search.space import SearchSpace
 
 LEADING = ("number", "state", "attempts")
 TRAILING = ("run_id", "start", "duration", "fail_reason")
@@ -24,12 +24,12 @@ def param_names(trials: list[FrozenTrial]) -> list[str]:
     return list(names)
 
 
-def value_columns(objectives: Objectives) -> list[str]:
+def value_columns(objectives: Objective) -> list[str]:
     return list(objectives.names) if objectives.multi else ["value"]
 
 
 def write_trials_csv(
-    path: Path, trials: list[FrozenTrial], objectives: Objectives, space: SearchSpace | None = None
+    path: Path, trials: list[FrozenTrial], objectives: Objective, space: SearchSpace | None = None
 ) -> Path:
     """The table; with the sweep's `space`, fixed parameters too (each where its `when` holds),
     every parameter in config order."""

@@ -1,4 +1,4 @@
-"""The MLflow side of a sweep: parent, trial and agent runs and their `sweeper.*` tags."""
+"""The runs' record of a sweep: its parent and trial runs and their `sweeper.*` tags."""
 
 from __future__ import annotations
 
@@ -11,10 +11,10 @@ from dataclasses import dataclass
 from mlflow.entities import Metric, Param, RunStatus, RunTag, ViewType
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
-from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
 
-from .config import SweepConfig
-from .storages import retry, with_sqlite_timeout
+from ..config import SweepConfig
+from ..pruning import PRUNED_TAG
+from ..storages import retry
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +27,9 @@ ATTEMPT_TAG = "sweeper.attempt"
 PARETO_TAG = "sweeper.pareto"  # "true" on trial runs on the Pareto front (several objectives)
 PARETO_RUNS_TAG = "sweeper.pareto_run_ids"  # on the parent: the front's run ids, comma-separated
 STOPPED_TAG = "sweeper.stopped"  # on the parent: why the sweep stopped early ("target")
+# MLflow's documented system tags (`mlflow.utils.mlflow_tags` is not public API).
+MLFLOW_PARENT_RUN_ID = "mlflow.parentRunId"
+MLFLOW_RUN_NAME = "mlflow.runName"
 MAX_PARAM_LENGTH = 6000
 BATCH = 100
 
@@ -236,13 +239,11 @@ class Recorder:
 
     def tag_pruned(self, run_id: str) -> None:
         """`sweeper.pruned=true`: the run was stopped early by the pruner."""
-        from .pruning import PRUNED_TAG
-
         retry(lambda: self.client.set_tag(run_id, PRUNED_TAG, "true"), "pruned tag")
 
     def tag_infeasible(self, run_id: str, reason: str) -> None:
         """`sweeper.infeasible` = why: the point cannot run (out of memory, a non-finite objective)."""
-        from .triage import INFEASIBLE_TAG
+        from ..triage import INFEASIBLE_TAG
 
         text = reason[:MAX_PARAM_LENGTH]
         retry(lambda: self.client.set_tag(run_id, INFEASIBLE_TAG, text), "infeasible tag")
@@ -333,90 +334,3 @@ def _all_pages(fetch) -> list:
 
 def _quote(text: str) -> str:
     return text.replace("\\", "\\\\").replace("'", "\\'")
-
-
-URL_PRINTING = "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"
-_USER_URL_PRINTING: list[str | None] = []  # the user's own setting, before the agent's
-
-
-def quiet_run_urls() -> None:
-    """Whenever a run on a tracking server ends, MLflow reads the run once more and prints its
-    URL: for an agent, a round trip and two console lines per trial. The agent turns it off for
-    itself; trials keep the user's setting (`trial_environment`)."""
-    if not _USER_URL_PRINTING:
-        _USER_URL_PRINTING.append(os.environ.get(URL_PRINTING))
-    os.environ.setdefault(URL_PRINTING, "true")
-
-
-def trial_environment(env: dict[str, str]) -> dict[str, str]:
-    """`env` (a copy of the agent's) as the user had it for what the agent changed for itself."""
-    if _USER_URL_PRINTING:
-        user = _USER_URL_PRINTING[0]
-        if user is None:
-            env.pop(URL_PRINTING, None)
-        else:
-            env[URL_PRINTING] = user
-    return env
-
-
-PARENT_TAG = "sweeper.parent_run_id"
-COMMAND_TAG = "sweeper.command"
-
-
-def current_run_id() -> str | None:
-    """The run `mlflow run` started this process under (None when run directly)."""
-    return os.environ.get("MLFLOW_RUN_ID") or None
-
-
-def tag_agent_run(
-    config: SweepConfig, parent_id: str, experiment_id: str, sweep_tracking_uri: str
-) -> str | None:
-    """Under `mlflow run -e sweep`, tag the agent's own run and nest it under the parent.
-
-    MLflow nests runs of one experiment only: an agent run elsewhere (`mlflow run` without
-    `--experiment-name`, or another store) is tagged with the sweep and its parent's id, and the
-    returned hint says what to pass. None when nothing needs saying."""
-    run_id = current_run_id()
-    if not run_id:
-        return None
-    uri = os.environ.get("MLFLOW_TRACKING_URI") or sweep_tracking_uri
-    try:
-        client = MlflowClient(tracking_uri=uri)
-        run = client.get_run(run_id)
-        tags = [RunTag(SWEEP_TAG, config.identity), RunTag(ROLE_TAG, "agent"), RunTag(PARENT_TAG, parent_id)]
-        same_store = with_sqlite_timeout(uri) == sweep_tracking_uri
-        nested = same_store and run.info.experiment_id == experiment_id and run_id != parent_id
-        if nested:
-            tags.append(RunTag(MLFLOW_PARENT_RUN_ID, parent_id))
-        client.log_batch(run_id, tags=tags)
-    except Exception as exc:  # noqa: BLE001 - the agent's run is a courtesy
-        log.debug("could not tag the agent run %s: %s", run_id, exc)
-        return None
-    if nested:
-        return None
-    if not same_store:
-        return f"agent run {run_id} is in another MLflow store than the sweep; it is tagged, not nested"
-    return (
-        f"agent run {run_id} is not in the sweep's experiment, so it cannot be nested under the parent; "
-        f"pass --experiment-name {config.experiment!r} to `mlflow run` to nest it"
-    )
-
-
-def end_admin_run(identities: list[str], command: str) -> None:
-    """Under `mlflow run -e delete` or `-e status`: the run MLflow started for the command is tagged
-    (`sweeper.role=admin`, the sweeps, the command) and ended FINISHED at once, so it is
-    recognisable and never left RUNNING."""
-    run_id = current_run_id()
-    if not run_id:
-        return
-    try:
-        client = MlflowClient(tracking_uri=os.environ.get("MLFLOW_TRACKING_URI") or None)
-        tags = [
-            RunTag(SWEEP_TAG, ",".join(identities)),
-            RunTag(ROLE_TAG, "admin"),
-            RunTag(COMMAND_TAG, command),
-        ]
-        client.log_batch(run_id, tags=tags)
-        client.set_terminated(run_id, "FINISHED")
-    except Exception as exc:  # noqa: BLE001 - the command's run is a courtesy
-        log.debug("could not tag the %s run %s: %s", command, run_id, exc)

@@ -8,12 +8,12 @@ from typing import TYPE_CHECKING
 import optuna
 from optuna.distributions import BaseDistribution
 
-from .. import compat
+from ... import compat
 from ..space import Scalar
 from .registry import algorithm_class
 
 if TYPE_CHECKING:
-    from ..config import SweepConfig
+    from ...config import SweepConfig
 
 
 class PointSource:
@@ -28,7 +28,7 @@ class PointSource:
     @property
     def grid(self):
         """The finite space's points by index, or None (continuous, or nothing to search)."""
-        return getattr(self.strategy, "grid", None)
+        return self.strategy.grid
 
     @property
     def budget(self) -> int:

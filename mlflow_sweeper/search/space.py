@@ -27,6 +27,8 @@ from optuna.distributions import (
     IntDistribution,
 )
 
+from ..errors import ConfigProblem
+
 if TYPE_CHECKING:
     import optuna
 
@@ -39,12 +41,8 @@ FIXED_KEY = "value"
 MAPPING_KEYS = RANGE_KEYS | {"values", FIXED_KEY, CONDITION_KEY}
 
 
-class SpaceError(ValueError):
-    """A problem with one parameter; `key` is its dotted config path."""
-
-    def __init__(self, key: str, message: str):
-        self.key = key
-        super().__init__(message)
+class SpaceError(ConfigProblem):
+    """A problem with one parameter; `key` is its dotted config path under `parameters`."""
 
 
 @dataclass(frozen=True)

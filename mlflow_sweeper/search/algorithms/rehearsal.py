@@ -18,49 +18,53 @@ from typing import TYPE_CHECKING, Any
 
 import optuna
 
+from ...errors import ConfigProblem
 from ..space import suggest_point
 from .base import Algorithm
+from .registry import algorithm_class
 
 if TYPE_CHECKING:
-    from ..config import SweepConfig
+    from ...config import SweepConfig
 
 MIN_TRIALS = 3  # the first ask, the first relative one (CMA-ES), and one after it
 MAX_TRIALS = 12  # a check, not a sweep
 SHORT_WARM_UP = {"n_startup_trials": 2, "population_size": 4}  # warm-ups as short as rehearsed
 
 
-def rehearsal_problem(config: SweepConfig) -> tuple[str, str] | None:
-    """(config key, problem) when the sweep's sampler cannot run, else None.
+def rehearse(config: SweepConfig) -> None:
+    """Raises ConfigProblem when the sweep's sampler cannot run.
 
     In order: a package the algorithm needs is missing (key `algorithm`); the sampler refuses
     `sampler_options` when built; it fails its first trials. A failure in the trials is put on
     `sampler_options` when the sampler works without them, on `algorithm` otherwise (it cannot
     search this space or these objectives at all)."""
-    from .registry import algorithm_class
-
     algorithm_type = algorithm_class(config.algorithm)
     missing = algorithm_type.missing_requirement()
     if missing:
-        return "algorithm", missing
+        raise ConfigProblem("algorithm", missing)
     algorithm = algorithm_type.from_config(config)
     if algorithm.sampler_class is None:
-        return None  # it decides its points alone
+        return  # it decides its points alone
     name = algorithm.sampler_class.__name__
     try:
         with _quiet():
             algorithm.make_sampler(0, config.sampler_options, quiet=True)
     except Exception as exc:  # noqa: BLE001 - the sampler's own word on its options
-        return "sampler_options", f"{name} refused these options: {type(exc).__name__}: {exc}"
+        raise ConfigProblem(
+            "sampler_options", f"{name} refused these options: {type(exc).__name__}: {exc}"
+        ) from None
     if algorithm.fixed_point(0) is not None:
-        return None
+        return
     directions = list(config.objective.directions)
     problem = _rehearse(algorithm, config, directions, config.sampler_options)
     if problem is None:
-        return None
+        return
     if config.sampler_options and _rehearse(algorithm, config, directions, {}) is None:
-        return "sampler_options", f"{name} refused these options when asked for points: {problem}"
+        raise ConfigProblem(
+            "sampler_options", f"{name} refused these options when asked for points: {problem}"
+        )
     objectives = f"{len(directions)} objectives" if len(directions) > 1 else "this search space"
-    return "algorithm", f"{config.algorithm!r} ({name}) cannot search {objectives}: {problem}"
+    raise ConfigProblem("algorithm", f"{config.algorithm!r} ({name}) cannot search {objectives}: {problem}")
 
 
 @contextmanager

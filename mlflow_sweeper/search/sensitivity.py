@@ -9,11 +9,16 @@ controlling parameter makes its dependants appear (at their base value) or disap
 from __future__ import annotations
 
 import math
+from collections import Counter
+from dataclasses import dataclass
 from typing import Any
+
+from optuna.trial import FrozenTrial, TrialState
 
 from .space import Axis, Categorical, Range, Scalar, SearchSpace, SpaceError, point_key, same_value
 
 DEFAULT_POINTS = 5
+REPORT_SECTION = "sensitivity"  # the key of the report's chart of the effects
 
 
 def parse_sensitivity(space: SearchSpace, base_raw: Any, points_raw: Any) -> tuple[dict[str, Scalar], int]:
@@ -177,3 +182,54 @@ def sensitivity_spread(
         if name is not None:
             varied.setdefault(name, []).append(value)
     return {name: max(values + base_values) - min(values + base_values) for name, values in varied.items()}
+
+
+# ---- read back from the trials: the report's chart (the same spread as the parent's metrics) ----
+
+
+@dataclass(frozen=True)
+class ParameterEffect:
+    name: str
+    points: tuple[tuple[object, float], ...]  # (value of the parameter, objective), base included
+    spread: float = 0.0
+
+
+def _key(value: object) -> str:
+    return repr(value)
+
+
+def base_point(trials: list[FrozenTrial]) -> dict[str, object]:
+    """Each parameter's most frequent value: in a one-at-a-time sweep, its base value (used when
+    the plan's base is not known)."""
+    counts: dict[str, Counter] = {}
+    samples: dict[tuple[str, str], object] = {}
+    for trial in trials:
+        for name, value in trial.params.items():
+            counts.setdefault(name, Counter())[_key(value)] += 1
+            samples[(name, _key(value))] = value
+    return {name: samples[(name, counter.most_common(1)[0][0])] for name, counter in counts.items()}
+
+
+def parameter_effects(
+    trials: list[FrozenTrial], base: dict[str, object] | None = None
+) -> list[ParameterEffect]:
+    """Effects of the completed single-objective trials, largest spread first. `base` is the
+    plan's base point (default: each parameter's most frequent value)."""
+    done = [t for t in trials if t.state == TrialState.COMPLETE and t.value is not None]
+    if base is None:
+        base = base_point(done)
+    rows = [(dict(t.params), float(t.value)) for t in done]
+    spread = sensitivity_spread(rows, base=base)
+    base_rows = [value for point, value in rows if point_key(point) == point_key(base)]
+    effects = []
+    for name in spread:
+        points = [(point[name], value) for point, value in rows if varied_parameter(base, point) == name]
+        points += [(base[name], value) for value in base_rows]
+        effects.append(
+            ParameterEffect(name, tuple(sorted(points, key=lambda p: _sort_key(p[0]))), spread[name])
+        )
+    return sorted(effects, key=lambda effect: -effect.spread)
+
+
+def _sort_key(value: object) -> tuple:
+    return (0, value, "") if isinstance(value, (int, float)) else (1, 0, str(value))

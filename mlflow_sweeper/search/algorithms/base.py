@@ -6,13 +6,18 @@ import importlib
 import inspect
 import logging
 import warnings
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 import optuna
+from optuna.trial import FrozenTrial
 
-from ..config.option_types import declared_types, type_problem
-from ..space import Scalar, SearchSpace
+from ...errors import ConfigProblem
+from ...option_types import declared_types, type_problem
+from ..space import Grid, Scalar, SearchSpace
+
+if TYPE_CHECKING:
+    from ...config import Objective, SweepConfig
 
 log = logging.getLogger(__name__)
 # Sampler arguments whose type a YAML value can never be: functions, samplers, operators, trials.
@@ -44,11 +49,17 @@ def slot_seed(seed: int | None, slot: int) -> int | None:
 
 
 class Algorithm:
-    """How one algorithm turns a budget slot into parameters.
+    """How one algorithm turns a budget slot into parameters, and all that is its own.
 
     An algorithm that decides a slot's point alone (a grid, a permutation) returns it from
     `fixed_point`: O(1), no history needed. Otherwise `make_sampler` gives the Optuna sampler
     asked for that slot's point, with the trial history in the storage.
+
+    Everything that differs between algorithms is asked of the algorithm, never decided by its
+    name elsewhere: the config keys of its own (`own_keys`, `load_own_keys`), the checks of its
+    budget, space, options and objective (each raises ConfigProblem), its budget, the notes said
+    as a sweep starts, the parent's metrics at the close (`close_metrics`) and the report's
+    sections only its sweeps have (`report_sections`).
     """
 
     name: ClassVar[str]
@@ -59,24 +70,41 @@ class Algorithm:
     seed_per_slot: ClassVar[bool] = True  # False: every slot's sampler gets the sweep's own seed
     requires: ClassVar[tuple[str, str] | None] = None  # (module, extra) beyond the base install
     records_grid: bool = False  # fixed points are recorded under the grid's value lists
+    own_keys: ClassVar[tuple[str, ...]] = ()  # top-level config keys only this algorithm reads
+    grid: Grid | None = None  # the finite space's points by index, when the algorithm decodes them
 
     def __init__(self, space: SearchSpace, seed: int | None):
         self.space = space
         self.seed = seed
 
     @classmethod
-    def from_config(cls, config) -> Algorithm:
+    def from_config(cls, config: SweepConfig) -> Algorithm:
         """The algorithm for a loaded config (an algorithm with keys of its own reads them here)."""
         return cls(config.space, config.seed)
 
     # ---- checked when the config is loaded -------------------------------------------------
 
     @classmethod
-    def check_space(cls, space: SearchSpace) -> tuple[str, str] | None:
-        """(config key, problem) when this algorithm cannot search `space`, else None."""
+    def load_own_keys(cls, space: SearchSpace, given: dict[str, Any]) -> dict[str, Any]:
+        """The `SweepConfig` fields of this algorithm's `own_keys`, from the values `given` (only
+        the keys the file gives), checked against the space."""
+        return {}
+
+    @classmethod
+    def check_budget(cls, max_trials: int | None) -> None:
+        if cls.needs_max_trials and max_trials is None:
+            raise ConfigProblem("max_trials", f"required for algorithm {cls.name!r} (the sweep's budget)")
+
+    @classmethod
+    def check_space(cls, space: SearchSpace) -> None:
+        """Refuses a space this algorithm cannot search."""
         if cls.needs_axes and not space.axes:
-            return "parameters", "nothing to search: every parameter is fixed"
-        return None
+            raise ConfigProblem("parameters", "nothing to search: every parameter is fixed")
+
+    @classmethod
+    def check_objective(cls, objective: Objective) -> None:
+        """Refuses an objective this algorithm cannot measure (every algorithm takes any
+        objective its sampler can search: that is rehearsed, see `rehearsal`)."""
 
     @classmethod
     def missing_requirement(cls) -> str | None:
@@ -106,9 +134,9 @@ class Algorithm:
         return [p.name for p in cls.option_parameters() if not _takes_an_object(p)]
 
     @classmethod
-    def check_options(cls, options: dict[str, Any]) -> tuple[str, str] | None:
-        """(option, problem) for a `sampler_options` name the sampler does not take, or a value
-        of another type than the sampler declares (`"false"` for a flag), else None.
+    def check_options(cls, options: dict[str, Any]) -> None:
+        """Refuses a `sampler_options` name the sampler does not take, or a value of another type
+        than the sampler declares (`"false"` for a flag).
 
         Cheap: what a value does to the sampler is checked by building it, on the sweep's path
         (`rehearsal`), so that `status` or `delete` never pay for it."""
@@ -116,20 +144,20 @@ class Algorithm:
         valid = [p.name for p in parameters if not _takes_an_object(p)]
         objects = {p.name: p for p in parameters if _takes_an_object(p)}
         for option in options:
+            key = f"sampler_options.{option}"
             if option == "seed":
-                return "seed", "set by the sweep's top-level 'seed' key (one per slot), not here"
+                raise ConfigProblem(key, "set by the sweep's top-level 'seed' key (one per slot), not here")
             if option in objects:
                 kind = _annotation(objects[option]).split("|")[0].strip()
-                return str(option), f"takes a Python object ({kind}), which a config file cannot give"
+                raise ConfigProblem(key, f"takes a Python object ({kind}), which a config file cannot give")
             if option not in valid:
                 listing = ", ".join(valid) if valid else "none"
-                return str(option), f"not an option of algorithm {cls.name!r}; valid options: {listing}"
+                raise ConfigProblem(key, f"not an option of algorithm {cls.name!r}; valid options: {listing}")
         declared = declared_types(cls.sampler_class.__init__) if cls.sampler_class is not None else {}
         for option, value in options.items():
             expected = type_problem(value, declared[option]) if option in declared else None
             if expected:
-                return str(option), f"expected {expected}, got {value!r}"
-        return None
+                raise ConfigProblem(f"sampler_options.{option}", f"expected {expected}, got {value!r}")
 
     # ---- used while the sweep runs ---------------------------------------------------------
 
@@ -146,6 +174,15 @@ class Algorithm:
         """What the user should know about how this sweep's space is searched, said once as the
         agent starts (not errors: the sweep runs)."""
         return []
+
+    def close_metrics(self, trials: list[FrozenTrial]) -> dict[str, float]:
+        """Metrics of the whole sweep logged on the parent run when it closes, from its trials."""
+        return {}
+
+    def report_sections(self, trials: list[FrozenTrial]) -> dict[str, Any]:
+        """The report's sections only this algorithm's sweeps have: the key of the report chart
+        that draws each, and what it draws (single-objective trials)."""
+        return {}
 
     def make_sampler(
         self, seed: int | None, options: dict[str, Any], *, quiet: bool = False

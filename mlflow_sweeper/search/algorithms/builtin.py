@@ -2,11 +2,26 @@
 
 from __future__ import annotations
 
-import optuna
+from typing import TYPE_CHECKING, Any
 
-from ..sensitivity import DEFAULT_POINTS, sensitivity_plan, unswept_at_base
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from ...errors import ConfigProblem
+from ..sensitivity import (
+    DEFAULT_POINTS,
+    REPORT_SECTION,
+    parameter_effects,
+    parse_sensitivity,
+    sensitivity_plan,
+    sensitivity_spread,
+    unswept_at_base,
+)
 from ..space import Permutation, Scalar, SearchSpace
 from .base import Algorithm
+
+if TYPE_CHECKING:
+    from ...config import Objective, SweepConfig
 
 
 class GridSearch(Algorithm):
@@ -22,13 +37,12 @@ class GridSearch(Algorithm):
         self.grid = space.grid() if space.axes else None
 
     @classmethod
-    def check_space(cls, space: SearchSpace) -> tuple[str, str] | None:
+    def check_space(cls, space: SearchSpace) -> None:
         if not space.axes:
-            return "parameters", "a grid needs at least one list or stepped range to sweep"
+            raise ConfigProblem("parameters", "a grid needs at least one list or stepped range to sweep")
         if space.grid_axes() is None:
             name = next(n for n, a in space.axes.items() if a.grid_values() is None)
-            return f"parameters.{name}.step", "a grid needs a 'step' for a float range"
-        return None
+            raise ConfigProblem(f"parameters.{name}.step", "a grid needs a 'step' for a float range")
 
     def budget(self, max_trials: int | None) -> int:
         assert self.grid is not None
@@ -106,11 +120,13 @@ class NSGA3(Algorithm):
 
 class Sensitivity(Algorithm):
     """One-at-a-time around a base point: the base once, then each swept parameter alone at
-    each of its other values. The plan is fixed, so its length is the budget."""
+    each of its other values. The plan is fixed, so its length is the budget. At the close the
+    parent gets `sensitivity/<param>`, the objective's spread; the report a chart of it."""
 
     name = "sensitivity"
     needs_max_trials = False
     derived_budget = True
+    own_keys = ("base", "points")
 
     def __init__(
         self,
@@ -135,11 +151,48 @@ class Sensitivity(Algorithm):
         ]
 
     @classmethod
-    def from_config(cls, config) -> Sensitivity:
+    def from_config(cls, config: SweepConfig) -> Sensitivity:
         return cls(config.space, config.seed, config.base, config.points)
+
+    @classmethod
+    def load_own_keys(cls, space: SearchSpace, given: dict[str, Any]) -> dict[str, Any]:
+        """`base` and `points`, checked against the space (`points` kept only when given, so
+        that the fingerprint of a sweep that leaves it out does not change)."""
+        base, points = parse_sensitivity(space, given.get("base"), given.get("points"))
+        return {"base": base or None, "points": points if "points" in given else None}
+
+    @classmethod
+    def check_objective(cls, objective: Objective) -> None:
+        """Sensitivity measures the spread of one objective per parameter."""
+        if objective.multi:
+            raise ConfigProblem(
+                "spec.metrics",
+                "algorithm 'sensitivity' measures the spread of one objective: give spec.metric and "
+                "spec.direction instead (or sweep each metric in a sweep of its own)",
+            )
+        if objective.metric is None:
+            raise ConfigProblem(
+                "spec.metric",
+                "algorithm 'sensitivity' measures how much each parameter moves an objective: "
+                "give spec.metric (and spec.direction)",
+            )
 
     def budget(self, max_trials: int | None) -> int:
         return len(self.plan)
 
     def fixed_point(self, slot: int) -> dict[str, Scalar] | None:
         return self.plan[slot]
+
+    def close_metrics(self, trials: list[FrozenTrial]) -> dict[str, float]:
+        """`sensitivity/<param>`: the objective's spread over the trials that moved that
+        parameter alone, the base trial included."""
+        if not self.plan:
+            return {}
+        rows = [(dict(t.params), t.value) for t in trials if t.state == TrialState.COMPLETE]
+        spread = sensitivity_spread(rows, base=self.plan[0])
+        return {f"sensitivity/{name}": value for name, value in spread.items()}
+
+    def report_sections(self, trials: list[FrozenTrial]) -> dict[str, Any]:
+        """The "sensitivity" chart: each parameter's effect around the plan's base point."""
+        effects = parameter_effects(trials, self.plan[0] if self.plan else None)
+        return {REPORT_SECTION: effects} if effects else {}

@@ -1,0 +1,65 @@
+"""The end of a sweep as one agent sees it: the close, run by whichever agent ends the last trial
+(if the study elects it), and the summary this agent leaves with."""
+
+from __future__ import annotations
+
+import logging
+
+from optuna.trial import FrozenTrial
+
+from .closing import CloseContext, close_sweep
+from .parts import SweepParts
+from .result import SweepResult, describe_failures
+
+log = logging.getLogger(__name__)
+
+
+class SweepEnd:
+    def __init__(self, parts: SweepParts):
+        self.parts = parts
+        self.study = parts.study
+        self.identity = parts.config.identity
+
+    def close_if_last(self) -> None:
+        """After each trial: whichever agent ends the last trial closes the sweep (if elected)."""
+        if not self.study.exhausted_seen:
+            return  # slots are left: not the last trial
+        try:
+            trials = self.study.complete_trials()
+            if trials is not None:
+                self.close(trials)
+        except Exception as exc:  # noqa: BLE001 - retried at the end of the sweep
+            log.debug("could not close the sweep: %s", exc)
+
+    def close(self, trials: list[FrozenTrial], best: FrozenTrial | None = None) -> bool:
+        """Run the close actions if this agent is elected; True when it closed the sweep."""
+        best = self.study.best_trial() if best is None else best
+        parts = self.parts
+        context = CloseContext(parts.config, self.study, parts.recorder, parts.parent_id, trials, best)
+        return close_sweep(context)
+
+    def finish(self) -> SweepResult:
+        """The sweep as this agent leaves it: closed by the elected agent, summary of failures."""
+        result, console = self.parts.result, self.parts.console
+        trials = self.study.complete_trials()
+        if trials is None:
+            console.event(
+                f"{self.identity}: this agent stopped; the sweep is not finished "
+                "(other agents, or run again to resume)"
+            )
+            return result
+        result.finished = True
+        best = self.study.best_trial()
+        self.close(trials, best)
+        failed = self.study.failed_for_good(trials, infeasible=False)  # infeasible points are results
+        result.failed_for_good = describe_failures(failed, self.parts.log_dir)
+        summary = f"{self.identity}: complete, parent run {self.parts.parent_id}"
+        if best is not None:
+            summary += f", best {best.value:.6g} in trial {best.number} {best.params}"
+        console.event(summary)
+        if result.failed_for_good:
+            console.event(
+                f"{len(result.failed_for_good)} trial(s) failed after all retries:\n  "
+                + "\n  ".join(result.failed_for_good)
+            )
+        return result

@@ -1,0 +1,75 @@
+"""What a failed attempt means for the sweep beyond its own point: the log's tail on the console
+on the point's first failure, and `fail_fast` (the first trials all failed: stop starting new
+ones, keeping the failed points' attempts for the resume)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from optuna.trial import FrozenTrial, TrialState
+
+from ..config import SweepConfig
+from ..coordination import RUN_ATTR, SweepStudy, Work
+from ..coordination.names import SLOT
+from ..progress import Reporter, SweepProgress
+from ..trial_log import indented_tail
+from .counts import SweepCounts
+from .fail_fast import fail_fast_reason
+from .result import SweepResult
+
+
+class Failures:
+    def __init__(
+        self,
+        config: SweepConfig,
+        study: SweepStudy,
+        counts: SweepCounts,
+        progress: SweepProgress,
+        console: Reporter,
+        result: SweepResult,
+    ):
+        self.config = config
+        self.study = study
+        self.counts = counts
+        self.progress = progress
+        self.console = console
+        self.result = result
+
+    def after_failure(self, work: Work, log_path: Path) -> None:
+        """After a failed attempt: the log's tail on the console on the point's first failure (once
+        per failing point, however many retries follow), then the `fail_fast` check."""
+        if work.attempt == 1:
+            self.show_tail(work, log_path)
+        if self.config.fail_fast <= 0 or self.progress.done > 0:
+            return  # off, or a trial has completed: fail_fast can no longer fire, skip the read
+        stop = fail_fast_reason(self.study.trials(), self.config.fail_fast)
+        if not stop:
+            return
+        # Nothing has worked yet: the points failed so far keep their attempts for the resume,
+        # and so does a point whose last attempt was still running when this agent stopped.
+        self.requeue_failed_for_good()
+        if self.result.error is None:
+            self.result.error = f"{self.config.identity}: {stop}"
+            self.console.summary(self.result.error)
+
+    def show_tail(self, work: Work, log_path: Path) -> None:
+        """The last lines of the attempt's log on the console, when it wrote any here."""
+        tail = indented_tail(log_path)
+        if tail:
+            self.console.event(f"trial {work.number}: last lines of {log_path}:\n{tail}")
+
+    def stop_sweep(self, message: str) -> None:
+        """Stop this agent's workers from starting trials: the first reason given is kept."""
+        if self.result.error is None:
+            self.result.error = message
+
+    def requeue_failed_for_good(self) -> list[FrozenTrial]:
+        """Queue every point that failed for good again, attempt 1; the failed trials."""
+        owed = self.study.failed_for_good(self.study.trials(), infeasible=False)  # not infeasible ones
+        failed = [t for t in owed if t.state == TrialState.FAIL]
+        for trial in failed:
+            slot, old_run = int(trial.system_attrs[SLOT]), trial.user_attrs.get(RUN_ATTR)
+            self.study.requeue(dict(trial.params), slot, 1, old_run)
+        if failed:
+            self.counts.failed_again_owed(len(failed))
+        return failed

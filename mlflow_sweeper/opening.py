@@ -1,0 +1,141 @@
+"""Opening a sweep: the one way the agent and `status`, `delete` and `report` reach a sweep.
+
+In order, so that nothing is written too early: the Optuna storage answers; the sweep's MLflow
+store is settled (the config's, else MLFLOW_TRACKING_URI, else the one the sweep's first agent
+recorded in its study, else MLflow's default) and answers; the study is found, or created by an
+agent (with its store recorded); drift is checked once; the parent run is attached.
+
+`status`, `delete` and `report` open in find-only mode: nothing is created, not even a storage's
+file (a file-backed storage that does not exist holds no sweep), and the MLflow side is opened
+only when asked for.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .config import SweepConfig
+from .coordination import SweepStudy, agent_id
+from .record import Recorder
+from .search.algorithms import PointSource
+from .storages import exists as storage_exists
+from .storages import open_mlflow_tracking, open_optuna_storage, probe_mlflow_storage, probe_optuna_storage
+from .storages.pools import AGENT_APPLICATION, Pool, agent_pools
+from .tracking_store import (
+    agreed_tracking_uri,
+    explicit_tracking_uri,
+    first_records,
+    record_tracking_uri,
+    sweep_tracking_uri,
+)
+
+
+@dataclass
+class OpenSweep:
+    """A sweep as opened: its study (None when find-only found none), its MLflow store, its parent.
+
+    An agent's is complete (`recorder` and `parent_id` set); find-only opens the MLflow side on
+    the first use of `recorder` (None when that store holds nothing), and never creates it."""
+
+    config: SweepConfig
+    study: SweepStudy | None
+    tracking_uri: str
+    parent_id: str | None = None
+    created: bool = False  # this agent created the study
+    _recorder: Recorder | None = field(default=None, repr=False)
+    _recorder_opened: bool = field(default=False, repr=False)
+
+    @property
+    def recorder(self) -> Recorder | None:
+        if not self._recorder_opened:
+            self._recorder = _existing_recorder(self.config, self.tracking_uri)
+            self._recorder_opened = True
+        return self._recorder
+
+
+def open_sweep(
+    config: SweepConfig, *, create: bool = True, agent: str | None = None, n_jobs: int = 1
+) -> OpenSweep:
+    """The sweep of `config`, created when `create` (an agent: `agent` names it, `n_jobs` sizes
+    its connection pools), else only found (`status`, `delete`, `report`)."""
+    if not create:
+        return _find_only(config)
+    probe_optuna_storage(config.optuna_storage)  # both storages answer before either is written
+    optuna_pool, mlflow_pool = agent_pools(n_jobs)
+    opener = _StudyOpener(config, agent or agent_id(), optuna_pool)
+    study, found, uri = _settle_store(config, opener)
+    created = False
+    if not found:  # whoever creates the study records its store with it, before the parent run
+        created = study.create_or_find(first_records(uri))
+    if not created:
+        study.check_drift()  # once, before anything is written for this config
+    if explicit_tracking_uri(config) is None:
+        # Agents started together from different directories agree on one store: the one the
+        # study's creator recorded with it (waited for when the sweep was just created).
+        agreed = agreed_tracking_uri(study, created, uri)
+        if agreed != uri:
+            uri = agreed
+            probe_mlflow_storage(uri)
+    client = open_mlflow_tracking(uri, mlflow_pool, AGENT_APPLICATION)
+    recorder = Recorder(client, config)
+    if created:
+        parent_id = study.identity.record_parent(recorder.create_parent())
+    else:  # the creator records the parent; taken over if it died first
+        parent_id = study.identity.wait_for_parent(recorder.create_parent, recorder.parent_state)
+    record_tracking_uri(study, uri)
+    return OpenSweep(config, study, client.tracking_uri, parent_id, created, recorder, True)
+
+
+class _StudyOpener:
+    """Opens the sweep's Optuna storage once, at the first call, and finds the study in it."""
+
+    def __init__(self, config: SweepConfig, agent: str, pool: Pool | None):
+        self.config, self.agent, self.pool = config, agent, pool
+        self.study: SweepStudy | None = None
+        self.found = False
+
+    def __call__(self) -> tuple[SweepStudy, bool]:
+        if self.study is None:
+            url = self.config.optuna_storage
+            storage = (
+                open_optuna_storage(url, self.pool.size, self.pool.overflow)
+                if self.pool is not None
+                else open_optuna_storage(url)
+            )
+            self.study = SweepStudy(storage, self.config, PointSource(self.config), self.agent)
+            self.found = self.study.find()
+        return self.study, self.found
+
+
+def _settle_store(config: SweepConfig, open_study: _StudyOpener) -> tuple[SweepStudy, bool, str]:
+    """(the study, found, the sweep's MLflow store), the store answering. With no store named, a
+    storage that exists is read first, for the store a found sweep recorded; otherwise the study
+    is opened only once the MLflow store has answered (opening a database storage creates its
+    tables)."""
+    study, found = None, False
+    if explicit_tracking_uri(config) is None and storage_exists(config.optuna_storage):
+        study, found = open_study()
+    uri = sweep_tracking_uri(config, study if found else None)
+    probe_mlflow_storage(uri)
+    study, found = open_study()
+    return study, found, uri
+
+
+def _find_only(config: SweepConfig) -> OpenSweep:
+    """Find the sweep, creating nothing: a missing storage file holds no sweep."""
+    study = None
+    if storage_exists(config.optuna_storage):
+        probe_optuna_storage(config.optuna_storage)
+        study, found = _StudyOpener(config, agent_id(), None)()
+        study = study if found else None
+    uri = sweep_tracking_uri(config, study)
+    parent_id = study.parent_run_id() if study is not None else None
+    return OpenSweep(config, study, uri, parent_id)
+
+
+def _existing_recorder(config: SweepConfig, uri: str) -> Recorder | None:
+    """The sweep's MLflow side in `uri`, never created: None when that store holds nothing."""
+    if not storage_exists(uri):
+        return None
+    probe_mlflow_storage(uri)
+    return Recorder.existing(open_mlflow_tracking(uri), config)

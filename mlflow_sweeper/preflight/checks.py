@@ -1,0 +1,174 @@
+"""Every check of one config, tied together: a `command` config's placeholders and program, an
+`entry_point` config's project, entry point, parameters, backend and environment. A sweep that
+cannot run a single trial fails at once, with exit 2 and one message, instead of after a study
+and a parent run exist."""
+
+from __future__ import annotations
+
+import os
+import shlex
+import shutil
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from ..command_line import check_arg_style, command_problem
+from ..errors import ConfigError, ProjectError
+from ..hints import did_you_mean
+from ..tracking_store import explicit_tracking_uri
+from .entry_point import (
+    check_absent_have_defaults,
+    check_declared,
+    check_float_values,
+    check_path_values,
+    check_required_given,
+    full_parameters,
+    get_entry_point,
+    resolve_path_parameters,
+)
+from .environment import check_backend, check_backend_known, check_env_manager, trial_env_path
+from .source import ProjectSource, load_project
+
+PYTHONS = ("python", "python3")
+
+
+@dataclass
+class CheckedProject:
+    """A project that passed every check, ready for the launcher: no second load per trial."""
+
+    source: ProjectSource
+    work_dir: str
+    project: Any
+    entry_point: Any
+
+    def trial_parameters(self, params: Mapping[str, Any]) -> dict[str, Any]:
+        """What the entry point is given: `path` values made absolute against the project."""
+        return resolve_path_parameters(self.entry_point, params, self.work_dir)
+
+    def logged_parameters(self, params: Mapping[str, Any]) -> dict[str, str]:
+        """What the trial run records: the entry point's full parameter set."""
+        return full_parameters(self.entry_point, params)
+
+
+# ---- a `command` config ------------------------------------------------------------------------
+
+
+def command_program_problem(
+    argv: list[str], cwd: str, environ: Mapping[str, str] | None = None
+) -> str | None:
+    """Why the command's program (or the script `python` is given) cannot be found, or None.
+    Tokens holding a placeholder are not checked: their value differs per trial."""
+    env = trial_env_path(os.environ if environ is None else environ)
+    program = argv[0]
+    if "{" in program:
+        return None
+    if os.sep in program:
+        path = os.path.join(cwd, os.path.expanduser(program))
+        if not (os.path.isfile(path) and os.access(path, os.X_OK)):
+            return f"no such executable: {os.path.normpath(path)} (commands run in {cwd})"
+    elif shutil.which(program, path=env.get("PATH", "")) is None:
+        hint = did_you_mean(program, PYTHONS) if program not in PYTHONS else ""
+        return f"program {program!r} is not on PATH{hint}"
+    name = os.path.basename(program)
+    if name.startswith("python") and len(argv) > 1:
+        script = argv[1]
+        if script.endswith(".py") and not script.startswith("-") and "{" not in script:
+            path = os.path.normpath(os.path.join(cwd, os.path.expanduser(script)))
+            if not os.path.isfile(path):
+                return f"no such script: {path} (commands run in the config's directory {cwd})"
+    return None
+
+
+def check_command(config: Any, environ: Mapping[str, str] | None = None) -> None:
+    """A `command` config's placeholders name parameters, its `arg_style` is known and its
+    program exists: a ConfigError (exit 2) naming the file and the key, before any trial."""
+    names = [*config.space.axes, *config.space.fixed]
+    problem = command_problem(config.command, names)
+    if problem:
+        raise ConfigError(str(config.path), "command", problem)
+    arg_style = getattr(config, "arg_style", None)
+    if arg_style is not None and (problem := check_arg_style(arg_style)):
+        raise ConfigError(str(config.path), "arg_style", problem)
+    problem = command_program_problem(shlex.split(config.command), str(config.base_dir), environ)
+    if problem:
+        raise ConfigError(str(config.path), "command", problem)
+
+
+# ---- an `entry_point` config -------------------------------------------------------------------
+
+
+def _candidates(space: Any) -> dict[str, list[Any]]:
+    """Every value a parameter can take that the config lists (fixed ones, grid axes); ranges,
+    numbers already, are left out."""
+    candidates: dict[str, list[Any]] = {name: [value] for name, value in space.fixed.items()}
+    for name, axis in space.axes.items():
+        values = axis.grid_values()
+        candidates[name] = list(values) if values is not None else []
+    return candidates
+
+
+def check_project(
+    config: Any, source: ProjectSource | None = None, optional: Iterable[str] = ()
+) -> CheckedProject:
+    """Every local check of an `entry_point` config; ProjectError (exit 2) naming the config file.
+
+    `optional`: parameters some trials leave out. Paths and the env manager's tool are checked
+    for the local backend only: other backends build their environment and read paths elsewhere.
+    """
+    source = source or ProjectSource(config.project)
+    try:
+        work_dir = source.local_dir()
+        project = load_project(work_dir)
+        entry_point = get_entry_point(project, config.entry_point, work_dir)
+        names = [*config.space.axes, *config.space.fixed]
+        check_declared(entry_point, names)
+        check_float_values(entry_point, _candidates(config.space))
+        optional = list(optional)
+        check_absent_have_defaults(entry_point, optional)
+        check_required_given(entry_point, [n for n in names if n not in optional])
+        check_backend_known(config.backend, explicit_tracking_uri(config))
+        check_backend(project, config.backend, work_dir)
+        if config.backend == "local":
+            check_path_values(entry_point, _candidates(config.space), work_dir)
+            check_env_manager(project, config.env_manager)
+    except ProjectError as exc:
+        message = str(exc)
+        if source.remote and source.fetched_dir:  # name the project as the user wrote it
+            message = message.replace(source.fetched_dir, source.uri.rstrip("/"))
+        source.close()
+        raise ProjectError(f"{config.path}: {message}") from None
+    return CheckedProject(source, work_dir, project, entry_point)
+
+
+# ---- every config, before any write -----------------------------------------------------------
+
+
+def preflight(config: Any, source: ProjectSource | None = None) -> CheckedProject | None:
+    """All local checks of one config, before either storage is touched. Returns the checked
+    project of an `entry_point` config (None for `command`)."""
+    if config.command is not None:
+        check_command(config)
+        return None
+    conditional = getattr(config.space, "conditional_names", lambda: [])()
+    return check_project(config, source, optional=conditional)
+
+
+def preflight_all(configs: Iterable[Any]) -> dict[int, CheckedProject | None]:
+    """Every config checked before any sweep starts (one bad file stops the agent before it
+    writes anything); the checked projects keyed by `id(config)`. On a failure, the projects
+    already fetched are released before the error propagates."""
+    checked: dict[int, CheckedProject | None] = {}
+    try:
+        for config in configs:
+            checked[id(config)] = preflight(config)
+    except BaseException:
+        release(checked.values())
+        raise
+    return checked
+
+
+def release(checked: Iterable[CheckedProject | None]) -> None:
+    """Remove every fetched project copy (once per agent, when it ends)."""
+    for project in checked:
+        if project is not None:
+            project.source.close()

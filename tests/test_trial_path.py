@@ -1,0 +1,249 @@
+"""The agent's trial path in-process: a real session on a real Optuna study and a real MLflow
+store, with a test double of our own `Launcher` whose trials are scripts run inside the test
+instead of processes. Retry, `fail_fast`, `trial_timeout`, an interrupt, pruning and the close,
+each as the agent does them, in a fraction of a second.
+"""
+
+from __future__ import annotations
+
+import io
+import time
+from collections.abc import Callable, Generator
+
+from conftest import write_config
+from mlflow.tracking import MlflowClient
+from optuna.trial import TrialState
+
+from mlflow_sweeper.agent import SweepSession
+from mlflow_sweeper.agent.opening import open_parts
+from mlflow_sweeper.agent.stop import StopSignal
+from mlflow_sweeper.config import load_config
+from mlflow_sweeper.coordination.names import ATTEMPT
+from mlflow_sweeper.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK
+from mlflow_sweeper.launch import Launcher, TrialHandle, TrialRequest
+from mlflow_sweeper.progress import Reporter
+from mlflow_sweeper.record import BEST_RUN_TAG, REPLACED_BY_TAG
+
+# A trial's script: a generator that yields once per poll while the trial runs and returns
+# whether it succeeded. It gets the request, its run id and a client on the sweep's store.
+Script = Callable[[TrialRequest, str, MlflowClient], Generator[None, None, bool]]
+
+
+class ScriptedHandle(TrialHandle):
+    def __init__(self, run_id: str, steps: Generator[None, None, bool], pace: float):
+        self.run_id = run_id
+        self.steps = steps
+        self.pace = pace  # seconds per poll: only scripts that run until stopped need any
+        self.succeeded: bool | None = None
+        self.cancelled = False
+
+    def poll(self) -> bool | None:
+        if self.succeeded is None and not self.cancelled:
+            try:
+                next(self.steps)
+            except StopIteration as end:
+                self.succeeded = bool(end.value)
+        return self.succeeded
+
+    def wait(self, timeout: float) -> bool | None:
+        if self.pace:
+            time.sleep(min(timeout, self.pace))
+        return self.poll()
+
+    def cancel(self) -> None:
+        self.cancelled = True
+        self.steps.close()
+
+
+class ScriptedLauncher(Launcher):
+    """Our `Launcher` without a process: the trial's run is created through `request.runs`, as a
+    local launcher does, and the trial is `script`."""
+
+    def __init__(self, config, tracking_uri, log_dir, checked=None, store_turn=None, *, script, pace=0.0):
+        super().__init__(config, tracking_uri, log_dir, checked, store_turn)
+        self.script = script
+        self.pace = pace
+        self.client = MlflowClient(tracking_uri=tracking_uri)
+        self.handles: list[ScriptedHandle] = []
+        self.launched: list[tuple[int, int]] = []  # (trial number, attempt)
+
+    def launch(self, request: TrialRequest) -> TrialHandle:
+        run_id = request.runs.create({})
+        self.launched.append((request.number, request.attempt))
+        handle = ScriptedHandle(run_id, self.script(request, run_id, self.client), self.pace)
+        self.handles.append(handle)
+        return handle
+
+
+def session_of(tmp_path, monkeypatch, script: Script, pace: float = 0.0, **keys):
+    """A real session on a new sweep (SQLite Optuna storage and MLflow store next to its config)."""
+    monkeypatch.chdir(tmp_path)
+    config = load_config(write_config(tmp_path, **keys))
+    launchers: list[ScriptedLauncher] = []
+
+    def launcher_factory(*args):
+        launchers.append(ScriptedLauncher(*args, script=script, pace=pace))
+        return launchers[0]
+
+    console = Reporter(stream=io.StringIO(), live=False)
+    parts = open_parts(config, None, console, StopSignal(), "test-agent", 1, launcher_factory)
+    return SweepSession(parts), launchers[0]
+
+
+def scores(score: Callable[[TrialRequest], float | None], steps: int = 1) -> Script:
+    """A trial that logs `score(request)` at `steps` steps (nothing when None) and succeeds."""
+
+    def script(request, run_id, client):
+        value = score(request)
+        for step in range(steps):
+            yield
+            if value is not None:
+                client.log_metric(run_id, "score", value, step=step)
+        return True
+
+    return script
+
+
+def runs_of(session: SweepSession) -> dict[str, object]:
+    client = session.parts.recorder.client
+    run_ids = (t.user_attrs.get("mlflow_run_id") for t in session.study.trials())
+    return {run_id: client.get_run(run_id) for run_id in run_ids if run_id}
+
+
+def test_a_sweep_closes_with_its_parent_finished_and_the_best_recorded(tmp_path, monkeypatch):
+    by_x = scores(lambda request: request.params["x"] * 10.0)
+    session, launcher = session_of(tmp_path, monkeypatch, by_x, parameters={"x": [1, 2, 3]})
+    result = session.run()
+    assert result.exit_code == EXIT_OK and result.finished
+    assert sorted(launcher.launched) == [(0, 1), (1, 1), (2, 1)]
+    assert session.study.is_closed()
+    client = session.parts.recorder.client
+    parent = client.get_run(session.parts.parent_id)
+    assert parent.info.status == "FINISHED"
+    assert parent.data.metrics["score"] == 30.0
+    best = session.study.best_trial()
+    assert parent.data.tags[BEST_RUN_TAG] == best.user_attrs["mlflow_run_id"]
+    assert all(run.info.status == "FINISHED" for run in runs_of(session).values())
+
+
+def test_a_failed_attempt_is_retried_and_its_run_replaced(tmp_path, monkeypatch):
+    def fails_once(request, run_id, client):
+        yield
+        if request.attempt == 1:
+            return False
+        client.log_metric(run_id, "score", 1.0)
+        return True
+
+    session, launcher = session_of(tmp_path, monkeypatch, fails_once, parameters={"x": [1]}, max_retries=1)
+    result = session.run()
+    assert result.exit_code == EXIT_OK and not result.failed_for_good
+    assert [attempt for _, attempt in launcher.launched] == [1, 2]  # a retry is a new Optuna trial
+    complete = [t for t in session.study.trials() if t.state == TrialState.COMPLETE]
+    assert [t.value for t in complete] == [1.0]
+    client = session.parts.recorder.client
+    first, second = (handle.run_id for handle in launcher.handles)
+    failed = client.get_run(first)
+    assert failed.info.status == "FAILED" and failed.info.lifecycle_stage == "deleted"
+    assert failed.data.tags[REPLACED_BY_TAG] == second
+
+
+def test_a_trial_that_fails_all_its_attempts_fails_for_good_and_the_sweep_exits_1(tmp_path, monkeypatch):
+    no_metric = scores(lambda request: None)
+    session, launcher = session_of(tmp_path, monkeypatch, no_metric, parameters={"x": [1]}, max_retries=1)
+    result = session.run()
+    assert result.exit_code == EXIT_FAILED and len(result.failed_for_good) == 1
+    assert "did not log the metric 'score'" in result.failed_for_good[0]
+    assert [attempt for _, attempt in launcher.launched] == [1, 2]
+    assert session.parts.recorder.client.get_run(session.parts.parent_id).info.status == "FINISHED"
+
+
+def test_fail_fast_stops_the_sweep_when_the_first_trials_all_fail(tmp_path, monkeypatch):
+    no_metric = scores(lambda request: None)
+    session, launcher = session_of(
+        tmp_path, monkeypatch, no_metric, parameters={"x": [1, 2, 3, 4]}, max_retries=0, fail_fast=2
+    )
+    result = session.run()
+    assert result.exit_code == EXIT_FAILED and not result.finished
+    assert "fail_fast" in result.error
+    assert launcher.launched == [(0, 1), (1, 1)]
+    # The failed points keep their attempts for the resume: queued again, attempt 1.
+    waiting = [t for t in session.study.trials() if t.state == TrialState.WAITING]
+    assert sorted(dict(t.params)["x"] for t in waiting) == [1, 2]
+    assert session.parts.recorder.client.get_run(session.parts.parent_id).info.status == "RUNNING"
+
+
+def forever(request, run_id, client):
+    while True:
+        yield
+
+
+def test_a_trial_past_its_timeout_is_stopped_and_its_run_killed(tmp_path, monkeypatch):
+    session, launcher = session_of(
+        tmp_path, monkeypatch, forever, pace=0.02, parameters={"x": [1]}, max_retries=0, trial_timeout=0.2
+    )
+    result = session.run()
+    assert result.exit_code == EXIT_FAILED
+    assert "timed out after 0.2 s (trial_timeout)" in result.failed_for_good[0]
+    (handle,) = launcher.handles
+    assert handle.cancelled
+    assert session.parts.recorder.client.get_run(handle.run_id).info.status == "KILLED"
+
+
+def test_an_interrupt_cancels_the_trial_and_requeues_it_without_counting_an_attempt(tmp_path, monkeypatch):
+    stopped: list[StopSignal] = []
+
+    def interrupted(request, run_id, client):
+        yield
+        stopped[0].set()  # Ctrl-C while the trial runs
+        while True:
+            yield
+
+    session, launcher = session_of(tmp_path, monkeypatch, interrupted, pace=0.01, parameters={"x": [1, 2]})
+    stopped.append(session.parts.stop)
+    result = session.run()
+    assert result.interrupted and result.exit_code == EXIT_INTERRUPTED
+    (handle,) = launcher.handles
+    assert handle.cancelled
+    client = session.parts.recorder.client
+    assert client.get_run(handle.run_id).info.status == "KILLED"
+    waiting = [t for t in session.study.trials() if t.state == TrialState.WAITING]
+    assert len(waiting) == 1 and int(waiting[0].system_attrs[ATTEMPT]) == 1
+    assert client.get_run(session.parts.parent_id).info.status == "RUNNING"  # resumable
+
+
+def test_a_trial_the_pruner_stops_is_pruned_and_its_run_killed_and_tagged(tmp_path, monkeypatch):
+    """Trial 0 logs a good history and completes; trial 1 logs a worse value at every step until
+    the median pruner, reading its history through the real run, stops it."""
+
+    def script(request, run_id, client):
+        if request.number == 0:
+            for step in range(3):
+                client.log_metric(run_id, "score", 10.0, step=step)
+                yield
+            return True
+        step = 0
+        while True:
+            client.log_metric(run_id, "score", 0.0, step=step)
+            step += 1
+            yield
+
+    session, launcher = session_of(
+        tmp_path,
+        monkeypatch,
+        script,
+        pace=0.02,
+        parameters={"x": [1, 2]},
+        max_retries=2,
+        early_stopping={"pruner": "median", "options": {"n_startup_trials": 1}, "interval": 0.05},
+    )
+    result = session.run()
+    assert result.exit_code == EXIT_OK and result.finished
+    trials = {t.number: t for t in session.study.trials()}
+    assert {n: t.state for n, t in trials.items()} == {0: TrialState.COMPLETE, 1: TrialState.PRUNED}
+    assert trials[1].intermediate_values and trials[1].value == 0.0  # its history, through the run
+    assert len(trials[0].intermediate_values) == 3  # every step reported before it completed
+    assert launcher.launched == [(0, 1), (1, 1)]  # a pruned trial is never retried
+    pruned = session.parts.recorder.client.get_run(launcher.handles[1].run_id)
+    assert pruned.info.status == "KILLED"
+    assert pruned.data.tags["sweeper.pruned"] == "true"
+    assert session.parts.recorder.client.get_run(session.parts.parent_id).info.status == "FINISHED"
