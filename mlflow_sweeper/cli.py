@@ -69,10 +69,9 @@ def main() -> None:
 @click.option(
     "-j",
     "--n-jobs",
-    type=click.IntRange(min=1),
-    default=1,
-    show_default=True,
-    help="Trials of this agent at once.",
+    type=click.IntRange(min=0),
+    default=None,
+    help="Trials of this agent at once (default 1; with `devices`, one per device group; 0: the default).",
 )
 @click.option(
     "--count", type=click.IntRange(min=1), default=None, help="Stop after this agent has started N trials."
@@ -83,7 +82,9 @@ def main() -> None:
     is_flag=True,
     help="Run the points that failed after all retries again, with a fresh set of attempts.",
 )
-def sweep(configs: tuple[str, ...], n_jobs: int, count: int | None, quiet: bool, retry_failed: bool) -> None:
+def sweep(
+    configs: tuple[str, ...], n_jobs: int | None, count: int | None, quiet: bool, retry_failed: bool
+) -> None:
     """Run the sweeps of CONFIG files (or comma-separated lists), one after another.
 
     Several agents may run the same config at once, on one machine or many.
@@ -94,7 +95,8 @@ def sweep(configs: tuple[str, ...], n_jobs: int, count: int | None, quiet: bool,
 
     def action() -> int:
         loaded = load_configs(list(configs), to_run=True)
-        agent = Agent(n_jobs=n_jobs, count=count, reporter=Reporter(quiet=quiet), retry_failed=retry_failed)
+        jobs = n_jobs or None  # 0 (the entry point's default): not given
+        agent = Agent(n_jobs=jobs, count=count, reporter=Reporter(quiet=quiet), retry_failed=retry_failed)
         agent.install_signal_handlers()
         try:
             return agent.run(loaded)

@@ -34,6 +34,7 @@ IN_PROCESS_MODULES = {
     "test_constraints.py",
     "test_counts.py",
     "test_drift_message.py",
+    "test_device_rules.py",
     "test_outcome.py",
     "test_preflight.py",
     "test_protocol.py",

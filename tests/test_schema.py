@@ -58,10 +58,12 @@ def test_sweep_config_defaults_are_the_schema_defaults():
 
 
 def test_mutable_keys_and_the_resume_hint_come_from_the_table():
-    assert {"max_trials", "max_retries", "stale_after", "trial_timeout", "fail_fast"} == MUTABLE_KEYS
-    assert (
-        MUTABLE_HINT
-        == "Only max_trials, max_retries, stale_after, trial_timeout and fail_fast may change on resume."
+    how_run = ("devices", "devices_per_trial", "device_env", "infeasible_when")  # this host's business
+    failure_handling = {"max_trials", "max_retries", "stale_after", "trial_timeout", "fail_fast"}
+    assert {*failure_handling, *how_run} == MUTABLE_KEYS
+    assert MUTABLE_HINT == (
+        "Only max_trials, max_retries, stale_after, trial_timeout, fail_fast, devices, "
+        "devices_per_trial, device_env and infeasible_when may change on resume."
     )
     for name in KEYS - MUTABLE_KEYS:
         assert not re.search(rf"\b{name}\b", MUTABLE_HINT), name

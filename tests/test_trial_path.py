@@ -148,12 +148,47 @@ def test_a_failed_attempt_is_retried_and_its_run_replaced(tmp_path, monkeypatch)
 
 
 def test_a_trial_that_fails_all_its_attempts_fails_for_good_and_the_sweep_exits_1(tmp_path, monkeypatch):
+    def always_fails(request, run_id, client):
+        yield
+        return False
+
+    session, launcher = session_of(tmp_path, monkeypatch, always_fails, parameters={"x": [1]}, max_retries=1)
+    result = session.run()
+    assert result.exit_code == EXIT_FAILED and len(result.failed_for_good) == 1
+    assert "the run failed" in result.failed_for_good[0]
+    assert [attempt for _, attempt in launcher.launched] == [1, 2]
+    assert session.parts.recorder.client.get_run(session.parts.parent_id).info.status == "FINISHED"
+
+
+def test_a_trial_request_carries_its_number_attempt_and_earlier_run(tmp_path, monkeypatch):
+    def fails_once(request, run_id, client):
+        yield
+        if request.attempt == 1:
+            return False
+        client.log_metric(run_id, "score", 1.0)
+        return True
+
+    session, launcher = session_of(tmp_path, monkeypatch, fails_once, parameters={"x": [1]}, max_retries=1)
+    seen: list[dict[str, str]] = []
+    launch = launcher.launch
+    launcher.launch = lambda request: (seen.append(dict(request.env)), launch(request))[1]
+    assert session.run().exit_code == EXIT_OK
+    first, _ = (handle.run_id for handle in launcher.handles)
+    (one, _), (retry, _) = launcher.launched  # a retry is a new Optuna trial
+    assert seen == [
+        {"SWEEPER_TRIAL": str(one), "SWEEPER_ATTEMPT": "1"},
+        {"SWEEPER_TRIAL": str(retry), "SWEEPER_ATTEMPT": "2", "SWEEPER_RESUME_RUN_ID": first},
+    ]
+
+
+def test_a_run_that_never_logs_its_metric_fails_for_good_at_once(tmp_path, monkeypatch):
+    """Another attempt would not log it either: no retry, and the sweep exits 1."""
     no_metric = scores(lambda request: None)
     session, launcher = session_of(tmp_path, monkeypatch, no_metric, parameters={"x": [1]}, max_retries=1)
     result = session.run()
     assert result.exit_code == EXIT_FAILED and len(result.failed_for_good) == 1
     assert "did not log the metric 'score'" in result.failed_for_good[0]
-    assert [attempt for _, attempt in launcher.launched] == [1, 2]
+    assert [attempt for _, attempt in launcher.launched] == [1]
     assert session.parts.recorder.client.get_run(session.parts.parent_id).info.status == "FINISHED"
 
 

@@ -52,7 +52,8 @@ class SweepEnd:
         result.finished = True
         best = self.study.best_trial()
         self.close(trials, best)
-        result.failed_for_good = describe_failures(self.study.failed_for_good(trials), self.parts.log_dir)
+        failed = self.study.failed_for_good(trials, infeasible=False)  # infeasible points are results
+        result.failed_for_good = describe_failures(failed, self.parts.log_dir)
         summary = f"{self.identity}: complete, parent run {self.parts.parent_id}"
         if best is not None:
             best_params = shown_params(best.params)

@@ -39,9 +39,7 @@ class Failures:
         """After a failed attempt: the log's tail on the console on the point's first failure (once
         per failing point, however many retries follow), then the `fail_fast` check."""
         if work.attempt == 1:
-            tail = indented_tail(log_path)
-            if tail:
-                self.console.event(f"trial {work.number}: last lines of {log_path}:\n{tail}")
+            self.show_tail(work, log_path)
         if self.config.fail_fast <= 0 or self.progress.done > 0:
             return  # off, or a trial has completed: fail_fast can no longer fire, skip the read
         stop = fail_fast_reason(self.study.trials(), self.config.fail_fast)
@@ -54,9 +52,21 @@ class Failures:
             self.result.error = f"{self.config.identity}: {stop}"
             self.console.summary(self.result.error)
 
+    def show_tail(self, work: Work, log_path: Path) -> None:
+        """The last lines of the attempt's log on the console, when it wrote any here."""
+        tail = indented_tail(log_path)
+        if tail:
+            self.console.event(f"trial {work.number}: last lines of {log_path}:\n{tail}")
+
+    def stop_sweep(self, message: str) -> None:
+        """Stop this agent's workers from starting trials: the first reason given is kept."""
+        if self.result.error is None:
+            self.result.error = message
+
     def requeue_failed_for_good(self) -> list[FrozenTrial]:
         """Queue every point that failed for good again, attempt 1; the failed trials."""
-        failed = [t for t in self.study.failed_for_good(self.study.trials()) if t.state == TrialState.FAIL]
+        owed = self.study.failed_for_good(self.study.trials(), infeasible=False)  # not infeasible ones
+        failed = [t for t in owed if t.state == TrialState.FAIL]
         for trial in failed:
             slot, old_run = int(trial.system_attrs[SLOT]), trial.user_attrs.get(RUN_ATTR)
             self.study.requeue(dict(trial.params), slot, 1, old_run)

@@ -8,6 +8,7 @@ from collections.abc import Callable
 
 from ..config import SweepConfig
 from ..coordination import SweepStudy
+from ..devices import NO_DEVICE_POOL, DevicePool, NoDevicePool
 from ..launch import Launcher, make_launcher
 from ..opening import open_sweep
 from ..preflight import CheckedProject
@@ -32,9 +33,11 @@ def open_parts(
     agent: str,
     n_jobs: int,
     launcher_factory: Callable[..., Launcher] = make_launcher,
+    devices: DevicePool | NoDevicePool = NO_DEVICE_POOL,
 ) -> SweepParts:
     """The sweep opened for this agent, and every part a session on it is built from.
-    `launcher_factory` takes `make_launcher`'s arguments (a test passes its own launcher)."""
+    `launcher_factory` takes `make_launcher`'s arguments (a test passes its own launcher);
+    `devices` is this host's pool for the sweep, planned by the agent (it also sizes `n_jobs`)."""
     sweep = open_sweep(config, agent=agent, n_jobs=n_jobs)
     study, recorder, parent_id = sweep.study, sweep.recorder, sweep.parent_id
     assert study is not None and recorder is not None and parent_id is not None  # opened, not found
@@ -60,6 +63,7 @@ def open_parts(
         checked=checked,
         watch=watch_for(config, recorder, study),
         uploads=LogUploads(recorder),
+        devices=devices,
         result=SweepResult(config.identity),
         description=LiveDescription(config, study, recorder, parent_id, progress),
     )

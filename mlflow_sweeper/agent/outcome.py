@@ -16,6 +16,12 @@ class Kind(Enum):
     FAILED = "failed"  # counts an attempt and is retried while attempts are left
     CANCELLED = "cancelled"  # Ctrl-C: run KILLED, the point re-queued without counting an attempt
     PRUNED = "pruned"  # stopped by the pruner: run KILLED, Optuna PRUNED, never retried
+    # The point cannot run (out of memory, a NaN objective): a result, not a breakdown. Run FAILED
+    # and tagged, Optuna FAIL, never retried, and not a failure for the agent's exit code.
+    INFEASIBLE = "infeasible"
+    # The setup is broken (the script refuses its arguments): every trial would fail alike, so
+    # the sweep stops as `fail_fast` stops it, resumable once the setup is fixed.
+    SETUP = "setup"
 
 
 @dataclass(frozen=True)
@@ -35,6 +41,7 @@ class Outcome:
     value: float | list[float] | None = None  # a list with several objectives, in their order
     reason: str | None = None
     run_status: str = "FINISHED"  # how the trial's MLflow run ends
+    retry: bool = True  # a failure another attempt may cure (False: the run says it would not)
 
     @property
     def complete(self) -> bool:

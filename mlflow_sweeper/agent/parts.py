@@ -10,6 +10,7 @@ from pathlib import Path
 
 from ..config import SweepConfig
 from ..coordination import SweepStudy
+from ..devices import DevicePool, NoDevicePool
 from ..launch import Launcher
 from ..preflight import CheckedProject
 from ..progress import Reporter, SweepProgress
@@ -37,6 +38,7 @@ class SweepParts:
     checked: CheckedProject | None  # the entry point's project, as checked before anything was written
     watch: TrialWatch | NoWatch  # early stopping
     uploads: LogUploads  # trial logs attached to their runs
+    devices: DevicePool | NoDevicePool  # this host's devices, one group per running trial
     result: SweepResult  # what this agent's session ends with
     description: LiveDescription  # the parent's description, kept current while the workers run
 

@@ -7,6 +7,7 @@ import signal
 
 from ..config import SweepConfig
 from ..coordination import agent_id
+from ..devices import DevicePlan, device_pool, plan_devices
 from ..errors import EXIT_INTERRUPTED, EXIT_OK
 from ..preflight import CheckedProject, preflight_all, release
 from ..progress import Reporter
@@ -19,12 +20,12 @@ from .stop import StartBudget, StopSignal
 class Agent:
     def __init__(
         self,
-        n_jobs: int = 1,
+        n_jobs: int | None = 1,
         count: int | None = None,
         reporter: Reporter | None = None,
         retry_failed: bool = False,
     ):
-        self.n_jobs = max(1, n_jobs)
+        self.n_jobs = n_jobs  # None: not given (1, or with `devices` one per device group)
         self.retry_failed = retry_failed  # points that failed for good get a fresh set of attempts
         self.starts = StartBudget(count)  # `--count`, across all the sweeps of this agent
         self.reporter = reporter or Reporter()
@@ -72,5 +73,22 @@ class Agent:
 
     def open_session(self, config: SweepConfig, checked: CheckedProject | None = None) -> SweepSession:
         """Open the sweep and build this agent's session on it from its parts."""
-        parts = open_parts(config, checked, self.reporter, self.stop, self.agent, self.n_jobs)
-        return SweepSession(parts, self.n_jobs, self.starts, self.retry_failed)
+        plan = self._plan_devices(config)
+        n_jobs, capped = plan.jobs(self.n_jobs)
+        if capped:
+            self.reporter.event(f"{config.identity}: {capped}")
+        pool = device_pool(plan)
+        parts = open_parts(config, checked, self.reporter, self.stop, self.agent, n_jobs, devices=pool)
+        return SweepSession(parts, n_jobs, self.starts, self.retry_failed)
+
+    def _plan_devices(self, config: SweepConfig) -> DevicePlan:
+        """This host's devices for the sweep (`auto` asks nvidia-smi), which also size `-j`."""
+        plan = plan_devices(config.devices, config.devices_per_trial, config.device_env)
+        for note in plan.notes:
+            self.reporter.event(f"{config.identity}: {note}")
+        if plan.groups:
+            self.reporter.event(
+                f"{config.identity}: devices {','.join(plan.devices)} ({config.device_env}), "
+                f"{plan.per_trial} per trial"
+            )
+        return plan

@@ -84,10 +84,10 @@ def settle_complete(parts: Settling, attempt: Attempt, outcome: Outcome) -> None
 def settle_failed(parts: Settling, attempt: Attempt, outcome: Outcome) -> None:
     work, run_id = attempt.work, attempt.run_id
     parts.recorder.end_trial_run(run_id, outcome.run_status)
-    requeued = parts.study.fail(work, outcome.reason, retry_it=True, old_run=run_id)
+    requeued = parts.study.fail(work, outcome.reason, retry_it=outcome.retry, old_run=run_id)
     if not requeued:
         parts.counts.failed()
-    then = "will be retried" if requeued else "failed for good"
+    then = "will be retried" if requeued else "failed for good" if outcome.retry else "not retried"
     log_hint = f"; log: {attempt.log_path}" if attempt.log_path.exists() else ""  # backends log elsewhere
     parts.console.event(f"trial {work.number} failed (run {run_id}): {outcome.reason}; {then}{log_hint}")
     parts.failures.after_failure(work, attempt.log_path)
@@ -113,11 +113,44 @@ def settle_cancelled(parts: Settling, attempt: Attempt, outcome: Outcome) -> Non
     parts.console.event(f"trial {attempt.work.number} cancelled (run {run_id})")
 
 
+def settle_infeasible(parts: Settling, attempt: Attempt, outcome: Outcome) -> None:
+    """The point cannot run (out of memory, a non-finite objective): run FAILED and tagged
+    `sweeper.infeasible`, Optuna FAIL marked infeasible, never retried; counted in the budget
+    and by `fail_fast`, but not a failure for the agent's exit code."""
+    work, run_id, reason = attempt.work, attempt.run_id, outcome.reason or "infeasible"
+    if run_id:
+        parts.recorder.tag_infeasible(run_id, reason)
+        parts.recorder.end_trial_run(run_id, outcome.run_status)
+    parts.study.mark_infeasible(work, reason)
+    parts.study.fail(work, reason, retry_it=False, old_run=run_id)
+    parts.counts.failed()
+    parts.console.event(f"trial {work.number} infeasible (run {run_id}): {outcome.reason}; not retried")
+    parts.failures.after_failure(work, attempt.log_path)
+
+
+def settle_setup(parts: Settling, attempt: Attempt, outcome: Outcome) -> None:
+    """The setup is broken (a usage error): every trial would fail alike. The sweep stops as
+    `fail_fast` stops it: the point keeps its attempts for the resume, the agent exits 1."""
+    work, run_id = attempt.work, attempt.run_id
+    message = (
+        f"{parts.config.identity}: trial {work.number} (run {run_id}): {outcome.reason}; "
+        "the sweep stops: fix the command or the parameters, then run again to resume"
+    )
+    parts.failures.stop_sweep(message)  # before the point is queued again: no worker takes it
+    parts.recorder.end_trial_run(run_id, outcome.run_status)
+    reason = outcome.reason or "usage error"
+    parts.study.fail(work, reason, retry_it=True, count_attempt=False, old_run=run_id)
+    parts.failures.show_tail(work, attempt.log_path)
+    parts.console.summary(message)
+
+
 SETTLERS: dict[Kind, Callable[[Settling, Attempt, Outcome], None]] = {
     Kind.COMPLETE: settle_complete,
     Kind.FAILED: settle_failed,
     Kind.PRUNED: settle_pruned,
     Kind.CANCELLED: settle_cancelled,
+    Kind.INFEASIBLE: settle_infeasible,
+    Kind.SETUP: settle_setup,
 }
 
 

@@ -17,12 +17,14 @@ from pathlib import Path
 from ..config import SweepConfig
 from ..constraints import Judgement, judge, metric_names
 from ..coordination import SweepStudy, Work
+from ..devices import NO_DEVICE_POOL, NO_DEVICES, DevicePool, NoDevicePool
 from ..display import shown_params
 from ..launch import Launcher, TrialHandle, TrialRequest, trial_log_name
 from ..preflight import CheckedProject
 from ..progress import Reporter
 from ..pruning import TrialWatch
 from ..record import Recorder
+from ..resume import trial_variables
 from ..ui.live import LiveDescription
 from .counts import SweepCounts
 from .failures import Failures
@@ -31,6 +33,7 @@ from .parts import SweepParts
 from .result import SweepResult
 from .settle import Attempt, Settling, settle
 from .stop import StopSignal
+from .triage import triage, trial_tags
 from .uploads import LogUploads
 from .watch import NoWatch
 
@@ -60,6 +63,7 @@ class TrialContext:
     failures: Failures
     result: SweepResult  # a launch failure stops the agent through it
     description: LiveDescription  # told of each new best
+    devices: DevicePool | NoDevicePool = NO_DEVICE_POOL  # this host's devices, one group per trial
     checked: CheckedProject | None = None  # the entry point's project: its full parameter set is logged
 
     @classmethod
@@ -78,6 +82,7 @@ class TrialContext:
             failures=failures,
             result=parts.result,
             description=parts.description,
+            devices=parts.devices,
             checked=parts.checked,
         )
 
@@ -116,9 +121,11 @@ class RecordedRuns:
         self.work = work
         self.params = logged if logged is not None else params  # what the run records
         self.run_id: str | None = None
+        self.extra_tags: dict[str, str] = trial_tags(work)  # the earlier attempt, the devices
 
     def create(self, tags: dict[str, str]) -> str:
         work = self.work
+        tags = {**tags, **self.extra_tags}
         run_id = self.recorder.create_trial_run(self.parent_id, work.number, work.attempt, self.params, tags)
         self._bind(run_id)
         return run_id
@@ -126,7 +133,9 @@ class RecordedRuns:
     def adopt(self, run_id: str) -> None:
         self.run_id = run_id
         work = self.work
-        self.recorder.adopt_run(run_id, self.parent_id, work.number, work.attempt, self.params)
+        self.recorder.adopt_run(
+            run_id, self.parent_id, work.number, work.attempt, self.params, self.extra_tags
+        )
         self._bind(run_id)
 
     def _bind(self, run_id: str) -> None:
@@ -151,6 +160,8 @@ class TrialExecution:
         self.ended_as: str | None = None  # how the training code ended the run, once read
         self.read_metrics: dict[str, float | None] = {}  # the objective's and constraints' metrics
         self.judgement: Judgement | None = None  # the constraints' verdict, with `spec.constraints`
+        self.logged_metrics: tuple[str, ...] = ()  # every metric the run logged, once read
+        self.devices = NO_DEVICES  # the devices this attempt holds while it runs
 
     def _logged_params(self) -> dict | None:
         """The entry point's full parameter set, as its run logs it (None: the params as passed),
@@ -172,17 +183,30 @@ class TrialExecution:
 
     def run(self) -> None:
         """Launch, await, classify, settle. Raises StopRequested after a Ctrl-C."""
-        if self.context.stop.is_set():
+        stop = self.context.stop
+        devices = None if stop.is_set() else self.context.devices.acquire(stop.event)
+        if devices is None:  # Ctrl-C, before or while waiting for devices
             self.settle(classify(Ending(cancelled=True), None, None))
             raise StopRequested
-        handle = self.launch()
-        if handle is None:
-            return
-        work = self.work
-        started = f"run {self.run_id}{_attempt(work)}"
-        self.context.console.event(f"trial {work.number} started ({started}): {_fmt(work.params)}")
-        ending = self.await_end(handle)
-        outcome = self.judge_constraints(classify(ending, self.objective_names, self.read_objective(ending)))
+        with devices:  # released when the trial has ended (or, by the OS, when the agent dies)
+            self.devices = devices
+            self.runs.extra_tags.update(devices.tags)
+            handle = self.launch()
+            if handle is None:
+                return
+            work = self.work
+            shown = f" on {devices.env_name}={','.join(devices.ids)}" if devices.ids else ""
+            started = f"run {self.run_id}{_attempt(work)}{shown}"
+            self.context.console.event(f"trial {work.number} started ({started}): {_fmt(work.params)}")
+            ending = self.await_end(handle)
+        outcome = self.judge_constraints(triage(
+            classify(ending, self.objective_names, self.read_objective(ending)),
+            ending,
+            self.log_path,
+            self.context.config,
+            self.objective_names,
+            self.logged_metrics,
+        ))
         self.settle(outcome)
         if outcome.kind is Kind.CANCELLED:
             raise StopRequested
@@ -191,12 +215,15 @@ class TrialExecution:
 
     def request(self) -> TrialRequest:
         """What the launcher gets for this attempt: the one place a trial's inputs are built."""
+        work = self.work
         return TrialRequest(
-            number=self.work.number,
-            attempt=self.work.attempt,
+            number=work.number,
+            attempt=work.attempt,
             experiment_id=self.context.recorder.experiment_id,
             params=self.params,
             runs=self.runs,
+            # the attempt's variables (SWEEPER_TRIAL, ...) and the devices it holds
+            env={**trial_variables(work.number, work.attempt, work.replaces_run), **self.devices.environment},
         )
 
     def launch(self) -> TrialHandle | None:
@@ -274,6 +301,7 @@ class TrialExecution:
         reading = self.context.recorder.read_run(self.run_id, wanted)
         self.ended_as = reading.ended_as
         self.read_metrics = reading.metrics
+        self.logged_metrics = reading.logged
         return reading.metrics if isinstance(names, tuple) else reading.metrics[names]
 
     @property

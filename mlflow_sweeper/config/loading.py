@@ -199,6 +199,28 @@ def _failure_handling(values: Values) -> dict[str, Any]:
     return {name: values[name] for name in ("max_retries", "stale_after", "trial_timeout", "fail_fast")}
 
 
+def _training(values: Values, backend: str) -> dict[str, Any]:
+    """Devices for local trials and the patterns that make a failed point infeasible."""
+    devices = values["devices"]
+    if devices is not None and backend != "local":
+        raise ConfigProblem(
+            "devices",
+            f"applies to local trials only, not to backend {backend!r}: "
+            "request the backend's resources (GPUs) in backend_config instead",
+        )
+    per_trial = values["devices_per_trial"]
+    if isinstance(devices, tuple) and per_trial > len(devices):
+        raise ConfigProblem(
+            "devices_per_trial", f"is {per_trial}, more than the {len(devices)} device(s) in 'devices'"
+        )
+    return {
+        "devices": devices,
+        "devices_per_trial": per_trial,
+        "device_env": values["device_env"],
+        "infeasible_when": values["infeasible_when"],
+    }
+
+
 def _check_placeholders(values: Values, config: SweepConfig) -> None:
     """Every `{name}` placeholder of `command` names a parameter of the space."""
     if config.command is not None:
@@ -220,10 +242,11 @@ def load_config(path_text: str | os.PathLike[str]) -> SweepConfig:
         data = expand_config(read_yaml(path))
         values = Values(Where(path.resolve()), data)
         objective = _objective(values)
+        trial = _trial(values)
         config = SweepConfig(
             path=values.where.path,
             **_identity(values),
-            **_trial(values),
+            **trial,
             **_search(values),
             **_storages(values),
             objective=objective,
@@ -231,6 +254,7 @@ def load_config(path_text: str | os.PathLike[str]) -> SweepConfig:
             **_failure_handling(values),
             register=values["register"],
             warm_start=values["warm_start"],
+            **_training(values, trial["backend"]),
             raw=data,
         )
         _check_placeholders(values, config)

@@ -52,6 +52,10 @@ class SweepConfig:
     early_stopping: EarlyStopping | None = None
     register: Any = None  # `register:`, a config.register.Registration
     warm_start: list = _default("warm_start")  # earlier results, entered once when the study is created
+    devices: str | tuple[str, ...] | None = _default("devices")  # "auto" or device ids
+    devices_per_trial: int = _default("devices_per_trial")
+    device_env: str = _default("device_env")
+    infeasible_when: tuple[str, ...] = _default("infeasible_when")
 
     @property
     def identity(self) -> str:

@@ -12,7 +12,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..command_line import ARG_STYLES  # the styles `build_argv` knows, named once there
+from ..devices import load_devices, load_env_name
 from ..search.algorithms import ALGORITHMS
+from ..triage import DEFAULT_INFEASIBLE, load_patterns
 from . import checks
 from .register import parse_register
 
@@ -104,6 +106,23 @@ SCHEMA: tuple[Key, ...] = (
         None,
         "the best trial's model into the Model Registry: {model_name, artifact_path, alias}",
         parse_register,
+    ),
+    # devices and failure triage: how this host runs trials, not what the sweep is
+    Key("devices", None, "GPUs for local trials: auto | [0, 1, 2, 3] | \"0,1\"", load_devices, mutable=True),
+    Key("devices_per_trial", 1, "devices each trial gets", AT_LEAST_1, mutable=True),
+    Key(
+        "device_env",
+        "CUDA_VISIBLE_DEVICES",
+        "the variable that carries a trial's devices (e.g. HIP_VISIBLE_DEVICES)",
+        load_env_name,
+        mutable=True,
+    ),
+    Key(
+        "infeasible_when",
+        tuple(DEFAULT_INFEASIBLE),
+        "regexes on a failed trial's log tail: the point is infeasible, not retried ([]: off)",
+        load_patterns,
+        mutable=True,
     ),
 )
 

@@ -18,7 +18,7 @@ from .identity import SweepIdentity, direction_of
 from .ledger import ClaimsLedger
 from .lifecycle import TrialLifecycle, Work
 from .liveness import Heartbeat, fail_stale_trials
-from .names import ACTIVE, claims_study_name
+from .names import ACTIVE, INFEASIBLE, claims_study_name
 from .policy import RetryPolicy
 from .store import RetryingStorage
 from .tallies import Progress
@@ -165,6 +165,10 @@ class SweepStudy:
             work, reason, retry_it=retry_it, count_attempt=count_attempt, old_run=old_run
         )
 
+    def mark_infeasible(self, work: Work, reason: str) -> None:
+        """Before the trial is failed: its point cannot run (a result, not a failure)."""
+        self.store.set_trial_user_attr(work.trial_id, INFEASIBLE, reason)
+
     def requeue(self, params: dict, slot: int, attempt: int, old_run: str | None) -> None:
         self.lifecycle.requeue(params, slot, attempt, old_run)
 
@@ -244,8 +248,11 @@ class SweepStudy:
     def queue_slot(self, slot: int) -> None:
         self.lifecycle.queue_slot(slot)
 
-    def failed_for_good(self, trials: list[FrozenTrial]) -> list[FrozenTrial]:
-        return tallies.failed_for_good(trials)
+    def failed_for_good(self, trials: list[FrozenTrial], *, infeasible: bool = True) -> list[FrozenTrial]:
+        """The points that failed after all their attempts; `infeasible=False` leaves out the
+        infeasible ones, which are results rather than failures."""
+        failed = tallies.failed_for_good(trials)
+        return failed if infeasible else tallies.needing_attention(failed)
 
     def progress(self) -> Progress:
         trials = self.trials()

@@ -23,7 +23,7 @@ from ..search.algorithms import PointSource
 from ..search.space import suggest_point
 from .ledger import ClaimsLedger
 from .liveness import Heartbeat
-from .names import ATTEMPT, REPLACES_RUN, RUN_ATTR, SLOT, TARGET_REACHED, WAITING, WARM_SLOTS
+from .names import ATTEMPT, NO_RETRY, REPLACES_RUN, RUN_ATTR, SLOT, TARGET_REACHED, WAITING, WARM_SLOTS
 from .policy import RetryPolicy, attempt_of
 from .store import RetryingStorage, finish, set_reason, take, trial_template
 
@@ -259,6 +259,9 @@ class TrialLifecycle:
         requeued = retry_it and self.policy.may_run(attempt)
         if requeued:
             self.requeue(work.params, work.slot, attempt, old_run)
+        elif not retry_it:  # on purpose: no agent re-queues it as a lost retry
+            with contextlib.suppress(UpdateFinishedTrialError):
+                self.store.set_trial_system_attr(work.trial_id, NO_RETRY, True)
         finish(self.store, work.trial_id, TrialState.FAIL)
         return requeued
 

@@ -20,6 +20,7 @@ TARGET_REACHED = "sweeper:target_reached"  # the number of the trial that reache
 # Trial user attributes.
 RUN_ATTR = "mlflow_run_id"
 REASON = "fail_reason"
+INFEASIBLE = "infeasible"  # why the point cannot run: a result, not a failure for the exit code
 # Trial system attributes.
 SLOT = "sweeper:slot"
 WARM_SLOTS = "sweeper:warm_slots"  # study system attr: {slot: trial number} a warm start holds
@@ -28,6 +29,7 @@ AGENT = "sweeper:agent"
 HEARTBEAT = "sweeper:heartbeat"
 STALE_AFTER = "sweeper:stale_after"
 REPLACES_RUN = "sweeper:replaces_run"
+NO_RETRY = "sweeper:no_retry"  # failed on purpose without a retry (infeasible, a missing metric)
 
 CLAIMS_SUFFIX = "#claims"
 CLOSE_SUFFIX = "#close"

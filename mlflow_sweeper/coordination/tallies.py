@@ -9,7 +9,7 @@ from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
 from ..constraints import is_feasible
-from .names import SLOT
+from .names import INFEASIBLE, NO_RETRY, SLOT
 from .policy import RetryPolicy, attempt_of
 
 
@@ -46,11 +46,12 @@ def latest_per_slot(trials: Iterable[FrozenTrial]) -> dict[int, FrozenTrial]:
 
 
 def unresolved_slots(trials: Iterable[FrozenTrial], policy: RetryPolicy) -> list[FrozenTrial]:
-    """Slots with no COMPLETE trial whose last attempt failed with attempts left (lost re-queue)."""
+    """Slots with no COMPLETE trial whose last attempt failed with attempts left (lost re-queue),
+    unless it was failed on purpose without a retry (infeasible, a missing metric)."""
     return [
         t
         for t in latest_per_slot(trials).values()
-        if t.state == TrialState.FAIL and policy.may_retry(attempt_of(t))
+        if t.state == TrialState.FAIL and policy.may_retry(attempt_of(t)) and not t.system_attrs.get(NO_RETRY)
     ]
 
 
@@ -70,6 +71,12 @@ def failed_for_good(trials: Iterable[FrozenTrial]) -> list[FrozenTrial]:
             continue
         failed.append(max(group, key=lambda t: t.number))
     return sorted(failed, key=lambda t: t.number)
+
+
+def needing_attention(failed: Iterable[FrozenTrial]) -> list[FrozenTrial]:
+    """The points failed for good that say something is wrong: not the infeasible ones (out of
+    memory, a non-finite objective), which are results of the search."""
+    return [t for t in failed if INFEASIBLE not in t.user_attrs]
 
 
 def state_counts(trials: Iterable[FrozenTrial]) -> dict[TrialState, int]:

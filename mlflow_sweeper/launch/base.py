@@ -13,7 +13,7 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -48,6 +48,9 @@ class TrialRequest:
     experiment_id: str
     params: dict
     runs: TrialRuns
+    # Variables the trial's process gets besides MLflow's: SWEEPER_TRIAL, SWEEPER_ATTEMPT,
+    # SWEEPER_RESUME_RUN_ID and its devices (`device_env`), set by local launchers.
+    env: dict[str, str] = field(default_factory=dict)
 
     @property
     def log_name(self) -> str:

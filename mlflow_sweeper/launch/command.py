@@ -14,5 +14,6 @@ class CommandLauncher(Launcher):
         argv = build_argv(self.config.command or "", request.params, self.config.arg_style)
         run_id = request.runs.create({})
         env = trial_env_path(run_env(run_id, self.tracking_uri, request.experiment_id))
+        env.update(request.env)
         process, log_file = popen(argv, str(self.config.base_dir), env, self.log_dir / request.log_name)
         return ProcessHandle(run_id, process, log_file)

@@ -74,6 +74,7 @@ class LocalProjectLauncher(Launcher):
             command = entry.compute_command({k: text(v) for k, v in params.items()}, str(storage_dir))
             command = " && ".join([*self.env_prefix, command])
             env = run_env(run_id, self.tracking_uri, request.experiment_id)
+            env.update(request.env)
             if self.config.env_manager == "local":
                 env = trial_env_path(env)
             process, log_file = popen(

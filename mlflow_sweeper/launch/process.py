@@ -14,6 +14,7 @@ from typing import IO
 import psutil
 
 from ..record import trial_environment
+from ..resume import RESUME_ENV
 from ..trial_log import log_header
 from .base import TrialHandle
 
@@ -141,7 +142,7 @@ def run_env(run_id: str, tracking_uri: str, experiment_id: str) -> dict[str, str
     """The environment MLflow Projects gives a run, so `mlflow.start_run()` resumes the child run."""
     env = trial_environment(dict(os.environ))
     # Never let a trial inherit the agent's own run (set when the agent runs under `mlflow run`).
-    for name in ("MLFLOW_RUN_ID", "MLFLOW_EXPERIMENT_NAME", "MLFLOW_PARENT_RUN_ID"):
+    for name in ("MLFLOW_RUN_ID", "MLFLOW_EXPERIMENT_NAME", "MLFLOW_PARENT_RUN_ID", RESUME_ENV):
         env.pop(name, None)
     env.update(
         MLFLOW_RUN_ID=run_id,

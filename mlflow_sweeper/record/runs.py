@@ -41,6 +41,7 @@ class RunReading:
 
     metrics: dict[str, float | None]  # the latest value of each objective metric, None if never logged
     ended_as: str | None  # the status the training code ended the run with; None while RUNNING
+    logged: tuple[str, ...] = ()  # every metric the run logged (to name a near one when missing)
 
 
 def _chunks(items: list, size: int = BATCH):
@@ -222,10 +223,19 @@ class Recorder:
         self.log_params(run.info.run_id, params)
         return run.info.run_id
 
-    def adopt_run(self, run_id: str, parent_id: str, number: int, attempt: int, params: dict) -> None:
+    def adopt_run(
+        self,
+        run_id: str,
+        parent_id: str,
+        number: int,
+        attempt: int,
+        params: dict,
+        extra_tags: dict[str, str] | None = None,
+    ) -> None:
         """Nest a run that a remote backend created itself."""
         tags = self._tags(
             "trial",
+            **(extra_tags or {}),
             **{TRIAL_TAG: str(number), MLFLOW_PARENT_RUN_ID: parent_id, ATTEMPT_TAG: str(attempt)},
         )
         retry(lambda: self.client.log_batch(run_id, tags=[RunTag(k, v) for k, v in tags.items()]), "adopt")
@@ -243,6 +253,13 @@ class Recorder:
         """`sweeper.pruned=true`: the run was stopped early by the pruner."""
         retry(lambda: self.client.set_tag(run_id, PRUNED_TAG, "true"), "pruned tag")
 
+    def tag_infeasible(self, run_id: str, reason: str) -> None:
+        """`sweeper.infeasible` = why: the point cannot run (out of memory, a non-finite objective)."""
+        from ..triage import INFEASIBLE_TAG
+
+        text = reason[:MAX_PARAM_LENGTH]
+        retry(lambda: self.client.set_tag(run_id, INFEASIBLE_TAG, text), "infeasible tag")
+
     def end_trial_run(self, run_id: str, status: str, ended_as: str | None = None) -> None:
         """End the trial's run with `status`, unless its training code already ended it so
         (`ended_as`, from `read_run`): one round trip less per trial, and the run keeps the end
@@ -256,7 +273,9 @@ class Recorder:
         run = retry(lambda: self.client.get_run(run_id), "read run")
         info = run.info
         ended_as = info.status if info.status != "RUNNING" and info.end_time else None
-        return RunReading({name: run.data.metrics.get(name) for name in metrics}, ended_as)
+        return RunReading(
+            {name: run.data.metrics.get(name) for name in metrics}, ended_as, tuple(run.data.metrics)
+        )
 
     def attach_log(self, run_id: str, path: str) -> None:
         if not os.path.exists(path) or os.path.getsize(path) == 0:

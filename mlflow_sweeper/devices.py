@@ -1,0 +1,277 @@
+"""Devices for local trials: which ones an agent may use, and a host-wide pool that gives each
+running trial its own.
+
+The pool is one OS file lock per device in a directory every agent of this user on this host
+shares (not `output_dir`: two sweeps in different directories still share the GPUs). An OS lock
+is released when its holder's process dies, so an agent killed mid-trial never leaves a device
+taken.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from filelock import FileLock, Timeout
+
+from .errors import ConfigProblem
+
+AUTO = "auto"
+LOCK_DIR_ENV = "SWEEPER_DEVICE_LOCK_DIR"  # where the per-device locks live (tests, odd hosts)
+POLL_SECONDS = 0.2  # how often a trial waiting for devices looks again
+DEVICES_TAG = "sweeper.devices"
+
+
+class DeviceError(ValueError):
+    """A `devices` value that cannot be read."""
+
+
+def parse_devices(value: object) -> str | tuple[str, ...]:
+    """`auto`, a list of ids, or a comma-separated string of ids, as loaded from a config.
+
+    Ids stay text (`0`, `1`, or a UUID such as `GPU-5f...`), since the device variable is text."""
+    if isinstance(value, str) and value.strip().lower() == AUTO:
+        return AUTO
+    if isinstance(value, bool):
+        raise DeviceError(f"expected 'auto', a list of device ids or \"0,1\", got {value!r}")
+    if isinstance(value, int):
+        items: Sequence[object] = [value]
+    elif isinstance(value, str):
+        items = [part for part in value.split(",")]
+    elif isinstance(value, list):
+        items = value
+    else:
+        raise DeviceError(f"expected 'auto', a list of device ids or \"0,1\", got {value!r}")
+    ids: list[str] = []
+    for item in items:
+        if isinstance(item, bool) or not isinstance(item, int | str) or not str(item).strip():
+            raise DeviceError(f"a device id must be a number or a name, got {item!r}")
+        text = str(item).strip()
+        if isinstance(item, int) and item < 0 or "," in text:
+            raise DeviceError(f"not a device id: {item!r}")
+        if text in ids:
+            raise DeviceError(f"device {text} is listed twice")
+        ids.append(text)
+    if not ids:
+        raise DeviceError("no device listed (leave `devices` out for trials without devices)")
+    return tuple(ids)
+
+
+_GPU_LINE = re.compile(r"^GPU (\d+):.*?(?:\(UUID: (\S+)\))?\s*$")
+
+
+def visible_gpus(listing: str, visible: str | None) -> tuple[str, ...]:
+    """The GPUs `nvidia-smi -L` lists, within `CUDA_VISIBLE_DEVICES` when it is set.
+
+    A trial's device ids are what the trial's CUDA sees: where the agent itself is confined to
+    some GPUs (a Slurm allocation), the ids it hands out are the allowed ones, as given."""
+    found: list[tuple[str, str | None]] = []
+    for line in listing.splitlines():
+        match = _GPU_LINE.match(line.strip())
+        if match:
+            found.append((match.group(1), match.group(2)))
+    if visible is None:
+        return tuple(index for index, _ in found)
+    allowed = [part.strip() for part in visible.split(",") if part.strip()]
+    known = {index for index, _ in found} | {uuid for _, uuid in found if uuid}
+    kept: list[str] = []
+    for item in allowed:
+        if item.startswith("-"):
+            break  # CUDA ignores a negative id and everything after it
+        if item in known or any(uuid and uuid.startswith(item) for _, uuid in found):
+            kept.append(item)
+    return tuple(kept)
+
+
+def detect_gpus() -> tuple[tuple[str, ...], str | None]:
+    """`devices: auto`: the GPUs this host offers, and a note when none is found."""
+    tool = shutil.which("nvidia-smi")
+    if tool is None:
+        return (), "devices: auto found no nvidia-smi on PATH: trials run without devices"
+    try:
+        listing = subprocess.run(
+            [tool, "-L"], capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return (), f"devices: auto could not run nvidia-smi ({exc}): trials run without devices"
+    if listing.returncode != 0:
+        return (), f"devices: auto: nvidia-smi -L failed (exit {listing.returncode}): no devices"
+    gpus = visible_gpus(listing.stdout, os.environ.get("CUDA_VISIBLE_DEVICES"))
+    if not gpus:
+        return (), "devices: auto found no GPU (nvidia-smi -L within CUDA_VISIBLE_DEVICES): no devices"
+    return gpus, None
+
+
+@dataclass(frozen=True)
+class DevicePlan:
+    """The devices one agent hands out for one sweep, and how many each trial gets."""
+
+    devices: tuple[str, ...] = ()
+    per_trial: int = 1
+    env_name: str = "CUDA_VISIBLE_DEVICES"
+    notes: tuple[str, ...] = field(default=())
+
+    @property
+    def groups(self) -> int:
+        """How many trials can hold devices at once (0: no devices)."""
+        return len(self.devices) // self.per_trial
+
+    def jobs(self, requested: int | None) -> tuple[int, str | None]:
+        """The agent's `-j` with devices: the device groups when not given, capped when larger."""
+        if not self.groups:
+            return (requested or 1), None
+        if requested is None:
+            return self.groups, None
+        if requested > self.groups:
+            return self.groups, (
+                f"-j {requested} capped to {self.groups}: {len(self.devices)} device(s), "
+                f"{self.per_trial} per trial"
+            )
+        return requested, None
+
+
+def plan_devices(devices: str | tuple[str, ...] | None, per_trial: int, env_name: str) -> DevicePlan:
+    """Resolve a config's devices on this host (`auto` asks nvidia-smi once)."""
+    if devices is None:
+        return DevicePlan(per_trial=per_trial, env_name=env_name)
+    notes: list[str] = []
+    if devices == AUTO:
+        found, note = detect_gpus()
+        if note:
+            notes.append(note)
+        devices = found
+    if devices and len(devices) < per_trial:
+        notes.append(
+            f"devices_per_trial is {per_trial} but only {len(devices)} device(s) are available: "
+            "trials run without devices"
+        )
+        devices = ()
+    return DevicePlan(tuple(devices), per_trial, env_name, tuple(notes))
+
+
+def lock_dir() -> Path:
+    """The host-wide directory of device locks, one per user (every agent of theirs shares it)."""
+    given = os.environ.get(LOCK_DIR_ENV)
+    if given:
+        return Path(given)
+    user = str(os.getuid()) if hasattr(os, "getuid") else os.environ.get("USERNAME", "user")
+    return Path(tempfile.gettempdir()) / f"mlflow-sweeper-{user}" / "devices"
+
+
+class DeviceHold:
+    """Devices one trial holds: their ids, the environment that carries them, and their locks."""
+
+    def __init__(self, ids: tuple[str, ...], env_name: str, locks: Sequence[FileLock] = ()):
+        self.ids = ids
+        self.env_name = env_name
+        self._locks = list(locks)
+        self._release = threading.Lock()
+
+    @property
+    def environment(self) -> dict[str, str]:
+        return {self.env_name: ",".join(self.ids)} if self.ids else {}
+
+    @property
+    def tags(self) -> dict[str, str]:
+        return {DEVICES_TAG: ",".join(self.ids)} if self.ids else {}
+
+    def release(self) -> None:
+        with self._release:
+            locks, self._locks = self._locks, []
+        for lock in locks:
+            lock.release()
+
+    def __enter__(self) -> DeviceHold:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+
+NO_DEVICES = DeviceHold((), "")
+
+
+class DevicePool:
+    """Hands each trial a group of free devices, host-wide, blocking until one is free."""
+
+    def __init__(self, plan: DevicePlan, directory: Path | None = None):
+        self.plan = plan
+        self.directory = directory or lock_dir()
+        self._mutex = threading.Lock()  # this agent's workers take turns at the locks
+
+    def _lock(self, device: str) -> FileLock:
+        safe = re.sub(r"[^A-Za-z0-9_.-]", "_", f"{self.plan.env_name}-{device}")
+        return FileLock(str(self.directory / f"{safe}.lock"), thread_local=False)
+
+    def try_acquire(self) -> DeviceHold | None:
+        """A group of free devices, locked, or None when fewer than needed are free now."""
+        self.directory.mkdir(parents=True, exist_ok=True)
+        with self._mutex:
+            held: list[tuple[str, FileLock]] = []
+            for device in self.plan.devices:
+                lock = self._lock(device)
+                try:
+                    lock.acquire(timeout=0)
+                except Timeout:
+                    continue
+                held.append((device, lock))
+                if len(held) == self.plan.per_trial:
+                    return DeviceHold(tuple(d for d, _ in held), self.plan.env_name, [lk for _, lk in held])
+            for _, lock in held:
+                lock.release()
+            return None
+
+    def acquire(self, stop: threading.Event) -> DeviceHold | None:
+        """Wait for a group of free devices; None when `stop` is set first."""
+        while not stop.is_set():
+            hold = self.try_acquire()
+            if hold is not None:
+                return hold
+            stop.wait(POLL_SECONDS)
+        return None
+
+
+class NoDevicePool:
+    """Trials without devices: nothing to wait for, nothing set."""
+
+    plan = DevicePlan()
+
+    def try_acquire(self) -> DeviceHold:
+        return NO_DEVICES
+
+    def acquire(self, stop: threading.Event) -> DeviceHold:
+        return NO_DEVICES
+
+
+NO_DEVICE_POOL = NoDevicePool()
+
+
+def device_pool(plan: DevicePlan) -> DevicePool | NoDevicePool:
+    return DevicePool(plan) if plan.groups else NO_DEVICE_POOL
+
+
+# ---- config keys ---------------------------------------------------------------------------------
+
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def load_devices(where, key: str, value: object) -> str | tuple[str, ...]:
+    """`devices`: auto | [0, 1] | "0,1"."""
+    try:
+        return parse_devices(value)
+    except DeviceError as exc:
+        raise ConfigProblem(key, str(exc)) from None
+
+
+def load_env_name(where, key: str, value: object) -> str:
+    """`device_env`: the name of an environment variable."""
+    if not isinstance(value, str) or not _ENV_NAME.match(value):
+        raise ConfigProblem(key, f"expected the name of an environment variable, got {value!r}")
+    return value

@@ -1,0 +1,79 @@
+"""For training code: continue where the last attempt of this point stopped.
+
+Every trial gets `SWEEPER_TRIAL` (its number), `SWEEPER_ATTEMPT` (1, 2, ...) and, when an earlier
+attempt of the same point has a run (a retry, a trial re-run after its agent died, a point
+resumed after Ctrl-C), `SWEEPER_RESUME_RUN_ID`. Training code that logs its checkpoints as
+artifacts of its run gets them back with `restore()`, on any host, with no shared filesystem::
+
+    from mlflow_sweeper.resume import restore
+
+    start = 0
+    found = restore("checkpoints")
+    if found:
+        start = load_checkpoint(found) + 1
+
+Imports are light (mlflow only when an earlier run exists), so it costs a trial nothing.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+
+TRIAL_ENV = "SWEEPER_TRIAL"
+ATTEMPT_ENV = "SWEEPER_ATTEMPT"
+RESUME_ENV = "SWEEPER_RESUME_RUN_ID"
+RESUMED_FROM_TAG = "sweeper.resumed_from"  # on a trial run: the earlier attempt's run
+MAX_HOPS = 20  # earlier attempts looked at when the latest left nothing under the path
+
+
+def trial_variables(number: int, attempt: int, resume_run_id: str | None) -> dict[str, str]:
+    """The variables every trial's environment gets."""
+    found = {TRIAL_ENV: str(number), ATTEMPT_ENV: str(attempt)}
+    if resume_run_id:
+        found[RESUME_ENV] = resume_run_id
+    return found
+
+
+def resume_run_id() -> str | None:
+    """The earlier attempt's run: from the environment, else from the current run's tag (a
+    trial on a remote backend, whose environment the agent does not set)."""
+    given = os.environ.get(RESUME_ENV)
+    if given:
+        return given
+    current = os.environ.get("MLFLOW_RUN_ID")
+    if not current:
+        return None
+    try:
+        from mlflow.tracking import MlflowClient
+
+        return MlflowClient().get_run(current).data.tags.get(RESUMED_FROM_TAG) or None
+    except Exception:  # noqa: BLE001 - no store to ask: start afresh
+        return None
+
+
+def restore(artifact_path: str = "checkpoints", dst: str | None = None) -> str | None:
+    """The local directory holding the earlier attempt's artifacts under `artifact_path`, or None
+    (a first attempt, or no earlier attempt logged anything there).
+
+    When the latest earlier attempt logged nothing there (it died before its first checkpoint),
+    the attempts before it are looked at, latest first."""
+    run_id = resume_run_id()
+    if not run_id:
+        return None
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient()
+    seen: set[str] = set()
+    for _ in range(MAX_HOPS):
+        if not run_id or run_id in seen:
+            return None
+        seen.add(run_id)
+        if client.list_artifacts(run_id, artifact_path):
+            target = dst or tempfile.mkdtemp(prefix="sweeper-restore-")
+            return client.download_artifacts(run_id, artifact_path, target)
+        try:
+            run_id = client.get_run(run_id).data.tags.get(RESUMED_FROM_TAG)
+        except Exception:  # noqa: BLE001 - the earlier run is gone
+            return None
+    return None

@@ -1,0 +1,143 @@
+"""Devices and failure triage, in process: parsing `devices`, `auto` within
+CUDA_VISIBLE_DEVICES, `-j` from device groups, the host-wide pool, and what a log tail says."""
+
+from __future__ import annotations
+
+import math
+import threading
+
+import pytest
+import yaml
+
+from mlflow_sweeper.agent.outcome import Ending, Kind, Outcome, classify
+from mlflow_sweeper.agent.triage import triage
+from mlflow_sweeper.config import load_config
+from mlflow_sweeper.devices import DevicePlan, DevicePool, NoDevicePool, parse_devices, visible_gpus
+from mlflow_sweeper.errors import ConfigError
+from mlflow_sweeper.triage import DEFAULT_INFEASIBLE, infeasible_reason, missing_metric_reason, usage_error
+
+LISTING = "\n".join(f"GPU {i}: NVIDIA H100 (UUID: GPU-{i}abc-def)" for i in range(4))
+
+
+@pytest.mark.parametrize(
+    ("given", "parsed"),
+    [("auto", "auto"), ("AUTO", "auto"), ([0, 1], ("0", "1")), ("0, 2", ("0", "2")), (3, ("3",))],
+)
+def test_devices_forms(given, parsed):
+    assert parse_devices(given) == parsed
+
+
+@pytest.mark.parametrize("given", [[], "", [0, 0], [-1], True, {"a": 1}, [1.5]])
+def test_bad_devices_are_refused(given, tmp_path):
+    path = tmp_path / "sweep.yaml"
+    path.write_text(yaml.safe_dump({**MINIMAL, "devices": given}))
+    with pytest.raises(ConfigError, match="devices: "):
+        load_config(path)
+
+
+MINIMAL = {"experiment": "e", "sweep_name": "s", "command": "python t.py", "parameters": {"x": [1]}}
+
+
+def test_auto_reads_nvidia_smi_within_cuda_visible_devices():
+    assert visible_gpus(LISTING, None) == ("0", "1", "2", "3")
+    assert visible_gpus(LISTING, "1,3") == ("1", "3")
+    assert visible_gpus(LISTING, "GPU-2abc") == ("GPU-2abc",)
+    assert visible_gpus(LISTING, "") == ()
+    assert visible_gpus("No devices were found", None) == ()
+
+
+def test_jobs_follow_device_groups_and_are_capped():
+    plan = DevicePlan(("0", "1", "2", "3"), per_trial=2)
+    assert plan.jobs(None) == (2, None)
+    assert plan.jobs(1) == (1, None)
+    jobs, note = plan.jobs(8)
+    assert jobs == 2 and "capped to 2" in note
+    assert DevicePlan().jobs(None) == (1, None) and DevicePlan().jobs(3) == (3, None)
+
+
+def test_config_checks_and_defaults(tmp_path):
+    path = tmp_path / "sweep.yaml"
+    path.write_text(yaml.safe_dump(MINIMAL))
+    config = load_config(path)
+    assert config.devices is None and config.devices_per_trial == 1
+    assert config.device_env == "CUDA_VISIBLE_DEVICES" and config.infeasible_when == tuple(DEFAULT_INFEASIBLE)
+    for keys, fragment in [
+        ({"infeasible_when": ["(unclosed"]}, "infeasible_when: '(unclosed' is not a valid regular"),
+        ({"devices": [0], "devices_per_trial": 2}, "devices_per_trial: is 2, more than the 1 device"),
+        ({"device_env": "CUDA VISIBLE"}, "device_env: expected the name of an environment variable"),
+    ]:
+        path.write_text(yaml.safe_dump({**MINIMAL, **keys}))
+        with pytest.raises(ConfigError, match=fragment.replace("(", r"\(")):
+            load_config(path)
+
+
+def test_the_pool_never_hands_one_device_to_two_holders(tmp_path):
+    plan = DevicePlan(("0", "1", "2"), per_trial=2)
+    mine, other_agent = DevicePool(plan, tmp_path), DevicePool(plan, tmp_path)
+    first = mine.try_acquire()
+    assert first is not None and first.ids == ("0", "1")
+    assert first.environment == {"CUDA_VISIBLE_DEVICES": "0,1"} and first.tags == {"sweeper.devices": "0,1"}
+    assert other_agent.try_acquire() is None  # one device left, two needed
+    first.release()
+    second = other_agent.try_acquire()
+    assert second is not None and second.ids == ("0", "1")
+    second.release()
+
+
+def test_waiting_for_devices_ends_on_stop(tmp_path):
+    pool = DevicePool(DevicePlan(("0",)), tmp_path)
+    held = pool.try_acquire()
+    stop = threading.Event()
+    threading.Timer(0.3, stop.set).start()
+    assert pool.acquire(stop) is None
+    held.release()
+    assert NoDevicePool().acquire(stop).environment == {}
+
+
+def test_infeasible_patterns_match_the_log_tail():
+    tail = "epoch 3\nTraceback (most recent call last):\ntorch.OutOfMemoryError: CUDA out of memory. Tried"
+    assert "CUDA out of memory" in infeasible_reason(tail, DEFAULT_INFEASIBLE)
+    assert infeasible_reason(tail, ()) is None
+    assert infeasible_reason("ValueError: bad", DEFAULT_INFEASIBLE) is None
+
+
+def test_usage_errors_name_what_the_script_refused():
+    argparse_tail = "usage: train.py [-h]\ntrain.py: error: unrecognized arguments: --hiden 64"
+    assert "--hiden 64" in usage_error(argparse_tail, 2)
+    bad_int = "usage: train.py [-h]\ntrain.py: error: argument --x: invalid int value: '0.5'"
+    assert "--x" in usage_error(bad_int, 2) and "invalid int value" in usage_error(bad_int, 2)
+    assert usage_error("error: unrecognized arguments: --hiden 64", 1) is None  # no usage line
+    assert usage_error("Traceback ...\nValueError: x", 1) is None
+
+
+def test_missing_metric_names_a_near_one():
+    reason = missing_metric_reason("val_accuracy", ["loss", "val/accuracy"])
+    assert "did you mean 'val/accuracy'?" in reason and "'loss'" in reason
+    assert "no metric at all" in missing_metric_reason("score", [])
+
+
+def test_triage_refines_outcomes(tmp_path):
+    from mlflow_sweeper.config.model import SweepConfig
+
+    config = SweepConfig.__new__(SweepConfig)
+    object.__setattr__(config, "infeasible_when", tuple(DEFAULT_INFEASIBLE))
+    log = tmp_path / "trial.log"
+    log.write_text("RuntimeError: CUDA out of memory.\n")
+    failed = Ending(succeeded=False, exit_code=1)
+    oom = triage(classify(failed, "score", None), failed, log, config, "score", ())
+    assert oom.kind is Kind.INFEASIBLE and not oom.retry
+    ok = Ending(succeeded=True, exit_code=0)
+    nan = triage(classify(ok, "score", math.nan), ok, log, config, "score", ())
+    inf = triage(classify(ok, "score", math.inf), ok, log, config, "score", ())
+    assert nan.kind is Kind.INFEASIBLE and inf.kind is Kind.INFEASIBLE
+    missing = triage(classify(ok, "score", None), ok, log, config, "score", ("scor",))
+    assert missing.kind is Kind.FAILED and not missing.retry and "did you mean 'scor'" in missing.reason
+    log.write_text("usage: t.py\nt.py: error: unrecognized arguments: --lr 1\n")
+    refused = Ending(succeeded=False, exit_code=2)
+    usage = triage(classify(refused, "score", None), refused, log, config, "score", ())
+    assert usage.kind is Kind.SETUP
+    log.write_text("ValueError\n")
+    plain = triage(classify(failed, "score", None), failed, log, config, "score", ())
+    assert plain == Outcome(Kind.FAILED, reason="the run failed (exit code 1)", run_status="FAILED")
+    timed_out = Ending(timed_out_after=5.0)
+    assert triage(classify(timed_out, "score", None), timed_out, log, config, "score", ()).retry

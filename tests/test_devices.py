@@ -1,0 +1,170 @@
+"""Devices end to end: each local trial gets its own devices through the environment, no two
+running trials on one host share one (across agents), and an agent killed while holding devices
+leaves them usable. No GPU needed: a fake `nvidia-smi` on PATH lists four."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from conftest import cli_env, mlflow_runs, read_records, write_config
+
+EPOCHS = Path(__file__).resolve().parent / "training" / "epochs.py"
+
+
+def fake_gpus(tmp_path: Path, count: int = 4) -> dict[str, str]:
+    """An environment whose `nvidia-smi -L` lists `count` GPUs, with its own device locks."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    tool = bin_dir / "nvidia-smi"
+    lines = "\n".join(f"GPU {i}: Fake GPU (UUID: GPU-fake-{i})" for i in range(count))
+    tool.write_text(f"#!/bin/sh\ncat <<'END'\n{lines}\nEND\n")
+    tool.chmod(0o755)
+    env = cli_env({"SWEEPER_DEVICE_LOCK_DIR": str(tmp_path / "device-locks")})
+    env["PATH"] = f"{bin_dir}{os.pathsep}{env['PATH']}"
+    env.pop("CUDA_VISIBLE_DEVICES", None)
+    return env
+
+
+def start(config: Path, env: dict, *args: str, out: Path) -> subprocess.Popen:
+    with open(out, "wb") as fh:
+        return subprocess.Popen(
+            [sys.executable, "-m", "mlflow_sweeper", "sweep", str(config), *args],
+            cwd=config.parent,
+            env=env,
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
+
+
+def intervals(record: Path) -> list[dict]:
+    """One entry per trial execution that ended: its devices, start and end time."""
+    lines = read_records(record)
+    starts = {line["pid"]: line for line in lines if line["event"] == "start"}
+    return [
+        {
+            "devices": starts[line["pid"]]["devices"],
+            "start": starts[line["pid"]]["time"],
+            "end": line["time"],
+            "run_id": line["run_id"],
+        }
+        for line in lines
+        if line["event"] == "end"
+    ]
+
+
+def overlap(a: dict, b: dict) -> bool:
+    return a["start"] < b["end"] and b["start"] < a["end"]
+
+
+def assert_never_shared(runs: list[dict]) -> None:
+    for a, b in itertools.combinations(runs, 2):
+        if overlap(a, b):
+            shared = set(a["devices"].split(",")) & set(b["devices"].split(","))
+            assert not shared, f"two running trials shared device(s) {shared}: {a} {b}"
+
+
+def most_at_once(runs: list[dict]) -> int:
+    return max(sum(1 for r in runs if r["start"] <= t < r["end"]) for t in (r["start"] for r in runs))
+
+
+def config_for(tmp_path: Path, record: Path, points: int, **keys) -> Path:
+    return write_config(
+        tmp_path,
+        command=f"python {EPOCHS}",
+        parameters={"x": list(range(points)), "epochs": 1, "hold": 0.4, "record": str(record)},
+        devices="auto",
+        **keys,
+    )
+
+
+def test_four_devices_twelve_trials_never_share_a_device_and_j_is_capped(tmp_path):
+    record = tmp_path / "records.jsonl"
+    config = config_for(tmp_path, record, 12)
+    env = fake_gpus(tmp_path)
+    agent = start(config, env, "-j", "6", out=tmp_path / "agent.out")
+    code = agent.wait(timeout=300)
+    output = (tmp_path / "agent.out").read_text()
+    assert code == 0, output
+    assert "-j 6 capped to 4" in output
+
+    runs = intervals(record)
+    assert len(runs) == 12
+    assert {r["devices"] for r in runs} <= {"0", "1", "2", "3"}
+    assert_never_shared(runs)
+    assert most_at_once(runs) <= 4
+    trial_runs = mlflow_runs(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    tags = {r.info.run_id: r.data.tags.get("sweeper.devices") for r in trial_runs}
+    for run in runs:
+        assert tags[run["run_id"]] == run["devices"]
+
+
+def test_without_j_an_agent_runs_one_trial_per_device_group(tmp_path):
+    record = tmp_path / "records.jsonl"
+    config = config_for(tmp_path, record, 4, devices_per_trial=2)
+    agent = start(config, fake_gpus(tmp_path), out=tmp_path / "agent.out")
+    code = agent.wait(timeout=300)
+    output = (tmp_path / "agent.out").read_text()
+    assert code == 0, output
+    assert "up to 2 at once" in output
+    runs = intervals(record)
+    assert len(runs) == 4 and all(len(r["devices"].split(",")) == 2 for r in runs)
+    assert_never_shared(runs)
+
+
+@pytest.mark.timeout(600)  # two agents' start-up on a busy machine
+def test_two_agents_on_one_host_share_four_devices_without_sharing_one(tmp_path):
+    record = tmp_path / "records.jsonl"
+    config = config_for(tmp_path, record, 10)
+    env = fake_gpus(tmp_path)
+    first = start(config, env, "-j", "4", out=tmp_path / "a.out")
+    second = start(config, env, "-j", "4", out=tmp_path / "b.out")
+    assert first.wait(timeout=280) == 0, (tmp_path / "a.out").read_text()
+    assert second.wait(timeout=280) == 0, (tmp_path / "b.out").read_text()
+    runs = intervals(record)
+    assert len(runs) == 10
+    assert_never_shared(runs)
+    assert most_at_once(runs) <= 4
+
+
+def test_a_killed_agent_leaves_its_devices_usable(tmp_path):
+    record, go = tmp_path / "records.jsonl", tmp_path / "go"
+    config = write_config(
+        tmp_path,
+        command=f"python {EPOCHS}",
+        parameters={"x": [1, 2], "epochs": 1, "behave": f"block:{go}", "record": str(record)},
+        devices=[0],
+        stale_after=2,
+    )
+    env = fake_gpus(tmp_path)
+    first = start(config, env, out=tmp_path / "a.out")
+    deadline = time.monotonic() + 120
+    while not read_records(record):
+        assert first.poll() is None, (tmp_path / "a.out").read_text()
+        assert time.monotonic() < deadline, "no trial started"
+        time.sleep(0.1)
+    killed = read_records(record)[0]
+    assert killed["devices"] == "0"
+    first.kill()
+    first.wait()
+    go.touch()
+    second = start(config, env, out=tmp_path / "b.out")
+    code = second.wait(timeout=300)
+    assert code == 0, (tmp_path / "b.out").read_text()
+    ends = [r for r in read_records(record) if r["event"] == "end" and r["pid"] != killed["pid"]]
+    assert {r["x"] for r in ends} == {"1", "2"} and all(r["devices"] == "0" for r in ends)
+
+
+def test_devices_with_a_remote_backend_is_refused(tmp_path):
+    from mlflow_sweeper.config import load_config
+    from mlflow_sweeper.errors import ConfigError
+
+    config = write_config(tmp_path, entry_point="train", backend="kubernetes", devices=[0, 1])
+    with pytest.raises(ConfigError, match=r"devices: .*backend_config"):
+        load_config(config)

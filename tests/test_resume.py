@@ -1,0 +1,106 @@
+"""Resumable trials end to end: a trial that logs a checkpoint per epoch continues from the last
+one it logged, through `mlflow_sweeper.resume.restore()`, when its agent was SIGKILLed and another
+agent re-runs it, when it failed and is retried, and when the sweep resumes after Ctrl-C."""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+from conftest import cli_env, read_records, run_cli, write_config
+
+EPOCHS = Path(__file__).resolve().parent / "training" / "epochs.py"
+
+
+def start(config: Path, out: Path) -> subprocess.Popen:
+    with open(out, "wb") as fh:
+        return subprocess.Popen(
+            [sys.executable, "-m", "mlflow_sweeper", "sweep", str(config)],
+            cwd=config.parent,
+            env=cli_env(),
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
+
+
+def wait_epoch(record: Path, epoch: int, agent: subprocess.Popen, out: Path, timeout: float = 240) -> dict:
+    """The first trial's record once it has logged the checkpoint of `epoch`."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        done = [r for r in read_records(record) if r["event"] == "epoch" and r["epoch"] >= epoch]
+        if done:
+            return done[0]
+        assert agent.poll() is None, out.read_text()
+        time.sleep(0.1)
+    raise AssertionError(f"epoch {epoch} was not reached:\n{out.read_text()}")
+
+
+def last_epoch(record: Path, pid: int) -> int:
+    return max(r["epoch"] for r in read_records(record) if r["event"] == "epoch" and r["pid"] == pid)
+
+
+def resumed_start(record: Path, first_pid: int) -> dict:
+    starts = [r for r in read_records(record) if r["event"] == "start" and r["pid"] != first_pid]
+    assert len(starts) == 1, starts
+    return starts[0]
+
+
+def config_for(tmp_path: Path, record: Path, behave: str = "ok", **keys) -> Path:
+    return write_config(
+        tmp_path,
+        command=f"python {EPOCHS}",
+        parameters={"x": [1], "epochs": 8, "hold": 0.3, "behave": behave, "record": str(record)},
+        **keys,
+    )
+
+
+def test_a_trial_of_a_killed_agent_resumes_from_its_last_checkpoint(tmp_path):
+    record, out = tmp_path / "records.jsonl", tmp_path / "a.out"
+    config = config_for(tmp_path, record, stale_after=3)
+    first = start(config, out)
+    running = wait_epoch(record, 2, first, out)
+    trial = psutil.Process(running["pid"])
+    first.kill()  # the host is lost: the agent and its trial
+    first.wait()
+    with contextlib.suppress(psutil.NoSuchProcess):
+        trial.kill()
+    reached = last_epoch(record, running["pid"])
+
+    result = run_cli("sweep", config, cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    again = resumed_start(record, running["pid"])
+    assert again["start_epoch"] >= reached + 1 > 0
+    assert again["resume"] == running["run_id"] and again["attempt"] == "2" and again["trial"] != "0"
+
+
+def test_a_retried_trial_resumes_from_the_failed_attempts_checkpoint(tmp_path):
+    record = tmp_path / "records.jsonl"
+    config = config_for(tmp_path, record, behave="fail_at:3")
+    result = run_cli("sweep", config, cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    starts = [r for r in read_records(record) if r["event"] == "start"]
+    assert [s["start_epoch"] for s in starts] == [0, 3]
+    assert starts[0]["resume"] is None and starts[0]["attempt"] == "1"
+    assert starts[1]["resume"] == starts[0]["run_id"] and starts[1]["attempt"] == "2"
+
+
+def test_a_sweep_resumed_after_ctrl_c_continues_the_interrupted_trial(tmp_path):
+    record, out = tmp_path / "records.jsonl", tmp_path / "a.out"
+    config = config_for(tmp_path, record)
+    first = start(config, out)
+    running = wait_epoch(record, 2, first, out)
+    first.send_signal(signal.SIGINT)
+    assert first.wait(timeout=120) == 130, out.read_text()
+    reached = last_epoch(record, running["pid"])
+
+    result = run_cli("sweep", config, cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    again = resumed_start(record, running["pid"])
+    assert again["start_epoch"] >= reached + 1 > 0
+    assert again["resume"] == running["run_id"]
