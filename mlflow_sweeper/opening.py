@@ -13,10 +13,10 @@ only when asked for.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from .config import SweepConfig
 from .coordination import SweepStudy, agent_id
-from .record import Recorder
 from .search.algorithms import PointSource
 from .storages import exists as storage_exists
 from .storages import open_mlflow_tracking, open_optuna_storage, probe_mlflow_storage, probe_optuna_storage
@@ -28,6 +28,9 @@ from .tracking_store import (
     record_tracking_uri,
     sweep_tracking_uri,
 )
+
+if TYPE_CHECKING:  # MLflow is imported only once its side is opened: `status` may never need it
+    from .record import Recorder
 
 
 @dataclass
@@ -42,6 +45,7 @@ class OpenSweep:
     tracking_uri: str
     parent_id: str | None = None
     created: bool = False  # this agent created the study
+    started_over: str | None = None  # what the agent says when the sweep started over (else None)
     _recorder: Recorder | None = field(default=None, repr=False)
     _recorder_opened: bool = field(default=False, repr=False)
 
@@ -64,11 +68,11 @@ def open_sweep(
     optuna_pool, mlflow_pool = agent_pools(n_jobs)
     opener = _StudyOpener(config, agent or agent_id(), optuna_pool)
     study, found, uri = _settle_store(config, opener)
-    created = False
+    created, started_over = False, None
     if not found:  # whoever creates the study records its store with it, before the parent run
         created = study.create_or_find(first_records(uri))
     if not created:
-        study.check_drift()  # once, before anything is written for this config
+        started_over = study.check_drift()  # once, before anything is written for this config
     if explicit_tracking_uri(config) is None:
         # Agents started together from different directories agree on one store: the one the
         # study's creator recorded with it (waited for when the sweep was just created).
@@ -76,6 +80,8 @@ def open_sweep(
         if agreed != uri:
             uri = agreed
             probe_mlflow_storage(uri)
+    from .record import Recorder
+
     client = open_mlflow_tracking(uri, mlflow_pool, AGENT_APPLICATION)
     recorder = Recorder(client, config)
     if created:
@@ -83,7 +89,11 @@ def open_sweep(
     else:  # the creator records the parent; taken over if it died first
         parent_id = study.identity.wait_for_parent(recorder.create_parent, recorder.parent_state)
     record_tracking_uri(study, uri)
-    return OpenSweep(config, study, client.tracking_uri, parent_id, created, recorder, True)
+    sweep = OpenSweep(config, study, client.tracking_uri, parent_id, created, recorder, True)
+    if started_over is not None:
+        recorder.delete_runs(started_over.run_ids)
+        sweep.started_over = started_over.message(config.identity)
+    return sweep
 
 
 class _StudyOpener:
@@ -138,4 +148,6 @@ def _existing_recorder(config: SweepConfig, uri: str) -> Recorder | None:
     if not storage_exists(uri):
         return None
     probe_mlflow_storage(uri)
+    from .record import Recorder
+
     return Recorder.existing(open_mlflow_tracking(uri), config)

@@ -13,8 +13,7 @@ from collections.abc import Iterable
 from optuna.trial import FrozenTrial, TrialState
 
 from ..coordination.names import REASON, SLOT
-
-INTERRUPTED_PREFIX = "interrupted"  # the reason of a trial cancelled by Ctrl-C (see outcome.classify)
+from ..coordination.tallies import INTERRUPTED_PREFIX
 
 
 def _counts(trial: FrozenTrial) -> bool:
@@ -40,5 +39,6 @@ def fail_fast_reason(trials: Iterable[FrozenTrial], limit: int) -> str | None:
     reasons = sorted({str(t.user_attrs.get(REASON, "failed")) for t in first})
     return (
         f"the first {limit} trial{'' if limit == 1 else 's'} all failed: {'; '.join(reasons)} (fail_fast); "
-        "fix the cause and run again to resume, or set fail_fast: 0"
+        "fix the cause and run again to resume, or set fail_fast: 0. No trial has completed, so the "
+        "config's parameters and objective may still change: the sweep then starts over"
     )

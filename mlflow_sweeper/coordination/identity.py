@@ -17,11 +17,13 @@ from optuna.exceptions import DuplicatedStudyError
 from ..config import MUTABLE_HINT, SweepConfig
 from ..errors import DriftError, StorageError
 from .names import CONFIG_ATTR, FINGERPRINT_ATTR, PARENT_ATTR
-from .store import RetryingStorage
+from .restart import StartedOver, StartOver, nothing_learned
+from .store import RetryingStorage, find_study
 
 log = logging.getLogger(__name__)
 
 PARENT_WAIT_SECONDS = 60.0
+MAX_START_OVER_ROUNDS = 5  # each round finds the sweep started over by another agent; one is enough
 
 
 def direction_of(config: SweepConfig) -> optuna.study.StudyDirection:
@@ -69,13 +71,40 @@ class SweepIdentity:
         self.created = True
         return True
 
-    def check_drift(self) -> None:
-        """Refuse a config whose search space, algorithm or objective differs from the stored one."""
+    def check_drift(self) -> StartedOver | None:
+        """Refuse a config whose search space, algorithm or objective differs from the stored one,
+        unless the sweep has learned nothing yet: then it starts over under this config (what
+        that left behind is returned; None when nothing changed)."""
+        started_over = None
+        for _ in range(MAX_START_OVER_ROUNDS):
+            changed = self._drift()
+            if changed is None:
+                return started_over
+            trials = self.store.get_all_trials(self.study_id, deepcopy=False)
+            if not nothing_learned(trials):
+                self._refuse(*changed)
+            outcome = StartOver(self.store, self.config).run(self.study_id, changed[2])
+            if outcome is not None:
+                self.study_id, started_over = outcome
+            else:  # another agent started it over (or a trial completed): look again
+                found = find_study(self.store, self.config.identity)
+                if found is None:
+                    raise StorageError(f"sweep '{self.config.identity}' vanished while starting over")
+                self.study_id = found
+        raise StorageError(f"sweep '{self.config.identity}': the sweep kept changing while starting it over")
+
+    def _drift(self) -> tuple[dict, dict, str] | None:
+        """(stored fingerprint, current one, the stored text) when they differ, else None."""
         stored_text = self.store.get_study_system_attrs(self.study_id).get(FINGERPRINT_ATTR)
         if stored_text is None:
-            return  # created a moment ago by another agent that has not written it yet
+            return None  # created a moment ago by another agent that has not written it yet
         stored = json.loads(stored_text)
         current = json.loads(json.dumps(self.config.fingerprint(), sort_keys=True))
+        if stored == current:
+            return None
+        return stored, current, stored_text
+
+    def _refuse(self, stored: dict, current: dict, _stored_text: str) -> None:
         changed = [key for key in sorted(set(stored) | set(current)) if stored.get(key) != current.get(key)]
         if changed:
             details = "; ".join(f"{k}: stored {stored.get(k)!r}, now {current.get(k)!r}" for k in changed)

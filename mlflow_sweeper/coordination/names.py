@@ -15,6 +15,7 @@ CONFIG_ATTR = "sweeper_config"
 FINGERPRINT_ATTR = "sweeper:fingerprint"
 CLOSE_EPOCH = "sweeper:close_epoch"
 TARGET_REACHED = "sweeper:target_reached"  # the number of the trial that reached `spec.target`
+GENERATION = "sweeper:generation"  # how often the sweep started over under a changed config
 # Trial user attributes.
 RUN_ATTR = "mlflow_run_id"
 REASON = "fail_reason"
@@ -28,6 +29,7 @@ REPLACES_RUN = "sweeper:replaces_run"
 
 CLAIMS_SUFFIX = "#claims"
 CLOSE_SUFFIX = "#close"
+STARTING_OVER_SUFFIX = "#starting-over-"  # a lock study, there only while one agent starts the sweep over
 ACTIVE = (TrialState.WAITING, TrialState.RUNNING)
 # The WAITING trials, asked as a set: Optuna's InMemoryStorage answers the exact tuple
 # (WAITING,) from a cursor that assumes no trial ever returns to WAITING, and parked claims do
@@ -43,6 +45,11 @@ def claims_study_name(identity: str) -> str:
 def close_study_name(identity: str) -> str:
     """The companion study that elects the one agent closing the sweep."""
     return identity + CLOSE_SUFFIX
+
+
+def starting_over_name(identity: str, generation: int) -> str:
+    """The lock study of the sweep's start-over into `generation`: whoever creates it starts over."""
+    return f"{identity}{STARTING_OVER_SUFFIX}{generation}"
 
 
 def study_names(identity: str) -> tuple[str, ...]:

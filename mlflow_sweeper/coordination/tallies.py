@@ -8,8 +8,10 @@ from dataclasses import dataclass
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
-from .names import SLOT
+from .names import REASON, SLOT
 from .policy import RetryPolicy, attempt_of
+
+INTERRUPTED_PREFIX = "interrupted"  # the reason given to an attempt cancelled by Ctrl-C
 
 
 @dataclass
@@ -69,6 +71,28 @@ def failed_for_good(trials: Iterable[FrozenTrial]) -> list[FrozenTrial]:
             continue
         failed.append(max(group, key=lambda t: t.number))
     return sorted(failed, key=lambda t: t.number)
+
+
+def failed_to_retry(trials: Iterable[FrozenTrial]) -> int:
+    """Points whose attempts so far failed (not interrupted) and that will run again: nothing of
+    them completed, was pruned or runs, and an attempt is queued or owed (not failed for good)."""
+    by_slot: dict[int, list[FrozenTrial]] = {}
+    for trial in trials:
+        if SLOT in trial.system_attrs:
+            by_slot.setdefault(trial.system_attrs[SLOT], []).append(trial)
+    settled = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
+    count = 0
+    for group in by_slot.values():
+        if any(t.state in settled for t in group) or all(t.state == TrialState.FAIL for t in group):
+            continue
+        if any(t.state == TrialState.FAIL and not interrupted(t) for t in group):
+            count += 1
+    return count
+
+
+def interrupted(trial: FrozenTrial) -> bool:
+    """An attempt cancelled by Ctrl-C or SIGTERM: FAIL in Optuna, but nothing failed."""
+    return str(trial.user_attrs.get(REASON, "")).startswith(INTERRUPTED_PREFIX)
 
 
 def state_counts(trials: Iterable[FrozenTrial]) -> dict[TrialState, int]:

@@ -274,6 +274,14 @@ class Recorder:
         except MlflowException as exc:
             log.debug("could not end run %s: %s", run_id, exc)
 
+    def delete_runs(self, run_ids: list[str]) -> None:
+        """Soft-delete runs (restorable in the MLflow UI): the attempts of a sweep started over."""
+        for run_id in run_ids:
+            try:
+                self.client.delete_run(run_id)
+            except MlflowException as exc:  # already deleted, or gone with its experiment
+                log.debug("could not delete run %s: %s", run_id, exc)
+
     # ---- the sweep's runs, for delete and status ----------------------------------------------
 
     def sweep_runs(self, view: int = ViewType.ACTIVE_ONLY, everywhere: bool = False) -> list:
