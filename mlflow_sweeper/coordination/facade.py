@@ -108,9 +108,8 @@ class SweepStudy:
     def check_drift(self) -> StartedOver | None:
         """Refuse a changed config, or start the sweep over when it has learned nothing yet."""
         started_over = self.identity.check_drift()
-        if started_over is not None:
-            self._build_parts()
-            self._attach()
+        self._build_parts()  # the studies may be new ones (started over, here or by another agent)
+        self._attach()
         return started_over
 
     # ---- claiming and running trials -------------------------------------------------------

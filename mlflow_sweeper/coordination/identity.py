@@ -77,21 +77,30 @@ class SweepIdentity:
         that left behind is returned; None when nothing changed)."""
         started_over = None
         for _ in range(MAX_START_OVER_ROUNDS):
-            changed = self._drift()
-            if changed is None:
-                return started_over
-            trials = self.store.get_all_trials(self.study_id, deepcopy=False)
-            if not nothing_learned(trials):
-                self._refuse(*changed)
-            outcome = StartOver(self.store, self.config).run(self.study_id, changed[2])
+            try:
+                changed = self._drift()
+                if changed is None:
+                    return started_over
+                trials = self.store.get_all_trials(self.study_id, deepcopy=False)
+                if not nothing_learned(trials):
+                    self._refuse(*changed)
+                outcome = StartOver(self.store, self.config).run(self.study_id, changed[2])
+            except KeyError:  # deleted under us by an agent starting the sweep over
+                outcome = None
             if outcome is not None:
                 self.study_id, started_over = outcome
             else:  # another agent started it over (or a trial completed): look again
-                found = find_study(self.store, self.config.identity)
-                if found is None:
-                    raise StorageError(f"sweep '{self.config.identity}' vanished while starting over")
-                self.study_id = found
+                self.study_id = self._wait_for_study()
         raise StorageError(f"sweep '{self.config.identity}': the sweep kept changing while starting it over")
+
+    def _wait_for_study(self) -> int:
+        """The sweep's study id once it exists again (an agent starting it over recreates it)."""
+        deadline = time.monotonic() + PARENT_WAIT_SECONDS
+        while (found := find_study(self.store, self.config.identity)) is None:
+            if time.monotonic() > deadline:
+                raise StorageError(f"sweep '{self.config.identity}' vanished while starting over")
+            time.sleep(0.1)
+        return found
 
     def _drift(self) -> tuple[dict, dict, str] | None:
         """(stored fingerprint, current one, the stored text) when they differ, else None."""
