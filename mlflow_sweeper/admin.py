@@ -9,17 +9,16 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-from mlflow.entities import ViewType
 from optuna.trial import TrialState
 
 from . import compat
 from .config import SweepConfig
-from .coordination import RUN_ATTR, SweepStudy, study_names
+from .coordination import RUN_ATTR, SLOT, SweepStudy, study_names
 from .coordination.identity import directions_of
-from .coordination.tallies import pareto_front
+from .coordination.tallies import failed_to_retry, pareto_front
 from .errors import NoSuchSweep, UsageError
 from .opening import open_sweep
-from .record import current_run_id
+from .storages import exists as storage_exists
 from .storages import mask, retry
 
 log = logging.getLogger(__name__)
@@ -54,7 +53,11 @@ def delete_sweep(config: SweepConfig, purge: bool = False) -> DeleteResult:
             retry(lambda s=study_id: study.storage.delete_study(s), f"delete study {name}")
             study_deleted = True
     runs_deleted = 0
-    if recorder is not None:
+    if recorder is not None:  # MLflow imported here, not for `status` (it takes seconds)
+        from mlflow.entities import ViewType
+
+        from .record import current_run_id
+
         runs = recorder.sweep_runs(ViewType.ALL if purge else ViewType.ACTIVE_ONLY, everywhere=True)
         runs = [run for run in runs if run.info.run_id != current_run_id()]
         can_purge = purge and compat.can_hard_delete(recorder.client)
@@ -112,6 +115,9 @@ def sweep_status_data(config: SweepConfig) -> dict:
         "running": 0,
         "failed": 0,
         "pruned": 0,
+        "complete": 0,
+        "failed_to_retry": 0,
+        "attempts": 0,
         "remaining": 0,
         "best": None,
     }
@@ -125,23 +131,21 @@ def sweep_status_data(config: SweepConfig) -> dict:
     entry.update(
         exists=True,
         budget=study.budget,
-        done=states[TrialState.COMPLETE],
+        complete=states[TrialState.COMPLETE],
         running=states[TrialState.RUNNING],
         failed=len(failed),
+        failed_to_retry=failed_to_retry(trials),
         pruned=states[TrialState.PRUNED],
+        attempts=sum(1 for t in trials if t.state != TrialState.WAITING and SLOT in t.system_attrs),
     )
-    entry["remaining"] = max(
-        0, entry["budget"] - entry["done"] - entry["failed"] - entry["pruned"] - entry["running"]
-    )
+    # done: the points that need nothing more (completed, pruned, or failed for good)
+    entry["done"] = entry["complete"] + entry["pruned"] + entry["failed"]
+    entry["remaining"] = max(0, entry["budget"] - entry["done"] - entry["running"])
     if study.target_reached():  # no slot is owed a trial any more
         entry["remaining"] = 0
     parent = entry["parent_run_id"] = sweep.parent_id
-    recorder = sweep.recorder
-    if parent and recorder is not None:
-        try:
-            entry["parent_status"] = recorder.client.get_run(parent).info.status
-        except Exception:  # noqa: BLE001 - shown as "not found in MLflow"
-            entry["parent_status"] = None
+    if parent:
+        entry["parent_status"] = _parent_status(sweep, parent)
     if config.objective.multi:  # no single best: the trials no other one beats on every metric
         front = pareto_front(trials, directions_of(config))
         entry["pareto"] = [{"values": list(t.values), **_trial_entry(t)} for t in front]
@@ -150,6 +154,22 @@ def sweep_status_data(config: SweepConfig) -> dict:
     if best is not None:
         entry["best"] = {"value": best.value, **_trial_entry(best)}
     return entry
+
+
+def _parent_status(sweep, parent: str) -> str | None:
+    """The parent run's status: read from a database store directly when it can be (importing
+    MLflow takes seconds, most of `status`'s time), else through MLflow; None when not found."""
+    if storage_exists(sweep.tracking_uri):
+        status = compat.run_status_in_database(sweep.tracking_uri, parent)
+        if status is not None:
+            return status
+    recorder = sweep.recorder
+    if recorder is None:
+        return None
+    try:
+        return recorder.client.get_run(parent).info.status
+    except Exception:  # noqa: BLE001 - shown as "not found in MLflow"
+        return None
 
 
 def _trial_entry(trial) -> dict:
@@ -174,9 +194,13 @@ def sweep_status(config: SweepConfig) -> str:
     if parent:
         parent_state = f" ({data['parent_status']})" if data["parent_status"] else " (not found in MLflow)"
     lines.append(f"  parent run: {parent or '-'}{parent_state}")
+    failed = f"{data['failed']} failed"
+    if data["failed_to_retry"]:
+        failed = f"{data['failed_to_retry']} failed (will be retried on resume)"
+        failed = f"{data['failed']} failed for good, {failed}" if data["failed"] else failed
     lines.append(
-        f"  trials: {data['done']}/{data['budget']} done, {data['running']} running, "
-        f"{data['failed']} failed, {data['pruned']} pruned, {data['remaining']} remaining"
+        f"  points: {data['done']}/{data['budget']} done, {data['running']} running, "
+        f"{failed}, {data['pruned']} pruned, {data['remaining']} remaining ({data['attempts']} attempts)"
     )
     if "pareto" in data:
         lines.extend(_pareto_lines(config, data["pareto"]))
