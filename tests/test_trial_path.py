@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import time
 from collections.abc import Callable, Generator
+from pathlib import Path
 
 from conftest import write_config
 from mlflow.tracking import MlflowClient
@@ -21,6 +22,7 @@ from mlflow_sweeper.config import load_config
 from mlflow_sweeper.coordination.names import ATTEMPT
 from mlflow_sweeper.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK
 from mlflow_sweeper.launch import Launcher, TrialHandle, TrialRequest
+from mlflow_sweeper.launch.base import trial_log_name
 from mlflow_sweeper.progress import Reporter
 from mlflow_sweeper.record import BEST_RUN_TAG, REPLACED_BY_TAG
 
@@ -69,6 +71,9 @@ class ScriptedLauncher(Launcher):
 
     def launch(self, request: TrialRequest) -> TrialHandle:
         run_id = request.runs.create({})
+        log = Path(self.log_dir) / trial_log_name(request.number)  # as a real launcher's output
+        log.parent.mkdir(parents=True, exist_ok=True)
+        log.write_text(f"trial {request.number} attempt {request.attempt}\n")
         self.launched.append((request.number, request.attempt))
         handle = ScriptedHandle(run_id, self.script(request, run_id, self.client), self.pace)
         self.handles.append(handle)
@@ -172,6 +177,10 @@ def test_fail_fast_stops_the_sweep_when_the_first_trials_all_fail(tmp_path, monk
     assert session.parts.recorder.client.get_run(session.parts.parent_id).info.status == "RUNNING"
 
 
+def logs_of(client: MlflowClient, run_id: str) -> list[str]:
+    return [item.path for item in client.list_artifacts(run_id)]
+
+
 def forever(request, run_id, client):
     while True:
         yield
@@ -187,6 +196,7 @@ def test_a_trial_past_its_timeout_is_stopped_and_its_run_killed(tmp_path, monkey
     (handle,) = launcher.handles
     assert handle.cancelled
     assert session.parts.recorder.client.get_run(handle.run_id).info.status == "KILLED"
+    assert logs_of(session.parts.recorder.client, handle.run_id) == ["trial-0.log"]
 
 
 def test_an_interrupt_cancels_the_trial_and_requeues_it_without_counting_an_attempt(tmp_path, monkeypatch):
@@ -206,6 +216,7 @@ def test_an_interrupt_cancels_the_trial_and_requeues_it_without_counting_an_atte
     assert handle.cancelled
     client = session.parts.recorder.client
     assert client.get_run(handle.run_id).info.status == "KILLED"
+    assert logs_of(client, handle.run_id) == ["trial-0.log"]  # an interrupted attempt keeps its log
     waiting = [t for t in session.study.trials() if t.state == TrialState.WAITING]
     assert len(waiting) == 1 and int(waiting[0].system_attrs[ATTEMPT]) == 1
     assert client.get_run(session.parts.parent_id).info.status == "RUNNING"  # resumable
@@ -246,4 +257,5 @@ def test_a_trial_the_pruner_stops_is_pruned_and_its_run_killed_and_tagged(tmp_pa
     pruned = session.parts.recorder.client.get_run(launcher.handles[1].run_id)
     assert pruned.info.status == "KILLED"
     assert pruned.data.tags["sweeper.pruned"] == "true"
+    assert logs_of(session.parts.recorder.client, pruned.info.run_id) == ["trial-1.log"]
     assert session.parts.recorder.client.get_run(session.parts.parent_id).info.status == "FINISHED"

@@ -212,7 +212,7 @@ class TrialExecution:
 
     def await_end(self, handle: TrialHandle) -> Ending:
         """Wait for the trial to end, cancelling it on Ctrl-C, when `trial_timeout` passes or when
-        the pruner says so. The trial's log is attached to its run when it ended by itself."""
+        the pruner says so. The trial's log is attached to its run however it ended."""
         context = self.context
         timeout = context.config.trial_timeout
         deadline = None if timeout is None else time.monotonic() + timeout
@@ -238,9 +238,9 @@ class TrialExecution:
             context.stop.untrack(handle.pid)
             if succeeded is None:
                 watch.forget(trial_id)
+            context.uploads.attach(self.run_id, str(self.log_path))  # pruned or cancelled ones too
         if run_id:
             watch.finish(trial_id, run_id)  # its last steps, before it completes
-        context.uploads.attach(self.run_id, str(self.log_path))
         return Ending(succeeded=succeeded, exit_code=handle.returncode)
 
     @property
