@@ -6,7 +6,9 @@ each as the agent does them, in a fraction of a second.
 
 from __future__ import annotations
 
+import csv
 import io
+import logging
 import time
 from collections.abc import Callable, Generator
 from pathlib import Path
@@ -15,6 +17,7 @@ from conftest import write_config
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
+from mlflow_sweeper.admin import sweep_status, sweep_status_data
 from mlflow_sweeper.agent import SweepSession
 from mlflow_sweeper.agent.opening import open_parts
 from mlflow_sweeper.agent.stop import StopSignal
@@ -25,6 +28,7 @@ from mlflow_sweeper.launch import Launcher, TrialHandle, TrialRequest
 from mlflow_sweeper.launch.base import trial_log_name
 from mlflow_sweeper.progress import Reporter
 from mlflow_sweeper.record import BEST_RUN_TAG, REPLACED_BY_TAG
+from mlflow_sweeper.report.table import write_trials_csv
 
 # A trial's script: a generator that yields once per poll while the trial runs and returns
 # whether it succeeded. It gets the request, its run id and a client on the sweep's store.
@@ -131,7 +135,8 @@ def test_a_sweep_closes_with_its_parent_finished_and_the_best_recorded(tmp_path,
     assert all(run.info.status == "FINISHED" for run in runs_of(session).values())
 
 
-def test_a_failed_attempt_is_retried_and_its_run_replaced(tmp_path, monkeypatch):
+def test_a_failed_attempt_is_retried_and_its_run_replaced(tmp_path, monkeypatch, caplog):
+    caplog.set_level(logging.INFO, logger="mlflow_sweeper")
     def fails_once(request, run_id, client):
         yield
         if request.attempt == 1:
@@ -150,6 +155,10 @@ def test_a_failed_attempt_is_retried_and_its_run_replaced(tmp_path, monkeypatch)
     failed = client.get_run(first)
     assert failed.info.status == "FAILED" and failed.info.lifecycle_stage == "deleted"
     assert failed.data.tags[REPLACED_BY_TAG] == second
+    # Optuna numbers attempts (trial 1 is the retry); the console names the point the budget counts
+    text = caplog.text
+    assert "trial 0 started (point 1 of 1, attempt 1, run " in text
+    assert "trial 1 started (point 1 of 1, attempt 2, run " in text
 
 
 def test_a_trial_that_fails_all_its_attempts_fails_for_good_and_the_sweep_exits_1(tmp_path, monkeypatch):
@@ -220,6 +229,12 @@ def test_an_interrupt_cancels_the_trial_and_requeues_it_without_counting_an_atte
     waiting = [t for t in session.study.trials() if t.state == TrialState.WAITING]
     assert len(waiting) == 1 and int(waiting[0].system_attrs[ATTEMPT]) == 1
     assert client.get_run(session.parts.parent_id).info.status == "RUNNING"  # resumable
+    # Nothing failed: the report's table says so, and `status` counts no failed point
+    table = write_trials_csv(tmp_path / "trials.csv", session.study.trials(), session.parts.config.objective)
+    rows = list(csv.DictReader(table.open()))
+    assert [row["state"] for row in rows] == ["INTERRUPTED", "WAITING"]
+    status = sweep_status_data(session.parts.config)
+    assert (status["failed"], status["failed_to_retry"], status["done"]) == (0, 0, 0)
 
 
 def test_a_trial_the_pruner_stops_is_pruned_and_its_run_killed_and_tagged(tmp_path, monkeypatch):
@@ -259,3 +274,7 @@ def test_a_trial_the_pruner_stops_is_pruned_and_its_run_killed_and_tagged(tmp_pa
     assert pruned.data.tags["sweeper.pruned"] == "true"
     assert logs_of(session.parts.recorder.client, pruned.info.run_id) == ["trial-1.log"]
     assert session.parts.recorder.client.get_run(session.parts.parent_id).info.status == "FINISHED"
+    # done counts points that need nothing more: a pruned one too
+    assert "points: 2/2 done, 0 running, 0 failed, 1 pruned, 0 remaining (2 attempts)" in sweep_status(
+        session.parts.config
+    )

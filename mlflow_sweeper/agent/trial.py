@@ -165,7 +165,9 @@ class TrialExecution:
         if handle is None:
             return
         work = self.work
-        started = f"run {self.run_id}{_attempt(work)}"
+        # Optuna numbers every attempt; the budget counts points: a retry is the same point again.
+        point = f"point {work.slot + 1} of {self.context.study.budget}, attempt {work.attempt}"
+        started = f"{point}, run {self.run_id}"
         self.context.console.event(f"trial {work.number} started ({started}): {_fmt(work.params)}")
         ending = self.await_end(handle)
         outcome = classify(ending, self.objective_names, self.read_objective(ending))
@@ -275,10 +277,6 @@ class TrialExecution:
         except Exception as exc:  # noqa: BLE001 - the next agent's reclaim gives it back
             log.warning("could not give trial %s back: %s: %s", work.number, type(exc).__name__, exc)
             log.debug("giving trial %s back failed", work.number, exc_info=True)
-
-
-def _attempt(work: Work) -> str:
-    return f", attempt {work.attempt}" if work.attempt > 1 else ""
 
 
 def _fmt(params: dict) -> str:
