@@ -15,6 +15,7 @@ from . import compat
 from .config import SweepConfig
 from .coordination import RUN_ATTR, SLOT, SweepStudy, study_names
 from .coordination.identity import directions_of
+from .coordination.names import STARTING_OVER_SUFFIX
 from .coordination.tallies import failed_to_retry, pareto_front
 from .errors import NoSuchSweep, UsageError
 from .opening import open_sweep
@@ -45,7 +46,7 @@ def delete_sweep(config: SweepConfig, purge: bool = False) -> DeleteResult:
     # The recorder is opened before the study (and the store recorded in it) is gone.
     study, recorder = sweep.study, sweep.recorder
     if study is not None:
-        for name in study_names(config.identity):
+        for name in (*study_names(config.identity), *_start_over_locks(study)):
             try:
                 study_id = retry(lambda n=name: study.storage.get_study_id_from_name(n), "find study")
             except KeyError:
@@ -79,6 +80,13 @@ def delete_sweep(config: SweepConfig, purge: bool = False) -> DeleteResult:
         purge = can_purge
     shutil.rmtree(config.log_dir, ignore_errors=True)
     return DeleteResult(config.identity, study_deleted, runs_deleted, purge)
+
+
+def _start_over_locks(study: SweepStudy) -> list[str]:
+    """Lock studies left by an agent that died while starting the sweep over: they go too."""
+    prefix = study.config.identity + STARTING_OVER_SUFFIX
+    studies = retry(lambda: study.storage.get_all_studies(), "list studies")
+    return [s.study_name for s in studies if s.study_name.startswith(prefix)]
 
 
 def _delete_artifacts(artifact_uri: str) -> None:

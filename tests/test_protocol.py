@@ -627,3 +627,16 @@ def test_a_changed_objective_is_refused_once_a_trial_completed(tmp_path, backend
     with pytest.raises(SweeperError, match="already exists"):
         agent.check_drift()
     assert len(agent.trials()) == 1
+
+
+def test_delete_removes_a_start_over_lock_left_by_a_dead_agent(tmp_path):
+    from mlflow_sweeper.admin import delete_sweep
+    from mlflow_sweeper.coordination.names import starting_over_name
+
+    backend = Backend("sqlite", f"sqlite:///{tmp_path / 'optuna.db'}")
+    study = _failed_sweep(tmp_path, backend)
+    lock = starting_over_name(study.config.identity, 1)
+    study.store.create_new_study([StudyDirection.MINIMIZE], lock)  # its agent died holding it
+    delete_sweep(study.config)
+    names = {s.study_name for s in open_optuna_storage(backend.url).get_all_studies()}
+    assert names == set()
