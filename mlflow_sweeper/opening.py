@@ -92,6 +92,7 @@ def open_sweep(
     sweep = OpenSweep(config, study, client.tracking_uri, parent_id, created, recorder, True)
     if started_over is not None:
         recorder.delete_runs(started_over.run_ids)
+        recorder.started_over(parent_id, started_over.generation)
         sweep.started_over = started_over.message(config.identity)
     return sweep
 

@@ -42,6 +42,7 @@ class StartedOver:
     """What starting over left behind: the earlier attempts' MLflow runs, to be soft-deleted."""
 
     run_ids: list[str] = field(default_factory=list)
+    generation: int = 1  # how often the sweep has started over, this time included
 
     def message(self, identity: str) -> str:
         runs = len(self.run_ids)
@@ -108,7 +109,7 @@ class StartOver:
         try:
             new_id = self.store.create_new_study(directions, self.config.identity)
         except DuplicatedStudyError:  # an agent that found no sweep created it meanwhile
-            return self.store.get_study_id_from_name(self.config.identity), StartedOver(run_ids)
+            return self.store.get_study_id_from_name(self.config.identity), StartedOver(run_ids, generation)
         for key, value in user_attrs.items():
             if key != CONFIG_ATTR:
                 self.store.set_study_user_attr(new_id, key, value)
@@ -117,7 +118,7 @@ class StartOver:
         self.store.set_study_system_attr(new_id, FINGERPRINT_ATTR, fingerprint)
         self.store.set_study_system_attr(new_id, GENERATION, generation)
         log.info("%s: started over (generation %d)", self.config.identity, generation)
-        return new_id, StartedOver(run_ids)
+        return new_id, StartedOver(run_ids, generation)
 
     def _wait_for_lock(self, lock: str) -> None:
         """Another agent is starting the sweep over: wait until it is done."""
