@@ -295,6 +295,7 @@ def test_after_fail_fast_on_a_wrong_metric_the_fixed_config_starts_the_sweep_ove
     text = output(result)
     assert result.returncode == 0, text
     assert "starts over under the changed config" in text and "2 earlier attempt runs deleted" in text
+    assert text.count("starts over") == 1 and "started over" not in text  # one line says so
     assert parent_run(uri).info.run_id == parent and parent_run(uri).info.status == "FINISHED"
     assert parent_run(uri).data.tags["sweeper.started_over"] == "1"
     live = {r.info.run_id for r in trial_runs(uri)}

@@ -117,7 +117,7 @@ class StartOver:
         fingerprint = json.dumps(self.config.fingerprint(), sort_keys=True)
         self.store.set_study_system_attr(new_id, FINGERPRINT_ATTR, fingerprint)
         self.store.set_study_system_attr(new_id, GENERATION, generation)
-        log.info("%s: started over (generation %d)", self.config.identity, generation)
+        log.debug("%s: started over (generation %d)", self.config.identity, generation)
         return new_id, StartedOver(run_ids, generation)
 
     def _wait_for_lock(self, lock: str) -> None:
