@@ -9,19 +9,19 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-from mlflow.entities import ViewType
 from optuna.trial import TrialState
 
 from . import compat
 from .config import SweepConfig
-from .coordination import RUN_ATTR, SweepStudy, study_names
+from .coordination import RUN_ATTR, SLOT, SweepStudy, study_names
 from .coordination.companions import missing_companion_lines
 from .coordination.identity import directions_of
-from .coordination.tallies import in_budget, pareto_front
+from .coordination.names import STARTING_OVER_SUFFIX
+from .coordination.tallies import failed_to_retry, in_budget, pareto_front
 from .display import shown_params, shown_value
 from .errors import NoSuchSweep, UsageError
 from .opening import open_sweep
-from .record import current_run_id
+from .storages import exists as storage_exists
 from .storages import mask, retry
 from .ui.links import link_lines, ui_links
 
@@ -49,7 +49,7 @@ def delete_sweep(config: SweepConfig, purge: bool = False) -> DeleteResult:
     # The recorder is opened before the study (and the store recorded in it) is gone.
     study, recorder = sweep.study, sweep.recorder
     if study is not None:
-        for name in study_names(config.identity):
+        for name in (*study_names(config.identity), *_start_over_locks(study)):
             try:
                 study_id = retry(lambda n=name: study.storage.get_study_id_from_name(n), "find study")
             except KeyError:
@@ -57,7 +57,11 @@ def delete_sweep(config: SweepConfig, purge: bool = False) -> DeleteResult:
             retry(lambda s=study_id: study.storage.delete_study(s), f"delete study {name}")
             study_deleted = True
     runs_deleted = 0
-    if recorder is not None:
+    if recorder is not None:  # MLflow imported here, not for `status` (it takes seconds)
+        from mlflow.entities import ViewType
+
+        from .record import current_run_id
+
         runs = recorder.sweep_runs(ViewType.ALL if purge else ViewType.ACTIVE_ONLY, everywhere=True)
         runs = [run for run in runs if run.info.run_id != current_run_id()]
         can_purge = purge and compat.can_hard_delete(recorder.client)
@@ -79,6 +83,13 @@ def delete_sweep(config: SweepConfig, purge: bool = False) -> DeleteResult:
         purge = can_purge
     shutil.rmtree(config.log_dir, ignore_errors=True)
     return DeleteResult(config.identity, study_deleted, runs_deleted, purge)
+
+
+def _start_over_locks(study: SweepStudy) -> list[str]:
+    """Lock studies left by an agent that died while starting the sweep over: they go too."""
+    prefix = study.config.identity + STARTING_OVER_SUFFIX
+    studies = retry(lambda: study.storage.get_all_studies(), "list studies")
+    return [s.study_name for s in studies if s.study_name.startswith(prefix)]
 
 
 def _delete_artifacts(artifact_uri: str) -> None:
@@ -115,6 +126,9 @@ def sweep_status_data(config: SweepConfig) -> dict:
         "running": 0,
         "failed": 0,
         "pruned": 0,
+        "complete": 0,
+        "failed_to_retry": 0,
+        "attempts": 0,
         "remaining": 0,
         "best": None,
         "missing_companions": [],
@@ -130,26 +144,27 @@ def sweep_status_data(config: SweepConfig) -> dict:
     entry.update(
         exists=True,
         budget=study.budget,
-        done=states[TrialState.COMPLETE],
+        complete=states[TrialState.COMPLETE],
         running=states[TrialState.RUNNING],
         failed=len(failed),
+        failed_to_retry=failed_to_retry(trials),
         pruned=states[TrialState.PRUNED],
         warm_started=sum("warm_start" in t.user_attrs for t in trials),
+        attempts=sum(1 for t in trials if t.state != TrialState.WAITING and SLOT in t.system_attrs),
     )
     entry["missing_companions"] = study.missing_companions
-    entry["remaining"] = max(
-        0, entry["budget"] - entry["done"] - entry["failed"] - entry["pruned"] - entry["running"]
-    )
+    # done: the points that need nothing more (completed, pruned, or failed for good)
+    entry["done"] = entry["complete"] + entry["pruned"] + entry["failed"]
+    entry["remaining"] = max(0, entry["budget"] - entry["done"] - entry["running"])
     if study.target_reached():  # no slot is owed a trial any more
         entry["remaining"] = 0
     parent = entry["parent_run_id"] = sweep.parent_id
-    recorder = sweep.recorder
-    if parent and recorder is not None:
-        try:
-            entry["parent_status"] = recorder.client.get_run(parent).info.status
-        except Exception:  # noqa: BLE001 - shown as "not found in MLflow"
-            entry["parent_status"] = None
-        entry["links"] = ui_links(recorder.client.tracking_uri, recorder.experiment_id, parent)
+    if parent:
+        entry["parent_status"] = _parent_status(sweep, parent)
+        remote = sweep.tracking_uri.startswith(("http://", "https://"))  # links only to a server's UI
+        recorder = sweep.recorder if remote else None
+        if recorder is not None:
+            entry["links"] = ui_links(recorder.client.tracking_uri, recorder.experiment_id, parent)
     if config.objective.multi:  # no single best: the trials no other one beats on every metric
         front = pareto_front(trials, directions_of(config))
         entry["pareto"] = [{"values": list(t.values), **_trial_entry(t)} for t in front]
@@ -158,6 +173,22 @@ def sweep_status_data(config: SweepConfig) -> dict:
     if best is not None:
         entry["best"] = {"value": best.value, **_trial_entry(best)}
     return entry
+
+
+def _parent_status(sweep, parent: str) -> str | None:
+    """The parent run's status: read from a database store directly when it can be (importing
+    MLflow takes seconds, most of `status`'s time), else through MLflow; None when not found."""
+    if storage_exists(sweep.tracking_uri):
+        status = compat.run_status_in_database(sweep.tracking_uri, parent)
+        if status is not None:
+            return status
+    recorder = sweep.recorder
+    if recorder is None:
+        return None
+    try:
+        return recorder.client.get_run(parent).info.status
+    except Exception:  # noqa: BLE001 - shown as "not found in MLflow"
+        return None
 
 
 def _trial_entry(trial) -> dict:
@@ -184,9 +215,13 @@ def sweep_status(config: SweepConfig) -> str:
     lines.append(f"  parent run: {parent or '-'}{parent_state}")
     lines.extend(missing_companion_lines(data["missing_companions"]))
     lines.extend(f"  {line}" for line in link_lines(data.get("links", {})))
+    failed = f"{data['failed']} failed"
+    if data["failed_to_retry"]:
+        failed = f"{data['failed_to_retry']} failed (will be retried on resume)"
+        failed = f"{data['failed']} failed for good, {failed}" if data["failed"] else failed
     lines.append(
-        f"  trials: {data['done']}/{data['budget']} done, {data['running']} running, "
-        f"{data['failed']} failed, {data['pruned']} pruned, {data['remaining']} remaining"
+        f"  points: {data['done']}/{data['budget']} done, {data['running']} running, "
+        f"{failed}, {data['pruned']} pruned, {data['remaining']} remaining ({data['attempts']} attempts)"
     )
     if data.get("warm_started"):
         lines.append(f"  warm start: {data['warm_started']} earlier result(s) in the study (no budget used)")

@@ -16,7 +16,11 @@ from .secrets import RedactingFilter, redact
 CONTEXT = {"help_option_names": ["-h", "--help"]}
 
 
-def _setup_logging() -> None:
+# Commands that may never need MLflow: importing it takes seconds, most of `status`'s time.
+WITHOUT_MLFLOW_AT_START = ("status",)
+
+
+def _setup_logging(import_mlflow: bool = True) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
     handler.addFilter(RedactingFilter())
@@ -24,7 +28,10 @@ def _setup_logging() -> None:
     ours.handlers[:] = [handler]
     ours.setLevel(logging.DEBUG if os.environ.get("MLFLOW_SWEEPER_DEBUG") else logging.INFO)
     ours.propagate = False
-    import mlflow  # noqa: F401 - configures its loggers on import: configure ours after it
+    if import_mlflow:
+        import mlflow  # noqa: F401 - configures its loggers on import: configure ours after it
+    else:  # should MLflow be imported later, it sets its own level from this on import
+        os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "CRITICAL")
 
     for noisy in ("alembic", "optuna"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
@@ -61,7 +68,7 @@ def _guarded(action) -> None:
 @click.version_option(package_name="mlflow-sweeper")
 def main() -> None:
     """Optuna-driven hyperparameter sweeps whose trials are nested MLflow runs."""
-    _setup_logging()
+    _setup_logging(click.get_current_context().invoked_subcommand not in WITHOUT_MLFLOW_AT_START)
 
 
 @main.command(context_settings=CONTEXT)
@@ -144,7 +151,6 @@ def status(configs: tuple[str, ...], as_json: bool) -> None:
     """Print each sweep's progress, best trial and parent run."""
     from .admin import sweep_status, sweep_status_data
     from .config import load_configs
-    from .record import end_admin_run
 
     def action() -> int:
         loaded = load_configs(list(configs))
@@ -153,7 +159,10 @@ def status(configs: tuple[str, ...], as_json: bool) -> None:
         else:
             for config in loaded:
                 click.echo(sweep_status(config))
-        end_admin_run([c.identity for c in loaded], "status")
+        if os.environ.get("MLFLOW_RUN_ID"):  # under `mlflow run`; MLflow is not imported otherwise
+            from .record import end_admin_run
+
+            end_admin_run([c.identity for c in loaded], "status")
         return 0
 
     _guarded(action)

@@ -14,10 +14,10 @@ only when asked for.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from .config import SweepConfig
 from .coordination import SweepStudy, agent_id
-from .record import Recorder
 from .search.algorithms import PointSource
 from .storages import exists as storage_exists
 from .storages import open_mlflow_tracking, open_optuna_storage, probe_mlflow_storage, probe_optuna_storage
@@ -34,6 +34,9 @@ from .warmstart.collect import WarmStart
 from .warmstart.entering import enter as enter_warm_start
 from .warmstart.entering import gather as gather_warm_start
 
+if TYPE_CHECKING:  # MLflow is imported only once its side is opened: `status` may never need it
+    from .record import Recorder
+
 
 @dataclass
 class OpenSweep:
@@ -48,6 +51,7 @@ class OpenSweep:
     parent_id: str | None = None
     created: bool = False  # this agent created the study
     warm_summary: str | None = None  # how many earlier results this agent entered (warm start)
+    started_over: str | None = None  # what the agent says when the sweep started over (else None)
     _recorder: Recorder | None = field(default=None, repr=False)
     _recorder_opened: bool = field(default=False, repr=False)
 
@@ -70,14 +74,14 @@ def open_sweep(
     optuna_pool, mlflow_pool = agent_pools(n_jobs)
     opener = _StudyOpener(config, agent or agent_id(), optuna_pool)
     study, found, uri = _settle_store(config, opener)
-    created = False
+    created, started_over = False, None
     # Earlier results are read before anything is written (a missing source writes nothing).
     gathered = gather_warm_start(config, uri, study.source) if not found and config.warm_start else None
     warm = _WarmStart(config, uri, study, gathered)
     if not found:  # whoever creates the study records its store with it, before the parent run
         created = study.create_or_find(first_records(uri))
     if not created:
-        study.check_drift()  # once, before anything is written for this config
+        started_over = study.check_drift()  # once, before anything is written for this config
     if explicit_tracking_uri(config) is None:
         # Agents started together from different directories agree on one store: the one the
         # study's creator recorded with it (waited for when the sweep was just created).
@@ -86,6 +90,8 @@ def open_sweep(
             uri = agreed
             probe_mlflow_storage(uri)
             check_write_access(uri, config.experiment)
+    from .record import Recorder
+
     client = open_mlflow_tracking(uri, mlflow_pool, AGENT_APPLICATION)
     recorder = Recorder(client, config)
     if created:  # the earlier results enter before the parent run that the other agents await
@@ -101,6 +107,10 @@ def open_sweep(
     record_tracking_uri(study, uri)
     opened = OpenSweep(config, study, client.tracking_uri, parent_id, created, recorder, True)
     opened.warm_summary = warm.summary
+    if started_over is not None:
+        recorder.delete_runs(started_over.run_ids)
+        recorder.started_over(parent_id, started_over.generation)
+        opened.started_over = started_over.message(config.identity)
     return opened
 
 
@@ -175,4 +185,6 @@ def _existing_recorder(config: SweepConfig, uri: str) -> Recorder | None:
     if not storage_exists(uri):
         return None
     probe_mlflow_storage(uri)
+    from .record import Recorder
+
     return Recorder.existing(open_mlflow_tracking(uri), config)

@@ -103,14 +103,14 @@ class SweepProgress:
 
     def counts(self) -> str:
         return (
-            f"{self.done}/{self.total} done, {self.running} running, {self.failed} failed, "
+            f"{self.ended}/{self.total} done, {self.running} running, {self.failed} failed, "
             f"{self.pruned} pruned"
         )
 
     def status_text(self, short: bool = False) -> str:
         """The counts, best, elapsed time and ETA; `short` leaves out what is zero."""
         if short:
-            parts = [f"{self.done}/{self.total} done"] + [
+            parts = [f"{self.ended}/{self.total} done"] + [
                 f"{count} {what}"
                 for count, what in (
                     (self.running, "running"),

@@ -80,3 +80,10 @@ def test_points_queued_again_are_no_longer_failed():
     assert c.progress.failed == 1
     c.failed_again_owed(5)
     assert c.progress.failed == 0
+
+
+def test_the_bar_counts_a_pruned_or_failed_point_as_done():
+    """Done = complete + pruned + failed for good: a finished sweep never reads 14/20 done."""
+    progress = SweepProgress(name="exp/s", total=20, done=12, pruned=6, failed=2)
+    assert progress.counts().startswith("20/20 done, 0 running, 2 failed, 6 pruned")
+    assert progress.status_text(short=True).startswith("20/20 done, 2 failed, 6 pruned")

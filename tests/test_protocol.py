@@ -578,3 +578,65 @@ def test_delete_removes_every_study_of_a_closed_sweep(tmp_path, backend):
     assert delete_sweep(config).study_deleted
     names = {s.study_name for s in backend.open().get_all_studies()}
     assert not names & set(study_names(config.identity))  # other tests' sweeps may share the storage
+
+
+# ---- starting over a sweep that learned nothing ------------------------------------------------
+
+
+def _failed_sweep(tmp_path: Path, backend: Backend, state: TrialState = TrialState.FAIL):
+    """A sweep (objective 'loss') whose one trial ended in `state`, its run recorded."""
+    (first,) = make_agents(make_config(tmp_path, backend), backend, 1)
+    first.create_or_find({"first": "record"})
+    first.identity.record_parent("parent-run")
+    work = first.claim()
+    assert work is not None
+    first.bind_run(work, "run-of-attempt-0")
+    first.launched(work)
+    if state == TrialState.COMPLETE:
+        first.complete(work, 1.0)
+    else:
+        first.fail(work, "the run did not log the metric 'loss'", retry_it=True)
+    return first
+
+
+def test_a_changed_objective_starts_a_sweep_that_learned_nothing_over_exactly_once(tmp_path, backend):
+    _failed_sweep(tmp_path, backend)
+    fixed = make_config(tmp_path, backend, spec={"direction": "minimize", "metric": "val_loss"})
+    agents = make_agents(fixed, backend, 4)
+    for agent in agents:
+        assert agent.find()
+    results = in_threads(agents, lambda agent: agent.check_drift())
+    started = [r for r in results if r is not None]
+    assert len(started) == 1 and started[0].run_ids == ["run-of-attempt-0"]
+    assert all(agent.study_id == agents[0].study_id for agent in agents)
+    study = agents[0]
+    assert study.parent_run_id() == "parent-run"
+    assert study.store.get_study_user_attrs(study.study_id)["first"] == "record"
+    assert study.trials() == []
+    names = {s.study_name for s in study.store.get_all_studies()}
+    assert not any("#starting-over-" in name for name in names)
+    assert study.check_drift() is None  # the new config is now the sweep's
+    assert study.claim() is not None  # the budget starts from its first slot again
+
+
+def test_a_changed_objective_is_refused_once_a_trial_completed(tmp_path, backend):
+    _failed_sweep(tmp_path, backend, TrialState.COMPLETE)
+    changed = make_config(tmp_path, backend, spec={"direction": "maximize", "metric": "loss"})
+    (agent,) = make_agents(changed, backend, 1)
+    assert agent.find()
+    with pytest.raises(SweeperError, match="already exists"):
+        agent.check_drift()
+    assert len(agent.trials()) == 1
+
+
+def test_delete_removes_a_start_over_lock_left_by_a_dead_agent(tmp_path):
+    from mlflow_sweeper.admin import delete_sweep
+    from mlflow_sweeper.coordination.names import starting_over_name
+
+    backend = Backend("sqlite", f"sqlite:///{tmp_path / 'optuna.db'}")
+    study = _failed_sweep(tmp_path, backend)
+    lock = starting_over_name(study.config.identity, 1)
+    study.store.create_new_study([StudyDirection.MINIMIZE], lock)  # its agent died holding it
+    delete_sweep(study.config)
+    names = {s.study_name for s in open_optuna_storage(backend.url).get_all_studies()}
+    assert names == set()

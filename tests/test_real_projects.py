@@ -8,6 +8,7 @@ an argparse script), the plain script tests/project_real/flags.py.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -264,6 +265,51 @@ def test_fail_fast_stops_the_sweep_early_and_it_resumes_once_fixed(tmp_path, mlf
     trials = optuna_trials(optuna_url(tmp_path))
     assert sorted(t.params["x"] for t in trials if t.state.name == "COMPLETE") == [1, 2, 3, 4]
     assert parent_run(uri).info.status == "FINISHED"
+
+
+def test_after_fail_fast_on_a_wrong_metric_the_fixed_config_starts_the_sweep_over(tmp_path, mlflow_template):
+    """Nothing completed, so the objective may change: the sweep starts over under the same parent,
+    the earlier attempts' runs soft-deleted; `status` counted the failed points meanwhile. Once a
+    trial has completed, a changed objective is refused again."""
+    (tmp_path / "fixed").write_text("")
+    script = failing_script(tmp_path)  # logs 'score'
+    keys = dict(command=f"python {script}", parameters={"x": [1, 2, 3]}, max_retries=1, fail_fast=2)
+    config = config_file(tmp_path, mlflow_template, spec={"direction": "maximize", "metric": "scor"}, **keys)
+    result = run_cli("sweep", config, cwd=tmp_path)
+    text = output(result)
+    assert result.returncode == 1, text
+    assert "(fail_fast)" in text and "the config's parameters and objective may still change" in text
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    old_runs = {r.info.run_id for r in trial_runs(uri, deleted=True)}  # a retry's replaced run is deleted
+    parent = parent_run(uri).info.run_id
+    assert len(old_runs) == 2
+
+    status = run_cli("status", config, cwd=tmp_path)
+    assert status.returncode == 0, output(status)
+    assert "failed (will be retried on resume)" in status.stdout, status.stdout
+    data = json.loads(run_cli("status", config, "--json", cwd=tmp_path).stdout)["sweeps"][0]
+    assert data["failed_to_retry"] >= 1 and data["done"] == 0 and data["attempts"] == 2
+
+    config = config_file(tmp_path, spec={"direction": "maximize", "metric": "score"}, **keys)
+    result = run_cli("sweep", config, cwd=tmp_path)
+    text = output(result)
+    assert result.returncode == 0, text
+    assert "starts over under the changed config" in text and "2 earlier attempt runs deleted" in text
+    assert text.count("starts over") == 1 and "started over" not in text  # one line says so
+    assert parent_run(uri).info.run_id == parent and parent_run(uri).info.status == "FINISHED"
+    assert parent_run(uri).data.tags["sweeper.started_over"] == "1"
+    live = {r.info.run_id for r in trial_runs(uri)}
+    assert len(live) == 3 and not live & old_runs
+    deleted = {r.info.run_id for r in trial_runs(uri, deleted=True)} - live
+    assert deleted == old_runs
+    trials = optuna_trials(optuna_url(tmp_path))
+    assert sorted(t.params["x"] for t in trials) == [1, 2, 3]
+    assert all(t.state.name == "COMPLETE" for t in trials)
+
+    config = config_file(tmp_path, spec={"direction": "minimize", "metric": "score"}, **keys)
+    result = run_cli("sweep", config, cwd=tmp_path)
+    assert result.returncode == 2, output(result)
+    assert "already exists" in output(result)
 
 
 @pytest.mark.extended

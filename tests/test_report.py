@@ -13,12 +13,13 @@ import math
 import re
 import shutil
 import subprocess
+import sys
 import urllib.request
 from pathlib import Path
 
 import optuna
 import pytest
-from conftest import REQUIRE_SERVERS, mlflow_runs, run_cli, write_config
+from conftest import REQUIRE_SERVERS, cli_env, mlflow_runs, run_cli, write_config
 
 from mlflow_sweeper.config import Metric, Objective, load_config
 from mlflow_sweeper.report import build_report
@@ -149,6 +150,33 @@ def test_report_of_a_sweep_that_does_not_exist_says_so(swept):
     result = run_cli("report", config, cwd=swept["dir"])
     assert result.returncode == 2, output(result)
     assert "no such sweep" in result.stderr and "Traceback" not in result.stderr
+
+
+STATUS_THEN_MODULES = """
+import runpy, sys
+sys.argv = ["mlflow-sweeper", "status", sys.argv[1]]
+try:
+    runpy.run_module("mlflow_sweeper", run_name="__main__")
+except SystemExit as exit:
+    assert not exit.code, exit.code
+print("imported mlflow:", "mlflow" in sys.modules)
+"""
+
+
+def test_status_reads_a_database_store_without_importing_mlflow(swept):
+    """Importing MLflow takes seconds, most of what `status` took: a database store's parent run
+    status is read without it."""
+    result = subprocess.run(
+        [sys.executable, "-c", STATUS_THEN_MODULES, str(swept["config"])],
+        cwd=swept["dir"],
+        env=cli_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, output(result)
+    assert "(FINISHED)" in result.stdout and "points: 6/6 done" in result.stdout, result.stdout
+    assert result.stdout.strip().endswith("imported mlflow: False"), result.stdout
 
 
 def test_status_json_of_an_existing_and_a_missing_sweep(swept):

@@ -6,14 +6,18 @@ each as the agent does them, in a fraction of a second.
 
 from __future__ import annotations
 
+import csv
 import io
+import logging
 import time
 from collections.abc import Callable, Generator
+from pathlib import Path
 
 from conftest import write_config
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
+from mlflow_sweeper.admin import sweep_status, sweep_status_data
 from mlflow_sweeper.agent import SweepSession
 from mlflow_sweeper.agent.opening import open_parts
 from mlflow_sweeper.agent.stop import StopSignal
@@ -21,8 +25,10 @@ from mlflow_sweeper.config import load_config
 from mlflow_sweeper.coordination.names import ATTEMPT
 from mlflow_sweeper.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK
 from mlflow_sweeper.launch import Launcher, TrialHandle, TrialRequest
+from mlflow_sweeper.launch.base import trial_log_name
 from mlflow_sweeper.progress import Reporter
 from mlflow_sweeper.record import BEST_RUN_TAG, REPLACED_BY_TAG
+from mlflow_sweeper.report.table import write_trials_csv
 
 # A trial's script: a generator that yields once per poll while the trial runs and returns
 # whether it succeeded. It gets the request, its run id and a client on the sweep's store.
@@ -69,6 +75,9 @@ class ScriptedLauncher(Launcher):
 
     def launch(self, request: TrialRequest) -> TrialHandle:
         run_id = request.runs.create({})
+        log = Path(self.log_dir) / trial_log_name(request.number)  # as a real launcher's output
+        log.parent.mkdir(parents=True, exist_ok=True)
+        log.write_text(f"trial {request.number} attempt {request.attempt}\n")
         self.launched.append((request.number, request.attempt))
         handle = ScriptedHandle(run_id, self.script(request, run_id, self.client), self.pace)
         self.handles.append(handle)
@@ -126,7 +135,8 @@ def test_a_sweep_closes_with_its_parent_finished_and_the_best_recorded(tmp_path,
     assert all(run.info.status == "FINISHED" for run in runs_of(session).values())
 
 
-def test_a_failed_attempt_is_retried_and_its_run_replaced(tmp_path, monkeypatch):
+def test_a_failed_attempt_is_retried_and_its_run_replaced(tmp_path, monkeypatch, caplog):
+    caplog.set_level(logging.INFO, logger="mlflow_sweeper")
     def fails_once(request, run_id, client):
         yield
         if request.attempt == 1:
@@ -145,6 +155,10 @@ def test_a_failed_attempt_is_retried_and_its_run_replaced(tmp_path, monkeypatch)
     failed = client.get_run(first)
     assert failed.info.status == "FAILED" and failed.info.lifecycle_stage == "deleted"
     assert failed.data.tags[REPLACED_BY_TAG] == second
+    # Optuna numbers attempts (trial 1 is the retry); the console names the point the budget counts
+    text = caplog.text
+    assert "trial 0 started (point 1 of 1, attempt 1, run " in text
+    assert "trial 1 started (point 1 of 1, attempt 2, run " in text
 
 
 def test_a_trial_that_fails_all_its_attempts_fails_for_good_and_the_sweep_exits_1(tmp_path, monkeypatch):
@@ -207,6 +221,10 @@ def test_fail_fast_stops_the_sweep_when_the_first_trials_all_fail(tmp_path, monk
     assert session.parts.recorder.client.get_run(session.parts.parent_id).info.status == "RUNNING"
 
 
+def logs_of(client: MlflowClient, run_id: str) -> list[str]:
+    return [item.path for item in client.list_artifacts(run_id)]
+
+
 def forever(request, run_id, client):
     while True:
         yield
@@ -222,6 +240,7 @@ def test_a_trial_past_its_timeout_is_stopped_and_its_run_killed(tmp_path, monkey
     (handle,) = launcher.handles
     assert handle.cancelled
     assert session.parts.recorder.client.get_run(handle.run_id).info.status == "KILLED"
+    assert logs_of(session.parts.recorder.client, handle.run_id) == ["trial-0.log"]
 
 
 def test_an_interrupt_cancels_the_trial_and_requeues_it_without_counting_an_attempt(tmp_path, monkeypatch):
@@ -241,9 +260,16 @@ def test_an_interrupt_cancels_the_trial_and_requeues_it_without_counting_an_atte
     assert handle.cancelled
     client = session.parts.recorder.client
     assert client.get_run(handle.run_id).info.status == "KILLED"
+    assert logs_of(client, handle.run_id) == ["trial-0.log"]  # an interrupted attempt keeps its log
     waiting = [t for t in session.study.trials() if t.state == TrialState.WAITING]
     assert len(waiting) == 1 and int(waiting[0].system_attrs[ATTEMPT]) == 1
     assert client.get_run(session.parts.parent_id).info.status == "RUNNING"  # resumable
+    # Nothing failed: the report's table says so, and `status` counts no failed point
+    table = write_trials_csv(tmp_path / "trials.csv", session.study.trials(), session.parts.config.objective)
+    rows = list(csv.DictReader(table.open()))
+    assert [row["state"] for row in rows] == ["INTERRUPTED", "WAITING"]
+    status = sweep_status_data(session.parts.config)
+    assert (status["failed"], status["failed_to_retry"], status["done"]) == (0, 0, 0)
 
 
 def test_a_trial_the_pruner_stops_is_pruned_and_its_run_killed_and_tagged(tmp_path, monkeypatch):
@@ -281,4 +307,9 @@ def test_a_trial_the_pruner_stops_is_pruned_and_its_run_killed_and_tagged(tmp_pa
     pruned = session.parts.recorder.client.get_run(launcher.handles[1].run_id)
     assert pruned.info.status == "KILLED"
     assert pruned.data.tags["sweeper.pruned"] == "true"
+    assert logs_of(session.parts.recorder.client, pruned.info.run_id) == ["trial-1.log"]
     assert session.parts.recorder.client.get_run(session.parts.parent_id).info.status == "FINISHED"
+    # done counts points that need nothing more: a pruned one too
+    assert "points: 2/2 done, 0 running, 0 failed, 1 pruned, 0 remaining (2 attempts)" in sweep_status(
+        session.parts.config
+    )

@@ -13,9 +13,9 @@ from collections.abc import Iterable
 from optuna.trial import FrozenTrial, TrialState
 
 from ..coordination.names import REASON, SLOT
+from ..coordination.tallies import INTERRUPTED_PREFIX
 
 WARM_ATTR = "warm_start"  # the user attr of an earlier result entered by warm start
-INTERRUPTED_PREFIX = "interrupted"  # the reason of a trial cancelled by Ctrl-C (see outcome.classify)
 
 
 def _counts(trial: FrozenTrial) -> bool:
@@ -41,5 +41,6 @@ def fail_fast_reason(trials: Iterable[FrozenTrial], limit: int) -> str | None:
     reasons = sorted({str(t.user_attrs.get(REASON, "failed")) for t in first})
     return (
         f"the first {limit} trial{'' if limit == 1 else 's'} all failed: {'; '.join(reasons)} (fail_fast); "
-        "fix the cause and run again to resume, or set fail_fast: 0"
+        "fix the cause and run again to resume, or set fail_fast: 0. No trial has completed, so the "
+        "config's parameters and objective may still change: the sweep then starts over"
     )

@@ -41,6 +41,8 @@ def open_parts(
     sweep = open_sweep(config, agent=agent, n_jobs=n_jobs)
     study, recorder, parent_id = sweep.study, sweep.recorder, sweep.parent_id
     assert study is not None and recorder is not None and parent_id is not None  # opened, not found
+    if sweep.started_over:
+        console.event(sweep.started_over)
     client = recorder.client
     if sweep.warm_summary:  # this agent entered the earlier results of `warm_start`
         console.event(sweep.warm_summary)

@@ -118,7 +118,7 @@ class SweepSession:
         trials = f"{budget} trial{'' if budget == 1 else 's'}"
         self.parts.console.event(
             f"{self.config.identity}: parent run {self.parts.parent_id}, {trials} in the budget, "
-            f"{self.parts.progress.done} done, up to {self.n_jobs} at once",
+            f"{self.parts.progress.ended} done, up to {self.n_jobs} at once",
             summary=False,  # --quiet prints only the summary
         )
         recorder = self.parts.recorder

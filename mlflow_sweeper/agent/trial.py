@@ -196,7 +196,9 @@ class TrialExecution:
                 return
             work = self.work
             shown = f" on {devices.env_name}={','.join(devices.ids)}" if devices.ids else ""
-            started = f"run {self.run_id}{_attempt(work)}{shown}"
+            # Optuna numbers every attempt; the budget counts points: a retry is the same point again.
+            point = f"point {work.slot + 1} of {self.context.study.budget}, attempt {work.attempt}"
+            started = f"{point}, run {self.run_id}{shown}"
             self.context.console.event(f"trial {work.number} started ({started}): {_fmt(work.params)}")
             ending = self.await_end(handle)
         outcome = self.judge_constraints(triage(
@@ -253,7 +255,7 @@ class TrialExecution:
 
     def await_end(self, handle: TrialHandle) -> Ending:
         """Wait for the trial to end, cancelling it on Ctrl-C, when `trial_timeout` passes or when
-        the pruner says so. The trial's log is attached to its run when it ended by itself."""
+        the pruner says so. The trial's log is attached to its run however it ended."""
         context = self.context
         timeout = context.config.trial_timeout
         deadline = None if timeout is None else time.monotonic() + timeout
@@ -279,9 +281,9 @@ class TrialExecution:
             context.stop.untrack(handle.pid)
             if succeeded is None:
                 watch.forget(trial_id)
+            context.uploads.attach(self.run_id, str(self.log_path))  # pruned or cancelled ones too
         if run_id:
             watch.finish(trial_id, run_id)  # its last steps, before it completes
-        context.uploads.attach(self.run_id, str(self.log_path))
         return Ending(succeeded=succeeded, exit_code=handle.returncode)
 
     @property
@@ -335,10 +337,6 @@ class TrialExecution:
         except Exception as exc:  # noqa: BLE001 - the next agent's reclaim gives it back
             log.warning("could not give trial %s back: %s: %s", work.number, type(exc).__name__, exc)
             log.debug("giving trial %s back failed", work.number, exc_info=True)
-
-
-def _attempt(work: Work) -> str:
-    return f", attempt {work.attempt}" if work.attempt > 1 else ""
 
 
 def _fmt(params: dict) -> str:

@@ -20,6 +20,7 @@ from .lifecycle import TrialLifecycle, Work
 from .liveness import Heartbeat, fail_stale_trials
 from .names import ACTIVE, INFEASIBLE, claims_study_name
 from .policy import RetryPolicy
+from .restart import StartedOver
 from .store import RetryingStorage
 from .tallies import Progress
 
@@ -39,8 +40,14 @@ class SweepStudy:
         self.store = RetryingStorage(storage)
         self.policy = RetryPolicy(config.max_retries)
         self.identity = SweepIdentity(self.store, config)
-        self.ledger = ClaimsLedger(self.store, source)
         self.liveness = Heartbeat(self.store, agent, config.stale_after)
+        self._build_parts()
+
+    def _build_parts(self) -> None:
+        """The parts that hold the study's (and its companions') ids: built again when the
+        sweep starts over under new studies."""
+        source, config = self.source, self.config
+        self.ledger = ClaimsLedger(self.store, source)
         self.lifecycle = TrialLifecycle(
             self.store, self.ledger, source, self.liveness, self.policy, config.identity
         )
@@ -110,8 +117,12 @@ class SweepStudy:
     def parent_run_id(self) -> str | None:
         return self.identity.parent_run_id()
 
-    def check_drift(self) -> None:
-        self.identity.check_drift()
+    def check_drift(self) -> StartedOver | None:
+        """Refuse a changed config, or start the sweep over when it has learned nothing yet."""
+        started_over = self.identity.check_drift()
+        self._build_parts()  # the studies may be new ones (started over, here or by another agent)
+        self._attach()
+        return started_over
 
     # ---- claiming and running trials -------------------------------------------------------
 

@@ -19,11 +19,13 @@ from ..errors import DriftError, StorageError
 from ..secrets import redact_value
 from .drift import describe_drift, drift_refusal
 from .names import CONFIG_ATTR, FINGERPRINT_ATTR, PARENT_ATTR
-from .store import RetryingStorage
+from .restart import StartedOver, StartOver, nothing_learned
+from .store import RetryingStorage, find_study
 
 log = logging.getLogger(__name__)
 
 PARENT_WAIT_SECONDS = 60.0
+MAX_START_OVER_ROUNDS = 5  # each round finds the sweep started over by another agent; one is enough
 
 
 def direction_of(config: SweepConfig) -> optuna.study.StudyDirection:
@@ -71,16 +73,51 @@ class SweepIdentity:
         self.created = True
         return True
 
-    def check_drift(self) -> None:
-        """Refuse a config whose search space, algorithm or objective differs from the stored one."""
+    def check_drift(self) -> StartedOver | None:
+        """Refuse a config whose search space, algorithm or objective differs from the stored one,
+        unless the sweep has learned nothing yet: then it starts over under this config (what
+        that left behind is returned; None when nothing changed)."""
+        started_over = None
+        for _ in range(MAX_START_OVER_ROUNDS):
+            try:
+                changed = self._drift()
+                if changed is None:
+                    return started_over
+                trials = self.store.get_all_trials(self.study_id, deepcopy=False)
+                if not nothing_learned(trials):
+                    self._refuse(*changed)
+                outcome = StartOver(self.store, self.config).run(self.study_id, changed[2])
+            except KeyError:  # deleted under us by an agent starting the sweep over
+                outcome = None
+            if outcome is not None:
+                self.study_id, started_over = outcome
+            else:  # another agent started it over (or a trial completed): look again
+                self.study_id = self._wait_for_study()
+        raise StorageError(f"sweep '{self.config.identity}': the sweep kept changing while starting it over")
+
+    def _wait_for_study(self) -> int:
+        """The sweep's study id once it exists again (an agent starting it over recreates it)."""
+        deadline = time.monotonic() + PARENT_WAIT_SECONDS
+        while (found := find_study(self.store, self.config.identity)) is None:
+            if time.monotonic() > deadline:
+                raise StorageError(f"sweep '{self.config.identity}' vanished while starting over")
+            time.sleep(0.1)
+        return found
+
+    def _drift(self) -> tuple[dict, dict, str] | None:
+        """(stored fingerprint, current one, the stored text) when they differ, else None."""
         stored_text = self.store.get_study_system_attrs(self.study_id).get(FINGERPRINT_ATTR)
         if stored_text is None:
-            return  # created a moment ago by another agent that has not written it yet
+            return None  # created a moment ago by another agent that has not written it yet
         stored = json.loads(stored_text)
         current = json.loads(json.dumps(redact_value(self.config.fingerprint()), sort_keys=True))
-        changes = describe_drift(stored, current)
-        if changes:
-            raise DriftError(drift_refusal(self.config.path, self.config.identity, changes, MUTABLE_HINT))
+        if stored == current:
+            return None
+        return stored, current, stored_text
+
+    def _refuse(self, stored: dict, current: dict, _stored_text: str) -> None:
+        changes = describe_drift(stored, current) or ["its definition differs"]
+        raise DriftError(drift_refusal(self.config.path, self.config.identity, changes, MUTABLE_HINT))
 
     def parent_run_id(self) -> str | None:
         return self.store.get_study_user_attrs(self.study_id).get(PARENT_ATTR)

@@ -17,6 +17,7 @@ PURPOSE_ATTR = "sweeper.purpose"  # on a companion study: what it is, for whoeve
 FINGERPRINT_ATTR = "sweeper:fingerprint"
 CLOSE_EPOCH = "sweeper:close_epoch"
 TARGET_REACHED = "sweeper:target_reached"  # the number of the trial that reached `spec.target`
+GENERATION = "sweeper:generation"  # how often the sweep started over under a changed config
 # Trial user attributes.
 RUN_ATTR = "mlflow_run_id"
 REASON = "fail_reason"
@@ -33,6 +34,7 @@ NO_RETRY = "sweeper:no_retry"  # failed on purpose without a retry (infeasible, 
 
 CLAIMS_SUFFIX = "#claims"
 CLOSE_SUFFIX = "#close"
+STARTING_OVER_SUFFIX = "#starting-over-"  # a lock study, there only while one agent starts the sweep over
 ACTIVE = (TrialState.WAITING, TrialState.RUNNING)
 # The WAITING trials, asked as a set: Optuna's InMemoryStorage answers the exact tuple
 # (WAITING,) from a cursor that assumes no trial ever returns to WAITING, and parked claims do
@@ -48,6 +50,11 @@ def claims_study_name(identity: str) -> str:
 def close_study_name(identity: str) -> str:
     """The companion study that elects the one agent closing the sweep."""
     return identity + CLOSE_SUFFIX
+
+
+def starting_over_name(identity: str, generation: int) -> str:
+    """The lock study of the sweep's start-over into `generation`: whoever creates it starts over."""
+    return f"{identity}{STARTING_OVER_SUFFIX}{generation}"
 
 
 def study_names(identity: str) -> tuple[str, ...]:

@@ -9,8 +9,10 @@ from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
 from ..constraints import is_feasible
-from .names import INFEASIBLE, NO_RETRY, SLOT
+from .names import INFEASIBLE, NO_RETRY, REASON, SLOT
 from .policy import RetryPolicy, attempt_of
+
+INTERRUPTED_PREFIX = "interrupted"  # the reason given to an attempt cancelled by Ctrl-C
 
 
 @dataclass
@@ -77,6 +79,28 @@ def needing_attention(failed: Iterable[FrozenTrial]) -> list[FrozenTrial]:
     """The points failed for good that say something is wrong: not the infeasible ones (out of
     memory, a non-finite objective), which are results of the search."""
     return [t for t in failed if INFEASIBLE not in t.user_attrs]
+
+
+def failed_to_retry(trials: Iterable[FrozenTrial]) -> int:
+    """Points whose attempts so far failed (not interrupted) and that will run again: nothing of
+    them completed, was pruned or runs, and an attempt is queued or owed (not failed for good)."""
+    by_slot: dict[int, list[FrozenTrial]] = {}
+    for trial in trials:
+        if SLOT in trial.system_attrs:
+            by_slot.setdefault(trial.system_attrs[SLOT], []).append(trial)
+    settled = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
+    count = 0
+    for group in by_slot.values():
+        if any(t.state in settled for t in group) or all(t.state == TrialState.FAIL for t in group):
+            continue
+        if any(t.state == TrialState.FAIL and not interrupted(t) for t in group):
+            count += 1
+    return count
+
+
+def interrupted(trial: FrozenTrial) -> bool:
+    """An attempt cancelled by Ctrl-C or SIGTERM: FAIL in Optuna, but nothing failed."""
+    return str(trial.user_attrs.get(REASON, "")).startswith(INTERRUPTED_PREFIX)
 
 
 def state_counts(trials: Iterable[FrozenTrial]) -> dict[TrialState, int]:

@@ -28,6 +28,7 @@ ATTEMPT_TAG = "sweeper.attempt"
 PARETO_TAG = "sweeper.pareto"  # "true" on trial runs on the Pareto front (several objectives)
 PARETO_RUNS_TAG = "sweeper.pareto_run_ids"  # on the parent: the front's run ids, comma-separated
 STOPPED_TAG = "sweeper.stopped"  # on the parent: why the sweep stopped early ("target")
+STARTED_OVER_TAG = "sweeper.started_over"  # on the parent: how often the sweep started over
 # MLflow's documented system tags (`mlflow.utils.mlflow_tags` is not public API).
 MLFLOW_PARENT_RUN_ID = "mlflow.parentRunId"
 MLFLOW_RUN_NAME = "mlflow.runName"
@@ -304,6 +305,23 @@ class Recorder:
                 self.client.set_terminated(run_id, status)
         except MlflowException as exc:
             log.debug("could not end run %s: %s", run_id, exc)
+
+    def started_over(self, parent_id: str, generation: int) -> None:
+        """The sweep started over under a changed config: the parent's params (which MLflow never
+        lets change) are the first config's; its `sweep/` config artifact and a tag say the current."""
+        retry(lambda: self.client.set_tag(parent_id, STARTED_OVER_TAG, str(generation)), "tag parent")
+        try:
+            self.client.log_artifact(parent_id, str(self.config.path), artifact_path="sweep")
+        except Exception as exc:  # noqa: BLE001 - the tag says it started over
+            log.warning("could not store the new config as an artifact of the parent run: %s", exc)
+
+    def delete_runs(self, run_ids: list[str]) -> None:
+        """Soft-delete runs (restorable in the MLflow UI): the attempts of a sweep started over."""
+        for run_id in run_ids:
+            try:
+                self.client.delete_run(run_id)
+            except MlflowException as exc:  # already deleted, or gone with its experiment
+                log.debug("could not delete run %s: %s", run_id, exc)
 
     # ---- the sweep's runs, for delete and status ----------------------------------------------
 

@@ -5,10 +5,11 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-from optuna.trial import FrozenTrial
+from optuna.trial import FrozenTrial, TrialState
 
 from ..config import Objective
 from ..coordination import ATTEMPT, REASON, RUN_ATTR
+from ..coordination.tallies import interrupted
 from ..search.space import SearchSpace
 from ..secrets import redact_value
 
@@ -53,7 +54,7 @@ def write_trials_csv(
             writer.writerow(
                 redact_value([
                     trial.number,
-                    trial.state.name,
+                    state_name(trial),
                     trial.system_attrs.get(ATTEMPT, 1),
                     *(rows[trial.number].get(name, "") for name in params),
                     *_values(trial, len(values)),
@@ -65,6 +66,12 @@ def write_trials_csv(
                 ])
             )
     return path
+
+
+def state_name(trial: FrozenTrial) -> str:
+    """Optuna's state, but INTERRUPTED for an attempt cancelled by Ctrl-C or SIGTERM: FAIL in
+    Optuna, yet nothing failed (it is run again without counting an attempt)."""
+    return "INTERRUPTED" if trial.state == TrialState.FAIL and interrupted(trial) else trial.state.name
 
 
 def _values(trial: FrozenTrial, count: int) -> list:
