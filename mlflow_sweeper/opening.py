@@ -105,8 +105,10 @@ def open_sweep(
 
         parent_id = study.identity.wait_for_parent(take_over, recorder.parent_state)
     record_tracking_uri(study, uri)
-    opened = OpenSweep(config, study, client.tracking_uri, parent_id, created, recorder, True)
-    opened.warm_summary = warm.summary
+    opened = OpenSweep(
+        config, study, client.tracking_uri, parent_id, created, warm_summary=warm.summary,
+        _recorder=recorder, _recorder_opened=True,
+    )
     if started_over is not None:
         recorder.delete_runs(started_over.run_ids)
         recorder.started_over(parent_id, started_over.generation)
