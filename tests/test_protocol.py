@@ -243,6 +243,70 @@ def test_a_raised_budget_reuses_the_claims_parked_past_the_old_one(tmp_path, bac
     assert sorted(t.system_attrs[SLOT] for t in studies[0].trials()) == list(range(50))
 
 
+def claims_rows_read(study: SweepStudy) -> list[int]:
+    """Count the claims this agent lists from the claims study (its store, wrapped: our interface)."""
+    rows = [0]
+    store = study.ledger.store
+    listing = store.get_all_trials
+
+    def counted(study_id, *args, **kwargs):
+        found = listing(study_id, *args, **kwargs)
+        if study_id == study.claims_id:
+            rows[0] += len(found)
+        return found
+
+    store.get_all_trials = counted
+    return rows
+
+
+def test_agents_leaving_at_the_end_never_list_the_claims_parked_past_the_budget(tmp_path, backend):
+    """The end of a large sweep: every agent that raced past the budget parked one claim. Agents
+    that then find nothing to do read none of them, so leaving stays linear in their number."""
+    config = make_config(tmp_path, backend, parameters={"x": list(range(5))})
+    first = make_agents(config, backend, n=1)
+    start(first)
+    in_threads(first, work_until_done)
+    racers = make_agents(config, backend, n=12)
+    for study in racers:
+        study.find()
+        study.ledger.exhausted_seen = False  # each was past the check when the last slot went
+        claim_id, number = study.ledger.store.create_trial_numbered(study.ledger.claims_id)
+        assert number >= 5
+        study.ledger.park_past_budget(claim_id)
+    claims = first[0].storage.get_all_trials(first[0].claims_id, deepcopy=False)
+    assert sum(c.state == TrialState.WAITING for c in claims) >= 12
+
+    leaving = make_agents(config, backend, n=12)
+    for study in leaving:
+        study.find()
+    reads = [claims_rows_read(study) for study in leaving]
+    assert in_threads(leaving, lambda s: (s.claim(), s.is_finished(), s.claim())) == [(None, True, None)] * 12
+    assert sum(r[0] for r in reads) == 0, "agents listed the claims parked past the budget"
+
+
+def test_a_failed_trial_creation_voids_its_claim_and_queues_its_slot(tmp_path, backend):
+    """No claim below the budget is parked: the slot's trial is queued for any agent at once."""
+    config = make_config(tmp_path, backend, parameters={"x": list(range(6))})
+    failing, other = make_agents(config, backend, n=2)
+    start([failing, other])
+    create = failing.lifecycle._create
+
+    def broken(slot: int):
+        failing.lifecycle._create = create
+        raise ConnectionError("the storage went away while creating the trial")
+
+    failing.lifecycle._create = broken
+    with pytest.raises(ConnectionError):
+        failing.claim()
+    claims = failing.storage.get_all_trials(failing.claims_id, deepcopy=False)
+    assert [c.state for c in claims] == [TrialState.FAIL]
+    queued = failing.storage.get_all_trials(failing.study_id, deepcopy=False, states=(TrialState.WAITING,))
+    assert [t.system_attrs[SLOT] for t in queued] == [claims[0].number]
+    works = [w for done in in_threads([failing, other], work_until_done) for w in done]
+    assert sorted(w.slot for w in works) == list(range(6))
+    assert failing.complete_trials() is not None
+
+
 # ---- re-queue --------------------------------------------------------------------------------
 
 

@@ -3,8 +3,15 @@
 Trial numbers are dense and unique per study in every Optuna storage, so claim `n` is slot `n`,
 handed to exactly one agent. A claim stays RUNNING until its slot's trial exists in the main
 study (so the sweep never looks finished while a trial is being created), then turns COMPLETE.
-Claims past the budget are parked as WAITING, to be reused if the budget is raised; so are the
-claims of a failed trial creation or of an agent that died holding one.
+Claims past the budget are parked as WAITING, to be reused if the budget is raised. The claim of a
+failed trial creation, or of an agent that died holding one, is voided instead (RUNNING -> FAIL,
+atomic) and its slot's trial queued, so no slot of the budget is ever parked while its budget
+holds.
+
+That keeps the end of a sweep linear in the number of agents: every agent that races past the
+budget parks one claim, and none of them is ever below that budget. Each parking agent first
+writes the budget it parked past (`PARKED_PAST`) on the claims study, so an agent lists the
+parked claims only once some were parked past a budget smaller than its own (a raised budget).
 """
 
 from __future__ import annotations
@@ -17,7 +24,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from .. import compat
 from ..search.algorithms import PointSource
-from .names import ACTIVE, SLOT, WAITING
+from .names import ACTIVE, PARKED_PAST, SLOT, WAITING
 from .store import RetryingStorage, finish, take
 
 log = logging.getLogger(__name__)
@@ -31,6 +38,8 @@ class ClaimsLedger:
         self.source = source
         self.claims_id: int = -1
         self.exhausted_seen = False  # this agent has seen the last slot of the budget claimed
+        self._parked_below = False  # claims were parked past a smaller budget (seen once: for good)
+        self._marked: set[int] = set()  # the budgets this agent wrote as parked past
 
     @property
     def budget(self) -> int:
@@ -53,31 +62,62 @@ class ClaimsLedger:
             if number < self.budget:
                 self.exhausted_seen = number == self.budget - 1
                 return claim_id, number
-            self.park(claim_id)
+            self.park_past_budget(claim_id)
             self.exhausted_seen = True
         return self._take_parked()
 
     def _take_parked(self) -> tuple[int, int] | None:
-        """A parked claim below the budget: left by a smaller budget or a failed trial creation."""
+        """A claim parked past a smaller budget that is below this one (a raised budget)."""
+        if not self.parked_below_budget():
+            return None
         parked = self.store.get_all_trials(self.claims_id, deepcopy=False, states=WAITING)
         for claim in parked:
             if claim.number < self.budget and take(self.store, compat.trial_id(claim)):
                 return compat.trial_id(claim), claim.number
         return None
 
-    def park(self, claim_id: int) -> None:
-        """Give a slot back, for another agent to run."""
+    def park_past_budget(self, claim_id: int) -> None:
+        """Keep a claim past the budget for a later, larger budget: the budget it is past is
+        written first, so an agent with a larger one knows to look for it."""
+        if self.budget not in self._marked:
+            self.store.set_study_system_attr(self.claims_id, f"{PARKED_PAST}{self.budget}", True)
+            self._marked.add(self.budget)
         try:
             self.store.set_trial_state_values(claim_id, TrialState.WAITING)
         except Exception:  # noqa: BLE001
             log.exception("could not park claim %s", claim_id)
+
+    def parked_below_budget(self) -> bool:
+        """May a claim below this budget be parked? Only once claims were parked past a smaller
+        budget: one read of the claims study's attributes until then, none after."""
+        if not self._parked_below:
+            marks = self.store.get_study_system_attrs(self.claims_id)
+            self._parked_below = any(
+                key.startswith(PARKED_PAST) and int(key[len(PARKED_PAST) :]) < self.budget for key in marks
+            )
+        return self._parked_below
+
+    def void(self, claim_id: int) -> bool:
+        """End a claim whose slot gets no trial from its agent (atomic RUNNING -> FAIL: of several
+        agents voiding it, one wins). The winner must queue the slot's trial; if it dies first,
+        the slot is orphaned and queued by whoever finds it so (`orphaned_slots`)."""
+        return finish(self.store, claim_id, TrialState.FAIL)
 
     def settle(self, claim_id: int, trial_number: int) -> bool:
         """The slot's trial exists (as `trial_number`): the claim is done."""
         return finish(self.store, claim_id, TrialState.COMPLETE, [float(trial_number)])
 
     def active_below_budget(self, states: tuple[TrialState, ...] = ACTIVE) -> bool:
-        """Is a slot of the budget being claimed or parked (or in `states`)?"""
+        """Is a slot of the budget being claimed or parked (of the claims in `states`)?
+
+        Parked claims are listed only when some may be below this budget: the hundreds parked
+        past it at the end of a large sweep are never read. Claims are read in one query, so a
+        claim moving between WAITING and RUNNING is seen in one of them.
+        """
+        if TrialState.WAITING in states and not self.parked_below_budget():
+            states = tuple(s for s in states if s != TrialState.WAITING)
+            if not states:
+                return False
         claims = self.store.get_all_trials(self.claims_id, deepcopy=False, states=states)
         return any(claim.number < self.budget for claim in claims)
 
@@ -118,8 +158,8 @@ class ClaimsLedger:
             if trial is not None:
                 self.settle(compat.trial_id(claim), trial.number)
             elif claim.number >= self.budget:
-                self.park(compat.trial_id(claim))  # its agent died parking it: no slot of this budget
-            elif finish(self.store, compat.trial_id(claim), TrialState.FAIL):
+                self.park_past_budget(compat.trial_id(claim))  # its agent died parking it
+            elif self.void(compat.trial_id(claim)):
                 voided.append(claim.number)
         return voided
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import math
 import threading
 import time
@@ -26,6 +27,8 @@ from .liveness import Heartbeat
 from .names import ATTEMPT, NO_RETRY, REPLACES_RUN, RUN_ATTR, SLOT, TARGET_REACHED, WAITING, WARM_SLOTS
 from .policy import RetryPolicy, attempt_of
 from .store import RetryingStorage, finish, set_reason, take, trial_template
+
+log = logging.getLogger(__name__)
 
 WAITING_CHECK_SECONDS = 0.5
 
@@ -126,10 +129,21 @@ class TrialLifecycle:
         try:
             work = self._create(slot)
         except BaseException:
-            self.ledger.park(claim_id)  # give the slot back so another agent runs it
+            self._give_back(claim_id, slot)
             raise
         work.claim_id = claim_id  # settled by `launched`: the trial exists, the slot is taken
         return work
+
+    def _give_back(self, claim_id: int, slot: int) -> None:
+        """The slot's trial could not be created here: void the claim and queue the slot's trial
+        for any agent. Should queueing fail too, the slot is orphaned, and queued by whichever
+        agent finds it so once the sweep looks finished."""
+        if not self.ledger.void(claim_id):
+            return
+        try:
+            self.queue_slot(slot)
+        except Exception as exc:  # noqa: BLE001 - the orphan path queues it later
+            log.warning("could not queue slot %s after its trial's creation failed: %s", slot, exc)
 
     def _warm_slots(self) -> dict[int, int]:
         """Grid slots whose point an earlier result already holds (warm start): written with the

@@ -119,6 +119,31 @@ def best(trials: Iterable[FrozenTrial], direction: StudyDirection) -> FrozenTria
     return min(done, key=lambda t: (sign * t.value, t.number))
 
 
+def best_so_far_step(trials: Iterable[FrozenTrial], number: int, direction: StudyDirection) -> int | None:
+    """The step at which trial `number` became the best so far: how many trials had ended when it
+    did (in the order they ended), or None when one that ended before it was as good.
+
+    Every agent derives its points of the parent's best-so-far curve from the storage this way,
+    so the points agree with each other whichever agent writes first: the curve never steps back.
+    """
+    ended = sorted(
+        (t for t in trials if t.state.is_finished() and t.datetime_complete is not None),
+        key=lambda t: (t.datetime_complete, t.number),
+    )
+    sign = -1.0 if direction == StudyDirection.MAXIMIZE else 1.0
+    earlier: float | None = None
+    for step, trial in enumerate(ended, start=1):
+        candidate = trial.state == TrialState.COMPLETE and trial.value is not None and is_feasible(trial)
+        if trial.number == number:
+            if not candidate or (earlier is not None and sign * trial.value >= earlier):
+                return None
+            return step
+        if candidate:
+            value = sign * trial.value
+            earlier = value if earlier is None else min(earlier, value)
+    return None
+
+
 def _minimized(trials: Iterable[FrozenTrial], directions: list[StudyDirection]) -> list[tuple]:
     """(trial, values turned so that lower is better) for every COMPLETE trial with all values."""
     signs = [-1.0 if d == StudyDirection.MAXIMIZE else 1.0 for d in directions]
