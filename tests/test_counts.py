@@ -87,3 +87,42 @@ def test_the_bar_counts_a_pruned_or_failed_point_as_done():
     progress = SweepProgress(name="exp/s", total=20, done=12, pruned=6, failed=2)
     assert progress.counts().startswith("20/20 done, 0 running, 2 failed, 6 pruned")
     assert progress.status_text(short=True).startswith("20/20 done, 2 failed, 6 pruned")
+
+
+def ended_trial(number: int, second: int, value: float | None, state=None):
+    import datetime as dt
+
+    from optuna.trial import FrozenTrial, TrialState
+
+    state = state or TrialState.COMPLETE
+    return FrozenTrial(
+        number=number, state=state, value=value if state == TrialState.COMPLETE else None,
+        datetime_start=dt.datetime(2026, 1, 1), datetime_complete=dt.datetime(2026, 1, 1, 0, 0, second),
+        params={}, distributions={}, user_attrs={}, system_attrs={}, intermediate_values={}, trial_id=number,
+    )  # fmt: skip
+
+
+def test_agents_agree_on_the_step_of_each_point_of_the_best_so_far_curve():
+    """The step is where the trial ended among all trials, whichever agent asks and whenever, so
+    points written out of order still make a curve that never steps back."""
+    from optuna.study import StudyDirection
+    from optuna.trial import TrialState
+
+    from mlflow_sweeper.coordination.tallies import best_so_far_step
+
+    # Numbered in the order they were created, ended in another order (by the seconds).
+    trials = [
+        ended_trial(0, 3, 0.5),
+        ended_trial(1, 1, 0.2),
+        ended_trial(2, 2, None, TrialState.FAIL),
+        ended_trial(3, 5, 0.9),
+        ended_trial(4, 4, 0.4),
+        ended_trial(5, 6, 0.9),  # as good as an earlier one: no point of its own
+    ]
+    up = StudyDirection.MAXIMIZE
+    steps = {t.number: best_so_far_step(trials, t.number, up) for t in trials}
+    assert steps == {1: 1, 2: None, 0: 3, 4: None, 3: 5, 5: None}
+    down = {t.number: best_so_far_step(trials, t.number, StudyDirection.MINIMIZE) for t in trials}
+    assert down == {1: 1, 2: None, 0: None, 4: None, 3: None, 5: None}
+    running = trials[:3]  # trial 3 had not ended yet when an agent read the trials
+    assert best_so_far_step(running, 3, up) is None

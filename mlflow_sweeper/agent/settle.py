@@ -12,7 +12,7 @@ from pathlib import Path
 
 from ..config import SweepConfig
 from ..constraints import FEASIBLE_TAG, Judgement, trial_attrs
-from ..coordination import RUN_ATTR, SweepStudy, Work
+from ..coordination import RUN_ATTR, SweepStudy, Work, tallies
 from ..coordination.identity import directions_of
 from ..coordination.tallies import front_change
 from ..display import shown_value
@@ -75,7 +75,9 @@ def settle_complete(parts: Settling, attempt: Attempt, outcome: Outcome) -> None
     shown = "" if value is None else f", {objective.metric}={shown_value(value)}"
     parts.console.event(f"trial {work.number} finished (run {run_id}{shown})")
     if improved:  # only then can it beat what the parent shows: a new point of the best-so-far curve
-        parts.recorder.record_best(parts.parent_id, run_id, value, step=parts.counts.progress.ended)
+        step = tallies.best_so_far_step(parts.study.trials(), work.number, parts.study.direction)
+        if step is not None:  # another agent's trial, ended before it, was as good
+            parts.recorder.record_best(parts.parent_id, run_id, value, step=step)
         parts.description.new_best()
     if objective.reached(value):
         parts.console.event(f"trial {work.number} reached the target: no new trials will start")

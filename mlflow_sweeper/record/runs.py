@@ -128,9 +128,11 @@ class Recorder:
         self, parent_id: str, run_id: str, value: float, *, step: int = 0, force: bool = False
     ) -> bool:
         """Put the best trial on the parent when `value` beats what the parent shows: a new point
-        of the objective's metric at `step` (the trials ended so far, never before the last
-        point), so the parent's chart of it is the best-so-far curve. `force` (the close) points
-        the tag at `run_id` even when the value does not beat the parent's: no lower point."""
+        of the objective's metric at `step` (the trials ended when it became the best), so the
+        parent's chart of it is the best-so-far curve. Agents racing to write agree on each
+        point's step (`tallies.best_so_far_step`), so a late write lands where it belongs. `force`
+        (the close) points the tag at `run_id` even when the value does not beat the parent's:
+        no lower point."""
         metric = self.config.objective.metric
         if metric is None or value is None or math.isnan(value):
             return False
@@ -145,17 +147,12 @@ class Recorder:
             return False
         metrics = []
         if better:
-            last = self._last_step(parent_id, metric) if current is not None else 0
-            metrics = [Metric(metric, value, int(time.time() * 1000), max(step, last))]
+            metrics = [Metric(metric, value, int(time.time() * 1000), step)]
         retry(
             lambda: self.client.log_batch(parent_id, metrics=metrics, tags=[RunTag(BEST_RUN_TAG, run_id)]),
             "best",
         )
         return True
-
-    def _last_step(self, parent_id: str, metric: str) -> int:
-        history = retry(lambda: self.client.get_metric_history(parent_id, metric), "best history")
-        return max((point.step for point in history), default=0)
 
     def record_pareto(self, parent_id: str, front: list[str]) -> None:
         """Tag the Pareto front's runs (and only them) and list them on the parent.
