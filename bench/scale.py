@@ -131,9 +131,18 @@ def proxy(database: str, work: Path):
     port = free_port()
     url = f"grpc://127.0.0.1:{port}"
     argv = [PY, "-m", "mlflow_sweeper", "proxy", database, "--port", str(port)]
-    with background(argv, work / "proxy.log"):
+    with background(argv, work / "proxy.log") as process:
         open_grpc_storage(url, ready_seconds=120).close()
+        PROXIES[url] = psutil.Process(process.pid)
         yield url
+
+
+PROXIES: dict[str, psutil.Process] = {}  # url: the proxy serving it, for its CPU time
+
+
+def cpu_seconds(process: psutil.Process) -> float:
+    times = process.cpu_times()
+    return times.user + times.system
 
 
 @contextmanager
@@ -375,6 +384,8 @@ def claimers(url: str, config_path: str, n: int, barrier_at: float, results) -> 
     config = load_config(config_path)
     storage = open_optuna_storage(url)
     slots: list[int] = []
+    ended: list[float] = []  # when each claimed trial completed
+    exits: list[float] = []  # when each claimer found nothing left and left
     lock = threading.Lock()
 
     def claimer() -> None:
@@ -385,13 +396,16 @@ def claimers(url: str, config_path: str, n: int, barrier_at: float, results) -> 
             study.complete(work, float(work.slot))
             with lock:
                 slots.append(work.slot)
+                ended.append(time.time())
+        with lock:
+            exits.append(time.time())
 
     threads = [threading.Thread(target=claimer) for _ in range(n)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
-    results.put(slots)
+    results.put((slots, ended, exits))
 
 
 def claims_at_scale(p: dict) -> dict:
@@ -418,15 +432,26 @@ def claims_at_scale(p: dict) -> dict:
                  for _ in range(p["procs"])]  # fmt: skip
         for proc in procs:
             proc.start()
-        slots = [s for _ in procs for s in results.get(timeout=3600)]
+        time.sleep(max(0.0, start_at - time.time()))
+        proxy_cpu, pg_cpu = cpu_seconds(PROXIES[grpc_url]), postgres_cpu_seconds()
+        slots, ended, exits = [], [], []
+        for _ in procs:
+            got = results.get(timeout=3600)
+            slots, ended, exits = slots + got[0], ended + got[1], exits + got[2]
         seconds = time.time() - start_at
+        proxy_cpu, pg_cpu = cpu_seconds(PROXIES[grpc_url]) - proxy_cpu, postgres_cpu_seconds() - pg_cpu
         for proc in procs:
             proc.join()
     counts = Counter(slots)
     return {
         "claimers": per * p["procs"], "processes": p["procs"], "budget": p["claims"], "claimed": len(slots),
         "duplicates": sum(n - 1 for n in counts.values()), "missing": p["claims"] - len(counts),
-        "seconds": seconds, "claims/s": len(slots) / seconds,
+        "seconds, release to the last claimer's exit": seconds,
+        "seconds, release to the last trial completed": max(ended) - start_at,
+        "seconds, the end (last trial completed to the last exit)": max(exits) - max(ended),
+        "claims/s": len(slots) / seconds,
+        "proxy CPU seconds": proxy_cpu, "proxy CPU ms per claim": 1000 * proxy_cpu / len(slots),
+        "PostgreSQL CPU seconds": pg_cpu,
     }  # fmt: skip
 
 
