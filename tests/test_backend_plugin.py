@@ -163,6 +163,7 @@ def _no_stray_jobs(tmp_path):
             psutil.Process(line["pid"]).kill()
 
 
+@pytest.mark.extended  # a plugin backend: the test above
 def test_plugin_backend_like_kubernetes_on_a_database_store(tmp_path, postgres_db):
     """As MLflow's kubernetes backend: `get_status()` gives `RunStatus` numbers, and the backend's
     own MLflow calls (creating each run) share the agent's small database pool with its `-j 4`

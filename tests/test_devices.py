@@ -105,6 +105,7 @@ def test_four_devices_twelve_trials_never_share_a_device_and_j_is_capped(tmp_pat
         assert tags[run["run_id"]] == run["devices"]
 
 
+@pytest.mark.extended  # the cap on -j: test_four_devices_twelve_trials...; the rule: test_device_rules.py
 def test_without_j_an_agent_runs_one_trial_per_device_group(tmp_path):
     record = tmp_path / "records.jsonl"
     config = config_for(tmp_path, record, 4, devices_per_trial=2)

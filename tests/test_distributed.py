@@ -417,10 +417,12 @@ STORAGES = [
     pytest.param(
         "mysql", "mysql", 2, GRID, "light:0.2", id="optuna-mariadb/mlflow-mariadb", marks=pytest.mark.server
     ),
+    # The same on Redis (a sweep on Redis alone: test_pruning.py's every-storage test).
     pytest.param(
-        "redis", "postgres", 2, GRID, "light:0.2", id="optuna-redis/mlflow-postgres", marks=pytest.mark.server
+        "redis", "postgres", 2, GRID, "light:0.2", id="optuna-redis/mlflow-postgres",
+        marks=[pytest.mark.server, pytest.mark.extended],
     ),
-]
+]  # fmt: skip
 
 
 # ---- tests ---------------------------------------------------------------------------------------

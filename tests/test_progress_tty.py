@@ -204,6 +204,7 @@ def test_interrupted_sweep_draws_its_bar_once(tmp_path):
     assert any("interrupted" in line for line in lines), shown
 
 
+@pytest.mark.extended  # every other end-to-end test reads the piped lines
 def test_piped_output_is_plain_timestamped_lines(tmp_path):
     config = write_config(tmp_path, parameters=SMALL)
     result = run_cli("sweep", config, cwd=tmp_path)

@@ -46,7 +46,10 @@ from mlflow_sweeper.search.algorithms import PointSource
 from mlflow_sweeper.storages import open_optuna_storage
 
 AGENTS = 8
-KINDS = ("memory", "journal", "sqlite", "grpc-sqlite", "grpc-postgres")
+# The proxy in front of SQLite is the same protocol as in front of PostgreSQL: run with --extended.
+KINDS = (
+    "memory", "journal", "sqlite", pytest.param("grpc-sqlite", marks=pytest.mark.extended), "grpc-postgres"
+)
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 

@@ -239,6 +239,7 @@ def test_a_failing_trial_shows_its_log_tail_once_per_point(tmp_path, mlflow_temp
 # ---- fail_fast ----------------------------------------------------------------------------------
 
 
+@pytest.mark.extended  # fail_fast and the run after the fix: the test below
 def test_fail_fast_stops_the_sweep_early_and_it_resumes_once_fixed(tmp_path, mlflow_template):
     script = failing_script(tmp_path)
     config = config_file(

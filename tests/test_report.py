@@ -366,6 +366,8 @@ def _screenshot(browser: str, url: str, path: Path, size: str = "1400,900", wait
 
 
 @pytest.mark.browser
+# A browser: test_ui.py; the report's files: test_report_command_writes_the_report_of_a_real_sweep.
+@pytest.mark.extended
 def test_the_report_image_renders_in_the_mlflow_ui(mlflow_server, tmp_path):
     browser = _chromium()
     if browser is None:

@@ -37,6 +37,8 @@ GRPC_EXTRA = "pip install 'mlflow-sweeper[grpc]'"
 
 
 @pytest.mark.server
+# Agents through a proxy: test_proxy_auth.py; a tracking server: test_mlflow_auth.py, test_ui.py.
+@pytest.mark.extended
 def test_three_agents_through_the_proxy_and_a_tracking_server(
     tmp_path,
     grpc_proxy,

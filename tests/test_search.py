@@ -369,6 +369,8 @@ def test_three_agents_share_a_conditional_grid_without_duplicates(tmp_path, requ
 
 
 @pytest.mark.parametrize("kind", SHARED)
+# One agent: test_sensitivity_runs_its_plan...; agents sharing a plan: the conditional grid's.
+@pytest.mark.extended
 def test_three_agents_share_a_sensitivity_sweep_without_duplicates(tmp_path, request, processes, kind):
     shared = tmp_path / "shared"
     shared.mkdir()

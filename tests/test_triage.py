@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
+import pytest
 from conftest import mlflow_runs, optuna_trials, run_cli, write_config
 
 EPOCHS = Path(__file__).resolve().parent / "training" / "epochs.py"
@@ -46,6 +47,7 @@ def test_a_nan_objective_is_infeasible(tmp_path):
     assert len(runs) == 1 and "NaN" in runs[0].data.tags["sweeper.infeasible"]
 
 
+@pytest.mark.extended  # retries: test_failures.py; the triage: the tests above
 def test_an_ordinary_failure_is_still_retried(tmp_path):
     result = sweep(tmp_path, "fail", fail_fast=0)
     assert result.returncode == 1, result.stdout + result.stderr
@@ -53,6 +55,7 @@ def test_an_ordinary_failure_is_still_retried(tmp_path):
     assert all("sweeper.infeasible" not in r.data.tags for r in trial_runs(tmp_path))
 
 
+@pytest.mark.extended  # the patterns themselves: test_device_rules.py, in process
 def test_infeasible_patterns_can_be_turned_off(tmp_path):
     result = sweep(tmp_path, "oom", fail_fast=0, infeasible_when=[])
     assert result.returncode == 1, result.stdout + result.stderr

@@ -91,6 +91,7 @@ def test_the_parent_logs_the_best_so_far_at_each_improvement(tmp_path):
     assert points[-1][2] == 5.0 and len(points) >= 2
 
 
+@pytest.mark.extended  # in process: test_ui_description.py
 def test_several_objectives_describe_the_pareto_front(tmp_path):
     spec = TWO_OBJECTIVES
     config = ui_config(tmp_path, parameters={"x": [1, 2], "y": [0, 5]}, spec=spec)
