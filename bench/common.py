@@ -77,6 +77,9 @@ def write_config(directory: Path, name: str = "sweep.yaml", **keys) -> Path:
 # ---- agents ----------------------------------------------------------------------------------------
 
 
+STARTED = b" started (point "  # the agent's console line for each trial it starts
+
+
 @dataclass
 class AgentRun:
     """One `mlflow-sweeper sweep` process, its start time and what it printed."""
@@ -155,11 +158,11 @@ def start_agent(
                 if chunk:
                     buffer += chunk
                     *lines, buffer = buffer.split(b"\n")
-                    run.trials_started += sum(1 for line in lines if b" started (run " in line)
+                    run.trials_started += sum(1 for line in lines if STARTED in line)
                     continue
                 if process.poll() is not None:
                     rest = fh.read()
-                    run.trials_started += (buffer + rest).count(b" started (run ")
+                    run.trials_started += (buffer + rest).count(STARTED)
                     return
                 time.sleep(0.02)
 
