@@ -20,6 +20,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -76,11 +77,23 @@ def screenshot(
     image.quantize(colors=128).save(path, optimize=True)
 
 
+def metric_page(url: str, parent_url: str, metric: str) -> str:
+    """The MLflow UI's page of one metric's history on one run (its step chart, with points)."""
+    experiment, run = re.search(r"/experiments/([^/]+)/runs/([^/?#]+)", parent_url).groups()
+    keys = urllib.parse.quote(json.dumps([metric]))
+    return (
+        f"{url}/#/metric?runs={json.dumps([run])}&metric={urllib.parse.quote(json.dumps(metric))}"
+        f"&experiments={json.dumps([experiment])}&plot_metric_keys={keys}&plot_layout={{}}"
+        "&x_axis=step&y_axis_scale=linear&line_smoothness=1&show_point=true"
+        "&deselected_curves=[]&last_linear_y_axis_range=[]"
+    ).replace(" ", "")
+
+
 def shoot(url: str, parent_url: str, runs_url: str, out: Path, work: Path) -> None:
     pages = {  # name: (page, window size, the part kept: top and bottom, fractions of the height)
         "ui-runs.png": (runs_url, "1400,900", 0.0, 1.0),
         "ui-description.png": (parent_url, "1400,2000", 0.42, 0.60),
-        "ui-best-so-far.png": (parent_url + "/model-metrics", "1400,1300", 0.0, 1.0),
+        "ui-best-so-far.png": (metric_page(url, parent_url, "val/accuracy"), "1400,900", 0.0, 1.0),
         "ui-registered-model.png": (f"{url}/#/models/digits-sgd/versions/1", "1400,900", 0.0, 1.0),
     }
     for name, (page, size, top, bottom) in pages.items():

@@ -420,6 +420,7 @@ def test_n_jobs_3_runs_three_trials_at_once(sweep_dir):
     assert [r.info.status for r in role(runs, "trial")] == ["FINISHED"] * 3
 
 
+@pytest.mark.extended  # the same and more: test_triage.py's missing metric
 def test_trial_without_the_metric_fails_with_a_visible_reason(sweep_dir):
     config = write_config(sweep_dir, parameters={"x": [1], "y": [10], "behave": "no_metric"}, max_retries=0)
     result = run_cli("sweep", config, cwd=sweep_dir)

@@ -47,7 +47,6 @@ def test_a_nan_objective_is_infeasible(tmp_path):
     assert len(runs) == 1 and "NaN" in runs[0].data.tags["sweeper.infeasible"]
 
 
-@pytest.mark.extended  # retries: test_failures.py; the triage: the tests above
 def test_an_ordinary_failure_is_still_retried(tmp_path):
     result = sweep(tmp_path, "fail", fail_fast=0)
     assert result.returncode == 1, result.stdout + result.stderr
