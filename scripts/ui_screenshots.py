@@ -93,7 +93,7 @@ def shoot(url: str, parent_url: str, runs_url: str, out: Path, work: Path) -> No
     pages = {  # name: (page, window size, the part kept: top and bottom, fractions of the height)
         "ui-runs.png": (runs_url, "1400,900", 0.0, 1.0),
         "ui-description.png": (parent_url, "1400,2000", 0.42, 0.60),
-        "ui-best-so-far.png": (metric_page(url, parent_url, "val/accuracy"), "1400,900", 0.0, 1.0),
+        "ui-best-so-far.png": (metric_page(url, parent_url, "val/accuracy"), "2000,760", 0.0, 1.0),
         "ui-registered-model.png": (f"{url}/#/models/digits-sgd/versions/1", "1400,900", 0.0, 1.0),
     }
     for name, (page, size, top, bottom) in pages.items():
