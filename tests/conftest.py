@@ -70,10 +70,6 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.inprocess)
         elif item.path.name in SMOKE_MODULES:
             item.add_marker(pytest.mark.smoke)
-    # End-to-end modules first, the quick in-process ones last: with `-n`, the workers then end
-    # together instead of one finishing a slow module alone (a stable sort: each module's own
-    # order, and its module-scoped fixtures, are kept).
-    items.sort(key=lambda item: item.path.name in IN_PROCESS_MODULES)
     if config.getoption("--extended") or "extended" in (config.getoption("-m") or ""):
         return
     kept = [item for item in items if item.get_closest_marker("extended") is None]
