@@ -39,7 +39,7 @@ from mlflow_sweeper.coordination import (
     close_study_name,
     tallies,
 )
-from mlflow_sweeper.coordination.names import CLOSE_EPOCH, RUN_ATTR, study_names
+from mlflow_sweeper.coordination.names import CLOSE_EPOCH, RUN_ATTR, WAITING, study_names
 from mlflow_sweeper.coordination.store import trial_template
 from mlflow_sweeper.errors import SweeperError
 from mlflow_sweeper.search.algorithms import PointSource
@@ -303,7 +303,7 @@ def test_a_failed_trial_creation_voids_its_claim_and_queues_its_slot(tmp_path, b
         failing.claim()
     claims = failing.storage.get_all_trials(failing.claims_id, deepcopy=False)
     assert [c.state for c in claims] == [TrialState.FAIL]
-    queued = failing.storage.get_all_trials(failing.study_id, deepcopy=False, states=(TrialState.WAITING,))
+    queued = failing.storage.get_all_trials(failing.study_id, deepcopy=False, states=WAITING)
     assert [t.system_attrs[SLOT] for t in queued] == [claims[0].number]
     works = [w for done in in_threads([failing, other], work_until_done) for w in done]
     assert sorted(w.slot for w in works) == list(range(6))

@@ -110,12 +110,22 @@ def state_counts(trials: Iterable[FrozenTrial]) -> dict[TrialState, int]:
     return counts
 
 
+def may_be_best(trial: FrozenTrial) -> bool:
+    """Can this trial be the best of a single-objective sweep? COMPLETE, with a value, feasible."""
+    return trial.state == TrialState.COMPLETE and trial.value is not None and is_feasible(trial)
+
+
+def _sign(direction: StudyDirection) -> float:
+    """What a value is multiplied by so that lower is better."""
+    return -1.0 if direction == StudyDirection.MAXIMIZE else 1.0
+
+
 def best(trials: Iterable[FrozenTrial], direction: StudyDirection) -> FrozenTrial | None:
     """The feasible COMPLETE trial with the best value (the lowest number among equals); None if none."""
-    done = [t for t in trials if t.state == TrialState.COMPLETE and t.value is not None and is_feasible(t)]
+    done = [t for t in trials if may_be_best(t)]
     if not done:
         return None
-    sign = -1.0 if direction == StudyDirection.MAXIMIZE else 1.0
+    sign = _sign(direction)
     return min(done, key=lambda t: (sign * t.value, t.number))
 
 
@@ -130,10 +140,10 @@ def best_so_far_step(trials: Iterable[FrozenTrial], number: int, direction: Stud
         (t for t in trials if t.state.is_finished() and t.datetime_complete is not None),
         key=lambda t: (t.datetime_complete, t.number),
     )
-    sign = -1.0 if direction == StudyDirection.MAXIMIZE else 1.0
+    sign = _sign(direction)
     earlier: float | None = None
     for step, trial in enumerate(ended, start=1):
-        candidate = trial.state == TrialState.COMPLETE and trial.value is not None and is_feasible(trial)
+        candidate = may_be_best(trial)
         if trial.number == number:
             if not candidate or (earlier is not None and sign * trial.value >= earlier):
                 return None
@@ -146,7 +156,7 @@ def best_so_far_step(trials: Iterable[FrozenTrial], number: int, direction: Stud
 
 def _minimized(trials: Iterable[FrozenTrial], directions: list[StudyDirection]) -> list[tuple]:
     """(trial, values turned so that lower is better) for every COMPLETE trial with all values."""
-    signs = [-1.0 if d == StudyDirection.MAXIMIZE else 1.0 for d in directions]
+    signs = [_sign(d) for d in directions]
     return [
         (t, [s * v for s, v in zip(signs, t.values, strict=True)])
         for t in trials
