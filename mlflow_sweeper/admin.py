@@ -116,7 +116,32 @@ def sweep_status_data(config: SweepConfig) -> dict:
     """One sweep's status as plain data: `status --json` prints it, `status` formats it. A sweep
     that does not exist reads as no parent, zero counts (its budget too: it has none yet) and no
     best trial."""
-    entry = {
+    entry = _empty_status(config)
+    sweep = open_sweep(config, create=False)
+    study = sweep.study
+    if study is None:
+        return entry
+    trials = study.trials()
+    entry.update(_counts(study, trials))
+    parent = entry["parent_run_id"] = sweep.parent_id
+    if parent:
+        entry["parent_status"] = _parent_status(sweep, parent)
+        remote = sweep.tracking_uri.startswith(("http://", "https://"))  # links only to a server's UI
+        recorder = sweep.recorder if remote else None
+        if recorder is not None:
+            entry["links"] = ui_links(recorder.client.tracking_uri, recorder.experiment_id, parent)
+    if config.objective.multi:  # no single best: the trials no other one beats on every metric
+        front = pareto_front(trials, directions_of(config))
+        entry["pareto"] = [{"values": list(t.values), **_trial_entry(t)} for t in front]
+        return entry
+    best = _best_trial(study)
+    if best is not None:
+        entry["best"] = {"value": best.value, **_trial_entry(best)}
+    return entry
+
+
+def _empty_status(config: SweepConfig) -> dict:
+    return {
         "sweep": config.identity,
         "exists": False,
         "parent_run_id": None,
@@ -134,45 +159,31 @@ def sweep_status_data(config: SweepConfig) -> dict:
         "missing_companions": [],
         "links": {},
     }
-    sweep = open_sweep(config, create=False)
-    study = sweep.study
-    if study is None:
-        return entry
-    trials = study.trials()
+
+
+def _counts(study, trials: list) -> dict:
+    """The budget and where its points stand. done: the points that need nothing more
+    (completed, pruned, or failed for good)."""
     states = Counter(trial.state for trial in trials if in_budget(trial))
-    failed = [t for t in study.failed_for_good(trials) if t.state != TrialState.PRUNED]
-    entry.update(
-        exists=True,
-        budget=study.budget,
-        complete=states[TrialState.COMPLETE],
-        running=states[TrialState.RUNNING],
-        failed=len(failed),
-        failed_to_retry=failed_to_retry(trials),
-        pruned=states[TrialState.PRUNED],
-        warm_started=sum("warm_start" in t.user_attrs for t in trials),
-        attempts=sum(1 for t in trials if t.state != TrialState.WAITING and SLOT in t.system_attrs),
-    )
-    entry["missing_companions"] = study.missing_companions
-    # done: the points that need nothing more (completed, pruned, or failed for good)
-    entry["done"] = entry["complete"] + entry["pruned"] + entry["failed"]
-    entry["remaining"] = max(0, entry["budget"] - entry["done"] - entry["running"])
-    if study.target_reached():  # no slot is owed a trial any more
-        entry["remaining"] = 0
-    parent = entry["parent_run_id"] = sweep.parent_id
-    if parent:
-        entry["parent_status"] = _parent_status(sweep, parent)
-        remote = sweep.tracking_uri.startswith(("http://", "https://"))  # links only to a server's UI
-        recorder = sweep.recorder if remote else None
-        if recorder is not None:
-            entry["links"] = ui_links(recorder.client.tracking_uri, recorder.experiment_id, parent)
-    if config.objective.multi:  # no single best: the trials no other one beats on every metric
-        front = pareto_front(trials, directions_of(config))
-        entry["pareto"] = [{"values": list(t.values), **_trial_entry(t)} for t in front]
-        return entry
-    best = _best_trial(study)
-    if best is not None:
-        entry["best"] = {"value": best.value, **_trial_entry(best)}
-    return entry
+    failed = len([t for t in study.failed_for_good(trials) if t.state != TrialState.PRUNED])
+    complete, running = states[TrialState.COMPLETE], states[TrialState.RUNNING]
+    pruned = states[TrialState.PRUNED]
+    done = complete + pruned + failed
+    remaining = 0 if study.target_reached() else max(0, study.budget - done - running)  # target: none owed
+    return {
+        "exists": True,
+        "budget": study.budget,
+        "complete": complete,
+        "running": running,
+        "failed": failed,
+        "failed_to_retry": failed_to_retry(trials),
+        "pruned": pruned,
+        "warm_started": sum("warm_start" in t.user_attrs for t in trials),
+        "attempts": sum(1 for t in trials if t.state != TrialState.WAITING and SLOT in t.system_attrs),
+        "missing_companions": study.missing_companions,
+        "done": done,
+        "remaining": remaining,
+    }
 
 
 def _parent_status(sweep, parent: str) -> str | None:

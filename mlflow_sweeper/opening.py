@@ -96,14 +96,14 @@ def open_sweep(
     recorder = Recorder(client, config)
     if created:  # the earlier results enter before the parent run that the other agents await
         warm.enter()
-        parent_id = study.identity.record_parent(recorder.create_parent())
+        parent_id = study.identity.record_parent(recorder.parent.create())
     else:  # the creator records the parent; taken over (the earlier results too) if it died first
 
         def take_over() -> str:
             warm.enter()
-            return recorder.create_parent()
+            return recorder.parent.create()
 
-        parent_id = study.identity.wait_for_parent(take_over, recorder.parent_state)
+        parent_id = study.identity.wait_for_parent(take_over, recorder.parent.state)
     record_tracking_uri(study, uri)
     opened = OpenSweep(
         config, study, client.tracking_uri, parent_id, created, warm_summary=warm.summary,
@@ -111,7 +111,7 @@ def open_sweep(
     )
     if started_over is not None:
         recorder.delete_runs(started_over.run_ids)
-        recorder.started_over(parent_id, started_over.generation)
+        recorder.parent.started_over(parent_id, started_over.generation)
         opened.started_over = started_over.message(config.identity)
     return opened
 

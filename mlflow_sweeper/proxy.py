@@ -73,24 +73,10 @@ def serve(
     in-process trial cache. With a token, every call must carry it; with a certificate and key,
     the port speaks TLS."""
     require_grpc()
-    import optuna  # the proxy's own process: kept off the import of the command line
-
     token = read_token_file(token_file) if token_file else None
     check_listen(host, token, insecure)
     credentials = server_credentials(tls_cert, tls_key)
-
-    if parse(storage_url).scheme not in RDB_PROXIED:
-        raise StorageError(
-            f"the proxy serves a database storage (sqlite, postgresql, mysql), not {mask(storage_url)}"
-        )
-    check_port_free(host, port)
-    probe_optuna_storage(storage_url)
-    storage = open_optuna_storage(
-        storage_url,
-        pool_size=PROXY_POOL_SIZE,
-        max_overflow=PROXY_POOL_OVERFLOW,
-        application=PROXY_APPLICATION,
-    )
+    storage = _open_backing_storage(storage_url, host, port)
 
     def on_sigterm(signum, frame) -> None:
         raise KeyboardInterrupt
@@ -102,20 +88,45 @@ def serve(
         "Optuna gRPC proxy for %s on %s://%s:%d%s (Ctrl-C to stop)",
         *(mask(storage_url), scheme, host, port, guard),
     )
-    warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
     server = None
     try:
-        cached = optuna.storages.get_storage(storage)
-        pool = ThreadPoolExecutor(max_workers=threads)
-        server = compat.grpc_proxy_server(cached, pool, server_interceptors(token))
-        address = f"{host}:{port}"
-        if credentials is None:
-            server.add_insecure_port(address)
-        else:
-            server.add_secure_port(address, credentials)
-        server.start()
+        server = _start_server(storage, threads, token, credentials, f"{host}:{port}")
         server.wait_for_termination()
     except KeyboardInterrupt:
         if server is not None:
             server.stop(grace=1.0)
         log.info("proxy stopped")
+
+
+def _open_backing_storage(storage_url: str, host: str, port: int):
+    """The database behind the proxy, checked before anything is opened: a database storage
+    URL, a free port, a server that answers."""
+    if parse(storage_url).scheme not in RDB_PROXIED:
+        raise StorageError(
+            f"the proxy serves a database storage (sqlite, postgresql, mysql), not {mask(storage_url)}"
+        )
+    check_port_free(host, port)
+    probe_optuna_storage(storage_url)
+    return open_optuna_storage(
+        storage_url,
+        pool_size=PROXY_POOL_SIZE,
+        max_overflow=PROXY_POOL_OVERFLOW,
+        application=PROXY_APPLICATION,
+    )
+
+
+def _start_server(storage, threads: int, token: str | None, credentials, address: str):
+    """Optuna's gRPC proxy server over the storage behind its trial cache, started on `address`
+    (TLS with `credentials`), every call checked against `token`."""
+    import optuna  # the proxy's own process: kept off the import of the command line
+
+    warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+    cached = optuna.storages.get_storage(storage)
+    pool = ThreadPoolExecutor(max_workers=threads)
+    server = compat.grpc_proxy_server(cached, pool, server_interceptors(token))
+    if credentials is None:
+        server.add_insecure_port(address)
+    else:
+        server.add_secure_port(address, credentials)
+    server.start()
+    return server

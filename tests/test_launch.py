@@ -78,7 +78,7 @@ def launch_on_local_backend(tmp_path, behave: str):
     client = open_mlflow_tracking(f"sqlite:///{tmp_path / 'mlflow.db'}")
     recorder = Recorder(client, config)
     study = SweepStudy(open_optuna_storage(config.optuna_storage), config, PointSource(config), agent_id())
-    parent_id = study.create_or_attach(recorder.create_parent, recorder.parent_state)
+    parent_id = study.create_or_attach(recorder.parent.create, recorder.parent.state)
     work = study.claim()
     params = {**work.params, "behave": behave}
     runs = RecordedRuns(recorder, study, parent_id, work, params)

@@ -41,7 +41,7 @@ class RecordBest(CloseAction):
         best = context.best
         if best is not None and best.user_attrs.get("mlflow_run_id"):
             ended = sum(t.state.is_finished() for t in context.trials)
-            context.recorder.record_best(
+            context.recorder.parent.record_best(
                 context.parent_id, best.user_attrs["mlflow_run_id"], best.value, step=ended, force=True
             )
 
@@ -68,7 +68,7 @@ class RecordPareto(CloseAction):
 
         front = pareto_front(context.trials, directions_of(context.config))
         run_ids = [t.user_attrs["mlflow_run_id"] for t in front if t.user_attrs.get("mlflow_run_id")]
-        context.recorder.record_pareto(context.parent_id, run_ids)
+        context.recorder.parent.record_pareto(context.parent_id, run_ids)
 
 
 class RecordAlgorithmMetrics(CloseAction):
@@ -78,7 +78,7 @@ class RecordAlgorithmMetrics(CloseAction):
     def run(self, context: CloseContext) -> None:
         metrics = context.study.source.strategy.close_metrics(context.trials)
         if metrics:
-            context.recorder.record_parent_metrics(context.parent_id, metrics)
+            context.recorder.parent.record_metrics(context.parent_id, metrics)
 
 
 class RecordStopped(CloseAction):
@@ -86,7 +86,7 @@ class RecordStopped(CloseAction):
 
     def run(self, context: CloseContext) -> None:
         if context.study.target_reached():
-            context.recorder.record_stopped(context.parent_id, "target")
+            context.recorder.parent.record_stopped(context.parent_id, "target")
 
 
 class RegisterModel(CloseAction):
@@ -112,7 +112,7 @@ class FinishParent(CloseAction):
     """The parent run FINISHED: the last thing, so a FINISHED parent shows a closed sweep."""
 
     def run(self, context: CloseContext) -> None:
-        context.recorder.set_parent_status(context.parent_id, finished=True)
+        context.recorder.parent.set_status(context.parent_id, finished=True)
 
 
 CLOSE_ACTIONS: list[CloseAction] = [

@@ -68,7 +68,7 @@ class SweepSession:
             return self._finish()
         if self.study.is_closed():
             self.study.reopen()  # more to run (a raised budget or retries): a new close is owed
-        parts.recorder.set_parent_status(parts.parent_id, finished=False)
+        parts.recorder.parent.set_status(parts.parent_id, finished=False)
         self._announce()
         parts.console.start(parts.progress)
         maintenance = Maintenance(

@@ -77,7 +77,7 @@ def settle_complete(parts: Settling, attempt: Attempt, outcome: Outcome) -> None
     if improved:  # only then can it beat what the parent shows: a new point of the best-so-far curve
         step = tallies.best_so_far_step(parts.study.trials(), work.number, parts.study.direction)
         if step is not None:  # another agent's trial, ended before it, was as good
-            parts.recorder.record_best(parts.parent_id, run_id, value, step=step)
+            parts.recorder.parent.record_best(parts.parent_id, run_id, value, step=step)
         parts.description.new_best()
     if objective.reached(value):
         parts.console.event(f"trial {work.number} reached the target: no new trials will start")
@@ -164,7 +164,7 @@ def _keep_front(parts: Settling, attempt: Attempt) -> None:
         on_front, pushed = front_change(
             parts.study.trials(), attempt.work.number, directions_of(parts.config)
         )
-        parts.recorder.update_pareto(
+        parts.recorder.parent.update_pareto(
             attempt.run_id if on_front else None,
             [t.user_attrs[RUN_ATTR] for t in pushed if t.user_attrs.get(RUN_ATTR)],
         )

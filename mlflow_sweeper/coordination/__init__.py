@@ -5,8 +5,8 @@ transactions, the journal's ordered log): dense unique trial numbers per study, 
 WAITING -> RUNNING and RUNNING -> FAIL updates that one agent wins and the others lose.
 
 * `ledger`: budget slots, claimed through a companion study's trial numbers.
-* `lifecycle`: trials created, sampled, taken, completed, failed and re-queued (`policy` says
-  how often a point may run).
+* `lifecycle`: trials taken, completed, failed and re-queued (`policy` says how often a point
+  may run); `creation`: trials created, their points fixed or sampled.
 * `liveness`: heartbeats, and failing the trials of silent or dead agents.
 * `closing`: the election of the one agent that closes the sweep.
 * `identity`: the study, its drift check and the one parent run.
@@ -15,9 +15,10 @@ WAITING -> RUNNING and RUNNING -> FAIL updates that one agent wins and the other
 * `facade`: `SweepStudy`, the one object the agent and the CLI use.
 """
 
+from .creation import Work
 from .facade import SweepStudy
 from .ledger import CLAIM_STALE_SECONDS
-from .lifecycle import WAITING_CHECK_SECONDS, Work
+from .lifecycle import WAITING_CHECK_SECONDS
 from .liveness import agent_id
 from .names import (
     AGENT,

@@ -14,9 +14,10 @@ from ..search.algorithms import PointSource
 from . import tallies
 from .closing import CloseElection
 from .companions import ensure_companion, missing_studies
+from .creation import Work
 from .identity import SweepIdentity, direction_of
 from .ledger import ClaimsLedger
-from .lifecycle import TrialLifecycle, Work
+from .lifecycle import TrialLifecycle
 from .liveness import Heartbeat, fail_stale_trials
 from .names import ACTIVE, INFEASIBLE, claims_study_name
 from .policy import RetryPolicy
@@ -110,7 +111,7 @@ class SweepStudy:
         return self.identity.wait_for_parent(create_parent, parent_state)
 
     def _attach(self) -> None:
-        self.lifecycle.study_id = self.identity.study_id
+        self.lifecycle.attach(self.identity.study_id)
         identity = self.config.identity
         self.ledger.claims_id = ensure_companion(self.store, claims_study_name(identity), identity)
 
@@ -257,7 +258,7 @@ class SweepStudy:
         return self.ledger.orphaned_slots(trials)
 
     def queue_slot(self, slot: int) -> None:
-        self.lifecycle.queue_slot(slot)
+        self.lifecycle.factory.queue_slot(slot)
 
     def failed_for_good(self, trials: list[FrozenTrial], *, infeasible: bool = True) -> list[FrozenTrial]:
         """The points that failed after all their attempts; `infeasible=False` leaves out the

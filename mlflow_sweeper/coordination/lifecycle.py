@@ -1,4 +1,5 @@
-"""The trial lifecycle: claim (a re-run or a fresh slot), create and sample, run, end, re-queue.
+"""The trial lifecycle: claim (a re-run or a fresh slot), run, end, re-queue; trials are made by
+`creation.TrialFactory`.
 
 Re-runs (retries, trials of dead or interrupted agents) are WAITING trials of the main study with
 the same slot and parameters; taking one is Optuna's atomic WAITING -> RUNNING update. A failed
@@ -11,46 +12,23 @@ import contextlib
 import json
 import logging
 import math
-import threading
 import time
-from dataclasses import dataclass
 
-import optuna
 from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import FrozenTrial, TrialState
 
 from .. import compat
 from ..search.algorithms import PointSource
-from ..search.space import suggest_point
+from .creation import TrialFactory, Work
 from .ledger import ClaimsLedger
 from .liveness import Heartbeat
 from .names import ATTEMPT, NO_RETRY, REPLACES_RUN, RUN_ATTR, SLOT, TARGET_REACHED, WAITING, WARM_SLOTS
 from .policy import RetryPolicy, attempt_of
-from .store import RetryingStorage, finish, set_reason, take, trial_template
+from .store import RetryingStorage, finish, set_reason, take
 
 log = logging.getLogger(__name__)
 
 WAITING_CHECK_SECONDS = 0.5
-
-
-@dataclass
-class Work:
-    """A trial this agent owns: RUNNING in the main study, parameters fixed.
-
-    `claim_id` is the claim of a fresh slot until it is settled, and `run_recorded` tells whether
-    `run_id` is in the storage yet: both are written once the trial is launched (`launched`),
-    while its process starts, instead of before it.
-    """
-
-    trial_id: int
-    number: int
-    slot: int
-    attempt: int
-    params: dict
-    replaces_run: str | None = None
-    run_id: str | None = None
-    claim_id: int | None = None
-    run_recorded: bool = False
 
 
 class TrialLifecycle:
@@ -68,13 +46,15 @@ class TrialLifecycle:
         self.source = source
         self.heartbeat = heartbeat
         self.policy = policy
-        self.identity = identity
+        self.factory = TrialFactory(store, source, heartbeat, identity)
         self.study_id: int = -1
-        self._study: optuna.Study | None = None
-        self._lock = threading.Lock()
         self._waiting_checked = -math.inf
         self._target_seen = False
         self._warm: dict[int, int] | None = None
+
+    def attach(self, study_id: int) -> None:
+        """The study's id, once it is created or found."""
+        self.study_id = self.factory.study_id = study_id
 
     # ---- claiming --------------------------------------------------------------------------
 
@@ -127,7 +107,7 @@ class TrialLifecycle:
                 break
             self.ledger.settle(claim_id, done_by)  # a warm-started result is this grid point's
         try:
-            work = self._create(slot)
+            work = self.factory.create(slot)
         except BaseException:
             self._give_back(claim_id, slot)
             raise
@@ -141,7 +121,7 @@ class TrialLifecycle:
         if not self.ledger.void(claim_id):
             return
         try:
-            self.queue_slot(slot)
+            self.factory.queue_slot(slot)
         except Exception as exc:  # noqa: BLE001 - the orphan path queues it later
             log.warning("could not queue slot %s after its trial's creation failed: %s", slot, exc)
 
@@ -159,61 +139,6 @@ class TrialLifecycle:
             return self._target_seen
         self._target_seen = TARGET_REACHED in self.store.get_study_system_attrs(self.study_id)
         return self._target_seen
-
-    # ---- creating trials -------------------------------------------------------------------
-
-    def _create(self, slot: int) -> Work:
-        attrs = {SLOT: slot, ATTEMPT: 1, **self.heartbeat.owner_attrs()}
-        params = self.source.fixed_point(slot)
-        if params is not None:
-            trial_id, number = self._create_with(params, attrs, TrialState.RUNNING)
-        else:
-            trial_id, params = self._sample(slot, attrs)
-            number = self.store.get_trial_number_from_id(trial_id)
-        return Work(trial_id=trial_id, number=number, slot=slot, attempt=1, params=params)
-
-    def queue_slot(self, slot: int) -> None:
-        """The first trial of a slot whose claim was voided, queued (WAITING) for any agent: its
-        grid point, or a point sampled here, with the slot's own sampler."""
-        attrs = {SLOT: slot, ATTEMPT: 1}
-        params = self.source.fixed_point(slot)
-        if params is not None:
-            self._create_with(params, attrs, TrialState.WAITING)
-            return
-        trial_id, _ = self._sample(slot, {**attrs, **self.heartbeat.owner_attrs()})
-        self.store.set_trial_state_values(trial_id, TrialState.WAITING)
-
-    def _create_with(self, params: dict, attrs: dict, state: TrialState) -> tuple[int, int]:
-        trial = trial_template(state, params, self.source.distributions_for(params), attrs)
-        return self.store.create_trial_numbered(self.study_id, trial)
-
-    def _sample(self, slot: int, attrs: dict) -> tuple[int, dict]:
-        """Create a trial and ask the sampler (TPE, continuous random) for its parameters.
-
-        Goes through the Study's own (caching) storage, as `Study.ask` does, with the trial
-        history re-read for every sample. The slot is recorded only once sampling succeeded,
-        so a failed sample leaves a failed trial that owns no point.
-        """
-        with self._lock:
-            if self._study is None:
-                self._study = optuna.load_study(study_name=self.identity, storage=self.store.raw)
-            study = self._study
-            study.sampler = self.source.sampler(slot)
-            compat.forget_cached_trials(study)
-            storage = RetryingStorage(compat.study_storage(study))
-            unowned = {k: v for k, v in attrs.items() if k != SLOT}
-            trial_id = storage.create_new_trial(
-                self.study_id, template_trial=trial_template(TrialState.RUNNING, {}, {}, unowned)
-            )
-            try:
-                # Define-by-run: a conditional parameter is asked only when its condition holds.
-                params = suggest_point(optuna.Trial(study, trial_id), self.source.config.space)
-            except BaseException as exc:
-                set_reason(self.store, trial_id, f"sampling failed: {exc}")
-                storage.set_trial_state_values(trial_id, TrialState.FAIL)
-                raise
-            storage.set_trial_system_attr(trial_id, SLOT, slot)
-            return trial_id, params
 
     # ---- running and ending ----------------------------------------------------------------
 
@@ -283,7 +208,7 @@ class TrialLifecycle:
         attrs = {SLOT: slot, ATTEMPT: attempt}
         if old_run:
             attrs[REPLACES_RUN] = old_run
-        self._create_with(params, attrs, TrialState.WAITING)
+        self.factory.create_with(params, attrs, TrialState.WAITING)
 
     def requeue_trial(self, trial: FrozenTrial) -> None:
         """Queue the next attempt of a failed trial's point."""

@@ -1,6 +1,9 @@
 """The MLflow side of a sweep.
 
-* `runs`: the runs' record, `Recorder`: the parent and trial runs and their `sweeper.*` tags.
+* `tags`: the `sweeper.*` tags that mark a sweep's runs.
+* `runs`: the runs' record, `Recorder`: the trial runs, and the parent as `Recorder.parent`.
+* `parent`: `ParentRun`, the parent run and the summary it carries (best, Pareto front, stop).
+* `lookup`: finding a sweep's experiment and runs.
 * `agent_run`: the agent's own run and process (`mlflow run` runs, MLflow's URL printing).
 """
 
@@ -14,7 +17,9 @@ from .agent_run import (
     tag_agent_run,
     trial_environment,
 )
-from .runs import (
+from .parent import ParentRun
+from .runs import Recorder, RunReading
+from .tags import (
     ATTEMPT_TAG,
     BEST_RUN_TAG,
     MLFLOW_PARENT_RUN_ID,
@@ -26,8 +31,6 @@ from .runs import (
     STOPPED_TAG,
     SWEEP_TAG,
     TRIAL_TAG,
-    Recorder,
-    RunReading,
 )
 
 __all__ = [
@@ -37,6 +40,7 @@ __all__ = [
     "MLFLOW_PARENT_RUN_ID",
     "MLFLOW_RUN_NAME",
     "PARENT_TAG",
+    "ParentRun",
     "PARETO_RUNS_TAG",
     "PARETO_TAG",
     "REPLACED_BY_TAG",

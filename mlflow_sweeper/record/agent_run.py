@@ -11,7 +11,7 @@ from mlflow.tracking import MlflowClient
 
 from ..config import SweepConfig
 from ..storages import with_sqlite_timeout
-from .runs import MLFLOW_PARENT_RUN_ID, ROLE_TAG, SWEEP_TAG
+from .tags import MLFLOW_PARENT_RUN_ID, ROLE_TAG, SWEEP_TAG
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,155 @@
+"""The sweep's parent run: created once, reopened and finished, and the summary it carries (the
+best trial as a best-so-far curve, the Pareto front, why the sweep stopped, a restart)."""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+
+from mlflow.entities import Metric, Param, RunStatus, RunTag
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+
+from ..config import SweepConfig
+from ..secrets import redact
+from ..storages import retry
+from .lookup import runs_of_sweep
+from .tags import (
+    BEST_RUN_TAG,
+    MAX_PARAM_LENGTH,
+    MLFLOW_RUN_NAME,
+    PARETO_RUNS_TAG,
+    PARETO_TAG,
+    STARTED_OVER_TAG,
+    STOPPED_TAG,
+    sweep_tags,
+)
+
+log = logging.getLogger(__name__)
+BATCH = 100  # MLflow's most params or metrics in one log_batch
+
+
+def chunks(items: list, size: int = BATCH):
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+class ParentRun:
+    """The parent run of one sweep in its experiment."""
+
+    def __init__(self, client: MlflowClient, config: SweepConfig, experiment_id: str):
+        self.client, self.config, self.experiment_id = client, config, experiment_id
+
+    def create(self) -> str:
+        """A new parent run: the config as params (redacted) and as the artifact `sweep/<file>`."""
+        tags = sweep_tags(self.config.identity, "parent", **{MLFLOW_RUN_NAME: self.config.sweep_name})
+        run = retry(lambda: self.client.create_run(self.experiment_id, tags=tags), "create parent")
+        run_id = run.info.run_id
+        params = [Param(k, redact(v)[:MAX_PARAM_LENGTH]) for k, v in self.config.as_params().items()]
+        for chunk in chunks(params):
+            retry(lambda c=chunk: self.client.log_batch(run_id, params=c), "parent params")
+        try:
+            shown = redact(self.config.path.read_text(encoding="utf-8"))
+            self.client.log_text(run_id, shown, f"sweep/{self.config.path.name}")
+        except Exception as exc:  # noqa: BLE001 - the config is also in params
+            log.warning("could not store the config as an artifact of the parent run: %s", exc)
+        return run_id
+
+    def state(self, run_id: str) -> str:
+        """'ok' or 'missing'; a parent deleted in the UI is restored, since the sweep lives on."""
+        try:
+            run = self.client.get_run(run_id)
+        except MlflowException as exc:
+            if "RESOURCE_DOES_NOT_EXIST" in str(exc.error_code) or "not found" in str(exc).lower():
+                return "missing"
+            raise
+        if run.info.lifecycle_stage == "deleted":
+            retry(lambda: self.client.restore_run(run_id), "restore parent")
+        return "ok"
+
+    def set_status(self, parent_id: str, finished: bool) -> None:
+        run = retry(lambda: self.client.get_run(parent_id), "parent")
+        wanted = RunStatus.to_string(RunStatus.FINISHED if finished else RunStatus.RUNNING)
+        if run.info.status == wanted:
+            return
+        if finished:
+            retry(lambda: self.client.set_terminated(parent_id, "FINISHED"), "finish parent")
+        else:
+            retry(lambda: self.client.update_run(parent_id, status="RUNNING"), "reopen parent")
+
+    def record_best(
+        self, parent_id: str, run_id: str, value: float, *, step: int = 0, force: bool = False
+    ) -> bool:
+        """Put the best trial on the parent when `value` beats what the parent shows: a new point
+        of the objective's metric at `step` (the trials ended when it became the best), so the
+        parent's chart of it is the best-so-far curve. Agents racing to write agree on each
+        point's step (`tallies.best_so_far_step`), so a late write lands where it belongs. `force`
+        (the close) points the tag at `run_id` even when the value does not beat the parent's:
+        no lower point."""
+        metric = self.config.objective.metric
+        if metric is None or value is None or math.isnan(value):
+            return False
+        parent = retry(lambda: self.client.get_run(parent_id), "parent")
+        current = parent.data.metrics.get(metric)
+        current_run = parent.data.tags.get(BEST_RUN_TAG)
+        if current_run == run_id and current == value:
+            return False
+        maximize = self.config.objective.direction == "maximize"
+        better = current is None or current_run is None or (value > current if maximize else value < current)
+        if not better and not force:
+            return False
+        metrics = []
+        if better:
+            metrics = [Metric(metric, value, int(time.time() * 1000), step)]
+        retry(
+            lambda: self.client.log_batch(parent_id, metrics=metrics, tags=[RunTag(BEST_RUN_TAG, run_id)]),
+            "best",
+        )
+        return True
+
+    def record_pareto(self, parent_id: str, front: list[str]) -> None:
+        """Tag the Pareto front's runs (and only them) and list them on the parent.
+
+        Runs tagged by an earlier close that left the front lose the tag, so re-running the
+        close after more trials gives the same tags as closing once."""
+        on_front = set(front)
+        tagged = {
+            run.info.run_id
+            for run in runs_of_sweep(
+                self.client, [self.experiment_id], self.config.identity, tag=(PARETO_TAG, "true")
+            )
+        }
+        self.update_pareto(None, sorted(tagged - on_front))
+        for run_id in front:
+            if run_id not in tagged:
+                retry(lambda r=run_id: self.client.set_tag(r, PARETO_TAG, "true"), "pareto tag")
+        retry(lambda: self.client.set_tag(parent_id, PARETO_RUNS_TAG, ",".join(front)), "pareto runs")
+
+    def update_pareto(self, joined: str | None, left: list[str]) -> None:
+        """Mid-sweep: `joined` is on the Pareto front so far, the runs in `left` no longer are."""
+        for run_id in left:
+            try:
+                self.client.delete_tag(run_id, PARETO_TAG)
+            except MlflowException as exc:  # never tagged (another agent's view), or gone
+                log.debug("could not untag run %s: %s", run_id, exc)
+        if joined:
+            retry(lambda: self.client.set_tag(joined, PARETO_TAG, "true"), "pareto tag")
+
+    def record_stopped(self, parent_id: str, why: str) -> None:
+        retry(lambda: self.client.set_tag(parent_id, STOPPED_TAG, redact(why)), "stopped tag")
+
+    def record_metrics(self, parent_id: str, metrics: dict[str, float]) -> None:
+        now = int(time.time() * 1000)
+        batch = [Metric(name, float(value), now, 0) for name, value in metrics.items()]
+        for chunk in chunks(batch):
+            retry(lambda c=chunk: self.client.log_batch(parent_id, metrics=c), "parent metrics")
+
+    def started_over(self, parent_id: str, generation: int) -> None:
+        """The sweep started over under a changed config: the parent's params (which MLflow never
+        lets change) are the first config's; its `sweep/` config artifact and a tag say the current."""
+        retry(lambda: self.client.set_tag(parent_id, STARTED_OVER_TAG, str(generation)), "tag parent")
+        try:
+            self.client.log_artifact(parent_id, str(self.config.path), artifact_path="sweep")
+        except Exception as exc:  # noqa: BLE001 - the tag says it started over
+            log.warning("could not store the new config as an artifact of the parent run: %s", exc)

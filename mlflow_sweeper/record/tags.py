@@ -1,0 +1,21 @@
+"""The tags that mark a sweep's runs in MLflow: what the UI, `status` and `delete` search by."""
+
+SWEEP_TAG = "sweeper.sweep"
+ROLE_TAG = "sweeper.role"
+TRIAL_TAG = "sweeper.trial"
+BEST_RUN_TAG = "sweeper.best_run_id"
+REPLACED_BY_TAG = "sweeper.replaced_by"
+ATTEMPT_TAG = "sweeper.attempt"
+PARETO_TAG = "sweeper.pareto"  # "true" on trial runs on the Pareto front (several objectives)
+PARETO_RUNS_TAG = "sweeper.pareto_run_ids"  # on the parent: the front's run ids, comma-separated
+STOPPED_TAG = "sweeper.stopped"  # on the parent: why the sweep stopped early ("target")
+STARTED_OVER_TAG = "sweeper.started_over"  # on the parent: how often the sweep started over
+# MLflow's documented system tags (`mlflow.utils.mlflow_tags` is not public API).
+MLFLOW_PARENT_RUN_ID = "mlflow.parentRunId"
+MLFLOW_RUN_NAME = "mlflow.runName"
+MAX_PARAM_LENGTH = 6000  # MLflow's longest param value
+
+
+def sweep_tags(identity: str, role: str, **extra: str) -> dict[str, str]:
+    """The tags every run of the sweep `identity` carries, with its role (parent, trial)."""
+    return {SWEEP_TAG: identity, ROLE_TAG: role, **extra}
