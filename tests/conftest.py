@@ -453,8 +453,9 @@ def mlflow_server(tmp_path):
     ]  # fmt: skip
     with open(log_path, "wb") as log_file:
         proc = subprocess.Popen(
-            argv, cwd=root, env=cli_env(), stdout=log_file, stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL, start_new_session=True,
+            # No job runner: its consumer processes cost seconds of CPU each, and no test uses it.
+            argv, cwd=root, env=cli_env({"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}),
+            stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
         )  # fmt: skip
     try:
         deadline = time.monotonic() + 120

@@ -1,6 +1,8 @@
 """Devices end to end: each local trial gets its own devices through the environment, no two
 running trials on one host share one (across agents), and an agent killed while holding devices
-leaves them usable. No GPU needed: a fake `nvidia-smi` on PATH lists four."""
+leaves them usable. No GPU needed: a fake `nvidia-smi` on PATH lists four. The trials only hold
+their devices (`training/hold.py`, no MLflow import, sweeps without `spec`): what a trial logs is
+not what these tests are about (test_resume and test_triage run the training loop)."""
 
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ from pathlib import Path
 import pytest
 from conftest import cli_env, mlflow_runs, read_records, write_config
 
-EPOCHS = Path(__file__).resolve().parent / "training" / "epochs.py"
+HOLD = Path(__file__).resolve().parent / "training" / "hold.py"
 
 
 def fake_gpus(tmp_path: Path, count: int = 4) -> dict[str, str]:
@@ -77,8 +79,9 @@ def most_at_once(runs: list[dict]) -> int:
 def config_for(tmp_path: Path, record: Path, points: int, **keys) -> Path:
     return write_config(
         tmp_path,
-        command=f"python {EPOCHS}",
-        parameters={"x": list(range(points)), "epochs": 1, "hold": 0.4, "record": str(record)},
+        command=f"python {HOLD}",
+        parameters={"x": list(range(points)), "hold": 0.4, "record": str(record)},
+        spec=None,
         devices="auto",
         **keys,
     )
@@ -138,8 +141,9 @@ def test_a_killed_agent_leaves_its_devices_usable(tmp_path):
     record, go = tmp_path / "records.jsonl", tmp_path / "go"
     config = write_config(
         tmp_path,
-        command=f"python {EPOCHS}",
-        parameters={"x": [1, 2], "epochs": 1, "behave": f"block:{go}", "record": str(record)},
+        command=f"python {HOLD}",
+        parameters={"x": [1, 2], "behave": f"block:{go}", "record": str(record)},
+        spec=None,
         devices=[0],
         stale_after=2,
     )
