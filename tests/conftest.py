@@ -385,7 +385,7 @@ def free_port() -> int:
     """A TCP port on the loopback interface that nothing listens on right now, chosen below the
     range the kernel hands out to outgoing connections: a port from that range (what binding port
     0 gives) can become the source port of another test's connection before the server binds it,
-    and under `-n 3` there are many loopback connections."""
+    and under `-n 4` there are many loopback connections."""
     import random
 
     chooser = random.SystemRandom()  # not the seeded generator some tests reset
