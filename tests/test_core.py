@@ -83,7 +83,10 @@ def assert_one_finished_parent(runs: list, identity: str) -> object:
 def grid(tmp_path_factory):
     directory = tmp_path_factory.mktemp("grid")
     record = directory / "records.jsonl"
-    config = write_config(directory, parameters={"x": [1, 2, 3], "y": [10, 20], "record": str(record)})
+    # No MLflow store yet: the sweep creates its own (test_smoke.py's sweep, in the default run).
+    config = write_config(
+        directory, fresh_store=True, parameters={"x": [1, 2, 3], "y": [10, 20], "record": str(record)}
+    )
     result = run_cli("sweep", config, "-j", "2", cwd=directory)
     return {"dir": directory, "config": config, "record": record, "result": result}
 
@@ -119,6 +122,18 @@ def test_grid_nesting_and_tags(grid):
         assert run.data.tags["sweeper.trial"] == str(trial.number)
     # The training code logged into the child run it was given.
     assert sorted(r["run_id"] for r in read_records(grid["record"])) == sorted(by_id)
+
+
+def test_grid_trial_logs_are_attached_to_their_runs(grid):
+    """Each trial's log is attached to its run, starting with the command it ran."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=tracking_uri(grid["dir"]))
+    for run in role(mlflow_runs(tracking_uri(grid["dir"])), "trial"):
+        number = run.data.tags["sweeper.trial"]
+        assert [a.path for a in client.list_artifacts(run.info.run_id)] == [f"trial-{number}.log"]
+        local = client.download_artifacts(run.info.run_id, f"trial-{number}.log", str(grid["dir"] / "logs"))
+        assert Path(local).read_text().startswith("# command:")
 
 
 def test_grid_trial_params_and_metrics_on_child_runs(grid):

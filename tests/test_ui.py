@@ -39,6 +39,7 @@ def uri_of(tmp_path) -> str:
 
 
 def test_the_description_is_current_while_trials_run_and_complete_after_the_close(tmp_path):
+    """The live description, the closing one, and the best-so-far curve on the parent."""
     parameters = {"x": [1, 2, 3, 4, 5, 6], "y": [10], "sleep": 1.5}
     config = ui_config(tmp_path, parameters=parameters)
     agent = start_cli("sweep", config, "-j", "2", cwd=tmp_path)
@@ -74,21 +75,14 @@ def test_the_description_is_current_while_trials_run_and_complete_after_the_clos
         assert run.info.experiment_id == experiment_id == parent.info.experiment_id
         assert run.data.tags["mlflow.parentRunId"] == parent.info.run_id
     assert linked[0][1] == parent.data.tags["sweeper.best_run_id"]
-
-
-def test_the_parent_logs_the_best_so_far_at_each_improvement(tmp_path):
-    # Ascending x: every trial improves on the last, so the curve has a point per trial.
-    config = ui_config(tmp_path, parameters={"x": [1, 2, 3, 4, 5], "y": [0]})
-    result = run_cli("sweep", config, cwd=tmp_path)
-    assert result.returncode == 0, output(result)
-    uri = uri_of(tmp_path)
-    parent = parent_of(uri)
-    history = MlflowClient(uri).get_metric_history(parent.info.run_id, "score")
+    # The parent's best-so-far curve: ascending x makes nearly every trial an improvement. Each
+    # point's step is the number of trials ended when it became the best, so the steps rise.
+    history = client.get_metric_history(parent.info.run_id, "score")
     points = sorted((p.step, p.timestamp, p.value) for p in history)
     assert [v for _, _, v in points] == sorted(v for _, _, v in points)  # non-decreasing (maximize)
     steps = [s for s, _, _ in points]
-    assert steps == sorted(set(steps)) and steps[-1] == 5  # increasing, the last = trials ended
-    assert points[-1][2] == 5.0 and len(points) >= 2
+    assert steps == sorted(set(steps)) and 5 <= steps[-1] <= 6 and len(points) >= 3
+    assert points[-1][2] == 16.0
 
 
 @pytest.mark.extended  # in process: test_ui_description.py
