@@ -106,10 +106,12 @@ def test_misspelt_entry_point_exits_2_with_a_suggestion_and_writes_nothing(tmp_p
     )
 
 
-@pytest.mark.skipif(shutil.which("uv") is not None, reason="uv is installed here")
 def test_missing_env_manager_tool_exits_2_and_writes_nothing(tmp_path):
+    # uv installs the test environment, so it is on PATH: the agent gets a PATH without it.
+    folders = os.environ["PATH"].split(os.pathsep)
+    path = os.pathsep.join(d for d in folders if d and not (Path(d) / "uv").exists())
     config = config_file(tmp_path, env_manager="uv")
-    result = run_cli("sweep", config, cwd=tmp_path)
+    result = run_cli("sweep", config, cwd=tmp_path, env={"PATH": path})
     assert_refused_with_nothing_written(result, tmp_path, "env_manager: 'uv' needs 'uv'", "not on PATH")
 
 
