@@ -152,6 +152,22 @@ def start_cli(*args: str, cwd: Path, env: dict | None = None, **popen) -> subpro
     )
 
 
+@pytest.fixture(autouse=True)
+def _loggers_as_they_were():
+    """The CLI run in process (click's CliRunner) sets up its loggers for a terminal: our logger
+    stops propagating, so `caplog` would see nothing in whichever test runs next in the same
+    worker. Each test gets the loggers back as they were."""
+    import logging
+
+    names = ("mlflow_sweeper", "mlflow", "optuna", "alembic")
+    saved = {name: logging.getLogger(name) for name in names}
+    state = {name: (lg.handlers[:], lg.propagate, lg.level) for name, lg in saved.items()}
+    yield
+    for name, logger in saved.items():
+        logger.handlers[:], logger.propagate, level = state[name]
+        logger.setLevel(level)
+
+
 # A command-mode grid sweep on SQLite stores next to the config: the default of write_config.
 DEFAULT_CONFIG = {
     "experiment": "exp",
