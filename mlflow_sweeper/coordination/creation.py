@@ -13,7 +13,7 @@ from .. import compat
 from ..search.algorithms import PointSource
 from ..search.space import suggest_point
 from .liveness import Heartbeat
-from .names import ATTEMPT, SLOT
+from .names import ATTEMPT, REPLACES_RUN, SLOT
 from .store import RetryingStorage, set_reason, trial_template
 
 
@@ -70,6 +70,14 @@ class TrialFactory:
             return
         trial_id, _ = self._sample(slot, {**attrs, **self.heartbeat.owner_attrs()})
         self.store.set_trial_state_values(trial_id, TrialState.WAITING)
+
+    def queue_rerun(self, params: dict, slot: int, attempt: int, old_run: str | None) -> None:
+        """The next attempt of a slot's point, queued (WAITING) for any agent; `old_run` is the
+        run it replaces."""
+        attrs = {SLOT: slot, ATTEMPT: attempt}
+        if old_run:
+            attrs[REPLACES_RUN] = old_run
+        self.create_with(params, attrs, TrialState.WAITING)
 
     def create_with(self, params: dict, attrs: dict, state: TrialState) -> tuple[int, int]:
         """A trial with its point fixed: (its id, its number)."""

@@ -22,7 +22,7 @@ from ..search.algorithms import PointSource
 from .creation import TrialFactory, Work
 from .ledger import ClaimsLedger
 from .liveness import Heartbeat
-from .names import ATTEMPT, NO_RETRY, REPLACES_RUN, RUN_ATTR, SLOT, TARGET_REACHED, WAITING, WARM_SLOTS
+from .names import NO_RETRY, REPLACES_RUN, RUN_ATTR, SLOT, TARGET_REACHED, WAITING, WARM_SLOTS
 from .policy import RetryPolicy, attempt_of
 from .store import RetryingStorage, finish, set_reason, take
 
@@ -47,14 +47,17 @@ class TrialLifecycle:
         self.heartbeat = heartbeat
         self.policy = policy
         self.factory = TrialFactory(store, source, heartbeat, identity)
-        self.study_id: int = -1
         self._waiting_checked = -math.inf
         self._target_seen = False
         self._warm: dict[int, int] | None = None
 
+    @property
+    def study_id(self) -> int:
+        """The study's id: the factory's, which `attach` sets once the study is created or found."""
+        return self.factory.study_id
+
     def attach(self, study_id: int) -> None:
-        """The study's id, once it is created or found."""
-        self.study_id = self.factory.study_id = study_id
+        self.factory.study_id = study_id
 
     # ---- claiming --------------------------------------------------------------------------
 
@@ -205,10 +208,7 @@ class TrialLifecycle:
         return requeued
 
     def requeue(self, params: dict, slot: int, attempt: int, old_run: str | None) -> None:
-        attrs = {SLOT: slot, ATTEMPT: attempt}
-        if old_run:
-            attrs[REPLACES_RUN] = old_run
-        self.factory.create_with(params, attrs, TrialState.WAITING)
+        self.factory.queue_rerun(params, slot, attempt, old_run)
 
     def requeue_trial(self, trial: FrozenTrial) -> None:
         """Queue the next attempt of a failed trial's point."""
