@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING
 
 from mlflow.exceptions import MlflowException
 
+from ..record.lookup import quote
+from ..record.tags import SWEEP_TAG, TRIAL_TAG
 from ..storages import retry
 
 if TYPE_CHECKING:
@@ -24,7 +26,6 @@ log = logging.getLogger(__name__)
 
 REGISTERED_TAG = "sweeper.registered_model"  # on the parent: "name/version"
 REGISTER_WARNING_TAG = "sweeper.register_warning"  # on the parent: why nothing was registered
-SWEEP_TAG, TRIAL_TAG = "sweeper.sweep", "sweeper.trial"
 
 
 @dataclass(frozen=True)
@@ -69,9 +70,8 @@ def _warn(client: MlflowClient, parent_id: str, message: str) -> Outcome:
 
 def _existing(client: MlflowClient, name: str, sweep: str, trial: int) -> str | None:
     """The version an earlier close registered for this sweep's trial, if any."""
-    quoted = name.replace("'", "\\'")
     try:
-        versions = retry(lambda: client.search_model_versions(f"name = '{quoted}'"), "model versions")
+        versions = retry(lambda: client.search_model_versions(f"name = '{quote(name)}'"), "model versions")
     except MlflowException:
         return None
     for version in versions:

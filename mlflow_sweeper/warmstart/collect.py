@@ -86,8 +86,9 @@ def _sweep_runs(config: SweepConfig, client, source: SweepSource, key: str) -> l
     wanted = {t.user_attrs[RUN_ATTR] for t in done if t.user_attrs.get(RUN_ATTR)}
     experiment = source.sweep.rsplit("/", 1)[0]
     experiment_id = _experiment_id(config, client, experiment, f"{key}.sweep")
-    escaped = source.sweep.replace("'", "\\'")
-    runs = _search(client, experiment_id, f"tags.`sweeper.sweep` = '{escaped}'")
+    from ..record.lookup import runs_of_sweep  # MLflow's side: kept off the module's import
+
+    runs = runs_of_sweep(client, [experiment_id], source.sweep)
     return [_result(run, source.label) for run in runs if run.info.run_id in wanted]
 
 
@@ -107,13 +108,11 @@ def _filtered_runs(config: SweepConfig, client, source: RunsSource, key: str) ->
 
 
 def _search(client, experiment_id: str, filter_string: str) -> list:
-    runs, token = [], None
-    while True:
-        page = client.search_runs([experiment_id], filter_string, max_results=PAGE, page_token=token)
-        runs.extend(page)
-        token = page.token
-        if not token:
-            return runs
+    from ..record.lookup import all_pages
+
+    return all_pages(
+        lambda token: client.search_runs([experiment_id], filter_string, max_results=PAGE, page_token=token)
+    )
 
 
 def _result(run, source: str) -> EarlierResult:
