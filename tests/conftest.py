@@ -64,53 +64,56 @@ def pytest_addoption(parser):
     )
 
 
-def _leave_out_smoke_where_test_core_runs_its_sweep(config, items) -> None:
-    """test_smoke.py's sweep is test_core.py's grid, which more tests inspect: when both are
-    collected (the default run), the smoke test is left out; alone, or selected with `-m smoke`
-    (CI's lowest-versions pass), it runs."""
-    if "smoke" in (config.getoption("-m") or ""):
-        return
-    if not any(i.path.name == "test_core.py" and "grid" in getattr(i, "fixturenames", ()) for i in items):
-        return
-    smoke = [item for item in items if item.path.name in SMOKE_MODULES]
-    if smoke:
-        config.hook.pytest_deselected(items=smoke)
-        items[:] = [item for item in items if item.path.name not in SMOKE_MODULES]
+def _deselect(config, items, leave_out) -> None:
+    """Leave out the items for which `leave_out(item)` is true, reporting them as deselected."""
+    left_out = [item for item in items if leave_out(item)]
+    if left_out:
+        config.hook.pytest_deselected(items=left_out)
+        items[:] = [item for item in items if not leave_out(item)]
 
 
-# Module-scoped fixtures that run a sweep or start a server: under `--dist loadgroup` the tests
-# using one go to one worker, so it runs once rather than once per worker that got one of them.
-SHARED_FIXTURE_GROUPS = {
-    "grid": "core-grid",
-    "three_sweeps": "core-three-sweeps",
-    "finished_sweep": "drift-sweep",
-    "swept": "report-sweep",
-    "project_sweep": "real-project-sweep",
-    "shared_proxies": "protocol-proxies",
-    "auth_server": "auth-server",
-    "bare_python": "bare-python",
+def _runs_core_grid(item) -> bool:
+    return item.path.name == "test_core.py" and "grid" in getattr(item, "fixturenames", ())
+
+
+# Module-scoped fixtures that run a sweep or start a server, by module: under `--dist loadgroup`
+# the tests using one go to one worker, so it runs once rather than once per worker that got one.
+SHARED_MODULE_FIXTURES = {
+    "test_core.py": ("grid", "three_sweeps"),
+    "test_drift.py": ("finished_sweep",),
+    "test_report.py": ("swept",),
+    "test_real_projects.py": ("project_sweep",),
+    "test_protocol.py": ("shared_proxies",),
+    "test_mlflow_auth.py": ("auth_server",),
+    "test_mlproject_python.py": ("bare_python",),
 }
+
+
+def _shared_fixture_group(item) -> str | None:
+    used = getattr(item, "fixturenames", ())
+    for fixture in SHARED_MODULE_FIXTURES.get(item.path.name, ()):
+        if fixture in used:
+            return f"{item.path.name}:{fixture}"
+    return None
 
 
 @pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
 def pytest_collection_modifyitems(config, items):
     for item in items:
-        for fixture in getattr(item, "fixturenames", ()):
-            if fixture in SHARED_FIXTURE_GROUPS:
-                item.add_marker(pytest.mark.xdist_group(SHARED_FIXTURE_GROUPS[fixture]))
-                break
-    for item in items:
+        group = _shared_fixture_group(item)
+        if group is not None:
+            item.add_marker(pytest.mark.xdist_group(group))
         if item.path.name in IN_PROCESS_MODULES:
             item.add_marker(pytest.mark.inprocess)
         elif item.path.name in SMOKE_MODULES:
             item.add_marker(pytest.mark.smoke)
-    _leave_out_smoke_where_test_core_runs_its_sweep(config, items)
-    if config.getoption("--extended") or "extended" in (config.getoption("-m") or ""):
-        return
-    kept = [item for item in items if item.get_closest_marker("extended") is None]
-    if len(kept) < len(items):
-        config.hook.pytest_deselected(items=[item for item in items if item not in kept])
-        items[:] = kept
+    # test_smoke.py's sweep is test_core.py's grid, which more tests inspect: when both are
+    # collected (the default run) the smoke test is left out; alone, or selected with `-m smoke`
+    # (CI's lowest-versions pass), it runs.
+    if "smoke" not in (config.getoption("-m") or "") and any(_runs_core_grid(item) for item in items):
+        _deselect(config, items, lambda item: item.path.name in SMOKE_MODULES)
+    if not (config.getoption("--extended") or "extended" in (config.getoption("-m") or "")):
+        _deselect(config, items, lambda item: item.get_closest_marker("extended") is not None)
 
 
 def cli_env(extra: dict | None = None) -> dict:
@@ -159,12 +162,12 @@ def _loggers_as_they_were():
     worker. Each test gets the loggers back as they were."""
     import logging
 
-    names = ("mlflow_sweeper", "mlflow", "optuna", "alembic")
-    saved = {name: logging.getLogger(name) for name in names}
-    state = {name: (lg.handlers[:], lg.propagate, lg.level) for name, lg in saved.items()}
+    loggers = [logging.getLogger(name) for name in ("mlflow_sweeper", "mlflow", "optuna", "alembic")]
+    saved = [(logger, logger.handlers[:], logger.propagate, logger.level) for logger in loggers]
     yield
-    for name, logger in saved.items():
-        logger.handlers[:], logger.propagate, level = state[name]
+    for logger, handlers, propagate, level in saved:
+        logger.handlers[:] = handlers
+        logger.propagate = propagate
         logger.setLevel(level)
 
 
