@@ -129,12 +129,20 @@ def cli_env(extra: dict | None = None) -> dict:
 
 
 def run_cli(
-    *args: str, cwd: Path, timeout: float = 240, env: dict | None = None
+    *args: str, cwd: Path, timeout: float = 240, env: dict | None = None, fresh: bool = False
 ) -> subprocess.CompletedProcess:
+    """`python -m mlflow_sweeper ARGS` to its end: forked from a process that has imported what
+    it needs (`forked_cli`), or started afresh where its environment changes Python's start, or
+    where `fresh` asks for it."""
+    import forked_cli
+
+    env = cli_env(env)
+    if not fresh and forked_cli.forkable(env):
+        return forked_cli.run([str(arg) for arg in args], cwd=cwd, env=env, timeout=timeout)
     return subprocess.run(
         [sys.executable, "-m", "mlflow_sweeper", *map(str, args)],
         cwd=cwd,
-        env=cli_env(env),
+        env=env,
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -142,17 +150,28 @@ def run_cli(
     )
 
 
-def start_cli(*args: str, cwd: Path, env: dict | None = None, **popen) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, "-m", "mlflow_sweeper", *map(str, args)],
-        cwd=cwd,
-        env=cli_env(env),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL,
-        text=True,
-        **popen,
-    )
+def start_cli(
+    *args: str, cwd: Path, env: dict | None = None, output: Path | None = None, barrier: tuple | None = None,
+    whole_env: bool = False,
+):  # fmt: skip
+    """`python -m mlflow_sweeper ARGS` started, stdout and stderr together: forked as in `run_cli`
+    (a `forked_cli.ForkedCli`) or else a `subprocess.Popen`. The output goes to `output`, or is
+    what `communicate()` returns. `env` adds to `cli_env()`, or is the whole environment with
+    `whole_env`. `barrier` (ready, go): the forked agent imports, touches `ready` and waits for
+    `go` before it starts its sweep."""
+    import forked_cli
+
+    env = dict(env) if whole_env else cli_env(env)
+    if forked_cli.forkable(env):
+        return forked_cli.start([str(arg) for arg in args], cwd=cwd, env=env, output=output, barrier=barrier)
+    assert barrier is None, "a barrier needs a forked agent"
+    command = [sys.executable, "-m", "mlflow_sweeper", *map(str, args)]
+    if output is None:
+        return subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, text=True)  # fmt: skip
+    with open(output, "wb") as out:
+        return subprocess.Popen(command, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL)  # fmt: skip
 
 
 @pytest.fixture(autouse=True)

@@ -8,13 +8,11 @@ from __future__ import annotations
 
 import itertools
 import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
-from conftest import cli_env, mlflow_runs, read_records, write_config
+from conftest import cli_env, mlflow_runs, read_records, start_cli, write_config
 
 HOLD = Path(__file__).resolve().parent / "training" / "hold.py"
 
@@ -33,16 +31,8 @@ def fake_gpus(tmp_path: Path, count: int = 4) -> dict[str, str]:
     return env
 
 
-def start(config: Path, env: dict, *args: str, out: Path) -> subprocess.Popen:
-    with open(out, "wb") as fh:
-        return subprocess.Popen(
-            [sys.executable, "-m", "mlflow_sweeper", "sweep", str(config), *args],
-            cwd=config.parent,
-            env=env,
-            stdout=fh,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-        )
+def start(config: Path, env: dict, *args: str, out: Path):
+    return start_cli("sweep", config, *args, cwd=config.parent, env=env, whole_env=True, output=out)
 
 
 def intervals(record: Path) -> list[dict]:

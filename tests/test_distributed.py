@@ -33,6 +33,7 @@ from conftest import (
     mlflow_runs,
     read_records,
     run_cli,
+    start_cli,
     write_config,
 )
 
@@ -41,19 +42,6 @@ CLAIMS = STUDY + "#claims"
 CLOSE = STUDY + "#close"  # the close election's study
 GRID = {"x": [1, 2, 3, 4], "y": [10, 20, 30]}  # 12 points
 AGENT_TIMEOUT = 240.0
-
-# Runs in each agent process; argv: READY_FILE GO_FILE CLI-ARGS...
-BARRIER_WRAPPER = r"""
-import os, runpy, sys, time
-ready, go = sys.argv[1], sys.argv[2]
-import mlflow, mlflow.tracking, optuna, optuna.storages, sqlalchemy
-import mlflow_sweeper.agent, mlflow_sweeper.cli
-open(ready, "w").close()
-while not os.path.exists(go):
-    time.sleep(0.001)
-sys.argv = ["mlflow-sweeper", *sys.argv[3:]]
-runpy.run_module("mlflow_sweeper", run_name="__main__", alter_sys=True)
-"""
 
 TRIAL_STARTED = re.compile(r"trial (\d+) started")
 BAD_OUTPUT = re.compile(r"Traceback|database is locked|unexpected error|already exists", re.IGNORECASE)
@@ -113,13 +101,9 @@ def release_agents(agents: list[Agent], processes: list, *cli_args: str, root: P
     go = barrier / "go"
     for agent in agents:
         ready = barrier / f"ready{agent.index}"
-        with open(agent.log, "wb") as log_file:
-            agent.proc = subprocess.Popen(
-                [sys.executable, "-c", BARRIER_WRAPPER, str(ready), str(go),
-                 "sweep", str(agent.config), *cli_args],
-                cwd=agent.workdir, env=cli_env(), stdout=log_file, stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-            )  # fmt: skip
+        agent.proc = start_cli(
+            "sweep", agent.config, *cli_args, cwd=agent.workdir, output=agent.log, barrier=(ready, go)
+        )
         processes.append(agent.proc)
     deadline = time.monotonic() + 120
     while not all((barrier / f"ready{a.index}").exists() for a in agents):

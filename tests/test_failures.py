@@ -24,7 +24,16 @@ from pathlib import Path
 
 import psutil
 import pytest
-from conftest import TRAIN, cli_env, mlflow_runs, optuna_trials, read_records, run_cli, write_config
+from conftest import (
+    TRAIN,
+    cli_env,
+    mlflow_runs,
+    optuna_trials,
+    read_records,
+    run_cli,
+    start_cli,
+    write_config,
+)
 
 GRID = {"x": [1, 2], "y": [10]}
 POINTS = [(1, 10), (2, 10)]
@@ -73,15 +82,18 @@ class Agents:
 
     def start(self, config: Path, *args: str, prefix: tuple[str, ...] = ()) -> subprocess.Popen:
         log = self.tmp_path / f"agent-{len(self.procs)}.out"
-        with open(log, "wb") as out:
-            proc = subprocess.Popen(
-                [*prefix, sys.executable, "-m", "mlflow_sweeper", "sweep", str(config), *args],
-                cwd=self.tmp_path,
-                env=cli_env(),
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-            )
+        if not prefix:
+            proc = start_cli("sweep", config, *args, cwd=self.tmp_path, output=log)
+        else:
+            with open(log, "wb") as out:
+                proc = subprocess.Popen(
+                    [*prefix, sys.executable, "-m", "mlflow_sweeper", "sweep", str(config), *args],
+                    cwd=self.tmp_path,
+                    env=cli_env(),
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    stdin=subprocess.DEVNULL,
+                )
         self.procs.append(proc)
         self.logs[proc.pid] = log
         return proc

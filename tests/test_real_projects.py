@@ -18,7 +18,7 @@ from pathlib import Path
 import optuna
 import pytest
 import yaml
-from conftest import cli_env, mlflow_runs, optuna_trials, run_cli
+from conftest import cli_env, mlflow_runs, optuna_trials, run_cli, start_cli
 from mlflow.tracking import MlflowClient
 
 PROJECT_REAL = Path(__file__).resolve().parent / "project_real"
@@ -435,16 +435,7 @@ def test_agents_started_together_from_different_directories_agree_on_one_store(t
     agents = []
     for directory in directories:
         directory.mkdir()
-        agents.append(
-            subprocess.Popen(
-                [sys.executable, "-m", "mlflow_sweeper", "sweep", str(config)],
-                cwd=directory,
-                env=cli_env(),
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                text=True,
-            )  # fmt: skip
-        )
+        agents.append(start_cli("sweep", config, cwd=directory))
     outputs = [agent.communicate(timeout=240)[0] for agent in agents]
     assert [agent.returncode for agent in agents] == [0, 0, 0], "\n---\n".join(outputs)
     stores = [d for d in directories if (d / "mlflow.db").exists()]

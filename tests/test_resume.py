@@ -7,26 +7,17 @@ from __future__ import annotations
 import contextlib
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import psutil
-from conftest import cli_env, read_records, run_cli, write_config
+from conftest import read_records, run_cli, start_cli, write_config
 
 EPOCHS = Path(__file__).resolve().parent / "training" / "epochs.py"
 
 
-def start(config: Path, out: Path) -> subprocess.Popen:
-    with open(out, "wb") as fh:
-        return subprocess.Popen(
-            [sys.executable, "-m", "mlflow_sweeper", "sweep", str(config)],
-            cwd=config.parent,
-            env=cli_env(),
-            stdout=fh,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-        )
+def start(config: Path, out: Path):
+    return start_cli("sweep", config, cwd=config.parent, output=out)
 
 
 def wait_epoch(record: Path, epoch: int, agent: subprocess.Popen, out: Path, timeout: float = 240) -> dict:

@@ -8,14 +8,13 @@ import math
 import shlex
 import signal
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
 
 import pytest
 import yaml
-from conftest import HANG_GUARD_SECONDS, REPO, cli_env, kill_process_tree, run_cli, write_config
+from conftest import HANG_GUARD_SECONDS, REPO, kill_process_tree, run_cli, start_cli, write_config
 from test_distributed import (
     GRID,
     agent_configs,
@@ -190,18 +189,14 @@ def test_an_agent_holds_at_most_two_plus_half_its_workers_connections(tmp_path, 
     record = tmp_path / "records.jsonl"
     grid = {"x": list(range(2 * jobs)), "y": [1]}
     config = write_config(tmp_path, **grid_keys(optuna_url, mlflow_url, record, behave="sleep:1", grid=grid))
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "mlflow_sweeper", "sweep", str(config), "-j", str(jobs), "-q"],
-        cwd=tmp_path, env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL, text=True,
-    )  # fmt: skip
+    proc = start_cli("sweep", config, "-j", str(jobs), "-q", cwd=tmp_path)
     seen: list[int] = []
     connections = AgentConnections(databases)
     try:
         while proc.poll() is None:
             seen.append(connections.count())
             time.sleep(0.05)
-        out = proc.stdout.read()
+        out = proc.communicate()[0]
     finally:
         connections.close()
         kill_process_tree(proc)

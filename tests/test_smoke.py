@@ -10,7 +10,7 @@ def test_grid_command_sweep_runs_every_point_once(tmp_path):
     config = write_config(
         tmp_path, fresh_store=True, parameters={"x": [1, 2, 3], "y": [10, 20], "record": str(record)}
     )
-    result = run_cli("sweep", config, "-j", "2", cwd=tmp_path)
+    result = run_cli("sweep", config, "-j", "2", cwd=tmp_path, fresh=True)  # as a user starts it
     assert result.returncode == 0, result.stderr
 
     seen = sorted((r["params"]["x"], r["params"]["y"]) for r in read_records(record))
