@@ -39,8 +39,9 @@ from mlflow_sweeper.coordination import (
     close_study_name,
     tallies,
 )
+from mlflow_sweeper.coordination.liveness import Heartbeat
 from mlflow_sweeper.coordination.names import CLOSE_EPOCH, RUN_ATTR, WAITING, study_names
-from mlflow_sweeper.coordination.store import trial_template
+from mlflow_sweeper.coordination.store import RetryingStorage, trial_template
 from mlflow_sweeper.errors import SweeperError
 from mlflow_sweeper.search.algorithms import PointSource
 from mlflow_sweeper.storages import open_optuna_storage
@@ -383,6 +384,20 @@ def test_a_live_agents_trials_are_not_reclaimed(tmp_path, backend):
     assert in_threads(others, lambda s: s.reclaim_stale(set())) == [[]] * 4
     owner.heartbeat([work.trial_id])
     assert owner.trials()[0].state == TrialState.RUNNING
+
+
+def test_a_heartbeat_stops_once_its_trial_is_gone():
+    """A closer's token beats from a thread; should its sweep be deleted meanwhile, the thread
+    ends instead of warning at every beat until the agent exits."""
+    storage = InMemoryStorage()
+    study_id = storage.create_new_study([StudyDirection.MINIMIZE], "gone")
+    trial_id = storage.create_new_trial(study_id)
+    stop = Heartbeat(RetryingStorage(storage), agent_id(), stale_after=0.4).keep_alive(trial_id)
+    beating = [t for t in threading.enumerate() if t.name == f"heartbeat-{trial_id}"]
+    assert beating and beating[0].is_alive()
+    storage.delete_study(study_id)
+    beating[0].join(timeout=5)
+    assert not beating[0].is_alive() and not stop.is_set()
 
 
 @pytest.mark.parametrize("space", ["grid", "sampled"])

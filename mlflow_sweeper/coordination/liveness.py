@@ -72,14 +72,14 @@ class Heartbeat:
 
     def keep_alive(self, trial_id: int) -> threading.Event:
         """Beat for one trial from a background thread until the returned event is set or the
-        trial has ended."""
+        trial has ended or is gone (its study deleted)."""
         stop = threading.Event()
 
         def beat() -> None:
             while not stop.wait(beat_interval(self.stale_after)):
                 try:
                     self.store.set_trial_system_attr(trial_id, HEARTBEAT, time.time())
-                except UpdateFinishedTrialError:
+                except (UpdateFinishedTrialError, KeyError):
                     return
                 except Exception as exc:  # noqa: BLE001 - a missed beat is not fatal
                     log.warning("heartbeat failed: %s", exc)
