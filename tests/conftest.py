@@ -16,6 +16,7 @@ import sys
 import uuid
 from pathlib import Path
 
+import forked_cli
 import pytest
 import yaml
 
@@ -134,13 +135,11 @@ def run_cli(
     """`python -m mlflow_sweeper ARGS` to its end: forked from a process that has imported what
     it needs (`forked_cli`), or started afresh where its environment changes Python's start, or
     where `fresh` asks for it."""
-    import forked_cli
-
     env = cli_env(env)
     if not fresh and forked_cli.forkable(env):
-        return forked_cli.run([str(arg) for arg in args], cwd=cwd, env=env, timeout=timeout)
+        return forked_cli.run(args, cwd=cwd, env=env, timeout=timeout)
     return subprocess.run(
-        [sys.executable, "-m", "mlflow_sweeper", *map(str, args)],
+        forked_cli.command(args),
         cwd=cwd,
         env=env,
         capture_output=True,
@@ -152,20 +151,19 @@ def run_cli(
 
 def start_cli(
     *args: str, cwd: Path, env: dict | None = None, output: Path | None = None, barrier: tuple | None = None,
-    whole_env: bool = False,
+    whole_env: bool = False, prefix: tuple[str, ...] = (),
 ):  # fmt: skip
     """`python -m mlflow_sweeper ARGS` started, stdout and stderr together: forked as in `run_cli`
     (a `forked_cli.ForkedCli`) or else a `subprocess.Popen`. The output goes to `output`, or is
     what `communicate()` returns. `env` adds to `cli_env()`, or is the whole environment with
     `whole_env`. `barrier` (ready, go): the forked agent imports, touches `ready` and waits for
-    `go` before it starts its sweep."""
-    import forked_cli
-
+    `go` before it starts its sweep. `prefix` (a command that runs the CLI, like `nice`) starts
+    it afresh."""
     env = dict(env) if whole_env else cli_env(env)
-    if forked_cli.forkable(env):
-        return forked_cli.start([str(arg) for arg in args], cwd=cwd, env=env, output=output, barrier=barrier)
+    if not prefix and forked_cli.forkable(env):
+        return forked_cli.ForkedCli(args, cwd, env, output, barrier=barrier)
     assert barrier is None, "a barrier needs a forked agent"
-    command = [sys.executable, "-m", "mlflow_sweeper", *map(str, args)]
+    command = [*prefix, *forked_cli.command(args)]
     if output is None:
         return subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                 stdin=subprocess.DEVNULL, text=True)  # fmt: skip
@@ -483,20 +481,10 @@ def _ephemeral_low() -> int:
         return 32768
 
 
-def kill_process_tree(proc: subprocess.Popen) -> None:
-    """SIGKILL a process started by a test and everything below it (trials, server workers)."""
-    import contextlib
-
-    import psutil
-
-    try:
-        root = psutil.Process(proc.pid)
-        procs = [root, *root.children(recursive=True)]
-    except psutil.NoSuchProcess:
-        procs = []
-    for child in procs:
-        with contextlib.suppress(psutil.NoSuchProcess):
-            child.kill()
+def kill_process_tree(proc) -> None:
+    """SIGKILL a process started by a test (a Popen or a ForkedCli) and everything below it
+    (trials, server workers), then reap it."""
+    forked_cli.kill_tree(proc.pid)
     with contextlib.suppress(subprocess.TimeoutExpired):
         proc.wait(timeout=10)
 

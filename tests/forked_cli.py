@@ -5,7 +5,8 @@ scikit-learn (Optuna's importance evaluator) and the charting libraries before a
 the suite starts over a hundred of them, on two cores. Python's fork server (multiprocessing's
 `forkserver`) imports them once per test process and forks each CLI run from there: the run is
 still a process of its own, with its own arguments, working directory, environment, standard
-streams and exit code, talking to the real stores and starting real trial processes.
+streams and exit code, talking to the real stores and starting real trial processes. `ForkedCli`
+is such a run started (what the tests use of a Popen), `run` one run to its end.
 
 A run whose environment changes what Python itself imports (PYTHONPATH and the like) cannot be
 forked from an interpreter that has already started: `run_cli` starts those afresh.
@@ -126,17 +127,32 @@ def _run_in_child(args: list[str], cwd: str, env: dict, out: str, err: str, barr
         sys.stderr.flush()
 
 
+def command(args) -> list[str]:
+    """The command a fresh run is: `python -m mlflow_sweeper ARGS`."""
+    return [sys.executable, "-m", "mlflow_sweeper", *map(str, args)]
+
+
 class ForkedCli:
     """What the tests use of a `subprocess.Popen` of the CLI: pid, poll, wait, communicate,
-    signals, returncode. Its output (stdout and stderr together) goes to a file."""
+    signals, returncode. Its stdout goes to the file `stdout` (or to a file of its own), its
+    stderr to `stderr`, or to the same file when None; both are truncated first.
 
-    def __init__(self, args: list[str], cwd: Path, env: dict, output: Path | None, barrier: tuple | None):
-        self.args = [sys.executable, "-m", "mlflow_sweeper", *args]
-        self._scratch = None if output else tempfile.TemporaryDirectory(prefix="sweeper-cli-")
-        self.output = Path(output or os.path.join(self._scratch.name, "output"))
-        self.output.write_bytes(b"")
+    `barrier` (ready, go): the run touches `ready` and waits for `go` before the CLI starts."""
+
+    def __init__(
+        self, args, cwd: Path, env: dict, stdout: Path | None = None, stderr: Path | None = None,
+        barrier: tuple | None = None,
+    ):  # fmt: skip
+        argv = [str(arg) for arg in args]
+        self.args = command(argv)
+        self._scratch = None if stdout else tempfile.TemporaryDirectory(prefix="sweeper-cli-")
+        self.output = Path(stdout or Path(self._scratch.name, "output"))
+        streams = [self.output] if stderr is None else [self.output, Path(stderr)]
+        for stream in streams:
+            stream.write_bytes(b"")
         self._process = _context().Process(
-            target=_run_in_child, args=(args, str(cwd), env, str(self.output), str(self.output), barrier)
+            target=_run_in_child,
+            args=(argv, str(cwd), env, str(streams[0]), str(streams[-1]), barrier),
         )
         self._process.start()
         self.pid = self._process.pid
@@ -170,36 +186,28 @@ class ForkedCli:
         self.send_signal(signal.SIGKILL)
 
 
-def start(
-    args: list[str], *, cwd: Path, env: dict, output: Path | None = None, barrier: tuple | None = None
-) -> ForkedCli:
-    """`subprocess.Popen([python, -m, mlflow_sweeper, *args], stderr=STDOUT)`, forked; its
-    output goes to `output` (truncated first) or to a file of its own."""
-    return ForkedCli([str(arg) for arg in args], cwd, env, output, barrier)
-
-
-def run(args: list[str], *, cwd: Path, env: dict, timeout: float) -> subprocess.CompletedProcess:
+def run(args, *, cwd: Path, env: dict, timeout: float) -> subprocess.CompletedProcess:
     """`subprocess.run([python, -m, mlflow_sweeper, *args], capture_output=True, text=True)`,
-    forked: the same CompletedProcess, TimeoutExpired after `timeout` seconds."""
+    forked (a `ForkedCli`): the same CompletedProcess; after `timeout` seconds the run and its
+    children are killed and TimeoutExpired raised."""
     with tempfile.TemporaryDirectory(prefix="sweeper-cli-") as streams:
-        out, err = os.path.join(streams, "stdout"), os.path.join(streams, "stderr")
-        for path in (out, err):
-            Path(path).touch()
-        child = _context().Process(target=_run_in_child, args=(args, str(cwd), env, out, err, None))
-        child.start()
-        child.join(timeout)
-        timed_out = child.exitcode is None
-        if timed_out:
-            _kill_tree(child.pid)
-            child.join()
-        stdout, stderr = Path(out).read_text(errors="replace"), Path(err).read_text(errors="replace")
-    command = [sys.executable, "-m", "mlflow_sweeper", *args]
+        out, err = Path(streams, "stdout"), Path(streams, "stderr")
+        child = ForkedCli(args, cwd, env, out, err, None)
+        try:
+            child.wait(timeout)
+            timed_out = False
+        except subprocess.TimeoutExpired:
+            kill_tree(child.pid)
+            child.wait()
+            timed_out = True
+        stdout, stderr = out.read_text(errors="replace"), err.read_text(errors="replace")
     if timed_out:
-        raise subprocess.TimeoutExpired(command, timeout, output=stdout, stderr=stderr)
-    return subprocess.CompletedProcess(command, child.exitcode, stdout, stderr)
+        raise subprocess.TimeoutExpired(child.args, timeout, output=stdout, stderr=stderr)
+    return subprocess.CompletedProcess(child.args, child.returncode, stdout, stderr)
 
 
-def _kill_tree(pid: int) -> None:
+def kill_tree(pid: int) -> None:
+    """SIGKILL a process and everything below it (trials, server workers)."""
     import psutil
 
     try:

@@ -26,7 +26,6 @@ import psutil
 import pytest
 from conftest import (
     TRAIN,
-    cli_env,
     mlflow_runs,
     optuna_trials,
     read_records,
@@ -82,18 +81,7 @@ class Agents:
 
     def start(self, config: Path, *args: str, prefix: tuple[str, ...] = ()) -> subprocess.Popen:
         log = self.tmp_path / f"agent-{len(self.procs)}.out"
-        if not prefix:
-            proc = start_cli("sweep", config, *args, cwd=self.tmp_path, output=log)
-        else:
-            with open(log, "wb") as out:
-                proc = subprocess.Popen(
-                    [*prefix, sys.executable, "-m", "mlflow_sweeper", "sweep", str(config), *args],
-                    cwd=self.tmp_path,
-                    env=cli_env(),
-                    stdout=out,
-                    stderr=subprocess.STDOUT,
-                    stdin=subprocess.DEVNULL,
-                )
+        proc = start_cli("sweep", config, *args, cwd=self.tmp_path, output=log, prefix=prefix)
         self.procs.append(proc)
         self.logs[proc.pid] = log
         return proc
