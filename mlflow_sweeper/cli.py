@@ -225,15 +225,17 @@ def report(config: str, out_dir: str | None, log_it: bool) -> None:
 @click.argument("storage_url")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", type=click.IntRange(1, 65535), default=13000, show_default=True, help="Port.")
-@click.option(
-    "--token-file", default=None, help="A file holding the token every call must carry."
-)
+@click.option("--token-file", default=None, help="A file holding the token every call must carry.")
 @click.option("--tls-cert", default=None, help="PEM certificate: serve TLS (agents: grpcs://HOST:PORT).")
 @click.option("--tls-key", default=None, help="PEM private key of --tls-cert.")
 @click.option("--insecure", is_flag=True, help="Allow listening beyond this machine without a token.")
+@click.option(
+    "--workers", type=click.IntRange(min=1), default=None,
+    help="Processes serving the port [default: one per core, at most 4; 1 for SQLite].",
+)  # fmt: skip
 def proxy(
     storage_url: str, host: str, port: int, token_file: str | None, tls_cert: str | None, tls_key: str | None,
-    insecure: bool,
+    insecure: bool, workers: int | None,
 ) -> None:  # fmt: skip
     """Serve Optuna's gRPC storage proxy in front of the database STORAGE_URL.
 
@@ -244,7 +246,7 @@ def proxy(
     def action() -> int:
         serve(
             storage_url, host=host, port=port, token_file=token_file, tls_cert=tls_cert, tls_key=tls_key,
-            insecure=insecure,
+            insecure=insecure, workers=workers,
         )  # fmt: skip
         return EXIT_INTERRUPTED  # it serves until Ctrl-C or SIGTERM stops it
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import struct
 from pathlib import Path
 from typing import Any
 
@@ -100,6 +101,9 @@ def create_trial_numbered(storage: Any, study_id: int, template: Any = None) -> 
     if isinstance(storage, optuna.storages.RDBStorage) and private is not None:
         frozen = private(study_id, template)
         return trial_id(frozen), frozen.number
+    numbered = getattr(storage, "create_trial_numbered", None)  # ours over gRPC (grpc_storage_proxy)
+    if numbered is not None:
+        return numbered(study_id, template)
     created = storage.create_new_trial(study_id, template_trial=template)
     return created, storage.get_trial_number_from_id(created)
 
@@ -348,11 +352,31 @@ def conda_executables() -> tuple[str, str]:
 # ---- Optuna's gRPC proxy over our own channel and server (a token, TLS) ---------------------------
 
 
+# One extra call of our proxy: create a trial and answer its id and its number. Optuna's protocol
+# answers the id only, and reading the trial back for its number costs the proxy a read of the
+# whole trial (six queries) on every claim.
+NUMBERED_SERVICE = "mlflow_sweeper.Proxy"
+NUMBERED_METHOD = "CreateTrialNumbered"
+
+
+def _pack_id_and_number(pair: tuple[int, int]) -> bytes:
+    return struct.pack("<qq", *pair)
+
+
+def _unpack_id_and_number(data: bytes) -> tuple[int, int]:
+    trial_id, number = struct.unpack("<qq", data)
+    return trial_id, number
+
+
 def grpc_storage_proxy(host: str, port: int, make_channel: Any) -> Any:
     """Optuna's `GrpcStorageProxy` whose channel is `make_channel()` (one that sends a token or
-    speaks TLS) instead of its own insecure one."""
+    speaks TLS) instead of its own insecure one, with `create_trial_numbered`: our proxy's one
+    call, or Optuna's two where the proxy is Optuna's own (or an older one of ours)."""
     try:
+        import grpc
         from optuna.storages import GrpcStorageProxy
+        from optuna.storages._grpc import servicer
+        from optuna.storages._grpc.auto_generated import api_pb2
         from optuna.storages._grpc.auto_generated.api_pb2_grpc import StorageServiceStub
         from optuna.storages._grpc.client import GrpcClientCache
     except ImportError as exc:
@@ -363,23 +387,73 @@ def grpc_storage_proxy(host: str, port: int, make_channel: Any) -> Any:
             self._channel = make_channel()
             self._stub = StorageServiceStub(self._channel)
             self._cache = GrpcClientCache(self._stub)
+            self._create_numbered = self._channel.unary_unary(
+                f"/{NUMBERED_SERVICE}/{NUMBERED_METHOD}",
+                request_serializer=api_pb2.CreateNewTrialRequest.SerializeToString,
+                response_deserializer=_unpack_id_and_number,
+            )
+            self._numbered_served = True  # until the proxy says it does not know the call
+
+        def create_trial_numbered(self, study_id: int, template: Any = None) -> tuple[int, int]:
+            if self._numbered_served:
+                request = api_pb2.CreateNewTrialRequest(
+                    study_id=study_id, template_trial_is_none=template is None
+                )
+                if template is not None:
+                    request.template_trial.CopyFrom(servicer._to_proto_trial(template))
+                try:
+                    return self._create_numbered(request)
+                except grpc.RpcError as exc:
+                    if exc.code() == grpc.StatusCode.NOT_FOUND:
+                        raise KeyError(exc.details()) from exc
+                    if exc.code() != grpc.StatusCode.UNIMPLEMENTED:  # unknown call: nothing was created
+                        raise
+                    self._numbered_served = False
+            created = self.create_new_trial(study_id, template_trial=template)
+            return created, self.get_trial_number_from_id(created)
 
     return OnOwnChannel(host=host, port=port)
 
 
 def grpc_proxy_server(storage: Any, thread_pool: Any, interceptors: list) -> Any:
     """A gRPC server (not started, no port yet) serving Optuna's storage proxy for `storage`
-    behind `interceptors`; Optuna's own `run_grpc_proxy_server` takes neither."""
+    behind `interceptors`, and our numbered trial creation; Optuna's own `run_grpc_proxy_server`
+    takes neither."""
     import grpc
 
     try:
+        from optuna.storages._grpc.auto_generated import api_pb2
         from optuna.storages._grpc.auto_generated.api_pb2_grpc import add_StorageServiceServicer_to_server
-        from optuna.storages._grpc.servicer import OptunaStorageProxyService
+        from optuna.storages._grpc.servicer import OptunaStorageProxyService, _from_proto_trial
     except ImportError as exc:
         raise _missing("Optuna's gRPC storage proxy server", exc) from None
+
+    def create_numbered(request: Any, context: Any) -> tuple[int, int]:
+        template = None if request.template_trial_is_none else _from_proto_trial(request.template_trial)
+        try:
+            trial_id = storage.create_new_trial(request.study_id, template)
+        except KeyError as exc:
+            context.abort(grpc.StatusCode.NOT_FOUND, str(exc))
+        return trial_id, _trial_number(storage, trial_id)
+
+    numbered = grpc.unary_unary_rpc_method_handler(
+        create_numbered,
+        request_deserializer=api_pb2.CreateNewTrialRequest.FromString,
+        response_serializer=_pack_id_and_number,
+    )
     server = grpc.server(thread_pool, interceptors=interceptors)
     add_StorageServiceServicer_to_server(OptunaStorageProxyService(storage), server)
+    server.add_generic_rpc_handlers(
+        (grpc.method_handlers_generic_handler(NUMBERED_SERVICE, {NUMBERED_METHOD: numbered}),)
+    )
     return server
+
+
+def _trial_number(storage: Any, trial_id: int) -> int:
+    """A trial's number: from the trial cache of Optuna's `_CachedStorage`, which keeps the
+    numbers of the trials it created (a number never changes), else read from the storage."""
+    known = getattr(storage, "_trial_id_to_study_id_and_number", {}).get(trial_id)
+    return known[1] if known is not None else storage.get_trial_number_from_id(trial_id)
 
 
 DATABASE_SCHEMES = ("sqlite:", "postgresql", "mysql", "mssql")

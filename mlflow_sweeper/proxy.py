@@ -10,31 +10,74 @@ Both Optuna's trial caches (the client's, per process, and the proxy's `_CachedS
 only unfinished trials and those with a larger id than the last finished one they saw. That hides
 nothing: a database storage creates a study's trials under a lock on the study's row, so within a
 study ids are handed out in commit order, and a trial can never appear below a finished one.
+
+One Python process serves calls one at a time (its interpreter lock), so on a database server the
+proxy runs several worker processes on one port (SO_REUSEPORT: the kernel spreads the agents'
+connections over them), each with its share of the connection pool and its own trial cache. The
+argument above holds for each cache, as it does for agents that each open the database.
 """
 
 from __future__ import annotations
 
 import errno
 import logging
+import multiprocessing
+import multiprocessing.connection
+import os
 import signal
 import socket
 import warnings
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import suppress
+from dataclasses import dataclass
 
 from . import compat
-from .errors import StorageError
+from .errors import StorageError, SweeperError, UsageError
 from .proxy_auth import check_listen, read_token_file, server_credentials, server_interceptors
 from .storages import mask, open_optuna_storage, parse, probe_optuna_storage
 from .storages.grpc import DEFAULT_HOST, DEFAULT_PORT, require_grpc
 
 log = logging.getLogger(__name__)
 
-DEFAULT_THREADS = 32
+DEFAULT_THREADS = 8
 PROXY_APPLICATION = "mlflow-sweeper-proxy"
 # The proxy's database pool: a few connections serve every agent (requests queue for them).
 PROXY_POOL_SIZE = 4
 PROXY_POOL_OVERFLOW = 4
 RDB_PROXIED = ("sqlite", "postgresql", "postgres", "mysql", "mariadb")
+MAX_DEFAULT_WORKERS = 4
+
+
+def default_workers(storage_url: str) -> int:
+    """One worker per core (at most MAX_DEFAULT_WORKERS) for a database server; one for SQLite,
+    whose file takes one writer at a time anyway."""
+    if parse(storage_url).scheme == "sqlite":
+        return 1
+    return max(1, min(os.cpu_count() or 1, MAX_DEFAULT_WORKERS))
+
+
+@dataclass(frozen=True)
+class WorkerPlan:
+    """What each worker process serves, and with how many database connections."""
+
+    storage_url: str
+    address: str
+    threads: int
+    token: str | None
+    tls_cert: str | None
+    tls_key: str | None
+    pool_size: int
+    pool_overflow: int
+
+    @classmethod
+    def sharing_pool(cls, workers: int, **fields) -> WorkerPlan:
+        """The proxy's connection pool split between its workers, so that more workers do not
+        cost the database more connections (at least one each)."""
+        return cls(
+            pool_size=max(1, PROXY_POOL_SIZE // workers),
+            pool_overflow=max(1, PROXY_POOL_OVERFLOW // workers),
+            **fields,
+        )
 
 
 def check_port_free(host: str, port: int) -> None:
@@ -67,38 +110,88 @@ def serve(
     tls_cert: str | None = None,
     tls_key: str | None = None,
     insecure: bool = False,
+    workers: int | None = None,
 ) -> None:
     """Serve the proxy until Ctrl-C or SIGTERM. The backing database is opened as agents open it
     (tables created race-free, SQLite tuned), with a small connection pool, behind Optuna's
     in-process trial cache. With a token, every call must carry it; with a certificate and key,
-    the port speaks TLS."""
+    the port speaks TLS. `workers` processes share the port (default: `default_workers`)."""
     require_grpc()
     token = read_token_file(token_file) if token_file else None
     check_listen(host, token, insecure)
-    credentials = server_credentials(tls_cert, tls_key)
-    storage = _open_backing_storage(storage_url, host, port)
-
-    def on_sigterm(signum, frame) -> None:
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, on_sigterm)
+    server_credentials(tls_cert, tls_key)  # both given and readable, before anything starts
+    workers = default_workers(storage_url) if workers is None else workers
+    if workers < 1:
+        raise UsageError(f"--workers {workers}: give 1 or more")
+    _check_backing_storage(storage_url, host, port)
+    signal.signal(signal.SIGTERM, _interrupt)
+    plan = WorkerPlan.sharing_pool(
+        workers, storage_url=storage_url, address=f"{host}:{port}", threads=threads, token=token,
+        tls_cert=tls_cert, tls_key=tls_key,
+    )  # fmt: skip
     guard = ", token required" if token else ""
-    scheme = "grpcs" if credentials is not None else "grpc"
+    scheme = "grpcs" if tls_cert else "grpc"
+    processes = f", {workers} worker processes" if workers > 1 else ""
     log.info(
-        "Optuna gRPC proxy for %s on %s://%s:%d%s (Ctrl-C to stop)",
-        *(mask(storage_url), scheme, host, port, guard),
+        "Optuna gRPC proxy for %s on %s://%s:%d%s%s (Ctrl-C to stop)",
+        *(mask(storage_url), scheme, host, port, guard, processes),
     )
-    server = None
+    with suppress(KeyboardInterrupt):
+        if workers == 1:
+            _serve_worker(plan)
+        else:
+            _run_workers(plan, workers)
+    log.info("proxy stopped")
+
+
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
+def _run_workers(plan: WorkerPlan, workers: int) -> None:
+    """Start the worker processes and watch them: if one ends, the rest are stopped and the
+    proxy fails (a port served by part of the proxy would fail some agents only)."""
+    context = multiprocessing.get_context("spawn")  # gRPC must not be forked once started
+    processes = [context.Process(target=_worker_main, args=(plan,)) for _ in range(workers)]
     try:
-        server = _start_server(storage, threads, token, credentials, f"{host}:{port}")
+        for process in processes:
+            process.start()
+        ended = multiprocessing.connection.wait([process.sentinel for process in processes])
+        code = next(p.exitcode for p in processes if p.sentinel in ended)
+        raise SweeperError(f"a proxy worker process ended (exit code {code}); the proxy stopped")
+    finally:
+        for process in processes:
+            if process.is_alive():
+                process.terminate()
+        for process in processes:
+            process.join(timeout=10)
+
+
+def _worker_main(plan: WorkerPlan) -> None:
+    """A worker process: serve until SIGTERM or Ctrl-C."""
+    signal.signal(signal.SIGTERM, _interrupt)
+    logging.basicConfig(level=logging.WARNING)
+    with suppress(KeyboardInterrupt):
+        _serve_worker(plan)
+
+
+def _serve_worker(plan: WorkerPlan) -> None:
+    """Serve the port in this process until interrupted."""
+    storage = open_optuna_storage(
+        plan.storage_url,
+        pool_size=plan.pool_size,
+        max_overflow=plan.pool_overflow,
+        application=PROXY_APPLICATION,
+    )
+    credentials = server_credentials(plan.tls_cert, plan.tls_key)
+    server = _start_server(storage, plan.threads, plan.token, credentials, plan.address)
+    try:
         server.wait_for_termination()
-    except KeyboardInterrupt:
-        if server is not None:
-            server.stop(grace=1.0)
-        log.info("proxy stopped")
+    finally:
+        server.stop(grace=1.0)
 
 
-def _open_backing_storage(storage_url: str, host: str, port: int):
+def _check_backing_storage(storage_url: str, host: str, port: int) -> None:
     """The database behind the proxy, checked before anything is opened: a database storage
     URL, a free port, a server that answers."""
     if parse(storage_url).scheme not in RDB_PROXIED:
@@ -107,12 +200,6 @@ def _open_backing_storage(storage_url: str, host: str, port: int):
         )
     check_port_free(host, port)
     probe_optuna_storage(storage_url)
-    return open_optuna_storage(
-        storage_url,
-        pool_size=PROXY_POOL_SIZE,
-        max_overflow=PROXY_POOL_OVERFLOW,
-        application=PROXY_APPLICATION,
-    )
 
 
 def _start_server(storage, threads: int, token: str | None, credentials, address: str):

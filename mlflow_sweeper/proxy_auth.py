@@ -18,7 +18,9 @@ from .errors import StorageError, UsageError
 TOKEN_ENV = "SWEEPER_PROXY_TOKEN"
 CA_ENV = "SWEEPER_PROXY_CA"
 HEADER = "authorization"
-CHANNEL_OPTIONS = [("grpc.max_receive_message_length", -1)]
+# Each client its own connection (gRPC shares one between a process's channels to one address):
+# the kernel spreads connections over the proxy's worker processes, so a process's clients do.
+CHANNEL_OPTIONS = [("grpc.max_receive_message_length", -1), ("grpc.use_local_subchannel_pool", 1)]
 
 
 def is_loopback(host: str) -> bool:

@@ -546,14 +546,14 @@ def mlflow_server(tmp_path):
 # ---- the gRPC storage proxy ----------------------------------------------------------------------
 
 
-def start_proxy(storage_url: str, log_path: Path) -> tuple[subprocess.Popen, str]:
-    """`mlflow-sweeper proxy STORAGE_URL` on a free port; returns the process and its grpc:// URL
-    once the proxy answers."""
+def start_proxy(storage_url: str, log_path: Path, *options: str) -> tuple[subprocess.Popen, str]:
+    """`mlflow-sweeper proxy STORAGE_URL [OPTIONS]` on a free port; returns the process and its
+    grpc:// URL once the proxy answers."""
     for _ in range(5):
         port = free_port()
         with open(log_path, "wb") as log_file:
             proc = subprocess.Popen(
-                [sys.executable, "-m", "mlflow_sweeper", "proxy", storage_url, "--port", str(port)],
+                [sys.executable, "-m", "mlflow_sweeper", "proxy", storage_url, "--port", str(port), *options],
                 env=cli_env(), stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                 start_new_session=True,
             )  # fmt: skip

@@ -8,13 +8,25 @@ import math
 import shlex
 import signal
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 import yaml
-from conftest import HANG_GUARD_SECONDS, REPO, kill_process_tree, run_cli, start_cli, write_config
+from conftest import (
+    HANG_GUARD_SECONDS,
+    REPO,
+    free_port,
+    kill_process_tree,
+    run_cli,
+    start_cli,
+    start_proxy,
+    write_config,
+)
+from optuna.study import StudyDirection
 from test_distributed import (
     GRID,
     agent_configs,
@@ -75,7 +87,6 @@ def test_bad_grpc_urls_are_named():
 
 
 def test_a_proxy_nobody_serves_is_one_clear_error(tmp_path):
-    from conftest import free_port
 
     config = write_config(tmp_path, fresh_store=True, optuna_storage=f"grpc://127.0.0.1:{free_port()}")
     result = run_cli("sweep", config, cwd=tmp_path, timeout=HANG_GUARD_SECONDS)
@@ -97,8 +108,6 @@ def test_the_proxy_refuses_a_journal_storage(tmp_path):
 def test_a_second_proxy_on_a_port_in_use_exits_2_and_the_first_goes_on(tmp_path):
     """gRPC binds with SO_REUSEPORT: without the check both proxies would listen on the port and
     share its agents at random, each with its own storage."""
-    from conftest import start_proxy
-
     first, url = start_proxy(f"sqlite:///{tmp_path / 'first.db'}", tmp_path / "first.log")
     try:
         port = url.rsplit(":", 1)[1]
@@ -115,6 +124,116 @@ def test_a_second_proxy_on_a_port_in_use_exits_2_and_the_first_goes_on(tmp_path)
         assert "proxy stopped" in (tmp_path / "first.log").read_text()
     finally:
         kill_process_tree(first)
+
+
+def proxy_workers(proxy: subprocess.Popen) -> list[psutil.Process]:
+    """The proxy's worker processes (started by multiprocessing's spawn)."""
+    return [p for p in psutil.Process(proxy.pid).children() if "spawn_main" in " ".join(p.cmdline())]
+
+
+def tcp_connections(process: psutil.Process, port: int, status: str) -> int:
+    listing = getattr(process, "net_connections", process.connections)
+    return sum(1 for c in listing(kind="tcp") if c.laddr and c.laddr.port == port and c.status == status)
+
+
+def wait_for(condition, seconds: float = HANG_GUARD_SECONDS) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.1)
+
+
+@pytest.mark.server
+def test_a_proxy_on_a_database_server_spreads_agents_over_its_worker_processes(tmp_path, postgres_db):
+    """One Python process serves one call at a time, so on a database server the proxy serves one
+    port from several processes, and each client has a connection of its own for the kernel to
+    hand to one of them: every worker serves some clients, and trials created through all of them
+    at once get each number once. SIGTERM stops them all."""
+    from mlflow_sweeper import compat
+    from mlflow_sweeper.storages import open_optuna_storage
+
+    proxy, url = start_proxy(postgres_db("optuna"), tmp_path / "proxy.log", "--workers", "2")
+    try:
+        workers = proxy_workers(proxy)
+        assert len(workers) == 2
+        port = int(url.rsplit(":", 1)[1])
+        wait_for(lambda: all(tcp_connections(w, port, psutil.CONN_LISTEN) for w in workers))
+        clients = [open_optuna_storage(url) for _ in range(16)]  # all 16 on one worker: odds 1 in 32,768
+        study_id = clients[0].create_new_study([StudyDirection.MINIMIZE], "spread")
+        created: list[tuple[int, int]] = []
+
+        def create(client) -> None:
+            for _ in range(5):
+                created.append(compat.create_trial_numbered(client, study_id))
+
+        threads = [threading.Thread(target=create, args=(client,)) for client in clients]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=HANG_GUARD_SECONDS)
+        assert sorted(number for _, number in created) == list(range(80))
+        assert all(clients[0].get_trial(trial_id).number == number for trial_id, number in created)
+        served = [tcp_connections(w, port, psutil.CONN_ESTABLISHED) for w in workers]
+        assert all(served), served
+        assert "2 worker processes" in (tmp_path / "proxy.log").read_text()
+
+        proxy.send_signal(signal.SIGTERM)
+        assert proxy.wait(timeout=HANG_GUARD_SECONDS) == 130
+        assert "proxy stopped" in (tmp_path / "proxy.log").read_text()
+        assert not any(w.is_running() for w in workers)
+    finally:
+        kill_process_tree(proxy)
+
+
+@pytest.mark.server
+def test_a_proxy_whose_worker_dies_stops_whole_with_one_message(tmp_path, postgres_db):
+    """A port served by part of the proxy would fail some agents only: the rest stop too."""
+    proxy, _ = start_proxy(postgres_db("optuna"), tmp_path / "proxy.log", "--workers", "2")
+    try:
+        first, second = proxy_workers(proxy)
+        first.kill()
+        assert proxy.wait(timeout=HANG_GUARD_SECONDS) == 1
+        log = (tmp_path / "proxy.log").read_text()
+        assert "a proxy worker process ended" in log and "Traceback" not in log, log
+        second.wait(timeout=HANG_GUARD_SECONDS)
+    finally:
+        kill_process_tree(proxy)
+
+
+def test_trial_numbers_come_in_one_call_from_our_proxy_and_in_two_from_optunas_own(tmp_path):
+    """Our proxy answers a new trial's id and number in one call; Optuna's own proxy (and an
+    older one of ours) does not know that call, and the client falls back to creating the trial
+    and reading it back."""
+
+    from mlflow_sweeper import compat
+    from mlflow_sweeper.storages import open_optuna_storage
+    from mlflow_sweeper.storages.grpc import open_grpc_storage
+
+    ours, our_url = start_proxy(f"sqlite:///{tmp_path / 'ours.db'}", tmp_path / "ours.log")
+    port = free_port()
+    serve_plain = (
+        "import optuna; optuna.storages.run_grpc_proxy_server("
+        f"optuna.storages.get_storage('sqlite:///{tmp_path / 'plain.db'}'), host='127.0.0.1', port={port})"
+    )
+    plain = subprocess.Popen(
+        [sys.executable, "-c", serve_plain], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )  # fmt: skip
+    try:
+        plain_url = f"grpc://127.0.0.1:{port}"
+        open_grpc_storage(plain_url, ready_seconds=HANG_GUARD_SECONDS).close()
+        for url, one_call in ((our_url, True), (plain_url, False)):
+            client = open_optuna_storage(url)
+            study_id = client.create_new_study([StudyDirection.MINIMIZE], "numbered")
+            created = [compat.create_trial_numbered(client, study_id) for _ in range(3)]
+            assert [number for _, number in created] == [0, 1, 2], url
+            assert [client.get_trial(trial_id).number for trial_id, _ in created] == [0, 1, 2]
+            assert client._numbered_served is one_call
+            with pytest.raises(KeyError):
+                compat.create_trial_numbered(client, study_id + 1000)
+    finally:
+        kill_process_tree(ours)
+        kill_process_tree(plain)
 
 
 @pytest.fixture
