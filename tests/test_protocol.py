@@ -32,6 +32,7 @@ from mlflow_sweeper.coordination import (
     HEARTBEAT,
     SLOT,
     STALE_AFTER,
+    WAITING_CHECK_SECONDS,
     RetryPolicy,
     SweepStudy,
     Work,
@@ -40,7 +41,7 @@ from mlflow_sweeper.coordination import (
     tallies,
 )
 from mlflow_sweeper.coordination.liveness import Heartbeat
-from mlflow_sweeper.coordination.names import CLOSE_EPOCH, RUN_ATTR, WAITING, study_names
+from mlflow_sweeper.coordination.names import CLOSE_EPOCH, QUEUED, RUN_ATTR, WAITING, study_names
 from mlflow_sweeper.coordination.store import RetryingStorage, trial_template
 from mlflow_sweeper.errors import SweeperError
 from mlflow_sweeper.search.algorithms import PointSource
@@ -337,6 +338,38 @@ def test_failed_points_are_requeued_and_taken_exactly_once(tmp_path, backend):
     assert sorted(t.params["x"] for t in studies[0].failed_for_good(trials)) == sorted(doomed)
     assert studies[0].unresolved_slots(trials) == []
     assert studies[0].is_complete()
+
+
+def test_a_rerun_queued_by_another_agent_is_taken_while_fresh_slots_remain(tmp_path, backend):
+    """Agents claiming fresh slots look at the queue only once the study says it has one (one read
+    of its attributes instead of its unfinished trials); the first re-run queued writes that."""
+    config = make_config(tmp_path, backend, parameters={"x": list(range(10))}, max_retries=1)
+    failing, other = make_agents(config, backend, n=2)
+    start([failing, other])
+    assert other.claim().attempt == 1  # its first look: no queue yet
+    work = failing.claim()
+    assert QUEUED not in failing.storage.get_study_system_attrs(failing.study_id)
+    assert failing.fail(work, "failed on purpose", retry_it=True)
+    assert QUEUED in failing.storage.get_study_system_attrs(failing.study_id)
+    time.sleep(WAITING_CHECK_SECONDS)
+    again = other.claim()
+    assert (again.params, again.attempt) == (work.params, 2)
+    assert not other.slots_exhausted()
+
+
+def test_a_queue_an_earlier_version_left_unmarked_is_taken_once_fresh_slots_are_used_up(tmp_path, backend):
+    config = make_config(tmp_path, backend, parameters={"x": list(range(3))})
+    agent = make_agents(config, backend, n=1)[0]
+    start([agent])
+    point = {"x": 1}
+    template = trial_template(
+        TrialState.WAITING, point, agent.source.distributions_for(point), {SLOT: 1, ATTEMPT: 2}
+    )
+    agent.store.create_trial_numbered(agent.study_id, template)  # queued without the mark
+    works = work_until_done(agent)
+    first_attempts, rerun = works[:-1], works[-1]
+    assert sorted((w.params["x"], w.attempt) for w in first_attempts) == [(0, 1), (1, 1), (2, 1)]
+    assert (rerun.params, rerun.attempt) == (point, 2)
 
 
 # ---- stale reclaim -------------------------------------------------------------------------------

@@ -13,7 +13,7 @@ from .. import compat
 from ..search.algorithms import PointSource
 from ..search.space import suggest_point
 from .liveness import Heartbeat
-from .names import ATTEMPT, REPLACES_RUN, SLOT
+from .names import ATTEMPT, QUEUED, REPLACES_RUN, SLOT
 from .store import RetryingStorage, set_reason, trial_template
 
 
@@ -48,10 +48,13 @@ class TrialFactory:
         self.study_id: int = -1
         self._study: optuna.Study | None = None
         self._lock = threading.Lock()
+        self._queue_marked = False
 
     def create(self, slot: int) -> Work:
-        """The slot's first trial, RUNNING for this agent."""
-        attrs = {SLOT: slot, ATTEMPT: 1, **self.heartbeat.owner_attrs()}
+        """The slot's first trial, RUNNING for this agent (its attempt, 1, is not written: a
+        trial without one is a first attempt, and every attribute costs the creation, which holds
+        the study's lock, two more queries)."""
+        attrs = {SLOT: slot, **self.heartbeat.owner_attrs()}
         params = self.source.fixed_point(slot)
         if params is not None:
             trial_id, number = self.create_with(params, attrs, TrialState.RUNNING)
@@ -63,6 +66,7 @@ class TrialFactory:
     def queue_slot(self, slot: int) -> None:
         """The first trial of a slot whose claim was voided, queued (WAITING) for any agent: its
         grid point, or a point sampled here, with the slot's own sampler."""
+        self._mark_queue()
         attrs = {SLOT: slot, ATTEMPT: 1}
         params = self.source.fixed_point(slot)
         if params is not None:
@@ -74,10 +78,18 @@ class TrialFactory:
     def queue_rerun(self, params: dict, slot: int, attempt: int, old_run: str | None) -> None:
         """The next attempt of a slot's point, queued (WAITING) for any agent; `old_run` is the
         run it replaces."""
+        self._mark_queue()
         attrs = {SLOT: slot, ATTEMPT: attempt}
         if old_run:
             attrs[REPLACES_RUN] = old_run
         self.create_with(params, attrs, TrialState.WAITING)
+
+    def _mark_queue(self) -> None:
+        """Before a trial is queued: the study says it has a queue (`QUEUED`), so that agents
+        claiming fresh slots look at the queue only once it exists (`TrialLifecycle.claim`)."""
+        if not self._queue_marked:
+            self.store.set_study_system_attr(self.study_id, QUEUED, True)
+            self._queue_marked = True
 
     def create_with(self, params: dict, attrs: dict, state: TrialState) -> tuple[int, int]:
         """A trial with its point fixed: (its id, its number)."""
