@@ -341,16 +341,17 @@ def test_failed_points_are_requeued_and_taken_exactly_once(tmp_path, backend):
 
 
 def test_a_rerun_queued_by_another_agent_is_taken_while_fresh_slots_remain(tmp_path, backend):
-    """Agents claiming fresh slots look at the queue only once the study says it has one (one read
-    of its attributes instead of its unfinished trials); the first re-run queued writes that."""
+    """Agents claiming fresh slots look at the queue only once the sweep says it has one (one read
+    of the claims study's attributes instead of the main study's unfinished trials); the first
+    re-run queued writes that."""
     config = make_config(tmp_path, backend, parameters={"x": list(range(10))}, max_retries=1)
     failing, other = make_agents(config, backend, n=2)
     start([failing, other])
     assert other.claim().attempt == 1  # its first look: no queue yet
     work = failing.claim()
-    assert QUEUED not in failing.storage.get_study_system_attrs(failing.study_id)
+    assert QUEUED not in failing.storage.get_study_system_attrs(failing.claims_id)
     assert failing.fail(work, "failed on purpose", retry_it=True)
-    assert QUEUED in failing.storage.get_study_system_attrs(failing.study_id)
+    assert QUEUED in failing.storage.get_study_system_attrs(failing.claims_id)
     time.sleep(WAITING_CHECK_SECONDS)
     again = other.claim()
     assert (again.params, again.attempt) == (work.params, 2)

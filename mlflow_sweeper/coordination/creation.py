@@ -12,8 +12,9 @@ from optuna.trial import TrialState
 from .. import compat
 from ..search.algorithms import PointSource
 from ..search.space import suggest_point
+from .ledger import ClaimsLedger
 from .liveness import Heartbeat
-from .names import ATTEMPT, QUEUED, REPLACES_RUN, SLOT
+from .names import ATTEMPT, REPLACES_RUN, SLOT
 from .store import RetryingStorage, set_reason, trial_template
 
 
@@ -40,15 +41,22 @@ class Work:
 class TrialFactory:
     """Makes the trials of one study (`study_id`, set once the study is attached)."""
 
-    def __init__(self, store: RetryingStorage, source: PointSource, heartbeat: Heartbeat, identity: str):
+    def __init__(
+        self,
+        store: RetryingStorage,
+        source: PointSource,
+        heartbeat: Heartbeat,
+        identity: str,
+        ledger: ClaimsLedger,
+    ):
         self.store = store
+        self.ledger = ledger
         self.source = source
         self.heartbeat = heartbeat
         self.identity = identity
         self.study_id: int = -1
         self._study: optuna.Study | None = None
         self._lock = threading.Lock()
-        self._queue_marked = False
 
     def create(self, slot: int) -> Work:
         """The slot's first trial, RUNNING for this agent (its attempt, 1, is not written: a
@@ -66,7 +74,7 @@ class TrialFactory:
     def queue_slot(self, slot: int) -> None:
         """The first trial of a slot whose claim was voided, queued (WAITING) for any agent: its
         grid point, or a point sampled here, with the slot's own sampler."""
-        self._mark_queue()
+        self.ledger.mark_queued()
         attrs = {SLOT: slot, ATTEMPT: 1}
         params = self.source.fixed_point(slot)
         if params is not None:
@@ -78,18 +86,11 @@ class TrialFactory:
     def queue_rerun(self, params: dict, slot: int, attempt: int, old_run: str | None) -> None:
         """The next attempt of a slot's point, queued (WAITING) for any agent; `old_run` is the
         run it replaces."""
-        self._mark_queue()
+        self.ledger.mark_queued()
         attrs = {SLOT: slot, ATTEMPT: attempt}
         if old_run:
             attrs[REPLACES_RUN] = old_run
         self.create_with(params, attrs, TrialState.WAITING)
-
-    def _mark_queue(self) -> None:
-        """Before a trial is queued: the study says it has a queue (`QUEUED`), so that agents
-        claiming fresh slots look at the queue only once it exists (`TrialLifecycle.claim`)."""
-        if not self._queue_marked:
-            self.store.set_study_system_attr(self.study_id, QUEUED, True)
-            self._queue_marked = True
 
     def create_with(self, params: dict, attrs: dict, state: TrialState) -> tuple[int, int]:
         """A trial with its point fixed: (its id, its number)."""

@@ -24,7 +24,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from .. import compat
 from ..search.algorithms import PointSource
-from .names import ACTIVE, PARKED_PAST, SLOT, WAITING
+from .names import ACTIVE, PARKED_PAST, QUEUED, SLOT, WAITING
 from .store import RetryingStorage, finish, take
 
 log = logging.getLogger(__name__)
@@ -40,6 +40,8 @@ class ClaimsLedger:
         self.exhausted_seen = False  # this agent has seen the last slot of the budget claimed
         self._parked_below = False  # claims were parked past a smaller budget (seen once: for good)
         self._marked: set[int] = set()  # the budgets this agent wrote as parked past
+        self._queue_marked = False  # this agent wrote QUEUED
+        self._queue_seen = False  # QUEUED was there (seen once: for good)
 
     @property
     def budget(self) -> int:
@@ -96,6 +98,20 @@ class ClaimsLedger:
                 key.startswith(PARKED_PAST) and int(key[len(PARKED_PAST) :]) < self.budget for key in marks
             )
         return self._parked_below
+
+    def mark_queued(self) -> None:
+        """Before a trial is queued (WAITING) in the main study: the sweep has a queue from now
+        on (`QUEUED` on the claims study), so agents claiming fresh slots look at it."""
+        if not self._queue_marked:
+            self.store.set_study_system_attr(self.claims_id, QUEUED, True)
+            self._queue_marked = True
+
+    def queue_exists(self) -> bool:
+        """Was a trial ever queued in the main study? One read of the claims study's few
+        attributes until seen, none after. A queue an earlier version left has no mark."""
+        if not self._queue_seen:
+            self._queue_seen = QUEUED in self.store.get_study_system_attrs(self.claims_id)
+        return self._queue_seen
 
     def void(self, claim_id: int) -> bool:
         """End a claim whose slot gets no trial from its agent (atomic RUNNING -> FAIL: of several

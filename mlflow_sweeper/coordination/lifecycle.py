@@ -22,7 +22,7 @@ from ..search.algorithms import PointSource
 from .creation import TrialFactory, Work
 from .ledger import ClaimsLedger
 from .liveness import Heartbeat
-from .names import NO_RETRY, QUEUED, REPLACES_RUN, RUN_ATTR, SLOT, TARGET_REACHED, WAITING, WARM_SLOTS
+from .names import NO_RETRY, REPLACES_RUN, RUN_ATTR, SLOT, TARGET_REACHED, WAITING, WARM_SLOTS
 from .policy import RetryPolicy, attempt_of
 from .store import RetryingStorage, finish, set_reason, take
 
@@ -46,11 +46,10 @@ class TrialLifecycle:
         self.source = source
         self.heartbeat = heartbeat
         self.policy = policy
-        self.factory = TrialFactory(store, source, heartbeat, identity)
+        self.factory = TrialFactory(store, source, heartbeat, identity, ledger)
         self._waiting_checked = -math.inf
         self._target_seen = False
         self._warm: dict[int, int] | None = None
-        self._queue_seen = False
 
     @property
     def study_id(self) -> int:
@@ -66,10 +65,11 @@ class TrialLifecycle:
         """The next trial for this agent: a re-run first, then a fresh slot; None when none is left.
 
         Re-runs are rare, so while fresh slots last the queue is looked at every
-        WAITING_CHECK_SECONDS, and only once the study says it has one (`QUEUED`: one read of its
-        attributes, instead of a read of its unfinished trials); once no fresh slot is left, it
-        is read at every claim. That keeps a fresh claim at three storage transactions and a few
-        indexed reads, and agents sharing a process do not queue for its trial cache.
+        WAITING_CHECK_SECONDS, and only once the sweep says it has one (`ClaimsLedger.queue_exists`:
+        one read of a few attributes, instead of the main study's unfinished trials); once no
+        fresh slot is left, it is read at every claim. That keeps a fresh claim at three storage
+        transactions and a few indexed reads, and agents sharing a process do not queue for its
+        trial cache.
         """
         if self.target_reached():
             return None
@@ -78,20 +78,13 @@ class TrialLifecycle:
         looked = exhausted or now - self._waiting_checked >= WAITING_CHECK_SECONDS
         if looked:
             self._waiting_checked = now
-            work = self._pop_waiting() if exhausted or self._queue_exists() else None
+            work = self._pop_waiting() if exhausted or self.ledger.queue_exists() else None
             if work is not None:
                 return work
         work = self._claim_fresh()
         if work is None and not looked:
             work = self._pop_waiting()
         return work
-
-    def _queue_exists(self) -> bool:
-        """Was a trial ever queued in this study? Remembered once seen. A sweep queued by an
-        earlier version (no mark) has its queue read once its fresh slots are used up."""
-        if not self._queue_seen:
-            self._queue_seen = QUEUED in self.store.get_study_system_attrs(self.study_id)
-        return self._queue_seen
 
     def _pop_waiting(self) -> Work | None:
         waiting = self.store.get_all_trials(self.study_id, deepcopy=False, states=WAITING)

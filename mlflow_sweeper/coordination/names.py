@@ -19,7 +19,7 @@ CLOSE_EPOCH = "sweeper:close_epoch"
 TARGET_REACHED = "sweeper:target_reached"  # the number of the trial that reached `spec.target`
 GENERATION = "sweeper:generation"  # how often the sweep started over under a changed config
 PARKED_PAST = "sweeper:parked_past:"  # + a budget: on the claims study, claims were parked past it
-QUEUED = "sweeper:queued"  # on the main study, written before its first WAITING trial: a queue exists
+QUEUED = "sweeper:queued"  # on the claims study, written before the main study's first WAITING trial
 # Trial user attributes.
 RUN_ATTR = "mlflow_run_id"
 REASON = "fail_reason"
