@@ -140,9 +140,18 @@ def proxy(database: str, work: Path):
 PROXIES: dict[str, psutil.Process] = {}  # url: the proxy serving it, for its CPU time
 
 
+def cpu_by_process(process: psutil.Process) -> dict[int, float]:
+    """CPU seconds of a process and of each of its children (the proxy's worker processes)."""
+    seconds = {}
+    for each in [process, *process.children(recursive=True)]:
+        with suppress(psutil.Error):
+            times = each.cpu_times()
+            seconds[each.pid] = times.user + times.system
+    return seconds
+
+
 def cpu_seconds(process: psutil.Process) -> float:
-    times = process.cpu_times()
-    return times.user + times.system
+    return sum(cpu_by_process(process).values())
 
 
 @contextmanager
@@ -372,6 +381,9 @@ def launch_light(url: str, config: Path, n: int, p: dict, per_worker: int, backo
 # ---- 4. claims at scale -------------------------------------------------------------------------------
 
 
+CONNECTIONS_PER_PROCESS = 8
+
+
 def claimers(url: str, config_path: str, n: int, barrier_at: float, results) -> None:
     import optuna
 
@@ -382,13 +394,15 @@ def claimers(url: str, config_path: str, n: int, barrier_at: float, results) -> 
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     config = load_config(config_path)
-    storage = open_optuna_storage(url)
+    # Agents each have their own connection; these claimers share a few per process, so that the
+    # kernel spreads them over the proxy's worker processes as it would spread agents.
+    storages = [open_optuna_storage(url) for _ in range(CONNECTIONS_PER_PROCESS)]
     slots: list[int] = []
     ended: list[float] = []  # when each claimed trial completed
     exits: list[float] = []  # when each claimer found nothing left and left
     lock = threading.Lock()
 
-    def claimer() -> None:
+    def claimer(storage) -> None:
         study = SweepStudy(storage, config, PointSource(config), agent_id())
         study.find()
         time.sleep(max(0.0, barrier_at - time.time()))
@@ -400,12 +414,14 @@ def claimers(url: str, config_path: str, n: int, barrier_at: float, results) -> 
         with lock:
             exits.append(time.time())
 
-    threads = [threading.Thread(target=claimer) for _ in range(n)]
+    threads = [threading.Thread(target=claimer, args=(storages[i % len(storages)],)) for i in range(n)]
     for thread in threads:
         thread.start()
+    time.sleep(max(0.0, barrier_at - time.time()))
+    cpu_at_release = time.process_time()
     for thread in threads:
         thread.join()
-    results.put((slots, ended, exits))
+    results.put((slots, ended, exits, time.process_time() - cpu_at_release))
 
 
 def claims_at_scale(p: dict) -> dict:
@@ -433,13 +449,16 @@ def claims_at_scale(p: dict) -> dict:
         for proc in procs:
             proc.start()
         time.sleep(max(0.0, start_at - time.time()))
-        proxy_cpu, pg_cpu = cpu_seconds(PROXIES[grpc_url]), postgres_cpu_seconds()
-        slots, ended, exits = [], [], []
+        proxy_cpu, pg_cpu = cpu_by_process(PROXIES[grpc_url]), postgres_cpu_seconds()
+        slots, ended, exits, claimer_cpu = [], [], [], 0.0
         for _ in procs:
             got = results.get(timeout=3600)
             slots, ended, exits = slots + got[0], ended + got[1], exits + got[2]
+            claimer_cpu += got[3]
         seconds = time.time() - start_at
-        proxy_cpu, pg_cpu = cpu_seconds(PROXIES[grpc_url]) - proxy_cpu, postgres_cpu_seconds() - pg_cpu
+        proxy_after, pg_cpu = cpu_by_process(PROXIES[grpc_url]), postgres_cpu_seconds() - pg_cpu
+        by_worker = sorted((proxy_after[pid] - proxy_cpu.get(pid, 0.0) for pid in proxy_after), reverse=True)
+        proxy_cpu = sum(by_worker)
         for proc in procs:
             proc.join()
     counts = Counter(slots)
@@ -451,7 +470,8 @@ def claims_at_scale(p: dict) -> dict:
         "seconds, the end (last trial completed to the last exit)": max(exits) - max(ended),
         "claims/s": len(slots) / seconds,
         "proxy CPU seconds": proxy_cpu, "proxy CPU ms per claim": 1000 * proxy_cpu / len(slots),
-        "PostgreSQL CPU seconds": pg_cpu,
+        "proxy CPU seconds by process": " / ".join(f"{s:.1f}" for s in by_worker if s >= 0.05),
+        "PostgreSQL CPU seconds": pg_cpu, "claimer processes' CPU seconds": claimer_cpu,
     }  # fmt: skip
 
 

@@ -144,15 +144,23 @@ def wait_for(condition, seconds: float = HANG_GUARD_SECONDS) -> None:
 
 
 @pytest.mark.server
-def test_a_proxy_on_a_database_server_spreads_agents_over_its_worker_processes(tmp_path, postgres_db):
+def test_a_proxy_on_a_database_server_spreads_agents_over_its_worker_processes(
+    tmp_path, postgres_db, monkeypatch
+):
     """One Python process serves one call at a time, so on a database server the proxy serves one
     port from several processes, and each client has a connection of its own for the kernel to
-    hand to one of them: every worker serves some clients, and trials created through all of them
-    at once get each number once. SIGTERM stops them all."""
+    hand to one of them: every worker serves some clients (each checking the token), and trials
+    created through all of them at once get each number once. SIGTERM stops them all."""
     from mlflow_sweeper import compat
+    from mlflow_sweeper.errors import StorageError
+    from mlflow_sweeper.proxy_auth import TOKEN_ENV
     from mlflow_sweeper.storages import open_optuna_storage
 
-    proxy, url = start_proxy(postgres_db("optuna"), tmp_path / "proxy.log", "--workers", "2")
+    token = tmp_path / "proxy.token"
+    token.write_text("workers-token\n")
+    monkeypatch.setenv(TOKEN_ENV, "workers-token")
+    database = postgres_db("optuna")
+    proxy, url = start_proxy(database, tmp_path / "proxy.log", "--workers", "2", "--token-file", str(token))
     try:
         workers = proxy_workers(proxy)
         assert len(workers) == 2
@@ -176,6 +184,10 @@ def test_a_proxy_on_a_database_server_spreads_agents_over_its_worker_processes(t
         served = [tcp_connections(w, port, psutil.CONN_ESTABLISHED) for w in workers]
         assert all(served), served
         assert "2 worker processes" in (tmp_path / "proxy.log").read_text()
+        monkeypatch.setenv(TOKEN_ENV, "wrong-token")
+        for _ in range(8):  # on either worker
+            with pytest.raises(StorageError, match="a wrong token"):
+                open_optuna_storage(url)
 
         proxy.send_signal(signal.SIGTERM)
         assert proxy.wait(timeout=HANG_GUARD_SECONDS) == 130
