@@ -26,6 +26,7 @@ import multiprocessing.connection
 import os
 import signal
 import socket
+import sys
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import suppress
@@ -119,7 +120,7 @@ def serve(
     require_grpc()
     token = read_token_file(token_file) if token_file else None
     check_listen(host, token, insecure)
-    server_credentials(tls_cert, tls_key)  # both given and readable, before anything starts
+    _check_credentials(server_credentials(tls_cert, tls_key))
     workers = default_workers(storage_url) if workers is None else workers
     if workers < 1:
         raise UsageError(f"--workers {workers}: give 1 or more")
@@ -144,6 +145,25 @@ def serve(
     log.info("proxy stopped")
 
 
+def _check_credentials(credentials) -> None:
+    """A certificate and key that gRPC cannot serve TLS with fail here, once, with one message,
+    before anything starts (gRPC reads them only when a port is added)."""
+    if credentials is None:
+        return
+    import grpc
+
+    probe = grpc.server(ThreadPoolExecutor(max_workers=1))
+    try:
+        probe.add_secure_port("127.0.0.1:0", credentials)
+    except RuntimeError:
+        raise UsageError(
+            "--tls-cert/--tls-key: gRPC cannot serve TLS with them; give a PEM certificate and its "
+            "private key"
+        ) from None
+    finally:
+        probe.stop(None)
+
+
 def _interrupt(signum, frame) -> None:
     raise KeyboardInterrupt
 
@@ -157,7 +177,9 @@ def _run_workers(plan: WorkerPlan, workers: int) -> None:
         for process in processes:
             process.start()
         ended = multiprocessing.connection.wait([process.sentinel for process in processes])
-        code = next(p.exitcode for p in processes if p.sentinel in ended)
+        gone = next(p for p in processes if p.sentinel in ended)
+        gone.join(timeout=10)
+        code = gone.exitcode
         raise SweeperError(f"a proxy worker process ended (exit code {code}); the proxy stopped")
     finally:
         for process in processes:
@@ -168,11 +190,16 @@ def _run_workers(plan: WorkerPlan, workers: int) -> None:
 
 
 def _worker_main(plan: WorkerPlan) -> None:
-    """A worker process: serve until SIGTERM or Ctrl-C."""
+    """A worker process: serve until SIGTERM or Ctrl-C. An error ends it with one line (the
+    parent then stops the others and fails), not a traceback."""
     signal.signal(signal.SIGTERM, _interrupt)
-    logging.basicConfig(level=logging.WARNING)
-    with suppress(KeyboardInterrupt):
-        _serve_worker(plan)
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    try:
+        with suppress(KeyboardInterrupt):
+            _serve_worker(plan)
+    except Exception as exc:  # noqa: BLE001 - told in one line; the proxy stops whole
+        log.error("proxy worker %d: %s", os.getpid(), exc)
+        sys.exit(1)
 
 
 def _serve_worker(plan: WorkerPlan) -> None:

@@ -172,3 +172,15 @@ def test_listening_beyond_loopback_needs_a_token_or_insecure(tmp_path):
     assert result.returncode == 2
     assert "--token-file" in result.stderr and "--insecure" in result.stderr
     assert not (tmp_path / "o.db").exists()
+
+
+def test_a_certificate_grpc_cannot_serve_exits_2_before_anything_starts(tmp_path):
+    """gRPC reads the certificate only when a port is added: the proxy tries it once, up front,
+    instead of letting each worker process fail."""
+    bad = tmp_path / "bad.pem"
+    bad.write_text("not a certificate\n")
+    argv = ["proxy", f"sqlite:///{tmp_path / 'o.db'}", "--port", str(free_port())]
+    result = run_cli(*argv, "--tls-cert", str(bad), "--tls-key", str(bad), cwd=tmp_path, timeout=60)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "gRPC cannot serve TLS with them" in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "o.db").exists()
