@@ -1,7 +1,7 @@
 """What to sweep next: a follow-up config from a sweep's results.
 
 Each swept range is narrowed around the best trials (the top quarter by value, feasible ones; the
-Pareto front with several objectives), widened past a bound the best trials sit on, and a
+Pareto front with several objectives), widened past a bound the best trial sits on, and a
 parameter that barely matters is fixed at the best trial's value. The new config starts from
 this sweep's results (`warm_start`), so nothing already run is run again. `refine` writes it as a
 file; the report shows the same advice in its "Next sweep" section.
@@ -25,7 +25,7 @@ from .search.importance import make_evaluator
 from .search.space import Categorical, Range
 
 TOP_SHARE = 0.25  # the best trials: this share of the feasible complete ones
-EDGE = 0.05  # the best sit on a bound when within this share of the range's width of it
+EDGE = 0.02  # the best trial sits on a bound when within this share of the range's width of it
 WIDEN = 0.5  # a bound the best sit on moves out by this share of the width (log: of the decades)
 MARGIN = 0.25  # room kept around the best trials' spread, as a share of that spread
 MIN_ROOM = 0.1  # ... and at least this share of the old width
@@ -120,8 +120,13 @@ def _range_change(config: SweepConfig, name: str, axis: Range, seen: list, count
     low, high = forward(axis.low), forward(axis.high)
     width = high - low
     best_low, best_high = forward(min(seen)), forward(max(seen))
-    on_low = best_low - low <= EDGE * width or min(seen) == axis.low
-    on_high = high - best_high <= EDGE * width or max(seen) == axis.high
+    # A bound is sat on where the best trial lies (with several objectives: any of the front), not
+    # where the top quarter reaches: a 30-trial sweep's top quarter often spans to a bound that the
+    # optimum lies inside of, and widening then spends the next sweep past it.
+    deciding = seen if config.objective.multi else seen[:1]
+    on_low = forward(min(deciding)) - low <= EDGE * width
+    on_high = high - forward(max(deciding)) <= EDGE * width
+    who = "the best trials sit" if config.objective.multi else "the best trial sits"
     room = max(MARGIN * (best_high - best_low), MIN_ROOM * width)
     new_low, new_high = max(low, best_low - room), min(high, best_high + room)
     notes = []
@@ -130,10 +135,10 @@ def _range_change(config: SweepConfig, name: str, axis: Range, seen: list, count
         if not axis.log and axis.low >= 0 > back(new_low):
             new_low = forward(0.0)  # a non-negative parameter stays non-negative
         if back(new_low) < axis.low:
-            notes.append(f"the best trials sit on its lower bound {axis.low:g}")
+            notes.append(f"{who} on its lower bound {axis.low:g}")
     if on_high:
         new_high = high + WIDEN * width
-        notes.append(f"the best trials sit on its upper bound {axis.high:g}")
+        notes.append(f"{who} on its upper bound {axis.high:g}")
     lo, hi = _snap(axis, back(new_low), back(new_high))
     spec = {**_range_spec(axis, lo, hi), **_extra_keys(config, name)}
     was = f"[{axis.low:g}, {axis.high:g}]"

@@ -82,6 +82,18 @@ def test_narrowed_around_the_best_quarter(tmp_path):
     assert -4.0 < x.spec["low"] < 0.5 < x.spec["high"] < 4.0
 
 
+def test_an_optimum_just_inside_a_bound_is_narrowed_around_not_widened_past(tmp_path):
+    """The top quarter of a 30-trial sweep often reaches a bound the optimum lies inside of; only
+    the best trial on the bound (within EDGE of the width) moves it, so the next sweep is not
+    spent past it."""
+    config = load_config(write(tmp_path, parameters={"x": {"low": 0.0, "high": 1.0}}, max_trials=30))
+    run_sweep(config, lambda p: -((p["x"] - 0.93) ** 2))  # maximize: the optimum 7 % inside
+    advice = advise(config, run_sweep_trials(config))
+    assert max(t.params["x"] for t in advice.top) > 1.0 - 0.05  # the top quarter reaches the bound
+    (x,) = advice.changes
+    assert x.kind == "narrow" and x.spec["high"] <= 1.0 and x.spec["low"] < 0.93 < x.spec["high"]
+
+
 def run_sweep_trials(config):
     storage = open_optuna_storage(config.optuna_storage)
     return storage.get_all_trials(storage.get_study_id_from_name(config.identity))
