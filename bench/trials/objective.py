@@ -1,6 +1,6 @@
 """A cheap command trial for the search benchmarks: a test function, logged through MLflow's REST API.
 
-    python objective.py fn=branin x=1.0 y=2.0          (parameters as the sweeper passes them)
+    python objective.py fn=branin [sleep=S] x=1.0 y=2.0          (parameters as the sweeper passes them)
 
 It logs the function's value as metric `value` into the trial's run (MLFLOW_RUN_ID) on the
 tracking server at MLFLOW_TRACKING_URI (http://...), with the standard library only: a trial costs
@@ -53,6 +53,7 @@ FUNCTIONS = {"branin": branin, "hartmann6": hartmann6, "sphere": lambda p: sum(v
 def main(argv):
     args = dict(token.split("=", 1) for token in argv)
     fn = FUNCTIONS[args.pop("fn", "branin")]
+    time.sleep(float(args.pop("sleep", 0)))  # a trial that takes a while, so that several run at once
     value = fn({k: float(v) for k, v in args.items()})
     uri, run_id = os.environ["MLFLOW_TRACKING_URI"].rstrip("/"), os.environ["MLFLOW_RUN_ID"]
     body = {"run_id": run_id, "key": "value", "value": value, "timestamp": int(time.time() * 1000), "step": 0}
