@@ -27,6 +27,8 @@ import os
 import signal
 import socket
 import sys
+import threading
+import time
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import suppress
@@ -47,6 +49,7 @@ PROXY_POOL_SIZE = 4
 PROXY_POOL_OVERFLOW = 4
 RDB_PROXIED = ("sqlite", "postgresql", "postgres", "mysql", "mariadb")
 MAX_DEFAULT_WORKERS = 4
+PARENT_CHECK_SECONDS = 1.0
 
 
 def default_workers(storage_url: str) -> int:
@@ -194,12 +197,21 @@ def _worker_main(plan: WorkerPlan) -> None:
     parent then stops the others and fails), not a traceback."""
     signal.signal(signal.SIGTERM, _interrupt)
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    threading.Thread(target=_end_with_parent, args=(os.getppid(),), daemon=True).start()
     try:
         with suppress(KeyboardInterrupt):
             _serve_worker(plan)
     except Exception as exc:  # noqa: BLE001 - told in one line; the proxy stops whole
         log.error("proxy worker %d: %s", os.getpid(), exc)
         sys.exit(1)
+
+
+def _end_with_parent(parent: int) -> None:
+    """A worker whose proxy was killed outright (SIGKILL: no chance to stop its workers) stops
+    too, instead of serving the port on its own."""
+    while os.getppid() == parent:
+        time.sleep(PARENT_CHECK_SECONDS)
+    os.kill(os.getpid(), signal.SIGTERM)
 
 
 def _serve_worker(plan: WorkerPlan) -> None:

@@ -212,6 +212,20 @@ def test_a_proxy_whose_worker_dies_stops_whole_with_one_message(tmp_path, postgr
         kill_process_tree(proxy)
 
 
+@pytest.mark.server
+def test_a_proxy_killed_outright_leaves_no_worker_serving(tmp_path, postgres_db):
+    """SIGKILL gives the proxy no chance to stop its workers: they notice and stop themselves."""
+    proxy, _ = start_proxy(postgres_db("optuna"), tmp_path / "proxy.log", "--workers", "2")
+    try:
+        workers = proxy_workers(proxy)
+        proxy.kill()
+        proxy.wait(timeout=HANG_GUARD_SECONDS)
+        for worker in workers:
+            worker.wait(timeout=HANG_GUARD_SECONDS)
+    finally:
+        kill_process_tree(proxy)
+
+
 def test_trial_numbers_come_in_one_call_from_our_proxy_and_in_two_from_optunas_own(tmp_path):
     """Our proxy answers a new trial's id and number in one call; Optuna's own proxy (and an
     older one of ours) does not know that call, and the client falls back to creating the trial
