@@ -17,16 +17,8 @@ import sys
 import time
 from pathlib import Path
 
-from common import (
-    OBJECTIVE,
-    check_exit,
-    machine,
-    optuna_trials,
-    sqlite_url,
-    start_agent,
-    workdir,
-    write_config,
-)
+import common
+from common import OBJECTIVE, start_agent, write_config
 from search import BRANIN, BRANIN_MIN, tracking_server
 
 BUDGET = 60
@@ -43,8 +35,9 @@ def sweep(directory: Path, server: str, seed: int, agents: int, jobs: int, sleep
     )  # fmt: skip
     runs = [start_agent(config, jobs=jobs, sample_every=None, log_name=f"a{n}.log") for n in range(agents)]
     for i, run in enumerate(runs):
-        check_exit(run, run.wait(3600), f"{directory.name} agent {i}")
-    trials = [t for t in optuna_trials(sqlite_url(directory / "out" / "optuna.db")) if t.value is not None]
+        common.check_exit(run, run.wait(3600), f"{directory.name} agent {i}")
+    stored = common.optuna_trials(common.sqlite_url(directory / "out" / "optuna.db"))
+    trials = [t for t in stored if t.value is not None]
     assert len(trials) == BUDGET, f"{directory.name}: {len(trials)} trials completed, not {BUDGET}"
     return min(t.value for t in trials), most_at_once(trials)
 
@@ -68,7 +61,7 @@ def main() -> int:
     sequential, parallel = "sequential (1 agent, -j 1)", f"16 at once ({AGENTS} agents x -j {JOBS})"
     rows: dict[str, list[float]] = {sequential: [], parallel: []}
     at_once = []
-    with workdir("parallel-agents") as root, tracking_server(root) as server:
+    with common.workdir("parallel-agents") as root, tracking_server(root) as server:
         for seed in range(args.seeds):
             one, _ = sweep(root / f"seq{seed}", server, seed, 1, 1, 0.0)
             many, most = sweep(root / f"par{seed}", server, seed, AGENTS, JOBS, args.sleep)
@@ -83,7 +76,7 @@ def main() -> int:
         f"({time.monotonic() - began:.0f} s). Budget {BUDGET}, seeds 0-{args.seeds - 1}; the parallel "
         f"trials sleep {args.sleep} s; most trials at once per seed: {', '.join(map(str, at_once))}.",
         "",
-        *(f"| {k} | {v} |" for k, v in [("", ""), ("---", "---")] + list(machine().items())),
+        *(f"| {k} | {v} |" for k, v in [("", ""), ("---", "---")] + list(common.machine().items())),
         "",
         "| sweep | median best | median gap to the optimum | per seed |",
         "|---|---|---|---|",

@@ -198,30 +198,21 @@ def test_a_proxy_on_a_database_server_spreads_agents_over_its_worker_processes(
 
 
 @pytest.mark.server
-def test_a_proxy_whose_worker_dies_stops_whole_with_one_message(tmp_path, postgres_db):
-    """A port served by part of the proxy would fail some agents only: the rest stop too."""
-    proxy, _ = start_proxy(postgres_db("optuna"), tmp_path / "proxy.log", "--workers", "2")
-    try:
-        first, second = proxy_workers(proxy)
-        first.kill()
-        assert proxy.wait(timeout=HANG_GUARD_SECONDS) == 1
-        log = (tmp_path / "proxy.log").read_text()
-        assert "a proxy worker process ended" in log and "Traceback" not in log, log
-        second.wait(timeout=HANG_GUARD_SECONDS)
-    finally:
-        kill_process_tree(proxy)
-
-
-@pytest.mark.server
-def test_a_proxy_killed_outright_leaves_no_worker_serving(tmp_path, postgres_db):
-    """SIGKILL gives the proxy no chance to stop its workers: they notice and stop themselves."""
+@pytest.mark.parametrize("killed", ["a worker", "the proxy"])
+def test_a_proxy_never_serves_with_part_of_itself(tmp_path, postgres_db, killed):
+    """A worker that dies stops the proxy and the other workers: a port served by part of the
+    proxy would fail some agents only. A proxy killed outright (SIGKILL: no chance to stop its
+    workers) is followed by its workers, which would otherwise serve the port on their own."""
     proxy, _ = start_proxy(postgres_db("optuna"), tmp_path / "proxy.log", "--workers", "2")
     try:
         workers = proxy_workers(proxy)
-        proxy.kill()
-        proxy.wait(timeout=HANG_GUARD_SECONDS)
+        (workers[0] if killed == "a worker" else proxy).kill()
+        code = proxy.wait(timeout=HANG_GUARD_SECONDS)
         for worker in workers:
             worker.wait(timeout=HANG_GUARD_SECONDS)
+        if killed == "a worker":
+            log = (tmp_path / "proxy.log").read_text()
+            assert code == 1 and "a proxy worker process ended" in log and "Traceback" not in log, log
     finally:
         kill_process_tree(proxy)
 
