@@ -124,9 +124,7 @@ def serve(
     token = read_token_file(token_file) if token_file else None
     check_listen(host, token, insecure)
     _check_credentials(server_credentials(tls_cert, tls_key))
-    workers = default_workers(storage_url) if workers is None else workers
-    if workers < 1:
-        raise UsageError(f"--workers {workers}: give 1 or more")
+    workers = default_workers(storage_url) if workers is None else workers  # >= 1: the CLI checks
     _check_backing_storage(storage_url, host, port)
     signal.signal(signal.SIGTERM, _interrupt)
     plan = WorkerPlan.sharing_pool(

@@ -87,7 +87,6 @@ def test_bad_grpc_urls_are_named():
 
 
 def test_a_proxy_nobody_serves_is_one_clear_error(tmp_path):
-
     config = write_config(tmp_path, fresh_store=True, optuna_storage=f"grpc://127.0.0.1:{free_port()}")
     result = run_cli("sweep", config, cwd=tmp_path, timeout=HANG_GUARD_SECONDS)
     assert result.returncode == 2, result.stdout + result.stderr
@@ -221,7 +220,6 @@ def test_trial_numbers_come_in_one_call_from_our_proxy_and_in_two_from_optunas_o
     """Our proxy answers a new trial's id and number in one call; Optuna's own proxy (and an
     older one of ours) does not know that call, and the client falls back to creating the trial
     and reading it back."""
-
     from mlflow_sweeper import compat
     from mlflow_sweeper.storages import open_optuna_storage
     from mlflow_sweeper.storages.grpc import open_grpc_storage

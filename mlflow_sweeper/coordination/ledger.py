@@ -40,8 +40,7 @@ class ClaimsLedger:
         self.exhausted_seen = False  # this agent has seen the last slot of the budget claimed
         self._parked_below = False  # claims were parked past a smaller budget (seen once: for good)
         self._marked: set[int] = set()  # the budgets this agent wrote as parked past
-        self._queue_marked = False  # this agent wrote QUEUED
-        self._queue_seen = False  # QUEUED was there (seen once: for good)
+        self._queue_known = False  # QUEUED is there: this agent wrote or saw it (for good)
 
     @property
     def budget(self) -> int:
@@ -102,16 +101,16 @@ class ClaimsLedger:
     def mark_queued(self) -> None:
         """Before a trial is queued (WAITING) in the main study: the sweep has a queue from now
         on (`QUEUED` on the claims study), so agents claiming fresh slots look at it."""
-        if not self._queue_marked:
+        if not self._queue_known:
             self.store.set_study_system_attr(self.claims_id, QUEUED, True)
-            self._queue_marked = True
+            self._queue_known = True
 
     def queue_exists(self) -> bool:
         """Was a trial ever queued in the main study? One read of the claims study's few
         attributes until seen, none after. A queue an earlier version left has no mark."""
-        if not self._queue_seen:
-            self._queue_seen = QUEUED in self.store.get_study_system_attrs(self.claims_id)
-        return self._queue_seen
+        if not self._queue_known:
+            self._queue_known = QUEUED in self.store.get_study_system_attrs(self.claims_id)
+        return self._queue_known
 
     def void(self, claim_id: int) -> bool:
         """End a claim whose slot gets no trial from its agent (atomic RUNNING -> FAIL: of several
