@@ -1,4 +1,4 @@
-"""Warm start and `refine` on Branin, and TPE with 16 trials at once against one at a time.
+"""Warm start and `refine` on Branin (or Hartmann-6), and TPE with 16 trials at once against one at a time.
 
 In process, to stay small on a shared CPU: each sweep runs through the sweeper's own coordination
 (`SweepStudy` on Optuna's InMemoryStorage: per-slot seeded samplers, claims, completion), the
@@ -7,13 +7,14 @@ enter through the same code as an agent's warm start (`warmstart.collect.prepare
 `warmstart.entering.enter`), with the earlier trials standing in for the MLflow runs an agent
 would read. No MLflow, no trial processes: the objective is computed in place.
 
-    python bench/warm_start.py [--seeds 5] [--out bench/WARM_START.md]
+    python bench/warm_start.py [--seeds 5] [--function branin|hartmann6] [--out FILE]
+
+It writes bench/WARM_START.md for Branin, bench/WARM_START-hartmann6.md for Hartmann-6.
 """
 
 from __future__ import annotations
 
 import argparse
-import math
 import statistics
 import sys
 import tempfile
@@ -31,13 +32,36 @@ from mlflow_sweeper.search.algorithms import PointSource
 from mlflow_sweeper.warmstart.collect import EarlierResult, prepare
 from mlflow_sweeper.warmstart.entering import enter
 
+sys.path.insert(0, str(Path(__file__).with_name("trials")))
+from objective import FUNCTIONS  # noqa: E402  (the functions the command trials compute)
+
 optuna.logging.set_verbosity(optuna.logging.ERROR)
-BRANIN_MIN = 0.397887
 
 
-def branin(x1: float, x2: float) -> float:
-    b, c, t = 5.1 / (4 * math.pi**2), 5 / math.pi, 1 / (8 * math.pi)
-    return (x2 - b * x1**2 + c * x1 - 6) ** 2 + 10 * (1 - t) * math.cos(x1) + 10
+class Problem:
+    """A test function with its space and known minimum; `--function` picks one."""
+
+    def __init__(self, name: str, title: str, parameters: dict, minimum: float) -> None:
+        self.name, self.title, self.parameters, self.minimum = name, title, parameters, minimum
+        self.fn = FUNCTIONS[name]
+
+
+PROBLEMS = {
+    "branin": Problem(
+        "branin", "Branin", {"x1": {"low": -5.0, "high": 10.0}, "x2": {"low": 0.0, "high": 15.0}}, 0.397887
+    ),
+    "hartmann6": Problem(
+        "hartmann6", "Hartmann-6", {f"x{i}": {"low": 0.0, "high": 1.0} for i in range(1, 7)}, -3.32237
+    ),
+}
+PROBLEM = PROBLEMS["branin"]
+
+
+def objective(config, params: dict) -> float:
+    params = {**config.space.fixed_for(params), **params}  # refine may fix a parameter
+    if PROBLEM.name == "branin":  # objective.py names Branin's inputs x and y
+        return PROBLEM.fn({"x": params["x1"], "y": params["x2"]})
+    return PROBLEM.fn(params)
 
 
 def write_config(directory: Path, name: str, seed: int, trials: int, **keys) -> Path:
@@ -48,8 +72,8 @@ def write_config(directory: Path, name: str, seed: int, trials: int, **keys) -> 
         "algorithm": "tpe",
         "seed": seed,
         "max_trials": trials,
-        "parameters": {"x1": {"low": -5.0, "high": 10.0}, "x2": {"low": 0.0, "high": 15.0}},
-        "spec": {"metric": "branin", "direction": "minimize"},
+        "parameters": PROBLEM.parameters,
+        "spec": {"metric": "value", "direction": "minimize"},
         **keys,
     }
     path = directory / f"{name}.yaml"
@@ -71,7 +95,7 @@ def run(config, storage, in_flight: int = 1, warm=None) -> SweepStudy:
         if not running:
             return study
         work = running.pop(0)
-        study.complete(work, branin(work.params["x1"], work.params["x2"]))
+        study.complete(work, objective(config, work.params))
 
 
 def best(study: SweepStudy) -> float:
@@ -82,7 +106,7 @@ def as_earlier(study: SweepStudy) -> list[EarlierResult]:
     """The finished trials as an agent reads them from their runs: params and the metric."""
     source = f"sweep:{study.config.identity}"
     return [
-        EarlierResult(f"run-{t.number}", source, dict(t.params), {"branin": t.values[0]})
+        EarlierResult(f"run-{t.number}", source, dict(t.params), {"value": t.values[0]})
         for t in study.trials()
         if t.value is not None
     ]
@@ -122,7 +146,7 @@ def table(rows: dict[str, list[float]]) -> list[str]:
     for name, values in rows.items():
         median = statistics.median(values)
         shown = ", ".join(f"{v:.4f}" for v in values)
-        lines.append(f"| {name} | {median:.4f} | {median - BRANIN_MIN:.4f} | {shown} |")
+        lines.append(f"| {name} | {median:.4f} | {median - PROBLEM.minimum:.4f} | {shown} |")
     return lines
 
 
@@ -138,14 +162,19 @@ def collect(seeds: int, fn) -> dict[str, list[float]]:
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seeds", type=int, default=5)
-    parser.add_argument("--out", default=str(Path(__file__).with_name("WARM_START.md")))
+    parser.add_argument("--function", choices=sorted(PROBLEMS), default="branin")
+    parser.add_argument("--out")
     args = parser.parse_args()
+    global PROBLEM
+    PROBLEM = PROBLEMS[args.function]
+    suffix = "" if PROBLEM.name == "branin" else f"-{PROBLEM.name}"
+    out = Path(args.out or Path(__file__).with_name(f"WARM_START{suffix}.md"))
     started = time.monotonic()
     refine_rows = collect(args.seeds, one_seed)
     fits = refine_rows.pop("_fit")
     parallel_rows = collect(args.seeds, parallel_seed)
     lines = [
-        "# Warm start and refine on Branin (minimize; optimum 0.397887)",
+        f"# Warm start and refine on {PROBLEM.title} (minimize; optimum {PROBLEM.minimum})",
         "",
         f"{args.seeds} seeds, TPE, budget 60; in process (see bench/warm_start.py); "
         f"{time.monotonic() - started:.0f} s in all. Earlier results that fit the refined space: "
@@ -159,7 +188,7 @@ def main() -> int:
         *table(parallel_rows),
         "",
     ]
-    Path(args.out).write_text("\n".join(lines))
+    out.write_text("\n".join(lines))
     print("\n".join(lines))
     return 0
 
