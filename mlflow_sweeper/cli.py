@@ -11,13 +11,20 @@ import traceback
 import click
 
 from .errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USAGE, SweeperError
-from .secrets import RedactingFilter, redact
+from .secrets import RedactingFilter, RedactingStream, redact, remember_environment
 
 CONTEXT = {"help_option_names": ["-h", "--help"]}
 
 
 # Commands that may never need MLflow: importing it takes seconds, most of `status`'s time.
 WITHOUT_MLFLOW_AT_START = ("status",)
+
+
+def _redact_console() -> None:
+    """Everything the command prints is redacted on its way out, whoever prints it."""
+    remember_environment()
+    sys.stdout = RedactingStream.wrap(sys.stdout)
+    sys.stderr = RedactingStream.wrap(sys.stderr)
 
 
 def _setup_logging(import_mlflow: bool = True) -> None:
@@ -68,6 +75,7 @@ def _guarded(action) -> None:
 @click.version_option(package_name="mlflow-sweeper")
 def main() -> None:
     """Optuna-driven hyperparameter sweeps whose trials are nested MLflow runs."""
+    _redact_console()
     _setup_logging(click.get_current_context().invoked_subcommand not in WITHOUT_MLFLOW_AT_START)
 
 

@@ -9,6 +9,7 @@ The agent itself keeps the real values: its storages and trials need them.
 from __future__ import annotations
 
 import logging
+import os
 import re
 import threading
 from collections.abc import Mapping
@@ -26,6 +27,9 @@ _QUERY_SECRET = re.compile(
     re.IGNORECASE,
 )
 
+# Credentials the agent holds in its environment: hunted for in what it shows or records.
+SECRET_ENVIRONMENT = ("MLFLOW_TRACKING_PASSWORD", "MLFLOW_TRACKING_TOKEN", "SWEEPER_PROXY_TOKEN")
+
 _lock = threading.Lock()
 _remembered: set[str] = set()
 
@@ -35,6 +39,12 @@ def remember(value: str) -> None:
     if isinstance(value, str) and len(value) >= MIN_REMEMBERED and value != MASK:
         with _lock:
             _remembered.add(value)
+
+
+def remember_environment() -> None:
+    """The credentials of the agent's environment, remembered (its trials inherit them and may print them)."""
+    for name in SECRET_ENVIRONMENT:
+        remember(os.environ.get(name, ""))
 
 
 def forget_all() -> None:
@@ -83,3 +93,22 @@ class RedactingFilter(logging.Filter):
         if shown != message:
             record.msg, record.args = shown, ()
         return True
+
+
+class RedactingStream:
+    """stdout or stderr with every write redacted: whatever a command prints (a status line, JSON,
+    a link with credentials) passes here, so no printing code has to remember to redact."""
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        self._stream.write(redact(text))
+        return len(text)
+
+    def __getattr__(self, name: str) -> Any:  # flush, isatty, fileno, encoding, buffer...
+        return getattr(self._stream, name)
+
+    @classmethod
+    def wrap(cls, stream: Any) -> Any:
+        return stream if isinstance(stream, cls) else cls(stream)

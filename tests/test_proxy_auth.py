@@ -153,8 +153,9 @@ def test_tls_with_the_signing_ca_and_token_and_a_bad_ca_refused(tls_proxy, monke
     with pytest.raises(StorageError) as caught:
         _open(url, monkeypatch, TOKEN, bad_ca, seconds=5)
     assert "certificate did not verify" in str(caught.value) and CA_ENV in str(caught.value)
-    with pytest.raises(StorageError) as caught:  # plain gRPC to a TLS port is refused the same way
+    with pytest.raises(StorageError) as caught:  # plain gRPC to a TLS port: told to use grpcs://
         _open(f"grpc://127.0.0.1:{port}", monkeypatch, TOKEN, seconds=5)
+    assert f"use grpcs://127.0.0.1:{port}" in str(caught.value)
     with pytest.raises(StorageError) as caught:
         _open(url, monkeypatch, "wrong-token", ca)
     assert "a wrong token" in str(caught.value)
@@ -184,3 +185,14 @@ def test_a_certificate_grpc_cannot_serve_exits_2_before_anything_starts(tmp_path
     assert result.returncode == 2, result.stdout + result.stderr
     assert "gRPC cannot serve TLS with them" in result.stderr and "Traceback" not in result.stderr
     assert not (tmp_path / "o.db").exists()
+
+
+def test_an_agent_whose_ca_does_not_verify_the_proxy_says_so_in_one_line(tls_proxy, tmp_path, monkeypatch):
+    """Not preceded by gRPC's own handshake logs."""
+    port, ca, bad_ca = tls_proxy
+    url = f"grpcs://127.0.0.1:{port}"
+    _open(url, monkeypatch, TOKEN, ca, seconds=90).close()
+    config = write_config(tmp_path / "sweep", optuna_storage=url)
+    result = run_cli("sweep", config, cwd=config.parent, env={TOKEN_ENV: TOKEN, CA_ENV: str(bad_ca)})
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.count("\n") == 1 and "certificate did not verify" in result.stderr, result.stderr

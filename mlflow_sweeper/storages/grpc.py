@@ -3,7 +3,10 @@ as an agent's Optuna storage. The proxy itself (`mlflow-sweeper proxy`) is serve
 
 from __future__ import annotations
 
+import os
 import re
+import socket
+import sys
 from typing import Any
 
 from ..errors import StorageError
@@ -22,10 +25,33 @@ class GrpcMissing(StorageError):
 
 def require_grpc() -> None:
     try:
-        import grpc  # noqa: F401
+        _import_grpc_quietly()
         from google import protobuf  # noqa: F401
     except ImportError:
         raise GrpcMissing(f"the Optuna gRPC storage proxy needs the extra [grpc]: {GRPC_EXTRA}") from None
+
+
+def _import_grpc_quietly() -> None:
+    """gRPC, imported with its core's own logging off: its handshake errors would otherwise come
+    before the one line the sweeper prints about them. The variable is read when gRPC loads, and
+    put back after, so that trials inherit the environment as it was."""
+    if "grpc" in sys.modules:
+        return
+    before = os.environ.get("GRPC_VERBOSITY")
+    os.environ.setdefault("GRPC_VERBOSITY", "NONE")
+    try:
+        import grpc  # noqa: F401
+    finally:
+        if before is None:
+            os.environ.pop("GRPC_VERBOSITY", None)
+
+
+def _answers_tcp(host: str, port: int) -> bool:
+    try:
+        socket.create_connection((host, port), timeout=2).close()
+        return True
+    except OSError:
+        return False
 
 
 def parse_grpc_url(url: str) -> tuple[str, int] | None:
@@ -72,6 +98,11 @@ def open_grpc_storage(url: str, ready_seconds: float = READY_SECONDS) -> Any:
         except grpc.FutureTimeoutError:
             if tls:
                 raise refusal(TimeoutError(), f"{host}:{port}", tls) from None
+            if _answers_tcp(host, port):
+                raise StorageError(
+                    f"{host}:{port} accepts connections but does not answer as a plain gRPC proxy; "
+                    f"if it serves TLS (started with --tls-cert), use grpcs://{host}:{port}"
+                ) from None
             raise StorageError(
                 f"cannot reach the Optuna gRPC proxy at {host}:{port}; "
                 f"start it with `mlflow-sweeper proxy STORAGE_URL --host {host} --port {port}`"
