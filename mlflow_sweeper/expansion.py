@@ -13,15 +13,16 @@ from collections.abc import Mapping
 from typing import Any
 
 from .errors import ConfigProblem
-from .secrets import remember
+from .secrets import MASK, remember
 
 _REFERENCE = re.compile(r"\$\$\{|\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?P<default>:-[^}]*)?\}")
 _UNFINISHED = re.compile(r"(?<!\$)\$\{(?![A-Za-z_][A-Za-z0-9_]*(?::-[^}]*)?\})")
 
 
-def expand_text(text: str, key: str, environ: Mapping[str, str] | None = None) -> str:
+def expand_text(text: str, key: str, environ: Mapping[str, str] | None = None, shown: bool = False) -> str:
     """One config string with its references replaced (shell rules: `:-` also covers empty).
-    Raises ConfigProblem at `key` for an unset variable without a default."""
+    `shown`: each value taken from the environment as `***` instead (a default is written in the
+    config, so it shows). Raises ConfigProblem at `key` for an unset variable without a default."""
     env = os.environ if environ is None else environ
     if _UNFINISHED.search(text):
         hint = "write ${NAME} ($${ for a literal ${)"
@@ -34,7 +35,7 @@ def expand_text(text: str, key: str, environ: Mapping[str, str] | None = None) -
         value = env.get(name)
         if value:
             remember(value)
-            return value
+            return MASK if shown else value
         if default is not None:
             return default[2:]
         if value is None:
@@ -45,16 +46,60 @@ def expand_text(text: str, key: str, environ: Mapping[str, str] | None = None) -
     return _REFERENCE.sub(replace, text)
 
 
-def expand_config(data: Any, environ: Mapping[str, str] | None = None, key: str = "") -> Any:
+def expand_config(
+    data: Any, environ: Mapping[str, str] | None = None, key: str = "", shown: bool = False
+) -> Any:
     """Every string of a loaded YAML tree expanded (keys as written); an unset variable is a
-    ConfigProblem at its key."""
+    ConfigProblem at its key. `shown`: the tree as the sweep shows and records it (values from
+    the environment as `***`, whatever their length)."""
     if isinstance(data, str):
-        return expand_text(data, key, environ) if "${" in data else data
+        return expand_text(data, key, environ, shown) if "${" in data else data
     if isinstance(data, Mapping):
         return {
-            name: expand_config(value, environ, f"{key}.{name}" if key else str(name))
+            name: expand_config(value, environ, f"{key}.{name}" if key else str(name), shown)
             for name, value in data.items()
         }
     if isinstance(data, list):
-        return [expand_config(value, environ, f"{key}[{i}]") for i, value in enumerate(data)]
+        return [expand_config(value, environ, f"{key}[{i}]", shown) for i, value in enumerate(data)]
     return data
+
+
+def hidden_values(real: Any, shown: Any, key: str = "parameters") -> dict[str, dict[Any, Any]]:
+    """For each parameter, its values that show differently from what the trial gets ({shown:
+    real}): the search space holds the shown ones (so Optuna, MLflow, the report and warm start
+    never see a secret) and a trial's launcher gets the real ones. Two values of one parameter
+    that would show alike are a ConfigProblem: the sweep could not tell them apart."""
+    hidden: dict[str, dict[Any, Any]] = {}
+    if not isinstance(real, Mapping) or not isinstance(shown, Mapping):
+        return hidden
+    for name, spec in real.items():
+        pairs = _value_pairs(spec, shown.get(name))
+        mapping: dict[Any, Any] = {}
+        for real_value, shown_value in pairs:
+            if real_value == shown_value:
+                continue
+            if mapping.get(shown_value, real_value) != real_value or shown_value in [r for r, _ in pairs]:
+                raise ConfigProblem(
+                    f"{key}.{name}",
+                    f"two values would both show as {shown_value!r} (a value from ${{VAR}} is hidden "
+                    "wherever the sweep shows it); give each a visible part, e.g. 'a-${A}' and 'b-${B}'",
+                )
+            mapping[shown_value] = real_value
+        if mapping:
+            hidden[str(name)] = mapping
+    return hidden
+
+
+def _value_pairs(real: Any, shown: Any) -> list[tuple[Any, Any]]:
+    """(real, shown) for each value a parameter entry can take: a list's items, a fixed scalar."""
+    if isinstance(real, Mapping) and isinstance(shown, Mapping):
+        if "values" in real:
+            return _value_pairs(real["values"], shown.get("values"))
+        if "value" in real:
+            return _value_pairs(real["value"], shown.get("value"))
+        return []
+    if isinstance(real, list) and isinstance(shown, list) and len(real) == len(shown):
+        return [(r, s) for r, s in zip(real, shown, strict=True) if isinstance(r, str)]
+    if isinstance(real, str):
+        return [(real, shown)]
+    return []

@@ -23,6 +23,7 @@ from .config import SweepConfig
 from .constraints import is_feasible
 from .search.importance import make_evaluator
 from .search.space import Categorical, Range
+from .secrets import redact
 
 TOP_SHARE = 0.25  # the best trials: this share of the feasible complete ones
 EDGE = 0.02  # the best trial sits on a bound when within this share of the range's width of it
@@ -106,7 +107,7 @@ def advise(config: SweepConfig, trials: list[FrozenTrial]) -> Advice:
 
 
 def _spec_of(config: SweepConfig, name: str) -> Any:
-    return config.raw.get("parameters", {}).get(name)
+    return config.written.get("parameters", {}).get(name)
 
 
 def _extra_keys(config: SweepConfig, name: str) -> dict:
@@ -259,12 +260,15 @@ def next_sweep_name(name: str) -> str:
 
 def render(config: SweepConfig, advice: Advice, out: Path) -> str:
     """The follow-up config as YAML text, every change explained by a comment."""
-    raw = dict(config.raw)
+    raw = dict(config.written)  # `${VAR}` kept as written: the follow-up sweep reads it again
     if out.resolve().parent != config.base_dir:  # relative paths would point elsewhere from there
-        raw["output_dir"] = str(config.output_dir)
-        raw["optuna_storage"] = config.optuna_storage
+        resolved = {"output_dir": str(config.output_dir), "optuna_storage": config.optuna_storage}
         if config.mlflow_storage:
-            raw["mlflow_storage"] = config.mlflow_storage
+            resolved["mlflow_storage"] = config.mlflow_storage
+        for key, value in resolved.items():
+            # a value from `${VAR}` stays a reference, never its value
+            if "${" not in str(raw.get(key, "")) and redact(value) == value:
+                raw[key] = value
     sources = [s.describe() for s in config.warm_start]
     sources.append({"sweep": config.identity})
     summary = _summary(config, advice)

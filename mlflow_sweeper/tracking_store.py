@@ -32,10 +32,14 @@ def default_tracking_uri() -> str:
     return mlflow.get_tracking_uri()
 
 
-def fit_to_record(uri: str) -> str:
+def fit_to_record(uri: str) -> str | None:
     """The URI as stored for other agents: local paths absolute, the password dropped (an agent
-    that needs one is given the store explicitly)."""
-    uri = redact(_PASSWORD.sub(r"\1@", uri))
+    that needs one is given the store explicitly). None when it holds another secret (a password
+    in its query, a value from `${VAR}`): masked, it would name a store that does not exist, so
+    it is not recorded, and an agent without a store named uses its own default."""
+    uri = _PASSWORD.sub(r"\1@", uri)
+    if redact(uri) != uri:
+        return None
     parsed = urllib.parse.urlparse(uri)
     if not parsed.scheme or len(parsed.scheme) == 1:  # a bare path: MLflow's file store
         return os.path.abspath(os.path.expanduser(uri))
@@ -57,8 +61,9 @@ def recorded_tracking_uri(study: Any) -> str | None:
 
 def record_tracking_uri(study: Any, uri: str) -> None:
     """Record the sweep's store once: the first agent's answer stays."""
-    if recorded_tracking_uri(study) is None:
-        study.store.set_study_user_attr(study.study_id, TRACKING_URI_ATTR, fit_to_record(uri))
+    recordable = fit_to_record(uri)
+    if recordable is not None and recorded_tracking_uri(study) is None:
+        study.store.set_study_user_attr(study.study_id, TRACKING_URI_ATTR, recordable)
 
 
 def sweep_tracking_uri(config: Any, study: Any | None) -> str:
@@ -73,7 +78,8 @@ def sweep_tracking_uri(config: Any, study: Any | None) -> str:
 def first_records(uri: str) -> dict[str, str]:
     """What the agent creating a sweep's study writes with it, before anything else: its store,
     so that an agent without a store named that joins at that moment waits for it."""
-    return {TRACKING_URI_ATTR: fit_to_record(uri)}
+    recordable = fit_to_record(uri)
+    return {} if recordable is None else {TRACKING_URI_ATTR: recordable}
 
 
 def agreed_tracking_uri(study: Any, created: bool, own_default: str) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shlex
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -22,6 +23,33 @@ def log_header(argv: Sequence[str], cwd: str | os.PathLike[str]) -> str:
     """The first lines of a trial log: the command line (quoted as a shell would need it, though
     none runs it) and the working directory."""
     return redact(f"# command: {shlex.join(list(argv))}\n# working directory: {os.fspath(cwd)}\n")
+
+
+def scrub(path: str | os.PathLike[str]) -> None:
+    """Once the trial has ended, its log with every secret it printed replaced by `***` (a value
+    from `${VAR}`, a URL password, an MLflow link with credentials), before anything reads it:
+    the console's tail, the triage, the copy attached to its run. The trial itself writes to the
+    file directly, at no cost; the file is read once, and rewritten only when something is found."""
+    if not any(_shown(line) != line for line in _lines(path)):
+        return
+    directory = os.path.dirname(os.fspath(path)) or "."
+    with tempfile.NamedTemporaryFile("wb", dir=directory, delete=False, suffix=".scrub") as target:
+        for line in _lines(path):
+            target.write(_shown(line))
+    os.replace(target.name, path)
+
+
+def _lines(path: str | os.PathLike[str]):
+    try:
+        with open(path, "rb") as source:
+            yield from source
+    except (FileNotFoundError, IsADirectoryError, PermissionError):
+        return
+
+
+def _shown(line: bytes) -> bytes:
+    text = line.decode("utf-8", errors="surrogateescape")
+    return redact(text).encode("utf-8", errors="surrogateescape")
 
 
 def log_tail(path: str | os.PathLike[str], lines: int = TAIL_LINES) -> str:

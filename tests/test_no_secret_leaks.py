@@ -1,8 +1,9 @@
 """No secret leaves the agent: everything a real sweep writes, searched for its secrets.
 
-A password in each storage URL (PostgreSQL roles with real passwords) and a value that came
-from `${VAR}` (a fixed parameter and a command argument): neither may appear in either
-storage's tables, the MLflow artifacts, the trial logs, the report or the console.
+A password in each storage URL (PostgreSQL roles with real passwords) and values that came
+from `${VAR}` (a fixed parameter, a swept list's value, a command argument, one printed by a
+trial that runs out of memory): none may appear in either storage's tables, the MLflow
+artifacts, the trial logs, the report or the console.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from conftest import TRAIN, require_server, run_cli
 
 PG_PASSWORD = f"PgS3cret-{uuid.uuid4().hex[:8]}"
 VAR_SECRET = f"VarS3cret-{uuid.uuid4().hex[:8]}"
+LIST_SECRET = f"ListS3cret-{uuid.uuid4().hex[:8]}"
 
 
 @pytest.fixture
@@ -67,7 +69,14 @@ def test_no_secret_in_anything_a_sweep_writes(secret_databases, tmp_path):
         "experiment": "exp",
         "sweep_name": "secrets",
         "command": f"python {TRAIN} --api_key ${{SWEEP_TEST_SECRET}}",
-        "parameters": {"x": [1, 2], "y": [10], "behave": ["ok", "fail"], "token": "${SWEEP_TEST_SECRET}"},
+        "parameters": {
+            "x": [1],
+            "y": [10],
+            "behave": ["ok", "fail", "oom"],
+            "choice": ["${SWEEP_LIST_SECRET}", "plain"],
+            "token": "${SWEEP_TEST_SECRET}",
+            "short": "${SWEEP_SHORT_SECRET}",
+        },
         "optuna_storage": optuna_url,
         "mlflow_storage": mlflow_url,
         "spec": {"direction": "maximize", "metric": "score"},
@@ -75,7 +84,12 @@ def test_no_secret_in_anything_a_sweep_writes(secret_databases, tmp_path):
     }
     path = tmp_path / "sweep.yaml"
     path.write_text(yaml.safe_dump(config, sort_keys=False))
-    env = {"SWEEP_TEST_SECRET": VAR_SECRET, "MLFLOW_SWEEPER_DEBUG": ""}
+    env = {
+        "SWEEP_TEST_SECRET": VAR_SECRET,
+        "SWEEP_LIST_SECRET": LIST_SECRET,
+        "SWEEP_SHORT_SECRET": "7",
+        "MLFLOW_SWEEPER_DEBUG": "",
+    }
     swept = run_cli("sweep", path, cwd=tmp_path, env=env, timeout=600)
     reported = run_cli("report", path, "--log", cwd=tmp_path, env=env, timeout=300)
     status = run_cli("status", path, cwd=tmp_path, env=env, timeout=300)
@@ -86,11 +100,16 @@ def test_no_secret_in_anything_a_sweep_writes(secret_databases, tmp_path):
     experiment = client.get_experiment_by_name("exp")
     runs = client.search_runs([experiment.experiment_id])
     trials = [r for r in runs if r.data.tags.get("sweeper.role") == "trial"]
-    assert len(trials) == 4, swept.stderr[-3000:]
-    assert sum(r.info.status == "FAILED" for r in trials) == 2  # the failures' logs reach the console
+    assert len(trials) == 6, swept.stderr[-3000:]
+    assert sum(r.info.status == "FAILED" for r in trials) == 4  # the failures' logs reach the console
+    infeasible = [r for r in trials if "sweeper.infeasible" in r.data.tags]
+    assert len(infeasible) == 2 and "out of memory" in infeasible[0].data.tags["sweeper.infeasible"]
+    assert {r.data.params["short"] for r in trials} == {"***"}  # however short, from ${VAR}
+    assert {r.data.params["choice"] for r in trials} == {"***", "plain"}
     parent = next(r for r in runs if r.data.tags.get("sweeper.role") == "parent")
     assert parent.data.params["optuna_storage"] == optuna_url.replace(PG_PASSWORD, "***")
     assert parent.data.params["parameters.token"] == "***"
+    assert parent.data.params["parameters.short"] == "***"
 
     written = {
         "optuna tables": dump_tables(optuna_url),
@@ -103,6 +122,7 @@ def test_no_secret_in_anything_a_sweep_writes(secret_databases, tmp_path):
     assert any(name.endswith("sweep.yaml") and "artifacts" in name.lower() or "mlartifacts" in name
                for name in written), sorted(written)  # fmt: skip
     assert "--api_key ***" in "\n".join(written.values())  # the command line shows, redacted
-    for secret in (PG_PASSWORD, VAR_SECRET):
+    assert "'--api_key', '***'" in "\n".join(written.values())  # what the trial printed, scrubbed
+    for secret in (PG_PASSWORD, VAR_SECRET, LIST_SECRET):
         leaks = [name for name, text in written.items() if secret in text]
         assert not leaks, f"{secret} found in {leaks}"

@@ -127,8 +127,11 @@ def test_fail_fast_ignores_warm_started_results():
     ]
     failed = [
         create_trial(
-            state=TrialState.FAIL, params={"x": 0.1}, distributions=dist,
-            system_attrs={SLOT: i}, user_attrs={REASON: "the run failed"},
+            state=TrialState.FAIL,
+            params={"x": 0.1},
+            distributions=dist,
+            system_attrs={SLOT: i},
+            user_attrs={REASON: "the run failed"},
         )
         for i in range(3)
     ]
@@ -165,3 +168,31 @@ def test_the_refined_config_runs_warm_started_from_the_first_sweep(tmp_path):
     assert len(trials) == 12 + len(warm.trials)
     assert study.progress().complete == 12  # the earlier results use none of the budget
     assert study.is_complete()
+
+
+def test_values_from_the_environment_stay_references_in_the_refined_config(tmp_path, monkeypatch):
+    """The follow-up config is read again by an agent with the same environment: a secret is
+    written as the `${VAR}` it came from, never as its value."""
+    monkeypatch.setenv("REFINE_TOKEN", "Tok3n-secret")
+    monkeypatch.setenv("REFINE_DIR", str(tmp_path / "work"))
+    path = write(
+        tmp_path,
+        command="python train.py --token ${REFINE_TOKEN}",
+        parameters={
+            "x": {"low": 0.0, "high": 1.0},
+            "key": "${REFINE_TOKEN}",
+            "tag": ["a", "b-${REFINE_TOKEN}"],
+        },
+        output_dir="${REFINE_DIR}/sweeps",
+    )
+    config = load_config(path)
+    run_sweep(config, lambda p: p["x"])
+    out = tmp_path / "elsewhere" / "refined.yaml"
+    out.parent.mkdir()
+    refined_path, _ = refine_sweep(config, out)
+    text = refined_path.read_text()
+    assert "Tok3n-secret" not in text and str(tmp_path / "work") not in text
+    assert "${REFINE_TOKEN}" in text and "${REFINE_DIR}/sweeps" in text
+    refined = load_config(refined_path)
+    assert refined.command == "python train.py --token Tok3n-secret"
+    assert refined.revealed({"key": "***"}) == {"key": "Tok3n-secret"}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 
 import pytest
@@ -24,7 +25,10 @@ def _fresh_memory():
 @pytest.mark.parametrize(
     ("url", "shown"),
     [
-        ("postgresql+psycopg://postgres:S3cretPW@127.0.0.1:5432/db", "postgresql+psycopg://postgres:***@127.0.0.1:5432/db"),
+        (
+            "postgresql+psycopg://postgres:S3cretPW@127.0.0.1:5432/db",
+            "postgresql+psycopg://postgres:***@127.0.0.1:5432/db",
+        ),
         ("redis://:R3disPW@host:6379/0", "redis://:***@host:6379/0"),
         ("mysql+pymysql://u:p%40ss@h/db?charset=utf8", "mysql+pymysql://u:***@h/db?charset=utf8"),
         ("postgresql://h/db?user=u&password=Qu3ryPW", "postgresql://h/db?user=u&password=***"),
@@ -102,3 +106,63 @@ def test_load_config_expands_and_an_unset_variable_is_exit_2(tmp_path, monkeypat
     assert caught.value.exit_code == 2
     assert caught.value.key == "command" and "SWEEPER_TEST_TOKEN" in str(caught.value)
     assert str(path.resolve()) in str(caught.value)
+
+
+def _write(tmp_path, **keys):
+    path = tmp_path / "sweep.yaml"
+    data = {"experiment": "exp", "sweep_name": "s1", "command": "python train.py", **keys}
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+def test_parameter_values_from_the_environment_are_searched_as_shown_and_revealed_to_trials(
+    tmp_path, monkeypatch
+):
+    """The space (Optuna's choices, MLflow params, warm-start matching) holds `***`, however short
+    the value; only what a trial's launcher gets has the real one."""
+    monkeypatch.setenv("SWEEP_LIST_SECRET", "ListS3cret")
+    monkeypatch.setenv("SWEEP_SHORT", "7")
+    path = _write(
+        tmp_path,
+        parameters={"choice": ["${SWEEP_LIST_SECRET}", "plain"], "seed": "${SWEEP_SHORT}", "x": [1, 2]},
+    )
+    config = load_config(path)
+    assert config.space.axes["choice"].values == (MASK, "plain")
+    assert config.space.fixed["seed"] == MASK
+    assert config.revealed({"choice": MASK, "seed": MASK, "x": 1}) == {
+        "choice": "ListS3cret",
+        "seed": "7",
+        "x": 1,
+    }
+    assert config.revealed({"choice": "plain", "x": 2}) == {"choice": "plain", "x": 2}
+    params = config.as_params()
+    assert params["parameters.seed"] == MASK and "ListS3cret" not in str(params)
+    assert "ListS3cret" not in json.dumps(config.fingerprint())
+
+
+def test_two_values_that_would_show_alike_are_exit_2(tmp_path, monkeypatch):
+    monkeypatch.setenv("SWEEP_A", "first-secret")
+    monkeypatch.setenv("SWEEP_B", "second-secret")
+    with pytest.raises(ConfigError) as caught:
+        load_config(_write(tmp_path, parameters={"key": ["${SWEEP_A}", "${SWEEP_B}"]}))
+    assert caught.value.exit_code == 2 and caught.value.key == "parameters.key"
+    assert "both show as '***'" in str(caught.value)
+    config = load_config(_write(tmp_path, parameters={"key": ["a-${SWEEP_A}", "b-${SWEEP_B}"]}))
+    assert config.space.axes["key"].values == ("a-***", "b-***")
+
+
+def test_a_value_from_the_environment_cannot_go_to_a_backend_that_records_its_parameters(
+    tmp_path, monkeypatch
+):
+    monkeypatch.setenv("SWEEP_A", "first-secret")
+    (tmp_path / "k8s.json").write_text("{}")
+    path = _write(
+        tmp_path, parameters={"key": "${SWEEP_A}", "x": [1]}, backend="kubernetes", backend_config="k8s.json"
+    )
+    data = yaml.safe_load(path.read_text())
+    data.pop("command")
+    data["entry_point"] = "main"
+    path.write_text(yaml.safe_dump(data))
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    assert caught.value.exit_code == 2 and "backend 'kubernetes'" in str(caught.value)

@@ -25,6 +25,7 @@ from ..progress import Reporter
 from ..pruning import TrialWatch
 from ..record import Recorder
 from ..resume import trial_variables
+from ..trial_log import scrub
 from ..ui.live import LiveDescription
 from .counts import SweepCounts
 from .failures import Failures
@@ -222,7 +223,7 @@ class TrialExecution:
             number=work.number,
             attempt=work.attempt,
             experiment_id=self.context.recorder.experiment_id,
-            params=self.params,
+            params=self.context.config.revealed(self.params),
             runs=self.runs,
             # the attempt's variables (SWEEPER_TRIAL, ...) and the devices it holds
             env={**trial_variables(work.number, work.attempt, work.replaces_run), **self.devices.environment},
@@ -281,6 +282,7 @@ class TrialExecution:
             context.stop.untrack(handle.pid)
             if succeeded is None:
                 watch.forget(trial_id)
+            scrub(self.log_path)  # before the tail, the triage and the upload read it
             context.uploads.attach(self.run_id, str(self.log_path))  # pruned or cancelled ones too
         if run_id:
             watch.finish(trial_id, run_id)  # its last steps, before it completes

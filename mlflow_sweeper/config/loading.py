@@ -17,7 +17,7 @@ import yaml
 
 from ..command_line import command_problem
 from ..errors import ConfigError, ConfigProblem, in_config_file
-from ..expansion import expand_config
+from ..expansion import expand_config, hidden_values
 from ..hints import did_you_mean
 from ..pruning import EarlyStopping, parse_early_stopping
 from ..search.algorithms import OWN_KEYS, algorithm_class, check_own_keys, rehearse
@@ -229,6 +229,18 @@ def _check_placeholders(values: Values, config: SweepConfig) -> None:
             raise ConfigProblem("command", problem)
 
 
+def _check_hidden_values(config: SweepConfig) -> None:
+    """A backend other than the local one is handed its parameters by MLflow Projects, which
+    records them on the run: a value from `${VAR}` would be written there as it is."""
+    if config.hidden and config.backend != "local":
+        raise ConfigProblem(
+            f"parameters.{next(iter(config.hidden))}",
+            f"a value from ${{VAR}} cannot be passed to backend {config.backend!r}: MLflow Projects "
+            "records the parameters it launches with; give the trial the secret through the "
+            "backend's own environment (backend_config) instead",
+        )
+
+
 def _check_register(config: SweepConfig) -> None:
     problem = register_problem(config)
     if problem:
@@ -239,7 +251,11 @@ def load_config(path_text: str | os.PathLike[str]) -> SweepConfig:
     """Read, validate and resolve one config file. Raises ConfigError; writes nothing."""
     path = Path(path_text).expanduser()
     with in_config_file(path.resolve()):
-        data = expand_config(read_yaml(path))
+        written = read_yaml(path)
+        data, shown = expand_config(written), expand_config(written, shown=True)
+        hidden = hidden_values(data.get("parameters"), shown.get("parameters"))
+        if hidden:  # the space holds the values as shown; trials get the real ones
+            data = {**data, "parameters": shown["parameters"]}
         values = Values(Where(path.resolve()), data)
         objective = _objective(values)
         trial = _trial(values)
@@ -255,9 +271,12 @@ def load_config(path_text: str | os.PathLike[str]) -> SweepConfig:
             register=values["register"],
             warm_start=values["warm_start"],
             **_training(values, trial["backend"]),
-            raw=data,
+            raw=shown,
+            written=written,
+            hidden=hidden,
         )
         _check_placeholders(values, config)
+        _check_hidden_values(config)
         _check_register(config)
         algorithm_class(config.algorithm).check_objective(config.objective)
     return config

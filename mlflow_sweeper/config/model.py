@@ -43,7 +43,9 @@ class SweepConfig:
     max_retries: int = _default("max_retries")
     stale_after: float = _default("stale_after")
     trial_timeout: float | None = _default("trial_timeout")
-    raw: dict[str, Any] = field(default_factory=dict)
+    raw: dict[str, Any] = field(default_factory=dict)  # the file's values as shown (`${VAR}` as ***)
+    written: dict[str, Any] = field(default_factory=dict)  # the file's values as written (`${VAR}` kept)
+    hidden: dict[str, dict[Any, Any]] = field(default_factory=dict)  # per parameter: {shown: real}
     sampler_options: dict[str, Any] = _default("sampler_options")
     arg_style: str = _default("arg_style")
     fail_fast: int = _default("fail_fast")
@@ -56,6 +58,13 @@ class SweepConfig:
     devices_per_trial: int = _default("devices_per_trial")
     device_env: str = _default("device_env")
     infeasible_when: tuple[str, ...] = _default("infeasible_when")
+
+    def revealed(self, params: dict[str, Any]) -> dict[str, Any]:
+        """A trial's parameters as its process gets them: the values the sweep shows as `***`
+        (from `${VAR}`) replaced by the real ones. Nothing else ever sees these."""
+        if not self.hidden:
+            return params
+        return {name: self.hidden.get(name, {}).get(value, value) for name, value in params.items()}
 
     @property
     def identity(self) -> str:

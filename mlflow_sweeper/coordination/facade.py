@@ -11,6 +11,7 @@ from optuna.trial import FrozenTrial, TrialState
 from .. import compat
 from ..config import SweepConfig
 from ..search.algorithms import PointSource
+from ..secrets import redact
 from . import tallies
 from .closing import CloseElection
 from .companions import ensure_companion, missing_studies
@@ -179,7 +180,7 @@ class SweepStudy:
 
     def mark_infeasible(self, work: Work, reason: str) -> None:
         """Before the trial is failed: its point cannot run (a result, not a failure)."""
-        self.store.set_trial_user_attr(work.trial_id, INFEASIBLE, reason)
+        self.store.set_trial_user_attr(work.trial_id, INFEASIBLE, redact(reason))
 
     def requeue(self, params: dict, slot: int, attempt: int, old_run: str | None) -> None:
         self.lifecycle.requeue(params, slot, attempt, old_run)

@@ -111,7 +111,7 @@ class Recorder:
         """`sweeper.infeasible` = why: the point cannot run (out of memory, a non-finite objective)."""
         from ..triage import INFEASIBLE_TAG
 
-        text = reason[:MAX_PARAM_LENGTH]
+        text = redact(reason)[:MAX_PARAM_LENGTH]
         retry(lambda: self.client.set_tag(run_id, INFEASIBLE_TAG, text), "infeasible tag")
 
     def end_trial_run(self, run_id: str, status: str, ended_as: str | None = None) -> None:

@@ -1,6 +1,7 @@
 """A test trial. Arguments are `name=value` or `--name value`; it logs `score` = x + y.
 
 behave: ok | fail | fail_once | no_metric | sleep:<seconds> | nan | hang
+        | oom              print its arguments and an out-of-memory error, exit 1
         | light:<seconds>  sleep, then succeed without importing MLflow (for sweeps without `spec`)
         | block:<path>     wait until <path> exists, then behave as ok
         | stubborn:<path>  as block:<path>, but ignore SIGTERM meanwhile (only SIGKILL stops it)
@@ -70,6 +71,9 @@ def main():
             time.sleep(0.1)
     if behave == "fail":
         sys.exit(3)
+    if behave == "oom":
+        print(f"arguments: {sys.argv[1:]}\nRuntimeError: CUDA out of memory", flush=True)
+        sys.exit(1)
     if behave == "fail_once":
         marker = os.path.join(
             os.path.dirname(os.path.abspath(record or __file__)),
