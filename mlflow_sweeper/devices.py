@@ -182,6 +182,14 @@ class DeviceHold:
     def tags(self) -> dict[str, str]:
         return {DEVICES_TAG: ",".join(self.ids)} if self.ids else {}
 
+    @property
+    def lock_fds(self) -> tuple[int, ...]:
+        """The locks' file descriptors, for the trial's process to inherit: an OS lock lasts
+        while any process holds its descriptor, so a trial its agent left running (the agent was
+        killed) keeps its devices until it ends, and no other trial is given them meanwhile."""
+        fds = (getattr(getattr(lock, "_context", None), "lock_file_fd", None) for lock in self._locks)
+        return tuple(fd for fd in fds if isinstance(fd, int))
+
     def release(self) -> None:
         with self._release:
             locks, self._locks = self._locks, []

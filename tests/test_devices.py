@@ -156,6 +156,34 @@ def test_a_killed_agent_leaves_its_devices_usable(tmp_path):
     assert {r["x"] for r in ends} == {"1", "2"} and all(r["devices"] == "0" for r in ends)
 
 
+def test_a_trial_its_killed_agent_left_running_keeps_its_device_from_other_sweeps(tmp_path):
+    """The trial inherits its device locks: while it runs on, an agent of another sweep on the
+    host waits for the device instead of sharing it."""
+    record, go = tmp_path / "records.jsonl", tmp_path / "go"
+    env = fake_gpus(tmp_path)
+    keys = {"command": f"python {HOLD}", "spec": None, "devices": [0]}
+    first_config = write_config(
+        tmp_path / "a", parameters={"x": [1], "behave": f"block:{go}", "record": str(record)}, **keys
+    )
+    other_config = write_config(tmp_path / "b", parameters={"x": [2], "record": str(record)}, **keys)
+    first = start(first_config, env, out=tmp_path / "a.out")
+    deadline = time.monotonic() + 120
+    while not read_records(record):
+        assert first.poll() is None, (tmp_path / "a.out").read_text()
+        assert time.monotonic() < deadline, "no trial started"
+        time.sleep(0.1)
+    first.kill()
+    first.wait()
+    other = start(other_config, env, out=tmp_path / "b.out")
+    time.sleep(8)  # time enough for the other agent to start its trial, were the device free
+    assert [r["x"] for r in read_records(record) if r["event"] == "start"] == ["1"]
+    go.touch()  # the orphaned trial ends, and the device with it
+    assert other.wait(timeout=300) == 0, (tmp_path / "b.out").read_text()
+    runs = intervals(record)
+    assert sorted(r["x"] for r in read_records(record) if r["event"] == "end") == ["1", "2"]
+    assert_never_shared(runs)
+
+
 def test_devices_with_a_remote_backend_is_refused(tmp_path):
     from mlflow_sweeper.config import load_config
     from mlflow_sweeper.errors import ConfigError

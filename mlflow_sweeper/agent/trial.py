@@ -227,6 +227,7 @@ class TrialExecution:
             runs=self.runs,
             # the attempt's variables (SWEEPER_TRIAL, ...) and the devices it holds
             env={**trial_variables(work.number, work.attempt, work.replaces_run), **self.devices.environment},
+            keep_fds=self.devices.lock_fds,
         )
 
     def launch(self) -> TrialHandle | None:

@@ -51,6 +51,7 @@ class TrialRequest:
     # Variables the trial's process gets besides MLflow's: SWEEPER_TRIAL, SWEEPER_ATTEMPT,
     # SWEEPER_RESUME_RUN_ID and its devices (`device_env`), set by local launchers.
     env: dict[str, str] = field(default_factory=dict)
+    keep_fds: tuple[int, ...] = ()  # descriptors the trial's process inherits: its device locks
 
     @property
     def log_name(self) -> str:

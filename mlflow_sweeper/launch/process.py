@@ -118,9 +118,12 @@ def stop_orphaned_trial(run_id: str | None) -> int:
     return len(roots)
 
 
-def popen(argv: list[str], cwd: str, env: dict[str, str], log_path: Path) -> tuple[subprocess.Popen, IO]:
+def popen(
+    argv: list[str], cwd: str, env: dict[str, str], log_path: Path, keep_fds: tuple[int, ...] = ()
+) -> tuple[subprocess.Popen, IO]:
     """Start a trial in a new session (so its tree can be killed), output to its log file, which
-    starts with the command line and working directory (a failed trial's log explains itself)."""
+    starts with the command line and working directory (a failed trial's log explains itself).
+    `keep_fds`: descriptors it inherits (its device locks)."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
     log_file = open(log_path, "wb")  # noqa: SIM115 - closed by the handle
     log_file.write(log_header(argv, cwd).encode("utf-8", errors="replace"))
@@ -134,6 +137,7 @@ def popen(argv: list[str], cwd: str, env: dict[str, str], log_path: Path) -> tup
         stderr=subprocess.STDOUT,
         start_new_session=True,
         close_fds=True,
+        pass_fds=keep_fds,
     )
     return process, log_file
 
