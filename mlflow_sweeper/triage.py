@@ -8,7 +8,9 @@ the setup. Each of these says so at once instead of burning `max_retries` attemp
 
 from __future__ import annotations
 
+import math
 import re
+import sys
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -56,8 +58,15 @@ def infeasible_reason(tail: str, patterns: Sequence[str]) -> str | None:
     return None
 
 
+def is_nonfinite(value: float) -> bool:
+    """NaN or infinite, as a trial logged it: MLflow's SQL stores keep an infinity as the largest
+    float, which no real objective reaches."""
+    return not math.isfinite(value) or abs(value) >= sys.float_info.max
+
+
 def nonfinite_reason(metric: str, value: float) -> str:
-    return f"infeasible: the metric '{metric}' is {'NaN' if value != value else value}"
+    shown = "NaN" if value != value else ("inf" if value > 0 else "-inf")
+    return f"infeasible: the metric '{metric}' is {shown}"
 
 
 _UNRECOGNIZED = re.compile(r"error: unrecognized arguments?: (.+)$")

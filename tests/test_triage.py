@@ -40,11 +40,15 @@ def test_out_of_memory_is_infeasible_not_retried_and_exits_0(tmp_path):
     assert "infeasible" in result.stdout + result.stderr
 
 
-def test_a_nan_objective_is_infeasible(tmp_path):
-    result = sweep(tmp_path, "nan")
+@pytest.mark.parametrize("behave", ["nan", "inf"])
+def test_a_non_finite_objective_is_infeasible(tmp_path, behave):
+    """An infinity too, which MLflow's SQL store keeps as the largest float."""
+    result = sweep(tmp_path, behave)
     assert result.returncode == 0, result.stdout + result.stderr
     runs = trial_runs(tmp_path)
-    assert len(runs) == 1 and "NaN" in runs[0].data.tags["sweeper.infeasible"]
+    shown = {"nan": "is NaN", "inf": "is inf"}[behave]
+    assert len(runs) == 1 and shown in runs[0].data.tags["sweeper.infeasible"]
+    assert [t.state.name for t in optuna(tmp_path)] == ["FAIL"]
 
 
 def test_an_ordinary_failure_is_still_retried(tmp_path):

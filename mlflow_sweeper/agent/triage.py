@@ -8,12 +8,11 @@ trials add.
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..resume import RESUMED_FROM_TAG
-from ..triage import infeasible_reason, missing_metric_reason, nonfinite_reason, usage_error
+from ..triage import infeasible_reason, is_nonfinite, missing_metric_reason, nonfinite_reason, usage_error
 from ..trial_log import log_tail
 from .outcome import Ending, Kind, Outcome
 
@@ -59,7 +58,7 @@ def _nonfinite(outcome: Outcome, metric: str | tuple[str, ...] | None) -> Outcom
     values = outcome.value if isinstance(outcome.value, list) else [outcome.value]
     names = metric if isinstance(metric, tuple) else (metric,)
     for name, value in zip(names, values, strict=False):
-        if value is not None and not math.isfinite(value):
+        if value is not None and is_nonfinite(value):
             return Outcome(
                 Kind.INFEASIBLE, reason=nonfinite_reason(str(name), value), run_status="FAILED", retry=False
             )
