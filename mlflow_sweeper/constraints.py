@@ -20,7 +20,8 @@ from optuna.trial import FrozenTrial
 FEASIBLE_TAG = "sweeper.feasible"
 ATTR_PREFIX = "constraints:"  # Optuna's prefix of a named constraint value (`Trial.set_constraint`)
 OPERATORS = ("<=", ">=", "<", ">")
-_PATTERN = re.compile(r"^\s*(?P<metric>\S.*?)\s*(?P<op><=|>=|<|>)\s*(?P<bound>[^<>=\s]+)\s*$")
+# A metric name holds none of `<`, `>`, `=` (MLflow allows none of them): `lat =< 5` is no constraint.
+_PATTERN = re.compile(r"^\s*(?P<metric>[^<>=\s][^<>=]*?)\s*(?P<op><=|>=|<|>)\s*(?P<bound>[^<>=\s]+)\s*$")
 
 
 @dataclass(frozen=True)

@@ -62,6 +62,9 @@ def test_constraints_parse_every_operator():
         ("latency_ms <= 50", "spec.constraints"),
         ([5], "spec.constraints[0]"),
         (["x <= 1", "x <= 1"], "spec.constraints[1]"),
+        (["latency_ms =< 5"], "spec.constraints[0]"),
+        (["a <= b <= 5"], "spec.constraints[0]"),
+        (["lat >< 5"], "spec.constraints[0]"),
     ],
 )
 def test_a_malformed_constraint_is_a_config_error_naming_file_and_key(tmp_path, constraints, key):
