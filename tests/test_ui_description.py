@@ -13,6 +13,7 @@ from optuna.trial import TrialState, create_trial
 
 from mlflow_sweeper.config import load_config
 from mlflow_sweeper.config.register import Registration
+from mlflow_sweeper.constraints import ATTR_PREFIX
 from mlflow_sweeper.errors import ConfigError
 from mlflow_sweeper.ui.description import SweepView, describe
 from mlflow_sweeper.ui.links import link_lines, ui_links
@@ -88,13 +89,23 @@ def test_a_closed_sweep_shows_importances_report_registration_and_why_it_stopped
 def test_minimizing_ranks_low_values_first_and_infeasible_trials_are_left_out(tmp_path):
     config = config_of(tmp_path, spec={"direction": "minimize", "metric": "score"})
     trials = trials_of([4.0, 1.0, 2.0])
-    trials[1].system_attrs["constraints"] = [0.5]  # violates its constraint
+    trials[1].system_attrs[f"{ATTR_PREFIX}score <= 0.5"] = 0.5  # violates its constraint, as Optuna keeps it
     text = describe(SweepView(config, trials, "7", "parent"))
     assert "**Best score (minimize): 2** in [trial 2]" in text
     assert [row.split("|")[1].strip() for row in table_rows(text)] == [
         "[2](#/experiments/7/runs/run2)",
         "[0](#/experiments/7/runs/run0)",
     ]
+
+
+def test_with_no_feasible_trial_there_is_no_best(tmp_path):
+    config = config_of(
+        tmp_path, spec={"direction": "minimize", "metric": "score", "constraints": ["lat <= 1"]}
+    )
+    trials = trials_of([4.0])
+    trials[0].system_attrs[f"{ATTR_PREFIX}lat <= 1"] = 3.0
+    text = describe(SweepView(config, trials, "7", "parent"))
+    assert "**Best score:** no feasible trial yet (minimize)." in text and not table_rows(text)
 
 
 def test_several_objectives_show_the_pareto_front_instead_of_a_best(tmp_path):

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 from optuna.trial import FrozenTrial, TrialState
 
+from ..constraints import feasible_only, is_feasible
 from ..coordination.identity import directions_of
 from ..coordination.tallies import pareto_front
 from .links import artifact_route, run_route, runs_route
@@ -20,7 +21,6 @@ if TYPE_CHECKING:
 DESCRIPTION_TAG = "mlflow.note.content"
 TOP = 10  # trials in the table
 REPORT_PAGE = "report/report.html"
-CONSTRAINTS_ATTR = "constraints"  # where Optuna keeps a trial's constraint values (feasible: all <= 0)
 
 
 @dataclass(frozen=True)
@@ -41,25 +41,19 @@ class SweepView:
     warnings: tuple[str, ...] = ()
 
 
-def feasible(trial: FrozenTrial) -> bool:
-    """A trial meets its constraints (a trial without constraints always does)."""
-    values = trial.system_attrs.get(CONSTRAINTS_ATTR)
-    return not values or all(v <= 0 for v in values)
-
-
 def ranked(config: SweepConfig, trials: list[FrozenTrial]) -> list[FrozenTrial]:
     """The feasible complete trials of a single objective, best first."""
     done = [
         t
         for t in trials
-        if t.state == TrialState.COMPLETE and t.values and _number(t.values[0]) and feasible(t)
+        if t.state == TrialState.COMPLETE and t.values and _number(t.values[0]) and is_feasible(t)
     ]
     return sorted(done, key=lambda t: t.values[0], reverse=config.objective.direction == "maximize")
 
 
 def front(config: SweepConfig, trials: list[FrozenTrial]) -> list[FrozenTrial]:
     """Several objectives: the feasible trials no other feasible trial beats on every metric."""
-    return pareto_front([t for t in trials if feasible(t)], directions_of(config))
+    return pareto_front(feasible_only(trials), directions_of(config))
 
 
 def describe(view: SweepView) -> str:
@@ -111,7 +105,8 @@ def _best_section(view: SweepView) -> str:
     objective = view.config.objective
     trials = ranked(view.config, view.trials)
     if not trials:
-        return f"**Best {objective.metric}:** none yet ({objective.direction})."
+        what = "no feasible trial yet" if objective.constraints else "none yet"
+        return f"**Best {objective.metric}:** {what} ({objective.direction})."
     best = trials[0]
     link = _run_link(view, best, f"trial {best.number}")
     lines = [
