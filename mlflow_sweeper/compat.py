@@ -68,6 +68,8 @@ PRIVATE_NAMES: list[tuple[str, str]] = [
     ("optuna.storages._grpc.auto_generated.api_pb2_grpc", "StorageServiceStub"),
     ("optuna.storages._grpc.auto_generated.api_pb2_grpc", "add_StorageServiceServicer_to_server"),
     ("optuna.storages._grpc.servicer", "OptunaStorageProxyService"),
+    ("mlflow.utils.validation", "_validate_model_name"),
+    ("mlflow.utils.validation", "_validate_model_alias_name"),
 ]
 
 
@@ -230,6 +232,31 @@ def local_artifact_path(artifact_uri: str) -> str | None:
     if not is_local_uri(artifact_uri):
         return None
     return local_file_uri_to_path(artifact_uri)
+
+
+def registry_name_problem(kind: str, value: str) -> str | None:
+    """Why the Model Registry would refuse `value` as a model name (`kind` "name") or an alias
+    ("alias"), or None; checked when the config loads, so a sweep never fails at its close. The
+    registry also reserves the aliases `latest` and `v<number>` (its own version references)."""
+    import re
+
+    if kind == "alias" and (value.lower() == "latest" or re.fullmatch(r"[vV]\d+", value)):
+        return f"'{value}' is reserved by the Model Registry (latest, v1, v2, ... name versions)"
+    try:
+        from mlflow.exceptions import MlflowException
+        from mlflow.utils import validation
+    except ImportError:  # pragma: no cover - the registry then checks it at the close
+        return None
+    check = getattr(
+        validation, "_validate_model_name" if kind == "name" else "_validate_model_alias_name", None
+    )
+    if check is None:  # a version without it: the registry checks it at the close
+        return None
+    try:
+        check(value)
+    except MlflowException as exc:
+        return exc.message
+    return None
 
 
 # ---- MLflow Projects -----------------------------------------------------------------------------

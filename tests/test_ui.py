@@ -4,6 +4,7 @@ and (in a real browser against a real `mlflow server`) the pages the agent links
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import subprocess
 import sys
@@ -151,6 +152,40 @@ def test_a_best_trial_without_a_model_is_a_warning_and_the_sweep_completes(tmp_p
     assert "> **Warning:** the best trial (1, run" in parent.data.tags[DESCRIPTION]
     assert "sweeper.registered_model" not in parent.data.tags
     assert MlflowClient(uri_of(tmp_path)).search_model_versions("name = 'none'") == []
+
+
+def test_a_registry_that_refuses_is_a_warning_not_an_error(tmp_path):
+    """Whatever the registry answers at the close, the close goes on (the parent is finished)."""
+    from optuna.distributions import IntDistribution
+    from optuna.trial import create_trial
+
+    from mlflow_sweeper.config import load_config
+    from mlflow_sweeper.config.register import Registration
+    from mlflow_sweeper.ui.register import REGISTER_WARNING_TAG, REGISTERED_TAG, register_best
+
+    client = MlflowClient(uri_of(tmp_path))
+    experiment_id = client.create_experiment("exp")
+    parent_id = client.create_run(experiment_id).info.run_id
+    run_id = client.create_run(experiment_id).info.run_id
+    (tmp_path / "model").mkdir()
+    (tmp_path / "model" / "MLmodel").write_text("flavors: {}\n")
+    client.log_artifacts(run_id, str(tmp_path / "model"), "model")
+    client.set_tag(parent_id, REGISTERED_TAG, "earlier/1")  # from an earlier close, now stale
+    config = load_config(ui_config(tmp_path, parameters={"x": [1]}, register={"model_name": "m"}))
+    config = dataclasses.replace(config, register=Registration("not/allowed"))  # past the config's check
+    best = create_trial(
+        params={"x": 1},
+        distributions={"x": IntDistribution(0, 2)},
+        value=1.0,
+        user_attrs={"mlflow_run_id": run_id},
+    )
+    outcome = register_best(client, config, experiment_id, parent_id, best)
+    assert (
+        outcome.version is None
+        and "could not register the best trial's model in 'not/allowed'" in outcome.warning
+    )
+    tags = client.get_run(parent_id).data.tags
+    assert REGISTERED_TAG not in tags and "not/allowed" in tags[REGISTER_WARNING_TAG]
 
 
 # ---- in a real browser against a real tracking server ----------------------------------------------

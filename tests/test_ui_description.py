@@ -154,6 +154,9 @@ def test_register_is_read_with_its_defaults(tmp_path):
         ({"model_name": ""}, None, "register.model_name: expected a non-empty string"),
         ("digits", None, "expected a mapping"),
         ({"model_name": "m"}, TWO, "several objectives"),
+        ({"model_name": "team/digits"}, None, "register.model_name: Invalid model name"),
+        ({"model_name": "m", "alias": "latest"}, None, "register.alias: 'latest' is reserved"),
+        ({"model_name": "m", "alias": "v3"}, None, "register.alias: 'v3' is reserved"),
     ],
 )
 def test_a_bad_register_is_refused(tmp_path, register, spec, message):

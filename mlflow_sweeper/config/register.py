@@ -39,6 +39,12 @@ def parse_register(where: Where, key: str, value: Any) -> Registration:
         given = value.get(name)
         if name in value and (not isinstance(given, str) or not given.strip()):
             raise ConfigProblem(f"{key}.{name}", f"expected a non-empty string, got {given!r}")
+    from ..compat import registry_name_problem
+
+    for name, kind in (("model_name", "name"), ("alias", "alias")):
+        problem = registry_name_problem(kind, value[name]) if name in value else None
+        if problem:
+            raise ConfigProblem(f"{key}.{name}", problem)
     path = value.get("artifact_path", "model").strip("/")
     return Registration(value["model_name"], path, value.get("alias"))
 

@@ -5,6 +5,7 @@ a version already tagged with this sweep and trial is reused, never registered t
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -37,11 +38,31 @@ class Outcome:
 def register_best(
     client: MlflowClient, config: SweepConfig, experiment_id: str, parent_id: str, best: FrozenTrial | None
 ) -> Outcome:
-    """Register the best trial's model (once), move the alias to it, tag the parent."""
+    """Register the best trial's model (once), move the alias to it, tag the parent. Never
+    raises: a registry that refuses is a warning, and the sweep still completes."""
     spec: Registration = config.register
     run_id = best.user_attrs.get("mlflow_run_id") if best is not None else None
     if run_id is None:
         return _warn(client, parent_id, "no best trial with a run: nothing to register")
+    try:
+        return _register(client, config, spec, experiment_id, parent_id, best, run_id)
+    except Exception as exc:  # noqa: BLE001 - the registry's answer, whatever it is, as a warning
+        message = getattr(exc, "message", None) or str(exc)
+        return _warn(
+            client, parent_id, f"could not register the best trial's model in '{spec.model_name}': {message}"
+        )
+
+
+def _drop_tag(client: MlflowClient, parent_id: str, key: str) -> None:
+    """A tag an earlier close wrote that no longer holds (the best trial has changed since)."""
+    with contextlib.suppress(MlflowException):  # never written
+        client.delete_tag(parent_id, key)
+
+
+def _register(
+    client: MlflowClient, config: SweepConfig, spec: Registration, experiment_id: str, parent_id: str,
+    best: FrozenTrial, run_id: str,
+) -> Outcome:  # fmt: skip
     version = _existing(client, spec.model_name, config.identity, best.number)
     if version is None:
         source = _model_source(client, experiment_id, run_id, spec.artifact_path)
@@ -56,6 +77,7 @@ def register_best(
         retry(lambda: client.set_registered_model_alias(spec.model_name, spec.alias, version), "alias")
     registered = f"{spec.model_name}/{version}"
     retry(lambda: client.set_tag(parent_id, REGISTERED_TAG, registered), "registered tag")
+    _drop_tag(client, parent_id, REGISTER_WARNING_TAG)
     return Outcome(version=registered)
 
 
@@ -65,6 +87,7 @@ def _warn(client: MlflowClient, parent_id: str, message: str) -> Outcome:
         client.set_tag(parent_id, REGISTER_WARNING_TAG, message)
     except MlflowException as exc:
         log.debug("could not tag the parent with the warning: %s", exc)
+    _drop_tag(client, parent_id, REGISTERED_TAG)
     return Outcome(warning=message)
 
 
