@@ -104,6 +104,7 @@ def open_sweep(
             return recorder.parent.create()
 
         parent_id = study.identity.wait_for_parent(take_over, recorder.parent.state)
+    study.hold_warm_slots()
     record_tracking_uri(study, uri)
     opened = OpenSweep(
         config, study, client.tracking_uri, parent_id, created, warm_summary=warm.summary,

@@ -117,12 +117,18 @@ def test_grid_extended_under_a_new_name_runs_only_the_new_points(tmp_path):
     ]
     warm = [t for t in trials if "warm_start" in t.user_attrs]
     assert len(warm) == 4 and {t.user_attrs["warm_start"] for t in warm} == {"sweep:exp/s1"}
-    old_runs = {r.info.run_id for r in by_role(mlflow_runs(tracking_uri(tmp_path)), "trial")
-                if r.data.tags.get("sweeper.sweep") == "exp/s1"}
+    old_runs = {
+        r.info.run_id
+        for r in by_role(mlflow_runs(tracking_uri(tmp_path)), "trial")
+        if r.data.tags.get("sweeper.sweep") == "exp/s1"
+    }
     assert {t.user_attrs["mlflow_run_id"] for t in warm} == old_runs
     best = max(trials, key=lambda t: t.value)
-    (parent,) = [r for r in by_role(mlflow_runs(tracking_uri(tmp_path)), "parent")
-                 if r.data.tags["sweeper.sweep"] == "exp/s2"]
+    (parent,) = [
+        r
+        for r in by_role(mlflow_runs(tracking_uri(tmp_path)), "parent")
+        if r.data.tags["sweeper.sweep"] == "exp/s2"
+    ]
     assert parent.info.status == "FINISHED"
     assert parent.data.tags["sweeper.best_run_id"] == best.user_attrs["mlflow_run_id"]
     status = run_cli("status", new, cwd=tmp_path).stdout
@@ -132,6 +138,18 @@ def test_grid_extended_under_a_new_name_runs_only_the_new_points(tmp_path):
     rows = list(csv.DictReader((out / "trials.csv").open()))
     assert len(rows) == 6
     assert sum(r["warm_start"] == "sweep:exp/s1" for r in rows) == 4
+
+    # Random over the finite space, 2 new trials: the 6 earlier points use none of them and run
+    # no more; the 2 it runs are the 2 points left.
+    record.unlink()
+    third = write_config(
+        tmp_path, "third.yaml", sweep_name="s3", algorithm="random", seed=3, max_trials=2,
+        parameters={**params, "x": [1, 2, 3, 4]}, warm_start=[{"sweep": "exp/s1"}, {"sweep": "exp/s2"}],
+    )  # fmt: skip
+    result = run_cli("sweep", third, cwd=tmp_path)
+    assert result.returncode == 0, output(result)
+    ran = launched(record)
+    assert sorted((r["params"]["x"], r["params"]["y"]) for r in ran) == [("4", "10"), ("4", "20")]
 
 
 def test_an_unknown_source_is_exit_2_and_nothing_is_written(tmp_path):

@@ -8,7 +8,7 @@ import yaml
 from mlflow_sweeper.config import load_config
 from mlflow_sweeper.errors import ConfigError
 from mlflow_sweeper.search.algorithms import PointSource
-from mlflow_sweeper.search.space import SearchSpace
+from mlflow_sweeper.search.space import Permutation, SearchSpace
 from mlflow_sweeper.warmstart.entering import grid_slot
 from mlflow_sweeper.warmstart.fit import fitting_point
 
@@ -73,9 +73,40 @@ def test_a_conditional_grid_point_maps_to_its_slot(tmp_path):
         assert grid_slot(source, source.fixed_point(slot)) == slot
 
 
-def test_random_over_a_finite_space_holds_no_slot(tmp_path):
+def test_random_over_a_finite_space_and_sensitivity_map_a_point_to_its_slot(tmp_path):
+    """So an earlier result of theirs is not run again either."""
     source = PointSource(config(tmp_path, algorithm="random", seed=1, max_trials=8))
-    assert sum(grid_slot(source, source.fixed_point(slot)) == slot for slot in range(8)) < 8
+    assert [grid_slot(source, source.fixed_point(slot)) for slot in range(8)] == list(range(8))
+    source = PointSource(
+        config(tmp_path, algorithm="sensitivity", spec={"metric": "m", "direction": "maximize"})
+    )
+    assert [grid_slot(source, source.fixed_point(slot)) for slot in range(source.budget)] == list(
+        range(source.budget)
+    )
+
+
+@pytest.mark.parametrize("size", [1, 2, 5, 8, 100, 1000])
+def test_the_permutation_knows_where_each_value_is(size):
+    permutation = Permutation(size, seed=7)
+    assert [permutation.index_of(permutation[i]) for i in range(size)] == list(range(size))
+
+
+@pytest.mark.parametrize(
+    ("max_trials", "held", "budget"),
+    [
+        (2, set(), 2),
+        (2, {0, 1}, 4),
+        (2, {0, 2}, 4),
+        (2, {5}, 2),
+        (2, {0, 1, 2, 3, 4, 5, 6, 7}, 8),
+        (None, {0}, 8),
+    ],
+)
+def test_slots_earlier_results_hold_use_no_budget(tmp_path, max_trials, held, budget):
+    """A grid of 8 with `max_trials` new trials: the budget reaches past the held slots."""
+    source = PointSource(config(tmp_path, max_trials=max_trials))
+    source.hold(frozenset(held))
+    assert source.budget == budget
 
 
 @pytest.mark.parametrize(

@@ -18,7 +18,7 @@ from .companions import ensure_companion, missing_studies
 from .creation import Work
 from .identity import SweepIdentity, direction_of
 from .ledger import ClaimsLedger
-from .lifecycle import TrialLifecycle
+from .lifecycle import TrialLifecycle, warm_slots
 from .liveness import Heartbeat, fail_stale_trials
 from .names import ACTIVE, INFEASIBLE, claims_study_name
 from .policy import RetryPolicy
@@ -77,7 +77,13 @@ class SweepStudy:
             return False
         self.missing_companions = missing_studies(self.store, [claims_study_name(self.config.identity)])
         self._attach()
+        self.hold_warm_slots()
         return True
+
+    def hold_warm_slots(self) -> None:
+        """The slots whose points earlier results hold use none of the budget: read once they
+        are in (a warm start enters them before the sweep's parent run exists)."""
+        self.source.hold(frozenset(warm_slots(self.store, self.study_id)))
 
     def still_exists(self) -> bool:
         """Is the sweep's study still there (`delete` may run while agents work)?"""

@@ -443,6 +443,18 @@ class Grid:
             point[name] = values[digit]
         return {name: point[name] for name in self.names}
 
+    def index_of(self, point: dict[str, Any]) -> int | None:
+        """The index of `point` (exactly these parameters, each at one of its values), or None."""
+        if set(self.names) != set(point):
+            return None
+        index = 0
+        for name, values in zip(self.names, self.values, strict=True):
+            digit = next((i for i, v in enumerate(values) if same_value(v, point[name])), None)
+            if digit is None:
+                return None
+            index = index * len(values) + digit
+        return index
+
 
 class ConditionalGrid:
     """The valid points of a conditional space by index, without materialising them.
@@ -479,6 +491,13 @@ class ConditionalGrid:
             raise IndexError(index)
         branch = bisect.bisect_right(self.starts, index) - 1
         return self.branches[branch].point(index - self.starts[branch])
+
+    def index_of(self, point: dict[str, Any]) -> int | None:
+        for start, branch in zip(self.starts, self.branches, strict=True):
+            index = branch.index_of(point)
+            if index is not None:
+                return start + index
+        return None
 
 
 def _branches(
@@ -541,6 +560,21 @@ class Permutation:
         while value >= self.size:
             value = self._encrypt(value)
         return value
+
+    def _decrypt(self, value: int) -> int:
+        left, right = value >> self.half, value & self.mask
+        for key in reversed(self.keys):
+            left, right = right ^ self._round(left, key), left
+        return (left << self.half) | right
+
+    def index_of(self, value: int) -> int:
+        """The position of `value`: `self[self.index_of(v)] == v` (the walk run backwards)."""
+        if not 0 <= value < self.size:
+            raise IndexError(value)
+        index = self._decrypt(value)
+        while index >= self.size:
+            index = self._decrypt(index)
+        return index
 
 
 # ---- define-by-run sampling ---------------------------------------------------------------------

@@ -74,38 +74,12 @@ def _entered(store, study_id: int) -> dict[str, tuple[int, int | None]]:
 
 
 def grid_slot(source: PointSource, point: dict) -> int | None:
-    """The budget slot that runs exactly `point`, when the algorithm runs a grid's points in
-    order (slot n is point n); None otherwise."""
-    grid = source.grid
-    if grid is None:
+    """The slot that runs exactly `point`, when the algorithm decides its slots' points (a grid,
+    random over a finite space, sensitivity's plan); None otherwise."""
+    slot = source.slot_of(point)
+    if slot is None:
         return None
-    index = _grid_index(grid, point)
-    if index is None or index >= source.budget:
-        return None
-    fixed = source.fixed_point(index)
+    fixed = source.fixed_point(slot)
     if fixed is None or set(fixed) != set(point):
         return None
-    return index if all(same_value(fixed[k], point[k]) for k in point) else None
-
-
-def _grid_index(grid, point: dict) -> int | None:
-    branches = getattr(grid, "branches", None)
-    if branches is None:
-        return _plain_index(grid, point)
-    for start, branch in zip(grid.starts, branches, strict=True):
-        index = _plain_index(branch, point)
-        if index is not None:
-            return start + index
-    return None
-
-
-def _plain_index(grid, point: dict) -> int | None:
-    if set(grid.names) != set(point):
-        return None
-    index = 0
-    for name, values in zip(grid.names, grid.values, strict=True):
-        digit = next((i for i, v in enumerate(values) if same_value(v, point[name])), None)
-        if digit is None:
-            return None
-        index = index * len(values) + digit
-    return index
+    return slot if all(same_value(fixed[k], point[k]) for k in point) else None

@@ -170,6 +170,28 @@ class Algorithm:
         """The point of `slot` when the algorithm decides it alone; None to ask the sampler."""
         return None
 
+    def slot_of(self, point: dict[str, Scalar]) -> int | None:
+        """The slot whose fixed point is `point` (an earlier result holds it: it is not run
+        again), or None: the algorithm has no fixed points, or none is this one."""
+        return None
+
+    def slot_count(self) -> int | None:
+        """How many slots the algorithm has at most (its fixed points), or None: unbounded."""
+        return None
+
+    def budget_past(self, max_trials: int | None, held: frozenset[int]) -> int:
+        """The budget when earlier results hold the fixed points of the slots `held`: they use
+        none of it, so it reaches past them (never past the algorithm's last slot)."""
+        base = budget = self.budget(max_trials)
+        limit = self.slot_count()
+        if not held or limit is None:
+            return budget
+        while True:
+            extended = min(limit, base + sum(1 for slot in held if slot < budget))
+            if extended == budget:
+                return budget
+            budget = extended
+
     def notes(self) -> list[str]:
         """What the user should know about how this sweep's space is searched, said once as the
         agent starts (not errors: the sweep runs)."""

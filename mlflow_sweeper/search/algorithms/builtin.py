@@ -17,7 +17,7 @@ from ..sensitivity import (
     sensitivity_spread,
     unswept_at_base,
 )
-from ..space import Permutation, Scalar, SearchSpace
+from ..space import Permutation, Scalar, SearchSpace, point_key
 from .base import Algorithm
 
 if TYPE_CHECKING:
@@ -52,6 +52,12 @@ class GridSearch(Algorithm):
         assert self.grid is not None
         return self.grid.point(slot)
 
+    def slot_of(self, point: dict[str, Scalar]) -> int | None:
+        return None if self.grid is None else self.grid.index_of(point)
+
+    def slot_count(self) -> int | None:
+        return None if self.grid is None else self.grid.size
+
 
 class RandomSearch(Algorithm):
     """Over a finite space, a seeded permutation of its points (no repeats, ends when exhausted);
@@ -75,6 +81,15 @@ class RandomSearch(Algorithm):
         if self.grid is None or self.permutation is None:
             return None
         return self.grid.point(self.permutation[slot])
+
+    def slot_of(self, point: dict[str, Scalar]) -> int | None:
+        if self.grid is None or self.permutation is None:
+            return None
+        index = self.grid.index_of(point)
+        return None if index is None else self.permutation.index_of(index)
+
+    def slot_count(self) -> int | None:
+        return None if self.grid is None else self.grid.size
 
 
 class TPE(Algorithm):
@@ -182,6 +197,13 @@ class Sensitivity(Algorithm):
 
     def fixed_point(self, slot: int) -> dict[str, Scalar] | None:
         return self.plan[slot]
+
+    def slot_of(self, point: dict[str, Scalar]) -> int | None:
+        key = point_key(point)
+        return next((slot for slot, planned in enumerate(self.plan) if point_key(planned) == key), None)
+
+    def slot_count(self) -> int | None:
+        return len(self.plan)
 
     def close_metrics(self, trials: list[FrozenTrial]) -> dict[str, float]:
         """`sensitivity/<param>`: the objective's spread over the trials that moved that

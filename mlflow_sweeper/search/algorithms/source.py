@@ -24,6 +24,7 @@ class PointSource:
         self.algorithm = config.algorithm
         self.strategy = algorithm_class(config.algorithm).from_config(config)
         self._last_sampler: optuna.samplers.BaseSampler | None = None  # handing on what it learned
+        self._budget = self.strategy.budget(config.max_trials)
 
     @property
     def grid(self):
@@ -32,8 +33,16 @@ class PointSource:
 
     @property
     def budget(self) -> int:
-        """Slots in the whole sweep, across every agent."""
-        return self.strategy.budget(self.config.max_trials)
+        """Slots in the whole sweep, across every agent (past those earlier results hold)."""
+        return self._budget
+
+    def hold(self, slots: frozenset[int]) -> None:
+        """The slots whose points earlier results hold (a warm start): they use no budget."""
+        self._budget = self.strategy.budget_past(self.config.max_trials, slots)
+
+    def slot_of(self, point: dict[str, Scalar]) -> int | None:
+        """The slot whose fixed point is `point`, or None."""
+        return self.strategy.slot_of(point)
 
     @cached_property
     def distributions(self) -> dict[str, BaseDistribution]:
