@@ -171,3 +171,52 @@ def test_descriptions_are_the_same_for_the_same_view(tmp_path):
     first, again = SweepView(config, trials, "1", "p"), SweepView(config, list(trials), "1", "p")
     assert describe(first) == describe(again)
     assert optuna.__version__  # the trials above are Optuna's own FrozenTrials
+
+
+class _Study:
+    """A sweep's study as the live description reads it (a test double of our own interface)."""
+
+    budget = 4
+
+    def __init__(self, trials):
+        self.trials_now = trials
+
+    def is_closed(self):
+        return False
+
+    def trials(self):
+        return self.trials_now
+
+    def failed_for_good(self, trials):
+        return []
+
+    def target_reached(self):
+        return False
+
+
+class _Client:
+    def __init__(self):
+        self.tags = {}
+
+    def set_tag(self, run_id, key, value):
+        self.tags[key] = value
+
+
+def test_an_agent_that_leaves_writes_the_description_as_it_leaves_it(tmp_path):
+    """Even when its writer has just written and waits (a slow write is not repeated at once)."""
+    from types import SimpleNamespace
+
+    from mlflow_sweeper.ui.live import LiveDescription
+
+    study, client = _Study([]), _Client()
+    progress = SimpleNamespace(done=0, failed=0, pruned=0, running=1, best=None)
+    recorder = SimpleNamespace(client=client, experiment_id="7")
+    live = LiveDescription(config_of(tmp_path), study, recorder, "parent", progress)
+    live.write()
+    live._took = 60.0  # the writer now waits 50 x 60 s before it looks again
+    live._written = live._counts()
+    live.start()
+    study.trials_now = trials_of([11.0])
+    progress.done, progress.running, progress.best = 1, 0, 11.0
+    live.stop()
+    assert "1/4 trials ended (1 complete" in client.tags["mlflow.note.content"]

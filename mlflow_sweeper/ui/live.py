@@ -88,13 +88,16 @@ class LiveDescription:
         self._wake.set()
 
     def stop(self, state: str | None = None, why: str | None = None) -> None:
-        """Stop writing; `state` ("stopped", "interrupted") is written once more, with `why`."""
+        """Stop writing, and write once more: the sweep as this agent leaves it (at `--count`,
+        say), or `state` ("stopped", "interrupted") with `why`."""
         self._stop.set()
         self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout=10)
         if state is not None:
             self.write(state=state, stopped=why)
+        elif self._counts() != self._written:
+            self.write()
 
     def write(self, **known) -> None:
         """Write the description as the sweep is now, unless the sweep is closed: the closing
