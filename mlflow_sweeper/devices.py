@@ -24,6 +24,9 @@ from filelock import FileLock, Timeout
 from .errors import ConfigProblem
 
 AUTO = "auto"
+# Variables every trial gets from the sweeper or MLflow: `device_env` may not overwrite them.
+RESERVED_ENV_PREFIXES = ("MLFLOW_", "SWEEPER_")
+RESERVED_ENV = ("PATH", "HOME", "PYTHONPATH")
 LOCK_DIR_ENV = "SWEEPER_DEVICE_LOCK_DIR"  # where the per-device locks live (tests, odd hosts)
 POLL_SECONDS = 0.2  # how often a trial waiting for devices looks again
 DEVICES_TAG = "sweeper.devices"
@@ -282,4 +285,10 @@ def load_env_name(where, key: str, value: object) -> str:
     """`device_env`: the name of an environment variable."""
     if not isinstance(value, str) or not _ENV_NAME.match(value):
         raise ConfigProblem(key, f"expected the name of an environment variable, got {value!r}")
+    if value.upper().startswith(RESERVED_ENV_PREFIXES) or value.upper() in RESERVED_ENV:
+        raise ConfigProblem(
+            key,
+            f"{value} is set by the sweeper or MLflow for every trial: name the variable that carries "
+            "the devices",
+        )
     return value

@@ -17,7 +17,9 @@ Imports are light (mlflow only when an earlier run exists), so it costs a trial 
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import tempfile
 
 TRIAL_ENV = "SWEEPER_TRIAL"
@@ -52,6 +54,14 @@ def resume_run_id() -> str | None:
         return None
 
 
+def _scratch_dir() -> str:
+    """A directory for the download that goes when the trial's process ends: checkpoints can be
+    large, and every attempt of every trial would otherwise leave a copy in the temp folder."""
+    path = tempfile.mkdtemp(prefix="sweeper-restore-")
+    atexit.register(shutil.rmtree, path, ignore_errors=True)
+    return path
+
+
 def restore(artifact_path: str = "checkpoints", dst: str | None = None) -> str | None:
     """The local directory holding the earlier attempt's artifacts under `artifact_path`, or None
     (a first attempt, or no earlier attempt logged anything there).
@@ -70,7 +80,7 @@ def restore(artifact_path: str = "checkpoints", dst: str | None = None) -> str |
             return None
         seen.add(run_id)
         if client.list_artifacts(run_id, artifact_path):
-            target = dst or tempfile.mkdtemp(prefix="sweeper-restore-")
+            target = dst or _scratch_dir()
             return client.download_artifacts(run_id, artifact_path, target)
         try:
             run_id = client.get_run(run_id).data.tags.get(RESUMED_FROM_TAG)

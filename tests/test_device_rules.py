@@ -65,6 +65,8 @@ def test_config_checks_and_defaults(tmp_path):
         ({"infeasible_when": ["(unclosed"]}, "infeasible_when: '(unclosed' is not a valid regular"),
         ({"devices": [0], "devices_per_trial": 2}, "devices_per_trial: is 2, more than the 1 device"),
         ({"device_env": "CUDA VISIBLE"}, "device_env: expected the name of an environment variable"),
+        ({"device_env": "MLFLOW_RUN_ID"}, "device_env: MLFLOW_RUN_ID is set by the sweeper or MLflow"),
+        ({"device_env": "SWEEPER_TRIAL"}, "device_env: SWEEPER_TRIAL is set by the sweeper or MLflow"),
     ]:
         path.write_text(yaml.safe_dump({**MINIMAL, **keys}))
         with pytest.raises(ConfigError, match=fragment.replace("(", r"\(")):

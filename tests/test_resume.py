@@ -5,6 +5,7 @@ agent re-runs it, when it failed and is retried, and when the sweep resumes afte
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import subprocess
 import time
@@ -79,6 +80,7 @@ def test_a_retried_trial_resumes_from_the_failed_attempts_checkpoint(tmp_path):
     assert [s["start_epoch"] for s in starts] == [0, 3]
     assert starts[0]["resume"] is None and starts[0]["attempt"] == "1"
     assert starts[1]["resume"] == starts[0]["run_id"] and starts[1]["attempt"] == "2"
+    assert starts[1]["restored"] and not os.path.exists(starts[1]["restored"])  # removed as the trial ended
 
 
 def test_a_sweep_resumed_after_ctrl_c_continues_the_interrupted_trial(tmp_path):

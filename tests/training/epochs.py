@@ -49,6 +49,7 @@ common = {
     "trial": os.environ.get("SWEEPER_TRIAL"),
     "attempt": os.environ.get("SWEEPER_ATTEMPT"),
     "resume": os.environ.get("SWEEPER_RESUME_RUN_ID"),
+    "restored": found,
     "x": args.get("x"),
 }
 write({**common, "event": "start", "start_epoch": start, "time": time.time()})
