@@ -10,7 +10,9 @@ file; the report shows the same advice in its "Next sweep" section.
 from __future__ import annotations
 
 import math
+import os
 import re
+import shlex
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,6 +22,7 @@ from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
 from .config import SweepConfig
+from .config.loading import YAML_FLOAT, YAML_FLOAT_FIRST
 from .constraints import is_feasible
 from .search.importance import make_evaluator
 from .search.space import Categorical, Range
@@ -60,9 +63,7 @@ class Advice:
 def best_trials(config: SweepConfig, trials: list[FrozenTrial]) -> list[FrozenTrial]:
     """The top quarter by value of the feasible complete trials (at least one), best first; with
     several objectives, the Pareto front."""
-    done = [
-        t for t in trials if t.state == TrialState.COMPLETE and t.values is not None and is_feasible(t)
-    ]
+    done = [t for t in trials if t.state == TrialState.COMPLETE and t.values is not None and is_feasible(t)]
     if not done:
         return []
     if config.objective.multi:
@@ -258,13 +259,21 @@ def next_sweep_name(name: str) -> str:
     return f"{match[1]}-refined{int(match[2] or 1) + 1}"
 
 
-def render(config: SweepConfig, advice: Advice, out: Path) -> str:
-    """The follow-up config as YAML text, every change explained by a comment."""
-    raw = dict(config.written)  # `${VAR}` kept as written: the follow-up sweep reads it again
+def render(config: SweepConfig, advice: Advice, out: Path, taken: set[str] = frozenset()) -> str:
+    """The follow-up config as YAML text, every change explained by a comment. `taken`: sweep
+    names already in the storage, which the new one must not reuse."""
+    raw = dict(config.written)
+    new_name = next_sweep_name(config.sweep_name)
+    while f"{config.experiment}/{new_name}" in taken:
+        new_name = next_sweep_name(new_name)  # `${VAR}` kept as written: the follow-up sweep reads it again
     if out.resolve().parent != config.base_dir:  # relative paths would point elsewhere from there
         resolved = {"output_dir": str(config.output_dir), "optuna_storage": config.optuna_storage}
         if config.mlflow_storage:
             resolved["mlflow_storage"] = config.mlflow_storage
+        if config.command is not None and "${" not in str(raw.get("command", "")):
+            resolved["command"] = _with_absolute_files(config.command, config.base_dir)
+        elif config.entry_point is not None and _is_local_path(config.project):
+            resolved["project"] = str((config.base_dir / config.project).resolve())
         for key, value in resolved.items():
             # a value from `${VAR}` stays a reference, never its value
             if "${" not in str(raw.get(key, "")) and redact(value) == value:
@@ -277,7 +286,7 @@ def render(config: SweepConfig, advice: Advice, out: Path) -> str:
     written_warm = False
     for key, value in raw.items():
         if key == "sweep_name":
-            lines.append(f"sweep_name: {next_sweep_name(config.sweep_name)}  # was {config.sweep_name}")
+            lines.append(f"sweep_name: {new_name}  # was {config.sweep_name}")
             if "warm_start" not in raw:
                 lines.append(_warm_start_yaml(sources))
                 written_warm = True
@@ -300,6 +309,22 @@ def render(config: SweepConfig, advice: Advice, out: Path) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _with_absolute_files(command: str, base_dir: Path) -> str:
+    """`command` with each word naming a file beside the config made absolute: the refined
+    config lies elsewhere, and a command runs in its config's folder."""
+    for word in dict.fromkeys(shlex.split(command)):
+        if os.path.isabs(word) or "{" in word or word.startswith("-") or not (base_dir / word).is_file():
+            continue
+        command = re.sub(
+            rf"(?<!\S){re.escape(word)}(?!\S)", shlex.quote(str((base_dir / word).resolve())), command
+        )
+    return command
+
+
+def _is_local_path(project: str) -> bool:
+    return "://" not in project and not project.startswith("git@") and not os.path.isabs(project)
+
+
 def _summary(config: SweepConfig, advice: Advice) -> str:
     text = f"{advice.complete} completed trials"
     if advice.best is not None and config.objective.metric:
@@ -311,11 +336,20 @@ def _warm_start_yaml(sources: list[dict]) -> str:
     return "# the results of the sweeps this one refines\n" + _dump({"warm_start": sources})
 
 
+class _Dumper(yaml.SafeDumper):
+    """Writes what the config loader reads back as it was: a string like `1e-3` quoted."""
+
+
+_Dumper.add_implicit_resolver("tag:yaml.org,2002:float", YAML_FLOAT, YAML_FLOAT_FIRST)
+
+
 def _dump(value: dict) -> str:
     """One `key: value` entry; a mapping or list of scalars inside it on one line."""
     (inner,) = value.values()
     flow = None if isinstance(inner, dict | list) else False
-    text = yaml.safe_dump(value, sort_keys=False, default_flow_style=flow, allow_unicode=True, width=100)
+    text = yaml.dump(
+        value, Dumper=_Dumper, sort_keys=False, default_flow_style=flow, allow_unicode=True, width=100
+    )
     return text.rstrip()
 
 
@@ -330,7 +364,7 @@ def default_out(config: SweepConfig) -> Path:
 def refine_sweep(config: SweepConfig, out: Path | None = None) -> tuple[Path, Advice]:
     """Write the follow-up config of `config`'s sweep; raises NoSuchSweep when it has no trials."""
     from .errors import NoSuchSweep
-    from .warmstart.reading import sweep_trials
+    from .warmstart.reading import sweep_names, sweep_trials
 
     trials = sweep_trials(config.optuna_storage, config.identity)
     if trials is None:
@@ -339,5 +373,5 @@ def refine_sweep(config: SweepConfig, out: Path | None = None) -> tuple[Path, Ad
     if not advice.top:
         raise NoSuchSweep(f"{config.identity}: no feasible completed trial yet (nothing to refine from)")
     path = out or default_out(config)
-    path.write_text(render(config, advice, path), encoding="utf-8")
+    path.write_text(render(config, advice, path, sweep_names(config.optuna_storage)), encoding="utf-8")
     return path, advice

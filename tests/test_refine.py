@@ -196,3 +196,30 @@ def test_values_from_the_environment_stay_references_in_the_refined_config(tmp_p
     refined = load_config(refined_path)
     assert refined.command == "python train.py --token Tok3n-secret"
     assert refined.revealed({"key": "***"}) == {"key": "Tok3n-secret"}
+
+
+def test_strings_that_read_as_numbers_stay_strings_in_the_refined_config(tmp_path):
+    path = write(tmp_path)
+    text = path.read_text().replace("tag: a", "tag: '5e2'\n  mode: ['1e-3', 'null']")
+    path.write_text(text)
+    config = load_config(path)
+    assert config.space.fixed["tag"] == "5e2" and config.space.axes["mode"].values == ("1e-3", "null")
+    run_sweep(config, lambda p: p["x"])
+    refined = load_config(refine_sweep(config)[0])
+    mode = refined.space.axes.get("mode")
+    kept = mode.values if mode is not None else (refined.space.fixed["mode"],)
+    assert all(isinstance(v, str) for v in kept) and set(kept) <= {"1e-3", "null"}
+    assert refined.space.fixed["tag"] == "5e2"
+
+
+def test_refine_never_reuses_a_sweep_name_and_keeps_the_command_working_from_elsewhere(tmp_path):
+    (tmp_path / "train.py").write_text("")
+    config = load_config(write(tmp_path, command="python train.py --fast"))
+    run_sweep(config, lambda p: p["x"])
+    first, _ = refine_sweep(config)
+    run_sweep(load_config(first), lambda p: p["x"])  # the refined sweep exists now
+    out = tmp_path / "elsewhere" / "again.yaml"
+    out.parent.mkdir()
+    again = load_config(refine_sweep(config, out)[0])
+    assert again.sweep_name == "coarse-refined2"
+    assert again.command == f"python {tmp_path.resolve() / 'train.py'} --fast"

@@ -49,18 +49,18 @@ class _Loader(yaml.SafeLoader):
         return super().construct_mapping(node, deep=deep)
 
 
-_Loader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(
-        r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+# YAML 1.2 floats (`1e-3` without a dot is a float, as users mean it); refine writes with the same
+# rule, so a string that reads as one is quoted.
+YAML_FLOAT = re.compile(
+    r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
         |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
         |\.[0-9_]+(?:[eE][-+][0-9]+)?
         |[-+]?\.(?:inf|Inf|INF)
         |\.(?:nan|NaN|NAN))$""",
-        re.X,
-    ),
-    list("-+0123456789."),
+    re.X,
 )
+YAML_FLOAT_FIRST = list("-+0123456789.")
+_Loader.add_implicit_resolver("tag:yaml.org,2002:float", YAML_FLOAT, YAML_FLOAT_FIRST)
 
 
 def read_yaml(path: Path) -> dict[str, Any]:

@@ -20,3 +20,11 @@ def sweep_trials(url: str, identity: str) -> list[FrozenTrial] | None:
     except KeyError:
         return None
     return storage.get_all_trials(study_id, deepcopy=False)
+
+
+def sweep_names(url: str) -> set[str]:
+    """The names of the sweeps (studies) in the storage at `url`; nothing is created."""
+    if not storage_exists(url):
+        return set()
+    storage = open_optuna_storage(url)
+    return {study.study_name for study in storage.get_all_studies()}
