@@ -230,6 +230,8 @@ def test_the_printed_links_show_the_nested_trials_and_the_description_in_a_brows
     assert parent_url == f"{mlflow_server}/#/experiments/{experiment_id}/runs/{run_id}"
     status = run_cli("status", config, cwd=tmp_path)
     assert runs_url in status.stdout and parent_url in status.stdout
+    again = run_cli("sweep", config, cwd=tmp_path)  # finished: nothing runs, the links still print
+    assert "already complete" in output(again) and parent_url in output(again) and runs_url in output(again)
 
     # The runs page lists the parent (its trials folded under it: 4 runs match, one row shows).
     runs_page = dump_dom(browser, runs_url, tmp_path / "profile-runs")

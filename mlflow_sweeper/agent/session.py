@@ -64,7 +64,8 @@ class SweepSession:
         if self.retry_failed:
             self._retry_failed()
         if self.study.is_finished() and not requeue_lost(self.study, stop):
-            self.report(f"{self.config.identity}: already complete, nothing to run")
+            parts.console.event(f"{self.config.identity}: already complete, nothing to run", summary=False)
+            self._print_links()
             return self._finish()
         if self.study.is_closed():
             self.study.reopen()  # more to run (a raised budget or retries): a new close is owed
@@ -121,13 +122,17 @@ class SweepSession:
             f"{self.parts.progress.ended} done, up to {self.n_jobs} at once",
             summary=False,  # --quiet prints only the summary
         )
+        self._print_links()
+        self._note_ignored_max_trials()
+        for note in self.study.source.strategy.notes():
+            self.report(f"{self.config.identity}: {note}")
+
+    def _print_links(self) -> None:
+        """With a tracking server: the parent run's page and the experiment's runs page."""
         recorder = self.parts.recorder
         links = ui_links(recorder.client.tracking_uri, recorder.experiment_id, self.parts.parent_id)
         for line in link_lines(links):
             self.parts.console.event(f"{self.config.identity}: {line}", summary=False)
-        self._note_ignored_max_trials()
-        for note in self.study.source.strategy.notes():
-            self.report(f"{self.config.identity}: {note}")
 
     def _stopped_state(self) -> tuple[str | None, str | None]:
         """What the description says when this agent leaves early; (None, None) otherwise."""
