@@ -154,7 +154,7 @@ def test_a_best_trial_without_a_model_is_a_warning_and_the_sweep_completes(tmp_p
     assert MlflowClient(uri_of(tmp_path)).search_model_versions("name = 'none'") == []
 
 
-def test_a_registry_that_refuses_is_a_warning_not_an_error(tmp_path):
+def test_a_registry_that_refuses_is_a_warning_not_an_error(tmp_path, monkeypatch):
     """Whatever the registry answers at the close, the close goes on (the parent is finished)."""
     from optuna.distributions import IntDistribution
     from optuna.trial import create_trial
@@ -163,6 +163,7 @@ def test_a_registry_that_refuses_is_a_warning_not_an_error(tmp_path):
     from mlflow_sweeper.config.register import Registration
     from mlflow_sweeper.ui.register import REGISTER_WARNING_TAG, REGISTERED_TAG, register_best
 
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri_of(tmp_path))  # as an agent's process has it
     client = MlflowClient(uri_of(tmp_path))
     experiment_id = client.create_experiment("exp")
     parent_id = client.create_run(experiment_id).info.run_id
@@ -186,6 +187,42 @@ def test_a_registry_that_refuses_is_a_warning_not_an_error(tmp_path):
     )
     tags = client.get_run(parent_id).data.tags
     assert REGISTERED_TAG not in tags and "not/allowed" in tags[REGISTER_WARNING_TAG]
+
+
+def test_several_logged_models_need_the_named_one_and_the_value_is_tagged_exactly(tmp_path, monkeypatch):
+    from optuna.distributions import IntDistribution
+    from optuna.trial import create_trial
+
+    from mlflow_sweeper.config import load_config
+    from mlflow_sweeper.config.register import Registration
+    from mlflow_sweeper.ui.register import register_best
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri_of(tmp_path))  # as an agent's process has it
+    client = MlflowClient(uri_of(tmp_path))
+    experiment_id = client.create_experiment("exp")
+    parent_id = client.create_run(experiment_id).info.run_id
+    run_id = client.create_run(experiment_id).info.run_id
+    (tmp_path / "model").mkdir()
+    (tmp_path / "model" / "MLmodel").write_text("flavors: {}\n")
+    for name in ("a", "b"):
+        model = client.create_logged_model(experiment_id, name=name, source_run_id=run_id)
+        client.log_model_artifacts(model.model_id, str(tmp_path / "model"))
+        client.finalize_logged_model(model.model_id, "READY")
+    config = load_config(ui_config(tmp_path, parameters={"x": [1]}, register={"model_name": "m"}))
+    value = 0.12345678901234567
+    best = create_trial(
+        params={"x": 1},
+        distributions={"x": IntDistribution(0, 2)},
+        value=value,
+        user_attrs={"mlflow_run_id": run_id},
+    )
+    outcome = register_best(client, config, experiment_id, parent_id, best)
+    assert outcome.version is None and "several models (a, b) and none is named 'model'" in outcome.warning
+    named = dataclasses.replace(config, register=Registration("m", artifact_path="b"))
+    outcome = register_best(client, named, experiment_id, parent_id, best)
+    assert outcome.version == "m/1"
+    (version,) = client.search_model_versions("name = 'm'")
+    assert float(version.tags["score"]) == value
 
 
 # ---- in a real browser against a real tracking server ----------------------------------------------

@@ -136,6 +136,11 @@ def test_links_are_printed_only_for_a_tracking_server():
         "runs_url": "http://host:5000/#/experiments/4/runs",
     }
     assert link_lines(links)[1].endswith("http://host:5000/#/experiments/4/runs")
+    # credentials in the URI: a link that works (the browser asks for them), with none in it
+    assert (
+        ui_links("https://bob:s3cret@host:5000", "4", "abc")["runs_url"]
+        == "https://host:5000/#/experiments/4/runs"
+    )
 
 
 def test_register_is_read_with_its_defaults(tmp_path):

@@ -4,6 +4,8 @@ full one needs the tracking server's address in front."""
 
 from __future__ import annotations
 
+import urllib.parse
+
 
 def run_route(experiment_id: str, run_id: str) -> str:
     return f"#/experiments/{experiment_id}/runs/{run_id}"
@@ -22,7 +24,10 @@ def server_address(tracking_uri: str | None) -> str | None:
     """The UI's address for an `http(s)://` tracking store; None for a store without a UI."""
     if not tracking_uri or not tracking_uri.lower().startswith(("http://", "https://")):
         return None
-    return tracking_uri.rstrip("/")
+    parsed = urllib.parse.urlsplit(tracking_uri)
+    if "@" in parsed.netloc:  # credentials in the URI: a link works without them (the browser asks)
+        parsed = parsed._replace(netloc=parsed.netloc.rpartition("@")[2])
+    return urllib.parse.urlunsplit(parsed).rstrip("/")
 
 
 def ui_links(tracking_uri: str | None, experiment_id: str, parent_id: str) -> dict[str, str]:

@@ -29,6 +29,10 @@ REGISTERED_TAG = "sweeper.registered_model"  # on the parent: "name/version"
 REGISTER_WARNING_TAG = "sweeper.register_warning"  # on the parent: why nothing was registered
 
 
+class AmbiguousModel(Exception):
+    """Several logged models and none named as configured: which to register is not guessed."""
+
+
 @dataclass(frozen=True)
 class Outcome:
     version: str | None = None  # "name/version" when registered (now or by an earlier close)
@@ -115,6 +119,12 @@ def _model_source(client: MlflowClient, experiment_id: str, run_id: str, artifac
         models = []
     if models:
         named = [m for m in models if m.name == artifact_path]
+        if not named and len(models) > 1:
+            names = ", ".join(sorted(m.name for m in models))
+            raise AmbiguousModel(
+                f"the best trial's run logged several models ({names}) and none is named "
+                f"'{artifact_path}': set register.artifact_path to the one to register"
+            )
         model = (named or models)[-1]
         return f"models:/{model.model_id}", model.model_id
     if retry(lambda: client.list_artifacts(run_id, artifact_path), "model artifacts"):
@@ -133,7 +143,7 @@ def _create(client: MlflowClient, name: str, source: tuple, run_id: str, config:
     tags = {
         SWEEP_TAG: config.identity,
         TRIAL_TAG: str(best.number),
-        config.objective.metric: f"{best.value:.10g}",
+        config.objective.metric: repr(float(best.value)),  # exactly the value, not a rounding of it
     }
     version = client.create_model_version(name, uri, run_id=run_id, tags=tags, model_id=model_id)
     return str(version.version)
