@@ -99,6 +99,11 @@ class Judgement:
         return not self.missing and all(v <= 0 for v in self.violations.values())
 
     @property
+    def violated(self) -> list[str]:
+        """The constraints the trial's metrics do not meet."""
+        return [text for text, value in self.violations.items() if value > 0]
+
+    @property
     def reason(self) -> str:
         """Why the trial fails, as for a missing objective."""
         listed = ", ".join(f"'{name}'" for name in self.missing)

@@ -63,13 +63,19 @@ def settle_complete(parts: Settling, attempt: Attempt, outcome: Outcome) -> None
     if judgement is not None and run_id:
         parts.recorder.client.set_tag(run_id, FEASIBLE_TAG, str(judgement.feasible).lower())
     parts.study.complete(work, value, trial_attrs(judgement) if judgement else None)
+    violated = ""
     if judgement is not None and not judgement.feasible:
-        value = value if isinstance(value, list) else None  # an infeasible value is never the best
+        violated = f", infeasible: violates {', '.join(judgement.violated)}"
+        shown_single = "" if isinstance(value, list) else f", {objective.metric}={shown_value(value)}"
+        if not isinstance(value, list):  # an infeasible value is never the best
+            parts.counts.done(None)
+            parts.console.event(f"trial {work.number} finished (run {run_id}{shown_single}{violated})")
+            return
     if isinstance(value, list):  # several objectives: no single best to show or record
         parts.counts.done(None)
         _keep_front(parts, attempt)
         shown = ", ".join(f"{n}={shown_value(v)}" for n, v in zip(objective.names, value, strict=True))
-        parts.console.event(f"trial {work.number} finished (run {run_id}, {shown})")
+        parts.console.event(f"trial {work.number} finished (run {run_id}, {shown}{violated})")
         return
     improved = parts.counts.done(value)
     shown = "" if value is None else f", {objective.metric}={shown_value(value)}"
