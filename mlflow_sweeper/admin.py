@@ -16,7 +16,7 @@ from .config import SweepConfig
 from .coordination import RUN_ATTR, SLOT, SweepStudy, study_names
 from .coordination.companions import missing_companion_lines
 from .coordination.identity import directions_of
-from .coordination.names import STARTING_OVER_SUFFIX
+from .coordination.names import STARTING_OVER_SUFFIX, WARM_ATTR
 from .coordination.tallies import failed_to_retry, in_budget, pareto_front
 from .display import shown_params, shown_value
 from .errors import NoSuchSweep, UsageError
@@ -164,7 +164,7 @@ def _empty_status(config: SweepConfig) -> dict:
 def _counts(study, trials: list) -> dict:
     """The budget and where its points stand. done: the points that need nothing more
     (completed, pruned, or failed for good)."""
-    states = Counter(trial.state for trial in trials if in_budget(trial))
+    states = Counter(trial.state for trial in trials if in_budget(trial, study.budget))
     failed = len([t for t in study.failed_for_good(trials) if t.state != TrialState.PRUNED])
     complete, running = states[TrialState.COMPLETE], states[TrialState.RUNNING]
     pruned = states[TrialState.PRUNED]
@@ -178,7 +178,7 @@ def _counts(study, trials: list) -> dict:
         "failed": failed,
         "failed_to_retry": failed_to_retry(trials),
         "pruned": pruned,
-        "warm_started": sum("warm_start" in t.user_attrs for t in trials),
+        "warm_started": sum(WARM_ATTR in t.user_attrs for t in trials),
         "attempts": sum(1 for t in trials if t.state != TrialState.WAITING and SLOT in t.system_attrs),
         "missing_companions": study.missing_companions,
         "done": done,

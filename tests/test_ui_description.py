@@ -225,3 +225,10 @@ def test_an_agent_that_leaves_writes_the_description_as_it_leaves_it(tmp_path):
     progress.done, progress.running, progress.best = 1, 0, 11.0
     live.stop()
     assert "1/4 trials ended (1 complete" in client.tags["mlflow.note.content"]
+
+
+def test_earlier_results_are_counted_as_such(tmp_path):
+    trials = trials_of([3.0, 5.0])
+    trials[0].user_attrs["warm_start"] = "sweep:exp/s0"
+    text = describe(SweepView(config_of(tmp_path), trials, "7", "parent", budget=2))
+    assert "2/2 trials ended (2 complete, 0 pruned, 0 failed; 1 of them earlier results (warm start)" in text

@@ -12,10 +12,8 @@ from collections.abc import Iterable
 
 from optuna.trial import FrozenTrial, TrialState
 
-from ..coordination.names import REASON, SLOT
+from ..coordination.names import REASON, SLOT, WARM_ATTR
 from ..coordination.tallies import INTERRUPTED_PREFIX
-
-WARM_ATTR = "warm_start"  # the user attr of an earlier result entered by warm start
 
 
 def _counts(trial: FrozenTrial) -> bool:

@@ -26,6 +26,7 @@ REASON = "fail_reason"
 INFEASIBLE = "infeasible"  # why the point cannot run: a result, not a failure for the exit code
 # Trial system attributes.
 SLOT = "sweeper:slot"
+WARM_ATTR = "warm_start"  # trial user attr: where an earlier result entered by warm start came from
 WARM_SLOTS = "sweeper:warm_slots"  # study system attr: {slot: trial number} a warm start holds
 ATTEMPT = "sweeper:attempt"
 AGENT = "sweeper:agent"

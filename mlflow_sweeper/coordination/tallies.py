@@ -9,7 +9,7 @@ from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
 from ..constraints import is_feasible
-from .names import INFEASIBLE, NO_RETRY, REASON, SLOT
+from .names import INFEASIBLE, NO_RETRY, REASON, SLOT, WARM_ATTR
 from .policy import RetryPolicy, attempt_of
 
 INTERRUPTED_PREFIX = "interrupted"  # the reason given to an attempt cancelled by Ctrl-C
@@ -200,13 +200,13 @@ def front_change(
     return True, sorted(pushed, key=lambda t: t.number)
 
 
-def in_budget(trial: FrozenTrial) -> bool:
-    """Not an earlier result entered by warm start, unless it holds a grid point of the budget."""
-    return "warm_start" not in trial.user_attrs or SLOT in trial.system_attrs
+def in_budget(trial: FrozenTrial, budget: int) -> bool:
+    """Not an earlier result entered by warm start, unless it holds a point of the budget."""
+    return WARM_ATTR not in trial.user_attrs or trial.system_attrs.get(SLOT, budget) < budget
 
 
 def progress(trials: list[FrozenTrial], budget: int, best_trial: FrozenTrial | None) -> Progress:
-    counts = state_counts(t for t in trials if in_budget(t))
+    counts = state_counts(t for t in trials if in_budget(t, budget))
     return Progress(
         budget=budget,
         complete=counts[TrialState.COMPLETE],

@@ -9,13 +9,14 @@ from optuna.trial import FrozenTrial, TrialState
 
 from ..config import Objective
 from ..coordination import ATTEMPT, REASON, RUN_ATTR
+from ..coordination.names import WARM_ATTR
 from ..coordination.tallies import interrupted
 from ..search.space import SearchSpace
 from ..secrets import redact_value
 
 LEADING = ("number", "state", "attempts")
 TRAILING = ("run_id", "start", "duration", "fail_reason")
-WARM_COLUMN = WARM_ATTR = "warm_start"  # where a warm-started trial's result came from
+WARM_COLUMN = WARM_ATTR  # where a warm-started trial's result came from
 
 
 def param_names(trials: list[FrozenTrial]) -> list[str]:

@@ -12,6 +12,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from ..constraints import feasible_only, is_feasible
 from ..coordination.identity import directions_of
+from ..coordination.names import WARM_ATTR
 from ..coordination.tallies import pareto_front
 from .links import artifact_route, run_route, runs_route
 
@@ -86,6 +87,9 @@ def _headline(view: SweepView) -> str:
         "interrupted": "interrupted (run the same command again to resume)",
     }.get(view.state, view.state)
     counts = f"{complete} complete, {pruned} pruned, {failed} failed"
+    warm = sum(1 for t in view.trials if WARM_ATTR in t.user_attrs)
+    if warm:
+        counts += f"; {warm} of them earlier results (warm start), not run here"
     # The run page shows a description's first lines only, until "Show more": the state, the
     # counts and the best come first, compact.
     lines = [

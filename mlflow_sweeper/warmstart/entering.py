@@ -12,14 +12,12 @@ import optuna
 from optuna.trial import TrialState
 
 from ..config import SweepConfig
-from ..coordination.names import SLOT, WARM_SLOTS
+from ..coordination.names import SLOT, WARM_ATTR, WARM_SLOTS
 from ..errors import ConfigError
 from ..search.algorithms import PointSource
 from ..search.space import same_value
 from ..storages import exists as storage_exists
 from .collect import RUN_ATTR, WarmStart, collect, prepare
-
-WARM_ATTR = "warm_start"  # trial user attr: where its result came from
 
 
 def gather(config: SweepConfig, tracking_uri: str, source: PointSource) -> WarmStart:
