@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 from .config import SweepConfig
 from .coordination import SweepStudy, agent_id
+from .coordination.restart import StartOverHooks
 from .search.algorithms import PointSource
 from .storages import exists as storage_exists
 from .storages import open_mlflow_tracking, open_optuna_storage, probe_mlflow_storage, probe_optuna_storage
@@ -81,7 +82,7 @@ def open_sweep(
     if not found:  # whoever creates the study records its store with it, before the parent run
         created = study.create_or_find(first_records(uri))
     if not created:
-        started_over = study.check_drift()  # once, before anything is written for this config
+        started_over = study.check_drift(warm)  # once, before anything is written for this config
     if explicit_tracking_uri(config) is None:
         # Agents started together from different directories agree on one store: the one the
         # study's creator recorded with it (waited for when the sweep was just created).
@@ -107,8 +108,14 @@ def open_sweep(
     study.hold_warm_slots()
     record_tracking_uri(study, uri)
     opened = OpenSweep(
-        config, study, client.tracking_uri, parent_id, created, warm_summary=warm.summary,
-        _recorder=recorder, _recorder_opened=True,
+        config,
+        study,
+        client.tracking_uri,
+        parent_id,
+        created,
+        warm_summary=warm.summary,
+        _recorder=recorder,
+        _recorder_opened=True,
     )
     if started_over is not None:
         recorder.delete_runs(started_over.run_ids)
@@ -117,21 +124,32 @@ def open_sweep(
     return opened
 
 
-class _WarmStart:
+class _WarmStart(StartOverHooks):
     """The sweep's `warm_start` results: gathered before anything is written when this agent may
-    create the study, entered by whoever records the parent run (the creator, or the agent taking
-    over from a creator that died first; entering skips what is already in the study)."""
+    create the study (or start it over), entered by whoever records the parent run (the creator,
+    or the agent taking over from a creator that died first; entering skips what is already in
+    the study), or by the agent that starts the sweep over, on the new study."""
 
     def __init__(self, config: SweepConfig, uri: str, study: SweepStudy, gathered: WarmStart | None):
         self.config, self.uri, self.study, self.gathered = config, uri, study, gathered
         self.summary: str | None = None
 
-    def enter(self) -> None:
+    def before(self) -> None:
+        if self.config.warm_start and self.gathered is None:
+            self.gathered = gather_warm_start(self.config, self.uri, self.study.source)
+
+    def recreated(self, study_id: int) -> None:
+        self.enter(study_id)
+
+    def enter(self, study_id: int | None = None) -> None:
         if not self.config.warm_start:
             return
         study = self.study
-        gathered = self.gathered or gather_warm_start(self.config, self.uri, study.source)
-        enter_warm_start(study.store, study.study_id, study.source, gathered)
+        self.before()
+        gathered = self.gathered
+        enter_warm_start(
+            study.store, study.study_id if study_id is None else study_id, study.source, gathered
+        )
         self.summary = f"{self.config.identity}: {gathered.summary()}"
 
 

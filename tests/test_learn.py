@@ -152,6 +152,36 @@ def test_grid_extended_under_a_new_name_runs_only_the_new_points(tmp_path):
     ran = launched(record)
     assert sorted((r["params"]["x"], r["params"]["y"]) for r in ran) == [("4", "10"), ("4", "20")]
 
+    # A sweep that learned nothing (every trial failed) starts over under a config that adds
+    # `warm_start`, and its earlier results enter the new study; once it has learned, another
+    # `warm_start` is a change like any other (exit 2, a new sweep_name is the way).
+    record.unlink()
+    keys = {"sweep_name": "s4", "max_retries": 0, "fail_fast": 0}
+    failing = write_config(
+        tmp_path, "fourth.yaml", parameters={**params, "x": [1, 2, 3], "behave": "fail"}, **keys
+    )
+    assert run_cli("sweep", failing, cwd=tmp_path).returncode == 1
+    record.unlink()
+    fixed = write_config(
+        tmp_path,
+        "fourth.yaml",
+        parameters={**params, "x": [1, 2, 3]},
+        warm_start=[{"sweep": "exp/s1"}],
+        **keys,
+    )
+    result = run_cli("sweep", fixed, cwd=tmp_path)
+    assert result.returncode == 0, output(result)
+    assert "starts over under the changed config" in output(result)
+    assert "4 earlier result(s) fit this sweep" in output(result)
+    ran = launched(record)
+    assert sorted((r["params"]["x"], r["params"]["y"]) for r in ran) == [("3", "10"), ("3", "20")]
+    changed = write_config(
+        tmp_path, "fourth.yaml", parameters={**params, "x": [1, 2, 3]},
+        warm_start=[{"sweep": "exp/s1"}, {"sweep": "exp/s2"}], **keys,
+    )  # fmt: skip
+    result = run_cli("sweep", changed, cwd=tmp_path)
+    assert result.returncode == 2 and "'warm_start'" in output(result), output(result)
+
 
 def test_an_unknown_source_is_exit_2_and_nothing_is_written(tmp_path):
     config = write_config(tmp_path, sweep_name="s9", warm_start=[{"sweep": "exp/nope"}])

@@ -22,7 +22,7 @@ from .lifecycle import TrialLifecycle, warm_slots
 from .liveness import Heartbeat, fail_stale_trials
 from .names import ACTIVE, INFEASIBLE, claims_study_name
 from .policy import RetryPolicy
-from .restart import StartedOver
+from .restart import NO_HOOKS, StartedOver, StartOverHooks
 from .store import RetryingStorage
 from .tallies import Progress
 
@@ -125,9 +125,9 @@ class SweepStudy:
     def parent_run_id(self) -> str | None:
         return self.identity.parent_run_id()
 
-    def check_drift(self) -> StartedOver | None:
+    def check_drift(self, hooks: StartOverHooks = NO_HOOKS) -> StartedOver | None:
         """Refuse a changed config, or start the sweep over when it has learned nothing yet."""
-        started_over = self.identity.check_drift()
+        started_over = self.identity.check_drift(hooks)
         self._build_parts()  # the studies may be new ones (started over, here or by another agent)
         self._attach()
         return started_over

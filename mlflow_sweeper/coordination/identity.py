@@ -18,8 +18,8 @@ from ..config import MUTABLE_HINT, SweepConfig
 from ..errors import DriftError, StorageError
 from ..secrets import redact_value
 from .drift import describe_drift, drift_refusal
-from .names import CONFIG_ATTR, FINGERPRINT_ATTR, PARENT_ATTR
-from .restart import StartedOver, StartOver, nothing_learned
+from .names import CONFIG_ATTR, FINGERPRINT_ATTR, PARENT_ATTR, WARM_ATTR, WARM_SOURCES
+from .restart import NO_HOOKS, StartedOver, StartOver, StartOverHooks, nothing_learned, record_warm_sources
 from .store import RetryingStorage, find_study
 
 log = logging.getLogger(__name__)
@@ -67,16 +67,18 @@ class SweepIdentity:
             return False
         for key, value in (first_records or {}).items():
             self.store.set_study_user_attr(self.study_id, key, value)
+        record_warm_sources(self.store, self.study_id, self.config)  # before the fingerprint, as it
         fingerprint = json.dumps(redact_value(self.config.fingerprint()), sort_keys=True)
         self.store.set_study_system_attr(self.study_id, FINGERPRINT_ATTR, fingerprint)
         self.store.set_study_user_attr(self.study_id, CONFIG_ATTR, str(self.config.path))
         self.created = True
         return True
 
-    def check_drift(self) -> StartedOver | None:
-        """Refuse a config whose search space, algorithm or objective differs from the stored one,
-        unless the sweep has learned nothing yet: then it starts over under this config (what
-        that left behind is returned; None when nothing changed)."""
+    def check_drift(self, hooks: StartOverHooks = NO_HOOKS) -> StartedOver | None:
+        """Refuse a config whose search space, algorithm, objective or warm start differs from
+        the stored one, unless the sweep has learned nothing yet: then it starts over under this
+        config (what that left behind is returned; None when nothing changed). `hooks`: what the
+        agent does before starting over (read its earlier results) and on the new study."""
         started_over = None
         for _ in range(MAX_START_OVER_ROUNDS):
             try:
@@ -86,7 +88,8 @@ class SweepIdentity:
                 trials = self.store.get_all_trials(self.study_id, deepcopy=False)
                 if not nothing_learned(trials):
                     self._refuse(*changed)
-                outcome = StartOver(self.store, self.config).run(self.study_id, changed[2])
+                hooks.before()
+                outcome = StartOver(self.store, self.config, hooks.recreated).run(self.study_id, changed[2])
             except KeyError:  # deleted under us by an agent starting the sweep over
                 outcome = None
             if outcome is not None:
@@ -111,9 +114,28 @@ class SweepIdentity:
             return None  # created a moment ago by another agent that has not written it yet
         stored = json.loads(stored_text)
         current = json.loads(json.dumps(redact_value(self.config.fingerprint()), sort_keys=True))
+        warm_change = self._warm_start_change()
+        if warm_change is not None:
+            stored["warm_start"], current["warm_start"] = warm_change
         if stored == current:
             return None
         return stored, current, stored_text
+
+    def _warm_start_change(self) -> tuple[list, list] | None:
+        """(as recorded, as configured) when the config's `warm_start` is not the one the sweep
+        was created with: its earlier results enter a sweep once, before its first trial, so a
+        new one means starting over (or a new sweep). None when it is the same, or not given (the
+        results in the study stay). A sweep recorded before this was checked, with earlier
+        results in it, is taken to have this one."""
+        current = [source.describe() for source in self.config.warm_start]
+        if not current:
+            return None
+        recorded = self.store.get_study_system_attrs(self.study_id).get(WARM_SOURCES)
+        if recorded is None:
+            trials = self.store.get_all_trials(self.study_id, deepcopy=False)
+            return None if any(WARM_ATTR in t.user_attrs for t in trials) else ([], current)
+        before = json.loads(recorded)
+        return None if before == current else (before, current)
 
     def _refuse(self, stored: dict, current: dict, _stored_text: str) -> None:
         changes = describe_drift(stored, current) or ["its definition differs"]

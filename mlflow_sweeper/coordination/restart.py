@@ -27,7 +27,15 @@ from optuna.trial import FrozenTrial, TrialState
 
 from ..config import SweepConfig
 from ..errors import StorageError
-from .names import CONFIG_ATTR, FINGERPRINT_ATTR, GENERATION, RUN_ATTR, starting_over_name, study_names
+from .names import (
+    CONFIG_ATTR,
+    FINGERPRINT_ATTR,
+    GENERATION,
+    RUN_ATTR,
+    WARM_SOURCES,
+    starting_over_name,
+    study_names,
+)
 from .store import RetryingStorage, find_study
 
 log = logging.getLogger(__name__)
@@ -53,6 +61,28 @@ class StartedOver:
         )
 
 
+class StartOverHooks:
+    """What the agent starting a sweep over does besides: `before`, while nothing is written yet
+    (read the config's earlier results: a missing source stops it there); `recreated`, on the new
+    study before any agent may claim from it (enter those results). Nothing, by default."""
+
+    def before(self) -> None:
+        pass
+
+    def recreated(self, study_id: int) -> None:
+        pass
+
+
+NO_HOOKS = StartOverHooks()
+
+
+def record_warm_sources(store: RetryingStorage, study_id: int, config: SweepConfig) -> None:
+    """The `warm_start` a sweep is created with: a later config with another is a change."""
+    sources = [source.describe() for source in config.warm_start]
+    if sources:
+        store.set_study_system_attr(study_id, WARM_SOURCES, json.dumps(sources))
+
+
 def nothing_learned(trials: list[FrozenTrial]) -> bool:
     return not any(t.state in LEARNED_OR_RUNNING for t in trials)
 
@@ -64,9 +94,10 @@ def generation_of(store: RetryingStorage, study_id: int) -> int:
 class StartOver:
     """One agent's attempt to start the sweep of `config` over; see the module's docstring."""
 
-    def __init__(self, store: RetryingStorage, config: SweepConfig):
+    def __init__(self, store: RetryingStorage, config: SweepConfig, recreated=NO_HOOKS.recreated):
         self.store = store
         self.config = config
+        self.recreated = recreated  # called with the new study's id, under the lock
 
     def run(self, study_id: int, fingerprint: str) -> tuple[int, StartedOver] | None:
         """Start over the study `study_id` as judged (stored `fingerprint`): (the new study id,
@@ -114,8 +145,10 @@ class StartOver:
             if key != CONFIG_ATTR:
                 self.store.set_study_user_attr(new_id, key, value)
         self.store.set_study_user_attr(new_id, CONFIG_ATTR, str(self.config.path))
+        record_warm_sources(self.store, new_id, self.config)
         fingerprint = json.dumps(self.config.fingerprint(), sort_keys=True)
         self.store.set_study_system_attr(new_id, FINGERPRINT_ATTR, fingerprint)
+        self.recreated(new_id)  # under the lock: no agent claims from the study before it is done
         self.store.set_study_system_attr(new_id, GENERATION, generation)
         log.debug("%s: started over (generation %d)", self.config.identity, generation)
         return new_id, StartedOver(run_ids, generation)
