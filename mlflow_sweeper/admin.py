@@ -155,6 +155,7 @@ def _empty_status(config: SweepConfig) -> dict:
         "failed_to_retry": 0,
         "attempts": 0,
         "remaining": 0,
+        "stopped": None,
         "best": None,
         "missing_companions": [],
         "links": {},
@@ -169,7 +170,8 @@ def _counts(study, trials: list) -> dict:
     complete, running = states[TrialState.COMPLETE], states[TrialState.RUNNING]
     pruned = states[TrialState.PRUNED]
     done = complete + pruned + failed
-    remaining = 0 if study.target_reached() else max(0, study.budget - done - running)  # target: none owed
+    target_reached = study.target_reached()
+    remaining = 0 if target_reached else max(0, study.budget - done - running)  # target: none owed
     return {
         "exists": True,
         "budget": study.budget,
@@ -183,6 +185,7 @@ def _counts(study, trials: list) -> dict:
         "missing_companions": study.missing_companions,
         "done": done,
         "remaining": remaining,
+        "stopped": "a trial reached the target" if target_reached else None,
     }
 
 
@@ -234,6 +237,8 @@ def sweep_status(config: SweepConfig) -> str:
         f"  points: {data['done']}/{data['budget']} done, {data['running']} running, "
         f"{failed}, {data['pruned']} pruned, {data['remaining']} remaining ({data['attempts']} attempts)"
     )
+    if data.get("stopped"):
+        lines.append(f"  stopped early: {data['stopped']} (no new trials start; the rest is not owed)")
     if data.get("warm_started"):
         lines.append(f"  warm start: {data['warm_started']} earlier result(s) in the study (no budget used)")
     if "pareto" in data:
