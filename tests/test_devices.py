@@ -127,6 +127,15 @@ def test_two_agents_on_one_host_share_four_devices_without_sharing_one(tmp_path)
     assert most_at_once(runs) <= 4
 
 
+def wait_for_a_trial(agent, record: Path, out: Path) -> None:
+    """Until the agent's first trial has started (it records itself)."""
+    deadline = time.monotonic() + 120
+    while not read_records(record):
+        assert agent.poll() is None, out.read_text()
+        assert time.monotonic() < deadline, "no trial started"
+        time.sleep(0.1)
+
+
 def test_a_killed_agent_leaves_its_devices_usable(tmp_path):
     record, go = tmp_path / "records.jsonl", tmp_path / "go"
     config = write_config(
@@ -139,11 +148,7 @@ def test_a_killed_agent_leaves_its_devices_usable(tmp_path):
     )
     env = fake_gpus(tmp_path)
     first = start(config, env, out=tmp_path / "a.out")
-    deadline = time.monotonic() + 120
-    while not read_records(record):
-        assert first.poll() is None, (tmp_path / "a.out").read_text()
-        assert time.monotonic() < deadline, "no trial started"
-        time.sleep(0.1)
+    wait_for_a_trial(first, record, tmp_path / "a.out")
     killed = read_records(record)[0]
     assert killed["devices"] == "0"
     first.kill()
@@ -167,11 +172,7 @@ def test_a_trial_its_killed_agent_left_running_keeps_its_device_from_other_sweep
     )
     other_config = write_config(tmp_path / "b", parameters={"x": [2], "record": str(record)}, **keys)
     first = start(first_config, env, out=tmp_path / "a.out")
-    deadline = time.monotonic() + 120
-    while not read_records(record):
-        assert first.poll() is None, (tmp_path / "a.out").read_text()
-        assert time.monotonic() < deadline, "no trial started"
-        time.sleep(0.1)
+    wait_for_a_trial(first, record, tmp_path / "a.out")
     first.kill()
     first.wait()
     other = start(other_config, env, out=tmp_path / "b.out")

@@ -14,6 +14,9 @@ import pytest
 from conftest import PROJECT, REQUIRE_SERVERS, mlflow_runs, run_cli, start_cli, write_config
 from mlflow.tracking import MlflowClient
 
+from mlflow_sweeper.config import load_config
+from mlflow_sweeper.config.register import Registration
+
 UI_TRIAL = PROJECT / "ui_trial.py"
 DESCRIPTION = "mlflow.note.content"
 TWO_OBJECTIVES = {
@@ -154,73 +157,61 @@ def test_a_best_trial_without_a_model_is_a_warning_and_the_sweep_completes(tmp_p
     assert MlflowClient(uri_of(tmp_path)).search_model_versions("name = 'none'") == []
 
 
+class Registry:
+    """A real SQLite store with a parent run and a trial run, for `register_best` in process."""
+
+    def __init__(self, tmp_path, monkeypatch):
+        # The process's own store is another one (an agent given `mlflow_storage` in its config):
+        # registering must not depend on it.
+        monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'elsewhere.db'}")
+        self.client = client = MlflowClient(uri_of(tmp_path))
+        self.experiment_id = client.create_experiment("exp")
+        self.parent_id = client.create_run(self.experiment_id).info.run_id
+        self.run_id = client.create_run(self.experiment_id).info.run_id
+        self.model_dir = tmp_path / "model"
+        self.model_dir.mkdir()
+        (self.model_dir / "MLmodel").write_text("flavors: {}\n")
+        self.config = load_config(ui_config(tmp_path, parameters={"x": [1]}, register={"model_name": "m"}))
+
+    def register(self, registration, value: float = 1.0):
+        from optuna.distributions import IntDistribution
+        from optuna.trial import create_trial
+
+        from mlflow_sweeper.ui.register import register_best
+
+        best = create_trial(
+            params={"x": 1}, distributions={"x": IntDistribution(0, 2)}, value=value,
+            user_attrs={"mlflow_run_id": self.run_id},
+        )  # fmt: skip
+        config = dataclasses.replace(self.config, register=registration)  # past the config's checks
+        return register_best(self.client, config, self.experiment_id, self.parent_id, best)
+
+
 def test_a_registry_that_refuses_is_a_warning_not_an_error(tmp_path, monkeypatch):
     """Whatever the registry answers at the close, the close goes on (the parent is finished)."""
-    from optuna.distributions import IntDistribution
-    from optuna.trial import create_trial
+    from mlflow_sweeper.ui.register import REGISTER_WARNING_TAG, REGISTERED_TAG
 
-    from mlflow_sweeper.config import load_config
-    from mlflow_sweeper.config.register import Registration
-    from mlflow_sweeper.ui.register import REGISTER_WARNING_TAG, REGISTERED_TAG, register_best
-
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri_of(tmp_path))  # as an agent's process has it
-    client = MlflowClient(uri_of(tmp_path))
-    experiment_id = client.create_experiment("exp")
-    parent_id = client.create_run(experiment_id).info.run_id
-    run_id = client.create_run(experiment_id).info.run_id
-    (tmp_path / "model").mkdir()
-    (tmp_path / "model" / "MLmodel").write_text("flavors: {}\n")
-    client.log_artifacts(run_id, str(tmp_path / "model"), "model")
-    client.set_tag(parent_id, REGISTERED_TAG, "earlier/1")  # from an earlier close, now stale
-    config = load_config(ui_config(tmp_path, parameters={"x": [1]}, register={"model_name": "m"}))
-    config = dataclasses.replace(config, register=Registration("not/allowed"))  # past the config's check
-    best = create_trial(
-        params={"x": 1},
-        distributions={"x": IntDistribution(0, 2)},
-        value=1.0,
-        user_attrs={"mlflow_run_id": run_id},
-    )
-    outcome = register_best(client, config, experiment_id, parent_id, best)
-    assert (
-        outcome.version is None
-        and "could not register the best trial's model in 'not/allowed'" in outcome.warning
-    )
-    tags = client.get_run(parent_id).data.tags
+    registry = Registry(tmp_path, monkeypatch)
+    registry.client.log_artifacts(registry.run_id, str(registry.model_dir), "model")
+    registry.client.set_tag(registry.parent_id, REGISTERED_TAG, "earlier/1")  # an earlier close's, stale now
+    outcome = registry.register(Registration("not/allowed"))
+    assert outcome.version is None
+    assert "could not register the best trial's model in 'not/allowed'" in outcome.warning
+    tags = registry.client.get_run(registry.parent_id).data.tags
     assert REGISTERED_TAG not in tags and "not/allowed" in tags[REGISTER_WARNING_TAG]
 
 
 def test_several_logged_models_need_the_named_one_and_the_value_is_tagged_exactly(tmp_path, monkeypatch):
-    from optuna.distributions import IntDistribution
-    from optuna.trial import create_trial
-
-    from mlflow_sweeper.config import load_config
-    from mlflow_sweeper.config.register import Registration
-    from mlflow_sweeper.ui.register import register_best
-
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri_of(tmp_path))  # as an agent's process has it
-    client = MlflowClient(uri_of(tmp_path))
-    experiment_id = client.create_experiment("exp")
-    parent_id = client.create_run(experiment_id).info.run_id
-    run_id = client.create_run(experiment_id).info.run_id
-    (tmp_path / "model").mkdir()
-    (tmp_path / "model" / "MLmodel").write_text("flavors: {}\n")
+    registry = Registry(tmp_path, monkeypatch)
+    client = registry.client
     for name in ("a", "b"):
-        model = client.create_logged_model(experiment_id, name=name, source_run_id=run_id)
-        client.log_model_artifacts(model.model_id, str(tmp_path / "model"))
+        model = client.create_logged_model(registry.experiment_id, name=name, source_run_id=registry.run_id)
+        client.log_model_artifacts(model.model_id, str(registry.model_dir))
         client.finalize_logged_model(model.model_id, "READY")
-    config = load_config(ui_config(tmp_path, parameters={"x": [1]}, register={"model_name": "m"}))
     value = 0.12345678901234567
-    best = create_trial(
-        params={"x": 1},
-        distributions={"x": IntDistribution(0, 2)},
-        value=value,
-        user_attrs={"mlflow_run_id": run_id},
-    )
-    outcome = register_best(client, config, experiment_id, parent_id, best)
+    outcome = registry.register(Registration("m"), value)
     assert outcome.version is None and "several models (a, b) and none is named 'model'" in outcome.warning
-    named = dataclasses.replace(config, register=Registration("m", artifact_path="b"))
-    outcome = register_best(client, named, experiment_id, parent_id, best)
-    assert outcome.version == "m/1"
+    assert registry.register(Registration("m", artifact_path="b"), value).version == "m/1"
     (version,) = client.search_model_versions("name = 'm'")
     assert float(version.tags["score"]) == value
 

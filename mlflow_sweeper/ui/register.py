@@ -126,7 +126,9 @@ def _model_source(client: MlflowClient, experiment_id: str, run_id: str, artifac
                 f"'{artifact_path}': set register.artifact_path to the one to register"
             )
         model = (named or models)[-1]
-        return f"models:/{model.model_id}", model.model_id
+        # Its artifact location, not `models:/<id>`: a SQL registry store resolves that through
+        # the process's global tracking URI, which need not be this sweep's store.
+        return model.artifact_location, model.model_id
     if retry(lambda: client.list_artifacts(run_id, artifact_path), "model artifacts"):
         artifact_uri = retry(lambda: client.get_run(run_id), "run").info.artifact_uri
         return f"{artifact_uri.rstrip('/')}/{artifact_path}", None
@@ -143,7 +145,7 @@ def _create(client: MlflowClient, name: str, source: tuple, run_id: str, config:
     tags = {
         SWEEP_TAG: config.identity,
         TRIAL_TAG: str(best.number),
-        config.objective.metric: repr(float(best.value)),  # exactly the value, not a rounding of it
+        config.objective.metric: repr(float(best.value)).removesuffix(".0"),  # the value exactly
     }
     version = client.create_model_version(name, uri, run_id=run_id, tags=tags, model_id=model_id)
     return str(version.version)
