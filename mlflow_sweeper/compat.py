@@ -242,6 +242,8 @@ def registry_name_problem(kind: str, value: str) -> str | None:
 
     if kind == "alias" and (value.lower() == "latest" or re.fullmatch(r"[vV]\d+", value)):
         return f"'{value}' is reserved by the Model Registry (latest, v1, v2, ... name versions)"
+    if kind == "name" and ("/" in value or ":" in value):  # refused by newer registries: by all, here
+        return f"Invalid model name '{value}'. Names cannot contain '/' or ':'."
     try:
         from mlflow.exceptions import MlflowException
         from mlflow.utils import validation
