@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import cli_env, mlflow_runs, read_records, start_cli, write_config
+from conftest import cli_env, mlflow_runs, optuna_trials, read_records, start_cli, write_config
 
 HOLD = Path(__file__).resolve().parent / "training" / "hold.py"
 
@@ -183,6 +183,27 @@ def test_a_trial_its_killed_agent_left_running_keeps_its_device_from_other_sweep
     runs = intervals(record)
     assert sorted(r["x"] for r in read_records(record) if r["event"] == "end") == ["1", "2"]
     assert_never_shared(runs)
+
+
+def test_an_agent_waiting_for_a_device_holds_no_point(tmp_path):
+    """It takes its device first and claims a point after, so `status` shows nothing running."""
+    record, go = tmp_path / "records.jsonl", tmp_path / "go"
+    env = fake_gpus(tmp_path)
+    keys = {"command": f"python {HOLD}", "spec": None, "devices": [0]}
+    first_config = write_config(
+        tmp_path / "a", parameters={"x": [1], "behave": f"block:{go}", "record": str(record)}, **keys
+    )
+    other_config = write_config(tmp_path / "b", parameters={"x": [2], "record": str(record)}, **keys)
+    first = start(first_config, env, out=tmp_path / "a.out")
+    wait_for_a_trial(first, record, tmp_path / "a.out")
+    other = start(other_config, env, out=tmp_path / "b.out")
+    time.sleep(8)  # the other agent is up and waiting for device 0
+    assert other.poll() is None, (tmp_path / "b.out").read_text()
+    waiting = optuna_trials(f"sqlite:///{tmp_path / 'b' / 'sweeps' / 'optuna.db'}")
+    assert [t.state.name for t in waiting] == [], waiting
+    go.touch()
+    assert first.wait(timeout=300) == 0 and other.wait(timeout=300) == 0, (tmp_path / "b.out").read_text()
+    assert_never_shared(intervals(record))
 
 
 def test_devices_with_a_remote_backend_is_refused(tmp_path):

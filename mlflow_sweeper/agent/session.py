@@ -175,8 +175,15 @@ class SweepSession:
         while not stop.is_set() and self.result.error is None:
             if not self.starts.reserve():
                 return
+            # Its devices first, then a point: a worker waiting for a device another agent on
+            # this host uses holds no point meanwhile (it would show as running).
+            devices = self.trial_context.devices.acquire(stop.event)
+            if devices is None:  # Ctrl-C while waiting for devices: nothing was claimed
+                self.starts.release()
+                return
             work = self._claim()
             if work is None:
+                devices.release()
                 self.starts.release()
                 if self.result.error or (self.study.slots_exhausted() and not self.study.has_active()):
                     return
@@ -184,7 +191,7 @@ class SweepSession:
                     return
                 continue
             self.idle.reset()
-            if not self._execute(TrialExecution(self.trial_context, work)):
+            if not self._execute(TrialExecution(self.trial_context, work, devices)):
                 return
             self.end.close_if_last()
 

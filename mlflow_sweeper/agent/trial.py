@@ -17,7 +17,7 @@ from pathlib import Path
 from ..config import SweepConfig
 from ..constraints import Judgement, judge, metric_names
 from ..coordination import SweepStudy, Work
-from ..devices import NO_DEVICE_POOL, NO_DEVICES, DevicePool, NoDevicePool
+from ..devices import NO_DEVICE_POOL, NO_DEVICES, DeviceHold, DevicePool, NoDevicePool
 from ..display import shown_params
 from ..launch import Launcher, TrialHandle, TrialRequest, trial_log_name
 from ..preflight import CheckedProject
@@ -149,9 +149,10 @@ class RecordedRuns:
 class TrialExecution:
     """One attempt of one trial."""
 
-    def __init__(self, context: TrialContext, work: Work):
+    def __init__(self, context: TrialContext, work: Work, devices: DeviceHold = NO_DEVICES):
         self.context = context
         self.work = work
+        self.held = devices  # the devices its worker took for it, before it claimed the point
         # Only the parameters that exist for this point: a conditional one whose `when` does not
         # hold is neither passed nor logged.
         self.params = {**work.params, **context.config.space.fixed_for(work.params)}
@@ -184,12 +185,13 @@ class TrialExecution:
 
     def run(self) -> None:
         """Launch, await, classify, settle. Raises StopRequested after a Ctrl-C."""
-        stop = self.context.stop
-        devices = None if stop.is_set() else self.context.devices.acquire(stop.event)
-        if devices is None:  # Ctrl-C, before or while waiting for devices
+        devices = self.held
+        if self.context.stop.is_set():  # Ctrl-C since the point was claimed: it goes back
+            devices.release()
             self.settle(classify(Ending(cancelled=True), None, None))
             raise StopRequested
-        with devices:  # released when the trial has ended (or, by the OS, when the agent dies)
+        # released when the trial has ended (or, by the OS, when the agent and the trial are gone)
+        with devices:
             self.devices = devices
             self.runs.extra_tags.update(devices.tags)
             handle = self.launch()
