@@ -181,7 +181,11 @@ def _counts(study, trials: list) -> dict:
         "failed_to_retry": failed_to_retry(trials),
         "pruned": pruned,
         "warm_started": sum(WARM_ATTR in t.user_attrs for t in trials),
-        "attempts": sum(1 for t in trials if t.state != TrialState.WAITING and SLOT in t.system_attrs),
+        "attempts": sum(  # the trials started here: an earlier result holding a slot was not
+            1
+            for t in trials
+            if t.state != TrialState.WAITING and SLOT in t.system_attrs and WARM_ATTR not in t.user_attrs
+        ),
         "missing_companions": study.missing_companions,
         "done": done,
         "remaining": remaining,

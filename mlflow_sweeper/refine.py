@@ -259,17 +259,20 @@ def next_sweep_name(name: str) -> str:
     return f"{match[1]}-refined{int(match[2] or 1) + 1}"
 
 
-def render(config: SweepConfig, advice: Advice, out: Path, taken: set[str] = frozenset()) -> str:
+def render(
+    config: SweepConfig, advice: Advice, out: Path, taken: set[str] = frozenset(), store: str | None = None
+) -> str:
     """The follow-up config as YAML text, every change explained by a comment. `taken`: sweep
-    names already in the storage, which the new one must not reuse."""
+    names already in the storage, which the new one must not reuse; `store`: the MLflow store
+    the sweep recorded (its runs, which the new sweep's warm start reads)."""
     raw = dict(config.written)
     new_name = next_sweep_name(config.sweep_name)
     while f"{config.experiment}/{new_name}" in taken:
         new_name = next_sweep_name(new_name)  # `${VAR}` kept as written: the follow-up sweep reads it again
     if out.resolve().parent != config.base_dir:  # relative paths would point elsewhere from there
         resolved = {"output_dir": str(config.output_dir), "optuna_storage": config.optuna_storage}
-        if config.mlflow_storage:
-            resolved["mlflow_storage"] = config.mlflow_storage
+        if config.mlflow_storage or store:  # unnamed, the default store would follow the new folder
+            resolved["mlflow_storage"] = config.mlflow_storage or store
         if config.command is not None and "${" not in str(raw.get("command", "")):
             resolved["command"] = _with_absolute_files(config.command, config.base_dir)
         elif config.entry_point is not None and _is_local_path(config.project):
@@ -364,7 +367,8 @@ def default_out(config: SweepConfig) -> Path:
 def refine_sweep(config: SweepConfig, out: Path | None = None) -> tuple[Path, Advice]:
     """Write the follow-up config of `config`'s sweep; raises NoSuchSweep when it has no trials."""
     from .errors import NoSuchSweep
-    from .warmstart.reading import sweep_names, sweep_trials
+    from .tracking_store import TRACKING_URI_ATTR
+    from .warmstart.reading import sweep_names, sweep_trials, sweep_user_attrs
 
     trials = sweep_trials(config.optuna_storage, config.identity)
     if trials is None:
@@ -373,5 +377,7 @@ def refine_sweep(config: SweepConfig, out: Path | None = None) -> tuple[Path, Ad
     if not advice.top:
         raise NoSuchSweep(f"{config.identity}: no feasible completed trial yet (nothing to refine from)")
     path = out or default_out(config)
-    path.write_text(render(config, advice, path, sweep_names(config.optuna_storage)), encoding="utf-8")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    store = sweep_user_attrs(config.optuna_storage, config.identity).get(TRACKING_URI_ATTR)
+    path.write_text(render(config, advice, path, sweep_names(config.optuna_storage), store), encoding="utf-8")
     return path, advice

@@ -151,6 +151,8 @@ def test_grid_extended_under_a_new_name_runs_only_the_new_points(tmp_path):
     assert result.returncode == 0, output(result)
     ran = launched(record)
     assert sorted((r["params"]["x"], r["params"]["y"]) for r in ran) == [("4", "10"), ("4", "20")]
+    status = run_cli("status", third, cwd=tmp_path).stdout
+    assert "0 remaining (2 attempts)" in status, status  # the earlier points it holds ran elsewhere
 
     # A sweep that learned nothing (every trial failed) starts over under a config that adds
     # `warm_start`, and its earlier results enter the new study; once it has learned, another

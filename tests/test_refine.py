@@ -217,9 +217,14 @@ def test_refine_never_reuses_a_sweep_name_and_keeps_the_command_working_from_els
     config = load_config(write(tmp_path, command="python train.py --fast"))
     run_sweep(config, lambda p: p["x"])
     first, _ = refine_sweep(config)
-    run_sweep(load_config(first), lambda p: p["x"])  # the refined sweep exists now
-    out = tmp_path / "elsewhere" / "again.yaml"
-    out.parent.mkdir()
+    study = run_sweep(load_config(first), lambda p: p["x"])  # the refined sweep exists now
+    # The MLflow store its agents recorded (none named in the config): the new sweep's warm start
+    # reads its runs there, wherever the refined config lies.
+    recorded = f"sqlite:///{tmp_path.resolve() / 'mlflow.db'}"
+    coarse = study.store.get_study_id_from_name(config.identity)
+    study.store.set_study_user_attr(coarse, "mlflow_tracking_uri", recorded)
+    out = tmp_path / "elsewhere" / "again.yaml"  # a folder that does not exist yet
     again = load_config(refine_sweep(config, out)[0])
     assert again.sweep_name == "coarse-refined2"
     assert again.command == f"python {tmp_path.resolve() / 'train.py'} --fast"
+    assert again.mlflow_storage == recorded

@@ -28,3 +28,14 @@ def sweep_names(url: str) -> set[str]:
         return set()
     storage = open_optuna_storage(url)
     return {study.study_name for study in storage.get_all_studies()}
+
+
+def sweep_user_attrs(url: str, identity: str) -> dict:
+    """The user attrs of sweep `identity`'s study (what its agents recorded), or {}."""
+    if not storage_exists(url):
+        return {}
+    storage = open_optuna_storage(url)
+    try:
+        return storage.get_study_user_attrs(storage.get_study_id_from_name(identity))
+    except KeyError:
+        return {}
