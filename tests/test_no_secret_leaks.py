@@ -123,6 +123,12 @@ def test_no_secret_in_anything_a_sweep_writes(secret_databases, tmp_path):
                for name in written), sorted(written)  # fmt: skip
     assert "--api_key ***" in "\n".join(written.values())  # the command line shows, redacted
     assert "'--api_key', '***'" in "\n".join(written.values())  # what the trial printed, scrubbed
+    # The header the sweeper writes masks a hidden value however short; what the trial prints is
+    # searched for values of 4 characters or more (a "7" could be anything in free text).
+    headers = [
+        line for text in written.values() for line in text.splitlines() if line.startswith("# command:")
+    ]
+    assert headers and all("'short=***'" in line and "short=7" not in line for line in headers), headers
     for secret in (PG_PASSWORD, VAR_SECRET, LIST_SECRET):
         leaks = [name for name, text in written.items() if secret in text]
         assert not leaks, f"{secret} found in {leaks}"

@@ -166,3 +166,12 @@ def test_a_value_from_the_environment_cannot_go_to_a_backend_that_records_its_pa
     with pytest.raises(ConfigError) as caught:
         load_config(path)
     assert caught.value.exit_code == 2 and "backend 'kubernetes'" in str(caught.value)
+
+
+def test_a_trial_log_header_masks_its_hidden_values_however_short(tmp_path):
+    from mlflow_sweeper.trial_log import log_header
+
+    header = log_header(["python", "t.py", "short=7", "x=17", "--s", "7"], tmp_path, hidden=("7",))
+    assert "'short=***' x=17 --s '***'" in header
+    header = log_header(["bash", "-c", "python t.py --short 7 --x 17"], tmp_path, hidden=("7",))
+    assert "'python t.py --short *** --x 17'" in header

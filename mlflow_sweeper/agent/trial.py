@@ -20,6 +20,7 @@ from ..coordination import SweepStudy, Work
 from ..devices import NO_DEVICE_POOL, NO_DEVICES, DeviceHold, DevicePool, NoDevicePool
 from ..display import shown_params
 from ..launch import Launcher, TrialHandle, TrialRequest, trial_log_name
+from ..launch.base import text
 from ..preflight import CheckedProject
 from ..progress import Reporter
 from ..pruning import TrialWatch
@@ -204,14 +205,16 @@ class TrialExecution:
             started = f"{point}, run {self.run_id}{shown}"
             self.context.console.event(f"trial {work.number} started ({started}): {_fmt(work.params)}")
             ending = self.await_end(handle)
-        outcome = self.judge_constraints(triage(
-            classify(ending, self.objective_names, self.read_objective(ending)),
-            ending,
-            self.log_path,
-            self.context.config,
-            self.objective_names,
-            self.logged_metrics,
-        ))
+        outcome = self.judge_constraints(
+            triage(
+                classify(ending, self.objective_names, self.read_objective(ending)),
+                ending,
+                self.log_path,
+                self.context.config,
+                self.objective_names,
+                self.logged_metrics,
+            )
+        )
         self.settle(outcome)
         if outcome.kind is Kind.CANCELLED:
             raise StopRequested
@@ -221,11 +224,13 @@ class TrialExecution:
     def request(self) -> TrialRequest:
         """What the launcher gets for this attempt: the one place a trial's inputs are built."""
         work = self.work
+        revealed = self.context.config.revealed(self.params)
         return TrialRequest(
             number=work.number,
             attempt=work.attempt,
             experiment_id=self.context.recorder.experiment_id,
-            params=self.context.config.revealed(self.params),
+            params=revealed,
+            hidden_values=tuple(text(v) for k, v in revealed.items() if v != self.params.get(k)),
             runs=self.runs,
             # the attempt's variables (SWEEPER_TRIAL, ...) and the devices it holds
             env={**trial_variables(work.number, work.attempt, work.replaces_run), **self.devices.environment},

@@ -52,6 +52,7 @@ class TrialRequest:
     # SWEEPER_RESUME_RUN_ID and its devices (`device_env`), set by local launchers.
     env: dict[str, str] = field(default_factory=dict)
     keep_fds: tuple[int, ...] = ()  # descriptors the trial's process inherits: its device locks
+    hidden_values: tuple[str, ...] = ()  # its parameter values from `${VAR}`, as it gets them
 
     @property
     def log_name(self) -> str:

@@ -16,6 +16,6 @@ class CommandLauncher(Launcher):
         env = trial_env_path(run_env(run_id, self.tracking_uri, request.experiment_id))
         env.update(request.env)
         process, log_file = popen(
-            argv, str(self.config.base_dir), env, self.log_dir / request.log_name, request.keep_fds
+            argv, str(self.config.base_dir), env, self.log_dir / request.log_name, request
         )
         return ProcessHandle(run_id, process, log_file)

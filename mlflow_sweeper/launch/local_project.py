@@ -78,7 +78,7 @@ class LocalProjectLauncher(Launcher):
             if self.config.env_manager == "local":
                 env = trial_env_path(env)
             process, log_file = popen(
-                ["bash", "-c", command], self.work_dir, env, self.log_dir / request.log_name, request.keep_fds
+                ["bash", "-c", command], self.work_dir, env, self.log_dir / request.log_name, request
             )
         except BaseException:
             shutil.rmtree(storage_dir, ignore_errors=True)

@@ -16,7 +16,7 @@ import psutil
 from ..record import trial_environment
 from ..resume import RESUME_ENV
 from ..trial_log import log_header
-from .base import TrialHandle
+from .base import TrialHandle, TrialRequest
 
 CANCEL_GRACE_SECONDS = 5.0
 
@@ -119,14 +119,16 @@ def stop_orphaned_trial(run_id: str | None) -> int:
 
 
 def popen(
-    argv: list[str], cwd: str, env: dict[str, str], log_path: Path, keep_fds: tuple[int, ...] = ()
+    argv: list[str], cwd: str, env: dict[str, str], log_path: Path, request: TrialRequest | None = None
 ) -> tuple[subprocess.Popen, IO]:
     """Start a trial in a new session (so its tree can be killed), output to its log file, which
     starts with the command line and working directory (a failed trial's log explains itself).
-    `keep_fds`: descriptors it inherits (its device locks)."""
+    `request`: the descriptors it inherits (its device locks), its values to mask in the header."""
+    keep_fds = request.keep_fds if request is not None else ()
+    hidden = request.hidden_values if request is not None else ()
     log_path.parent.mkdir(parents=True, exist_ok=True)
     log_file = open(log_path, "wb")  # noqa: SIM115 - closed by the handle
-    log_file.write(log_header(argv, cwd).encode("utf-8", errors="replace"))
+    log_file.write(log_header(argv, cwd, hidden).encode("utf-8", errors="replace"))
     log_file.flush()
     process = subprocess.Popen(
         argv,

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from optuna.trial import TrialState
 
+from ..secrets import redact
 from .description import DESCRIPTION_TAG, SweepView, describe
 
 if TYPE_CHECKING:
@@ -52,6 +53,7 @@ def write_description(client, parent_id: str, view: SweepView) -> str:
     if len(text) > MAX_LENGTH:
         cut = "\n\n(cut short: MLflow keeps at most 8000 characters; the report has it all)\n"
         text = text[: MAX_LENGTH - len(cut)] + cut
+    text = redact(text)  # names in it (a metric's, say) may hold a value from `${VAR}`
     client.set_tag(parent_id, DESCRIPTION_TAG, text)
     return text
 
