@@ -17,8 +17,12 @@ from conftest import read_records, run_cli, start_cli, write_config
 EPOCHS = Path(__file__).resolve().parent / "training" / "epochs.py"
 
 
+SECRET = "Resum3Secret"  # a parameter from ${RESUME_SECRET}: the trial prints it into its log
+SECRET_ENV = {"RESUME_SECRET": SECRET}
+
+
 def start(config: Path, out: Path):
-    return start_cli("sweep", config, cwd=config.parent, output=out)
+    return start_cli("sweep", config, cwd=config.parent, output=out, env=SECRET_ENV)
 
 
 def wait_epoch(record: Path, epoch: int, agent: subprocess.Popen, out: Path, timeout: float = 240) -> dict:
@@ -47,7 +51,14 @@ def config_for(tmp_path: Path, record: Path, behave: str = "ok", **keys) -> Path
     return write_config(
         tmp_path,
         command=f"python {EPOCHS}",
-        parameters={"x": [1], "epochs": 8, "hold": 0.3, "behave": behave, "record": str(record)},
+        parameters={
+            "x": [1],
+            "epochs": 8,
+            "hold": 0.3,
+            "behave": behave,
+            "record": str(record),
+            "token": "${RESUME_SECRET}",
+        },
         **keys,
     )
 
@@ -63,9 +74,12 @@ def test_a_trial_of_a_killed_agent_resumes_from_its_last_checkpoint(tmp_path):
     with contextlib.suppress(psutil.NoSuchProcess):
         trial.kill()
     reached = last_epoch(record, running["pid"])
+    killed_log = tmp_path / "sweeps" / "logs" / "exp_s1" / "trial-0.log"
+    assert SECRET in killed_log.read_text()  # its agent died before it could scrub the log
 
-    result = run_cli("sweep", config, cwd=tmp_path)
+    result = run_cli("sweep", config, cwd=tmp_path, env=SECRET_ENV)
     assert result.returncode == 0, result.stdout + result.stderr
+    assert SECRET not in killed_log.read_text() and "token=***" in killed_log.read_text()  # the reclaimer did
     again = resumed_start(record, running["pid"])
     assert again["start_epoch"] >= reached + 1 > 0
     assert again["resume"] == running["run_id"] and again["attempt"] == "2" and again["trial"] != "0"
@@ -74,7 +88,7 @@ def test_a_trial_of_a_killed_agent_resumes_from_its_last_checkpoint(tmp_path):
 def test_a_retried_trial_resumes_from_the_failed_attempts_checkpoint(tmp_path):
     record = tmp_path / "records.jsonl"
     config = config_for(tmp_path, record, behave="fail_at:3")
-    result = run_cli("sweep", config, cwd=tmp_path)
+    result = run_cli("sweep", config, cwd=tmp_path, env=SECRET_ENV)
     assert result.returncode == 0, result.stdout + result.stderr
     starts = [r for r in read_records(record) if r["event"] == "start"]
     assert [s["start_epoch"] for s in starts] == [0, 3]
@@ -91,8 +105,9 @@ def test_a_sweep_resumed_after_ctrl_c_continues_the_interrupted_trial(tmp_path):
     first.send_signal(signal.SIGINT)
     assert first.wait(timeout=120) == 130, out.read_text()
     reached = last_epoch(record, running["pid"])
+    assert SECRET not in (tmp_path / "sweeps" / "logs" / "exp_s1" / "trial-0.log").read_text()  # scrubbed
 
-    result = run_cli("sweep", config, cwd=tmp_path)
+    result = run_cli("sweep", config, cwd=tmp_path, env=SECRET_ENV)
     assert result.returncode == 0, result.stdout + result.stderr
     again = resumed_start(record, running["pid"])
     assert again["start_epoch"] >= reached + 1 > 0

@@ -11,9 +11,11 @@ import time
 from collections.abc import Callable
 
 from ..coordination import SweepStudy
+from ..launch import trial_log_name
 from ..launch.process import stop_orphaned_trial
 from ..progress import Reporter
 from ..record import Recorder
+from ..trial_log import scrub
 from .stop import StopSignal
 
 log = logging.getLogger(__name__)
@@ -68,6 +70,7 @@ class Maintenance:
         for trial, why, requeued in self.study.reclaim_stale(own):
             run_id = trial.user_attrs.get("mlflow_run_id")
             stopped = stop_orphaned_trial(run_id)  # no point runs twice at once on this host
+            scrub(self.study.config.log_dir / trial_log_name(trial.number))  # its dead agent never did
             self.recorder.kill_run(run_id, "FAILED")
             then = "re-queued" if requeued else "failed for good"
             left = "; stopped its processes left on this host" if stopped else ""

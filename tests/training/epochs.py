@@ -19,6 +19,7 @@ import mlflow
 from mlflow_sweeper.resume import restore
 
 args = dict(arg.split("=", 1) for arg in sys.argv[1:])
+print(f"arguments: {sys.argv[1:]}", flush=True)  # its log holds what it was given
 record = args.get("record")
 behave = args.get("behave", "ok")
 epochs = int(args.get("epochs", "3"))
