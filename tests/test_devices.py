@@ -161,9 +161,9 @@ def test_a_killed_agent_leaves_its_devices_usable(tmp_path):
     assert {r["x"] for r in ends} == {"1", "2"} and all(r["devices"] == "0" for r in ends)
 
 
-def test_a_trial_its_killed_agent_left_running_keeps_its_device_from_other_sweeps(tmp_path):
-    """The trial inherits its device locks: while it runs on, an agent of another sweep on the
-    host waits for the device instead of sharing it."""
+def one_device_taken(tmp_path: Path):
+    """Device 0, held by the trial of a first sweep's agent until the file `go` exists; and the
+    config of another sweep on the same device."""
     record, go = tmp_path / "records.jsonl", tmp_path / "go"
     env = fake_gpus(tmp_path)
     keys = {"command": f"python {HOLD}", "spec": None, "devices": [0]}
@@ -173,6 +173,13 @@ def test_a_trial_its_killed_agent_left_running_keeps_its_device_from_other_sweep
     other_config = write_config(tmp_path / "b", parameters={"x": [2], "record": str(record)}, **keys)
     first = start(first_config, env, out=tmp_path / "a.out")
     wait_for_a_trial(first, record, tmp_path / "a.out")
+    return record, go, env, first, other_config
+
+
+def test_a_trial_its_killed_agent_left_running_keeps_its_device_from_other_sweeps(tmp_path):
+    """The trial inherits its device locks: while it runs on, an agent of another sweep on the
+    host waits for the device instead of sharing it."""
+    record, go, env, first, other_config = one_device_taken(tmp_path)
     first.kill()
     first.wait()
     other = start(other_config, env, out=tmp_path / "b.out")
@@ -187,15 +194,7 @@ def test_a_trial_its_killed_agent_left_running_keeps_its_device_from_other_sweep
 
 def test_an_agent_waiting_for_a_device_holds_no_point(tmp_path):
     """It takes its device first and claims a point after, so `status` shows nothing running."""
-    record, go = tmp_path / "records.jsonl", tmp_path / "go"
-    env = fake_gpus(tmp_path)
-    keys = {"command": f"python {HOLD}", "spec": None, "devices": [0]}
-    first_config = write_config(
-        tmp_path / "a", parameters={"x": [1], "behave": f"block:{go}", "record": str(record)}, **keys
-    )
-    other_config = write_config(tmp_path / "b", parameters={"x": [2], "record": str(record)}, **keys)
-    first = start(first_config, env, out=tmp_path / "a.out")
-    wait_for_a_trial(first, record, tmp_path / "a.out")
+    record, go, env, first, other_config = one_device_taken(tmp_path)
     other = start(other_config, env, out=tmp_path / "b.out")
     time.sleep(8)  # the other agent is up and waiting for device 0
     assert other.poll() is None, (tmp_path / "b.out").read_text()
