@@ -74,12 +74,18 @@ class WorkerPlan:
     pool_overflow: int
 
     @classmethod
-    def sharing_pool(cls, workers: int, **fields) -> WorkerPlan:
+    def sharing_pool(cls, workers: int, threads: int = DEFAULT_THREADS, **fields) -> WorkerPlan:
         """The proxy's connection pool split between its workers, so that more workers do not
-        cost the database more connections (at least one each)."""
+        cost the database more connections held open (at least one each). Its overflow lets a
+        worker reach one connection more than its threads for a moment: a call that needs a
+        second connection while it holds one (opening the storage does) then always finds it,
+        where with fewer, threads holding one each could wait for one another until the pool's
+        timeout. Overflow connections are closed as soon as they are given back."""
+        pool_size = max(1, PROXY_POOL_SIZE // workers)
         return cls(
-            pool_size=max(1, PROXY_POOL_SIZE // workers),
-            pool_overflow=max(1, PROXY_POOL_OVERFLOW // workers),
+            pool_size=pool_size,
+            pool_overflow=max(1, PROXY_POOL_OVERFLOW // workers, threads + 1 - pool_size),
+            threads=threads,
             **fields,
         )
 
