@@ -265,10 +265,10 @@ def render(
     """The follow-up config as YAML text, every change explained by a comment. `taken`: sweep
     names already in the storage, which the new one must not reuse; `store`: the MLflow store
     the sweep recorded (its runs, which the new sweep's warm start reads)."""
-    raw = dict(config.written)
+    raw = dict(config.written)  # `${VAR}` kept as written: the follow-up sweep reads it again
     new_name = next_sweep_name(config.sweep_name)
     while f"{config.experiment}/{new_name}" in taken:
-        new_name = next_sweep_name(new_name)  # `${VAR}` kept as written: the follow-up sweep reads it again
+        new_name = next_sweep_name(new_name)
     if out.resolve().parent != config.base_dir:  # relative paths would point elsewhere from there
         resolved = {"output_dir": str(config.output_dir), "optuna_storage": config.optuna_storage}
         if config.mlflow_storage or store:  # unnamed, the default store would follow the new folder

@@ -8,6 +8,7 @@ does not have to open a file per failed point.
 from __future__ import annotations
 
 import os
+import re
 import shlex
 import tempfile
 from collections.abc import Collection, Sequence
@@ -22,28 +23,16 @@ _CHUNK = 8192
 def log_header(argv: Sequence[str], cwd: str | os.PathLike[str], hidden: Collection[str] = ()) -> str:
     """The first lines of a trial log: the command line (quoted as a shell would need it, though
     none runs it) and the working directory. `hidden`: the trial's parameter values from `${VAR}`,
-    masked where they are whole words (`7`, `seed=7`), however short."""
-    shown = [_masked_words(arg, set(hidden)) for arg in argv] if hidden else list(argv)
+    masked where they are whole words (`7`, `seed=7`; in a `bash -c` line too), however short."""
+    shown = [_masked_words(arg, hidden) for arg in argv] if hidden else list(argv)
     return redact(f"# command: {shlex.join(shown)}\n# working directory: {os.fspath(cwd)}\n")
 
 
-def _masked_words(arg: str, hidden: set[str]) -> str:
-    """An argument with each of its words that is, or ends in `=`, a hidden value masked (a
-    `bash -c` command line is split into its words first)."""
-    words = shlex.split(arg) if " " in arg else [arg]
-    masked = []
-    for word in words:
-        head, sep, tail = word.rpartition("=")
-        if word in hidden:
-            word = MASK
-        elif sep and tail in hidden:
-            word = f"{head}={MASK}"
-        masked.append(word)
-    if " " not in arg:
-        return masked[0]
-    return " ".join(
-        word if word == MASK or word.endswith(f"={MASK}") else shlex.quote(word) for word in masked
-    )
+def _masked_words(arg: str, hidden: Collection[str]) -> str:
+    """`arg` with each hidden value masked where it is a whole word, or follows a `=`."""
+    for value in sorted(hidden, key=len, reverse=True):  # longest first: no partial leftovers
+        arg = re.sub(rf"(?<![^\s=]){re.escape(value)}(?!\S)", MASK, arg)
+    return arg
 
 
 def scrub(path: str | os.PathLike[str]) -> None:

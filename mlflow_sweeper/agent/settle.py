@@ -66,19 +66,18 @@ def settle_complete(parts: Settling, attempt: Attempt, outcome: Outcome) -> None
     violated = ""
     if judgement is not None and not judgement.feasible:
         violated = f", infeasible: violates {', '.join(judgement.violated)}"
-        shown_single = "" if isinstance(value, list) else f", {objective.metric}={shown_value(value)}"
-        if not isinstance(value, list):  # an infeasible value is never the best
-            parts.counts.done(None)
-            parts.console.event(f"trial {work.number} finished (run {run_id}{shown_single}{violated})")
-            return
     if isinstance(value, list):  # several objectives: no single best to show or record
         parts.counts.done(None)
         _keep_front(parts, attempt)
         shown = ", ".join(f"{n}={shown_value(v)}" for n, v in zip(objective.names, value, strict=True))
         parts.console.event(f"trial {work.number} finished (run {run_id}, {shown}{violated})")
         return
-    improved = parts.counts.done(value)
     shown = "" if value is None else f", {objective.metric}={shown_value(value)}"
+    if violated:  # an infeasible value is never the best, nor the target
+        parts.counts.done(None)
+        parts.console.event(f"trial {work.number} finished (run {run_id}{shown}{violated})")
+        return
+    improved = parts.counts.done(value)
     parts.console.event(f"trial {work.number} finished (run {run_id}{shown})")
     if improved:  # only then can it beat what the parent shows: a new point of the best-so-far curve
         step = tallies.best_so_far_step(parts.study.trials(), work.number, parts.study.direction)

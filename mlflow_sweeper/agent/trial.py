@@ -153,7 +153,6 @@ class TrialExecution:
     def __init__(self, context: TrialContext, work: Work, devices: DeviceHold = NO_DEVICES):
         self.context = context
         self.work = work
-        self.held = devices  # the devices its worker took for it, before it claimed the point
         # Only the parameters that exist for this point: a conditional one whose `when` does not
         # hold is neither passed nor logged.
         self.params = {**work.params, **context.config.space.fixed_for(work.params)}
@@ -164,7 +163,7 @@ class TrialExecution:
         self.read_metrics: dict[str, float | None] = {}  # the objective's and constraints' metrics
         self.judgement: Judgement | None = None  # the constraints' verdict, with `spec.constraints`
         self.logged_metrics: tuple[str, ...] = ()  # every metric the run logged, once read
-        self.devices = NO_DEVICES  # the devices this attempt holds while it runs
+        self.devices = devices  # taken by its worker before it claimed the point; held while it runs
 
     def _logged_params(self) -> dict | None:
         """The entry point's full parameter set, as its run logs it (None: the params as passed),
@@ -186,14 +185,13 @@ class TrialExecution:
 
     def run(self) -> None:
         """Launch, await, classify, settle. Raises StopRequested after a Ctrl-C."""
-        devices = self.held
+        devices = self.devices
         if self.context.stop.is_set():  # Ctrl-C since the point was claimed: it goes back
             devices.release()
             self.settle(classify(Ending(cancelled=True), None, None))
             raise StopRequested
         # released when the trial has ended (or, by the OS, when the agent and the trial are gone)
         with devices:
-            self.devices = devices
             self.runs.extra_tags.update(devices.tags)
             handle = self.launch()
             if handle is None:

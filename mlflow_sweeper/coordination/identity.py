@@ -109,28 +109,28 @@ class SweepIdentity:
 
     def _drift(self) -> tuple[dict, dict, str] | None:
         """(stored fingerprint, current one, the stored text) when they differ, else None."""
-        stored_text = self.store.get_study_system_attrs(self.study_id).get(FINGERPRINT_ATTR)
+        attrs = self.store.get_study_system_attrs(self.study_id)
+        stored_text = attrs.get(FINGERPRINT_ATTR)
         if stored_text is None:
             return None  # created a moment ago by another agent that has not written it yet
         stored = json.loads(stored_text)
         current = json.loads(json.dumps(redact_value(self.config.fingerprint()), sort_keys=True))
-        warm_change = self._warm_start_change()
+        warm_change = self._warm_start_change(attrs.get(WARM_SOURCES))
         if warm_change is not None:
             stored["warm_start"], current["warm_start"] = warm_change
         if stored == current:
             return None
         return stored, current, stored_text
 
-    def _warm_start_change(self) -> tuple[list, list] | None:
+    def _warm_start_change(self, recorded: str | None) -> tuple[list, list] | None:
         """(as recorded, as configured) when the config's `warm_start` is not the one the sweep
         was created with: its earlier results enter a sweep once, before its first trial, so a
         new one means starting over (or a new sweep). None when it is the same, or not given (the
         results in the study stay). A sweep recorded before this was checked, with earlier
-        results in it, is taken to have this one."""
+        results in it, is taken to have this one. `recorded`: the study's record of it (JSON)."""
         current = [source.describe() for source in self.config.warm_start]
         if not current:
             return None
-        recorded = self.store.get_study_system_attrs(self.study_id).get(WARM_SOURCES)
         if recorded is None:
             trials = self.store.get_all_trials(self.study_id, deepcopy=False)
             return None if any(WARM_ATTR in t.user_attrs for t in trials) else ([], current)
