@@ -182,6 +182,7 @@ class _Study:
     """A sweep's study as the live description reads it (a test double of our own interface)."""
 
     budget = 4
+    exhausted_seen = False  # slots left: an agent leaving at --count
 
     def __init__(self, trials):
         self.trials_now = trials

@@ -90,15 +90,17 @@ class LiveDescription:
         self._wake.set()
 
     def stop(self, state: str | None = None, why: str | None = None) -> None:
-        """Stop writing, and write once more: the sweep as this agent leaves it (at `--count`,
-        say), or `state` ("stopped", "interrupted") with `why`."""
+        """Stop writing, and write once more: the sweep as this agent leaves it with slots left
+        (at `--count`, say), or `state` ("stopped", "interrupted") with `why`. An agent leaving a
+        sweep whose slots are all taken does not: the agent that closes it writes the last word,
+        and a write of this one's could land after it."""
         self._stop.set()
         self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout=10)
         if state is not None:
             self.write(state=state, stopped=why)
-        elif self._counts() != self._written:
+        elif self._counts() != self._written and not self.study.exhausted_seen:
             self.write()
 
     def write(self, **known) -> None:
