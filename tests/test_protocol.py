@@ -523,13 +523,16 @@ def finished_sweep(tmp_path, backend, **keys) -> tuple:
 
 def test_exactly_one_agent_closes_a_sweep(tmp_path, backend):
     config, studies = finished_sweep(tmp_path, backend)
+    assert not any(s.close_begun() for s in studies)
     elected = in_threads(studies, lambda s: s.elect_closer())
     assert elected.count(True) == 1
     winner = studies[elected.index(True)]
     assert not any(in_threads(studies, lambda s: s.elect_closer()))  # while it is closing
     assert not winner.is_closed()
+    assert all(in_threads(studies, lambda s: s.close_begun()))  # others' descriptions wait
     winner.mark_closed()
     assert all(in_threads(studies, lambda s: s.is_closed()))
+    assert all(in_threads(studies, lambda s: s.close_begun()))
     late = make_agents(config, backend, n=4)
     for study in late:
         study.find()
@@ -586,6 +589,7 @@ def test_a_reopened_sweep_elects_exactly_one_new_closer_each_time(tmp_path, back
     for epoch in (1, 2, 3):
         assert studies[epoch % len(studies)].reopen() == epoch
         assert not any(in_threads(studies, lambda s: s.is_closed()))
+        assert not any(in_threads(studies, lambda s: s.close_begun()))
         again = in_threads(studies, lambda s: s.elect_closer())
         assert again.count(True) == 1
         studies[again.index(True)].mark_closed()

@@ -4,6 +4,9 @@ in the config: in-process, no trial runs."""
 from __future__ import annotations
 
 import re
+import threading
+import time
+from types import SimpleNamespace
 
 import optuna
 import pytest
@@ -186,9 +189,10 @@ class _Study:
 
     def __init__(self, trials):
         self.trials_now = trials
+        self.closing = False
 
-    def is_closed(self):
-        return False
+    def close_begun(self):
+        return self.closing
 
     def trials(self):
         return self.trials_now
@@ -208,16 +212,18 @@ class _Client:
         self.tags[key] = value
 
 
-def test_an_agent_that_leaves_writes_the_description_as_it_leaves_it(tmp_path):
-    """Even when its writer has just written and waits (a slow write is not repeated at once)."""
-    from types import SimpleNamespace
-
+def _live(tmp_path, study, client, progress):
     from mlflow_sweeper.ui.live import LiveDescription
 
+    recorder = SimpleNamespace(client=client, experiment_id="7")
+    return LiveDescription(config_of(tmp_path), study, recorder, "parent", progress)
+
+
+def test_an_agent_that_leaves_writes_the_description_as_it_leaves_it(tmp_path):
+    """Even when its writer has just written and waits (a slow write is not repeated at once)."""
     study, client = _Study([]), _Client()
     progress = SimpleNamespace(done=0, failed=0, pruned=0, running=1, best=None)
-    recorder = SimpleNamespace(client=client, experiment_id="7")
-    live = LiveDescription(config_of(tmp_path), study, recorder, "parent", progress)
+    live = _live(tmp_path, study, client, progress)
     live.write()
     live._took = 60.0  # the writer now waits 50 x 60 s before it looks again
     live._written = live._counts()
@@ -226,6 +232,56 @@ def test_an_agent_that_leaves_writes_the_description_as_it_leaves_it(tmp_path):
     progress.done, progress.running, progress.best = 1, 0, 11.0
     live.stop()
     assert "1/4 trials ended (1 complete" in client.tags["mlflow.note.content"]
+
+
+class _SlowClient(_Client):
+    """A tracking store whose writes wait for `release` (a SQLite store waits up to 20 s for a
+    lock held by another process); every write is recorded in order."""
+
+    def __init__(self):
+        super().__init__()
+        self.release = threading.Event()
+        self.order: list[str] = []
+
+    def set_tag(self, run_id, key, value):
+        self.release.wait(10)
+        super().set_tag(run_id, key, value)
+        self.order.append(value.split("**")[1])
+
+
+def test_no_write_of_the_writer_lands_after_it_was_stopped(tmp_path, monkeypatch):
+    """A write in flight when the agent leaves is waited for, however long the store takes (the
+    join gives up sooner), so the closer's description, written next, is the last word."""
+    from mlflow_sweeper.ui import live as live_module
+
+    monkeypatch.setattr(live_module, "BEST_GAP", 0.0)
+    monkeypatch.setattr(live_module, "JOIN_SECONDS", 0.1)
+    study, client = _Study(trials_of([3.0])), _SlowClient()
+    progress = SimpleNamespace(done=1, failed=0, pruned=0, running=1, best=3.0)
+    live = _live(tmp_path, study, client, progress)
+    live.start()
+    live.new_best()
+    time.sleep(0.5)  # the writer is inside set_tag now, waiting for the store
+    threading.Timer(0.5, client.release.set).start()
+    study.exhausted_seen = True  # all slots taken: this agent leaves the last word to the closer
+    live.stop()
+    client.set_tag("parent", "mlflow.note.content", "**Sweep `exp/s1`: complete.**")
+    time.sleep(0.3)
+    assert client.order == ["Sweep `exp/s1`: running.", "Sweep `exp/s1`: complete."]
+
+
+def test_nothing_is_written_once_an_agent_closes_the_sweep(tmp_path):
+    """Another agent's closer: neither the writer's thread nor a leaving agent writes after it."""
+    study, client = _Study(trials_of([3.0])), _Client()
+    progress = SimpleNamespace(done=1, failed=0, pruned=0, running=0, best=3.0)
+    live = _live(tmp_path, study, client, progress)
+    live.write(live=True)
+    assert "running" in client.tags["mlflow.note.content"]
+    client.tags.clear()
+    study.closing = True
+    live.write(live=True)
+    live.stop(state="interrupted")
+    assert client.tags == {}
 
 
 def test_earlier_results_are_counted_as_such(tmp_path):

@@ -89,6 +89,15 @@ class CloseElection:
             return False
         return any(t.state == TrialState.COMPLETE for t in self._epoch_trials(study_id, self.epoch()))
 
+    def is_begun(self) -> bool:
+        """A closer holds this epoch's token or has closed it: what other agents write about the
+        sweep from now on would land after, or among, the closer's last word."""
+        study_id = self._study(create=False)
+        if study_id is None:
+            return False
+        begun = (TrialState.RUNNING, TrialState.COMPLETE)
+        return any(t.state in begun for t in self._epoch_trials(study_id, self.epoch()))
+
     def epoch(self) -> int:
         study_id = self._study(create=False)
         if study_id is None:

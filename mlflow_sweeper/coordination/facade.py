@@ -297,6 +297,10 @@ class SweepStudy:
     def is_closed(self) -> bool:
         return self.closing.is_closed()
 
+    def close_begun(self) -> bool:
+        """An agent is closing the sweep, or has closed it."""
+        return self.closing.is_begun()
+
     def reopen(self) -> int:
         """Let the sweep be closed again (after more trials were queued); returns the new epoch."""
         return self.closing.reopen()

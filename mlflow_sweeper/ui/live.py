@@ -29,6 +29,7 @@ PERIOD = 5.0  # seconds between two writes without a new best
 BEST_GAP = 0.5  # a burst of new bests within this many seconds is written once
 SPACING = 50  # a write that took t seconds is followed by none for SPACING * t: at most ~2% busy
 MAX_LENGTH = 8000  # MLflow's longest tag value
+JOIN_SECONDS = 10.0  # how long a leaving agent waits for its writer's thread to end
 
 
 def read_view(
@@ -77,6 +78,7 @@ class LiveDescription:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._writing = threading.Lock()  # held while a write goes out
         self._written: tuple | None = None  # the counts the last write showed
         self._took = 0.0  # seconds the last write took (reading every trial grows with the sweep)
         self.writes = 0
@@ -93,29 +95,38 @@ class LiveDescription:
         """Stop writing, and write once more: the sweep as this agent leaves it with slots left
         (at `--count`, say), or `state` ("stopped", "interrupted") with `why`. An agent leaving a
         sweep whose slots are all taken does not: the agent that closes it writes the last word,
-        and a write of this one's could land after it."""
+        and a write of this one's could land after it.
+
+        Once this returns, no write of the thread's can land: one in flight is waited for (a
+        write into a busy SQLite store may wait 20 s for its lock, longer than a join is worth
+        waiting), and none starts after."""
         self._stop.set()
         self._wake.set()
+        with self._writing:
+            pass  # a write in flight ends; later ones see `_stop`
         if self._thread is not None:
-            self._thread.join(timeout=10)
+            self._thread.join(timeout=JOIN_SECONDS)
         if state is not None:
             self.write(state=state, stopped=why)
         elif self._counts() != self._written and not self.study.exhausted_seen:
             self.write()
 
-    def write(self, **known) -> None:
-        """Write the description as the sweep is now, unless the sweep is closed: the closing
-        agent's description is the last word, whichever agent's thread comes after it."""
+    def write(self, *, live: bool = False, **known) -> None:
+        """Write the description as the sweep is now, unless an agent is closing the sweep or
+        has closed it: the closer's description is the last word, whichever agent comes after
+        it. `live`: the thread's write, dropped once `stop()` was called."""
         started = time.monotonic()
         try:
-            if self.study.is_closed():
-                return
             view = read_view(self.config, self.study, self.recorder.experiment_id, self.parent_id, **known)
-            write_description(self.recorder.client, self.parent_id, view)
+            with self._writing:
+                if (live and self._stop.is_set()) or self.study.close_begun():
+                    return
+                write_description(self.recorder.client, self.parent_id, view)
             self.writes += 1
         except Exception as exc:  # noqa: BLE001 - a description never stops a sweep
             log.debug("could not write the parent's description: %s", exc)
-        self._took = time.monotonic() - started
+        finally:
+            self._took = time.monotonic() - started
 
     def _counts(self) -> tuple:
         p = self.progress
@@ -134,4 +145,4 @@ class LiveDescription:
             counts = self._counts()
             if woken or counts != self._written:
                 self._written = counts
-                self.write()
+                self.write(live=True)
