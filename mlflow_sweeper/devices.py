@@ -21,7 +21,7 @@ from pathlib import Path
 
 from filelock import FileLock, Timeout
 
-from .errors import ConfigProblem
+from .errors import EXIT_USAGE, ConfigProblem, SweeperError
 
 AUTO = "auto"
 # Variables every trial gets from the sweeper or MLflow: `device_env` may not overwrite them.
@@ -34,6 +34,13 @@ DEVICES_TAG = "sweeper.devices"
 
 class DeviceError(ValueError):
     """A `devices` value that cannot be read."""
+
+
+class TooFewDevices(SweeperError):
+    """`devices: auto` found GPUs on this host, but fewer than one trial needs: exit 2, before
+    anything is written."""
+
+    exit_code = EXIT_USAGE
 
 
 def parse_devices(value: object) -> str | tuple[str, ...]:
@@ -151,11 +158,13 @@ def plan_devices(devices: str | tuple[str, ...] | None, per_trial: int, env_name
             notes.append(note)
         devices = found
     if devices and len(devices) < per_trial:
-        notes.append(
-            f"devices_per_trial is {per_trial} but only {len(devices)} device(s) are available: "
-            "trials run without devices"
+        # Run without devices, and every trial would see all of them: shared, which is what
+        # devices are for avoiding. (An explicit list this short is refused at load.)
+        raise TooFewDevices(
+            f"devices: auto found {len(devices)} GPU(s) on this host ({','.join(devices)}), fewer than "
+            f"devices_per_trial {per_trial}: run this sweep on a host with at least {per_trial}, or "
+            "lower devices_per_trial"
         )
-        devices = ()
     return DevicePlan(tuple(devices), per_trial, env_name, tuple(notes))
 
 

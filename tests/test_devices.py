@@ -72,8 +72,7 @@ def config_for(tmp_path: Path, record: Path, points: int, **keys) -> Path:
         command=f"python {HOLD}",
         parameters={"x": list(range(points)), "hold": 0.4, "record": str(record)},
         spec=None,
-        devices="auto",
-        **keys,
+        **{"devices": "auto", **keys},
     )
 
 
@@ -212,3 +211,28 @@ def test_devices_with_a_remote_backend_is_refused(tmp_path):
     config = write_config(tmp_path, entry_point="train", backend="kubernetes", devices=[0, 1])
     with pytest.raises(ConfigError, match=r"devices: .*backend_config"):
         load_config(config)
+
+
+def test_auto_with_fewer_gpus_than_a_trial_needs_exits_2_before_anything_is_written(tmp_path):
+    """Run without devices, every trial would see (and share) the host's one GPU."""
+    from conftest import run_cli
+
+    record = tmp_path / "records.jsonl"
+    config = config_for(tmp_path, record, 2, devices_per_trial=2)
+    result = run_cli("sweep", str(config), cwd=tmp_path, env=fake_gpus(tmp_path, count=1))
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "devices: auto found 1 GPU(s) on this host (0), fewer than devices_per_trial 2" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "sweeps").exists() and not record.exists()
+
+
+def test_devices_per_trial_without_devices_is_said_to_do_nothing(tmp_path):
+    from conftest import run_cli
+
+    record = tmp_path / "records.jsonl"
+    config = config_for(tmp_path, record, 1, devices=None, devices_per_trial=2)
+    result = run_cli("sweep", str(config), cwd=tmp_path, env=fake_gpus(tmp_path))
+    assert result.returncode == 0, result.stdout + result.stderr
+    output = result.stdout + result.stderr
+    assert "devices_per_trial applies only with devices, which this config does not name" in output
+    assert [r["devices"] for r in intervals(record)] == [None]

@@ -17,6 +17,12 @@ from .session import SweepSession
 from .stop import StartBudget, StopSignal
 
 
+def devices_of(config: SweepConfig) -> DevicePlan:
+    """This host's devices for the sweep (`auto` asks nvidia-smi), which also size `-j`; too few
+    for one trial: exit 2."""
+    return plan_devices(config.devices, config.devices_per_trial, config.device_env)
+
+
 class Agent:
     def __init__(
         self,
@@ -49,21 +55,28 @@ class Agent:
     def run(self, configs: list[SweepConfig]) -> int:
         """Each sweep in turn; the worst exit code, or 130 at once when interrupted.
 
-        Every config's project is checked first, before any storage is touched (a bad project
-        exits 2 with nothing written); a git project is fetched here, once for the whole agent."""
+        Every config's devices and project are checked first, before any storage is touched (too
+        few GPUs or a bad project exits 2 with nothing written); a git project is fetched here,
+        once for the whole agent."""
+        plans = {id(config): devices_of(config) for config in configs}
         checked = preflight_all(configs)
         quiet_run_urls()
         try:
-            return self._run_checked(configs, checked)
+            return self._run_checked(configs, checked, plans)
         finally:
             release(checked.values())
 
-    def _run_checked(self, configs: list[SweepConfig], checked: dict[int, CheckedProject | None]) -> int:
+    def _run_checked(
+        self,
+        configs: list[SweepConfig],
+        checked: dict[int, CheckedProject | None],
+        plans: dict[int, DevicePlan],
+    ) -> int:
         code = EXIT_OK
         for config in configs:
             if self.stop.is_set():
                 return EXIT_INTERRUPTED
-            result = self.open_session(config, checked.get(id(config))).run()
+            result = self.open_session(config, checked.get(id(config)), plans[id(config)]).run()
             if result.interrupted:
                 return EXIT_INTERRUPTED
             code = max(code, result.exit_code)
@@ -71,9 +84,12 @@ class Agent:
                 break
         return code
 
-    def open_session(self, config: SweepConfig, checked: CheckedProject | None = None) -> SweepSession:
+    def open_session(
+        self, config: SweepConfig, checked: CheckedProject | None = None, plan: DevicePlan | None = None
+    ) -> SweepSession:
         """Open the sweep and build this agent's session on it from its parts."""
-        plan = self._plan_devices(config)
+        plan = plan or devices_of(config)
+        self._announce_devices(config, plan)
         n_jobs, capped = plan.jobs(self.n_jobs)
         if capped:
             self.reporter.event(f"{config.identity}: {capped}")
@@ -81,9 +97,12 @@ class Agent:
         parts = open_parts(config, checked, self.reporter, self.stop, self.agent, n_jobs, devices=pool)
         return SweepSession(parts, n_jobs, self.starts, self.retry_failed)
 
-    def _plan_devices(self, config: SweepConfig) -> DevicePlan:
-        """This host's devices for the sweep (`auto` asks nvidia-smi), which also size `-j`."""
-        plan = plan_devices(config.devices, config.devices_per_trial, config.device_env)
+    def _announce_devices(self, config: SweepConfig, plan: DevicePlan) -> None:
+        if config.devices is None and config.devices_per_trial != 1:
+            self.reporter.event(
+                f"{config.identity}: devices_per_trial applies only with devices, which this "
+                "config does not name: trials run without devices"
+            )
         for note in plan.notes:
             self.reporter.event(f"{config.identity}: {note}")
         if plan.groups:
@@ -91,4 +110,3 @@ class Agent:
                 f"{config.identity}: devices {','.join(plan.devices)} ({config.device_env}), "
                 f"{plan.per_trial} per trial"
             )
-        return plan
