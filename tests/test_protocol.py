@@ -41,7 +41,14 @@ from mlflow_sweeper.coordination import (
     tallies,
 )
 from mlflow_sweeper.coordination.liveness import Heartbeat
-from mlflow_sweeper.coordination.names import CLOSE_EPOCH, QUEUED, RUN_ATTR, WAITING, study_names
+from mlflow_sweeper.coordination.names import (
+    CLOSE_EPOCH,
+    FIRST_ATTEMPT,
+    QUEUED,
+    RUN_ATTR,
+    WAITING,
+    study_names,
+)
 from mlflow_sweeper.coordination.store import RetryingStorage, trial_template
 from mlflow_sweeper.errors import SweeperError
 from mlflow_sweeper.search.algorithms import PointSource
@@ -606,9 +613,11 @@ def test_mark_closed_without_winning_is_refused(tmp_path, backend):
 
 
 def trial(
-    number: int, state: TrialState, slot: int | None = None, attempt: int = 1, value=None
+    number: int, state: TrialState, slot: int | None = None, attempt: int = 1, value=None, first: int = 1
 ) -> FrozenTrial:
     system_attrs = {ATTEMPT: attempt} if slot is None else {SLOT: slot, ATTEMPT: attempt}
+    if first != 1:
+        system_attrs[FIRST_ATTEMPT] = first
     return FrozenTrial(
         number=number,
         state=state,
@@ -631,6 +640,18 @@ def test_retry_policy_counts_the_first_run_as_attempt_one():
     assert not RetryPolicy(0).may_retry(1)
 
 
+def test_a_fresh_set_of_attempts_numbered_on_gets_the_whole_retry_budget():
+    """A point failed for good after attempts 1-3 and queued again (fail_fast, --retry-failed):
+    its attempts go on from 4, and 4, 5 and 6 may run."""
+    policy = RetryPolicy(max_retries=2)
+    assert [policy.may_run(a, first=4) for a in (4, 5, 6, 7)] == [True, True, True, False]
+    assert [policy.may_retry_trial(trial(0, TrialState.FAIL, 0, attempt=a, first=4)) for a in (4, 5, 6)] == [
+        True,
+        True,
+        False,
+    ]
+
+
 def test_unresolved_slots_are_failed_points_still_owed_a_run():
     policy = RetryPolicy(max_retries=1)
     trials = [
@@ -641,8 +662,9 @@ def test_unresolved_slots_are_failed_points_still_owed_a_run():
         trial(4, TrialState.FAIL, slot=3),
         trial(5, TrialState.COMPLETE, slot=3, attempt=2, value=1.0),
         trial(6, TrialState.FAIL),  # a failed sample owns no slot
+        trial(7, TrialState.FAIL, slot=4, attempt=3, first=3),  # a fresh set's first attempt: owed
     ]
-    assert [t.number for t in tallies.unresolved_slots(trials, policy)] == [0]
+    assert [t.number for t in tallies.unresolved_slots(trials, policy)] == [0, 7]
     assert [t.number for t in tallies.unresolved_slots(trials, RetryPolicy(max_retries=0))] == []
 
 

@@ -518,6 +518,37 @@ def test_retry_failed_reruns_points_that_failed_for_good_under_the_same_parent(t
     assert len(finished) == 2
 
 
+def test_retry_failed_gives_a_fresh_set_of_attempts_numbered_on(tmp_path, mlflow_template):
+    """Each run of a point has its own attempt number (SWEEPER_ATTEMPT, tag `sweeper.attempt`),
+    and the fresh set of attempts has the whole retry budget."""
+    script = failing_script(tmp_path)
+    config = config_file(
+        tmp_path,
+        mlflow_template,
+        command=f"python {script}",
+        parameters={"x": [1]},
+        max_retries=1,
+        fail_fast=0,
+        spec={"direction": "maximize", "metric": "score"},
+    )
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+
+    def attempts() -> list[str]:
+        return sorted(r.data.tags["sweeper.attempt"] for r in trial_runs(uri, deleted=True))
+
+    assert run_cli("sweep", config, cwd=tmp_path).returncode == 1
+    assert attempts() == ["1", "2"]
+    result = run_cli("sweep", config, "--retry-failed", cwd=tmp_path)  # still broken: two more
+    assert result.returncode == 1, output(result)
+    assert attempts() == ["1", "2", "3", "4"]
+    (tmp_path / "fixed").write_text("")
+    result = run_cli("sweep", config, "--retry-failed", cwd=tmp_path)
+    assert result.returncode == 0, output(result)
+    assert "attempt 5" in output(result) and attempts() == ["1", "2", "3", "4", "5"]
+    finished = [r for r in trial_runs(uri) if r.info.status == "FINISHED"]
+    assert [r.data.tags["sweeper.attempt"] for r in finished] == ["5"]
+
+
 # ---- 10: runs of `mlflow run -e sweep|delete|status` ----------------------------------------------
 
 

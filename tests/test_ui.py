@@ -67,7 +67,8 @@ def test_the_description_is_current_while_trials_run_and_complete_after_the_clos
     uri = uri_of(tmp_path)
     parent = parent_of(uri)
     text = parent.data.tags[DESCRIPTION]
-    assert text.startswith("**Sweep `exp/s1`: complete.** 6/6 trials ended (6 complete, 0 pruned, 0 failed)"), out
+    complete = "**Sweep `exp/s1`: complete.** 6/6 trials ended (6 complete, 0 pruned, 0 failed)"
+    assert text.startswith(complete), out
     assert "**Best score (maximize): 16** in [trial" in text
     assert "[report/report.html](#/experiments/" in text and "### Parameter importances" in text
     # Every link leads to a real run of the sweep: the best one first.

@@ -289,3 +289,17 @@ def test_earlier_results_are_counted_as_such(tmp_path):
     trials[0].user_attrs["warm_start"] = "sweep:exp/s0"
     text = describe(SweepView(config_of(tmp_path), trials, "7", "parent", budget=2))
     assert "2/2 trials ended (2 complete, 0 pruned, 0 failed; 1 of them earlier results (warm start)" in text
+
+
+def test_failed_points_that_will_run_again_are_counted_as_such(tmp_path):
+    """After a fail_fast stop, say: the counts say how many points failed and wait for the resume."""
+    from mlflow_sweeper.coordination.names import SLOT
+
+    states = {0: TrialState.FAIL, 1: TrialState.FAIL, 2: TrialState.WAITING}
+    trials = trials_of([None, None, None, 4.0], states=states)
+    for slot, trial in zip((0, 1, 0, 2), trials, strict=True):
+        trial.system_attrs = {SLOT: slot}
+    view = SweepView(config_of(tmp_path), trials, "7", "parent", budget=4, failed_for_good=1, state="stopped")
+    text = describe(view)
+    counts = "(1 complete, 0 pruned, 1 failed; 1 more point failed and will be retried)"
+    assert f"**Sweep `exp/s1`: stopped early.** 2/4 trials ended {counts}" in text

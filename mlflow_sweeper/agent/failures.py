@@ -9,8 +9,7 @@ from pathlib import Path
 from optuna.trial import FrozenTrial, TrialState
 
 from ..config import SweepConfig
-from ..coordination import RUN_ATTR, SweepStudy, Work
-from ..coordination.names import SLOT
+from ..coordination import SweepStudy, Work
 from ..progress import Reporter, SweepProgress
 from ..trial_log import indented_tail
 from .counts import SweepCounts
@@ -38,7 +37,7 @@ class Failures:
     def after_failure(self, work: Work, log_path: Path) -> None:
         """After a failed attempt: the log's tail on the console on the point's first failure (once
         per failing point, however many retries follow), then the `fail_fast` check."""
-        if work.attempt == 1:
+        if work.attempt == work.first_attempt:
             self.show_tail(work, log_path)
         if self.config.fail_fast <= 0 or self.progress.done > 0:
             return  # off, or a trial has completed: fail_fast can no longer fire, skip the read
@@ -64,12 +63,12 @@ class Failures:
             self.result.error = message
 
     def requeue_failed_for_good(self) -> list[FrozenTrial]:
-        """Queue every point that failed for good again, attempt 1; the failed trials."""
+        """Queue every point that failed for good again, with a fresh set of attempts; the failed
+        trials."""
         owed = self.study.failed_for_good(self.study.trials(), infeasible=False)  # not infeasible ones
         failed = [t for t in owed if t.state == TrialState.FAIL]
         for trial in failed:
-            slot, old_run = int(trial.system_attrs[SLOT]), trial.user_attrs.get(RUN_ATTR)
-            self.study.requeue(dict(trial.params), slot, 1, old_run)
+            self.study.requeue_trial(trial, afresh=True)
         if failed:
             self.counts.failed_again_owed(len(failed))
         return failed

@@ -14,7 +14,7 @@ from ..search.algorithms import PointSource
 from ..search.space import suggest_point
 from .ledger import ClaimsLedger
 from .liveness import Heartbeat
-from .names import ATTEMPT, REPLACES_RUN, SLOT
+from .names import ATTEMPT, FIRST_ATTEMPT, REPLACES_RUN, SLOT
 from .store import RetryingStorage, set_reason, trial_template
 
 
@@ -32,6 +32,7 @@ class Work:
     slot: int
     attempt: int
     params: dict
+    first_attempt: int = 1  # the attempt that opened this set of attempts (see policy.py)
     replaces_run: str | None = None
     run_id: str | None = None
     claim_id: int | None = None
@@ -83,11 +84,15 @@ class TrialFactory:
         trial_id, _ = self._sample(slot, {**attrs, **self.heartbeat.owner_attrs()})
         self.store.set_trial_state_values(trial_id, TrialState.WAITING)
 
-    def queue_rerun(self, params: dict, slot: int, attempt: int, old_run: str | None) -> None:
+    def queue_rerun(
+        self, params: dict, slot: int, attempt: int, old_run: str | None, first_attempt: int = 1
+    ) -> None:
         """The next attempt of a slot's point, queued (WAITING) for any agent; `old_run` is the
         run it replaces."""
         self.ledger.mark_queued()
         attrs = {SLOT: slot, ATTEMPT: attempt}
+        if first_attempt != 1:
+            attrs[FIRST_ATTEMPT] = first_attempt
         if old_run:
             attrs[REPLACES_RUN] = old_run
         self.create_with(params, attrs, TrialState.WAITING)

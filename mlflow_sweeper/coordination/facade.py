@@ -188,11 +188,8 @@ class SweepStudy:
         """Before the trial is failed: its point cannot run (a result, not a failure)."""
         self.store.set_trial_user_attr(work.trial_id, INFEASIBLE, redact(reason))
 
-    def requeue(self, params: dict, slot: int, attempt: int, old_run: str | None) -> None:
-        self.lifecycle.requeue(params, slot, attempt, old_run)
-
-    def requeue_trial(self, trial: FrozenTrial) -> None:
-        self.lifecycle.requeue_trial(trial)
+    def requeue_trial(self, trial: FrozenTrial, afresh: bool = False) -> None:
+        self.lifecycle.requeue_trial(trial, afresh)
 
     # ---- liveness --------------------------------------------------------------------------
 

@@ -23,7 +23,7 @@ from .creation import TrialFactory, Work
 from .ledger import ClaimsLedger
 from .liveness import Heartbeat
 from .names import NO_RETRY, REPLACES_RUN, RUN_ATTR, SLOT, TARGET_REACHED, WAITING, WARM_SLOTS
-from .policy import RetryPolicy, attempt_of
+from .policy import RetryPolicy, attempt_of, first_attempt_of
 from .store import RetryingStorage, finish, set_reason, take
 
 log = logging.getLogger(__name__)
@@ -99,6 +99,7 @@ class TrialLifecycle:
                 slot=int(trial.system_attrs[SLOT]),
                 attempt=attempt_of(trial),
                 params=dict(trial.params),
+                first_attempt=first_attempt_of(trial),
                 replaces_run=trial.system_attrs.get(REPLACES_RUN),
             )
         return None
@@ -202,30 +203,30 @@ class TrialLifecycle:
         self.launched(work)
         set_reason(self.store, work.trial_id, reason)
         attempt = work.attempt + 1 if count_attempt else work.attempt
-        requeued = retry_it and self.policy.may_run(attempt)
+        requeued = retry_it and self.policy.may_run(attempt, work.first_attempt)
         if requeued:
-            self.requeue(work.params, work.slot, attempt, old_run)
+            self.factory.queue_rerun(work.params, work.slot, attempt, old_run, work.first_attempt)
         elif not retry_it:  # on purpose: no agent re-queues it as a lost retry
             with contextlib.suppress(UpdateFinishedTrialError):
                 self.store.set_trial_system_attr(work.trial_id, NO_RETRY, True)
         finish(self.store, work.trial_id, TrialState.FAIL)
         return requeued
 
-    def requeue(self, params: dict, slot: int, attempt: int, old_run: str | None) -> None:
-        self.factory.queue_rerun(params, slot, attempt, old_run)
-
-    def requeue_trial(self, trial: FrozenTrial) -> None:
-        """Queue the next attempt of a failed trial's point."""
-        self.requeue(
+    def requeue_trial(self, trial: FrozenTrial, afresh: bool = False) -> None:
+        """Queue the next attempt of a failed trial's point; `afresh`: with a fresh set of attempts
+        (a point failed for good), numbered on from the attempts it spent."""
+        attempt = attempt_of(trial) + 1
+        self.factory.queue_rerun(
             dict(trial.params),
             int(trial.system_attrs[SLOT]),
-            attempt_of(trial) + 1,
+            attempt,
             trial.user_attrs.get(RUN_ATTR),
+            attempt if afresh else first_attempt_of(trial),
         )
 
     def requeue_if_allowed(self, trial: FrozenTrial) -> bool:
         """Re-queue a reclaimed trial's point when it has attempts left; True if re-queued."""
-        if SLOT not in trial.system_attrs or not self.policy.may_retry(attempt_of(trial)):
+        if SLOT not in trial.system_attrs or not self.policy.may_retry_trial(trial):
             return False
         self.requeue_trial(trial)
         return True

@@ -30,6 +30,7 @@ WARM_ATTR = "warm_start"  # trial user attr: where an earlier result entered by 
 WARM_SOURCES = "sweeper:warm_start"  # study system attr: the warm_start the sweep was created with (JSON)
 WARM_SLOTS = "sweeper:warm_slots"  # study system attr: {slot: trial number} a warm start holds
 ATTEMPT = "sweeper:attempt"
+FIRST_ATTEMPT = "sweeper:first_attempt"  # the attempt that opened a point's fresh set of attempts
 AGENT = "sweeper:agent"
 HEARTBEAT = "sweeper:heartbeat"
 STALE_AFTER = "sweeper:stale_after"

@@ -10,7 +10,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from ..constraints import is_feasible
 from .names import INFEASIBLE, NO_RETRY, REASON, SLOT, WARM_ATTR
-from .policy import RetryPolicy, attempt_of
+from .policy import RetryPolicy
 
 INTERRUPTED_PREFIX = "interrupted"  # the reason given to an attempt cancelled by Ctrl-C
 
@@ -53,7 +53,7 @@ def unresolved_slots(trials: Iterable[FrozenTrial], policy: RetryPolicy) -> list
     return [
         t
         for t in latest_per_slot(trials).values()
-        if t.state == TrialState.FAIL and policy.may_retry(attempt_of(t)) and not t.system_attrs.get(NO_RETRY)
+        if t.state == TrialState.FAIL and policy.may_retry_trial(t) and not t.system_attrs.get(NO_RETRY)
     ]
 
 

@@ -13,7 +13,7 @@ from optuna.trial import FrozenTrial, TrialState
 from ..constraints import feasible_only, is_feasible
 from ..coordination.identity import directions_of
 from ..coordination.names import WARM_ATTR
-from ..coordination.tallies import pareto_front
+from ..coordination.tallies import failed_to_retry, pareto_front
 from .links import artifact_route, run_route, runs_route
 
 if TYPE_CHECKING:
@@ -90,6 +90,9 @@ def _headline(view: SweepView) -> str:
     warm = sum(1 for t in view.trials if WARM_ATTR in t.user_attrs)
     if warm:
         counts += f"; {warm} of them earlier results (warm start), not run here"
+    to_retry = failed_to_retry(view.trials)  # not ended: each point runs again (on resume, if stopped)
+    if to_retry:
+        counts += f"; {to_retry} more point{'s' if to_retry > 1 else ''} failed and will be retried"
     # The run page shows a description's first lines only, until "Show more": the state, the
     # counts and the best come first, compact.
     lines = [
