@@ -464,11 +464,13 @@ def test_live_agent_keeps_its_trial_when_another_agent_has_a_shorter_stale_after
 
 
 @pytest.mark.parametrize(
-    "signum",
-    [signal.SIGINT, pytest.param(signal.SIGTERM, marks=pytest.mark.extended)],
-    ids=["SIGINT", "SIGTERM"],
+    ("signum", "times"),
+    [(signal.SIGINT, 1), (signal.SIGINT, 2), pytest.param(signal.SIGTERM, 1, marks=pytest.mark.extended)],
+    ids=["SIGINT", "SIGINT-delivered-twice", "SIGTERM"],
 )
-def test_interrupt_cancels_trials_and_resume_completes_every_point(tmp_path, agents, signum):
+def test_interrupt_cancels_trials_and_resume_completes_every_point(tmp_path, agents, signum, times):
+    """`times` 2: one Ctrl-C delivered twice at once (as GNU `timeout` does), not a second Ctrl-C:
+    still the clean cancel, whose points are queued again without using an attempt."""
     record, go = tmp_path / "records.jsonl", tmp_path / "go"
     # A shell that stays the trial's parent, so each trial is a process tree (bash -> python).
     inner = f'python {TRAIN} "$@"; exit $?'
@@ -485,7 +487,9 @@ def test_interrupt_cancels_trials_and_resume_completes_every_point(tmp_path, age
     assert len(tree) >= 4, [_cmdline(p) for p in tree]  # two trials, each bash + python
 
     sent = time.monotonic()
-    agent.send_signal(signum)
+    for _ in range(times):
+        agent.send_signal(signum)
+        time.sleep(0.05)
     try:
         code = agent.wait(timeout=60)
     except subprocess.TimeoutExpired:
@@ -506,8 +510,8 @@ def test_interrupt_cancels_trials_and_resume_completes_every_point(tmp_path, age
     assert sorted(point(t.params) for t in trials if t.state.name == "WAITING") == POINTS
     assert not [c for c in optuna_trials(optuna, "exp/s1#claims") if c.state.name == "RUNNING"]
     assert lock_files(tmp_path) == []
-    if signum != signal.SIGINT:
-        return  # SIGTERM takes the same path from here on; resuming once is enough for the time spent
+    if signum != signal.SIGINT or times > 1:
+        return  # the same path from here on; resuming once is enough for the time spent
 
     go.touch()
     result = run_cli("sweep", config, "-j", "2", cwd=tmp_path)

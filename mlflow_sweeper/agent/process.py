@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 
 from ..config import SweepConfig
 from ..coordination import agent_id
@@ -15,6 +16,10 @@ from ..record import quiet_run_urls
 from .opening import open_parts
 from .session import SweepSession
 from .stop import StartBudget, StopSignal
+
+# A signal this soon after the first is the same one delivered twice (GNU `timeout` passes its
+# SIGINT to the agent and to its own process group), not a second Ctrl-C that means "quit now".
+SAME_SIGNAL_SECONDS = 0.5
 
 
 def devices_of(config: SweepConfig) -> DevicePlan:
@@ -39,13 +44,18 @@ class Agent:
         self.agent = agent_id()
 
     def install_signal_handlers(self) -> None:
+        first_at: list[float] = []  # when the first signal came
+
         def handler(signum, frame):
             if not self.stop.workers_active:
                 raise KeyboardInterrupt  # nothing to cancel yet: leave now, exit 130
             if self.stop.is_set():
+                if time.monotonic() - first_at[0] < SAME_SIGNAL_SECONDS:
+                    return  # the first one delivered twice: the clean cancel goes on
                 # Second Ctrl-C: kill what is running and leave at once.
                 self.stop.kill_trials()
                 os._exit(EXIT_INTERRUPTED)
+            first_at.append(time.monotonic())
             self.stop.set()
             self.reporter.event("interrupted: cancelling running trials (press Ctrl-C again to quit at once)")
 

@@ -19,7 +19,7 @@ from .pools import (
     name_connections,
     set_mlflow_pool,
 )
-from .retry import MISSING_DRIVER, RACE_PATTERNS, first_line, retry
+from .retry import MIGRATION_RACE_PATTERNS, MISSING_DRIVER, RACE_PATTERNS, first_line, retry
 from .server_lock import server_lock
 from .sqlite import sqlite_file, tune_sqlite_engine, use_wal, with_sqlite_timeout
 from .urls import mask, parse
@@ -109,6 +109,43 @@ def open_mlflow_tracking(url: str, pool: Pool | None = None, application: str | 
     return client
 
 
+CANNOT_OPEN = re.compile(r"unable to open database file|readonly database", re.IGNORECASE)  # never a race
+YOUNG_SECONDS = 120.0  # a SQLite file this new (or not there yet) may still be being created
+
+
+def _young(path: Path) -> bool:
+    import time
+
+    try:
+        return time.time() - path.stat().st_mtime < YOUNG_SECONDS
+    except OSError:
+        return True  # not there yet: whoever creates it first may be another process
+
+
+def _wait_until_quiet(path: Path, quiet: float = 1.5, longest: float = 60.0) -> None:
+    """Until the SQLite file (and its journal) went unchanged for `quiet` seconds: another
+    process's migrations write it all along."""
+    import time
+
+    def state() -> tuple:
+        stamps = []
+        for suffix in ("", "-journal", "-wal"):
+            try:
+                info = Path(f"{path}{suffix}").stat()
+                stamps.append((info.st_mtime_ns, info.st_size))
+            except OSError:
+                stamps.append(None)
+        return tuple(stamps)
+
+    deadline = time.monotonic() + longest
+    last, since = state(), time.monotonic()
+    while time.monotonic() < deadline and time.monotonic() - since < quiet:
+        time.sleep(0.1)
+        now = state()
+        if now != last:
+            last, since = now, time.monotonic()
+
+
 def _open_safely(
     url: str,
     build: Callable[[], T],
@@ -124,13 +161,26 @@ def _open_safely(
     `server_locked`: a database on a server is opened under its creation lock (`server_lock`),
     for a store whose tables are created by migrations that two agents cannot run at once."""
 
-    def create() -> T:
-        return retry(
-            build, f"open {mask(url)}", attempts=10, also=lambda e: bool(RACE_PATTERNS.search(str(e)))
+    sqlite = sqlite_file(url)
+    being_created = sqlite is not None and _young(sqlite)
+
+    def racing(exc: BaseException) -> bool:
+        """A race with another process creating the store: agents take turns under a lock, but
+        `mlflow ui` or a script opening the same new SQLite file does not, and its migrations
+        fail ours in many ways (a half-made schema raises errors of every kind): wait for it."""
+        text = str(exc)
+        migrating = bool(MIGRATION_RACE_PATTERNS.search(text)) or (
+            being_created and not isinstance(exc, ImportError | OSError) and not CANNOT_OPEN.search(text)
         )
+        if migrating and sqlite is not None:
+            _wait_until_quiet(sqlite)  # our next try must not run migrations beside the other's
+        return migrating or bool(RACE_PATTERNS.search(text))
+
+    def create() -> T:
+        # 16 tries, backing off to 5 s: about a minute, longer than a store's first migrations
+        return retry(build, f"open {mask(url)}", attempts=16, also=racing)
 
     try:
-        sqlite = sqlite_file(url)
         if sqlite is None:
             if not server_locked:
                 return create()

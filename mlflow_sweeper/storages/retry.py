@@ -24,6 +24,12 @@ RACE_PATTERNS = re.compile(
     r"already exists|duplicate|unique constraint|UNIQUE constraint|IntegrityError",
     re.IGNORECASE,
 )
+# A store's schema that another process (`mlflow ui`, a script, not an agent: agents take turns
+# under a lock) is creating or migrating at the same moment: wait for it to finish.
+MIGRATION_RACE_PATTERNS = re.compile(
+    r"Online migration expected|No such constraint|no such table|out-of-date database schema|alembic",
+    re.IGNORECASE,
+)
 
 
 def is_transient(exc: BaseException) -> bool:
