@@ -185,3 +185,38 @@ def test_server_kinds_probe_a_running_server(url):
 def test_server_rdb_probe_of_a_closed_port_is_one_storage_error():
     with pytest.raises(StorageError, match="cannot reach the Optuna storage"):
         storages.probe_optuna_storage("postgresql://postgres@127.0.0.1:1/x")
+
+
+def test_a_sqlite_store_another_process_is_creating_is_waited_for(tmp_path):
+    """Another process's migrations (`mlflow ui` on the same new file) fail an open in many ways: a
+    new file's open is tried again once the file is quiet; an old file's odd error is not retried,
+    and nothing is retried on a file that cannot be opened at all."""
+    import os
+    import time
+
+    from mlflow_sweeper.errors import StorageError
+    from mlflow_sweeper.storages.opening import _open_safely
+
+    url = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    errors = [KeyError("dimension_attributes"), RuntimeError("Online migration expected to match one row")]
+
+    def half_made():
+        if errors:
+            raise errors.pop(0)
+        return "opened"
+
+    assert _open_safely(url, half_made, "MLflow storage", lambda _: None, immediate=False) == "opened"
+    assert errors == []
+
+    old = tmp_path / "old.db"
+    old.write_bytes(b"")
+    os.utime(old, (time.time() - 3600, time.time() - 3600))
+    calls = []
+
+    def broken():
+        calls.append(1)
+        raise KeyError("dimension_attributes")
+
+    with pytest.raises(StorageError, match="cannot open the MLflow storage .*dimension_attributes"):
+        _open_safely(f"sqlite:///{old}", broken, "MLflow storage", lambda _: None, immediate=False)
+    assert len(calls) == 1
