@@ -151,3 +151,17 @@ def test_constraints_with_several_objectives_keep_the_front_feasible(tmp_path, a
     # the sampler was built constraint-aware
     sampler = study.source.sampler(99)
     assert sampler._constraints_func is not None
+
+
+def test_a_constrained_sampler_says_nothing_of_the_options_the_sweeper_passes(tmp_path, caplog, monkeypatch):
+    """Optuna 5 deprecates `constraints_func`, which the sweeper (not the user) passes: no warning."""
+    from mlflow_sweeper.search.algorithms import base
+
+    monkeypatch.setattr(base, "_WARNED", set())  # each warning is logged once per process
+    spec = {"metric": "score", "direction": "maximize", "constraints": ["cost <= 0.5"]}
+    config = load_config(config_file(tmp_path, algorithm="tpe", max_trials=4, spec=spec))
+    with caplog.at_level("WARNING"):
+        study = run_toy(config, InMemoryStorage(), toy)
+        sampler = study.source.sampler(7)
+    assert sampler._constraints_func is not None
+    assert "constraints_func" not in caplog.text

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import inspect
 import logging
+import re
 import warnings
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -33,6 +34,10 @@ def _takes_an_object(parameter: inspect.Parameter) -> bool:
     return any(kind in _annotation(parameter) for kind in _OBJECT_TYPES)
 
 
+# Deprecations of options the sweeper passes, not the user: Optuna 5 deprecates `constraints_func`
+# for `Trial.set_constraint`; the values are stored that way already, and the function only
+# switches a sampler's handling of them on.
+SWEEPERS_OWN_OPTIONS = re.compile(r"`constraints_func` has been deprecated")
 _WARNED: set[str] = set()  # the sampler warnings this process has logged
 
 
@@ -220,6 +225,8 @@ class Algorithm:
             sampler = self.sampler_class(seed=seed, **options)
         for warning in [] if quiet else caught:
             if issubclass(warning.category, optuna.exceptions.ExperimentalWarning):
+                continue
+            if SWEEPERS_OWN_OPTIONS.search(str(warning.message)):
                 continue
             text = f"{self.sampler_class.__name__}: {warning.message}"
             if text not in _WARNED:

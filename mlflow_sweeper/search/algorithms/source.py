@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import warnings
 from functools import cached_property
 from typing import TYPE_CHECKING
 
@@ -67,11 +66,7 @@ class PointSource:
         Each gets what the previous one learned (its search-space caches, GP's fitted kernels),
         so it reads only the trials added since; they must therefore be asked one at a time.
         """
-        with warnings.catch_warnings():
-            # Optuna 5 deprecates `constraints_func` for `Trial.set_constraint`; the values are
-            # stored that way already, and the function only switches the sampler's handling on.
-            warnings.filterwarnings("ignore", message=".*constraints_func.*", category=FutureWarning)
-            sampler = self.strategy.sampler_for(slot, constrained_options(self.config, self.strategy))
+        sampler = self.strategy.sampler_for(slot, constrained_options(self.config, self.strategy))
         compat.carry_learned_state(self._last_sampler, sampler)
         self._last_sampler = sampler
         return sampler
