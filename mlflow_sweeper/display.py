@@ -14,7 +14,7 @@ DIGITS = 4
 def shown_value(value: Any) -> str:
     """0.0002703522821774034 -> 0.0002704; ints, strings and booleans as they are."""
     if isinstance(value, float):
-        return f"{value:.{DIGITS}g}"
+        return f"{value + 0.0:.{DIGITS}g}"  # + 0.0: -0.0 shows as 0
     return str(value)
 
 

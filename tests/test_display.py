@@ -16,6 +16,7 @@ def test_significant_digits_counts_what_it_should():
 def test_floats_are_shown_at_four_significant_digits():
     assert shown_value(0.0002703522821774034) == "0.0002704"
     assert shown_value(1234.5678) == "1235"
+    assert shown_value(-0.0) == "0"  # a metric of -0.0 is not shown as "-0"
     assert shown_value(64) == "64"
     assert shown_value("relu") == "relu"
     assert shown_value(True) == "True"

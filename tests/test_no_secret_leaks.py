@@ -132,3 +132,23 @@ def test_no_secret_in_anything_a_sweep_writes(secret_databases, tmp_path):
     for secret in (PG_PASSWORD, VAR_SECRET, LIST_SECRET):
         leaks = [name for name, text in written.items() if secret in text]
         assert not leaks, f"{secret} found in {leaks}"
+
+
+def test_a_trial_log_is_readable_by_its_owner_only_from_the_start(tmp_path):
+    """Until the trial ends and its log is scrubbed, the log may hold hidden values."""
+    import os
+    import stat
+    import sys
+
+    from mlflow_sweeper.launch.process import popen
+
+    log_path = tmp_path / "logs" / "trial-0.log"
+    log_path.parent.mkdir()
+    log_path.write_text("an earlier attempt's log\n")
+    os.chmod(log_path, 0o644)
+    argv = [sys.executable, "-c", "print('token')"]
+    process, handle = popen(argv, str(tmp_path), dict(os.environ), log_path)
+    assert stat.S_IMODE(log_path.stat().st_mode) == 0o600
+    process.wait()
+    handle.close()
+    assert "token" in log_path.read_text()

@@ -258,6 +258,7 @@ def test_fail_fast_stops_the_sweep_early_and_it_resumes_once_fixed(tmp_path, mlf
     assert result.returncode == 1, text
     assert "the first 2 trials all failed: the run failed (exit code 1) (fail_fast)" in text
     assert "fix the cause and run again to resume, or set fail_fast: 0" in text
+    assert "On resume, the point that failed so far runs again" in text  # its line said "failed for good"
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     assert len(trial_runs(uri, deleted=True)) == 2  # then no trial was started
     assert parent_run(uri).info.status == "RUNNING"

@@ -46,9 +46,16 @@ class Failures:
             return
         # Nothing has worked yet: the points failed so far keep their attempts for the resume,
         # and so does a point whose last attempt was still running when this agent stopped.
-        self.requeue_failed_for_good()
+        again = self.requeue_failed_for_good()
         if self.result.error is None:
             self.result.error = f"{self.config.identity}: {stop}"
+            if again:  # their console lines said "failed for good": not so now
+                points = (
+                    "the point that failed so far runs"
+                    if len(again) == 1
+                    else (f"the {len(again)} points that failed so far run")
+                )
+                self.result.error += f". On resume, {points} again"
             self.console.summary(self.result.error)
 
     def show_tail(self, work: Work, log_path: Path) -> None:

@@ -118,5 +118,6 @@ class Agent:
         if plan.groups:
             self.reporter.event(
                 f"{config.identity}: devices {','.join(plan.devices)} ({config.device_env}), "
-                f"{plan.per_trial} per trial"
+                f"{plan.per_trial} per trial",
+                summary=False,  # what all goes as asked: --quiet prints only the summary
             )

@@ -127,7 +127,11 @@ def popen(
     keep_fds = request.keep_fds if request is not None else ()
     hidden = request.hidden_values if request is not None else ()
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    log_file = open(log_path, "wb")  # noqa: SIM115 - closed by the handle
+    # Readable by its owner only, from the start: until the trial ends and its log is scrubbed of
+    # hidden values, it may hold them (and whatever secrets the trial itself prints).
+    descriptor = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(descriptor, 0o600)  # an earlier attempt's log, reopened, keeps its old mode otherwise
+    log_file = os.fdopen(descriptor, "wb")
     log_file.write(log_header(argv, cwd, hidden).encode("utf-8", errors="replace"))
     log_file.flush()
     process = subprocess.Popen(
