@@ -303,32 +303,3 @@ def test_failed_points_that_will_run_again_are_counted_as_such(tmp_path):
     text = describe(view)
     counts = "(1 complete, 0 pruned, 1 failed; 1 more point failed and will be retried)"
     assert f"**Sweep `exp/s1`: stopped early.** 2/4 trials ended {counts}" in text
-
-
-def two_parameter_trials(count: int) -> list:
-    """`count` complete trials whose value is all x, none of it y."""
-    dists = {"x": IntDistribution(0, 20), "y": IntDistribution(0, 20)}
-    made = []
-    for number in range(count):
-        x, y = number % 7, (number * 5) % 11
-        trial = create_trial(params={"x": x, "y": y}, distributions=dists, values=[float(x)])
-        trial.number = number
-        made.append(trial)
-    return made
-
-
-def test_importances_are_shown_while_the_sweep_runs_and_recomputed_as_it_grows(tmp_path):
-    """From 10 complete trials on, as the report computes them, said to be so far; computed again
-    only once the complete trials grew by a quarter."""
-    study, client = _Study(two_parameter_trials(9)), _Client()
-    progress = SimpleNamespace(done=9, failed=0, pruned=0, running=1, best=6.0)
-    live = _live(tmp_path, study, client, progress)
-    live.write(live=True)
-    assert "importances" not in client.tags["mlflow.note.content"]
-    for count, computed_from in ((10, 10), (12, 10), (13, 13)):
-        study.trials_now = two_parameter_trials(count)
-        live.write(live=True)
-        text = client.tags["mlflow.note.content"]
-        assert f"### Parameter importances\n\nSo far, from {computed_from} complete trials" in text
-    x, y = (float(re.search(rf"\| {name} \| ([0-9.]+) \|", text).group(1)) for name in ("x", "y"))
-    assert x > 0.9 > y

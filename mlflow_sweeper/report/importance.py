@@ -9,8 +9,6 @@ import optuna
 from optuna.importance import BaseImportanceEvaluator
 from optuna.trial import FrozenTrial
 
-from ..config import SweepConfig
-
 MIN_COMPLETE = 2
 
 
@@ -46,18 +44,6 @@ def importances(study: optuna.Study, evaluator: BaseImportanceEvaluator, index: 
         study, evaluator=evaluator, target=target_of(index, multi), normalize=True
     )
     return {name: float(value) for name, value in found.items()}
-
-
-def sweep_importances(config: SweepConfig, trials: list[FrozenTrial]) -> dict[str, float]:
-    """The importances the report gives the (first) objective, from `trials` alone, as they are
-    now: what the parent's description shows while the sweep runs. Empty below MIN_COMPLETE."""
-    from ..search.importance import make_evaluator
-    from .study_copy import complete_count, in_memory_study, with_every_parameter
-
-    study = in_memory_study(trials, config.objective)
-    if study is None or complete_count(study) < MIN_COMPLETE:
-        return {}
-    return importances(with_every_parameter(study), make_evaluator(), 0, config.objective.multi)
 
 
 def importance_metrics(per_objective: dict[str, dict[str, float]]) -> dict[str, float]:

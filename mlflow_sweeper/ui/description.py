@@ -37,7 +37,6 @@ class SweepView:
     budget: int | None = None
     failed_for_good: int | None = None  # None: counted from the trials (attempts that failed)
     importances: dict[str, float] = field(default_factory=dict)
-    importances_of: int = 0  # while the sweep runs: the complete trials they come from (0: final)
     report_path: str | None = None  # the report's page among the parent's artifacts, once logged
     registered: str | None = None  # "name/version" of the best trial's model in the registry
     warnings: tuple[str, ...] = ()
@@ -66,7 +65,7 @@ def describe(view: SweepView) -> str:
     elif objective.metric is not None:
         parts.append(_best_section(view))
     if view.importances:
-        parts.append(_importances(view.importances, view.importances_of))
+        parts.append(_importances(view.importances))
     parts.append(_where(view))
     return "\n\n".join(part for part in parts if part) + "\n"
 
@@ -143,13 +142,10 @@ def _front_section(view: SweepView) -> str:
     return f"{heading}\n\nNo trial beats these on every objective: {wanted}.\n\n{table}"
 
 
-def _importances(importances: dict[str, float], of_trials: int) -> str:
+def _importances(importances: dict[str, float]) -> str:
     rows = sorted(importances.items(), key=lambda item: item[1], reverse=True)
     body = "\n".join(f"| {_cell(name)} | {_fmt(value)} |" for name, value in rows)
-    so_far = (
-        f"So far, from {of_trials} complete trials; final when the sweep completes.\n\n" if of_trials else ""
-    )
-    return f"### Parameter importances\n\n{so_far}| parameter | importance |\n|---|---|\n{body}"
+    return f"### Parameter importances\n\n| parameter | importance |\n|---|---|\n{body}"
 
 
 def _where(view: SweepView) -> str:

@@ -10,10 +10,9 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from optuna.trial import FrozenTrial, TrialState
+from optuna.trial import TrialState
 
 from ..secrets import redact
 from .description import DESCRIPTION_TAG, SweepView, describe
@@ -30,8 +29,6 @@ PERIOD = 5.0  # seconds between two writes without a new best
 BEST_GAP = 0.5  # a burst of new bests within this many seconds is written once
 SPACING = 50  # a write that took t seconds is followed by none for SPACING * t: at most ~2% busy
 MAX_LENGTH = 8000  # MLflow's longest tag value
-LIVE_IMPORTANCE_MIN = 10  # complete trials before importances are shown while the sweep runs
-LIVE_IMPORTANCE_GROWTH = 1.25  # and computed again once the complete trials grew by a quarter
 JOIN_SECONDS = 10.0  # how long a leaving agent waits for its writer's thread to end
 
 
@@ -62,30 +59,6 @@ def write_description(client, parent_id: str, view: SweepView) -> str:
     return text
 
 
-class LiveImportances:
-    """The parameters' importances while the sweep runs, as the report computes them: from
-    LIVE_IMPORTANCE_MIN complete trials on (fewer say little), and again only once the complete
-    trials grew by a quarter, so that their cost, one small forest each time, stays a small share
-    of a sweep however long it runs."""
-
-    def __init__(self, config: SweepConfig):
-        self.config = config
-        self.known: dict[str, float] = {}
-        self.of_trials = 0  # how many complete trials `known` was computed from
-
-    def update(self, trials: list[FrozenTrial]) -> None:
-        complete = sum(t.state == TrialState.COMPLETE for t in trials)
-        if complete < LIVE_IMPORTANCE_MIN or complete < self.of_trials * LIVE_IMPORTANCE_GROWTH:
-            return
-        from ..report.importance import sweep_importances
-
-        try:
-            self.known = sweep_importances(self.config, trials)
-        except Exception as exc:  # noqa: BLE001 - a description never stops a sweep
-            log.debug("could not compute the importances: %s", exc)
-        self.of_trials = complete
-
-
 class LiveDescription:
     """One agent's writer of the parent's description while its workers run."""
 
@@ -106,7 +79,6 @@ class LiveDescription:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._writing = threading.Lock()  # held while a write goes out
-        self.importances = LiveImportances(config)
         self._written: tuple | None = None  # the counts the last write showed
         self._took = 0.0  # seconds the last write took (reading every trial grows with the sweep)
         self.writes = 0
@@ -146,11 +118,6 @@ class LiveDescription:
         started = time.monotonic()
         try:
             view = read_view(self.config, self.study, self.recorder.experiment_id, self.parent_id, **known)
-            self.importances.update(view.trials)
-            if self.importances.known:
-                view = replace(
-                    view, importances=self.importances.known, importances_of=self.importances.of_trials
-                )
             with self._writing:
                 if (live and self._stop.is_set()) or self.study.close_begun():
                     return
