@@ -53,7 +53,7 @@ class Failures:
                 points = (
                     "the point that failed so far runs"
                     if len(again) == 1
-                    else (f"the {len(again)} points that failed so far run")
+                    else f"the {len(again)} points that failed so far run"
                 )
                 self.result.error += f". On resume, {points} again"
             self.console.summary(self.result.error)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import time
 
 from ..config import SweepConfig
 from ..coordination import agent_id
@@ -44,18 +43,15 @@ class Agent:
         self.agent = agent_id()
 
     def install_signal_handlers(self) -> None:
-        first_at: list[float] = []  # when the first signal came
-
         def handler(signum, frame):
             if not self.stop.workers_active:
                 raise KeyboardInterrupt  # nothing to cancel yet: leave now, exit 130
             if self.stop.is_set():
-                if time.monotonic() - first_at[0] < SAME_SIGNAL_SECONDS:
+                if self.stop.set_within(SAME_SIGNAL_SECONDS):
                     return  # the first one delivered twice: the clean cancel goes on
                 # Second Ctrl-C: kill what is running and leave at once.
                 self.stop.kill_trials()
                 os._exit(EXIT_INTERRUPTED)
-            first_at.append(time.monotonic())
             self.stop.set()
             self.reporter.event("interrupted: cancelling running trials (press Ctrl-C again to quit at once)")
 
@@ -98,7 +94,7 @@ class Agent:
         self, config: SweepConfig, checked: CheckedProject | None = None, plan: DevicePlan | None = None
     ) -> SweepSession:
         """Open the sweep and build this agent's session on it from its parts."""
-        plan = plan or devices_of(config)
+        plan = plan if plan is not None else devices_of(config)
         self._announce_devices(config, plan)
         n_jobs, capped = plan.jobs(self.n_jobs)
         if capped:

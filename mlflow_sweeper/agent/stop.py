@@ -6,6 +6,7 @@ whether workers are running, since only then is there anything to cancel cleanly
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -17,13 +18,20 @@ class StopSignal:
         self._event = threading.Event()
         self._pids: set[int] = set()
         self._lock = threading.Lock()  # guards _pids
+        self.set_at: float | None = None  # time.monotonic() when the agent was told to stop
         self.workers_active = False  # set while workers run: Ctrl-C then cancels them cleanly
 
     def is_set(self) -> bool:
         return self._event.is_set()
 
     def set(self) -> None:
+        if self.set_at is None:
+            self.set_at = time.monotonic()
         self._event.set()
+
+    def set_within(self, seconds: float) -> bool:
+        """Was the agent told to stop less than `seconds` ago?"""
+        return self.set_at is not None and time.monotonic() - self.set_at < seconds
 
     def wait(self, seconds: float) -> bool:
         """Sleep up to `seconds`; True when the agent is stopping."""

@@ -84,19 +84,19 @@ class CloseElection:
         self._held = None
 
     def is_closed(self) -> bool:
-        study_id = self._study(create=False)
-        if study_id is None:
-            return False
-        return any(t.state == TrialState.COMPLETE for t in self._epoch_trials(study_id, self.epoch()))
+        return self._epoch_token_in(TrialState.COMPLETE)
 
     def is_begun(self) -> bool:
         """A closer holds this epoch's token or has closed it: what other agents write about the
         sweep from now on would land after, or among, the closer's last word."""
+        return self._epoch_token_in(TrialState.RUNNING, TrialState.COMPLETE)
+
+    def _epoch_token_in(self, *states: TrialState) -> bool:
+        """Has the current epoch a token in one of `states`?"""
         study_id = self._study(create=False)
         if study_id is None:
             return False
-        begun = (TrialState.RUNNING, TrialState.COMPLETE)
-        return any(t.state in begun for t in self._epoch_trials(study_id, self.epoch()))
+        return any(t.state in states for t in self._epoch_trials(study_id, self.epoch()))
 
     def epoch(self) -> int:
         study_id = self._study(create=False)

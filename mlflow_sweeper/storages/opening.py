@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import time
 from collections.abc import Callable
 from contextlib import contextmanager, suppress
 from pathlib import Path
@@ -114,8 +115,6 @@ YOUNG_SECONDS = 120.0  # a SQLite file this new (or not there yet) may still be 
 
 
 def _young(path: Path) -> bool:
-    import time
-
     try:
         return time.time() - path.stat().st_mtime < YOUNG_SECONDS
     except OSError:
@@ -125,7 +124,6 @@ def _young(path: Path) -> bool:
 def _wait_until_quiet(path: Path, quiet: float = 1.5, longest: float = 60.0) -> None:
     """Until the SQLite file (and its journal) went unchanged for `quiet` seconds: another
     process's migrations write it all along."""
-    import time
 
     def state() -> tuple:
         stamps = []
