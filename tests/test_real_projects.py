@@ -95,6 +95,19 @@ def failing_script(directory: Path) -> Path:
     return script
 
 
+def failing_sweep(tmp_path: Path, mlflow_template, points: list, *, max_retries: int, fail_fast: int) -> Path:
+    """A sweep over x in `points` of `failing_script`, which fails until the file `fixed` exists."""
+    return config_file(
+        tmp_path,
+        mlflow_template,
+        command=f"python {failing_script(tmp_path)}",
+        parameters={"x": points},
+        max_retries=max_retries,
+        fail_fast=fail_fast,
+        spec={"direction": "maximize", "metric": "score"},
+    )
+
+
 # ---- 1-3: the project, the entry point and its parameters are checked first ---------------------
 
 
@@ -220,16 +233,7 @@ def test_placeholder_naming_no_parameter_exits_2_and_writes_nothing(tmp_path):
 
 
 def test_a_failing_trial_shows_its_log_tail_once_per_point(tmp_path, mlflow_template):
-    script = failing_script(tmp_path)
-    config = config_file(
-        tmp_path,
-        mlflow_template,
-        command=f"python {script}",
-        parameters={"x": [1]},
-        max_retries=1,
-        fail_fast=0,
-        spec={"direction": "maximize", "metric": "score"},
-    )
+    config = failing_sweep(tmp_path, mlflow_template, [1], max_retries=1, fail_fast=0)
     result = run_cli("sweep", config, cwd=tmp_path)
     text = output(result)
     assert result.returncode == 1, text
@@ -243,22 +247,12 @@ def test_a_failing_trial_shows_its_log_tail_once_per_point(tmp_path, mlflow_temp
 
 @pytest.mark.extended  # fail_fast and the run after the fix: the test below
 def test_fail_fast_stops_the_sweep_early_and_it_resumes_once_fixed(tmp_path, mlflow_template):
-    script = failing_script(tmp_path)
-    config = config_file(
-        tmp_path,
-        mlflow_template,
-        command=f"python {script}",
-        parameters={"x": [1, 2, 3, 4]},
-        max_retries=1,
-        fail_fast=2,
-        spec={"direction": "maximize", "metric": "score"},
-    )
+    config = failing_sweep(tmp_path, mlflow_template, [1, 2, 3, 4], max_retries=1, fail_fast=2)
     result = run_cli("sweep", config, "--quiet", cwd=tmp_path)  # which still says why it stopped
     text = output(result)
     assert result.returncode == 1, text
     assert "the first 2 trials all failed: the run failed (exit code 1) (fail_fast)" in text
     assert "fix the cause and run again to resume, or set fail_fast: 0" in text
-    assert "On resume, the point that failed so far runs again" in text  # its line said "failed for good"
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     assert len(trial_runs(uri, deleted=True)) == 2  # then no trial was started
     assert parent_run(uri).info.status == "RUNNING"
@@ -333,6 +327,8 @@ def test_fail_fast_keeps_the_attempts_of_a_point_whose_last_one_was_still_runnin
     )
     result = run_cli("sweep", config, "-j", "2", cwd=tmp_path)
     assert result.returncode == 1 and "(fail_fast)" in output(result), output(result)
+    # x=1's line said "failed for good": the stop says it runs again
+    assert "On resume, the point that failed so far runs again" in output(result)
     trials = optuna_trials(optuna_url(tmp_path))
     waiting = sorted(t.params["x"] for t in trials if t.state.name == "WAITING")
     assert waiting == [1, 2], [(t.number, t.state.name, t.params) for t in trials]
@@ -340,16 +336,7 @@ def test_fail_fast_keeps_the_attempts_of_a_point_whose_last_one_was_still_runnin
 
 @pytest.mark.extended
 def test_fail_fast_zero_runs_every_attempt(tmp_path, mlflow_template):
-    script = failing_script(tmp_path)
-    config = config_file(
-        tmp_path,
-        mlflow_template,
-        command=f"python {script}",
-        parameters={"x": [1, 2, 3]},
-        max_retries=0,
-        fail_fast=0,
-        spec={"direction": "maximize", "metric": "score"},
-    )
+    config = failing_sweep(tmp_path, mlflow_template, [1, 2, 3], max_retries=0, fail_fast=0)
     result = run_cli("sweep", config, cwd=tmp_path)
     assert result.returncode == 1, output(result)
     assert "(fail_fast)" not in output(result)
@@ -488,16 +475,7 @@ def test_recorded_storage_never_holds_a_password():
 
 
 def test_retry_failed_reruns_points_that_failed_for_good_under_the_same_parent(tmp_path, mlflow_template):
-    script = failing_script(tmp_path)
-    config = config_file(
-        tmp_path,
-        mlflow_template,
-        command=f"python {script}",
-        parameters={"x": [1, 2]},
-        max_retries=0,
-        fail_fast=0,
-        spec={"direction": "maximize", "metric": "score"},
-    )
+    config = failing_sweep(tmp_path, mlflow_template, [1, 2], max_retries=0, fail_fast=0)
     result = run_cli("sweep", config, cwd=tmp_path)
     assert result.returncode == 1, output(result)
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
@@ -522,16 +500,7 @@ def test_retry_failed_reruns_points_that_failed_for_good_under_the_same_parent(t
 def test_retry_failed_gives_a_fresh_set_of_attempts_numbered_on(tmp_path, mlflow_template):
     """Each run of a point has its own attempt number (SWEEPER_ATTEMPT, tag `sweeper.attempt`),
     and the fresh set of attempts has the whole retry budget."""
-    script = failing_script(tmp_path)
-    config = config_file(
-        tmp_path,
-        mlflow_template,
-        command=f"python {script}",
-        parameters={"x": [1]},
-        max_retries=1,
-        fail_fast=0,
-        spec={"direction": "maximize", "metric": "score"},
-    )
+    config = failing_sweep(tmp_path, mlflow_template, [1], max_retries=1, fail_fast=0)
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
 
     def attempts() -> list[str]:
