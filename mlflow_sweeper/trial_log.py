@@ -39,7 +39,8 @@ def scrub(path: str | os.PathLike[str]) -> None:
     """Once the trial has ended, its log with every secret it printed replaced by `***` (a value
     from `${VAR}`, a URL password, an MLflow link with credentials), before anything reads it:
     the console's tail, the triage, the copy attached to its run. The trial itself writes to the
-    file directly, at no cost; the file is read once, and rewritten only when something is found."""
+    file directly, at no cost; the file is read once, and read again to be rewritten only when
+    something is found."""
     if not any(_shown(line) != line for line in _lines(path)):
         return
     directory = os.path.dirname(os.fspath(path)) or "."
