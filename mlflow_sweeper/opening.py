@@ -13,6 +13,8 @@ only when asked for.
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -29,11 +31,14 @@ from .tracking_store import (
     explicit_tracking_uri,
     first_records,
     record_tracking_uri,
+    store_not_recorded,
     sweep_tracking_uri,
 )
 from .warmstart.collect import WarmStart
 from .warmstart.entering import enter as enter_warm_start
 from .warmstart.entering import gather as gather_warm_start
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:  # MLflow is imported only once its side is opened: `status` may never need it
     from .record import Recorder
@@ -74,11 +79,19 @@ def open_sweep(
     probe_optuna_storage(config.optuna_storage)  # both storages answer before either is written
     optuna_pool, mlflow_pool = agent_pools(n_jobs)
     opener = _StudyOpener(config, agent or agent_id(), optuna_pool)
-    study, found, uri = _settle_store(config, opener)
+    gathered: list[WarmStart] = []
+
+    def gather_earlier_results(uri: str) -> None:
+        """Read before the study is opened, which may create the storage: a missing source (exit
+        2) writes nothing."""
+        if config.warm_start:
+            gathered.append(gather_warm_start(config, uri, PointSource(config)))
+
+    study, found, uri = _settle_store(config, opener, gather_earlier_results)
+    if found:
+        warn_if_not_recorded(config, study)
     created, started_over = False, None
-    # Earlier results are read before anything is written (a missing source writes nothing).
-    gathered = gather_warm_start(config, uri, study.source) if not found and config.warm_start else None
-    warm = _WarmStart(config, uri, study, gathered)
+    warm = _WarmStart(config, uri, study, gathered[0] if gathered and not found else None)
     if not found:  # whoever creates the study records its store with it, before the parent run
         created = study.create_or_find(first_records(uri))
     if not created:
@@ -174,17 +187,22 @@ class _StudyOpener:
         return self.study, self.found
 
 
-def _settle_store(config: SweepConfig, open_study: _StudyOpener) -> tuple[SweepStudy, bool, str]:
+def _settle_store(
+    config: SweepConfig, open_study: _StudyOpener, before_creating: Callable[[str], None]
+) -> tuple[SweepStudy, bool, str]:
     """(the study, found, the sweep's MLflow store), the store answering. With no store named, a
     storage that exists is read first, for the store a found sweep recorded; otherwise the study
     is opened only once the MLflow store has answered and let this agent write the sweep's
-    experiment (opening a database storage creates its tables)."""
+    experiment (opening a database storage creates its tables), and `before_creating(store)`
+    ran, unless the study was already found."""
     study, found = None, False
     if explicit_tracking_uri(config) is None and storage_exists(config.optuna_storage):
         study, found = open_study()
     uri = sweep_tracking_uri(config, study if found else None)
     probe_mlflow_storage(uri)
     check_write_access(uri, config.experiment)
+    if not found:
+        before_creating(uri)
     study, found = open_study()
     return study, found, uri
 
@@ -197,8 +215,15 @@ def _find_only(config: SweepConfig) -> OpenSweep:
         study, found = _StudyOpener(config, agent_id(), None)()
         study = study if found else None
     uri = sweep_tracking_uri(config, study)
+    warn_if_not_recorded(config, study)
     parent_id = study.parent_run_id() if study is not None else None
     return OpenSweep(config, study, uri, parent_id)
+
+
+def warn_if_not_recorded(config: SweepConfig, study: SweepStudy | None) -> None:
+    note = store_not_recorded(config, study)
+    if note is not None:
+        log.warning("%s", note)
 
 
 def _existing_recorder(config: SweepConfig, uri: str) -> Recorder | None:

@@ -10,6 +10,7 @@ import optuna
 import pytest
 from conftest import PROJECT, mlflow_runs, optuna_trials, read_records, run_cli, start_cli, write_config
 from mlflow.tracking import MlflowClient
+from test_bad_config import assert_nothing_written, snapshot, the_message
 
 from mlflow_sweeper.config import load_config
 from mlflow_sweeper.search.algorithms import PointSource
@@ -202,6 +203,25 @@ def test_an_unknown_source_is_exit_2_and_nothing_is_written(tmp_path):
     assert result.returncode == 2 and "warm_start[0].runs" in output(result), output(result)
     assert "exp/s9" not in study_names_at(tmp_path)
     assert MlflowClient(tracking_uri(tmp_path)).get_experiment_by_name("exp") is None
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        {"runs": "metrics.score > 0", "experiment": "gone"},
+        {"runs": "metrics.score >>> 1"},
+        {"sweep": "exp/nope"},
+    ],
+)
+def test_a_bad_source_in_a_fresh_directory_creates_no_storage(source, tmp_path):
+    """Before any sweep ran there: neither the Optuna storage's file nor the MLflow store's."""
+    config = write_config(tmp_path, sweep_name="s9", warm_start=[source], fresh_store=True)
+    before = snapshot(tmp_path)
+    result = run_cli("sweep", config, cwd=tmp_path)
+    assert result.returncode == 2 and "warm_start[0]" in the_message(result.stdout, result.stderr), output(
+        result
+    )
+    assert_nothing_written(before, snapshot(tmp_path))
 
 
 def study_names_at(directory: Path) -> list[str]:
