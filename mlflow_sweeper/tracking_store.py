@@ -75,6 +75,21 @@ def sweep_tracking_uri(config: Any, study: Any | None) -> str:
     return recorded or default_tracking_uri()
 
 
+def store_not_recorded(config: Any, study: Any | None) -> str | None:
+    """What to warn of when the store the user named is not the one the found sweep's agents
+    recorded: its runs are in the recorded one, and this command sees none of them there."""
+    explicit = explicit_tracking_uri(config)
+    recorded = recorded_tracking_uri(study) if explicit and study is not None else None
+    given = fit_to_record(explicit) if recorded else None
+    if given is None or given == recorded:
+        return None
+    named = "mlflow_storage" if config.mlflow_storage else "MLFLOW_TRACKING_URI"
+    return (
+        f"{config.identity}: its agents recorded its runs in {recorded}, but {named} names "
+        f"{given}; using {given}, where its runs are not"
+    )
+
+
 def first_records(uri: str) -> dict[str, str]:
     """What the agent creating a sweep's study writes with it, before anything else: its store,
     so that an agent without a store named that joins at that moment waits for it."""

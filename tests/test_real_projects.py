@@ -407,6 +407,29 @@ def test_recorded_mlflow_storage_is_used_wherever_agents_and_status_start(tmp_pa
     assert not (second / "mlflow.db").exists()
 
 
+def test_a_store_named_other_than_the_recorded_one_is_warned_of(tmp_path):
+    """Run from elsewhere with MLFLOW_TRACKING_URI naming another store, `status` and `delete` see
+    none of the sweep's runs: they say where its agents recorded them instead of finding 0."""
+    conf = tmp_path / "conf"
+    config = config_file(
+        conf,
+        mlflow_storage=None,
+        command=f"python {FLAGS} --lr {{lr}}",
+        parameters={"lr": [0.5]},
+        spec={"direction": "maximize", "metric": "score"},
+    )
+    first = tmp_path / "first"
+    first.mkdir()
+    assert run_cli("sweep", config, cwd=first).returncode == 0
+    recorded = f"sqlite:///{first / 'mlflow.db'}"
+    other = {"MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'other.db'}"}
+    for command in (("status",), ("delete", "--yes")):
+        result = run_cli(*command, config, cwd=tmp_path, env=other)
+        assert result.returncode == 0, output(result)
+        assert f"its agents recorded its runs in {recorded}, but MLFLOW_TRACKING_URI names" in output(result)
+    assert len(trial_runs(recorded)) == 1  # left where they are, and said so
+
+
 def test_agents_started_together_from_different_directories_agree_on_one_store(tmp_path):
     """No store named: three agents start at once on a fresh sweep, each in a directory of its
     own. The creator records its default store before anything else and the others wait for it:
