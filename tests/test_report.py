@@ -143,6 +143,9 @@ def test_report_for_sweep_builds_and_logs_from_the_real_stores(swept, tmp_path):
     assert {path.name for path in report.files} <= listed
     metrics = recorder.client.get_run(parent).data.metrics
     assert metrics["importance/x"] == pytest.approx(report.importance["x"])
+    # at the step of the trials it read (6), as the close logged it before: one point per step
+    history = recorder.client.get_metric_history(parent, "importance/x")
+    assert [m.step for m in history] == [6], history
 
 
 def test_report_of_a_sweep_that_does_not_exist_says_so(swept):

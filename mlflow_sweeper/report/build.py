@@ -42,6 +42,7 @@ class Report:
     importance_by_objective: dict[str, dict[str, float]] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)  # parts that could not be built, one line each
     seconds: float = 0.0
+    finished: int = 0  # trials finished when it was built: the step its metrics are logged at
 
     def metrics(self) -> dict[str, float]:
         """The MLflow metrics of the report: `importance/<param>` (see importance_metrics)."""
@@ -61,7 +62,7 @@ def build_report(
     started = time.perf_counter()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    report = Report(out)
+    report = Report(out, finished=sum(t.state.is_finished() for t in trials))
     objectives = config.objective if directions is None else config.objective.with_directions(directions)
     _guard(
         report,

@@ -38,7 +38,15 @@ def log_report(client, parent_run_id: str, report: Report) -> bool:
                 f"report artifact {path.name}",
             )
         now = int(time.time() * 1000)
-        metrics = [Metric(key, value, now, 0) for key, value in report.metrics().items()]
+        # At the step of the trials it read (as the best's metric): a sweep closed again after a
+        # resume adds a point to each importance's history, and the same importances reported
+        # again (`report --log` after the close) add none.
+        logged = retry(lambda: client.get_run(parent_run_id), "read the parent").data.metrics
+        metrics = [
+            Metric(key, value, now, report.finished)
+            for key, value in report.metrics().items()
+            if logged.get(key) != value
+        ]
         for start in range(0, len(metrics), METRICS_PER_BATCH):
             chunk = metrics[start : start + METRICS_PER_BATCH]
             retry(lambda c=chunk: client.log_batch(parent_run_id, metrics=c), "report metrics")
