@@ -165,3 +165,19 @@ def test_a_constrained_sampler_says_nothing_of_the_options_the_sweeper_passes(tm
         sampler = study.source.sampler(7)
     assert sampler._constraints_func is not None
     assert "constraints_func" not in caplog.text
+
+
+def test_trials_csv_says_which_trials_are_feasible(tmp_path):
+    import csv
+
+    from mlflow_sweeper.report.table import write_trials_csv
+
+    config = load_config(config_file(tmp_path, max_trials=12))
+    trials = run_toy(config, InMemoryStorage(), toy).trials()
+    rows = list(csv.DictReader(write_trials_csv(tmp_path / "t.csv", trials, config.objective).open()))
+    by_number = {t.number: t for t in trials}
+    assert {row["feasible"] for row in rows} == {"true", "false"}
+    assert all(row["feasible"] == str(is_feasible(by_number[int(row["number"])])).lower() for row in rows)
+    plain = load_config(config_file(tmp_path, spec={"metric": "score", "direction": "maximize"}))
+    header = write_trials_csv(tmp_path / "p.csv", trials, plain.objective).read_text().splitlines()[0]
+    assert "feasible" not in header.split(",")

@@ -8,6 +8,7 @@ from pathlib import Path
 from optuna.trial import FrozenTrial, TrialState
 
 from ..config import Objective
+from ..constraints import is_feasible
 from ..coordination import ATTEMPT, REASON, RUN_ATTR
 from ..coordination.names import WARM_ATTR
 from ..coordination.tallies import interrupted
@@ -17,6 +18,7 @@ from ..secrets import redact_value
 LEADING = ("number", "state", "attempts")
 TRAILING = ("run_id", "start", "duration", "fail_reason")
 WARM_COLUMN = WARM_ATTR  # where a warm-started trial's result came from
+FEASIBLE_COLUMN = "feasible"  # true or false once a trial's constraints were measured
 
 
 def param_names(trials: list[FrozenTrial]) -> list[str]:
@@ -45,12 +47,13 @@ def write_trials_csv(
         ordered = [name for name in space.parameter_names if name in used]
         params = ordered + [name for name in params if name not in ordered]
     values = value_columns(objectives)
+    judged = [FEASIBLE_COLUMN] if objectives.constraints else []  # the sweep has spec.constraints
     marked = [WARM_COLUMN] if any(WARM_ATTR in t.user_attrs for t in trials) else []  # earlier results
-    taken = set(LEADING) | set(TRAILING) | set(values) | set(marked)
+    taken = set(LEADING) | set(TRAILING) | set(values) | set(judged) | set(marked)
     param_columns = [f"param.{name}" if name in taken else name for name in params]
     with open(path, "w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
-        writer.writerow([*LEADING, *param_columns, *values, *TRAILING, *marked])
+        writer.writerow([*LEADING, *param_columns, *values, *judged, *TRAILING, *marked])
         for trial in sorted(trials, key=lambda t: t.number):
             writer.writerow(
                 redact_value([
@@ -59,6 +62,7 @@ def write_trials_csv(
                     trial.system_attrs.get(ATTEMPT, 1),
                     *(rows[trial.number].get(name, "") for name in params),
                     *_values(trial, len(values)),
+                    *([_feasible(trial)] if judged else []),
                     trial.user_attrs.get(RUN_ATTR, ""),
                     trial.datetime_start.isoformat(timespec="seconds") if trial.datetime_start else "",
                     _duration(trial),
@@ -73,6 +77,13 @@ def state_name(trial: FrozenTrial) -> str:
     """Optuna's state, but INTERRUPTED for an attempt cancelled by Ctrl-C or SIGTERM: FAIL in
     Optuna, yet nothing failed (it is run again without counting an attempt)."""
     return "INTERRUPTED" if trial.state == TrialState.FAIL and interrupted(trial) else trial.state.name
+
+
+def _feasible(trial: FrozenTrial) -> str:
+    """As the run's `sweeper.feasible` tag says: empty while its constraints are not measured."""
+    if not trial.constraints:
+        return ""
+    return "true" if is_feasible(trial) else "false"
 
 
 def _values(trial: FrozenTrial, count: int) -> list:
