@@ -19,7 +19,6 @@ from ..sensitivity import (
 )
 from ..space import Permutation, Scalar, SearchSpace, point_key
 from .base import Algorithm
-from .believer import BelievingTPESampler
 
 if TYPE_CHECKING:
     from ...config import Objective, SweepConfig
@@ -94,19 +93,10 @@ class RandomSearch(Algorithm):
 
 
 class TPE(Algorithm):
-    """Tree-structured Parzen Estimator; random for its first `n_startup_trials` (10) trials.
-
-    Trials still running when a point is drawn are believed to score what their nearest finished
-    neighbour scored (`BelievingTPESampler`), unless `sampler_options` sets Optuna's own
-    `constant_liar` (true: each counts as the worst result; false: they are ignored)."""
+    """Tree-structured Parzen Estimator; random for its first `n_startup_trials` (10) trials."""
 
     name = "tpe"
     sampler_class = optuna.samplers.TPESampler
-
-    def sampler_class_for(self, options: dict[str, Any]) -> type[optuna.samplers.BaseSampler]:
-        if "constant_liar" in options:
-            return optuna.samplers.TPESampler
-        return BelievingTPESampler
 
 
 class CmaEs(Algorithm):
