@@ -81,7 +81,7 @@ def store_not_recorded(config: Any, study: Any | None) -> str | None:
     explicit = explicit_tracking_uri(config)
     recorded = recorded_tracking_uri(study) if explicit and study is not None else None
     given = fit_to_record(explicit) if recorded else None
-    if given is None or given == recorded:
+    if given is None or given.rstrip("/") == recorded.rstrip("/"):
         return None
     named = "mlflow_storage" if config.mlflow_storage else "MLFLOW_TRACKING_URI"
     return (

@@ -428,6 +428,8 @@ def test_a_store_named_other_than_the_recorded_one_is_warned_of(tmp_path):
         assert result.returncode == 0, output(result)
         assert f"its agents recorded its runs in {recorded}, but MLFLOW_TRACKING_URI names" in output(result)
     assert len(trial_runs(recorded)) == 1  # left where they are, and said so
+    result = run_cli("delete", "--yes", config, cwd=tmp_path, env={"MLFLOW_TRACKING_URI": recorded})
+    assert result.returncode == 0 and "2 MLflow run(s) deleted" in output(result), output(result)
 
 
 def test_agents_started_together_from_different_directories_agree_on_one_store(tmp_path):
