@@ -47,7 +47,7 @@ def delete_sweep(config: SweepConfig, purge: bool = False) -> DeleteResult:
     study_deleted = False
     sweep = open_sweep(config, create=False)
     # The recorder is opened before the study (and the store recorded in it) is gone.
-    study, recorder = sweep.study, sweep.recorder
+    study, recorder, elsewhere = sweep.study, sweep.recorder, sweep.runs_elsewhere()
     if study is not None:
         for name in (*study_names(config.identity), *_start_over_locks(study)):
             try:
@@ -81,6 +81,8 @@ def delete_sweep(config: SweepConfig, purge: bool = False) -> DeleteResult:
                 retry(lambda r=run_id: compat.hard_delete_run(recorder.client, r), "purge run")
             runs_deleted += 1
         purge = can_purge
+    if elsewhere is not None and not runs_deleted:
+        log.warning("%s", elsewhere)
     shutil.rmtree(config.log_dir, ignore_errors=True)
     return DeleteResult(config.identity, study_deleted, runs_deleted, purge)
 
@@ -126,6 +128,8 @@ def sweep_status_data(config: SweepConfig) -> dict:
     parent = entry["parent_run_id"] = sweep.parent_id
     if parent:
         entry["parent_status"] = _parent_status(sweep, parent)
+        if entry["parent_status"] is None:
+            sweep.warn_runs_elsewhere()
         remote = sweep.tracking_uri.startswith(("http://", "https://"))  # links only to a server's UI
         recorder = sweep.recorder if remote else None
         if recorder is not None:

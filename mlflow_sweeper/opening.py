@@ -61,6 +61,17 @@ class OpenSweep:
     _recorder: Recorder | None = field(default=None, repr=False)
     _recorder_opened: bool = field(default=False, repr=False)
 
+    def runs_elsewhere(self) -> str | None:
+        """What to say where this command found none of the sweep's runs: when the store the user
+        named is not the one its agents recorded, where they are. Read from the study: asked
+        before the study is deleted."""
+        return store_not_recorded(self.config, self.study)
+
+    def warn_runs_elsewhere(self) -> None:
+        note = self.runs_elsewhere()
+        if note is not None:
+            log.warning("%s", note)
+
     @property
     def recorder(self) -> Recorder | None:
         if not self._recorder_opened:
@@ -88,8 +99,6 @@ def open_sweep(
             gathered.append(gather_warm_start(config, uri, PointSource(config)))
 
     study, found, uri = _settle_store(config, opener, gather_earlier_results)
-    if found:
-        warn_if_not_recorded(config, study)
     created, started_over = False, None
     warm = _WarmStart(config, uri, study, gathered[0] if gathered and not found else None)
     if not found:  # whoever creates the study records its store with it, before the parent run
@@ -215,15 +224,8 @@ def _find_only(config: SweepConfig) -> OpenSweep:
         study, found = _StudyOpener(config, agent_id(), None)()
         study = study if found else None
     uri = sweep_tracking_uri(config, study)
-    warn_if_not_recorded(config, study)
     parent_id = study.parent_run_id() if study is not None else None
     return OpenSweep(config, study, uri, parent_id)
-
-
-def warn_if_not_recorded(config: SweepConfig, study: SweepStudy | None) -> None:
-    note = store_not_recorded(config, study)
-    if note is not None:
-        log.warning("%s", note)
 
 
 def _existing_recorder(config: SweepConfig, uri: str) -> Recorder | None:

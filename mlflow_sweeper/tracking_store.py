@@ -76,8 +76,8 @@ def sweep_tracking_uri(config: Any, study: Any | None) -> str:
 
 
 def store_not_recorded(config: Any, study: Any | None) -> str | None:
-    """What to warn of when the store the user named is not the one the found sweep's agents
-    recorded: its runs are in the recorded one, and this command sees none of them there."""
+    """What to say when a command found none of a sweep's runs in the store the user named, and
+    its agents recorded another: where they are (None when the named store is the recorded one)."""
     explicit = explicit_tracking_uri(config)
     recorded = recorded_tracking_uri(study) if explicit and study is not None else None
     given = fit_to_record(explicit) if recorded else None
@@ -85,8 +85,8 @@ def store_not_recorded(config: Any, study: Any | None) -> str | None:
         return None
     named = "mlflow_storage" if config.mlflow_storage else "MLFLOW_TRACKING_URI"
     return (
-        f"{config.identity}: its agents recorded its runs in {recorded}, but {named} names "
-        f"{given}; using {given}, where its runs are not"
+        f"{config.identity}: its agents recorded its runs in {recorded}; {named} names "
+        f"{given}, which does not hold them"
     )
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -408,8 +409,9 @@ def test_recorded_mlflow_storage_is_used_wherever_agents_and_status_start(tmp_pa
 
 
 def test_a_store_named_other_than_the_recorded_one_is_warned_of(tmp_path):
-    """Run from elsewhere with MLFLOW_TRACKING_URI naming another store, `status` and `delete` see
-    none of the sweep's runs: they say where its agents recorded them instead of finding 0."""
+    """Run from elsewhere with MLFLOW_TRACKING_URI naming another store, `status` and `delete` find
+    none of the sweep's runs: they say where its agents recorded them instead of finding 0. (A
+    store that holds them under another name, a project moved with its stores, is not warned of.)"""
     conf = tmp_path / "conf"
     config = config_file(
         conf,
@@ -422,11 +424,17 @@ def test_a_store_named_other_than_the_recorded_one_is_warned_of(tmp_path):
     first.mkdir()
     assert run_cli("sweep", config, cwd=first).returncode == 0
     recorded = f"sqlite:///{first / 'mlflow.db'}"
+    with sqlite3.connect(first / "mlflow.db") as source, sqlite3.connect(tmp_path / "moved.db") as moved:
+        source.backup(moved)  # the same runs, under another name
+    result = run_cli(
+        "status", config, cwd=tmp_path, env={"MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'moved.db'}"}
+    )
+    assert result.returncode == 0 and "recorded its runs" not in output(result), output(result)
     other = {"MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'other.db'}"}
     for command in (("status",), ("delete", "--yes")):
         result = run_cli(*command, config, cwd=tmp_path, env=other)
         assert result.returncode == 0, output(result)
-        assert f"its agents recorded its runs in {recorded}, but MLFLOW_TRACKING_URI names" in output(result)
+        assert f"its agents recorded its runs in {recorded}; MLFLOW_TRACKING_URI names" in output(result)
     assert len(trial_runs(recorded)) == 1  # left where they are, and said so
     result = run_cli("delete", "--yes", config, cwd=tmp_path, env={"MLFLOW_TRACKING_URI": recorded})
     assert result.returncode == 0 and "2 MLflow run(s) deleted" in output(result), output(result)
