@@ -5,6 +5,7 @@ and (in a real browser against a real `mlflow server`) the pages the agent links
 from __future__ import annotations
 
 import dataclasses
+import json
 import re
 import subprocess
 import sys
@@ -131,6 +132,13 @@ def test_three_agents_finishing_together_register_one_version_with_the_alias(tmp
     assert client.get_model_version_by_alias("ui-model", "sweep-best").version == version.version
     assert parent.data.tags["sweeper.registered_model"] == f"ui-model/{version.version}"
     assert f"Registered as model **ui-model** version **{version.version}**" in parent.data.tags[DESCRIPTION]
+    # shown on the logged model's page, as MLflow's own register_model would
+    (model,) = client.search_logged_models(
+        [parent.info.experiment_id], filter_string=f"source_run_id = '{best_run}'"
+    )
+    assert json.loads(model.tags["mlflow.modelVersions"]) == [
+        {"name": "ui-model", "version": version.version}
+    ]
     # A closer that crashed is followed by another: the close runs again, nothing new registered.
     result = run_cli("sweep", config, cwd=tmp_path)
     assert result.returncode == 0, output(result)

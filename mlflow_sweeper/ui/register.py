@@ -6,12 +6,14 @@ a version already tagged with this sweep and trial is reused, never registered t
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from mlflow.exceptions import MlflowException
 
+from .. import compat
 from ..record.lookup import quote
 from ..record.tags import SWEEP_TAG, TRIAL_TAG
 from ..storages import retry
@@ -148,4 +150,24 @@ def _create(client: MlflowClient, name: str, source: tuple, run_id: str, config:
         config.objective.metric: repr(float(best.value)).removesuffix(".0"),  # the value exactly
     }
     version = client.create_model_version(name, uri, run_id=run_id, tags=tags, model_id=model_id)
+    if model_id is not None:
+        _show_on_logged_model(client, model_id, name, version.version)
     return str(version.version)
+
+
+def _show_on_logged_model(client: MlflowClient, model_id: str, name: str, version) -> None:
+    """List the version on the logged model's page, as MLflow's own `register_model` does: the
+    model's `mlflow.modelVersions` tag (a JSON list) names it. The version stands without it."""
+    key = getattr(compat.mlflow_tags(), "MLFLOW_MODEL_VERSIONS", "mlflow.modelVersions")
+    entry = {"name": name, "version": version}
+    try:
+        listed = json.loads(client.get_logged_model(model_id).tags.get(key) or "[]")
+        if entry not in listed:
+            retry(
+                lambda: client.set_logged_model_tags(model_id, {key: json.dumps([*listed, entry])}),
+                "model tag",
+            )
+    except (MlflowException, ValueError) as exc:
+        log.warning(
+            "register: version %s of %s is not shown on logged model %s: %s", version, name, model_id, exc
+        )
