@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import TYPE_CHECKING
 
 from .config import SweepConfig
@@ -90,17 +91,15 @@ def open_sweep(
     probe_optuna_storage(config.optuna_storage)  # both storages answer before either is written
     optuna_pool, mlflow_pool = agent_pools(n_jobs)
     opener = _StudyOpener(config, agent or agent_id(), optuna_pool)
-    gathered: list[WarmStart] = []
 
-    def gather_earlier_results(uri: str) -> None:
+    def earlier_results(uri: str) -> WarmStart | None:
         """Read before the study is opened, which may create the storage: a missing source (exit
         2) writes nothing."""
-        if config.warm_start:
-            gathered.append(gather_warm_start(config, uri, PointSource(config)))
+        return gather_warm_start(config, uri, opener.source) if config.warm_start else None
 
-    study, found, uri = _settle_store(config, opener, gather_earlier_results)
+    study, found, uri, gathered = _settle_store(config, opener, earlier_results)
     created, started_over = False, None
-    warm = _WarmStart(config, uri, study, gathered[0] if gathered and not found else None)
+    warm = _WarmStart(config, uri, study, gathered)
     if not found:  # whoever creates the study records its store with it, before the parent run
         created = study.create_or_find(first_records(uri))
     if not created:
@@ -183,6 +182,11 @@ class _StudyOpener:
         self.study: SweepStudy | None = None
         self.found = False
 
+    @cached_property
+    def source(self) -> PointSource:
+        """The sweep's algorithm on its config: built once, for the study and the warm start."""
+        return PointSource(self.config)
+
     def __call__(self) -> tuple[SweepStudy, bool]:
         if self.study is None:
             url = self.config.optuna_storage
@@ -191,29 +195,28 @@ class _StudyOpener:
                 if self.pool is not None
                 else open_optuna_storage(url)
             )
-            self.study = SweepStudy(storage, self.config, PointSource(self.config), self.agent)
+            self.study = SweepStudy(storage, self.config, self.source, self.agent)
             self.found = self.study.find()
         return self.study, self.found
 
 
 def _settle_store(
-    config: SweepConfig, open_study: _StudyOpener, before_creating: Callable[[str], None]
-) -> tuple[SweepStudy, bool, str]:
-    """(the study, found, the sweep's MLflow store), the store answering. With no store named, a
-    storage that exists is read first, for the store a found sweep recorded; otherwise the study
-    is opened only once the MLflow store has answered and let this agent write the sweep's
-    experiment (opening a database storage creates its tables), and `before_creating(store)`
-    ran, unless the study was already found."""
+    config: SweepConfig, open_study: _StudyOpener, earlier_results: Callable[[str], WarmStart | None]
+) -> tuple[SweepStudy, bool, str, WarmStart | None]:
+    """(the study, found, the sweep's MLflow store, the earlier results it starts from), the
+    store answering. With no store named, a storage that exists is read first, for the store a
+    found sweep recorded; otherwise the study is opened only once the MLflow store has answered
+    and let this agent write the sweep's experiment (opening a database storage creates its
+    tables), and `earlier_results(store)` were read (kept only for a study not found)."""
     study, found = None, False
     if explicit_tracking_uri(config) is None and storage_exists(config.optuna_storage):
         study, found = open_study()
     uri = sweep_tracking_uri(config, study if found else None)
     probe_mlflow_storage(uri)
     check_write_access(uri, config.experiment)
-    if not found:
-        before_creating(uri)
+    gathered = None if found else earlier_results(uri)
     study, found = open_study()
-    return study, found, uri
+    return study, found, uri, None if found else gathered
 
 
 def _find_only(config: SweepConfig) -> OpenSweep:
