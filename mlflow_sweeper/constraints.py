@@ -124,6 +124,11 @@ def trial_attrs(judgement: Judgement) -> dict[str, float]:
     return {ATTR_PREFIX + key: value for key, value in judgement.violations.items()}
 
 
+def feasible_text(feasible: bool) -> str:
+    """Feasibility as the run tag `sweeper.feasible` and trials.csv write it: true or false."""
+    return str(feasible).lower()
+
+
 def is_feasible(trial: FrozenTrial) -> bool:
     """No constraint value above 0 (a trial of an unconstrained sweep is feasible)."""
     return all(value <= 0 for value in trial.constraints.values())

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..config import SweepConfig
-from ..constraints import FEASIBLE_TAG, Judgement, trial_attrs
+from ..constraints import FEASIBLE_TAG, Judgement, feasible_text, trial_attrs
 from ..coordination import RUN_ATTR, SweepStudy, Work, tallies
 from ..coordination.identity import directions_of
 from ..coordination.tallies import front_change
@@ -61,7 +61,7 @@ def settle_complete(parts: Settling, attempt: Attempt, outcome: Outcome) -> None
     parts.recorder.end_trial_run(run_id, outcome.run_status, ended_as=attempt.ended_as)
     judgement = attempt.judgement
     if judgement is not None and run_id:
-        parts.recorder.client.set_tag(run_id, FEASIBLE_TAG, str(judgement.feasible).lower())
+        parts.recorder.client.set_tag(run_id, FEASIBLE_TAG, feasible_text(judgement.feasible))
     parts.study.complete(work, value, trial_attrs(judgement) if judgement else None)
     violated = ""
     if judgement is not None and not judgement.feasible:

@@ -8,7 +8,7 @@ from pathlib import Path
 from optuna.trial import FrozenTrial, TrialState
 
 from ..config import Objective
-from ..constraints import is_feasible
+from ..constraints import feasible_text, is_feasible
 from ..coordination import ATTEMPT, REASON, RUN_ATTR
 from ..coordination.names import WARM_ATTR
 from ..coordination.tallies import interrupted
@@ -81,9 +81,7 @@ def state_name(trial: FrozenTrial) -> str:
 
 def _feasible(trial: FrozenTrial) -> str:
     """As the run's `sweeper.feasible` tag says: empty while its constraints are not measured."""
-    if not trial.constraints:
-        return ""
-    return "true" if is_feasible(trial) else "false"
+    return feasible_text(is_feasible(trial)) if trial.constraints else ""
 
 
 def _values(trial: FrozenTrial, count: int) -> list:
