@@ -104,28 +104,12 @@ def open_sweep(
         created = study.create_or_find(first_records(uri))
     if not created:
         started_over = study.check_drift(warm)  # once, before anything is written for this config
-    if explicit_tracking_uri(config) is None:
-        # Agents started together from different directories agree on one store: the one the
-        # study's creator recorded with it (waited for when the sweep was just created).
-        agreed = agreed_tracking_uri(study, created, uri)
-        if agreed != uri:
-            uri = agreed
-            probe_mlflow_storage(uri)
-            check_write_access(uri, config.experiment)
+    uri = _agreed_store(config, study, created, uri)
     from .record import Recorder
 
     client = open_mlflow_tracking(uri, mlflow_pool, AGENT_APPLICATION)
     recorder = Recorder(client, config)
-    if created:  # the earlier results enter before the parent run that the other agents await
-        warm.enter()
-        parent_id = study.identity.record_parent(recorder.parent.create())
-    else:  # the creator records the parent; taken over (the earlier results too) if it died first
-
-        def take_over() -> str:
-            warm.enter()
-            return recorder.parent.create()
-
-        parent_id = study.identity.wait_for_parent(take_over, recorder.parent.state)
+    parent_id = _attach_parent(study, recorder, warm, created)
     study.hold_warm_slots()
     record_tracking_uri(study, uri)
     opened = OpenSweep(
@@ -143,6 +127,33 @@ def open_sweep(
         recorder.parent.started_over(parent_id, started_over.generation)
         opened.started_over = started_over.message(config.identity)
     return opened
+
+
+def _agreed_store(config: SweepConfig, study: SweepStudy, created: bool, uri: str) -> str:
+    """The sweep's MLflow store. With none named, agents started together from different
+    directories agree on one: the one the study's creator recorded with it (waited for when the
+    sweep was just created), checked as this agent's own was."""
+    if explicit_tracking_uri(config) is not None:
+        return uri
+    agreed = agreed_tracking_uri(study, created, uri)
+    if agreed != uri:
+        probe_mlflow_storage(agreed)
+        check_write_access(agreed, config.experiment)
+    return agreed
+
+
+def _attach_parent(study: SweepStudy, recorder: Recorder, warm: _WarmStart, created: bool) -> str:
+    """The sweep's parent run id. The creator enters the earlier results, then records the parent
+    that the other agents await; they wait for it, and take both over if the creator died first."""
+    if created:
+        warm.enter()
+        return study.identity.record_parent(recorder.parent.create())
+
+    def take_over() -> str:
+        warm.enter()
+        return recorder.parent.create()
+
+    return study.identity.wait_for_parent(take_over, recorder.parent.state)
 
 
 class _WarmStart(StartOverHooks):
