@@ -91,8 +91,7 @@ class TrialLifecycle:
         for trial in waiting:
             if not take(self.store, compat.trial_id(trial)):
                 continue
-            for key, value in self.heartbeat.owner_attrs().items():
-                self.store.set_trial_system_attr(compat.trial_id(trial), key, value)
+            self._own(compat.trial_id(trial))
             return Work(
                 trial_id=compat.trial_id(trial),
                 number=trial.number,
@@ -103,6 +102,17 @@ class TrialLifecycle:
                 replaces_run=trial.system_attrs.get(REPLACES_RUN),
             )
         return None
+
+    def _own(self, trial_id: int) -> None:
+        """Mark a trial just taken as this agent's. Optuna's journal storage applies a process's
+        earlier writes at its next one, and may raise there the UpdateFinishedTrialError of an
+        earlier write from a thread with the same id (a heartbeat on a trial finished since):
+        the trial just taken is running, so that error is not this write's, and it is made again."""
+        for key, value in self.heartbeat.owner_attrs().items():
+            try:
+                self.store.set_trial_system_attr(trial_id, key, value)
+            except UpdateFinishedTrialError:
+                self.store.set_trial_system_attr(trial_id, key, value)
 
     def _claim_fresh(self) -> Work | None:
         while True:
