@@ -441,6 +441,41 @@ def test_a_heartbeat_stops_once_its_trial_is_gone():
     assert not beating[0].is_alive() and not stop.is_set()
 
 
+class AppendThenFail(JournalFileBackend):
+    """Optuna's journal file, whose next append raises once its line is written (as a lock
+    released by force under the writer does)."""
+
+    fail_next = False
+
+    def append_logs(self, logs):
+        super().append_logs(logs)
+        if self.fail_next:
+            self.fail_next = False
+            raise RuntimeError("Error: did not possess lock")
+
+
+def test_a_failed_journal_write_leaves_no_error_for_a_later_call(tmp_path):
+    """A write whose call failed after its line reached the journal is replayed at once: the
+    error it meets there (its trial ended meanwhile) is not raised later by another call from a
+    thread with the same id, such as an agent marking a trial it has just taken as its own."""
+    path = str(tmp_path / "optuna.log")
+    backend = AppendThenFail(path)
+    store = RetryingStorage(JournalStorage(backend))
+    other = JournalStorage(JournalFileBackend(path))
+    study_id = other.create_new_study([StudyDirection.MINIMIZE], "sweep")
+    ended, running = other.create_new_trial(study_id), other.create_new_trial(study_id)
+    store.get_all_trials(study_id)  # this agent has read both while running
+    other.set_trial_state_values(ended, TrialState.COMPLETE, [1.0])  # another agent ends one
+
+    backend.fail_next = True
+    with pytest.raises(RuntimeError):
+        store.set_trial_system_attr(ended, HEARTBEAT, 1.0)  # a beat, written, then the call fails
+    store.set_trial_system_attr(running, AGENT, "me")  # the next write from this thread is its own
+
+    assert store.get_trial(running).system_attrs[AGENT] == "me"
+    assert HEARTBEAT not in store.get_trial(ended).system_attrs
+
+
 @pytest.mark.parametrize("space", ["grid", "sampled"])
 def test_a_claim_abandoned_before_its_trial_existed_is_released_and_run_once(tmp_path, backend, space):
     parameters = {"x": list(range(6))} if space == "grid" else {"x": {"low": 0.0, "high": 1.0}}

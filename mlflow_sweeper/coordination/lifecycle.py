@@ -104,10 +104,11 @@ class TrialLifecycle:
         return None
 
     def _own(self, trial_id: int) -> None:
-        """Mark a trial just taken as this agent's. Optuna's journal storage applies a process's
-        earlier writes at its next one, and may raise there the UpdateFinishedTrialError of an
-        earlier write from a thread with the same id (a heartbeat on a trial finished since):
-        the trial just taken is running, so that error is not this write's, and it is made again."""
+        """Mark a trial just taken as this agent's. Optuna's journal storage may raise, in this
+        write, the UpdateFinishedTrialError of an earlier write left unreplayed from a thread with
+        the same id (a heartbeat on a trial finished since). `RetryingStorage` replays what a
+        failed call leaves; a call made outside it (a sampler's, Optuna's own) may still leave
+        one. The trial just taken is running, so that error is not this write's: made again."""
         for key, value in self.heartbeat.owner_attrs().items():
             try:
                 self.store.set_trial_system_attr(trial_id, key, value)

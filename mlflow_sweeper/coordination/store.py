@@ -13,6 +13,7 @@ from typing import Any
 
 import optuna
 from optuna.exceptions import DuplicatedStudyError, UpdateFinishedTrialError
+from optuna.storages import JournalStorage
 from optuna.trial import FrozenTrial, TrialState
 
 from .. import compat
@@ -33,6 +34,7 @@ class RetryingStorage:
     def __init__(self, raw: Any, attempts: int = 8):
         self.raw = raw
         self.attempts = attempts
+        self._journal = isinstance(raw, JournalStorage)
 
     def __getattr__(self, name: str) -> Any:
         method = getattr(self.raw, name)
@@ -40,7 +42,12 @@ class RetryingStorage:
             return method
 
         def call(*args: Any, **kwargs: Any) -> Any:
-            return retry(lambda: method(*args, **kwargs), name, attempts=self.attempts)
+            try:
+                return retry(lambda: method(*args, **kwargs), name, attempts=self.attempts)
+            except Exception:
+                if self._journal:
+                    replay_leftovers(self.raw)
+                raise
 
         return call
 
@@ -55,6 +62,28 @@ class RetryingStorage:
             "create_trial_numbered",
             attempts=self.attempts,
         )
+
+
+def replay_leftovers(journal: JournalStorage, most: int = 64) -> None:
+    """After a failed call, apply what the journal's log still holds unread, in this thread.
+
+    Optuna's journal storage appends a write to its log and then replays the log; replaying
+    raises the error of a write from this thread (its worker id is the thread's id) and stops
+    there. A call that failed between its append and the end of that replay (a retried write
+    appended twice, an append that raised after writing) leaves writes of its own unread, and the
+    next call made from a thread with the same id, possibly another thread reusing it, would
+    raise their error as its own. Replaying them now, their errors belonging to the call that
+    failed, leaves nothing of that call for a later one.
+    """
+    for _ in range(most):
+        try:
+            journal.get_all_studies()  # replays the log to its end
+            return
+        except (UpdateFinishedTrialError, KeyError, DuplicatedStudyError, ValueError):
+            continue  # one more of the failed call's writes applied; on to the rest
+        except Exception as exc:  # noqa: BLE001 - the log unreadable now: the next call replays it
+            log.debug("could not replay the journal after a failed call: %s", exc)
+            return
 
 
 def ensure_study(store: RetryingStorage, name: str, direction=optuna.study.StudyDirection.MINIMIZE) -> int:
