@@ -151,7 +151,7 @@ def sample(trials: int) -> list[str]:
         for line in raw.read_text().splitlines():
             stack, _, count = line.rpartition(" ")
             frames = stack.split(";")
-            if any("SweepSession._worker (" in f for f in frames):  # thread names can be stale
+            if any("WorkerPool._work (" in f for f in frames):  # thread names can be stale
                 stacks.append((frames[1:], int(count)))
     total = sum(c for _, c in stacks)
     if not total:

@@ -3,7 +3,8 @@
 * `process`: the `Agent` (the process: signals, `--count`, one sweep after another).
 * `opening`: `open_parts`, the parts of one agent on one sweep, built once when it opens.
 * `parts`: `SweepParts`, what a session is built from (study, recorder, launcher, console, ...).
-* `session`: `SweepSession`, one agent on one sweep: its workers.
+* `session`: `SweepSession`, one agent on one sweep: its start, its maintenance, its end.
+* `workers`: `WorkerPool`, the `n_jobs` threads that claim trials and run them.
 * `ending`: `SweepEnd`, the close when this agent ends the last trial, and the summary.
 * `trial`: `TrialExecution`, one trial: launch, await, classify, settle; its `TrialContext`.
 * `outcome`: the pure decision of how a trial ended.
