@@ -10,7 +10,8 @@ import pytest
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
 from mlflow_sweeper.config import load_config, load_configs
-from mlflow_sweeper.search.space import Grid, Permutation, SearchSpace, parse_axis
+from mlflow_sweeper.search.grid import Grid, Permutation
+from mlflow_sweeper.search.space import SearchSpace, parse_axis
 
 # ---- Grid: point n is the n-th tuple of itertools.product ---------------------------------------
 

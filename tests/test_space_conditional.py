@@ -10,15 +10,9 @@ from optuna.distributions import CategoricalDistribution
 
 from mlflow_sweeper.config import load_config
 from mlflow_sweeper.errors import ConfigError
-from mlflow_sweeper.search.space import (
-    ConditionalGrid,
-    Grid,
-    Permutation,
-    SearchSpace,
-    SpaceError,
-    point_key,
-    suggest_point,
-)
+from mlflow_sweeper.search.grid import ConditionalGrid, Grid, Permutation
+from mlflow_sweeper.search.space import SearchSpace, SpaceError, suggest_point
+from mlflow_sweeper.search.values import point_key
 
 OPTIMIZERS = {
     "optimizer": ["sgd", "adam", "rmsprop"],

@@ -8,7 +8,8 @@ import yaml
 from mlflow_sweeper.config import load_config
 from mlflow_sweeper.errors import ConfigError
 from mlflow_sweeper.search.algorithms import PointSource
-from mlflow_sweeper.search.space import Permutation, SearchSpace
+from mlflow_sweeper.search.grid import Permutation
+from mlflow_sweeper.search.space import SearchSpace
 from mlflow_sweeper.warmstart.entering import grid_slot
 from mlflow_sweeper.warmstart.fit import fitting_point
 

@@ -15,7 +15,8 @@ from typing import Any
 
 from optuna.trial import FrozenTrial, TrialState
 
-from .space import Axis, Categorical, Range, Scalar, SearchSpace, SpaceError, point_key, same_value
+from .space import Axis, Categorical, Range, SearchSpace, SpaceError
+from .values import Scalar, point_key, same_value
 
 DEFAULT_POINTS = 5
 REPORT_SECTION = "sensitivity"  # the key of the report's chart of the effects

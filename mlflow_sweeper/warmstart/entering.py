@@ -15,7 +15,7 @@ from ..config import SweepConfig
 from ..coordination.names import SLOT, WARM_ATTR, WARM_SLOTS
 from ..errors import ConfigError
 from ..search.algorithms import PointSource
-from ..search.space import same_value
+from ..search.values import same_value
 from ..storages import exists as storage_exists
 from .collect import RUN_ATTR, WarmStart, collect, prepare
 

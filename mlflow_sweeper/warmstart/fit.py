@@ -7,7 +7,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from ..search.space import Categorical, Range, Scalar, SearchSpace, same_value
+from ..search.space import Categorical, Range, SearchSpace
+from ..search.values import Scalar, same_value
 
 _NO = object()
 

@@ -15,7 +15,9 @@ from optuna.trial import FrozenTrial
 
 from ...errors import ConfigProblem
 from ...option_types import declared_types, type_problem
-from ..space import Grid, Scalar, SearchSpace
+from ..grid import Grid
+from ..space import SearchSpace
+from ..values import Scalar
 
 if TYPE_CHECKING:
     from ...config import Objective, SweepConfig

@@ -8,6 +8,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from ...errors import ConfigProblem
+from ..grid import Permutation
 from ..sensitivity import (
     DEFAULT_POINTS,
     REPORT_SECTION,
@@ -17,7 +18,8 @@ from ..sensitivity import (
     sensitivity_spread,
     unswept_at_base,
 )
-from ..space import Permutation, Scalar, SearchSpace, point_key
+from ..space import SearchSpace
+from ..values import Scalar, point_key
 from .base import Algorithm
 
 if TYPE_CHECKING:

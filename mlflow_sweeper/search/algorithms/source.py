@@ -9,7 +9,7 @@ import optuna
 from optuna.distributions import BaseDistribution
 
 from ... import compat
-from ..space import Scalar
+from ..values import Scalar
 from .registry import algorithm_class
 
 if TYPE_CHECKING:
