@@ -275,8 +275,11 @@ def render(
             resolved["mlflow_storage"] = config.mlflow_storage or store
         if config.command is not None and "${" not in str(raw.get("command", "")):
             resolved["command"] = _with_absolute_files(config.command, config.base_dir)
-        elif config.entry_point is not None and _is_local_path(config.project):
-            resolved["project"] = str((config.base_dir / config.project).resolve())
+        elif config.entry_point is not None:
+            if _is_local_path(config.project):  # the loader made it absolute already
+                resolved["project"] = config.project
+            if isinstance(config.backend_config, str):  # a JSON file's path, made absolute too
+                resolved["backend_config"] = config.backend_config
         for key, value in resolved.items():
             # a value from `${VAR}` stays a reference, never its value
             if "${" not in str(raw.get(key, "")) and redact(value) == value:
@@ -325,7 +328,7 @@ def _with_absolute_files(command: str, base_dir: Path) -> str:
 
 
 def _is_local_path(project: str) -> bool:
-    return "://" not in project and not project.startswith("git@") and not os.path.isabs(project)
+    return "://" not in project and not project.startswith("git@")
 
 
 def _summary(config: SweepConfig, advice: Advice) -> str:
@@ -366,7 +369,7 @@ def default_out(config: SweepConfig) -> Path:
 
 def refine_sweep(config: SweepConfig, out: Path | None = None) -> tuple[Path, Advice]:
     """Write the follow-up config of `config`'s sweep; raises NoSuchSweep when it has no trials."""
-    from .errors import NoSuchSweep
+    from .errors import NoSuchSweep, UsageError
     from .tracking_store import TRACKING_URI_ATTR
     from .warmstart.reading import sweep_names, sweep_trials, sweep_user_attrs
 
@@ -377,7 +380,13 @@ def refine_sweep(config: SweepConfig, out: Path | None = None) -> tuple[Path, Ad
     if not advice.top:
         raise NoSuchSweep(f"{config.identity}: no feasible completed trial yet (nothing to refine from)")
     path = out or default_out(config)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.resolve() == config.path.resolve():
+        raise UsageError(f"--out {path} is the config being refined; name another file")
     store = sweep_user_attrs(config.optuna_storage, config.identity).get(TRACKING_URI_ATTR)
-    path.write_text(render(config, advice, path, sweep_names(config.optuna_storage), store), encoding="utf-8")
+    text = render(config, advice, path, sweep_names(config.optuna_storage), store)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise UsageError(f"cannot write the refined config to {path}: {exc.strerror or exc}") from None
     return path, advice

@@ -9,7 +9,7 @@ import yaml
 
 from mlflow_sweeper.config import load_config
 from mlflow_sweeper.coordination import SweepStudy
-from mlflow_sweeper.errors import NoSuchSweep
+from mlflow_sweeper.errors import NoSuchSweep, UsageError
 from mlflow_sweeper.refine import advise, next_sweep_name, refine_sweep
 from mlflow_sweeper.search.algorithms import PointSource
 from mlflow_sweeper.storages import open_optuna_storage
@@ -228,3 +228,31 @@ def test_refine_never_reuses_a_sweep_name_and_keeps_the_command_working_from_els
     assert again.sweep_name == "coarse-refined2"
     assert again.command == f"python {tmp_path.resolve() / 'train.py'} --fast"
     assert again.mlflow_storage == recorded
+
+
+def test_a_refined_config_written_elsewhere_keeps_its_project(tmp_path):
+    """An entry point's project is the config's folder by default: a refined config written in
+    another folder names that project, not its own folder."""
+    path = write(tmp_path)
+    data = yaml.safe_load(path.read_text())
+    del data["command"]
+    data["entry_point"] = "main"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    config = load_config(path)
+    run_sweep(config, lambda p: p["x"])
+    again = load_config(refine_sweep(config, tmp_path / "elsewhere" / "next.yaml")[0])
+    assert again.project == str(tmp_path.resolve())
+    assert again.entry_point == "main"
+
+
+def test_refine_will_not_overwrite_its_config_or_write_where_it_cannot(tmp_path):
+    path = write(tmp_path)
+    config = load_config(path)
+    run_sweep(config, lambda p: p["x"])
+    before = path.read_text()
+    with pytest.raises(UsageError, match="is the config being refined") as caught:
+        refine_sweep(config, tmp_path / "." / "sweep.yaml")
+    assert caught.value.exit_code == 2 and path.read_text() == before
+    with pytest.raises(UsageError, match="cannot write the refined config") as caught:
+        refine_sweep(config, path / "next.yaml")  # under a file, not a folder
+    assert caught.value.exit_code == 2
