@@ -96,7 +96,7 @@ class Judgement:
 
     @property
     def feasible(self) -> bool:
-        return not self.missing and all(v <= 0 for v in self.violations.values())
+        return not self.missing and satisfied(self.violations)
 
     @property
     def violated(self) -> list[str]:
@@ -129,9 +129,14 @@ def feasible_text(feasible: bool) -> str:
     return str(feasible).lower()
 
 
+def satisfied(violations: Mapping[str, float]) -> bool:
+    """Constraint values are met when none is above 0 (Optuna's reading); none at all are met."""
+    return all(value <= 0 for value in violations.values())
+
+
 def is_feasible(trial: FrozenTrial) -> bool:
     """No constraint value above 0 (a trial of an unconstrained sweep is feasible)."""
-    return all(value <= 0 for value in trial.constraints.values())
+    return satisfied(trial.constraints)
 
 
 def feasible_only(trials: Sequence[FrozenTrial]) -> list[FrozenTrial]:

@@ -141,9 +141,34 @@ def test_grid_extended_under_a_new_name_runs_only_the_new_points(tmp_path):
     assert len(rows) == 6
     assert sum(r["warm_start"] == "sweep:exp/s1" for r in rows) == 4
 
+    # A sweep warm-started from s2 alone holds s2's own results and those s2 started from; one
+    # whose target an earlier result already reaches runs nothing and says why it stopped.
+    record.unlink()
+    chained = write_config(
+        tmp_path, "chained.yaml", sweep_name="s5", parameters={**params, "x": [1, 2, 3]},
+        warm_start=[{"sweep": "exp/s2"}],
+    )  # fmt: skip
+    result = run_cli("sweep", chained, cwd=tmp_path)
+    assert result.returncode == 0, output(result)
+    assert "6 earlier result(s) fit this sweep and enter it, 0 did not fit" in output(result)
+    assert launched(record) == []
+    reached = write_config(
+        tmp_path, "reached.yaml", sweep_name="s6", parameters={**params, "x": [1, 2, 3, 4]},
+        spec={"direction": "maximize", "metric": "score", "target": 22}, warm_start=[{"sweep": "exp/s1"}],
+    )  # fmt: skip
+    result = run_cli("sweep", reached, cwd=tmp_path)
+    assert result.returncode == 0, output(result)
+    assert launched(record) == []
+    (parent,) = [
+        r
+        for r in by_role(mlflow_runs(tracking_uri(tmp_path)), "parent")
+        if r.data.tags["sweeper.sweep"] == "exp/s6"
+    ]
+    assert parent.data.tags["sweeper.stopped"] == "target" and parent.info.status == "FINISHED"
+
     # Random over the finite space, 2 new trials: the 6 earlier points use none of them and run
     # no more; the 2 it runs are the 2 points left.
-    record.unlink()
+    record.unlink(missing_ok=True)
     third = write_config(
         tmp_path, "third.yaml", sweep_name="s3", algorithm="random", seed=3, max_trials=2,
         parameters={**params, "x": [1, 2, 3, 4]}, warm_start=[{"sweep": "exp/s1"}, {"sweep": "exp/s2"}],
@@ -184,6 +209,25 @@ def test_grid_extended_under_a_new_name_runs_only_the_new_points(tmp_path):
     )  # fmt: skip
     result = run_cli("sweep", changed, cwd=tmp_path)
     assert result.returncode == 2 and "'warm_start'" in output(result), output(result)
+
+
+@pytest.mark.timeout(600)
+def test_without_an_objective_earlier_runs_that_ended_well_are_not_run_again(tmp_path):
+    record = tmp_path / "records.jsonl"
+    params = {"x": [1, 2], "record": str(record), "behave": "light:0"}
+    old = write_config(tmp_path, "old.yaml", parameters=params, spec=None)
+    assert run_cli("sweep", old, cwd=tmp_path).returncode == 0
+    record.unlink()
+    new = write_config(
+        tmp_path, "new.yaml", sweep_name="s2", parameters={**params, "x": [1, 2, 3]}, spec=None,
+        warm_start=[{"sweep": "exp/s1"}],
+    )  # fmt: skip
+    result = run_cli("sweep", new, cwd=tmp_path)
+    assert result.returncode == 0, output(result)
+    assert "2 earlier result(s) fit this sweep and enter it, 0 did not fit" in output(result)
+    assert [r["params"]["x"] for r in launched(record)] == ["3"]
+    trials = optuna_trials(optuna_url(tmp_path), "exp/s2")
+    assert len(trials) == 3 and all(t.state.name == "COMPLETE" for t in trials)
 
 
 def test_an_unknown_source_is_exit_2_and_nothing_is_written(tmp_path):

@@ -18,6 +18,7 @@ from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import FrozenTrial, TrialState
 
 from .. import compat
+from ..constraints import satisfied
 from ..search.algorithms import PointSource
 from .creation import TrialFactory, Work
 from .ledger import ClaimsLedger
@@ -192,8 +193,8 @@ class TrialLifecycle:
         self.launched(work)
         for key, violation in (constraints or {}).items():
             self.store.set_trial_system_attr(work.trial_id, key, violation)
-        feasible = all(v <= 0 for v in (constraints or {}).values())
-        if feasible and not isinstance(value, list | tuple) and self.source.config.objective.reached(value):
+        one_value = not isinstance(value, list | tuple)
+        if satisfied(constraints or {}) and one_value and self.source.config.objective.reached(value):
             self.store.set_study_system_attr(self.study_id, TARGET_REACHED, work.number)
             self._target_seen = True
         values = None if value is None else list(value) if isinstance(value, list | tuple) else [value]

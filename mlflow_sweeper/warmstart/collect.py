@@ -37,7 +37,7 @@ class WarmTrial:
     run_id: str
     source: str
     params: dict
-    values: list[float]
+    values: list[float] | None  # None without an objective: the run ended well, nothing to score
     constraints: dict[str, float] = field(default_factory=dict)
 
 
@@ -88,8 +88,22 @@ def _sweep_runs(config: SweepConfig, client, source: SweepSource, key: str) -> l
     experiment_id = _experiment_id(config, client, experiment, f"{key}.sweep")
     from ..record.lookup import runs_of_sweep  # MLflow's side: kept off the module's import
 
-    runs = runs_of_sweep(client, [experiment_id], source.sweep)
-    return [_result(run, source.label) for run in runs if run.info.run_id in wanted]
+    runs = [run for run in runs_of_sweep(client, [experiment_id], source.sweep) if run.info.run_id in wanted]
+    found = {run.info.run_id for run in runs}
+    runs += _inherited(client, wanted - found)
+    return [_result(run, source.label) for run in runs]
+
+
+def _inherited(client, run_ids: set[str]) -> list:
+    """The runs of the source's own warm-started results: they belong to the sweeps or runs that
+    source started from, so only their ids lead to them. A run deleted since is left out."""
+    found = []
+    for run_id in sorted(run_ids):
+        try:
+            found.append(client.get_run(run_id))
+        except Exception:  # noqa: BLE001 - MLflow's word for a run that is gone
+            continue
+    return found
 
 
 def _filtered_runs(config: SweepConfig, client, source: RunsSource, key: str) -> list[EarlierResult]:
@@ -127,8 +141,8 @@ def prepare(config: SweepConfig, results: list[EarlierResult], on_grid: bool) ->
     misfits = 0
     for result in results:
         point = fitting_point(config.space, result.params, on_grid)
-        values = [result.metrics.get(name) for name in names]
-        if point is None or not names or any(v is None or math.isnan(v) for v in values):
+        values = [result.metrics.get(name) for name in names]  # none without an objective
+        if point is None or any(v is None or math.isnan(v) for v in values):
             misfits += 1
             continue
         constraints = config.objective.constraints
@@ -137,5 +151,6 @@ def prepare(config: SweepConfig, results: list[EarlierResult], on_grid: bool) ->
             misfits += 1
             continue
         attrs = trial_attrs(judgement) if judgement is not None else {}
-        fitted.append(WarmTrial(result.run_id, result.source, point, [float(v) for v in values], attrs))  # type: ignore[arg-type]
+        scores = [float(v) for v in values] if names else None  # type: ignore[arg-type]
+        fitted.append(WarmTrial(result.run_id, result.source, point, scores, attrs))
     return WarmStart(fitted, misfits)

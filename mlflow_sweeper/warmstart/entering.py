@@ -6,18 +6,20 @@ before any agent claims a trial, whatever the number of agents."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 
-import optuna
-from optuna.trial import TrialState
+from optuna.trial import FrozenTrial, TrialState
 
 from ..config import SweepConfig
-from ..coordination.names import SLOT, WARM_ATTR, WARM_SLOTS
+from ..config.objective import Objective
+from ..constraints import satisfied
+from ..coordination.names import SLOT, TARGET_REACHED, WARM_ATTR, WARM_SLOTS
 from ..errors import ConfigError
 from ..search.algorithms import PointSource
 from ..search.values import same_value
 from ..storages import exists as storage_exists
-from .collect import RUN_ATTR, WarmStart, collect, prepare
+from .collect import RUN_ATTR, WarmStart, WarmTrial, collect, prepare
 
 
 def gather(config: SweepConfig, tracking_uri: str, source: PointSource) -> WarmStart:
@@ -39,6 +41,7 @@ def enter(store, study_id: int, source: PointSource, warm: WarmStart) -> dict[in
     is not entered again."""
     entered = _entered(store, study_id)
     slots: dict[int, int] = {slot: number for number, slot in entered.values() if slot is not None}
+    numbers = {run_id: number for run_id, (number, _) in entered.items()}
     for entry in warm.trials:
         if entry.run_id in entered:
             continue
@@ -46,20 +49,43 @@ def enter(store, study_id: int, source: PointSource, warm: WarmStart) -> dict[in
         system_attrs: dict = dict(entry.constraints)
         if slot is not None and slot not in slots:
             system_attrs[SLOT] = slot
-        trial = optuna.trial.create_trial(
-            state=TrialState.COMPLETE,
-            params=entry.params,
-            distributions=source.distributions_for(entry.params),
-            values=entry.values,
-            user_attrs={RUN_ATTR: entry.run_id, WARM_ATTR: entry.source},
-            system_attrs=system_attrs,
-        )
-        _, number = store.create_trial_numbered(study_id, trial)
+        _, number = store.create_trial_numbered(study_id, _completed(entry, source, system_attrs))
+        numbers[entry.run_id] = number
         if slot is not None and slot not in slots:
             slots[slot] = number
     if slots:
         store.set_study_system_attr(study_id, WARM_SLOTS, json.dumps({str(k): v for k, v in slots.items()}))
+    reaching = [numbers[e.run_id] for e in warm.trials if _reaches_target(source.config.objective, e)]
+    if reaching:  # a completed trial reached `spec.target`: no agent starts another
+        store.set_study_system_attr(study_id, TARGET_REACHED, min(reaching))
     return slots
+
+
+def _reaches_target(objective: Objective, entry: WarmTrial) -> bool:
+    """A feasible earlier result whose one value reaches `spec.target`, as a sweep's own would."""
+    if entry.values is None or len(entry.values) != 1:
+        return False
+    return satisfied(entry.constraints) and objective.reached(entry.values[0])
+
+
+def _completed(entry: WarmTrial, source: PointSource, system_attrs: dict) -> FrozenTrial:
+    """The COMPLETE trial an earlier result enters as; without an objective it has no values, as
+    the sweep's own trials then have (Optuna's `create_trial` would refuse that)."""
+    now = dt.datetime.now()
+    return FrozenTrial(
+        number=-1,
+        state=TrialState.COMPLETE,
+        value=None,
+        values=entry.values,
+        datetime_start=now,
+        datetime_complete=now,
+        params=entry.params,
+        distributions=source.distributions_for(entry.params),
+        user_attrs={RUN_ATTR: entry.run_id, WARM_ATTR: entry.source},
+        system_attrs=system_attrs,
+        intermediate_values={},
+        trial_id=-1,
+    )
 
 
 def _entered(store, study_id: int) -> dict[str, tuple[int, int | None]]:
