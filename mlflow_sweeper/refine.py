@@ -369,10 +369,14 @@ def default_out(config: SweepConfig) -> Path:
 
 def refine_sweep(config: SweepConfig, out: Path | None = None) -> tuple[Path, Advice]:
     """Write the follow-up config of `config`'s sweep; raises NoSuchSweep when it has no trials."""
-    from .errors import NoSuchSweep, UsageError
+    from .errors import ConfigError, NoSuchSweep, UsageError
     from .tracking_store import TRACKING_URI_ATTR
     from .warmstart.reading import sweep_names, sweep_trials, sweep_user_attrs
 
+    if not config.objective.names:
+        raise ConfigError(
+            str(config.path), "spec", "refine ranks trials by the objective, and this config has none"
+        )
     trials = sweep_trials(config.optuna_storage, config.identity)
     if trials is None:
         raise NoSuchSweep(f"{config.identity}: no such sweep (nothing to refine)")

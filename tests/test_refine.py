@@ -9,7 +9,7 @@ import yaml
 
 from mlflow_sweeper.config import load_config
 from mlflow_sweeper.coordination import SweepStudy
-from mlflow_sweeper.errors import NoSuchSweep, UsageError
+from mlflow_sweeper.errors import ConfigError, NoSuchSweep, UsageError
 from mlflow_sweeper.refine import advise, next_sweep_name, refine_sweep
 from mlflow_sweeper.search.algorithms import PointSource
 from mlflow_sweeper.storages import open_optuna_storage
@@ -256,3 +256,13 @@ def test_refine_will_not_overwrite_its_config_or_write_where_it_cannot(tmp_path)
     with pytest.raises(UsageError, match="cannot write the refined config") as caught:
         refine_sweep(config, path / "next.yaml")  # under a file, not a folder
     assert caught.value.exit_code == 2
+
+
+def test_refine_of_a_sweep_without_an_objective_is_exit_2_naming_spec(tmp_path):
+    path = write(tmp_path)
+    data = yaml.safe_load(path.read_text())
+    del data["spec"]
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    with pytest.raises(ConfigError, match="refine ranks trials by the objective") as caught:
+        refine_sweep(load_config(path))
+    assert caught.value.exit_code == 2 and "spec" in str(caught.value)
