@@ -113,8 +113,9 @@ def test_slots_earlier_results_hold_use_no_budget(tmp_path, max_trials, held, bu
 @pytest.mark.parametrize(
     ("warm_start", "key"),
     [
-        ({"sweep": "e/s"}, "warm_start"),
+        ("e/s", "warm_start"),
         ([{"sweep": "no-slash"}], "warm_start[0].sweep"),
+        ({"sweep": "no-slash"}, "warm_start[0].sweep"),
         ([{"sweep": "e/s", "runs": "x"}], "warm_start[0]"),
         ([{"sweep": "e/s", "experiment": "x"}], "warm_start[0].experiment"),
         ([{"runs": 3}], "warm_start[0].runs"),
@@ -125,3 +126,8 @@ def test_a_malformed_warm_start_is_a_config_error(tmp_path, warm_start, key):
     with pytest.raises(ConfigError) as caught:
         config(tmp_path, warm_start=warm_start)
     assert caught.value.exit_code == 2 and f"{key}:" in str(caught.value)
+
+
+def test_one_warm_start_source_may_be_written_without_the_list(tmp_path):
+    alone = config(tmp_path, warm_start={"sweep": "e/s"}).warm_start
+    assert alone == config(tmp_path, warm_start=[{"sweep": "e/s"}]).warm_start and len(alone) == 1

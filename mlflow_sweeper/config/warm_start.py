@@ -42,7 +42,10 @@ WarmSource = SweepSource | RunsSource
 
 
 def parse_warm_start(value: Any, key: str = "warm_start") -> tuple[WarmSource, ...]:
-    """A list of `{sweep: "exp/name"}` or `{runs: "<filter>", experiment: "<name>"}`."""
+    """A list of `{sweep: "exp/name"}` or `{runs: "<filter>", experiment: "<name>"}`; one source
+    may be written alone, without the list."""
+    if isinstance(value, dict):
+        value = [value]
     if not isinstance(value, list):
         raise ConfigProblem(key, 'expected a list of {sweep: "exp/name"} or {runs: "<filter string>"}')
     sources: list[WarmSource] = []
