@@ -140,6 +140,9 @@ def test_grid_extended_under_a_new_name_runs_only_the_new_points(tmp_path):
     rows = list(csv.DictReader((out / "trials.csv").open()))
     assert len(rows) == 6
     assert sum(r["warm_start"] == "sweep:exp/s1" for r in rows) == 4
+    # earlier results ran in their own sweep: no attempts, start or duration of this one
+    assert all(r["attempts"] == r["start"] == r["duration"] == "" for r in rows if r["warm_start"])
+    assert all(r["attempts"] == "1" and r["duration"] for r in rows if not r["warm_start"])
 
     # A sweep warm-started from s2 alone holds s2's own results and those s2 started from; one
     # whose target an earlier result already reaches runs nothing and says why it stopped.

@@ -55,17 +55,18 @@ def write_trials_csv(
         writer = csv.writer(handle)
         writer.writerow([*LEADING, *param_columns, *values, *judged, *TRAILING, *marked])
         for trial in sorted(trials, key=lambda t: t.number):
+            ran_here = WARM_ATTR not in trial.user_attrs  # an earlier result ran in its own sweep
             writer.writerow(
                 redact_value([
                     trial.number,
                     state_name(trial),
-                    trial.system_attrs.get(ATTEMPT, 1),
+                    trial.system_attrs.get(ATTEMPT, 1) if ran_here else "",
                     *(rows[trial.number].get(name, "") for name in params),
                     *_values(trial, len(values)),
                     *([_feasible(trial)] if judged else []),
                     trial.user_attrs.get(RUN_ATTR, ""),
-                    trial.datetime_start.isoformat(timespec="seconds") if trial.datetime_start else "",
-                    _duration(trial),
+                    _start(trial) if ran_here else "",
+                    _duration(trial) if ran_here else "",
                     trial.user_attrs.get(REASON, ""),
                     *([trial.user_attrs.get(WARM_ATTR, "")] if marked else []),
                 ])
@@ -87,6 +88,10 @@ def _feasible(trial: FrozenTrial) -> str:
 def _values(trial: FrozenTrial, count: int) -> list:
     values = trial.values or []
     return [values[i] if i < len(values) and values[i] is not None else "" for i in range(count)]
+
+
+def _start(trial: FrozenTrial) -> str:
+    return trial.datetime_start.isoformat(timespec="seconds") if trial.datetime_start else ""
 
 
 def _duration(trial: FrozenTrial) -> str:
