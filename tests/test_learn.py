@@ -139,6 +139,7 @@ def test_grid_extended_under_a_new_name_runs_only_the_new_points(tmp_path):
     assert run_cli("report", new, "--out", out, cwd=tmp_path).returncode == 0
     rows = list(csv.DictReader((out / "trials.csv").open()))
     assert len(rows) == 6
+    assert "4 of these are earlier results (4 from sweep:exp/s1)" in (out / "report.html").read_text()
     assert sum(r["warm_start"] == "sweep:exp/s1" for r in rows) == 4
     # earlier results ran in their own sweep: no attempts, start or duration of this one
     assert all(r["attempts"] == r["start"] == r["duration"] == "" for r in rows if r["warm_start"])

@@ -20,6 +20,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from ..config import SweepConfig
 from ..coordination import RUN_ATTR
+from ..coordination.names import WARM_ATTR
 from .charts import CHARTS, Chart
 from .context import ReportContext
 from .importance import MIN_COMPLETE, importance_metrics, importances
@@ -176,6 +177,10 @@ def _summary(ctx: ReportContext) -> list[tuple[str, str]]:
         ("algorithm", str(ctx.config.algorithm)),
         ("trials", ", ".join(f"{n} {s.name.lower()}" for s, n in states.items()) or "none yet"),
     ]
+    warm = Counter(t.user_attrs[WARM_ATTR] for t in ctx.trials if WARM_ATTR in t.user_attrs)
+    if warm:
+        sources = ", ".join(f"{n} from {source}" for source, n in warm.items())
+        rows.append(("warm start", f"{sum(warm.values())} of these are earlier results ({sources})"))
     if ctx.objectives.optimized:
         rows.append(
             (
@@ -189,9 +194,10 @@ def _summary(ctx: ReportContext) -> list[tuple[str, str]]:
     if best is not None:
         value = ", ".join(f"{v:.6g}" for v in best.values)
         params = ", ".join(f"{k}={v}" for k, v in best.params.items())
-        rows.append(
-            ("best", f"{value} in trial {best.number} (run {best.user_attrs.get(RUN_ATTR, '-')}): {params}")
-        )
+        source = best.user_attrs.get(WARM_ATTR)
+        earlier = f", an earlier result from {source}" if source else ""
+        run = best.user_attrs.get(RUN_ATTR, "-")
+        rows.append(("best", f"{value} in trial {best.number} (run {run}{earlier}): {params}"))
     rows.append(("generated", dt.datetime.now().isoformat(timespec="seconds")))
     return rows
 
