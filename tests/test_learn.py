@@ -214,6 +214,23 @@ def test_grid_extended_under_a_new_name_runs_only_the_new_points(tmp_path):
     result = run_cli("sweep", changed, cwd=tmp_path)
     assert result.returncode == 2 and "'warm_start'" in output(result), output(result)
 
+    # A run deleted in MLflow since is no earlier result, whichever sweep took it in: its point
+    # runs again.
+    client = MlflowClient(tracking_uri(tmp_path))
+    s2_trials = optuna_trials(optuna_url(tmp_path), "exp/s2")
+    gone = next(t for t in s2_trials if "warm_start" in t.user_attrs)  # one s2 took in from s1
+    client.delete_run(gone.user_attrs["mlflow_run_id"])
+    record.unlink(missing_ok=True)
+    after = write_config(
+        tmp_path, "after.yaml", sweep_name="s7", parameters={**params, "x": [1, 2, 3]},
+        warm_start=[{"sweep": "exp/s2"}],
+    )  # fmt: skip
+    result = run_cli("sweep", after, cwd=tmp_path)
+    assert result.returncode == 0, output(result)
+    assert "5 earlier result(s) fit this sweep and enter it" in output(result), output(result)
+    ran = [(r["params"]["x"], r["params"]["y"]) for r in launched(record)]
+    assert ran == [(str(gone.params["x"]), str(gone.params["y"]))]
+
 
 @pytest.mark.timeout(600)
 def test_without_an_objective_earlier_runs_that_ended_well_are_not_run_again(tmp_path):

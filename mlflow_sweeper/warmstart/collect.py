@@ -96,13 +96,16 @@ def _sweep_runs(config: SweepConfig, client, source: SweepSource, key: str) -> l
 
 def _inherited(client, run_ids: set[str]) -> list:
     """The runs of the source's own warm-started results: they belong to the sweeps or runs that
-    source started from, so only their ids lead to them. A run deleted since is left out."""
+    source started from, so only their ids lead to them. A run deleted since is left out, as the
+    source's own deleted runs are."""
     found = []
     for run_id in sorted(run_ids):
         try:
-            found.append(client.get_run(run_id))
-        except Exception:  # noqa: BLE001 - MLflow's word for a run that is gone
+            run = client.get_run(run_id)
+        except Exception:  # noqa: BLE001 - MLflow's word for a run that is gone for good
             continue
+        if run.info.lifecycle_stage == "active":
+            found.append(run)
     return found
 
 
