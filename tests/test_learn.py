@@ -162,6 +162,7 @@ def test_grid_extended_under_a_new_name_runs_only_the_new_points(tmp_path):
     )  # fmt: skip
     result = run_cli("sweep", reached, cwd=tmp_path)
     assert result.returncode == 0, output(result)
+    assert "already complete (a result reached spec.target), nothing to run" in output(result)
     assert launched(record) == []
     (parent,) = [
         r

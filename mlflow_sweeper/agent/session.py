@@ -55,7 +55,10 @@ class SweepSession:
         if self.retry_failed:
             self._retry_failed()
         if self.study.is_finished() and not requeue_lost(self.study, stop):
-            parts.console.event(f"{self.config.identity}: already complete, nothing to run", summary=False)
+            why = " (a result reached spec.target)" if self.study.target_reached() else ""
+            parts.console.event(
+                f"{self.config.identity}: already complete{why}, nothing to run", summary=False
+            )
             self._print_links()
             return self._finish()
         if self.study.is_closed():
