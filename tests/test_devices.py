@@ -160,6 +160,36 @@ def test_a_killed_agent_leaves_its_devices_usable(tmp_path):
     assert {r["x"] for r in ends} == {"1", "2"} and all(r["devices"] == "0" for r in ends)
 
 
+def test_the_rerun_of_a_killed_agents_trial_waits_for_its_device(tmp_path):
+    """The trial a killed agent left running still holds its device: the agent that reclaims it
+    stops it, and only then does the re-run of its point get the device."""
+    record, go = tmp_path / "records.jsonl", tmp_path / "go"
+    config = write_config(
+        tmp_path,
+        command=f"python {HOLD}",
+        parameters={"x": [1], "behave": f"block:{go}", "record": str(record)},
+        spec=None,
+        devices=[0],
+    )
+    env = fake_gpus(tmp_path)
+    first = start(config, env, out=tmp_path / "a.out")
+    wait_for_a_trial(first, record, tmp_path / "a.out")
+    first.kill()
+    first.wait()
+    second = start(config, env, out=tmp_path / "b.out")
+    deadline = time.monotonic() + 120
+    while sum(r["event"] == "start" for r in read_records(record)) < 2:  # the re-run started
+        assert second.poll() is None and time.monotonic() < deadline, (tmp_path / "b.out").read_text()
+        time.sleep(0.1)
+    go.touch()
+    assert second.wait(timeout=300) == 0, (tmp_path / "b.out").read_text()
+    runs = intervals(record)
+    assert len(runs) == 2 and all(r["devices"] == "0" for r in runs)  # the orphan, and its re-run
+    assert_never_shared(runs)
+    out = (tmp_path / "b.out").read_text()
+    assert out.index("stopping its processes left on this host") < out.index("trial 1 started"), out
+
+
 def one_device_taken(tmp_path: Path):
     """Device 0, held by the trial of a first sweep's agent until the file `go` exists; and the
     config of another sweep on the same device."""

@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 from ..coordination import SweepStudy
 from ..launch import trial_log_name
-from ..launch.process import stop_orphaned_trial
+from ..launch.process import kill_tree, orphaned_trial
 from ..progress import Reporter
 from ..record import Recorder
 from ..trial_log import scrub
@@ -69,12 +69,16 @@ class Maintenance:
     def reclaim(self, own: set[int]) -> None:
         for trial, why, requeued in self.study.reclaim_stale(own):
             run_id = trial.user_attrs.get("mlflow_run_id")
-            stopped = stop_orphaned_trial(run_id)  # no point runs twice at once on this host
+            left_running = orphaned_trial(run_id)
+            then = "re-queued" if requeued else "failed for good"
+            left = "; stopping its processes left on this host" if left_running else ""
+            # said first: once they exit, their devices are free and a worker may start the re-run
+            # while they are waited for and the run is ended
+            self.console.event(f"trial {trial.number} reclaimed: {why}; {then}{left}")
+            for pid in left_running:
+                kill_tree(pid)  # no point runs twice at once on this host
             scrub(self.study.config.log_dir / trial_log_name(trial.number))  # its dead agent never did
             self.recorder.kill_run(run_id, "FAILED")
-            then = "re-queued" if requeued else "failed for good"
-            left = "; stopped its processes left on this host" if stopped else ""
-            self.console.event(f"trial {trial.number} reclaimed: {why}; {then}{left}")
         for slot in self.study.release_stale_claims():
             self.console.event(f"slot {slot} released: its agent died while claiming it")
 

@@ -95,12 +95,12 @@ def kill_tree(pid: int, grace: float = CANCEL_GRACE_SECONDS) -> None:
         os.killpg(pid, signal.SIGKILL)
 
 
-def stop_orphaned_trial(run_id: str | None) -> int:
-    """Stop what a dead agent's trial left running on this host: its trials run in sessions of
-    their own, so they outlive the agent. They are found by the run id in their environment
-    (MLFLOW_RUN_ID, set for every local trial); returns how many process trees were stopped."""
+def orphaned_trial(run_id: str | None) -> list[int]:
+    """The process trees a dead agent's trial left running on this host (their roots' pids): its
+    trials run in sessions of their own, so they outlive the agent. They are found by the run id
+    in their environment (MLFLOW_RUN_ID, set for every local trial); `kill_tree` stops each."""
     if not run_id:
-        return 0
+        return []
     found: dict[int, psutil.Process] = {}
     for proc in psutil.process_iter():
         try:
@@ -113,9 +113,7 @@ def stop_orphaned_trial(run_id: str | None) -> int:
         with contextlib.suppress(psutil.Error):
             if proc.ppid() not in found:
                 roots.append(pid)
-    for pid in roots:
-        kill_tree(pid)
-    return len(roots)
+    return roots
 
 
 def popen(

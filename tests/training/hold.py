@@ -4,11 +4,12 @@ agent does, not what each trial's imports do.
 
 It appends one JSON line to `record` when it starts and one when it ends, with the devices it got
 (`device_env`, default CUDA_VISIBLE_DEVICES) and when it ran; meanwhile it sleeps `hold` seconds,
-or with behave=block:FILE waits until FILE exists.
+or with behave=block:FILE waits until FILE exists. Stopped by SIGTERM, it writes its end first.
 """
 
 import json
 import os
+import signal
 import sys
 import time
 
@@ -29,6 +30,12 @@ def write(line: dict) -> None:
             fh.write(json.dumps(line) + "\n")
 
 
+def stopped(signum, frame) -> None:  # stopped (an orphan its agent's successor stops): it ends here
+    write({**common, "event": "end", "time": time.time()})
+    sys.exit(128 + signum)
+
+
+signal.signal(signal.SIGTERM, stopped)
 write({**common, "event": "start", "time": time.time()})
 if behave.startswith("block:"):
     while not os.path.exists(behave.split(":", 1)[1]):
