@@ -33,7 +33,8 @@ def test_out_of_memory_is_infeasible_not_retried_and_exits_0(tmp_path):
     assert result.returncode == 0, result.stdout + result.stderr
     runs = trial_runs(tmp_path)
     assert len(runs) == 1, "an out-of-memory point was retried"
-    assert "CUDA out of memory" in runs[0].data.tags["sweeper.infeasible"]
+    tag = runs[0].data.tags["sweeper.infeasible"]
+    assert "CUDA out of memory" in tag and not tag.startswith("infeasible"), tag  # the reason itself
     assert runs[0].info.status == "FAILED"
     trials = optuna(tmp_path)
     assert [t.state.name for t in trials] == ["FAIL"] and "infeasible" in trials[0].user_attrs

@@ -125,13 +125,14 @@ def settle_infeasible(parts: Settling, attempt: Attempt, outcome: Outcome) -> No
     `sweeper.infeasible`, Optuna FAIL marked infeasible, never retried; counted in the budget
     and by `fail_fast`, but not a failure for the agent's exit code."""
     work, run_id, reason = attempt.work, attempt.run_id, outcome.reason or "infeasible"
+    why = reason.removeprefix("infeasible: ")  # the tag and the attr are named for what they say
     if run_id:
-        parts.recorder.tag_infeasible(run_id, reason)
+        parts.recorder.tag_infeasible(run_id, why)
         parts.recorder.end_trial_run(run_id, outcome.run_status)
-    parts.study.mark_infeasible(work, reason)
-    parts.study.fail(work, reason, retry_it=False, old_run=run_id)
+    parts.study.mark_infeasible(work, why)
+    parts.study.fail(work, reason, retry_it=False, old_run=run_id)  # `fail_reason`: says infeasible
     parts.counts.failed()
-    parts.console.event(f"trial {work.number} infeasible (run {run_id}): {outcome.reason}; not retried")
+    parts.console.event(f"trial {work.number} infeasible (run {run_id}): {why}; not retried")
     parts.failures.after_failure(work, attempt.log_path)
 
 
