@@ -4,6 +4,8 @@ SQLite stores."""
 
 from __future__ import annotations
 
+import logging
+
 from conftest import write_config
 from mlflow.tracking import MlflowClient
 
@@ -33,7 +35,7 @@ def _earlier_runs(tracking_uri: str) -> list[str]:
     return ids
 
 
-def test_the_agent_taking_over_the_parent_enters_the_earlier_results_once(tmp_path, monkeypatch):
+def test_the_agent_taking_over_the_parent_enters_the_earlier_results_once(tmp_path, monkeypatch, caplog):
     path = write_config(tmp_path, warm_start=[{"runs": "tags.kind = 'old'"}])
     config = load_config(path)
     uri = config.mlflow_storage
@@ -45,9 +47,14 @@ def test_the_agent_taking_over_the_parent_enters_the_earlier_results_once(tmp_pa
     assert creator.create_or_find(first_records(uri))
     enter(creator.store, creator.study_id, creator.source, WarmStart(gathered.trials[:1], 0))
 
-    monkeypatch.setattr(identity, "PARENT_WAIT_SECONDS", 0.0)
-    opened = open_sweep(config, agent="next")
+    monkeypatch.setattr(identity, "PARENT_WAIT_SECONDS", 0.3)
+    monkeypatch.setattr(identity, "PARENT_NOTICE_SECONDS", 0.0)
+    with caplog.at_level(logging.WARNING, logger=identity.__name__):
+        opened = open_sweep(config, agent="next")
     assert not opened.created and opened.parent_id
+    said = [r.getMessage() for r in caplog.records]
+    assert any("waiting up to 0 s for the agent that created it to record its parent run" in m for m in said)
+    assert any("left no parent run; creating it" in m for m in said)  # the wait is said before it ends
     warm = [t for t in opened.study.trials() if WARM_ATTR in t.user_attrs]
     assert sorted(t.user_attrs["mlflow_run_id"] for t in warm) == sorted(fitting)  # each once
     assert opened.warm_summary and "2 earlier result(s)" in opened.warm_summary

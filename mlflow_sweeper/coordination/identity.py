@@ -25,6 +25,7 @@ from .store import RetryingStorage, find_study
 log = logging.getLogger(__name__)
 
 PARENT_WAIT_SECONDS = 60.0
+PARENT_NOTICE_SECONDS = 3.0  # a wait longer than a creator's start-up is said on the console
 MAX_START_OVER_ROUNDS = 5  # each round finds the sweep started over by another agent; one is enough
 
 
@@ -150,7 +151,8 @@ class SweepIdentity:
 
     def wait_for_parent(self, create_parent: Callable[[], str], parent_state: Callable[[str], str]) -> str:
         """Wait for the creating agent to record the parent run; take over if it died first."""
-        deadline = time.monotonic() + PARENT_WAIT_SECONDS
+        started = time.monotonic()
+        deadline, told = started + PARENT_WAIT_SECONDS, False
         delay = 0.05
         while True:
             parent = self.parent_run_id()
@@ -165,5 +167,13 @@ class SweepIdentity:
             if time.monotonic() > deadline:
                 log.warning("the agent that created %s left no parent run; creating it", self.config.identity)
                 return self.record_parent(create_parent())
+            if not told and time.monotonic() - started > PARENT_NOTICE_SECONDS:  # say why it waits
+                told = True
+                log.warning(
+                    "%s: waiting up to %.0f s for the agent that created it to record its parent run "
+                    "(should that agent be gone, this one records it then)",
+                    self.config.identity,
+                    PARENT_WAIT_SECONDS,
+                )
             time.sleep(delay)
             delay = min(delay * 1.5, 1.0)
