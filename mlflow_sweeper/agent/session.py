@@ -80,7 +80,9 @@ class SweepSession:
         try:
             while True:
                 self.workers.run()
-                if stop.is_set() or self.result.error or not requeue_lost(self.study, stop):
+                if stop.is_set() or self.result.error:
+                    break
+                if not (self._rerun_queued() or requeue_lost(self.study, stop)):
                     break
         finally:
             self.done.set()
@@ -96,6 +98,11 @@ class SweepSession:
         if self.result.error:
             return self.result
         return self._finish()
+
+    def _rerun_queued(self) -> bool:
+        """A re-run queued after the workers found nothing left (a stale trial failed, then
+        re-queued, between their last two looks): they go again, unless `--count` is used up."""
+        return not self.starts.used_up() and self.study.has_queued()
 
     def _finish(self) -> SweepResult:
         """The sweep's end; when it fails because a study of the sweep was deleted by hand (its

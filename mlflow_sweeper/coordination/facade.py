@@ -20,7 +20,7 @@ from .identity import SweepIdentity, direction_of
 from .ledger import ClaimsLedger
 from .lifecycle import TrialLifecycle, warm_slots
 from .liveness import Heartbeat, fail_stale_trials
-from .names import ACTIVE, INFEASIBLE, claims_study_name
+from .names import ACTIVE, INFEASIBLE, WAITING, claims_study_name
 from .policy import RetryPolicy
 from .restart import NO_HOOKS, StartedOver, StartOverHooks
 from .store import RetryingStorage
@@ -227,6 +227,12 @@ class SweepStudy:
         if self.ledger.active_below_budget(states):
             return True
         return bool(self.store.get_all_trials(self.study_id, deepcopy=False, states=states))
+
+    def has_queued(self) -> bool:
+        """Is a trial queued for any agent to take (a re-run), and still owed (no target reached)?"""
+        if self.target_reached():
+            return False
+        return bool(self.store.get_all_trials(self.study_id, deepcopy=False, states=WAITING))
 
     def slots_exhausted(self) -> bool:
         return self.target_reached() or self.ledger.slots_exhausted()
