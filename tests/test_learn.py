@@ -100,16 +100,20 @@ def test_grid_extended_under_a_new_name_runs_only_the_new_points(tmp_path):
     assert run_cli("sweep", old, cwd=tmp_path).returncode == 0
     assert len(launched(record)) == 4
     record.unlink()
-    new = write_config(
-        tmp_path,
-        "new.yaml",
-        sweep_name="s2",
-        parameters={**params, "x": [1, 2, 3]},
-        warm_start=[{"sweep": "exp/s1"}],
-    )
-    result = run_cli("sweep", new, cwd=tmp_path)
-    assert result.returncode == 0, output(result)
-    assert "4 earlier result(s) fit this sweep and enter it, 0 did not fit" in output(result)
+
+    def sweep_from(sources: list[str], name: str, xs: list[int], **keys) -> tuple[Path, str]:
+        """Sweep `name` over x in `xs` warm-started from the sweeps `sources`: its config, and
+        what the agent said (it exited 0)."""
+        config = write_config(
+            tmp_path, f"{name}.yaml", sweep_name=name, parameters={**params, "x": xs},
+            warm_start=[{"sweep": source} for source in sources], **keys,
+        )  # fmt: skip
+        result = run_cli("sweep", config, cwd=tmp_path)
+        assert result.returncode == 0, output(result)
+        return config, output(result)
+
+    new, said = sweep_from(["exp/s1"], "s2", [1, 2, 3])
+    assert "4 earlier result(s) fit this sweep and enter it, 0 did not fit" in said
     ran = launched(record)
     assert sorted((r["params"]["x"], r["params"]["y"]) for r in ran) == [("3", "10"), ("3", "20")]
     trials = optuna_trials(optuna_url(tmp_path), "exp/s2")
@@ -148,21 +152,12 @@ def test_grid_extended_under_a_new_name_runs_only_the_new_points(tmp_path):
     # A sweep warm-started from s2 alone holds s2's own results and those s2 started from; one
     # whose target an earlier result already reaches runs nothing and says why it stopped.
     record.unlink()
-    chained = write_config(
-        tmp_path, "chained.yaml", sweep_name="s5", parameters={**params, "x": [1, 2, 3]},
-        warm_start=[{"sweep": "exp/s2"}],
-    )  # fmt: skip
-    result = run_cli("sweep", chained, cwd=tmp_path)
-    assert result.returncode == 0, output(result)
-    assert "6 earlier result(s) fit this sweep and enter it, 0 did not fit" in output(result)
+    _, said = sweep_from(["exp/s2"], "s5", [1, 2, 3])
+    assert "6 earlier result(s) fit this sweep and enter it, 0 did not fit" in said
     assert launched(record) == []
-    reached = write_config(
-        tmp_path, "reached.yaml", sweep_name="s6", parameters={**params, "x": [1, 2, 3, 4]},
-        spec={"direction": "maximize", "metric": "score", "target": 22}, warm_start=[{"sweep": "exp/s1"}],
-    )  # fmt: skip
-    result = run_cli("sweep", reached, cwd=tmp_path)
-    assert result.returncode == 0, output(result)
-    assert "already complete (a result reached spec.target), nothing to run" in output(result)
+    target = {"direction": "maximize", "metric": "score", "target": 22}
+    _, said = sweep_from(["exp/s1"], "s6", [1, 2, 3, 4], spec=target)
+    assert "already complete (a result reached spec.target), nothing to run" in said
     assert launched(record) == []
     (parent,) = [
         r
@@ -174,12 +169,7 @@ def test_grid_extended_under_a_new_name_runs_only_the_new_points(tmp_path):
     # Random over the finite space, 2 new trials: the 6 earlier points use none of them and run
     # no more; the 2 it runs are the 2 points left.
     record.unlink(missing_ok=True)
-    third = write_config(
-        tmp_path, "third.yaml", sweep_name="s3", algorithm="random", seed=3, max_trials=2,
-        parameters={**params, "x": [1, 2, 3, 4]}, warm_start=[{"sweep": "exp/s1"}, {"sweep": "exp/s2"}],
-    )  # fmt: skip
-    result = run_cli("sweep", third, cwd=tmp_path)
-    assert result.returncode == 0, output(result)
+    third, _ = sweep_from(["exp/s1", "exp/s2"], "s3", [1, 2, 3, 4], algorithm="random", seed=3, max_trials=2)
     ran = launched(record)
     assert sorted((r["params"]["x"], r["params"]["y"]) for r in ran) == [("4", "10"), ("4", "20")]
     status = run_cli("status", third, cwd=tmp_path).stdout
@@ -222,13 +212,8 @@ def test_grid_extended_under_a_new_name_runs_only_the_new_points(tmp_path):
     gone = next(t for t in s2_trials if "warm_start" in t.user_attrs)  # one s2 took in from s1
     client.delete_run(gone.user_attrs["mlflow_run_id"])
     record.unlink(missing_ok=True)
-    after = write_config(
-        tmp_path, "after.yaml", sweep_name="s7", parameters={**params, "x": [1, 2, 3]},
-        warm_start=[{"sweep": "exp/s2"}],
-    )  # fmt: skip
-    result = run_cli("sweep", after, cwd=tmp_path)
-    assert result.returncode == 0, output(result)
-    assert "5 earlier result(s) fit this sweep and enter it" in output(result), output(result)
+    _, said = sweep_from(["exp/s2"], "s7", [1, 2, 3])
+    assert "5 earlier result(s) fit this sweep and enter it" in said, said
     ran = [(r["params"]["x"], r["params"]["y"]) for r in launched(record)]
     assert ran == [(str(gone.params["x"]), str(gone.params["y"]))]
 
