@@ -22,6 +22,7 @@ from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
 from .config import SweepConfig
+from .config.checks import is_local_project
 from .config.loading import YAML_FLOAT, YAML_FLOAT_FIRST
 from .constraints import is_feasible
 from .search.importance import make_evaluator
@@ -276,7 +277,7 @@ def render(
         if config.command is not None and "${" not in str(raw.get("command", "")):
             resolved["command"] = _with_absolute_files(config.command, config.base_dir)
         elif config.entry_point is not None:
-            if _is_local_path(config.project):  # the loader made it absolute already
+            if is_local_project(config.project):  # the loader made it absolute already
                 resolved["project"] = config.project
             if isinstance(config.backend_config, str):  # a JSON file's path, made absolute too
                 resolved["backend_config"] = config.backend_config
@@ -325,10 +326,6 @@ def _with_absolute_files(command: str, base_dir: Path) -> str:
             rf"(?<!\S){re.escape(word)}(?!\S)", shlex.quote(str((base_dir / word).resolve())), command
         )
     return command
-
-
-def _is_local_path(project: str) -> bool:
-    return "://" not in project and not project.startswith("git@")
 
 
 def _summary(config: SweepConfig, advice: Advice) -> str:

@@ -34,7 +34,6 @@ class SweepSession:
         retry_failed: bool = False,
     ):
         self.parts = parts
-        self.n_jobs = max(1, n_jobs)
         self.starts = starts or StartBudget()
         self.retry_failed = retry_failed  # points that failed for good get a fresh set of attempts
         self.config, self.study, self.result = parts.config, parts.study, parts.result
@@ -120,7 +119,7 @@ class SweepSession:
         trials = f"{budget} trial{'' if budget == 1 else 's'}"
         self.parts.console.event(
             f"{self.config.identity}: parent run {self.parts.parent_id}, {trials} in the budget, "
-            f"{self.parts.progress.ended} done, up to {self.n_jobs} at once",
+            f"{self.parts.progress.ended} done, up to {self.workers.n_jobs} at once",
             summary=False,  # --quiet prints only the summary
         )
         self._print_links()

@@ -73,10 +73,15 @@ def local_path(where: Where, key: str, value: Any) -> Path:
     return (where.base / text(where, key, value)).resolve()
 
 
+def is_local_project(project: str) -> bool:
+    """A project given as a directory (relative or absolute), not a git or remote URI."""
+    return "://" not in project and not project.startswith("git@")
+
+
 def project_uri(where: Where, key: str, value: Any) -> str:
     """A local project directory becomes absolute; a git or remote URI stays as written."""
     project = text(where, key, value)
-    if "://" not in project and not project.startswith("git@"):
+    if is_local_project(project):
         project = str((where.base / project).resolve())
     return project
 
