@@ -157,6 +157,7 @@ def _empty_status(config: SweepConfig) -> dict:
         "pruned": 0,
         "complete": 0,
         "failed_to_retry": 0,
+        "warm_started": 0,
         "attempts": 0,
         "remaining": 0,
         "stopped": None,
@@ -241,9 +242,10 @@ def sweep_status(config: SweepConfig) -> str:
     if data["failed_to_retry"]:
         failed = f"{data['failed_to_retry']} failed (will be retried on resume)"
         failed = f"{data['failed']} failed for good, {failed}" if data["failed"] else failed
+    attempts = f"{data['attempts']} attempt{'' if data['attempts'] == 1 else 's'}"
     lines.append(
         f"  points: {data['done']}/{data['budget']} done, {data['running']} running, "
-        f"{failed}, {data['pruned']} pruned, {data['remaining']} remaining ({data['attempts']} attempts)"
+        f"{failed}, {data['pruned']} pruned, {data['remaining']} remaining ({attempts})"
     )
     if data.get("stopped"):
         lines.append(f"  stopped early: {data['stopped']} (no new trials start; the rest is not owed)")

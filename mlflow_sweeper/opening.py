@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 
 from .config import SweepConfig
 from .coordination import SweepStudy, agent_id
+from .coordination.identity import parent_not_here
 from .coordination.restart import StartOverHooks
 from .search.algorithms import PointSource
 from .storages import exists as storage_exists
@@ -107,7 +108,11 @@ def open_sweep(
     uri = _agreed_store(config, study, created, uri)
     from .record import Recorder
 
+    if not created and not storage_exists(uri):  # before the store's file is made
+        _check_recorded_parent(study, None)
     client = open_mlflow_tracking(uri, mlflow_pool, AGENT_APPLICATION)
+    if not created:  # before the experiment is made
+        _check_recorded_parent(study, client)
     recorder = Recorder(client, config)
     parent_id = _attach_parent(study, recorder, warm, created)
     study.hold_warm_slots()
@@ -140,6 +145,16 @@ def _agreed_store(config: SweepConfig, study: SweepStudy, created: bool, uri: st
         probe_mlflow_storage(agreed)
         check_write_access(agreed, config.experiment)
     return agreed
+
+
+def _check_recorded_parent(study: SweepStudy, client) -> None:
+    """Refuse (exit 2) a found sweep whose recorded parent run is not in this MLflow store
+    (`client`; None: a store that does not exist yet), before anything is written to it."""
+    from .record.parent import parent_state
+
+    parent = study.parent_run_id()
+    if parent is not None and (client is None or parent_state(client, parent) == "missing"):
+        raise parent_not_here(study.config, parent)
 
 
 def _attach_parent(study: SweepStudy, recorder: Recorder, warm: _WarmStart, created: bool) -> str:

@@ -440,6 +440,31 @@ def test_a_store_named_other_than_the_recorded_one_is_warned_of(tmp_path):
     assert result.returncode == 0 and "2 MLflow run(s) deleted" in output(result), output(result)
 
 
+def test_a_sweep_pointed_at_a_store_without_its_parent_is_refused_writing_nothing(tmp_path):
+    """A sweep whose parent run is in one MLflow store, resumed with `mlflow_storage` naming
+    another: exit 2 before that store is written, whether it does not exist yet (no file made)
+    or holds other runs (no experiment made in it)."""
+    config = config_file(
+        tmp_path,
+        mlflow_storage="sqlite:///first.db",
+        command=f"python {FLAGS} --lr {{lr}}",
+        parameters={"lr": [0.5]},
+        spec={"direction": "maximize", "metric": "score"},
+    )
+    assert run_cli("sweep", config, cwd=tmp_path).returncode == 0
+    text = config.read_text()
+    config.write_text(text.replace("sqlite:///first.db", "sqlite:///other.db"))
+    result = run_cli("sweep", config, cwd=tmp_path)
+    assert result.returncode == 2 and "which is not in this MLflow storage" in output(result), output(result)
+    assert not (tmp_path / "other.db").exists()
+
+    MlflowClient(f"sqlite:///{tmp_path / 'other.db'}").create_experiment("someone-else")
+    result = run_cli("sweep", config, cwd=tmp_path)
+    assert result.returncode == 2 and "which is not in this MLflow storage" in output(result), output(result)
+    names = [e.name for e in MlflowClient(f"sqlite:///{tmp_path / 'other.db'}").search_experiments()]
+    assert sorted(names) == ["Default", "someone-else"]
+
+
 def test_agents_started_together_from_different_directories_agree_on_one_store(tmp_path):
     """No store named: three agents start at once on a fresh sweep, each in a directory of its
     own. The creator records its default store before anything else and the others wait for it:

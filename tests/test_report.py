@@ -190,7 +190,8 @@ def test_status_json_of_an_existing_and_a_missing_sweep(swept):
     fields = {"sweep", "parent_run_id", "parent_status", "budget", "done", "running", "failed", "pruned"}
     fields |= {"remaining", "best"}
     found, absent = data["sweeps"]
-    assert fields <= set(found) and fields <= set(absent)
+    assert fields <= set(found) and set(found) == set(absent)  # the same keys, whether it exists or not
+    assert found["exists"] is True and absent["exists"] is False
     parent = next(
         r for r in mlflow_runs(tracking_uri(swept["dir"])) if r.data.tags["sweeper.role"] == "parent"
     )

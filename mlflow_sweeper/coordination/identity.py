@@ -158,11 +158,7 @@ class SweepIdentity:
             parent = self.parent_run_id()
             if parent:
                 if parent_state(parent) == "missing":
-                    raise StorageError(
-                        f"sweep '{self.config.identity}' in the Optuna storage has parent run {parent}, "
-                        "which is not in this MLflow storage. Point 'mlflow_storage' at the tracking "
-                        f"store that holds it, or start over with `mlflow-sweeper delete {self.config.path}`."
-                    )
+                    raise parent_not_here(self.config, parent)
                 return parent
             if time.monotonic() > deadline:
                 log.warning("the agent that created %s left no parent run; creating it", self.config.identity)
@@ -177,3 +173,13 @@ class SweepIdentity:
                 )
             time.sleep(delay)
             delay = min(delay * 1.5, 1.0)
+
+
+def parent_not_here(config: SweepConfig, parent: str) -> StorageError:
+    """The refusal (exit 2) when the sweep's recorded parent run is not in the MLflow store the
+    agent was pointed at."""
+    return StorageError(
+        f"sweep '{config.identity}' in the Optuna storage has parent run {parent}, which is not "
+        "in this MLflow storage. Point 'mlflow_storage' at the tracking store that holds it, or "
+        f"start over with `mlflow-sweeper delete {config.path}`."
+    )

@@ -35,6 +35,19 @@ def chunks(items: list, size: int = BATCH):
         yield items[start : start + size]
 
 
+def parent_state(client: MlflowClient, run_id: str) -> str:
+    """'ok' or 'missing'; a parent deleted in the UI is restored, since the sweep lives on."""
+    try:
+        run = client.get_run(run_id)
+    except MlflowException as exc:
+        if "RESOURCE_DOES_NOT_EXIST" in str(exc.error_code) or "not found" in str(exc).lower():
+            return "missing"
+        raise
+    if run.info.lifecycle_stage == "deleted":
+        retry(lambda: client.restore_run(run_id), "restore parent")
+    return "ok"
+
+
 class ParentRun:
     """The parent run of one sweep in its experiment."""
 
@@ -57,16 +70,7 @@ class ParentRun:
         return run_id
 
     def state(self, run_id: str) -> str:
-        """'ok' or 'missing'; a parent deleted in the UI is restored, since the sweep lives on."""
-        try:
-            run = self.client.get_run(run_id)
-        except MlflowException as exc:
-            if "RESOURCE_DOES_NOT_EXIST" in str(exc.error_code) or "not found" in str(exc).lower():
-                return "missing"
-            raise
-        if run.info.lifecycle_stage == "deleted":
-            retry(lambda: self.client.restore_run(run_id), "restore parent")
-        return "ok"
+        return parent_state(self.client, run_id)
 
     def set_status(self, parent_id: str, finished: bool) -> None:
         run = retry(lambda: self.client.get_run(parent_id), "parent")

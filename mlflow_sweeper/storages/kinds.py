@@ -9,6 +9,7 @@ and one line in `OPTUNA_KINDS` or `MLFLOW_KINDS`.
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -142,13 +143,16 @@ class OptunaRedis(StorageKind):
 
         try:
             import redis  # noqa: F401
+            from optuna.exceptions import ExperimentalWarning
             from optuna.storages.journal import JournalRedisBackend, JournalStorage
         except ImportError:
             raise StorageError(
                 f"Optuna storage {mask(url.text)}: the Redis driver is missing; "
                 "pip install 'mlflow-sweeper[redis]'"
             ) from None
-        return JournalStorage(JournalRedisBackend(url.text))
+        with warnings.catch_warnings():  # ExperimentalWarning: Optuna's, not the user's concern
+            warnings.simplefilter("ignore", ExperimentalWarning)
+            return JournalStorage(JournalRedisBackend(url.text))
 
 
 class OptunaGrpcProxy(StorageKind):
