@@ -35,6 +35,7 @@ IN_PROCESS_MODULES = {
     "test_constraints.py",
     "test_counts.py",
     "test_drift_message.py",
+    "test_folders.py",
     "test_device_rules.py",
     "test_outcome.py",
     "test_preflight.py",

@@ -514,6 +514,25 @@ def test_several_configs_space_and_comma_separated(three_sweeps):
     assert not read_records(three_sweeps["records"]["d"])
 
 
+def test_two_sweeps_whose_folder_names_are_the_same_keep_their_own_logs_and_reports(tmp_path):
+    """`a_b`/`c` and `a`/`b_c` both read `a_b_c` as a folder name: each keeps its own trial
+    logs and report (the second gets the name with a short hash appended)."""
+    configs = [
+        write_config(
+            tmp_path, f"{i}.yaml", experiment=experiment, sweep_name=name, spec=None,
+            command=f"{sys.executable} -c \"print('{experiment}/{name}')\"", parameters={"x": [1]},
+        )  # fmt: skip
+        for i, (experiment, name) in enumerate((("a_b", "c"), ("a", "b_c")))
+    ]
+    result = run_cli("sweep", *configs, cwd=tmp_path)
+    assert result.returncode == 0, output(result)
+    logs = sorted((tmp_path / "sweeps" / "logs").glob("*/trial-0.log"))
+    assert [p.parent.name[:5] for p in logs] == ["a_b_c", "a_b_c"]
+    said = [[s for s in ("a_b/c", "a/b_c") if f"{s}\n" in p.read_text()] for p in logs]
+    assert sorted(said) == [["a/b_c"], ["a_b/c"]]  # each its own trial's output
+    assert {p.parent.name for p in logs} == {p.name for p in (tmp_path / "sweeps" / "reports").iterdir()}
+
+
 def test_delete_without_yes_and_without_terminal_deletes_nothing(three_sweeps):
     directory = three_sweeps["dir"]
     before = sweep_state(directory)

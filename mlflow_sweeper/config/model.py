@@ -10,6 +10,7 @@ from typing import Any
 
 from ..pruning import EarlyStopping
 from ..search.space import SearchSpace
+from .folders import sweep_folder
 from .objective import Objective
 from .schema import DEFAULTS
 
@@ -78,8 +79,7 @@ class SweepConfig:
     @property
     def log_dir(self) -> Path:
         """Where this agent keeps the stdout and stderr of the sweep's trials."""
-        safe = "".join(c if c.isalnum() or c in "._-" else "_" for c in self.identity)
-        return self.output_dir / "logs" / safe
+        return sweep_folder(self.output_dir / "logs", self.identity)
 
     def fingerprint(self) -> dict[str, Any]:
         """What defines the sweep: a stored sweep whose fingerprint differs is refused.

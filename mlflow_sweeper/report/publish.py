@@ -10,6 +10,7 @@ from pathlib import Path
 from mlflow.entities import Metric
 
 from ..config import SweepConfig
+from ..config.folders import sweep_folder
 from ..storages import retry
 from .build import Report, build_report
 
@@ -20,10 +21,8 @@ METRICS_PER_BATCH = 1000  # MLflow's log_batch limit
 
 
 def default_report_dir(config: SweepConfig) -> Path:
-    """`output_dir/reports/<experiment>_<sweep_name>/`, safe as one directory name."""
-    name = f"{config.experiment}_{config.sweep_name}"
-    safe = "".join(c if c.isalnum() or c in "._-" else "_" for c in name)
-    return config.output_dir / "reports" / safe
+    """`output_dir/reports/<experiment>_<sweep_name>/` (see `sweep_folder`)."""
+    return sweep_folder(config.output_dir / "reports", config.identity)
 
 
 def log_report(client, parent_run_id: str, report: Report) -> bool:
