@@ -139,14 +139,26 @@ def appended_tokens(name: str, value: Any, arg_style: str = DEFAULT_ARG_STYLE) -
     raise CommandTemplateError(check_arg_style(arg_style) or arg_style)
 
 
-def build_argv(command: str, params: Mapping[str, Any], arg_style: str = DEFAULT_ARG_STYLE) -> list[str]:
+def build_argv(
+    command: str,
+    params: Mapping[str, Any],
+    arg_style: str = DEFAULT_ARG_STYLE,
+    absent: Iterable[str] = (),
+) -> list[str]:
     """The trial's argv: placeholders filled in place, the other parameters appended in order.
 
-    Raises CommandTemplateError for a placeholder naming no parameter (the config check reports
-    that before any trial; this is the last line of defence)."""
+    `absent`: parameters of the sweep that this point does not have (a `when` that does not
+    hold). A token holding one of their placeholders is left out, and so is the option just
+    before it when the placeholder stands alone (`--momentum {momentum}`): a parameter that is
+    off is not passed. Raises CommandTemplateError for a placeholder naming no parameter (the
+    config check reports that before any trial; this is the last line of defence)."""
+    tokens = parse_command(command)
+    left_out = _left_out(tokens, set(absent))
     argv: list[str] = []
     used: set[str] = set()
-    for token in parse_command(command):
+    for index, token in enumerate(tokens):
+        if index in left_out:
+            continue
         pieces: list[str] = []
         for part in token:
             if isinstance(part, Placeholder):
@@ -161,3 +173,19 @@ def build_argv(command: str, params: Mapping[str, Any], arg_style: str = DEFAULT
         if name not in used:
             argv += appended_tokens(name, value, arg_style)
     return argv
+
+
+def _left_out(tokens: list[list[Part]], absent: set[str]) -> set[int]:
+    """The indexes of the tokens that pass a parameter this point does not have: those holding
+    its placeholder, and a literal option (`--name`, `-n`) just before one that is only that."""
+    out: set[int] = set()
+    for index, token in enumerate(tokens):
+        if not any(isinstance(part, Placeholder) and part.name in absent for part in token):
+            continue
+        out.add(index)
+        before = tokens[index - 1] if index else None
+        if len(token) == 1 and before is not None and len(before) == 1 and isinstance(before[0], str):
+            literal = before[0]
+            if literal.startswith("-") and len(literal) > 1 and "=" not in literal:
+                out.add(index - 1)
+    return out

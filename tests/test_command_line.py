@@ -163,3 +163,17 @@ def test_log_tail_across_chunk_boundaries(tmp_path):
     lines = [("x" * 3000) + str(i) for i in range(30)]
     log.write_text("\n".join(lines) + "\n")
     assert log_tail(log).splitlines() == lines[-20:]
+
+
+@pytest.mark.parametrize(
+    ("command", "off", "on"),
+    [
+        ("python t.py --opt={opt} --mom={mom}", ["--opt=a"], ["--opt=b", "--mom=0.9"]),
+        ("python t.py --mom {mom} --opt {opt}", ["--opt", "a"], ["--mom", "0.9", "--opt", "b"]),
+        ("python t.py out/{mom}.txt {opt}", ["a"], ["out/0.9.txt", "b"]),
+    ],
+)
+def test_a_placeholder_of_a_parameter_that_is_off_leaves_its_token_out(command, off, on):
+    """`mom` exists only when `opt` is `b`: at `opt=a` it is neither sampled nor passed."""
+    assert build_argv(command, {"opt": "a"}, absent=["mom"]) == ["python", "t.py", *off]
+    assert build_argv(command, {"opt": "b", "mom": 0.9}) == ["python", "t.py", *on]

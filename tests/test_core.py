@@ -533,6 +533,19 @@ def test_two_sweeps_whose_folder_names_are_the_same_keep_their_own_logs_and_repo
     assert {p.parent.name for p in logs} == {p.name for p in (tmp_path / "sweeps" / "reports").iterdir()}
 
 
+def test_a_placeholder_of_a_conditional_parameter_is_passed_only_where_it_is_on(tmp_path):
+    """`--mom {mom}` with `mom` only under `opt: b`: the points without it leave both tokens out."""
+    record = tmp_path / "argv.txt"
+    script = f"import sys; open({str(record)!r}, 'a').write(' '.join(sys.argv[1:]) + chr(10))"
+    config = write_config(
+        tmp_path, spec=None, command=f"{sys.executable} -c \"{script}\" --opt={{opt}} --mom {{mom}}",
+        parameters={"opt": ["a", "b"], "mom": {"values": [1, 2], "when": {"opt": "b"}}},
+    )  # fmt: skip
+    result = run_cli("sweep", config, cwd=tmp_path)
+    assert result.returncode == 0, output(result)
+    assert sorted(record.read_text().splitlines()) == ["--opt=a", "--opt=b --mom 1", "--opt=b --mom 2"]
+
+
 def test_delete_without_yes_and_without_terminal_deletes_nothing(three_sweeps):
     directory = three_sweeps["dir"]
     before = sweep_state(directory)

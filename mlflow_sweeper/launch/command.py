@@ -11,7 +11,9 @@ from .process import ProcessHandle, popen, run_env
 
 class CommandLauncher(Launcher):
     def launch(self, request: TrialRequest) -> TrialHandle:
-        argv = build_argv(self.config.command or "", request.params, self.config.arg_style)
+        space = self.config.space
+        absent = [name for name in (*space.axes, *space.fixed) if name not in request.params]
+        argv = build_argv(self.config.command or "", request.params, self.config.arg_style, absent)
         run_id = request.runs.create({})
         env = trial_env_path(run_env(run_id, self.tracking_uri, request.experiment_id))
         env.update(request.env)
