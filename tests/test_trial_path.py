@@ -13,16 +13,20 @@ import time
 from collections.abc import Callable, Generator
 from pathlib import Path
 
+import pytest
 from conftest import write_config
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
 from mlflow_sweeper.admin import sweep_status, sweep_status_data
 from mlflow_sweeper.agent import SweepSession
+from mlflow_sweeper.agent.fail_fast import fail_fast_reason
 from mlflow_sweeper.agent.opening import open_parts
 from mlflow_sweeper.agent.stop import StopSignal
+from mlflow_sweeper.agent.trial import StopRequested, TrialExecution
 from mlflow_sweeper.config import load_config
 from mlflow_sweeper.coordination.names import ATTEMPT
+from mlflow_sweeper.devices import NO_DEVICES
 from mlflow_sweeper.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK
 from mlflow_sweeper.launch import Launcher, TrialHandle, TrialRequest
 from mlflow_sweeper.launch.base import trial_log_name
@@ -219,6 +223,24 @@ def test_fail_fast_stops_the_sweep_when_the_first_trials_all_fail(tmp_path, monk
     waiting = [t for t in session.study.trials() if t.state == TrialState.WAITING]
     assert sorted(dict(t.params)["x"] for t in waiting) == [1, 2]
     assert session.parts.recorder.client.get_run(session.parts.parent_id).info.status == "RUNNING"
+
+
+def test_a_point_claimed_as_its_agent_stops_goes_back_unstarted(tmp_path, monkeypatch):
+    """Another worker of the agent tripped fail_fast (or failed) after this one claimed its point:
+    the point is not launched, and goes back to the queue counting no attempt."""
+    session, launcher = session_of(tmp_path, monkeypatch, scores(lambda r: 1.0), parameters={"x": [1, 2]})
+    work = session.study.claim()
+    session.parts.result.error = "exp/s1: the first 3 trials all failed (fail_fast)"
+    trial = TrialExecution(session.workers.trial_context, work, NO_DEVICES)
+    with pytest.raises(StopRequested):
+        trial.run()
+    assert launcher.launched == []
+    trials = session.study.trials()
+    (given_back,) = [t for t in trials if t.state == TrialState.FAIL]
+    assert fail_fast_reason(trials, 1) is None  # it says nothing about the project
+    assert given_back.user_attrs["fail_reason"].startswith("interrupted before it started")
+    (waiting,) = [t for t in trials if t.state == TrialState.WAITING]
+    assert int(waiting.system_attrs[ATTEMPT]) == 1 and dict(waiting.params) == dict(given_back.params)
 
 
 def logs_of(client: MlflowClient, run_id: str) -> list[str]:

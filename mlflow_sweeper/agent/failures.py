@@ -49,13 +49,9 @@ class Failures:
         again = self.requeue_failed_for_good()
         if self.result.error is None:
             self.result.error = f"{self.config.identity}: {stop}"
-            if again:  # their console lines said "failed for good": not so now
-                points = (
-                    "the point that failed so far runs"
-                    if len(again) == 1
-                    else f"the {len(again)} points that failed so far run"
-                )
-                self.result.error += f". On resume, {points} again"
+            if again:  # their console lines said "failed for good": not so now (other agents
+                # may have queued some of them: no count that would be only this agent's)
+                self.result.error += ". On resume, every point that failed so far runs again"
             self.console.summary(self.result.error)
 
     def show_tail(self, work: Work, log_path: Path) -> None:

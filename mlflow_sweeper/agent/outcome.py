@@ -10,6 +10,12 @@ import math
 from dataclasses import dataclass
 from enum import Enum
 
+from ..coordination.tallies import INTERRUPTED_PREFIX
+
+# The reason of a point given back unstarted because its agent stopped (fail_fast, an error)
+# after claiming it: "interrupted", so that, like a Ctrl-C, it counts for nothing.
+NOT_STARTED = f"{INTERRUPTED_PREFIX} before it started: its agent stopped"
+
 
 class Kind(Enum):
     COMPLETE = "complete"  # told to Optuna with its value; run FINISHED

@@ -117,7 +117,8 @@ def settle_cancelled(parts: Settling, attempt: Attempt, outcome: Outcome) -> Non
     if run_id:
         parts.recorder.end_trial_run(run_id, outcome.run_status)
     parts.study.fail(attempt.work, outcome.reason, retry_it=True, count_attempt=False, old_run=run_id)
-    parts.console.event(f"trial {attempt.work.number} cancelled (run {run_id})")
+    if run_id:
+        parts.console.event(f"trial {attempt.work.number} cancelled (run {run_id})")
 
 
 def settle_infeasible(parts: Settling, attempt: Attempt, outcome: Outcome) -> None:

@@ -30,7 +30,7 @@ from ..trial_log import scrub
 from ..ui.live import LiveDescription
 from .counts import SweepCounts
 from .failures import Failures
-from .outcome import Ending, Kind, Outcome, classify, needs_metric
+from .outcome import NOT_STARTED, Ending, Kind, Outcome, classify, needs_metric
 from .parts import SweepParts
 from .result import SweepResult
 from .settle import Attempt, Settling, settle
@@ -189,6 +189,10 @@ class TrialExecution:
         if self.context.stop.is_set():  # Ctrl-C since the point was claimed: it goes back
             devices.release()
             self.settle(classify(Ending(cancelled=True), None, None))
+            raise StopRequested
+        if self.context.result.error is not None:  # this agent stopped (fail_fast, an error)
+            devices.release()  # since the point was claimed: it goes back unstarted
+            self.settle(Outcome(Kind.CANCELLED, reason=NOT_STARTED, run_status="KILLED"))
             raise StopRequested
         # released when the trial has ended (or, by the OS, when the agent and the trial are gone)
         with devices:
