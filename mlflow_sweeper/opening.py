@@ -245,6 +245,17 @@ def _settle_store(
     return study, found, uri, None if found else gathered
 
 
+def check_before_running(config: SweepConfig) -> None:
+    """What an agent given several sweeps checks of each before it runs the first, writing
+    nothing: both storages answer, and a sweep that exists is not refused for a changed config.
+    A later sweep's exit 2 then comes before the earlier sweeps run, not after."""
+    probe_optuna_storage(config.optuna_storage)
+    opened = _find_only(config)
+    probe_mlflow_storage(opened.tracking_uri)
+    if opened.study is not None:
+        opened.study.identity.check_not_refused()
+
+
 def _find_only(config: SweepConfig) -> OpenSweep:
     """Find the sweep, creating nothing: a missing storage file holds no sweep."""
     study = None

@@ -18,10 +18,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import optuna
 import pytest
 import yaml
 from click.testing import CliRunner
 from conftest import DEFAULT_CONFIG, PROJECT, run_cli, write_config
+from mlflow.tracking import MlflowClient
 
 from mlflow_sweeper.cli import main
 
@@ -366,3 +368,21 @@ def test_unreachable_mlflow_server_writes_nothing_to_the_optuna_storage(tmp_path
     )
     assert "mlflow storage" in message.lower() and "http://127.0.0.1:1" in message, message
     assert_nothing_written(before, after)
+
+
+def test_a_later_config_refused_stops_the_agent_before_the_first_sweep_runs(tmp_path):
+    """Several configs: a later one that changes a sweep that has learned something exits 2
+    before the first sweep starts (the first writes nothing), not after it ran."""
+    finished = write_config(tmp_path, "b.yaml", sweep_name="b", parameters={"x": [1], "y": [10]})
+    assert run_cli("sweep", finished, cwd=tmp_path).returncode == 0
+    finished.write_text(finished.read_text().replace("- 1\n", "- 1\n  - 2\n", 1))
+    first = write_config(tmp_path, "a.yaml", sweep_name="a", parameters={"x": [1], "y": [10]})
+    result = run_cli("sweep", first, finished, cwd=tmp_path)
+    output = result.stdout + result.stderr
+    assert result.returncode == 2 and "b.yaml" in output and "Traceback" not in output, output
+    assert "exp/a" not in output  # the first sweep never opened: no study, no run
+    url = f"sqlite:///{tmp_path / 'sweeps' / 'optuna.db'}"
+    studies = [s.study_name for s in optuna.get_all_study_summaries(url)]
+    assert studies == ["exp/b", "exp/b#claims", "exp/b#close"]
+    runs = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}").search_runs(["0", "1"])
+    assert {r.data.tags.get("sweeper.sweep") for r in runs} == {"exp/b"}

@@ -9,6 +9,7 @@ from ..config import SweepConfig
 from ..coordination import agent_id
 from ..devices import DevicePlan, device_pool, plan_devices
 from ..errors import EXIT_INTERRUPTED, EXIT_OK
+from ..opening import check_before_running
 from ..preflight import CheckedProject, preflight_all, release
 from ..progress import Reporter
 from ..record import quiet_run_urls
@@ -68,6 +69,8 @@ class Agent:
         checked = preflight_all(configs)
         quiet_run_urls()
         try:
+            for config in configs[1:]:  # the first is checked as it opens, before anything is written
+                check_before_running(config)
             return self._run_checked(configs, checked, plans)
         finally:
             release(checked.values())

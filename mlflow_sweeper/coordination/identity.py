@@ -99,6 +99,15 @@ class SweepIdentity:
                 self.study_id = self._wait_for_study()
         raise StorageError(f"sweep '{self.config.identity}': the sweep kept changing while starting it over")
 
+    def check_not_refused(self) -> None:
+        """Raise the refusal `check_drift` would raise (a changed config of a sweep that has
+        learned something), writing nothing."""
+        changed = self._drift()
+        if changed is None:
+            return
+        if not nothing_learned(self.store.get_all_trials(self.study_id, deepcopy=False)):
+            self._refuse(*changed)
+
     def _wait_for_study(self) -> int:
         """The sweep's study id once it exists again (an agent starting it over recreates it)."""
         deadline = time.monotonic() + PARENT_WAIT_SECONDS
