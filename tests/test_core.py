@@ -6,7 +6,9 @@ imports MLflow; sweeps that several tests inspect run once per module.
 
 from __future__ import annotations
 
+import csv
 import itertools
+import json
 import os
 import re
 import shutil
@@ -433,6 +435,16 @@ def test_n_jobs_3_runs_three_trials_at_once(sweep_dir):
     runs = mlflow_runs(tracking_uri(sweep_dir))
     assert_one_finished_parent(runs, "exp/s1")
     assert [r.info.status for r in role(runs, "trial")] == ["FINISHED"] * 3
+    # Optuna's own tools read the storage (they need a value on every COMPLETE trial) ...
+    summaries = optuna.get_all_study_summaries(optuna_url(sweep_dir))
+    assert sorted(s.study_name for s in summaries) == ["exp/s1", "exp/s1#claims", "exp/s1#close"]
+    for name in ("exp/s1", "exp/s1#close"):
+        assert optuna.load_study(study_name=name, storage=optuna_url(sweep_dir)).best_trial is not None
+    # ... and the sweep names no best, and shows no value
+    status = json.loads(run_cli("status", config, "--json", cwd=sweep_dir).stdout)["sweeps"][0]
+    assert status["best"] is None and status["complete"] == 3
+    rows = list(csv.DictReader((sweep_dir / "sweeps" / "reports" / "exp_s1" / "trials.csv").open()))
+    assert len(rows) == 3 and all("value" not in row or row["value"] == "" for row in rows), rows
 
 
 @pytest.mark.extended  # the same and more: test_triage.py's missing metric

@@ -23,7 +23,7 @@ from .liveness import Heartbeat, fail_stale_trials
 from .names import ACTIVE, INFEASIBLE, WAITING, claims_study_name
 from .policy import RetryPolicy
 from .restart import NO_HOOKS, StartedOver, StartOverHooks
-from .store import RetryingStorage
+from .store import RetryingStorage, without_values
 from .tallies import Progress
 
 
@@ -253,7 +253,9 @@ class SweepStudy:
         return self.complete_trials() is not None
 
     def trials(self) -> list[FrozenTrial]:
-        return self.store.get_all_trials(self.study_id, deepcopy=False)
+        """The sweep's trials; without an objective, with no values (see `store.NO_VALUE`)."""
+        trials = self.store.get_all_trials(self.study_id, deepcopy=False)
+        return trials if self.config.objective.optimized else without_values(trials)
 
     def unresolved_slots(self, trials: list[FrozenTrial]) -> list[FrozenTrial]:
         if self.target_reached():

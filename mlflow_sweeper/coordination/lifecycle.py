@@ -25,7 +25,7 @@ from .ledger import ClaimsLedger
 from .liveness import Heartbeat
 from .names import NO_RETRY, REPLACES_RUN, RUN_ATTR, SLOT, TARGET_REACHED, WAITING, WARM_SLOTS
 from .policy import RetryPolicy, attempt_of, first_attempt_of
-from .store import RetryingStorage, finish, set_reason, take
+from .store import RetryingStorage, finish, set_reason, stored_values, take
 
 log = logging.getLogger(__name__)
 
@@ -198,6 +198,7 @@ class TrialLifecycle:
             self.store.set_study_system_attr(self.study_id, TARGET_REACHED, work.number)
             self._target_seen = True
         values = None if value is None else list(value) if isinstance(value, list | tuple) else [value]
+        values = stored_values(TrialState.COMPLETE, values)  # a value even with nothing to score
         self.store.set_trial_state_values(work.trial_id, TrialState.COMPLETE, values)
 
     def prune(self, work: Work) -> bool:

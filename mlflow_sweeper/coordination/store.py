@@ -7,6 +7,7 @@ goes through `storages.retry`; the wrapper does that once instead of at every ca
 from __future__ import annotations
 
 import contextlib
+import copy
 import datetime as dt
 import logging
 from typing import Any
@@ -112,10 +113,33 @@ def take(store: RetryingStorage, trial_id: int) -> bool:
         return False
 
 
+# Optuna's own tools (`get_all_study_summaries`, `best_trial`, optuna-dashboard) read a value
+# from every COMPLETE trial: one with nothing to score (a sweep without `spec`, a close token)
+# is stored with this value, which the sweep itself never reads as a result.
+NO_VALUE = 0.0
+
+
+def stored_values(state: TrialState, values: list | None) -> list | None:
+    """What a trial ending in `state` is stored with: a COMPLETE one always has a value."""
+    return [NO_VALUE] if state == TrialState.COMPLETE and values is None else values
+
+
+def without_values(trials: list[FrozenTrial]) -> list[FrozenTrial]:
+    """A sweep's trials with nothing to score, as the sweep reads them: no values. Copies: the
+    storage may hand out the trials it caches."""
+    read = []
+    for trial in trials:
+        if trial.values is not None:
+            trial = copy.copy(trial)
+            trial.values = None
+        read.append(trial)
+    return read
+
+
 def finish(store: RetryingStorage, trial_id: int, state: TrialState, values: list | None = None) -> bool:
     """End a trial unless it has ended already (atomic: of two agents ending it, one wins)."""
     try:
-        store.set_trial_state_values(trial_id, state, values)
+        store.set_trial_state_values(trial_id, state, stored_values(state, values))
     except UpdateFinishedTrialError:
         return False
     return True

@@ -15,6 +15,7 @@ from ..config import SweepConfig
 from ..config.objective import Objective
 from ..constraints import satisfied
 from ..coordination.names import SLOT, TARGET_REACHED, WARM_ATTR, WARM_SLOTS
+from ..coordination.store import stored_values
 from ..errors import ConfigError
 from ..search.algorithms import PointSource
 from ..search.values import same_value
@@ -69,14 +70,14 @@ def _reaches_target(objective: Objective, entry: WarmTrial) -> bool:
 
 
 def _completed(entry: WarmTrial, source: PointSource, system_attrs: dict) -> FrozenTrial:
-    """The COMPLETE trial an earlier result enters as; without an objective it has no values, as
-    the sweep's own trials then have (Optuna's `create_trial` would refuse that)."""
+    """The COMPLETE trial an earlier result enters as; without an objective it is stored with no
+    value of its own, as the sweep's own trials then are."""
     now = dt.datetime.now()
     return FrozenTrial(
         number=-1,
         state=TrialState.COMPLETE,
         value=None,
-        values=entry.values,
+        values=stored_values(TrialState.COMPLETE, entry.values),
         datetime_start=now,
         datetime_complete=now,
         params=entry.params,
