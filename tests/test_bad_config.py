@@ -386,3 +386,12 @@ def test_a_later_config_refused_stops_the_agent_before_the_first_sweep_runs(tmp_
     assert studies == ["exp/b", "exp/b#claims", "exp/b#close"]
     runs = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}").search_runs(["0", "1"])
     assert {r.data.tags.get("sweeper.sweep") for r in runs} == {"exp/b"}
+
+
+def test_databricks_without_credentials_exits_2_writing_nothing(tmp_path):
+    """`MLFLOW_TRACKING_URI=databricks` is a tracking store the sweep accepts; with no Databricks
+    credentials here, the agent says so before either storage is written."""
+    env = {"MLFLOW_TRACKING_URI": "databricks", "HOME": str(tmp_path), "DATABRICKS_HOST": ""}
+    config, message, before, after = run_unreachable(tmp_path, env=env, mlflow_storage=None)
+    assert "MLflow storage databricks" in message and "unknown" not in message, message
+    assert_nothing_written(before, after)

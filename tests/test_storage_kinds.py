@@ -103,9 +103,21 @@ def test_bad_optuna_urls(url, fragment):
     assert fragment in (storages.check_optuna_url(url) or "")
 
 
-@pytest.mark.parametrize("url", ["foo://x", "mlruns", "journal:///m.log", "redis://h/0", "sqlite:m.db"])
+@pytest.mark.parametrize("url", ["foo://x", "journal:///m.log", "redis://h/0", "sqlite:m.db"])
 def test_bad_mlflow_urls(url):
     assert "unknown MLflow tracking URI" in (storages.check_mlflow_url(url) or "")
+
+
+@pytest.mark.parametrize("url", ["mlruns", "./mlruns", "file:///tmp/mlruns"])
+def test_mlflow_file_stores_are_refused_as_such(url):
+    problem = storages.check_mlflow_url(url) or ""
+    assert "MLflow's file store" in problem and "sqlite:///mlflow.db" in problem, problem
+
+
+@pytest.mark.parametrize("url", ["databricks", "databricks-uc", "databricks://profile"])
+def test_databricks_uris_are_remote_tracking_stores(url):
+    assert storages.check_mlflow_url(url) is None
+    assert kinds.is_remote_tracking(url) and isinstance(storages.mlflow_kind(url), kinds.MlflowDatabricks)
 
 
 def test_every_scheme_has_one_kind_per_storage():
@@ -161,6 +173,8 @@ def test_unknown_scheme_at_open_or_probe_is_one_storage_error():
         with pytest.raises(StorageError, match="unknown Optuna storage"):
             call("foo://x")
     with pytest.raises(StorageError, match="unknown MLflow tracking URI"):
+        storages.probe_mlflow_storage("foo://x")
+    with pytest.raises(StorageError, match="MLflow's file store"):
         storages.probe_mlflow_storage("mlruns")
 
 

@@ -218,6 +218,16 @@ class MlflowDatabricks(MlflowStore):
     def check(self, url: StorageURL) -> str | None:
         return None
 
+    def probe(self, url: StorageURL) -> None:
+        """A read: credentials that do not work stop the agent before any storage is written."""
+
+        def read() -> None:
+            from mlflow.tracking import MlflowClient
+
+            MlflowClient(tracking_uri=url.text).search_experiments(max_results=1)
+
+        probe_until(read, self.what, url.text)
+
 
 SERVER_RDB_SCHEMES = ("postgresql", "postgres", "mysql", "mariadb", "oracle", "mssql")
 RDB_SCHEMES = ("sqlite", *SERVER_RDB_SCHEMES)
@@ -260,19 +270,40 @@ def optuna_kind(url: str) -> StorageKind:
     return kind
 
 
+BARE_MLFLOW_URIS = ("databricks", "databricks-uc")  # MLflow's URIs that are only a scheme
+
+
+def _mlflow_scheme(url: str) -> str:
+    return url if url in BARE_MLFLOW_URIS else parse(url).scheme
+
+
 def mlflow_kind(url: str) -> StorageKind:
     """The kind of an MLflow tracking URI; StorageError (exit 2) for a scheme no kind handles."""
-    kind = MLFLOW_KINDS.get(parse(url).scheme)
+    scheme = _mlflow_scheme(url)
+    kind = MLFLOW_KINDS.get(scheme)
     if kind is None:
         from ..errors import StorageError
 
-        raise StorageError(_unknown_mlflow(url))
+        raise StorageError(check_mlflow_url(url) or _unknown_mlflow(url))
     return kind
+
+
+def _is_file_store(scheme: str) -> bool:
+    """MLflow's file store: `file:` or a bare path (`./mlruns`, `C:\\mlruns`)."""
+    return scheme in ("", "file") or len(scheme) == 1
+
+
+def _file_store(url: str) -> str:
+    return (
+        f"MLflow's file store ({url!r}) is not supported: agents cannot share a sweep in it safely "
+        "(it makes no update atomic), and MLflow itself has moved its default to SQLite; use "
+        "sqlite:///mlflow.db (or a database or tracking server for several machines)"
+    )
 
 
 def is_remote_tracking(url: str) -> bool:
     """Is this MLflow tracking URI a server reached over the network (http(s), Databricks)?"""
-    kind = MLFLOW_KINDS.get(parse(url).scheme)
+    kind = MLFLOW_KINDS.get(_mlflow_scheme(url))
     return kind is not None and kind.remote
 
 
@@ -283,9 +314,11 @@ def check_optuna_url(url: str) -> str | None:
 
 
 def check_mlflow_url(url: str) -> str | None:
-    parsed = parse(url)
-    kind = MLFLOW_KINDS.get(parsed.scheme)
-    return _unknown_mlflow(url) if kind is None or kind.check(parsed) else None
+    scheme = _mlflow_scheme(url)
+    kind = MLFLOW_KINDS.get(scheme)
+    if kind is None:
+        return _file_store(url) if _is_file_store(scheme) else _unknown_mlflow(url)
+    return _unknown_mlflow(url) if kind.check(parse(url)) else None
 
 
 def _any_kind(parsed: StorageURL) -> StorageKind | None:
