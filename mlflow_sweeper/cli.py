@@ -12,6 +12,7 @@ import click
 
 from .errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USAGE, SweeperError
 from .secrets import RedactingFilter, RedactingStream, redact, remember_environment
+from .tracking_store import remember_user_tracking_uri
 
 CONTEXT = {"help_option_names": ["-h", "--help"]}
 
@@ -75,6 +76,7 @@ def _guarded(action) -> None:
 @click.version_option(package_name="mlflow-sweeper")
 def main() -> None:
     """Optuna-driven hyperparameter sweeps whose trials are nested MLflow runs."""
+    remember_user_tracking_uri()
     _redact_console()
     _setup_logging(click.get_current_context().invoked_subcommand not in WITHOUT_MLFLOW_AT_START)
 

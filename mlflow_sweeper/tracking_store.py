@@ -21,15 +21,35 @@ RECORD_WAIT_SECONDS = 60.0  # how long a joining agent waits for the creator's r
 _PASSWORD = re.compile(r"(://[^:/@]*):[^@/]*@")
 
 
+_USER_TRACKING_URI: list[str | None] = []  # MLFLOW_TRACKING_URI as the process was given it
+
+
+def remember_user_tracking_uri() -> None:
+    """Keep MLFLOW_TRACKING_URI as the user (or `mlflow run`) set it, before anything opens a
+    store: MLflow's `set_tracking_uri` sets that variable too, to the store of the sweep opened."""
+    if not _USER_TRACKING_URI:
+        _USER_TRACKING_URI.append(os.environ.get("MLFLOW_TRACKING_URI") or None)
+
+
+def user_tracking_uri() -> str | None:
+    """MLFLOW_TRACKING_URI as given to this process (under `mlflow run`, its own run's store)."""
+    return _USER_TRACKING_URI[0] if _USER_TRACKING_URI else os.environ.get("MLFLOW_TRACKING_URI") or None
+
+
 def explicit_tracking_uri(config: Any) -> str | None:
     """The store the user named: the config's `mlflow_storage`, else MLFLOW_TRACKING_URI."""
-    return config.mlflow_storage or os.environ.get("MLFLOW_TRACKING_URI") or None
+    return config.mlflow_storage or user_tracking_uri()
+
+
+# MLflow's own default store (`mlflow.store.tracking.DEFAULT_TRACKING_URI`), made absolute in the
+# working directory as MLflow does. Named here rather than asked of MLflow: MLflow's answer changes
+# once a store has been opened (it is then that store), and is a `./mlruns` file store where one
+# holds data, which several agents cannot share.
+DEFAULT_STORE_FILE = "mlflow.db"
 
 
 def default_tracking_uri() -> str:
-    import mlflow
-
-    return mlflow.get_tracking_uri()
+    return f"sqlite:///{os.path.abspath(DEFAULT_STORE_FILE)}"
 
 
 def fit_to_record(uri: str) -> str | None:

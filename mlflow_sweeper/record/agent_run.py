@@ -11,6 +11,8 @@ from mlflow.tracking import MlflowClient
 
 from ..config import SweepConfig
 from ..storages import with_sqlite_timeout
+from ..storages.retry import first_line
+from ..tracking_store import user_tracking_uri
 from .tags import MLFLOW_PARENT_RUN_ID, ROLE_TAG, SWEEP_TAG
 
 log = logging.getLogger(__name__)
@@ -59,7 +61,7 @@ def tag_agent_run(
     run_id = current_run_id()
     if not run_id:
         return None
-    uri = os.environ.get("MLFLOW_TRACKING_URI") or sweep_tracking_uri
+    uri = user_tracking_uri() or sweep_tracking_uri
     try:
         client = MlflowClient(tracking_uri=uri)
         run = client.get_run(run_id)
@@ -70,7 +72,7 @@ def tag_agent_run(
             tags.append(RunTag(MLFLOW_PARENT_RUN_ID, parent_id))
         client.log_batch(run_id, tags=tags)
     except Exception as exc:  # noqa: BLE001 - the agent's run is a courtesy
-        log.debug("could not tag the agent run %s: %s", run_id, exc)
+        log.warning("could not tag the agent run %s in %s: %s", run_id, uri, first_line(exc))
         return None
     if nested:
         return None
@@ -90,7 +92,7 @@ def end_admin_run(identities: list[str], command: str) -> None:
     if not run_id:
         return
     try:
-        client = MlflowClient(tracking_uri=os.environ.get("MLFLOW_TRACKING_URI") or None)
+        client = MlflowClient(tracking_uri=user_tracking_uri())
         tags = [
             RunTag(SWEEP_TAG, ",".join(identities)),
             RunTag(ROLE_TAG, "admin"),
