@@ -115,6 +115,7 @@ def test_a_backend_run_is_adopted_under_the_parent_with_tags_and_params(tmp_path
     assert tags["sweeper.role"] == "trial"
     assert tags["sweeper.trial"] == str(work.number)
     assert tags["sweeper.attempt"] == str(work.attempt)
+    assert tags["mlflow.runName"] == f"{config.sweep_name}-{work.number}"  # as a local trial's
     assert tags["mlflow.project.backend"] == "local"
     assert {"x": "1", "y": "10", "behave": "ok"}.items() <= run.data.params.items()
     assert run.data.metrics["score"] == 11.0

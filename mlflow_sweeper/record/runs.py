@@ -68,13 +68,17 @@ class Recorder:
             **{
                 TRIAL_TAG: str(number),
                 MLFLOW_PARENT_RUN_ID: parent_id,
-                MLFLOW_RUN_NAME: f"{self.config.sweep_name}-{number}",
+                MLFLOW_RUN_NAME: self.trial_run_name(number),
                 ATTEMPT_TAG: str(attempt),
             },
         )
         run = retry(lambda: self.client.create_run(self.experiment_id, tags=tags), "create trial run")
         self.log_params(run.info.run_id, params)
         return run.info.run_id
+
+    def trial_run_name(self, number: int) -> str:
+        """`<sweep_name>-<n>`: a trial's run reads as its sweep's in the MLflow UI, whoever made it."""
+        return f"{self.config.sweep_name}-{number}"
 
     def adopt_run(
         self,
@@ -90,7 +94,12 @@ class Recorder:
             self.config.identity,
             "trial",
             **(extra_tags or {}),
-            **{TRIAL_TAG: str(number), MLFLOW_PARENT_RUN_ID: parent_id, ATTEMPT_TAG: str(attempt)},
+            **{
+                TRIAL_TAG: str(number),
+                MLFLOW_PARENT_RUN_ID: parent_id,
+                MLFLOW_RUN_NAME: self.trial_run_name(number),
+                ATTEMPT_TAG: str(attempt),
+            },
         )
         retry(lambda: self.client.log_batch(run_id, tags=[RunTag(k, v) for k, v in tags.items()]), "adopt")
         # MLflow Projects logged the entry point's parameters already (paths resolved its way):
