@@ -6,8 +6,8 @@
 # The MLproject's entry points go through here. `mlflow run --env-manager local` runs their
 # command with whatever `python` comes first on PATH, which without an activated environment is
 # often the system's, without MLflow. Tried in order: `python`, the interpreter of the `mlflow`
-# command on PATH (the one `mlflow run` itself runs in), `python3`; the first that imports
-# mlflow and optuna runs the program.
+# command on PATH, the interpreter the `mlflow run` that started this runs in (Linux), `python3`;
+# the first that imports mlflow and optuna runs the program.
 
 has_deps() {
     [ -n "$1" ] && "$1" -c "import mlflow, optuna" >/dev/null 2>&1
@@ -31,8 +31,28 @@ mlflow_python() {
     fi
 }
 
+parent_python() {
+    # The interpreter of the `mlflow run` that started this entry point (Linux: the first
+    # argument of a process above this one that is an absolute path to a python), so that
+    # `/path/to/venv/bin/mlflow run ...` works without that venv on PATH.
+    pid=$PPID
+    for _ in 1 2 3 4; do
+        [ -r "/proc/$pid/cmdline" ] || return 0
+        first=$(tr '\000' '\n' < "/proc/$pid/cmdline" 2>/dev/null | head -n 1)
+        case "$first" in
+            /*/python*) printf '%s\n' "$first"; return 0 ;;
+        esac
+        next=""
+        while IFS=':' read -r key value; do
+            [ "$key" = PPid ] && next=$value
+        done < "/proc/$pid/status"
+        pid=$(printf '%s' "$next" | tr -d ' \t')
+        [ -n "$pid" ] && [ "$pid" != 0 ] || return 0
+    done
+}
+
 tried=""
-for candidate in python "$(mlflow_python)" python3; do
+for candidate in python "$(mlflow_python)" "$(parent_python)" python3; do
     [ -n "$candidate" ] || continue
     found=$(command -v "$candidate" 2>/dev/null) || continue
     if has_deps "$found"; then

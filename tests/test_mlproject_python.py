@@ -68,6 +68,24 @@ def test_the_python_first_on_path_lacks_mlflow_and_status_still_runs(bare_python
     assert "ModuleNotFoundError" not in output
 
 
+def test_the_interpreter_of_the_mlflow_run_that_started_it_is_used(bare_python, tmp_path):
+    """`/path/to/venv/bin/mlflow run ...` with neither that venv nor any `mlflow` on PATH: the
+    entry point finds the interpreter of the process that started it (Linux)."""
+    if not Path("/proc/self/cmdline").exists():
+        pytest.skip("reads /proc: Linux only")
+    path = os.pathsep.join([str(bare_python), "/usr/bin", "/bin"])
+    command = ENTRY_POINTS["status"]["command"].format(config=config_file(tmp_path))
+    env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "CONDA_PREFIX", "PYTHONHOME")}
+    env.update(PATH=path, PYTHONPATH=str(REPO))
+    starter = "import subprocess, sys; sys.exit(subprocess.call(['/bin/sh', '-c', sys.argv[1]]))"
+    result = subprocess.run(
+        [sys.executable, "-c", starter, command],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=180,
+    )  # fmt: skip
+    output = result.stdout + result.stderr
+    assert result.returncode == 0 and "exp/s1" in output and "not started" in output, output
+
+
 def test_without_any_python_with_mlflow_it_says_what_to_do(bare_python, tmp_path):
     fake_bin = tmp_path / "bin"
     fake_bin.mkdir()
