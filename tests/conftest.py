@@ -36,6 +36,7 @@ IN_PROCESS_MODULES = {
     "test_counts.py",
     "test_drift_message.py",
     "test_folders.py",
+    "test_lookup.py",
     "test_device_rules.py",
     "test_outcome.py",
     "test_preflight.py",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 
 from mlflow.entities import ViewType
@@ -10,6 +11,8 @@ from mlflow.tracking import MlflowClient
 
 from ..storages import retry
 from .tags import SWEEP_TAG
+
+log = logging.getLogger(__name__)
 
 
 def get_or_create_experiment(client: MlflowClient, name: str) -> str:
@@ -21,6 +24,11 @@ def get_or_create_experiment(client: MlflowClient, name: str) -> str:
         if experiment is not None:
             if experiment.lifecycle_stage == "deleted":
                 client.restore_experiment(experiment.experiment_id)
+                log.warning(
+                    "experiment %r was deleted in MLflow; restored, so that the sweep records in it "
+                    "(rename it, or the config's experiment, to keep it deleted)",
+                    name,
+                )
             return experiment.experiment_id
         try:
             return client.create_experiment(name)
