@@ -234,3 +234,15 @@ def test_a_sqlite_store_another_process_is_creating_is_waited_for(tmp_path):
     with pytest.raises(StorageError, match="cannot open the MLflow storage .*dimension_attributes"):
         _open_safely(f"sqlite:///{old}", broken, "MLflow storage", lambda _: None, immediate=False)
     assert len(calls) == 1
+
+
+def test_a_bare_mysql_url_without_mysqlclient_says_to_write_pymysql():
+    pytest.importorskip("pymysql")
+    try:
+        import MySQLdb  # noqa: F401
+    except ImportError:
+        pass
+    else:
+        pytest.skip("mysqlclient is installed here: the bare URL works")
+    with pytest.raises(StorageError, match=r"write mysql\+pymysql://"):
+        storages.probe_optuna_storage("mysql://root@127.0.0.1:1/x")

@@ -20,7 +20,7 @@ from .pools import (
     name_connections,
     set_mlflow_pool,
 )
-from .retry import MIGRATION_RACE_PATTERNS, MISSING_DRIVER, RACE_PATTERNS, first_line, retry
+from .retry import MIGRATION_RACE_PATTERNS, RACE_PATTERNS, first_line, missing_driver, retry
 from .server_lock import server_lock
 from .sqlite import sqlite_file, tune_sqlite_engine, use_wal, with_sqlite_timeout
 from .urls import mask, parse
@@ -193,6 +193,6 @@ def _open_safely(
     except StorageError:
         raise
     except ModuleNotFoundError as exc:
-        raise StorageError(f"{what} {mask(url)}: " + MISSING_DRIVER.format(module=exc.name)) from None
+        raise StorageError(f"{what} {mask(url)}: " + missing_driver(exc.name)) from None
     except Exception as exc:  # noqa: BLE001 - turned into one clear message
         raise StorageError(f"cannot open the {what} {mask(url)}: {first_line(exc)}") from None

@@ -96,10 +96,17 @@ def first_line(exc: BaseException) -> str:
 
 
 PROBE_SECONDS = 8.0
-MISSING_DRIVER = (
-    "a database driver is missing ({module}); install the extra, "
-    "e.g. pip install 'mlflow-sweeper[postgres]', '[mysql]' or '[redis]'"
-)
+def missing_driver(module: str | None) -> str:
+    """What to do about a database driver that is not installed."""
+    if module == "MySQLdb":  # what SQLAlchemy loads for a bare mysql://
+        return (
+            "the mysqlclient driver (MySQLdb) is missing: write mysql+pymysql://... and "
+            "pip install 'mlflow-sweeper[mysql]' (PyMySQL), or install mysqlclient"
+        )
+    return (
+        f"a database driver is missing ({module}); install the extra, "
+        "e.g. pip install 'mlflow-sweeper[postgres]', '[mysql]' or '[redis]'"
+    )
 
 
 def probe_until(check: Callable[[], None], what: str, url: str) -> None:
@@ -114,7 +121,7 @@ def probe_until(check: Callable[[], None], what: str, url: str) -> None:
             check()
             return
         except ModuleNotFoundError as exc:
-            raise StorageError(f"{what} {mask(url)}: " + MISSING_DRIVER.format(module=exc.name)) from None
+            raise StorageError(f"{what} {mask(url)}: " + missing_driver(exc.name)) from None
         except Exception as exc:  # noqa: BLE001 - reported below
             if time.monotonic() + delay > deadline or not is_transient(exc):
                 raise StorageError(f"cannot reach the {what} {mask(url)}: {first_line(exc)}") from None
