@@ -649,6 +649,21 @@ def test_mlflow_run_of_this_project_finds_a_config_relative_to_where_it_was_type
     assert "exp/s1" in result.stdout and "not started" in result.stdout, output(result)
 
 
+def test_a_relative_config_found_nowhere_is_named_where_the_user_typed_it(tmp_path):
+    """Under `mlflow run` the entry point runs in this project's folder: a missing relative config
+    is reported in the folder of the process that started it (the user's), not in the project's."""
+    user, project = tmp_path / "user", tmp_path / "project"
+    user.mkdir(), project.mkdir()
+    child = "from mlflow_sweeper.config.loading import located; print(located('nosuch.yaml'))"
+    call = f"subprocess.call([sys.executable, '-c', {child!r}], cwd={str(project)!r})"
+    starter = f"import subprocess, sys; sys.exit({call})"  # as `mlflow run` starts the entry point
+    env = cli_env({"MLFLOW_RUN_ID": "0" * 32})
+    result = subprocess.run(
+        [sys.executable, "-c", starter], cwd=user, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert result.stdout.strip() == str(user / "nosuch.yaml"), output(result)
+
+
 @pytest.mark.extended
 def test_status_and_delete_runs_are_tagged_admin_and_finished(tmp_path, mlflow_template):
     config = config_file(

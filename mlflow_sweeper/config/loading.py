@@ -311,14 +311,16 @@ def located(text: str) -> str:
     `mlflow run <this project> -e sweep -P config=sweep.yaml` runs the entry point in this
     project's directory, not where the user typed the command: a relative path that does not
     exist here, in a process MLflow Projects started, is looked for in the working directories of
-    the processes that started it, nearest first (the `mlflow run` process among them)."""
+    the processes that started it, nearest first (the `mlflow run` process among them). Found
+    nowhere, it is named in the nearest of those, where the user typed it."""
     path = Path(text).expanduser()
     if path.is_absolute() or path.exists() or "MLFLOW_RUN_ID" not in os.environ:
         return text
-    for directory in _starting_directories():
+    directories = _starting_directories()
+    for directory in directories:
         if (directory / path).exists():
             return str(directory / path)
-    return text
+    return str(directories[0] / path) if directories else text
 
 
 def _starting_directories(depth: int = 6) -> list[Path]:
