@@ -61,10 +61,6 @@ def fit_to_record(uri: str) -> str | None:
     if redact(uri) != uri:
         return None
     parsed = urllib.parse.urlparse(uri)
-    if not parsed.scheme or len(parsed.scheme) == 1:  # a bare path: MLflow's file store
-        return os.path.abspath(os.path.expanduser(uri))
-    if parsed.scheme == "file" and not parsed.netloc:
-        return "file://" + os.path.abspath(urllib.parse.unquote(parsed.path))
     if parsed.scheme.startswith("sqlite") and uri.startswith(f"{parsed.scheme}:///"):
         rest = uri[len(f"{parsed.scheme}:///") :]
         path, sep, query = rest.partition("?")

@@ -201,6 +201,7 @@ CASES = {
         keys(algorithm="random", parameters={"lr": {"low": 0.0, "high": 1.0}}), "max_trials", ("random",)
     ),
     "tpe-without-max_trials": Case(keys(algorithm="tpe"), "max_trials", ("tpe",)),
+    "tpe-without-spec": Case(keys(algorithm="tpe", max_trials=3, spec=None), "spec", ("tpe", "grid")),
     "unknown-algorithm": Case(keys(algorithm="bayes"), "algorithm", ("bayes",)),
     # spec
     "bad-direction": Case(keys(spec={"direction": "up", "metric": "score"}), "spec.direction", ("up",)),

@@ -443,6 +443,10 @@ def test_n_jobs_3_runs_three_trials_at_once(sweep_dir):
     # ... and the sweep names no best, and shows no value
     status = json.loads(run_cli("status", config, "--json", cwd=sweep_dir).stdout)["sweeps"][0]
     assert status["best"] is None and status["complete"] == 3
+    edited = sweep_dir / "edited.yaml"  # a spec added since: the stored sweep still has no values
+    edited.write_text(yaml.safe_dump({**yaml.safe_load(config.read_text()), "spec": {"metric": "score"}}))
+    status = json.loads(run_cli("status", edited, "--json", cwd=sweep_dir).stdout)["sweeps"][0]
+    assert status["best"] is None and status["complete"] == 3, status
     rows = list(csv.DictReader((sweep_dir / "sweeps" / "reports" / "exp_s1" / "trials.csv").open()))
     assert len(rows) == 3 and all("value" not in row or row["value"] == "" for row in rows), rows
 

@@ -527,6 +527,8 @@ def test_recorded_storage_never_holds_a_password():
 
     assert fit_to_record("postgresql://me:secret@db:5432/m") == "postgresql://me@db:5432/m"
     assert fit_to_record("sqlite:///rel.db") == f"sqlite:///{os.path.abspath('rel.db')}"
+    for remote in ("databricks", "databricks-uc", "databricks://profile", "https://mlflow.example.com"):
+        assert fit_to_record(remote) == remote  # recorded as given, never as a local path
 
 
 # ---- 9: --retry-failed ----------------------------------------------------------------------------

@@ -262,6 +262,7 @@ def test_refine_of_a_sweep_without_an_objective_is_exit_2_naming_spec(tmp_path):
     path = write(tmp_path)
     data = yaml.safe_load(path.read_text())
     del data["spec"]
+    data["algorithm"] = "random"  # tpe itself needs spec
     path.write_text(yaml.safe_dump(data, sort_keys=False))
     with pytest.raises(ConfigError, match="refine ranks trials by the objective") as caught:
         refine_sweep(load_config(path))

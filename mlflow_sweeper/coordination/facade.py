@@ -23,7 +23,7 @@ from .liveness import Heartbeat, fail_stale_trials
 from .names import ACTIVE, INFEASIBLE, WAITING, claims_study_name
 from .policy import RetryPolicy
 from .restart import NO_HOOKS, StartedOver, StartOverHooks
-from .store import RetryingStorage, without_values
+from .store import RetryingStorage, read_trials, scores_trials
 from .tallies import Progress
 
 
@@ -55,6 +55,7 @@ class SweepStudy:
         )
         self.closing = CloseElection(self.store, config.identity, self.liveness)
         self.missing_companions: list[str] = []  # found missing by `find` (and made again)
+        self._scored: bool | None = None  # has the stored sweep an objective (`trials`)
 
     # ---- identity --------------------------------------------------------------------------
 
@@ -254,8 +255,9 @@ class SweepStudy:
 
     def trials(self) -> list[FrozenTrial]:
         """The sweep's trials; without an objective, with no values (see `store.NO_VALUE`)."""
-        trials = self.store.get_all_trials(self.study_id, deepcopy=False)
-        return trials if self.config.objective.optimized else without_values(trials)
+        if self._scored is None:  # the stored sweep's, read once (a start over builds it again)
+            self._scored = scores_trials(self.store, self.study_id)
+        return read_trials(self.store, self.study_id, self._scored)
 
     def unresolved_slots(self, trials: list[FrozenTrial]) -> list[FrozenTrial]:
         if self.target_reached():

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import datetime as dt
+import json
 import logging
 from typing import Any
 
@@ -20,7 +21,7 @@ from optuna.trial import FrozenTrial, TrialState
 from .. import compat
 from ..secrets import redact
 from ..storages import retry
-from .names import REASON
+from .names import FINGERPRINT_ATTR, REASON
 
 log = logging.getLogger(__name__)
 
@@ -124,13 +125,26 @@ def stored_values(state: TrialState, values: list | None) -> list | None:
     return [NO_VALUE] if state == TrialState.COMPLETE and values is None else values
 
 
-def without_values(trials: list[FrozenTrial]) -> list[FrozenTrial]:
-    """A sweep's trials with nothing to score, as the sweep reads them: no values. Copies: the
-    storage may hand out the trials it caches."""
+def scores_trials(store: Any, study_id: int) -> bool:
+    """Was the sweep stored with an objective (`spec`)? Read from the study, not from a config,
+    which may have been edited since (`status` and `report` read it as it is now)."""
+    stored = store.get_study_system_attrs(study_id).get(FINGERPRINT_ATTR)
+    if stored is None:  # being created this moment: it has no completed trial yet
+        return True
+    fingerprint = json.loads(stored)
+    return bool(fingerprint.get("metric") or fingerprint.get("metrics"))
+
+
+def read_trials(store: Any, study_id: int, scored: bool | None = None) -> list[FrozenTrial]:
+    """A sweep's trials as the sweep reads them: without an objective, with no values (not the
+    stored NO_VALUE). `scored`: `scores_trials`, when the caller knows it already."""
+    trials = store.get_all_trials(study_id, deepcopy=False)
+    if scored if scored is not None else scores_trials(store, study_id):
+        return trials
     read = []
     for trial in trials:
         if trial.values is not None:
-            trial = copy.copy(trial)
+            trial = copy.copy(trial)  # the storage may hand out the trials it caches
             trial.values = None
         read.append(trial)
     return read

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from optuna.trial import FrozenTrial
 
+from ..coordination.store import read_trials
 from ..storages import exists as storage_exists
 from ..storages import open_optuna_storage, probe_optuna_storage
 
 
 def sweep_trials(url: str, identity: str) -> list[FrozenTrial] | None:
-    """Every trial of sweep `identity` (`experiment/sweep_name`) in the storage at `url`; None
-    when there is no such sweep (or no storage). Nothing is created."""
+    """Every trial of sweep `identity` (`experiment/sweep_name`) in the storage at `url`, as the
+    sweep reads them (`read_trials`); None when there is no such sweep (or no storage). Nothing is
+    created."""
     if not storage_exists(url):
         return None
     probe_optuna_storage(url)
@@ -19,7 +21,7 @@ def sweep_trials(url: str, identity: str) -> list[FrozenTrial] | None:
         study_id = storage.get_study_id_from_name(identity)
     except KeyError:
         return None
-    return storage.get_all_trials(study_id, deepcopy=False)
+    return read_trials(storage, study_id)
 
 
 def sweep_names(url: str) -> set[str]:

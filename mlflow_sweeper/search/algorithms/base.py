@@ -76,6 +76,7 @@ class Algorithm:
     needs_axes: ClassVar[bool] = True  # a sampler needs at least one parameter to search
     seed_per_slot: ClassVar[bool] = True  # False: every slot's sampler gets the sweep's own seed
     requires: ClassVar[tuple[str, str] | None] = None  # (module, extra) beyond the base install
+    learns: ClassVar[bool] = False  # True: its sampler models the trials' values (needs `spec`)
     records_grid: bool = False  # fixed points are recorded under the grid's value lists
     own_keys: ClassVar[tuple[str, ...]] = ()  # top-level config keys only this algorithm reads
     grid: Grid | None = None  # the finite space's points by index, when the algorithm decodes them
@@ -111,7 +112,14 @@ class Algorithm:
     @classmethod
     def check_objective(cls, objective: Objective) -> None:
         """Refuses an objective this algorithm cannot measure (every algorithm takes any
-        objective its sampler can search: that is rehearsed, see `rehearsal`)."""
+        objective its sampler can search: that is rehearsed, see `rehearsal`), and no objective
+        for an algorithm that learns from the trials' values."""
+        if cls.learns and not objective.optimized:
+            raise ConfigProblem(
+                "spec",
+                f"algorithm {cls.name!r} learns from the trials' values: give spec (metric and "
+                "direction), or sweep without one with grid, random or qmc",
+            )
 
     @classmethod
     def missing_requirement(cls) -> str | None:

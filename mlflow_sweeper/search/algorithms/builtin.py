@@ -99,6 +99,7 @@ class TPE(Algorithm):
 
     name = "tpe"
     sampler_class = optuna.samplers.TPESampler
+    learns = True
 
 
 class CmaEs(Algorithm):
@@ -106,6 +107,7 @@ class CmaEs(Algorithm):
 
     name = "cmaes"
     sampler_class = optuna.samplers.CmaEsSampler
+    learns = True
 
 
 class GaussianProcess(Algorithm):
@@ -113,6 +115,7 @@ class GaussianProcess(Algorithm):
 
     name = "gp"
     sampler_class = optuna.samplers.GPSampler
+    learns = True
     requires = ("torch", "gp")
 
 
@@ -128,11 +131,13 @@ class QuasiMonteCarlo(Algorithm):
 class NSGA2(Algorithm):
     name = "nsga2"
     sampler_class = optuna.samplers.NSGAIISampler
+    learns = True
 
 
 class NSGA3(Algorithm):
     name = "nsga3"
     sampler_class = optuna.samplers.NSGAIIISampler
+    learns = True
 
 
 class Sensitivity(Algorithm):
