@@ -20,6 +20,7 @@ import optuna
 import pytest
 import yaml
 from optuna.distributions import FloatDistribution
+from optuna.exceptions import UpdateFinishedTrialError
 from optuna.storages import InMemoryStorage
 from optuna.storages.journal import JournalFileBackend, JournalStorage
 from optuna.study import StudyDirection
@@ -474,6 +475,34 @@ def test_a_failed_journal_write_leaves_no_error_for_a_later_call(tmp_path):
 
     assert store.get_trial(running).system_attrs[AGENT] == "me"
     assert HEARTBEAT not in store.get_trial(ended).system_attrs
+
+
+def test_completing_a_trial_is_not_refused_for_an_unreplayed_write_of_another_call(tmp_path):
+    """A write made outside the retrying wrapper (Optuna's own, a sampler's) that failed after
+    its journal line was written leaves it unreplayed; completing a running trial from the same
+    thread then meets that line's error first. The completion itself lands, and is not refused."""
+    path = str(tmp_path / "optuna.log")
+    backend = AppendThenFail(path)
+    data = {
+        "experiment": "exp", "sweep_name": "s", "command": "true", "parameters": {"x": [1, 2]},
+        "optuna_storage": f"journal:///{path}", "mlflow_storage": f"sqlite:///{tmp_path / 'mlflow.db'}",
+        "spec": {"direction": "minimize", "metric": "loss"},
+    }  # fmt: skip
+    (tmp_path / "sweep.yaml").write_text(yaml.safe_dump(data))
+    config = load_config(tmp_path / "sweep.yaml")
+    study = SweepStudy(JournalStorage(backend), config, PointSource(config), agent_id())
+    study.create_or_find()
+    mine, theirs = study.claim(), study.claim()
+    study.launched(mine)  # what its start owed the storage is written: completing writes once
+    other = JournalStorage(JournalFileBackend(path))
+    other.set_trial_state_values(theirs.trial_id, TrialState.FAIL)  # another agent reclaims it
+    backend.fail_next = True
+    with pytest.raises(RuntimeError):  # a beat on it from this thread, outside the wrapper
+        study.store.raw.set_trial_system_attr(theirs.trial_id, HEARTBEAT, 1.0)
+    study.complete(mine, 0.5)
+    assert study.store.get_trial(mine.trial_id).state == TrialState.COMPLETE
+    with pytest.raises(UpdateFinishedTrialError):  # a trial another agent ended stays refused
+        study.complete(theirs, 0.7)
 
 
 @pytest.mark.parametrize("space", ["grid", "sampled"])

@@ -199,7 +199,20 @@ class TrialLifecycle:
             self._target_seen = True
         values = None if value is None else list(value) if isinstance(value, list | tuple) else [value]
         values = stored_values(TrialState.COMPLETE, values)  # a value even with nothing to score
-        self.store.set_trial_state_values(work.trial_id, TrialState.COMPLETE, values)
+        try:
+            self.store.set_trial_state_values(work.trial_id, TrialState.COMPLETE, values)
+        except UpdateFinishedTrialError:
+            if not self._completed_as(work.trial_id, values):
+                raise  # another agent ended it (reclaimed): not this agent's to complete
+
+    def _completed_as(self, trial_id: int, values: list[float]) -> bool:
+        """After UpdateFinishedTrialError on completing a trial: did the write land all the same?
+        Optuna's journal storage can raise, in this write, the error of an earlier write left
+        unreplayed from a thread with the same id (see `_own`); `RetryingStorage` has replayed
+        the log by now, this write included. Only this trial's owner completes it, so COMPLETE
+        with these values is this write's."""
+        trial = self.store.get_trial(trial_id)
+        return trial.state == TrialState.COMPLETE and list(trial.values or []) == list(values)
 
     def prune(self, work: Work) -> bool:
         """PRUNED, with its last intermediate value, as Optuna's tell records it; never re-queued.
