@@ -13,6 +13,7 @@ from optuna.trial import TrialState
 
 from . import compat
 from .config import SweepConfig
+from .config.folders import existing_sweep_folder
 from .coordination import RUN_ATTR, SLOT, SweepStudy, study_names
 from .coordination.companions import missing_companion_lines
 from .coordination.identity import directions_of
@@ -83,7 +84,9 @@ def delete_sweep(config: SweepConfig, purge: bool = False) -> DeleteResult:
         purge = can_purge
     if elsewhere is not None and not runs_deleted:
         log.warning("%s", elsewhere)
-    shutil.rmtree(config.log_dir, ignore_errors=True)
+    folder = existing_sweep_folder(config.output_dir / "logs", config.identity)
+    if folder is not None:
+        shutil.rmtree(folder, ignore_errors=True)
     return DeleteResult(config.identity, study_deleted, runs_deleted, purge)
 
 

@@ -242,6 +242,7 @@ def test_only_a_sweep_runs_the_sampler_status_and_delete_read_the_config_alone(t
         assert status.exit_code == 0 and '"parent_run_id": null' in status.output, status.output
         deleted = CliRunner().invoke(main, ["delete", "--yes", str(path)], catch_exceptions=True)
         assert deleted.exit_code == 0 and "nothing to delete" in deleted.output, deleted.output
+    assert not (tmp_path / "sweeps").exists()  # none of them made a folder for a missing sweep
 
 
 def test_bad_sampler_option_value_exits_2_from_the_cli_writing_nothing(tmp_path):

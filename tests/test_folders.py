@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from mlflow_sweeper.config.folders import safe_name, sweep_folder
+import subprocess
+import sys
+
+from mlflow_sweeper.config.folders import existing_sweep_folder, safe_name, sweep_folder
 
 
 def test_a_sweep_gets_experiment_underscore_sweep_name(tmp_path):
@@ -25,3 +28,27 @@ def test_a_folder_made_before_owners_were_recorded_goes_to_the_first_sweep_to_lo
     (tmp_path / "a_b_c" / "trial-0.log").write_text("kept")
     assert sweep_folder(tmp_path, "a/b_c") == tmp_path / "a_b_c"
     assert sweep_folder(tmp_path, "a_b/c") != tmp_path / "a_b_c"
+
+
+def test_delete_finds_a_sweeps_folder_without_making_one(tmp_path):
+    assert existing_sweep_folder(tmp_path, "a/b_c") is None and not any(tmp_path.iterdir())
+    first, second = sweep_folder(tmp_path, "a_b/c"), sweep_folder(tmp_path, "a/b_c")
+    assert existing_sweep_folder(tmp_path, "a_b/c") == first
+    assert existing_sweep_folder(tmp_path, "a/b_c") == second
+    assert existing_sweep_folder(tmp_path, "x/y") is None
+
+
+def test_many_processes_claiming_one_folder_agree_on_its_owner(tmp_path):
+    """Agents of two sweeps on one host, all at once: each sweep's agents share one folder, and
+    the two sweeps never share one (the owner file is never seen half written)."""
+    script = (
+        "import sys; from pathlib import Path; from mlflow_sweeper.config.folders import sweep_folder; "
+        "print(sweep_folder(Path(sys.argv[1]), sys.argv[2]))"
+    )
+    identities = ["a_b/c", "a/b_c"] * 6
+    command = [sys.executable, "-c", script, str(tmp_path)]
+    processes = [subprocess.Popen([*command, i], stdout=subprocess.PIPE, text=True) for i in identities]
+    chosen = [(i, p.communicate(timeout=60)[0].strip()) for i, p in zip(identities, processes, strict=True)]
+    folders = {sweep: {folder for i, folder in chosen if i == sweep} for sweep in ("a_b/c", "a/b_c")}
+    assert all(len(one) == 1 for one in folders.values()), folders
+    assert folders["a_b/c"] != folders["a/b_c"]

@@ -11,6 +11,8 @@ from __future__ import annotations
 import contextlib
 import functools
 import hashlib
+import os
+import tempfile
 from pathlib import Path
 
 OWNER_FILE = ".sweep"
@@ -23,27 +25,59 @@ def safe_name(identity: str) -> str:
     return "".join(c if c.isalnum() or c in "._-" else "_" for c in name)
 
 
+def _candidates(root: Path, identity: str) -> tuple[Path, Path]:
+    """(the plain folder, the one with the sweep's hash): its folder is one of them."""
+    plain = root / safe_name(identity)
+    return plain, root / f"{plain.name}-{hashlib.sha256(identity.encode()).hexdigest()[:8]}"
+
+
 @functools.cache
 def sweep_folder(root: Path, identity: str) -> Path:
     """`root/<experiment>_<sweep_name>`, or the same with `-<hash>` when another sweep owns that
     folder. Created, with its owner recorded."""
-    plain = root / safe_name(identity)
-    if _owned_by(plain, identity):
+    plain, hashed = _candidates(root, identity)
+    if _owner(hashed) == identity:  # it went there before: it stays there
+        return hashed
+    if _claim(plain, identity):
         return plain
-    own = root / f"{plain.name}-{hashlib.sha256(identity.encode()).hexdigest()[:8]}"
-    _owned_by(own, identity)
-    return own
+    _claim(hashed, identity)
+    return hashed
 
 
-def _owned_by(folder: Path, identity: str) -> bool:
-    """Is `folder` this sweep's? Claimed when no sweep has claimed it (a folder written before
-    owners were recorded goes to the first sweep that looks)."""
+def existing_sweep_folder(root: Path, identity: str) -> Path | None:
+    """The sweep's folder under `root` if it has one; creates nothing (for `delete`)."""
+    plain, hashed = _candidates(root, identity)
+    if _owner(hashed) == identity:
+        return hashed
+    owner = _owner(plain)
+    return plain if plain.is_dir() and owner in (identity, None) else None
+
+
+def _owner(folder: Path) -> str | None:
+    """The sweep that owns `folder`; None when none has written its name there."""
+    try:
+        return (folder / OWNER_FILE).read_text(encoding="utf-8")
+    except OSError:
+        return None
+
+
+def _claim(folder: Path, identity: str) -> bool:
+    """Is `folder` this sweep's? Claimed when no sweep has (a folder made before owners were
+    recorded goes to the first sweep that looks). The owner file appears whole or not at all: it
+    is written aside, then linked into place, which fails if another sweep's is there."""
     folder.mkdir(parents=True, exist_ok=True)
-    owner = folder / OWNER_FILE
-    with contextlib.suppress(FileExistsError):
-        with owner.open("x", encoding="utf-8") as out:
+    descriptor, written = tempfile.mkstemp(dir=folder, prefix=".sweep-")
+    try:
+        with os.fdopen(descriptor, "w", encoding="utf-8") as out:
             out.write(identity)
-        return True
-    with contextlib.suppress(OSError):
-        return owner.read_text(encoding="utf-8") == identity
-    return True  # an owner file that cannot be read: as before owners were recorded
+        try:
+            os.link(written, folder / OWNER_FILE)
+        except FileExistsError:
+            pass
+        except OSError:  # a file system without hard links: written in place instead
+            with contextlib.suppress(FileExistsError), (folder / OWNER_FILE).open("x") as out:
+                out.write(identity)
+    finally:
+        os.unlink(written)
+    owner = _owner(folder)
+    return owner is None or owner == identity  # unreadable: as before owners were recorded
