@@ -298,11 +298,12 @@ def sweep_report(config: SweepConfig, out_dir: str | Path | None, log_it: bool):
     study = sweep.study
     if study is None:
         raise NoSuchSweep(f"{config.identity}: no such sweep (nothing to report on)")
-    out = Path(out_dir) if out_dir else default_report_dir(config)
     try:
+        out = Path(out_dir) if out_dir else default_report_dir(config)
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise UsageError(f"cannot write the report into {out}: {exc.strerror or exc}") from None
+        where = out_dir or config.output_dir / "reports"
+        raise UsageError(f"cannot write the report into {where}: {exc.strerror or exc}") from None
     report = build_report(config, study.trials(), out)
     if not log_it:
         return report, None

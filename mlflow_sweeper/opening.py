@@ -103,16 +103,15 @@ def open_sweep(
     warm = _WarmStart(config, uri, study, gathered)
     if not found:  # whoever creates the study records its store with it, before the parent run
         created = study.create_or_find(first_records(uri))
-    if not created:
-        started_over = study.check_drift(warm)  # once, before anything is written for this config
     uri = _agreed_store(config, study, created, uri)
     from .record import Recorder
 
     if not created and not storage_exists(uri):  # before the store's file is made
         _check_recorded_parent(study, None)
     client = open_mlflow_tracking(uri, mlflow_pool, AGENT_APPLICATION)
-    if not created:  # before the experiment is made
+    if not created:  # before the experiment is made, and before a start over writes to Optuna
         _check_recorded_parent(study, client)
+        started_over = study.check_drift(warm)  # once, before anything is written for this config
     recorder = Recorder(client, config)
     parent_id = _attach_parent(study, recorder, warm, created)
     study.hold_warm_slots()
@@ -247,13 +246,18 @@ def _settle_store(
 
 def check_before_running(config: SweepConfig) -> None:
     """What an agent given several sweeps checks of each before it runs the first, writing
-    nothing: both storages answer, and a sweep that exists is not refused for a changed config.
-    A later sweep's exit 2 then comes before the earlier sweeps run, not after."""
+    nothing: both storages answer, and a sweep that exists is not refused, for a changed config
+    or for a parent run its MLflow store does not hold. A later sweep's exit 2 then comes before
+    the earlier sweeps run, not after."""
     probe_optuna_storage(config.optuna_storage)
     opened = _find_only(config)
     probe_mlflow_storage(opened.tracking_uri)
-    if opened.study is not None:
-        opened.study.identity.check_not_refused()
+    if opened.study is None:
+        return
+    opened.study.identity.check_not_refused()
+    parent = opened.parent_id
+    if parent is not None and (opened.recorder is None or not opened.recorder.parent.holds(parent)):
+        raise parent_not_here(config, parent)
 
 
 def _find_only(config: SweepConfig) -> OpenSweep:

@@ -396,3 +396,14 @@ def test_databricks_without_credentials_exits_2_writing_nothing(tmp_path):
     config, message, before, after = run_unreachable(tmp_path, env=env, mlflow_storage=None)
     assert "MLflow storage databricks" in message and "unknown" not in message, message
     assert_nothing_written(before, after)
+
+
+def test_a_later_config_whose_parent_is_in_another_store_stops_the_agent_first(tmp_path):
+    finished = write_config(tmp_path, "b.yaml", sweep_name="b", parameters={"x": [1], "y": [10]})
+    assert run_cli("sweep", finished, cwd=tmp_path).returncode == 0
+    finished.write_text(finished.read_text().replace("sqlite:///mlflow.db", "sqlite:///other.db"))
+    first = write_config(tmp_path, "a.yaml", sweep_name="a", parameters={"x": [1], "y": [10]})
+    result = run_cli("sweep", first, finished, cwd=tmp_path)
+    output = result.stdout + result.stderr
+    assert result.returncode == 2 and "which is not in this MLflow storage" in output, output
+    assert "exp/a" not in output and not (tmp_path / "other.db").exists()

@@ -35,12 +35,16 @@ def chunks(items: list, size: int = BATCH):
         yield items[start : start + size]
 
 
+def _not_found(exc: MlflowException) -> bool:
+    return "RESOURCE_DOES_NOT_EXIST" in str(exc.error_code) or "not found" in str(exc).lower()
+
+
 def parent_state(client: MlflowClient, run_id: str) -> str:
     """'ok' or 'missing'; a parent deleted in the UI is restored, since the sweep lives on."""
     try:
         run = client.get_run(run_id)
     except MlflowException as exc:
-        if "RESOURCE_DOES_NOT_EXIST" in str(exc.error_code) or "not found" in str(exc).lower():
+        if _not_found(exc):
             return "missing"
         raise
     if run.info.lifecycle_stage == "deleted":
@@ -71,6 +75,16 @@ class ParentRun:
 
     def state(self, run_id: str) -> str:
         return parent_state(self.client, run_id)
+
+    def holds(self, run_id: str) -> bool:
+        """Is the run in this store (deleted or not)? A read only."""
+        try:
+            self.client.get_run(run_id)
+        except MlflowException as exc:
+            if _not_found(exc):
+                return False
+            raise
+        return True
 
     def set_status(self, parent_id: str, finished: bool) -> None:
         run = retry(lambda: self.client.get_run(parent_id), "parent")
