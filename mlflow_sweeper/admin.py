@@ -14,11 +14,11 @@ from optuna.trial import TrialState
 from . import compat
 from .config import SweepConfig
 from .config.folders import existing_sweep_folder
-from .coordination import RUN_ATTR, SLOT, SweepStudy, study_names
+from .coordination import RUN_ATTR, SweepStudy, study_names
 from .coordination.companions import missing_companion_lines
 from .coordination.identity import directions_of
 from .coordination.names import STARTING_OVER_SUFFIX, WARM_ATTR
-from .coordination.tallies import failed_to_retry, in_budget, pareto_front
+from .coordination.tallies import attempted, failed_to_retry, in_budget, pareto_front
 from .display import shown_params, shown_value
 from .errors import NoSuchSweep, UsageError
 from .opening import open_sweep
@@ -189,11 +189,7 @@ def _counts(study, trials: list) -> dict:
         "failed_to_retry": failed_to_retry(trials),
         "pruned": pruned,
         "warm_started": sum(WARM_ATTR in t.user_attrs for t in trials),
-        "attempts": sum(  # the trials started here: an earlier result holding a slot was not
-            1
-            for t in trials
-            if t.state != TrialState.WAITING and SLOT in t.system_attrs and WARM_ATTR not in t.user_attrs
-        ),
+        "attempts": sum(1 for t in trials if attempted(t)),
         "missing_companions": study.missing_companions,
         "done": done,
         "remaining": remaining,

@@ -241,6 +241,7 @@ def test_a_point_claimed_as_its_agent_stops_goes_back_unstarted(tmp_path, monkey
     assert given_back.user_attrs["fail_reason"].startswith("interrupted before it started")
     (waiting,) = [t for t in trials if t.state == TrialState.WAITING]
     assert int(waiting.system_attrs[ATTEMPT]) == 1 and dict(waiting.params) == dict(given_back.params)
+    assert sweep_status_data(session.parts.config)["attempts"] == 0  # nothing was started
 
 
 def logs_of(client: MlflowClient, run_id: str) -> list[str]:

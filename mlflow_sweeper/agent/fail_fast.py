@@ -12,16 +12,14 @@ from collections.abc import Iterable
 
 from optuna.trial import FrozenTrial, TrialState
 
-from ..coordination.names import REASON, SLOT, WARM_ATTR
-from ..coordination.tallies import INTERRUPTED_PREFIX
+from ..coordination.names import REASON, WARM_ATTR
+from ..coordination.tallies import attempted, interrupted
 
 
 def _counts(trial: FrozenTrial) -> bool:
-    """A started trial of a point (a queued re-run has not started), not cancelled by Ctrl-C (a
-    cancellation says nothing about the project)."""
-    if SLOT not in trial.system_attrs or trial.state == TrialState.WAITING or WARM_ATTR in trial.user_attrs:
-        return False  # a warm-started result ran in an earlier sweep
-    return not str(trial.user_attrs.get(REASON, "")).startswith(INTERRUPTED_PREFIX)
+    """A started trial of a point, not cancelled by Ctrl-C (a cancellation says nothing about
+    the project)."""
+    return attempted(trial) and not interrupted(trial)
 
 
 def fail_fast_reason(trials: Iterable[FrozenTrial], limit: int) -> str | None:

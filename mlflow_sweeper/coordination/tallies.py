@@ -9,7 +9,7 @@ from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
 from ..constraints import is_feasible
-from .names import INFEASIBLE, NO_RETRY, REASON, SLOT, WARM_ATTR
+from .names import INFEASIBLE, NO_RETRY, REASON, RUN_ATTR, SLOT, WARM_ATTR
 from .policy import RetryPolicy
 
 INTERRUPTED_PREFIX = "interrupted"  # the reason given to an attempt cancelled by Ctrl-C
@@ -101,6 +101,14 @@ def failed_to_retry(trials: Iterable[FrozenTrial]) -> int:
 def interrupted(trial: FrozenTrial) -> bool:
     """An attempt cancelled by Ctrl-C or SIGTERM: FAIL in Optuna, but nothing failed."""
     return str(trial.user_attrs.get(REASON, "")).startswith(INTERRUPTED_PREFIX)
+
+
+def attempted(trial: FrozenTrial) -> bool:
+    """A trial this sweep started for a point: not a queued re-run, not an earlier result
+    holding one, and not a point given back before its run existed (its agent stopping)."""
+    if trial.state == TrialState.WAITING or SLOT not in trial.system_attrs or WARM_ATTR in trial.user_attrs:
+        return False
+    return not (interrupted(trial) and RUN_ATTR not in trial.user_attrs)
 
 
 def state_counts(trials: Iterable[FrozenTrial]) -> dict[TrialState, int]:
