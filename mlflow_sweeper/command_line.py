@@ -119,6 +119,23 @@ def command_problem(command: str, parameter_names: Iterable[str]) -> str | None:
     return None
 
 
+def conditional_problem(command: str, conditional: Iterable[str]) -> str | None:
+    """Why a placeholder of a conditional parameter cannot be left out cleanly, or None: an
+    argument holding it is left out where the parameter is off, so it must not also pass another
+    parameter (`--cfg={opt},{mom}` would lose `opt` there)."""
+    off = set(conditional)
+    for token in parse_command(command):
+        names = {part.name for part in token if isinstance(part, Placeholder)}
+        if len(names) > 1 and names & off:
+            name = sorted(names & off)[0]
+            others = ", ".join(f"'{{{n}}}'" for n in sorted(names - {name}))
+            return (
+                f"placeholder '{{{name}}}' of a conditional parameter shares its argument with {others}: "
+                "that argument is left out where the parameter is off; give it an argument of its own"
+            )
+    return None
+
+
 def check_arg_style(arg_style: str) -> str | None:
     """Why `arg_style` is not usable, or None."""
     if arg_style in ARG_STYLES:

@@ -217,6 +217,14 @@ CASES = {
     ),
     "neither-entry_point-nor-command": Case(keys(command=None), "command", ("entry_point",)),
     "empty-command": Case(keys(command=""), "command"),
+    "conditional-placeholder-sharing-an-argument": Case(
+        keys(
+            command="python t.py --cfg={opt},{mom}",
+            parameters={"opt": ["a", "b"], "mom": {"values": [1, 2], "when": {"opt": "b"}}},
+        ),
+        "command",
+        ("{mom}", "{opt}"),
+    ),
     "unknown-env_manager": Case(mapping({**ENTRY, "env_manager": "docker"}), "env_manager", ("docker",)),
     "backend_config-missing-json": Case(
         mapping({**ENTRY, "backend_config": "nope.json"}), "backend_config", ("nope.json",)

@@ -17,6 +17,7 @@ from mlflow_sweeper.command_line import (
     build_argv,
     check_arg_style,
     command_problem,
+    conditional_problem,
     placeholder_names,
 )
 from mlflow_sweeper.trial_log import indented_tail, log_header, log_tail
@@ -177,3 +178,9 @@ def test_a_placeholder_of_a_parameter_that_is_off_leaves_its_token_out(command, 
     """`mom` exists only when `opt` is `b`: at `opt=a` it is neither sampled nor passed."""
     assert build_argv(command, {"opt": "a"}, absent=["mom"]) == ["python", "t.py", *off]
     assert build_argv(command, {"opt": "b", "mom": 0.9}) == ["python", "t.py", *on]
+
+
+def test_a_conditional_placeholder_sharing_its_argument_with_another_is_a_problem():
+    problem = conditional_problem("python t.py --cfg={opt},{mom}", ["mom"])
+    assert "'{mom}' of a conditional parameter shares its argument with '{opt}'" in (problem or "")
+    assert conditional_problem("python t.py --opt={opt} --mom={mom} {mom}", ["mom"]) is None

@@ -172,7 +172,7 @@ class TrialExecution:
         logged = checked.logged_parameters(self.params) if checked is not None else None
         if logged is None:
             return None
-        absent = set(self.context.config.space.conditional_names()) - set(self.params)
+        absent = set(self.context.config.space.absent_from(self.params))
         return {name: value for name, value in logged.items() if name not in absent}
 
     @property

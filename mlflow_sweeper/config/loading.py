@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from ..command_line import command_problem
+from ..command_line import command_problem, conditional_problem
 from ..errors import ConfigError, ConfigProblem, in_config_file
 from ..expansion import expand_config, hidden_values
 from ..hints import did_you_mean
@@ -225,6 +225,7 @@ def _check_placeholders(values: Values, config: SweepConfig) -> None:
     """Every `{name}` placeholder of `command` names a parameter of the space."""
     if config.command is not None:
         problem = command_problem(config.command, [*config.space.axes, *config.space.fixed])
+        problem = problem or conditional_problem(config.command, config.space.conditional_names())
         if problem:
             raise ConfigProblem("command", problem)
 

@@ -11,8 +11,7 @@ from .process import ProcessHandle, popen, run_env
 
 class CommandLauncher(Launcher):
     def launch(self, request: TrialRequest) -> TrialHandle:
-        space = self.config.space
-        absent = [name for name in (*space.axes, *space.fixed) if name not in request.params]
+        absent = self.config.space.absent_from(request.params)
         argv = build_argv(self.config.command or "", request.params, self.config.arg_style, absent)
         run_id = request.runs.create({})
         env = trial_env_path(run_env(run_id, self.tracking_uri, request.experiment_id))

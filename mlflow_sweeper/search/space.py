@@ -338,6 +338,11 @@ class SearchSpace:
         """The fixed values a trial with swept values `params` gets: those whose condition holds."""
         return {name: value for name, value in self.fixed.items() if self.is_active(name, params)}
 
+    def absent_from(self, params: dict[str, Any]) -> list[str]:
+        """The parameters of the space that a point with these `params` does not have (a `when`
+        that does not hold there): neither passed to its trial nor logged on its run."""
+        return [name for name in self.parameter_names if name not in params]
+
     def conditional_names(self) -> list[str]:
         """Parameters absent from some valid trial (their entry point needs a default).
 
