@@ -33,19 +33,22 @@ mlflow_python() {
 
 parent_python() {
     # The interpreter of the `mlflow run` that started this entry point (Linux: the first
-    # argument of a process above this one that is an absolute path to a python), so that
-    # `/path/to/venv/bin/mlflow run ...` works without that venv on PATH.
+    # argument of a process above this one, when it is an absolute path to a python that has
+    # the dependencies), so that `/path/to/venv/bin/mlflow run ...` works without that venv on PATH.
     pid=$PPID
-    for _ in 1 2 3 4; do
-        [ -r "/proc/$pid/cmdline" ] || return 0
+    for _ in 1 2 3 4 5; do
+        [ -r "/proc/$pid/cmdline" ] && [ -r "/proc/$pid/status" ] || return 0
         first=$(tr '\000' '\n' < "/proc/$pid/cmdline" 2>/dev/null | head -n 1)
         case "$first" in
-            /*/python*) printf '%s\n' "$first"; return 0 ;;
+            /*) case "$(basename "$first" 2>/dev/null)" in
+                    python|python[0-9]|python[0-9].[0-9]*)
+                        if has_deps "$first"; then printf '%s\n' "$first"; return 0; fi ;;
+                esac ;;
         esac
         next=""
         while IFS=':' read -r key value; do
             [ "$key" = PPid ] && next=$value
-        done < "/proc/$pid/status"
+        done < "/proc/$pid/status" 2>/dev/null
         pid=$(printf '%s' "$next" | tr -d ' \t')
         [ -n "$pid" ] && [ "$pid" != 0 ] || return 0
     done

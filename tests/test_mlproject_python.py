@@ -73,7 +73,13 @@ def test_the_interpreter_of_the_mlflow_run_that_started_it_is_used(bare_python, 
     entry point finds the interpreter of the process that started it (Linux)."""
     if not Path("/proc/self/cmdline").exists():
         pytest.skip("reads /proc: Linux only")
-    path = os.pathsep.join([str(bare_python), "/usr/bin", "/bin"])
+    tools = tmp_path / "bin"  # the shell's tools, and no other python than the bare one
+    tools.mkdir()
+    for name in ("sh", "head", "basename", "env", "cat", "tr"):
+        if shutil.which(name):
+            (tools / name).symlink_to(shutil.which(name))
+    (tools / "python3").symlink_to(bare_python / "python")
+    path = os.pathsep.join([str(bare_python), str(tools)])
     command = ENTRY_POINTS["status"]["command"].format(config=config_file(tmp_path))
     env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "CONDA_PREFIX", "PYTHONHOME")}
     env.update(PATH=path, PYTHONPATH=str(REPO))
