@@ -658,12 +658,15 @@ def test_a_relative_config_found_nowhere_is_named_where_the_user_typed_it(tmp_pa
     user.mkdir(), project.mkdir()
     child = "from mlflow_sweeper.config.loading import located; print(located('nosuch.yaml'))"
     call = f"subprocess.call([sys.executable, '-c', {child!r}], cwd={str(project)!r})"
-    starter = f"import subprocess, sys; sys.exit({call})"  # as `mlflow run` starts the entry point
+    # as `mlflow run` starts the entry point: its process names `mlflow` and `run`
+    starter = f"import subprocess, sys; sys.exit({call})"
     env = cli_env({"MLFLOW_RUN_ID": "0" * 32})
-    result = subprocess.run(
-        [sys.executable, "-c", starter], cwd=user, env=env, capture_output=True, text=True, timeout=60
-    )
-    assert result.stdout.strip() == str(user / "nosuch.yaml"), output(result)
+    for typed_in in (user, project):  # typed in a folder of the user's, or in the project's own
+        result = subprocess.run(
+            [sys.executable, "-c", starter, "/usr/local/bin/mlflow", "run"],
+            cwd=typed_in, env=env, capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert result.stdout.strip() == str(typed_in / "nosuch.yaml"), output(result)
 
 
 @pytest.mark.extended

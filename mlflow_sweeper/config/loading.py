@@ -313,15 +313,33 @@ def located(text: str) -> str:
     project's directory, not where the user typed the command: a relative path that does not
     exist here, in a process MLflow Projects started, is looked for in the working directories of
     the processes that started it, nearest first (the `mlflow run` process among them). Found
-    nowhere, it is named in the nearest of those, where the user typed it."""
+    nowhere, it is named in the folder `mlflow run` was typed in."""
     path = Path(text).expanduser()
     if path.is_absolute() or path.exists() or "MLFLOW_RUN_ID" not in os.environ:
         return text
-    directories = _starting_directories()
-    for directory in directories:
+    for directory in _starting_directories():
         if (directory / path).exists():
             return str(directory / path)
-    return str(directories[0] / path) if directories else text
+    typed_in = _mlflow_run_directory()
+    return str(typed_in / path) if typed_in is not None else text
+
+
+def _mlflow_run_directory(depth: int = 6) -> Path | None:
+    """The working directory of the `mlflow run` process above this one, if there is one."""
+    import psutil
+
+    try:
+        ancestors = psutil.Process().parents()[:depth]
+    except psutil.Error:
+        return None
+    for process in ancestors:
+        try:
+            arguments = process.cmdline()
+            if "run" in arguments and any(Path(a).name == "mlflow" for a in arguments):
+                return Path(process.cwd())
+        except (psutil.Error, OSError):
+            continue
+    return None
 
 
 def _starting_directories(depth: int = 6) -> list[Path]:
