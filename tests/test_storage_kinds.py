@@ -237,7 +237,6 @@ def test_a_sqlite_store_another_process_is_creating_is_waited_for(tmp_path):
 
 
 def test_a_bare_mysql_url_without_mysqlclient_says_to_write_pymysql():
-    pytest.importorskip("pymysql")
     try:
         import MySQLdb  # noqa: F401
     except ImportError:

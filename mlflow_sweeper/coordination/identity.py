@@ -101,11 +101,16 @@ class SweepIdentity:
 
     def check_not_refused(self) -> None:
         """Raise the refusal `check_drift` would raise (a changed config of a sweep that has
-        learned something), writing nothing."""
-        changed = self._drift()
-        if changed is None:
+        learned something), writing nothing. A sweep another agent is starting over this moment
+        is not refused here: its own opening looks again."""
+        try:
+            changed = self._drift()
+            if changed is None:
+                return
+            learned = not nothing_learned(self.store.get_all_trials(self.study_id, deepcopy=False))
+        except KeyError:  # deleted under us by an agent starting it over
             return
-        if not nothing_learned(self.store.get_all_trials(self.study_id, deepcopy=False)):
+        if learned:
             self._refuse(*changed)
 
     def _wait_for_study(self) -> int:

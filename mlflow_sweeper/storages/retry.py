@@ -96,6 +96,8 @@ def first_line(exc: BaseException) -> str:
 
 
 PROBE_SECONDS = 8.0
+
+
 def missing_driver(module: str | None) -> str:
     """What to do about a database driver that is not installed."""
     if module == "MySQLdb":  # what SQLAlchemy loads for a bare mysql://
