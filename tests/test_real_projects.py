@@ -592,8 +592,23 @@ def command_run(uri: str, experiment: str | None) -> str:
     return client.create_run(experiment_id).info.run_id
 
 
-@pytest.mark.extended
-def test_agent_run_outside_the_sweeps_experiment_is_tagged_with_a_hint(tmp_path, mlflow_template):
+@pytest.mark.parametrize(
+    ("store", "experiment", "hint"),
+    [
+        pytest.param(  # `mlflow run` without --experiment-name: Default
+            "mlflow.db", None, "pass --experiment-name 'exp' to `mlflow run` to nest it",
+            marks=pytest.mark.extended, id="other-experiment",
+        ),
+        # `mlflow run` in another store: opening the sweep's (MLflow's `set_tracking_uri`)
+        # must not lose where the agent's run is
+        pytest.param(
+            "runs.db", "exp", "is in another MLflow store than the sweep; it is tagged", id="other-store"
+        ),
+    ],
+)  # fmt: skip
+def test_an_agent_run_that_cannot_be_nested_is_tagged_where_it_is(
+    tmp_path, mlflow_template, store, experiment, hint
+):
     config = config_file(
         tmp_path,
         mlflow_template,
@@ -601,37 +616,16 @@ def test_agent_run_outside_the_sweeps_experiment_is_tagged_with_a_hint(tmp_path,
         parameters={"lr": [0.5]},
         spec={"direction": "maximize", "metric": "score"},
     )
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    agent_run = command_run(uri, None)  # `mlflow run` without --experiment-name: Default
+    uri = f"sqlite:///{tmp_path / store}"
+    agent_run = command_run(uri, experiment)
     env = {"MLFLOW_RUN_ID": agent_run, "MLFLOW_TRACKING_URI": uri}
     result = run_cli("sweep", config, cwd=tmp_path, env=env)
     assert result.returncode == 0, output(result)
-    assert "pass --experiment-name 'exp' to `mlflow run` to nest it" in output(result)
+    assert f"agent run {agent_run} " in output(result) and hint in output(result), output(result)
     tags = MlflowClient(tracking_uri=uri).get_run(agent_run).data.tags
     assert tags["sweeper.role"] == "agent" and tags["sweeper.sweep"] == "exp/s1"
-    assert tags["sweeper.parent_run_id"] == parent_run(uri).info.run_id
-    assert "mlflow.parentRunId" not in tags
-
-
-def test_agent_run_in_another_store_than_the_sweep_is_tagged_there(tmp_path, mlflow_template):
-    """`mlflow run` started the agent's run in runs.db; the sweep records in mlflow.db. Opening
-    the sweep's store (MLflow's `set_tracking_uri`) must not lose where the agent's run is."""
-    config = config_file(
-        tmp_path,
-        mlflow_template,
-        command=f"python {FLAGS} --lr {{lr}}",
-        parameters={"lr": [0.5]},
-        spec={"direction": "maximize", "metric": "score"},
-    )
-    runs = f"sqlite:///{tmp_path / 'runs.db'}"
-    agent_run = command_run(runs, "exp")
-    env = {"MLFLOW_RUN_ID": agent_run, "MLFLOW_TRACKING_URI": runs}
-    result = run_cli("sweep", config, cwd=tmp_path, env=env)
-    assert result.returncode == 0, output(result)
-    assert f"agent run {agent_run} is in another MLflow store than the sweep; it is tagged" in output(result)
-    tags = MlflowClient(tracking_uri=runs).get_run(agent_run).data.tags
-    assert tags["sweeper.role"] == "agent" and tags["sweeper.sweep"] == "exp/s1"
     assert tags["sweeper.parent_run_id"] == parent_run(f"sqlite:///{tmp_path / 'mlflow.db'}").info.run_id
+    assert "mlflow.parentRunId" not in tags
 
 
 def test_mlflow_run_of_this_project_finds_a_config_relative_to_where_it_was_typed(tmp_path, mlflow_template):

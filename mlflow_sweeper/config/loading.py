@@ -13,6 +13,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+import psutil
 import yaml
 
 from ..command_line import command_problem, conditional_problem
@@ -324,34 +325,30 @@ def located(text: str) -> str:
     return str(typed_in / path) if typed_in is not None else text
 
 
-def _mlflow_run_directory(depth: int = 6) -> Path | None:
+def _mlflow_run_directory() -> Path | None:
     """The working directory of the `mlflow run` process above this one, if there is one."""
-    import psutil
-
-    try:
-        ancestors = psutil.Process().parents()[:depth]
-    except psutil.Error:
-        return None
-    for process in ancestors:
+    for process in _ancestors():
         try:
             arguments = process.cmdline()
             if "run" in arguments and any(Path(a).name == "mlflow" for a in arguments):
                 return Path(process.cwd())
         except (psutil.Error, OSError):
-            continue
+            continue  # another user's process, or gone
     return None
 
 
-def _starting_directories(depth: int = 6) -> list[Path]:
-    import psutil
+def _ancestors(depth: int = 6) -> list[psutil.Process]:
+    """The processes above this one, nearest first (none when they cannot be read)."""
+    try:
+        return psutil.Process().parents()[:depth]
+    except psutil.Error:
+        return []
 
+
+def _starting_directories() -> list[Path]:
     here = Path.cwd()
     found: list[Path] = []
-    try:
-        ancestors = psutil.Process().parents()[:depth]
-    except psutil.Error:
-        return found
-    for process in ancestors:
+    for process in _ancestors():
         try:
             directory = Path(process.cwd())
         except (psutil.Error, OSError):
