@@ -23,6 +23,7 @@ from .config import SweepConfig
 from .coordination import SweepStudy, agent_id
 from .coordination.identity import parent_not_here
 from .coordination.restart import StartOverHooks
+from .errors import ConfigError
 from .search.algorithms import PointSource
 from .storages import exists as storage_exists
 from .storages import open_mlflow_tracking, open_optuna_storage, probe_mlflow_storage, probe_optuna_storage
@@ -39,6 +40,7 @@ from .tracking_store import (
 from .warmstart.collect import WarmStart
 from .warmstart.entering import enter as enter_warm_start
 from .warmstart.entering import gather as gather_warm_start
+from .warmstart.reading import sweep_names
 
 log = logging.getLogger(__name__)
 
@@ -95,8 +97,16 @@ def open_sweep(
 
     def earlier_results(uri: str) -> WarmStart | None:
         """Read before the study is opened, which may create the storage: a missing source (exit
-        2) writes nothing."""
-        return gather_warm_start(config, uri, opener.source) if config.warm_start else None
+        2) writes nothing. A sweep that exists took its earlier results in when it was created:
+        a source deleted since is not needed to resume it."""
+        if not config.warm_start:
+            return None
+        try:
+            return gather_warm_start(config, uri, opener.source)
+        except ConfigError:
+            if config.identity in sweep_names(config.optuna_storage):
+                return None
+            raise
 
     study, found, uri, gathered = _settle_store(config, opener, earlier_results)
     created, started_over = False, None

@@ -217,6 +217,11 @@ def test_grid_extended_under_a_new_name_runs_only_the_new_points(tmp_path):
     ran = [(r["params"]["x"], r["params"]["y"]) for r in launched(record)]
     assert ran == [(str(gone.params["x"]), str(gone.params["y"]))]
 
+    # A source deleted since is not needed by the sweeps that took its results in: they resume.
+    assert run_cli("delete", old, "--yes", cwd=tmp_path).returncode == 0
+    result = run_cli("sweep", new, cwd=tmp_path)
+    assert result.returncode == 0 and "already complete" in output(result), output(result)
+
 
 @pytest.mark.timeout(600)
 def test_without_an_objective_earlier_runs_that_ended_well_are_not_run_again(tmp_path):

@@ -51,7 +51,7 @@ from mlflow_sweeper.coordination.names import (
     study_names,
 )
 from mlflow_sweeper.coordination.store import RetryingStorage, trial_template
-from mlflow_sweeper.errors import SweeperError
+from mlflow_sweeper.errors import StorageError, SweeperError
 from mlflow_sweeper.search.algorithms import PointSource
 from mlflow_sweeper.storages import open_optuna_storage
 
@@ -503,6 +503,40 @@ def test_completing_a_trial_is_not_refused_for_an_unreplayed_write_of_another_ca
     assert study.store.get_trial(mine.trial_id).state == TrialState.COMPLETE
     with pytest.raises(UpdateFinishedTrialError):  # a trial another agent ended stays refused
         study.complete(theirs, 0.7)
+
+
+def test_an_agent_refuses_a_sweep_whose_claims_ledger_was_deleted(tmp_path):
+    """optuna-dashboard lists `<sweep>#claims` with a delete button. Deleted after the sweep's
+    trials began, a new agent would hand out every point again: it refuses (exit 2), also once
+    `status` has made an empty ledger in its place."""
+    data = {
+        "experiment": "exp", "sweep_name": "s", "command": "true", "parameters": {"x": [1, 2, 3]},
+        "optuna_storage": f"sqlite:///{tmp_path / 'optuna.db'}",
+        "mlflow_storage": f"sqlite:///{tmp_path / 'mlflow.db'}",
+    }  # fmt: skip
+    (tmp_path / "sweep.yaml").write_text(yaml.safe_dump(data))
+    config = load_config(tmp_path / "sweep.yaml")
+
+    def agent() -> SweepStudy:
+        return SweepStudy(open_optuna_storage(config.optuna_storage), config, PointSource(config), agent_id())
+
+    first = agent()
+    first.create_or_find()
+    first.complete(first.claim(), None)
+    optuna.delete_study(study_name="exp/s#claims", storage=config.optuna_storage)
+    deleted = "'exp/s#claims' .* was deleted before this agent started"
+    with pytest.raises(StorageError, match=deleted) as refused:
+        agent().create_or_find()
+    assert refused.value.exit_code == 2
+    agent().find()  # what `status` does: an empty ledger in its place
+    with pytest.raises(StorageError, match="was deleted before this agent started"):
+        agent().create_or_find()
+    other = config.path.parent / "other.yaml"  # one that has run nothing: nothing can run twice
+    other.write_text(yaml.safe_dump({**data, "sweep_name": "t"}))
+    config = load_config(other)
+    agent().create_or_find()
+    optuna.delete_study(study_name="exp/t#claims", storage=config.optuna_storage)
+    assert agent().create_or_find() is False  # joined, its ledger made again
 
 
 @pytest.mark.parametrize("space", ["grid", "sampled"])

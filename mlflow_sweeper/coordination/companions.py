@@ -37,16 +37,17 @@ def missing_studies(store: RetryingStorage, names: list[str]) -> list[str]:
     return missing
 
 
-def gone_message(identity: str, missing: list[str]) -> str:
-    """Why the agent stops, when studies of its sweep were deleted while it ran."""
+def gone_message(identity: str, missing: list[str], when: str = "while this agent ran it") -> str:
+    """Why the agent stops, when studies of its sweep were deleted while it ran (or before it
+    started: `when`)."""
     if identity in missing:
-        return f"{identity}: the sweep was deleted while this agent ran it"
+        return f"{identity}: the sweep was deleted {when}"
     shown = " and ".join(f"'{name}'" for name in missing)
     return (
         f"{identity}: the sweep's companion stud{'y' if len(missing) == 1 else 'ies'} {shown} "
-        "(its budget ledger and close election) "
-        "was deleted while this agent ran it, so the sweep cannot go on running each point exactly "
-        "once. Delete the rest with `mlflow-sweeper delete CONFIG` and run the sweep again"
+        f"(its budget ledger and close election) was deleted {when}, so the sweep cannot go on "
+        "running each point exactly once. Delete the rest with `mlflow-sweeper delete CONFIG` and "
+        "run the sweep again"
     )
 
 
