@@ -146,7 +146,9 @@ def _range_change(config: SweepConfig, name: str, axis: Range, seen: list, count
     spec = {**_range_spec(axis, lo, hi), **_extra_keys(config, name)}
     was = f"[{axis.low:g}, {axis.high:g}]"
     if notes:
-        return Change(name, "widen", spec, f"widened from {was} to [{lo:g}, {hi:g}]: " + "; ".join(notes))
+        # past one bound, and maybe narrowed around the best trials on the other side: "moved"
+        verb = "widened" if lo <= axis.low and hi >= axis.high else "moved"
+        return Change(name, "widen", spec, f"{verb} from {was} to [{lo:g}, {hi:g}]: " + "; ".join(notes))
     if forward(hi) - forward(lo) < 0.9 * width:
         why = f"narrowed from {was} to [{lo:g}, {hi:g}] around the best {count} trial(s)"
         return Change(name, "narrow", spec, why)

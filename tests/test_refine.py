@@ -51,7 +51,7 @@ def test_best_on_a_bound_widens_it_and_a_negligible_parameter_is_fixed(tmp_path)
     assert by_name["x"].spec["low"] > 0.0  # and narrowed from below, around the best quarter
     assert by_name["noise"].kind == "fix"
     text = path.read_text()
-    assert "# x: widened from [0, 1]" in text and "upper bound 1" in text
+    assert "# x: moved from [0, 1]" in text and "upper bound 1" in text  # past one bound, narrowed below
     assert "# noise: fixed at the best trial's value" in text
     refined = load_config(path)  # the real loader: a valid config
     assert refined.sweep_name == "coarse-refined"

@@ -511,3 +511,7 @@ def test_the_kubernetes_backend_example_is_a_valid_backend_config():
     sweep = yaml.safe_load((EXAMPLES / "k8s" / "sweep-on-kubernetes.yaml").read_text())
     assert sweep["backend"] == "kubernetes"
     assert sweep["backend_config"] == "backend_config.json"
+    from mlflow_sweeper.config import load_config
+
+    loaded = load_config(EXAMPLES / "k8s" / "sweep-on-kubernetes.yaml")  # a config that loads, as is
+    assert loaded.algorithm == "tpe" and loaded.backend == "kubernetes"
