@@ -285,6 +285,7 @@ def test_trial_failing_every_attempt_fails_for_good_with_summary(tmp_path):
     lines = [line for line in summary.splitlines() if str(log) in line]
     assert lines, f"the summary does not give the log path {log}:\n{result.stderr}"
     assert "'behave': 'fail'" in lines[0] or "behave=fail" in lines[0], lines[0]
+    assert "--retry-failed` runs them again" in summary  # and how to run them again
 
     parents = parent_runs(mlflow)
     assert len(parents) == 1 and parents[0].info.status == "FINISHED"

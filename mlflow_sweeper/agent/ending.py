@@ -63,5 +63,7 @@ class SweepEnd:
             console.event(
                 f"{len(result.failed_for_good)} trial(s) failed after all retries:\n  "
                 + "\n  ".join(result.failed_for_good)
+                + f"\n  once fixed, `mlflow-sweeper sweep {self.parts.config.path} --retry-failed` "
+                "runs them again"
             )
         return result
