@@ -71,6 +71,7 @@ def restore(artifact_path: str = "checkpoints", dst: str | None = None) -> str |
     run_id = resume_run_id()
     if not run_id:
         return None
+    from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient()
@@ -79,11 +80,12 @@ def restore(artifact_path: str = "checkpoints", dst: str | None = None) -> str |
         if not run_id or run_id in seen:
             return None
         seen.add(run_id)
+        try:
+            earlier = client.get_run(run_id)
+        except MlflowException:  # the earlier run is gone (purged since): nothing to restore
+            return None
         if client.list_artifacts(run_id, artifact_path):
             target = dst or _scratch_dir()
             return client.download_artifacts(run_id, artifact_path, target)
-        try:
-            run_id = client.get_run(run_id).data.tags.get(RESUMED_FROM_TAG)
-        except Exception:  # noqa: BLE001 - the earlier run is gone
-            return None
+        run_id = earlier.data.tags.get(RESUMED_FROM_TAG)
     return None

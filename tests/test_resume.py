@@ -112,3 +112,15 @@ def test_a_sweep_resumed_after_ctrl_c_continues_the_interrupted_trial(tmp_path):
     again = resumed_start(record, running["pid"])
     assert again["start_epoch"] >= reached + 1 > 0
     assert again["resume"] == running["run_id"]
+
+
+def test_restore_of_an_earlier_run_purged_since_is_none(tmp_path, monkeypatch):
+    """`SWEEPER_RESUME_RUN_ID` names a run `mlflow gc` purged since: nothing to restore, and the
+    trial starts from scratch instead of failing every attempt."""
+    from conftest import with_empty_mlflow_store
+
+    from mlflow_sweeper.resume import restore
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{with_empty_mlflow_store(tmp_path) / 'mlflow.db'}")
+    monkeypatch.setenv("SWEEPER_RESUME_RUN_ID", "0" * 32)
+    assert restore("checkpoints", str(tmp_path / "into")) is None
