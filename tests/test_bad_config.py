@@ -217,6 +217,11 @@ CASES = {
     ),
     "neither-entry_point-nor-command": Case(keys(command=None), "command", ("entry_point",)),
     "empty-command": Case(keys(command=""), "command"),
+    "one-database-for-both-storages": Case(
+        keys(optuna_storage="sqlite:///same.db", mlflow_storage="sqlite:///same.db"),
+        "mlflow_storage",
+        ("optuna_storage",),
+    ),
     "conditional-placeholder-sharing-an-argument": Case(
         keys(
             command="python t.py --cfg={opt},{mom}",

@@ -22,6 +22,7 @@ from ..expansion import expand_config, hidden_values
 from ..hints import did_you_mean
 from ..pruning import EarlyStopping, parse_early_stopping
 from ..search.algorithms import OWN_KEYS, algorithm_class, check_own_keys, rehearse
+from ..storages.urls import same_database
 from .checks import Where
 from .model import SweepConfig
 from .objective import Objective
@@ -231,6 +232,17 @@ def _check_placeholders(values: Values, config: SweepConfig) -> None:
             raise ConfigProblem("command", problem)
 
 
+def _check_separate_stores(config: SweepConfig) -> None:
+    """Optuna and MLflow each keep their schema's version in a table of the same name: one
+    database cannot hold both (MLflow would fail to open it, after Optuna wrote its study)."""
+    if config.mlflow_storage and same_database(config.optuna_storage, config.mlflow_storage):
+        raise ConfigProblem(
+            "mlflow_storage",
+            "is the same database as optuna_storage; Optuna and MLflow each need a database of "
+            "their own (e.g. sqlite:///optuna.db and sqlite:///mlflow.db, or two PostgreSQL databases)",
+        )
+
+
 def _check_hidden_values(config: SweepConfig) -> None:
     """A backend other than the local one is handed its parameters by MLflow Projects, which
     records them on the run: a value from `${VAR}` would be written there as it is."""
@@ -278,6 +290,7 @@ def load_config(path_text: str | os.PathLike[str]) -> SweepConfig:
             hidden=hidden,
         )
         _check_placeholders(values, config)
+        _check_separate_stores(config)
         _check_hidden_values(config)
         _check_register(config)
         algorithm_class(config.algorithm).check_objective(config.objective)

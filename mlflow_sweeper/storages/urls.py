@@ -59,3 +59,14 @@ def mask(url: str) -> str:
     from ..secrets import redact
 
     return redact(url)
+
+
+def same_database(first: str, second: str) -> bool:
+    """Do two storage URLs name one database (the driver and the query aside)? Optuna and MLflow
+    both keep an `alembic_version` table: they cannot share one."""
+    a, b = parse(first), parse(second)
+    if not a.scheme or a.scheme != b.scheme:
+        return False
+    if a.path or b.path:
+        return a.path is not None and b.path is not None and Path(a.path).resolve() == Path(b.path).resolve()
+    return a.rest.partition("?")[0].rstrip("/") == b.rest.partition("?")[0].rstrip("/")
