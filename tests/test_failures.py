@@ -526,7 +526,6 @@ def test_interrupt_cancels_trials_and_resume_completes_every_point(tmp_path, age
     assert lock_files(tmp_path) == []
 
 
-@pytest.mark.extended
 def test_second_interrupt_exits_at_once(tmp_path, agents):
     record, go = tmp_path / "records.jsonl", tmp_path / "go"
     # The trial ignores SIGTERM: cancelling it takes the launcher's grace period before SIGKILL,
@@ -535,6 +534,7 @@ def test_second_interrupt_exits_at_once(tmp_path, agents):
         tmp_path,
         parameters={"x": [1], "y": [10], "behave": f"stubborn:{go}", "record": str(record)},
         stale_after=3,
+        max_retries=0,  # quitting at once must not use up the point's one attempt
     )
     agent = agents.start(config)
     agents.wait_records(record, 1, agent)
@@ -559,6 +559,7 @@ def test_second_interrupt_exits_at_once(tmp_path, agents):
     go.touch()
     result = run_cli("sweep", config, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
+    assert "reclaimed: interrupted (Ctrl-C twice)" in result.stderr, result.stderr
     assert_settled(mlflow_uri(tmp_path), optuna_uri(tmp_path), [(1, 10)])
     assert lock_files(tmp_path) == []
 

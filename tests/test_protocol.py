@@ -505,6 +505,31 @@ def test_completing_a_trial_is_not_refused_for_an_unreplayed_write_of_another_ca
         study.complete(theirs, 0.7)
 
 
+def test_a_trial_whose_agent_quit_at_a_second_ctrl_c_is_rerun_as_the_same_attempt(tmp_path):
+    """A second Ctrl-C leaves at once, its trials RUNNING; they say so first. The agent that
+    reclaims them re-queues each as interrupted: the same attempt, even with no retries left."""
+    data = {
+        "experiment": "exp", "sweep_name": "s", "command": "true", "parameters": {"x": [1, 2]},
+        "optuna_storage": f"sqlite:///{tmp_path / 'optuna.db'}",
+        "mlflow_storage": f"sqlite:///{tmp_path / 'mlflow.db'}", "max_retries": 0,
+    }  # fmt: skip
+    (tmp_path / "sweep.yaml").write_text(yaml.safe_dump(data))
+    config = load_config(tmp_path / "sweep.yaml")
+    quitting, other = (
+        SweepStudy(open_optuna_storage(config.optuna_storage), config, PointSource(config), agent_id())
+        for _ in range(2)
+    )
+    quitting.create_or_find()
+    work = quitting.claim()
+    quitting.mark_quit([work.trial_id])
+    other.create_or_find()
+    ((trial, why, requeued),) = other.reclaim_stale(set())
+    assert why.startswith("interrupted") and requeued
+    assert other.failed_for_good(other.trials()) == []  # nothing failed
+    (again,) = [t for t in other.trials() if t.state == TrialState.WAITING]
+    assert int(again.system_attrs[ATTEMPT]) == work.attempt and dict(again.params) == work.params
+
+
 def test_an_agent_refuses_a_sweep_whose_claims_ledger_was_deleted(tmp_path):
     """optuna-dashboard lists `<sweep>#claims` with a delete button. Deleted after the sweep's
     trials began, a new agent would hand out every point again: it refuses (exit 2), also once

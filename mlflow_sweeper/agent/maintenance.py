@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable
 
 from ..coordination import SweepStudy
+from ..coordination.names import QUIT
 from ..launch import trial_log_name
 from ..launch.process import kill_tree, orphaned_trial
 from ..progress import Reporter
@@ -78,7 +79,7 @@ class Maintenance:
             for pid in left_running:
                 kill_tree(pid)  # no point runs twice at once on this host
             scrub(self.study.config.log_dir / trial_log_name(trial.number))  # its dead agent never did
-            self.recorder.kill_run(run_id, "FAILED")
+            self.recorder.kill_run(run_id, "KILLED" if trial.system_attrs.get(QUIT) else "FAILED")
         for slot in self.study.release_stale_claims():
             self.console.event(f"slot {slot} released: its agent died while claiming it")
 

@@ -42,6 +42,7 @@ class SweepSession:
         )
         self.end = SweepEnd(parts)
         self.workers = WorkerPool(parts, n_jobs, self.starts, TrialContext.of(parts, self.failures), self.end)
+        parts.stop.on_quit(lambda: parts.study.mark_quit(self.workers.running_trial_ids()))
         self.done = threading.Event()  # set when the workers are gone: maintenance stops
 
     # ---- the session -----------------------------------------------------------------------------

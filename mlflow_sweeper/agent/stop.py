@@ -5,9 +5,10 @@ whether workers are running, since only then is there anything to cancel cleanly
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from ..launch import kill_tree
@@ -18,6 +19,7 @@ class StopSignal:
         self._event = threading.Event()
         self._pids: set[int] = set()
         self._lock = threading.Lock()  # guards _pids
+        self._on_quit: list[Callable[[], None]] = []
         self.set_at: float | None = None  # time.monotonic() when the agent was told to stop
         self.workers_active = False  # set while workers run: Ctrl-C then cancels them cleanly
 
@@ -51,8 +53,15 @@ class StopSignal:
         with self._lock:
             self._pids.discard(pid)  # type: ignore[arg-type]
 
+    def on_quit(self, note: Callable[[], None]) -> None:
+        """What to write before quitting at once (a second Ctrl-C): kept short, one try."""
+        self._on_quit.append(note)
+
     def kill_trials(self) -> None:
-        """Kill every tracked trial's process tree at once (a second Ctrl-C)."""
+        """Kill every tracked trial's process tree at once (a second Ctrl-C), after noting it."""
+        for note in list(self._on_quit):
+            with contextlib.suppress(Exception):  # quitting goes on
+                note()
         with self._lock:
             pids = list(self._pids)
         for pid in pids:

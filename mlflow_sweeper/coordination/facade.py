@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 from collections.abc import Callable, Iterable
 
@@ -21,7 +22,7 @@ from .identity import SweepIdentity, direction_of
 from .ledger import ClaimsLedger
 from .lifecycle import TrialLifecycle, warm_slots
 from .liveness import Heartbeat, fail_stale_trials
-from .names import ACTIVE, INFEASIBLE, SLOT, WAITING, WARM_ATTR, claims_study_name
+from .names import ACTIVE, INFEASIBLE, QUIT, SLOT, WAITING, WARM_ATTR, claims_study_name
 from .policy import RetryPolicy
 from .restart import NO_HOOKS, StartedOver, StartOverHooks
 from .store import RetryingStorage, find_study, read_trials, scores_trials
@@ -205,6 +206,13 @@ class SweepStudy:
     def mark_infeasible(self, work: Work, reason: str) -> None:
         """Before the trial is failed: its point cannot run (a result, not a failure)."""
         self.store.set_trial_user_attr(work.trial_id, INFEASIBLE, redact(reason))
+
+    def mark_quit(self, trial_ids: Iterable[int]) -> None:
+        """This agent quits at once (a second Ctrl-C): its running trials say so, for the agent
+        that reclaims them. One try each, no retry: the user asked to leave now."""
+        for trial_id in trial_ids:  # failing, it is reclaimed as a dead agent's
+            with contextlib.suppress(Exception):
+                self.store.raw.set_trial_system_attr(trial_id, QUIT, True)
 
     def requeue_trial(self, trial: FrozenTrial, afresh: bool = False) -> None:
         self.lifecycle.requeue_trial(trial, afresh)

@@ -23,7 +23,7 @@ from ..search.algorithms import PointSource
 from .creation import TrialFactory, Work
 from .ledger import ClaimsLedger
 from .liveness import Heartbeat
-from .names import NO_RETRY, REPLACES_RUN, RUN_ATTR, SLOT, TARGET_REACHED, WAITING, WARM_SLOTS
+from .names import NO_RETRY, QUIT, REPLACES_RUN, RUN_ATTR, SLOT, TARGET_REACHED, WAITING, WARM_SLOTS
 from .policy import RetryPolicy, attempt_of, first_attempt_of
 from .store import RetryingStorage, finish, set_reason, stored_values, take
 
@@ -251,8 +251,20 @@ class TrialLifecycle:
         )
 
     def requeue_if_allowed(self, trial: FrozenTrial) -> bool:
-        """Re-queue a reclaimed trial's point when it has attempts left; True if re-queued."""
-        if SLOT not in trial.system_attrs or not self.policy.may_retry_trial(trial):
+        """Re-queue a reclaimed trial's point when it has attempts left; True if re-queued. One
+        its agent quit at once (a second Ctrl-C) was interrupted: the same attempt again."""
+        if SLOT not in trial.system_attrs:
+            return False
+        if trial.system_attrs.get(QUIT):
+            self.factory.queue_rerun(
+                dict(trial.params),
+                int(trial.system_attrs[SLOT]),
+                attempt_of(trial),
+                trial.user_attrs.get(RUN_ATTR),
+                first_attempt_of(trial),
+            )
+            return True
+        if not self.policy.may_retry_trial(trial):
             return False
         self.requeue_trial(trial)
         return True

@@ -19,8 +19,9 @@ from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import FrozenTrial, TrialState
 
 from .. import compat
-from .names import AGENT, HEARTBEAT, STALE_AFTER
+from .names import AGENT, HEARTBEAT, QUIT, STALE_AFTER
 from .store import RetryingStorage, finish, set_reason
+from .tallies import INTERRUPTED_PREFIX
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +91,8 @@ class Heartbeat:
     def why_stale(self, trial: FrozenTrial, now: float) -> str | None:
         """Why a RUNNING trial's owner counts as gone, or None while it is alive."""
         owner = str(trial.system_attrs.get(AGENT, ""))
+        if trial.system_attrs.get(QUIT):
+            return f"{INTERRUPTED_PREFIX} (Ctrl-C twice): its agent {owner} quit at once"
         beat = trial.system_attrs.get(HEARTBEAT)
         if beat is None and trial.datetime_start is not None:
             beat = trial.datetime_start.timestamp()

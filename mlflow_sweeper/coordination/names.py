@@ -33,6 +33,9 @@ ATTEMPT = "sweeper:attempt"
 FIRST_ATTEMPT = "sweeper:first_attempt"  # the attempt that opened a point's fresh set of attempts
 AGENT = "sweeper:agent"
 HEARTBEAT = "sweeper:heartbeat"
+# Set on its running trials by an agent quitting at once (a second Ctrl-C): reclaimed at once as
+# interrupted, their points re-queued without counting an attempt.
+QUIT = "sweeper:quit"
 STALE_AFTER = "sweeper:stale_after"
 REPLACES_RUN = "sweeper:replaces_run"
 NO_RETRY = "sweeper:no_retry"  # failed on purpose without a retry (infeasible, a missing metric)
