@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import signal
 import sys
 import traceback
 
@@ -12,7 +13,6 @@ import click
 
 from .errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USAGE, SweeperError
 from .secrets import RedactingFilter, RedactingStream, redact, remember_environment
-from .tracking_store import remember_user_tracking_uri
 
 CONTEXT = {"help_option_names": ["-h", "--help"]}
 
@@ -72,11 +72,27 @@ def _guarded(action) -> None:
     sys.exit(code or 0)
 
 
-@click.group(context_settings=CONTEXT)
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
+class _Commands(click.Group):
+    """Ctrl-C or SIGTERM before a command handles them (while MLflow is imported, say) is an
+    interruption too: exit 130, not click's "Aborted!" (exit 1) or the signal's own 143."""
+
+    def invoke(self, ctx: click.Context):
+        signal.signal(signal.SIGTERM, _interrupt)  # as Ctrl-C, until the agent sets its own
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt:
+            click.echo("mlflow-sweeper: interrupted", err=True)
+            sys.exit(EXIT_INTERRUPTED)
+
+
+@click.group(cls=_Commands, context_settings=CONTEXT)
 @click.version_option(package_name="mlflow-sweeper")
 def main() -> None:
     """Optuna-driven hyperparameter sweeps whose trials are nested MLflow runs."""
-    remember_user_tracking_uri()
     _redact_console()
     _setup_logging(click.get_current_context().invoked_subcommand not in WITHOUT_MLFLOW_AT_START)
 

@@ -21,19 +21,21 @@ RECORD_WAIT_SECONDS = 60.0  # how long a joining agent waits for the creator's r
 _PASSWORD = re.compile(r"(://[^:/@]*):[^@/]*@")
 
 
-_USER_TRACKING_URI: list[str | None] = []  # MLFLOW_TRACKING_URI as the process was given it
+# The stores this process made MLflow's current, each with what MLFLOW_TRACKING_URI held for the
+# user before: MLflow's `set_tracking_uri` sets that variable too.
+_SET_BY_SWEEPER: dict[str, str | None] = {}
 
 
-def remember_user_tracking_uri() -> None:
-    """Keep MLFLOW_TRACKING_URI as the user (or `mlflow run`) set it, before anything opens a
-    store: MLflow's `set_tracking_uri` sets that variable too, to the store of the sweep opened."""
-    if not _USER_TRACKING_URI:
-        _USER_TRACKING_URI.append(os.environ.get("MLFLOW_TRACKING_URI") or None)
+def made_current(uri: str, user: str | None) -> None:
+    """MLflow's `set_tracking_uri(uri)` was called; `user`: `user_tracking_uri()` just before."""
+    _SET_BY_SWEEPER[uri] = user
 
 
 def user_tracking_uri() -> str | None:
-    """MLFLOW_TRACKING_URI as given to this process (under `mlflow run`, its own run's store)."""
-    return _USER_TRACKING_URI[0] if _USER_TRACKING_URI else os.environ.get("MLFLOW_TRACKING_URI") or None
+    """MLFLOW_TRACKING_URI as the user (or `mlflow run`, for its own run) set it, not as MLflow
+    set it when this process opened a sweep's store."""
+    current = os.environ.get("MLFLOW_TRACKING_URI") or None
+    return _SET_BY_SWEEPER.get(current, current) if current is not None else None
 
 
 def explicit_tracking_uri(config: Any) -> str | None:

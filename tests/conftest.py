@@ -29,6 +29,7 @@ REQUIRE_SERVERS = os.environ.get("MLFLOW_SWEEPER_REQUIRE_SERVERS") == "1"
 # sweep) a second time at the lowest MLflow and Optuna versions pyproject.toml declares.
 IN_PROCESS_MODULES = {
     "test_algorithms.py",
+    "test_cli_interrupt.py",
     "test_command_line.py",
     "test_companions.py",
     "test_compat.py",

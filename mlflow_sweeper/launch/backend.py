@@ -55,7 +55,11 @@ class BackendLauncher(Launcher):
         import mlflow
 
         # MLflow Projects creates the run in the process-wide tracking store: make it the sweep's.
-        mlflow.set_tracking_uri(self.tracking_uri)
+        from ..tracking_store import made_current, user_tracking_uri
+
+        user = user_tracking_uri()
+        mlflow.set_tracking_uri(self.tracking_uri)  # which sets MLFLOW_TRACKING_URI as well
+        made_current(self.tracking_uri, user)
 
     def launch(self, request: TrialRequest) -> TrialHandle:
         import mlflow.projects

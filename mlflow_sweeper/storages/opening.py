@@ -104,7 +104,11 @@ def open_mlflow_tracking(url: str, pool: Pool | None = None, application: str | 
     )
     if application:
         name_connections(sql_engine(client), application)
-    mlflow.set_tracking_uri(url)
+    from ..tracking_store import made_current, user_tracking_uri
+
+    user = user_tracking_uri()
+    mlflow.set_tracking_uri(url)  # which sets MLFLOW_TRACKING_URI as well
+    made_current(url, user)
     if fitted and sql_engine(client) is not None:  # a database store, on the fitted pool
         return BoundedClient(client, mlflow_pool_in_effect())
     return client
