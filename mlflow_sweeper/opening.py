@@ -158,11 +158,11 @@ def _agreed_store(config: SweepConfig, study: SweepStudy, created: bool, uri: st
 
 def _check_recorded_parent(study: SweepStudy, client) -> None:
     """Refuse (exit 2) a found sweep whose recorded parent run is not in this MLflow store
-    (`client`; None: a store that does not exist yet), before anything is written to it."""
-    from .record.parent import parent_state
+    (`client`; None: a store that cannot hold it), by a read, before anything is written."""
+    from .record.parent import run_exists
 
     parent = study.parent_run_id()
-    if parent is not None and (client is None or parent_state(client, parent) == "missing"):
+    if parent is not None and (client is None or not run_exists(client, parent)):
         raise parent_not_here(study.config, parent)
 
 
@@ -265,9 +265,8 @@ def check_before_running(config: SweepConfig) -> None:
     if opened.study is None:
         return
     opened.study.identity.check_not_refused()
-    parent = opened.parent_id
-    if parent is not None and (opened.recorder is None or not opened.recorder.parent.holds(parent)):
-        raise parent_not_here(config, parent)
+    recorder = opened.recorder  # None: a store that does not exist, or holds no such experiment
+    _check_recorded_parent(opened.study, recorder.client if recorder is not None else None)
 
 
 def _find_only(config: SweepConfig) -> OpenSweep:

@@ -26,8 +26,13 @@ _PASSWORD = re.compile(r"(://[^:/@]*):[^@/]*@")
 _SET_BY_SWEEPER: dict[str, str | None] = {}
 
 
-def made_current(uri: str, user: str | None) -> None:
-    """MLflow's `set_tracking_uri(uri)` was called; `user`: `user_tracking_uri()` just before."""
+def make_current(uri: str) -> None:
+    """Make `uri` MLflow's current tracking store (MLflow Projects creates runs there), keeping
+    what MLFLOW_TRACKING_URI held for the user: MLflow's `set_tracking_uri` sets it too."""
+    import mlflow
+
+    user = user_tracking_uri()
+    mlflow.set_tracking_uri(uri)
     _SET_BY_SWEEPER[uri] = user
 
 

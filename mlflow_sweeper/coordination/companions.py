@@ -10,8 +10,9 @@ from __future__ import annotations
 import optuna
 from optuna.exceptions import DuplicatedStudyError
 
-from .names import COMPANION_OF_ATTR, PURPOSE_ATTR, companion_purpose
-from .store import RetryingStorage
+from ..errors import StorageError
+from .names import COMPANION_OF_ATTR, PURPOSE_ATTR, SLOT, WARM_ATTR, claims_study_name, companion_purpose
+from .store import RetryingStorage, find_study
 
 
 def ensure_companion(store: RetryingStorage, name: str, identity: str) -> int:
@@ -49,6 +50,20 @@ def gone_message(identity: str, missing: list[str], when: str = "while this agen
         "running each point exactly once. Delete the rest with `mlflow-sweeper delete CONFIG` and "
         "run the sweep again"
     )
+
+
+def refuse_a_lost_ledger(store: RetryingStorage, identity: str, study_id: int) -> None:
+    """A sweep whose claims ledger was deleted after its trials began would hand out every point
+    again: refused (exit 2). The ledger is missing, or empty (made again since, by `status`):
+    every trial of the sweep's own came from a claim, made after the ledger (earlier results
+    entered do not count)."""
+    ledger = claims_study_name(identity)
+    found = find_study(store, ledger)
+    if found is not None and store.get_n_trials(found) > 0:
+        return
+    trials = store.get_all_trials(study_id, deepcopy=False)
+    if any(SLOT in t.system_attrs and WARM_ATTR not in t.user_attrs for t in trials):
+        raise StorageError(gone_message(identity, [ledger], "before this agent started"))
 
 
 def missing_companion_lines(missing: list[str]) -> list[str]:

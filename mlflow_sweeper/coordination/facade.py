@@ -11,21 +11,20 @@ from optuna.trial import FrozenTrial, TrialState
 
 from .. import compat
 from ..config import SweepConfig
-from ..errors import StorageError
 from ..search.algorithms import PointSource
 from ..secrets import redact
 from . import tallies
 from .closing import CloseElection
-from .companions import ensure_companion, gone_message, missing_studies
+from .companions import ensure_companion, missing_studies, refuse_a_lost_ledger
 from .creation import Work
 from .identity import SweepIdentity, direction_of
 from .ledger import ClaimsLedger
 from .lifecycle import TrialLifecycle, warm_slots
 from .liveness import Heartbeat, fail_stale_trials
-from .names import ACTIVE, INFEASIBLE, QUIT, SLOT, WAITING, WARM_ATTR, claims_study_name
+from .names import ACTIVE, INFEASIBLE, QUIT, WAITING, claims_study_name
 from .policy import RetryPolicy
 from .restart import NO_HOOKS, StartedOver, StartOverHooks
-from .store import RetryingStorage, find_study, read_trials, scores_trials
+from .store import RetryingStorage, read_trials, scores_trials
 from .tallies import Progress
 
 
@@ -108,7 +107,7 @@ class SweepStudy:
         """Create the study now (True) or find it; `create_or_attach` then goes on from here."""
         created = self.identity.create_or_find(first_records)
         if not created:
-            self._refuse_a_lost_ledger()
+            refuse_a_lost_ledger(self.store, self.config.identity, self.identity.study_id)
         self._attach()
         return created
 
@@ -116,25 +115,12 @@ class SweepStudy:
         """Create the sweep or join it; returns the parent run id (exactly one per sweep)."""
         created = self.identity.create_or_find()
         if not created:
-            self._refuse_a_lost_ledger()
+            refuse_a_lost_ledger(self.store, self.config.identity, self.identity.study_id)
             self.identity.check_drift()
         self._attach()
         if created:
             return self.identity.record_parent(create_parent())
         return self.identity.wait_for_parent(create_parent, parent_state)
-
-    def _refuse_a_lost_ledger(self) -> None:
-        """A sweep whose claims ledger was deleted (optuna-dashboard lists it, with a delete
-        button) after its trials began would hand out every point again: refused (exit 2). The
-        ledger is missing, or empty (made again since, by `status`): every trial of the sweep's
-        own came from a claim, made after the ledger (earlier results entered do not count)."""
-        ledger = claims_study_name(self.config.identity)
-        found = find_study(self.store, ledger)
-        if found is not None and self.store.get_n_trials(found) > 0:
-            return
-        trials = self.store.get_all_trials(self.identity.study_id, deepcopy=False)
-        if any(SLOT in t.system_attrs and WARM_ATTR not in t.user_attrs for t in trials):
-            raise StorageError(gone_message(self.config.identity, [ledger], "before this agent started"))
 
     def _attach(self) -> None:
         self.lifecycle.attach(self.identity.study_id)

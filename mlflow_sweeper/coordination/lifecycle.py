@@ -238,10 +238,11 @@ class TrialLifecycle:
         finish(self.store, work.trial_id, TrialState.FAIL)
         return requeued
 
-    def requeue_trial(self, trial: FrozenTrial, afresh: bool = False) -> None:
+    def requeue_trial(self, trial: FrozenTrial, afresh: bool = False, again: bool = False) -> None:
         """Queue the next attempt of a failed trial's point; `afresh`: with a fresh set of attempts
-        (a point failed for good), numbered on from the attempts it spent."""
-        attempt = attempt_of(trial) + 1
+        (a point failed for good), numbered on from the attempts it spent; `again`: the same
+        attempt once more (it was interrupted, not failed)."""
+        attempt = attempt_of(trial) + (0 if again else 1)
         self.factory.queue_rerun(
             dict(trial.params),
             int(trial.system_attrs[SLOT]),
@@ -256,13 +257,7 @@ class TrialLifecycle:
         if SLOT not in trial.system_attrs:
             return False
         if trial.system_attrs.get(QUIT):
-            self.factory.queue_rerun(
-                dict(trial.params),
-                int(trial.system_attrs[SLOT]),
-                attempt_of(trial),
-                trial.user_attrs.get(RUN_ATTR),
-                first_attempt_of(trial),
-            )
+            self.requeue_trial(trial, again=True)
             return True
         if not self.policy.may_retry_trial(trial):
             return False

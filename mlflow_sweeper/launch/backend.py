@@ -52,14 +52,10 @@ class SubmittedRunHandle(TrialHandle):
 
 class BackendLauncher(Launcher):
     def prepare(self) -> None:
-        import mlflow
+        from ..tracking_store import make_current
 
         # MLflow Projects creates the run in the process-wide tracking store: make it the sweep's.
-        from ..tracking_store import made_current, user_tracking_uri
-
-        user = user_tracking_uri()
-        mlflow.set_tracking_uri(self.tracking_uri)  # which sets MLFLOW_TRACKING_URI as well
-        made_current(self.tracking_uri, user)
+        make_current(self.tracking_uri)
 
     def launch(self, request: TrialRequest) -> TrialHandle:
         import mlflow.projects

@@ -39,6 +39,17 @@ def _not_found(exc: MlflowException) -> bool:
     return "RESOURCE_DOES_NOT_EXIST" in str(exc.error_code) or "not found" in str(exc).lower()
 
 
+def run_exists(client: MlflowClient, run_id: str) -> bool:
+    """Is the run in this store (deleted or not)? A read only."""
+    try:
+        client.get_run(run_id)
+    except MlflowException as exc:
+        if _not_found(exc):
+            return False
+        raise
+    return True
+
+
 def parent_state(client: MlflowClient, run_id: str) -> str:
     """'ok' or 'missing'; a parent deleted in the UI is restored, since the sweep lives on."""
     try:
@@ -75,16 +86,6 @@ class ParentRun:
 
     def state(self, run_id: str) -> str:
         return parent_state(self.client, run_id)
-
-    def holds(self, run_id: str) -> bool:
-        """Is the run in this store (deleted or not)? A read only."""
-        try:
-            self.client.get_run(run_id)
-        except MlflowException as exc:
-            if _not_found(exc):
-                return False
-            raise
-        return True
 
     def set_status(self, parent_id: str, finished: bool) -> None:
         run = retry(lambda: self.client.get_run(parent_id), "parent")

@@ -90,9 +90,8 @@ def open_mlflow_tracking(url: str, pool: Pool | None = None, application: str | 
     sizes a database store's connection pool (MLflow reads it when the store is created);
     `application` names its PostgreSQL connections.
     """
-    import mlflow
-
     from ..compat import sql_engine
+    from ..tracking_store import make_current
 
     url = with_sqlite_timeout(url)
     kind = mlflow_kind(url)
@@ -104,11 +103,7 @@ def open_mlflow_tracking(url: str, pool: Pool | None = None, application: str | 
     )
     if application:
         name_connections(sql_engine(client), application)
-    from ..tracking_store import made_current, user_tracking_uri
-
-    user = user_tracking_uri()
-    mlflow.set_tracking_uri(url)  # which sets MLFLOW_TRACKING_URI as well
-    made_current(url, user)
+    make_current(url)
     if fitted and sql_engine(client) is not None:  # a database store, on the fitted pool
         return BoundedClient(client, mlflow_pool_in_effect())
     return client
