@@ -12,6 +12,7 @@ import traceback
 import click
 
 from .errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USAGE, SweeperError
+from .hangup import on_hangup
 from .secrets import RedactingFilter, RedactingStream, redact, remember_environment
 
 CONTEXT = {"help_option_names": ["-h", "--help"]}
@@ -82,6 +83,7 @@ class _Commands(click.Group):
 
     def invoke(self, ctx: click.Context):
         signal.signal(signal.SIGTERM, _interrupt)  # as Ctrl-C, until the agent sets its own
+        on_hangup(_interrupt)  # a closed terminal too, unless `nohup` ignores it
         try:
             return super().invoke(ctx)
         except KeyboardInterrupt:

@@ -13,6 +13,7 @@ sweep resumes with the very same config, and the test creates the file before re
 from __future__ import annotations
 
 import contextlib
+import os
 import re
 import shlex
 import signal
@@ -393,6 +394,35 @@ def test_killed_agent_on_same_host_is_recognised_without_waiting_stale_after(tmp
     assert lock_files(tmp_path) == []
 
 
+def test_a_killed_agents_trials_that_finished_meanwhile_are_adopted_not_run_again(tmp_path, agents):
+    """SIGKILL leaves the agent's trials running (sessions of their own). Those that end well
+    before another agent reclaims them have FINISHED runs holding their metric, though Optuna was
+    never told: the next agent keeps those results instead of running the points again."""
+    record, go = tmp_path / "records.jsonl", tmp_path / "go"
+    config = write_config(tmp_path, parameters={**GRID, "behave": f"block:{go}", "record": str(record)})
+    killed = _kill_agent_mid_trial(agents, config, record, trials_too=False)
+    orphans = [psutil.Process(line["pid"]) for line in killed]
+    go.touch()
+    assert wait_gone(orphans, timeout=60) == []
+
+    mlflow, optuna = mlflow_uri(tmp_path), optuna_uri(tmp_path)
+    assert Counter(t.state.name for t in optuna_trials(optuna)) == {"RUNNING": 2}
+    second = agents.start(config, "-j", "2")
+    code = agents.wait(second)
+    text = agents.output(second)
+    assert code == 0, text
+
+    assert_settled(mlflow, optuna, POINTS)
+    assert len(read_records(record)) == 2, "a point ran again"
+    trials = optuna_trials(optuna)
+    assert sorted((t.state.name, t.value) for t in trials) == [("COMPLETE", 11.0), ("COMPLETE", 12.0)]
+    assert {r.info.run_id for r in trial_runs(mlflow)} == {line["run_id"] for line in killed}
+    assert text.count("its run had finished: its result is kept") == 2, text
+    (parent,) = parent_runs(mlflow)
+    assert parent.data.metrics["score"] == 12.0  # the best of the adopted results is on the parent
+    assert lock_files(tmp_path) == []
+
+
 @pytest.mark.extended
 def test_a_sweep_deleted_while_its_agent_runs_stops_the_agent_with_one_message(tmp_path, agents):
     record, go = tmp_path / "records.jsonl", tmp_path / "go"
@@ -524,6 +554,79 @@ def test_interrupt_cancels_trials_and_resume_completes_every_point(tmp_path, age
     for line in resumed:
         assert_replaced(mlflow, killed[point(line["params"])], line["run_id"])
     assert lock_files(tmp_path) == []
+
+
+def _agent_in_a_terminal(config: Path, cwd: Path) -> tuple[subprocess.Popen, int, bytearray]:
+    """An agent whose controlling terminal is a pseudo-terminal, as in an ssh session: closing the
+    returned master end hangs the terminal up (the kernel sends the agent SIGHUP). What the agent
+    writes to it is read off as it comes, as a terminal would."""
+    import fcntl
+    import pty
+    import termios
+    import threading
+
+    from conftest import cli_env
+    from forked_cli import command
+
+    master, slave = pty.openpty()
+    proc = subprocess.Popen(
+        command(("sweep", config, "-j", "2")), cwd=cwd, env=cli_env(),
+        stdin=slave, stdout=slave, stderr=slave, start_new_session=True,
+        preexec_fn=lambda: fcntl.ioctl(0, termios.TIOCSCTTY, 0),
+    )  # fmt: skip
+    os.close(slave)
+    shown = bytearray()
+
+    def read() -> None:
+        with contextlib.suppress(OSError):
+            while chunk := os.read(master, 65536):
+                shown.extend(chunk)
+
+    threading.Thread(target=read, daemon=True).start()
+    return proc, master, shown
+
+
+def test_a_closed_terminal_stops_the_agent_as_ctrl_c_does(tmp_path, agents):
+    """The terminal is closed (an ssh session lost): the agent cancels its trials, which would
+    otherwise run on without it in their own sessions, and their points wait for the resume."""
+    record, go = tmp_path / "records.jsonl", tmp_path / "go"
+    config = write_config(tmp_path, parameters={**GRID, "behave": f"block:{go}", "record": str(record)})
+    agent, terminal, shown = _agent_in_a_terminal(config, tmp_path)
+    try:
+        deadline = time.monotonic() + 150
+        while len(read_records(record)) < 2:
+            assert agent.poll() is None and time.monotonic() < deadline, shown.decode(errors="replace")
+            time.sleep(0.1)
+        trials = [psutil.Process(line["pid"]) for line in read_records(record)]
+    finally:
+        os.close(terminal)  # the hang-up
+    try:
+        code = agent.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        agent.kill()
+        pytest.fail(f"the agent did not exit within 60 s of the hang-up:\n{shown.decode(errors='replace')}")
+    assert code == 130, shown.decode(errors="replace")
+    assert wait_gone(trials) == [], "its trials run on without it"
+
+    mlflow, optuna = mlflow_uri(tmp_path), optuna_uri(tmp_path)
+    assert {r.info.status for r in trial_runs(mlflow)} == {"KILLED"}
+    states = sorted((point(t.params), t.state.name) for t in optuna_trials(optuna))
+    assert [state for _, state in states if state != "FAIL"] == ["WAITING", "WAITING"], states
+    assert lock_files(tmp_path) == []
+
+
+def test_an_agent_started_with_nohup_runs_on_after_a_hang_up(tmp_path, agents):
+    record, go = tmp_path / "records.jsonl", tmp_path / "go"
+    config = write_config(tmp_path, parameters={**GRID, "behave": f"block:{go}", "record": str(record)})
+    agent = agents.start(config, "-j", "2", prefix=("nohup",))
+    agents.wait_records(record, 2, agent)
+    agent.send_signal(signal.SIGHUP)
+    time.sleep(2)
+    assert agent.poll() is None, agents.output(agent)
+    go.touch()
+    assert agents.wait(agent) == 0, agents.output(agent)
+    assert_settled(mlflow_uri(tmp_path), optuna_uri(tmp_path), POINTS)
+    assert len(read_records(record)) == 2
 
 
 def test_second_interrupt_exits_at_once(tmp_path, agents):

@@ -415,6 +415,44 @@ def test_a_silent_agents_trials_are_reclaimed_once_and_requeued_once(tmp_path, b
     assert [t.params["x"] for t in silent.failed_for_good(silent.trials())] == [retried.params["x"]]
 
 
+def test_a_dead_agents_trial_whose_run_finished_is_adopted_by_exactly_one_agent(tmp_path, backend):
+    """Reclaiming agents offer each stale trial to `adopt` first (its run had finished): the one
+    that wins RUNNING -> COMPLETE keeps the result, the others neither fail nor re-queue it."""
+    config = make_config(tmp_path, backend, parameters={"x": list(range(4))})
+    silent = make_agents(config, backend, n=1)[0]
+    start([silent])
+    finished, unfinished = silent.claim(), silent.claim()
+    for work in (finished, unfinished):
+        silent.store.set_trial_system_attr(work.trial_id, HEARTBEAT, time.time() - 10_000)
+
+    reclaimers = make_agents(config, backend)
+    for study in reclaimers:
+        study.find()
+    won: list[int] = []
+
+    def reclaim(study: SweepStudy):
+        def adopt(trial, why: str) -> bool:
+            if trial.number != finished.number:
+                return False  # its run says nothing final: reclaimed as before
+            if study.adopt(Work.of(trial), 1.5):
+                won.append(trial.number)
+            return True
+
+        return study.reclaim_stale(set(), adopt)
+
+    reclaimed = [r for found in in_threads(reclaimers, reclaim) for r in found]
+
+    assert won == [finished.number]
+    assert [t.number for t, _, _ in reclaimed] == [unfinished.number]
+    by_number = {t.number: t for t in silent.trials()}
+    assert by_number[finished.number].state == TrialState.COMPLETE
+    assert by_number[finished.number].value == 1.5
+    assert "fail_reason" not in by_number[finished.number].user_attrs
+    assert by_number[unfinished.number].state == TrialState.FAIL
+    waiting = [t for t in silent.trials() if t.state == TrialState.WAITING]
+    assert [t.params["x"] for t in waiting] == [unfinished.params["x"]]
+
+
 def test_a_live_agents_trials_are_not_reclaimed(tmp_path, backend):
     config = make_config(tmp_path, backend, parameters={"x": list(range(5))})
     owner = make_agents(config, backend, n=1)[0]

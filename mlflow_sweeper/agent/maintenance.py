@@ -11,12 +11,10 @@ import time
 from collections.abc import Callable
 
 from ..coordination import SweepStudy
-from ..coordination.names import QUIT
-from ..launch import trial_log_name
-from ..launch.process import kill_tree, orphaned_trial
+from ..coordination.names import QUIT, RUN_ATTR
 from ..progress import Reporter
 from ..record import Recorder
-from ..trial_log import scrub
+from .adoption import NO_ADOPTION, FinishedOrphans, Leftovers, NoAdoption
 from .stop import StopSignal
 
 log = logging.getLogger(__name__)
@@ -41,6 +39,7 @@ class Maintenance:
         stale_after: float,
         running_ids: Callable[[], set[int]],
         refresh_progress: Callable[[], None],
+        orphans: FinishedOrphans | NoAdoption = NO_ADOPTION,
     ):
         self.study = study
         self.recorder = recorder
@@ -48,6 +47,7 @@ class Maintenance:
         self.interval = maintenance_interval(stale_after)
         self.running_ids = running_ids  # this agent's running trials (Optuna trial ids)
         self.refresh_progress = refresh_progress
+        self.orphans = orphans  # adopts a dead agent's trial whose run had finished
 
     def run(self, done: threading.Event) -> None:
         """Beat, reclaim and sync the progress, sleep, until `done`. The first check runs at once,
@@ -68,17 +68,14 @@ class Maintenance:
                 return
 
     def reclaim(self, own: set[int]) -> None:
-        for trial, why, requeued in self.study.reclaim_stale(own):
-            run_id = trial.user_attrs.get("mlflow_run_id")
-            left_running = orphaned_trial(run_id)
+        for trial, why, requeued in self.study.reclaim_stale(own, self.orphans.adopt):
+            leftovers = Leftovers.of(self.study.config, trial)
             then = "re-queued" if requeued else "failed for good"
-            left = "; stopping its processes left on this host" if left_running else ""
             # said first: once they exit, their devices are free and a worker may start the re-run
             # while they are waited for and the run is ended
-            self.console.event(f"trial {trial.number} reclaimed: {why}; {then}{left}")
-            for pid in left_running:
-                kill_tree(pid)  # no point runs twice at once on this host
-            scrub(self.study.config.log_dir / trial_log_name(trial.number))  # its dead agent never did
+            self.console.event(f"trial {trial.number} reclaimed: {why}; {then}{leftovers.note}")
+            leftovers.clear()
+            run_id = trial.user_attrs.get(RUN_ATTR)
             self.recorder.kill_run(run_id, "KILLED" if trial.system_attrs.get(QUIT) else "FAILED")
         for slot in self.study.release_stale_claims():
             self.console.event(f"slot {slot} released: its agent died while claiming it")

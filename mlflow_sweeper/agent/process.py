@@ -9,6 +9,7 @@ from ..config import SweepConfig
 from ..coordination import agent_id
 from ..devices import DevicePlan, device_pool, plan_devices
 from ..errors import EXIT_INTERRUPTED, EXIT_OK
+from ..hangup import on_hangup
 from ..opening import check_before_running
 from ..preflight import CheckedProject, preflight_all, release
 from ..progress import Reporter
@@ -58,6 +59,7 @@ class Agent:
 
         signal.signal(signal.SIGINT, handler)
         signal.signal(signal.SIGTERM, handler)
+        on_hangup(handler)  # a closed terminal, as Ctrl-C
 
     def run(self, configs: list[SweepConfig]) -> int:
         """Each sweep in turn; the worst exit code, or 130 at once when interrupted.

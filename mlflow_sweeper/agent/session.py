@@ -11,6 +11,7 @@ import logging
 import threading
 
 from ..ui.links import link_lines, ui_links
+from .adoption import FinishedOrphans
 from .ending import SweepEnd
 from .failures import Failures
 from .maintenance import Maintenance, requeue_lost
@@ -41,7 +42,9 @@ class SweepSession:
             parts.config, parts.study, parts.counts, parts.progress, parts.console, parts.result
         )
         self.end = SweepEnd(parts)
-        self.workers = WorkerPool(parts, n_jobs, self.starts, TrialContext.of(parts, self.failures), self.end)
+        trial_context = TrialContext.of(parts, self.failures)
+        self.orphans = FinishedOrphans(trial_context.settling, trial_context.reader)
+        self.workers = WorkerPool(parts, n_jobs, self.starts, trial_context, self.end)
         parts.stop.on_quit(lambda: parts.study.mark_quit(self.workers.running_trial_ids()))
         self.done = threading.Event()  # set when the workers are gone: maintenance stops
 
@@ -73,6 +76,7 @@ class SweepSession:
             self.config.stale_after,
             self.workers.running_trial_ids,
             self.refresh_progress,
+            self.orphans,
         )
         thread = threading.Thread(target=maintenance.run, args=(self.done,), daemon=True, name="maintenance")
         thread.start()

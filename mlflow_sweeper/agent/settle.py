@@ -56,13 +56,39 @@ def settle(parts: Settling, attempt: Attempt, outcome: Outcome) -> None:
 
 
 def settle_complete(parts: Settling, attempt: Attempt, outcome: Outcome) -> None:
-    work, run_id, value = attempt.work, attempt.run_id, outcome.value
-    objective = parts.config.objective
-    parts.recorder.end_trial_run(run_id, outcome.run_status, ended_as=attempt.ended_as)
+    _end_complete_run(parts, attempt, outcome)
     judgement = attempt.judgement
+    parts.study.complete(attempt.work, outcome.value, trial_attrs(judgement) if judgement else None)
+    _announce_complete(parts, attempt, outcome)
+
+
+def settle_adopted(parts: Settling, attempt: Attempt, outcome: Outcome, why: str) -> bool:
+    """A dead agent's trial whose run had finished (a complete outcome; `why`: why its agent
+    counts as gone): settled as if its agent had lived, when this agent wins the trial's
+    RUNNING -> COMPLETE update; False when another agent ended the trial first."""
+    judgement = attempt.judgement
+    if not parts.study.adopt(attempt.work, outcome.value, trial_attrs(judgement) if judgement else None):
+        return False
+    parts.console.event(
+        f"trial {attempt.work.number} adopted: {why}, but its run had finished: its result is "
+        "kept, not run again"
+    )
+    _end_complete_run(parts, attempt, outcome)
+    _announce_complete(parts, attempt, outcome)
+    return True
+
+
+def _end_complete_run(parts: Settling, attempt: Attempt, outcome: Outcome) -> None:
+    run_id, judgement = attempt.run_id, attempt.judgement
+    parts.recorder.end_trial_run(run_id, outcome.run_status, ended_as=attempt.ended_as)
     if judgement is not None and run_id:
         parts.recorder.client.set_tag(run_id, FEASIBLE_TAG, feasible_text(judgement.feasible))
-    parts.study.complete(work, value, trial_attrs(judgement) if judgement else None)
+
+
+def _announce_complete(parts: Settling, attempt: Attempt, outcome: Outcome) -> None:
+    """A completed trial counted, said, and, when it is a new best, shown on the parent."""
+    work, run_id, value = attempt.work, attempt.run_id, outcome.value
+    objective, judgement = parts.config.objective, attempt.judgement
     violated = ""
     if judgement is not None and not judgement.feasible:
         violated = f", infeasible: violates {', '.join(judgement.violated)}"

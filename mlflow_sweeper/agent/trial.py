@@ -1,8 +1,9 @@
 """One trial, from a claimed point to its settlement, in four steps:
 
 launch (the trial's request built, the launcher creates or adopts the run), await (poll,
-timeout, Ctrl-C, early stopping), classify (a pure function, `outcome.classify`) and settle
-(`settle.py`: Optuna told, the run ended, the point re-queued when owed, the console told).
+timeout, Ctrl-C, early stopping), read (`reading.py`: the run read, the outcome classified and
+triaged, its constraints judged) and settle (`settle.py`: Optuna told, the run ended, the point
+re-queued when owed, the console told).
 
 A trial gets a `TrialContext`, the parts of the agent it uses, never the session.
 """
@@ -15,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..config import SweepConfig
-from ..constraints import Judgement, judge, metric_names
+from ..constraints import Judgement
 from ..coordination import SweepStudy, Work
 from ..devices import NO_DEVICE_POOL, NO_DEVICES, DeviceHold, DevicePool, NoDevicePool
 from ..display import shown_params
@@ -30,12 +31,13 @@ from ..trial_log import scrub
 from ..ui.live import LiveDescription
 from .counts import SweepCounts
 from .failures import Failures
-from .outcome import NOT_STARTED, Ending, Kind, Outcome, classify, needs_metric
+from .outcome import NOT_STARTED, Ending, Kind, Outcome, classify
 from .parts import SweepParts
+from .reading import ResultReader
 from .result import SweepResult
 from .settle import Attempt, Settling, settle
 from .stop import StopSignal
-from .triage import triage, trial_tags
+from .triage import trial_tags
 from .uploads import LogUploads
 from .watch import NoWatch
 
@@ -87,6 +89,10 @@ class TrialContext:
             devices=parts.devices,
             checked=parts.checked,
         )
+
+    @property
+    def reader(self) -> ResultReader:
+        return ResultReader(self.config, self.recorder)
 
     @property
     def settling(self) -> Settling:
@@ -160,9 +166,7 @@ class TrialExecution:
             context.recorder, context.study, context.parent_id, work, self.params, self._logged_params()
         )
         self.ended_as: str | None = None  # how the training code ended the run, once read
-        self.read_metrics: dict[str, float | None] = {}  # the objective's and constraints' metrics
         self.judgement: Judgement | None = None  # the constraints' verdict, with `spec.constraints`
-        self.logged_metrics: tuple[str, ...] = ()  # every metric the run logged, once read
         self.devices = devices  # taken by its worker before it claimed the point; held while it runs
 
     def _logged_params(self) -> dict | None:
@@ -207,16 +211,9 @@ class TrialExecution:
             started = f"{point}, run {self.run_id}{shown}"
             self.context.console.event(f"trial {work.number} started ({started}): {_fmt(work.params)}")
             ending = self.await_end(handle)
-        outcome = self.judge_constraints(
-            triage(
-                classify(ending, self.objective_names, self.read_objective(ending)),
-                ending,
-                self.log_path,
-                self.context.config,
-                self.objective_names,
-                self.logged_metrics,
-            )
-        )
+        verdict = self.context.reader.verdict(ending, self.run_id, self.log_path)
+        self.ended_as, self.judgement = verdict.ended_as, verdict.judgement
+        outcome = verdict.outcome
         self.settle(outcome)
         if outcome.kind is Kind.CANCELLED:
             raise StopRequested
@@ -297,41 +294,6 @@ class TrialExecution:
         if run_id:
             watch.finish(trial_id, run_id)  # its last steps, before it completes
         return Ending(succeeded=succeeded, exit_code=handle.returncode)
-
-    @property
-    def objective_names(self) -> str | tuple[str, ...] | None:
-        """The objective's metric, or the tuple of them with several objectives."""
-        objective = self.context.config.objective
-        return objective.names if objective.multi else objective.metric
-
-    def read_objective(self, ending: Ending) -> float | dict[str, float | None] | None:
-        """The objective's value (or values) from the run, read only for a trial that succeeded:
-        one read of the run, however many objectives, which also tells whether the training code
-        ended the run itself."""
-        names = self.objective_names
-        if not needs_metric(ending, names):
-            return None
-        wanted = (*(names if isinstance(names, tuple) else (names,)), *self.constraint_metrics)
-        reading = self.context.recorder.read_run(self.run_id, wanted)
-        self.ended_as = reading.ended_as
-        self.read_metrics = reading.metrics
-        self.logged_metrics = reading.logged
-        return reading.metrics if isinstance(names, tuple) else reading.metrics[names]
-
-    @property
-    def constraint_metrics(self) -> tuple[str, ...]:
-        return metric_names(self.context.config.objective.constraints)
-
-    def judge_constraints(self, outcome: Outcome) -> Outcome:
-        """A complete trial with `spec.constraints`: its constraint values (stored with it when it
-        completes), or a failure when the run lacks a constraint's metric."""
-        constraints = self.context.config.objective.constraints
-        if not constraints or not outcome.complete:
-            return outcome
-        self.judgement = judge(constraints, self.read_metrics)
-        if self.judgement.missing:
-            return Outcome(Kind.FAILED, reason=self.judgement.reason, run_status="FAILED")
-        return outcome
 
     # ---- settle ----------------------------------------------------------------------------------
 

@@ -7,14 +7,15 @@ import threading
 from dataclasses import dataclass
 
 import optuna
-from optuna.trial import TrialState
+from optuna.trial import FrozenTrial, TrialState
 
 from .. import compat
 from ..search.algorithms import PointSource
 from ..search.space import suggest_point
 from .ledger import ClaimsLedger
 from .liveness import Heartbeat
-from .names import ATTEMPT, FIRST_ATTEMPT, REPLACES_RUN, SLOT
+from .names import ATTEMPT, FIRST_ATTEMPT, REPLACES_RUN, RUN_ATTR, SLOT
+from .policy import attempt_of, first_attempt_of
 from .store import RetryingStorage, set_reason, trial_template
 
 
@@ -37,6 +38,23 @@ class Work:
     run_id: str | None = None
     claim_id: int | None = None
     run_recorded: bool = False
+
+    @classmethod
+    def of(cls, trial: FrozenTrial) -> Work:
+        """The work a stored trial stands for: a re-run taken from the queue, or a dead agent's
+        trial whose finished run is adopted (its run id recorded already)."""
+        run_id = trial.user_attrs.get(RUN_ATTR)
+        return cls(
+            trial_id=compat.trial_id(trial),
+            number=trial.number,
+            slot=int(trial.system_attrs[SLOT]),
+            attempt=attempt_of(trial),
+            params=dict(trial.params),
+            first_attempt=first_attempt_of(trial),
+            replaces_run=trial.system_attrs.get(REPLACES_RUN),
+            run_id=run_id,
+            run_recorded=run_id is not None,
+        )
 
 
 class TrialFactory:

@@ -171,6 +171,13 @@ class SweepStudy:
     ) -> None:
         self.lifecycle.complete(work, value, constraints)
 
+    def adopt(
+        self, work: Work, value: float | list[float] | None, constraints: dict[str, float] | None = None
+    ) -> bool:
+        """A dead agent's trial whose run had finished: COMPLETE with that result, when this agent
+        wins the update; False when another agent ended the trial first."""
+        return self.lifecycle.adopt(work, value, constraints)
+
     def prune(self, work: Work) -> bool:
         """The pruner stopped the trial: PRUNED in Optuna, counted in the budget, not retried."""
         return self.lifecycle.prune(work)
@@ -205,9 +212,13 @@ class SweepStudy:
 
     # ---- liveness --------------------------------------------------------------------------
 
-    def reclaim_stale(self, own_running: set[int]) -> list[tuple[FrozenTrial, str, bool]]:
+    def reclaim_stale(
+        self, own_running: set[int], adopt: Callable[[FrozenTrial, str], bool] = lambda trial, why: False
+    ) -> list[tuple[FrozenTrial, str, bool]]:
         """Fail RUNNING trials whose agent went silent (or died on this host) and re-queue them.
 
+        `adopt` is offered each such trial first: True when it kept the trial's result (its run
+        had finished) or found it ended meanwhile, so it is neither failed nor run again.
         Returns the reclaimed trials, why, and whether each was re-queued; only the agent that wins
         the RUNNING -> FAIL update reclaims a trial.
         """
@@ -216,7 +227,7 @@ class SweepStudy:
         def requeue(trial: FrozenTrial, why: str) -> None:
             requeued[compat.trial_id(trial)] = self.lifecycle.requeue_if_allowed(trial)
 
-        failed = fail_stale_trials(self.store, self.study_id, self.liveness, own_running, requeue)
+        failed = fail_stale_trials(self.store, self.study_id, self.liveness, own_running, requeue, adopt)
         return [(trial, why, requeued[compat.trial_id(trial)]) for trial, why in failed]
 
     def release_stale_claims(self) -> list[int]:

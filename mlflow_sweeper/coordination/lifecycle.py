@@ -23,7 +23,7 @@ from ..search.algorithms import PointSource
 from .creation import TrialFactory, Work
 from .ledger import ClaimsLedger
 from .liveness import Heartbeat
-from .names import NO_RETRY, QUIT, REPLACES_RUN, RUN_ATTR, SLOT, TARGET_REACHED, WAITING, WARM_SLOTS
+from .names import NO_RETRY, QUIT, RUN_ATTR, SLOT, TARGET_REACHED, WAITING, WARM_SLOTS
 from .policy import RetryPolicy, attempt_of, first_attempt_of
 from .store import RetryingStorage, finish, set_reason, stored_values, take
 
@@ -93,15 +93,7 @@ class TrialLifecycle:
             if not take(self.store, compat.trial_id(trial)):
                 continue
             self._own(compat.trial_id(trial))
-            return Work(
-                trial_id=compat.trial_id(trial),
-                number=trial.number,
-                slot=int(trial.system_attrs[SLOT]),
-                attempt=attempt_of(trial),
-                params=dict(trial.params),
-                first_attempt=first_attempt_of(trial),
-                replaces_run=trial.system_attrs.get(REPLACES_RUN),
-            )
+            return Work.of(trial)  # a queued re-run: no run yet
         return None
 
     def _own(self, trial_id: int) -> None:
@@ -193,17 +185,44 @@ class TrialLifecycle:
         self.launched(work)
         for key, violation in (constraints or {}).items():
             self.store.set_trial_system_attr(work.trial_id, key, violation)
-        one_value = not isinstance(value, list | tuple)
-        if satisfied(constraints or {}) and one_value and self.source.config.objective.reached(value):
-            self.store.set_study_system_attr(self.study_id, TARGET_REACHED, work.number)
-            self._target_seen = True
-        values = None if value is None else list(value) if isinstance(value, list | tuple) else [value]
-        values = stored_values(TrialState.COMPLETE, values)  # a value even with nothing to score
+        self._note_target(work, value, constraints)
+        values = self._stored(value)
         try:
             self.store.set_trial_state_values(work.trial_id, TrialState.COMPLETE, values)
         except UpdateFinishedTrialError:
             if not self._completed_as(work.trial_id, values):
                 raise  # another agent ended it (reclaimed): not this agent's to complete
+
+    def adopt(
+        self, work: Work, value: float | list[float] | None, constraints: dict[str, float] | None = None
+    ) -> bool:
+        """COMPLETE a dead agent's trial with the result its finished run holds, as `complete`
+        would have; True when this agent's RUNNING -> COMPLETE update won (another agent
+        reclaiming it at the same time may have failed or adopted it first)."""
+        try:
+            for key, violation in (constraints or {}).items():
+                self.store.set_trial_system_attr(work.trial_id, key, violation)
+            self.store.set_trial_state_values(work.trial_id, TrialState.COMPLETE, self._stored(value))
+        except UpdateFinishedTrialError:
+            return False
+        self._note_target(work, value, constraints)
+        return True
+
+    def _note_target(
+        self, work: Work, value: float | list[float] | None, constraints: dict[str, float] | None
+    ) -> None:
+        """A feasible value reaching `spec.target` is recorded in the study: no agent claims again."""
+        one_value = not isinstance(value, list | tuple)
+        if satisfied(constraints or {}) and one_value and self.source.config.objective.reached(value):
+            self.store.set_study_system_attr(self.study_id, TARGET_REACHED, work.number)
+            self._target_seen = True
+
+    @staticmethod
+    def _stored(value: float | list[float] | None) -> list[float]:
+        """The values Optuna stores: one, several (in `spec.metrics` order), or a value even with
+        nothing to score (see `store.NO_VALUE`)."""
+        values = None if value is None else list(value) if isinstance(value, list | tuple) else [value]
+        return stored_values(TrialState.COMPLETE, values)
 
     def _completed_as(self, trial_id: int, values: list[float]) -> bool:
         """After UpdateFinishedTrialError on completing a trial: did the write land all the same?

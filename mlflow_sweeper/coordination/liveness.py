@@ -121,11 +121,13 @@ def fail_stale_trials(
     heartbeat: Heartbeat,
     skip: set[int],
     on_failed: Callable[[FrozenTrial, str], None] = lambda trial, why: None,
+    adopt: Callable[[FrozenTrial, str], bool] = lambda trial, why: False,
 ) -> list[tuple[FrozenTrial, str]]:
     """Fail the RUNNING trials (other than `skip`) whose owner is gone; returns them and why.
 
-    `on_failed` runs right after each win of the RUNNING -> FAIL update, before the next trial,
-    so that a re-queue follows its failure at once.
+    `adopt` sees each first, and a trial it takes (its run had finished: its result is kept) is
+    not failed. `on_failed` runs right after each win of the RUNNING -> FAIL update, before the
+    next trial, so that a re-queue follows its failure at once.
     """
     now = time.time()
     running = store.get_all_trials(study_id, deepcopy=False, states=(TrialState.RUNNING,))
@@ -134,7 +136,7 @@ def fail_stale_trials(
         if compat.trial_id(trial) in skip:
             continue
         why = heartbeat.why_stale(trial, now)
-        if why is None:
+        if why is None or adopt(trial, why):
             continue
         set_reason(store, compat.trial_id(trial), why)
         if not finish(store, compat.trial_id(trial), TrialState.FAIL):

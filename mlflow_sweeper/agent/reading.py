@@ -1,0 +1,86 @@
+"""What a trial's run says once its process has ended: the objective read, the outcome classified
+and triaged, the constraints judged.
+
+One part for the trial that ran here (`TrialExecution`) and for the trial of a dead agent whose
+run had finished before it was reclaimed (`adoption.py`): one rule for what a result is.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..config import SweepConfig
+from ..constraints import Judgement, judge, metric_names
+from ..record import Recorder, RunReading
+from .outcome import Ending, Kind, Outcome, classify, needs_metric
+from .triage import triage
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """A trial's outcome, with what settling it needs of the run's reading."""
+
+    outcome: Outcome
+    ended_as: str | None = None  # how the training code ended the run, once read
+    judgement: Judgement | None = None  # the constraints' verdict, with `spec.constraints`
+
+
+class ResultReader:
+    """Reads one sweep's trial runs: one read of a run, however many objectives and constraints."""
+
+    def __init__(self, config: SweepConfig, recorder: Recorder):
+        self.config = config
+        self.recorder = recorder
+
+    @property
+    def objective_names(self) -> str | tuple[str, ...] | None:
+        """The objective's metric, or the tuple of them with several objectives."""
+        objective = self.config.objective
+        return objective.names if objective.multi else objective.metric
+
+    @property
+    def constraint_metrics(self) -> tuple[str, ...]:
+        return metric_names(self.config.objective.constraints)
+
+    def verdict(self, ending: Ending, run_id: str | None, log_path: Path) -> Verdict:
+        """The outcome of an attempt that ended as `ending`. The run is read only for a trial that
+        succeeded (its objective, its constraints' metrics, how its code ended it)."""
+        needed = needs_metric(ending, self.objective_names) and run_id
+        return self._verdict(ending, self._read(run_id) if needed else None, log_path)
+
+    def of_finished_run(self, run_id: str, log_path: Path) -> Verdict | None:
+        """The outcome of a trial whose agent is gone, when its run says it ended well (FINISHED,
+        by its training code or by the agent as it settled); None while the run says nothing
+        final (RUNNING, or ended as failed or killed): the exit status went with the agent."""
+        reading = self._read(run_id)
+        if reading.ended_as != "FINISHED":
+            return None
+        return self._verdict(Ending(succeeded=True, exit_code=0), reading, log_path)
+
+    def _read(self, run_id: str) -> RunReading:
+        names = self.objective_names
+        objectives = names if isinstance(names, tuple) else (names,) if names else ()
+        return self.recorder.read_run(run_id, (*objectives, *self.constraint_metrics))
+
+    def _verdict(self, ending: Ending, reading: RunReading | None, log_path: Path) -> Verdict:
+        names = self.objective_names
+        metrics = reading.metrics if reading is not None else {}
+        value: float | dict[str, float | None] | None = None
+        if reading is not None and names:
+            value = metrics if isinstance(names, tuple) else metrics[names]
+        logged = reading.logged if reading is not None else ()
+        outcome = triage(classify(ending, names, value), ending, log_path, self.config, names, logged)
+        return self._judged(Verdict(outcome, reading.ended_as if reading is not None else None), metrics)
+
+    def _judged(self, verdict: Verdict, metrics: dict[str, float | None]) -> Verdict:
+        """A complete trial with `spec.constraints`: its constraint values (stored with it when it
+        completes), or a failure when the run lacks a constraint's metric."""
+        constraints = self.config.objective.constraints
+        if not constraints or not verdict.outcome.complete:
+            return verdict
+        judgement = judge(constraints, metrics)
+        if judgement.missing:
+            failed = Outcome(Kind.FAILED, reason=judgement.reason, run_status="FAILED")
+            return Verdict(failed, verdict.ended_as, judgement)
+        return Verdict(verdict.outcome, verdict.ended_as, judgement)

@@ -1,0 +1,41 @@
+"""A hang-up (SIGHUP: the terminal the agent ran in was closed) stops the agent as Ctrl-C does.
+
+Left to its default, a hang-up would kill the agent alone: its trials run in sessions of their
+own, and would run on without it. Kept free of heavy imports: the CLI installs it before MLflow
+is imported.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from collections.abc import Callable
+from types import FrameType
+
+Handler = Callable[[int, FrameType | None], object]
+
+
+def on_hangup(handler: Handler) -> None:
+    """Run `handler` on a hang-up, unless hang-ups are ignored on purpose (`nohup`). The output
+    that went to the terminal goes nowhere from then on: what the agent still says while it stops
+    (the cancelled trials, the summary) would fail on writes to a closed terminal."""
+    if signal.getsignal(signal.SIGHUP) is signal.SIG_IGN:
+        return
+    terminal = [fd for fd in (1, 2) if _is_terminal(fd)]  # read now: a hung-up terminal says no
+
+    def hangup(signum: int, frame: FrameType | None) -> None:
+        for fd in terminal:
+            try:
+                os.dup2(os.open(os.devnull, os.O_WRONLY), fd)
+            except OSError:
+                continue
+        handler(signum, frame)
+
+    signal.signal(signal.SIGHUP, hangup)
+
+
+def _is_terminal(fd: int) -> bool:
+    try:
+        return os.isatty(fd)
+    except OSError:
+        return False
