@@ -365,33 +365,69 @@ def test_killed_agent_on_another_host_is_reclaimed_after_stale_after(tmp_path, a
     assert lock_files(tmp_path) == []
 
 
-def test_killed_agent_on_same_host_is_recognised_without_waiting_stale_after(tmp_path, agents):
-    """The dead agent's trial processes outlive it (they run in sessions of their own): the agent
-    that reclaims their trials stops them, so no point runs twice at once."""
+def _wait_output(agents: Agents, agent: subprocess.Popen, text: str, count: int, timeout: float = 120) -> str:
+    deadline = time.monotonic() + timeout
+    while (output := agents.output(agent)).count(text) < count:
+        assert agent.poll() is None and time.monotonic() < deadline, output
+        time.sleep(0.2)
+    return output
+
+
+def test_a_killed_agents_trials_running_on_here_are_watched_and_their_results_kept(tmp_path, agents):
+    """The dead agent's trial processes outlive it (they run in sessions of their own). An agent
+    on the same host sees at once that their agent died (no stale_after wait), lets them run on,
+    beating for them, and keeps their results when they end: nothing runs twice, nothing of a
+    long training run is thrown away."""
     record, go = tmp_path / "records.jsonl", tmp_path / "go"
     config = write_config(tmp_path, parameters={**GRID, "behave": f"block:{go}", "record": str(record)})
     killed = _kill_agent_mid_trial(agents, config, record, trials_too=False)
     orphans = [psutil.Process(line["pid"]) for line in killed]
-    assert all(orphan.is_running() for orphan in orphans)
 
     started = time.monotonic()
     second = agents.start(config, "-j", "2")
-    assert wait_gone(orphans, timeout=120) == [], "the dead agent's trials still run beside their re-runs"
+    _wait_output(agents, second, "but it runs on here: watched", 2)
+    assert all(orphan.is_running() for orphan in orphans)
     go.touch()
     code = agents.wait(second)
     elapsed = time.monotonic() - started
-    assert code == 0, agents.output(second)
+    text = agents.output(second)
+    assert code == 0, text
     assert elapsed < 150, f"took {elapsed:.0f} s: waited for stale_after (300 s)?"
 
     mlflow, optuna = mlflow_uri(tmp_path), optuna_uri(tmp_path)
     assert_settled(mlflow, optuna, POINTS)
-    reclaimed = [t for t in optuna_trials(optuna) if t.state.name == "FAIL"]
-    assert len(reclaimed) == 2
-    assert all("died" in t.user_attrs.get("fail_reason", "") for t in reclaimed), [
-        t.user_attrs for t in reclaimed
-    ]
-    assert len(read_records(record)) == 4
+    assert Counter(t.state.name for t in optuna_trials(optuna)) == {"COMPLETE": 2}
+    assert len(read_records(record)) == 2, "a point ran again"
+    assert {r.info.run_id for r in trial_runs(mlflow)} == {line["run_id"] for line in killed}
+    assert text.count("its run had finished: its result is kept") == 2, text
     assert lock_files(tmp_path) == []
+
+
+@pytest.mark.extended  # watching: the test above; trial_timeout: tests/test_trial_path.py
+def test_a_watched_trial_past_its_timeout_is_stopped_and_run_again(tmp_path, agents):
+    record, go = tmp_path / "records.jsonl", tmp_path / "go"
+    config = write_config(
+        tmp_path,
+        parameters={**GRID, "behave": f"block:{go}", "record": str(record)},
+        trial_timeout=20,  # time enough for a re-run to import MLflow on a busy machine
+        stale_after=4,  # a maintenance pass every second
+        max_retries=3,  # a re-run started before the test lets the trials go times out too
+        fail_fast=0,
+    )
+    killed = _kill_agent_mid_trial(agents, config, record, trials_too=False)
+    orphans = [psutil.Process(line["pid"]) for line in killed]
+    second = agents.start(config, "-j", "2")
+    _wait_output(agents, second, "past trial_timeout (20 s); re-queued; stopping its processes", 2)
+    assert wait_gone(orphans, timeout=30) == []
+    go.touch()  # the re-runs succeed
+    code = agents.wait(second)
+    assert code == 0, agents.output(second)
+
+    mlflow, optuna = mlflow_uri(tmp_path), optuna_uri(tmp_path)
+    assert_settled(mlflow, optuna, POINTS)
+    reasons = [t.user_attrs["fail_reason"] for t in optuna_trials(optuna) if t.state.name == "FAIL"]
+    assert sum("ran on here past trial_timeout (20 s)" in reason for reason in reasons) == 2, reasons
+    assert all("trial_timeout" in reason for reason in reasons), reasons
 
 
 def test_a_killed_agents_trials_that_finished_meanwhile_are_adopted_not_run_again(tmp_path, agents):

@@ -1,6 +1,7 @@
 """Keeping a sweep whole while agents come and go: heartbeats for this agent's trials, the
-reclaim of trials and claims left behind by agents that went silent or died, and the re-queue of
-points whose reclaiming agent died before re-queueing them."""
+reclaim of trials and claims left behind by agents that went silent or died (`orphans.py`: what
+their trials left), and the re-queue of points whose reclaiming agent died before re-queueing
+them."""
 
 from __future__ import annotations
 
@@ -11,10 +12,8 @@ import time
 from collections.abc import Callable
 
 from ..coordination import SweepStudy
-from ..coordination.names import QUIT, RUN_ATTR
 from ..progress import Reporter
-from ..record import Recorder
-from .adoption import NO_ADOPTION, FinishedOrphans, Leftovers, NoAdoption
+from .orphans import Orphans
 from .stop import StopSignal
 
 log = logging.getLogger(__name__)
@@ -34,20 +33,18 @@ class Maintenance:
     def __init__(
         self,
         study: SweepStudy,
-        recorder: Recorder,
         console: Reporter,
         stale_after: float,
         running_ids: Callable[[], set[int]],
         refresh_progress: Callable[[], None],
-        orphans: FinishedOrphans | NoAdoption = NO_ADOPTION,
+        orphans: Orphans,
     ):
         self.study = study
-        self.recorder = recorder
         self.console = console
         self.interval = maintenance_interval(stale_after)
         self.running_ids = running_ids  # this agent's running trials (Optuna trial ids)
         self.refresh_progress = refresh_progress
-        self.orphans = orphans  # adopts a dead agent's trial whose run had finished
+        self.orphans = orphans  # what dead agents' trials left: results, processes, re-runs
 
     def run(self, done: threading.Event) -> None:
         """Beat, reclaim and sync the progress, sleep, until `done`. The first check runs at once,
@@ -56,7 +53,7 @@ class Maintenance:
         while True:
             if time.monotonic() >= next_beat:
                 next_beat = time.monotonic() + self.interval
-                own = self.running_ids()
+                own = self.running_ids() | self.orphans.watched_ids()
                 if own:
                     self.study.heartbeat(own)
                 try:
@@ -69,14 +66,8 @@ class Maintenance:
 
     def reclaim(self, own: set[int]) -> None:
         for trial, why, requeued in self.study.reclaim_stale(own, self.orphans.adopt):
-            leftovers = Leftovers.of(self.study.config, trial)
-            then = "re-queued" if requeued else "failed for good"
-            # said first: once they exit, their devices are free and a worker may start the re-run
-            # while they are waited for and the run is ended
-            self.console.event(f"trial {trial.number} reclaimed: {why}; {then}{leftovers.note}")
-            leftovers.clear()
-            run_id = trial.user_attrs.get(RUN_ATTR)
-            self.recorder.kill_run(run_id, "KILLED" if trial.system_attrs.get(QUIT) else "FAILED")
+            self.orphans.reclaimed(trial, why, requeued)
+        self.orphans.check_watched()
         for slot in self.study.release_stale_claims():
             self.console.event(f"slot {slot} released: its agent died while claiming it")
 

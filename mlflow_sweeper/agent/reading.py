@@ -2,7 +2,7 @@
 and triaged, the constraints judged.
 
 One part for the trial that ran here (`TrialExecution`) and for the trial of a dead agent whose
-run had finished before it was reclaimed (`adoption.py`): one rule for what a result is.
+run had finished, or that ran on after it died (`orphans.py`): one rule for what a result is.
 """
 
 from __future__ import annotations

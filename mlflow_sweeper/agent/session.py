@@ -11,10 +11,10 @@ import logging
 import threading
 
 from ..ui.links import link_lines, ui_links
-from .adoption import FinishedOrphans
 from .ending import SweepEnd
 from .failures import Failures
 from .maintenance import Maintenance, requeue_lost
+from .orphans import Orphans
 from .parts import SweepParts
 from .result import SweepResult
 from .stop import StartBudget
@@ -43,7 +43,7 @@ class SweepSession:
         )
         self.end = SweepEnd(parts)
         trial_context = TrialContext.of(parts, self.failures)
-        self.orphans = FinishedOrphans(trial_context.settling, trial_context.reader)
+        self.orphans = Orphans(trial_context.settling, trial_context.reader)
         self.workers = WorkerPool(parts, n_jobs, self.starts, trial_context, self.end)
         parts.stop.on_quit(lambda: parts.study.mark_quit(self.workers.running_trial_ids()))
         self.done = threading.Event()  # set when the workers are gone: maintenance stops
@@ -71,7 +71,6 @@ class SweepSession:
         parts.console.start(parts.progress)
         maintenance = Maintenance(
             self.study,
-            parts.recorder,
             parts.console,
             self.config.stale_after,
             self.workers.running_trial_ids,

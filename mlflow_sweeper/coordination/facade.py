@@ -20,7 +20,7 @@ from .creation import Work
 from .identity import SweepIdentity, direction_of
 from .ledger import ClaimsLedger
 from .lifecycle import TrialLifecycle, warm_slots
-from .liveness import Heartbeat, fail_stale_trials
+from .liveness import Heartbeat, fail_stale, fail_stale_trials
 from .names import ACTIVE, INFEASIBLE, QUIT, WAITING, claims_study_name
 from .policy import RetryPolicy
 from .restart import NO_HOOKS, StartedOver, StartOverHooks
@@ -229,6 +229,13 @@ class SweepStudy:
 
         failed = fail_stale_trials(self.store, self.study_id, self.liveness, own_running, requeue, adopt)
         return [(trial, why, requeued[compat.trial_id(trial)]) for trial, why in failed]
+
+    def reclaim_trial(self, trial: FrozenTrial, why: str) -> bool | None:
+        """Fail one trial whose agent is gone and re-queue its point when it may run again, as
+        `reclaim_stale` does; whether it was re-queued, or None when another agent ended it first."""
+        if not fail_stale(self.store, trial, why):
+            return None
+        return self.lifecycle.requeue_if_allowed(trial)
 
     def release_stale_claims(self) -> list[int]:
         """Queue the trials of slots whose agents died between claiming them and creating their

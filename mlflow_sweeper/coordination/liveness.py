@@ -138,9 +138,14 @@ def fail_stale_trials(
         why = heartbeat.why_stale(trial, now)
         if why is None or adopt(trial, why):
             continue
-        set_reason(store, compat.trial_id(trial), why)
-        if not finish(store, compat.trial_id(trial), TrialState.FAIL):
+        if not fail_stale(store, trial, why):
             continue  # finished by its agent, or failed by another one
         on_failed(trial, why)
         failed.append((trial, why))
     return failed
+
+
+def fail_stale(store: RetryingStorage, trial: FrozenTrial, why: str) -> bool:
+    """Fail a trial whose owner is gone, saying why; True when this call won RUNNING -> FAIL."""
+    set_reason(store, compat.trial_id(trial), why)
+    return finish(store, compat.trial_id(trial), TrialState.FAIL)
