@@ -7,6 +7,7 @@ is imported.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 from collections.abc import Callable
@@ -24,11 +25,15 @@ def on_hangup(handler: Handler) -> None:
     terminal = [fd for fd in (1, 2) if _is_terminal(fd)]  # read now: a hung-up terminal says no
 
     def hangup(signum: int, frame: FrameType | None) -> None:
-        for fd in terminal:
-            try:
-                os.dup2(os.open(os.devnull, os.O_WRONLY), fd)
-            except OSError:
-                continue
+        try:
+            nowhere = os.open(os.devnull, os.O_WRONLY)
+        except OSError:
+            nowhere = None
+        if nowhere is not None:
+            for fd in terminal:
+                with contextlib.suppress(OSError):
+                    os.dup2(nowhere, fd)
+            os.close(nowhere)
         handler(signum, frame)
 
     signal.signal(signal.SIGHUP, hangup)

@@ -207,13 +207,17 @@ class Reporter:
                 log.info(message)
                 return
             stamped = f"{time.strftime(TIME_FORMAT)} {message}"
-            if self._display is not None:
-                from rich.text import Text
+            try:
+                if self._display is not None:
+                    from rich.text import Text
 
-                self._display.console.print(Text(stamped), soft_wrap=True, highlight=False, markup=False)
-            else:
-                self.stream.write(stamped + "\n")
-                self.stream.flush()
+                    self._display.console.print(Text(stamped), soft_wrap=True, highlight=False, markup=False)
+                else:
+                    self.stream.write(stamped + "\n")
+                    self.stream.flush()
+            except OSError as exc:  # the terminal closed, or the pipe read by nobody now: the line
+                # is lost, not the trial being settled when it was said
+                log.debug("could not show %r: %s", message, exc)
 
     def summary(self, message: str) -> None:
         """A line that `--quiet` still prints: the outcome of a sweep."""

@@ -403,6 +403,32 @@ def test_a_killed_agents_trials_running_on_here_are_watched_and_their_results_ke
     assert lock_files(tmp_path) == []
 
 
+def test_a_killed_agents_trial_that_crashed_after_logging_is_failed_not_kept(tmp_path, agents):
+    """Its run says FINISHED with its metric (MLflow ends a run its code started so at exit, even
+    after an uncaught exception), but its exit status, kept beside its log, says it failed: it
+    is failed as its own agent would have failed it, not taken for a result."""
+    record, go = tmp_path / "records.jsonl", tmp_path / "go"
+    config = write_config(
+        tmp_path, parameters={**GRID, "behave": f"block_crash:{go}", "record": str(record)}, max_retries=0
+    )
+    killed = _kill_agent_mid_trial(agents, config, record, trials_too=False)
+    orphans = [psutil.Process(line["pid"]) for line in killed]
+    go.touch()
+    assert wait_gone(orphans, timeout=60) == []
+    mlflow, optuna = mlflow_uri(tmp_path), optuna_uri(tmp_path)
+    assert {r.info.status for r in trial_runs(mlflow)} == {"FINISHED"}  # what MLflow says
+
+    second = agents.start(config, "-j", "2")
+    code = agents.wait(second)
+    text = agents.output(second)
+    assert code == 1, text  # both points failed for good (max_retries: 0)
+    trials = optuna_trials(optuna)
+    assert sorted(t.state.name for t in trials) == ["FAIL", "FAIL"]
+    assert all("the run failed (exit code 1)" in t.user_attrs["fail_reason"] for t in trials)
+    assert {r.info.status for r in trial_runs(mlflow)} == {"FAILED"}
+    assert len(read_records(record)) == 2 and "its result is kept" not in text
+
+
 @pytest.mark.extended  # watching: the test above; trial_timeout: tests/test_trial_path.py
 def test_a_watched_trial_past_its_timeout_is_stopped_and_run_again(tmp_path, agents):
     record, go = tmp_path / "records.jsonl", tmp_path / "go"

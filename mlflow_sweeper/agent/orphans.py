@@ -1,17 +1,18 @@
 """What a dead agent's trials left: results kept, trials watched to their end, re-runs owed.
 
 A local trial runs in a session of its own, so it outlives an agent killed outright (`kill -9`,
-the OOM killer). When another agent's maintenance pass finds such a stale trial:
+the OOM killer), and its exit status is kept beside its log (`launch/exit_status.py`). When
+another agent's maintenance pass finds such a stale trial:
 
-- its run already says FINISHED (ended by its training code, or by its agent as it settled): the
-  run is read as the trial's own agent would have read it (`ResultReader`) and, when that is a
-  result, the trial is completed with it (`settle_adopted`): the point does not run twice;
-- its processes still run on this host, in a sweep whose trials log an objective (so their end
-  can be read from their runs): the agent watches them, beating for the trial meanwhile, and
-  settles the trial as above once they exit; a trial past `trial_timeout` is stopped first. A
-  long training run is not thrown away because its agent died;
-- otherwise (its run says nothing final, a sweep without an objective, a trial its agent quit
-  at once): it is failed and re-queued, and what it left on this host is stopped.
+- its processes still run on this host: the agent watches them, beating for the trial, until
+  they exit (stopping them at `trial_timeout`), then settles it as below. A long training run is
+  not thrown away because its agent died;
+- it has ended, and its exit status is here: it is settled as its own agent would have settled
+  it (`ResultReader`: its run read, the outcome classified, triaged, its constraints judged). A
+  result completes the trial (`settle_adopted`), so the point does not run twice; a failure
+  fails it, re-queued when another attempt may cure it;
+- otherwise (it ran on another host, or its status is lost, or its agent quit at once): it is
+  failed and re-queued, and what it left on this host is stopped.
 
 Several agents may do this for one trial at once: RUNNING -> COMPLETE and RUNNING -> FAIL are
 the elections, so exactly one settles it.
@@ -19,8 +20,8 @@ the elections, so exactly one settles it.
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,10 +32,14 @@ from ..config import SweepConfig
 from ..coordination import RUN_ATTR, SLOT, Work
 from ..coordination.names import QUIT
 from ..launch import trial_log_name
+from ..launch.exit_status import read_exit_status
 from ..launch.process import kill_tree, orphaned_trial
+from ..pruning import TrialWatch
 from ..trial_log import scrub
+from .outcome import Ending, Kind
 from .reading import ResultReader
 from .settle import Attempt, Settling, settle_adopted
+from .watch import NoWatch
 
 log = logging.getLogger(__name__)
 
@@ -73,9 +78,10 @@ class Watched:
 class Orphans:
     """The maintenance pass's handling of the trials dead agents left (see the module)."""
 
-    def __init__(self, settling: Settling, reader: ResultReader):
+    def __init__(self, settling: Settling, reader: ResultReader, watch: TrialWatch | NoWatch):
         self.settling = settling
         self.reader = reader
+        self.watch = watch  # early stopping: an adopted trial's history is reported too
         self.watched: dict[int, Watched] = {}  # by Optuna trial id; the maintenance thread's own
 
     def watched_ids(self) -> set[int]:
@@ -83,19 +89,14 @@ class Orphans:
         return set(self.watched)
 
     def adopt(self, trial: FrozenTrial, why: str) -> bool:
-        """Offered each stale trial before it is failed: True when its result was kept, it is
-        watched, or another agent ended it meanwhile; False to fail it and run it again."""
-        if not trial.user_attrs.get(RUN_ATTR) or SLOT not in trial.system_attrs:
+        """Offered each stale trial before it is failed: True when it is watched or settled here
+        (or another agent ended it meanwhile); False to fail it and run it again."""
+        try:
+            return self._adopt(trial, why)
+        except Exception as exc:  # noqa: BLE001 - a store failing: reclaimed as before (a trial
+            # this agent completed already stays so: the FAIL update then loses)
+            log.warning("trial %s: could not settle what its dead agent left: %s", trial.number, exc)
             return False
-        leftovers = Leftovers.of(self.settling.config, trial)
-        if leftovers.pids and self._watchable(trial):
-            self.watched[compat.trial_id(trial)] = Watched(trial, why)
-            self.settling.console.event(
-                f"trial {trial.number}: {why}, but it runs on here: watched, its result is kept "
-                "when it ends"
-            )
-            return True
-        return self._adopt_finished(trial, why, leftovers)
 
     def check_watched(self) -> None:
         """Settle each watched trial whose processes have exited; stop one past `trial_timeout`
@@ -104,57 +105,96 @@ class Orphans:
         for trial_id, watched in list(self.watched.items()):
             trial, why = watched.trial, watched.why
             leftovers = Leftovers.of(config, trial)
-            overdue = _overdue(trial, config.trial_timeout)
+            overdue = _overdue(trial, config.trial_timeout, time.time())
             if leftovers.pids and not overdue:
                 continue
             del self.watched[trial_id]
             if overdue:
                 self.reclaim(trial, f"{why}; it ran on here past trial_timeout ({config.trial_timeout:g} s)")
-            elif not self._adopt_finished(trial, why, leftovers):
-                self.reclaim(trial, f"{why}; it ran on here, but its run did not finish")
+            elif not self.adopt(trial, f"{why}; it ran on here"):
+                self.reclaim(trial, f"{why}; it ran on here, and how it ended is unknown")
 
-    def reclaim(self, trial: FrozenTrial, why: str) -> None:
-        """Fail a watched trial and re-queue its point, when no other agent ended it first."""
-        requeued = self.settling.study.reclaim_trial(trial, why)
-        if requeued is not None:
-            self.reclaimed(trial, why, requeued)
+    def reclaim(
+        self,
+        trial: FrozenTrial,
+        why: str,
+        retry: bool = True,
+        infeasible: str | None = None,
+        failed: bool = False,
+    ) -> None:
+        """Fail the trial and re-queue its point, when no other agent ended it first. `failed`:
+        its exit status says it failed, so its run is FAILED even if its code ended it."""
+        requeued = self.settling.study.reclaim_trial(trial, why, retry=retry, infeasible=infeasible)
+        if requeued is None:
+            return
+        run_id = trial.user_attrs.get(RUN_ATTR)
+        if infeasible is not None and run_id:
+            self.settling.recorder.tag_infeasible(run_id, infeasible)
+        self.reclaimed(trial, why, requeued if retry else None, failed)
 
-    def reclaimed(self, trial: FrozenTrial, why: str, requeued: bool) -> None:
-        """A stale trial this agent failed: said, what it left on this host stopped, its run ended."""
+    def reclaimed(
+        self, trial: FrozenTrial, why: str, requeued: bool | None, failed: bool = False
+    ) -> None:
+        """A stale trial this agent failed: said, what it left on this host stopped, its run ended.
+        `requeued` None: not retried on purpose."""
         leftovers = Leftovers.of(self.settling.config, trial)
-        then = "re-queued" if requeued else "failed for good"
+        then = "not retried" if requeued is None else "re-queued" if requeued else "failed for good"
         # said first: once they exit, their devices are free and a worker may start the re-run
         # while they are waited for and the run is ended
         self.settling.console.event(f"trial {trial.number} reclaimed: {why}; {then}{leftovers.note}")
         leftovers.clear()
         status = "KILLED" if trial.system_attrs.get(QUIT) else "FAILED"
-        self.settling.recorder.kill_run(trial.user_attrs.get(RUN_ATTR), status)
+        self.settling.recorder.kill_run(trial.user_attrs.get(RUN_ATTR), status, even_if_ended=failed)
 
-    def _watchable(self, trial: FrozenTrial) -> bool:
-        """Only where its end can be read: a sweep with an objective, whose trials log it to their
-        run, which MLflow ends as their code exits; and not a trial its agent quit at once (a
-        second Ctrl-C: the user wanted it stopped)."""
-        return bool(self.reader.objective_names) and not trial.system_attrs.get(QUIT)
+    # ---- inside ----------------------------------------------------------------------------------
 
-    def _adopt_finished(self, trial: FrozenTrial, why: str, leftovers: Leftovers) -> bool:
-        """Keep the result of a trial whose run says it finished; False when it does not."""
-        run_id = str(trial.user_attrs[RUN_ATTR])
-        try:
-            verdict = self.reader.of_finished_run(run_id, leftovers.log_path)
-        except Exception as exc:  # noqa: BLE001 - the run cannot be read: reclaimed as before
-            log.debug("could not read run %s of trial %s: %s", run_id, trial.number, exc)
+    def _adopt(self, trial: FrozenTrial, why: str) -> bool:
+        if not trial.user_attrs.get(RUN_ATTR) or SLOT not in trial.system_attrs:
             return False
-        if verdict is None or not verdict.outcome.complete:
+        if trial.system_attrs.get(QUIT):
+            return False  # its agent quit at once (a second Ctrl-C): the user wanted it stopped
+        leftovers = Leftovers.of(self.settling.config, trial)
+        if leftovers.pids:
+            self.watched[compat.trial_id(trial)] = Watched(trial, why)
+            self.settling.console.event(
+                f"trial {trial.number}: {why}, but it runs on here: watched, its result is kept "
+                "when it ends"
+            )
+            return True
+        return self._settle_ended(trial, why, leftovers)
+
+    def _settle_ended(self, trial: FrozenTrial, why: str, leftovers: Leftovers) -> bool:
+        """A trial that has ended, settled from its exit status as its agent would have settled
+        it; False when the status is not here."""
+        config, run_id = self.settling.config, str(trial.user_attrs[RUN_ATTR])
+        status = read_exit_status(leftovers.log_path, run_id)
+        if status is None:
             return False
-        leftovers.clear()  # before its log is attached: its writers gone, its hidden values scrubbed
+        leftovers.clear()  # before its log is read or attached: scrubbed of hidden values
+        if _overdue(trial, config.trial_timeout, status.ended):
+            self.reclaim(trial, f"{why}; it ran past trial_timeout ({config.trial_timeout:g} s)", failed=True)
+            return True
+        ending = Ending(succeeded=status.code == 0, exit_code=status.code)
+        verdict = self.reader.verdict(ending, run_id, leftovers.log_path)
+        outcome = verdict.outcome
+        if not outcome.complete:
+            reason = f"{why}; its trial had ended: {outcome.reason}"
+            infeasible = None
+            if outcome.kind is Kind.INFEASIBLE:  # named for what it says, as `settle_infeasible` does
+                infeasible = (outcome.reason or "infeasible").removeprefix("infeasible: ")
+            # a broken setup is found again by the re-run, which stops the sweep as it should
+            retry = outcome.retry or outcome.kind is Kind.SETUP
+            self.reclaim(trial, reason, retry and infeasible is None, infeasible, failed=True)
+            return True
+        self.watch.finish(compat.trial_id(trial), run_id)  # its history, before it completes
         attempt = Attempt(Work.of(trial), run_id, leftovers.log_path, verdict.ended_as, verdict.judgement)
-        if settle_adopted(self.settling, attempt, verdict.outcome, why):
+        if settle_adopted(self.settling, attempt, outcome, why):
             self.settling.recorder.attach_log(run_id, str(leftovers.log_path))
         return True
 
 
-def _overdue(trial: FrozenTrial, timeout: float | None) -> bool:
-    """Has the trial run longer than `trial_timeout` (its start as Optuna recorded it)?"""
+def _overdue(trial: FrozenTrial, timeout: float | None, at: float) -> bool:
+    """Had the trial run longer than `trial_timeout` at `at` (seconds since the epoch)?"""
     if timeout is None or trial.datetime_start is None:
         return False
-    return (dt.datetime.now() - trial.datetime_start).total_seconds() > timeout
+    return at - trial.datetime_start.timestamp() > timeout

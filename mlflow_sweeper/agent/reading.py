@@ -2,7 +2,8 @@
 and triaged, the constraints judged.
 
 One part for the trial that ran here (`TrialExecution`) and for the trial of a dead agent whose
-run had finished, or that ran on after it died (`orphans.py`): one rule for what a result is.
+trial ran on and ended (`orphans.py`, from its recorded exit status): one rule for what a
+result is.
 """
 
 from __future__ import annotations
@@ -48,15 +49,6 @@ class ResultReader:
         succeeded (its objective, its constraints' metrics, how its code ended it)."""
         needed = needs_metric(ending, self.objective_names) and run_id
         return self._verdict(ending, self._read(run_id) if needed else None, log_path)
-
-    def of_finished_run(self, run_id: str, log_path: Path) -> Verdict | None:
-        """The outcome of a trial whose agent is gone, when its run says it ended well (FINISHED,
-        by its training code or by the agent as it settled); None while the run says nothing
-        final (RUNNING, or ended as failed or killed): the exit status went with the agent."""
-        reading = self._read(run_id)
-        if reading.ended_as != "FINISHED":
-            return None
-        return self._verdict(Ending(succeeded=True, exit_code=0), reading, log_path)
 
     def _read(self, run_id: str) -> RunReading:
         names = self.objective_names

@@ -43,7 +43,7 @@ class SweepSession:
         )
         self.end = SweepEnd(parts)
         trial_context = TrialContext.of(parts, self.failures)
-        self.orphans = Orphans(trial_context.settling, trial_context.reader)
+        self.orphans = Orphans(trial_context.settling, trial_context.reader, parts.watch)
         self.workers = WorkerPool(parts, n_jobs, self.starts, trial_context, self.end)
         parts.stop.on_quit(lambda: parts.study.mark_quit(self.workers.running_trial_ids()))
         self.done = threading.Event()  # set when the workers are gone: maintenance stops

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 from ..config import SweepConfig
@@ -90,7 +91,7 @@ class TrialContext:
             checked=parts.checked,
         )
 
-    @property
+    @cached_property
     def reader(self) -> ResultReader:
         return ResultReader(self.config, self.recorder)
 

@@ -7,6 +7,7 @@ import datetime as dt
 from collections.abc import Callable, Iterable
 
 import optuna
+from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import FrozenTrial, TrialState
 
 from .. import compat
@@ -20,8 +21,8 @@ from .creation import Work
 from .identity import SweepIdentity, direction_of
 from .ledger import ClaimsLedger
 from .lifecycle import TrialLifecycle, warm_slots
-from .liveness import Heartbeat, fail_stale, fail_stale_trials
-from .names import ACTIVE, INFEASIBLE, QUIT, WAITING, claims_study_name
+from .liveness import Heartbeat, adopt_nothing, fail_stale, fail_stale_trials
+from .names import ACTIVE, INFEASIBLE, NO_RETRY, QUIT, WAITING, claims_study_name
 from .policy import RetryPolicy
 from .restart import NO_HOOKS, StartedOver, StartOverHooks
 from .store import RetryingStorage, read_trials, scores_trials
@@ -213,7 +214,7 @@ class SweepStudy:
     # ---- liveness --------------------------------------------------------------------------
 
     def reclaim_stale(
-        self, own_running: set[int], adopt: Callable[[FrozenTrial, str], bool] = lambda trial, why: False
+        self, own_running: set[int], adopt: Callable[[FrozenTrial, str], bool] = adopt_nothing
     ) -> list[tuple[FrozenTrial, str, bool]]:
         """Fail RUNNING trials whose agent went silent (or died on this host) and re-queue them.
 
@@ -230,12 +231,22 @@ class SweepStudy:
         failed = fail_stale_trials(self.store, self.study_id, self.liveness, own_running, requeue, adopt)
         return [(trial, why, requeued[compat.trial_id(trial)]) for trial, why in failed]
 
-    def reclaim_trial(self, trial: FrozenTrial, why: str) -> bool | None:
-        """Fail one trial whose agent is gone and re-queue its point when it may run again, as
-        `reclaim_stale` does; whether it was re-queued, or None when another agent ended it first."""
+    def reclaim_trial(
+        self, trial: FrozenTrial, why: str, *, retry: bool = True, infeasible: str | None = None
+    ) -> bool | None:
+        """Fail one trial whose agent is gone, as `reclaim_stale` does, and re-queue its point when
+        it may run again; whether it was re-queued, or None when another agent ended it first.
+        `retry` False: its trial ended in a way another attempt would not cure (`infeasible`: why
+        its point cannot run), so it is not re-queued."""
+        trial_id = compat.trial_id(trial)
+        with contextlib.suppress(UpdateFinishedTrialError):  # ended meanwhile: the update loses
+            if infeasible is not None:
+                self.store.set_trial_user_attr(trial_id, INFEASIBLE, redact(infeasible))
+            if not retry:
+                self.store.set_trial_system_attr(trial_id, NO_RETRY, True)
         if not fail_stale(self.store, trial, why):
             return None
-        return self.lifecycle.requeue_if_allowed(trial)
+        return retry and self.lifecycle.requeue_if_allowed(trial)
 
     def release_stale_claims(self) -> list[int]:
         """Queue the trials of slots whose agents died between claiming them and creating their

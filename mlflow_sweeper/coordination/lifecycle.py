@@ -183,8 +183,7 @@ class TrialLifecycle:
         only a feasible one counts.
         """
         self.launched(work)
-        for key, violation in (constraints or {}).items():
-            self.store.set_trial_system_attr(work.trial_id, key, violation)
+        self._write_constraints(work, constraints)
         self._note_target(work, value, constraints)
         values = self._stored(value)
         try:
@@ -198,15 +197,21 @@ class TrialLifecycle:
     ) -> bool:
         """COMPLETE a dead agent's trial with the result its finished run holds, as `complete`
         would have; True when this agent's RUNNING -> COMPLETE update won (another agent
-        reclaiming it at the same time may have failed or adopted it first)."""
+        reclaiming it at the same time may have failed or adopted it first). A value reaching
+        `spec.target` is recorded once the update is won, not before as `complete` does: a losing
+        agent's trial may have been failed instead, and the few claims made meanwhile run."""
         try:
-            for key, violation in (constraints or {}).items():
-                self.store.set_trial_system_attr(work.trial_id, key, violation)
+            self._write_constraints(work, constraints)
             self.store.set_trial_state_values(work.trial_id, TrialState.COMPLETE, self._stored(value))
         except UpdateFinishedTrialError:
             return False
         self._note_target(work, value, constraints)
         return True
+
+    def _write_constraints(self, work: Work, constraints: dict[str, float] | None) -> None:
+        """The constraint values (system attrs the samplers read), written before COMPLETE."""
+        for key, violation in (constraints or {}).items():
+            self.store.set_trial_system_attr(work.trial_id, key, violation)
 
     def _note_target(
         self, work: Work, value: float | list[float] | None, constraints: dict[str, float] | None

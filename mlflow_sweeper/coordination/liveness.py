@@ -115,13 +115,18 @@ class Heartbeat:
         return pid != self.pid and not pid_alive(pid)
 
 
+def adopt_nothing(trial: FrozenTrial, why: str) -> bool:
+    """Every stale trial is failed (and its point run again): what is left is not looked at."""
+    return False
+
+
 def fail_stale_trials(
     store: RetryingStorage,
     study_id: int,
     heartbeat: Heartbeat,
     skip: set[int],
     on_failed: Callable[[FrozenTrial, str], None] = lambda trial, why: None,
-    adopt: Callable[[FrozenTrial, str], bool] = lambda trial, why: False,
+    adopt: Callable[[FrozenTrial, str], bool] = adopt_nothing,
 ) -> list[tuple[FrozenTrial, str]]:
     """Fail the RUNNING trials (other than `skip`) whose owner is gone; returns them and why.
 

@@ -17,6 +17,7 @@ from ..record import trial_environment
 from ..resume import RESUME_ENV
 from ..trial_log import log_header
 from .base import TrialHandle, TrialRequest
+from .exit_status import recording_exit
 
 CANCEL_GRACE_SECONDS = 5.0
 
@@ -120,7 +121,8 @@ def popen(
     argv: list[str], cwd: str, env: dict[str, str], log_path: Path, request: TrialRequest | None = None
 ) -> tuple[subprocess.Popen, IO]:
     """Start a trial in a new session (so its tree can be killed), output to its log file, which
-    starts with the command line and working directory (a failed trial's log explains itself).
+    starts with the command line and working directory (a failed trial's log explains itself),
+    its exit status recorded beside it (`exit_status.py`: for an agent taking over).
     `request`: the descriptors it inherits (its device locks), its values to mask in the header."""
     keep_fds = request.keep_fds if request is not None else ()
     hidden = request.hidden_values if request is not None else ()
@@ -133,7 +135,7 @@ def popen(
     log_file.write(log_header(argv, cwd, hidden).encode("utf-8", errors="replace"))
     log_file.flush()
     process = subprocess.Popen(
-        argv,
+        recording_exit(argv, log_path, cwd, env),
         cwd=cwd,
         env=env,
         stdin=subprocess.DEVNULL,

@@ -158,12 +158,14 @@ class Recorder:
         except MlflowException as exc:
             log.debug("could not retire run %s: %s", old_run_id, exc)
 
-    def kill_run(self, run_id: str | None, status: str = "KILLED") -> None:
+    def kill_run(self, run_id: str | None, status: str = "KILLED", even_if_ended: bool = False) -> None:
+        """End a run with `status` if nobody did; `even_if_ended`: also one its code ended (MLflow
+        ends a run FINISHED at exit, even after an uncaught exception)."""
         if not run_id:
             return
         try:
             run = self.client.get_run(run_id)
-            if run.info.status in ("RUNNING", "SCHEDULED"):
+            if even_if_ended or run.info.status in ("RUNNING", "SCHEDULED"):
                 self.client.set_terminated(run_id, status)
         except MlflowException as exc:
             log.debug("could not end run %s: %s", run_id, exc)

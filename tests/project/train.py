@@ -5,6 +5,8 @@ behave: ok | fail | fail_once | no_metric | sleep:<seconds> | nan | hang
         | light:<seconds>  sleep, then succeed without importing MLflow (for sweeps without `spec`)
         | block:<path>     wait until <path> exists, then behave as ok
         | stubborn:<path>  as block:<path>, but ignore SIGTERM meanwhile (only SIGKILL stops it)
+        | block_crash:<path>  wait until <path> exists, log `score` outside a `with` block, then
+                              crash (exit 1), though MLflow ends the run FINISHED at exit
 record: a file to which one JSON line (params, run id, pid) is appended, atomically.
 """
 
@@ -63,12 +65,17 @@ def main():
         time.sleep(float(behave.split(":", 1)[1]))
     if behave == "hang":
         time.sleep(3600)
-    if behave.startswith(("block:", "stubborn:")):
+    if behave.startswith(("block:", "stubborn:", "block_crash:")):
         kind, _, path = behave.partition(":")
         if kind == "stubborn":
             signal.signal(signal.SIGTERM, signal.SIG_IGN)
         while not os.path.exists(path):
             time.sleep(0.1)
+    if behave.startswith("block_crash:"):
+        import mlflow
+
+        mlflow.log_metric("score", number(params.get("x")) + number(params.get("y")))
+        raise RuntimeError("crashed after logging its metric")
     if behave == "fail":
         sys.exit(3)
     if behave == "oom":
