@@ -24,6 +24,7 @@ from .errors import NoSuchSweep, UsageError
 from .opening import open_sweep
 from .storages import exists as storage_exists
 from .storages import mask, retry
+from .storages.access import check_write_access
 from .ui.links import link_lines, ui_links
 
 log = logging.getLogger(__name__)
@@ -49,6 +50,8 @@ def delete_sweep(config: SweepConfig, purge: bool = False) -> DeleteResult:
     sweep = open_sweep(config, create=False)
     # The recorder is opened before the study (and the store recorded in it) is gone.
     study, recorder, elsewhere = sweep.study, sweep.recorder, sweep.runs_elsewhere()
+    if recorder is not None:  # a user who may not delete its runs: refused before the study goes
+        check_write_access(str(recorder.client.tracking_uri), config.experiment)
     if study is not None:
         for name in (*study_names(config.identity), *_start_over_locks(study)):
             try:

@@ -19,7 +19,7 @@ CONTEXT = {"help_option_names": ["-h", "--help"]}
 
 
 # Commands that may never need MLflow: importing it takes seconds, most of `status`'s time.
-WITHOUT_MLFLOW_AT_START = ("status",)
+WITHOUT_MLFLOW_AT_START = ("status", "proxy")
 
 
 def _redact_console() -> None:
@@ -269,9 +269,13 @@ def proxy(
 
     Agents then use `optuna_storage: grpc://HOST:PORT` and share the proxy's few connections.
     """
-    from .proxy import serve
-
     def action() -> int:
+        from .proxy_auth import check_listen, read_token_file
+
+        # a refusal to listen comes at once, not after the seconds the proxy's imports take
+        check_listen(host, read_token_file(token_file) if token_file else None, insecure)
+        from .proxy import serve
+
         serve(
             storage_url, host=host, port=port, token_file=token_file, tls_cert=tls_cert, tls_key=tls_key,
             insecure=insecure, workers=workers,

@@ -67,7 +67,10 @@ def parse_constraint(text: Any, index: int = 0) -> Constraint:
         raise ConstraintError(index, f"{text!r}: the bound {match['bound']!r} is not a number") from None
     if not math.isfinite(bound):
         raise ConstraintError(index, f"{text!r}: the bound must be a finite number")
-    return Constraint(match["metric"], match["op"], bound)
+    metric = match["metric"]
+    if len(metric) > 2 and metric[0] == metric[-1] == "`":  # quoted as in an MLflow filter string
+        metric = metric[1:-1]
+    return Constraint(metric, match["op"], bound)
 
 
 def parse_constraints(value: Any) -> tuple[Constraint, ...]:

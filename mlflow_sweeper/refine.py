@@ -287,7 +287,10 @@ def render(
             # a value from `${VAR}` stays a reference, never its value
             if "${" not in str(raw.get(key, "")) and redact(value) == value:
                 raw[key] = value
+    # An earlier sweep this one started from may give the new space results this one could not
+    # take; one deleted since would make the new config refuse to run.
     sources = [s.describe() for s in config.warm_start]
+    sources = [s for s in sources if "sweep" not in s or not taken or s["sweep"] in taken]
     sources.append({"sweep": config.identity})
     summary = _summary(config, advice)
     lines = [f"# Refined from sweep '{config.identity}' by `mlflow-sweeper refine`: {summary}"]

@@ -20,10 +20,14 @@ MASK = "***"
 # garble every line, and such a value is no secret worth the name.
 MIN_REMEMBERED = 4
 
-_URL_PASSWORD = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.\-]*://[^:/@\s]*:)(?P<secret>[^@\s/]+)@")
+# The password runs to the `@` before the host, `/` included, as SQLAlchemy reads it (base64 makes
+# such passwords); a port followed by a path with an `@` in it is no password.
+_URL_PASSWORD = re.compile(
+    r"(?P<head>[A-Za-z][A-Za-z0-9+.\-]*://[^:/@\s]*:)(?!\d{1,5}/)(?P<secret>[^@\s]+)@"
+)
 _QUERY_SECRET = re.compile(
     r"(?P<head>[?&;](?:password|passwd|pwd|pass|secret|token|access_token|api_key|apikey)=)"
-    r"(?P<secret>[^&;#\s]+)",
+    r"(?P<secret>[^&;#\s\"'<>]+)",  # a quote closing the URL is not part of it
     re.IGNORECASE,
 )
 

@@ -48,6 +48,8 @@ def test_constraints_parse_every_operator():
         Constraint("acc", ">=", 0.9),
         Constraint("val/loss", ">", -1000.0),
     )
+    # a metric quoted as an MLflow filter string quotes it (`runs:` in warm_start) is the metric
+    assert parse_constraints(["`val/acc` >= 0.9"]) == (Constraint("val/acc", ">=", 0.9),)
     # Optuna's convention: feasible when <= 0; a strict bound met exactly is violated
     assert parsed[0].violation(50) == 0 and parsed[0].violation(60) == 10
     assert parsed[1].violation(10) > 0 and parsed[1].violation(9) < 0

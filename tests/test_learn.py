@@ -84,6 +84,19 @@ def test_a_trial_without_its_constraint_metric_fails_and_status_has_no_best(tmp_
     assert "best: - (no feasible trial yet)" in status.stdout, output(status)
 
 
+def test_a_sweep_whose_every_result_is_infeasible_says_so_as_it_completes(tmp_path):
+    config = write_config(
+        tmp_path,
+        command=f"python {CONSTRAINED}",
+        parameters={"x": [1], "y": [10]},
+        spec={"metric": "score", "direction": "maximize", "constraints": ["latency <= 5"]},
+    )
+    result = run_cli("sweep", config, cwd=tmp_path)
+    assert result.returncode == 0, output(result)
+    assert "complete, parent run" in output(result)
+    assert "no feasible trial (none satisfies spec.constraints)" in output(result), output(result)
+
+
 # ---- warm start --------------------------------------------------------------------------------
 
 

@@ -164,6 +164,14 @@ def test_authorized_sweeps_nest_their_trials_and_others_are_refused_before_optun
         assert not (refused.parent / "optuna.db").exists()  # the Optuna storage was never touched
     assert not [r for r in _trials(url, "refused")]
 
+    # bob may not delete alice's sweep either: refused before its Optuna study goes
+    deleted = run_cli("delete", command, "--yes", cwd=command.parent, env=_as("bob"), timeout=300)
+    assert deleted.returncode == 2, deleted.stderr[-3000:]
+    assert "does not let this user write" in deleted.stderr and "Traceback" not in deleted.stderr
+    kept_status = run_cli("status", command, cwd=command.parent, env=_as("alice"), timeout=300)
+    assert kept_status.returncode == 0 and "2/2 done" in kept_status.stdout, kept_status.stdout
+    assert len(_trials(url, "command")) == 3
+
     console = result.stdout + result.stderr + result_entry.stdout + result_entry.stderr
     written = [p.read_bytes().decode("utf-8", "replace") for p in tmp_path.rglob("*") if p.is_file()]
     artifacts = [p for p in (server_root / "artifacts").rglob("*") if p.is_file()]

@@ -68,7 +68,7 @@ def test_no_secret_in_anything_a_sweep_writes(secret_databases, tmp_path):
     config = {
         "experiment": "exp",
         "sweep_name": "secrets",
-        "command": f"python {TRAIN} --api_key ${{SWEEP_TEST_SECRET}}",
+        "command": f"python {TRAIN} --api_key ${{SWEEP_TEST_SECRET}} --pin ${{SWEEP_SHORT_COMMAND}}",
         "parameters": {
             "x": [1],
             "y": [10],
@@ -88,6 +88,7 @@ def test_no_secret_in_anything_a_sweep_writes(secret_databases, tmp_path):
         "SWEEP_TEST_SECRET": VAR_SECRET,
         "SWEEP_LIST_SECRET": LIST_SECRET,
         "SWEEP_SHORT_SECRET": "7",
+        "SWEEP_SHORT_COMMAND": "ab7",
         "MLFLOW_SWEEPER_DEBUG": "",
     }
     swept = run_cli("sweep", path, cwd=tmp_path, env=env, timeout=600)
@@ -129,6 +130,7 @@ def test_no_secret_in_anything_a_sweep_writes(secret_databases, tmp_path):
         line for text in written.values() for line in text.splitlines() if line.startswith("# command:")
     ]
     assert headers and all("'short=***'" in line and "short=7" not in line for line in headers), headers
+    assert all("--pin '***'" in line and "ab7" not in line for line in headers), headers  # in `command`
     for secret in (PG_PASSWORD, VAR_SECRET, LIST_SECRET):
         leaks = [name for name, text in written.items() if secret in text]
         assert not leaks, f"{secret} found in {leaks}"

@@ -170,6 +170,19 @@ def test_the_refined_config_runs_warm_started_from_the_first_sweep(tmp_path):
     assert study.is_complete()
 
 
+def test_an_earlier_sweep_source_deleted_since_is_left_out_of_the_refined_config(tmp_path):
+    """One still in the storage stays (it may hold results the new space fits and this sweep's did
+    not); one deleted would make the refined config refuse to run (no such sweep: exit 2)."""
+    sources = [{"sweep": "exp/gone"}, {"sweep": "exp/kept"}, {"runs": "metrics.score > 0"}]
+    run_sweep(load_config(write(tmp_path, name="kept.yaml", sweep_name="kept", max_trials=2)), lambda p: 0.0)
+    config = load_config(write(tmp_path, max_trials=8, warm_start=sources))
+    run_sweep(config, lambda p: p["x"])
+    path, _ = refine_sweep(config)
+    assert [s.describe() for s in load_config(path).warm_start] == [
+        {"sweep": "exp/kept"}, {"runs": "metrics.score > 0"}, {"sweep": "exp/coarse"},
+    ]  # fmt: skip
+
+
 def test_values_from_the_environment_stay_references_in_the_refined_config(tmp_path, monkeypatch):
     """The follow-up config is read again by an agent with the same environment: a secret is
     written as the `${VAR}` it came from, never as its value."""

@@ -33,6 +33,10 @@ def _fresh_memory():
         ("mysql+pymysql://u:p%40ss@h/db?charset=utf8", "mysql+pymysql://u:***@h/db?charset=utf8"),
         ("postgresql://h/db?user=u&password=Qu3ryPW", "postgresql://h/db?user=u&password=***"),
         ("http://127.0.0.1:5000/path@x", "http://127.0.0.1:5000/path@x"),
+        # base64 makes passwords with `/`; SQLAlchemy reads the password up to the `@`
+        ("postgresql://u:pa/ss+Lk=@127.0.0.1:5432/db", "postgresql://u:***@127.0.0.1:5432/db"),
+        # a quote closing the URL stays: the logged config must still load
+        ('url: "postgresql://h/db?password=Qu3ryPW"', 'url: "postgresql://h/db?password=***"'),
         ("sqlite:///tmp/optuna.db", "sqlite:///tmp/optuna.db"),
         ("grpc://127.0.0.1:4000", "grpc://127.0.0.1:4000"),
     ],

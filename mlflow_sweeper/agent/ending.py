@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 
-from optuna.trial import FrozenTrial
+from optuna.trial import FrozenTrial, TrialState
 
 from ..display import shown_params, shown_value
 from .closing import CloseContext, close_sweep
@@ -58,6 +58,8 @@ class SweepEnd:
         if best is not None:
             best_params = shown_params(best.params)
             summary += f", best {shown_value(best.value)} in trial {best.number} ({best_params})"
+        elif self.parts.config.objective.constraints and any(t.state == TrialState.COMPLETE for t in trials):
+            summary += ", no feasible trial (none satisfies spec.constraints)"
         console.event(summary)
         if result.failed_for_good:
             console.event(

@@ -230,7 +230,10 @@ class TrialExecution:
             attempt=work.attempt,
             experiment_id=self.context.recorder.experiment_id,
             params=revealed,
-            hidden_values=tuple(text(v) for k, v in revealed.items() if v != self.params.get(k)),
+            hidden_values=(
+                *(text(v) for k, v in revealed.items() if v != self.params.get(k)),
+                *self.context.config.command_hidden,
+            ),
             runs=self.runs,
             # the attempt's variables (SWEEPER_TRIAL, ...) and the devices it holds
             env={**trial_variables(work.number, work.attempt, work.replaces_run), **self.devices.environment},

@@ -47,6 +47,7 @@ class SweepConfig:
     raw: dict[str, Any] = field(default_factory=dict)  # the file's values as shown (`${VAR}` as ***)
     written: dict[str, Any] = field(default_factory=dict)  # the file's values as written (`${VAR}` kept)
     hidden: dict[str, dict[Any, Any]] = field(default_factory=dict)  # per parameter: {shown: real}
+    command_hidden: tuple[str, ...] = ()  # the values `command` took from `${VAR}`, however short
     sampler_options: dict[str, Any] = _default("sampler_options")
     arg_style: str = _default("arg_style")
     fail_fast: int = _default("fail_fast")
