@@ -24,7 +24,7 @@ from .errors import NoSuchSweep, UsageError
 from .opening import open_sweep
 from .storages import exists as storage_exists
 from .storages import mask, retry
-from .storages.access import check_write_access
+from .storages.access import tracking_refusal
 from .ui.links import link_lines, ui_links
 
 log = logging.getLogger(__name__)
@@ -46,12 +46,24 @@ class DeleteResult:
 
 
 def delete_sweep(config: SweepConfig, purge: bool = False) -> DeleteResult:
-    study_deleted = False
+    """The sweep's runs first, then its studies: a tracking server that refuses this user the
+    runs (deleting needs MANAGE there) stops the command with the sweep whole, not half gone."""
     sweep = open_sweep(config, create=False)
     # The recorder is opened before the study (and the store recorded in it) is gone.
     study, recorder, elsewhere = sweep.study, sweep.recorder, sweep.runs_elsewhere()
-    if recorder is not None:  # a user who may not delete its runs: refused before the study goes
-        check_write_access(str(recorder.client.tracking_uri), config.experiment)
+    runs_deleted = 0
+    if recorder is not None:
+        try:
+            runs_deleted, purge = _delete_runs(recorder, purge)
+        except Exception as exc:  # noqa: BLE001 - a refusal is the user's to fix: exit 2
+            uri = str(recorder.client.tracking_uri)
+            refused = tracking_refusal(exc, uri, config.experiment, "delete runs of")
+            if refused is None:
+                raise
+            raise refused from None
+    if elsewhere is not None and not runs_deleted:
+        log.warning("%s", elsewhere)
+    study_deleted = False
     if study is not None:
         for name in (*study_names(config.identity), *_start_over_locks(study)):
             try:
@@ -60,37 +72,38 @@ def delete_sweep(config: SweepConfig, purge: bool = False) -> DeleteResult:
                 continue
             retry(lambda s=study_id: study.storage.delete_study(s), f"delete study {name}")
             study_deleted = True
-    runs_deleted = 0
-    if recorder is not None:  # MLflow imported here, not for `status` (it takes seconds)
-        from mlflow.entities import ViewType
-
-        from .record import current_run_id
-
-        runs = recorder.sweep_runs(ViewType.ALL if purge else ViewType.ACTIVE_ONLY, everywhere=True)
-        runs = [run for run in runs if run.info.run_id != current_run_id()]
-        can_purge = purge and compat.can_hard_delete(recorder.client)
-        if purge and not can_purge:
-            log.warning(
-                "%s cannot purge runs through a tracking server; they are soft-deleted "
-                "(run `mlflow gc` on the server to purge)",
-                mask(recorder.client.tracking_uri),
-            )
-        for run in runs:
-            run_id = run.info.run_id
-            if run.info.lifecycle_stage != "deleted":
-                retry(lambda r=run_id: recorder.client.delete_run(r), "delete run")
-            if can_purge:
-                _delete_artifacts(run.info.artifact_uri)
-                _remove_empty_run_dir(run.info.artifact_uri, run_id)
-                retry(lambda r=run_id: compat.hard_delete_run(recorder.client, r), "purge run")
-            runs_deleted += 1
-        purge = can_purge
-    if elsewhere is not None and not runs_deleted:
-        log.warning("%s", elsewhere)
     folder = existing_sweep_folder(config.output_dir / "logs", config.identity)
     if folder is not None:
         shutil.rmtree(folder, ignore_errors=True)
     return DeleteResult(config.identity, study_deleted, runs_deleted, purge)
+
+
+def _delete_runs(recorder, purge: bool) -> tuple[int, bool]:
+    """Delete (`purge`: purge) the sweep's runs; how many, and whether they were purged."""
+    from mlflow.entities import ViewType  # imported here, not for `status` (it takes seconds)
+
+    from .record import current_run_id
+
+    runs = recorder.sweep_runs(ViewType.ALL if purge else ViewType.ACTIVE_ONLY, everywhere=True)
+    runs = [run for run in runs if run.info.run_id != current_run_id()]
+    can_purge = purge and compat.can_hard_delete(recorder.client)
+    if purge and not can_purge:
+        log.warning(
+            "%s cannot purge runs through a tracking server; they are soft-deleted "
+            "(run `mlflow gc` on the server to purge)",
+            mask(recorder.client.tracking_uri),
+        )
+    deleted = 0
+    for run in runs:
+        run_id = run.info.run_id
+        if run.info.lifecycle_stage != "deleted":
+            retry(lambda r=run_id: recorder.client.delete_run(r), "delete run")
+        if can_purge:
+            _delete_artifacts(run.info.artifact_uri)
+            _remove_empty_run_dir(run.info.artifact_uri, run_id)
+            retry(lambda r=run_id: compat.hard_delete_run(recorder.client, r), "purge run")
+        deleted += 1
+    return deleted, can_purge
 
 
 def _start_over_locks(study: SweepStudy) -> list[str]:

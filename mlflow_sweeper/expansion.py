@@ -46,16 +46,6 @@ def expand_text(text: str, key: str, environ: Mapping[str, str] | None = None, s
     return _REFERENCE.sub(replace, text)
 
 
-def environment_values(text: Any, environ: Mapping[str, str] | None = None) -> tuple[str, ...]:
-    """The values a config string takes from the environment (its `${VAR}`s that are set), so
-    that what shows the string can mask them however short; none for what is not a string."""
-    if not isinstance(text, str) or "${" not in text:
-        return ()
-    env = os.environ if environ is None else environ
-    found = (env.get(m.group("name")) for m in _REFERENCE.finditer(text) if m.group("name"))
-    return tuple(value for value in found if value)
-
-
 def expand_config(
     data: Any, environ: Mapping[str, str] | None = None, key: str = "", shown: bool = False
 ) -> Any:

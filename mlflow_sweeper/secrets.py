@@ -21,9 +21,10 @@ MASK = "***"
 MIN_REMEMBERED = 4
 
 # The password runs to the `@` before the host, `/` included, as SQLAlchemy reads it (base64 makes
-# such passwords); a port followed by a path with an `@` in it is no password.
+# such passwords); a port followed by a path with an `@` in it is no password, nor an IPv6 host
+# (`[::1]:5000`) or a drive (`file://C:/`).
 _URL_PASSWORD = re.compile(
-    r"(?P<head>[A-Za-z][A-Za-z0-9+.\-]*://[^:/@\s]*:)(?!\d{1,5}/)(?P<secret>[^@\s]+)@"
+    r"(?P<head>[A-Za-z][A-Za-z0-9+.\-]*://[^:/@\s\[\]]*:)(?!\d{1,5}/|/)(?P<secret>[^@\s]+)@"
 )
 _QUERY_SECRET = re.compile(
     r"(?P<head>[?&;](?:password|passwd|pwd|pass|secret|token|access_token|api_key|apikey)=)"

@@ -32,9 +32,13 @@ def test_the_status_is_kept_and_passed_on(tmp_path, code, status):
 
 
 def test_a_death_by_signal_is_passed_on_as_one(tmp_path):
-    """The agent sees what it saw without the shell: killed by SIGKILL is -9, not 137."""
+    """The agent sees what it saw without the shell: killed by SIGKILL is -9, not 137; a crash
+    (SIGSEGV) leaves no core file of the shell's own."""
     returned, kept = run(tmp_path, "import os, signal; os.kill(os.getpid(), signal.SIGKILL)")
-    assert returned == -signal.SIGKILL and kept.code == 128 + signal.SIGKILL
+    assert returned == -signal.SIGKILL and kept.code == -signal.SIGKILL
+    returned, kept = run(tmp_path, "import os, resource, signal; os.kill(os.getpid(), signal.SIGSEGV)")
+    assert returned == -signal.SIGSEGV and kept.code == -signal.SIGSEGV
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith("core")]
 
 
 def test_another_runs_status_or_none_is_not_read(tmp_path):
@@ -62,3 +66,19 @@ def test_a_program_that_cannot_run_fails_at_launch_as_without_the_shell(tmp_path
     (tmp_path / "plain.sh").write_text("echo hi\n")
     with pytest.raises(PermissionError):
         recording_exit(["./plain.sh"], tmp_path / "t.log", str(tmp_path), env)
+    (tmp_path / "plain.sh").chmod(0o755)  # no `#!`: the kernel refuses it, a shell would run it
+    with pytest.raises(OSError, match="Exec format error"):
+        recording_exit(["./plain.sh"], tmp_path / "t.log", str(tmp_path), env)
+
+
+def test_the_program_is_found_as_its_own_start_would_find_it(tmp_path):
+    """A shell builtin's name runs the program (`echo`: /bin/echo's rules, not dash's); a relative
+    PATH entry is the trial's working directory's."""
+    argv = recording_exit(["echo", "a"], tmp_path / "t.log", str(tmp_path), dict(os.environ))
+    assert os.path.isabs(argv[4]) and argv[4].endswith("/echo") and argv[5:] == ["a"]
+    (tmp_path / "bin").mkdir()
+    (tmp_path / "bin" / "mine").write_text("#!/bin/sh\nexit 0\n")
+    (tmp_path / "bin" / "mine").chmod(0o755)
+    env = {**os.environ, "PATH": "bin" + os.pathsep + os.environ["PATH"]}
+    argv = recording_exit(["mine"], tmp_path / "t.log", str(tmp_path), env)
+    assert argv[4] == str(tmp_path / "bin" / "mine")

@@ -429,6 +429,29 @@ def test_a_killed_agents_trial_that_crashed_after_logging_is_failed_not_kept(tmp
     assert len(read_records(record)) == 2 and "its result is kept" not in text
 
 
+def test_an_agent_leaving_stops_the_trials_it_watched_and_requeues_them_as_interrupted(tmp_path, agents):
+    """Left running unwatched, a dead agent's trial would be reclaimed on another host after
+    `stale_after`, and run again beside itself: the watching agent, stopped, stops it too."""
+    record, go = tmp_path / "records.jsonl", tmp_path / "go"
+    config = write_config(
+        tmp_path, parameters={**GRID, "behave": f"block:{go}", "record": str(record)}, max_retries=0
+    )
+    killed = _kill_agent_mid_trial(agents, config, record, trials_too=False)
+    orphans = [psutil.Process(line["pid"]) for line in killed]
+    second = agents.start(config, "-j", "2")
+    _wait_output(agents, second, "but it runs on here: watched", 2)
+    second.send_signal(signal.SIGINT)
+    assert agents.wait(second, timeout=60) == 130, agents.output(second)
+    assert wait_gone(orphans, timeout=30) == [], "the watched trials run on unwatched"
+    trials = optuna_trials(optuna_uri(tmp_path))
+    failed = [t for t in trials if t.state.name == "FAIL"]
+    reasons = [t.user_attrs["fail_reason"] for t in failed]
+    assert len(failed) == 2 and all("the agent watching it stopped" in reason for reason in reasons)
+    waiting = [t for t in trials if t.state.name == "WAITING"]
+    assert sorted(point(t.params) for t in waiting) == POINTS  # the same attempt, though no retry is left
+    assert all(t.system_attrs["sweeper:attempt"] == 1 for t in waiting), [t.system_attrs for t in waiting]
+
+
 @pytest.mark.extended  # watching: the test above; trial_timeout: tests/test_trial_path.py
 def test_a_watched_trial_past_its_timeout_is_stopped_and_run_again(tmp_path, agents):
     record, go = tmp_path / "records.jsonl", tmp_path / "go"

@@ -167,7 +167,7 @@ def test_authorized_sweeps_nest_their_trials_and_others_are_refused_before_optun
     # bob may not delete alice's sweep either: refused before its Optuna study goes
     deleted = run_cli("delete", command, "--yes", cwd=command.parent, env=_as("bob"), timeout=300)
     assert deleted.returncode == 2, deleted.stderr[-3000:]
-    assert "does not let this user write" in deleted.stderr and "Traceback" not in deleted.stderr
+    assert "does not let this user delete runs of" in deleted.stderr and "Traceback" not in deleted.stderr
     kept_status = run_cli("status", command, cwd=command.parent, env=_as("alice"), timeout=300)
     assert kept_status.returncode == 0 and "2/2 done" in kept_status.stdout, kept_status.stdout
     assert len(_trials(url, "command")) == 3

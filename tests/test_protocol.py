@@ -415,9 +415,11 @@ def test_a_silent_agents_trials_are_reclaimed_once_and_requeued_once(tmp_path, b
     assert [t.params["x"] for t in silent.failed_for_good(silent.trials())] == [retried.params["x"]]
 
 
-def test_a_dead_agents_trial_whose_run_finished_is_adopted_by_exactly_one_agent(tmp_path, backend):
-    """Reclaiming agents offer each stale trial to `adopt` first (its run had finished): the one
-    that wins RUNNING -> COMPLETE keeps the result, the others neither fail nor re-queue it."""
+def test_a_dead_agents_trial_whose_run_finished_is_adopted_not_failed(tmp_path, backend):
+    """Reclaiming agents offer each stale trial to `adopt` first (it had ended well): it is
+    completed once with its result, never failed nor re-queued. Agents adopting the same result
+    at once may each settle it (a storage can report another's identical write as this one's
+    lost answer): every step of the settling is idempotent."""
     config = make_config(tmp_path, backend, parameters={"x": list(range(4))})
     silent = make_agents(config, backend, n=1)[0]
     start([silent])
@@ -442,7 +444,7 @@ def test_a_dead_agents_trial_whose_run_finished_is_adopted_by_exactly_one_agent(
 
     reclaimed = [r for found in in_threads(reclaimers, reclaim) for r in found]
 
-    assert won == [finished.number]
+    assert won and set(won) == {finished.number}
     assert [t.number for t, _, _ in reclaimed] == [unfinished.number]
     by_number = {t.number: t for t in silent.trials()}
     assert by_number[finished.number].state == TrialState.COMPLETE

@@ -33,6 +33,8 @@ def _fresh_memory():
         ("mysql+pymysql://u:p%40ss@h/db?charset=utf8", "mysql+pymysql://u:***@h/db?charset=utf8"),
         ("postgresql://h/db?user=u&password=Qu3ryPW", "postgresql://h/db?user=u&password=***"),
         ("http://127.0.0.1:5000/path@x", "http://127.0.0.1:5000/path@x"),
+        ("http://[::1]:5000/path@x", "http://[::1]:5000/path@x"),
+        ("file://C:/Users/me@corp/x", "file://C:/Users/me@corp/x"),
         # base64 makes passwords with `/`; SQLAlchemy reads the password up to the `@`
         ("postgresql://u:pa/ss+Lk=@127.0.0.1:5432/db", "postgresql://u:***@127.0.0.1:5432/db"),
         # a quote closing the URL stays: the logged config must still load

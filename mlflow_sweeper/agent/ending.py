@@ -7,6 +7,7 @@ import logging
 
 from optuna.trial import FrozenTrial, TrialState
 
+from ..constraints import feasible_only
 from ..display import shown_params, shown_value
 from .closing import CloseContext, close_sweep
 from .parts import SweepParts
@@ -39,6 +40,11 @@ class SweepEnd:
         context = CloseContext(parts.config, self.study, parts.recorder, parts.parent_id, trials, best)
         return close_sweep(context)
 
+    def _none_feasible(self, trials: list[FrozenTrial]) -> bool:
+        """Results, none of them satisfying `spec.constraints` (with one objective or several)."""
+        complete = [t for t in trials if t.state == TrialState.COMPLETE]
+        return bool(self.parts.config.objective.constraints and complete and not feasible_only(complete))
+
     def finish(self) -> SweepResult:
         """The sweep as this agent leaves it: closed by the elected agent, summary of failures."""
         result, console = self.parts.result, self.parts.console
@@ -58,7 +64,7 @@ class SweepEnd:
         if best is not None:
             best_params = shown_params(best.params)
             summary += f", best {shown_value(best.value)} in trial {best.number} ({best_params})"
-        elif self.parts.config.objective.constraints and any(t.state == TrialState.COMPLETE for t in trials):
+        elif self._none_feasible(trials):
             summary += ", no feasible trial (none satisfies spec.constraints)"
         console.event(summary)
         if result.failed_for_good:

@@ -31,14 +31,16 @@ from .. import compat
 from ..config import SweepConfig
 from ..coordination import RUN_ATTR, SLOT, Work
 from ..coordination.names import QUIT
+from ..coordination.tallies import INTERRUPTED_PREFIX
 from ..launch import trial_log_name
-from ..launch.exit_status import read_exit_status
+from ..launch.exit_status import ExitStatus, read_exit_status
 from ..launch.process import kill_tree, orphaned_trial
 from ..pruning import TrialWatch
 from ..trial_log import scrub
 from .outcome import Ending, Kind
 from .reading import ResultReader
 from .settle import Attempt, Settling, settle_adopted
+from .uploads import LogUploads
 from .watch import NoWatch
 
 log = logging.getLogger(__name__)
@@ -78,10 +80,13 @@ class Watched:
 class Orphans:
     """The maintenance pass's handling of the trials dead agents left (see the module)."""
 
-    def __init__(self, settling: Settling, reader: ResultReader, watch: TrialWatch | NoWatch):
+    def __init__(
+        self, settling: Settling, reader: ResultReader, watch: TrialWatch | NoWatch, uploads: LogUploads
+    ):
         self.settling = settling
         self.reader = reader
         self.watch = watch  # early stopping: an adopted trial's history is reported too
+        self.uploads = uploads  # its log attached off the maintenance thread (which beats)
         self.watched: dict[int, Watched] = {}  # by Optuna trial id; the maintenance thread's own
 
     def watched_ids(self) -> set[int]:
@@ -98,42 +103,55 @@ class Orphans:
             log.warning("trial %s: could not settle what its dead agent left: %s", trial.number, exc)
             return False
 
-    def check_watched(self) -> None:
-        """Settle each watched trial whose processes have exited; stop one past `trial_timeout`
-        first, and fail it."""
+    def check_watched(self, leaving: bool = False) -> None:
+        """Settle each watched trial that has ended (its exit status is here, or its processes are
+        gone); stop one past `trial_timeout` first, and fail it. `leaving`: this agent stops, so
+        one still running is stopped and its point re-queued as interrupted, as this agent's own
+        are: left unwatched, it would be reclaimed elsewhere and run again beside itself."""
         config = self.settling.config
         for trial_id, watched in list(self.watched.items()):
             trial, why = watched.trial, watched.why
             leftovers = Leftovers.of(config, trial)
-            overdue = _overdue(trial, config.trial_timeout, time.time())
-            if leftovers.pids and not overdue:
+            if not self.settling.study.is_running(trial_id):  # another agent ended it meanwhile
+                self.watched.pop(trial_id, None)
+                leftovers.clear()
                 continue
-            del self.watched[trial_id]
-            if overdue:
-                self.reclaim(trial, f"{why}; it ran on here past trial_timeout ({config.trial_timeout:g} s)")
-            elif not self.adopt(trial, f"{why}; it ran on here"):
-                self.reclaim(trial, f"{why}; it ran on here, and how it ended is unknown")
+            status = read_exit_status(leftovers.log_path, str(trial.user_attrs[RUN_ATTR]))
+            overdue = _overdue(trial, config.trial_timeout, time.time())
+            if status is None and leftovers.pids and not overdue and not leaving:
+                continue
+            self.watched.pop(trial_id, None)
+            if status is not None or not leftovers.pids:
+                if not self.adopt(trial, f"{why}; it ran on here"):
+                    self.reclaim(trial, f"{why}; it ran on here, and how it ended is unknown")
+            elif overdue:
+                timeout = f"{config.trial_timeout:g} s"
+                self.reclaim(trial, f"{why}; it ran on here past trial_timeout ({timeout})", status="KILLED")
+            else:
+                self.reclaim(trial, f"{INTERRUPTED_PREFIX}: the agent watching it stopped", again=True)
 
     def reclaim(
         self,
         trial: FrozenTrial,
         why: str,
         retry: bool = True,
+        again: bool = False,
         infeasible: str | None = None,
-        failed: bool = False,
+        status: str | None = None,
     ) -> None:
-        """Fail the trial and re-queue its point, when no other agent ended it first. `failed`:
-        its exit status says it failed, so its run is FAILED even if its code ended it."""
-        requeued = self.settling.study.reclaim_trial(trial, why, retry=retry, infeasible=infeasible)
+        """Fail the trial and re-queue its point, when no other agent ended it first. `status`:
+        how its run ends, even if its code ended it (its exit status says otherwise)."""
+        study = self.settling.study
+        requeued = study.reclaim_trial(trial, why, retry=retry, again=again, infeasible=infeasible)
         if requeued is None:
             return
         run_id = trial.user_attrs.get(RUN_ATTR)
         if infeasible is not None and run_id:
             self.settling.recorder.tag_infeasible(run_id, infeasible)
-        self.reclaimed(trial, why, requeued if retry else None, failed)
+        self.reclaimed(trial, why, requeued if retry else None, status)
 
     def reclaimed(
-        self, trial: FrozenTrial, why: str, requeued: bool | None, failed: bool = False
+        self, trial: FrozenTrial, why: str, requeued: bool | None, status: str | None = None
     ) -> None:
         """A stale trial this agent failed: said, what it left on this host stopped, its run ended.
         `requeued` None: not retried on purpose."""
@@ -143,54 +161,58 @@ class Orphans:
         # while they are waited for and the run is ended
         self.settling.console.event(f"trial {trial.number} reclaimed: {why}; {then}{leftovers.note}")
         leftovers.clear()
-        status = "KILLED" if trial.system_attrs.get(QUIT) else "FAILED"
-        self.settling.recorder.kill_run(trial.user_attrs.get(RUN_ATTR), status, even_if_ended=failed)
+        run_id = trial.user_attrs.get(RUN_ATTR)
+        if status is not None:
+            self.settling.recorder.kill_run(run_id, status, even_if_ended=True)
+        else:
+            self.settling.recorder.kill_run(run_id, "KILLED" if trial.system_attrs.get(QUIT) else "FAILED")
 
     # ---- inside ----------------------------------------------------------------------------------
 
     def _adopt(self, trial: FrozenTrial, why: str) -> bool:
-        if not trial.user_attrs.get(RUN_ATTR) or SLOT not in trial.system_attrs:
+        run_id = trial.user_attrs.get(RUN_ATTR)
+        if not run_id or SLOT not in trial.system_attrs:
             return False
         if trial.system_attrs.get(QUIT):
             return False  # its agent quit at once (a second Ctrl-C): the user wanted it stopped
         leftovers = Leftovers.of(self.settling.config, trial)
-        if leftovers.pids:
+        status = read_exit_status(leftovers.log_path, str(run_id))
+        if status is None and leftovers.pids:
             self.watched[compat.trial_id(trial)] = Watched(trial, why)
             self.settling.console.event(
                 f"trial {trial.number}: {why}, but it runs on here: watched, its result is kept "
                 "when it ends"
             )
             return True
-        return self._settle_ended(trial, why, leftovers)
-
-    def _settle_ended(self, trial: FrozenTrial, why: str, leftovers: Leftovers) -> bool:
-        """A trial that has ended, settled from its exit status as its agent would have settled
-        it; False when the status is not here."""
-        config, run_id = self.settling.config, str(trial.user_attrs[RUN_ATTR])
-        status = read_exit_status(leftovers.log_path, run_id)
         if status is None:
             return False
+        self._settle_ended(trial, why, leftovers, status)
+        return True
+
+    def _settle_ended(self, trial: FrozenTrial, why: str, leftovers: Leftovers, status: ExitStatus) -> None:
+        """A trial that has ended, settled from its exit status as its agent would have settled it
+        (its processes left behind stopped first)."""
+        config, run_id = self.settling.config, str(trial.user_attrs[RUN_ATTR])
         leftovers.clear()  # before its log is read or attached: scrubbed of hidden values
         if _overdue(trial, config.trial_timeout, status.ended):
-            self.reclaim(trial, f"{why}; it ran past trial_timeout ({config.trial_timeout:g} s)", failed=True)
-            return True
+            timeout = f"{config.trial_timeout:g} s"
+            self.reclaim(trial, f"{why}; it ran past trial_timeout ({timeout})", status="KILLED")
+            return
         ending = Ending(succeeded=status.code == 0, exit_code=status.code)
         verdict = self.reader.verdict(ending, run_id, leftovers.log_path)
         outcome = verdict.outcome
         if not outcome.complete:
             reason = f"{why}; its trial had ended: {outcome.reason}"
-            infeasible = None
-            if outcome.kind is Kind.INFEASIBLE:  # named for what it says, as `settle_infeasible` does
-                infeasible = (outcome.reason or "infeasible").removeprefix("infeasible: ")
-            # a broken setup is found again by the re-run, which stops the sweep as it should
-            retry = outcome.retry or outcome.kind is Kind.SETUP
-            self.reclaim(trial, reason, retry and infeasible is None, infeasible, failed=True)
-            return True
+            if outcome.kind is Kind.INFEASIBLE:
+                self.reclaim(trial, reason, retry=False, infeasible=outcome.infeasible_why, status="FAILED")
+            else:  # a broken setup: its re-run finds it again, and stops the sweep as it should
+                setup = outcome.kind is Kind.SETUP
+                self.reclaim(trial, reason, retry=outcome.retry or setup, again=setup, status="FAILED")
+            return
         self.watch.finish(compat.trial_id(trial), run_id)  # its history, before it completes
         attempt = Attempt(Work.of(trial), run_id, leftovers.log_path, verdict.ended_as, verdict.judgement)
         if settle_adopted(self.settling, attempt, outcome, why):
-            self.settling.recorder.attach_log(run_id, str(leftovers.log_path))
-        return True
+            self.uploads.attach(run_id, str(leftovers.log_path))
 
 
 def _overdue(trial: FrozenTrial, timeout: float | None, at: float) -> bool:

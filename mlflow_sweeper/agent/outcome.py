@@ -53,6 +53,12 @@ class Outcome:
     def complete(self) -> bool:
         return self.kind is Kind.COMPLETE
 
+    @property
+    def infeasible_why(self) -> str:
+        """An infeasible outcome's reason as the run's tag and the trial's attr name it: what
+        makes the point unable to run, without the word `infeasible` the reason starts with."""
+        return (self.reason or "infeasible").removeprefix("infeasible: ")
+
 
 def needs_metric(ending: Ending, metric: str | tuple[str, ...] | None) -> bool:
     """Whether the settle step must read the objective from the run before classifying."""

@@ -43,7 +43,7 @@ class SweepSession:
         )
         self.end = SweepEnd(parts)
         trial_context = TrialContext.of(parts, self.failures)
-        self.orphans = Orphans(trial_context.settling, trial_context.reader, parts.watch)
+        self.orphans = Orphans(trial_context.settling, trial_context.reader, parts.watch, parts.uploads)
         self.workers = WorkerPool(parts, n_jobs, self.starts, trial_context, self.end)
         parts.stop.on_quit(lambda: parts.study.mark_quit(self.workers.running_trial_ids()))
         self.done = threading.Event()  # set when the workers are gone: maintenance stops
@@ -89,8 +89,9 @@ class SweepSession:
                     break
         finally:
             self.done.set()
-            parts.uploads.drain()
             thread.join(timeout=5)
+            self._leave_watched()
+            parts.uploads.drain()
             parts.description.stop(*self._stopped_state())
             self.refresh_progress()  # other agents' last trials too, before the bar's last draw
             parts.console.stop()
@@ -101,6 +102,14 @@ class SweepSession:
         if self.result.error:
             return self.result
         return self._finish()
+
+    def _leave_watched(self) -> None:
+        """The trials of dead agents this agent watched: settled if they ended, else stopped and
+        re-queued (see `Orphans.check_watched`)."""
+        try:
+            self.orphans.check_watched(leaving=True)
+        except Exception as exc:  # noqa: BLE001 - they are reclaimed by the next agent, as a dead one's
+            log.warning("could not hand back the trials this agent watched: %s", exc)
 
     def _rerun_queued(self) -> bool:
         """A re-run queued after the workers found nothing left (a stale trial failed, then

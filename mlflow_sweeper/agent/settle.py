@@ -152,7 +152,7 @@ def settle_infeasible(parts: Settling, attempt: Attempt, outcome: Outcome) -> No
     `sweeper.infeasible`, Optuna FAIL marked infeasible, never retried; counted in the budget
     and by `fail_fast`, but not a failure for the agent's exit code."""
     work, run_id, reason = attempt.work, attempt.run_id, outcome.reason or "infeasible"
-    why = reason.removeprefix("infeasible: ")  # the tag and the attr are named for what they say
+    why = outcome.infeasible_why
     if run_id:
         parts.recorder.tag_infeasible(run_id, why)
         parts.recorder.end_trial_run(run_id, outcome.run_status)

@@ -230,10 +230,8 @@ class TrialExecution:
             attempt=work.attempt,
             experiment_id=self.context.recorder.experiment_id,
             params=revealed,
-            hidden_values=(
-                *(text(v) for k, v in revealed.items() if v != self.params.get(k)),
-                *self.context.config.command_hidden,
-            ),
+            hidden_values=tuple(text(v) for k, v in revealed.items() if v != self.params.get(k)),
+            shown_params=self.params,
             runs=self.runs,
             # the attempt's variables (SWEEPER_TRIAL, ...) and the devices it holds
             env={**trial_variables(work.number, work.attempt, work.replaces_run), **self.devices.environment},

@@ -18,7 +18,7 @@ import yaml
 
 from ..command_line import command_problem, conditional_problem
 from ..errors import ConfigError, ConfigProblem, in_config_file
-from ..expansion import environment_values, expand_config, hidden_values
+from ..expansion import expand_config, hidden_values
 from ..hints import did_you_mean
 from ..pruning import EarlyStopping, parse_early_stopping
 from ..search.algorithms import OWN_KEYS, algorithm_class, check_own_keys, rehearse
@@ -288,7 +288,6 @@ def load_config(path_text: str | os.PathLike[str]) -> SweepConfig:
             raw=shown,
             written=written,
             hidden=hidden,
-            command_hidden=environment_values(written.get("command") if isinstance(written, dict) else None),
         )
         _check_placeholders(values, config)
         _check_separate_stores(config)

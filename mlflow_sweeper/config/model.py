@@ -47,7 +47,6 @@ class SweepConfig:
     raw: dict[str, Any] = field(default_factory=dict)  # the file's values as shown (`${VAR}` as ***)
     written: dict[str, Any] = field(default_factory=dict)  # the file's values as written (`${VAR}` kept)
     hidden: dict[str, dict[Any, Any]] = field(default_factory=dict)  # per parameter: {shown: real}
-    command_hidden: tuple[str, ...] = ()  # the values `command` took from `${VAR}`, however short
     sampler_options: dict[str, Any] = _default("sampler_options")
     arg_style: str = _default("arg_style")
     fail_fast: int = _default("fail_fast")
@@ -67,6 +66,12 @@ class SweepConfig:
         if not self.hidden:
             return params
         return {name: self.hidden.get(name, {}).get(value, value) for name, value in params.items()}
+
+    @property
+    def shown_command(self) -> str | None:
+        """`command` as the sweep shows it: each value from `${VAR}` as `***`, however short."""
+        shown = self.raw.get("command")
+        return shown if isinstance(shown, str) else self.command
 
     @property
     def identity(self) -> str:

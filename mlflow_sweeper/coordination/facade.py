@@ -199,7 +199,14 @@ class SweepStudy:
 
     def mark_infeasible(self, work: Work, reason: str) -> None:
         """Before the trial is failed: its point cannot run (a result, not a failure)."""
-        self.store.set_trial_user_attr(work.trial_id, INFEASIBLE, redact(reason))
+        self._mark_infeasible(work.trial_id, reason)
+
+    def _mark_infeasible(self, trial_id: int, reason: str) -> None:
+        self.store.set_trial_user_attr(trial_id, INFEASIBLE, redact(reason))
+
+    def is_running(self, trial_id: int) -> bool:
+        """Is the trial still RUNNING (no agent has ended it)? One read of the trial."""
+        return self.store.get_trial(trial_id).state == TrialState.RUNNING
 
     def mark_quit(self, trial_ids: Iterable[int]) -> None:
         """This agent quits at once (a second Ctrl-C): its running trials say so, for the agent
@@ -232,20 +239,30 @@ class SweepStudy:
         return [(trial, why, requeued[compat.trial_id(trial)]) for trial, why in failed]
 
     def reclaim_trial(
-        self, trial: FrozenTrial, why: str, *, retry: bool = True, infeasible: str | None = None
+        self,
+        trial: FrozenTrial,
+        why: str,
+        *,
+        retry: bool = True,
+        again: bool = False,
+        infeasible: str | None = None,
     ) -> bool | None:
         """Fail one trial whose agent is gone, as `reclaim_stale` does, and re-queue its point when
         it may run again; whether it was re-queued, or None when another agent ended it first.
         `retry` False: its trial ended in a way another attempt would not cure (`infeasible`: why
-        its point cannot run), so it is not re-queued."""
+        its point cannot run), so it is not re-queued; `again`: it was interrupted, not failed, so
+        its point is re-queued as the same attempt."""
         trial_id = compat.trial_id(trial)
         with contextlib.suppress(UpdateFinishedTrialError):  # ended meanwhile: the update loses
             if infeasible is not None:
-                self.store.set_trial_user_attr(trial_id, INFEASIBLE, redact(infeasible))
+                self._mark_infeasible(trial_id, infeasible)
             if not retry:
                 self.store.set_trial_system_attr(trial_id, NO_RETRY, True)
         if not fail_stale(self.store, trial, why):
             return None
+        if again:
+            self.lifecycle.requeue_trial(trial, again=True)
+            return True
         return retry and self.lifecycle.requeue_if_allowed(trial)
 
     def release_stale_claims(self) -> list[int]:

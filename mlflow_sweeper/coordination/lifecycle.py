@@ -200,11 +200,15 @@ class TrialLifecycle:
         reclaiming it at the same time may have failed or adopted it first). A value reaching
         `spec.target` is recorded once the update is won, not before as `complete` does: a losing
         agent's trial may have been failed instead, and the few claims made meanwhile run."""
+        values = self._stored(value)
         try:
             self._write_constraints(work, constraints)
-            self.store.set_trial_state_values(work.trial_id, TrialState.COMPLETE, self._stored(value))
+            self.store.set_trial_state_values(work.trial_id, TrialState.COMPLETE, values)
         except UpdateFinishedTrialError:
-            return False
+            # lost, unless this very write landed before the error (a retried call whose first
+            # try committed): then settling it here too is harmless, every step being idempotent
+            if not self._completed_as(work.trial_id, values):
+                return False
         self._note_target(work, value, constraints)
         return True
 
@@ -233,8 +237,8 @@ class TrialLifecycle:
         """After UpdateFinishedTrialError on completing a trial: did the write land all the same?
         Optuna's journal storage can raise, in this write, the error of an earlier write left
         unreplayed from a thread with the same id (see `_own`); `RetryingStorage` has replayed
-        the log by now, this write included. Only this trial's owner completes it, so COMPLETE
-        with these values is this write's."""
+        the log by now, this write included. COMPLETE with these values is this write's, or that
+        of another agent adopting the same finished run with the same result: the same outcome."""
         trial = self.store.get_trial(trial_id)
         return trial.state == TrialState.COMPLETE and list(trial.values or []) == list(values)
 

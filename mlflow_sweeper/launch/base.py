@@ -53,6 +53,7 @@ class TrialRequest:
     env: dict[str, str] = field(default_factory=dict)
     keep_fds: tuple[int, ...] = ()  # descriptors the trial's process inherits: its device locks
     hidden_values: tuple[str, ...] = ()  # its parameter values from `${VAR}`, as it gets them
+    shown_params: dict | None = None  # its parameters as the sweep shows them (None: `params`)
 
     @property
     def log_name(self) -> str:

@@ -11,12 +11,16 @@ from .process import ProcessHandle, popen, run_env
 
 class CommandLauncher(Launcher):
     def launch(self, request: TrialRequest) -> TrialHandle:
-        absent = self.config.space.absent_from(request.params)
-        argv = build_argv(self.config.command or "", request.params, self.config.arg_style, absent)
+        config = self.config
+        absent = config.space.absent_from(request.params)
+        argv = build_argv(config.command or "", request.params, config.arg_style, absent)
+        # the same argv as the sweep shows it, for the log's header: every `${VAR}` value `***`
+        shown_params = request.shown_params if request.shown_params is not None else request.params
+        shown = build_argv(config.shown_command or "", shown_params, config.arg_style, absent)
         run_id = request.runs.create({})
         env = trial_env_path(run_env(run_id, self.tracking_uri, request.experiment_id))
         env.update(request.env)
         process, log_file = popen(
-            argv, str(self.config.base_dir), env, self.log_dir / request.log_name, request
+            argv, str(config.base_dir), env, self.log_dir / request.log_name, request, shown=shown
         )
         return ProcessHandle(run_id, process, log_file)

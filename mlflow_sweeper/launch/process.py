@@ -118,24 +118,32 @@ def orphaned_trial(run_id: str | None) -> list[int]:
 
 
 def popen(
-    argv: list[str], cwd: str, env: dict[str, str], log_path: Path, request: TrialRequest | None = None
+    argv: list[str],
+    cwd: str,
+    env: dict[str, str],
+    log_path: Path,
+    request: TrialRequest | None = None,
+    shown: list[str] | None = None,
 ) -> tuple[subprocess.Popen, IO]:
     """Start a trial in a new session (so its tree can be killed), output to its log file, which
     starts with the command line and working directory (a failed trial's log explains itself),
     its exit status recorded beside it (`exit_status.py`: for an agent taking over).
-    `request`: the descriptors it inherits (its device locks), its values to mask in the header."""
+    `request`: the descriptors it inherits (its device locks), its values to mask in the header;
+    `shown`: `argv` as the sweep shows it, written in the header instead (nothing to mask)."""
     keep_fds = request.keep_fds if request is not None else ()
     hidden = request.hidden_values if request is not None else ()
     log_path.parent.mkdir(parents=True, exist_ok=True)
+    command = recording_exit(argv, log_path, cwd, env)  # raises, as Popen would, before the log opens
     # Readable by its owner only, from the start: until the trial ends and its log is scrubbed of
     # hidden values, it may hold them (and whatever secrets the trial itself prints).
     descriptor = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     os.fchmod(descriptor, 0o600)  # an earlier attempt's log, reopened, keeps its old mode otherwise
     log_file = os.fdopen(descriptor, "wb")
-    log_file.write(log_header(argv, cwd, hidden).encode("utf-8", errors="replace"))
+    header = log_header(shown, cwd) if shown is not None else log_header(argv, cwd, hidden)
+    log_file.write(header.encode("utf-8", errors="replace"))
     log_file.flush()
     process = subprocess.Popen(
-        recording_exit(argv, log_path, cwd, env),
+        command,
         cwd=cwd,
         env=env,
         stdin=subprocess.DEVNULL,

@@ -20,7 +20,11 @@ TOOL = "mlflow-sweeper"
 CREDENTIALS = "MLFLOW_TRACKING_USERNAME/MLFLOW_TRACKING_PASSWORD or MLFLOW_TRACKING_TOKEN"
 
 
-def _refusal(exc: Exception, tracking_uri: str, experiment: str) -> StorageError | None:
+def tracking_refusal(
+    exc: Exception, tracking_uri: str, experiment: str, doing: str = "write to"
+) -> StorageError | None:
+    """The StorageError (exit 2) a tracking server's refusal of this user is, or None for any
+    other error. `doing`: what it refused (`write to`, `delete runs of`) the experiment."""
     code = str(getattr(exc, "error_code", "") or "")
     text = str(exc)
     where = redact(tracking_uri)
@@ -29,9 +33,11 @@ def _refusal(exc: Exception, tracking_uri: str, experiment: str) -> StorageError
             f"the MLflow tracking server {where} refused the credentials of this agent; set {CREDENTIALS}"
         )
     if code == "PERMISSION_DENIED" or "403" in text.split("\n", 1)[0]:
+        permission = "MANAGE" if doing.startswith("delete") else "EDIT"
         return StorageError(
-            f"the MLflow tracking server {where} does not let this user write to the experiment "
-            f"{experiment!r}; ask its owner for EDIT permission, or sweep into another experiment"
+            f"the MLflow tracking server {where} does not let this user {doing} the experiment "
+            f"{experiment!r}; ask its owner for {permission} permission"
+            + ("" if doing.startswith("delete") else ", or sweep into another experiment")
         )
     return None
 
@@ -50,8 +56,8 @@ def check_write_access(tracking_uri: str, experiment: str) -> None:
         if found is not None:
             client.set_experiment_tag(found.experiment_id, TOOL_TAG, TOOL)
     except MlflowException as exc:
-        refusal = _refusal(exc, tracking_uri, experiment)
-        if refusal is not None:
-            raise refusal from None
+        refused = tracking_refusal(exc, tracking_uri, experiment)
+        if refused is not None:
+            raise refused from None
         raise
 
