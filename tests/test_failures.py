@@ -403,6 +403,25 @@ def test_a_killed_agents_trials_running_on_here_are_watched_and_their_results_ke
     assert lock_files(tmp_path) == []
 
 
+def test_an_agent_with_another_output_dir_finds_the_dead_agents_exit_status(tmp_path, agents):
+    """Agents on one host may keep their logs in different `output_dir`s: the trial says where
+    its log (and exit status) is."""
+    record, go = tmp_path / "records.jsonl", tmp_path / "go"
+    keys = {
+        "parameters": {**GRID, "behave": f"block:{go}", "record": str(record)},
+        "optuna_storage": optuna_uri(tmp_path),
+    }
+    config = write_config(tmp_path, **keys)
+    elsewhere = write_config(tmp_path, "other.yaml", output_dir="./sweeps-b", **keys)
+    killed = _kill_agent_mid_trial(agents, config, record, trials_too=False)
+    go.touch()
+    assert wait_gone([psutil.Process(line["pid"]) for line in killed], timeout=60) == []
+    second = agents.start(elsewhere, "-j", "2")
+    assert agents.wait(second) == 0, agents.output(second)
+    assert len(read_records(record)) == 2, "a point ran again"
+    assert agents.output(second).count("its result is kept") == 2, agents.output(second)
+
+
 def test_a_killed_agents_trial_that_crashed_after_logging_is_failed_not_kept(tmp_path, agents):
     """Its run says FINISHED with its metric (MLflow ends a run its code started so at exit, even
     after an uncaught exception), but its exit status, kept beside its log, says it failed: it

@@ -11,6 +11,7 @@ and starts again at FIRST_SECONDS as soon as this agent finds work.
 from __future__ import annotations
 
 import threading
+import time
 
 FIRST_SECONDS = 0.5
 LONGEST_SECONDS = 10.0
@@ -24,6 +25,7 @@ class IdleBackoff:
         self.delay = first
         self.turn = threading.Lock()  # held by the one idle worker sleeping before its next look
         self.looks = 0  # how many times an idle worker waited for its turn to look
+        self._poked = threading.Event()
 
     def next_delay(self) -> float:
         delay = self.delay
@@ -34,13 +36,25 @@ class IdleBackoff:
         """Work was found: look often again."""
         self.delay = self.first
 
+    def poke(self) -> None:
+        """Something changed here (a dead agent's trial settled by this agent): look again now."""
+        self.reset()
+        self._poked.set()
+
     def wait(self, stop: threading.Event) -> bool:
-        """Wait for this worker's next look; True when the agent is stopping."""
+        """Wait for this worker's next look (sooner when poked); True when the agent is stopping."""
         while not self.turn.acquire(timeout=FIRST_SECONDS):
             if stop.is_set():
                 return True
         try:
             self.looks += 1
-            return stop.wait(self.next_delay())
+            deadline = time.monotonic() + self.next_delay()
+            while (left := deadline - time.monotonic()) > 0:
+                if stop.wait(min(left, FIRST_SECONDS)):
+                    return True
+                if self._poked.is_set():
+                    self._poked.clear()
+                    break
+            return stop.is_set()
         finally:
             self.turn.release()

@@ -60,6 +60,11 @@ class Maintenance:
                     self.reclaim(own)
                 except Exception as exc:  # noqa: BLE001 - try again at the next beat
                     log.warning("could not check for stale trials: %s", exc)
+            if self.orphans.watched:  # each wake: a watched trial's end or timeout is met in seconds
+                try:
+                    self.orphans.check_watched()
+                except Exception as exc:  # noqa: BLE001 - checked again at the next wake
+                    log.warning("could not check the trials this agent watches: %s", exc)
             self.refresh_progress()
             if done.wait(min(self.interval, PROGRESS_SYNC_SECONDS)):
                 return
@@ -67,7 +72,6 @@ class Maintenance:
     def reclaim(self, own: set[int]) -> None:
         for trial, why, requeued in self.study.reclaim_stale(own, self.orphans.adopt):
             self.orphans.reclaimed(trial, why, requeued)
-        self.orphans.check_watched()
         for slot in self.study.release_stale_claims():
             self.console.event(f"slot {slot} released: its agent died while claiming it")
 

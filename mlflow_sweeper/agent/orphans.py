@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,7 +31,7 @@ from optuna.trial import FrozenTrial
 from .. import compat
 from ..config import SweepConfig
 from ..coordination import RUN_ATTR, SLOT, Work
-from ..coordination.names import QUIT
+from ..coordination.names import LOG_DIR, QUIT
 from ..coordination.tallies import INTERRUPTED_PREFIX
 from ..launch import trial_log_name
 from ..launch.exit_status import ExitStatus, read_exit_status
@@ -56,8 +57,10 @@ class Leftovers:
 
     @classmethod
     def of(cls, config: SweepConfig, trial: FrozenTrial) -> Leftovers:
+        """Its log where its agent wrote it: that agent's `output_dir` may not be this one's."""
         run_id = trial.user_attrs.get(RUN_ATTR)
-        return cls(tuple(orphaned_trial(run_id)), config.log_dir / trial_log_name(trial.number))
+        log_dir = Path(str(trial.system_attrs.get(LOG_DIR) or config.log_dir))
+        return cls(tuple(orphaned_trial(run_id)), log_dir / trial_log_name(trial.number))
 
     @property
     def note(self) -> str:
@@ -81,12 +84,18 @@ class Orphans:
     """The maintenance pass's handling of the trials dead agents left (see the module)."""
 
     def __init__(
-        self, settling: Settling, reader: ResultReader, watch: TrialWatch | NoWatch, uploads: LogUploads
+        self,
+        settling: Settling,
+        reader: ResultReader,
+        watch: TrialWatch | NoWatch,
+        uploads: LogUploads,
+        settled: Callable[[], None] = lambda: None,
     ):
         self.settling = settling
         self.reader = reader
         self.watch = watch  # early stopping: an adopted trial's history is reported too
         self.uploads = uploads  # its log attached off the maintenance thread (which beats)
+        self.settled = settled  # told when a trial is settled here: idle workers look again now
         self.watched: dict[int, Watched] = {}  # by Optuna trial id; the maintenance thread's own
 
     def watched_ids(self) -> set[int]:
@@ -166,6 +175,7 @@ class Orphans:
             self.settling.recorder.kill_run(run_id, status, even_if_ended=True)
         else:
             self.settling.recorder.kill_run(run_id, "KILLED" if trial.system_attrs.get(QUIT) else "FAILED")
+        self.settled()  # its re-run waits in the queue
 
     # ---- inside ----------------------------------------------------------------------------------
 
@@ -213,6 +223,7 @@ class Orphans:
         attempt = Attempt(Work.of(trial), run_id, leftovers.log_path, verdict.ended_as, verdict.judgement)
         if settle_adopted(self.settling, attempt, outcome, why):
             self.uploads.attach(run_id, str(leftovers.log_path))
+            self.settled()
 
 
 def _overdue(trial: FrozenTrial, timeout: float | None, at: float) -> bool:

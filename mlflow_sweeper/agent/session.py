@@ -43,7 +43,13 @@ class SweepSession:
         )
         self.end = SweepEnd(parts)
         trial_context = TrialContext.of(parts, self.failures)
-        self.orphans = Orphans(trial_context.settling, trial_context.reader, parts.watch, parts.uploads)
+        self.orphans = Orphans(
+            trial_context.settling,
+            trial_context.reader,
+            parts.watch,
+            parts.uploads,
+            settled=lambda: self.workers.idle.poke(),  # the sweep may be done: its close is owed now
+        )
         self.workers = WorkerPool(parts, n_jobs, self.starts, trial_context, self.end)
         parts.stop.on_quit(lambda: parts.study.mark_quit(self.workers.running_trial_ids()))
         self.done = threading.Event()  # set when the workers are gone: maintenance stops

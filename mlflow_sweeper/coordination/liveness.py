@@ -19,7 +19,7 @@ from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import FrozenTrial, TrialState
 
 from .. import compat
-from .names import AGENT, HEARTBEAT, QUIT, STALE_AFTER
+from .names import AGENT, HEARTBEAT, LOG_DIR, QUIT, STALE_AFTER
 from .store import RetryingStorage, finish, set_reason
 from .tallies import INTERRUPTED_PREFIX
 
@@ -49,16 +49,19 @@ def beat_interval(stale_after: float) -> float:
 class Heartbeat:
     """One agent's heartbeats, and its judgement of other agents' silence."""
 
-    def __init__(self, store: RetryingStorage, agent: str, stale_after: float):
+    def __init__(self, store: RetryingStorage, agent: str, stale_after: float, log_dir: str | None = None):
         self.store = store.with_attempts(3)
         self.agent = agent
         self.stale_after = stale_after
+        self.log_dir = log_dir  # this agent's (its `output_dir` may differ from another's on the host)
         self.host = agent.split(":")[0]
         self.pid = os.getpid()
 
     def owner_attrs(self) -> dict:
-        """Who runs a trial, when it last beat, and how long its owner may stay silent."""
-        return {AGENT: self.agent, HEARTBEAT: time.time(), STALE_AFTER: self.stale_after}
+        """Who runs a trial, when it last beat, how long its owner may stay silent, and where its
+        log is (an agent taking over on the same host reads the trial's exit status there)."""
+        attrs = {AGENT: self.agent, HEARTBEAT: time.time(), STALE_AFTER: self.stale_after}
+        return attrs if self.log_dir is None else {**attrs, LOG_DIR: self.log_dir}
 
     def record(self, trial_ids: Iterable[int]) -> None:
         """Beat for these trials; a missed beat is logged, not fatal."""

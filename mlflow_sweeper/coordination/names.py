@@ -37,6 +37,7 @@ HEARTBEAT = "sweeper:heartbeat"
 # interrupted, their points re-queued without counting an attempt.
 QUIT = "sweeper:quit"
 STALE_AFTER = "sweeper:stale_after"
+LOG_DIR = "sweeper:log_dir"  # where the trial's log (and exit status) is, on its agent's host
 REPLACES_RUN = "sweeper:replaces_run"
 NO_RETRY = "sweeper:no_retry"  # failed on purpose without a retry (infeasible, a missing metric)
 
