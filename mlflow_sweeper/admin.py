@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import shutil
+import time
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -178,6 +179,7 @@ def _empty_status(config: SweepConfig) -> dict:
         "failed_to_retry": 0,
         "warm_started": 0,
         "attempts": 0,
+        "running_agent_gone": 0,
         "remaining": 0,
         "stopped": None,
         "best": None,
@@ -192,6 +194,12 @@ def _counts(study, trials: list) -> dict:
     states = Counter(trial.state for trial in trials if in_budget(trial, study.budget))
     failed = len([t for t in study.failed_for_good(trials) if t.state != TrialState.PRUNED])
     complete, running = states[TrialState.COMPLETE], states[TrialState.RUNNING]
+    now = time.time()
+    agent_gone = sum(
+        1
+        for t in trials
+        if t.state == TrialState.RUNNING and in_budget(t, study.budget) and study.owner_gone(t, now)
+    )
     pruned = states[TrialState.PRUNED]
     done = complete + pruned + failed
     target_reached = study.target_reached()
@@ -201,6 +209,7 @@ def _counts(study, trials: list) -> dict:
         "budget": study.budget,
         "complete": complete,
         "running": running,
+        "running_agent_gone": agent_gone,  # running, but their agent died or went silent
         "failed": failed,
         "failed_to_retry": failed_to_retry(trials),
         "pruned": pruned,
@@ -258,8 +267,11 @@ def sweep_status(config: SweepConfig) -> str:
         failed = f"{data['failed_to_retry']} failed (will be retried on resume)"
         failed = f"{data['failed']} failed for good, {failed}" if data["failed"] else failed
     attempts = f"{data['attempts']} attempt{'' if data['attempts'] == 1 else 's'}"
+    running = f"{data['running']} running"
+    if data.get("running_agent_gone"):
+        running += f" ({data['running_agent_gone']} whose agent is gone: the next agent takes them over)"
     lines.append(
-        f"  points: {data['done']}/{data['budget']} done, {data['running']} running, "
+        f"  points: {data['done']}/{data['budget']} done, {running}, "
         f"{failed}, {data['pruned']} pruned, {data['remaining']} remaining ({attempts})"
     )
     if data.get("stopped"):

@@ -511,6 +511,10 @@ def test_a_killed_agents_trials_that_finished_meanwhile_are_adopted_not_run_agai
 
     mlflow, optuna = mlflow_uri(tmp_path), optuna_uri(tmp_path)
     assert Counter(t.state.name for t in optuna_trials(optuna)) == {"RUNNING": 2}
+    status = run_cli("status", config, cwd=tmp_path)
+    assert "2 running (2 whose agent is gone: the next agent takes them over)" in status.stdout, (
+        status.stdout + status.stderr
+    )
     second = agents.start(config, "-j", "2")
     code = agents.wait(second)
     text = agents.output(second)

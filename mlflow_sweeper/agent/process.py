@@ -52,6 +52,7 @@ class Agent:
                 if self.stop.set_within(SAME_SIGNAL_SECONDS):
                     return  # the first one delivered twice: the clean cancel goes on
                 # Second Ctrl-C: kill what is running and leave at once.
+                self.reporter.summary("interrupted again: stopping running trials and quitting at once")
                 self.stop.kill_trials()
                 os._exit(EXIT_INTERRUPTED)
             self.stop.set()

@@ -206,6 +206,11 @@ class SweepStudy:
     def _mark_infeasible(self, trial_id: int, reason: str) -> None:
         self.store.set_trial_user_attr(trial_id, INFEASIBLE, redact(reason))
 
+    def owner_gone(self, trial: FrozenTrial, now: float) -> str | None:
+        """Why a RUNNING trial's agent counts as gone (it died on this host, or went silent past
+        `stale_after`), or None while it lives: what the next maintenance pass reclaims."""
+        return self.liveness.why_stale(trial, now)
+
     def is_running(self, trial_id: int) -> bool:
         """Is the trial still RUNNING (no agent has ended it)? One read of the trial."""
         return self.store.get_trial(trial_id).state == TrialState.RUNNING
