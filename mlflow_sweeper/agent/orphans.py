@@ -24,6 +24,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 from optuna.trial import FrozenTrial
@@ -105,10 +106,15 @@ class Orphans:
     def adopt(self, trial: FrozenTrial, why: str) -> bool:
         """Offered each stale trial before it is failed: True when it is watched or settled here
         (or another agent ended it meanwhile); False to fail it and run it again."""
+        return self._guarded(trial, lambda: self._adopt(trial, why))
+
+    @staticmethod
+    def _guarded(trial: FrozenTrial, settle: Callable[[], bool]) -> bool:
+        """`settle()`, or False when it fails: the trial is then reclaimed as before (one this
+        agent completed already stays so: the FAIL update then loses)."""
         try:
-            return self._adopt(trial, why)
-        except Exception as exc:  # noqa: BLE001 - a store failing: reclaimed as before (a trial
-            # this agent completed already stays so: the FAIL update then loses)
+            return settle()
+        except Exception as exc:  # noqa: BLE001 - a store failing
             log.warning("trial %s: could not settle what its dead agent left: %s", trial.number, exc)
             return False
 
@@ -131,7 +137,10 @@ class Orphans:
                 continue
             self.watched.pop(trial_id, None)
             if status is not None or not leftovers.pids:
-                if not self.adopt(trial, f"{why}; it ran on here"):
+                ended = status is not None and self._guarded(
+                    trial, partial(self._settle_ended, trial, f"{why}; it ran on here", leftovers, status)
+                )
+                if not ended:
                     self.reclaim(trial, f"{why}; it ran on here, and how it ended is unknown")
             elif overdue:
                 timeout = f"{config.trial_timeout:g} s"
@@ -196,18 +205,17 @@ class Orphans:
             return True
         if status is None:
             return False
-        self._settle_ended(trial, why, leftovers, status)
-        return True
+        return self._settle_ended(trial, why, leftovers, status)
 
-    def _settle_ended(self, trial: FrozenTrial, why: str, leftovers: Leftovers, status: ExitStatus) -> None:
+    def _settle_ended(self, trial: FrozenTrial, why: str, leftovers: Leftovers, status: ExitStatus) -> bool:
         """A trial that has ended, settled from its exit status as its agent would have settled it
-        (its processes left behind stopped first)."""
+        (its processes left behind stopped first); True, settled (here or by another agent)."""
         config, run_id = self.settling.config, str(trial.user_attrs[RUN_ATTR])
         leftovers.clear()  # before its log is read or attached: scrubbed of hidden values
         if _overdue(trial, config.trial_timeout, status.ended):
             timeout = f"{config.trial_timeout:g} s"
             self.reclaim(trial, f"{why}; it ran past trial_timeout ({timeout})", status="KILLED")
-            return
+            return True
         ending = Ending(succeeded=status.code == 0, exit_code=status.code)
         verdict = self.reader.verdict(ending, run_id, leftovers.log_path)
         outcome = verdict.outcome
@@ -218,12 +226,13 @@ class Orphans:
             else:  # a broken setup: its re-run finds it again, and stops the sweep as it should
                 setup = outcome.kind is Kind.SETUP
                 self.reclaim(trial, reason, retry=outcome.retry or setup, again=setup, status="FAILED")
-            return
+            return True
         self.watch.finish(compat.trial_id(trial), run_id)  # its history, before it completes
         attempt = Attempt(Work.of(trial), run_id, leftovers.log_path, verdict.ended_as, verdict.judgement)
         if settle_adopted(self.settling, attempt, outcome, why):
             self.uploads.attach(run_id, str(leftovers.log_path))
             self.settled()
+        return True
 
 
 def _overdue(trial: FrozenTrial, timeout: float | None, at: float) -> bool:
