@@ -297,7 +297,8 @@ def instrument() -> None:
     subprocess.Popen.__init__ = _wrap("spawn", "subprocess.Popen", subprocess.Popen.__init__, True)
     import importlib
 
-    parts = ("facade", "lifecycle", "ledger", "liveness", "closing")
+    parts = ("facade", "claiming", "creation", "ending", "target", "view", "reclaiming")
+    parts += ("ledger", "liveness", "closing")
     coordination = [f"coordination.{part}" for part in parts]
     searched = ("search.algorithms", "search.space")
     for module_name in ("agent", *coordination, "record", "launch", "progress", *searched):

@@ -302,13 +302,13 @@ def test_a_failed_trial_creation_voids_its_claim_and_queues_its_slot(tmp_path, b
     config = make_config(tmp_path, backend, parameters={"x": list(range(6))})
     failing, other = make_agents(config, backend, n=2)
     start([failing, other])
-    create = failing.lifecycle.factory.create
+    create = failing.factory.create
 
     def broken(slot: int):
-        failing.lifecycle.factory.create = create
+        failing.factory.create = create
         raise ConnectionError("the storage went away while creating the trial")
 
-    failing.lifecycle.factory.create = broken
+    failing.factory.create = broken
     with pytest.raises(ConnectionError):
         failing.claim()
     claims = failing.storage.get_all_trials(failing.claims_id, deepcopy=False)

@@ -11,7 +11,7 @@ from mlflow.tracking import MlflowClient
 
 from mlflow_sweeper.config import load_config
 from mlflow_sweeper.coordination import SweepStudy, identity
-from mlflow_sweeper.coordination.lifecycle import warm_slots
+from mlflow_sweeper.coordination.claiming import warm_slots
 from mlflow_sweeper.opening import open_sweep
 from mlflow_sweeper.search.algorithms import PointSource
 from mlflow_sweeper.storages import open_optuna_storage

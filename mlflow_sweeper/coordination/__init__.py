@@ -5,20 +5,22 @@ transactions, the journal's ordered log): dense unique trial numbers per study, 
 WAITING -> RUNNING and RUNNING -> FAIL updates that one agent wins and the others lose.
 
 * `ledger`: budget slots, claimed through a companion study's trial numbers.
-* `lifecycle`: trials taken, completed, failed and re-queued (`policy` says how often a point
-  may run); `creation`: trials created, their points fixed or sampled.
-* `liveness`: heartbeats, and failing the trials of silent or dead agents.
+* `claiming`: a trial taken (a queued re-run, else a fresh slot); `creation`: trials created,
+  their points fixed or sampled; `ending`: trials completed, pruned, failed and re-queued
+  (`policy` says how often a point may run); `target`: `spec.target` reached.
+* `liveness`: heartbeats, and who counts as gone; `reclaiming`: the trials of silent or dead
+  agents failed and their points re-queued.
 * `closing`: the election of the one agent that closes the sweep.
 * `identity`: the study, its drift check and the one parent run.
-* `tallies`: pure functions over a list of trials.
+* `tallies`: pure functions over a list of trials; `view`: the sweep's trials read and tallied.
 * `store`: the retrying storage wrapper and the atomic steps; `names`: what is written where.
 * `facade`: `SweepStudy`, the one object the agent and the CLI use.
 """
 
+from .claiming import WAITING_CHECK_SECONDS
 from .creation import Work
 from .facade import SweepStudy
 from .ledger import CLAIM_STALE_SECONDS
-from .lifecycle import WAITING_CHECK_SECONDS
 from .liveness import agent_id
 from .names import (
     AGENT,

@@ -1,32 +1,34 @@
-"""`SweepStudy`: one sweep as seen by one agent, a thin facade over the protocol's parts."""
+"""`SweepStudy`: one sweep as seen by one agent, a thin facade over the protocol's parts: each
+method says in a line what it does, the part it hands over to says how."""
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 from collections.abc import Callable, Iterable
 
 import optuna
-from optuna.exceptions import UpdateFinishedTrialError
-from optuna.trial import FrozenTrial, TrialState
+from optuna.trial import FrozenTrial
 
-from .. import compat
 from ..config import SweepConfig
 from ..search.algorithms import PointSource
 from ..secrets import redact
 from . import tallies
+from .claiming import TrialClaims, warm_slots
 from .closing import CloseElection
 from .companions import ensure_companion, missing_studies, refuse_a_lost_ledger
-from .creation import Work
+from .creation import TrialFactory, Work
+from .ending import TrialEnding
 from .identity import SweepIdentity, direction_of
 from .ledger import ClaimsLedger
-from .lifecycle import TrialLifecycle, warm_slots
-from .liveness import Heartbeat, adopt_nothing, fail_stale, fail_stale_trials
-from .names import ACTIVE, INFEASIBLE, NO_RETRY, QUIT, WAITING, claims_study_name
+from .liveness import Heartbeat, adopt_nothing
+from .names import claims_study_name
 from .policy import RetryPolicy
+from .reclaiming import Reclaiming
 from .restart import NO_HOOKS, StartedOver, StartOverHooks
-from .store import RetryingStorage, read_trials, scores_trials
+from .store import RetryingStorage, mark_infeasible
 from .tallies import Progress
+from .target import TargetMark
+from .view import SweepView
 
 
 class SweepStudy:
@@ -53,13 +55,16 @@ class SweepStudy:
         """The parts that hold the study's (and its companions') ids: built again when the
         sweep starts over under new studies."""
         source, config = self.source, self.config
-        self.ledger = ClaimsLedger(self.store, source)
-        self.lifecycle = TrialLifecycle(
-            self.store, self.ledger, source, self.liveness, self.policy, config.identity
-        )
-        self.closing = CloseElection(self.store, config.identity, self.liveness)
+        store, liveness, policy = self.store, self.liveness, self.policy
+        self.ledger = ClaimsLedger(store, source)
+        self.factory = TrialFactory(store, source, liveness, config.identity, self.ledger)
+        self.target = TargetMark(store, config.objective, self.factory)
+        self.claims = TrialClaims(store, self.ledger, liveness, self.factory, self.target)
+        self.ending = TrialEnding(store, self.ledger, self.factory, policy, self.target)
+        self.reclaiming = Reclaiming(store, self.factory, liveness, policy)
+        self.view = SweepView(store, config, source, self.ledger, self.factory, policy, self.target)
+        self.closing = CloseElection(store, config.identity, liveness)
         self.missing_companions: list[str] = []  # found missing by `find` (and made again)
-        self._scored: bool | None = None  # has the stored sweep an objective (`trials`)
 
     # ---- identity --------------------------------------------------------------------------
 
@@ -126,7 +131,7 @@ class SweepStudy:
         return self.identity.wait_for_parent(create_parent, parent_state)
 
     def _attach(self) -> None:
-        self.lifecycle.attach(self.identity.study_id)
+        self.factory.study_id = self.identity.study_id
         identity = self.config.identity
         self.ledger.claims_id = ensure_companion(self.store, claims_study_name(identity), identity)
 
@@ -140,7 +145,7 @@ class SweepStudy:
         self._attach()
         return started_over
 
-    # ---- claiming and running trials -------------------------------------------------------
+    # ---- claiming and running trials: `claiming`, `ending` -----------------------------------
 
     @property
     def budget(self) -> int:
@@ -153,18 +158,18 @@ class SweepStudy:
 
     def target_reached(self) -> bool:
         """Has a completed trial reached `spec.target`? Then no slot is owed a trial any more."""
-        return self.lifecycle.target_reached()
+        return self.target.reached()
 
     def claim(self) -> Work | None:
-        return self.lifecycle.claim()
+        return self.claims.claim()
 
     def bind_run(self, work: Work, run_id: str) -> None:
         """The trial's run exists: written to the storage by `launched`, once its process starts."""
-        self.lifecycle.bind_run(work, run_id)
+        self.ending.bind_run(work, run_id)
 
     def launched(self, work: Work) -> None:
         """The trial's process is starting: write what its creation still owes the storage."""
-        self.lifecycle.launched(work)
+        self.ending.launched(work)
 
     def heartbeat(self, trial_ids: Iterable[int]) -> None:
         self.liveness.record(trial_ids)
@@ -172,18 +177,18 @@ class SweepStudy:
     def complete(
         self, work: Work, value: float | list[float] | None, constraints: dict[str, float] | None = None
     ) -> None:
-        self.lifecycle.complete(work, value, constraints)
+        self.ending.complete(work, value, constraints)
 
     def adopt(
         self, work: Work, value: float | list[float] | None, constraints: dict[str, float] | None = None
     ) -> bool:
         """A dead agent's trial whose run had finished: COMPLETE with that result, when this agent
         wins the update; False when another agent ended the trial first."""
-        return self.lifecycle.adopt(work, value, constraints)
+        return self.ending.adopt(work, value, constraints)
 
     def prune(self, work: Work) -> bool:
         """The pruner stopped the trial: PRUNED in Optuna, counted in the budget, not retried."""
-        return self.lifecycle.prune(work)
+        return self.ending.prune(work)
 
     def fail(
         self,
@@ -195,82 +200,34 @@ class SweepStudy:
         old_run: str | None = None,
     ) -> bool:
         """Fail the trial; re-queue its point first when it may run again. True if re-queued."""
-        return self.lifecycle.fail(
-            work, reason, retry_it=retry_it, count_attempt=count_attempt, old_run=old_run
-        )
+        return self.ending.fail(work, reason, retry_it=retry_it, count_attempt=count_attempt, old_run=old_run)
 
     def mark_infeasible(self, work: Work, reason: str) -> None:
         """Before the trial is failed: its point cannot run (a result, not a failure)."""
-        self._mark_infeasible(work.trial_id, reason)
-
-    def _mark_infeasible(self, trial_id: int, reason: str) -> None:
-        self.store.set_trial_user_attr(trial_id, INFEASIBLE, redact(reason))
-
-    def owner_gone(self, trial: FrozenTrial, now: float) -> str | None:
-        """Why a RUNNING trial's agent counts as gone (it died on this host, or went silent past
-        `stale_after`), or None while it lives: what the next maintenance pass reclaims."""
-        return self.liveness.why_stale(trial, now)
-
-    def is_running(self, trial_id: int) -> bool:
-        """Is the trial still RUNNING (no agent has ended it)? One read of the trial."""
-        return self.store.get_trial(trial_id).state == TrialState.RUNNING
-
-    def mark_quit(self, trial_ids: Iterable[int]) -> None:
-        """This agent quits at once (a second Ctrl-C): its running trials say so, for the agent
-        that reclaims them. One try each, no retry: the user asked to leave now."""
-        for trial_id in trial_ids:  # failing, it is reclaimed as a dead agent's
-            with contextlib.suppress(Exception):
-                self.store.raw.set_trial_system_attr(trial_id, QUIT, True)
+        mark_infeasible(self.store, work.trial_id, reason)
 
     def requeue_trial(self, trial: FrozenTrial, afresh: bool = False) -> None:
-        self.lifecycle.requeue_trial(trial, afresh)
+        self.reclaiming.requeue_trial(trial, afresh)
 
-    # ---- liveness --------------------------------------------------------------------------
+    # ---- agents gone: `reclaiming` ----------------------------------------------------------
+
+    def owner_gone(self, trial: FrozenTrial, now: float) -> str | None:
+        return self.reclaiming.owner_gone(trial, now)
+
+    def is_running(self, trial_id: int) -> bool:
+        return self.reclaiming.is_running(trial_id)
+
+    def mark_quit(self, trial_ids: Iterable[int]) -> None:
+        self.reclaiming.mark_quit(trial_ids)
 
     def reclaim_stale(
         self, own_running: set[int], adopt: Callable[[FrozenTrial, str], bool] = adopt_nothing
     ) -> list[tuple[FrozenTrial, str, bool]]:
-        """Fail RUNNING trials whose agent went silent (or died on this host) and re-queue them.
+        return self.reclaiming.reclaim_stale(own_running, adopt)
 
-        `adopt` is offered each such trial first: True when it kept the trial's result (its run
-        had finished) or found it ended meanwhile, so it is neither failed nor run again.
-        Returns the reclaimed trials, why, and whether each was re-queued; only the agent that wins
-        the RUNNING -> FAIL update reclaims a trial.
-        """
-        requeued: dict[int, bool] = {}
-
-        def requeue(trial: FrozenTrial, why: str) -> None:
-            requeued[compat.trial_id(trial)] = self.lifecycle.requeue_if_allowed(trial)
-
-        failed = fail_stale_trials(self.store, self.study_id, self.liveness, own_running, requeue, adopt)
-        return [(trial, why, requeued[compat.trial_id(trial)]) for trial, why in failed]
-
-    def reclaim_trial(
-        self,
-        trial: FrozenTrial,
-        why: str,
-        *,
-        retry: bool = True,
-        again: bool = False,
-        infeasible: str | None = None,
-    ) -> bool | None:
-        """Fail one trial whose agent is gone, as `reclaim_stale` does, and re-queue its point when
-        it may run again; whether it was re-queued, or None when another agent ended it first.
-        `retry` False: its trial ended in a way another attempt would not cure (`infeasible`: why
-        its point cannot run), so it is not re-queued; `again`: it was interrupted, not failed, so
-        its point is re-queued as the same attempt."""
-        trial_id = compat.trial_id(trial)
-        with contextlib.suppress(UpdateFinishedTrialError):  # ended meanwhile: the update loses
-            if infeasible is not None:
-                self._mark_infeasible(trial_id, infeasible)
-            if not retry:
-                self.store.set_trial_system_attr(trial_id, NO_RETRY, True)
-        if not fail_stale(self.store, trial, why):
-            return None
-        if again:
-            self.lifecycle.requeue_trial(trial, again=True)
-            return True
-        return retry and self.lifecycle.requeue_if_allowed(trial)
+    def reclaim_trial(self, trial: FrozenTrial, why: str, **how) -> bool | None:
+        """See `Reclaiming.reclaim_trial` for `how` (retry, again, infeasible)."""
+        return self.reclaiming.reclaim_trial(trial, why, **how)
 
     def release_stale_claims(self) -> list[int]:
         """Queue the trials of slots whose agents died between claiming them and creating their
@@ -280,80 +237,50 @@ class SweepStudy:
             self.queue_slot(slot)
         return voided
 
-    # ---- tallies ---------------------------------------------------------------------------
+    def queue_slot(self, slot: int) -> None:
+        self.factory.queue_slot(slot)
 
-    def has_active(self) -> bool:
-        """Is any trial running or queued, or any slot being claimed or parked below the budget?
-
-        Once the target is reached, only what is running counts: queued re-runs and unclaimed
-        slots are no longer owed.
-        """
-        states = (TrialState.RUNNING,) if self.target_reached() else ACTIVE
-        if self.ledger.active_below_budget(states):
-            return True
-        return bool(self.store.get_all_trials(self.study_id, deepcopy=False, states=states))
-
-    def has_queued(self) -> bool:
-        """Is a trial queued for any agent to take (a re-run), and still owed (no target reached)?"""
-        if self.target_reached():
-            return False
-        return bool(self.store.get_all_trials(self.study_id, deepcopy=False, states=WAITING))
-
-    def slots_exhausted(self) -> bool:
-        return self.target_reached() or self.ledger.slots_exhausted()
-
-    def is_finished(self) -> bool:
-        """Every slot of the budget claimed, and nothing running or queued (claims checked first)."""
-        return self.slots_exhausted() and not self.has_active()
-
-    def complete_trials(self) -> list[FrozenTrial] | None:
-        """The sweep's trials once it is finished and no failed point is still owed its re-run;
-        None before. One scan, only at the end."""
-        if not self.is_finished():
-            return None
-        trials = self.trials()
-        return None if self.unresolved_slots(trials) or self.orphaned_slots(trials) else trials
-
-    def is_complete(self) -> bool:
-        return self.complete_trials() is not None
+    # ---- tallies: `view` --------------------------------------------------------------------
 
     def trials(self) -> list[FrozenTrial]:
-        """The sweep's trials; without an objective, with no values (see `store.NO_VALUE`)."""
-        if self._scored is None:  # the stored sweep's, read once (a start over builds it again)
-            self._scored = scores_trials(self.store, self.study_id)
-        return read_trials(self.store, self.study_id, self._scored)
+        return self.view.trials()
+
+    def has_active(self) -> bool:
+        return self.view.has_active()
+
+    def has_queued(self) -> bool:
+        return self.view.has_queued()
+
+    def slots_exhausted(self) -> bool:
+        return self.view.slots_exhausted()
+
+    def is_finished(self) -> bool:
+        return self.view.is_finished()
+
+    def complete_trials(self) -> list[FrozenTrial] | None:
+        return self.view.complete_trials()
+
+    def is_complete(self) -> bool:
+        return self.view.complete_trials() is not None
 
     def unresolved_slots(self, trials: list[FrozenTrial]) -> list[FrozenTrial]:
-        if self.target_reached():
-            return []
-        return tallies.unresolved_slots(trials, self.policy)
+        return self.view.unresolved_slots(trials)
 
     def orphaned_slots(self, trials: list[FrozenTrial]) -> dict[int, dt.datetime | None]:
-        """Slots whose claim was voided by an agent that died before queueing their trial, with
-        when each was voided (see `ClaimsLedger.release_stale`)."""
-        if self.target_reached():
-            return {}
-        return self.ledger.orphaned_slots(trials)
+        return self.view.orphaned_slots(trials)
 
-    def queue_slot(self, slot: int) -> None:
-        self.lifecycle.factory.queue_slot(slot)
+    def progress(self) -> Progress:
+        return self.view.progress()
 
-    def failed_for_good(self, trials: list[FrozenTrial], *, infeasible: bool = True) -> list[FrozenTrial]:
+    def best_trial(self) -> FrozenTrial | None:
+        return self.view.best_trial()
+
+    @staticmethod
+    def failed_for_good(trials: list[FrozenTrial], *, infeasible: bool = True) -> list[FrozenTrial]:
         """The points that failed after all their attempts; `infeasible=False` leaves out the
         infeasible ones, which are results rather than failures."""
         failed = tallies.failed_for_good(trials)
         return failed if infeasible else tallies.needing_attention(failed)
-
-    def progress(self) -> Progress:
-        trials = self.trials()
-        best = tallies.best(trials, self.direction) if self.config.objective.metric is not None else None
-        return tallies.progress(trials, self.budget, best)
-
-    def best_trial(self) -> FrozenTrial | None:
-        """The best feasible COMPLETE trial (all of them are feasible without constraints)."""
-        if self.config.objective.metric is None:
-            return None
-        return tallies.best(self.trials(), self.direction)
 
     # ---- closing ---------------------------------------------------------------------------
 

@@ -21,7 +21,7 @@ from optuna.trial import FrozenTrial, TrialState
 from .. import compat
 from ..secrets import redact
 from ..storages import retry
-from .names import FINGERPRINT_ATTR, REASON
+from .names import FINGERPRINT_ATTR, INFEASIBLE, REASON
 
 log = logging.getLogger(__name__)
 
@@ -163,6 +163,11 @@ def set_reason(store: RetryingStorage, trial_id: int, reason: str) -> None:
     """Why a trial failed, for the summary and `status` (ignored once the trial has ended)."""
     with contextlib.suppress(UpdateFinishedTrialError):
         store.set_trial_user_attr(trial_id, REASON, redact(reason)[:2000])
+
+
+def mark_infeasible(store: RetryingStorage, trial_id: int, reason: str) -> None:
+    """Before a trial is failed: its point cannot run (a result, not a failure), and why."""
+    store.set_trial_user_attr(trial_id, INFEASIBLE, redact(reason))
 
 
 def trial_template(state: TrialState, params: dict, distributions: dict, system_attrs: dict) -> FrozenTrial:
