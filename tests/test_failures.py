@@ -446,6 +446,7 @@ def test_a_killed_agents_trial_that_crashed_after_logging_is_failed_not_kept(tmp
     assert all("the run failed (exit code 1)" in t.user_attrs["fail_reason"] for t in trials)
     assert {r.info.status for r in trial_runs(mlflow)} == {"FAILED"}
     assert len(read_records(record)) == 2 and "its result is kept" not in text
+    assert text.count("last lines of") == 2, text  # its log's tail, as its own agent shows it
 
 
 def test_an_agent_leaving_stops_the_trials_it_watched_and_requeues_them_as_interrupted(tmp_path, agents):

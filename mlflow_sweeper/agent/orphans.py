@@ -156,17 +156,18 @@ class Orphans:
         again: bool = False,
         infeasible: str | None = None,
         status: str | None = None,
-    ) -> None:
-        """Fail the trial and re-queue its point, when no other agent ended it first. `status`:
+    ) -> bool:
+        """Fail the trial and re-queue its point, when no other agent ended it first (True). `status`:
         how its run ends, even if its code ended it (its exit status says otherwise)."""
         study = self.settling.study
         requeued = study.reclaim_trial(trial, why, retry=retry, again=again, infeasible=infeasible)
         if requeued is None:
-            return
+            return False
         run_id = trial.user_attrs.get(RUN_ATTR)
         if infeasible is not None and run_id:
             self.settling.recorder.tag_infeasible(run_id, infeasible)
         self.reclaimed(trial, why, requeued if retry else None, status)
+        return True
 
     def reclaimed(
         self, trial: FrozenTrial, why: str, requeued: bool | None, status: str | None = None
@@ -221,11 +222,15 @@ class Orphans:
         outcome = verdict.outcome
         if not outcome.complete:
             reason = f"{why}; its trial had ended: {outcome.reason}"
-            if outcome.kind is Kind.INFEASIBLE:
-                self.reclaim(trial, reason, retry=False, infeasible=outcome.infeasible_why, status="FAILED")
-            else:  # a broken setup: its re-run finds it again, and stops the sweep as it should
-                setup = outcome.kind is Kind.SETUP
-                self.reclaim(trial, reason, retry=outcome.retry or setup, again=setup, status="FAILED")
+            infeasible = outcome.kind is Kind.INFEASIBLE  # a result: not retried
+            setup = outcome.kind is Kind.SETUP  # its re-run finds it again, and stops the sweep
+            retry = not infeasible and (outcome.retry or setup)
+            why_infeasible = outcome.infeasible_why if infeasible else None
+            failed = self.reclaim(
+                trial, reason, retry=retry, again=setup, infeasible=why_infeasible, status="FAILED"
+            )
+            if failed and not setup:  # as its own agent would have: its log's tail, then fail_fast
+                self.settling.failures.after_failure(Work.of(trial), leftovers.log_path)
             return True
         self.watch.finish(compat.trial_id(trial), run_id)  # its history, before it completes
         attempt = Attempt(Work.of(trial), run_id, leftovers.log_path, verdict.ended_as, verdict.judgement)
