@@ -23,6 +23,8 @@ from .coordination.tallies import attempted, failed_to_retry, in_budget, pareto_
 from .display import shown_params, shown_value
 from .errors import NoSuchSweep, UsageError
 from .opening import open_sweep
+from .record.agent_run import PARENT_TAG
+from .record.tags import MLFLOW_PARENT_RUN_ID, OPTUNA_STORAGE_TAG, ROLE_TAG, optuna_storage_shown
 from .storages import exists as storage_exists
 from .storages import mask, retry
 from .storages.access import tracking_refusal
@@ -55,7 +57,7 @@ def delete_sweep(config: SweepConfig, purge: bool = False) -> DeleteResult:
     runs_deleted = 0
     if recorder is not None:
         try:
-            runs_deleted, purge = _delete_runs(recorder, purge)
+            runs_deleted, purge = _delete_runs(recorder, purge, sweep.parent_id)
         except Exception as exc:  # noqa: BLE001 - a refusal is the user's to fix: exit 2
             uri = str(recorder.client.tracking_uri)
             refused = tracking_refusal(exc, uri, config.experiment, "delete runs of")
@@ -79,13 +81,14 @@ def delete_sweep(config: SweepConfig, purge: bool = False) -> DeleteResult:
     return DeleteResult(config.identity, study_deleted, runs_deleted, purge)
 
 
-def _delete_runs(recorder, purge: bool) -> tuple[int, bool]:
+def _delete_runs(recorder, purge: bool, parent_id: str | None) -> tuple[int, bool]:
     """Delete (`purge`: purge) the sweep's runs; how many, and whether they were purged."""
     from mlflow.entities import ViewType  # imported here, not for `status` (it takes seconds)
 
     from .record import current_run_id
 
     runs = recorder.sweep_runs(ViewType.ALL if purge else ViewType.ACTIVE_ONLY, everywhere=True)
+    runs = own_runs(runs, parent_id, recorder.config.optuna_storage)
     runs = [run for run in runs if run.info.run_id != current_run_id()]
     can_purge = purge and compat.can_hard_delete(recorder.client)
     if purge and not can_purge:
@@ -105,6 +108,32 @@ def _delete_runs(recorder, purge: bool) -> tuple[int, bool]:
             retry(lambda r=run_id: compat.hard_delete_run(recorder.client, r), "purge run")
         deleted += 1
     return deleted, can_purge
+
+
+def own_runs(runs: list, parent_id: str | None, optuna_storage: str) -> list:
+    """Of the runs tagged with a sweep's name, those of this sweep: its parents and the runs under
+    them, and the `mlflow run -e status|delete` records. Another sweep of the same name in the same
+    MLflow store, with another Optuna storage, has parents of its own, and keeps them.
+
+    A parent is this sweep's when its study names it, or when it records this Optuna storage; one
+    that records none (made by an earlier version) counts only when the study is gone, as before.
+    """
+    shown = optuna_storage_shown(optuna_storage)
+
+    def ours(run) -> bool:
+        recorded = run.data.tags.get(OPTUNA_STORAGE_TAG)
+        return run.info.run_id == parent_id or recorded == shown or (recorded is None and parent_id is None)
+
+    parents = {run.info.run_id for run in runs if run.data.tags.get(ROLE_TAG) == "parent" and ours(run)}
+
+    def belongs(run) -> bool:
+        tags = run.data.tags
+        if tags.get(ROLE_TAG) == "admin":
+            return True
+        linked = (run.info.run_id, tags.get(MLFLOW_PARENT_RUN_ID), tags.get(PARENT_TAG))
+        return any(link in parents for link in linked)
+
+    return [run for run in runs if belongs(run)]
 
 
 def _start_over_locks(study: SweepStudy) -> list[str]:

@@ -607,3 +607,29 @@ def test_delete_a_sweep_that_does_not_exist(three_sweeps):
     assert result.returncode == 0, output(result)
     assert re.search(r"no such|not exist|nothing|not found", output(result), re.IGNORECASE), output(result)
     assert sweep_state(directory) == before
+
+
+def test_delete_leaves_another_sweep_of_the_same_name_with_its_own_optuna_storage(tmp_path):
+    """Two users share a tracking store and name their sweeps alike, each with the default Optuna
+    storage beside their config: two sweeps. Deleting (purging) one leaves the other whole."""
+    shared = f"sqlite:///{tmp_path / 'shared.db'}"
+    configs = []
+    for name in ("one", "two"):
+        (tmp_path / name).mkdir()
+        keys = {"mlflow_storage": shared, "spec": None, "parameters": {"x": [1, 2]}}
+        configs.append(write_config(tmp_path / name, **keys))
+    for config in configs:
+        result = run_cli("sweep", config, cwd=config.parent)
+        assert result.returncode == 0, output(result)
+    before = {r.info.run_id for r in mlflow_runs(shared)}
+    assert len(before) == 6  # two parents, four trials
+
+    result = run_cli("delete", configs[0], "--yes", "--purge", cwd=tmp_path)
+    assert result.returncode == 0, output(result)
+    assert "3 MLflow run(s) permanently deleted" in output(result), output(result)
+    kept = mlflow_runs(shared, deleted=True)
+    assert len(kept) == 3 and all(r.info.lifecycle_stage == "active" for r in kept)
+    assert_one_finished_parent(kept, "exp/s1")
+    status = run_cli("status", configs[1], "--json", cwd=tmp_path)
+    entry = json.loads(status.stdout)["sweeps"][0]
+    assert entry["parent_status"] == "FINISHED" and entry["done"] == 2, status.stdout

@@ -19,10 +19,12 @@ from .tags import (
     BEST_RUN_TAG,
     MAX_PARAM_LENGTH,
     MLFLOW_RUN_NAME,
+    OPTUNA_STORAGE_TAG,
     PARETO_RUNS_TAG,
     PARETO_TAG,
     STARTED_OVER_TAG,
     STOPPED_TAG,
+    optuna_storage_shown,
     sweep_tags,
 )
 
@@ -71,7 +73,9 @@ class ParentRun:
 
     def create(self) -> str:
         """A new parent run: the config as params (redacted) and as the artifact `sweep/<file>`."""
-        tags = sweep_tags(self.config.identity, "parent", **{MLFLOW_RUN_NAME: self.config.sweep_name})
+        storage = optuna_storage_shown(self.config.optuna_storage)
+        extra = {MLFLOW_RUN_NAME: self.config.sweep_name, OPTUNA_STORAGE_TAG: storage}
+        tags = sweep_tags(self.config.identity, "parent", **extra)
         run = retry(lambda: self.client.create_run(self.experiment_id, tags=tags), "create parent")
         run_id = run.info.run_id
         params = [Param(k, redact(v)[:MAX_PARAM_LENGTH]) for k, v in self.config.as_params().items()]

@@ -10,10 +10,20 @@ PARETO_TAG = "sweeper.pareto"  # "true" on trial runs on the Pareto front (sever
 PARETO_RUNS_TAG = "sweeper.pareto_run_ids"  # on the parent: the front's run ids, comma-separated
 STOPPED_TAG = "sweeper.stopped"  # on the parent: why the sweep stopped early ("target")
 STARTED_OVER_TAG = "sweeper.started_over"  # on the parent: how often the sweep started over
+# On the parent: the sweep's Optuna storage (resolved, password masked). Two sweeps of one name in
+# one MLflow store but with separate Optuna storages are two sweeps: `delete` tells them apart.
+OPTUNA_STORAGE_TAG = "sweeper.optuna_storage"
 # MLflow's documented system tags (`mlflow.utils.mlflow_tags` is not public API).
 MLFLOW_PARENT_RUN_ID = "mlflow.parentRunId"
 MLFLOW_RUN_NAME = "mlflow.runName"
 MAX_PARAM_LENGTH = 6000  # MLflow's longest param value
+
+
+def optuna_storage_shown(optuna_storage: str) -> str:
+    """The value of `OPTUNA_STORAGE_TAG` for a sweep's (resolved) Optuna storage URL."""
+    from ..storages import mask
+
+    return mask(optuna_storage)[:5000]
 
 
 def sweep_tags(identity: str, role: str, **extra: str) -> dict[str, str]:
