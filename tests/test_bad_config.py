@@ -153,6 +153,7 @@ CASES = {
     "empty-experiment": Case(keys(experiment=""), "experiment"),
     "sweep_name-space-and-slash": Case(keys(sweep_name="my sweep/1"), "sweep_name", ("my sweep/1",)),
     "sweep_name-colon": Case(keys(sweep_name="a:b"), "sweep_name", ("a:b",)),
+    "sweep_name-trailing-newline": Case(keys(sweep_name="nl\n"), "sweep_name", ("letters",)),
     # unknown keys
     "misspelt-parameters": Case(
         keys(parameters=None, paramters={"x": [1, 2]}), "paramters", ("did you mean 'parameters'",)

@@ -119,15 +119,15 @@ def storage_url(kind: str):
 
 # ---- values with rules of their own -------------------------------------------------------------
 
-SWEEP_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
-PARAMETER_NAME = re.compile(r"^[A-Za-z0-9_.\-/ ]+$")
+SWEEP_NAME = re.compile(r"[A-Za-z0-9_.-]+")  # whole names only (`fullmatch`: no trailing newline)
+PARAMETER_NAME = re.compile(r"[A-Za-z0-9_.\-/ ]+")
 SPEC_KEYS = {"direction", "metric", "metrics", "target", "constraints"}
 DIRECTIONS = ("minimize", "maximize")
 
 
 def sweep_name(where: Where, key: str, value: Any) -> str:
     name = text(where, key, value)
-    if not SWEEP_NAME.match(name):
+    if not SWEEP_NAME.fullmatch(name):
         raise ConfigProblem(key, f"{name!r}: use only letters, digits, '_', '-', '.'")
     return name
 
@@ -155,8 +155,9 @@ def parameters(where: Where, key: str, value: Any) -> SearchSpace:
     if not value:
         raise ConfigProblem(key, "empty: give at least one parameter")
     for name in value:
-        if not isinstance(name, str) or not PARAMETER_NAME.match(name):
-            raise ConfigProblem(f"{key}.{name}", "parameter names use letters, digits, '_', '-', '.', '/'")
+        if not isinstance(name, str) or not PARAMETER_NAME.fullmatch(name):
+            allowed = "letters, digits, spaces, '_', '-', '.', '/'"
+            raise ConfigProblem(f"{key}.{name}", f"parameter names use {allowed}")
     try:
         return SearchSpace.parse(value)
     except SpaceError as exc:

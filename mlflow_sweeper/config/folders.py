@@ -16,13 +16,17 @@ import tempfile
 from pathlib import Path
 
 OWNER_FILE = ".sweep"
+MOST_BYTES = 120  # of the plain folder name: with the hash, far below file systems' 255
 
 
 def safe_name(identity: str) -> str:
-    """`experiment/sweep_name` as `experiment_sweep_name`, safe as one directory name."""
+    """`experiment/sweep_name` as `experiment_sweep_name`, safe as one directory name; a long one
+    cut short (two names alike up to there are told apart by the hash, as for any clash)."""
     experiment, _, sweep_name = identity.rpartition("/")
-    name = f"{experiment}_{sweep_name}"
-    return "".join(c if c.isalnum() or c in "._-" else "_" for c in name)
+    name = "".join(c if c.isalnum() or c in "._-" else "_" for c in f"{experiment}_{sweep_name}")
+    while len(name.encode()) > MOST_BYTES:
+        name = name[:-1]
+    return name
 
 
 def _candidates(root: Path, identity: str) -> tuple[Path, Path]:
