@@ -239,6 +239,8 @@ CASES = {
     "unknown-optuna-scheme": Case(keys(optuna_storage="foo://x"), "optuna_storage", ("foo://x",)),
     "unknown-mlflow-scheme": Case(keys(mlflow_storage="foo://x"), "mlflow_storage", ("foo://x",)),
     "optuna-storage-not-a-url": Case(keys(optuna_storage="optuna.db"), "optuna_storage"),
+    "mlflow-sqlite-two-slashes": Case(keys(mlflow_storage="sqlite://m.db"), "mlflow_storage", ("slashes",)),
+    "optuna-sqlite-no-file": Case(keys(optuna_storage="sqlite:///"), "optuna_storage", ("no SQLite file",)),
     # the file itself
     "yaml-syntax-error": Case(
         content("experiment: exp\nsweep_name: [s1\nparameters: {x: [1, 2]}\n"), None, ("yaml", "line")

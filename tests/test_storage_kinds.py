@@ -94,7 +94,10 @@ def test_valid_mlflow_urls(url):
     [
         ("foo://x", "unknown Optuna storage"),
         ("optuna.db", "unknown Optuna storage"),
-        ("sqlite:o.db", "is not a URL"),
+        ("sqlite:o.db", "names no SQLite file"),
+        ("sqlite://o.db", "three slashes"),
+        ("sqlite:///", "names no SQLite file"),
+        ("sqlite:///:memory:", "names no SQLite file"),
         ("journal:///", "needs a file path"),
         ("http://h:5000", "unknown Optuna storage"),
     ],
@@ -103,9 +106,16 @@ def test_bad_optuna_urls(url, fragment):
     assert fragment in (storages.check_optuna_url(url) or "")
 
 
-@pytest.mark.parametrize("url", ["foo://x", "journal:///m.log", "redis://h/0", "sqlite:m.db"])
+@pytest.mark.parametrize("url", ["foo://x", "journal:///m.log", "redis://h/0"])
 def test_bad_mlflow_urls(url):
     assert "unknown MLflow tracking URI" in (storages.check_mlflow_url(url) or "")
+
+
+@pytest.mark.parametrize("url", ["sqlite:m.db", "sqlite://m.db", "sqlite:///", "sqlite://"])
+def test_mlflow_sqlite_urls_that_name_no_file(url):
+    assert "names no SQLite file" in (storages.check_mlflow_url(url) or "")
+    with pytest.raises(StorageError, match="three slashes"):
+        storages.probe_mlflow_storage(url)  # MLFLOW_TRACKING_URI is checked where it is probed
 
 
 @pytest.mark.parametrize("url", ["mlruns", "./mlruns", "file:///tmp/mlruns"])

@@ -66,6 +66,19 @@ class FileBacked(StorageKind):
         return url.file is None or url.file.exists()
 
 
+class SQLiteFile(FileBacked):
+    """A SQLite database file. `sqlite://name.db` (a host, no path), `sqlite:///` and in-memory
+    databases name no file that agents could share: refused before anything is written."""
+
+    def check(self, url: StorageURL) -> str | None:
+        if url.path:
+            return None
+        return (
+            f"{url.text!r} names no SQLite file; use sqlite:///relative/path.db (three slashes) "
+            "or sqlite:////absolute/path.db"
+        )
+
+
 def _select_1(url: str) -> None:
     import sqlalchemy
 
@@ -82,7 +95,7 @@ def _select_1(url: str) -> None:
 # ---- Optuna storages ----------------------------------------------------------------------------
 
 
-class OptunaSQLite(FileBacked):
+class OptunaSQLite(SQLiteFile):
     what = "Optuna storage"
 
     def open(self, url: StorageURL, pool: Pool | None = None) -> Any:
@@ -187,7 +200,7 @@ class MlflowStore(StorageKind):
         return client
 
 
-class MlflowSQLite(FileBacked, MlflowStore):
+class MlflowSQLite(SQLiteFile, MlflowStore):
     pass
 
 
@@ -318,7 +331,10 @@ def check_mlflow_url(url: str) -> str | None:
     kind = MLFLOW_KINDS.get(scheme)
     if kind is None:
         return _file_store(url) if _is_file_store(scheme) else _unknown_mlflow(url)
-    return _unknown_mlflow(url) if kind.check(parse(url)) else None
+    problem = kind.check(parse(url))
+    if problem is None:
+        return None
+    return problem if isinstance(kind, SQLiteFile) else _unknown_mlflow(url)
 
 
 def _any_kind(parsed: StorageURL) -> StorageKind | None:
@@ -341,9 +357,20 @@ def exists(url: str) -> bool:
 
 def probe_optuna_storage(url: str) -> None:
     """Check that the Optuna storage answers, writing nothing."""
-    optuna_kind(url).probe(parse(url))
+    _checked(optuna_kind(url), url).probe(parse(url))
 
 
 def probe_mlflow_storage(url: str) -> None:
-    """Check that the MLflow tracking store or server answers, writing nothing."""
-    mlflow_kind(url).probe(parse(url))
+    """Check that the MLflow tracking store or server answers, writing nothing (its URL checked
+    first: one from MLFLOW_TRACKING_URI has not been, as the config's keys are)."""
+    named_by = "MLFLOW_TRACKING_URI" if os.environ.get("MLFLOW_TRACKING_URI") == url else None
+    _checked(mlflow_kind(url), url, named_by).probe(parse(url))
+
+
+def _checked(kind: StorageKind, url: str, named_by: str | None = None) -> StorageKind:
+    problem = kind.check(parse(url))
+    if problem is not None:
+        from ..errors import StorageError
+
+        raise StorageError(problem if named_by is None else f"{named_by}: {problem}")
+    return kind
