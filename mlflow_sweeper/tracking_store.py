@@ -38,9 +38,25 @@ def make_current(uri: str) -> None:
 
 def user_tracking_uri() -> str | None:
     """MLFLOW_TRACKING_URI as the user (or `mlflow run`, for its own run) set it, not as MLflow
-    set it when this process opened a sweep's store."""
+    set it when this process opened a sweep's store; a relative SQLite path in it, under
+    `mlflow run`, as meant from where that command was typed (MLflow made its own run there)."""
     current = os.environ.get("MLFLOW_TRACKING_URI") or None
-    return _SET_BY_SWEEPER.get(current, current) if current is not None else None
+    user = _SET_BY_SWEEPER.get(current, current) if current is not None else None
+    return _from_where_typed(user) if user else user
+
+
+def _from_where_typed(uri: str) -> str:
+    from .invocation import mlflow_run_directory, under_mlflow_run
+
+    parsed = urllib.parse.urlparse(uri)
+    head = f"{parsed.scheme}:///"
+    if not (under_mlflow_run() and parsed.scheme.startswith("sqlite") and uri.startswith(head)):
+        return uri
+    path, sep, query = uri[len(head) :].partition("?")
+    typed_in = mlflow_run_directory()
+    if not path or path.startswith(":memory:") or os.path.isabs(path) or typed_in is None:
+        return uri
+    return f"{head}{typed_in / path}{sep}{query}"
 
 
 def explicit_tracking_uri(config: Any) -> str | None:

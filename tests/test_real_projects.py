@@ -663,6 +663,22 @@ def test_a_relative_config_found_nowhere_is_named_where_the_user_typed_it(tmp_pa
         assert result.stdout.strip() == str(typed_in / "nosuch.yaml"), output(result)
 
 
+def test_a_relative_sqlite_tracking_uri_under_mlflow_run_is_where_the_user_typed_it(tmp_path):
+    """`MLFLOW_TRACKING_URI=sqlite:///mine.db mlflow run <sweeper> -e sweep`: MLflow made its own run
+    in the user's folder; the sweep's runs go there too, not into the sweeper's checkout."""
+    user, project = tmp_path / "user", tmp_path / "project"
+    user.mkdir(), project.mkdir()
+    child = "from mlflow_sweeper.tracking_store import user_tracking_uri; print(user_tracking_uri())"
+    call = f"subprocess.call([sys.executable, '-c', {child!r}], cwd={str(project)!r})"
+    starter = f"import subprocess, sys; sys.exit({call})"  # as `mlflow run` starts the entry point
+    env = cli_env({"MLFLOW_RUN_ID": "0" * 32, "MLFLOW_TRACKING_URI": "sqlite:///mine.db?timeout=5"})
+    result = subprocess.run(
+        [sys.executable, "-c", starter, "/usr/local/bin/mlflow", "run"],
+        cwd=user, env=env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert result.stdout.strip() == f"sqlite:///{user / 'mine.db'}?timeout=5", output(result)
+
+
 @pytest.mark.extended
 def test_status_and_delete_runs_are_tagged_admin_and_finished(tmp_path, mlflow_template):
     config = config_file(

@@ -13,13 +13,13 @@ import re
 from pathlib import Path
 from typing import Any
 
-import psutil
 import yaml
 
 from ..command_line import command_problem, conditional_problem
 from ..errors import ConfigError, ConfigProblem, in_config_file
 from ..expansion import expand_config, hidden_values
 from ..hints import did_you_mean
+from ..invocation import mlflow_run_directory, starting_directories, under_mlflow_run
 from ..pruning import EarlyStopping, parse_early_stopping
 from ..search.algorithms import OWN_KEYS, algorithm_class, check_own_keys, rehearse
 from ..storages.urls import same_database
@@ -329,43 +329,10 @@ def located(text: str) -> str:
     the processes that started it, nearest first (the `mlflow run` process among them). Found
     nowhere, it is named in the folder `mlflow run` was typed in."""
     path = Path(text).expanduser()
-    if path.is_absolute() or path.exists() or "MLFLOW_RUN_ID" not in os.environ:
+    if path.is_absolute() or path.exists() or not under_mlflow_run():
         return text
-    for directory in _starting_directories():
+    for directory in starting_directories():
         if (directory / path).exists():
             return str(directory / path)
-    typed_in = _mlflow_run_directory()
+    typed_in = mlflow_run_directory()
     return str(typed_in / path) if typed_in is not None else text
-
-
-def _mlflow_run_directory() -> Path | None:
-    """The working directory of the `mlflow run` process above this one, if there is one."""
-    for process in _ancestors():
-        try:
-            arguments = process.cmdline()
-            if "run" in arguments and any(Path(a).name == "mlflow" for a in arguments):
-                return Path(process.cwd())
-        except (psutil.Error, OSError):
-            continue  # another user's process, or gone
-    return None
-
-
-def _ancestors(depth: int = 6) -> list[psutil.Process]:
-    """The processes above this one, nearest first (none when they cannot be read)."""
-    try:
-        return psutil.Process().parents()[:depth]
-    except psutil.Error:
-        return []
-
-
-def _starting_directories() -> list[Path]:
-    here = Path.cwd()
-    found: list[Path] = []
-    for process in _ancestors():
-        try:
-            directory = Path(process.cwd())
-        except (psutil.Error, OSError):
-            continue  # another user's process, or gone
-        if directory != here and directory not in found:
-            found.append(directory)
-    return found
