@@ -58,8 +58,8 @@ def _guarded(action) -> None:
     except SweeperError as exc:
         click.echo(f"mlflow-sweeper: {redact(str(exc))}", err=True)
         sys.exit(exc.exit_code)
-    except KeyboardInterrupt:
-        click.echo("mlflow-sweeper: interrupted", err=True)
+    except (KeyboardInterrupt, click.Abort):  # Abort: Ctrl-C or Ctrl-D at a prompt
+        click.echo("\nmlflow-sweeper: interrupted", err=True)
         sys.exit(EXIT_INTERRUPTED)
     except Exception as exc:  # noqa: BLE001 - a bug of ours: one line, traceback on request
         if os.environ.get("MLFLOW_SWEEPER_DEBUG"):
@@ -161,7 +161,12 @@ def delete(configs: tuple[str, ...], yes: bool, purge: bool) -> None:
                 )
                 return EXIT_USAGE
             how = "permanently" if purge else "(MLflow runs restorable)"
-            if not click.confirm(f"Delete sweep(s) {names} {how}?", default=False):
+            try:
+                confirmed = click.confirm(f"Delete sweep(s) {names} {how}?", default=False)
+            except click.Abort:  # Ctrl-C or Ctrl-D instead of an answer
+                click.echo("\nmlflow-sweeper: interrupted, nothing deleted", err=True)
+                return EXIT_INTERRUPTED
+            if not confirmed:
                 click.echo("nothing deleted")
                 return EXIT_USAGE
         for config in loaded:

@@ -8,6 +8,7 @@ The agent itself keeps the real values: its storages and trials need them.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
@@ -108,8 +109,27 @@ class RedactingStream:
         self._stream = stream
 
     def write(self, text: str) -> int:
-        self._stream.write(redact(text))
+        try:
+            self._stream.write(redact(text))
+        except BrokenPipeError:
+            self._reader_gone()
         return len(text)
+
+    def flush(self) -> None:
+        try:
+            self._stream.flush()
+        except BrokenPipeError:
+            self._reader_gone()
+
+    def _reader_gone(self) -> None:
+        """The reader closed the pipe (`status | head -1`): the rest of the output goes nowhere,
+        and the command goes on to its end and its exit code (a `delete` of several sweeps is not
+        cut short after the first line)."""
+        with contextlib.suppress(OSError, ValueError):
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, self._stream.fileno())  # Python's own flush at exit finds it too
+            os.close(devnull)
+        self._stream = open(os.devnull, "w", encoding="utf-8")  # noqa: SIM115 - lives as long as the process
 
     def __getattr__(self, name: str) -> Any:  # flush, isatty, fileno, encoding, buffer...
         return getattr(self._stream, name)

@@ -13,6 +13,7 @@ import os
 import re
 import shutil
 import sys
+import time
 from pathlib import Path
 
 import optuna
@@ -568,6 +569,67 @@ def test_delete_without_yes_and_without_terminal_deletes_nothing(three_sweeps):
     result = run_cli("delete", three_sweeps["configs"]["a"], cwd=directory)  # stdin is not a terminal
     assert result.returncode != 0, output(result)
     assert sweep_state(directory) == before
+
+
+def _answer_at_the_prompt(command: list[str], cwd: Path, keys: bytes) -> tuple[int, str]:
+    """Run `command` on a pseudo-terminal; once it asks, type `keys`. Its exit code and output."""
+    import pty
+    import select
+    import subprocess
+
+    from conftest import cli_env
+
+    def on_its_own_terminal() -> None:  # Ctrl-C there signals it, as on a user's terminal
+        import fcntl
+        import termios
+
+        os.setsid()
+        fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+    master, slave = pty.openpty()
+    terminal = {"stdin": slave, "stdout": slave, "stderr": slave}
+    proc = subprocess.Popen(command, cwd=cwd, env=cli_env(), preexec_fn=on_its_own_terminal, **terminal)
+    os.close(slave)
+    seen, typed = b"", False
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if select.select([master], [], [], 0.2)[0]:
+            try:
+                chunk = os.read(master, 4096)
+            except OSError:  # the command ended: its side of the terminal is closed
+                break
+            seen += chunk
+        if not typed and b"[y/N]" in seen:
+            os.write(master, keys)
+            typed = True
+    os.close(master)
+    return proc.wait(timeout=60), seen.decode(errors="replace")
+
+
+@pytest.mark.parametrize("keys", [b"\x04", b"\x03"], ids=["ctrl-d", "ctrl-c"])
+def test_delete_left_at_its_prompt_deletes_nothing_and_says_so(three_sweeps, keys):
+    directory = three_sweeps["dir"]
+    before = sweep_state(directory)
+    command = [sys.executable, "-m", "mlflow_sweeper", "delete", str(three_sweeps["configs"]["a"])]
+    code, said = _answer_at_the_prompt(command, directory, keys)
+    assert code == 130 and "nothing deleted" in said and "unexpected" not in said, said
+    assert sweep_state(directory) == before
+
+
+def test_status_piped_into_a_reader_that_stops_early_ends_cleanly(three_sweeps):
+    """`status a.yaml b.yaml | head -1`: the rest of the output goes nowhere, no error."""
+    import subprocess
+
+    from conftest import cli_env
+
+    configs = [str(three_sweeps["configs"][name]) for name in ("a", "b", "c")]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mlflow_sweeper", "status", *configs],
+        cwd=three_sweeps["dir"], env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    proc.stdout.close()  # the reader is gone before the first line
+    _, errors = proc.communicate(timeout=120)
+    assert proc.returncode == 0 and not errors.strip(), errors.decode()
 
 
 def test_delete_yes_removes_exactly_one_sweep(three_sweeps):
