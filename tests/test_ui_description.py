@@ -234,6 +234,31 @@ def test_an_agent_that_leaves_writes_the_description_as_it_leaves_it(tmp_path):
     assert "1/4 trials ended (1 complete" in client.tags["mlflow.note.content"]
 
 
+def test_a_write_the_writer_dropped_as_the_agent_left_is_made_by_the_leaving_agent(tmp_path, monkeypatch):
+    """The writer's thread reads the sweep, then finds the agent leaving and drops its write: the
+    counts it read were never written, so the leaving agent writes them (`--count` left the
+    description at its first trial's start)."""
+    from mlflow_sweeper.ui import live as live_module
+
+    monkeypatch.setattr(live_module, "BEST_GAP", 0.0)
+    study, client = _Study(trials_of([5.0])), _Client()
+    progress = SimpleNamespace(done=1, failed=0, pruned=0, running=0, best=5.0)
+    live = _live(tmp_path, study, client, progress)
+    read = live_module.read_view
+
+    def read_while_the_agent_leaves(*args, **kwargs):
+        live._stop.set()  # stop() comes while the thread reads the trials
+        return read(*args, **kwargs)
+
+    monkeypatch.setattr(live_module, "read_view", read_while_the_agent_leaves)
+    live.new_best()
+    live._loop()  # the thread's pass: its write is dropped
+    assert client.tags == {} and live._written is None
+    monkeypatch.setattr(live_module, "read_view", read)
+    live.stop()
+    assert "1/4 trials ended (1 complete" in client.tags["mlflow.note.content"]
+
+
 class _SlowClient(_Client):
     """A tracking store whose writes wait for `release` (a SQLite store waits up to 20 s for a
     lock held by another process); every write is recorded in order."""

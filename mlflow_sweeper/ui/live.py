@@ -111,20 +111,22 @@ class LiveDescription:
         elif self._counts() != self._written and not self.study.exhausted_seen:
             self.write()
 
-    def write(self, *, live: bool = False, **known) -> None:
+    def write(self, *, live: bool = False, **known) -> bool:
         """Write the description as the sweep is now, unless an agent is closing the sweep or
         has closed it: the closer's description is the last word, whichever agent comes after
-        it. `live`: the thread's write, dropped once `stop()` was called."""
+        it. `live`: the thread's write, dropped once `stop()` was called. True when written."""
         started = time.monotonic()
         try:
             view = read_view(self.config, self.study, self.recorder.experiment_id, self.parent_id, **known)
             with self._writing:
                 if (live and self._stop.is_set()) or self.study.close_begun():
-                    return
+                    return False
                 write_description(self.recorder.client, self.parent_id, view)
             self.writes += 1
+            return True
         except Exception as exc:  # noqa: BLE001 - a description never stops a sweep
             log.debug("could not write the parent's description: %s", exc)
+            return False
         finally:
             self._took = time.monotonic() - started
 
@@ -143,6 +145,7 @@ class LiveDescription:
                 self._wake.clear()
                 time.sleep(BEST_GAP)  # bests found together are written together
             counts = self._counts()
-            if woken or counts != self._written:
+            # the counts are written once the write lands: one dropped (the agent stopping) or
+            # failed leaves them to `stop()`'s last write, or to the next period's
+            if (woken or counts != self._written) and self.write(live=True):
                 self._written = counts
-                self.write(live=True)
