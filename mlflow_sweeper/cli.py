@@ -49,6 +49,20 @@ def _setup_logging(import_mlflow: bool = True) -> None:
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    # Optuna's warnings (a parameter sampled independently, an option deprecated) and Python's
+    # come out as the agent's own lines do: timestamped, redacted, and silenced by `--quiet`.
+    optuna.logging.disable_default_handler()
+    logging.captureWarnings(True)
+    for name in ("optuna", "py.warnings"):
+        logger = logging.getLogger(name)
+        logger.handlers[:] = [handler]
+        logger.propagate = False
+
+
+def _quiet_libraries() -> None:
+    """`--quiet`: only the summary, not the libraries' warnings either."""
+    for name in ("optuna", "py.warnings"):
+        logging.getLogger(name).setLevel(logging.ERROR)
 
 
 def _guarded(action) -> None:
@@ -129,6 +143,8 @@ def sweep(
     from .progress import Reporter
 
     def action() -> int:
+        if quiet:
+            _quiet_libraries()
         loaded = load_configs(list(configs), to_run=True)
         jobs = n_jobs or None  # 0 (the entry point's default): not given
         agent = Agent(n_jobs=jobs, count=count, reporter=Reporter(quiet=quiet), retry_failed=retry_failed)

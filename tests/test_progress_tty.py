@@ -217,6 +217,26 @@ def test_piped_output_is_plain_timestamped_lines(tmp_path):
         assert STAMP.match(line), f"a line without a timestamp: {line!r}"
 
 
+def test_the_libraries_warnings_are_timestamped_lines_and_quiet_silences_them(tmp_path):
+    """CMA-ES samples a list parameter independently, and Optuna warns at every trial: piped, as a
+    line of the agent's; with --quiet, not at all."""
+    keys = {
+        "algorithm": "cmaes",
+        "max_trials": 3,
+        "seed": 1,
+        "parameters": {"x": [1, 2], "y": {"low": 10.0, "high": 20.0}},
+    }
+    piped = run_cli("sweep", write_config(tmp_path / "piped", **keys), cwd=tmp_path)
+    assert piped.returncode == 0, piped.stderr
+    warned = [line for line in piped.stderr.splitlines() if "sampled independently" in line]
+    assert warned and all(STAMP.match(line) and "[W " not in line for line in warned), piped.stderr
+    quiet = run_cli("sweep", write_config(tmp_path / "quiet", **keys), "--quiet", cwd=tmp_path)
+    assert quiet.returncode == 0, quiet.stderr
+    assert [line for line in quiet.stderr.splitlines() if line.strip()] == [
+        line for line in quiet.stderr.splitlines() if "complete, parent run" in line
+    ], quiet.stderr
+
+
 @pytest.mark.extended
 def test_quiet_prints_only_the_summary(tmp_path):
     config = write_config(tmp_path, parameters=SMALL)
