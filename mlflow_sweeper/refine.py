@@ -25,7 +25,7 @@ from .config import SweepConfig
 from .config.checks import is_local_project
 from .config.loading import YAML_FLOAT, YAML_FLOAT_FIRST
 from .constraints import is_feasible
-from .search.importance import make_evaluator
+from .search.importance import finite, make_evaluator
 from .search.space import Categorical, Range
 from .secrets import redact
 
@@ -246,7 +246,7 @@ def _importances(config: SweepConfig, trials: list[FrozenTrial]) -> dict[str, fl
         )
     except Exception:  # noqa: BLE001 - no importances: nothing is fixed
         return {}
-    return {name: float(value) for name, value in found.items()}
+    return finite(found)
 
 
 # ---- the follow-up config -------------------------------------------------------------------------

@@ -9,6 +9,8 @@ import optuna
 from optuna.importance import BaseImportanceEvaluator
 from optuna.trial import FrozenTrial
 
+from ..search.importance import finite
+
 MIN_COMPLETE = 2
 
 
@@ -43,7 +45,8 @@ def importances(study: optuna.Study, evaluator: BaseImportanceEvaluator, index: 
     found = optuna.importance.get_param_importances(
         study, evaluator=evaluator, target=target_of(index, multi), normalize=True
     )
-    return {name: float(value) for name, value in found.items()}
+    return finite(found)
+
 
 
 def importance_metrics(per_objective: dict[str, dict[str, float]]) -> dict[str, float]:
