@@ -88,6 +88,9 @@ DRIFT = {
         {"spec": {"direction": "minimize", "metric": "score"}},
         ("direction 'maximize' -> 'minimize'",),
     ),
+    # equal in Python, not as the trial is passed them (`True`, `10.0`)
+    "grid-int-to-bool": ({"parameters": {"x": [True, 2], "y": 10}}, ("x: values [1, 2] -> [true, 2]",)),
+    "fixed-int-to-float": ({"parameters": {"x": [1, 2], "y": 10.0}}, ("y: value 10 -> 10.0",)),
 }
 
 

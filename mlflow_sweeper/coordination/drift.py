@@ -35,12 +35,18 @@ def shown(value: Any) -> str:
     return json.dumps(value)
 
 
+def same(before: Any, after: Any) -> bool:
+    """Equal as stored, types included: Python takes `1`, `1.0` and `true` for one value, but a
+    trial is passed `1`, `1.0` or `True`, and training code reading `int(y)` fails on two."""
+    return json.dumps(before, sort_keys=True) == json.dumps(after, sort_keys=True)
+
+
 def describe_drift(stored: dict[str, Any], current: dict[str, Any]) -> list[str]:
     """One phrase per change between two fingerprints (`SweepConfig.fingerprint()`), in a stable order."""
     changes: list[str] = []
     for key in sorted(set(stored) | set(current), key=_order):
         before, after = stored.get(key), current.get(key)
-        if before == after:
+        if same(before, after):
             continue
         if key == "parameters":
             changes.extend(_parameter_changes(before or {}, after or {}))
@@ -76,10 +82,10 @@ def _parameter_changes(stored: dict[str, Any], current: dict[str, Any]) -> list[
     changes.extend(f"parameter '{name}' removed" for name in removed)
     changes.extend(f"parameter '{name}' added" for name in added)
     for name in before:
-        if name in after and before[name] != after[name]:
+        if name in after and not same(before[name], after[name]):
             changes.extend(_definition_changes(name, before[name], after[name]))
     for extra in sorted((set(stored) | set(current)) - {"axes", "fixed"}):
-        if stored.get(extra) != current.get(extra):
+        if not same(stored.get(extra), current.get(extra)):
             before_, after_ = shown(stored.get(extra)), shown(current.get(extra))
             changes.append(f"parameter conditions ('{extra}') {before_} -> {after_}")
     return changes
@@ -103,7 +109,7 @@ def _definition_changes(name: str, before: dict[str, Any], after: dict[str, Any]
     return [
         f"{name}: {key} {shown(before.get(key))} -> {shown(after.get(key))}"
         for key in fields
-        if before.get(key) != after.get(key)
+        if not same(before.get(key), after.get(key))
     ]
 
 

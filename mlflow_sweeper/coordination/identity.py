@@ -17,7 +17,7 @@ from optuna.exceptions import DuplicatedStudyError
 from ..config import MUTABLE_HINT, SweepConfig
 from ..errors import DriftError, StorageError
 from ..secrets import redact_value
-from .drift import describe_drift, drift_refusal
+from .drift import describe_drift, drift_refusal, same
 from .names import CONFIG_ATTR, FINGERPRINT_ATTR, PARENT_ATTR, WARM_ATTR, WARM_SOURCES
 from .restart import NO_HOOKS, StartedOver, StartOver, StartOverHooks, nothing_learned, record_warm_sources
 from .store import RetryingStorage, find_study
@@ -133,7 +133,7 @@ class SweepIdentity:
         warm_change = self._warm_start_change(attrs.get(WARM_SOURCES))
         if warm_change is not None:
             stored["warm_start"], current["warm_start"] = warm_change
-        if stored == current:
+        if same(stored, current):
             return None
         return stored, current, stored_text
 
