@@ -10,7 +10,7 @@ from conftest import write_config
 from mlflow.tracking import MlflowClient
 
 from mlflow_sweeper.config import load_config
-from mlflow_sweeper.coordination import SweepStudy, identity
+from mlflow_sweeper.coordination import SweepStudy, agent_id, identity
 from mlflow_sweeper.coordination.claiming import warm_slots
 from mlflow_sweeper.opening import open_sweep
 from mlflow_sweeper.search.algorithms import PointSource
@@ -54,9 +54,55 @@ def test_the_agent_taking_over_the_parent_enters_the_earlier_results_once(tmp_pa
     assert not opened.created and opened.parent_id
     said = [r.getMessage() for r in caplog.records]
     assert any("waiting up to 0 s for the agent that created it to record its parent run" in m for m in said)
-    assert any("left no parent run; creating it" in m for m in said)  # the wait is said before it ends
+    assert any("left none within 0 s: creating its parent run" in m for m in said)  # said before it ends
     warm = [t for t in opened.study.trials() if WARM_ATTR in t.user_attrs]
     assert sorted(t.user_attrs["mlflow_run_id"] for t in warm) == sorted(fitting)  # each once
     assert opened.warm_summary and "2 earlier result(s)" in opened.warm_summary
     # both grid points (x=1, y=10: slot 0; x=2, y=20: slot 3) are held, so no agent runs them
     assert set(warm_slots(opened.study.store, opened.study.study_id)) == {0, 3}
+
+
+def _dead_agent_here() -> str:
+    """The id of an agent of this host that has died (its process has ended)."""
+    import socket
+    import subprocess
+    import sys
+
+    process = subprocess.Popen([sys.executable, "-c", "pass"])
+    process.wait()
+    return f"{socket.gethostname()}:{process.pid}:deadbeef"
+
+
+def test_a_creator_that_died_on_this_host_is_taken_over_at_once_by_exactly_one_agent(tmp_path, monkeypatch):
+    """Ctrl-C between creating the study and recording the parent run: the next agents on its host
+    see at once that it is gone (no minute's wait), and exactly one of them creates the parent."""
+    import threading
+    import time
+
+    config = load_config(write_config(tmp_path))
+    uri = config.mlflow_storage
+    storage = open_optuna_storage(config.optuna_storage)
+    creator = SweepStudy(storage, config, PointSource(config), _dead_agent_here())
+    assert creator.create_or_find(first_records(uri))
+    monkeypatch.setattr(identity, "PARENT_WAIT_SECONDS", 60.0)
+    opened, errors = [], []
+
+    def join() -> None:
+        try:
+            opened.append(open_sweep(config, agent=agent_id()))
+        except Exception as exc:  # noqa: BLE001 - re-raised below
+            errors.append(exc)
+
+    started = time.monotonic()
+    threads = [threading.Thread(target=join) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert not errors, errors
+    assert time.monotonic() - started < 30, "waited for the dead creator"
+    assert len({o.parent_id for o in opened}) == 1 and len(opened) == 3
+    parents = MlflowClient(uri).search_runs(
+        [MlflowClient(uri).get_experiment_by_name("exp").experiment_id], "tags.`sweeper.role` = 'parent'"
+    )
+    assert [p.info.run_id for p in parents] == [opened[0].parent_id]

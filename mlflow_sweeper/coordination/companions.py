@@ -19,9 +19,15 @@ def ensure_companion(store: RetryingStorage, name: str, identity: str) -> int:
     """The id of companion study `name`, created (with its explaining attrs) if missing; safe
     when many agents create it at once."""
     try:
-        study_id = store.create_new_study([optuna.study.StudyDirection.MINIMIZE], name)
+        return create_companion(store, name, identity)
     except DuplicatedStudyError:
         return store.get_study_id_from_name(name)
+
+
+def create_companion(store: RetryingStorage, name: str, identity: str) -> int:
+    """Create companion study `name` with its explaining attrs; DuplicatedStudyError when another
+    agent did first (of many at once, exactly one creates it)."""
+    study_id = store.create_new_study([optuna.study.StudyDirection.MINIMIZE], name)
     store.set_study_user_attr(study_id, COMPANION_OF_ATTR, identity)
     store.set_study_user_attr(study_id, PURPOSE_ATTR, companion_purpose(identity, name))
     return study_id

@@ -45,10 +45,10 @@ class SweepStudy:
         self.agent = agent
         self.store = RetryingStorage(storage)
         self.policy = RetryPolicy(config.max_retries)
-        self.identity = SweepIdentity(self.store, config)
         log_dir = str(config.log_dir)
         log_dir_shown = log_dir if redact(log_dir) == log_dir else None  # no `${VAR}` value in Optuna
         self.liveness = Heartbeat(self.store, agent, config.stale_after, log_dir_shown)
+        self.identity = SweepIdentity(self.store, config, self.liveness)
         self._build_parts()
 
     def _build_parts(self) -> None:

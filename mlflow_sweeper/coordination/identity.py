@@ -1,7 +1,7 @@
 """Which sweep this is: create or attach the study, refuse a drifted config, agree on one parent run.
 
-The agent that creates the study creates the parent run; the others wait for its id, and take
-over if the creator died before recording it.
+The agent that creates the study creates the parent run; the others wait for its id, and one
+of them takes over if the creator died before recording it.
 """
 
 from __future__ import annotations
@@ -17,8 +17,18 @@ from optuna.exceptions import DuplicatedStudyError
 from ..config import MUTABLE_HINT, SweepConfig
 from ..errors import DriftError, StorageError
 from ..secrets import redact_value
+from .companions import create_companion
 from .drift import describe_drift, drift_refusal, same
-from .names import CONFIG_ATTR, FINGERPRINT_ATTR, PARENT_ATTR, WARM_ATTR, WARM_SOURCES
+from .liveness import Heartbeat
+from .names import (
+    CONFIG_ATTR,
+    CREATOR,
+    FINGERPRINT_ATTR,
+    PARENT_ATTR,
+    WARM_ATTR,
+    WARM_SOURCES,
+    takeover_study_name,
+)
 from .restart import NO_HOOKS, StartedOver, StartOver, StartOverHooks, nothing_learned, record_warm_sources
 from .store import RetryingStorage, find_study
 
@@ -40,9 +50,10 @@ def directions_of(config: SweepConfig) -> list[optuna.study.StudyDirection]:
 
 
 class SweepIdentity:
-    def __init__(self, store: RetryingStorage, config: SweepConfig):
+    def __init__(self, store: RetryingStorage, config: SweepConfig, liveness: Heartbeat):
         self.store = store
         self.config = config
+        self.liveness = liveness  # this agent's id, and whether another agent died on this host
         self.study_id: int = -1
         self.created: bool | None = None  # this agent's answer of create_or_find, once asked
 
@@ -66,6 +77,7 @@ class SweepIdentity:
             self.study_id = self.store.get_study_id_from_name(self.config.identity)
             self.created = False
             return False
+        self.store.set_study_system_attr(self.study_id, CREATOR, self.liveness.agent)
         for key, value in (first_records or {}).items():
             self.store.set_study_user_attr(self.study_id, key, value)
         record_warm_sources(self.store, self.study_id, self.config)  # before the fingerprint, as it
@@ -164,9 +176,13 @@ class SweepIdentity:
         return parent
 
     def wait_for_parent(self, create_parent: Callable[[], str], parent_state: Callable[[str], str]) -> str:
-        """Wait for the creating agent to record the parent run; take over if it died first."""
+        """Wait for the creating agent to record the parent run. Should it have died first (seen
+        at once on its host, else after PARENT_WAIT_SECONDS), the one agent elected among those
+        waiting creates it; the others wait for that one's."""
         started = time.monotonic()
         deadline, told = started + PARENT_WAIT_SECONDS, False
+        creator = str(self.store.get_study_system_attrs(self.study_id).get(CREATOR, ""))
+        elected: bool | None = None  # None: not asked; False: another agent is creating it
         delay = 0.05
         while True:
             parent = self.parent_run_id()
@@ -174,10 +190,23 @@ class SweepIdentity:
                 if parent_state(parent) == "missing":
                     raise parent_not_here(self.config, parent)
                 return parent
-            if time.monotonic() > deadline:
-                log.warning("the agent that created %s left no parent run; creating it", self.config.identity)
-                return self.record_parent(create_parent())
-            if not told and time.monotonic() - started > PARENT_NOTICE_SECONDS:  # say why it waits
+            now = time.monotonic()
+            died = self.liveness.owner_dead_on_this_host(creator)
+            if elected is None and (died or now > deadline):
+                elected = self._elected_to_take_over()
+                if elected:
+                    why = f"died ({creator})" if died else f"left none within {PARENT_WAIT_SECONDS:.0f} s"
+                    identity = self.config.identity
+                    log.warning("the agent that created %s %s: creating its parent run", identity, why)
+                    return self.record_parent(create_parent())
+                deadline = now + PARENT_WAIT_SECONDS  # for the elected agent's
+            elif elected is False and now > deadline:
+                raise StorageError(
+                    f"sweep '{self.config.identity}' has no parent run: the agent that created it and "
+                    f"the one that took over both left first; run `mlflow-sweeper delete {self.config.path}` "
+                    "and start it again"
+                )
+            if not told and now - started > PARENT_NOTICE_SECONDS:  # say why it waits
                 told = True
                 log.warning(
                     "%s: waiting up to %.0f s for the agent that created it to record its parent run "
@@ -187,6 +216,17 @@ class SweepIdentity:
                 )
             time.sleep(delay)
             delay = min(delay * 1.5, 1.0)
+
+
+    def _elected_to_take_over(self) -> bool:
+        """Of the agents awaiting a parent run its creator never recorded, the one that creates
+        the takeover study creates it (creating a study is atomic in every storage)."""
+        name = takeover_study_name(self.config.identity)
+        try:
+            create_companion(self.store, name, self.config.identity)
+        except DuplicatedStudyError:
+            return False
+        return True
 
 
 def parent_not_here(config: SweepConfig, parent: str) -> StorageError:

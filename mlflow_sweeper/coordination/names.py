@@ -15,6 +15,7 @@ COMPANION_OF_ATTR = "sweeper.companion_of"  # on a companion study: the sweep it
 PURPOSE_ATTR = "sweeper.purpose"  # on a companion study: what it is, for whoever sees it listed
 # Study system attributes.
 FINGERPRINT_ATTR = "sweeper:fingerprint"
+CREATOR = "sweeper:creator"  # the agent that created the study, until it records the parent run
 CLOSE_EPOCH = "sweeper:close_epoch"
 TARGET_REACHED = "sweeper:target_reached"  # the number of the trial that reached `spec.target`
 GENERATION = "sweeper:generation"  # how often the sweep started over under a changed config
@@ -43,6 +44,7 @@ NO_RETRY = "sweeper:no_retry"  # failed on purpose without a retry (infeasible, 
 
 CLAIMS_SUFFIX = "#claims"
 CLOSE_SUFFIX = "#close"
+TAKEOVER_SUFFIX = "#parent-takeover"  # made only when the creator died before recording the parent
 STARTING_OVER_SUFFIX = "#starting-over-"  # a lock study, there only while one agent starts the sweep over
 ACTIVE = (TrialState.WAITING, TrialState.RUNNING)
 # The WAITING trials, asked as a set: Optuna's InMemoryStorage answers the exact tuple
@@ -66,14 +68,22 @@ def starting_over_name(identity: str, generation: int) -> str:
     return f"{identity}{STARTING_OVER_SUFFIX}{generation}"
 
 
+def takeover_study_name(identity: str) -> str:
+    """The companion study whose creator, of the agents awaiting a parent run that the sweep's
+    creator never recorded, creates it: exactly one parent run, whoever waits."""
+    return identity + TAKEOVER_SUFFIX
+
+
 def study_names(identity: str) -> tuple[str, ...]:
     """Every study a sweep owns: what deleting the sweep must delete."""
-    return (identity, claims_study_name(identity), close_study_name(identity))
+    return (identity, claims_study_name(identity), close_study_name(identity), takeover_study_name(identity))
 
 
 COMPANION_PURPOSES = {
     CLAIMS_SUFFIX: "budget ledger of sweep '{identity}': hands out its trial slots exactly once",
     CLOSE_SUFFIX: "close election of sweep '{identity}': picks the one agent that closes it",
+    TAKEOVER_SUFFIX: "parent election of sweep '{identity}': picks the one agent that creates its "
+    "parent run, its creator having died first",
 }
 
 
