@@ -777,3 +777,22 @@ def test_fail_fast_counts_the_first_trials_by_number_across_agents():
     assert fail_fast_reason([trial(0, fail), trial(1, fail), trial(2, done)], 2) is None
     cancelled = trial(1, fail, "interrupted (Ctrl-C or SIGTERM)")
     assert fail_fast_reason([trial(0, fail), cancelled], 2) is None
+
+
+def test_a_fail_fast_stop_says_the_config_may_change_only_while_nothing_has_completed():
+    """A trial running when fail_fast fired may complete before the agent leaves: its advice that
+    the config may still change (and the sweep start over) is then revised."""
+    from optuna.trial import TrialState, create_trial
+
+    from mlflow_sweeper.agent.fail_fast import LEARNED_SINCE_NOTE, as_it_stands, fail_fast_reason
+
+    attrs = {"state": TrialState.FAIL, "user_attrs": {"fail_reason": "x"}}
+    failed = [create_trial(**attrs, system_attrs={"sweeper:slot": slot}) for slot in range(2)]
+    for number, trial in enumerate(failed):
+        trial.number = number
+    reason = fail_fast_reason(failed, 2)
+    assert "may still change" in reason and as_it_stands(reason, failed) == reason
+    completed = create_trial(state=TrialState.COMPLETE, value=0.3)
+    revised = as_it_stands(reason, [*failed, completed])
+    assert "may still change" not in revised and LEARNED_SINCE_NOTE in revised
+    assert revised.startswith("the first 2 trials all failed: x (fail_fast)")

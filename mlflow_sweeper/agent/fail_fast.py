@@ -29,7 +29,7 @@ def fail_fast_reason(trials: Iterable[FrozenTrial], limit: int) -> str | None:
     if limit <= 0:
         return None
     trials = list(trials)
-    if any(t.state == TrialState.COMPLETE and WARM_ATTR not in t.user_attrs for t in trials):
+    if any(_completed(t) for t in trials):
         return None
     first = sorted((t for t in trials if _counts(t)), key=lambda t: t.number)[:limit]
     if len(first) < limit or any(t.state != TrialState.FAIL for t in first):
@@ -37,6 +37,27 @@ def fail_fast_reason(trials: Iterable[FrozenTrial], limit: int) -> str | None:
     reasons = sorted({str(t.user_attrs.get(REASON, "failed")) for t in first})
     return (
         f"the first {limit} trial{'' if limit == 1 else 's'} all failed: {'; '.join(reasons)} (fail_fast); "
-        "fix the cause and run again to resume, or set fail_fast: 0. No trial has completed, so the "
-        "config's parameters and objective may still change: the sweep then starts over"
+        f"fix the cause and run again to resume, or set fail_fast: 0. {NOTHING_LEARNED_NOTE}"
     )
+
+
+NOTHING_LEARNED_NOTE = (
+    "No trial has completed, so the config's parameters and objective may still change: the sweep "
+    "then starts over"
+)
+LEARNED_SINCE_NOTE = (
+    "A trial still running then has completed since, so the config's parameters and objective can "
+    "no longer change (a new sweep_name with warm_start keeps what it learned)"
+)
+
+
+def as_it_stands(reason: str, trials: Iterable[FrozenTrial]) -> str:
+    """A fail_fast reason as it stands when the agent leaves: a trial running when it fired may
+    have completed since, and then the sweep can no longer start over under a changed config."""
+    if NOTHING_LEARNED_NOTE not in reason or not any(_completed(t) for t in trials):
+        return reason
+    return reason.replace(NOTHING_LEARNED_NOTE, LEARNED_SINCE_NOTE)
+
+
+def _completed(trial: FrozenTrial) -> bool:
+    return trial.state == TrialState.COMPLETE and WARM_ATTR not in trial.user_attrs

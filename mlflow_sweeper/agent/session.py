@@ -12,6 +12,7 @@ import threading
 
 from ..ui.links import link_lines, ui_links
 from .ending import SweepEnd
+from .fail_fast import LEARNED_SINCE_NOTE, NOTHING_LEARNED_NOTE, as_it_stands
 from .failures import Failures
 from .maintenance import Maintenance, requeue_lost
 from .orphans import Orphans
@@ -98,6 +99,7 @@ class SweepSession:
             thread.join(timeout=5)
             self._leave_watched()
             parts.uploads.drain()
+            self._revise_stop_reason()
             parts.description.stop(*self._stopped_state())
             self.refresh_progress()  # other agents' last trials too, before the bar's last draw
             parts.console.stop()
@@ -116,6 +118,21 @@ class SweepSession:
             self.orphans.check_watched(leaving=True)
         except Exception as exc:  # noqa: BLE001 - they are reclaimed by the next agent, as a dead one's
             log.warning("could not hand back the trials this agent watched: %s", exc)
+
+    def _revise_stop_reason(self) -> None:
+        """A fail_fast stop's advice as it stands now that the running trials have ended: said
+        again when it changed (a trial running when it fired completed since)."""
+        error = self.result.error
+        if error is None or NOTHING_LEARNED_NOTE not in error:
+            return
+        try:
+            revised = as_it_stands(error, self.study.trials())
+        except Exception as exc:  # noqa: BLE001 - the advice as it was
+            log.debug("could not read the trials again: %s", exc)
+            return
+        if revised != error:
+            self.result.error = revised
+            self.parts.console.summary(f"{self.config.identity}: {LEARNED_SINCE_NOTE}")
 
     def _rerun_queued(self) -> bool:
         """A re-run queued after the workers found nothing left (a stale trial failed, then
