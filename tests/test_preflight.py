@@ -166,6 +166,25 @@ def test_a_float_parameter_must_get_numbers(project, tmp_path):
     assert preflight(config_for(tmp_path, project=str(project), parameters={"alpha": ["1e-3", 2, 0.5]}))
 
 
+def test_a_uri_parameter_must_get_uris(tmp_path):
+    """MLflow Projects refuses a `uri` parameter without a scheme at every trial's launch."""
+    project = tmp_path / "uri-project"
+    project.mkdir()
+    (project / "MLproject").write_text(
+        "name: u\nentry_points:\n  main:\n    parameters:\n      source: {type: uri, default: 's3://b/x'}\n"
+        '    command: "python -c pass"\n'
+    )
+    message = refused(
+        config_for(tmp_path / "a", project=str(project), parameters={"source": ["s3://b/y", "rel/p"]})
+    )
+    assert (
+        "parameters.source: entry point 'main' declares 'source' a uri, and 'rel/p' is not a URI" in message
+    )
+    assert preflight(
+        config_for(tmp_path / "b", project=str(project), parameters={"source": ["file:///tmp/x"]})
+    )
+
+
 def test_fixed_parameters_are_checked_too(project, tmp_path):
     config = config_for(tmp_path, project=str(project), parameters={"alpha": [0.1], "C": 0.1})
     assert "declares no parameter 'C'" in refused(config)

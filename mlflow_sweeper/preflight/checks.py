@@ -19,9 +19,9 @@ from ..tracking_store import explicit_tracking_uri
 from .entry_point import (
     check_absent_have_defaults,
     check_declared,
-    check_float_values,
     check_path_values,
     check_required_given,
+    check_typed_values,
     full_parameters,
     get_entry_point,
     resolve_path_parameters,
@@ -122,7 +122,7 @@ def check_project(
         entry_point = get_entry_point(project, config.entry_point, work_dir)
         names = [*config.space.axes, *config.space.fixed]
         check_declared(entry_point, names)
-        check_float_values(entry_point, _candidates(config.space))
+        check_typed_values(entry_point, _candidates(config.space))
         optional = list(optional)
         check_absent_have_defaults(entry_point, optional)
         check_required_given(entry_point, [n for n in names if n not in optional])

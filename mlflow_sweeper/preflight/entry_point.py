@@ -5,7 +5,8 @@ project) and what its run records (every parameter, defaults included, as `mlflo
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Mapping
+import urllib.parse
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -67,22 +68,42 @@ def check_declared(entry_point: Any, names: Iterable[str]) -> None:
             )
 
 
-def check_float_values(entry_point: Any, candidates: dict[str, list[Any]]) -> None:
-    """A parameter the MLproject declares `float` gets numbers: MLflow documents that it checks
-    so, but leaves it to the training code, where every trial would fail alike."""
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _is_uri(text: str) -> bool:
+    """As MLflow Projects judges a `uri` parameter: it has a scheme."""
+    return bool(urllib.parse.urlparse(text).scheme)
+
+
+# MLproject type -> (does a value fit, what a misfit is): each would fail every trial alike, at
+# launch (a `uri`: MLflow refuses the run) or in the training code (a `float`: MLflow documents
+# the check and leaves it there).
+TYPED_VALUES: dict[str, tuple[Callable[[str], bool], str]] = {
+    "float": (_is_number, "is not a number"),
+    "uri": (_is_uri, "is not a URI (it needs a scheme: s3://bucket/data, file:///abs/path)"),
+}
+
+
+def check_typed_values(entry_point: Any, candidates: dict[str, list[Any]]) -> None:
+    """Every value a trial may be given fits the type its MLproject declares (TYPED_VALUES)."""
     declared = declared_parameters(entry_point)
     for name, values in candidates.items():
-        parameter = declared.get(name)
-        if parameter is None or getattr(parameter, "type", None) != "float":
+        kind = getattr(declared.get(name), "type", None)
+        if kind not in TYPED_VALUES:
             continue
+        fits, misfit = TYPED_VALUES[kind]
         for value in values:
-            try:
-                float(value_text(value))
-            except ValueError:
+            if not fits(value_text(value)):
                 raise ProjectError(
-                    f"parameters.{name}: entry point {entry_point.name!r} declares {name!r} a float, "
-                    f"and {value!r} is not a number"
-                ) from None
+                    f"parameters.{name}: entry point {entry_point.name!r} declares {name!r} a {kind}, "
+                    f"and {value!r} {misfit}"
+                )
 
 
 def check_required_given(entry_point: Any, names: Iterable[str]) -> None:
