@@ -145,6 +145,12 @@ def second_argument_bad(tmp: Path) -> tuple[list[str], Path]:
     return [str(good), str(bad)], bad
 
 
+def one_sweep_defined_twice(tmp: Path) -> tuple[list[str], Path]:
+    first = write_config(tmp, name="first.yaml", parameters={"x": [1], "y": [10]})
+    second = write_config(tmp, name="second.yaml", parameters={"x": [1, 2], "y": [10]})
+    return [str(first), str(second)], second
+
+
 CASES = {
     # required keys
     "missing-experiment": Case(keys(experiment=None), "experiment", ("missing",)),
@@ -273,6 +279,7 @@ CASES = {
     # several configs: one bad file stops everything before the first sweep starts
     "second-in-comma-list-invalid": Case(second_in_comma_list_bad, "max_trials", ("ten",)),
     "second-argument-invalid": Case(second_argument_bad, "spec.direction", ("up",)),
+    "one-sweep-defined-twice": Case(one_sweep_defined_twice, "sweep_name", ("also defined", "first.yaml")),
 }
 
 

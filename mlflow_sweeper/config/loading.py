@@ -8,6 +8,7 @@ value is checked by its schema entry; a section adds only the rules that join se
 from __future__ import annotations
 
 import copy
+import json
 import os
 import re
 from pathlib import Path
@@ -305,11 +306,32 @@ def load_configs(paths: list[str], *, to_run: bool = False) -> list[SweepConfig]
     if not flat:
         raise ConfigError("<command line>", "config", "no config file given")
     configs = [load_config(located(p)) for p in flat]
+    refuse_one_sweep_defined_twice(configs)
     if to_run:
         for config in configs:
             check_sampler(config)
             warn_whole_bounds(config.path, config.raw.get("parameters"))
     return configs
+
+
+def refuse_one_sweep_defined_twice(configs: list[SweepConfig]) -> None:
+    """Two configs of one command naming the same sweep (name and Optuna storage) differently: a
+    sweep would refuse the second as a changed config once the first had run, so every command
+    refuses it first."""
+    seen: dict[tuple[str, str], SweepConfig] = {}
+    for config in configs:
+        first = seen.setdefault((config.identity, config.optuna_storage), config)
+        if first is not config and _fingerprint_text(first) != _fingerprint_text(config):
+            raise ConfigError(
+                str(config.path),
+                "sweep_name",
+                f"sweep '{config.identity}' is also defined, differently, by {first.path}: give one of "
+                "them another sweep_name",
+            )
+
+
+def _fingerprint_text(config: SweepConfig) -> str:
+    return json.dumps(config.fingerprint(), sort_keys=True, default=str)
 
 
 def check_sampler(config: SweepConfig) -> None:
