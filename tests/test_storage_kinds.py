@@ -255,3 +255,28 @@ def test_a_bare_mysql_url_without_mysqlclient_says_to_write_pymysql():
         pytest.skip("mysqlclient is installed here: the bare URL works")
     with pytest.raises(StorageError, match=r"write mysql\+pymysql://"):
         storages.probe_optuna_storage("mysql://root@127.0.0.1:1/x")
+
+
+@pytest.mark.server
+def test_status_and_delete_of_a_sweep_in_fresh_databases_create_no_tables(tmp_path, postgres_db):
+    """A fresh database holds no sweep: `status` and `delete` say so without opening it (Optuna's
+    and MLflow's stores create their tables when opened)."""
+    import sqlalchemy
+    from click.testing import CliRunner
+    from conftest import write_config
+
+    from mlflow_sweeper.cli import main
+
+    optuna_url, mlflow_url = postgres_db(), postgres_db()
+    assert not storages.exists(optuna_url) and not storages.exists(mlflow_url)
+    config = write_config(tmp_path, optuna_storage=optuna_url, mlflow_storage=mlflow_url)
+    for command in (["status"], ["delete", "--yes"]):
+        result = CliRunner().invoke(main, [*command, str(config)])
+        assert result.exit_code == 0, result.output
+    for url in (optuna_url, mlflow_url):
+        engine = sqlalchemy.create_engine(url)
+        with engine.connect() as conn:
+            assert sqlalchemy.inspect(conn).get_table_names() == [], url
+        engine.dispose()
+    storages.open_optuna_storage(optuna_url)  # its tables made: now it may hold a sweep
+    assert storages.exists(optuna_url)

@@ -8,6 +8,7 @@ and one line in `OPTUNA_KINDS` or `MLFLOW_KINDS`.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import warnings
 from pathlib import Path
@@ -82,14 +83,42 @@ class SQLiteFile(FileBacked):
 def _select_1(url: str) -> None:
     import sqlalchemy
 
+    with _connection(url) as conn:
+        conn.execute(sqlalchemy.text("SELECT 1"))
+
+
+@contextlib.contextmanager
+def _connection(url: str):
+    """One connection to a database server, not pooled."""
+    import sqlalchemy
+
     seconds = CONNECT_TIMEOUT.get(parse(url).scheme)
     connect_args = {} if seconds is None else {"connect_timeout": seconds}
     engine = sqlalchemy.create_engine(url, connect_args=connect_args, poolclass=sqlalchemy.pool.NullPool)
     try:
         with engine.connect() as conn:
-            conn.execute(sqlalchemy.text("SELECT 1"))
+            yield conn
     finally:
         engine.dispose()
+
+
+class ServerDatabase(StorageKind):
+    """A database on a server: opening it (Optuna's RDBStorage, MLflow's store) creates its tables."""
+
+    def probe(self, url: StorageURL) -> None:
+        probe_until(lambda: _select_1(url.text), self.what, url.text)
+
+    def exists(self, url: StorageURL) -> bool:
+        """False for a database without tables (a fresh one): it holds no sweep, and `status` or
+        `delete` need not open it (and create its tables) to find that out. Asked by one
+        connection that writes nothing; when that fails, True (the probe says why)."""
+        import sqlalchemy
+
+        try:
+            with _connection(url.text) as conn:
+                return bool(sqlalchemy.inspect(conn).get_table_names())
+        except Exception:  # noqa: BLE001 - unreachable: the probe reports it
+            return True
 
 
 # ---- Optuna storages ----------------------------------------------------------------------------
@@ -106,13 +135,10 @@ class OptunaSQLite(SQLiteFile):
         )
 
 
-class OptunaServerRDB(StorageKind):
+class OptunaServerRDB(ServerDatabase):
     """PostgreSQL, MySQL, MariaDB and the other databases SQLAlchemy reaches over a network."""
 
     what = "Optuna storage"
-
-    def probe(self, url: StorageURL) -> None:
-        probe_until(lambda: _select_1(url.text), self.what, url.text)
 
     def open(self, url: StorageURL, pool: Pool | None = None) -> Any:
         import optuna
@@ -204,9 +230,8 @@ class MlflowSQLite(SQLiteFile, MlflowStore):
     pass
 
 
-class MlflowServerRDB(MlflowStore):
-    def probe(self, url: StorageURL) -> None:
-        probe_until(lambda: _select_1(url.text), self.what, url.text)
+class MlflowServerRDB(ServerDatabase, MlflowStore):
+    pass
 
 
 class MlflowTrackingServer(MlflowStore):
