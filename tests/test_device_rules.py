@@ -143,3 +143,14 @@ def test_triage_refines_outcomes(tmp_path):
     assert plain == Outcome(Kind.FAILED, reason="the run failed (exit code 1)", run_status="FAILED")
     timed_out = Ending(timed_out_after=5.0)
     assert triage(classify(timed_out, "score", None), timed_out, log, config, "score", ()).retry
+
+
+def test_a_run_killed_by_a_signal_says_which():
+    from mlflow_sweeper.agent.outcome import failed_reason
+
+    assert failed_reason(1) == "the run failed (exit code 1)"
+    assert failed_reason(-11) == "the run failed (killed by SIGSEGV, exit code -11)"
+    assert failed_reason(-9) == "the run failed (killed by SIGKILL, exit code -9)"
+    assert failed_reason(None) == "the run failed"
+    outcome = classify(Ending(succeeded=False, exit_code=-6), "score", None)
+    assert outcome.kind is Kind.FAILED and "killed by SIGABRT" in outcome.reason

@@ -7,6 +7,7 @@ of ending (a pruned trial) is one more `Kind` and one more branch here.
 from __future__ import annotations
 
 import math
+import signal
 from dataclasses import dataclass
 from enum import Enum
 
@@ -65,6 +66,18 @@ def needs_metric(ending: Ending, metric: str | tuple[str, ...] | None) -> bool:
     return bool(ending.succeeded) and bool(metric)
 
 
+def failed_reason(code: int | None) -> str:
+    """`the run failed (exit code 1)`; a death by a signal named: `(killed by SIGSEGV, exit code -11)`."""
+    if code is None:
+        return "the run failed"
+    if code < 0:
+        try:
+            return f"the run failed (killed by {signal.Signals(-code).name}, exit code {code})"
+        except ValueError:
+            pass
+    return f"the run failed (exit code {code})"
+
+
 def classify(
     ending: Ending,
     metric: str | tuple[str, ...] | None,
@@ -81,9 +94,7 @@ def classify(
         reason = f"timed out after {ending.timed_out_after:g} s (trial_timeout)"
         return Outcome(Kind.FAILED, reason=reason, run_status="KILLED")
     if not ending.succeeded:
-        code = ending.exit_code
-        reason = f"the run failed (exit code {code})" if code is not None else "the run failed"
-        return Outcome(Kind.FAILED, reason=reason, run_status="FAILED")
+        return Outcome(Kind.FAILED, reason=failed_reason(ending.exit_code), run_status="FAILED")
     if not metric:
         return Outcome(Kind.COMPLETE)
     if isinstance(metric, tuple):
