@@ -84,11 +84,29 @@ def log_tail(path: str | os.PathLike[str], lines: int = TAIL_LINES) -> str:
     except (FileNotFoundError, IsADirectoryError, PermissionError):
         return ""
     text = data.decode("utf-8", errors="replace")
-    kept = text.splitlines()[-lines:]
-    return "\n".join(kept)
+    shown = [_as_a_terminal_leaves_it(line) for line in text.split("\n")]
+    if shown and shown[-1] == "":  # the log's last newline ends a line, it starts none
+        shown.pop()
+    return "\n".join(shown[-lines:])
+
+
+def _as_a_terminal_leaves_it(line: str) -> str:
+    """A progress bar redraws its line after each `\\r`: what stays is what follows the last one."""
+    return line.rstrip("\r").rsplit("\r", 1)[-1]
+
+
+_ESCAPES = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b[@-_]")  # colours, cursor moves
+LONGEST_SHOWN = 300  # characters of one log line on the console
 
 
 def indented_tail(path: str | os.PathLike[str], lines: int = TAIL_LINES, prefix: str = "  | ") -> str:
-    """The tail as the console shows it under a failure message ("" when the log is empty)."""
+    """The tail as the console shows it under a failure message ("" when the log is empty): with
+    no terminal escapes of the trial's, a very long line cut short (the log keeps it whole)."""
     tail = log_tail(Path(path), lines)
-    return "\n".join(prefix + line for line in tail.splitlines())
+    return "\n".join(prefix + _shortened(_ESCAPES.sub("", line)) for line in tail.split("\n") if tail)
+
+
+def _shortened(line: str) -> str:
+    if len(line) <= LONGEST_SHOWN:
+        return line
+    return f"{line[:LONGEST_SHOWN]}... ({len(line) - LONGEST_SHOWN} more characters in the log)"

@@ -159,6 +159,19 @@ def test_log_tail_of_short_empty_missing_and_binary_logs(tmp_path):
     assert indented_tail(short) == "  | only\n  | two"
 
 
+def test_the_console_tail_shows_what_a_terminal_would(tmp_path):
+    """A progress bar's redraws (`\\r`) are one line, as the last redraw; colours are dropped; a
+    very long line is cut short (the log keeps it whole); CRLF endings read as lines."""
+    log = tmp_path / "trial.log"
+    bar = "".join(f"\r{i}%|" + "#" * (i // 10) for i in range(0, 101, 5))
+    log.write_text(f"start\r\n{bar}\n\x1b[31mRuntimeError\x1b[0m: boom\n{'y' * 5000}\n")
+    assert log_tail(log).split("\n")[:2] == ["start", "100%|##########"]
+    shown = indented_tail(log).split("\n")
+    assert shown[:3] == ["  | start", "  | 100%|##########", "  | RuntimeError: boom"]
+    assert shown[3].startswith("  | yyy") and shown[3].endswith("(4700 more characters in the log)")
+    assert len(shown) == 4
+
+
 def test_log_tail_across_chunk_boundaries(tmp_path):
     log = tmp_path / "long-lines.log"
     lines = [("x" * 3000) + str(i) for i in range(30)]
