@@ -81,6 +81,19 @@ def delete_sweep(config: SweepConfig, purge: bool = False) -> DeleteResult:
     return DeleteResult(config.identity, study_deleted, runs_deleted, purge)
 
 
+def sweep_exists(config: SweepConfig) -> bool:
+    """Has `delete` anything of this sweep to delete (its study, or runs)? Creates nothing."""
+    from mlflow.entities import ViewType
+
+    sweep = open_sweep(config, create=False)
+    if sweep.study is not None:
+        return True
+    recorder = sweep.recorder
+    if recorder is None:
+        return False
+    return bool(own_runs(recorder.sweep_runs(ViewType.ALL, everywhere=True), None, config.optuna_storage))
+
+
 def _delete_runs(recorder, purge: bool, parent_id: str | None) -> tuple[int, bool]:
     """Delete (`purge`: purge) the sweep's runs; how many, and whether they were purged."""
     from mlflow.entities import ViewType  # imported here, not for `status` (it takes seconds)

@@ -163,13 +163,18 @@ def sweep(
 @click.option("--purge", is_flag=True, help="Delete MLflow runs permanently instead of soft-deleting.")
 def delete(configs: tuple[str, ...], yes: bool, purge: bool) -> None:
     """Delete the sweeps of CONFIG files from both storages (Optuna study and MLflow runs)."""
-    from .admin import delete_sweep
+    from .admin import delete_sweep, sweep_exists
     from .config import load_configs
     from .record import end_admin_run
 
     def action() -> int:
         loaded = load_configs(list(configs))
         names = ", ".join(c.identity for c in loaded)
+        if not yes and not any(sweep_exists(config) for config in loaded):
+            for config in loaded:  # nothing to confirm: not an error (exit 0)
+                click.echo(f"{config.identity}: no such sweep, nothing to delete")
+            end_admin_run([c.identity for c in loaded], "delete")
+            return 0
         if not yes:
             if not sys.stdin.isatty():
                 click.echo(

@@ -669,6 +669,10 @@ def test_delete_a_sweep_that_does_not_exist(three_sweeps):
     assert result.returncode == 0, output(result)
     assert re.search(r"no such|not exist|nothing|not found", output(result), re.IGNORECASE), output(result)
     assert sweep_state(directory) == before
+    # nothing to confirm: without --yes and without a terminal too
+    result = run_cli("delete", three_sweeps["configs"]["d"], cwd=directory)
+    assert result.returncode == 0 and "no such sweep" in output(result), output(result)
+    assert sweep_state(directory) == before
 
 
 def test_delete_leaves_another_sweep_of_the_same_name_with_its_own_optuna_storage(tmp_path):
