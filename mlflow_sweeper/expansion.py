@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 from collections.abc import Mapping
 from typing import Any
 
@@ -46,6 +47,17 @@ def expand_text(text: str, key: str, environ: Mapping[str, str] | None = None, s
     return _REFERENCE.sub(replace, text)
 
 
+def expand_command(text: str, key: str, environ: Mapping[str, str] | None = None, shown: bool = False) -> str:
+    """`command`: split as a shell would first, then each argument expanded, so a value with spaces
+    or quotes stays the one argument it was written as (`--token ${TOKEN}`). A command that cannot
+    be split is expanded whole: the check of `command` says why."""
+    try:
+        tokens = shlex.split(text)
+    except ValueError:
+        return expand_text(text, key, environ, shown)
+    return shlex.join(expand_text(token, key, environ, shown) for token in tokens)
+
+
 def expand_config(
     data: Any, environ: Mapping[str, str] | None = None, key: str = "", shown: bool = False
 ) -> Any:
@@ -53,7 +65,10 @@ def expand_config(
     ConfigProblem at its key. `shown`: the tree as the sweep shows and records it (values from
     the environment as `***`, whatever their length)."""
     if isinstance(data, str):
-        return expand_text(data, key, environ, shown) if "${" in data else data
+        if "${" not in data:
+            return data
+        expand = expand_command if key == "command" else expand_text
+        return expand(data, key, environ, shown)
     if isinstance(data, Mapping):
         return {
             name: expand_config(value, environ, f"{key}.{name}" if key else str(name), shown)

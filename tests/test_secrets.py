@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shlex
 
 import pytest
 import yaml
@@ -83,6 +84,15 @@ def test_expansion_takes_the_environment_defaults_and_literals():
         "seed": 3,
     }
     assert redact("S3cretPW") == MASK  # a value from the environment is remembered
+
+
+def test_a_command_is_split_before_its_references_are_expanded():
+    """A value with spaces or quotes (a password, say) stays the one argument it was written as."""
+    env = {"TOKEN": "it's a b"}
+    command = expand_config({"command": "python t.py --token ${TOKEN} '--x={x}'"}, env)["command"]
+    assert shlex.split(command) == ["python", "t.py", "--token", "it's a b", "--x={x}"]
+    shown = expand_config({"command": "python t.py --token ${TOKEN}"}, env, shown=True)["command"]
+    assert shlex.split(shown) == ["python", "t.py", "--token", MASK]
 
 
 def test_an_unset_variable_names_itself_and_its_key():
