@@ -295,6 +295,40 @@ def test_an_interrupt_cancels_the_trial_and_requeues_it_without_counting_an_atte
     assert (status["failed"], status["failed_to_retry"], status["done"]) == (0, 0, 0)
 
 
+def test_a_trial_whose_code_ended_its_run_is_not_pruned_while_it_exits(tmp_path, monkeypatch):
+    """Trial 1 logs worse values than trial 0, then ends its run FINISHED and takes a while to exit
+    (an interpreter shutting down, files flushed): it finished its work, and its result is kept."""
+
+    def script(request, run_id, client):
+        if request.number == 0:
+            for step in range(3):
+                client.log_metric(run_id, "score", 10.0, step=step)
+                yield
+            return True
+        for step in range(3):  # before the watch's first read
+            client.log_metric(run_id, "score", 0.0, step=step)
+        client.set_terminated(run_id, "FINISHED")
+        for _ in range(20):  # the pruner's reads come and go meanwhile
+            yield
+        return True
+
+    session, launcher = session_of(
+        tmp_path,
+        monkeypatch,
+        script,
+        pace=0.02,
+        parameters={"x": [1, 2]},
+        early_stopping={"pruner": "median", "options": {"n_startup_trials": 1}, "interval": 0.05},
+    )
+    result = session.run()
+    assert result.exit_code == EXIT_OK and result.finished
+    trials = {t.number: t for t in session.study.trials()}
+    assert {n: t.state for n, t in trials.items()} == {0: TrialState.COMPLETE, 1: TrialState.COMPLETE}
+    assert trials[1].value == 0.0
+    run = session.parts.recorder.client.get_run(launcher.handles[1].run_id)
+    assert run.info.status == "FINISHED" and "sweeper.pruned" not in run.data.tags
+
+
 def test_a_trial_the_pruner_stops_is_pruned_and_its_run_killed_and_tagged(tmp_path, monkeypatch):
     """Trial 0 logs a good history and completes; trial 1 logs a worse value at every step until
     the median pruner, reading its history through the real run, stops it."""

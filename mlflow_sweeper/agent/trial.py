@@ -282,8 +282,10 @@ class TrialExecution:
                 if deadline is not None and time.monotonic() > deadline:
                     handle.cancel()
                     return Ending(timed_out_after=timeout)
-                # Reads the run's metric history once per `interval`; cheap in between.
-                if run_id and watch.check(trial_id, run_id):
+                # Reads the run's metric history once per `interval`; cheap in between. A trial
+                # whose code has ended its run FINISHED is exiting with its result: not pruned.
+                pruned = run_id and watch.check(trial_id, run_id)
+                if pruned and not context.recorder.finished_by_its_code(run_id):
                     handle.cancel()  # the trial's whole process tree
                     return Ending(pruned=True)
         finally:

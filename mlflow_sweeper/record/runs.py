@@ -140,6 +140,13 @@ class Recorder:
             {name: run.data.metrics.get(name) for name in metrics}, ended_as, tuple(run.data.metrics)
         )
 
+    def finished_by_its_code(self, run_id: str) -> bool:
+        """Has the training code ended its run FINISHED (its process may still be exiting)?"""
+        try:
+            return self.client.get_run(run_id).info.status == "FINISHED"
+        except Exception:  # noqa: BLE001 - unknown: as if not
+            return False
+
     def attach_log(self, run_id: str, path: str) -> None:
         if not os.path.exists(path) or os.path.getsize(path) == 0:
             return
