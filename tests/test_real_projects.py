@@ -663,6 +663,27 @@ def test_a_relative_config_found_nowhere_is_named_where_the_user_typed_it(tmp_pa
         assert result.stdout.strip() == str(typed_in / "nosuch.yaml"), output(result)
 
 
+def test_a_relative_config_in_both_folders_is_the_one_where_the_user_typed_it(tmp_path):
+    """The project has a file of the same name (an example's): the user's own is meant, else
+    `mlflow run <sweeper> -e delete -P config=...` would delete the example's sweep."""
+    user, project = tmp_path / "user", tmp_path / "project"
+    user.mkdir(), project.mkdir()
+    for folder in (user, project):
+        (folder / "same.yaml").write_text("experiment: x\n")
+    (project / "only-here.yaml").write_text("experiment: x\n")
+    child = (
+        "from mlflow_sweeper.config.loading import located as at; "
+        "print(at('same.yaml'), at('only-here.yaml'))"
+    )
+    call = f"subprocess.call([sys.executable, '-c', {child!r}], cwd={str(project)!r})"
+    starter = f"import subprocess, sys; sys.exit({call})"
+    result = subprocess.run(
+        [sys.executable, "-c", starter, "/usr/local/bin/mlflow", "run"],
+        cwd=user, env=cli_env({"MLFLOW_RUN_ID": "0" * 32}), capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert result.stdout.split() == [str(user / "same.yaml"), "only-here.yaml"], output(result)
+
+
 def test_a_relative_sqlite_tracking_uri_under_mlflow_run_is_where_the_user_typed_it(tmp_path):
     """`MLFLOW_TRACKING_URI=sqlite:///mine.db mlflow run <sweeper> -e sweep`: MLflow made its own run
     in the user's folder; the sweep's runs go there too, not into the sweeper's checkout."""

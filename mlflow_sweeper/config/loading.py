@@ -346,15 +346,21 @@ def located(text: str) -> str:
     """A config path as the user meant it.
 
     `mlflow run <this project> -e sweep -P config=sweep.yaml` runs the entry point in this
-    project's directory, not where the user typed the command: a relative path that does not
-    exist here, in a process MLflow Projects started, is looked for in the working directories of
-    the processes that started it, nearest first (the `mlflow run` process among them). Found
-    nowhere, it is named in the folder `mlflow run` was typed in."""
+    project's directory, not where the user typed the command: in a process MLflow Projects
+    started, a relative path means the folder `mlflow run` was typed in, where it exists there
+    (a file of the same name in this project, an example's, does not take its place: `-e delete`
+    would delete another sweep); else this project's, else the working directory of another
+    process that started this one, nearest first. Found nowhere, it is named in the folder
+    `mlflow run` was typed in."""
     path = Path(text).expanduser()
-    if path.is_absolute() or path.exists() or not under_mlflow_run():
+    if path.is_absolute() or not under_mlflow_run():
+        return text
+    typed_in = mlflow_run_directory()
+    if typed_in is not None and (typed_in / path).exists():
+        return str(typed_in / path)
+    if path.exists():
         return text
     for directory in starting_directories():
         if (directory / path).exists():
             return str(directory / path)
-    typed_in = mlflow_run_directory()
     return str(typed_in / path) if typed_in is not None else text
