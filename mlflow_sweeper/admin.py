@@ -23,8 +23,6 @@ from .coordination.tallies import attempted, failed_to_retry, in_budget, pareto_
 from .display import shown_params, shown_value
 from .errors import NoSuchSweep, UsageError
 from .opening import open_sweep
-from .record.agent_run import PARENT_TAG
-from .record.tags import MLFLOW_PARENT_RUN_ID, OPTUNA_STORAGE_TAG, ROLE_TAG, optuna_storage_shown
 from .storages import exists as storage_exists
 from .storages import mask, retry
 from .storages.access import tracking_refusal
@@ -131,6 +129,9 @@ def own_runs(runs: list, parent_id: str | None, optuna_storage: str) -> list:
     A parent is this sweep's when its study names it, or when it records this Optuna storage; one
     that records none (made by an earlier version) counts only when the study is gone, as before.
     """
+    from .record.agent_run import PARENT_TAG  # here: `status` does not import MLflow
+    from .record.tags import MLFLOW_PARENT_RUN_ID, OPTUNA_STORAGE_TAG, ROLE_TAG, optuna_storage_shown
+
     shown = optuna_storage_shown(optuna_storage)
 
     def ours(run) -> bool:

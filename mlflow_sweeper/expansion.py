@@ -55,7 +55,14 @@ def expand_command(text: str, key: str, environ: Mapping[str, str] | None = None
         tokens = shlex.split(text)
     except ValueError:
         return expand_text(text, key, environ, shown)
-    return shlex.join(expand_text(token, key, environ, shown) for token in tokens)
+    return " ".join(_quoted(expand_text(token, key, environ, shown)) for token in tokens)
+
+
+def _quoted(token: str) -> str:
+    """A token as `shlex.split` reads back; a masked value stays `***`, not `'***'` (no shell
+    ever reads the command: its stars glob nothing)."""
+    plain = token.replace(MASK, "x")
+    return token if shlex.quote(plain) == plain else shlex.quote(token)
 
 
 def expand_config(
