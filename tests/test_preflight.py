@@ -580,3 +580,10 @@ def test_command_script_relative_to_the_config_from_another_cwd(tmp_path, monkey
 def test_missing_command_executable_path(tmp_path):
     with pytest.raises(ConfigError, match="no such executable: .*bin/train"):
         preflight(command_config(tmp_path, "./bin/train --lr {lr}"))
+
+
+def test_a_command_file_that_is_there_but_not_executable_says_so(tmp_path):
+    (tmp_path / "bin").mkdir()
+    (tmp_path / "bin" / "train").write_text("#!/bin/sh\n")  # no execute bit
+    with pytest.raises(ConfigError, match=r"bin/train is not executable: `chmod \+x "):
+        preflight(command_config(tmp_path, "./bin/train --lr {lr}"))

@@ -63,9 +63,11 @@ def command_program_problem(
     if "{" in program:
         return None
     if os.sep in program:
-        path = os.path.join(cwd, os.path.expanduser(program))
-        if not (os.path.isfile(path) and os.access(path, os.X_OK)):
-            return f"no such executable: {os.path.normpath(path)} (commands run in {cwd})"
+        path = os.path.normpath(os.path.join(cwd, os.path.expanduser(program)))
+        if not os.path.isfile(path):
+            return f"no such executable: {path} (commands run in {cwd})"
+        if not os.access(path, os.X_OK):
+            return f"{path} is not executable: `chmod +x {path}`, or run it with its interpreter"
     elif shutil.which(program, path=env.get("PATH", "")) is None:
         hint = did_you_mean(program, PYTHONS) if program not in PYTHONS else ""
         return f"program {program!r} is not on PATH{hint}"
