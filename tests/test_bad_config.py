@@ -180,6 +180,16 @@ CASES = {
     "low-greater-than-high": Case(
         keys(parameters={"lr": {"low": 1.0, "high": 0.1}}, **RANDOM_FLOAT), "parameters.lr", ("low", "high")
     ),
+    "nan-bound": Case(
+        keys(parameters={"lr": {"low": float("nan"), "high": 0.1}}, **RANDOM_FLOAT),
+        "parameters.lr.low",
+        ("finite",),
+    ),
+    "infinite-bound": Case(
+        keys(parameters={"lr": {"low": 0.0, "high": float("inf")}}, **RANDOM_FLOAT),
+        "parameters.lr.high",
+        ("finite",),
+    ),
     "grid-float-range-without-step": Case(
         keys(parameters={"lr": {"low": 0.0, "high": 1.0}}), "parameters.lr", ("step",)
     ),

@@ -178,6 +178,8 @@ def _range(key: str, spec: dict[str, Any]) -> Range:
             raise SpaceError(f"{key}.{bound}", "missing (a range needs 'low' and 'high', or give 'values')")
         if not _is_number(spec[bound]):
             raise SpaceError(f"{key}.{bound}", f"expected a number, got {spec[bound]!r}")
+        if not math.isfinite(spec[bound]):
+            raise SpaceError(f"{key}.{bound}", f"expected a finite number, got {spec[bound]!r}")
     kind = spec.get("type", "float")
     if kind not in ("int", "float"):
         raise SpaceError(f"{key}.type", f"expected 'int' or 'float', got {kind!r}")
