@@ -934,6 +934,18 @@ def test_a_changed_objective_is_refused_once_a_trial_completed(tmp_path, backend
     assert len(agent.trials()) == 1
 
 
+def test_a_changed_config_refused_while_a_first_trial_runs_says_it_may_start_over_later(tmp_path, backend):
+    (first,) = make_agents(make_config(tmp_path, backend), backend, 1)
+    first.create_or_find()
+    first.identity.record_parent("parent-run")
+    assert first.claim() is not None  # running: nothing learned yet, but not nothing at all
+    changed = make_config(tmp_path, backend, spec={"direction": "maximize", "metric": "loss"})
+    (agent,) = make_agents(changed, backend, 1)
+    assert agent.find()
+    with pytest.raises(SweeperError, match="should the running ones end without one, the sweep starts over"):
+        agent.check_drift()
+
+
 def test_delete_removes_a_start_over_lock_left_by_a_dead_agent(tmp_path):
     from mlflow_sweeper.admin import delete_sweep
     from mlflow_sweeper.coordination.names import starting_over_name

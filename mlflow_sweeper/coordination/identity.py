@@ -13,6 +13,7 @@ from collections.abc import Callable
 
 import optuna
 from optuna.exceptions import DuplicatedStudyError
+from optuna.trial import FrozenTrial, TrialState
 
 from ..config import MUTABLE_HINT, SweepConfig
 from ..errors import DriftError, StorageError
@@ -100,7 +101,7 @@ class SweepIdentity:
                     return started_over
                 trials = self.store.get_all_trials(self.study_id, deepcopy=False)
                 if not nothing_learned(trials):
-                    self._refuse(*changed)
+                    self._refuse(*changed, trials)
                 hooks.before()
                 outcome = StartOver(self.store, self.config, hooks.recreated).run(self.study_id, changed[2])
             except KeyError:  # deleted under us by an agent starting the sweep over
@@ -119,11 +120,11 @@ class SweepIdentity:
             changed = self._drift()
             if changed is None:
                 return
-            learned = not nothing_learned(self.store.get_all_trials(self.study_id, deepcopy=False))
+            trials = self.store.get_all_trials(self.study_id, deepcopy=False)
         except KeyError:  # deleted under us by an agent starting it over
             return
-        if learned:
-            self._refuse(*changed)
+        if not nothing_learned(trials):
+            self._refuse(*changed, trials)
 
     def _wait_for_study(self) -> int:
         """The sweep's study id once it exists again (an agent starting it over recreates it)."""
@@ -164,9 +165,15 @@ class SweepIdentity:
         before = json.loads(recorded)
         return None if before == current else (before, current)
 
-    def _refuse(self, stored: dict, current: dict, _stored_text: str) -> None:
+    def _refuse(self, stored: dict, current: dict, _stored_text: str, trials: list[FrozenTrial]) -> None:
         changes = describe_drift(stored, current) or ["its definition differs"]
-        raise DriftError(drift_refusal(self.config.path, self.config.identity, changes, MUTABLE_HINT))
+        message = drift_refusal(self.config.path, self.config.identity, changes, MUTABLE_HINT)
+        if not any(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials):
+            message += (
+                " No trial has ended with a result yet: should the running ones end without one, "
+                "the sweep starts over under the changed config"
+            )
+        raise DriftError(message)
 
     def parent_run_id(self) -> str | None:
         return self.store.get_study_user_attrs(self.study_id).get(PARENT_ATTR)
