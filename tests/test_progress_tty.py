@@ -222,7 +222,7 @@ def test_the_libraries_warnings_are_timestamped_lines_and_quiet_silences_them(tm
     line of the agent's; with --quiet, not at all."""
     keys = {
         "algorithm": "cmaes",
-        "max_trials": 3,
+        "max_trials": 2,
         "seed": 1,
         "parameters": {"x": [1, 2], "y": {"low": 10.0, "high": 20.0}},
     }
