@@ -79,27 +79,20 @@ def delete_sweep(config: SweepConfig, purge: bool = False) -> DeleteResult:
     return DeleteResult(config.identity, study_deleted, runs_deleted, purge)
 
 
-def sweep_exists(config: SweepConfig) -> bool:
-    """Has `delete` anything of this sweep to delete (its study, or runs)? Creates nothing."""
-    from mlflow.entities import ViewType
-
+def sweep_exists(config: SweepConfig, purge: bool = False) -> bool:
+    """Has `delete` (`purge`: `delete --purge`) anything of this sweep to delete, its study or
+    runs? Creates nothing."""
     sweep = open_sweep(config, create=False)
     if sweep.study is not None:
         return True
-    recorder = sweep.recorder
-    if recorder is None:
-        return False
-    return bool(own_runs(recorder.sweep_runs(ViewType.ALL, everywhere=True), None, config.optuna_storage))
+    return sweep.recorder is not None and bool(_own_runs_to_delete(sweep.recorder, purge, None))
 
 
 def _delete_runs(recorder, purge: bool, parent_id: str | None) -> tuple[int, bool]:
     """Delete (`purge`: purge) the sweep's runs; how many, and whether they were purged."""
-    from mlflow.entities import ViewType  # imported here, not for `status` (it takes seconds)
-
     from .record import current_run_id
 
-    runs = recorder.sweep_runs(ViewType.ALL if purge else ViewType.ACTIVE_ONLY, everywhere=True)
-    runs = own_runs(runs, parent_id, recorder.config.optuna_storage)
+    runs = _own_runs_to_delete(recorder, purge, parent_id)
     runs = [run for run in runs if run.info.run_id != current_run_id()]
     can_purge = purge and compat.can_hard_delete(recorder.client)
     if purge and not can_purge:
@@ -121,6 +114,16 @@ def _delete_runs(recorder, purge: bool, parent_id: str | None) -> tuple[int, boo
     return deleted, can_purge
 
 
+def _own_runs_to_delete(recorder, purge: bool, parent_id: str | None) -> list:
+    """The sweep's runs `delete` deletes: the active ones, every one with `purge`. Its parents are
+    told by every run, deleted ones too: a parent deleted in the UI still has its trials."""
+    from mlflow.entities import ViewType  # imported here, not for `status` (it takes seconds)
+
+    tagged = recorder.sweep_runs(ViewType.ALL, everywhere=True)
+    runs = own_runs(tagged, parent_id, recorder.config.optuna_storage)
+    return runs if purge else [run for run in runs if run.info.lifecycle_stage == "active"]
+
+
 def own_runs(runs: list, parent_id: str | None, optuna_storage: str) -> list:
     """Of the runs tagged with a sweep's name, those of this sweep: its parents and the runs under
     them, and the `mlflow run -e status|delete` records. Another sweep of the same name in the same
@@ -130,15 +133,16 @@ def own_runs(runs: list, parent_id: str | None, optuna_storage: str) -> list:
     that records none (made by an earlier version) counts only when the study is gone, as before.
     """
     from .record.agent_run import PARENT_TAG  # here: `status` does not import MLflow
-    from .record.tags import MLFLOW_PARENT_RUN_ID, OPTUNA_STORAGE_TAG, ROLE_TAG, optuna_storage_shown
+    from .record.tags import MLFLOW_PARENT_RUN_ID, OPTUNA_STORAGE_TAG, ROLE_TAG, optuna_storage_id
 
-    shown = optuna_storage_shown(optuna_storage)
+    storage_id = optuna_storage_id(optuna_storage)
 
     def ours(run) -> bool:
         recorded = run.data.tags.get(OPTUNA_STORAGE_TAG)
-        return run.info.run_id == parent_id or recorded == shown or (recorded is None and parent_id is None)
+        return recorded == storage_id or (recorded is None and parent_id is None)
 
     parents = {run.info.run_id for run in runs if run.data.tags.get(ROLE_TAG) == "parent" and ours(run)}
+    parents |= {parent_id} if parent_id else set()
 
     def belongs(run) -> bool:
         tags = run.data.tags

@@ -170,7 +170,7 @@ def delete(configs: tuple[str, ...], yes: bool, purge: bool) -> None:
     def action() -> int:
         loaded = load_configs(list(configs))
         names = ", ".join(c.identity for c in loaded)
-        if not yes and not any(sweep_exists(config) for config in loaded):
+        if not yes and not any(sweep_exists(config, purge) for config in loaded):
             for config in loaded:  # nothing to confirm: not an error (exit 0)
                 click.echo(f"{config.identity}: no such sweep, nothing to delete")
             end_admin_run([c.identity for c in loaded], "delete")

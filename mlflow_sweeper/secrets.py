@@ -64,6 +64,13 @@ def _masked_match(match: re.Match[str]) -> str:
     return match.group("head") + MASK + match.group(0)[match.end("secret") - match.start() :]
 
 
+def without_credentials(url: str) -> str:
+    """A URL's password and secret query values as `***`, nothing else: the same answer in every
+    process, whatever values it remembers (unlike `redact`)."""
+    url = _URL_PASSWORD.sub(lambda m: m.group("head") + MASK + m.group(0)[m.end("secret") - m.start() :], url)
+    return _QUERY_SECRET.sub(lambda m: m.group("head") + MASK, url)
+
+
 def redact(text: Any) -> Any:
     """`text` fit to be shown or recorded: URL passwords, secret query values and remembered
     values replaced by `***`. Anything that is not a string is returned unchanged."""

@@ -699,3 +699,32 @@ def test_delete_leaves_another_sweep_of_the_same_name_with_its_own_optuna_storag
     status = run_cli("status", configs[1], "--json", cwd=tmp_path)
     entry = json.loads(status.stdout)["sweeps"][0]
     assert entry["parent_status"] == "FINISHED" and entry["done"] == 1, status.stdout
+
+
+def test_delete_tells_sweeps_apart_whose_optuna_storage_comes_from_the_environment(tmp_path):
+    """`optuna_storage: ${OPT}`: the same text for both sweeps, another storage each."""
+    shared = f"sqlite:///{tmp_path / 'shared.db'}"
+    config = write_config(
+        tmp_path, mlflow_storage=shared, spec=None, parameters={"x": [1]}, optuna_storage="${OPT}"
+    )
+    envs = [{"OPT": f"sqlite:///{tmp_path / name}"} for name in ("one.db", "two.db")]
+    for env in envs:
+        assert run_cli("sweep", config, cwd=tmp_path, env=env).returncode == 0
+    result = run_cli("delete", config, "--yes", cwd=tmp_path, env=envs[0])
+    assert "2 MLflow run(s) deleted" in output(result), output(result)
+    kept = mlflow_runs(shared)
+    assert len(kept) == 2
+    assert_one_finished_parent(kept, "exp/s1")
+
+
+def test_delete_removes_the_trials_of_a_parent_deleted_in_the_ui(tmp_path):
+    from mlflow.tracking import MlflowClient
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    config = write_config(tmp_path, spec=None, parameters={"x": [1, 2]})
+    assert run_cli("sweep", config, cwd=tmp_path).returncode == 0
+    parent = next(r for r in mlflow_runs(uri) if r.data.tags["sweeper.role"] == "parent")
+    MlflowClient(uri).delete_run(parent.info.run_id)
+    result = run_cli("delete", config, "--yes", cwd=tmp_path)
+    assert "its Optuna study and 2 MLflow run(s) deleted" in output(result), output(result)
+    assert mlflow_runs(uri) == []

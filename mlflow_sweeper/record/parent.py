@@ -24,7 +24,7 @@ from .tags import (
     PARETO_TAG,
     STARTED_OVER_TAG,
     STOPPED_TAG,
-    optuna_storage_shown,
+    optuna_storage_id,
     sweep_tags,
 )
 
@@ -73,7 +73,7 @@ class ParentRun:
 
     def create(self) -> str:
         """A new parent run: the config as params (redacted) and as the artifact `sweep/<file>`."""
-        storage = optuna_storage_shown(self.config.optuna_storage)
+        storage = optuna_storage_id(self.config.optuna_storage)
         extra = {MLFLOW_RUN_NAME: self.config.sweep_name, OPTUNA_STORAGE_TAG: storage}
         tags = sweep_tags(self.config.identity, "parent", **extra)
         run = retry(lambda: self.client.create_run(self.experiment_id, tags=tags), "create parent")

@@ -10,20 +10,24 @@ PARETO_TAG = "sweeper.pareto"  # "true" on trial runs on the Pareto front (sever
 PARETO_RUNS_TAG = "sweeper.pareto_run_ids"  # on the parent: the front's run ids, comma-separated
 STOPPED_TAG = "sweeper.stopped"  # on the parent: why the sweep stopped early ("target")
 STARTED_OVER_TAG = "sweeper.started_over"  # on the parent: how often the sweep started over
-# On the parent: the sweep's Optuna storage (resolved, password masked). Two sweeps of one name in
-# one MLflow store but with separate Optuna storages are two sweeps: `delete` tells them apart.
-OPTUNA_STORAGE_TAG = "sweeper.optuna_storage"
+# On the parent: which Optuna storage the sweep is in (a digest). Two sweeps of one name in one
+# MLflow store but with separate Optuna storages are two sweeps: `delete` tells them apart.
+OPTUNA_STORAGE_TAG = "sweeper.optuna_storage_id"
 # MLflow's documented system tags (`mlflow.utils.mlflow_tags` is not public API).
 MLFLOW_PARENT_RUN_ID = "mlflow.parentRunId"
 MLFLOW_RUN_NAME = "mlflow.runName"
 MAX_PARAM_LENGTH = 6000  # MLflow's longest param value
 
 
-def optuna_storage_shown(optuna_storage: str) -> str:
-    """The value of `OPTUNA_STORAGE_TAG` for a sweep's (resolved) Optuna storage URL."""
-    from ..storages import mask
+def optuna_storage_id(optuna_storage: str) -> str:
+    """The value of `OPTUNA_STORAGE_TAG` for a sweep's (resolved) Optuna storage URL: a digest of
+    it without its password, so it differs wherever the URL does (a value from `${VAR}` too) and
+    reveals nothing; every process computes the same."""
+    import hashlib
 
-    return mask(optuna_storage)[:5000]
+    from ..secrets import without_credentials
+
+    return hashlib.sha256(without_credentials(optuna_storage).encode()).hexdigest()[:16]
 
 
 def sweep_tags(identity: str, role: str, **extra: str) -> dict[str, str]:
