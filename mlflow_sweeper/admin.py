@@ -18,7 +18,7 @@ from .config.folders import existing_sweep_folder
 from .coordination import RUN_ATTR, SweepStudy, study_names
 from .coordination.companions import missing_companion_lines
 from .coordination.identity import directions_of
-from .coordination.names import STARTING_OVER_SUFFIX, WARM_ATTR
+from .coordination.names import STARTING_OVER_SUFFIX, TAKEOVER_SUFFIX, WARM_ATTR
 from .coordination.tallies import attempted, failed_to_retry, in_budget, pareto_front
 from .display import shown_params, shown_value
 from .errors import NoSuchSweep, UsageError
@@ -155,10 +155,11 @@ def own_runs(runs: list, parent_id: str | None, optuna_storage: str) -> list:
 
 
 def _start_over_locks(study: SweepStudy) -> list[str]:
-    """Lock studies left by an agent that died while starting the sweep over: they go too."""
-    prefix = study.config.identity + STARTING_OVER_SUFFIX
+    """Lock studies left by an agent that died while starting the sweep over, and the elections
+    of an agent creating the parent run in place of a creator that died: they go too."""
+    prefixes = tuple(study.config.identity + suffix for suffix in (STARTING_OVER_SUFFIX, TAKEOVER_SUFFIX))
     studies = retry(lambda: study.storage.get_all_studies(), "list studies")
-    return [s.study_name for s in studies if s.study_name.startswith(prefix)]
+    return [s.study_name for s in studies if s.study_name.startswith(prefixes)]
 
 
 def _delete_artifacts(artifact_uri: str) -> None:

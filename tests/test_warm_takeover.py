@@ -54,7 +54,7 @@ def test_the_agent_taking_over_the_parent_enters_the_earlier_results_once(tmp_pa
     assert not opened.created and opened.parent_id
     said = [r.getMessage() for r in caplog.records]
     assert any("waiting up to 0 s for the agent that created it to record its parent run" in m for m in said)
-    assert any("left none within 0 s: creating its parent run" in m for m in said)  # said before it ends
+    assert any("has no parent run (none recorded within 0 s): creating it" in m for m in said)
     warm = [t for t in opened.study.trials() if WARM_ATTR in t.user_attrs]
     assert sorted(t.user_attrs["mlflow_run_id"] for t in warm) == sorted(fitting)  # each once
     assert opened.warm_summary and "2 earlier result(s)" in opened.warm_summary
@@ -106,3 +106,38 @@ def test_a_creator_that_died_on_this_host_is_taken_over_at_once_by_exactly_one_a
         [MlflowClient(uri).get_experiment_by_name("exp").experiment_id], "tags.`sweeper.role` = 'parent'"
     )
     assert [p.info.run_id for p in parents] == [opened[0].parent_id]
+
+
+def test_an_agent_elected_to_take_over_that_died_too_gives_way_to_the_next_round(tmp_path, monkeypatch):
+    """The creator died, then the agent elected to create the parent in its place died before it
+    did (its round's study left behind): the next agent is elected in the next round."""
+    import time
+
+    from mlflow_sweeper.coordination.companions import create_companion
+    from mlflow_sweeper.coordination.names import AGENT, TAKEOVER_SINCE, takeover_study_name
+
+    config = load_config(write_config(tmp_path))
+    uri = config.mlflow_storage
+    creator = SweepStudy(
+        open_optuna_storage(config.optuna_storage), config, PointSource(config), _dead_agent_here()
+    )
+    assert creator.create_or_find(first_records(uri))
+    for round_, (agent, since) in enumerate(
+        [(_dead_agent_here(), time.time()), ("elsewhere:1:gone", time.time() - 120)], start=1
+    ):  # one died on this host; one elsewhere was elected two minutes ago
+        study_id = create_companion(
+            creator.store, takeover_study_name(config.identity, round_), config.identity
+        )
+        creator.store.set_study_system_attr(study_id, AGENT, agent)
+        creator.store.set_study_system_attr(study_id, TAKEOVER_SINCE, since)
+    monkeypatch.setattr(identity, "PARENT_WAIT_SECONDS", 60.0)
+    started = time.monotonic()
+    opened = open_sweep(config, agent=agent_id())
+    assert opened.parent_id and time.monotonic() - started < 30
+    names = {s.study_name for s in opened.study.store.get_all_studies()}
+    assert takeover_study_name(config.identity, 3) in names
+
+    from mlflow_sweeper.admin import delete_sweep
+
+    assert delete_sweep(config).study_deleted
+    assert not {s.study_name for s in opened.study.store.get_all_studies()}  # the rounds went too

@@ -22,10 +22,12 @@ from .companions import create_companion
 from .drift import describe_drift, drift_refusal, same
 from .liveness import Heartbeat
 from .names import (
+    AGENT,
     CONFIG_ATTR,
     CREATOR,
     FINGERPRINT_ATTR,
     PARENT_ATTR,
+    TAKEOVER_SINCE,
     WARM_ATTR,
     WARM_SOURCES,
     takeover_study_name,
@@ -36,6 +38,7 @@ from .store import RetryingStorage, find_study
 log = logging.getLogger(__name__)
 
 PARENT_WAIT_SECONDS = 60.0
+MAX_TAKEOVER_ROUNDS = 20
 PARENT_NOTICE_SECONDS = 3.0  # a wait longer than a creator's start-up is said on the console
 MAX_START_OVER_ROUNDS = 5  # each round finds the sweep started over by another agent; one is enough
 
@@ -55,6 +58,7 @@ class SweepIdentity:
         self.store = store
         self.config = config
         self.liveness = liveness  # this agent's id, and whether another agent died on this host
+        self._rounds_seen: dict[str, float] = {}  # takeover rounds: when this agent first saw each
         self.study_id: int = -1
         self.created: bool | None = None  # this agent's answer of create_or_find, once asked
 
@@ -183,13 +187,12 @@ class SweepIdentity:
         return parent
 
     def wait_for_parent(self, create_parent: Callable[[], str], parent_state: Callable[[str], str]) -> str:
-        """Wait for the creating agent to record the parent run. Should it have died first (seen
-        at once on its host, else after PARENT_WAIT_SECONDS), the one agent elected among those
-        waiting creates it; the others wait for that one's."""
+        """Wait for the creating agent to record the parent run. Should it be gone first (seen at
+        once when it died on this host, else after PARENT_WAIT_SECONDS), the one agent elected
+        among those waiting creates it, and the others wait for that one in turn."""
         started = time.monotonic()
+        awaited = str(self.store.get_study_system_attrs(self.study_id).get(CREATOR, ""))
         deadline, told = started + PARENT_WAIT_SECONDS, False
-        creator = str(self.store.get_study_system_attrs(self.study_id).get(CREATOR, ""))
-        elected: bool | None = None  # None: not asked; False: another agent is creating it
         delay = 0.05
         while True:
             parent = self.parent_run_id()
@@ -198,21 +201,14 @@ class SweepIdentity:
                     raise parent_not_here(self.config, parent)
                 return parent
             now = time.monotonic()
-            died = self.liveness.owner_dead_on_this_host(creator)
-            if elected is None and (died or now > deadline):
-                elected = self._elected_to_take_over()
+            died = self.liveness.owner_dead_on_this_host(awaited)
+            if died or now > deadline:
+                why = f"{awaited} died" if died else f"none recorded within {PARENT_WAIT_SECONDS:.0f} s"
+                elected, awaited, left = self._take_over()
                 if elected:
-                    why = f"died ({creator})" if died else f"left none within {PARENT_WAIT_SECONDS:.0f} s"
-                    identity = self.config.identity
-                    log.warning("the agent that created %s %s: creating its parent run", identity, why)
+                    log.warning("%s has no parent run (%s): creating it", self.config.identity, why)
                     return self.record_parent(create_parent())
-                deadline = now + PARENT_WAIT_SECONDS  # for the elected agent's
-            elif elected is False and now > deadline:
-                raise StorageError(
-                    f"sweep '{self.config.identity}' has no parent run: the agent that created it and "
-                    f"the one that took over both left first; run `mlflow-sweeper delete {self.config.path}` "
-                    "and start it again"
-                )
+                deadline = now + left  # the elected agent's time
             if not told and now - started > PARENT_NOTICE_SECONDS:  # say why it waits
                 told = True
                 log.warning(
@@ -224,16 +220,41 @@ class SweepIdentity:
             time.sleep(delay)
             delay = min(delay * 1.5, 1.0)
 
+    def _take_over(self) -> tuple[bool, str, float]:
+        """An election of the agent that creates the parent run in place of the sweep's creator:
+        (elected, the agent elected, how long it has to record it). Round after round, the one
+        agent that creates the round's study is elected (creating a study is atomic in every
+        storage); a round whose elected agent is gone (dead on this host, or past its time)
+        gives way to the next."""
+        identity = self.config.identity
+        for round_ in range(1, MAX_TAKEOVER_ROUNDS + 1):
+            name = takeover_study_name(identity, round_)
+            try:
+                study_id = create_companion(self.store, name, identity)
+            except DuplicatedStudyError:
+                elected, left = self._round_of(name)
+                if elected is None or (left > 0 and not self.liveness.owner_dead_on_this_host(elected)):
+                    return False, elected or "", max(left, 0.0)
+                continue
+            self.store.set_study_system_attr(study_id, AGENT, self.liveness.agent)
+            self.store.set_study_system_attr(study_id, TAKEOVER_SINCE, time.time())
+            return True, self.liveness.agent, PARENT_WAIT_SECONDS
+        raise StorageError(
+            f"sweep '{identity}' has no parent run and every agent elected to create it left first; "
+            f"run `mlflow-sweeper delete {self.config.path}` and start it again"
+        )
 
-    def _elected_to_take_over(self) -> bool:
-        """Of the agents awaiting a parent run its creator never recorded, the one that creates
-        the takeover study creates it (creating a study is atomic in every storage)."""
-        name = takeover_study_name(self.config.identity)
+    def _round_of(self, name: str) -> tuple[str | None, float]:
+        """(the agent a takeover round elected, seconds it has left); None when the round is gone
+        (deleted with the sweep), or its agent not written yet (then it has its full time, counted
+        from when this agent first saw the round)."""
         try:
-            create_companion(self.store, name, self.config.identity)
-        except DuplicatedStudyError:
-            return False
-        return True
+            attrs = self.store.get_study_system_attrs(self.store.get_study_id_from_name(name))
+        except KeyError:
+            return None, 0.0
+        first_seen = self._rounds_seen.setdefault(name, time.time())
+        since = float(attrs.get(TAKEOVER_SINCE, first_seen))
+        return attrs.get(AGENT) and str(attrs[AGENT]), since + PARENT_WAIT_SECONDS - time.time()
 
 
 def parent_not_here(config: SweepConfig, parent: str) -> StorageError:

@@ -16,6 +16,7 @@ PURPOSE_ATTR = "sweeper.purpose"  # on a companion study: what it is, for whoeve
 # Study system attributes.
 FINGERPRINT_ATTR = "sweeper:fingerprint"
 CREATOR = "sweeper:creator"  # the agent that created the study, until it records the parent run
+TAKEOVER_SINCE = "sweeper:since"  # on a takeover round: when its elected agent was elected
 CLOSE_EPOCH = "sweeper:close_epoch"
 TARGET_REACHED = "sweeper:target_reached"  # the number of the trial that reached `spec.target`
 GENERATION = "sweeper:generation"  # how often the sweep started over under a changed config
@@ -44,7 +45,8 @@ NO_RETRY = "sweeper:no_retry"  # failed on purpose without a retry (infeasible, 
 
 CLAIMS_SUFFIX = "#claims"
 CLOSE_SUFFIX = "#close"
-TAKEOVER_SUFFIX = "#parent-takeover"  # made only when the creator died before recording the parent
+# `#parent-takeover-<round>`: made only when the creator died before recording the parent run
+TAKEOVER_SUFFIX = "#parent-takeover-"
 STARTING_OVER_SUFFIX = "#starting-over-"  # a lock study, there only while one agent starts the sweep over
 ACTIVE = (TrialState.WAITING, TrialState.RUNNING)
 # The WAITING trials, asked as a set: Optuna's InMemoryStorage answers the exact tuple
@@ -68,15 +70,17 @@ def starting_over_name(identity: str, generation: int) -> str:
     return f"{identity}{STARTING_OVER_SUFFIX}{generation}"
 
 
-def takeover_study_name(identity: str) -> str:
+def takeover_study_name(identity: str, round_: int) -> str:
     """The companion study whose creator, of the agents awaiting a parent run that the sweep's
-    creator never recorded, creates it: exactly one parent run, whoever waits."""
-    return identity + TAKEOVER_SUFFIX
+    creator never recorded, creates it: exactly one parent run, whoever waits. Should that agent
+    be gone too, the next round elects another."""
+    return f"{identity}{TAKEOVER_SUFFIX}{round_}"
 
 
 def study_names(identity: str) -> tuple[str, ...]:
-    """Every study a sweep owns: what deleting the sweep must delete."""
-    return (identity, claims_study_name(identity), close_study_name(identity), takeover_study_name(identity))
+    """The studies every sweep owns; a sweep's lock and election studies (`STARTING_OVER_SUFFIX`,
+    `TAKEOVER_SUFFIX`) are found by their prefix. Deleting the sweep deletes all of them."""
+    return (identity, claims_study_name(identity), close_study_name(identity))
 
 
 COMPANION_PURPOSES = {
@@ -89,7 +93,7 @@ COMPANION_PURPOSES = {
 
 def companion_purpose(identity: str, name: str) -> str:
     """The sentence a companion study carries, seen in optuna-dashboard beside its delete button."""
-    what = next(text for suffix, text in COMPANION_PURPOSES.items() if name.endswith(suffix))
+    what = next(text for suffix, text in COMPANION_PURPOSES.items() if suffix in name)
     return (
         f"{what.format(identity=identity)}. Do not delete it while the sweep exists: "
         "`mlflow-sweeper delete` removes it together with the sweep."
