@@ -49,13 +49,32 @@ def expand_text(text: str, key: str, environ: Mapping[str, str] | None = None, s
 
 def expand_command(text: str, key: str, environ: Mapping[str, str] | None = None, shown: bool = False) -> str:
     """`command`: split as a shell would first, then each argument expanded, so a value with spaces
-    or quotes stays the one argument it was written as (`--token ${TOKEN}`). A command that cannot
-    be split is expanded whole: the check of `command` says why."""
+    or quotes stays the one argument it was written as (`--token ${TOKEN}`, `${V:-a b}`); an
+    argument that is only references and comes out empty is none (`${EXTRA_ARGS:-}`), as in a
+    shell. A command that cannot be split is expanded whole: the check of `command` says why."""
+    references: list[str] = []
+
+    def set_aside(match: re.Match[str]) -> str:  # a default may hold spaces: one word while split
+        if match.group(0) == "$${":
+            return match.group(0)
+        references.append(match.group(0))
+        return f"\x00{len(references) - 1}\x00"
+
     try:
-        tokens = shlex.split(text)
+        tokens = shlex.split(_REFERENCE.sub(set_aside, text))
     except ValueError:
         return expand_text(text, key, environ, shown)
-    return " ".join(_quoted(expand_text(token, key, environ, shown)) for token in tokens)
+    arguments = []
+    for token in tokens:
+        written = _SET_ASIDE.sub(lambda m: references[int(m.group(1))], token)
+        value = expand_text(written, key, environ, shown)
+        only_references = _SET_ASIDE.search(token) is not None and not _SET_ASIDE.sub("", token)
+        if value or not only_references:
+            arguments.append(_quoted(value))
+    return " ".join(arguments)
+
+
+_SET_ASIDE = re.compile("\x00(\\d+)\x00")
 
 
 def _quoted(token: str) -> str:

@@ -93,6 +93,9 @@ def test_a_command_is_split_before_its_references_are_expanded():
     assert shlex.split(command) == ["python", "t.py", "--token", "it's a b", "--x={x}"]
     shown = expand_config({"command": "python t.py --token ${TOKEN}"}, env, shown=True)["command"]
     assert shlex.split(shown) == ["python", "t.py", "--token", MASK]
+    # as in a shell: an empty reference is no argument, a written "" is one; a default keeps its spaces
+    command = expand_config({"command": 'p ${EXTRA:-} "" --x ${V:-a b} $${LIT}'}, {"EXTRA": ""})["command"]
+    assert shlex.split(command) == ["p", "", "--x", "a b", "${LIT}"]
 
 
 def test_an_unset_variable_names_itself_and_its_key():
