@@ -182,3 +182,13 @@ def test_raising_the_budget_of_a_random_sweep_runs_more_trials(tmp_path):
     sweep_ok(config, tmp_path)
     assert len(optuna_trials(optuna_uri(tmp_path))) == 4
     assert len(trial_summary(tmp_path)[1]) == 4
+
+
+def test_only_the_parameters_are_compared_with_their_types():
+    """A trial is passed a parameter as written (`10` or `10.0`); a sampler option is a number."""
+    from mlflow_sweeper.coordination.drift import describe_drift, same_definition
+
+    options = ({"sampler_options": {"prior_weight": 1}}, {"sampler_options": {"prior_weight": 1.0}})
+    assert same_definition(*options) and describe_drift(*options) == []
+    fixed = ({"parameters": {"fixed": {"y": 10}}}, {"parameters": {"fixed": {"y": 10.0}}})
+    assert not same_definition(*fixed) and describe_drift(*fixed) == ["y: value 10 -> 10.0"]

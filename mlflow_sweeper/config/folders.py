@@ -16,7 +16,7 @@ import tempfile
 from pathlib import Path
 
 OWNER_FILE = ".sweep"
-MOST_BYTES = 120  # of the plain folder name: with the hash, far below file systems' 255
+MOST_BYTES = 200  # of the plain folder name: with the hash, below file systems' 255
 
 
 def safe_name(identity: str) -> str:

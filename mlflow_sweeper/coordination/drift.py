@@ -41,12 +41,23 @@ def same(before: Any, after: Any) -> bool:
     return json.dumps(before, sort_keys=True) == json.dumps(after, sort_keys=True)
 
 
+def same_as(key: str, before: Any, after: Any) -> bool:
+    """Is fingerprint entry `key` unchanged? The parameters, which reach trials as written, by
+    `same`; the rest (a sampler's `prior_weight: 1` or `1.0`) by value."""
+    return same(before, after) if key == "parameters" else before == after
+
+
+def same_definition(stored: dict[str, Any], current: dict[str, Any]) -> bool:
+    """Do two fingerprints (`SweepConfig.fingerprint()`) define the same sweep?"""
+    return all(same_as(key, stored.get(key), current.get(key)) for key in set(stored) | set(current))
+
+
 def describe_drift(stored: dict[str, Any], current: dict[str, Any]) -> list[str]:
     """One phrase per change between two fingerprints (`SweepConfig.fingerprint()`), in a stable order."""
     changes: list[str] = []
     for key in sorted(set(stored) | set(current), key=_order):
         before, after = stored.get(key), current.get(key)
-        if same(before, after):
+        if same_as(key, before, after):
             continue
         if key == "parameters":
             changes.extend(_parameter_changes(before or {}, after or {}))

@@ -19,7 +19,7 @@ from ..config import MUTABLE_HINT, SweepConfig
 from ..errors import DriftError, StorageError
 from ..secrets import redact_value
 from .companions import create_companion
-from .drift import describe_drift, drift_refusal, same
+from .drift import describe_drift, drift_refusal, same_definition
 from .liveness import Heartbeat
 from .names import (
     AGENT,
@@ -150,7 +150,7 @@ class SweepIdentity:
         warm_change = self._warm_start_change(attrs.get(WARM_SOURCES))
         if warm_change is not None:
             stored["warm_start"], current["warm_start"] = warm_change
-        if same(stored, current):
+        if same_definition(stored, current):
             return None
         return stored, current, stored_text
 

@@ -117,6 +117,8 @@ class LiveDescription:
         it. `live`: the thread's write, dropped once `stop()` was called. True when written."""
         started = time.monotonic()
         try:
+            if self.study.close_begun():  # the closer's word is the last: the sweep not read for nothing
+                return False
             view = read_view(self.config, self.study, self.recorder.experiment_id, self.parent_id, **known)
             with self._writing:
                 if (live and self._stop.is_set()) or self.study.close_begun():
