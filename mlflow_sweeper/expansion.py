@@ -20,10 +20,14 @@ _REFERENCE = re.compile(r"\$\$\{|\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?P<default
 _UNFINISHED = re.compile(r"(?<!\$)\$\{(?![A-Za-z_][A-Za-z0-9_]*(?::-[^}]*)?\})")
 
 
-def expand_text(text: str, key: str, environ: Mapping[str, str] | None = None, shown: bool = False) -> str:
+def expand_text(
+    text: str, key: str, environ: Mapping[str, str] | None = None, shown: bool = False, braces: bool = False
+) -> str:
     """One config string with its references replaced (shell rules: `:-` also covers empty).
     `shown`: each value taken from the environment as `***` instead (a default is written in the
-    config, so it shows). Raises ConfigProblem at `key` for an unset variable without a default."""
+    config, so it shows). `braces`: a value's braces doubled, so that `command`'s `{name}`
+    placeholders leave them as they are. Raises ConfigProblem at `key` for an unset variable
+    without a default."""
     env = os.environ if environ is None else environ
     if _UNFINISHED.search(text):
         hint = "write ${NAME} ($${ for a literal ${)"
@@ -36,7 +40,9 @@ def expand_text(text: str, key: str, environ: Mapping[str, str] | None = None, s
         value = env.get(name)
         if value:
             remember(value)
-            return MASK if shown else value
+            if shown:
+                return MASK
+            return value.replace("{", "{{").replace("}", "}}") if braces else value
         if default is not None:
             return default[2:]
         if value is None:
@@ -67,7 +73,7 @@ def expand_command(text: str, key: str, environ: Mapping[str, str] | None = None
     arguments = []
     for token in tokens:
         written = _SET_ASIDE.sub(lambda m: references[int(m.group(1))], token)
-        value = expand_text(written, key, environ, shown)
+        value = expand_text(written, key, environ, shown, braces=True)
         only_references = _SET_ASIDE.search(token) is not None and not _SET_ASIDE.sub("", token)
         if value or not only_references:
             arguments.append(_quoted(value))

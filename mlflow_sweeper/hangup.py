@@ -44,3 +44,31 @@ def _is_terminal(fd: int) -> bool:
         return os.isatty(fd)
     except OSError:
         return False
+
+
+@contextlib.contextmanager
+def interrupts_held():
+    """Ctrl-C, SIGTERM and a hang-up wait until the block ends, then act as they would have: for
+    writes that must land together (a new sweep's study and what defines it, which an agent
+    interrupted between them left half made). Only the main thread sets handlers; elsewhere the
+    block runs as it is."""
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received: list[int] = []
+
+    def remember(signum: int, frame: FrameType | None) -> None:
+        received.append(signum)
+
+    signals = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    held = [s for s in signals if signal.getsignal(s) not in (signal.SIG_IGN, None)]  # None: set in C
+    previous = {s: signal.signal(s, remember) for s in held}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        if received:
+            signal.raise_signal(received[0])  # to the handler it was meant for

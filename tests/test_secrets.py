@@ -98,6 +98,14 @@ def test_a_command_is_split_before_its_references_are_expanded():
     assert shlex.split(command) == ["p", "", "--x", "a b", "${LIT}"]
 
 
+def test_a_value_in_a_command_reaches_the_trial_verbatim_braces_and_all():
+    """A secret holding `{x}` is no placeholder: its braces pass through `build_argv` as they are."""
+    from mlflow_sweeper.command_line import build_argv
+
+    command = expand_config({"command": "p --pw=${PW} --v={x}"}, {"PW": "ab{x}cd${HOME}{"})["command"]
+    assert build_argv(command, {"x": 1}, "name=value", ()) == ["p", "--pw=ab{x}cd${HOME}{", "--v=1"]
+
+
 def test_an_unset_variable_names_itself_and_its_key():
     with pytest.raises(ConfigProblem) as caught:
         expand_config({"command": {"args": ["python x.py ${NOT_SET_ANYWHERE}"]}}, {})

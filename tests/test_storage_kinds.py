@@ -97,6 +97,8 @@ def test_valid_mlflow_urls(url):
         ("sqlite:o.db", "names no SQLite file"),
         ("sqlite://o.db", "three slashes"),
         ("sqlite:///", "names no SQLite file"),
+        ("sqlite:////", "names no SQLite file"),
+        ("sqlite:////tmp", "names no SQLite file"),
         ("sqlite:///:memory:", "names no SQLite file"),
         ("journal:///", "needs a file path"),
         ("http://h:5000", "unknown Optuna storage"),
@@ -111,7 +113,7 @@ def test_bad_mlflow_urls(url):
     assert "unknown MLflow tracking URI" in (storages.check_mlflow_url(url) or "")
 
 
-@pytest.mark.parametrize("url", ["sqlite:m.db", "sqlite://m.db", "sqlite:///", "sqlite://"])
+@pytest.mark.parametrize("url", ["sqlite:m.db", "sqlite://m.db", "sqlite:///", "sqlite://", "sqlite:////", "sqlite:////tmp/"])
 def test_mlflow_sqlite_urls_that_name_no_file(url):
     assert "names no SQLite file" in (storages.check_mlflow_url(url) or "")
     with pytest.raises(StorageError, match="three slashes"):

@@ -17,6 +17,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from ..config import MUTABLE_HINT, SweepConfig
 from ..errors import DriftError, StorageError
+from ..hangup import interrupts_held
 from ..secrets import redact_value
 from .companions import create_companion
 from .drift import describe_drift, drift_refusal, same_definition
@@ -75,22 +76,27 @@ class SweepIdentity:
         anything else, so agents joining at the same moment can wait for them."""
         if self.created is not None:
             return self.created
-        try:
-            directions = self.config.objective.study_directions
-            self.study_id = self.store.create_new_study(directions, self.config.identity)
-        except DuplicatedStudyError:
-            self.study_id = self.store.get_study_id_from_name(self.config.identity)
-            self.created = False
-            return False
-        self.store.set_study_system_attr(self.study_id, CREATOR, self.liveness.agent)
-        for key, value in (first_records or {}).items():
-            self.store.set_study_user_attr(self.study_id, key, value)
+        with interrupts_held():  # the study and what defines it, whole (Ctrl-C comes after)
+            try:
+                directions = self.config.objective.study_directions
+                self.study_id = self.store.create_new_study(directions, self.config.identity)
+            except DuplicatedStudyError:
+                self.study_id = self.store.get_study_id_from_name(self.config.identity)
+                self.created = False
+                return False
+            self.store.set_study_system_attr(self.study_id, CREATOR, self.liveness.agent)
+            for key, value in (first_records or {}).items():
+                self.store.set_study_user_attr(self.study_id, key, value)
+            self._record_definition()
+        self.created = True
+        return True
+
+    def _record_definition(self) -> None:
+        """What defines the sweep, against which later configs are checked (`check_drift`)."""
         record_warm_sources(self.store, self.study_id, self.config)  # before the fingerprint, as it
         fingerprint = json.dumps(redact_value(self.config.fingerprint()), sort_keys=True)
         self.store.set_study_system_attr(self.study_id, FINGERPRINT_ATTR, fingerprint)
         self.store.set_study_user_attr(self.study_id, CONFIG_ATTR, str(self.config.path))
-        self.created = True
-        return True
 
     def check_drift(self, hooks: StartOverHooks = NO_HOOKS) -> StartedOver | None:
         """Refuse a config whose search space, algorithm, objective or warm start differs from
@@ -207,6 +213,8 @@ class SweepIdentity:
                 elected, awaited, left = self._take_over()
                 if elected:
                     log.warning("%s has no parent run (%s): creating it", self.config.identity, why)
+                    if FINGERPRINT_ATTR not in self.store.get_study_system_attrs(self.study_id):
+                        self._record_definition()  # its creator died before it wrote it (kill -9)
                     return self.record_parent(create_parent())
                 deadline = now + left  # the elected agent's time
             if not told and now - started > PARENT_NOTICE_SECONDS:  # say why it waits

@@ -72,7 +72,8 @@ class SQLiteFile(FileBacked):
     databases name no file that agents could share: refused before anything is written."""
 
     def check(self, url: StorageURL) -> str | None:
-        if url.path:
+        path = url.path or ""
+        if path.strip("/") and not path.endswith("/") and not os.path.isdir(path):
             return None
         return (
             f"{url.text!r} names no SQLite file; use sqlite:///relative/path.db (three slashes) "
