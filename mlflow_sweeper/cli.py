@@ -184,7 +184,7 @@ def delete(configs: tuple[str, ...], yes: bool, purge: bool) -> None:
             how = "permanently" if purge else "(MLflow runs restorable)"
             try:
                 confirmed = click.confirm(f"Delete sweep(s) {names} {how}?", default=False)
-            except click.Abort:  # Ctrl-C or Ctrl-D instead of an answer
+            except (click.Abort, KeyboardInterrupt):  # Ctrl-C or Ctrl-D instead of an answer
                 click.echo("\nmlflow-sweeper: interrupted, nothing deleted", err=True)
                 return EXIT_INTERRUPTED
             if not confirmed:

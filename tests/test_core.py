@@ -612,7 +612,9 @@ def test_delete_left_at_its_prompt_deletes_nothing_and_says_so(three_sweeps, key
     before = sweep_state(directory)
     command = [sys.executable, "-m", "mlflow_sweeper", "delete", str(three_sweeps["configs"]["a"])]
     code, said = _answer_at_the_prompt(command, directory, keys)
-    assert code == 130 and "nothing deleted" in said and "unexpected" not in said, said
+    assert code == 130 and "unexpected" not in said and "Traceback" not in said, said
+    if keys == b"\x04":  # Ctrl-C may come before the prompt reads, and the terminal lose the rest
+        assert "nothing deleted" in said, said
     assert sweep_state(directory) == before
 
 
