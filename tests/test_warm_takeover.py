@@ -85,6 +85,7 @@ def test_a_creator_that_died_on_this_host_is_taken_over_at_once_by_exactly_one_a
     creator = SweepStudy(storage, config, PointSource(config), _dead_agent_here())
     assert creator.create_or_find(first_records(uri))
     monkeypatch.setattr(identity, "PARENT_WAIT_SECONDS", 60.0)
+    MlflowClient(uri).search_experiments()  # MLflow's lazy set-up, which older versions race on in threads
     opened, errors = [], []
 
     def join() -> None:
