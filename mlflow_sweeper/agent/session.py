@@ -94,6 +94,7 @@ class SweepSession:
                     break
                 if not (self._rerun_queued() or requeue_lost(self.study, stop)):
                     break
+            self._run_what_the_last_pass_queued(thread)
         finally:
             self.done.set()
             thread.join(timeout=5)
@@ -118,6 +119,17 @@ class SweepSession:
             self.orphans.check_watched(leaving=True)
         except Exception as exc:  # noqa: BLE001 - they are reclaimed by the next agent, as a dead one's
             log.warning("could not hand back the trials this agent watched: %s", exc)
+
+    def _run_what_the_last_pass_queued(self, maintenance: threading.Thread) -> None:
+        """A maintenance pass reclaiming a dead agent's trial fails it, then queues its re-run: the
+        workers may find nothing left in between. Once the pass has ended, such a re-run is run."""
+        stop = self.parts.stop
+        if stop.is_set() or self.result.error:
+            return
+        self.done.set()
+        maintenance.join(timeout=5)
+        while not stop.is_set() and not self.result.error and self._rerun_queued():
+            self.workers.run()
 
     def _revise_stop_reason(self) -> None:
         """A fail_fast stop's advice as it stands now that the running trials have ended: said
