@@ -17,6 +17,7 @@ from .config import SweepConfig
 from .config.folders import existing_sweep_folder
 from .coordination import RUN_ATTR, SweepStudy, study_names
 from .coordination.companions import missing_companion_lines
+from .coordination.fail_fast import fail_fast_stop
 from .coordination.identity import directions_of
 from .coordination.names import STARTING_OVER_SUFFIX, TAKEOVER_SUFFIX, WARM_ATTR
 from .coordination.tallies import attempted, failed_to_retry, in_budget, pareto_front
@@ -193,6 +194,8 @@ def sweep_status_data(config: SweepConfig) -> dict:
         return entry
     trials = study.trials()
     entry.update(_counts(study, trials))
+    if entry["stopped"] is None and not entry["running"]:  # resumable: the rest is still owed
+        entry["stopped"] = fail_fast_stop(trials, config.fail_fast)
     parent = entry["parent_run_id"] = sweep.parent_id
     if parent:
         entry["parent_status"] = _parent_status(sweep, parent)
@@ -266,7 +269,7 @@ def _counts(study, trials: list) -> dict:
         "missing_companions": study.missing_companions,
         "done": done,
         "remaining": remaining,
-        "stopped": "a trial reached the target" if target_reached else None,
+        "stopped": TARGET_STOP if target_reached else None,
     }
 
 
@@ -322,8 +325,10 @@ def sweep_status(config: SweepConfig) -> str:
         f"  points: {data['done']}/{data['budget']} done, {running}, "
         f"{failed}, {data['pruned']} pruned, {data['remaining']} remaining ({attempts})"
     )
-    if data.get("stopped"):
+    if data.get("stopped") == TARGET_STOP:
         lines.append(f"  stopped early: {data['stopped']} (no new trials start; the rest is not owed)")
+    elif data.get("stopped"):
+        lines.append(f"  stopped: {data['stopped']}; fix the cause and run the sweep again to resume")
     if data.get("warm_started"):
         lines.append(f"  warm start: {data['warm_started']} earlier result(s) in the study (no budget used)")
     if "pareto" in data:
@@ -341,6 +346,7 @@ def sweep_status(config: SweepConfig) -> str:
     return "\n".join(lines)
 
 
+TARGET_STOP = "a trial reached the target"  # status's `stopped`; the rest is then not owed
 PARETO_SHOWN = 10  # front trials listed by `status`; `--json` and the parent's tag list them all
 
 

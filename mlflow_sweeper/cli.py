@@ -295,6 +295,7 @@ def proxy(
 
     Agents then use `optuna_storage: grpc://HOST:PORT` and share the proxy's few connections.
     """
+
     def action() -> int:
         from .proxy_auth import check_listen, read_token_file
 

@@ -776,7 +776,7 @@ def test_git_project_is_fetched_once_per_agent_not_per_trial(tmp_path, mlflow_te
 def test_fail_fast_counts_the_first_trials_by_number_across_agents():
     from optuna.trial import TrialState, create_trial
 
-    from mlflow_sweeper.agent.fail_fast import fail_fast_reason
+    from mlflow_sweeper.coordination.fail_fast import fail_fast_reason
 
     def trial(number: int, state: TrialState, reason: str = "the run failed (exit code 1)"):
         made = create_trial(
@@ -805,7 +805,7 @@ def test_a_fail_fast_stop_says_the_config_may_change_only_while_nothing_has_comp
     the config may still change (and the sweep start over) is then revised."""
     from optuna.trial import TrialState, create_trial
 
-    from mlflow_sweeper.agent.fail_fast import LEARNED_SINCE_NOTE, as_it_stands, fail_fast_reason
+    from mlflow_sweeper.coordination.fail_fast import LEARNED_SINCE_NOTE, as_it_stands, fail_fast_reason
 
     attrs = {"state": TrialState.FAIL, "user_attrs": {"fail_reason": "x"}}
     failed = [create_trial(**attrs, system_attrs={"sweeper:slot": slot}) for slot in range(2)]

@@ -117,7 +117,7 @@ def test_fail_fast_ignores_warm_started_results():
     from optuna.distributions import FloatDistribution
     from optuna.trial import TrialState, create_trial
 
-    from mlflow_sweeper.agent.fail_fast import fail_fast_reason
+    from mlflow_sweeper.coordination.fail_fast import fail_fast_reason
     from mlflow_sweeper.coordination.names import REASON, SLOT
 
     dist = {"x": FloatDistribution(0, 1)}

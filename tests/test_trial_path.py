@@ -20,11 +20,11 @@ from optuna.trial import TrialState
 
 from mlflow_sweeper.admin import sweep_status, sweep_status_data
 from mlflow_sweeper.agent import SweepSession
-from mlflow_sweeper.agent.fail_fast import fail_fast_reason
 from mlflow_sweeper.agent.opening import open_parts
 from mlflow_sweeper.agent.stop import StopSignal
 from mlflow_sweeper.agent.trial import StopRequested, TrialExecution
 from mlflow_sweeper.config import load_config
+from mlflow_sweeper.coordination.fail_fast import fail_fast_reason
 from mlflow_sweeper.coordination.names import ATTEMPT
 from mlflow_sweeper.devices import NO_DEVICES
 from mlflow_sweeper.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK
@@ -223,6 +223,11 @@ def test_fail_fast_stops_the_sweep_when_the_first_trials_all_fail(tmp_path, monk
     waiting = [t for t in session.study.trials() if t.state == TrialState.WAITING]
     assert sorted(dict(t.params)["x"] for t in waiting) == [1, 2]
     assert session.parts.recorder.client.get_run(session.parts.parent_id).info.status == "RUNNING"
+    # status says why nothing runs, and that the rest is still owed
+    assert sweep_status_data(session.parts.config)["stopped"] == "the first 2 trials all failed (fail_fast)"
+    text = sweep_status(session.parts.config)
+    assert "stopped: the first 2 trials all failed (fail_fast); fix the cause and run the sweep again" in text
+    assert "4 remaining" in text and "not owed" not in text
 
 
 def test_a_point_claimed_as_its_agent_stops_goes_back_unstarted(tmp_path, monkeypatch):

@@ -9,7 +9,7 @@
 * `trial`: `TrialExecution`, one trial: launch, await, classify, settle; its `TrialContext`.
 * `outcome`: the pure decision of how a trial ended.
 * `settle`: an outcome made true everywhere, one function per kind (`SETTLERS`).
-* `failures`: a failed attempt's log tail and `fail_fast` (`fail_fast.py`: the pure rule).
+* `failures`: a failed attempt's log tail and `fail_fast` (`coordination.fail_fast`: the pure rule).
 * `watch`: the early-stopping watch, or `NoWatch`.
 * `stop`: `StopSignal` (Ctrl-C) and `StartBudget` (`--count`).
 * `counts`, `idle`, `uploads`: the bar's counts, idle workers' backoff, trial logs' uploads.

@@ -10,10 +10,10 @@ from optuna.trial import FrozenTrial, TrialState
 
 from ..config import SweepConfig
 from ..coordination import SweepStudy, Work
+from ..coordination.fail_fast import fail_fast_reason
 from ..progress import Reporter, SweepProgress
 from ..trial_log import indented_tail
 from .counts import SweepCounts
-from .fail_fast import fail_fast_reason
 from .result import SweepResult
 
 

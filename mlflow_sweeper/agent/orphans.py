@@ -200,8 +200,7 @@ class Orphans:
         if status is None and leftovers.pids:
             self.watched[compat.trial_id(trial)] = Watched(trial, why)
             self.settling.console.event(
-                f"trial {trial.number}: {why}, but it runs on here: watched, its result is kept "
-                "when it ends"
+                f"trial {trial.number}: {why}, but it runs on here: watched, its result is kept when it ends"
             )
             return True
         if status is None:

@@ -10,9 +10,9 @@ from __future__ import annotations
 import logging
 import threading
 
+from ..coordination.fail_fast import LEARNED_SINCE_NOTE, NOTHING_LEARNED_NOTE, as_it_stands
 from ..ui.links import link_lines, ui_links
 from .ending import SweepEnd
-from .fail_fast import LEARNED_SINCE_NOTE, NOTHING_LEARNED_NOTE, as_it_stands
 from .failures import Failures
 from .maintenance import Maintenance, requeue_lost
 from .orphans import Orphans

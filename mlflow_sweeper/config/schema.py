@@ -86,7 +86,7 @@ SCHEMA: tuple[Key, ...] = (
         "spec",
         None,
         "the objective: {direction, metric, target} or {metrics: [{name, direction}, ...]}; "
-        "`constraints: [\"latency_ms <= 50\", ...]` (metrics a result must satisfy)",
+        '`constraints: ["latency_ms <= 50", ...]` (metrics a result must satisfy)',
         checks.objective,
     ),
     Key(
@@ -108,7 +108,7 @@ SCHEMA: tuple[Key, ...] = (
         parse_register,
     ),
     # devices and failure triage: how this host runs trials, not what the sweep is
-    Key("devices", None, "GPUs for local trials: auto | [0, 1, 2, 3] | \"0,1\"", load_devices, mutable=True),
+    Key("devices", None, 'GPUs for local trials: auto | [0, 1, 2, 3] | "0,1"', load_devices, mutable=True),
     Key("devices_per_trial", 1, "devices each trial gets", AT_LEAST_1, mutable=True),
     Key(
         "device_env",

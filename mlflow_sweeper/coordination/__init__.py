@@ -13,6 +13,7 @@ WAITING -> RUNNING and RUNNING -> FAIL updates that one agent wins and the other
 * `closing`: the election of the one agent that closes the sweep.
 * `identity`: the study, its drift check and the one parent run.
 * `tallies`: pure functions over a list of trials; `view`: the sweep's trials read and tallied.
+* `fail_fast`: the rule that stops a sweep whose first trials all failed (agents, `status`).
 * `store`: the retrying storage wrapper and the atomic steps; `names`: what is written where.
 * `facade`: `SweepStudy`, the one object the agent and the CLI use.
 """

@@ -173,9 +173,7 @@ def _parse_pruner(
     options = raw.get("options")
     options = {} if options is None else options
     if not isinstance(options, Mapping):
-        raise ConfigProblem(
-            f"{key}.options", f"expected a mapping of {name} pruner options, got {options!r}"
-        )
+        raise ConfigProblem(f"{key}.options", f"expected a mapping of {name} pruner options, got {options!r}")
     options = dict(options)
     valid = kind.option_names()
     listing = ", ".join(valid) if valid else "none"
@@ -197,12 +195,8 @@ def _parse_pruner(
     if "wrapped" in options:
         wrapped = options["wrapped"]
         if not isinstance(wrapped, Mapping):
-            raise ConfigProblem(
-                f"{key}.options.wrapped", "expected a mapping {pruner: NAME, options: {...}}"
-            )
-        inner_name, inner_options = _parse_pruner(
-            wrapped, key=f"{key}.options.wrapped", allowed=WRAPPED_KEYS
-        )
+            raise ConfigProblem(f"{key}.options.wrapped", "expected a mapping {pruner: NAME, options: {...}}")
+        inner_name, inner_options = _parse_pruner(wrapped, key=f"{key}.options.wrapped", allowed=WRAPPED_KEYS)
         options["wrapped"] = {"pruner": inner_name, "options": inner_options}
     try:
         if kind.check is not None:

@@ -48,7 +48,6 @@ def importances(study: optuna.Study, evaluator: BaseImportanceEvaluator, index: 
     return finite(found)
 
 
-
 def importance_metrics(per_objective: dict[str, dict[str, float]]) -> dict[str, float]:
     """MLflow metric names: `importance/<param>` for the (first) objective; with several
     objectives also `importance/<metric>/<param>` for each."""

@@ -44,7 +44,7 @@ def short_label(name: str, limit: int = LABEL_CHARS) -> str:
     if len(name) <= limit:
         return name
     head = (limit - 1) // 2
-    return f"{name[:head]}…{name[-(limit - 1 - head):]}"
+    return f"{name[:head]}…{name[-(limit - 1 - head) :]}"
 
 
 def ranked_copy(study: optuna.Study, shown: list[str]) -> optuna.Study:

@@ -57,19 +57,21 @@ def write_trials_csv(
         for trial in sorted(trials, key=lambda t: t.number):
             ran_here = WARM_ATTR not in trial.user_attrs  # an earlier result ran in its own sweep
             writer.writerow(
-                redact_value([
-                    trial.number,
-                    state_name(trial),
-                    trial.system_attrs.get(ATTEMPT, 1) if ran_here else "",
-                    *(rows[trial.number].get(name, "") for name in params),
-                    *_values(trial, len(values)),
-                    *([_feasible(trial)] if judged else []),
-                    trial.user_attrs.get(RUN_ATTR, ""),
-                    _start(trial) if ran_here else "",
-                    _duration(trial) if ran_here else "",
-                    trial.user_attrs.get(REASON, ""),
-                    *([trial.user_attrs.get(WARM_ATTR, "")] if marked else []),
-                ])
+                redact_value(
+                    [
+                        trial.number,
+                        state_name(trial),
+                        trial.system_attrs.get(ATTEMPT, 1) if ran_here else "",
+                        *(rows[trial.number].get(name, "") for name in params),
+                        *_values(trial, len(values)),
+                        *([_feasible(trial)] if judged else []),
+                        trial.user_attrs.get(RUN_ATTR, ""),
+                        _start(trial) if ran_here else "",
+                        _duration(trial) if ran_here else "",
+                        trial.user_attrs.get(REASON, ""),
+                        *([trial.user_attrs.get(WARM_ATTR, "")] if marked else []),
+                    ]
+                )
             )
     return path
 

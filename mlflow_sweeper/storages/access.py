@@ -60,4 +60,3 @@ def check_write_access(tracking_uri: str, experiment: str) -> None:
         if refused is not None:
             raise refused from None
         raise
-

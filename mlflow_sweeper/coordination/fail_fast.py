@@ -12,8 +12,8 @@ from collections.abc import Iterable
 
 from optuna.trial import FrozenTrial, TrialState
 
-from ..coordination.names import REASON, WARM_ATTR
-from ..coordination.tallies import attempted, interrupted
+from .names import REASON, WARM_ATTR
+from .tallies import attempted, interrupted
 
 
 def _counts(trial: FrozenTrial) -> bool:
@@ -26,6 +26,27 @@ def fail_fast_reason(trials: Iterable[FrozenTrial], limit: int) -> str | None:
     """Why the sweep must stop starting trials, or None: the first `limit` started trials (by
     number) have all ended FAIL, and no trial has completed. A first trial still running decides
     nothing yet."""
+    first = _first_all_failed(trials, limit)
+    if first is None:
+        return None
+    reasons = sorted({str(t.user_attrs.get(REASON, "failed")) for t in first})
+    return (
+        f"{_all_failed(limit)}: {'; '.join(reasons)} (fail_fast); "
+        f"fix the cause and run again to resume, or set fail_fast: 0. {NOTHING_LEARNED_NOTE}"
+    )
+
+
+def fail_fast_stop(trials: Iterable[FrozenTrial], limit: int) -> str | None:
+    """The short form of `fail_fast_reason` that `status` shows, or None when it has not fired."""
+    return None if _first_all_failed(trials, limit) is None else f"{_all_failed(limit)} (fail_fast)"
+
+
+def _all_failed(limit: int) -> str:
+    return f"the first {limit} trial{'' if limit == 1 else 's'} all failed"
+
+
+def _first_all_failed(trials: Iterable[FrozenTrial], limit: int) -> list[FrozenTrial] | None:
+    """The first `limit` started trials when they all failed and none has completed; else None."""
     if limit <= 0:
         return None
     trials = list(trials)
@@ -34,11 +55,7 @@ def fail_fast_reason(trials: Iterable[FrozenTrial], limit: int) -> str | None:
     first = sorted((t for t in trials if _counts(t)), key=lambda t: t.number)[:limit]
     if len(first) < limit or any(t.state != TrialState.FAIL for t in first):
         return None
-    reasons = sorted({str(t.user_attrs.get(REASON, "failed")) for t in first})
-    return (
-        f"the first {limit} trial{'' if limit == 1 else 's'} all failed: {'; '.join(reasons)} (fail_fast); "
-        f"fix the cause and run again to resume, or set fail_fast: 0. {NOTHING_LEARNED_NOTE}"
-    )
+    return first
 
 
 NOTHING_LEARNED_NOTE = (
