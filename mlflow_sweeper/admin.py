@@ -127,8 +127,9 @@ def _own_runs_to_delete(recorder, purge: bool, parent_id: str | None) -> list:
 
 def own_runs(runs: list, parent_id: str | None, optuna_storage: str) -> list:
     """Of the runs tagged with a sweep's name, those of this sweep: its parents and the runs under
-    them, and the `mlflow run -e status|delete` records. Another sweep of the same name in the same
-    MLflow store, with another Optuna storage, has parents of its own, and keeps them.
+    them, and the `mlflow run -e status|delete` records that name it. Another sweep of the same name
+    in the same MLflow store, with another Optuna storage, has parents and records of its own, and
+    keeps them.
 
     A parent is this sweep's when its study names it, or when it records this Optuna storage; one
     that records none (made by an earlier version) counts only when the study is gone, as before.
@@ -142,13 +143,17 @@ def own_runs(runs: list, parent_id: str | None, optuna_storage: str) -> list:
         recorded = run.data.tags.get(OPTUNA_STORAGE_TAG)
         return recorded == storage_id or (recorded is None and parent_id is None)
 
+    def our_command(run) -> bool:  # an admin run records the storages of the sweeps it named
+        recorded = run.data.tags.get(OPTUNA_STORAGE_TAG)
+        return recorded is None or storage_id in recorded.split(",")
+
     parents = {run.info.run_id for run in runs if run.data.tags.get(ROLE_TAG) == "parent" and ours(run)}
     parents |= {parent_id} if parent_id else set()
 
     def belongs(run) -> bool:
         tags = run.data.tags
         if tags.get(ROLE_TAG) == "admin":
-            return True
+            return our_command(run)
         linked = (run.info.run_id, tags.get(MLFLOW_PARENT_RUN_ID), tags.get(PARENT_TAG))
         return any(link in parents for link in linked)
 

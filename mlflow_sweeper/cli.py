@@ -173,7 +173,7 @@ def delete(configs: tuple[str, ...], yes: bool, purge: bool) -> None:
         if not yes and not any(sweep_exists(config, purge) for config in loaded):
             for config in loaded:  # nothing to confirm: not an error (exit 0)
                 click.echo(f"{config.identity}: no such sweep, nothing to delete")
-            end_admin_run([c.identity for c in loaded], "delete")
+            end_admin_run(loaded, "delete")
             return 0
         if not yes:
             if not sys.stdin.isatty():
@@ -192,7 +192,7 @@ def delete(configs: tuple[str, ...], yes: bool, purge: bool) -> None:
                 return EXIT_USAGE
         for config in loaded:
             click.echo(delete_sweep(config, purge=purge).message())
-        end_admin_run([c.identity for c in loaded], "delete")
+        end_admin_run(loaded, "delete")
         return 0
 
     _guarded(action)
@@ -216,7 +216,7 @@ def status(configs: tuple[str, ...], as_json: bool) -> None:
         if os.environ.get("MLFLOW_RUN_ID"):  # under `mlflow run`; MLflow is not imported otherwise
             from .record import end_admin_run
 
-            end_admin_run([c.identity for c in loaded], "status")
+            end_admin_run(loaded, "status")
         return 0
 
     _guarded(action)

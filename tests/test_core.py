@@ -709,14 +709,21 @@ def test_delete_tells_sweeps_apart_whose_optuna_storage_comes_from_the_environme
     config = write_config(
         tmp_path, mlflow_storage=shared, spec=None, parameters={"x": [1]}, optuna_storage="${OPT}"
     )
+    from mlflow.tracking import MlflowClient
+
     envs = [{"OPT": f"sqlite:///{tmp_path / name}"} for name in ("one.db", "two.db")]
+    client = MlflowClient(shared)
     for env in envs:
         assert run_cli("sweep", config, cwd=tmp_path, env=env).returncode == 0
+        # `mlflow run -e status`'s own run: a record of this sweep's, kept with it
+        admin = client.create_run(client.get_experiment_by_name("exp").experiment_id).info.run_id
+        env_run = {**env, "MLFLOW_RUN_ID": admin, "MLFLOW_TRACKING_URI": shared}
+        assert run_cli("status", config, cwd=tmp_path, env=env_run).returncode == 0
     result = run_cli("delete", config, "--yes", cwd=tmp_path, env=envs[0])
-    assert "2 MLflow run(s) deleted" in output(result), output(result)
+    assert "3 MLflow run(s) deleted" in output(result), output(result)
     kept = mlflow_runs(shared)
-    assert len(kept) == 2
-    assert_one_finished_parent(kept, "exp/s1")
+    assert len(kept) == 3 and sum(run.data.tags["sweeper.role"] == "admin" for run in kept) == 1
+    assert_one_finished_parent([run for run in kept if run.data.tags["sweeper.role"] != "admin"], "exp/s1")
 
 
 def test_delete_removes_the_trials_of_a_parent_deleted_in_the_ui(tmp_path):

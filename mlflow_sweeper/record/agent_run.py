@@ -13,7 +13,7 @@ from ..config import SweepConfig
 from ..storages import with_sqlite_timeout
 from ..storages.retry import first_line
 from ..tracking_store import user_tracking_uri
-from .tags import MLFLOW_PARENT_RUN_ID, ROLE_TAG, SWEEP_TAG
+from .tags import MLFLOW_PARENT_RUN_ID, OPTUNA_STORAGE_TAG, ROLE_TAG, SWEEP_TAG, optuna_storage_id
 
 log = logging.getLogger(__name__)
 
@@ -84,17 +84,19 @@ def tag_agent_run(
     )
 
 
-def end_admin_run(identities: list[str], command: str) -> None:
+def end_admin_run(configs: list[SweepConfig], command: str) -> None:
     """Under `mlflow run -e delete` or `-e status`: the run MLflow started for the command is tagged
-    (`sweeper.role=admin`, the sweeps, the command) and ended FINISHED at once, so it is
-    recognisable and never left RUNNING."""
+    (`sweeper.role=admin`, the sweeps, their Optuna storages, the command) and ended FINISHED at
+    once, so it is recognisable, never left RUNNING, and deleted only with its own sweep."""
     run_id = current_run_id()
     if not run_id:
         return
     try:
         client = MlflowClient(tracking_uri=user_tracking_uri())
+        storages = sorted({optuna_storage_id(config.optuna_storage) for config in configs})
         tags = [
-            RunTag(SWEEP_TAG, ",".join(identities)),
+            RunTag(SWEEP_TAG, ",".join(config.identity for config in configs)),
+            RunTag(OPTUNA_STORAGE_TAG, ",".join(storages)),
             RunTag(ROLE_TAG, "admin"),
             RunTag(COMMAND_TAG, command),
         ]
