@@ -56,15 +56,18 @@ def expand_text(
 def expand_command(text: str, key: str, environ: Mapping[str, str] | None = None, shown: bool = False) -> str:
     """`command`: split as a shell would first, then each argument expanded, so a value with spaces
     or quotes stays the one argument it was written as (`--token ${TOKEN}`, `${V:-a b}`); an
-    argument that is only references and comes out empty is none (`${EXTRA_ARGS:-}`), as in a
-    shell. A command that cannot be split is expanded whole: the check of `command` says why."""
+    argument that is only unquoted references and comes out empty is none (`${EXTRA_ARGS:-}`),
+    while a quoted one is an empty argument (`--tag "${TAG:-}"`), as in a shell. A command that
+    cannot be split is expanded whole: the check of `command` says why."""
     references: list[str] = []
+    quoted = _quoted_positions(text)
 
     def set_aside(match: re.Match[str]) -> str:  # a default may hold spaces: one word while split
         if match.group(0) == "$${":
             return match.group(0)
         references.append(match.group(0))
-        return f"\x00{len(references) - 1}\x00"
+        mark = _QUOTED_MARK if match.start() in quoted else _MARK
+        return f"{mark}{len(references) - 1}{mark}"
 
     try:
         tokens = shlex.split(_REFERENCE.sub(set_aside, text))
@@ -72,15 +75,36 @@ def expand_command(text: str, key: str, environ: Mapping[str, str] | None = None
         return expand_text(text, key, environ, shown)
     arguments = []
     for token in tokens:
-        written = _SET_ASIDE.sub(lambda m: references[int(m.group(1))], token)
+        written = _SET_ASIDE.sub(lambda m: references[int(m.group(2))], token)
         value = expand_text(written, key, environ, shown, braces=True)
-        only_references = _SET_ASIDE.search(token) is not None and not _SET_ASIDE.sub("", token)
-        if value or not only_references:
+        bare = _QUOTED_MARK not in token and _MARK in token and not _SET_ASIDE.sub("", token)
+        if value or not bare:  # `bare`: only unquoted references
             arguments.append(_quoted(value))
     return " ".join(arguments)
 
 
-_SET_ASIDE = re.compile("\x00(\\d+)\x00")
+_MARK, _QUOTED_MARK = "\x00", "\x01"
+_SET_ASIDE = re.compile("([\x00\x01])(\\d+)\\1")
+
+
+def _quoted_positions(text: str) -> set[int]:
+    """The positions of `text` inside single or double quotes, as a POSIX shell reads them (a
+    backslash escapes the next character outside single quotes)."""
+    inside: set[int] = set()
+    quote: str | None = None
+    escaped = False
+    for position, char in enumerate(text):
+        if escaped:
+            escaped = False
+        elif char == "\\" and quote != "'":
+            escaped = True
+        elif quote is None and char in "'\"":
+            quote = char
+        elif char == quote:
+            quote = None
+        elif quote is not None:
+            inside.add(position)
+    return inside
 
 
 def _quoted(token: str) -> str:

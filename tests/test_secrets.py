@@ -96,6 +96,10 @@ def test_a_command_is_split_before_its_references_are_expanded():
     # as in a shell: an empty reference is no argument, a written "" is one; a default keeps its spaces
     command = expand_config({"command": 'p ${EXTRA:-} "" --x ${V:-a b} $${LIT}'}, {"EXTRA": ""})["command"]
     assert shlex.split(command) == ["p", "", "--x", "a b", "${LIT}"]
+    # a quoted reference that comes out empty is an empty argument: `--tag` keeps its value
+    written = """p --tag "${TAG:-}" --note '${NOTE}' --x "a ${TAG:-}" ${TAG:-}${NOTE} y"""
+    command = expand_config({"command": written}, {"NOTE": ""})["command"]
+    assert shlex.split(command) == ["p", "--tag", "", "--note", "", "--x", "a ", "y"]
 
 
 def test_a_value_in_a_command_reaches_the_trial_verbatim_braces_and_all():
