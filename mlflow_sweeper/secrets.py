@@ -9,10 +9,13 @@ The agent itself keeps the real values: its storages and trials need them.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import re
+import shlex
 import threading
+import urllib.parse
 from collections.abc import Mapping
 from typing import Any
 
@@ -41,10 +44,20 @@ _remembered: set[str] = set()
 
 
 def remember(value: str) -> None:
-    """A value to redact wherever it appears from now on (one from `${VAR}`, a URL password)."""
+    """A value to redact wherever it appears from now on (one from `${VAR}`, a URL password), as
+    written and as the places that show it escape it (see `written_forms`)."""
     if isinstance(value, str) and len(value) >= MIN_REMEMBERED and value != MASK:
         with _lock:
-            _remembered.add(value)
+            _remembered.update(form for form in written_forms(value) if len(form) >= MIN_REMEMBERED)
+
+
+def written_forms(value: str) -> set[str]:
+    """A value as text may show it: itself, quoted for a shell (a trial log's command line), escaped
+    in JSON or a Python repr (a traceback, a params dump), percent-encoded in a URL, or decoded from
+    one (a password as the driver read it)."""
+    forms = {value, shlex.quote(value), json.dumps(value)[1:-1], repr(value)[1:-1]}
+    forms |= {urllib.parse.quote(value, safe=""), urllib.parse.unquote(value)}
+    return {form for form in forms if form}
 
 
 def remember_environment() -> None:

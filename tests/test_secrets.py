@@ -54,6 +54,25 @@ def test_a_url_password_is_redacted_wherever_it_shows_next():
     assert redact("FATAL: password S3cretPW rejected") == f"FATAL: password {MASK} rejected"
 
 
+def test_a_remembered_value_is_redacted_as_each_place_escapes_it():
+    """A trial log's command line quotes it for a shell, JSON and a traceback escape it, a URL
+    percent-encodes it: none of them shows it."""
+    import json
+    import urllib.parse
+
+    secret = 'it\'s "a" p@ss/w\\d'
+    remember(secret)
+    shown = [
+        shlex.join(["python", "t.py", "--pw", secret]),
+        json.dumps({"pw": secret}),
+        repr({"pw": secret}),
+        f"postgresql://u:{urllib.parse.quote(secret, safe='')}@h/db",
+        f"password {urllib.parse.quote(secret, safe='')} rejected",
+    ]
+    for text in shown:
+        assert "p@ss" not in redact(text) and "p%40ss" not in redact(text) and MASK in redact(text), text
+
+
 def test_remembered_values_are_redacted_in_nested_values_and_short_ones_are_not():
     remember("tok-123456")
     remember("on")  # too short to hunt for in text
