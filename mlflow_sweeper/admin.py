@@ -203,9 +203,11 @@ def sweep_status_data(config: SweepConfig) -> dict:
         entry["stopped"] = fail_fast_stop(trials, config.fail_fast)
     parent = entry["parent_run_id"] = sweep.parent_id
     if parent:
-        entry["parent_status"] = _parent_status(sweep, parent)
-        if entry["parent_status"] is None:
+        state = _parent_state(sweep, parent)
+        if state is None:
             sweep.warn_runs_elsewhere()
+        else:
+            entry["parent_status"], entry["parent_deleted"] = state
         remote = sweep.tracking_uri.startswith(("http://", "https://"))  # links only to a server's UI
         recorder = sweep.recorder if remote else None
         if recorder is not None:
@@ -226,6 +228,7 @@ def _empty_status(config: SweepConfig) -> dict:
         "exists": False,
         "parent_run_id": None,
         "parent_status": None,
+        "parent_deleted": False,
         "budget": 0,
         "done": 0,
         "running": 0,
@@ -278,20 +281,22 @@ def _counts(study, trials: list) -> dict:
     }
 
 
-def _parent_status(sweep, parent: str) -> str | None:
-    """The parent run's status: read from a database store directly when it can be (importing
-    MLflow takes seconds, most of `status`'s time), else through MLflow; None when not found."""
+def _parent_state(sweep, parent: str) -> tuple[str, bool] | None:
+    """The parent run's status, and whether it was deleted (in the UI): read from a database store
+    directly when it can be (importing MLflow takes seconds, most of `status`'s time), else through
+    MLflow; None when not found."""
     if storage_exists(sweep.tracking_uri):
-        status = compat.run_status_in_database(sweep.tracking_uri, parent)
-        if status is not None:
-            return status
+        state = compat.run_state_in_database(sweep.tracking_uri, parent)
+        if state is not None:
+            return state
     recorder = sweep.recorder
     if recorder is None:
         return None
     try:
-        return recorder.client.get_run(parent).info.status
+        info = recorder.client.get_run(parent).info
     except Exception:  # noqa: BLE001 - shown as "not found in MLflow"
         return None
+    return info.status, info.lifecycle_stage == "deleted"
 
 
 def _trial_entry(trial) -> dict:
@@ -315,6 +320,10 @@ def sweep_status(config: SweepConfig) -> str:
     parent_state = ""
     if parent:
         parent_state = f" ({data['parent_status']})" if data["parent_status"] else " (not found in MLflow)"
+        if data["parent_deleted"]:
+            parent_state = (
+                f" ({data['parent_status']}, deleted in MLflow: restore it in the UI, or run the sweep again)"
+            )
     lines.append(f"  parent run: {parent or '-'}{parent_state}")
     lines.extend(missing_companion_lines(data["missing_companions"]))
     lines.extend(f"  {line}" for line in link_lines(data.get("links", {})))

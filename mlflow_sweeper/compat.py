@@ -488,10 +488,11 @@ def _trial_number(storage: Any, trial_id: int) -> int:
 DATABASE_SCHEMES = ("sqlite:", "postgresql", "mysql", "mssql")
 
 
-def run_status_in_database(tracking_uri: str, run_id: str) -> str | None:
-    """A run's status read straight from an MLflow database store (its `runs` table), so that
-    `status` need not import MLflow, which takes seconds. None when the store is not a database,
-    the run is not there or the schema differs: the caller then asks MLflow itself."""
+def run_state_in_database(tracking_uri: str, run_id: str) -> tuple[str, bool] | None:
+    """A run's status, and whether it is deleted, read straight from an MLflow database store (its
+    `runs` table), so that `status` need not import MLflow, which takes seconds. None when the
+    store is not a database, the run is not there or the schema differs: the caller then asks
+    MLflow itself."""
     if not tracking_uri.startswith(DATABASE_SCHEMES):
         return None
     try:
@@ -501,11 +502,12 @@ def run_status_in_database(tracking_uri: str, run_id: str) -> str | None:
         try:
             with engine.connect() as connection:
                 row = connection.execute(
-                    sqlalchemy.text("SELECT status FROM runs WHERE run_uuid = :run_id"), {"run_id": run_id}
+                    sqlalchemy.text("SELECT status, lifecycle_stage FROM runs WHERE run_uuid = :run_id"),
+                    {"run_id": run_id},
                 ).first()
         finally:
             engine.dispose()
     except Exception as exc:  # noqa: BLE001 - any problem: MLflow answers instead
         log.debug("could not read run %s from %s directly: %s", run_id, tracking_uri, exc)
         return None
-    return str(row[0]) if row is not None and row[0] else None
+    return (str(row[0]), row[1] == "deleted") if row is not None and row[0] else None

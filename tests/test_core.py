@@ -726,6 +726,24 @@ def test_delete_tells_sweeps_apart_whose_optuna_storage_comes_from_the_environme
     assert_one_finished_parent([run for run in kept if run.data.tags["sweeper.role"] != "admin"], "exp/s1")
 
 
+def test_status_says_a_parent_was_deleted_in_the_ui_and_the_next_agent_restores_it(tmp_path):
+    from mlflow.tracking import MlflowClient
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    config = write_config(tmp_path, spec=None, parameters={"x": [1, 2]})
+    assert run_cli("sweep", config, cwd=tmp_path).returncode == 0
+    parent = next(r for r in mlflow_runs(uri) if r.data.tags["sweeper.role"] == "parent")
+    MlflowClient(uri).delete_run(parent.info.run_id)
+    status = run_cli("status", config, cwd=tmp_path)
+    deleted = "(FINISHED, deleted in MLflow: restore it in the UI, or run the sweep again)"
+    assert deleted in status.stdout, output(status)
+    entry = json.loads(run_cli("status", config, "--json", cwd=tmp_path).stdout)["sweeps"][0]
+    assert (entry["parent_status"], entry["parent_deleted"]) == ("FINISHED", True)
+    assert run_cli("sweep", config, cwd=tmp_path).returncode == 0
+    entry = json.loads(run_cli("status", config, "--json", cwd=tmp_path).stdout)["sweeps"][0]
+    assert (entry["parent_status"], entry["parent_deleted"], entry["done"]) == ("FINISHED", False, 2)
+
+
 def test_delete_removes_the_trials_of_a_parent_deleted_in_the_ui(tmp_path):
     from mlflow.tracking import MlflowClient
 
