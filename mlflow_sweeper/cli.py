@@ -25,8 +25,8 @@ WITHOUT_MLFLOW_AT_START = ("status", "proxy")
 def _redact_console() -> None:
     """Everything the command prints is redacted on its way out, whoever prints it."""
     remember_environment()
-    sys.stdout = RedactingStream.wrap(sys.stdout)
-    sys.stderr = RedactingStream.wrap(sys.stderr)
+    sys.stdout = RedactingStream.wrap(sys.stdout, 1)
+    sys.stderr = RedactingStream.wrap(sys.stderr, 2)
 
 
 def _setup_logging(import_mlflow: bool = True) -> None:

@@ -155,5 +155,19 @@ class RedactingStream:
         return getattr(self._stream, name)
 
     @classmethod
-    def wrap(cls, stream: Any) -> Any:
+    def wrap(cls, stream: Any, fd: int) -> Any:
+        """`stream` redacted; one the command was started without (`status >&-`) writes to
+        /dev/null, which also takes its descriptor, so no file the agent opens (a SQLite store)
+        becomes its stdout, nor that of the trials."""
+        if stream is None:
+            stream = _devnull_at(fd)
         return stream if isinstance(stream, cls) else cls(stream)
+
+
+def _devnull_at(fd: int) -> Any:
+    """/dev/null opened at descriptor `fd` (left closed by whoever started the process)."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    if devnull != fd:
+        os.dup2(devnull, fd)
+        os.close(devnull)
+    return open(fd, "w", encoding="utf-8", closefd=False)  # noqa: SIM115 - lives as long as the process

@@ -634,6 +634,33 @@ def test_status_piped_into_a_reader_that_stops_early_ends_cleanly(three_sweeps):
     assert proc.returncode == 0 and not errors.strip(), errors.decode()
 
 
+def test_commands_started_without_stdout_or_stderr_run_to_their_end(tmp_path):
+    """`sweep ... >&- 2>&-` (a cron line, a closed terminal): what they would show goes nowhere,
+    the sweep runs, and no file the agent opens takes the closed descriptors' place."""
+    import subprocess
+
+    from conftest import cli_env
+
+    config = write_config(tmp_path, spec=None, parameters={"x": [1, 2]}, command="echo trial {x}")
+
+    def closed(*args: str, close: tuple[int, ...] = (1, 2)) -> subprocess.CompletedProcess:
+        command = [sys.executable, "-m", "mlflow_sweeper", *args, str(config)]
+        return subprocess.run(
+            command, cwd=tmp_path, env=cli_env(), stderr=subprocess.PIPE if 2 not in close else None,
+            preexec_fn=lambda: [os.close(fd) for fd in close], timeout=300,
+        )  # fmt: skip
+
+    assert closed("sweep").returncode == 0
+    shown = closed("status", close=(1,))
+    assert shown.returncode == 0 and not shown.stderr.strip(), shown.stderr.decode()
+    assert closed("status", "--json").returncode == 0
+    entry = json.loads(run_cli("status", config, "--json", cwd=tmp_path).stdout)["sweeps"][0]
+    assert (entry["done"], entry["parent_status"]) == (2, "FINISHED")
+    logs = (tmp_path / "sweeps" / "logs").rglob("trial-*.log")
+    said = sorted(log.read_text().strip().splitlines()[-1] for log in logs)
+    assert said == ["trial 1", "trial 2"], said  # each trial's output in its own log
+
+
 def test_delete_yes_removes_exactly_one_sweep(three_sweeps):
     directory = three_sweeps["dir"]
     assert three_sweeps["result"].returncode == 0, output(three_sweeps["result"])
