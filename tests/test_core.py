@@ -753,7 +753,9 @@ def test_delete_tells_sweeps_apart_whose_optuna_storage_comes_from_the_environme
     assert_one_finished_parent([run for run in kept if run.data.tags["sweeper.role"] != "admin"], "exp/s1")
 
 
-def test_status_says_a_parent_was_deleted_in_the_ui_and_the_next_agent_restores_it(tmp_path):
+@pytest.fixture
+def parent_deleted_in_the_ui(tmp_path) -> dict:
+    """A sweep of two trials that completed, then its parent run deleted in the MLflow UI."""
     from mlflow.tracking import MlflowClient
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
@@ -761,24 +763,24 @@ def test_status_says_a_parent_was_deleted_in_the_ui_and_the_next_agent_restores_
     assert run_cli("sweep", config, cwd=tmp_path).returncode == 0
     parent = next(r for r in mlflow_runs(uri) if r.data.tags["sweeper.role"] == "parent")
     MlflowClient(uri).delete_run(parent.info.run_id)
-    status = run_cli("status", config, cwd=tmp_path)
+    return {"uri": uri, "config": config, "dir": tmp_path}
+
+
+def test_status_says_a_parent_was_deleted_in_the_ui_and_the_next_agent_restores_it(parent_deleted_in_the_ui):
+    config, directory = parent_deleted_in_the_ui["config"], parent_deleted_in_the_ui["dir"]
+    status = run_cli("status", config, cwd=directory)
     deleted = "(FINISHED, deleted in MLflow: restore it in the UI, or run the sweep again)"
     assert deleted in status.stdout, output(status)
-    entry = json.loads(run_cli("status", config, "--json", cwd=tmp_path).stdout)["sweeps"][0]
+    entry = json.loads(run_cli("status", config, "--json", cwd=directory).stdout)["sweeps"][0]
     assert (entry["parent_status"], entry["parent_deleted"]) == ("FINISHED", True)
-    assert run_cli("sweep", config, cwd=tmp_path).returncode == 0
-    entry = json.loads(run_cli("status", config, "--json", cwd=tmp_path).stdout)["sweeps"][0]
+    assert run_cli("sweep", config, cwd=directory).returncode == 0
+    entry = json.loads(run_cli("status", config, "--json", cwd=directory).stdout)["sweeps"][0]
     assert (entry["parent_status"], entry["parent_deleted"], entry["done"]) == ("FINISHED", False, 2)
 
 
-def test_delete_removes_the_trials_of_a_parent_deleted_in_the_ui(tmp_path):
-    from mlflow.tracking import MlflowClient
-
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    config = write_config(tmp_path, spec=None, parameters={"x": [1, 2]})
-    assert run_cli("sweep", config, cwd=tmp_path).returncode == 0
-    parent = next(r for r in mlflow_runs(uri) if r.data.tags["sweeper.role"] == "parent")
-    MlflowClient(uri).delete_run(parent.info.run_id)
-    result = run_cli("delete", config, "--yes", cwd=tmp_path)
+def test_delete_removes_the_trials_of_a_parent_deleted_in_the_ui(parent_deleted_in_the_ui):
+    sweep = parent_deleted_in_the_ui
+    result = run_cli("delete", sweep["config"], "--yes", cwd=sweep["dir"])
     assert "its Optuna study and 2 MLflow run(s) deleted" in output(result), output(result)
+    uri = sweep["uri"]
     assert mlflow_runs(uri) == []
