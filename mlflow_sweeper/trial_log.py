@@ -25,7 +25,10 @@ def log_header(argv: Sequence[str], cwd: str | os.PathLike[str], hidden: Collect
     none runs it) and the working directory. `hidden`: the trial's parameter values from `${VAR}`,
     masked where they are whole words (`7`, `seed=7`; in a `bash -c` line too), however short."""
     shown = [_masked_words(arg, hidden) for arg in argv] if hidden else list(argv)
-    return redact(f"# command: {shlex.join(shown)}\n# working directory: {os.fspath(cwd)}\n")
+    return redact(f"{_COMMAND}{shlex.join(shown)}\n{_DIRECTORY}{os.fspath(cwd)}\n")
+
+
+_COMMAND, _DIRECTORY = "# command: ", "# working directory: "
 
 
 def _masked_words(arg: str, hidden: Collection[str]) -> str:
@@ -63,8 +66,10 @@ def _shown(line: bytes) -> bytes:
     return redact(text).encode("utf-8", errors="surrogateescape")
 
 
-def log_tail(path: str | os.PathLike[str], lines: int = TAIL_LINES) -> str:
+def log_tail(path: str | os.PathLike[str], lines: int = TAIL_LINES, output_only: bool = False) -> str:
     """The last `lines` lines of a log (at most), read from the end: a trial may log gigabytes.
+    `output_only`: the trial's own lines, without the header the sweep wrote (its command line
+    holds the parameters and paths, which say nothing about how the trial ended).
 
     Returns "" for a missing or empty log. Undecodable bytes are replaced, never raised."""
     if lines <= 0:
@@ -84,10 +89,23 @@ def log_tail(path: str | os.PathLike[str], lines: int = TAIL_LINES) -> str:
     except (FileNotFoundError, IsADirectoryError, PermissionError):
         return ""
     text = data.decode("utf-8", errors="replace")
+    if output_only and position == 0:
+        text = _without_header(text)
     shown = [_as_a_terminal_leaves_it(line) for line in text.split("\n")]
     if shown and shown[-1] == "":  # the log's last newline ends a line, it starts none
         shown.pop()
     return "\n".join(shown[-lines:])
+
+
+def _without_header(text: str) -> str:
+    """A whole log without the lines `log_header` wrote first (a quoted argument may span lines)."""
+    if not text.startswith(_COMMAND):
+        return text
+    end = text.find("\n" + _DIRECTORY)
+    if end < 0:
+        return text
+    rest = text.find("\n", end + 1)
+    return "" if rest < 0 else text[rest + 1 :]
 
 
 def _as_a_terminal_leaves_it(line: str) -> str:

@@ -61,10 +61,12 @@ def test_a_logged_metric_completes_the_trial_with_its_value(value):
     [
         (Ending(succeeded=True), "score", True),
         (Ending(succeeded=True), None, False),
-        (Ending(succeeded=False, exit_code=1), "score", False),
+        (Ending(succeeded=False, exit_code=1), "score", True),  # a NaN objective: infeasible
+        (Ending(succeeded=False, exit_code=1), None, False),
         (Ending(timed_out_after=1.0), "score", False),
         (Ending(cancelled=True), "score", False),
+        (Ending(pruned=True), "score", False),
     ],
 )
-def test_the_metric_is_read_only_for_a_successful_trial_with_an_objective(ending, metric, expected):
+def test_the_metric_is_read_only_for_a_trial_that_ended_by_itself_with_an_objective(ending, metric, expected):
     assert needs_metric(ending, metric) is expected

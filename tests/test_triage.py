@@ -52,8 +52,24 @@ def test_a_non_finite_objective_is_infeasible(tmp_path, behave):
     assert [t.state.name for t in optuna(tmp_path)] == ["FAIL"]
 
 
-def test_an_ordinary_failure_is_still_retried(tmp_path):
-    result = sweep(tmp_path, "fail", fail_fast=0)
+def test_a_failed_run_that_logged_a_nan_objective_is_infeasible(tmp_path):
+    """A training loop that aborts on a NaN loss exits 1: its point is infeasible all the same."""
+    result = sweep(tmp_path, "nan_fail", fail_fast=0)
+    assert result.returncode == 0, result.stdout + result.stderr
+    runs = trial_runs(tmp_path)
+    assert len(runs) == 1, "a point whose objective was NaN was retried"
+    assert runs[0].data.tags["sweeper.infeasible"] == "the metric 'score' is NaN"
+    assert [t.state.name for t in optuna(tmp_path)] == ["FAIL"]
+
+
+@pytest.mark.parametrize(
+    "patterns", [None, [r"epochs\.py", "working directory"]], ids=["default", "matching-the-header"]
+)
+def test_an_ordinary_failure_is_still_retried(tmp_path, patterns):
+    """Only the trial's own output is triaged: the command line the log starts with (its script,
+    its parameters) and its working directory say nothing about how it ended."""
+    keys = {} if patterns is None else {"infeasible_when": patterns}
+    result = sweep(tmp_path, "fail", fail_fast=0, **keys)
     assert result.returncode == 1, result.stdout + result.stderr
     assert len(trial_runs(tmp_path)) == 3  # 1 + max_retries
     assert all("sweeper.infeasible" not in r.data.tags for r in trial_runs(tmp_path))

@@ -62,8 +62,14 @@ class Outcome:
 
 
 def needs_metric(ending: Ending, metric: str | tuple[str, ...] | None) -> bool:
-    """Whether the settle step must read the objective from the run before classifying."""
-    return bool(ending.succeeded) and bool(metric)
+    """Whether the settle step must read the objective from the run before classifying: the run
+    succeeded, or failed by itself (a NaN or infinite objective makes its point infeasible)."""
+    return bool(metric) and (bool(ending.succeeded) or failed_by_itself(ending))
+
+
+def failed_by_itself(ending: Ending) -> bool:
+    """The trial's process ended with an error: not stopped by the agent, the pruner or a timeout."""
+    return ending.succeeded is False and not (ending.cancelled or ending.pruned or ending.timed_out_after)
 
 
 def failed_reason(code: int | None) -> str:

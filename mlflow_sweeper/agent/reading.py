@@ -46,7 +46,7 @@ class ResultReader:
 
     def verdict(self, ending: Ending, run_id: str | None, log_path: Path) -> Verdict:
         """The outcome of an attempt that ended as `ending`. The run is read only for a trial that
-        succeeded (its objective, its constraints' metrics, how its code ended it)."""
+        ended by itself (its objective, its constraints' metrics, how its code ended it)."""
         needed = needs_metric(ending, self.objective_names) and run_id
         return self._verdict(ending, self._read(run_id) if needed else None, log_path)
 
@@ -62,7 +62,7 @@ class ResultReader:
         if reading is not None and names:
             value = metrics if isinstance(names, tuple) else metrics[names]
         logged = reading.logged if reading is not None else ()
-        outcome = triage(classify(ending, names, value), ending, log_path, self.config, names, logged)
+        outcome = triage(classify(ending, names, value), ending, log_path, self.config, names, logged, value)
         return self._judged(Verdict(outcome, reading.ended_as if reading is not None else None), metrics)
 
     def _judged(self, verdict: Verdict, metrics: dict[str, float | None]) -> Verdict:

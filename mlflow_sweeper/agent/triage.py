@@ -30,8 +30,10 @@ def triage(
     config: SweepConfig,
     metric: str | tuple[str, ...] | None,
     logged: tuple[str, ...],
+    value: float | dict[str, float | None] | None = None,
 ) -> Outcome:
-    """`outcome` as `classify` gave it, refined by what the failure says about the point."""
+    """`outcome` as `classify` gave it, refined by what the failure says about the point; `value`:
+    what the run logged for the objective, read for a run that succeeded or failed by itself."""
     if outcome.kind is Kind.COMPLETE:
         return _nonfinite(outcome, metric)
     if outcome.kind is not Kind.FAILED or ending.timed_out_after is not None:
@@ -43,19 +45,30 @@ def triage(
         missing = [name for name in names if f"'{name}'" in (outcome.reason or "")]
         reason = missing_metric_reason(missing[0], logged) if missing else outcome.reason
         return Outcome(Kind.FAILED, reason=reason, run_status="FAILED", retry=False)
-    tail = log_tail(log_path, TRIAGE_LINES)
+    tail = log_tail(log_path, TRIAGE_LINES, output_only=True)  # not the command line: it names the parameters
     refused = usage_error(tail, ending.exit_code)
     if refused:
         return Outcome(Kind.SETUP, reason=refused, run_status="FAILED", retry=False)
     infeasible = infeasible_reason(tail, config.infeasible_when)
     if infeasible:
         return Outcome(Kind.INFEASIBLE, reason=infeasible, run_status="FAILED", retry=False)
-    return outcome
+    return _nonfinite(outcome, metric, _logged_values(metric, value))  # a NaN loss aborted the run
 
 
-def _nonfinite(outcome: Outcome, metric: str | tuple[str, ...] | None) -> Outcome:
-    """A completed trial whose objective is infinite (NaN is caught by `classify`)."""
-    values = outcome.value if isinstance(outcome.value, list) else [outcome.value]
+def _logged_values(
+    metric: str | tuple[str, ...] | None, value: float | dict[str, float | None] | None
+) -> list:
+    """The objective's values a run logged, in the order of its metrics (None where it logged none)."""
+    if isinstance(value, dict):
+        return [value.get(name) for name in metric] if isinstance(metric, tuple) else []
+    return [value]
+
+
+def _nonfinite(outcome: Outcome, metric: str | tuple[str, ...] | None, values: list | None = None) -> Outcome:
+    """A trial whose objective is NaN or infinite is infeasible: a completed one's values (NaN is
+    caught by `classify`), or `values`, what a failed run logged."""
+    if values is None:
+        values = outcome.value if isinstance(outcome.value, list) else [outcome.value]
     names = metric if isinstance(metric, tuple) else (metric,)
     for name, value in zip(names, values, strict=False):
         if value is not None and is_nonfinite(value):

@@ -6,6 +6,7 @@ metric `loss`; it starts from the checkpoint `restore()` finds. It appends one J
 
 behave: ok | oom | nan | inf | fail | fail_at:N (attempt 1 fails at epoch N) | usage
         | block:FILE (waits each epoch until FILE exists) | other_metric
+        | nan_fail (logs a NaN objective, then exits 1, as a loop aborting on a NaN loss)
 """
 
 import json
@@ -75,6 +76,10 @@ with mlflow.start_run():
         sys.exit(1)
     if behave == "fail":
         print("something broke", file=sys.stderr)
+        sys.exit(1)
+    if behave == "nan_fail":
+        mlflow.log_metric("score", float("nan"))
+        print("the loss is NaN: stopping", file=sys.stderr)
         sys.exit(1)
     value = {"nan": float("nan"), "inf": float("inf")}.get(behave, float(args.get("x", "1")))
     mlflow.log_metric("val/accuracy" if behave == "other_metric" else "score", value)
