@@ -1,21 +1,27 @@
 """Devices for local trials: which ones an agent may use, and a host-wide pool that gives each
 running trial its own.
 
-The pool is one OS file lock per device in a directory every agent of this user on this host
-shares (not `output_dir`: two sweeps in different directories still share the GPUs). An OS lock
-is released when its holder's process dies, so an agent killed mid-trial never leaves a device
+The pool is one lock per device, host-wide: every agent of every user on the host shares it
+(not `output_dir`: two sweeps in different directories still share the GPUs), whatever variable
+carries the devices. On Linux a lock is a bound abstract Unix socket (no file, no permissions to
+share, gone with its last holder); elsewhere an OS file lock in the system temp directory. Either
+is released when the processes holding it die, so an agent killed mid-trial never leaves a device
 taken.
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import os
 import re
 import shutil
+import socket
 import subprocess
+import sys
 import tempfile
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,7 +33,7 @@ AUTO = "auto"
 # Variables every trial gets from the sweeper or MLflow: `device_env` may not overwrite them.
 RESERVED_ENV_PREFIXES = ("MLFLOW_", "SWEEPER_")
 RESERVED_ENV = ("PATH", "HOME", "PYTHONPATH")
-LOCK_DIR_ENV = "SWEEPER_DEVICE_LOCK_DIR"  # where the per-device locks live (tests, odd hosts)
+LOCK_DIR_ENV = "SWEEPER_DEVICE_LOCK_DIR"  # the per-device locks' namespace (tests, odd hosts)
 POLL_SECONDS = 0.2  # how often a trial waiting for devices looks again
 DEVICES_TAG = "sweeper.devices"
 
@@ -169,18 +175,77 @@ def plan_devices(devices: str | tuple[str, ...] | None, per_trial: int, env_name
 
 
 def lock_dir() -> Path:
-    """The host-wide directory of device locks, one per user (every agent of theirs shares it)."""
+    """The host-wide namespace of device locks: on Linux only a name, elsewhere the directory of
+    their files (with mode 1777, as the temp directory, so every user's agents share it)."""
     given = os.environ.get(LOCK_DIR_ENV)
-    if given:
-        return Path(given)
-    user = str(os.getuid()) if hasattr(os, "getuid") else os.environ.get("USERNAME", "user")
-    return Path(tempfile.gettempdir()) / f"mlflow-sweeper-{user}" / "devices"
+    return Path(given) if given else Path(tempfile.gettempdir()) / "mlflow-sweeper-devices"
+
+
+class DeviceLock:
+    """One device's host-wide lock. Its descriptor, inherited by the trial's processes, keeps it
+    held while any of them runs."""
+
+    def __init__(self, namespace: Path, device: str):
+        self.name = f"{namespace}/{device}"
+        self._held: socket.socket | FileLock | None = None
+        self._path = namespace / f"device-{re.sub(r'[^A-Za-z0-9_.-]', '_', device)}.lock"
+
+    def acquire(self) -> bool:
+        """Take the lock if it is free now; False when another holder has it."""
+        if sys.platform.startswith("linux"):
+            return self._bind()
+        lock = FileLock(str(self._path), mode=0o666, thread_local=False)
+        try:
+            lock.acquire(timeout=0)
+        except Timeout:
+            return False
+        self._held = lock
+        return True
+
+    @property
+    def address(self) -> str:
+        """The abstract socket name of the lock on Linux: host-wide (per network namespace), bound
+        by one socket at a time, whoever its user; no file, freed when its last descriptor closes."""
+        return "\0mlflow-sweeper/" + hashlib.sha256(self.name.encode()).hexdigest()[:40]
+
+    def _bind(self) -> bool:
+        held = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            held.bind(self.address)
+        except OSError:
+            held.close()
+            return False
+        self._held = held
+        return True
+
+    @property
+    def fd(self) -> int | None:
+        held = self._held
+        if isinstance(held, socket.socket):
+            return held.fileno()
+        return getattr(getattr(held, "_context", None), "lock_file_fd", None)
+
+    def release(self) -> None:
+        held, self._held = self._held, None
+        if isinstance(held, socket.socket):
+            held.close()
+        elif held is not None:
+            held.release()
+
+
+def _shared_directory(path: Path) -> None:
+    """The file locks' directory, writable by every user as the temp directory is (sticky)."""
+    if path.is_dir():
+        return
+    path.mkdir(parents=True, exist_ok=True)
+    with contextlib.suppress(OSError):  # another user's: they made it shared
+        os.chmod(path, 0o1777)
 
 
 class DeviceHold:
     """Devices one trial holds: their ids, the environment that carries them, and their locks."""
 
-    def __init__(self, ids: tuple[str, ...], env_name: str, locks: Sequence[FileLock] = ()):
+    def __init__(self, ids: tuple[str, ...], env_name: str, locks: Sequence[DeviceLock] = ()):
         self.ids = ids
         self.env_name = env_name
         self._locks = list(locks)
@@ -199,8 +264,7 @@ class DeviceHold:
         """The locks' file descriptors, for the trial's process to inherit: an OS lock lasts
         while any process holds its descriptor, so a trial its agent left running (the agent was
         killed) keeps its devices until it ends, and no other trial is given them meanwhile."""
-        fds = (getattr(getattr(lock, "_context", None), "lock_file_fd", None) for lock in self._locks)
-        return tuple(fd for fd in fds if isinstance(fd, int))
+        return tuple(lock.fd for lock in self._locks if isinstance(lock.fd, int))
 
     def release(self) -> None:
         with self._release:
@@ -226,20 +290,15 @@ class DevicePool:
         self.directory = directory or lock_dir()
         self._mutex = threading.Lock()  # this agent's workers take turns at the locks
 
-    def _lock(self, device: str) -> FileLock:
-        safe = re.sub(r"[^A-Za-z0-9_.-]", "_", f"{self.plan.env_name}-{device}")
-        return FileLock(str(self.directory / f"{safe}.lock"), thread_local=False)
-
     def try_acquire(self) -> DeviceHold | None:
         """A group of free devices, locked, or None when fewer than needed are free now."""
-        self.directory.mkdir(parents=True, exist_ok=True)
+        if not sys.platform.startswith("linux"):
+            _shared_directory(self.directory)
         with self._mutex:
-            held: list[tuple[str, FileLock]] = []
+            held: list[tuple[str, DeviceLock]] = []
             for device in self.plan.devices:
-                lock = self._lock(device)
-                try:
-                    lock.acquire(timeout=0)
-                except Timeout:
+                lock = DeviceLock(self.directory, device)
+                if not lock.acquire():
                     continue
                 held.append((device, lock))
                 if len(held) == self.plan.per_trial:
@@ -248,14 +307,29 @@ class DevicePool:
                 lock.release()
             return None
 
-    def acquire(self, stop: threading.Event) -> DeviceHold | None:
-        """Wait for a group of free devices; None when `stop` is set first."""
+    def acquire(
+        self, stop: threading.Event, waiting: Callable[[str], None] = lambda why: None
+    ) -> DeviceHold | None:
+        """Wait for a group of free devices; None when `stop` is set first. `waiting` is told why,
+        once, when none is free at first (the wait may last as long as another trial runs)."""
+        told = False
         while not stop.is_set():
             hold = self.try_acquire()
             if hold is not None:
                 return hold
+            if not told:
+                told = True
+                waiting(self.why_waiting())
             stop.wait(POLL_SECONDS)
         return None
+
+    def why_waiting(self) -> str:
+        plan = self.plan
+        group = f"{plan.per_trial} free device{'s' if plan.per_trial > 1 else ''}"
+        return (
+            f"waiting for {group} of {','.join(plan.devices)}: other trials on this host hold them "
+            f"({plan.env_name}); the trial starts when they end"
+        )
 
 
 class NoDevicePool:
@@ -266,7 +340,7 @@ class NoDevicePool:
     def try_acquire(self) -> DeviceHold:
         return NO_DEVICES
 
-    def acquire(self, stop: threading.Event) -> DeviceHold:
+    def acquire(self, stop: threading.Event, waiting: Callable[[str], None] = lambda why: None) -> DeviceHold:
         return NO_DEVICES
 
 

@@ -4,6 +4,10 @@ CUDA_VISIBLE_DEVICES, `-j` from device groups, the host-wide pool, and what a lo
 from __future__ import annotations
 
 import math
+import os
+import shutil
+import subprocess
+import sys
 import threading
 
 import pytest
@@ -12,10 +16,18 @@ import yaml
 from mlflow_sweeper.agent.outcome import Ending, Kind, Outcome, classify
 from mlflow_sweeper.agent.triage import triage
 from mlflow_sweeper.config import load_config
-from mlflow_sweeper.devices import DevicePlan, DevicePool, NoDevicePool, parse_devices, visible_gpus
+from mlflow_sweeper.devices import (
+    DeviceLock,
+    DevicePlan,
+    DevicePool,
+    NoDevicePool,
+    parse_devices,
+    visible_gpus,
+)
 from mlflow_sweeper.errors import ConfigError
 from mlflow_sweeper.triage import DEFAULT_INFEASIBLE, infeasible_reason, missing_metric_reason, usage_error
 
+SYSTEM_PYTHON = "/usr/bin/python3"  # one that user nobody can run (a virtualenv under /root is not)
 LISTING = "\n".join(f"GPU {i}: NVIDIA H100 (UUID: GPU-{i}abc-def)" for i in range(4))
 
 
@@ -84,6 +96,43 @@ def test_the_pool_never_hands_one_device_to_two_holders(tmp_path):
     second = other_agent.try_acquire()
     assert second is not None and second.ids == ("0", "1")
     second.release()
+
+
+def test_a_device_is_locked_whatever_variable_carries_it_and_leaves_no_file(tmp_path):
+    """One lock per device on the host: an agent giving GPU 0 as HIP_VISIBLE_DEVICES and another
+    as CUDA_VISIBLE_DEVICES take turns."""
+    cuda = DevicePool(DevicePlan(("0", "1")), tmp_path)
+    hip = DevicePool(DevicePlan(("0",), env_name="HIP_VISIBLE_DEVICES"), tmp_path)
+    held = cuda.try_acquire()
+    assert held is not None and held.ids == ("0",)
+    assert hip.try_acquire() is None
+    held.release()
+    taken = hip.try_acquire()
+    assert taken is not None and taken.environment == {"HIP_VISIBLE_DEVICES": "0"}
+    if sys.platform.startswith("linux"):
+        assert not any(tmp_path.iterdir())  # an abstract socket: nothing to leave behind
+    taken.release()
+
+
+@pytest.mark.skipif(
+    not sys.platform.startswith("linux")
+    or os.geteuid() != 0
+    or not shutil.which("setpriv")
+    or not os.path.exists(SYSTEM_PYTHON),
+    reason=f"acts as another user: needs root, setpriv and {SYSTEM_PYTHON} on Linux",
+)
+def test_a_device_held_by_one_user_is_not_handed_to_another(tmp_path):
+    """The lock is host-wide, not per user: `nobody` cannot take a device root's trial holds."""
+    held = DevicePool(DevicePlan(("0",)), tmp_path).try_acquire()
+    assert held is not None
+    address = DeviceLock(tmp_path, "0").address
+    bind = "import socket, sys; socket.socket(socket.AF_UNIX).bind(sys.argv[1].replace('@', chr(0), 1))"
+    as_nobody = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", SYSTEM_PYTHON, "-c", bind]
+    refused = subprocess.run([*as_nobody, "@" + address[1:]], capture_output=True, text=True, timeout=30)
+    assert refused.returncode != 0 and "Address already in use" in refused.stderr, refused.stderr
+    held.release()
+    taken = subprocess.run([*as_nobody, "@" + address[1:]], capture_output=True, text=True, timeout=30)
+    assert taken.returncode == 0, taken.stderr
 
 
 def test_waiting_for_devices_ends_on_stop(tmp_path):

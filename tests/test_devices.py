@@ -231,6 +231,8 @@ def test_an_agent_waiting_for_a_device_holds_no_point(tmp_path):
     assert other.poll() is None, (tmp_path / "b.out").read_text()
     waiting = optuna_trials(f"sqlite:///{tmp_path / 'b' / 'sweeps' / 'optuna.db'}")
     assert [t.state.name for t in waiting] == [], waiting
+    said = (tmp_path / "b.out").read_text()
+    assert "waiting for 1 free device of 0: other trials on this host hold them" in said, said
     go.touch()
     assert first.wait(timeout=300) == 0 and other.wait(timeout=300) == 0, (tmp_path / "b.out").read_text()
     assert_never_shared(intervals(record))

@@ -35,6 +35,7 @@ class WorkerPool:
         self.study, self.result = parts.study, parts.result
         self.running: dict[int, TrialExecution] = {}  # by Optuna trial id
         self.lock = threading.Lock()  # guards `running`
+        self._said_waiting = False  # for devices (see `_waiting_for_devices`)
         self.idle = IdleBackoff()  # idle workers look for work in turn, less often over time
 
     def run(self) -> None:
@@ -77,7 +78,7 @@ class WorkerPool:
         while not stop.is_set() and self.result.error is None:
             if not self.starts.reserve():
                 return
-            devices = self.trial_context.devices.acquire(stop.event)
+            devices = self.trial_context.devices.acquire(stop.event, self._waiting_for_devices)
             if devices is None:  # Ctrl-C while waiting for devices: nothing was claimed
                 self.starts.release()
                 return
@@ -94,6 +95,13 @@ class WorkerPool:
             if not self._execute(TrialExecution(self.trial_context, work, devices)):
                 return
             self.end.close_if_last()
+
+    def _waiting_for_devices(self, why: str) -> None:
+        """Said once per agent: its workers may wait for hours while another agent's trials run."""
+        with self.lock:
+            said, self._said_waiting = self._said_waiting, True
+        if not said:
+            self.parts.console.event(f"{self.parts.config.identity}: {why}")
 
     def _claim(self) -> Work | None:
         try:
