@@ -333,10 +333,15 @@ def _kill_agent_mid_trial(
 
 @pytest.mark.extended
 def test_killed_agent_on_another_host_is_reclaimed_after_stale_after(tmp_path, agents):
+    """A lost agent (a preempted machine) is no failure of its trials: with no retries allowed,
+    their points run again all the same, as the same attempt."""
     prefix = _other_host_prefix()
     record, go = tmp_path / "records.jsonl", tmp_path / "go"
     config = write_config(
-        tmp_path, parameters={**GRID, "behave": f"block:{go}", "record": str(record)}, stale_after=3
+        tmp_path,
+        parameters={**GRID, "behave": f"block:{go}", "record": str(record)},
+        stale_after=3,
+        max_retries=0,
     )
     killed = _kill_agent_mid_trial(agents, config, record, prefix)
 
@@ -356,6 +361,7 @@ def test_killed_agent_on_another_host_is_reclaimed_after_stale_after(tmp_path, a
     # The dead agent's runs were ended (FAILED or KILLED) and retired in favour of their re-runs.
     new_runs = {point(line["params"]): line["run_id"] for line in read_records(record)[2:]}
     assert sorted(new_runs) == POINTS
+    assert {r.data.tags.get("sweeper.attempt") for r in trial_runs(mlflow)} == {"1"}  # nothing failed
     for line in killed:
         assert_replaced(mlflow, line["run_id"], new_runs[point(line["params"])])
     assert {r.info.status for r in trial_runs(mlflow) if r.info.lifecycle_stage == "deleted"} <= {

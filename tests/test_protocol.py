@@ -43,13 +43,17 @@ from mlflow_sweeper.coordination import (
 )
 from mlflow_sweeper.coordination.liveness import Heartbeat
 from mlflow_sweeper.coordination.names import (
+    AGENT_LOST,
     CLOSE_EPOCH,
     FIRST_ATTEMPT,
+    LOST,
     QUEUED,
+    QUIT,
     RUN_ATTR,
     WAITING,
     study_names,
 )
+from mlflow_sweeper.coordination.policy import LOST_RERUNS, Rerun
 from mlflow_sweeper.coordination.store import RetryingStorage, trial_template
 from mlflow_sweeper.errors import StorageError, SweeperError
 from mlflow_sweeper.search.algorithms import PointSource
@@ -385,11 +389,13 @@ def test_a_queue_an_earlier_version_left_unmarked_is_taken_once_fresh_slots_are_
 
 
 def test_a_silent_agents_trials_are_reclaimed_once_and_requeued_once(tmp_path, backend):
+    """Losing its agent (a preempted machine) is no failure of a trial: each point is re-queued
+    once, as the same attempt, its last one too, and carries the loss."""
     config = make_config(tmp_path, backend, parameters={"x": list(range(10))}, max_retries=1)
     silent = make_agents(config, backend, n=1)[0]
     start([silent])
     held = [silent.claim() for _ in range(4)]
-    # One point already on its last attempt: reclaimed, but failed for good.
+    # One point already on its last attempt: run again all the same.
     last = silent.claim()
     silent.fail(last, "first attempt failed", retry_it=True)
     retried = silent.claim()
@@ -406,13 +412,16 @@ def test_a_silent_agents_trials_are_reclaimed_once_and_requeued_once(tmp_path, b
     reclaimed = [r for found in in_threads(reclaimers, lambda s: s.reclaim_stale(set())) for r in found]
 
     assert sorted(t._trial_id for t, _, _ in reclaimed) == sorted(w.trial_id for w in held)
-    requeued = {t.params["x"] for t, _, again in reclaimed if again}
-    assert requeued == {w.params["x"] for w in held if w.attempt == 1}
+    assert all(again for _, _, again in reclaimed)
     assert all("silent" in why for _, why, _ in reclaimed)
     waiting = [t for t in silent.trials() if t.state == TrialState.WAITING]
-    assert sorted(t.params["x"] for t in waiting) == sorted(requeued)
-    assert all(t.system_attrs[ATTEMPT] == 2 for t in waiting)
-    assert [t.params["x"] for t in silent.failed_for_good(silent.trials())] == [retried.params["x"]]
+    assert sorted((t.params["x"], t.system_attrs[ATTEMPT], t.system_attrs[LOST]) for t in waiting) == sorted(
+        (w.params["x"], w.attempt, 1) for w in held
+    )
+    assert silent.failed_for_good(silent.trials()) == []
+    # taken again, each re-run carries its point's losses and attempt
+    rerun = silent.claim()
+    assert (rerun.attempt, rerun.lost) in {(w.attempt, 1) for w in held}
 
 
 def test_a_dead_agents_trial_whose_run_finished_is_adopted_not_failed(tmp_path, backend):
@@ -794,6 +803,31 @@ def trial(
         intermediate_values={},
         trial_id=number,
     )
+
+
+def test_a_point_whose_agent_is_lost_runs_again_as_the_same_attempt_a_few_times():
+    """A loss is no failure, up to LOST_RERUNS; past it a loss counts as a failed attempt, so a
+    trial that takes its agent down with it does not run forever."""
+
+    def lost(count: int, attempt: int = 1) -> FrozenTrial:
+        made = trial(0, TrialState.FAIL, slot=0, attempt=attempt)
+        made.system_attrs.update({AGENT_LOST: True, **({LOST: count} if count else {})})
+        return made
+
+    no_retries, one_retry = RetryPolicy(max_retries=0), RetryPolicy(max_retries=1)
+    assert [no_retries.rerun(lost(n)) for n in range(LOST_RERUNS)] == [
+        Rerun(again=True, lost=n + 1) for n in range(LOST_RERUNS)
+    ]
+    assert no_retries.rerun(lost(LOST_RERUNS)) is None  # failed for good
+    assert one_retry.rerun(lost(LOST_RERUNS)) == Rerun(again=False, lost=LOST_RERUNS + 1)
+    assert one_retry.rerun(lost(LOST_RERUNS + 1, attempt=2)) is None
+    # an ordinary failure: the next attempt while attempts are left, carrying the losses so far
+    failed = trial(0, TrialState.FAIL, slot=0)
+    failed.system_attrs[LOST] = 2
+    assert (one_retry.rerun(failed), no_retries.rerun(failed)) == (Rerun(lost=2), None)
+    quit_at_once = trial(0, TrialState.FAIL, slot=0, attempt=1)
+    quit_at_once.system_attrs[QUIT] = True
+    assert no_retries.rerun(quit_at_once) == Rerun(again=True)
 
 
 def test_retry_policy_counts_the_first_run_as_attempt_one():

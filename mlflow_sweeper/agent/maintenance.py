@@ -98,7 +98,7 @@ def requeue_lost(study: SweepStudy, stop: StopSignal) -> bool:
 
     for trial in lost:
         if overdue(trial.datetime_complete):
-            study.requeue_trial(trial)
+            study.requeue_if_allowed(trial)
     for slot, voided in orphaned.items():
         if overdue(voided):
             study.queue_slot(slot)

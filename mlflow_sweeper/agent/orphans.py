@@ -141,7 +141,7 @@ class Orphans:
                     trial, partial(self._settle_ended, trial, f"{why}; it ran on here", leftovers, status)
                 )
                 if not ended:
-                    self.reclaim(trial, f"{why}; it ran on here, and how it ended is unknown")
+                    self.reclaim(trial, f"{why}; it ran on here, and how it ended is unknown", lost=True)
             elif overdue:
                 timeout = f"{config.trial_timeout:g} s"
                 self.reclaim(trial, f"{why}; it ran on here past trial_timeout ({timeout})", status="KILLED")
@@ -156,11 +156,13 @@ class Orphans:
         again: bool = False,
         infeasible: str | None = None,
         status: str | None = None,
+        lost: bool = False,
     ) -> bool:
         """Fail the trial and re-queue its point, when no other agent ended it first (True). `status`:
-        how its run ends, even if its code ended it (its exit status says otherwise)."""
+        how its run ends, even if its code ended it (its exit status says otherwise); `lost`: how
+        it ended is unknown."""
         study = self.settling.study
-        requeued = study.reclaim_trial(trial, why, retry=retry, again=again, infeasible=infeasible)
+        requeued = study.reclaim_trial(trial, why, retry=retry, again=again, infeasible=infeasible, lost=lost)
         if requeued is None:
             return False
         run_id = trial.user_attrs.get(RUN_ATTR)

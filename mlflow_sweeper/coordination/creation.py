@@ -14,8 +14,8 @@ from ..search.algorithms import PointSource
 from ..search.space import suggest_point
 from .ledger import ClaimsLedger
 from .liveness import Heartbeat
-from .names import ATTEMPT, FIRST_ATTEMPT, REPLACES_RUN, RUN_ATTR, SLOT
-from .policy import attempt_of, first_attempt_of
+from .names import ATTEMPT, FIRST_ATTEMPT, LOST, REPLACES_RUN, RUN_ATTR, SLOT
+from .policy import attempt_of, first_attempt_of, lost_count
 from .store import RetryingStorage, set_reason, trial_template
 
 
@@ -34,6 +34,7 @@ class Work:
     attempt: int
     params: dict
     first_attempt: int = 1  # the attempt that opened this set of attempts (see policy.py)
+    lost: int = 0  # the times the point's agent was lost so far (see policy.py)
     replaces_run: str | None = None
     run_id: str | None = None
     claim_id: int | None = None
@@ -51,6 +52,7 @@ class Work:
             attempt=attempt_of(trial),
             params=dict(trial.params),
             first_attempt=first_attempt_of(trial),
+            lost=lost_count(trial),
             replaces_run=trial.system_attrs.get(REPLACES_RUN),
             run_id=run_id,
             run_recorded=run_id is not None,
@@ -103,14 +105,22 @@ class TrialFactory:
         self.store.set_trial_state_values(trial_id, TrialState.WAITING)
 
     def queue_rerun(
-        self, params: dict, slot: int, attempt: int, old_run: str | None, first_attempt: int = 1
+        self,
+        params: dict,
+        slot: int,
+        attempt: int,
+        old_run: str | None,
+        first_attempt: int = 1,
+        lost: int = 0,
     ) -> None:
         """The next attempt of a slot's point, queued (WAITING) for any agent; `old_run` is the
-        run it replaces."""
+        run it replaces; `lost`: the times the point's agent was lost so far."""
         self.ledger.mark_queued()
         attrs = {SLOT: slot, ATTEMPT: attempt}
         if first_attempt != 1:
             attrs[FIRST_ATTEMPT] = first_attempt
+        if lost:
+            attrs[LOST] = lost
         if old_run:
             attrs[REPLACES_RUN] = old_run
         self.create_with(params, attrs, TrialState.WAITING)

@@ -109,7 +109,7 @@ class TrialEnding:
         attempt = work.attempt + 1 if count_attempt else work.attempt
         requeued = retry_it and self.policy.may_run(attempt, work.first_attempt)
         if requeued:
-            self.factory.queue_rerun(work.params, work.slot, attempt, old_run, work.first_attempt)
+            self.factory.queue_rerun(work.params, work.slot, attempt, old_run, work.first_attempt, work.lost)
         elif not retry_it:  # on purpose: no agent re-queues it as a lost retry
             with contextlib.suppress(UpdateFinishedTrialError):
                 self.store.set_trial_system_attr(work.trial_id, NO_RETRY, True)

@@ -209,6 +209,10 @@ class SweepStudy:
     def requeue_trial(self, trial: FrozenTrial, afresh: bool = False) -> None:
         self.reclaiming.requeue_trial(trial, afresh)
 
+    def requeue_if_allowed(self, trial: FrozenTrial) -> bool:
+        """A failed trial's point re-queued as the retry policy says (`RetryPolicy.rerun`)."""
+        return self.reclaiming.requeue_if_allowed(trial)
+
     # ---- agents gone: `reclaiming` ----------------------------------------------------------
 
     def owner_gone(self, trial: FrozenTrial, now: float) -> str | None:
@@ -226,7 +230,7 @@ class SweepStudy:
         return self.reclaiming.reclaim_stale(own_running, adopt)
 
     def reclaim_trial(self, trial: FrozenTrial, why: str, **how) -> bool | None:
-        """See `Reclaiming.reclaim_trial` for `how` (retry, again, infeasible)."""
+        """See `Reclaiming.reclaim_trial` for `how` (retry, again, infeasible, lost)."""
         return self.reclaiming.reclaim_trial(trial, why, **how)
 
     def release_stale_claims(self) -> list[int]:

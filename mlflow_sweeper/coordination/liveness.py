@@ -130,12 +130,14 @@ def fail_stale_trials(
     skip: set[int],
     on_failed: Callable[[FrozenTrial, str], None] = lambda trial, why: None,
     adopt: Callable[[FrozenTrial, str], bool] = adopt_nothing,
+    mark: Callable[[FrozenTrial], None] = lambda trial: None,
 ) -> list[tuple[FrozenTrial, str]]:
     """Fail the RUNNING trials (other than `skip`) whose owner is gone; returns them and why.
 
     `adopt` sees each first, and a trial it takes (its run had finished: its result is kept) is
-    not failed. `on_failed` runs right after each win of the RUNNING -> FAIL update, before the
-    next trial, so that a re-queue follows its failure at once.
+    not failed. `mark` records why on each of the others just before its failure. `on_failed`
+    runs right after each win of the RUNNING -> FAIL update, before the next trial, so that a
+    re-queue follows its failure at once.
     """
     now = time.time()
     running = store.get_all_trials(study_id, deepcopy=False, states=(TrialState.RUNNING,))
@@ -146,6 +148,10 @@ def fail_stale_trials(
         why = heartbeat.why_stale(trial, now)
         if why is None or adopt(trial, why):
             continue
+        try:
+            mark(trial)
+        except UpdateFinishedTrialError:
+            continue  # finished by its agent, or failed by another one
         if not fail_stale(store, trial, why):
             continue  # finished by its agent, or failed by another one
         on_failed(trial, why)

@@ -38,6 +38,10 @@ HEARTBEAT = "sweeper:heartbeat"
 # Set on its running trials by an agent quitting at once (a second Ctrl-C): reclaimed at once as
 # interrupted, their points re-queued without counting an attempt.
 QUIT = "sweeper:quit"
+# Set on a trial failed because its agent was lost (silent past stale_after, or dead with how its
+# trial ended unknown): its point runs again as the same attempt, up to `policy.LOST_RERUNS` times.
+AGENT_LOST = "sweeper:agent_lost"
+LOST = "sweeper:lost"  # how many times a point's agent was lost so far (carried by its re-runs)
 STALE_AFTER = "sweeper:stale_after"
 LOG_DIR = "sweeper:log_dir"  # where the trial's log (and exit status) is, on its agent's host
 REPLACES_RUN = "sweeper:replaces_run"

@@ -6,13 +6,23 @@ from dataclasses import dataclass
 
 from optuna.trial import FrozenTrial
 
-from .names import ATTEMPT, FIRST_ATTEMPT
+from .names import AGENT_LOST, ATTEMPT, FIRST_ATTEMPT, LOST, QUIT
+
+# A point whose agent was lost (a preempted or killed machine) runs again as the same attempt this
+# many times: the loss is no failure of the trial. Past it, a loss counts as a failed attempt, so a
+# trial that takes its agent down with it does not run forever.
+LOST_RERUNS = 3
 
 
 def attempt_of(trial: FrozenTrial) -> int:
     """Which run of its point a trial is: 1 for the first, 2 for the second, ... counting every
     run of the point, also those before it was given a fresh set of attempts."""
     return int(trial.system_attrs.get(ATTEMPT, 1))
+
+
+def lost_count(trial: FrozenTrial) -> int:
+    """How many times the point's agent was lost before or while this trial ran."""
+    return int(trial.system_attrs.get(LOST, 0))
 
 
 def first_attempt_of(trial: FrozenTrial) -> int:
@@ -39,3 +49,26 @@ class RetryPolicy:
     def may_retry_trial(self, trial: FrozenTrial) -> bool:
         """May the point of a failed trial run again?"""
         return self.may_retry(attempt_of(trial), first_attempt_of(trial))
+
+    def rerun(self, trial: FrozenTrial, lost: bool | None = None) -> Rerun | None:
+        """How the point of a trial ended FAIL runs again, or None when it may not: the same
+        attempt when nothing of it failed (its agent quit at once, or was lost, within
+        `LOST_RERUNS`), else the next attempt while attempts are left. `lost`: whether its agent
+        was lost (None: as the trial records)."""
+        if trial.system_attrs.get(QUIT):
+            return Rerun(again=True)
+        lost = bool(trial.system_attrs.get(AGENT_LOST)) if lost is None else lost
+        if lost and lost_count(trial) < LOST_RERUNS:
+            return Rerun(again=True, lost=lost_count(trial) + 1)
+        if self.may_retry_trial(trial):
+            return Rerun(lost=lost_count(trial) + (1 if lost else 0))
+        return None
+
+
+@dataclass(frozen=True)
+class Rerun:
+    """How a point runs again: `again`, as the same attempt (else the next one); `lost`, the times
+    its agent was lost so far, carried by the re-run."""
+
+    again: bool = False
+    lost: int = 0

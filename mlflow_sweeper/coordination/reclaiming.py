@@ -13,8 +13,8 @@ from optuna.trial import FrozenTrial, TrialState
 from .. import compat
 from .creation import TrialFactory
 from .liveness import Heartbeat, adopt_nothing, fail_stale, fail_stale_trials
-from .names import NO_RETRY, QUIT, RUN_ATTR, SLOT
-from .policy import RetryPolicy, attempt_of, first_attempt_of
+from .names import AGENT_LOST, NO_RETRY, QUIT, RUN_ATTR, SLOT
+from .policy import RetryPolicy, attempt_of, first_attempt_of, lost_count
 from .store import RetryingStorage, mark_infeasible
 
 
@@ -56,10 +56,12 @@ class Reclaiming:
         requeued: dict[int, bool] = {}
 
         def requeue(trial: FrozenTrial, why: str) -> None:
-            requeued[compat.trial_id(trial)] = self.requeue_if_allowed(trial)
+            requeued[compat.trial_id(trial)] = self.requeue_if_allowed(trial, lost=True)
 
         study_id = self.factory.study_id
-        failed = fail_stale_trials(self.store, study_id, self.liveness, own_running, requeue, adopt)
+        failed = fail_stale_trials(
+            self.store, study_id, self.liveness, own_running, requeue, adopt, mark=self._mark_lost
+        )
         return [(trial, why, requeued[compat.trial_id(trial)]) for trial, why in failed]
 
     def reclaim_trial(
@@ -70,29 +72,41 @@ class Reclaiming:
         retry: bool = True,
         again: bool = False,
         infeasible: str | None = None,
+        lost: bool = False,
     ) -> bool | None:
         """Fail one trial whose agent is gone, as `reclaim_stale` does, and re-queue its point when
         it may run again; whether it was re-queued, or None when another agent ended it first.
         `retry` False: its trial ended in a way another attempt would not cure (`infeasible`: why
         its point cannot run), so it is not re-queued; `again`: it was interrupted, not failed, so
-        its point is re-queued as the same attempt."""
+        its point is re-queued as the same attempt; `lost`: how it ended is unknown (its agent is
+        lost), so its point runs again as `RetryPolicy.rerun` says."""
         trial_id = compat.trial_id(trial)
         with contextlib.suppress(UpdateFinishedTrialError):  # ended meanwhile: the update loses
             if infeasible is not None:
                 mark_infeasible(self.store, trial_id, infeasible)
             if not retry:
                 self.store.set_trial_system_attr(trial_id, NO_RETRY, True)
+            if lost:
+                self._mark_lost(trial)
         if not fail_stale(self.store, trial, why):
             return None
         if again:
             self.requeue_trial(trial, again=True)
             return True
-        return retry and self.requeue_if_allowed(trial)
+        return retry and self.requeue_if_allowed(trial, lost)
 
-    def requeue_trial(self, trial: FrozenTrial, afresh: bool = False, again: bool = False) -> None:
+    def _mark_lost(self, trial: FrozenTrial) -> None:
+        """Before it is failed: the trial ended because its agent was lost, not by itself (an agent
+        re-queueing it later, its reclaimer having died, reads it)."""
+        self.store.set_trial_system_attr(compat.trial_id(trial), AGENT_LOST, True)
+
+    def requeue_trial(
+        self, trial: FrozenTrial, afresh: bool = False, again: bool = False, lost: int | None = None
+    ) -> None:
         """Queue the next attempt of a failed trial's point; `afresh`: with a fresh set of attempts
         (a point failed for good), numbered on from the attempts it spent; `again`: the same
-        attempt once more (it was interrupted, not failed)."""
+        attempt once more (it was interrupted, not failed); `lost`: the times its agent was lost
+        so far (default: as many as the trial carries)."""
         attempt = attempt_of(trial) + (0 if again else 1)
         self.factory.queue_rerun(
             dict(trial.params),
@@ -100,17 +114,16 @@ class Reclaiming:
             attempt,
             trial.user_attrs.get(RUN_ATTR),
             attempt if afresh else first_attempt_of(trial),
+            lost_count(trial) if lost is None else lost,
         )
 
-    def requeue_if_allowed(self, trial: FrozenTrial) -> bool:
-        """Re-queue a reclaimed trial's point when it has attempts left; True if re-queued. One
-        its agent quit at once (a second Ctrl-C) was interrupted: the same attempt again."""
+    def requeue_if_allowed(self, trial: FrozenTrial, lost: bool | None = None) -> bool:
+        """Re-queue a failed trial's point as `RetryPolicy.rerun` says; True if re-queued. `lost`:
+        whether its agent was lost (None: as the trial records)."""
         if SLOT not in trial.system_attrs:
             return False
-        if trial.system_attrs.get(QUIT):
-            self.requeue_trial(trial, again=True)
-            return True
-        if not self.policy.may_retry_trial(trial):
+        rerun = self.policy.rerun(trial, lost)
+        if rerun is None:
             return False
-        self.requeue_trial(trial)
+        self.requeue_trial(trial, again=rerun.again, lost=rerun.lost)
         return True

@@ -48,12 +48,12 @@ def latest_per_slot(trials: Iterable[FrozenTrial]) -> dict[int, FrozenTrial]:
 
 
 def unresolved_slots(trials: Iterable[FrozenTrial], policy: RetryPolicy) -> list[FrozenTrial]:
-    """Slots with no COMPLETE trial whose last attempt failed with attempts left (lost re-queue),
+    """Slots with no COMPLETE trial whose last attempt failed and may run again (a lost re-queue),
     unless it was failed on purpose without a retry (infeasible, a missing metric)."""
     return [
         t
         for t in latest_per_slot(trials).values()
-        if t.state == TrialState.FAIL and policy.may_retry_trial(t) and not t.system_attrs.get(NO_RETRY)
+        if t.state == TrialState.FAIL and policy.rerun(t) is not None and not t.system_attrs.get(NO_RETRY)
     ]
 
 
