@@ -131,3 +131,19 @@ def test_a_malformed_warm_start_is_a_config_error(tmp_path, warm_start, key):
 def test_one_warm_start_source_may_be_written_without_the_list(tmp_path):
     alone = config(tmp_path, warm_start={"sweep": "e/s"}).warm_start
     assert alone == config(tmp_path, warm_start=[{"sweep": "e/s"}]).warm_start and len(alone) == 1
+
+
+def test_an_earlier_result_with_a_nan_or_infinite_objective_does_not_fit(tmp_path):
+    """It was infeasible: entered, an infinity (kept by MLflow's SQL stores as the largest float)
+    would be the best of a maximized sweep."""
+    import sys
+
+    from mlflow_sweeper.warmstart.collect import EarlierResult, prepare
+
+    swept = config(tmp_path, spec={"metric": "score", "direction": "maximize"}, algorithm="tpe", max_trials=4)
+    scores = [float("nan"), float("inf"), -float("inf"), sys.float_info.max, 0.5]
+    earlier = [
+        EarlierResult(f"run-{i}", "runs", {"x": "1", "y": "10"}, {"score": s}) for i, s in enumerate(scores)
+    ]
+    warm = prepare(swept, earlier, on_grid=False)
+    assert [t.values for t in warm.trials] == [[0.5]] and warm.misfits == 4

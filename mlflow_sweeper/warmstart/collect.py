@@ -4,7 +4,6 @@ exist is a config error, raised before anything is written."""
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
 from optuna.trial import TrialState
@@ -13,6 +12,7 @@ from ..config import SweepConfig
 from ..config.warm_start import RunsSource, SweepSource
 from ..constraints import judge, trial_attrs
 from ..errors import ConfigError
+from ..triage import is_nonfinite
 from .fit import fitting_point
 from .reading import sweep_trials
 
@@ -145,7 +145,7 @@ def prepare(config: SweepConfig, results: list[EarlierResult], on_grid: bool) ->
     for result in results:
         point = fitting_point(config.space, result.params, on_grid)
         values = [result.metrics.get(name) for name in names]  # none without an objective
-        if point is None or any(v is None or math.isnan(v) for v in values):
+        if point is None or any(v is None or is_nonfinite(v) for v in values):  # an infeasible result
             misfits += 1
             continue
         constraints = config.objective.constraints
