@@ -237,6 +237,29 @@ def test_grid_extended_under_a_new_name_runs_only_the_new_points(tmp_path):
 
 
 @pytest.mark.timeout(600)
+def test_a_pareto_front_tags_only_this_sweeps_runs_not_the_earlier_results_it_holds(tmp_path):
+    """The earlier results a warm start brought in belong to another sweep: they are on this
+    sweep's front (its parent lists them) but are not tagged `sweeper.pareto` for it."""
+    grid, command = {"x": [1, 2], "y": [10]}, f"python {CONSTRAINED}"
+    first = write_config(tmp_path, "first.yaml", sweep_name="c1", command=command, parameters=grid)
+    assert run_cli("sweep", first, cwd=tmp_path).returncode == 0
+    objectives = [{"name": "score", "direction": "maximize"}, {"name": "latency", "direction": "minimize"}]
+    second = write_config(
+        tmp_path, "second.yaml", sweep_name="m1", command=command,
+        parameters={**grid, "x": [1, 2, 3]}, spec={"metrics": objectives}, warm_start=[{"sweep": "exp/c1"}],
+    )  # fmt: skip
+    result = run_cli("sweep", second, cwd=tmp_path)
+    assert result.returncode == 0, output(result)
+    runs = mlflow_runs(tracking_uri(tmp_path))
+    earlier = {r.info.run_id for r in by_role(runs, "trial") if r.data.tags["sweeper.sweep"] == "exp/c1"}
+    (own,) = [r.info.run_id for r in by_role(runs, "trial") if r.data.tags["sweeper.sweep"] == "exp/m1"]
+    (parent,) = [r for r in by_role(runs, "parent") if r.data.tags["sweeper.sweep"] == "exp/m1"]
+    assert set(parent.data.tags["sweeper.pareto_run_ids"].split(",")) == earlier | {own}  # all on the front
+    tagged = {r.info.run_id for r in runs if r.data.tags.get("sweeper.pareto") == "true"}
+    assert tagged == {own}
+
+
+@pytest.mark.timeout(600)
 def test_without_an_objective_earlier_runs_that_ended_well_are_not_run_again(tmp_path):
     record = tmp_path / "records.jsonl"
     params = {"x": [1, 2], "record": str(record), "behave": "light:0"}

@@ -11,7 +11,8 @@ from dataclasses import dataclass
 from optuna.trial import FrozenTrial
 
 from ..config import SweepConfig
-from ..coordination import SweepStudy
+from ..coordination import RUN_ATTR, SweepStudy
+from ..coordination.names import WARM_ATTR
 from ..record import Recorder
 from ..ui.closing import describe_closed_sweep
 from ..ui.register import register_best
@@ -67,8 +68,13 @@ class RecordPareto(CloseAction):
         from ..coordination.tallies import pareto_front
 
         front = pareto_front(context.trials, directions_of(context.config))
-        run_ids = [t.user_attrs["mlflow_run_id"] for t in front if t.user_attrs.get("mlflow_run_id")]
-        context.recorder.parent.record_pareto(context.parent_id, run_ids)
+        run_ids = [t.user_attrs[RUN_ATTR] for t in front if t.user_attrs.get(RUN_ATTR)]
+        own = [
+            t.user_attrs[RUN_ATTR]
+            for t in front
+            if t.user_attrs.get(RUN_ATTR) and WARM_ATTR not in t.user_attrs
+        ]
+        context.recorder.parent.record_pareto(context.parent_id, run_ids, own)
 
 
 class RecordAlgorithmMetrics(CloseAction):

@@ -131,12 +131,13 @@ class ParentRun:
         )
         return True
 
-    def record_pareto(self, parent_id: str, front: list[str]) -> None:
-        """Tag the Pareto front's runs (and only them) and list them on the parent.
+    def record_pareto(self, parent_id: str, front: list[str], own: list[str]) -> None:
+        """Tag the Pareto front's runs of this sweep (`own`: not earlier results a warm start
+        brought in, which belong to other sweeps) and list the whole front on the parent.
 
         Runs tagged by an earlier close that left the front lose the tag, so re-running the
         close after more trials gives the same tags as closing once."""
-        on_front = set(front)
+        on_front = set(own)
         tagged = {
             run.info.run_id
             for run in runs_of_sweep(
@@ -144,7 +145,7 @@ class ParentRun:
             )
         }
         self.update_pareto(None, sorted(tagged - on_front))
-        for run_id in front:
+        for run_id in own:
             if run_id not in tagged:
                 retry(lambda r=run_id: self.client.set_tag(r, PARETO_TAG, "true"), "pareto tag")
         retry(lambda: self.client.set_tag(parent_id, PARETO_RUNS_TAG, ",".join(front)), "pareto runs")
