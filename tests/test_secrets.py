@@ -165,6 +165,30 @@ def _write(tmp_path, **keys):
     return path
 
 
+@pytest.mark.parametrize(
+    ("keys", "key"),
+    [
+        ({"experiment": "team-${SWEEP_NAME_PART}"}, "experiment"),
+        ({"sweep_name": "${SWEEP_NAME_PART}"}, "sweep_name"),
+        ({"spec": {"metric": "val/${SWEEP_NAME_PART}"}}, "spec.metric"),
+        ({"spec": {"metrics": [{"name": "a"}, {"name": "${SWEEP_NAME_PART}"}]}}, "spec.metrics[1].name"),
+    ],
+)
+def test_a_name_the_sweep_is_known_by_may_not_take_a_value_from_the_environment(
+    tmp_path, monkeypatch, keys, key
+):
+    """It shows in MLflow as it is (the experiment, run names, `sweeper.sweep` tags, metric keys),
+    where a value from `${VAR}` never appears: exit 2, naming the key."""
+    monkeypatch.setenv("SWEEP_NAME_PART", "TeamValueQQ")
+    with pytest.raises(ConfigError) as caught:
+        load_config(_write(tmp_path, parameters={"x": [1]}, **keys))
+    assert caught.value.exit_code == 2 and caught.value.key == key, str(caught.value)
+    assert "TeamValueQQ" not in str(caught.value) and "write the name out" in str(caught.value)
+    monkeypatch.delenv("SWEEP_NAME_PART")  # a default whose variable is unset is written out
+    loaded = load_config(_write(tmp_path, parameters={"x": [1]}, sweep_name="s-${SWEEP_NAME_PART:-one}"))
+    assert loaded.sweep_name == "s-one"
+
+
 def test_parameter_values_from_the_environment_are_searched_as_shown_and_revealed_to_trials(
     tmp_path, monkeypatch
 ):

@@ -256,6 +256,37 @@ def _check_hidden_values(config: SweepConfig) -> None:
         )
 
 
+def _check_names_written_out(data: dict, shown: dict) -> None:
+    """The names a sweep is known by show as they are in MLflow: its experiment, its runs' names
+    and `sweeper.sweep` tags, its metrics' keys. A value from the environment never shows there,
+    so none may be part of a name (a `${VAR:-default}` whose variable is unset is written out)."""
+    names = [("experiment",), ("sweep_name",), ("spec", "metric")]
+    metrics = (data.get("spec") or {}).get("metrics") if isinstance(data.get("spec"), dict) else None
+    if isinstance(metrics, list):
+        names += [("spec", "metrics", i, "name") for i in range(len(metrics))]
+    for path in names:
+        real, as_shown = _at(data, path), _at(shown, path)
+        if isinstance(real, str) and real != as_shown:
+            key = ".".join(f"[{part}]" if isinstance(part, int) else str(part) for part in path).replace(
+                ".[", "["
+            )
+            raise ConfigProblem(
+                key,
+                f"{as_shown!r} takes a value from the environment (${{VAR}}); this name shows in MLflow "
+                "as it is (the experiment, run names, tags, metric keys), where such values never "
+                "appear: write the name out",
+            )
+
+
+def _at(tree: object, path: tuple) -> object:
+    for part in path:
+        if isinstance(part, int):
+            tree = tree[part] if isinstance(tree, list) and part < len(tree) else None
+        else:
+            tree = tree.get(part) if isinstance(tree, dict) else None
+    return tree
+
+
 def _check_register(config: SweepConfig) -> None:
     problem = register_problem(config)
     if problem:
@@ -268,6 +299,7 @@ def load_config(path_text: str | os.PathLike[str]) -> SweepConfig:
     with in_config_file(path.resolve()):
         written = read_yaml(path)
         data, shown = expand_config(written), expand_config(written, shown=True)
+        _check_names_written_out(data, shown)
         hidden = hidden_values(data.get("parameters"), shown.get("parameters"))
         if hidden:  # the space holds the values as shown; trials get the real ones
             data = {**data, "parameters": shown["parameters"]}
