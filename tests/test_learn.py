@@ -293,8 +293,17 @@ def test_an_unknown_source_is_exit_2_and_nothing_is_written(tmp_path):
     )
     result = run_cli("sweep", bad_filter, cwd=tmp_path)
     assert result.returncode == 2 and "warm_start[0].runs" in output(result), output(result)
+    # in the sweep's own experiment, not made yet: the filter is checked all the same
+    own_bad = write_config(tmp_path, sweep_name="s9", warm_start=[{"runs": "metrics.score >>> 1"}])
+    result = run_cli("sweep", own_bad, cwd=tmp_path)
+    assert result.returncode == 2 and "MLflow refused the filter string" in output(result), output(result)
     assert "exp/s9" not in study_names_at(tmp_path)
     assert MlflowClient(tracking_uri(tmp_path)).get_experiment_by_name("exp") is None
+    # a good one finds no earlier runs there (the experiment is made with the parent), not an error
+    own = write_config(tmp_path, sweep_name="s9", warm_start=[{"runs": "metrics.score > 0"}])
+    result = run_cli("sweep", own, cwd=tmp_path)
+    assert result.returncode == 0, output(result)
+    assert "warm start: 0 earlier result(s) fit this sweep and enter it, 0 did not fit" in output(result)
 
 
 @pytest.mark.parametrize(
