@@ -239,7 +239,7 @@ def refine(config: str, out: str | None) -> None:
     from .refine import refine_sweep
 
     def action() -> int:
-        path, advice = refine_sweep(load_config(config), Path(out) if out else None)
+        path, advice = refine_sweep(load_config(config, to_run=False), Path(out) if out else None)
         click.echo(f"refine: {path} ({len(advice.changed)} parameter(s) changed)")
         for change in advice.changed:
             click.echo(f"  {change.name}: {change.why}")
@@ -264,7 +264,7 @@ def report(config: str, out_dir: str | None, log_it: bool) -> None:
     from .config import load_config
 
     def action() -> int:
-        built, logged = sweep_report(load_config(config), out_dir, log_it)
+        built, logged = sweep_report(load_config(config, to_run=False), out_dir, log_it)
         click.echo(f"report: {built.out_dir / 'report.html'} ({len(built.files)} files)")
         for problem in built.problems:
             click.echo(f"report: not built: {problem}", err=True)

@@ -158,6 +158,24 @@ def test_load_config_expands_and_an_unset_variable_is_exit_2(tmp_path, monkeypat
     assert str(path.resolve()) in str(caught.value)
 
 
+def test_commands_that_launch_no_trial_need_no_variable_only_the_launch_uses(tmp_path, monkeypatch):
+    """`status`, `delete`, `report`, `refine`: an operator checking progress need not hold the
+    trials' secrets; the storages' variables are needed all the same."""
+    from mlflow_sweeper.config import load_configs
+
+    monkeypatch.delenv("SWEEP_TRIAL_ONLY", raising=False)
+    monkeypatch.delenv("SWEEP_STORAGE_PW", raising=False)
+    path = _write(tmp_path, command="python train.py --token ${SWEEP_TRIAL_ONLY} {x}", parameters={"x": [1]})
+    assert load_configs([str(path)])[0].command == "python train.py --token *** '{x}'"
+    with pytest.raises(ConfigError, match="SWEEP_TRIAL_ONLY is not set"):
+        load_configs([str(path)], to_run=True)
+    storage = _write(
+        tmp_path, parameters={"x": [1]}, optuna_storage="postgresql://u:${SWEEP_STORAGE_PW}@h/db"
+    )
+    with pytest.raises(ConfigError, match="SWEEP_STORAGE_PW is not set"):
+        load_configs([str(storage)])
+
+
 def _write(tmp_path, **keys):
     path = tmp_path / "sweep.yaml"
     data = {"experiment": "exp", "sweep_name": "s1", "command": "python train.py", **keys}

@@ -11,6 +11,7 @@ import copy
 import json
 import os
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,7 @@ from ..hints import did_you_mean
 from ..invocation import mlflow_run_directory, starting_directories, under_mlflow_run
 from ..pruning import EarlyStopping, parse_early_stopping
 from ..search.algorithms import OWN_KEYS, algorithm_class, check_own_keys, rehearse
+from ..secrets import MASK
 from ..storages.urls import same_database
 from .checks import Where
 from .model import SweepConfig
@@ -256,6 +258,36 @@ def _check_hidden_values(config: SweepConfig) -> None:
         )
 
 
+LAUNCH_ONLY = ("command", "backend_config")  # keys only launching a trial reads
+
+
+class _UnsetAsMasked(Mapping[str, str]):
+    """The agent's environment, in which a variable that is not set reads as `***`."""
+
+    def __getitem__(self, name: str) -> str:
+        return os.environ.get(name) or MASK
+
+    def __iter__(self):
+        return iter(os.environ)
+
+    def __len__(self) -> int:
+        return len(os.environ)
+
+
+def _expanded(written: object, to_run: bool) -> tuple[dict, dict]:
+    """The config with its `${VAR}`s expanded, as the agent uses it and as it is shown; when it
+    is not `to_run`, an unset variable in `LAUNCH_ONLY` keys is no error (an operator checking
+    progress need not hold the trials' secrets)."""
+    if to_run or not isinstance(written, dict):
+        return expand_config(written), expand_config(written, shown=True)
+    data, shown = {}, {}
+    for key, value in written.items():
+        environ = _UnsetAsMasked() if key in LAUNCH_ONLY else None
+        data[key] = expand_config({key: value}, environ)[key]
+        shown[key] = expand_config({key: value}, environ, shown=True)[key]
+    return data, shown
+
+
 def _check_names_written_out(data: dict, shown: dict) -> None:
     """The names a sweep is known by show as they are in MLflow: its experiment, its runs' names
     and `sweeper.sweep` tags, its metrics' keys. A value from the environment never shows there,
@@ -293,12 +325,14 @@ def _check_register(config: SweepConfig) -> None:
         raise ConfigProblem("register", problem)
 
 
-def load_config(path_text: str | os.PathLike[str]) -> SweepConfig:
-    """Read, validate and resolve one config file. Raises ConfigError; writes nothing."""
+def load_config(path_text: str | os.PathLike[str], to_run: bool = True) -> SweepConfig:
+    """Read, validate and resolve one config file. Raises ConfigError; writes nothing. `to_run`
+    False: for a command that launches no trial (`status`, `report`...), so a variable only the
+    trials' launch uses (in `command`, `backend_config`) may be unset there."""
     path = Path(path_text).expanduser()
     with in_config_file(path.resolve()):
         written = read_yaml(path)
-        data, shown = expand_config(written), expand_config(written, shown=True)
+        data, shown = _expanded(written, to_run)
         _check_names_written_out(data, shown)
         hidden = hidden_values(data.get("parameters"), shown.get("parameters"))
         if hidden:  # the space holds the values as shown; trials get the real ones
@@ -337,7 +371,7 @@ def load_configs(paths: list[str], *, to_run: bool = False) -> list[SweepConfig]
     flat = [p.strip() for text in paths for p in str(text).split(",") if p.strip()]
     if not flat:
         raise ConfigError("<command line>", "config", "no config file given")
-    configs = [load_config(located(p)) for p in flat]
+    configs = [load_config(located(p), to_run) for p in flat]
     refuse_one_sweep_defined_twice(configs)
     if to_run:
         for config in configs:
