@@ -257,6 +257,10 @@ def test_a_pareto_front_tags_only_this_sweeps_runs_not_the_earlier_results_it_ho
     assert set(parent.data.tags["sweeper.pareto_run_ids"].split(",")) == earlier | {own}  # all on the front
     tagged = {r.info.run_id for r in runs if r.data.tags.get("sweeper.pareto") == "true"}
     assert tagged == {own}
+    # each earlier result records its run's experiment: the parent's description links to it there
+    experiment = MlflowClient(tracking_uri(tmp_path)).get_experiment_by_name("exp").experiment_id
+    warm = [t for t in optuna_trials(optuna_url(tmp_path), "exp/m1") if "warm_start" in t.user_attrs]
+    assert len(warm) == 2 and {t.user_attrs["warm_start_experiment"] for t in warm} == {experiment}
 
 
 @pytest.mark.timeout(600)

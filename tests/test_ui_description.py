@@ -316,6 +316,17 @@ def test_earlier_results_are_counted_as_such(tmp_path):
     assert "2/2 trials ended (2 complete, 0 pruned, 0 failed; 1 of them earlier results (warm start)" in text
 
 
+def test_an_earlier_result_links_to_its_run_in_its_own_experiment(tmp_path):
+    trials = trials_of([3.0, 5.0])
+    trials[1].user_attrs.update({"warm_start": "sweep:older/s0", "warm_start_experiment": "3"})
+    text = describe(SweepView(config_of(tmp_path), trials, "7", "parent", budget=2))
+    assert "in [trial 1](#/experiments/3/runs/run1)" in text  # the best, brought in from `older`
+    assert table_rows(text)[:2] == [
+        "| [1](#/experiments/3/runs/run1) | 5 | 1 |",
+        "| [0](#/experiments/7/runs/run0) | 3 | 0 |",
+    ]
+
+
 def test_failed_points_that_will_run_again_are_counted_as_such(tmp_path):
     """After a fail_fast stop, say: the counts say how many points failed and wait for the resume."""
     from mlflow_sweeper.coordination.names import SLOT

@@ -29,6 +29,7 @@ INFEASIBLE = "infeasible"  # why the point cannot run: a result, not a failure f
 # Trial system attributes.
 SLOT = "sweeper:slot"
 WARM_ATTR = "warm_start"  # trial user attr: where an earlier result entered by warm start came from
+WARM_EXPERIMENT = "warm_start_experiment"  # trial user attr: the experiment id of such a result's run
 WARM_SOURCES = "sweeper:warm_start"  # study system attr: the warm_start the sweep was created with (JSON)
 WARM_SLOTS = "sweeper:warm_slots"  # study system attr: {slot: trial number} a warm start holds
 ATTEMPT = "sweeper:attempt"

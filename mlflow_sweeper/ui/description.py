@@ -12,7 +12,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from ..constraints import feasible_only, is_feasible
 from ..coordination.identity import directions_of
-from ..coordination.names import WARM_ATTR
+from ..coordination.names import RUN_ATTR, WARM_ATTR, WARM_EXPERIMENT
 from ..coordination.tallies import failed_to_retry, pareto_front
 from .links import artifact_route, run_route, runs_route
 
@@ -175,8 +175,11 @@ def _table(view: SweepView, trials: list[FrozenTrial], metrics: list[str]) -> st
 
 
 def _run_link(view: SweepView, trial: FrozenTrial, text: str) -> str:
-    run_id = trial.user_attrs.get("mlflow_run_id")
-    return f"[{text}]({run_route(view.experiment_id, run_id)})" if run_id else text
+    """A link to the trial's run page, under its own experiment (an earlier result a warm start
+    brought in may live in another one)."""
+    run_id = trial.user_attrs.get(RUN_ATTR)
+    experiment_id = trial.user_attrs.get(WARM_EXPERIMENT, view.experiment_id)
+    return f"[{text}]({run_route(experiment_id, run_id)})" if run_id else text
 
 
 def _params_line(trial: FrozenTrial) -> str:

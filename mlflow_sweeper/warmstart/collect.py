@@ -29,6 +29,7 @@ class EarlierResult:
     source: str
     params: dict[str, str]
     metrics: dict[str, float]
+    experiment_id: str | None = None  # where the run lives (its UI page is under it)
 
 
 @dataclass(frozen=True)
@@ -40,6 +41,7 @@ class WarmTrial:
     params: dict
     values: list[float] | None  # None without an objective: the run ended well, nothing to score
     constraints: dict[str, float] = field(default_factory=dict)
+    experiment_id: str | None = None  # the run's experiment, for links to its page
 
 
 @dataclass
@@ -153,7 +155,9 @@ def _missing(client, experiment: str) -> bool:
 
 
 def _result(run, source: str) -> EarlierResult:
-    return EarlierResult(run.info.run_id, source, dict(run.data.params), dict(run.data.metrics))
+    return EarlierResult(
+        run.info.run_id, source, dict(run.data.params), dict(run.data.metrics), run.info.experiment_id
+    )
 
 
 def prepare(config: SweepConfig, results: list[EarlierResult], on_grid: bool) -> WarmStart:
@@ -175,5 +179,5 @@ def prepare(config: SweepConfig, results: list[EarlierResult], on_grid: bool) ->
             continue
         attrs = trial_attrs(judgement) if judgement is not None else {}
         scores = [float(v) for v in values] if names else None  # type: ignore[arg-type]
-        fitted.append(WarmTrial(result.run_id, result.source, point, scores, attrs))
+        fitted.append(WarmTrial(result.run_id, result.source, point, scores, attrs, result.experiment_id))
     return WarmStart(fitted, misfits)

@@ -14,7 +14,7 @@ from optuna.trial import FrozenTrial, TrialState
 from ..config import SweepConfig
 from ..config.objective import Objective
 from ..constraints import satisfied
-from ..coordination.names import SLOT, TARGET_REACHED, WARM_ATTR, WARM_SLOTS
+from ..coordination.names import SLOT, TARGET_REACHED, WARM_ATTR, WARM_EXPERIMENT, WARM_SLOTS
 from ..coordination.store import stored_values
 from ..errors import ConfigError
 from ..search.algorithms import PointSource
@@ -82,7 +82,11 @@ def _completed(entry: WarmTrial, source: PointSource, system_attrs: dict) -> Fro
         datetime_complete=now,
         params=entry.params,
         distributions=source.distributions_for(entry.params),
-        user_attrs={RUN_ATTR: entry.run_id, WARM_ATTR: entry.source},
+        user_attrs={
+            RUN_ATTR: entry.run_id,
+            WARM_ATTR: entry.source,
+            **({WARM_EXPERIMENT: entry.experiment_id} if entry.experiment_id else {}),
+        },
         system_attrs=system_attrs,
         intermediate_values={},
         trial_id=-1,
