@@ -421,7 +421,7 @@ def test_a_silent_agents_trials_are_reclaimed_once_and_requeued_once(tmp_path, b
     assert silent.failed_for_good(silent.trials()) == []
     # taken again, each re-run carries its point's losses and attempt
     rerun = silent.claim()
-    assert (rerun.attempt, rerun.lost) in {(w.attempt, 1) for w in held}
+    assert (rerun.attempt, rerun.losses) in {(w.attempt, 1) for w in held}
 
 
 def test_a_dead_agents_trial_whose_run_finished_is_adopted_not_failed(tmp_path, backend):
@@ -809,25 +809,40 @@ def test_a_point_whose_agent_is_lost_runs_again_as_the_same_attempt_a_few_times(
     """A loss is no failure, up to LOST_RERUNS; past it a loss counts as a failed attempt, so a
     trial that takes its agent down with it does not run forever."""
 
-    def lost(count: int, attempt: int = 1) -> FrozenTrial:
+    def lost(count: int, attempt: int = 1, **attrs) -> FrozenTrial:
         made = trial(0, TrialState.FAIL, slot=0, attempt=attempt)
-        made.system_attrs.update({AGENT_LOST: True, **({LOST: count} if count else {})})
+        made.system_attrs.update({AGENT_LOST: True, **({LOST: count} if count else {}), **attrs})
         return made
 
     no_retries, one_retry = RetryPolicy(max_retries=0), RetryPolicy(max_retries=1)
     assert [no_retries.rerun(lost(n)) for n in range(LOST_RERUNS)] == [
-        Rerun(again=True, lost=n + 1) for n in range(LOST_RERUNS)
+        Rerun(again=True, losses=n + 1) for n in range(LOST_RERUNS)
     ]
     assert no_retries.rerun(lost(LOST_RERUNS)) is None  # failed for good
-    assert one_retry.rerun(lost(LOST_RERUNS)) == Rerun(again=False, lost=LOST_RERUNS + 1)
+    assert one_retry.rerun(lost(LOST_RERUNS)) == Rerun(again=False, losses=LOST_RERUNS + 1)
     assert one_retry.rerun(lost(LOST_RERUNS + 1, attempt=2)) is None
-    # an ordinary failure: the next attempt while attempts are left, carrying the losses so far
-    failed = trial(0, TrialState.FAIL, slot=0)
-    failed.system_attrs[LOST] = 2
-    assert (one_retry.rerun(failed), no_retries.rerun(failed)) == (Rerun(lost=2), None)
-    quit_at_once = trial(0, TrialState.FAIL, slot=0, attempt=1)
-    quit_at_once.system_attrs[QUIT] = True
-    assert no_retries.rerun(quit_at_once) == Rerun(again=True)
+    # an ordinary failure: the next attempt while attempts are left, carrying the losses so far;
+    # the agent that ended it cleared a reclaimer's mark (it was slow, not lost)
+    failed = lost(2, **{AGENT_LOST: False})
+    assert (one_retry.rerun(failed), no_retries.rerun(failed)) == (Rerun(losses=2), None)
+    # quit at once (a second Ctrl-C): the same attempt, the losses kept
+    quit_at_once = lost(LOST_RERUNS, **{QUIT: True})
+    assert no_retries.rerun(quit_at_once) == Rerun(again=True, losses=LOST_RERUNS)
+
+
+def test_a_lost_agents_trials_are_no_failure_for_fail_fast_or_status():
+    from mlflow_sweeper.coordination.fail_fast import fail_fast_reason
+
+    lost = [trial(n, TrialState.FAIL, slot=n) for n in range(3)]
+    for made in lost:
+        made.system_attrs[AGENT_LOST] = True
+    waiting = [trial(n + 3, TrialState.WAITING, slot=n) for n in range(3)]
+    assert fail_fast_reason([*lost, *waiting], 3) is None
+    assert tallies.failed_to_retry([*lost, *waiting]) == 0
+    for made in lost:  # had each failed by itself, the first three all failed
+        made.system_attrs[AGENT_LOST] = False
+    assert fail_fast_reason([*lost, *waiting], 3) is not None
+    assert tallies.failed_to_retry([*lost, *waiting]) == 3
 
 
 def test_retry_policy_counts_the_first_run_as_attempt_one():

@@ -12,7 +12,6 @@ from optuna.trial import FrozenTrial
 
 from ..config import SweepConfig
 from ..coordination import RUN_ATTR, SweepStudy
-from ..coordination.names import WARM_ATTR
 from ..record import Recorder
 from ..ui.closing import describe_closed_sweep
 from ..ui.register import register_best
@@ -65,15 +64,11 @@ class RecordPareto(CloseAction):
         if not context.config.objective.multi:
             return
         from ..coordination.identity import directions_of
-        from ..coordination.tallies import pareto_front
+        from ..coordination.tallies import own_run_id, pareto_front
 
         front = pareto_front(context.trials, directions_of(context.config))
         run_ids = [t.user_attrs[RUN_ATTR] for t in front if t.user_attrs.get(RUN_ATTR)]
-        own = [
-            t.user_attrs[RUN_ATTR]
-            for t in front
-            if t.user_attrs.get(RUN_ATTR) and WARM_ATTR not in t.user_attrs
-        ]
+        own = [run_id for run_id in map(own_run_id, front) if run_id]
         context.recorder.parent.record_pareto(context.parent_id, run_ids, own)
 
 

@@ -140,8 +140,9 @@ class Orphans:
                 ended = status is not None and self._guarded(
                     trial, partial(self._settle_ended, trial, f"{why}; it ran on here", leftovers, status)
                 )
-                if not ended:
-                    self.reclaim(trial, f"{why}; it ran on here, and how it ended is unknown", lost=True)
+                if not ended:  # unknown only without its exit status (else it could not be settled)
+                    how = "how it ended is unknown" if status is None else "it could not be settled"
+                    self.reclaim(trial, f"{why}; it ran on here, and {how}", agent_lost=status is None)
             elif overdue:
                 timeout = f"{config.trial_timeout:g} s"
                 self.reclaim(trial, f"{why}; it ran on here past trial_timeout ({timeout})", status="KILLED")
@@ -156,13 +157,15 @@ class Orphans:
         again: bool = False,
         infeasible: str | None = None,
         status: str | None = None,
-        lost: bool = False,
+        agent_lost: bool = False,
     ) -> bool:
         """Fail the trial and re-queue its point, when no other agent ended it first (True). `status`:
-        how its run ends, even if its code ended it (its exit status says otherwise); `lost`: how
-        it ended is unknown."""
+        how its run ends, even if its code ended it (its exit status says otherwise); `agent_lost`:
+        how it ended is unknown."""
         study = self.settling.study
-        requeued = study.reclaim_trial(trial, why, retry=retry, again=again, infeasible=infeasible, lost=lost)
+        requeued = study.reclaim_trial(
+            trial, why, retry=retry, again=again, infeasible=infeasible, agent_lost=agent_lost
+        )
         if requeued is None:
             return False
         run_id = trial.user_attrs.get(RUN_ATTR)

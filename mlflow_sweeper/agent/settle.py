@@ -12,9 +12,8 @@ from pathlib import Path
 
 from ..config import SweepConfig
 from ..constraints import FEASIBLE_TAG, Judgement, feasible_text, trial_attrs
-from ..coordination import RUN_ATTR, SweepStudy, Work, tallies
+from ..coordination import SweepStudy, Work, tallies
 from ..coordination.identity import directions_of
-from ..coordination.names import WARM_ATTR
 from ..coordination.tallies import front_change
 from ..display import shown_value
 from ..progress import Reporter
@@ -200,11 +199,7 @@ def _keep_front(parts: Settling, attempt: Attempt) -> None:
         )
         parts.recorder.parent.update_pareto(
             attempt.run_id if on_front else None,
-            [
-                t.user_attrs[RUN_ATTR]
-                for t in pushed
-                if t.user_attrs.get(RUN_ATTR) and WARM_ATTR not in t.user_attrs
-            ],
+            [run_id for run_id in map(tallies.own_run_id, pushed) if run_id],
         )
     except Exception as exc:  # noqa: BLE001 - the tags are a courtesy until the close
         log.debug("could not update the Pareto tags: %s", exc)

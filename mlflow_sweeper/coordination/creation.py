@@ -34,7 +34,7 @@ class Work:
     attempt: int
     params: dict
     first_attempt: int = 1  # the attempt that opened this set of attempts (see policy.py)
-    lost: int = 0  # the times the point's agent was lost so far (see policy.py)
+    losses: int = 0  # the times the point's agent was lost so far (see policy.py)
     replaces_run: str | None = None
     run_id: str | None = None
     claim_id: int | None = None
@@ -52,7 +52,7 @@ class Work:
             attempt=attempt_of(trial),
             params=dict(trial.params),
             first_attempt=first_attempt_of(trial),
-            lost=lost_count(trial),
+            losses=lost_count(trial),
             replaces_run=trial.system_attrs.get(REPLACES_RUN),
             run_id=run_id,
             run_recorded=run_id is not None,
@@ -111,16 +111,16 @@ class TrialFactory:
         attempt: int,
         old_run: str | None,
         first_attempt: int = 1,
-        lost: int = 0,
+        losses: int = 0,
     ) -> None:
         """The next attempt of a slot's point, queued (WAITING) for any agent; `old_run` is the
-        run it replaces; `lost`: the times the point's agent was lost so far."""
+        run it replaces; `losses`: the times the point's agent was lost so far."""
         self.ledger.mark_queued()
         attrs = {SLOT: slot, ATTEMPT: attempt}
         if first_attempt != 1:
             attrs[FIRST_ATTEMPT] = first_attempt
-        if lost:
-            attrs[LOST] = lost
+        if losses:
+            attrs[LOST] = losses
         if old_run:
             attrs[REPLACES_RUN] = old_run
         self.create_with(params, attrs, TrialState.WAITING)

@@ -13,7 +13,7 @@ from optuna.trial import TrialState
 
 from .creation import TrialFactory, Work
 from .ledger import ClaimsLedger
-from .names import NO_RETRY, RUN_ATTR
+from .names import AGENT_LOST, NO_RETRY, RUN_ATTR
 from .policy import RetryPolicy
 from .store import RetryingStorage, finish, set_reason, stored_values
 from .target import TargetMark
@@ -109,10 +109,16 @@ class TrialEnding:
         attempt = work.attempt + 1 if count_attempt else work.attempt
         requeued = retry_it and self.policy.may_run(attempt, work.first_attempt)
         if requeued:
-            self.factory.queue_rerun(work.params, work.slot, attempt, old_run, work.first_attempt, work.lost)
+            self.factory.queue_rerun(
+                work.params, work.slot, attempt, old_run, work.first_attempt, work.losses
+            )
         elif not retry_it:  # on purpose: no agent re-queues it as a lost retry
             with contextlib.suppress(UpdateFinishedTrialError):
                 self.store.set_trial_system_attr(work.trial_id, NO_RETRY, True)
+        with contextlib.suppress(UpdateFinishedTrialError):  # ended by a reclaimer: it is its word
+            # An agent taking it for a lost one's marks it so before it ends it; this agent, slow
+            # but not lost, ends it first: it failed by itself, and is not run again as lost.
+            self.store.set_trial_system_attr(work.trial_id, AGENT_LOST, False)
         finish(self.store, work.trial_id, TrialState.FAIL)
         return requeued
 

@@ -230,7 +230,7 @@ class SweepStudy:
         return self.reclaiming.reclaim_stale(own_running, adopt)
 
     def reclaim_trial(self, trial: FrozenTrial, why: str, **how) -> bool | None:
-        """See `Reclaiming.reclaim_trial` for `how` (retry, again, infeasible, lost)."""
+        """See `Reclaiming.reclaim_trial` for `how` (retry, again, infeasible, agent_lost)."""
         return self.reclaiming.reclaim_trial(trial, why, **how)
 
     def release_stale_claims(self) -> list[int]:

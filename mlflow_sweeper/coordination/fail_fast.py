@@ -2,8 +2,9 @@
 every point 1 + max_retries times before the user learns that nothing works.
 
 A pure function of the trial list, so it counts across agents: the first `limit` trials of the
-sweep (started ones, by trial number; every attempt counts, trials interrupted by Ctrl-C do not)
-have all ended FAIL, and no trial has completed yet. The sweep stays resumable.
+sweep (started ones, by trial number; every attempt counts, trials interrupted by Ctrl-C or whose
+agent was lost do not) have all ended FAIL, and no trial has completed yet. The sweep stays
+resumable.
 """
 
 from __future__ import annotations
@@ -13,13 +14,13 @@ from collections.abc import Iterable
 from optuna.trial import FrozenTrial, TrialState
 
 from .names import REASON, WARM_ATTR
-from .tallies import attempted, interrupted
+from .tallies import attempted, failed_by_itself
 
 
 def _counts(trial: FrozenTrial) -> bool:
-    """A started trial of a point, not cancelled by Ctrl-C (a cancellation says nothing about
-    the project)."""
-    return attempted(trial) and not interrupted(trial)
+    """A started trial of a point, not cancelled by Ctrl-C nor ended by the loss of its agent
+    (neither says anything about the project)."""
+    return attempted(trial) and (trial.state != TrialState.FAIL or failed_by_itself(trial))
 
 
 def fail_fast_reason(trials: Iterable[FrozenTrial], limit: int) -> str | None:

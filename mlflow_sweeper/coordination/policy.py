@@ -50,25 +50,26 @@ class RetryPolicy:
         """May the point of a failed trial run again?"""
         return self.may_retry(attempt_of(trial), first_attempt_of(trial))
 
-    def rerun(self, trial: FrozenTrial, lost: bool | None = None) -> Rerun | None:
+    def rerun(self, trial: FrozenTrial, agent_lost: bool | None = None) -> Rerun | None:
         """How the point of a trial ended FAIL runs again, or None when it may not: the same
         attempt when nothing of it failed (its agent quit at once, or was lost, within
-        `LOST_RERUNS`), else the next attempt while attempts are left. `lost`: whether its agent
-        was lost (None: as the trial records)."""
+        `LOST_RERUNS`), else the next attempt while attempts are left. `agent_lost`: whether its
+        agent was lost (None: as the trial records)."""
+        losses = lost_count(trial)
         if trial.system_attrs.get(QUIT):
-            return Rerun(again=True)
-        lost = bool(trial.system_attrs.get(AGENT_LOST)) if lost is None else lost
-        if lost and lost_count(trial) < LOST_RERUNS:
-            return Rerun(again=True, lost=lost_count(trial) + 1)
-        if self.may_retry_trial(trial):
-            return Rerun(lost=lost_count(trial) + (1 if lost else 0))
-        return None
+            return Rerun(again=True, losses=losses)
+        agent_lost = bool(trial.system_attrs.get(AGENT_LOST)) if agent_lost is None else agent_lost
+        if agent_lost:
+            losses += 1
+            if losses <= LOST_RERUNS:
+                return Rerun(again=True, losses=losses)
+        return Rerun(losses=losses) if self.may_retry_trial(trial) else None
 
 
 @dataclass(frozen=True)
 class Rerun:
-    """How a point runs again: `again`, as the same attempt (else the next one); `lost`, the times
-    its agent was lost so far, carried by the re-run."""
+    """How a point runs again: `again`, as the same attempt (else the next one); `losses`, the
+    times its agent was lost so far, carried by the re-run."""
 
     again: bool = False
-    lost: int = 0
+    losses: int = 0

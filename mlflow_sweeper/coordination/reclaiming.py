@@ -56,7 +56,7 @@ class Reclaiming:
         requeued: dict[int, bool] = {}
 
         def requeue(trial: FrozenTrial, why: str) -> None:
-            requeued[compat.trial_id(trial)] = self.requeue_if_allowed(trial, lost=True)
+            requeued[compat.trial_id(trial)] = self.requeue_if_allowed(trial, agent_lost=True)
 
         study_id = self.factory.study_id
         failed = fail_stale_trials(
@@ -72,28 +72,28 @@ class Reclaiming:
         retry: bool = True,
         again: bool = False,
         infeasible: str | None = None,
-        lost: bool = False,
+        agent_lost: bool = False,
     ) -> bool | None:
         """Fail one trial whose agent is gone, as `reclaim_stale` does, and re-queue its point when
         it may run again; whether it was re-queued, or None when another agent ended it first.
         `retry` False: its trial ended in a way another attempt would not cure (`infeasible`: why
         its point cannot run), so it is not re-queued; `again`: it was interrupted, not failed, so
-        its point is re-queued as the same attempt; `lost`: how it ended is unknown (its agent is
-        lost), so its point runs again as `RetryPolicy.rerun` says."""
+        its point is re-queued as the same attempt; `agent_lost`: how it ended is unknown (its agent
+        is lost), so its point runs again as `RetryPolicy.rerun` says."""
         trial_id = compat.trial_id(trial)
         with contextlib.suppress(UpdateFinishedTrialError):  # ended meanwhile: the update loses
             if infeasible is not None:
                 mark_infeasible(self.store, trial_id, infeasible)
             if not retry:
                 self.store.set_trial_system_attr(trial_id, NO_RETRY, True)
-            if lost:
+            if agent_lost:
                 self._mark_lost(trial)
         if not fail_stale(self.store, trial, why):
             return None
         if again:
             self.requeue_trial(trial, again=True)
             return True
-        return retry and self.requeue_if_allowed(trial, lost)
+        return retry and self.requeue_if_allowed(trial, agent_lost)
 
     def _mark_lost(self, trial: FrozenTrial) -> None:
         """Before it is failed: the trial ended because its agent was lost, not by itself (an agent
@@ -101,29 +101,31 @@ class Reclaiming:
         self.store.set_trial_system_attr(compat.trial_id(trial), AGENT_LOST, True)
 
     def requeue_trial(
-        self, trial: FrozenTrial, afresh: bool = False, again: bool = False, lost: int | None = None
+        self, trial: FrozenTrial, afresh: bool = False, again: bool = False, losses: int | None = None
     ) -> None:
         """Queue the next attempt of a failed trial's point; `afresh`: with a fresh set of attempts
-        (a point failed for good), numbered on from the attempts it spent; `again`: the same
-        attempt once more (it was interrupted, not failed); `lost`: the times its agent was lost
-        so far (default: as many as the trial carries)."""
+        (a point failed for good), numbered on from the attempts it spent, and its agent's losses
+        forgotten; `again`: the same attempt once more (it was interrupted, not failed); `losses`:
+        the times its agent was lost so far (default: as many as the trial carries)."""
         attempt = attempt_of(trial) + (0 if again else 1)
+        if losses is None:
+            losses = 0 if afresh else lost_count(trial)
         self.factory.queue_rerun(
             dict(trial.params),
             int(trial.system_attrs[SLOT]),
             attempt,
             trial.user_attrs.get(RUN_ATTR),
             attempt if afresh else first_attempt_of(trial),
-            lost_count(trial) if lost is None else lost,
+            losses,
         )
 
-    def requeue_if_allowed(self, trial: FrozenTrial, lost: bool | None = None) -> bool:
-        """Re-queue a failed trial's point as `RetryPolicy.rerun` says; True if re-queued. `lost`:
-        whether its agent was lost (None: as the trial records)."""
+    def requeue_if_allowed(self, trial: FrozenTrial, agent_lost: bool | None = None) -> bool:
+        """Re-queue a failed trial's point as `RetryPolicy.rerun` says; True if re-queued.
+        `agent_lost`: whether its agent was lost (None: as the trial records)."""
         if SLOT not in trial.system_attrs:
             return False
-        rerun = self.policy.rerun(trial, lost)
+        rerun = self.policy.rerun(trial, agent_lost)
         if rerun is None:
             return False
-        self.requeue_trial(trial, again=rerun.again, lost=rerun.lost)
+        self.requeue_trial(trial, again=rerun.again, losses=rerun.losses)
         return True

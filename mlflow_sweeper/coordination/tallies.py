@@ -9,7 +9,7 @@ from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
 from ..constraints import is_feasible
-from .names import INFEASIBLE, NO_RETRY, REASON, RUN_ATTR, SLOT, WARM_ATTR
+from .names import AGENT_LOST, INFEASIBLE, NO_RETRY, REASON, RUN_ATTR, SLOT, WARM_ATTR
 from .policy import RetryPolicy
 
 INTERRUPTED_PREFIX = "interrupted"  # the reason given to an attempt cancelled by Ctrl-C
@@ -93,7 +93,7 @@ def failed_to_retry(trials: Iterable[FrozenTrial]) -> int:
     for group in by_slot.values():
         if any(t.state in settled for t in group) or all(t.state == TrialState.FAIL for t in group):
             continue
-        if any(t.state == TrialState.FAIL and not interrupted(t) for t in group):
+        if any(failed_by_itself(t) for t in group):
             count += 1
     return count
 
@@ -101,6 +101,20 @@ def failed_to_retry(trials: Iterable[FrozenTrial]) -> int:
 def interrupted(trial: FrozenTrial) -> bool:
     """An attempt cancelled by Ctrl-C or SIGTERM: FAIL in Optuna, but nothing failed."""
     return str(trial.user_attrs.get(REASON, "")).startswith(INTERRUPTED_PREFIX)
+
+
+def failed_by_itself(trial: FrozenTrial) -> bool:
+    """A FAIL trial that says something about its point or project: not cancelled (Ctrl-C), and
+    not ended because its agent was lost (a preempted machine)."""
+    return (
+        trial.state == TrialState.FAIL and not interrupted(trial) and not trial.system_attrs.get(AGENT_LOST)
+    )
+
+
+def own_run_id(trial: FrozenTrial) -> str | None:
+    """The run of a trial this sweep ran: None for an earlier result a warm start brought in (its
+    run belongs to another sweep) or a trial without a run."""
+    return None if WARM_ATTR in trial.user_attrs else trial.user_attrs.get(RUN_ATTR)
 
 
 def attempted(trial: FrozenTrial) -> bool:
