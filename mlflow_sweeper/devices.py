@@ -174,21 +174,27 @@ def plan_devices(devices: str | tuple[str, ...] | None, per_trial: int, env_name
     return DevicePlan(tuple(devices), per_trial, env_name, tuple(notes))
 
 
-def lock_dir() -> Path:
-    """The host-wide namespace of device locks: on Linux only a name, elsewhere the directory of
-    their files (with mode 1777, as the temp directory, so every user's agents share it)."""
+def lock_dir() -> Path | None:
+    """The namespace of the device locks `SWEEPER_DEVICE_LOCK_DIR` gives (tests, odd hosts), or
+    None for the host's own: one fixed name per device, whatever the user's TMPDIR."""
     given = os.environ.get(LOCK_DIR_ENV)
-    return Path(given) if given else Path(tempfile.gettempdir()) / "mlflow-sweeper-devices"
+    return Path(given) if given else None
+
+
+# Where the lock files are where abstract sockets are not (not TMPDIR: it may be per user or job).
+SHARED_LOCK_DIR = Path("/tmp" if os.name == "posix" else tempfile.gettempdir()) / "mlflow-sweeper-devices"
 
 
 class DeviceLock:
     """One device's host-wide lock. Its descriptor, inherited by the trial's processes, keeps it
     held while any of them runs."""
 
-    def __init__(self, namespace: Path, device: str):
-        self.name = f"{namespace}/{device}"
+    def __init__(self, namespace: Path | None, device: str):
+        self.namespace = namespace
+        self.device = device
         self._held: socket.socket | FileLock | None = None
-        self._path = namespace / f"device-{re.sub(r'[^A-Za-z0-9_.-]', '_', device)}.lock"
+        safe = re.sub(r"[^A-Za-z0-9_.-]", "_", device)
+        self._path = (namespace or SHARED_LOCK_DIR) / f"device-{safe}.lock"
 
     def acquire(self) -> bool:
         """Take the lock if it is free now; False when another holder has it."""
@@ -204,9 +210,14 @@ class DeviceLock:
 
     @property
     def address(self) -> str:
-        """The abstract socket name of the lock on Linux: host-wide (per network namespace), bound
-        by one socket at a time, whoever its user; no file, freed when its last descriptor closes."""
-        return "\0mlflow-sweeper/" + hashlib.sha256(self.name.encode()).hexdigest()[:40]
+        """The abstract socket name of the lock on Linux: host-wide (per network namespace: agents
+        in separate containers do not see each other's), bound by one socket at a time, whoever
+        its user; no file, freed when its last descriptor closes."""
+        plain = re.fullmatch(r"[A-Za-z0-9_.:-]{1,64}", self.device) is not None
+        if self.namespace is None and plain:
+            return f"\0mlflow-sweeper/device/{self.device}"
+        named = f"{self.namespace or ''}/{self.device}"
+        return "\0mlflow-sweeper/" + hashlib.sha256(named.encode()).hexdigest()[:40]
 
     def _bind(self) -> bool:
         held = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -293,7 +304,7 @@ class DevicePool:
     def try_acquire(self) -> DeviceHold | None:
         """A group of free devices, locked, or None when fewer than needed are free now."""
         if not sys.platform.startswith("linux"):
-            _shared_directory(self.directory)
+            _shared_directory(self.directory or SHARED_LOCK_DIR)
         with self._mutex:
             held: list[tuple[str, DeviceLock]] = []
             for device in self.plan.devices:

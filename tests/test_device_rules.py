@@ -121,6 +121,16 @@ def test_a_device_is_locked_whatever_variable_carries_it_and_leaves_no_file(tmp_
     or not os.path.exists(SYSTEM_PYTHON),
     reason=f"acts as another user: needs root, setpriv and {SYSTEM_PYTHON} on Linux",
 )
+def test_the_hosts_own_lock_of_a_device_has_one_name_whatever_the_users_temp_directory(monkeypatch):
+    """TMPDIR is often per user or per job (pam_tmpdir, Slurm): the lock's name does not follow it."""
+    monkeypatch.delenv("SWEEPER_DEVICE_LOCK_DIR", raising=False)
+    names = set()
+    for tmp in ("/tmp", "/var/tmp"):
+        monkeypatch.setenv("TMPDIR", tmp)
+        names.add(DeviceLock(None, "0").address)
+    assert names == {"\0mlflow-sweeper/device/0"}
+
+
 def test_a_device_held_by_one_user_is_not_handed_to_another(tmp_path):
     """The lock is host-wide, not per user: `nobody` cannot take a device root's trial holds."""
     held = DevicePool(DevicePlan(("0",)), tmp_path).try_acquire()
