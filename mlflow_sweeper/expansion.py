@@ -21,13 +21,18 @@ _UNFINISHED = re.compile(r"(?<!\$)\$\{(?![A-Za-z_][A-Za-z0-9_]*(?::-[^}]*)?\})")
 
 
 def expand_text(
-    text: str, key: str, environ: Mapping[str, str] | None = None, shown: bool = False, braces: bool = False
+    text: str,
+    key: str,
+    environ: Mapping[str, str] | None = None,
+    shown: bool = False,
+    braces: bool = False,
+    missing: str | None = None,
 ) -> str:
     """One config string with its references replaced (shell rules: `:-` also covers empty).
     `shown`: each value taken from the environment as `***` instead (a default is written in the
     config, so it shows). `braces`: a value's braces doubled, so that `command`'s `{name}`
     placeholders leave them as they are. Raises ConfigProblem at `key` for an unset variable
-    without a default."""
+    without a default, unless `missing` stands in for it."""
     env = os.environ if environ is None else environ
     if _UNFINISHED.search(text):
         hint = "write ${NAME} ($${ for a literal ${)"
@@ -45,6 +50,8 @@ def expand_text(
             return value.replace("{", "{{").replace("}", "}}") if braces else value
         if default is not None:
             return default[2:]
+        if value is None and missing is not None:
+            return missing
         if value is None:
             hint = f"set it, or give a default: ${{{name}:-default}}"
             raise ConfigProblem(key or None, f"the environment variable {name} is not set ({hint})")
@@ -53,7 +60,13 @@ def expand_text(
     return _REFERENCE.sub(replace, text)
 
 
-def expand_command(text: str, key: str, environ: Mapping[str, str] | None = None, shown: bool = False) -> str:
+def expand_command(
+    text: str,
+    key: str,
+    environ: Mapping[str, str] | None = None,
+    shown: bool = False,
+    missing: str | None = None,
+) -> str:
     """`command`: split as a shell would first, then each argument expanded, so a value with spaces
     or quotes stays the one argument it was written as (`--token ${TOKEN}`, `${V:-a b}`); an
     argument that is only unquoted references and comes out empty is none (`${EXTRA_ARGS:-}`),
@@ -72,11 +85,11 @@ def expand_command(text: str, key: str, environ: Mapping[str, str] | None = None
     try:
         tokens = shlex.split(_REFERENCE.sub(set_aside, text))
     except ValueError:
-        return expand_text(text, key, environ, shown)
+        return expand_text(text, key, environ, shown, missing=missing)
     arguments = []
     for token in tokens:
         written = _SET_ASIDE.sub(lambda m: references[int(m.group(2))], token)
-        value = expand_text(written, key, environ, shown, braces=True)
+        value = expand_text(written, key, environ, shown, braces=True, missing=missing)
         bare = _QUOTED_MARK not in token and _MARK in token and not _SET_ASIDE.sub("", token)
         if value or not bare:  # `bare`: only unquoted references
             arguments.append(_quoted(value))
@@ -115,23 +128,27 @@ def _quoted(token: str) -> str:
 
 
 def expand_config(
-    data: Any, environ: Mapping[str, str] | None = None, key: str = "", shown: bool = False
+    data: Any,
+    environ: Mapping[str, str] | None = None,
+    key: str = "",
+    shown: bool = False,
+    missing: str | None = None,
 ) -> Any:
-    """Every string of a loaded YAML tree expanded (keys as written); an unset variable is a
-    ConfigProblem at its key. `shown`: the tree as the sweep shows and records it (values from
-    the environment as `***`, whatever their length)."""
+    """Every string of a loaded YAML tree expanded (keys as written); an unset variable without a
+    default is a ConfigProblem at its key, unless `missing` stands in for it. `shown`: the tree as
+    the sweep shows and records it (values from the environment as `***`, whatever their length)."""
     if isinstance(data, str):
         if "${" not in data:
             return data
         expand = expand_command if key == "command" else expand_text
-        return expand(data, key, environ, shown)
+        return expand(data, key, environ, shown, missing=missing)
     if isinstance(data, Mapping):
         return {
-            name: expand_config(value, environ, f"{key}.{name}" if key else str(name), shown)
+            name: expand_config(value, environ, f"{key}.{name}" if key else str(name), shown, missing)
             for name, value in data.items()
         }
     if isinstance(data, list):
-        return [expand_config(value, environ, f"{key}[{i}]", shown) for i, value in enumerate(data)]
+        return [expand_config(value, environ, f"{key}[{i}]", shown, missing) for i, value in enumerate(data)]
     return data
 
 

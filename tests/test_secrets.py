@@ -165,8 +165,9 @@ def test_commands_that_launch_no_trial_need_no_variable_only_the_launch_uses(tmp
 
     monkeypatch.delenv("SWEEP_TRIAL_ONLY", raising=False)
     monkeypatch.delenv("SWEEP_STORAGE_PW", raising=False)
-    path = _write(tmp_path, command="python train.py --token ${SWEEP_TRIAL_ONLY} {x}", parameters={"x": [1]})
-    assert load_configs([str(path)])[0].command == "python train.py --token *** '{x}'"
+    command = "python train.py --token ${SWEEP_TRIAL_ONLY} --data ${SWEEP_TRIAL_ONLY:-/data} {x}"
+    path = _write(tmp_path, command=command, parameters={"x": [1]})
+    assert load_configs([str(path)])[0].command == "python train.py --token *** --data /data '{x}'"
     with pytest.raises(ConfigError, match="SWEEP_TRIAL_ONLY is not set"):
         load_configs([str(path)], to_run=True)
     storage = _write(

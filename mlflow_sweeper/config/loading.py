@@ -11,7 +11,6 @@ import copy
 import json
 import os
 import re
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -261,30 +260,17 @@ def _check_hidden_values(config: SweepConfig) -> None:
 LAUNCH_ONLY = ("command", "backend_config")  # keys only launching a trial reads
 
 
-class _UnsetAsMasked(Mapping[str, str]):
-    """The agent's environment, in which a variable that is not set reads as `***`."""
-
-    def __getitem__(self, name: str) -> str:
-        return os.environ.get(name) or MASK
-
-    def __iter__(self):
-        return iter(os.environ)
-
-    def __len__(self) -> int:
-        return len(os.environ)
-
-
 def _expanded(written: object, to_run: bool) -> tuple[dict, dict]:
     """The config with its `${VAR}`s expanded, as the agent uses it and as it is shown; when it
-    is not `to_run`, an unset variable in `LAUNCH_ONLY` keys is no error (an operator checking
-    progress need not hold the trials' secrets)."""
+    is not `to_run`, an unset variable without a default in `LAUNCH_ONLY` keys reads as `***`
+    (an operator checking progress need not hold the trials' secrets)."""
     if to_run or not isinstance(written, dict):
         return expand_config(written), expand_config(written, shown=True)
     data, shown = {}, {}
     for key, value in written.items():
-        environ = _UnsetAsMasked() if key in LAUNCH_ONLY else None
-        data[key] = expand_config({key: value}, environ)[key]
-        shown[key] = expand_config({key: value}, environ, shown=True)[key]
+        missing = MASK if key in LAUNCH_ONLY else None
+        data[key] = expand_config({key: value}, missing=missing)[key]
+        shown[key] = expand_config({key: value}, shown=True, missing=missing)[key]
     return data, shown
 
 
