@@ -16,7 +16,6 @@ from ..triage import is_nonfinite
 from .fit import fitting_point
 from .reading import sweep_trials
 
-DEFAULT_EXPERIMENT_ID = "0"  # in every MLflow store: where a filter string is checked with no runs to find
 PAGE = 1000
 RUN_ATTR = "mlflow_run_id"
 
@@ -114,9 +113,7 @@ def _inherited(client, run_ids: set[str]) -> list:
 
 def _filtered_runs(config: SweepConfig, client, source: RunsSource, key: str) -> list[EarlierResult]:
     if source.experiment is None and _missing(client, config.experiment):
-        _search_or_refuse(
-            config, client, DEFAULT_EXPERIMENT_ID, source.runs, key, first=True
-        )  # checked all the same
+        _search_or_refuse(config, client, None, source.runs, key)  # the filter checked all the same
         return []  # the sweep's own experiment is made with its parent: no earlier runs there yet
     at = f"{key}.experiment" if source.experiment else key
     experiment_id = _experiment_id(config, client, source.experiment or config.experiment, at)
@@ -138,13 +135,13 @@ def _search(client, experiment_id: str, filter_string: str) -> list:
 
 
 def _search_or_refuse(
-    config: SweepConfig, client, experiment_id: str, filter_string: str, key: str, first: bool = False
+    config: SweepConfig, client, experiment_id: str | None, filter_string: str, key: str
 ) -> list:
     """The runs the filter finds, or a config error with MLflow's word on a bad filter string.
-    `first`: one run at most (the filter is only checked)."""
+    `experiment_id` None: in no experiment (the store checks the filter, and finds nothing)."""
     try:
-        if first:
-            return list(client.search_runs([experiment_id], filter_string, max_results=1))
+        if experiment_id is None:
+            return list(client.search_runs([], filter_string, max_results=1))
         return _search(client, experiment_id, filter_string)
     except Exception as exc:  # noqa: BLE001 - MLflow's word on a bad filter string
         raise _fail(config, f"{key}.runs", f"MLflow refused the filter string: {exc}") from None
