@@ -63,6 +63,7 @@ def test_a_logged_metric_completes_the_trial_with_its_value(value):
         (Ending(succeeded=True), None, False),
         (Ending(succeeded=False, exit_code=1), "score", True),  # a NaN objective: infeasible
         (Ending(succeeded=False, exit_code=1), None, False),
+        (Ending(succeeded=False, exit_code=-9), "score", False),  # killed: what it logged says nothing
         (Ending(timed_out_after=1.0), "score", False),
         (Ending(cancelled=True), "score", False),
         (Ending(pruned=True), "score", False),

@@ -68,8 +68,11 @@ def needs_metric(ending: Ending, metric: str | tuple[str, ...] | None) -> bool:
 
 
 def failed_by_itself(ending: Ending) -> bool:
-    """The trial's process ended with an error: not stopped by the agent, the pruner or a timeout."""
-    return ending.succeeded is False and not (ending.cancelled or ending.pruned or ending.timed_out_after)
+    """The trial's code ended with an error: not stopped by the agent, the pruner or a timeout,
+    nor killed by a signal (the OOM killer, a scheduler), whatever it had logged by then."""
+    stopped = ending.cancelled or ending.pruned or ending.timed_out_after
+    by_a_signal = ending.exit_code is not None and ending.exit_code < 0
+    return ending.succeeded is False and not stopped and not by_a_signal
 
 
 def failed_reason(code: int | None) -> str:

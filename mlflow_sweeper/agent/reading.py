@@ -8,6 +8,7 @@ result is.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,6 +17,8 @@ from ..constraints import Judgement, judge, metric_names
 from ..record import Recorder, RunReading
 from .outcome import Ending, Kind, Outcome, classify, needs_metric
 from .triage import triage
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -48,12 +51,20 @@ class ResultReader:
         """The outcome of an attempt that ended as `ending`. The run is read only for a trial that
         ended by itself (its objective, its constraints' metrics, how its code ended it)."""
         needed = needs_metric(ending, self.objective_names) and run_id
-        return self._verdict(ending, self._read(run_id) if needed else None, log_path)
+        return self._verdict(ending, self._read(run_id, ending) if needed else None, log_path)
 
-    def _read(self, run_id: str) -> RunReading:
+    def _read(self, run_id: str, ending: Ending) -> RunReading | None:
+        """The run's objective and constraint metrics; for a run that failed, None when it cannot
+        be read (the tracking server it failed on may be down): it is a failure all the same."""
         names = self.objective_names
         objectives = names if isinstance(names, tuple) else (names,) if names else ()
-        return self.recorder.read_run(run_id, (*objectives, *self.constraint_metrics))
+        try:
+            return self.recorder.read_run(run_id, (*objectives, *self.constraint_metrics))
+        except Exception:
+            if ending.succeeded:
+                raise
+            log.debug("could not read failed run %s", run_id, exc_info=True)
+            return None
 
     def _verdict(self, ending: Ending, reading: RunReading | None, log_path: Path) -> Verdict:
         names = self.objective_names
