@@ -43,20 +43,24 @@ _lock = threading.Lock()
 _remembered: set[str] = set()
 
 
-def remember(value: str) -> None:
+def remember(value: str, in_url: bool = False) -> None:
     """A value to redact wherever it appears from now on (one from `${VAR}`, a URL password), as
     written and as the places that show it escape it (see `written_forms`)."""
     if isinstance(value, str) and len(value) >= MIN_REMEMBERED and value != MASK:
+        forms = written_forms(value, in_url)
         with _lock:
-            _remembered.update(form for form in written_forms(value) if len(form) >= MIN_REMEMBERED)
+            _remembered.update(form for form in forms if len(form) >= MIN_REMEMBERED)
 
 
-def written_forms(value: str) -> set[str]:
+def written_forms(value: str, in_url: bool = False) -> set[str]:
     """A value as text may show it: itself, quoted for a shell (a trial log's command line), escaped
-    in JSON or a Python repr (a traceback, a params dump), percent-encoded in a URL, or decoded from
-    one (a password as the driver read it)."""
+    in JSON or a Python repr (a traceback, a params dump), percent-encoded in a URL; `in_url`: a
+    password as a URL holds it, also decoded (as the driver read it; another value's `%41` is
+    no escape, and its decoded text could be any ordinary word)."""
     forms = {value, shlex.quote(value), json.dumps(value)[1:-1], repr(value)[1:-1]}
-    forms |= {urllib.parse.quote(value, safe=""), urllib.parse.unquote(value)}
+    forms.add(urllib.parse.quote(value, safe=""))
+    if in_url:
+        forms.add(urllib.parse.unquote(value))
     return {form for form in forms if form}
 
 
@@ -73,7 +77,7 @@ def forget_all() -> None:
 
 
 def _masked_match(match: re.Match[str]) -> str:
-    remember(match.group("secret"))
+    remember(match.group("secret"), in_url=True)
     return match.group("head") + MASK + match.group(0)[match.end("secret") - match.start() :]
 
 

@@ -71,6 +71,13 @@ def test_a_remembered_value_is_redacted_as_each_place_escapes_it():
     ]
     for text in shown:
         assert "p@ss" not in redact(text) and "p%40ss" not in redact(text) and MASK in redact(text), text
+    # a URL's password is also hunted for decoded; another value's `%41` is no escape
+    redact("postgresql://u:S3cr%40tPW@h/db")
+    remember("abcd%41")
+    assert (
+        redact("driver said: S3cr@tPW rejected; abcdA is a word")
+        == f"driver said: {MASK} rejected; abcdA is a word"
+    )
 
 
 def test_remembered_values_are_redacted_in_nested_values_and_short_ones_are_not():
