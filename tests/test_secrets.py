@@ -198,6 +198,10 @@ def _write(tmp_path, **keys):
         ({"sweep_name": "${SWEEP_NAME_PART}"}, "sweep_name"),
         ({"spec": {"metric": "val/${SWEEP_NAME_PART}"}}, "spec.metric"),
         ({"spec": {"metrics": [{"name": "a"}, {"name": "${SWEEP_NAME_PART}"}]}}, "spec.metrics[1].name"),
+        (
+            {"spec": {"metric": "m"}, "register": {"model_name": "m-${SWEEP_NAME_PART}"}},
+            "register.model_name",
+        ),
     ],
 )
 def test_a_name_the_sweep_is_known_by_may_not_take_a_value_from_the_environment(

@@ -276,23 +276,28 @@ def _expanded(written: object, to_run: bool) -> tuple[dict, dict]:
 
 def _check_names_written_out(data: dict, shown: dict) -> None:
     """The names a sweep is known by show as they are in MLflow: its experiment, its runs' names
-    and `sweeper.sweep` tags, its metrics' keys. A value from the environment never shows there,
-    so none may be part of a name (a `${VAR:-default}` whose variable is unset is written out)."""
-    names = [("experiment",), ("sweep_name",), ("spec", "metric")]
+    and `sweeper.sweep` tags, its metrics' keys, its registered model. A value from the
+    environment never shows there, so none may be part of a name (a `${VAR:-default}` whose
+    variable is unset is written out)."""
+    names = [
+        ("experiment",),
+        ("sweep_name",),
+        ("spec", "metric"),
+        ("register", "model_name"),
+        ("register", "alias"),
+    ]
     metrics = (data.get("spec") or {}).get("metrics") if isinstance(data.get("spec"), dict) else None
     if isinstance(metrics, list):
         names += [("spec", "metrics", i, "name") for i in range(len(metrics))]
     for path in names:
         real, as_shown = _at(data, path), _at(shown, path)
         if isinstance(real, str) and real != as_shown:
-            key = ".".join(f"[{part}]" if isinstance(part, int) else str(part) for part in path).replace(
-                ".[", "["
-            )
+            key = "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in path)[1:]
             raise ConfigProblem(
                 key,
-                f"{as_shown!r} takes a value from the environment (${{VAR}}); this name shows in MLflow "
-                "as it is (the experiment, run names, tags, metric keys), where such values never "
-                "appear: write the name out",
+                f"{as_shown!r} takes a value from the environment (${{VAR}}); this name shows in "
+                "MLflow as it is (the experiment, run names, tags, metric keys, the model registry), "
+                "where such values never appear: write the name out",
             )
 
 
