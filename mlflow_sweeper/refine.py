@@ -24,6 +24,7 @@ from optuna.trial import FrozenTrial, TrialState
 from .config import SweepConfig
 from .config.checks import is_local_project
 from .config.loading import YAML_FLOAT, YAML_FLOAT_FIRST
+from .config.warm_start import SweepSource
 from .constraints import is_feasible
 from .search.importance import finite, make_evaluator
 from .search.space import Categorical, Range
@@ -289,8 +290,15 @@ def render(
                 raw[key] = value
     # An earlier sweep this one started from may give the new space results this one could not
     # take; one deleted since would make the new config refuse to run.
-    sources = [s.describe() for s in config.warm_start]
-    sources = [s for s in sources if "sweep" not in s or not taken or s["sweep"] in taken]
+    written = config.written.get("warm_start") if isinstance(config.written, dict) else None
+    written = [written] if isinstance(written, dict) else list(written or [])  # a `${VAR}` as written
+    sources = [
+        as_written if isinstance(as_written, dict) else source.describe()
+        for source, as_written in zip(
+            config.warm_start, written + [None] * len(config.warm_start), strict=False
+        )
+        if not isinstance(source, SweepSource) or not taken or source.sweep in taken
+    ]
     sources.append({"sweep": config.identity})
     summary = _summary(config, advice)
     lines = [f"# Refined from sweep '{config.identity}' by `mlflow-sweeper refine`: {summary}"]

@@ -197,8 +197,14 @@ def test_values_from_the_environment_stay_references_in_the_refined_config(tmp_p
             "tag": ["a", "b-${REFINE_TOKEN}"],
         },
         output_dir="${REFINE_DIR}/sweeps",
+        warm_start=[{"runs": "params.key != '${REFINE_TOKEN}'", "experiment": "older"}],
     )
     config = load_config(path)
+    # the filter searches with the value; it is recorded (Optuna attrs, labels) as it shows
+    (source,) = config.warm_start
+    assert source.runs == "params.key != 'Tok3n-secret'"
+    assert source.label == "runs:older:params.key != '***'"
+    assert source.describe() == {"runs": "params.key != '***'", "experiment": "older"}
     run_sweep(config, lambda p: p["x"])
     out = tmp_path / "elsewhere" / "refined.yaml"
     out.parent.mkdir()
@@ -207,6 +213,7 @@ def test_values_from_the_environment_stay_references_in_the_refined_config(tmp_p
     assert "Tok3n-secret" not in text and str(tmp_path / "work") not in text
     assert "${REFINE_TOKEN}" in text and "${REFINE_DIR}/sweeps" in text
     refined = load_config(refined_path)
+    assert refined.written["warm_start"][0]["runs"] == "params.key != '${REFINE_TOKEN}'"  # as written
     assert refined.command == "python train.py --token Tok3n-secret"
     assert refined.revealed({"key": "***"}) == {"key": "Tok3n-secret"}
 

@@ -30,6 +30,7 @@ from .model import SweepConfig
 from .objective import Objective
 from .register import register_problem
 from .schema import BY_NAME, KEYS, REQUIRED_KEYS
+from .warm_start import parse_warm_start, with_shown
 from .whole_bounds import warn_whole_bounds
 
 ENTRY_POINT_ONLY = ("project", "env_manager", "backend", "backend_config")
@@ -274,6 +275,12 @@ def _expanded(written: object, to_run: bool) -> tuple[dict, dict]:
     return data, shown
 
 
+def _shown_warm_start(shown: dict) -> tuple:
+    """`warm_start` as the config shows (checked already, as given: the real one is the same)."""
+    given = shown.get("warm_start") if isinstance(shown, dict) else None
+    return parse_warm_start(given) if given is not None else ()
+
+
 def _check_names_written_out(data: dict, shown: dict) -> None:
     """The names a sweep is known by show as they are in MLflow: its experiment, its runs' names
     and `sweeper.sweep` tags, its metrics' keys, its registered model. A value from the
@@ -341,7 +348,7 @@ def load_config(path_text: str | os.PathLike[str], to_run: bool = True) -> Sweep
             early_stopping=_early_stopping(values, objective),
             **_failure_handling(values),
             register=values["register"],
-            warm_start=values["warm_start"],
+            warm_start=with_shown(values["warm_start"], _shown_warm_start(shown)),
             **_training(values, trial["backend"]),
             raw=shown,
             written=written,

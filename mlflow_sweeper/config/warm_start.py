@@ -18,24 +18,30 @@ class SweepSource:
     def label(self) -> str:
         return f"sweep:{self.sweep}"
 
-    def describe(self) -> dict[str, str]:
+    def describe(self, real: bool = False) -> dict[str, str]:
         return {"sweep": self.sweep}
 
 
 @dataclass(frozen=True)
 class RunsSource:
-    """MLflow runs matching a filter string, in `experiment` (default: the sweep's own)."""
+    """MLflow runs matching a filter string, in `experiment` (default: the sweep's own). `shown`:
+    the source as the sweep shows and records it (a value from `${VAR}` as `***`), when it differs:
+    the real one only searches."""
 
     runs: str
     experiment: str | None = None
+    shown: RunsSource | None = None
 
     @property
     def label(self) -> str:
-        where = f"{self.experiment}:" if self.experiment else ""
-        return f"runs:{where}{self.runs}"
+        seen = self.shown or self
+        where = f"{seen.experiment}:" if seen.experiment else ""
+        return f"runs:{where}{seen.runs}"
 
-    def describe(self) -> dict[str, str]:
-        return {"runs": self.runs, **({"experiment": self.experiment} if self.experiment else {})}
+    def describe(self, real: bool = False) -> dict[str, str]:
+        """The source as recorded (shown; `real`: as it searches, which earlier versions recorded)."""
+        seen = self if real or self.shown is None else self.shown
+        return {"runs": seen.runs, **({"experiment": seen.experiment} if seen.experiment else {})}
 
 
 WarmSource = SweepSource | RunsSource
@@ -73,3 +79,13 @@ def parse_warm_start(value: Any, key: str = "warm_start") -> tuple[WarmSource, .
             raise ConfigProblem(f"{at}.experiment", f"expected an experiment name, got {experiment!r}")
         sources.append(RunsSource(runs, experiment))
     return tuple(sources)
+
+
+def with_shown(sources: tuple[WarmSource, ...], shown: tuple[WarmSource, ...]) -> tuple[WarmSource, ...]:
+    """The sources, each runs filter knowing how it shows (parsed from the shown config, in order)."""
+    paired = []
+    for real, seen in zip(sources, shown, strict=False):
+        if isinstance(real, RunsSource) and isinstance(seen, RunsSource) and seen != real:
+            real = RunsSource(real.runs, real.experiment, seen)
+        paired.append(real)
+    return tuple(paired)

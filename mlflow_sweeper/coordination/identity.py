@@ -173,7 +173,8 @@ class SweepIdentity:
             trials = self.store.get_all_trials(self.study_id, deepcopy=False)
             return None if any(WARM_ATTR in t.user_attrs for t in trials) else ([], current)
         before = json.loads(recorded)
-        return None if before == current else (before, current)
+        as_searched = [source.describe(real=True) for source in self.config.warm_start]  # recorded so before
+        return None if before in (current, as_searched) else (before, current)
 
     def _refuse(self, stored: dict, current: dict, _stored_text: str, trials: list[FrozenTrial]) -> None:
         changes = describe_drift(stored, current) or ["its definition differs"]
