@@ -176,7 +176,7 @@ def delete(configs: tuple[str, ...], yes: bool, purge: bool) -> None:
             end_admin_run(loaded, "delete")
             return 0
         if not yes:
-            if not sys.stdin.isatty():
+            if sys.stdin is None or not sys.stdin.isatty():  # none at all: `<&-`
                 click.echo(
                     f"mlflow-sweeper: refusing to delete {names} without --yes (no terminal to ask)", err=True
                 )

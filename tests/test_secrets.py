@@ -202,6 +202,10 @@ def _write(tmp_path, **keys):
             {"spec": {"metric": "m"}, "register": {"model_name": "m-${SWEEP_NAME_PART}"}},
             "register.model_name",
         ),
+        (
+            {"spec": {"metric": "m", "constraints": ["a <= 1", "${SWEEP_NAME_PART} <= 5"]}},
+            "spec.constraints[1]",
+        ),
     ],
 )
 def test_a_name_the_sweep_is_known_by_may_not_take_a_value_from_the_environment(

@@ -283,7 +283,8 @@ def _shown_warm_start(shown: dict) -> tuple:
 
 def _check_names_written_out(data: dict, shown: dict) -> None:
     """The names a sweep is known by show as they are in MLflow: its experiment, its runs' names
-    and `sweeper.sweep` tags, its metrics' keys, its registered model. A value from the
+    and `sweeper.sweep` tags, its metrics' keys (its constraints' too, which Optuna records as
+    written), its registered model. A value from the
     environment never shows there, so none may be part of a name (a `${VAR:-default}` whose
     variable is unset is written out)."""
     names = [
@@ -293,9 +294,10 @@ def _check_names_written_out(data: dict, shown: dict) -> None:
         ("register", "model_name"),
         ("register", "alias"),
     ]
-    metrics = (data.get("spec") or {}).get("metrics") if isinstance(data.get("spec"), dict) else None
-    if isinstance(metrics, list):
-        names += [("spec", "metrics", i, "name") for i in range(len(metrics))]
+    spec = data.get("spec") if isinstance(data.get("spec"), dict) else {}
+    for listed, inner in (("metrics", ("name",)), ("constraints", ())):  # a constraint names its metric
+        if isinstance(spec.get(listed), list):
+            names += [("spec", listed, i, *inner) for i in range(len(spec[listed]))]
     for path in names:
         real, as_shown = _at(data, path), _at(shown, path)
         if isinstance(real, str) and real != as_shown:
