@@ -656,6 +656,8 @@ def test_commands_started_without_stdout_or_stderr_run_to_their_end(tmp_path):
     assert closed("status", "--json").returncode == 0
     entry = json.loads(run_cli("status", config, "--json", cwd=tmp_path).stdout)["sweeps"][0]
     assert (entry["done"], entry["parent_status"]) == (2, "FINISHED")
+    refused = closed("delete", close=(0,))  # no stdin at all: nobody to ask, as without a terminal
+    assert refused.returncode == 2 and b"without --yes" in refused.stderr, refused.stderr
     logs = (tmp_path / "sweeps" / "logs").rglob("trial-*.log")
     said = sorted(log.read_text().strip().splitlines()[-1] for log in logs)
     assert said == ["trial 1", "trial 2"], said  # each trial's output in its own log
