@@ -35,6 +35,7 @@ RESERVED_ENV_PREFIXES = ("MLFLOW_", "SWEEPER_")
 RESERVED_ENV = ("PATH", "HOME", "PYTHONPATH")
 LOCK_DIR_ENV = "SWEEPER_DEVICE_LOCK_DIR"  # the per-device locks' namespace (tests, odd hosts)
 POLL_SECONDS = 0.2  # how often a trial waiting for devices looks again
+NEEDED_EVERY = 10  # polls between two looks at whether the sweep still needs them (a read)
 DEVICES_TAG = "sweeper.devices"
 
 
@@ -319,18 +320,25 @@ class DevicePool:
             return None
 
     def acquire(
-        self, stop: threading.Event, waiting: Callable[[str], None] = lambda why: None
+        self,
+        stop: threading.Event,
+        waiting: Callable[[str], None] = lambda why: None,
+        needed: Callable[[], bool] = lambda: True,
     ) -> DeviceHold | None:
-        """Wait for a group of free devices; None when `stop` is set first. `waiting` is told why,
-        once, when none is free at first (the wait may last as long as another trial runs)."""
-        told = False
+        """Wait for a group of free devices; None when `stop` is set first, or when they are no
+        longer `needed` (asked now and then: the sweep may end while another trial holds them).
+        `waiting` is told why, once, when none is free at first and they are needed."""
+        told, polls = False, 0
         while not stop.is_set():
             hold = self.try_acquire()
             if hold is not None:
                 return hold
+            if polls % NEEDED_EVERY == 0 and not needed():
+                return None
             if not told:
                 told = True
                 waiting(self.why_waiting())
+            polls += 1
             stop.wait(POLL_SECONDS)
         return None
 
@@ -351,7 +359,12 @@ class NoDevicePool:
     def try_acquire(self) -> DeviceHold:
         return NO_DEVICES
 
-    def acquire(self, stop: threading.Event, waiting: Callable[[str], None] = lambda why: None) -> DeviceHold:
+    def acquire(
+        self,
+        stop: threading.Event,
+        waiting: Callable[[str], None] = lambda why: None,
+        needed: Callable[[], bool] = lambda: True,
+    ) -> DeviceHold:
         return NO_DEVICES
 
 

@@ -238,6 +238,27 @@ def test_an_agent_waiting_for_a_device_holds_no_point(tmp_path):
     assert_never_shared(intervals(record))
 
 
+def test_an_agent_whose_sweep_is_done_does_not_wait_for_a_device_another_sweep_holds(tmp_path):
+    """Its workers wait for a device before they claim a point: once nothing is left to run, they
+    stop waiting, and the agent ends while another sweep's long trial holds the device."""
+    record, go, env, first, _ = one_device_taken(tmp_path)
+    go_too = tmp_path / "go-too"
+    keys = {"command": f"python {HOLD}", "spec": None, "devices": [0]}
+    long_config = write_config(
+        tmp_path / "c", parameters={"x": [3], "behave": f"block:{go_too}", "record": str(record)}, **keys
+    )
+    other = start(long_config, env, out=tmp_path / "c.out")
+    time.sleep(5)  # the other agent is up and waiting for device 0
+    go.touch()  # the first sweep's one trial ends; the other's takes the device
+    try:
+        assert first.wait(timeout=120) == 0, (tmp_path / "a.out").read_text()
+        assert other.poll() is None and "waiting for" not in (tmp_path / "a.out").read_text()
+    finally:
+        go_too.touch()
+    assert other.wait(timeout=300) == 0, (tmp_path / "c.out").read_text()
+    assert_never_shared(intervals(record))
+
+
 def test_devices_with_a_remote_backend_is_refused(tmp_path):
     from mlflow_sweeper.config import load_config
     from mlflow_sweeper.errors import ConfigError

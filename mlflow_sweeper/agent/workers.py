@@ -78,15 +78,17 @@ class WorkerPool:
         while not stop.is_set() and self.result.error is None:
             if not self.starts.reserve():
                 return
-            devices = self.trial_context.devices.acquire(stop.event, self._waiting_for_devices)
-            if devices is None:  # Ctrl-C while waiting for devices: nothing was claimed
+            devices = self.trial_context.devices.acquire(
+                stop.event, self._waiting_for_devices, self._work_left
+            )
+            if devices is None:  # Ctrl-C, or nothing left to run, while waiting: nothing was claimed
                 self.starts.release()
                 return
             work = self._claim()
             if work is None:
                 devices.release()
                 self.starts.release()
-                if self.result.error or (self.study.slots_exhausted() and not self.study.has_active()):
+                if not self._work_left():
                     return
                 if self.idle.wait(stop.event):
                     return
@@ -95,6 +97,13 @@ class WorkerPool:
             if not self._execute(TrialExecution(self.trial_context, work, devices)):
                 return
             self.end.close_if_last()
+
+    def _work_left(self) -> bool:
+        """May this worker still find a trial to run: no error, and a slot left, or a trial
+        running or queued (its failure may be re-queued)?"""
+        return self.result.error is None and not (
+            self.study.slots_exhausted() and not self.study.has_active()
+        )
 
     def _waiting_for_devices(self, why: str) -> None:
         """Said once per agent: its workers may wait for hours while another agent's trials run."""
