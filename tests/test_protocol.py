@@ -390,7 +390,8 @@ def test_a_queue_an_earlier_version_left_unmarked_is_taken_once_fresh_slots_are_
 
 def test_a_silent_agents_trials_are_reclaimed_once_and_requeued_once(tmp_path, backend):
     """Losing its agent (a preempted machine) is no failure of a trial: each point is re-queued
-    once, as the same attempt, its last one too, and carries the loss."""
+    once, as the same attempt, its last one too, and carries the loss; past LOST_RERUNS losses a
+    loss counts as a failed attempt, and the reclaim says so."""
     config = make_config(tmp_path, backend, parameters={"x": list(range(10))}, max_retries=1)
     silent = make_agents(config, backend, n=1)[0]
     start([silent])
@@ -405,6 +406,8 @@ def test_a_silent_agents_trials_are_reclaimed_once_and_requeued_once(tmp_path, b
     held.append(retried)
     for work in held:  # the agent went silent long ago
         silent.store.set_trial_system_attr(work.trial_id, HEARTBEAT, time.time() - 10_000)
+    # one point whose agent was lost as often as a loss is re-run as such: this loss is a failure
+    silent.store.set_trial_system_attr(held[0].trial_id, LOST, LOST_RERUNS)
 
     reclaimers = make_agents(config, backend)
     for study in reclaimers:
@@ -414,14 +417,16 @@ def test_a_silent_agents_trials_are_reclaimed_once_and_requeued_once(tmp_path, b
     assert sorted(t._trial_id for t, _, _ in reclaimed) == sorted(w.trial_id for w in held)
     assert all(again for _, _, again in reclaimed)
     assert all("silent" in why for _, why, _ in reclaimed)
+    past = {t._trial_id: why for t, why, _ in reclaimed if "past the" in why}
+    assert list(past) == [held[0].trial_id] and f"lost {LOST_RERUNS + 1} times" in past[held[0].trial_id]
     waiting = [t for t in silent.trials() if t.state == TrialState.WAITING]
-    assert sorted((t.params["x"], t.system_attrs[ATTEMPT], t.system_attrs[LOST]) for t in waiting) == sorted(
-        (w.params["x"], w.attempt, 1) for w in held
-    )
+    expected = [(held[0].params["x"], 2, LOST_RERUNS + 1)] + [(w.params["x"], w.attempt, 1) for w in held[1:]]
+    queued = sorted((t.params["x"], t.system_attrs[ATTEMPT], t.system_attrs[LOST]) for t in waiting)
+    assert queued == sorted(expected)
     assert silent.failed_for_good(silent.trials()) == []
     # taken again, each re-run carries its point's losses and attempt
     rerun = silent.claim()
-    assert (rerun.attempt, rerun.losses) in {(w.attempt, 1) for w in held}
+    assert (rerun.params["x"], rerun.attempt, rerun.losses) in set(expected)
 
 
 def test_a_dead_agents_trial_whose_run_finished_is_adopted_not_failed(tmp_path, backend):

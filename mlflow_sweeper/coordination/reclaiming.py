@@ -14,7 +14,7 @@ from .. import compat
 from .creation import TrialFactory
 from .liveness import Heartbeat, adopt_nothing, fail_stale, fail_stale_trials
 from .names import AGENT_LOST, NO_RETRY, QUIT, RUN_ATTR, SLOT
-from .policy import RetryPolicy, attempt_of, first_attempt_of, lost_count
+from .policy import LOST_RERUNS, RetryPolicy, attempt_of, first_attempt_of, lost_count
 from .store import RetryingStorage, mark_infeasible
 
 
@@ -62,7 +62,9 @@ class Reclaiming:
         failed = fail_stale_trials(
             self.store, study_id, self.liveness, own_running, requeue, adopt, mark=self._mark_lost
         )
-        return [(trial, why, requeued[compat.trial_id(trial)]) for trial, why in failed]
+        return [
+            (trial, why + _past_allowance(trial), requeued[compat.trial_id(trial)]) for trial, why in failed
+        ]
 
     def reclaim_trial(
         self,
@@ -129,3 +131,11 @@ class Reclaiming:
             return False
         self.requeue_trial(trial, again=rerun.again, losses=rerun.losses)
         return True
+
+
+def _past_allowance(trial: FrozenTrial) -> str:
+    """Said of a lost agent's trial whose point has had its re-runs as the same attempt: why this
+    loss counts as a failed attempt."""
+    if trial.system_attrs.get(QUIT) or lost_count(trial) < LOST_RERUNS:
+        return ""
+    return f"; its agent was lost {lost_count(trial) + 1} times, past the {LOST_RERUNS} re-runs a loss gets"
