@@ -9,6 +9,7 @@ import logging
 from conftest import write_config
 from mlflow.tracking import MlflowClient
 
+from mlflow_sweeper import opening
 from mlflow_sweeper.config import load_config
 from mlflow_sweeper.coordination import SweepStudy, agent_id, identity
 from mlflow_sweeper.coordination.claiming import warm_slots
@@ -86,6 +87,16 @@ def test_a_creator_that_died_on_this_host_is_taken_over_at_once_by_exactly_one_a
     assert creator.create_or_find(first_records(uri))
     monkeypatch.setattr(identity, "PARENT_WAIT_SECONDS", 60.0)
     MlflowClient(uri).search_experiments()  # MLflow's lazy set-up, which older versions race on in threads
+    # Real agents are processes: MLflow's store, made in three threads of one, races in its own
+    # set-up ('deque mutated during iteration'); made one at a time, the takeover is what races.
+    store_made_alone = threading.Lock()
+
+    def open_tracking(*args, **kwargs):
+        with store_made_alone:
+            return real_open_tracking(*args, **kwargs)
+
+    real_open_tracking = opening.open_mlflow_tracking
+    monkeypatch.setattr(opening, "open_mlflow_tracking", open_tracking)
     opened, errors = [], []
 
     def join() -> None:
