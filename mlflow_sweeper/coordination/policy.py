@@ -25,6 +25,12 @@ def lost_count(trial: FrozenTrial) -> int:
     return int(trial.system_attrs.get(LOST, 0))
 
 
+def loss_spends_an_attempt(trial: FrozenTrial) -> bool:
+    """Would losing this trial's agent count as a failed attempt: its point has had its
+    `LOST_RERUNS` re-runs as the same attempt (one its agent quit at once never spends one)?"""
+    return not trial.system_attrs.get(QUIT) and lost_count(trial) + 1 > LOST_RERUNS
+
+
 def first_attempt_of(trial: FrozenTrial) -> int:
     """The attempt that opened the point's current set of attempts: 1, or the one after those a
     point failed for good had spent, when it was queued again (`fail_fast`, `--retry-failed`)."""
@@ -61,7 +67,7 @@ class RetryPolicy:
         agent_lost = bool(trial.system_attrs.get(AGENT_LOST)) if agent_lost is None else agent_lost
         if agent_lost:
             losses += 1
-            if losses <= LOST_RERUNS:
+            if not loss_spends_an_attempt(trial):
                 return Rerun(again=True, losses=losses)
         return Rerun(losses=losses) if self.may_retry_trial(trial) else None
 

@@ -14,7 +14,7 @@ from .. import compat
 from .creation import TrialFactory
 from .liveness import Heartbeat, adopt_nothing, fail_stale, fail_stale_trials
 from .names import AGENT_LOST, NO_RETRY, QUIT, RUN_ATTR, SLOT
-from .policy import LOST_RERUNS, RetryPolicy, attempt_of, first_attempt_of, lost_count
+from .policy import LOST_RERUNS, RetryPolicy, attempt_of, first_attempt_of, loss_spends_an_attempt, lost_count
 from .store import RetryingStorage, mark_infeasible
 
 
@@ -136,6 +136,6 @@ class Reclaiming:
 def _past_allowance(trial: FrozenTrial) -> str:
     """Said of a lost agent's trial whose point has had its re-runs as the same attempt: why this
     loss counts as a failed attempt."""
-    if trial.system_attrs.get(QUIT) or lost_count(trial) < LOST_RERUNS:
+    if not loss_spends_an_attempt(trial):
         return ""
     return f"; its agent was lost {lost_count(trial) + 1} times, past the {LOST_RERUNS} re-runs a loss gets"
