@@ -293,10 +293,8 @@ def render(
     written = config.written.get("warm_start") if isinstance(config.written, dict) else None
     written = [written] if isinstance(written, dict) else list(written or [])  # a `${VAR}` as written
     sources = [
-        as_written if isinstance(as_written, dict) else source.describe()
-        for source, as_written in zip(
-            config.warm_start, written + [None] * len(config.warm_start), strict=False
-        )
+        as_written  # each source parsed from it, in order
+        for source, as_written in zip(config.warm_start, written, strict=True)
         if not isinstance(source, SweepSource) or not taken or source.sweep in taken
     ]
     sources.append({"sweep": config.identity})

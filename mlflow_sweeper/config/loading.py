@@ -284,9 +284,8 @@ def _shown_warm_start(shown: dict) -> tuple:
 def _check_names_written_out(data: dict, shown: dict) -> None:
     """The names a sweep is known by show as they are in MLflow: its experiment, its runs' names
     and `sweeper.sweep` tags, its metrics' keys (its constraints' too, which Optuna records as
-    written), its registered model. A value from the
-    environment never shows there, so none may be part of a name (a `${VAR:-default}` whose
-    variable is unset is written out)."""
+    written), its registered model. A value from the environment never shows there, so none may
+    be part of a name (a `${VAR:-default}` whose variable is unset is written out)."""
     names = [
         ("experiment",),
         ("sweep_name",),
