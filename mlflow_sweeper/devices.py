@@ -4,7 +4,7 @@ running trial its own.
 The pool is one lock per device, host-wide: every agent of every user on the host shares it
 (not `output_dir`: two sweeps in different directories still share the GPUs), whatever variable
 carries the devices. On Linux a lock is a bound abstract Unix socket (no file, no permissions to
-share, gone with its last holder); elsewhere an OS file lock in the system temp directory. Either
+share, gone with its last holder); elsewhere an OS file lock in `SHARED_LOCK_DIR`. Either
 is released when the processes holding it die, so an agent killed mid-trial never leaves a device
 taken.
 """
