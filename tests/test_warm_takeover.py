@@ -9,7 +9,6 @@ import logging
 from conftest import write_config
 from mlflow.tracking import MlflowClient
 
-from mlflow_sweeper import opening
 from mlflow_sweeper.config import load_config
 from mlflow_sweeper.coordination import SweepStudy, agent_id, identity
 from mlflow_sweeper.coordination.claiming import warm_slots
@@ -86,17 +85,11 @@ def test_a_creator_that_died_on_this_host_is_taken_over_at_once_by_exactly_one_a
     creator = SweepStudy(storage, config, PointSource(config), _dead_agent_here())
     assert creator.create_or_find(first_records(uri))
     monkeypatch.setattr(identity, "PARENT_WAIT_SECONDS", 60.0)
-    MlflowClient(uri).search_experiments()  # MLflow's lazy set-up, which older versions race on in threads
-    # Real agents are processes: MLflow's store, made in three threads of one, races in its own
-    # set-up ('deque mutated during iteration'); made one at a time, the takeover is what races.
-    store_made_alone = threading.Lock()
-
-    def open_tracking(*args, **kwargs):
-        with store_made_alone:
-            return real_open_tracking(*args, **kwargs)
-
-    real_open_tracking = opening.open_mlflow_tracking
-    monkeypatch.setattr(opening, "open_mlflow_tracking", open_tracking)
+    # Real agents are processes. Three threads of one doing MLflow's first writes race inside
+    # SQLAlchemy's lazy set-up of its event listeners ('deque mutated during iteration'): the
+    # first run is made here, before them, so what races is the takeover.
+    warm_up = MlflowClient(uri)
+    warm_up.delete_run(warm_up.create_run(warm_up.search_experiments()[0].experiment_id).info.run_id)
     opened, errors = [], []
 
     def join() -> None:
