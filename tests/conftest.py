@@ -25,6 +25,19 @@ PROJECT = Path(__file__).resolve().parent / "project"
 TRAIN = PROJECT / "train.py"
 REQUIRE_SERVERS = os.environ.get("MLFLOW_SWEEPER_REQUIRE_SERVERS") == "1"
 
+
+def _load(path: Path):
+    """A module of the test project, loaded without putting the project on sys.path."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+prestarted = _load(PROJECT / "prestarted.py")
+
 # Test modules that start no trial process: they run in seconds, and CI runs them (with the smoke
 # sweep) a second time at the lowest MLflow and Optuna versions pyproject.toml declares.
 IN_PROCESS_MODULES = {
@@ -120,9 +133,21 @@ def pytest_collection_modifyitems(config, items):
         _deselect(config, items, lambda item: item.get_closest_marker("extended") is not None)
 
 
+_PRESTARTED: list[str] = []  # this process's server of prestarted trials, started on first use
+
+
+def prestarted_env() -> dict:
+    """What lets this process's agents' test trials run in a fork of a process that has imported
+    MLflow (tests/project/prestarted.py)."""
+    if not _PRESTARTED:
+        _PRESTARTED.append(prestarted.start_server())
+    return {prestarted.PRESTARTED: _PRESTARTED[0]}
+
+
 def cli_env(extra: dict | None = None) -> dict:
-    """The environment a user's shell would give: this Python first on PATH, no inherited run."""
-    env = dict(os.environ)
+    """The environment a user's shell would give: this Python first on PATH, no inherited run;
+    and the test trials' prestarted server."""
+    env = dict(os.environ) | prestarted_env()
     for name in ("MLFLOW_RUN_ID", "MLFLOW_TRACKING_URI", "MLFLOW_EXPERIMENT_ID", "MLFLOW_EXPERIMENT_NAME"):
         env.pop(name, None)
     env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")

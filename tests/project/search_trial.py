@@ -12,8 +12,11 @@ import os
 import sys
 import time
 
+import prestarted
+
 
 def main():
+    prestarted.hand_over(__file__)
     params = dict(arg.partition("=")[::2] for arg in sys.argv[1:])
     record = params.pop("record", "")
     if record:

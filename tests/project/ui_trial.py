@@ -7,10 +7,13 @@ sleep: seconds to wait first, so a test can read the sweep while trials run.
 import sys
 import time
 
-import mlflow
+import prestarted
 
 
 def main():
+    prestarted.hand_over(__file__)
+    import mlflow
+
     params = dict(arg.split("=", 1) for arg in sys.argv[1:])
     time.sleep(float(params.get("sleep", 0)))
     x, y = float(params.get("x", 0)), float(params.get("y", 0))
