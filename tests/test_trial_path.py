@@ -375,3 +375,48 @@ def test_a_trial_the_pruner_stops_is_pruned_and_its_run_killed_and_tagged(tmp_pa
     assert "points: 2/2 done, 0 running, 0 failed, 1 pruned, 0 remaining (2 attempts)" in sweep_status(
         session.parts.config
     )
+
+
+def test_a_best_written_after_the_close_began_does_not_replace_the_sweeps_best(tmp_path, monkeypatch):
+    """Trials are told to Optuna before their best is written. Trial 0 (11) ended first and read
+    the parent before trial 1 (12) wrote its best; the close then ran, and trial 0's write landed
+    last: the parent still shows trial 1."""
+    from mlflow.entities import Metric, RunTag
+
+    from mlflow_sweeper.agent.closing import CloseContext, close_sweep
+    from mlflow_sweeper.agent.outcome import Kind, Outcome
+    from mlflow_sweeper.agent.settle import Attempt, _announce_complete
+    from mlflow_sweeper.agent.trial import TrialContext
+    from mlflow_sweeper.record.parent import ParentRun
+
+    session, _ = session_of(tmp_path, monkeypatch, scores(lambda r: 0.0), parameters={"x": [1, 2], "y": [10]})
+    parts, study, recorder = session.parts, session.parts.study, session.parts.recorder
+    works = [study.claim(), study.claim()]
+    runs = []
+    for work in works:
+        runs.append(recorder.create_trial_run(parts.parent_id, work.number, work.attempt, work.params, {}))
+        study.bind_run(work, runs[-1])
+        study.launched(work)
+        recorder.end_trial_run(runs[-1], "FINISHED")
+    study.complete(works[0], 11.0)
+    study.complete(works[1], 12.0)
+    assert recorder.parent.record_best(parts.parent_id, runs[1], 12.0, step=2)
+
+    class WrittenAfterTheClose(ParentRun):
+        """A best write whose read came before the close: the close runs between them."""
+
+        def record_best(self, parent_id, run_id, value, *, step=0, force=False):
+            if force:
+                return super().record_best(parent_id, run_id, value, step=step, force=force)
+            trials, best = study.complete_trials(), study.best_trial()
+            assert close_sweep(CloseContext(parts.config, study, recorder, parts.parent_id, trials, best))
+            metric = Metric("score", value, int(time.time() * 1000), step)
+            self.client.log_batch(parent_id, metrics=[metric], tags=[RunTag(BEST_RUN_TAG, run_id)])
+            return True
+
+    recorder.parent = WrittenAfterTheClose(recorder.client, parts.config, recorder.experiment_id)
+    settling = TrialContext.of(parts, session.failures).settling
+    _announce_complete(settling, Attempt(works[0], runs[0], tmp_path / "log"), Outcome(Kind.COMPLETE, 11.0))
+    parent = recorder.client.get_run(parts.parent_id)
+    assert parent.data.tags[BEST_RUN_TAG] == runs[1]
+    assert parent.data.metrics["score"] == 12.0

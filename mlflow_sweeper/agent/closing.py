@@ -38,12 +38,17 @@ class RecordBest(CloseAction):
     """The best trial's value and run id on the parent, whatever the parent showed before."""
 
     def run(self, context: CloseContext) -> None:
-        best = context.best
-        if best is not None and best.user_attrs.get("mlflow_run_id"):
-            ended = sum(t.state.is_finished() for t in context.trials)
-            context.recorder.parent.record_best(
-                context.parent_id, best.user_attrs["mlflow_run_id"], best.value, step=ended, force=True
-            )
+        record_sweep_best(context.recorder, context.parent_id, context.trials, context.best)
+
+
+def record_sweep_best(
+    recorder: Recorder, parent_id: str, trials: list[FrozenTrial], best: FrozenTrial | None
+) -> None:
+    """Point the parent at the sweep's best trial, whatever it showed before: the close's word,
+    and what an agent whose new best landed once a close had begun puts back."""
+    if best is not None and best.user_attrs.get(RUN_ATTR):
+        ended = sum(t.state.is_finished() for t in trials)
+        recorder.parent.record_best(parent_id, best.user_attrs[RUN_ATTR], best.value, step=ended, force=True)
 
 
 class WriteReport(CloseAction):

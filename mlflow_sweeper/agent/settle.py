@@ -19,6 +19,7 @@ from ..display import shown_value
 from ..progress import Reporter
 from ..record import Recorder
 from ..ui.live import LiveDescription
+from .closing import record_sweep_best
 from .counts import SweepCounts
 from .failures import Failures
 from .outcome import Kind, Outcome
@@ -107,11 +108,20 @@ def _announce_complete(parts: Settling, attempt: Attempt, outcome: Outcome) -> N
     parts.console.event(f"trial {work.number} finished (run {run_id}{shown})")
     if improved:  # only then can it beat what the parent shows: a new point of the best-so-far curve
         step = tallies.best_so_far_step(parts.study.trials(), work.number, parts.study.direction)
-        if step is not None:  # another agent's trial, ended before it, was as good
-            parts.recorder.parent.record_best(parts.parent_id, run_id, value, step=step)
+        # step None: another agent's trial, ended before it, was as good
+        if step is not None and parts.recorder.parent.record_best(parts.parent_id, run_id, value, step=step):
+            _keep_the_sweeps_best(parts)
         parts.description.new_best()
     if objective.reached(value):
         parts.console.event(f"trial {work.number} reached the target: no new trials will start")
+
+
+def _keep_the_sweeps_best(parts: Settling) -> None:
+    """A trial is told to Optuna before its best is written, so a close may begin in between and
+    write the sweep's best first; a better trial's agent may also have written first. Once a close
+    has begun, the write just made is put right: the sweep's best goes back on the parent."""
+    if parts.study.close_begun():
+        record_sweep_best(parts.recorder, parts.parent_id, parts.study.trials(), parts.study.best_trial())
 
 
 def settle_failed(parts: Settling, attempt: Attempt, outcome: Outcome) -> None:
