@@ -642,6 +642,33 @@ def test_a_claim_abandoned_before_its_trial_existed_is_released_and_run_once(tmp
     assert studies[0].is_complete()
 
 
+def test_a_rerun_ended_as_lost_between_its_take_and_its_owners_mark_is_left_to_the_next(tmp_path, backend):
+    """Until its taker's mark lands, a re-run just taken has no owner: an agent that finds it so
+    past stale_after ends it as lost and queues the point again. The taker leaves it, and the
+    point runs once more, as the same attempt."""
+    config = make_config(tmp_path, backend, parameters={"x": [0]}, stale_after=0.2)
+    first, taker, reclaimer = make_agents(config, backend, n=3)
+    start([first, taker, reclaimer])
+    work = first.claim()
+    first.fail(work, "failed on purpose", retry_it=True)  # queued again: attempt 2
+    mark = taker.claims._own
+    ended = []
+
+    def reclaimed_before_the_mark(trial_id: int) -> bool:
+        time.sleep(0.3)
+        ended.extend(t._trial_id for t, _, _ in reclaimer.reclaim_stale(set()))
+        return mark(trial_id)
+
+    taker.claims._own = reclaimed_before_the_mark
+    assert taker.claim() is None
+    taker.claims._own = mark
+    (lost,) = ended
+    assert taker.storage.get_trial(lost).state == TrialState.FAIL
+    again = work_until_done(taker)
+    assert [(w.slot, w.attempt) for w in again] == [(work.slot, 2)] and again[0].trial_id != lost
+    assert taker.is_complete()
+
+
 def test_a_slot_voided_by_an_agent_that_died_before_queueing_it_is_not_lost(tmp_path, backend):
     config = make_config(tmp_path, backend, parameters={"x": list(range(4))}, stale_after=0.2)
     dying, voiding = make_agents(config, backend, n=2)

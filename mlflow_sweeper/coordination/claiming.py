@@ -74,23 +74,30 @@ class TrialClaims:
     def _pop_waiting(self) -> Work | None:
         waiting = self.store.get_all_trials(self.factory.study_id, deepcopy=False, states=WAITING)
         for trial in waiting:
-            if not take(self.store, compat.trial_id(trial)):
+            if not take(self.store, compat.trial_id(trial)) or not self._own(compat.trial_id(trial)):
                 continue
-            self._own(compat.trial_id(trial))
             return Work.of(trial)  # a queued re-run: no run yet
         return None
 
-    def _own(self, trial_id: int) -> None:
-        """Mark a trial just taken as this agent's. Optuna's journal storage may raise, in this
-        write, the UpdateFinishedTrialError of an earlier write left unreplayed from a thread with
-        the same id (a heartbeat on a trial finished since). `RetryingStorage` replays what a
-        failed call leaves; a call made outside it (a sampler's, Optuna's own) may still leave
-        one. The trial just taken is running, so that error is not this write's: made again."""
+    def _own(self, trial_id: int) -> bool:
+        """Mark a trial just taken as this agent's; False when it is no longer running: until the
+        mark lands, the trial has no owner, and an agent that finds it so past stale_after ends
+        it as lost (its point is queued again).
+
+        Optuna's journal storage may also raise, in this write, the UpdateFinishedTrialError of an
+        earlier write left unreplayed from a thread with the same id (a heartbeat on a trial
+        finished since). `RetryingStorage` replays what a failed call leaves; a call made outside
+        it (a sampler's, Optuna's own) may still leave one. While the trial just taken is running,
+        that error is not this write's: made again."""
         for key, value in self.heartbeat.owner_attrs().items():
             try:
                 self.store.set_trial_system_attr(trial_id, key, value)
             except UpdateFinishedTrialError:
+                if self.store.get_trial(trial_id).state.is_finished():
+                    log.info("trial %s was ended by another agent as it was taken: left to it", trial_id)
+                    return False
                 self.store.set_trial_system_attr(trial_id, key, value)
+        return True
 
     def _claim_fresh(self) -> Work | None:
         while True:
