@@ -8,8 +8,11 @@ what one proxy costs. The protocol needs nothing more of a storage than the prox
 
 Both Optuna's trial caches (the client's, per process, and the proxy's `_CachedStorage`) re-read
 only unfinished trials and those with a larger id than the last finished one they saw. That hides
-nothing: a database storage creates a study's trials under a lock on the study's row, so within a
-study ids are handed out in commit order, and a trial can never appear below a finished one.
+nothing for long: a database storage creates a study's trials under a lock on the study's row, so
+within a study ids are handed out in commit order, and a trial can never appear below a finished
+one. For a moment it can below an unfinished one: `_CachedStorage` adds a trial it creates to its
+cache at once, so a read made meanwhile may hold it without an older trial created elsewhere; the
+next read holds both (the close election reads again on such a gap, `coordination/closing.py`).
 
 One Python process serves calls one at a time (its interpreter lock), so on a database server the
 proxy runs several worker processes on one port (SO_REUSEPORT: the kernel spreads the agents'

@@ -807,6 +807,42 @@ def test_a_reopened_sweep_elects_exactly_one_new_closer_each_time(tmp_path, back
         assert all(in_threads(studies, lambda s: s.is_closed()))
 
 
+class MissingOnce:
+    """A storage whose first read of a study lacks one trial, as a read through Optuna's gRPC
+    proxy may when the proxy's `_CachedStorage` adds a trial it has just created to a read that
+    ran before an older trial's commit."""
+
+    def __init__(self, storage, hidden_number: int):
+        self.storage, self.hidden_number, self.hid = storage, hidden_number, False
+
+    def __getattr__(self, name):
+        return getattr(self.storage, name)
+
+    def get_all_trials(self, study_id, deepcopy=True, states=None):
+        trials = self.storage.get_all_trials(study_id, deepcopy=deepcopy, states=states)
+        if self.hid:
+            return trials
+        self.hid = True
+        return [t for t in trials if t.number != self.hidden_number]
+
+
+def test_a_read_lacking_a_lower_nomination_does_not_elect_a_second_closer():
+    from mlflow_sweeper.coordination.closing import CloseElection
+
+    storage = InMemoryStorage()
+    heartbeat = Heartbeat(RetryingStorage(storage), agent_id(), 300)
+    elections = [
+        CloseElection(RetryingStorage(MissingOnce(storage, hidden)), "sweep", heartbeat)
+        for hidden in (None, 0)
+    ]
+    study_id = elections[0]._study(create=True)
+    for _ in range(2):  # two agents' nominations of epoch 0: #0 is the token
+        elections[0]._nominate(study_id, 0)
+    assert elections[0].elect()
+    assert not elections[1].elect()  # its first read shows #1 as the epoch's first
+    assert [t.state for t in storage.get_all_trials(study_id)] == [TrialState.RUNNING, TrialState.WAITING]
+
+
 def test_mark_closed_without_winning_is_refused(tmp_path, backend):
     _, studies = finished_sweep(tmp_path, backend)
     with pytest.raises(SweeperError, match="elect_closer"):

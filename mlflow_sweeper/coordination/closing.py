@@ -8,6 +8,11 @@ storage, in a companion study `<identity>#close`:
   lowest-numbered trial that has not failed.
 * Whoever wins the atomic WAITING -> RUNNING update of the token is the closer. It beats on the
   token while closing and marks it COMPLETE when done; from then on the epoch is closed.
+* A token is taken only from a read that holds every trial numbered below it. Optuna's
+  `_CachedStorage` (the gRPC proxy's storage) puts a trial it creates into its cache at once, so a
+  read made at the same moment may return that trial without an older one created through another
+  proxy worker or agent: a lower-numbered nomination missing, another agent's token would look
+  like this epoch's first. Such a read is read again.
 * A closer that died (silent for stale_after, or its process gone on this host) has its token
   failed through the atomic RUNNING -> FAIL update; the next token is then taken by exactly one
   of the agents still electing.
@@ -34,6 +39,7 @@ from .store import RetryingStorage, find_study, finish, set_reason, take, trial_
 log = logging.getLogger(__name__)
 
 MAX_ROUNDS = 50  # each round ends a dead closer's token or nominates one; far more than ever needed
+GAP_PAUSE = 0.01  # before reading again a read that lacks a trial below the token
 
 
 class CloseElection:
@@ -53,10 +59,14 @@ class CloseElection:
         assert study_id is not None
         epoch = self.epoch()
         for _ in range(MAX_ROUNDS):
-            trials = self._epoch_trials(study_id, epoch)
+            every = self.store.get_all_trials(study_id, deepcopy=False)
+            trials = of_epoch(every, epoch)
             if any(t.state == TrialState.COMPLETE for t in trials):
                 return False
             token = next((t for t in trials if t.state in ACTIVE), None)
+            if token is not None and not holds_all_below(every, token.number):
+                time.sleep(GAP_PAUSE)  # a trial below the token is not in this read yet
+                continue
             if token is None:
                 self._nominate(study_id, epoch)
             elif token.state == TrialState.WAITING:
@@ -130,8 +140,7 @@ class CloseElection:
         return self._study_id
 
     def _epoch_trials(self, study_id: int, epoch: int) -> list[FrozenTrial]:
-        trials = self.store.get_all_trials(study_id, deepcopy=False)
-        return sorted((t for t in trials if t.system_attrs.get(CLOSE_EPOCH) == epoch), key=lambda t: t.number)
+        return of_epoch(self.store.get_all_trials(study_id, deepcopy=False), epoch)
 
     def _nominate(self, study_id: int, epoch: int) -> None:
         self.store.create_new_trial(
@@ -143,3 +152,14 @@ class CloseElection:
             self.store.set_trial_system_attr(token_id, key, value)
         self._held = token_id
         self._beating = self.heartbeat.keep_alive(token_id)
+
+
+def of_epoch(trials: list[FrozenTrial], epoch: int) -> list[FrozenTrial]:
+    """The close study's trials of `epoch`, lowest number first."""
+    return sorted((t for t in trials if t.system_attrs.get(CLOSE_EPOCH) == epoch), key=lambda t: t.number)
+
+
+def holds_all_below(trials: list[FrozenTrial], number: int) -> bool:
+    """Does this read of a study hold every trial numbered below `number`? Numbers are dense, so a
+    read lacking none has `number` distinct numbers below it."""
+    return len({t.number for t in trials if t.number < number}) == number
