@@ -118,7 +118,10 @@ def open_sweep(
 
     if not created and not storage_exists(uri):  # before the store's file is made
         _check_recorded_parent(study, None)
-    client = open_mlflow_tracking(uri, mlflow_pool, AGENT_APPLICATION)
+    from .launch.dispatch import launcher_class
+
+    reserved = launcher_class(config).store_connections_per_trial * max(1, n_jobs)
+    client = open_mlflow_tracking(uri, mlflow_pool, AGENT_APPLICATION, reserved)
     if not created:  # before the experiment is made, and before a start over writes to Optuna
         _check_recorded_parent(study, client)
         started_over = study.check_drift(warm)  # once, before anything is written for this config

@@ -94,6 +94,20 @@ def test_plugin_backend_failed_trial_is_retried(tmp_path):
     assert len(read_records(tmp_path / "records.jsonl")) == 4
 
 
+def test_plugin_backend_trials_on_a_postgresql_store_are_not_starved_of_connections(tmp_path, postgres_db):
+    """The backend runs in the agent's process and ends its jobs' runs from threads of its own,
+    outside the agent's turns at the store: the agent's small MLflow pool leaves them room. (It
+    did not: the agent hung on "QueuePool limit of size 1 overflow 1 reached", even with -j 1.)"""
+    store = postgres_db()
+    for jobs in ("1", "2"):
+        config = backend_config(tmp_path / jobs, "ok", mlflow_storage=store, sweep_name=f"s{jobs}")
+        result = run_cli("sweep", config, "-j", jobs, cwd=tmp_path / jobs, env=plugin_env(), timeout=120)
+        assert result.returncode == 0, result.stdout + result.stderr
+        trials = [r for r in mlflow_runs(store) if r.data.tags.get("sweeper.sweep") == f"exp/s{jobs}"]
+        assert sorted(r.data.tags.get("sweeper.role") for r in trials) == ["parent", "trial", "trial"]
+        assert all(r.info.status == "FINISHED" for r in trials)
+
+
 @pytest.mark.extended
 def test_plugin_backend_trial_timeout_kills_the_job(tmp_path):
     config = backend_config(tmp_path, "hang", trial_timeout=4, max_retries=0)

@@ -51,6 +51,10 @@ class SubmittedRunHandle(TrialHandle):
 
 
 class BackendLauncher(Launcher):
+    # A backend runs in the agent's process and may call the store from threads of its own (a
+    # job's watcher ending its run): one call at a time per job, two connections in some calls.
+    store_connections_per_trial = 2
+
     def prepare(self) -> None:
         from ..tracking_store import make_current
 

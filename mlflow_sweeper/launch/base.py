@@ -91,6 +91,10 @@ class TrialHandle(ABC):
 class Launcher(ABC):
     """Starts the trials of one sweep."""
 
+    # Connections to the agent's MLflow store that each running trial's launch may hold from
+    # threads of its own, outside the agent's turns: the store's pool leaves room for them.
+    store_connections_per_trial = 0
+
     def __init__(
         self,
         config: SweepConfig,

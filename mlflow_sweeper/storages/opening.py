@@ -83,12 +83,15 @@ def open_optuna_storage(
     return storage
 
 
-def open_mlflow_tracking(url: str, pool: Pool | None = None, application: str | None = None):
+def open_mlflow_tracking(
+    url: str, pool: Pool | None = None, application: str | None = None, reserved: int = 0
+):  # fmt: skip
     """An MlflowClient on `url`, its store created race-free; the URL becomes MLflow's current.
 
     A SQLite URI gets a busy timeout, which trials inherit through MLFLOW_TRACKING_URI. `pool`
-    sizes a database store's connection pool (MLflow reads it when the store is created);
-    `application` names its PostgreSQL connections.
+    sizes a database store's connection pool (MLflow reads it when the store is created), with
+    `reserved` connections more for calls made outside the client (an in-process backend's own
+    threads); `application` names its PostgreSQL connections.
     """
     from ..compat import sql_engine
     from ..tracking_store import make_current
@@ -97,7 +100,7 @@ def open_mlflow_tracking(url: str, pool: Pool | None = None, application: str | 
     kind = mlflow_kind(url)
     fitted = pool is not None and sqlite_file(url) is None  # fitted for servers only, as for Optuna
     if fitted:
-        set_mlflow_pool(pool)
+        set_mlflow_pool(Pool(pool.size, pool.overflow + reserved))
     client = _open_safely(
         url, lambda: kind.open(parse(url)), "MLflow storage", sql_engine, immediate=False, server_locked=True
     )
@@ -105,7 +108,7 @@ def open_mlflow_tracking(url: str, pool: Pool | None = None, application: str | 
         name_connections(sql_engine(client), application)
     make_current(url)
     if fitted and sql_engine(client) is not None:  # a database store, on the fitted pool
-        return BoundedClient(client, mlflow_pool_in_effect())
+        return BoundedClient(client, mlflow_pool_in_effect(), reserved)
     return client
 
 

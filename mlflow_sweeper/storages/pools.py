@@ -106,9 +106,10 @@ class BoundedClient:
     at once, one of them always gets its second connection.
     """
 
-    def __init__(self, client: Any, pool: Pool):
+    def __init__(self, client: Any, pool: Pool, reserved: int = 0):
         self._client = client
-        self._permits = threading.BoundedSemaphore(max(1, pool.most - 1))
+        # `reserved`: the pool's connections left to calls made outside this client's turns.
+        self._permits = threading.BoundedSemaphore(max(1, pool.most - 1 - reserved))
 
     def turn(self) -> threading.BoundedSemaphore:
         """One call's turn, for MLflow calls made outside this client on the same store (an
