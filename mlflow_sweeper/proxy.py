@@ -104,6 +104,7 @@ def check_port_free(host: str, port: int) -> None:
         raise StorageError(f"cannot serve the proxy on {host}:{port}: {exc}") from None
     family, kind, proto, _, address = addresses[0]
     with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind(address)
         except OSError as exc:

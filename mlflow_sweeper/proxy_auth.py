@@ -20,7 +20,15 @@ CA_ENV = "SWEEPER_PROXY_CA"
 HEADER = "authorization"
 # Each client its own connection (gRPC shares one between a process's channels to one address):
 # the kernel spreads connections over the proxy's worker processes, so a process's clients do.
-CHANNEL_OPTIONS = [("grpc.max_receive_message_length", -1), ("grpc.use_local_subchannel_pool", 1)]
+CHANNEL_OPTIONS = [
+    ("grpc.max_receive_message_length", -1),
+    ("grpc.use_local_subchannel_pool", 1),
+    # A proxy restarting is reconnected to within a second of its return: gRPC's own backoff grows
+    # to two minutes, and every call fails at once meanwhile, past the storage retries' patience.
+    ("grpc.initial_reconnect_backoff_ms", 100),
+    ("grpc.min_reconnect_backoff_ms", 100),
+    ("grpc.max_reconnect_backoff_ms", 1000),
+]
 
 
 def is_loopback(host: str) -> bool:

@@ -27,11 +27,14 @@ import psutil
 import pytest
 from conftest import (
     TRAIN,
+    cli_env,
+    kill_process_tree,
     mlflow_runs,
     optuna_trials,
     read_records,
     run_cli,
     start_cli,
+    start_proxy,
     write_config,
 )
 
@@ -939,3 +942,46 @@ def test_claim_abandoned_by_a_dead_agent_is_released_and_its_point_runs_once(tmp
     trials = optuna_trials(url)
     assert sorted(t.params["x"] for t in trials if t.state == TrialState.COMPLETE) == [1, 2, 3]
     assert all(t.state != TrialState.RUNNING for t in optuna_trials(url, "exp/s1#claims"))
+
+
+@pytest.mark.server
+def test_a_grpc_proxy_restarted_mid_sweep_loses_no_trial(tmp_path, agents, postgres_db):
+    """The agents' gRPC proxy goes down for 10 s while trials run and end (a proxy restarting on a
+    loaded machine takes that long): the agent rides it out, and each point runs exactly once.
+    (It gave up after some 6 s: exit 1, and results that had finished were run again.)"""
+    record = tmp_path / "points.txt"
+    proxy, url = start_proxy(postgres_db(), tmp_path / "proxy.log")
+    script = 'echo "$*" >> ' + shlex.quote(str(record)) + "; sleep 2"
+    config = write_config(
+        tmp_path, command=f"bash -c {shlex.quote(script)} trial", parameters={"x": [1, 2, 3], "y": [10]},
+        spec=None, optuna_storage=url, stale_after=60,
+    )  # fmt: skip
+
+    def executed() -> list[str]:
+        return record.read_text().splitlines() if record.exists() else []
+
+    agent = agents.start(config, "-j", "4")
+    deadline = time.monotonic() + 200
+    while len(executed()) < 3:
+        if agent.poll() is not None or time.monotonic() > deadline:
+            pytest.fail(f"the first trials did not start:\n{agents.output(agent)}")
+        time.sleep(0.1)
+    command = proxy.args
+    kill_process_tree(proxy)
+    time.sleep(10)  # the trials end meanwhile
+    log_path = tmp_path / "proxy-again.log"
+    for _ in range(60):  # on the same port, once the old proxy's workers have let it go
+        with open(log_path, "wb") as log:
+            again = subprocess.Popen(command, env=cli_env(), stdout=log, stderr=subprocess.STDOUT,
+                                     stdin=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
+        try:
+            again.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            break  # serving
+        assert "port is in use" in log_path.read_text(), log_path.read_text()
+        time.sleep(0.5)
+    try:
+        assert agents.wait(agent, timeout=240) == 0, agents.output(agent)
+    finally:
+        kill_process_tree(again)
+    assert sorted(executed()) == [f"x={x} y=10" for x in (1, 2, 3)]

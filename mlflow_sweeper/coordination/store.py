@@ -21,6 +21,7 @@ from optuna.trial import FrozenTrial, TrialState
 from .. import compat
 from ..secrets import redact
 from ..storages import retry
+from ..storages.retry import OUTAGE_ATTEMPTS
 from .names import FINGERPRINT_ATTR, INFEASIBLE, REASON
 
 log = logging.getLogger(__name__)
@@ -33,7 +34,7 @@ class RetryingStorage:
     private fast paths in `compat`).
     """
 
-    def __init__(self, raw: Any, attempts: int = 8):
+    def __init__(self, raw: Any, attempts: int = OUTAGE_ATTEMPTS):
         self.raw = raw
         self.attempts = attempts
         self._journal = isinstance(raw, JournalStorage)

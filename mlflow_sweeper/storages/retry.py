@@ -65,11 +65,15 @@ def _transient_itself(exc: BaseException) -> bool:
     return bool(TRANSIENT_PATTERNS.search(text))
 
 
+# Enough backoff (about a minute) to ride out a database server or a gRPC proxy restarting.
+OUTAGE_ATTEMPTS = 18
+
+
 def retry(
     fn: Callable[[], T],
     what: str,
     *,
-    attempts: int = 8,
+    attempts: int = OUTAGE_ATTEMPTS,
     first_delay: float = 0.05,
     max_delay: float = 5.0,
     also: Callable[[BaseException], bool] | None = None,
