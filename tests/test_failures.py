@@ -21,6 +21,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 import psutil
@@ -858,6 +859,17 @@ def test_lock_left_by_dead_process_does_not_block_and_no_lock_remains(tmp_path):
 # ---- a database server restarted mid-sweep ---------------------------------------------------------
 
 
+def _agent_running_three_trials(agents: Agents, config: Path, executed: Callable[[], list]):
+    """An agent started with -j 4 on a three-point sweep, once its three trials have started."""
+    agent = agents.start(config, "-j", "4")
+    deadline = time.monotonic() + 200
+    while len(executed()) < 3:
+        if agent.poll() is not None or time.monotonic() > deadline:
+            pytest.fail(f"the first trials did not start:\n{agents.output(agent)}")
+        time.sleep(0.1)
+    return agent
+
+
 @pytest.mark.server
 def test_postgres_restart_mid_sweep_loses_no_trial(tmp_path, agents, private_postgres):
     """Optuna and MLflow on PostgreSQL (two databases on a server of the test's own, so the restart
@@ -889,12 +901,7 @@ def test_postgres_restart_mid_sweep_loses_no_trial(tmp_path, agents, private_pos
         lines = record.read_text().splitlines() if record.exists() else []
         return [point(dict(item.split("=", 1) for item in line.split())) for line in lines]
 
-    agent = agents.start(config, "-j", "4")
-    deadline = time.monotonic() + 200
-    while len(executed()) < 3:
-        if agent.poll() is not None or time.monotonic() > deadline:
-            pytest.fail(f"the first trials did not start:\n{agents.output(agent)}")
-        time.sleep(0.1)
+    agent = _agent_running_three_trials(agents, config, executed)
     running = agents.tree(agent)
     # A restart whose downtime spans the end of the running trials: stop, let them end, start.
     private_postgres.stop()
@@ -960,12 +967,7 @@ def test_a_grpc_proxy_restarted_mid_sweep_loses_no_trial(tmp_path, agents, postg
     def executed() -> list[str]:
         return record.read_text().splitlines() if record.exists() else []
 
-    agent = agents.start(config, "-j", "4")
-    deadline = time.monotonic() + 200
-    while len(executed()) < 3:
-        if agent.poll() is not None or time.monotonic() > deadline:
-            pytest.fail(f"the first trials did not start:\n{agents.output(agent)}")
-        time.sleep(0.1)
+    agent = _agent_running_three_trials(agents, config, executed)
     command = proxy.args
     kill_process_tree(proxy)
     time.sleep(10)  # the trials end meanwhile
