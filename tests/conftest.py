@@ -201,6 +201,17 @@ def start_cli(
 
 
 @pytest.fixture(autouse=True)
+def _outages_waited_out():
+    """An agent run in process and interrupted stops waiting out storage outages for the rest of
+    its process; each test starts as an agent does, waiting them out."""
+    from mlflow_sweeper.storages.retry import stop_waiting_out_outages
+
+    stop_waiting_out_outages(False)
+    yield
+    stop_waiting_out_outages(False)
+
+
+@pytest.fixture(autouse=True)
 def _loggers_as_they_were():
     """The CLI run in process (click's CliRunner) sets up its loggers for a terminal: our logger
     stops propagating, so `caplog` would see nothing in whichever test runs next in the same

@@ -987,3 +987,23 @@ def test_a_grpc_proxy_restarted_mid_sweep_loses_no_trial(tmp_path, agents, postg
     finally:
         kill_process_tree(again)
     assert sorted(executed()) == [f"x={x} y=10" for x in (1, 2, 3)]
+
+
+@pytest.mark.server
+def test_ctrl_c_while_the_grpc_proxy_is_down_exits_within_seconds(tmp_path, agents, postgres_db):
+    """Storage outages are waited out for about a minute, but not by an agent told to stop: it
+    leaves at once, exit 130, its trials left to a resume. (It took five minutes.)"""
+    record = tmp_path / "points.txt"
+    proxy, url = start_proxy(postgres_db(), tmp_path / "proxy.log")
+    script = 'echo "$*" >> ' + shlex.quote(str(record)) + "; sleep 60"
+    config = write_config(
+        tmp_path, command=f"bash -c {shlex.quote(script)} trial", parameters={"x": [1, 2, 3], "y": [10]},
+        spec=None, optuna_storage=url,
+    )  # fmt: skip
+    agent = _agent_running_three_trials(
+        agents, config, lambda: record.read_text().splitlines() if record.exists() else []
+    )
+    kill_process_tree(proxy)
+    time.sleep(2)
+    agent.send_signal(signal.SIGINT)
+    assert agents.wait(agent, timeout=60) == 130, agents.output(agent)

@@ -12,10 +12,12 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from ..launch import kill_tree
+from ..storages.retry import stop_waiting_out_outages
 
 
 class StopSignal:
     def __init__(self) -> None:
+        stop_waiting_out_outages(False)
         self._event = threading.Event()
         self._pids: set[int] = set()
         self._lock = threading.Lock()  # guards _pids
@@ -29,6 +31,7 @@ class StopSignal:
     def set(self) -> None:
         if self.set_at is None:
             self.set_at = time.monotonic()
+        stop_waiting_out_outages()
         self._event.set()
 
     def set_within(self, seconds: float) -> bool:

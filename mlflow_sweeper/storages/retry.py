@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import random
 import re
+import threading
 import time
 from collections.abc import Callable
 from typing import TypeVar
@@ -67,6 +68,17 @@ def _transient_itself(exc: BaseException) -> bool:
 
 # Enough backoff (about a minute) to ride out a database server or a gRPC proxy restarting.
 OUTAGE_ATTEMPTS = 18
+# An agent told to stop (Ctrl-C) leaves within seconds: a storage still down is not waited out.
+STOPPING_ATTEMPTS = 3
+_stopping = threading.Event()
+
+
+def stop_waiting_out_outages(stopping: bool = True) -> None:
+    """The agent is stopping (or, with False, starting): how long storage errors are retried."""
+    if stopping:
+        _stopping.set()
+    else:
+        _stopping.clear()
 
 
 def retry(
@@ -85,7 +97,8 @@ def retry(
             return fn()
         except Exception as exc:  # noqa: BLE001 - classified below
             retriable = is_transient(exc) or (also is not None and also(exc))
-            if not retriable or attempt == attempts:
+            patience = min(attempts, STOPPING_ATTEMPTS) if _stopping.is_set() else attempts
+            if not retriable or attempt >= patience:
                 raise
             log.debug("%s: transient error (%s), retry %d", what, exc, attempt)
             time.sleep(delay * (0.5 + random.random()))
