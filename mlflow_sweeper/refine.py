@@ -270,34 +270,10 @@ def render(
     names already in the storage, which the new one must not reuse; `store`: the MLflow store
     the sweep recorded (its runs, which the new sweep's warm start reads)."""
     raw = dict(config.written)  # `${VAR}` kept as written: the follow-up sweep reads it again
-    new_name = next_sweep_name(config.sweep_name)
-    while f"{config.experiment}/{new_name}" in taken:
-        new_name = next_sweep_name(new_name)
+    new_name = _free_sweep_name(config, taken)
     if out.resolve().parent != config.base_dir:  # relative paths would point elsewhere from there
-        resolved = {"output_dir": str(config.output_dir), "optuna_storage": config.optuna_storage}
-        if config.mlflow_storage or store:  # unnamed, the default store would follow the new folder
-            resolved["mlflow_storage"] = config.mlflow_storage or store
-        if config.command is not None and "${" not in str(raw.get("command", "")):
-            resolved["command"] = _with_absolute_files(config.command, config.base_dir)
-        elif config.entry_point is not None:
-            if is_local_project(config.project):  # the loader made it absolute already
-                resolved["project"] = config.project
-            if isinstance(config.backend_config, str):  # a JSON file's path, made absolute too
-                resolved["backend_config"] = config.backend_config
-        for key, value in resolved.items():
-            # a value from `${VAR}` stays a reference, never its value
-            if "${" not in str(raw.get(key, "")) and redact(value) == value:
-                raw[key] = value
-    # An earlier sweep this one started from may give the new space results this one could not
-    # take; one deleted since would make the new config refuse to run.
-    written = config.written.get("warm_start") if isinstance(config.written, dict) else None
-    written = [written] if isinstance(written, dict) else list(written or [])  # a `${VAR}` as written
-    sources = [
-        as_written  # each source parsed from it, in order
-        for source, as_written in zip(config.warm_start, written, strict=True)
-        if not isinstance(source, SweepSource) or not taken or source.sweep in taken
-    ]
-    sources.append({"sweep": config.identity})
+        raw.update(_paths_resolved(config, raw, store))
+    sources = _warm_start_sources(config, taken)
     summary = _summary(config, advice)
     lines = [f"# Refined from sweep '{config.identity}' by `mlflow-sweeper refine`: {summary}"]
     lines.append("# Its results enter this sweep through warm_start: nothing already run runs again.")
@@ -325,6 +301,49 @@ def render(
     if not written_warm:
         lines.append(_warm_start_yaml(sources))
     return "\n".join(lines) + "\n"
+
+
+def _free_sweep_name(config: SweepConfig, taken: set[str]) -> str:
+    """The follow-up sweep's name: the next one not already in the storage."""
+    new_name = next_sweep_name(config.sweep_name)
+    while f"{config.experiment}/{new_name}" in taken:
+        new_name = next_sweep_name(new_name)
+    return new_name
+
+
+def _paths_resolved(config: SweepConfig, raw: dict, store: str | None) -> dict:
+    """The keys whose relative paths must be absolute in a config written to another folder; a
+    value from `${VAR}` stays a reference, never its value."""
+    resolved = {"output_dir": str(config.output_dir), "optuna_storage": config.optuna_storage}
+    if config.mlflow_storage or store:  # unnamed, the default store would follow the new folder
+        resolved["mlflow_storage"] = config.mlflow_storage or store
+    if config.command is not None and "${" not in str(raw.get("command", "")):
+        resolved["command"] = _with_absolute_files(config.command, config.base_dir)
+    elif config.entry_point is not None:
+        if is_local_project(config.project):  # the loader made it absolute already
+            resolved["project"] = config.project
+        if isinstance(config.backend_config, str):  # a JSON file's path, made absolute too
+            resolved["backend_config"] = config.backend_config
+    return {
+        key: value
+        for key, value in resolved.items()
+        if "${" not in str(raw.get(key, "")) and redact(value) == value
+    }
+
+
+def _warm_start_sources(config: SweepConfig, taken: set[str]) -> list[dict]:
+    """The follow-up's `warm_start`: this sweep's sources as written (a `${VAR}` kept), then this
+    sweep. An earlier sweep this one started from may give the new space results this one could
+    not take; one deleted since would make the new config refuse to run."""
+    written = config.written.get("warm_start") if isinstance(config.written, dict) else None
+    written = [written] if isinstance(written, dict) else list(written or [])
+    sources = [
+        as_written  # each source parsed from it, in order
+        for source, as_written in zip(config.warm_start, written, strict=True)
+        if not isinstance(source, SweepSource) or not taken or source.sweep in taken
+    ]
+    sources.append({"sweep": config.identity})
+    return sources
 
 
 def _with_absolute_files(command: str, base_dir: Path) -> str:
