@@ -180,6 +180,20 @@ def test_file_backed_kinds_open_and_then_exist(tmp_path):
     assert storages.exists(f"sqlite:///{tmp_path / 'm.db'}")
 
 
+def test_a_sqlite_store_opened_again_in_one_process_is_tuned_once(tmp_path):
+    """MLflow hands every client of a URI one store: opening it again (a second thread, a second
+    part of the agent) neither adds our listeners again nor drops the pool under another thread's
+    connection, which raced SQLAlchemy's first connect ('deque mutated during iteration')."""
+    from mlflow_sweeper.compat import sql_engine
+
+    url = f"sqlite:///{tmp_path / 'm.db'}"
+    engine = sql_engine(storages.open_mlflow_tracking(url))
+    pool, listeners = engine.pool, len(engine.pool.dispatch.connect)
+    again = sql_engine(storages.open_mlflow_tracking(url))
+    assert again is engine and again.pool is pool
+    assert len(again.pool.dispatch.connect) == listeners
+
+
 def test_unknown_scheme_at_open_or_probe_is_one_storage_error():
     for call in (storages.probe_optuna_storage, storages.open_optuna_storage):
         with pytest.raises(StorageError, match="unknown Optuna storage"):
