@@ -194,6 +194,25 @@ def test_a_sqlite_store_opened_again_in_one_process_is_tuned_once(tmp_path):
     assert len(again.pool.dispatch.connect) == listeners
 
 
+@pytest.mark.server
+def test_a_postgresql_store_opened_again_in_one_process_names_its_connections_once(postgres_db, monkeypatch):
+    from mlflow_sweeper.compat import sql_engine
+    from mlflow_sweeper.storages.pools import AGENT_APPLICATION, MLFLOW_POOL_VARIABLES, Pool
+
+    for variable in MLFLOW_POOL_VARIABLES:
+        monkeypatch.setenv(variable, "2")
+    url = postgres_db()
+    client = storages.open_mlflow_tracking(url, Pool(1, 1), AGENT_APPLICATION)
+    engine = sql_engine(client)
+    pool, listeners = engine.pool, len(engine.pool.dispatch.connect)
+    again = storages.open_mlflow_tracking(url, Pool(1, 1), AGENT_APPLICATION)
+    assert sql_engine(again) is engine and engine.pool is pool
+    assert len(engine.pool.dispatch.connect) == listeners
+    with engine.connect() as connection:
+        named = connection.exec_driver_sql("SELECT current_setting('application_name')").scalar()
+    assert named == AGENT_APPLICATION
+
+
 def test_unknown_scheme_at_open_or_probe_is_one_storage_error():
     for call in (storages.probe_optuna_storage, storages.open_optuna_storage):
         with pytest.raises(StorageError, match="unknown Optuna storage"):

@@ -7,6 +7,7 @@ servers, a tracking server (`http(s)://`) or Databricks.
 
 - `urls`: the one URL parser; `kinds`: one class per storage kind, in tables keyed by scheme;
 - `retry`: what counts as transient and the backoff; `sqlite`: SQLite tuned for many agents;
+- `engines`: what is added to a shared engine, added once;
 - `opening`: opening either storage race-free, with one clear error.
 """
 

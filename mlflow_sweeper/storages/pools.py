@@ -19,6 +19,8 @@ from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import Any
 
+from .engines import once_per_engine
+
 AGENT_APPLICATION = "mlflow-sweeper-agent"
 POOL_TIMEOUT_SECONDS = 300  # a thread waits this long for a free connection before it errs
 
@@ -85,8 +87,9 @@ def name_connections(engine, application: str = AGENT_APPLICATION) -> None:
         cursor.close()
         dbapi_connection.commit()
 
-    sqlalchemy.event.listen(engine, "connect", on_connect)
-    engine.dispose()
+    once_per_engine(
+        engine, "application_name", lambda: sqlalchemy.event.listen(engine, "connect", on_connect)
+    )
 
 
 def store_turn(client: Any) -> Callable[[], AbstractContextManager]:

@@ -3,16 +3,12 @@
 from __future__ import annotations
 
 import logging
-import threading
-import weakref
 from pathlib import Path
 
+from .engines import once_per_engine
 from .urls import parse
 
 log = logging.getLogger(__name__)
-
-_tuned_engines: weakref.WeakSet = weakref.WeakSet()  # MLflow shares one store (and engine) per URI
-_tuning = threading.Lock()
 
 
 def sqlite_file(url: str) -> Path | None:
@@ -41,9 +37,6 @@ def tune_sqlite_engine(engine, *, immediate: bool) -> None:
       write lock from the first read makes them atomic, as row locks do on a server.
     * synchronous=NORMAL under WAL: commits skip the fsync (durable across process crashes, not
       power loss); the fsync was the largest part of a sweep's own cost per trial.
-
-    Once per engine: MLflow hands every client of a URI the same store, and a second tuning
-    would add its listeners again and drop the pool under another thread's connection.
     """
     import sqlalchemy
 
@@ -60,14 +53,12 @@ def tune_sqlite_engine(engine, *, immediate: bool) -> None:
     def on_begin(connection) -> None:
         connection.exec_driver_sql("BEGIN IMMEDIATE")
 
-    with _tuning:
-        if engine in _tuned_engines:
-            return
+    def add() -> None:
         sqlalchemy.event.listen(engine, "connect", on_connect)
         if immediate:
             sqlalchemy.event.listen(engine, "begin", on_begin)
-        engine.dispose()  # pooled connections reconnect with these settings
-        _tuned_engines.add(engine)
+
+    once_per_engine(engine, "sqlite tuning", add)
 
 
 def with_sqlite_timeout(url: str, seconds: int = 60) -> str:
