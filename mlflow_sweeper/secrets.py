@@ -64,6 +64,20 @@ def written_forms(value: str, in_url: bool = False) -> set[str]:
     return {form for form in forms if form}
 
 
+def remembered() -> list[str]:
+    """Every value remembered so far, in each written form: what a trial log relay masks."""
+    with _lock:
+        return sorted(_remembered)
+
+
+def adopt(values: list[str]) -> None:
+    """Remember `values` as they are, forms included (another process's `remembered()`)."""
+    with _lock:
+        _remembered.update(
+            value for value in values if isinstance(value, str) and len(value) >= MIN_REMEMBERED
+        )
+
+
 def remember_environment() -> None:
     """The credentials of the agent's environment, remembered (its trials inherit them and may print them)."""
     for name in SECRET_ENVIRONMENT:

@@ -41,9 +41,9 @@ def _masked_words(arg: str, hidden: Collection[str]) -> str:
 def scrub(path: str | os.PathLike[str]) -> None:
     """Once the trial has ended, its log with every secret it printed replaced by `***` (a value
     from `${VAR}`, a URL password, an MLflow link with credentials), before anything reads it:
-    the console's tail, the triage, the copy attached to its run. The trial itself writes to the
-    file directly, at no cost; the file is read once, and read again to be rewritten only when
-    something is found."""
+    the console's tail, the triage, the copy attached to its run. A sweep with secrets relays the
+    output masked already (`log_relay`); this catches what was remembered only since. The file
+    is read once, and read again to be rewritten only when something is found."""
     if not any(_shown(line) != line for line in _lines(path)):
         return
     directory = os.path.dirname(os.fspath(path)) or "."

@@ -8,12 +8,13 @@ artifacts, the trial logs, the report or the console.
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from pathlib import Path
 
 import pytest
 import yaml
-from conftest import TRAIN, require_server, run_cli
+from conftest import TRAIN, require_server, run_cli, write_config
 
 PG_PASSWORD = f"PgS3cret-{uuid.uuid4().hex[:8]}"
 VAR_SECRET = f"VarS3cret-{uuid.uuid4().hex[:8]}"
@@ -154,3 +155,139 @@ def test_a_trial_log_is_readable_by_its_owner_only_from_the_start(tmp_path):
     process.wait()
     handle.close()
     assert "token" in log_path.read_text()
+
+
+TALKER = """
+import pathlib, sys, time
+print("con" "necting with", sys.argv[1], "to postgresql://me:" + sys.argv[1] + "@db/x", flush=True)
+while not pathlib.Path(sys.argv[2]).exists():
+    time.sleep(0.05)
+print("aga" "in", sys.argv[1], flush=True)
+"""
+
+
+def _wait_for(path: Path, text: str, timeout: float = 60) -> str:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        content = path.read_text(errors="replace") if path.exists() else ""
+        if text in content:
+            return content
+        time.sleep(0.05)
+    pytest.fail(f"{text!r} not in {path} within {timeout} s: {content!r}")
+
+
+def test_a_trial_log_never_holds_a_secret_even_while_the_trial_runs(tmp_path):
+    """With secrets in the sweep, the trial's output passes a relay that masks them: the log holds
+    `***` from the first line the trial prints, not only once it has ended and been scrubbed."""
+    import os
+    import sys
+
+    from mlflow_sweeper.launch.process import popen
+    from mlflow_sweeper.secrets import forget_all, remember
+
+    secret, go = f"Live-{uuid.uuid4().hex[:10]}", tmp_path / "go"
+    log_path = tmp_path / "logs" / "trial-0.log"
+    remember(secret)
+    try:
+        argv = [sys.executable, "-c", TALKER, secret, str(go)]
+        process, output = popen(argv, str(tmp_path), dict(os.environ), log_path)
+        running = _wait_for(log_path, "connecting with")
+        assert process.poll() is None and secret not in running
+        assert "connecting with *** to postgresql://me:***@db/x" in running
+        go.touch()
+        assert process.wait(timeout=60) == 0
+        output.close()
+    finally:
+        forget_all()
+    ended = log_path.read_text()
+    assert secret not in ended and "again ***" in ended and ended.startswith("# command: ")
+
+
+def test_without_secrets_a_trial_writes_its_log_itself(tmp_path):
+    """No relay when nothing is secret: a local trial costs what the bare command costs."""
+    import os
+    import sys
+
+    from mlflow_sweeper.launch.process import popen
+    from mlflow_sweeper.secrets import remembered
+
+    assert not remembered()
+    argv = [sys.executable, "-c", "print('pla' 'in')"]
+    process, output = popen(argv, str(tmp_path), dict(os.environ), tmp_path / "t.log")
+    assert output.relay is None and output.for_trial is output.log_file
+    process.wait(timeout=60)
+    output.close()
+    assert "plain" in (tmp_path / "t.log").read_text()
+
+
+def test_a_secret_a_trial_prints_after_its_agent_died_is_masked_in_its_log(tmp_path):
+    """The agent killed (-9) while its trial runs on: what the trial prints afterwards reaches the
+    log masked all the same (the relay is a process of its own, not the agent's)."""
+    import os
+    import signal
+
+    import psutil
+    from conftest import start_cli
+
+    secret, go = f"Dead-{uuid.uuid4().hex[:10]}", tmp_path / "go"
+    (tmp_path / "talker.py").write_text(TALKER)
+    path = write_config(
+        tmp_path,
+        command="python talker.py {note} {go}",
+        parameters={"note": "${NOTE}", "go": [str(go)]},
+        max_trials=None,
+    )
+    agent = start_cli("sweep", str(path), cwd=tmp_path, env={"NOTE": secret}, output=tmp_path / "agent.log")
+    try:
+        log_path = tmp_path / "sweeps" / "logs" / "exp_s1" / "trial-0.log"
+        running = _wait_for(log_path, "connecting with", timeout=120)
+        assert secret not in running
+        trial = [p for p in psutil.Process(agent.pid).children(recursive=True) if "talker.py" in p.cmdline()]
+        assert trial, "the trial is not running"
+        os.kill(agent.pid, signal.SIGKILL)
+        agent.wait(timeout=30)
+        go.touch()
+        psutil.wait_procs(trial, timeout=60)
+        ended = _wait_for(log_path, "again")
+        assert secret not in ended and "again ***" in ended
+    finally:
+        agent.kill() if agent.poll() is None else None
+        for proc in psutil.process_iter():
+            with contextlib.suppress(psutil.Error):
+                if "talker.py" in proc.cmdline():
+                    proc.kill()
+
+
+def test_the_relay_masks_a_secret_split_across_writes_and_passes_long_lines_on(tmp_path, monkeypatch):
+    """A line is masked whole, however the trial's writes cut it; a line with no end in sight (a
+    progress bar) is written on in parts instead of held for ever."""
+    import os
+    import threading
+    import time
+
+    from mlflow_sweeper import log_relay
+    from mlflow_sweeper.secrets import forget_all, remember
+
+    monkeypatch.setattr(log_relay, "LONGEST_HELD", 64)
+    secret = f"Split-{uuid.uuid4().hex[:10]}"
+    read_end, write_end = os.pipe()
+    target = os.open(tmp_path / "log", os.O_WRONLY | os.O_CREAT, 0o600)
+    remember(secret)
+    try:
+        relaying = threading.Thread(target=log_relay.relay, args=(read_end, target), daemon=True)
+        relaying.start()
+        os.write(write_end, f"before {secret[:5]}".encode())
+        time.sleep(0.2)  # the relay has read the line's first half by now
+        os.write(write_end, f"{secret[5:]} after\rbar {secret}\n".encode() + b"=" * 200)
+        time.sleep(0.2)
+        assert (tmp_path / "log").read_bytes().count(b"=") >= 64  # passed on without its end
+    finally:
+        os.close(write_end)
+        relaying.join(timeout=30)
+        forget_all()
+        os.close(read_end)
+        os.close(target)
+    written = (tmp_path / "log").read_bytes()
+    assert written == b"before *** after\rbar ***\n" + b"=" * 200

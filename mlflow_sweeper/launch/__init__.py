@@ -1,7 +1,8 @@
 """Launching one trial and holding a handle to it (wait, poll, cancel), like MLflow's backends.
 
 * `base`: the contract: a `Launcher` turns a `TrialRequest` into a `TrialHandle` with a run id.
-* `process`: local trial processes (`ProcessHandle`, `kill_tree`, `popen`, `run_env`).
+* `process`: local trial processes (`ProcessHandle`, `kill_tree`, `popen`, `run_env`);
+  `trial_output`: their output, into the log directly or through a relay that masks secrets.
 * `command`, `local_project`, `backend`: the three launchers.
 * `dispatch`: which launcher a config uses (`make_launcher`).
 """

@@ -20,7 +20,7 @@ class CommandLauncher(Launcher):
         run_id = request.runs.create({})
         env = trial_env_path(run_env(run_id, self.tracking_uri, request.experiment_id))
         env.update(request.env)
-        process, log_file = popen(
+        process, output = popen(
             argv, str(config.base_dir), env, self.log_dir / request.log_name, request, shown=shown
         )
-        return ProcessHandle(run_id, process, log_file)
+        return ProcessHandle(run_id, process, output)

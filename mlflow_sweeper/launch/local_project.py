@@ -77,10 +77,10 @@ class LocalProjectLauncher(Launcher):
             env.update(request.env)
             if self.config.env_manager == "local":
                 env = trial_env_path(env)
-            process, log_file = popen(
+            process, output = popen(
                 ["bash", "-c", command], self.work_dir, env, self.log_dir / request.log_name, request
             )
         except BaseException:
             shutil.rmtree(storage_dir, ignore_errors=True)
             raise
-        return ProcessHandle(run_id, process, log_file, cleanup=storage_dir)
+        return ProcessHandle(run_id, process, output, cleanup=storage_dir)

@@ -9,7 +9,6 @@ import shutil
 import signal
 import subprocess
 from pathlib import Path
-from typing import IO
 
 import psutil
 
@@ -18,16 +17,19 @@ from ..resume import RESUME_ENV
 from ..trial_log import log_header
 from .base import TrialHandle, TrialRequest
 from .exit_status import recording_exit
+from .trial_output import TrialOutput, trial_output
 
 CANCEL_GRACE_SECONDS = 5.0
 
 
 class ProcessHandle(TrialHandle):
-    def __init__(self, run_id: str, process: subprocess.Popen, log_file: IO, cleanup: Path | None = None):
+    def __init__(
+        self, run_id: str, process: subprocess.Popen, output: TrialOutput, cleanup: Path | None = None
+    ):
         self.run_id = run_id
         self.process = process
         self.pid = process.pid
-        self.log_file = log_file
+        self.output = output
         self.cleanup = cleanup
         self.exit_signal = _exit_signal(process.pid)
 
@@ -60,7 +62,7 @@ class ProcessHandle(TrialHandle):
             self.process.wait(timeout=CANCEL_GRACE_SECONDS)
 
     def close(self) -> None:
-        self.log_file.close()
+        self.output.close(trial_ended=self.process.poll() is not None)
         if self.exit_signal is not None:
             os.close(self.exit_signal)
             self.exit_signal = None
@@ -124,9 +126,10 @@ def popen(
     log_path: Path,
     request: TrialRequest | None = None,
     shown: list[str] | None = None,
-) -> tuple[subprocess.Popen, IO]:
-    """Start a trial in a new session (so its tree can be killed), output to its log file, which
-    starts with the command line and working directory (a failed trial's log explains itself),
+) -> tuple[subprocess.Popen, TrialOutput]:
+    """Start a trial in a new session (so its tree can be killed), output to its log file (through
+    a relay masking secrets when the sweep holds any: `trial_output`), which starts with the
+    command line and working directory (a failed trial's log explains itself),
     its exit status recorded beside it (`exit_status.py`: for an agent taking over).
     `request`: the descriptors it inherits (its device locks), its values to mask in the header;
     `shown`: `argv` as the sweep shows it, written in the header instead (nothing to mask)."""
@@ -142,18 +145,24 @@ def popen(
     header = log_header(shown, cwd) if shown is not None else log_header(argv, cwd, hidden)
     log_file.write(header.encode("utf-8", errors="replace"))
     log_file.flush()
-    process = subprocess.Popen(
-        command,
-        cwd=cwd,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        stdout=log_file,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-        close_fds=True,
-        pass_fds=keep_fds,
-    )
-    return process, log_file
+    output = trial_output(log_file)
+    try:
+        process = subprocess.Popen(
+            command,
+            cwd=cwd,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=output.for_trial,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            close_fds=True,
+            pass_fds=keep_fds,
+        )
+    except BaseException:
+        output.close()
+        raise
+    output.trial_started()
+    return process, output
 
 
 def run_env(run_id: str, tracking_uri: str, experiment_id: str) -> dict[str, str]:

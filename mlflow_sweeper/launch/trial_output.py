@@ -1,0 +1,88 @@
+"""Where a local trial's output goes: straight into its log (at no cost), or, when the sweep
+holds secrets, through a relay process that masks them as they pass (`log_relay`), so that the
+log never holds them, even while the trial runs or once its agent has died."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import subprocess
+import sys
+from typing import IO
+
+from ..secrets import SECRET_ENVIRONMENT, remembered
+
+RELAY_DRAIN_SECONDS = 5.0  # a relay still open this long after its trial ended: a descendant holds its pipe
+
+
+class TrialOutput:
+    """The trial's stdout and stderr, and what ends them once the trial has ended."""
+
+    def __init__(self, log_file: IO, relay: subprocess.Popen | None = None, trial_end: int | None = None):
+        self.log_file = log_file
+        self.relay = relay
+        self._trial_end = trial_end
+
+    @property
+    def for_trial(self) -> IO | int:
+        return self.log_file if self._trial_end is None else self._trial_end
+
+    def trial_started(self) -> None:
+        """The trial holds its end of the relay's pipe now: ours is closed, so that the relay sees
+        the end of its output when the trial (and every process it left) has gone."""
+        if self._trial_end is not None:
+            os.close(self._trial_end)
+            self._trial_end = None
+
+    def close(self, trial_ended: bool = True) -> None:
+        """Close the log, once the relay has written all the ended trial sent (never waiting on a
+        trial still running: an agent quitting at once leaves its relay to finish alone)."""
+        self.trial_started()
+        if self.relay is not None and trial_ended:
+            try:
+                self.relay.wait(timeout=RELAY_DRAIN_SECONDS)
+            except subprocess.TimeoutExpired:
+                self.relay.kill()
+                self.relay.wait()
+        self.log_file.close()
+
+
+def trial_output(log_file: IO) -> TrialOutput:
+    """The log itself when nothing is secret; else a relay started on it, told what to mask."""
+    masked = remembered()
+    if not masked:
+        return TrialOutput(log_file)
+    read_end, write_end = os.pipe()
+    try:
+        relay = subprocess.Popen(
+            [sys.executable, "-m", "mlflow_sweeper.log_relay"],
+            stdin=read_end,
+            stdout=log_file,
+            stderr=subprocess.DEVNULL,
+            env=_relay_env(),
+            start_new_session=True,  # a Ctrl-C of the agent's terminal ends the trial first
+            close_fds=True,
+        )
+    except BaseException:
+        os.close(write_end)
+        raise
+    finally:
+        os.close(read_end)
+    view = memoryview((json.dumps(masked) + "\n").encode("utf-8"))
+    with contextlib.ExitStack() as on_error:
+        on_error.callback(os.close, write_end)
+        while view:
+            view = view[os.write(write_end, view) :]
+        on_error.pop_all()
+    return TrialOutput(log_file, relay, write_end)
+
+
+def _relay_env() -> dict[str, str]:
+    """The agent's environment without its credentials (the relay is told its values) and
+    without MLflow's run variables (its process is no trial of any run)."""
+    return {
+        name: value
+        for name, value in os.environ.items()
+        if not name.startswith("MLFLOW_") and name not in SECRET_ENVIRONMENT
+    }
