@@ -106,12 +106,6 @@ class Judgement:
         """The constraints the trial's metrics do not meet."""
         return [text for text, value in self.violations.items() if value > 0]
 
-    @property
-    def reason(self) -> str:
-        """Why the trial fails, as for a missing objective."""
-        listed = ", ".join(f"'{name}'" for name in self.missing)
-        return f"the run did not log the constraint metric {listed}"
-
 
 def judge(constraints: Sequence[Constraint], metrics: Mapping[str, float | None]) -> Judgement:
     missing = tuple(

@@ -99,16 +99,19 @@ def usage_error(tail: str, exit_code: int | None) -> str | None:
     return None
 
 
-def missing_metric_reason(metric: str, logged: Iterable[str]) -> str:
-    """The run ended well but never logged the objective: name what it logged and a near name."""
+def missing_metric_reason(
+    metric: str, logged: Iterable[str], key: str = "spec.metric", what: str = "the metric"
+) -> str:
+    """The run ended well but never logged the objective (or, `what` says, a constraint's metric,
+    named under `key`): name what it logged and a near name."""
     names = sorted(set(logged))
     if not names:
         return (
-            f"the run did not log the metric '{metric}' (it logged no metric at all); "
-            "log it with mlflow.log_metric or fix spec.metric"
+            f"the run did not log {what} '{metric}' (it logged no metric at all); "
+            f"log it with mlflow.log_metric or fix {key}"
         )
     shown = ", ".join(f"'{n}'" for n in names[:10]) + (", ..." if len(names) > 10 else "")
     return (
-        f"the run did not log the metric '{metric}'{did_you_mean(metric, names)}; "
-        f"it logged {shown}: fix spec.metric or the training code"
+        f"the run did not log {what} '{metric}'{did_you_mean(metric, names)}; "
+        f"it logged {shown}: fix {key} or the training code"
     )

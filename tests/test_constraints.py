@@ -87,7 +87,6 @@ def test_constraints_join_the_fingerprint(tmp_path):
 def test_a_missing_constraint_metric_fails_like_a_missing_objective():
     judgement = judge(parse_constraints(["latency <= 5"]), {"score": 1.0})
     assert judgement.missing == ("latency",) and not judgement.feasible
-    assert "latency" in judgement.reason
 
 
 def run_toy(config, storage, objective):

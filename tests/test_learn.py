@@ -69,19 +69,37 @@ def test_constrained_grid_best_is_the_best_feasible_trial(tmp_path):
 
 
 def test_a_trial_without_its_constraint_metric_fails_and_status_has_no_best(tmp_path):
+    """As for a missing objective: not retried (another attempt would not log it either), and the
+    message names what the run logged and the key to fix."""
     config = write_config(
         tmp_path,
         command=f"python {CONSTRAINED} latency=no",
         parameters={"x": [1], "y": [10]},
-        max_retries=0,
+        max_retries=2,
         fail_fast=0,
         spec={"metric": "score", "direction": "maximize", "constraints": ["latency <= 20"]},
     )
     result = run_cli("sweep", config, cwd=tmp_path)
     assert result.returncode == 1, output(result)
-    assert "constraint metric 'latency'" in output(result)
+    assert "did not log the constraint metric 'latency'" in output(result)
+    assert "fix spec.constraints or the training code" in output(result) and "not retried" in output(result)
+    assert len(optuna_trials(optuna_url(tmp_path))) == 1  # one attempt
     status = run_cli("status", config, cwd=tmp_path)
     assert "best: - (no feasible trial yet)" in status.stdout, output(status)
+
+
+def test_a_nan_constraint_metric_makes_the_point_infeasible_as_a_nan_objective_does(tmp_path):
+    config = write_config(
+        tmp_path,
+        command=f"python {CONSTRAINED} latency=nan",
+        parameters={"x": [1], "y": [10]},
+        spec={"metric": "score", "direction": "maximize", "constraints": ["latency <= 20"]},
+    )
+    result = run_cli("sweep", config, cwd=tmp_path)
+    assert result.returncode == 0, output(result)  # infeasible: no failure for the exit code
+    assert "the constraint metric 'latency' is NaN; not retried" in output(result)
+    [trial] = by_role(mlflow_runs(tracking_uri(tmp_path)), "trial")
+    assert trial.data.tags["sweeper.infeasible"] == "the constraint metric 'latency' is NaN"
 
 
 def test_a_sweep_whose_every_result_is_infeasible_says_so_as_it_completes(tmp_path):

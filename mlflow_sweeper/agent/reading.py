@@ -15,6 +15,7 @@ from pathlib import Path
 from ..config import SweepConfig
 from ..constraints import Judgement, judge, metric_names
 from ..record import Recorder, RunReading
+from ..triage import missing_metric_reason
 from .outcome import Ending, Kind, Outcome, classify, needs_metric
 from .triage import triage
 
@@ -74,16 +75,25 @@ class ResultReader:
             value = metrics if isinstance(names, tuple) else metrics[names]
         logged = reading.logged if reading is not None else ()
         outcome = triage(classify(ending, names, value), ending, log_path, self.config, names, logged, value)
-        return self._judged(Verdict(outcome, reading.ended_as if reading is not None else None), metrics)
+        ended_as = reading.ended_as if reading is not None else None
+        return self._judged(Verdict(outcome, ended_as), metrics, logged)
 
-    def _judged(self, verdict: Verdict, metrics: dict[str, float | None]) -> Verdict:
+    def _judged(self, verdict: Verdict, metrics: dict[str, float | None], logged: tuple[str, ...]) -> Verdict:
         """A complete trial with `spec.constraints`: its constraint values (stored with it when it
-        completes), or a failure when the run lacks a constraint's metric."""
+        completes), or, when the run lacks a constraint's metric, a failure as for a missing
+        objective: not retried (another attempt would not log it either)."""
         constraints = self.config.objective.constraints
         if not constraints or not verdict.outcome.complete:
             return verdict
         judgement = judge(constraints, metrics)
         if judgement.missing:
-            failed = Outcome(Kind.FAILED, reason=judgement.reason, run_status="FAILED")
+            name = judgement.missing[0]
+            if name in logged:  # logged, as NaN: infeasible, as a NaN objective is
+                why = f"infeasible: the constraint metric '{name}' is NaN"
+                return Verdict(
+                    Outcome(Kind.INFEASIBLE, reason=why, run_status="FAILED", retry=False), verdict.ended_as
+                )
+            why = missing_metric_reason(name, logged, "spec.constraints", "the constraint metric")
+            failed = Outcome(Kind.FAILED, reason=why, run_status="FAILED", retry=False)
             return Verdict(failed, verdict.ended_as, judgement)
         return Verdict(verdict.outcome, verdict.ended_as, judgement)

@@ -43,7 +43,8 @@ def triage(
         if "is NaN" in (outcome.reason or ""):
             return Outcome(Kind.INFEASIBLE, reason=f"infeasible: {outcome.reason}", run_status="FAILED")
         missing = [name for name in names if f"'{name}'" in (outcome.reason or "")]
-        reason = missing_metric_reason(missing[0], logged) if missing else outcome.reason
+        key = "spec.metrics" if isinstance(metric, tuple) else "spec.metric"
+        reason = missing_metric_reason(missing[0], logged, key) if missing else outcome.reason
         return Outcome(Kind.FAILED, reason=reason, run_status="FAILED", retry=False)
     tail = log_tail(log_path, TRIAGE_LINES, output_only=True)  # not the command line: it names the parameters
     refused = usage_error(tail, ending.exit_code)

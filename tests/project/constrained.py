@@ -1,6 +1,6 @@
 """A test trial with a constraint metric: logs `score` = x + y and `latency` = 10 * x.
 
-Arguments are `name=value`. Without `latency=no`, both metrics are logged.
+Arguments are `name=value`. Without `latency=no`, both metrics are logged (`latency=nan`: NaN).
 """
 
 import sys
@@ -16,7 +16,9 @@ def main():
 
     with mlflow.start_run():
         mlflow.log_metric("score", x + y)
-        if params.get("latency") != "no":
+        if params.get("latency") == "nan":
+            mlflow.log_metric("latency", float("nan"))
+        elif params.get("latency") != "no":
             mlflow.log_metric("latency", 10 * x)
 
 
