@@ -310,10 +310,19 @@ def test_nothing_is_written_once_an_agent_closes_the_sweep(tmp_path):
 
 
 def test_earlier_results_are_counted_as_such(tmp_path):
-    trials = trials_of([3.0, 5.0])
+    """An earlier result that holds a point of the budget (a grid's) counts in it; one beside the
+    budget (TPE's history) does not, as `status` counts them."""
+    from mlflow_sweeper.coordination.names import SLOT
+
+    trials = trials_of([3.0, 5.0, 4.0])
     trials[0].user_attrs["warm_start"] = "sweep:exp/s0"
+    trials[0].system_attrs = {SLOT: 1}
+    trials[2].user_attrs["warm_start"] = "sweep:exp/s0"
     text = describe(SweepView(config_of(tmp_path), trials, "7", "parent", budget=2))
-    assert "2/2 trials ended (2 complete, 0 pruned, 0 failed; 1 of them earlier results (warm start)" in text
+    assert (
+        "2/2 trials ended (2 complete, 0 pruned, 0 failed; 1 of them earlier results (warm start), not run "
+        "here; and 1 earlier result (warm start) beside the budget)"
+    ) in text
 
 
 def test_an_earlier_result_links_to_its_run_in_its_own_experiment(tmp_path):

@@ -13,7 +13,7 @@ from optuna.trial import FrozenTrial, TrialState
 from ..constraints import feasible_only, is_feasible
 from ..coordination.identity import directions_of
 from ..coordination.names import RUN_ATTR, WARM_ATTR, WARM_EXPERIMENT
-from ..coordination.tallies import failed_to_retry, pareto_front
+from ..coordination.tallies import failed_to_retry, in_budget, pareto_front
 from .links import artifact_route, run_route, runs_route
 
 if TYPE_CHECKING:
@@ -74,7 +74,8 @@ def describe(view: SweepView) -> str:
 
 
 def _headline(view: SweepView) -> str:
-    states = [t.state for t in view.trials]
+    budgeted = [t for t in view.trials if in_budget(t, view.budget or 0)]  # counted as `status` counts
+    states = [t.state for t in budgeted]
     complete, pruned = states.count(TrialState.COMPLETE), states.count(TrialState.PRUNED)
     running = states.count(TrialState.RUNNING)
     failed = states.count(TrialState.FAIL) if view.failed_for_good is None else view.failed_for_good
@@ -87,9 +88,12 @@ def _headline(view: SweepView) -> str:
         "interrupted": "interrupted (run the same command again to resume)",
     }.get(view.state, view.state)
     counts = f"{complete} complete, {pruned} pruned, {failed} failed"
-    warm = sum(1 for t in view.trials if WARM_ATTR in t.user_attrs)
+    warm = sum(1 for t in budgeted if WARM_ATTR in t.user_attrs)  # a grid point's result, say
     if warm:
         counts += f"; {warm} of them earlier results (warm start), not run here"
+    beside = sum(1 for t in view.trials if WARM_ATTR in t.user_attrs) - warm
+    if beside:
+        counts += f"; and {beside} earlier result{'s' if beside > 1 else ''} (warm start) beside the budget"
     to_retry = failed_to_retry(view.trials)  # not ended: each point runs again (on resume, if stopped)
     if to_retry:
         counts += f"; {to_retry} more point{'s' if to_retry > 1 else ''} failed and will be retried"
