@@ -10,10 +10,11 @@ Imports nothing heavy: it starts beside every trial of such a sweep.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 
-from .secrets import adopt, redact
+from .secrets import adopt, redact, remembered
 
 CHUNK = 65536
 LONGEST_HELD = 65536  # a line longer than this (a progress bar without ends) is written in parts
@@ -21,25 +22,35 @@ _LINE_ENDS = (b"\n", b"\r")
 
 
 def relay(source: int, target: int, held: bytes = b"") -> None:
-    """Copy `source` to `target` until its end, each complete line masked before it is written."""
+    """Copy `source` to `target` until its end, each complete line masked before it is written.
+    A line too long to hold is masked and written but for its last bytes, which may begin a
+    secret that the next read completes."""
+    encoded = (len(value.encode("utf-8", errors="surrogateescape")) for value in remembered())
+    kept = max(encoded, default=1) - 1
     while True:
         cut = max(held.rfind(end) for end in _LINE_ENDS) + 1
-        if len(held) - cut >= LONGEST_HELD:
-            cut = len(held)
         if cut:
-            _write(target, held[:cut])
+            _write(target, _masked(held[:cut]))
             held = held[cut:]
+        if len(held) >= LONGEST_HELD:
+            shown = _masked(held)
+            split = max(len(shown) - kept, 0)
+            _write(target, shown[:split])
+            held = shown[split:]  # masked again with what follows: `***` stays `***`
         chunk = os.read(source, CHUNK)
         if not chunk:
             break
         held += chunk
     if held:
-        _write(target, held)
+        _write(target, _masked(held))
+
+
+def _masked(data: bytes) -> bytes:
+    return redact(data.decode("utf-8", errors="surrogateescape")).encode("utf-8", errors="surrogateescape")
 
 
 def _write(target: int, data: bytes) -> None:
-    shown = redact(data.decode("utf-8", errors="surrogateescape")).encode("utf-8", errors="surrogateescape")
-    view = memoryview(shown)
+    view = memoryview(data)
     while view:
         view = view[os.write(target, view) :]
 
@@ -57,6 +68,7 @@ def _values(source: int) -> tuple[list[str], bytes]:
 
 
 def main() -> None:
+    fcntl.flock(1, fcntl.LOCK_EX)  # while it writes: an agent taking over the trial waits for it
     values, rest = _values(0)
     adopt(values)
     relay(0, 1, rest)

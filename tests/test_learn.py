@@ -102,6 +102,21 @@ def test_a_nan_constraint_metric_makes_the_point_infeasible_as_a_nan_objective_d
     assert trial.data.tags["sweeper.infeasible"] == "the constraint metric 'latency' is NaN"
 
 
+def test_a_constraint_metric_never_logged_is_named_before_one_logged_as_nan(tmp_path):
+    """A typo in a constraint's metric is a setup to fix, not hidden behind a NaN making the point
+    infeasible."""
+    config = write_config(
+        tmp_path,
+        command=f"python {CONSTRAINED} latency=nan",
+        parameters={"x": [1], "y": [10]},
+        fail_fast=0,
+        spec={"metric": "score", "direction": "maximize", "constraints": ["latency <= 20", "latencyy <= 3"]},
+    )
+    result = run_cli("sweep", config, cwd=tmp_path)
+    assert result.returncode == 1, output(result)
+    assert "did not log the constraint metric 'latencyy' (did you mean 'latency'?)" in output(result)
+
+
 def test_a_sweep_whose_every_result_is_infeasible_says_so_as_it_completes(tmp_path):
     config = write_config(
         tmp_path,

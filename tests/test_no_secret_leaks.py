@@ -283,6 +283,8 @@ def test_the_relay_masks_a_secret_split_across_writes_and_passes_long_lines_on(t
         os.write(write_end, f"{secret[5:]} after\rbar {secret}\n".encode() + b"=" * 200)
         time.sleep(0.2)
         assert (tmp_path / "log").read_bytes().count(b"=") >= 64  # passed on without its end
+        os.write(write_end, f"\n{'-' * 60}{secret}".encode())  # the cut falls inside the secret
+        time.sleep(0.2)
     finally:
         os.close(write_end)
         relaying.join(timeout=30)
@@ -290,4 +292,34 @@ def test_the_relay_masks_a_secret_split_across_writes_and_passes_long_lines_on(t
         os.close(read_end)
         os.close(target)
     written = (tmp_path / "log").read_bytes()
-    assert written == b"before *** after\rbar ***\n" + b"=" * 200
+    assert written == b"before *** after\rbar ***\n" + b"=" * 200 + b"\n" + b"-" * 60 + b"***"
+
+
+def test_an_agent_taking_over_a_trial_waits_for_its_relay_and_no_project_breaks_it(tmp_path, monkeypatch):
+    """The relay holds its log locked while it writes: an agent adopting a dead agent's trial reads
+    the log only once it is whole. A project's `json.py` in the agent's folder does not shadow
+    the relay's own imports (a relay that failed would kill its trial with SIGPIPE)."""
+    import os
+    import sys
+
+    from mlflow_sweeper.launch.process import popen
+    from mlflow_sweeper.launch.trial_output import relay_finished
+    from mlflow_sweeper.secrets import forget_all, remember
+
+    (tmp_path / "json.py").write_text("raise SystemExit('a project module, not the standard one')\n")
+    monkeypatch.chdir(tmp_path)
+    secret, go = f"Lock-{uuid.uuid4().hex[:10]}", tmp_path / "go"
+    log_path = tmp_path / "logs" / "trial-0.log"
+    remember(secret)
+    try:
+        argv = [sys.executable, "-c", TALKER, secret, str(go)]
+        process, output = popen(argv, str(tmp_path), dict(os.environ), log_path)
+        assert secret not in _wait_for(log_path, "connecting with")
+        assert not relay_finished(log_path, timeout=0.3)  # still writing
+        go.touch()
+        assert process.wait(timeout=60) == 0
+        output.close()
+    finally:
+        forget_all()
+    assert relay_finished(log_path, timeout=10)
+    assert "again ***" in log_path.read_text() and relay_finished(tmp_path / "no-such.log", timeout=0)

@@ -37,6 +37,7 @@ from ..coordination.tallies import INTERRUPTED_PREFIX
 from ..launch import trial_log_name
 from ..launch.exit_status import ExitStatus, read_exit_status
 from ..launch.process import kill_tree, orphaned_trial
+from ..launch.trial_output import relay_finished
 from ..pruning import TrialWatch
 from ..trial_log import scrub
 from .outcome import Ending, Kind
@@ -70,6 +71,7 @@ class Leftovers:
     def clear(self) -> None:
         for pid in self.pids:
             kill_tree(pid)  # no point runs twice at once on this host
+        relay_finished(self.log_path)  # its last lines written (where secrets pass a relay)
         scrub(self.log_path)
 
 

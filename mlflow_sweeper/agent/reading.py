@@ -87,8 +87,9 @@ class ResultReader:
             return verdict
         judgement = judge(constraints, metrics)
         if judgement.missing:
-            name = judgement.missing[0]
-            if name in logged:  # logged, as NaN: infeasible, as a NaN objective is
+            absent = [name for name in judgement.missing if name not in logged]  # a typo comes first
+            name = (absent or judgement.missing)[0]
+            if not absent:  # logged, as NaN: infeasible, as a NaN objective is
                 why = f"infeasible: the constraint metric '{name}' is NaN"
                 return Verdict(
                     Outcome(Kind.INFEASIBLE, reason=why, run_status="FAILED", retry=False), verdict.ended_as
