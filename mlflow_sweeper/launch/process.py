@@ -145,7 +145,11 @@ def popen(
     header = log_header(shown, cwd) if shown is not None else log_header(argv, cwd, hidden)
     log_file.write(header.encode("utf-8", errors="replace"))
     log_file.flush()
-    output = trial_output(log_file)
+    try:
+        output = trial_output(log_file)
+    except BaseException:
+        log_file.close()
+        raise
     try:
         process = subprocess.Popen(
             command,
