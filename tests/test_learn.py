@@ -88,14 +88,20 @@ def test_a_trial_without_its_constraint_metric_fails_and_status_has_no_best(tmp_
     assert "best: - (no feasible trial yet)" in status.stdout, output(status)
 
 
-def test_a_nan_constraint_metric_makes_the_point_infeasible_as_a_nan_objective_does(tmp_path):
+def _latency_sweep(tmp_path: Path, latency: str, constraints: list[str], **keys):
+    """One point of the constrained trial swept, its `latency` metric as `latency` says."""
     config = write_config(
         tmp_path,
-        command=f"python {CONSTRAINED} latency=nan",
+        command=f"python {CONSTRAINED} latency={latency}",
         parameters={"x": [1], "y": [10]},
-        spec={"metric": "score", "direction": "maximize", "constraints": ["latency <= 20"]},
+        spec={"metric": "score", "direction": "maximize", "constraints": constraints},
+        **keys,
     )
-    result = run_cli("sweep", config, cwd=tmp_path)
+    return run_cli("sweep", config, cwd=tmp_path)
+
+
+def test_a_nan_constraint_metric_makes_the_point_infeasible_as_a_nan_objective_does(tmp_path):
+    result = _latency_sweep(tmp_path, "nan", ["latency <= 20"])
     assert result.returncode == 0, output(result)  # infeasible: no failure for the exit code
     assert "the constraint metric 'latency' is NaN; not retried" in output(result)
     [trial] = by_role(mlflow_runs(tracking_uri(tmp_path)), "trial")
@@ -105,14 +111,7 @@ def test_a_nan_constraint_metric_makes_the_point_infeasible_as_a_nan_objective_d
 def test_a_constraint_metric_never_logged_is_named_before_one_logged_as_nan(tmp_path):
     """A typo in a constraint's metric is a setup to fix, not hidden behind a NaN making the point
     infeasible."""
-    config = write_config(
-        tmp_path,
-        command=f"python {CONSTRAINED} latency=nan",
-        parameters={"x": [1], "y": [10]},
-        fail_fast=0,
-        spec={"metric": "score", "direction": "maximize", "constraints": ["latency <= 20", "latencyy <= 3"]},
-    )
-    result = run_cli("sweep", config, cwd=tmp_path)
+    result = _latency_sweep(tmp_path, "nan", ["latency <= 20", "latencyy <= 3"], fail_fast=0)
     assert result.returncode == 1, output(result)
     assert "did not log the constraint metric 'latencyy' (did you mean 'latency'?)" in output(result)
 

@@ -178,29 +178,37 @@ def _wait_for(path: Path, text: str, timeout: float = 60) -> str:
     pytest.fail(f"{text!r} not in {path} within {timeout} s: {content!r}")
 
 
-def test_a_trial_log_never_holds_a_secret_even_while_the_trial_runs(tmp_path):
-    """With secrets in the sweep, the trial's output passes a relay that masks them: the log holds
-    `***` from the first line the trial prints, not only once it has ended and been scrubbed."""
+@contextlib.contextmanager
+def _talking_trial(tmp_path: Path, name: str):
+    """A trial started by `popen` that prints a remembered secret, then again once the `with`
+    block has run; yields the secret, its log and the log as it read while the trial ran."""
     import os
     import sys
 
     from mlflow_sweeper.launch.process import popen
     from mlflow_sweeper.secrets import forget_all, remember
 
-    secret, go = f"Live-{uuid.uuid4().hex[:10]}", tmp_path / "go"
+    secret, go = f"{name}-{uuid.uuid4().hex[:10]}", tmp_path / "go"
     log_path = tmp_path / "logs" / "trial-0.log"
     remember(secret)
     try:
         argv = [sys.executable, "-c", TALKER, secret, str(go)]
         process, output = popen(argv, str(tmp_path), dict(os.environ), log_path)
         running = _wait_for(log_path, "connecting with")
-        assert process.poll() is None and secret not in running
-        assert "connecting with *** to postgresql://me:***@db/x" in running
+        assert process.poll() is None, running
+        yield secret, log_path, running
         go.touch()
         assert process.wait(timeout=60) == 0
         output.close()
     finally:
         forget_all()
+
+
+def test_a_trial_log_never_holds_a_secret_even_while_the_trial_runs(tmp_path):
+    """With secrets in the sweep, the trial's output passes a relay that masks them: the log holds
+    `***` from the first line the trial prints, not only once it has ended and been scrubbed."""
+    with _talking_trial(tmp_path, "Live") as (secret, log_path, running):
+        assert secret not in running and "connecting with *** to postgresql://me:***@db/x" in running
     ended = log_path.read_text()
     assert secret not in ended and "again ***" in ended and ended.startswith("# command: ")
 
@@ -299,27 +307,12 @@ def test_an_agent_taking_over_a_trial_waits_for_its_relay_and_no_project_breaks_
     """The relay holds its log locked while it writes: an agent adopting a dead agent's trial reads
     the log only once it is whole. A project's `json.py` in the agent's folder does not shadow
     the relay's own imports (a relay that failed would kill its trial with SIGPIPE)."""
-    import os
-    import sys
-
-    from mlflow_sweeper.launch.process import popen
     from mlflow_sweeper.launch.trial_output import relay_finished
-    from mlflow_sweeper.secrets import forget_all, remember
 
     (tmp_path / "json.py").write_text("raise SystemExit('a project module, not the standard one')\n")
     monkeypatch.chdir(tmp_path)
-    secret, go = f"Lock-{uuid.uuid4().hex[:10]}", tmp_path / "go"
-    log_path = tmp_path / "logs" / "trial-0.log"
-    remember(secret)
-    try:
-        argv = [sys.executable, "-c", TALKER, secret, str(go)]
-        process, output = popen(argv, str(tmp_path), dict(os.environ), log_path)
-        assert secret not in _wait_for(log_path, "connecting with")
+    with _talking_trial(tmp_path, "Lock") as (secret, log_path, running):
+        assert secret not in running
         assert not relay_finished(log_path, timeout=0.3)  # still writing
-        go.touch()
-        assert process.wait(timeout=60) == 0
-        output.close()
-    finally:
-        forget_all()
     assert relay_finished(log_path, timeout=10)
     assert "again ***" in log_path.read_text() and relay_finished(tmp_path / "no-such.log", timeout=0)
