@@ -185,23 +185,24 @@ def _talking_trial(tmp_path: Path, name: str):
     import os
     import sys
 
-    from mlflow_sweeper.launch.process import popen
+    from mlflow_sweeper.launch.process import kill_tree, popen
     from mlflow_sweeper.secrets import forget_all, remember
 
     secret, go = f"{name}-{uuid.uuid4().hex[:10]}", tmp_path / "go"
     log_path = tmp_path / "logs" / "trial-0.log"
     remember(secret)
+    argv = [sys.executable, "-c", TALKER, secret, str(go)]
+    process, output = popen(argv, str(tmp_path), dict(os.environ), log_path)
     try:
-        argv = [sys.executable, "-c", TALKER, secret, str(go)]
-        process, output = popen(argv, str(tmp_path), dict(os.environ), log_path)
         running = _wait_for(log_path, "connecting with")
         assert process.poll() is None, running
         yield secret, log_path, running
         go.touch()
         assert process.wait(timeout=60) == 0
-        output.close()
     finally:
         forget_all()
+        kill_tree(process.pid)  # a check failed while it waits for `go`: nothing is left running
+        output.close()
 
 
 def test_a_trial_log_never_holds_a_secret_even_while_the_trial_runs(tmp_path):
