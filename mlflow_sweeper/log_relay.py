@@ -14,7 +14,7 @@ import fcntl
 import json
 import os
 
-from .secrets import adopt, redact, remembered
+from .secrets import adopt, redact_bytes, remembered
 
 CHUNK = 65536
 LONGEST_HELD = 65536  # a line longer than this (a progress bar without ends) is written in parts
@@ -30,26 +30,23 @@ def relay(source: int, target: int, held: bytes = b"") -> None:
     while True:
         cut = max(held.rfind(end) for end in _LINE_ENDS) + 1
         if cut:
-            _write(target, _masked(held[:cut]))
+            write_all(target, redact_bytes(held[:cut]))
             held = held[cut:]
         if len(held) >= LONGEST_HELD:
-            shown = _masked(held)
+            shown = redact_bytes(held)
             split = max(len(shown) - kept, 0)
-            _write(target, shown[:split])
+            write_all(target, shown[:split])
             held = shown[split:]  # masked again with what follows: `***` stays `***`
         chunk = os.read(source, CHUNK)
         if not chunk:
             break
         held += chunk
     if held:
-        _write(target, _masked(held))
+        write_all(target, redact_bytes(held))
 
 
-def _masked(data: bytes) -> bytes:
-    return redact(data.decode("utf-8", errors="surrogateescape")).encode("utf-8", errors="surrogateescape")
-
-
-def _write(target: int, data: bytes) -> None:
+def write_all(target: int, data: bytes) -> None:
+    """All of `data` to the descriptor `target` (a pipe or a file may take it in parts)."""
     view = memoryview(data)
     while view:
         view = view[os.write(target, view) :]

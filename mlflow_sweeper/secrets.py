@@ -117,6 +117,11 @@ def redact(text: Any) -> Any:
     return text
 
 
+def redact_bytes(data: bytes) -> bytes:
+    """`redact` for raw output (a trial's log): bytes that are not UTF-8 pass through unchanged."""
+    return redact(data.decode("utf-8", errors="surrogateescape")).encode("utf-8", errors="surrogateescape")
+
+
 def redact_value(value: Any) -> Any:
     """`redact` through mappings, lists and tuples (a config, a params dict), keys kept."""
     if isinstance(value, str):

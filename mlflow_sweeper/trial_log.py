@@ -14,7 +14,7 @@ import tempfile
 from collections.abc import Collection, Sequence
 from pathlib import Path
 
-from .secrets import MASK, redact
+from .secrets import MASK, redact, redact_bytes
 
 TAIL_LINES = 20
 _CHUNK = 8192
@@ -44,12 +44,12 @@ def scrub(path: str | os.PathLike[str]) -> None:
     the console's tail, the triage, the copy attached to its run. A sweep with secrets relays the
     output masked already (`log_relay`); this catches what was remembered only since. The file
     is read once, and read again to be rewritten only when something is found."""
-    if not any(_shown(line) != line for line in _lines(path)):
+    if not any(redact_bytes(line) != line for line in _lines(path)):
         return
     directory = os.path.dirname(os.fspath(path)) or "."
     with tempfile.NamedTemporaryFile("wb", dir=directory, delete=False, suffix=".scrub") as target:
         for line in _lines(path):
-            target.write(_shown(line))
+            target.write(redact_bytes(line))
     os.replace(target.name, path)
 
 
@@ -59,11 +59,6 @@ def _lines(path: str | os.PathLike[str]):
             yield from source
     except (FileNotFoundError, IsADirectoryError, PermissionError):
         return
-
-
-def _shown(line: bytes) -> bytes:
-    text = line.decode("utf-8", errors="surrogateescape")
-    return redact(text).encode("utf-8", errors="surrogateescape")
 
 
 def log_tail(path: str | os.PathLike[str], lines: int = TAIL_LINES, output_only: bool = False) -> str:

@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 from typing import IO
 
+from ..log_relay import write_all
 from ..secrets import SECRET_ENVIRONMENT, remembered
 
 RELAY_DRAIN_SECONDS = 5.0  # a relay still open this long after its trial ended: a descendant holds its pipe
@@ -75,9 +76,7 @@ def trial_output(log_file: IO) -> TrialOutput:
     finally:
         os.close(read_end)
     try:
-        view = memoryview((json.dumps(masked) + "\n").encode("utf-8"))
-        while view:
-            view = view[os.write(write_end, view) :]
+        write_all(write_end, (json.dumps(masked) + "\n").encode("utf-8"))
     except BaseException:
         os.close(write_end)
         relay.kill()
