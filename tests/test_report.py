@@ -186,6 +186,7 @@ def test_status_json_of_an_existing_and_a_missing_sweep(swept):
     missing = write_config(swept["dir"], name="missing.yaml", sweep_name="missing", parameters=GRID)
     result = run_cli("status", swept["config"], missing, "--json", cwd=swept["dir"])
     assert result.returncode == 0, output(result)
+    assert not list(swept["dir"].rglob("*missing*/")), "status made a folder for a missing sweep"
     data = json.loads(result.stdout)
     fields = {"sweep", "parent_run_id", "parent_status", "budget", "done", "running", "failed", "pruned"}
     fields |= {"remaining", "best"}

@@ -4,6 +4,7 @@ method says in a line what it does, the part it hands over to says how."""
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from collections.abc import Callable, Iterable
 
 import optuna
@@ -45,9 +46,7 @@ class SweepStudy:
         self.agent = agent
         self.store = RetryingStorage(storage)
         self.policy = RetryPolicy(config.max_retries)
-        log_dir = str(config.log_dir)
-        log_dir_shown = log_dir if redact(log_dir) == log_dir else None  # no `${VAR}` value in Optuna
-        self.liveness = Heartbeat(self.store, agent, config.stale_after, log_dir_shown)
+        self.liveness = Heartbeat(self.store, agent, config.stale_after, functools.partial(_log_dir_shown, config))
         self.identity = SweepIdentity(self.store, config, self.liveness)
         self._build_parts()
 
@@ -306,3 +305,10 @@ class SweepStudy:
     def reopen(self) -> int:
         """Let the sweep be closed again (after more trials were queued); returns the new epoch."""
         return self.closing.reopen()
+
+
+def _log_dir_shown(config: SweepConfig) -> str | None:
+    """Where this agent's trial logs are, for another agent on the host; None when the path holds
+    a `${VAR}` value (none goes into Optuna)."""
+    log_dir = str(config.log_dir)
+    return log_dir if redact(log_dir) == log_dir else None

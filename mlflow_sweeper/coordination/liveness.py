@@ -49,11 +49,19 @@ def beat_interval(stale_after: float) -> float:
 class Heartbeat:
     """One agent's heartbeats, and its judgement of other agents' silence."""
 
-    def __init__(self, store: RetryingStorage, agent: str, stale_after: float, log_dir: str | None = None):
+    def __init__(
+        self,
+        store: RetryingStorage,
+        agent: str,
+        stale_after: float,
+        log_dir: Callable[[], str | None] = lambda: None,
+    ):
         self.store = store.with_attempts(3)
         self.agent = agent
         self.stale_after = stale_after
-        self.log_dir = log_dir  # this agent's (its `output_dir` may differ from another's on the host)
+        # this agent's (its `output_dir` may differ from another's on the host); asked for only
+        # when a trial is claimed, since finding it creates the folder (`status` creates nothing)
+        self._log_dir = log_dir
         self.host = agent.split(":")[0]
         self.pid = os.getpid()
 
@@ -61,7 +69,8 @@ class Heartbeat:
         """Who runs a trial, when it last beat, how long its owner may stay silent, and where its
         log is (an agent taking over on the same host reads the trial's exit status there)."""
         attrs = {AGENT: self.agent, HEARTBEAT: time.time(), STALE_AFTER: self.stale_after}
-        return attrs if self.log_dir is None else {**attrs, LOG_DIR: self.log_dir}
+        log_dir = self._log_dir()
+        return attrs if log_dir is None else {**attrs, LOG_DIR: log_dir}
 
     def record(self, trial_ids: Iterable[int]) -> None:
         """Beat for these trials; a missed beat is logged, not fatal."""
