@@ -200,7 +200,9 @@ def sweep_status_data(config: SweepConfig) -> dict:
     trials = study.trials()
     entry.update(_counts(study, trials))
     if entry["stopped"] is None and not entry["running"]:  # resumable: the rest is still owed
-        entry["stopped"] = fail_fast_stop(trials, config.fail_fast)
+        reason = fail_fast_stop(trials, config.fail_fast)
+        if reason is not None:
+            entry["stopped"], entry["stopped_reason"] = FAIL_FAST_STOP, reason
     parent = entry["parent_run_id"] = sweep.parent_id
     if parent:
         state = _parent_state(sweep, parent)
@@ -241,6 +243,7 @@ def _empty_status(config: SweepConfig) -> dict:
         "running_agent_gone": 0,
         "remaining": 0,
         "stopped": None,
+        "stopped_reason": None,
         "best": None,
         "missing_companions": [],
         "links": {},
@@ -278,6 +281,7 @@ def _counts(study, trials: list) -> dict:
         "done": done,
         "remaining": remaining,
         "stopped": TARGET_STOP if target_reached else None,
+        "stopped_reason": TARGET_REASON if target_reached else None,
     }
 
 
@@ -340,9 +344,9 @@ def sweep_status(config: SweepConfig) -> str:
         f"{failed}, {data['pruned']} pruned, {data['remaining']} remaining ({attempts})"
     )
     if data.get("stopped") == TARGET_STOP:
-        lines.append(f"  stopped early: {data['stopped']} (no new trials start; the rest is not owed)")
+        lines.append(f"  stopped early: {data['stopped_reason']} (no new trials start; the rest is not owed)")
     elif data.get("stopped"):
-        lines.append(f"  stopped: {data['stopped']}; fix the cause and run the sweep again to resume")
+        lines.append(f"  stopped: {data['stopped_reason']}; fix the cause and run the sweep again to resume")
     if data.get("warm_started"):
         lines.append(f"  warm start: {data['warm_started']} earlier result(s) in the study (no budget used)")
     if "pareto" in data:
@@ -360,7 +364,10 @@ def sweep_status(config: SweepConfig) -> str:
     return "\n".join(lines)
 
 
-TARGET_STOP = "a trial reached the target"  # status's `stopped`; the rest is then not owed
+# status's `stopped`, as the parent's tag `sweeper.stopped` names it; `stopped_reason` says it in words
+TARGET_STOP = "target"  # the rest is then not owed
+TARGET_REASON = "a trial reached the target"
+FAIL_FAST_STOP = "fail_fast"  # the rest is still owed: the sweep resumes once the cause is fixed
 PARETO_SHOWN = 10  # front trials listed by `status`; `--json` and the parent's tag list them all
 
 

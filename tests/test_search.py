@@ -267,7 +267,7 @@ def test_a_trial_reaching_the_target_stops_new_trials_and_the_sweep_is_complete(
 
     status = run_cli("status", tmp_path / "sweep.yaml", "--json", cwd=tmp_path)
     assert json.loads(status.stdout)["sweeps"][0]["remaining"] == 0, status.stdout
-    assert json.loads(status.stdout)["sweeps"][0]["stopped"] == "a trial reached the target"
+    assert json.loads(status.stdout)["sweeps"][0]["stopped"] == "target"
     text = run_cli("status", tmp_path / "sweep.yaml", cwd=tmp_path).stdout
     assert "stopped early: a trial reached the target" in text, text
 

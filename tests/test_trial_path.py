@@ -224,7 +224,9 @@ def test_fail_fast_stops_the_sweep_when_the_first_trials_all_fail(tmp_path, monk
     assert sorted(dict(t.params)["x"] for t in waiting) == [1, 2]
     assert session.parts.recorder.client.get_run(session.parts.parent_id).info.status == "RUNNING"
     # status says why nothing runs, and that the rest is still owed
-    assert sweep_status_data(session.parts.config)["stopped"] == "the first 2 trials all failed (fail_fast)"
+    status = sweep_status_data(session.parts.config)
+    assert status["stopped"] == "fail_fast"
+    assert status["stopped_reason"] == "the first 2 trials all failed (fail_fast)"
     text = sweep_status(session.parts.config)
     assert "stopped: the first 2 trials all failed (fail_fast); fix the cause and run the sweep again" in text
     assert "4 remaining" in text and "not owed" not in text

@@ -46,7 +46,8 @@ class SweepStudy:
         self.agent = agent
         self.store = RetryingStorage(storage)
         self.policy = RetryPolicy(config.max_retries)
-        self.liveness = Heartbeat(self.store, agent, config.stale_after, functools.partial(_log_dir_shown, config))
+        log_dir = functools.partial(_log_dir_shown, config)
+        self.liveness = Heartbeat(self.store, agent, config.stale_after, log_dir)
         self.identity = SweepIdentity(self.store, config, self.liveness)
         self._build_parts()
 
