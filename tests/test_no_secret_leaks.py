@@ -137,6 +137,36 @@ def test_no_secret_in_anything_a_sweep_writes(secret_databases, tmp_path):
         assert not leaks, f"{secret} found in {leaks}"
 
 
+def test_a_project_from_the_environment_shows_masked_on_its_trial_runs(tmp_path):
+    """`project: "${VAR}"` (a git URL with a token, say): its trial runs' source tag shows `***`,
+    and an `entry_point` parameter declared a float may take a value from `${VAR}`."""
+    import shutil
+
+    from conftest import PROJECT, mlflow_runs
+
+    project = tmp_path / f"project-{VAR_SECRET}"
+    shutil.copytree(PROJECT, project, ignore=shutil.ignore_patterns("__pycache__", "sweeps", "*.db"))
+    mlproject = project / "MLproject"
+    declared = mlproject.read_text().replace('y: {type: string, default: "0"}', "y: {type: float}")
+    mlproject.write_text(declared)
+    path = write_config(
+        tmp_path / "cfg",
+        entry_point="train",
+        project="${SWEEP_PROJECT}",
+        parameters={"x": [1, 2], "y": "${SWEEP_Y}"},
+    )
+    env = {"SWEEP_PROJECT": str(project), "SWEEP_Y": "0.7531"}
+    swept = run_cli("sweep", path, cwd=tmp_path, env=env, timeout=300)
+    assert swept.returncode == 0, swept.stderr[-3000:]
+    runs = mlflow_runs(f"sqlite:///{tmp_path / 'cfg' / 'mlflow.db'}")
+    trials = [r for r in runs if r.data.tags.get("sweeper.role") == "trial"]
+    assert len(trials) == 2 and {r.data.params["y"] for r in trials} == {"***"}
+    assert {r.data.tags["mlflow.source.name"] for r in trials} == {"***"}
+    recorded = [(k, v) for r in runs for k, v in {**r.data.params, **r.data.tags}.items()]
+    leaks = [key for key, value in recorded if VAR_SECRET in value]
+    assert not leaks and VAR_SECRET not in swept.stdout + swept.stderr
+
+
 def test_a_trial_log_is_readable_by_its_owner_only_from_the_start(tmp_path):
     """Until the trial ends and its log is scrubbed, the log may hold hidden values."""
     import os

@@ -166,6 +166,24 @@ def test_a_float_parameter_must_get_numbers(project, tmp_path):
     assert preflight(config_for(tmp_path, project=str(project), parameters={"alpha": ["1e-3", 2, 0.5]}))
 
 
+def test_a_typed_value_from_the_environment_is_checked_as_the_trial_gets_it(project, tmp_path, monkeypatch):
+    """The space holds such a value as `***`: it is checked as the trial gets it, not as it shows."""
+    monkeypatch.setenv("SWEEP_ALPHA", "0.7531")
+    monkeypatch.setenv("SWEEP_DATA", "data/train.csv")
+    parameters = {"alpha": ["${SWEEP_ALPHA}", 0.2], "data": "${SWEEP_DATA}"}
+    assert preflight(config_for(tmp_path / "a", project=str(project), parameters=parameters))
+    monkeypatch.setenv("SWEEP_ALPHA", "not-a-number")
+    message = refused(config_for(tmp_path / "b", project=str(project), parameters=parameters))
+    assert "declares 'alpha' a float, and '***' is not a number" in message
+    monkeypatch.setenv("SWEEP_ALPHA", "0.5")
+    monkeypatch.setenv("SWEEP_DATA", "data/missing.csv")
+    message = refused(config_for(tmp_path / "c", project=str(project), parameters=parameters))
+    assert "parameters.data: path parameter 'data'" in message and "missing.csv" not in message
+    monkeypatch.setenv("SWEEP_ALPHA", "x")  # too short to mask wherever it shows; but it is a ${VAR}
+    message = refused(config_for(tmp_path / "d", project=str(project), parameters=parameters))
+    assert "'***' is not a number" in message and "'x'" not in message
+
+
 def test_a_uri_parameter_must_get_uris(tmp_path):
     """MLflow Projects refuses a `uri` parameter without a scheme at every trial's launch."""
     project = tmp_path / "uri-project"

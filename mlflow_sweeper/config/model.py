@@ -10,6 +10,7 @@ from typing import Any
 
 from ..pruning import EarlyStopping
 from ..search.space import SearchSpace
+from ..secrets import MASK
 from .folders import sweep_folder
 from .objective import Objective
 from .schema import DEFAULTS
@@ -72,6 +73,13 @@ class SweepConfig:
         """`command` as the sweep shows it: each value from `${VAR}` as `***`, however short."""
         shown = self.raw.get("command")
         return shown if isinstance(shown, str) else self.command
+
+    @property
+    def shown_project(self) -> str | None:
+        """`project` as the sweep shows it: resolved, unless a part of it came from `${VAR}` (a
+        git URL with a token): then as written, that part as `***`."""
+        shown = self.raw.get("project")
+        return shown if isinstance(shown, str) and MASK in shown else self.project
 
     @property
     def identity(self) -> str:

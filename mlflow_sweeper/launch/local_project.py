@@ -43,7 +43,7 @@ class LocalProjectLauncher(Launcher):
 
         tags = compat.mlflow_tags()
         result = {
-            tags.MLFLOW_SOURCE_NAME: self.config.project,
+            tags.MLFLOW_SOURCE_NAME: self.config.shown_project,
             tags.MLFLOW_SOURCE_TYPE: SourceType.to_string(SourceType.PROJECT),
             tags.MLFLOW_PROJECT_ENTRY_POINT: self.config.entry_point,
             tags.MLFLOW_PROJECT_BACKEND: "local",

@@ -6,6 +6,7 @@ and a parent run exist."""
 from __future__ import annotations
 
 import os
+import re
 import shlex
 import shutil
 from collections.abc import Iterable, Mapping
@@ -99,14 +100,17 @@ def check_command(config: Any, environ: Mapping[str, str] | None = None) -> None
 # ---- an `entry_point` config -------------------------------------------------------------------
 
 
-def _candidates(space: Any) -> dict[str, list[Any]]:
-    """Every value a parameter can take that the config lists (fixed ones, grid axes); ranges,
-    numbers already, are left out."""
+def _candidates(config: Any) -> dict[str, list[Any]]:
+    """Every value a parameter can take that the config lists (fixed ones, grid axes), as the
+    trial gets it (a `${VAR}` value is checked as it is, not as it shows); ranges, numbers
+    already, are left out."""
+    space = config.space
     candidates: dict[str, list[Any]] = {name: [value] for name, value in space.fixed.items()}
     for name, axis in space.axes.items():
         values = axis.grid_values()
         candidates[name] = list(values) if values is not None else []
-    return candidates
+    hidden = getattr(config, "hidden", None) or {}
+    return {name: [hidden.get(name, {}).get(v, v) for v in values] for name, values in candidates.items()}
 
 
 def check_project(
@@ -124,22 +128,36 @@ def check_project(
         entry_point = get_entry_point(project, config.entry_point, work_dir)
         names = [*config.space.axes, *config.space.fixed]
         check_declared(entry_point, names)
-        check_typed_values(entry_point, _candidates(config.space))
+        check_typed_values(entry_point, _candidates(config))
         optional = list(optional)
         check_absent_have_defaults(entry_point, optional)
         check_required_given(entry_point, [n for n in names if n not in optional])
         check_backend_known(config.backend, explicit_tracking_uri(config))
         check_backend(project, config.backend, work_dir)
         if config.backend == "local":
-            check_path_values(entry_point, _candidates(config.space), work_dir)
+            check_path_values(entry_point, _candidates(config), work_dir)
             check_env_manager(project, config.env_manager)
     except ProjectError as exc:
-        message = str(exc)
+        message = _as_shown(str(exc), config)
         if source.remote and source.fetched_dir:  # name the project as the user wrote it
             message = message.replace(source.fetched_dir, source.uri.rstrip("/"))
         source.close()
         raise ProjectError(f"{config.path}: {message}") from None
     return CheckedProject(source, work_dir, project, entry_point)
+
+
+def _as_shown(message: str, config: Any) -> str:
+    """`message` with each parameter value from `${VAR}` as the sweep shows it, however short
+    (the checks read the real values)."""
+    pairs = [
+        (str(real), str(shown))
+        for values in (getattr(config, "hidden", None) or {}).values()
+        for shown, real in values.items()
+    ]
+    for real, shown in sorted(pairs, key=lambda pair: len(pair[0]), reverse=True):
+        pattern = rf"(?<![A-Za-z0-9]){re.escape(real)}(?![A-Za-z0-9])"
+        message = re.sub(pattern, lambda _match, shown=shown: shown, message)
+    return message
 
 
 # ---- every config, before any write -----------------------------------------------------------
