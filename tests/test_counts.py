@@ -89,16 +89,19 @@ def test_the_bar_counts_a_pruned_or_failed_point_as_done():
     assert progress.status_text(short=True).startswith("20/20 done, 2 failed, 6 pruned")
 
 
-def ended_trial(number: int, second: int, value: float | None, state=None):
+def ended_trial(number: int, second: int, value: float | None, state=None, slot=None, user_attrs=None):
     import datetime as dt
 
     from optuna.trial import FrozenTrial, TrialState
+
+    from mlflow_sweeper.coordination.names import SLOT
 
     state = state or TrialState.COMPLETE
     return FrozenTrial(
         number=number, state=state, value=value if state == TrialState.COMPLETE else None,
         datetime_start=dt.datetime(2026, 1, 1), datetime_complete=dt.datetime(2026, 1, 1, 0, 0, second),
-        params={}, distributions={}, user_attrs={}, system_attrs={}, intermediate_values={}, trial_id=number,
+        params={}, distributions={}, user_attrs=user_attrs or {}, intermediate_values={}, trial_id=number,
+        system_attrs={SLOT: number if slot is None else slot},
     )  # fmt: skip
 
 
@@ -126,3 +129,29 @@ def test_agents_agree_on_the_step_of_each_point_of_the_best_so_far_curve():
     assert down == {1: 1, 2: None, 0: None, 4: None, 3: None, 5: None}
     running = trials[:3]  # trial 3 had not ended yet when an agent read the trials
     assert best_so_far_step(running, 3, up) is None
+
+
+def test_the_best_so_far_step_counts_points_ended_not_attempts():
+    """An attempt to be retried, or one cancelled by Ctrl-C, ends no point: the step is how many
+    points had ended, as the description counts them ("3/3 trials ended"), never more."""
+    from optuna.study import StudyDirection
+    from optuna.trial import TrialState
+
+    from mlflow_sweeper.coordination.names import REASON, WARM_ATTR
+    from mlflow_sweeper.coordination.tallies import best_so_far_step
+
+    fail = TrialState.FAIL
+    trials = [
+        ended_trial(0, 1, None, fail, slot=0, user_attrs={REASON: "interrupted (Ctrl-C)"}),
+        ended_trial(1, 2, None, fail, slot=1),  # retried: trial 3
+        ended_trial(2, 3, None, fail, slot=2),  # failed for good: a point ended
+        ended_trial(3, 4, 0.4, slot=1),
+        ended_trial(4, 5, 0.6, slot=0),  # the interrupted point, resumed
+        ended_trial(5, 0, 0.9, slot=99, user_attrs={WARM_ATTR: "sweep exp/old"}),  # holds no point
+    ]
+    trials[5].system_attrs.clear()
+    up = StudyDirection.MAXIMIZE
+    assert best_so_far_step(trials, 3, up) is None  # the earlier result was better
+    trials[5].values = [0.1]
+    assert best_so_far_step(trials, 3, up) == 2  # point 2 failed for good, then point 1
+    assert best_so_far_step(trials, 4, up) == 3

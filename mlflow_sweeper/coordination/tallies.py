@@ -151,20 +151,36 @@ def best(trials: Iterable[FrozenTrial], direction: StudyDirection) -> FrozenTria
     return min(done, key=lambda t: (sign * t.value, t.number))
 
 
+def ends_its_point(trial: FrozenTrial, last_failures: set[int]) -> bool:
+    """Did this attempt settle its point (a trial of the sweep, as `status` counts them)? Completed
+    (an earlier result holding a grid point too) or pruned; or failed, as the last attempt of a
+    point failed for good (`last_failures`), not cancelled by Ctrl-C or its agent's loss."""
+    if SLOT not in trial.system_attrs:
+        return False  # an earlier result that holds no point of the budget
+    if trial.state in (TrialState.COMPLETE, TrialState.PRUNED):
+        return True
+    return trial.number in last_failures and failed_by_itself(trial)
+
+
 def best_so_far_step(trials: Iterable[FrozenTrial], number: int, direction: StudyDirection) -> int | None:
-    """The step at which trial `number` became the best so far: how many trials had ended when it
-    did (in the order they ended), or None when one that ended before it was as good.
+    """The step at which trial `number` became the best so far: how many of the sweep's trials
+    (points) had ended when it did, in the order they ended (an attempt to be retried, or one
+    cancelled, ends none), or None when one that ended before it was as good.
 
     Every agent derives its points of the parent's best-so-far curve from the storage this way,
     so the points agree with each other whichever agent writes first: the curve never steps back.
     """
+    trials = list(trials)
+    last_failures = {t.number for t in failed_for_good(trials)}
     ended = sorted(
         (t for t in trials if t.state.is_finished() and t.datetime_complete is not None),
         key=lambda t: (t.datetime_complete, t.number),
     )
     sign = _sign(direction)
     earlier: float | None = None
-    for step, trial in enumerate(ended, start=1):
+    step = 0
+    for trial in ended:
+        step += ends_its_point(trial, last_failures)
         candidate = may_be_best(trial)
         if trial.number == number:
             if not candidate or (earlier is not None and sign * trial.value >= earlier):
