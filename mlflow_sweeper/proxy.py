@@ -39,7 +39,14 @@ from dataclasses import dataclass
 
 from . import compat
 from .errors import StorageError, SweeperError, UsageError
-from .proxy_auth import check_listen, read_token_file, server_credentials, server_interceptors
+from .proxy_auth import (
+    bare_host,
+    check_listen,
+    host_port,
+    read_token_file,
+    server_credentials,
+    server_interceptors,
+)
 from .storages import mask, open_optuna_storage, parse, probe_optuna_storage
 from .storages.grpc import DEFAULT_HOST, DEFAULT_PORT, require_grpc
 
@@ -101,7 +108,7 @@ def check_port_free(host: str, port: int) -> None:
     try:
         addresses = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     except socket.gaierror as exc:
-        raise StorageError(f"cannot serve the proxy on {host}:{port}: {exc}") from None
+        raise StorageError(f"cannot serve the proxy on {host_port(host, port)}: {exc}") from None
     family, kind, proto, _, address = addresses[0]
     with socket.socket(family, kind, proto) as probe:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -110,7 +117,7 @@ def check_port_free(host: str, port: int) -> None:
         except OSError as exc:
             why = "the port is in use (another proxy?)" if exc.errno == errno.EADDRINUSE else str(exc)
             raise StorageError(
-                f"cannot serve the proxy on {host}:{port}: {why}; choose another --port"
+                f"cannot serve the proxy on {host_port(host, port)}: {why}; choose another --port"
             ) from None
 
 
@@ -131,6 +138,7 @@ def serve(
     in-process trial cache. With a token, every call must carry it; with a certificate and key,
     the port speaks TLS. `workers` processes share the port (default: `default_workers`)."""
     require_grpc()
+    host = bare_host(host)
     token = read_token_file(token_file) if token_file else None
     check_listen(host, token, insecure)
     _check_credentials(server_credentials(tls_cert, tls_key))
@@ -138,15 +146,15 @@ def serve(
     _check_backing_storage(storage_url, host, port)
     signal.signal(signal.SIGTERM, _interrupt)
     plan = WorkerPlan.sharing_pool(
-        workers, storage_url=storage_url, address=f"{host}:{port}", threads=threads, token=token,
+        workers, storage_url=storage_url, address=host_port(host, port), threads=threads, token=token,
         tls_cert=tls_cert, tls_key=tls_key,
     )  # fmt: skip
     guard = ", token required" if token else ""
     scheme = "grpcs" if tls_cert else "grpc"
     processes = f", {workers} worker processes" if workers > 1 else ""
     log.info(
-        "Optuna gRPC proxy for %s on %s://%s:%d%s%s (Ctrl-C to stop)",
-        *(mask(storage_url), scheme, host, port, guard, processes),
+        "Optuna gRPC proxy for %s on %s://%s%s%s (Ctrl-C to stop)",
+        *(mask(storage_url), scheme, host_port(host, port), guard, processes),
     )
     with suppress(KeyboardInterrupt):
         if workers == 1:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hmac
 import ipaddress
 import os
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -31,13 +32,29 @@ CHANNEL_OPTIONS = [
 ]
 
 
+def bare_host(host: str) -> str:
+    """A host as written (`[::1]` or `::1`) without the brackets of an IPv6 address."""
+    return host[1:-1] if host.startswith("[") and host.endswith("]") else host
+
+
+def host_port(host: str, port: int) -> str:
+    """`host:port` as gRPC (and a person) reads it: an IPv6 address in brackets."""
+    bare = bare_host(host)
+    return f"[{bare}]:{port}" if ":" in bare else f"{bare}:{port}"
+
+
 def is_loopback(host: str) -> bool:
-    if host.lower() == "localhost":
-        return True
+    """Does `host` (an address, or a name: every address it resolves to) reach this machine only?"""
+    bare = bare_host(host)
     try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
+        return ipaddress.ip_address(bare).is_loopback
     except ValueError:
+        pass
+    try:
+        addresses = {info[4][0] for info in socket.getaddrinfo(bare, None, type=socket.SOCK_STREAM)}
+    except (OSError, UnicodeError):
         return False
+    return bool(addresses) and all(ipaddress.ip_address(a.split("%")[0]).is_loopback for a in addresses)
 
 
 def read_token_file(path: str | os.PathLike[str]) -> str:
@@ -123,7 +140,7 @@ def client_channel(host: str, port: int, tls: bool) -> Any:
     """The channel an agent talks to the proxy on: TLS for grpcs://, the token when one is set."""
     import grpc
 
-    target = f"{host}:{port}"
+    target = host_port(host, port)
     if tls:
         ca_path = os.environ.get(CA_ENV)
         roots = read_pem(ca_path, CA_ENV) if ca_path else None

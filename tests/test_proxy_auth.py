@@ -16,7 +16,7 @@ from conftest import cli_env, free_port, kill_process_tree, run_cli, write_confi
 pytest.importorskip("grpc")
 
 from mlflow_sweeper.errors import StorageError, UsageError  # noqa: E402
-from mlflow_sweeper.proxy_auth import CA_ENV, TOKEN_ENV, check_listen  # noqa: E402
+from mlflow_sweeper.proxy_auth import CA_ENV, TOKEN_ENV, check_listen, host_port  # noqa: E402
 from mlflow_sweeper.storages.grpc import open_grpc_storage  # noqa: E402
 
 TOKEN = "proxy-token-5f2c9a"
@@ -173,6 +173,41 @@ def test_listening_beyond_loopback_needs_a_token_or_insecure(tmp_path):
     assert result.returncode == 2
     assert "--token-file" in result.stderr and "--insecure" in result.stderr
     assert not (tmp_path / "o.db").exists()
+
+
+def test_a_name_of_this_machine_only_is_loopback_and_an_ipv6_address_is_bracketed():
+    check_listen("localhost", None, False)  # a name: every address it resolves to is loopback
+    check_listen("[::1]", None, False)
+    for outside in ("::", "[::]", "192.0.2.7", "no-such-host.invalid"):
+        with pytest.raises(UsageError):
+            check_listen(outside, None, False)
+    assert host_port("::1", 13000) == host_port("[::1]", 13000) == "[::1]:13000"
+    assert host_port("127.0.0.1", 13000) == "127.0.0.1:13000"
+
+
+def _ipv6_loopback() -> bool:
+    import socket
+
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as probe:
+            probe.bind(("::1", 0))
+    except OSError:
+        return False
+    return True
+
+
+@pytest.mark.parametrize("host", ["::1", "[::1]"])
+def test_a_proxy_on_an_ipv6_address_serves_agents(tmp_path, host):
+    if not _ipv6_loopback():
+        pytest.skip("this machine has no IPv6 loopback address")
+    proc, port, log_path = _start(tmp_path, "--host", host, "--workers", "2")
+    try:
+        config = write_config(tmp_path / "sweep", optuna_storage=f"grpc://[::1]:{port}")
+        result = run_cli("sweep", config, cwd=config.parent, timeout=300)
+        assert result.returncode == 0, result.stderr[-3000:] + log_path.read_text()[-3000:]
+        assert f"grpc://[::1]:{port}" in log_path.read_text()
+    finally:
+        kill_process_tree(proc)
 
 
 def test_a_certificate_grpc_cannot_serve_exits_2_before_anything_starts(tmp_path):

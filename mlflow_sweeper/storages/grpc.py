@@ -85,26 +85,27 @@ def open_grpc_storage(url: str, ready_seconds: float = READY_SECONDS) -> Any:
     import optuna
 
     from .. import compat
-    from ..proxy_auth import client_channel, refusal
+    from ..proxy_auth import client_channel, host_port, refusal
 
     parsed = parse_grpc_url(url)
     if parsed is None:
         raise StorageError(check_grpc_url(url) or url)
     host, port = parsed
     tls = uses_tls(url)
+    where = host_port(host, port)
     with client_channel(host, port, tls) as channel:
         try:
             grpc.channel_ready_future(channel).result(timeout=ready_seconds)
         except grpc.FutureTimeoutError:
             if tls:
-                raise refusal(TimeoutError(), f"{host}:{port}", tls) from None
+                raise refusal(TimeoutError(), where, tls) from None
             if _answers_tcp(host, port):
                 raise StorageError(
-                    f"{host}:{port} accepts connections but does not answer as a plain gRPC proxy; "
-                    f"if it serves TLS (started with --tls-cert), use grpcs://{host}:{port}"
+                    f"{where} accepts connections but does not answer as a plain gRPC proxy; "
+                    f"if it serves TLS (started with --tls-cert), use grpcs://{where}"
                 ) from None
             raise StorageError(
-                f"cannot reach the Optuna gRPC proxy at {host}:{port}; "
+                f"cannot reach the Optuna gRPC proxy at {where}; "
                 f"start it with `mlflow-sweeper proxy STORAGE_URL --host {host} --port {port}`"
             ) from None
     with warnings.catch_warnings():
@@ -116,7 +117,7 @@ def open_grpc_storage(url: str, ready_seconds: float = READY_SECONDS) -> Any:
         pass
     except grpc.RpcError as exc:
         storage.close()
-        raise refusal(exc, f"{host}:{port}", tls) from None
+        raise refusal(exc, where, tls) from None
     return storage
 
 
