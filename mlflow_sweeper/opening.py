@@ -143,7 +143,21 @@ def open_sweep(
         recorder.delete_runs(started_over.run_ids)
         recorder.parent.started_over(parent_id, started_over.generation)
         opened.started_over = started_over.message(config.identity)
+    elif not created:
+        _keep_config_current(recorder, parent_id)
     return opened
+
+
+def _keep_config_current(recorder: Recorder, parent_id: str) -> None:
+    """A sweep resumed with a config changed where it may change: the parent stores the new one."""
+    from .storages import retry
+
+    tags = retry(lambda: recorder.client.get_run(parent_id), "parent run").data.tags
+    if recorder.parent.keep_config_current(parent_id, tags):
+        log.info(
+            "the config changed since the sweep's parent run stored it: its sweep/ artifact is now this "
+            "one (its params stay the first config's)"
+        )
 
 
 def _agreed_store(config: SweepConfig, study: SweepStudy, created: bool, uri: str) -> str:

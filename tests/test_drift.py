@@ -145,6 +145,17 @@ def test_allowed_change_is_accepted(name, sweep_copy):
     assert parents[0].info.status == "FINISHED"
     assert sorted(r.info.run_id for r in trials) == sorted(r.info.run_id for r in trials_before)
     assert [t.state.name for t in optuna_trials(optuna_uri(sweep_copy))] == ["COMPLETE"] * 2
+    # the parent stores the config the sweep runs under now (its params stay the first one's)
+    import mlflow
+
+    parent = parents[0]
+    stored = mlflow.artifacts.load_text(f"{parent.info.artifact_uri}/sweep/{config.name}")
+    assert stored == config.read_text()
+    digest = parent.data.tags["sweeper.config_digest"]
+    assert digest != parents_before[0].data.tags.get("sweeper.config_digest")
+    assert "config changed since the sweep's parent run stored it" in result.stderr
+    again = run_cli("sweep", config, cwd=sweep_copy)
+    assert again.returncode == 0 and "config changed" not in again.stderr, again.stderr
 
 
 def sweep_ok(config: Path, directory: Path) -> None:

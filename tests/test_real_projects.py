@@ -266,6 +266,19 @@ def test_fail_fast_stops_the_sweep_early_and_it_resumes_once_fixed(tmp_path, mlf
     assert parent_run(uri).info.status == "FINISHED"
 
 
+def stored_config(uri: str, run_id: str, name: str) -> str:
+    """The config a parent run stores as its `sweep/` artifact."""
+    import mlflow
+
+    return mlflow.artifacts.load_text(f"{parent_artifacts(uri, run_id)}/sweep/{name}")
+
+
+def parent_artifacts(uri: str, run_id: str) -> str:
+    from mlflow.tracking import MlflowClient
+
+    return MlflowClient(tracking_uri=uri).get_run(run_id).info.artifact_uri
+
+
 def test_after_fail_fast_on_a_wrong_metric_the_fixed_config_starts_the_sweep_over(tmp_path, mlflow_template):
     """Nothing completed, so the objective may change: the sweep starts over under the same parent,
     the earlier attempts' runs soft-deleted; `status` counted the failed points meanwhile. Once a
@@ -290,10 +303,14 @@ def test_after_fail_fast_on_a_wrong_metric_the_fixed_config_starts_the_sweep_ove
     assert data["failed_to_retry"] >= 1 and data["done"] == 0 and data["attempts"] == 2
 
     config = config_file(tmp_path, spec={"direction": "maximize", "metric": "score"}, **keys)
+    with config.open("a") as out:  # a password written in the file: the stored config masks it
+        out.write("# earlier: optuna_storage: postgresql://me:LitPw-1234@db.example/optuna\n")
     result = run_cli("sweep", config, cwd=tmp_path)
     text = output(result)
     assert result.returncode == 0, text
     assert "starts over under the changed config" in text and "2 earlier attempt runs deleted" in text
+    stored = stored_config(uri, parent, config.name)
+    assert "metric: score" in stored and "LitPw-1234" not in stored and "postgresql://me:***@" in stored
     assert text.count("starts over") == 1 and "started over" not in text  # one line says so
     assert parent_run(uri).info.run_id == parent and parent_run(uri).info.status == "FINISHED"
     assert parent_run(uri).data.tags["sweeper.started_over"] == "1"

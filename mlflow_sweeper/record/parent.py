@@ -17,6 +17,7 @@ from ..storages import retry
 from .lookup import runs_of_sweep
 from .tags import (
     BEST_RUN_TAG,
+    CONFIG_DIGEST_TAG,
     MAX_PARAM_LENGTH,
     MLFLOW_RUN_NAME,
     OPTUNA_STORAGE_TAG,
@@ -81,12 +82,38 @@ class ParentRun:
         params = [Param(k, redact(v)[:MAX_PARAM_LENGTH]) for k, v in self.config.as_params().items()]
         for chunk in chunks(params):
             retry(lambda c=chunk: self.client.log_batch(run_id, params=c), "parent params")
+        self._store_config(run_id)
+        return run_id
+
+    def _shown_config(self) -> str | None:
+        """The config file as the parent shows it: redacted (a password written in a URL)."""
         try:
-            shown = redact(self.config.path.read_text(encoding="utf-8"))
+            return redact(self.config.path.read_text(encoding="utf-8"))
+        except OSError as exc:
+            log.warning("could not read the config %s: %s", self.config.path, exc)
+            return None
+
+    def _store_config(self, run_id: str, shown: str | None = None) -> None:
+        """The config as the artifact `sweep/<file>`, with its digest as a tag."""
+        shown = shown if shown is not None else self._shown_config()
+        if shown is None:
+            return
+        try:
             self.client.log_text(run_id, shown, f"sweep/{self.config.path.name}")
+            retry(lambda: self.client.set_tag(run_id, CONFIG_DIGEST_TAG, _digest(shown)), "config digest")
         except Exception as exc:  # noqa: BLE001 - the config is also in params
             log.warning("could not store the config as an artifact of the parent run: %s", exc)
-        return run_id
+
+    def keep_config_current(self, run_id: str, tags: dict[str, str]) -> bool:
+        """An agent resuming the sweep with a config that changed where a sweep may change (its
+        `command`, retries, timeouts) stores it: the `sweep/` artifact is the config the sweep
+        runs under now. The params stay the first config's (MLflow never lets a param change).
+        True when it stored one."""
+        shown = self._shown_config()
+        if shown is None or tags.get(CONFIG_DIGEST_TAG) == _digest(shown):
+            return False
+        self._store_config(run_id, shown)
+        return True
 
     def state(self, run_id: str) -> str:
         return parent_state(self.client, run_id)
@@ -173,7 +200,10 @@ class ParentRun:
         """The sweep started over under a changed config: the parent's params (which MLflow never
         lets change) are the first config's; its `sweep/` config artifact and a tag say the current."""
         retry(lambda: self.client.set_tag(parent_id, STARTED_OVER_TAG, str(generation)), "tag parent")
-        try:
-            self.client.log_artifact(parent_id, str(self.config.path), artifact_path="sweep")
-        except Exception as exc:  # noqa: BLE001 - the tag says it started over
-            log.warning("could not store the new config as an artifact of the parent run: %s", exc)
+        self._store_config(parent_id)
+
+
+def _digest(text: str) -> str:
+    import hashlib
+
+    return hashlib.sha256(text.encode()).hexdigest()[:16]

@@ -10,6 +10,9 @@ PARETO_TAG = "sweeper.pareto"  # "true" on trial runs on the Pareto front (sever
 PARETO_RUNS_TAG = "sweeper.pareto_run_ids"  # on the parent: the front's run ids, comma-separated
 STOPPED_TAG = "sweeper.stopped"  # on the parent: why the sweep stopped early ("target")
 STARTED_OVER_TAG = "sweeper.started_over"  # on the parent: how often the sweep started over
+# On the parent: a digest of the config its `sweep/` artifact holds (as shown: redacted). An agent
+# started with another config (a fixed command, say) stores that one: the artifact is the latest.
+CONFIG_DIGEST_TAG = "sweeper.config_digest"
 # On the parent: which Optuna storage the sweep is in (a digest). Two sweeps of one name in one
 # MLflow store but with separate Optuna storages are two sweeps: `delete` tells them apart.
 OPTUNA_STORAGE_TAG = "sweeper.optuna_storage_id"
