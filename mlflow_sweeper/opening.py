@@ -160,6 +160,11 @@ def _keep_config_current(recorder: Recorder, parent_id: str) -> None:
         )
 
 
+def registered_model(config: SweepConfig) -> str | None:
+    """The model the sweep's best trial goes to (`register.model_name`), if any."""
+    return config.register.model_name if config.register is not None else None
+
+
 def _agreed_store(config: SweepConfig, study: SweepStudy, created: bool, uri: str) -> str:
     """The sweep's MLflow store. With none named, agents started together from different
     directories agree on one: the one the study's creator recorded with it (waited for when the
@@ -169,7 +174,7 @@ def _agreed_store(config: SweepConfig, study: SweepStudy, created: bool, uri: st
     agreed = agreed_tracking_uri(study, created, uri)
     if agreed != uri:
         probe_mlflow_storage(agreed)
-        check_write_access(agreed, config.experiment)
+        check_write_access(agreed, config.experiment, registered_model(config))
     return agreed
 
 
@@ -265,7 +270,7 @@ def _settle_store(
         study, found = open_study()
     uri = sweep_tracking_uri(config, study if found else None)
     probe_mlflow_storage(uri)
-    check_write_access(uri, config.experiment)
+    check_write_access(uri, config.experiment, registered_model(config))
     gathered = None if found else earlier_results(uri)
     study, found = open_study()
     return study, found, uri, None if found else gathered

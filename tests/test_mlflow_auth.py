@@ -107,7 +107,7 @@ def _config(directory: Path, url: str, sweep_name: str, **keys) -> Path:
         "mlflow_storage": url,
         "optuna_storage": f"sqlite:///{directory / 'optuna.db'}",
         "spec": {"direction": "maximize", "metric": "score"},
-        **keys,
+        **{key: value for key, value in keys.items() if value is not None},
     }
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / "sweep.yaml"
@@ -135,9 +135,11 @@ def _trials(url: str, sweep: str) -> list:
 @pytest.mark.timeout(900)  # a server and several sweeps on a shared machine
 def test_authorized_sweeps_nest_their_trials_and_others_are_refused_before_optuna(auth_server, tmp_path):
     url, server_root = auth_server
-    command = _config(tmp_path / "command", url, "command")
+    # a model that does not exist yet may be registered into by any user (its trials log none)
+    command = _config(tmp_path / "command", url, "command", register={"model_name": "alice-model"})
     result = run_cli("sweep", command, cwd=command.parent, env=_as("alice"), timeout=400)
     assert result.returncode == 0, result.stderr[-3000:]
+    assert "logged no model" in result.stderr
     entry = _config(tmp_path / "entry", url, "entry", entry_point="train", project=str(PROJECT))
     kept = {k: v for k, v in yaml.safe_load(entry.read_text()).items() if k != "command"}
     entry.write_text(yaml.safe_dump(kept, sort_keys=False))
@@ -156,8 +158,22 @@ def test_authorized_sweeps_nest_their_trials_and_others_are_refused_before_optun
         (_as("bob"), "does not let this user write"),
         (_as("alice", "wrong"), "refused the credentials"),
     )
+    from mlflow.tracking import MlflowClient
+
+    saved = {k: os.environ.get(k) for k in _as("bob")}
+    os.environ.update(_as("bob"))
+    try:  # bob's model: alice may read it, not add versions to it
+        MlflowClient(tracking_uri=url).create_registered_model("bob-model")
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+    refusals += ((_as("alice"), "does not let this user add versions to the registered model 'bob-model'"),)
     for env, said in refusals:
-        refused = _config(tmp_path / f"refused-{uuid.uuid4().hex[:6]}", url, "refused")
+        register = {"model_name": "bob-model"} if "bob-model" in said else None
+        refused = _config(tmp_path / f"refused-{uuid.uuid4().hex[:6]}", url, "refused", register=register)
         result_refused = run_cli("sweep", refused, cwd=refused.parent, env=env, timeout=300)
         assert result_refused.returncode == 2, result_refused.stderr[-3000:]
         assert said in result_refused.stderr and "Traceback" not in result_refused.stderr

@@ -158,7 +158,7 @@ def test_a_best_trial_without_a_model_is_a_warning_and_the_sweep_completes(tmp_p
     config = ui_config(tmp_path, parameters={"x": [1, 2], "y": [0]}, register={"model_name": "none"})
     result = run_cli("sweep", config, cwd=tmp_path)
     assert result.returncode == 0, output(result)
-    assert "logged no model" in result.stderr + result.stdout
+    assert "warning: register: the best trial" in result.stderr and "logged no model" in result.stderr
     parent = parent_of(uri_of(tmp_path))
     assert parent.info.status == "FINISHED"
     assert "> **Warning:** the best trial (1, run" in parent.data.tags[DESCRIPTION]

@@ -88,7 +88,7 @@ def _register(
 
 
 def _warn(client: MlflowClient, parent_id: str, message: str) -> Outcome:
-    log.warning("register: %s", message)
+    log.warning("warning: register: %s", message)  # as the description says it: **Warning:**
     try:
         client.set_tag(parent_id, REGISTER_WARNING_TAG, message)
     except MlflowException as exc:
