@@ -276,6 +276,22 @@ def test_a_trial_reaching_the_target_stops_new_trials_and_the_sweep_is_complete(
     assert len(executed(record)) == 2
     assert len(mlflow_runs(f"sqlite:///{tmp_path / 'mlflow.db'}")) == 3
 
+    # the target raised: the sweep goes on until a trial reaches the new one
+    config["spec"]["target"] = 4
+    further = sweep(tmp_path, **config)
+    assert [p["x"] for p in executed(record)] == ["1", "2", "3", "4"], further
+    parent, runs = runs_by_role(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    assert parent.info.status == "FINISHED" and parent.data.tags["sweeper.stopped"] == "target"
+    # out of reach: the budget runs out, and the sweep did not stop early
+    config["spec"]["target"] = 100
+    sweep(tmp_path, **config)
+    assert [p["x"] for p in executed(record)] == ["1", "2", "3", "4", "5", "6"]
+    parent, runs = runs_by_role(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    assert parent.info.status == "FINISHED" and "sweeper.stopped" not in parent.data.tags
+    assert json.loads(run_cli("status", tmp_path / "sweep.yaml", "--json", cwd=tmp_path).stdout)["sweeps"][0][
+        "stopped"
+    ] is None
+
 
 # ---- early stopping ----------------------------------------------------------------------------
 
@@ -468,3 +484,32 @@ def test_pareto_front_and_the_change_one_trial_makes():
     on_front, pushed = front_change(trials, 5, max_min)
     assert on_front and [t.number for t in pushed] == [1]
     assert [t.number for t in pareto_front(trials, max_min)] == [0, 3, 5]
+
+
+def test_a_target_mark_holds_only_while_a_feasible_result_reaches_the_configs_target():
+    """The mark was made under the target of its time: a raised target lets the sweep go on."""
+    from types import SimpleNamespace
+
+    from mlflow_sweeper.config.objective import Objective
+    from mlflow_sweeper.coordination.store import RetryingStorage
+    from mlflow_sweeper.coordination.target import TargetMark
+
+    storage = optuna.storages.InMemoryStorage()
+    study = optuna.create_study(storage=storage, direction="maximize")
+    for value in (1.0, 2.0):
+        study.add_trial(optuna.trial.create_trial(value=value))
+    factory = SimpleNamespace(study_id=storage.get_study_id_from_name(study.study_name))
+
+    def mark(target: float | None) -> TargetMark:
+        return TargetMark(RetryingStorage(storage), Objective("maximize", "score", target=target), factory)
+
+    first = mark(2.0)
+    assert not first.reached()
+    first.note(1, 2.0, None)
+    assert first.reached() and mark(2.0).reached() and mark(1.5).reached()
+    raised = mark(3.0)
+    assert not raised.reached() and not mark(None).reached()
+    study.add_trial(optuna.trial.create_trial(value=3.5))
+    assert not raised.reached()  # the mark is the one it checked: not read again for nothing
+    raised.note(2, 3.5, None)
+    assert raised.reached() and mark(3.0).reached()

@@ -88,11 +88,14 @@ class RecordAlgorithmMetrics(CloseAction):
 
 
 class RecordStopped(CloseAction):
-    """A sweep that stopped because a trial reached `spec.target`: `sweeper.stopped=target`."""
+    """A sweep that stopped because a trial reached `spec.target`: `sweeper.stopped=target`; one
+    that ran its budget since (its target raised) loses the tag."""
 
     def run(self, context: CloseContext) -> None:
         if context.study.target_reached():
             context.recorder.parent.record_stopped(context.parent_id, "target")
+        else:
+            context.recorder.parent.clear_stopped(context.parent_id)
 
 
 class RegisterModel(CloseAction):

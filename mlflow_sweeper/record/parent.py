@@ -190,6 +190,13 @@ class ParentRun:
     def record_stopped(self, parent_id: str, why: str) -> None:
         retry(lambda: self.client.set_tag(parent_id, STOPPED_TAG, redact(why)), "stopped tag")
 
+    def clear_stopped(self, parent_id: str) -> None:
+        """No early stop (any more): a tag an earlier close wrote goes."""
+        try:
+            self.client.delete_tag(parent_id, STOPPED_TAG)
+        except MlflowException as exc:  # never written
+            log.debug("no stopped tag to remove from %s: %s", parent_id, exc)
+
     def record_metrics(self, parent_id: str, metrics: dict[str, float]) -> None:
         now = int(time.time() * 1000)
         batch = [Metric(name, float(value), now, 0) for name, value in metrics.items()]
