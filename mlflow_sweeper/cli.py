@@ -187,9 +187,10 @@ def delete(configs: tuple[str, ...], yes: bool, purge: bool) -> None:
             except (click.Abort, KeyboardInterrupt):  # Ctrl-C or Ctrl-D instead of an answer
                 click.echo("\nmlflow-sweeper: interrupted, nothing deleted", err=True)
                 return EXIT_INTERRUPTED
-            if not confirmed:
+            if not confirmed:  # an answer, not an error
                 click.echo("nothing deleted")
-                return EXIT_USAGE
+                end_admin_run(loaded, "delete")
+                return 0
         for config in loaded:
             click.echo(delete_sweep(config, purge=purge).message())
         end_admin_run(loaded, "delete")

@@ -606,6 +606,15 @@ def _answer_at_the_prompt(command: list[str], cwd: Path, keys: bytes) -> tuple[i
     return proc.wait(timeout=60), seen.decode(errors="replace")
 
 
+def test_delete_answered_no_deletes_nothing_and_is_no_error(three_sweeps):
+    directory = three_sweeps["dir"]
+    before = sweep_state(directory)
+    command = [sys.executable, "-m", "mlflow_sweeper", "delete", str(three_sweeps["configs"]["a"])]
+    code, said = _answer_at_the_prompt(command, directory, b"n\n")
+    assert code == 0 and "nothing deleted" in said and "Traceback" not in said, said
+    assert sweep_state(directory) == before
+
+
 @pytest.mark.parametrize("keys", [b"\x04", b"\x03"], ids=["ctrl-d", "ctrl-c"])
 def test_delete_left_at_its_prompt_deletes_nothing_and_says_so(three_sweeps, keys):
     directory = three_sweeps["dir"]
