@@ -43,8 +43,10 @@ class DeleteResult:
         if not self.study_deleted and not self.runs_deleted:
             return f"{self.identity}: no such sweep, nothing to delete"
         how = "permanently deleted" if self.purged else "deleted (restorable in the MLflow UI)"
-        study = "its Optuna study and " if self.study_deleted else ""
-        return f"{self.identity}: {study}{self.runs_deleted} MLflow run(s) {how}"
+        if not self.study_deleted:  # runs left of a sweep deleted before (`mlflow run -e ...`'s own)
+            gone = f"no such sweep in the Optuna storage; {self.runs_deleted} MLflow run(s) of it"
+            return f"{self.identity}: {gone} {how}"
+        return f"{self.identity}: its Optuna study and {self.runs_deleted} MLflow run(s) {how}"
 
 
 def delete_sweep(config: SweepConfig, purge: bool = False) -> DeleteResult:

@@ -763,6 +763,15 @@ def test_delete_tells_sweeps_apart_whose_optuna_storage_comes_from_the_environme
     assert len(kept) == 3 and sum(run.data.tags["sweeper.role"] == "admin" for run in kept) == 1
     assert_one_finished_parent([run for run in kept if run.data.tags["sweeper.role"] != "admin"], "exp/s1")
 
+    # as `mlflow run -e delete` twice more: the second finds only the first one's own run
+    said = []
+    for _ in range(2):
+        admin = client.create_run(client.get_experiment_by_name("exp").experiment_id).info.run_id
+        env_run = {**envs[0], "MLFLOW_RUN_ID": admin, "MLFLOW_TRACKING_URI": shared}
+        said.append(output(run_cli("delete", config, "--yes", cwd=tmp_path, env=env_run)))
+    assert "exp/s1: no such sweep, nothing to delete" in said[0], said[0]
+    assert "exp/s1: no such sweep in the Optuna storage; 1 MLflow run(s) of it deleted" in said[1], said[1]
+
 
 @pytest.fixture
 def parent_deleted_in_the_ui(tmp_path) -> dict:
