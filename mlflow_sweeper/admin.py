@@ -21,6 +21,7 @@ from .coordination.fail_fast import fail_fast_stop
 from .coordination.identity import directions_of
 from .coordination.names import STARTING_OVER_SUFFIX, TAKEOVER_SUFFIX, WARM_ATTR
 from .coordination.tallies import attempted, failed_to_retry, in_budget, pareto_front
+from .coordination.target import REACHED_WORDS, STOPPED_BY_TARGET
 from .display import shown_params, shown_value
 from .errors import NoSuchSweep, UsageError
 from .opening import open_sweep
@@ -282,8 +283,8 @@ def _counts(study, trials: list) -> dict:
         "missing_companions": study.missing_companions,
         "done": done,
         "remaining": remaining,
-        "stopped": TARGET_STOP if target_reached else None,
-        "stopped_reason": TARGET_REASON if target_reached else None,
+        "stopped": STOPPED_BY_TARGET if target_reached else None,
+        "stopped_reason": REACHED_WORDS if target_reached else None,
     }
 
 
@@ -345,7 +346,7 @@ def sweep_status(config: SweepConfig) -> str:
         f"  points: {data['done']}/{data['budget']} done, {running}, "
         f"{failed}, {data['pruned']} pruned, {data['remaining']} remaining ({attempts})"
     )
-    if data.get("stopped") == TARGET_STOP:
+    if data.get("stopped") == STOPPED_BY_TARGET:
         lines.append(f"  stopped early: {data['stopped_reason']} (no new trials start; the rest is not owed)")
     elif data.get("stopped"):
         lines.append(f"  stopped: {data['stopped_reason']}; fix the cause and run the sweep again to resume")
@@ -366,10 +367,10 @@ def sweep_status(config: SweepConfig) -> str:
     return "\n".join(lines)
 
 
-# status's `stopped`, as the parent's tag `sweeper.stopped` names it; `stopped_reason` says it in words
-TARGET_STOP = "target"  # the rest is then not owed
-TARGET_REASON = "a trial reached the target"
-FAIL_FAST_STOP = "fail_fast"  # the rest is still owed: the sweep resumes once the cause is fixed
+# status's `stopped` ("target": the rest is not owed, as the parent's tag `sweeper.stopped` says; or
+# "fail_fast": the rest is still owed, the sweep resumes once the cause is fixed); `stopped_reason`
+# says it in words
+FAIL_FAST_STOP = "fail_fast"
 PARETO_SHOWN = 10  # front trials listed by `status`; `--json` and the parent's tag list them all
 
 

@@ -122,8 +122,9 @@ def open_sweep(
 
     reserved = launcher_class(config).store_connections_per_trial * max(1, n_jobs)
     client = open_mlflow_tracking(uri, mlflow_pool, AGENT_APPLICATION, reserved)
+    recorded = None  # the parent run as this agent found it
     if not created:  # before the experiment is made, and before a start over writes to Optuna
-        _check_recorded_parent(study, client)
+        recorded = _check_recorded_parent(study, client)
         started_over = study.check_drift(warm)  # once, before anything is written for this config
     recorder = Recorder(client, config)
     parent_id = _attach_parent(study, recorder, warm, created)
@@ -143,16 +144,13 @@ def open_sweep(
         recorder.delete_runs(started_over.run_ids)
         recorder.parent.started_over(parent_id, started_over.generation)
         opened.started_over = started_over.message(config.identity)
-    elif not created:
-        _keep_config_current(recorder, parent_id)
+    elif recorded is not None and recorded.info.run_id == parent_id:
+        _keep_config_current(recorder, parent_id, recorded.data.tags)
     return opened
 
 
-def _keep_config_current(recorder: Recorder, parent_id: str) -> None:
+def _keep_config_current(recorder: Recorder, parent_id: str, tags: dict[str, str]) -> None:
     """A sweep resumed with a config changed where it may change: the parent stores the new one."""
-    from .storages import retry
-
-    tags = retry(lambda: recorder.client.get_run(parent_id), "parent run").data.tags
     if recorder.parent.keep_config_current(parent_id, tags):
         log.info(
             "the config changed since the sweep's parent run stored it: its sweep/ artifact is now this "
@@ -178,14 +176,19 @@ def _agreed_store(config: SweepConfig, study: SweepStudy, created: bool, uri: st
     return agreed
 
 
-def _check_recorded_parent(study: SweepStudy, client) -> None:
+def _check_recorded_parent(study: SweepStudy, client):
     """Refuse (exit 2) a found sweep whose recorded parent run is not in this MLflow store
-    (`client`; None: a store that cannot hold it), by a read, before anything is written."""
-    from .record.parent import run_exists
+    (`client`; None: a store that cannot hold it), by a read, before anything is written.
+    Returns the parent run read (None when none is recorded yet)."""
+    from .record.parent import found_run
 
     parent = study.parent_run_id()
-    if parent is not None and (client is None or not run_exists(client, parent)):
+    if parent is None:
+        return None
+    run = found_run(client, parent) if client is not None else None
+    if run is None:
         raise parent_not_here(study.config, parent)
+    return run
 
 
 def _attach_parent(study: SweepStudy, recorder: Recorder, warm: _WarmStart, created: bool) -> str:

@@ -177,8 +177,11 @@ def test_a_typed_value_from_the_environment_is_checked_as_the_trial_gets_it(proj
     assert "declares 'alpha' a float, and '***' is not a number" in message
     monkeypatch.setenv("SWEEP_ALPHA", "0.5")
     monkeypatch.setenv("SWEEP_DATA", "data/missing.csv")
-    message = refused(config_for(tmp_path / "c", project=str(project), parameters=parameters))
-    assert "parameters.data: path parameter 'data'" in message and "missing.csv" not in message
+    for hidden in ("data/missing.csv", "./secretdir/missing.csv", "secretdir//missing.csv"):
+        monkeypatch.setenv("SWEEP_DATA", hidden)  # the path it resolves to is not shown either
+        message = refused(config_for(tmp_path / "c", project=str(project), parameters=parameters))
+        assert "parameters.data: path parameter 'data'" in message and "(value '***'" in message
+        assert "missing.csv" not in message and "secretdir" not in message, message
     monkeypatch.setenv("SWEEP_ALPHA", "x")  # too short to mask wherever it shows; but it is a ${VAR}
     message = refused(config_for(tmp_path / "d", project=str(project), parameters=parameters))
     assert "'***' is not a number" in message and "'x'" not in message

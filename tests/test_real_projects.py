@@ -454,7 +454,7 @@ def test_a_store_named_other_than_the_recorded_one_is_warned_of(tmp_path):
         assert f"its agents recorded its runs in {recorded}; MLFLOW_TRACKING_URI names" in output(result)
     assert len(trial_runs(recorded)) == 1  # left where they are, and said so
     result = run_cli("delete", "--yes", config, cwd=tmp_path, env={"MLFLOW_TRACKING_URI": recorded})
-    assert result.returncode == 0 and "2 MLflow run(s) deleted" in output(result), output(result)
+    assert result.returncode == 0 and "2 MLflow run(s) of it deleted" in output(result), output(result)
 
 
 def test_a_sweep_pointed_at_a_store_without_its_parent_is_refused_writing_nothing(tmp_path):

@@ -288,9 +288,8 @@ def test_a_trial_reaching_the_target_stops_new_trials_and_the_sweep_is_complete(
     assert [p["x"] for p in executed(record)] == ["1", "2", "3", "4", "5", "6"]
     parent, runs = runs_by_role(f"sqlite:///{tmp_path / 'mlflow.db'}")
     assert parent.info.status == "FINISHED" and "sweeper.stopped" not in parent.data.tags
-    assert json.loads(run_cli("status", tmp_path / "sweep.yaml", "--json", cwd=tmp_path).stdout)["sweeps"][0][
-        "stopped"
-    ] is None
+    status = run_cli("status", tmp_path / "sweep.yaml", "--json", cwd=tmp_path)
+    assert json.loads(status.stdout)["sweeps"][0]["stopped"] is None
 
 
 # ---- early stopping ----------------------------------------------------------------------------
@@ -487,17 +486,18 @@ def test_pareto_front_and_the_change_one_trial_makes():
 
 
 def test_a_target_mark_holds_only_while_a_feasible_result_reaches_the_configs_target():
-    """The mark was made under the target of its time: a raised target lets the sweep go on."""
+    """The mark was made under the target of its time: a raised target lets the sweep go on. A
+    trial is marked before it is COMPLETE: the mark's own value tells another agent at once."""
     from types import SimpleNamespace
 
     from mlflow_sweeper.config.objective import Objective
+    from mlflow_sweeper.coordination.names import TARGET_REACHED
     from mlflow_sweeper.coordination.store import RetryingStorage
     from mlflow_sweeper.coordination.target import TargetMark
 
     storage = optuna.storages.InMemoryStorage()
     study = optuna.create_study(storage=storage, direction="maximize")
-    for value in (1.0, 2.0):
-        study.add_trial(optuna.trial.create_trial(value=value))
+    study.add_trial(optuna.trial.create_trial(value=1.0))
     factory = SimpleNamespace(study_id=storage.get_study_id_from_name(study.study_name))
 
     def mark(target: float | None) -> TargetMark:
@@ -505,11 +505,14 @@ def test_a_target_mark_holds_only_while_a_feasible_result_reaches_the_configs_ta
 
     first = mark(2.0)
     assert not first.reached()
-    first.note(1, 2.0, None)
+    first.note(1, 2.0, None)  # trial 1 is not COMPLETE yet: another agent stops claiming all the same
     assert first.reached() and mark(2.0).reached() and mark(1.5).reached()
+    study.add_trial(optuna.trial.create_trial(value=2.0))
     raised = mark(3.0)
     assert not raised.reached() and not mark(None).reached()
-    study.add_trial(optuna.trial.create_trial(value=3.5))
-    assert not raised.reached()  # the mark is the one it checked: not read again for nothing
-    raised.note(2, 3.5, None)
-    assert raised.reached() and mark(3.0).reached()
+    study.add_trial(optuna.trial.create_trial(value=3.5))  # completed before the target was raised
+    assert mark(3.0).reached() and not mark(4.0).reached()
+    raised.note(3, 3.2, None)
+    assert raised.reached() and mark(3.1).reached()
+    storage.set_study_system_attr(factory.study_id, TARGET_REACHED, 1)  # an older sweeper's mark
+    assert mark(10.0).reached()

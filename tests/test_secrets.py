@@ -276,6 +276,24 @@ def test_a_value_from_the_environment_cannot_go_to_a_backend_that_records_its_pa
     assert caught.value.exit_code == 2 and "backend 'kubernetes'" in str(caught.value)
 
 
+def test_a_project_holding_a_secret_cannot_go_to_a_backend_that_records_it(tmp_path, monkeypatch):
+    """MLflow Projects tags the run it makes with the project URI: a token in it would be there."""
+    monkeypatch.setenv("SWEEP_GIT_TOKEN", "gh-s3cret-token")
+    (tmp_path / "k8s.json").write_text("{}")
+    for project in ("https://oauth2:${SWEEP_GIT_TOKEN}@example.com/repo.git", "https://me:pw1234@example.com/r.git"):
+        path = _write(tmp_path, parameters={"x": [1]}, backend="kubernetes", backend_config="k8s.json")
+        data = yaml.safe_load(path.read_text())
+        data.pop("command")
+        data.update(entry_point="main", project=project)
+        path.write_text(yaml.safe_dump(data))
+        with pytest.raises(ConfigError) as caught:
+            load_config(path)
+        assert caught.value.key == "project" and "backend 'kubernetes'" in str(caught.value)
+    data.pop("backend"), data.pop("backend_config")
+    path.write_text(yaml.safe_dump(data))
+    assert load_config(path).shown_project == "https://me:***@example.com/r.git"  # its runs' source tag
+
+
 def test_a_trial_log_header_masks_its_hidden_values_however_short(tmp_path):
     from mlflow_sweeper.trial_log import log_header
 

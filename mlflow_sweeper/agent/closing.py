@@ -12,6 +12,7 @@ from optuna.trial import FrozenTrial
 
 from ..config import SweepConfig
 from ..coordination import RUN_ATTR, SweepStudy
+from ..coordination.target import STOPPED_BY_TARGET
 from ..record import Recorder
 from ..ui.closing import describe_closed_sweep
 from ..ui.register import register_best
@@ -93,8 +94,8 @@ class RecordStopped(CloseAction):
 
     def run(self, context: CloseContext) -> None:
         if context.study.target_reached():
-            context.recorder.parent.record_stopped(context.parent_id, "target")
-        else:
+            context.recorder.parent.record_stopped(context.parent_id, STOPPED_BY_TARGET)
+        elif context.config.objective.target is not None:  # only a sweep with a target has stopped so
             context.recorder.parent.clear_stopped(context.parent_id)
 
 

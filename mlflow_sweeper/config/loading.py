@@ -247,14 +247,24 @@ def _check_separate_stores(config: SweepConfig) -> None:
 
 
 def _check_hidden_values(config: SweepConfig) -> None:
-    """A backend other than the local one is handed its parameters by MLflow Projects, which
-    records them on the run: a value from `${VAR}` would be written there as it is."""
-    if config.hidden and config.backend != "local":
+    """A backend other than the local one is handed its parameters and project by MLflow
+    Projects, which records them on the run: a value from `${VAR}` (or a URL's password) would
+    be written there as it is."""
+    if config.backend == "local" or config.entry_point is None:
+        return
+    if config.hidden:
         raise ConfigProblem(
             f"parameters.{next(iter(config.hidden))}",
             f"a value from ${{VAR}} cannot be passed to backend {config.backend!r}: MLflow Projects "
             "records the parameters it launches with; give the trial the secret through the "
             "backend's own environment (backend_config) instead",
+        )
+    if config.shown_project != config.project:
+        raise ConfigProblem(
+            "project",
+            f"a project URI holding a secret (a value from ${{VAR}}, a password) cannot be passed to "
+            f"backend {config.backend!r}: MLflow Projects records the URI on the run; give the "
+            "backend its credentials its own way (a git credential helper, backend_config)",
         )
 
 

@@ -10,7 +10,7 @@ from typing import Any
 
 from ..pruning import EarlyStopping
 from ..search.space import SearchSpace
-from ..secrets import MASK
+from ..secrets import MASK, redact
 from .folders import sweep_folder
 from .objective import Objective
 from .schema import DEFAULTS
@@ -79,7 +79,7 @@ class SweepConfig:
         """`project` as the sweep shows it: resolved, unless a part of it came from `${VAR}` (a
         git URL with a token): then as written, that part as `***`."""
         shown = self.raw.get("project")
-        return shown if isinstance(shown, str) and MASK in shown else self.project
+        return shown if isinstance(shown, str) and MASK in shown else redact(self.project)
 
     @property
     def identity(self) -> str:

@@ -152,9 +152,10 @@ def best(trials: Iterable[FrozenTrial], direction: StudyDirection) -> FrozenTria
 
 
 def ends_its_point(trial: FrozenTrial, last_failures: set[int]) -> bool:
-    """Did this attempt settle its point (a trial of the sweep, as `status` counts them)? Completed
-    (an earlier result holding a grid point too) or pruned; or failed, as the last attempt of a
-    point failed for good (`last_failures`), not cancelled by Ctrl-C or its agent's loss."""
+    """Did this attempt settle its point? Completed (an earlier result holding a grid point too)
+    or pruned; or failed, as the last attempt of a point failed for good (`last_failures`). An
+    attempt cancelled by Ctrl-C or by its agent's loss settles nothing: its point runs again on
+    resume (`status` counts it as failed until then)."""
     if SLOT not in trial.system_attrs:
         return False  # an earlier result that holds no point of the budget
     if trial.state in (TrialState.COMPLETE, TrialState.PRUNED):
@@ -163,9 +164,9 @@ def ends_its_point(trial: FrozenTrial, last_failures: set[int]) -> bool:
 
 
 def best_so_far_step(trials: Iterable[FrozenTrial], number: int, direction: StudyDirection) -> int | None:
-    """The step at which trial `number` became the best so far: how many of the sweep's trials
-    (points) had ended when it did, in the order they ended (an attempt to be retried, or one
-    cancelled, ends none), or None when one that ended before it was as good.
+    """The step at which trial `number` became the best so far: how many of the sweep's points
+    had ended when it did, in the order they ended (`ends_its_point`), or None when one that
+    ended before it was as good.
 
     Every agent derives its points of the parent's best-so-far curve from the storage this way,
     so the points agree with each other whichever agent writes first: the curve never steps back.

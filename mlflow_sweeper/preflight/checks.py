@@ -109,8 +109,16 @@ def _candidates(config: Any) -> dict[str, list[Any]]:
     for name, axis in space.axes.items():
         values = axis.grid_values()
         candidates[name] = list(values) if values is not None else []
+    revealed = getattr(config, "revealed", None)
+    if revealed is None:
+        return candidates
+    return {name: [revealed({name: v})[name] for v in values] for name, values in candidates.items()}
+
+
+def _shown_values(config: Any) -> dict[str, dict[Any, Any]]:
+    """Per parameter, {real: shown} for its values from `${VAR}`."""
     hidden = getattr(config, "hidden", None) or {}
-    return {name: [hidden.get(name, {}).get(v, v) for v in values] for name, values in candidates.items()}
+    return {name: {real: shown for shown, real in values.items()} for name, values in hidden.items()}
 
 
 def check_project(
@@ -135,7 +143,7 @@ def check_project(
         check_backend_known(config.backend, explicit_tracking_uri(config))
         check_backend(project, config.backend, work_dir)
         if config.backend == "local":
-            check_path_values(entry_point, _candidates(config), work_dir)
+            check_path_values(entry_point, _candidates(config), work_dir, _shown_values(config))
             check_env_manager(project, config.env_manager)
     except ProjectError as exc:
         message = _as_shown(str(exc), config)
@@ -150,9 +158,7 @@ def _as_shown(message: str, config: Any) -> str:
     """`message` with each parameter value from `${VAR}` as the sweep shows it, however short
     (the checks read the real values)."""
     pairs = [
-        (str(real), str(shown))
-        for values in (getattr(config, "hidden", None) or {}).values()
-        for shown, real in values.items()
+        (str(real), str(shown)) for values in _shown_values(config).values() for real, shown in values.items()
     ]
     for real, shown in sorted(pairs, key=lambda pair: len(pair[0]), reverse=True):
         pattern = rf"(?<![A-Za-z0-9]){re.escape(real)}(?![A-Za-z0-9])"

@@ -161,21 +161,29 @@ def path_parameters(entry_point: Any) -> list[str]:
     return [name for name, p in declared_parameters(entry_point).items() if p.type == "path"]
 
 
-def check_path_values(entry_point: Any, candidates: Mapping[str, Iterable[Any]], project_dir: str) -> None:
+def check_path_values(
+    entry_point: Any,
+    candidates: Mapping[str, Iterable[Any]],
+    project_dir: str,
+    shown: Mapping[str, Mapping[Any, Any]] | None = None,
+) -> None:
     """Every local value a `path` parameter can take (its swept values, its fixed value, else its
-    MLproject default) exists, relative values read against the project directory."""
+    MLproject default) exists, relative values read against the project directory. `shown`: per
+    parameter, {real: shown} for values from `${VAR}`: named as they show, their path unsaid."""
     declared = declared_parameters(entry_point)
     for name in path_parameters(entry_point):
         values = list(candidates[name]) if name in candidates else [declared[name].default]
+        hidden = (shown or {}).get(name, {})
         for value in values:
             if value is None:
                 continue
             path = _resolved(value, project_dir)
             if path is not None and not os.path.exists(path):
                 origin = "its MLproject default" if name not in candidates else "value"
+                missing = "no such file or directory" + ("" if value in hidden else f": {path}")
                 raise ProjectError(
                     f"parameters.{name}: path parameter {name!r} of entry point {entry_point.name!r}: "
-                    f"no such file or directory: {path} ({origin} {value_text(value)!r}; relative "
+                    f"{missing} ({origin} {value_text(hidden.get(value, value))!r}; relative "
                     f"paths resolve against the project directory {project_dir})"
                 )
 

@@ -7,7 +7,7 @@ import logging
 import math
 import time
 
-from mlflow.entities import Metric, Param, RunStatus, RunTag
+from mlflow.entities import Metric, Param, Run, RunStatus, RunTag
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
@@ -44,13 +44,17 @@ def _not_found(exc: MlflowException) -> bool:
 
 def run_exists(client: MlflowClient, run_id: str) -> bool:
     """Is the run in this store (deleted or not)? A read only."""
+    return found_run(client, run_id) is not None
+
+
+def found_run(client: MlflowClient, run_id: str) -> Run | None:
+    """The run, deleted or not; None when it is not in this store. A read only."""
     try:
-        client.get_run(run_id)
+        return client.get_run(run_id)
     except MlflowException as exc:
         if _not_found(exc):
-            return False
+            return None
         raise
-    return True
 
 
 def parent_state(client: MlflowClient, run_id: str) -> str:
@@ -108,12 +112,13 @@ class ParentRun:
         """An agent resuming the sweep with a config that changed where a sweep may change (its
         `command`, retries, timeouts) stores it: the `sweep/` artifact is the config the sweep
         runs under now. The params stay the first config's (MLflow never lets a param change).
-        True when it stored one."""
+        True when the config changed (a parent made before digests were kept gets one, unsaid)."""
         shown = self._shown_config()
-        if shown is None or tags.get(CONFIG_DIGEST_TAG) == _digest(shown):
+        stored = tags.get(CONFIG_DIGEST_TAG)
+        if shown is None or stored == _digest(shown):
             return False
         self._store_config(run_id, shown)
-        return True
+        return stored is not None
 
     def state(self, run_id: str) -> str:
         return parent_state(self.client, run_id)
@@ -193,9 +198,10 @@ class ParentRun:
     def clear_stopped(self, parent_id: str) -> None:
         """No early stop (any more): a tag an earlier close wrote goes."""
         try:
-            self.client.delete_tag(parent_id, STOPPED_TAG)
-        except MlflowException as exc:  # never written
-            log.debug("no stopped tag to remove from %s: %s", parent_id, exc)
+            retry(lambda: self.client.delete_tag(parent_id, STOPPED_TAG), "stopped tag")
+        except MlflowException as exc:
+            if not _not_found(exc):
+                raise
 
     def record_metrics(self, parent_id: str, metrics: dict[str, float]) -> None:
         now = int(time.time() * 1000)

@@ -84,16 +84,16 @@ def _check_model_access(client, tracking_uri: str, model_name: str) -> None:
     user may."""
     from mlflow.exceptions import MlflowException
 
+    from .retry import retry
+
     try:
-        client.get_registered_model(model_name)
+        retry(lambda: client.get_registered_model(model_name), "registered model")
+        # many agents starting together all write this one row: retried, as every write is
+        retry(lambda: client.set_registered_model_tag(model_name, TOOL_TAG, TOOL), "registered model tag")
     except MlflowException as exc:
         if str(getattr(exc, "error_code", "")) == "RESOURCE_DOES_NOT_EXIST":
             return
-        raise
-    try:
-        client.set_registered_model_tag(model_name, TOOL_TAG, TOOL)
-    except MlflowException as exc:
-        if refusal_kind(exc) != PERMISSION_DENIED:
+        if refusal_kind(exc) != PERMISSION_DENIED:  # a read refused too: no READ on the model
             raise tracking_refusal(exc, tracking_uri, model_name) or exc from None
         raise StorageError(
             f"the MLflow tracking server {redact(tracking_uri)} does not let this user add versions to "

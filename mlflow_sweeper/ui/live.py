@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from optuna.trial import TrialState
 
+from ..coordination.target import REACHED_WORDS
 from ..secrets import redact
 from .description import DESCRIPTION_TAG, SweepView, describe
 
@@ -41,7 +42,7 @@ def read_view(
     failed = [t for t in study.failed_for_good(trials) if t.state != TrialState.PRUNED]
     stopped = known.pop("stopped", None)
     if stopped is None and study.target_reached():
-        stopped = "a trial reached the target"
+        stopped = REACHED_WORDS
     return SweepView(
         config, trials, experiment_id, parent_id, budget=study.budget, failed_for_good=len(failed),
         stopped=stopped, **known,

@@ -16,6 +16,7 @@ from ..config.objective import Objective
 from ..constraints import satisfied
 from ..coordination.names import SLOT, TARGET_REACHED, WARM_ATTR, WARM_EXPERIMENT, WARM_SLOTS
 from ..coordination.store import stored_values
+from ..coordination.target import target_mark
 from ..errors import ConfigError
 from ..search.algorithms import PointSource
 from ..search.values import same_value
@@ -56,9 +57,11 @@ def enter(store, study_id: int, source: PointSource, warm: WarmStart) -> dict[in
             slots[slot] = number
     if slots:
         store.set_study_system_attr(study_id, WARM_SLOTS, json.dumps({str(k): v for k, v in slots.items()}))
-    reaching = [numbers[e.run_id] for e in warm.trials if _reaches_target(source.config.objective, e)]
+    reaching = [
+        (numbers[e.run_id], e.values[0]) for e in warm.trials if _reaches_target(source.config.objective, e)
+    ]
     if reaching:  # a completed trial reached `spec.target`: no agent starts another
-        store.set_study_system_attr(study_id, TARGET_REACHED, min(reaching))
+        store.set_study_system_attr(study_id, TARGET_REACHED, target_mark(*min(reaching)))
     return slots
 
 
