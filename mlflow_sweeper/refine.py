@@ -144,6 +144,7 @@ def _range_change(config: SweepConfig, name: str, axis: Range, seen: list, count
         new_high = high + WIDEN * width
         notes.append(f"{who} on its upper bound {axis.high:g}")
     lo, hi = _snap(axis, back(new_low), back(new_high))
+    lo = _in_domain(axis, lo)
     spec = {**_range_spec(axis, lo, hi), **_extra_keys(config, name)}
     was = f"[{axis.low:g}, {axis.high:g}]"
     if notes:
@@ -172,6 +173,22 @@ def _snap(axis: Range, low: float, high: float) -> tuple[float | int, float | in
     return _round(low), _round(high)
 
 
+def _in_domain(axis: Range, low: float | int) -> float | int:
+    """A low bound where the range's kind may go, on its lattice: a log range above 0 (an int one
+    at 1 or more), a non-negative range at 0 or more. Snapping a widened bound down to a whole
+    number or a step can cross those."""
+    floor = (1 if axis.is_int else None) if axis.log else (0 if axis.low >= 0 else None)
+    if floor is None or low >= floor:
+        return low
+    step = axis.step or (1 if axis.is_int else None)
+    if step is None:
+        return floor
+    on_lattice = axis.low + math.ceil((floor - axis.low) / step - 1e-9) * step  # the first at or past it
+    if axis.is_int:
+        return int(on_lattice)
+    return round(on_lattice, max(_decimals(axis.low), _decimals(step)))
+
+
 def _decimals(number: float) -> int:
     text = repr(float(number))
     return len(text.split(".")[1].rstrip("0")) if "." in text and "e" not in text else 6
@@ -185,7 +202,7 @@ def _range_spec(axis: Range, low: float | int, high: float | int) -> dict:
     spec: dict[str, Any] = {"low": low, "high": high}
     if axis.log:
         spec["log"] = True
-    if axis.step is not None and not axis.is_int:
+    if axis.step is not None and not (axis.is_int and axis.step == 1):  # an int range's too
         spec["step"] = axis.step
     return spec
 
@@ -287,6 +304,8 @@ def render(
         elif key == "warm_start":
             lines.append(_warm_start_yaml(sources))
             written_warm = True
+        elif key == "base" and isinstance(value, dict):
+            lines.extend(_base_lines(value, {c.name: c for c in advice.changes}))
         elif key == "parameters":
             lines.append("parameters:")
             by_name = {c.name: c for c in advice.changes}
@@ -301,6 +320,27 @@ def render(
     if not written_warm:
         lines.append(_warm_start_yaml(sources))
     return "\n".join(lines) + "\n"
+
+
+def _base_lines(base: dict, changes: dict[str, Change]) -> list[str]:
+    """A sensitivity sweep's `base`, as the new space allows: a parameter now fixed leaves it, a
+    value outside a range the advice narrowed moves to its nearest bound; each said why."""
+    lines, kept = [], {}
+    for name, value in base.items():
+        change = changes.get(name)
+        if change is not None and change.kind == "fix":
+            lines.append(f"# base.{name} left out: {name} is fixed now")
+            continue
+        spec = change.spec if change is not None and change.kind in ("narrow", "widen") else None
+        if isinstance(spec, dict) and isinstance(value, int | float) and not isinstance(value, bool):
+            inside = min(max(value, spec["low"]), spec["high"])
+            if inside != value:
+                lines.append(f"# base.{name}: was {value}, outside its new range; now its nearest bound")
+                value = inside
+        kept[name] = value
+    if kept:
+        lines.append(_dump({"base": kept}))
+    return lines
 
 
 def _free_sweep_name(config: SweepConfig, taken: set[str]) -> str:
@@ -391,7 +431,12 @@ def _indent(text: str) -> str:
 
 
 def default_out(config: SweepConfig) -> Path:
-    return config.base_dir / f"{config.path.stem}-refined.yaml"
+    """`<config>-refined.yaml` beside the config, or `-refined2.yaml`... when that file is there
+    already (an earlier refine's, maybe a sweep that ran): never overwritten unasked."""
+    stem = next_sweep_name(config.path.stem)
+    while (config.base_dir / f"{stem}.yaml").exists():
+        stem = next_sweep_name(stem)
+    return config.base_dir / f"{stem}.yaml"
 
 
 def refine_sweep(config: SweepConfig, out: Path | None = None) -> tuple[Path, Advice]:

@@ -287,3 +287,48 @@ def test_refine_of_a_sweep_without_an_objective_is_exit_2_naming_spec(tmp_path):
     with pytest.raises(ConfigError, match="refine ranks trials by the objective") as caught:
         refine_sweep(load_config(path))
     assert caught.value.exit_code == 2 and "spec" in str(caught.value)
+
+
+def test_a_widened_low_bound_stays_where_its_range_may_go_and_keeps_its_step(tmp_path):
+    """Snapping a widened bound to whole numbers or a step must not take a log range to 0 or a
+    non-negative one below it; an int range keeps its step; each refined config loads."""
+    parameters = {
+        "n": {"low": 1, "high": 64, "log": True, "type": "int"},
+        "s": {"low": 0.1, "high": 0.9, "step": 0.2},
+        "k": {"low": 1, "high": 9, "step": 2, "type": "int"},
+    }
+    config = load_config(write(tmp_path, parameters=parameters, max_trials=30))
+    run_sweep(config, lambda p: -p["n"] - p["s"] - p["k"])  # best on every low bound
+    path, advice = refine_sweep(config)
+    refined = load_config(path).space.axes
+    assert refined["n"].low == 1 and refined["n"].log
+    assert refined["s"].low == 0.1 and refined["s"].step == 0.2  # 0.1 - 0.2 would be below 0
+    assert refined["k"].low == 1 and refined["k"].step == 2
+    assert all(c.kind in ("widen", "narrow", "keep") for c in advice.changes)
+
+
+def test_a_sensitivity_sweeps_base_follows_the_refined_space(tmp_path):
+    parameters = {"x": {"low": 0.0, "high": 10.0}, "noise": {"low": 0.0, "high": 1.0}}
+    config = load_config(
+        write(tmp_path, algorithm="sensitivity", max_trials=None, points=9, base={"x": 9.0, "noise": 0.5},
+              parameters=parameters)
+    )  # fmt: skip
+    run_sweep(config, lambda p: -abs(p["x"] - 2.0))  # best near x = 2: narrowed away from the base 9
+    path, advice = refine_sweep(config)
+    changes = {c.name: c for c in advice.changes}
+    refined = load_config(path)  # valid: no base value outside its range, none for a fixed one
+    text = path.read_text()
+    if changes["noise"].kind == "fix":
+        assert "noise" not in (refined.base or {}) and "# base.noise left out" in text
+    assert changes["x"].spec["high"] < 9.0 and refined.base["x"] == changes["x"].spec["high"]
+    assert "# base.x: was 9.0, outside its new range" in text
+
+
+def test_refine_run_again_never_overwrites_an_earlier_refined_config(tmp_path):
+    config = load_config(write(tmp_path))
+    run_sweep(config, lambda p: p["x"])
+    first, _ = refine_sweep(config)
+    kept = first.read_text()
+    second, _ = refine_sweep(config)
+    assert first.name == "sweep-refined.yaml" and second.name == "sweep-refined2.yaml"
+    assert first.read_text() == kept
