@@ -357,8 +357,10 @@ def _paths_resolved(config: SweepConfig, raw: dict, store: str | None) -> dict:
     resolved = {"output_dir": str(config.output_dir), "optuna_storage": config.optuna_storage}
     if config.mlflow_storage or store:  # unnamed, the default store would follow the new folder
         resolved["mlflow_storage"] = config.mlflow_storage or store
-    if config.command is not None and "${" not in str(raw.get("command", "")):
-        resolved["command"] = _with_absolute_files(config.command, config.base_dir)
+    written_command = str(raw.get("command", ""))
+    if config.command is not None:  # its `${VAR}` words kept as written, its files made absolute
+        command = written_command if "${" in written_command else config.command
+        resolved["command"] = _with_absolute_files(command, config.base_dir)
     elif config.entry_point is not None:
         if is_local_project(config.project):  # the loader made it absolute already
             resolved["project"] = config.project
@@ -367,7 +369,7 @@ def _paths_resolved(config: SweepConfig, raw: dict, store: str | None) -> dict:
     return {
         key: value
         for key, value in resolved.items()
-        if "${" not in str(raw.get(key, "")) and redact(value) == value
+        if (key == "command" or "${" not in str(raw.get(key, ""))) and redact(value) == value
     }
 
 

@@ -188,6 +188,7 @@ def test_values_from_the_environment_stay_references_in_the_refined_config(tmp_p
     written as the `${VAR}` it came from, never as its value."""
     monkeypatch.setenv("REFINE_TOKEN", "Tok3n-secret")
     monkeypatch.setenv("REFINE_DIR", str(tmp_path / "work"))
+    (tmp_path / "train.py").write_text("")
     path = write(
         tmp_path,
         command="python train.py --token ${REFINE_TOKEN}",
@@ -214,7 +215,8 @@ def test_values_from_the_environment_stay_references_in_the_refined_config(tmp_p
     assert "${REFINE_TOKEN}" in text and "${REFINE_DIR}/sweeps" in text
     refined = load_config(refined_path)
     assert refined.written["warm_start"][0]["runs"] == "params.key != '${REFINE_TOKEN}'"  # as written
-    assert refined.command == "python train.py --token Tok3n-secret"
+    # its file made absolute (the refined config lies elsewhere), its reference kept
+    assert refined.command == f"python {tmp_path.resolve() / 'train.py'} --token Tok3n-secret"
     assert refined.revealed({"key": "***"}) == {"key": "Tok3n-secret"}
 
 
