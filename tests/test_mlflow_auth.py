@@ -73,18 +73,10 @@ def auth_server(tmp_path_factory):
             time.sleep(0.5)
         from mlflow.server import get_app_client
 
-        saved = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")}
-        os.environ.update(MLFLOW_TRACKING_USERNAME="admin", MLFLOW_TRACKING_PASSWORD=ADMIN_PASSWORD)
-        try:
+        with _signed_in("admin", ADMIN_PASSWORD):
             admin = get_app_client("basic-auth", tracking_uri=url)
             for name, password in USERS.items():
                 admin.create_user(username=name, password=password)
-        finally:
-            for key, value in saved.items():
-                if value is None:
-                    os.environ.pop(key, None)
-                else:
-                    os.environ[key] = value
         yield url, root
     finally:
         with contextlib.suppress(ProcessLookupError):
@@ -92,6 +84,23 @@ def auth_server(tmp_path_factory):
         with contextlib.suppress(subprocess.TimeoutExpired):
             proc.wait(timeout=20)
         kill_process_tree(proc)
+
+
+@contextlib.contextmanager
+def _signed_in(user: str, password: str):
+    """This process's MLflow client calls made as `user` (MLflow reads the credentials from the
+    environment), as it was afterwards."""
+    names = ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")
+    saved = {name: os.environ.get(name) for name in names}
+    os.environ.update(dict(zip(names, (user, password), strict=True)))
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def _as(user: str, password: str | None = None) -> dict:
@@ -118,18 +127,10 @@ def _config(directory: Path, url: str, sweep_name: str, **keys) -> Path:
 def _trials(url: str, sweep: str) -> list:
     from mlflow.tracking import MlflowClient
 
-    saved = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")}
-    os.environ.update(_as("alice"))
-    try:
+    with _signed_in("alice", USERS["alice"]):
         client = MlflowClient(tracking_uri=url)
         experiment = client.get_experiment_by_name("auth-exp")
         return client.search_runs([experiment.experiment_id], f"tags.`sweeper.sweep` = 'auth-exp/{sweep}'")
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
 
 
 @pytest.mark.timeout(900)  # a server and several sweeps on a shared machine
@@ -160,16 +161,8 @@ def test_authorized_sweeps_nest_their_trials_and_others_are_refused_before_optun
     )
     from mlflow.tracking import MlflowClient
 
-    saved = {k: os.environ.get(k) for k in _as("bob")}
-    os.environ.update(_as("bob"))
-    try:  # bob's model: alice may read it, not add versions to it
+    with _signed_in("bob", USERS["bob"]):  # bob's model: alice may read it, not add versions to it
         MlflowClient(tracking_uri=url).create_registered_model("bob-model")
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
     refusals += ((_as("alice"), "does not let this user add versions to the registered model 'bob-model'"),)
     for env, said in refusals:
         register = {"model_name": "bob-model"} if "bob-model" in said else None
