@@ -215,14 +215,15 @@ def _list_change(config: SweepConfig, name: str, axis: Categorical, seen: list) 
     if not numeric or len(values) < 2 or values != sorted(values):
         return Change(name, "keep", _spec_of(config, name), "kept: a list of choices")
     added, notes = [], []
-    if max(seen) == values[-1]:
-        added.append(_next_value(values[-2], values[-1]))
+    geometric = _looks_geometric(values)
+    after = _next_value(values[-2], values[-1], geometric) if max(seen) == values[-1] else None
+    if after is not None:
+        added.append(after)
         notes.append(f"the best trials use its largest value {values[-1]}")
-    if min(seen) == values[0]:
-        before = _next_value(values[1], values[0])
-        if not (values[0] >= 0 > before):
-            added.insert(0, before)
-            notes.append(f"the best trials use its smallest value {values[0]}")
+    before = _next_value(values[1], values[0], geometric) if min(seen) == values[0] else None
+    if before is not None and not (values[0] >= 0 > before):
+        added.insert(0, before)
+        notes.append(f"the best trials use its smallest value {values[0]}")
     if not notes:
         return Change(name, "keep", _spec_of(config, name), "kept: the best trials use inner values")
     new = sorted({*values, *added})
@@ -232,19 +233,31 @@ def _list_change(config: SweepConfig, name: str, axis: Categorical, seen: list) 
     return Change(name, "widen", spec, f"widened with {shown}: " + "; ".join(notes))
 
 
-def _next_value(previous: float, last: float) -> float | int:
-    if previous > 0 and last > 0 and previous != last and _looks_geometric(previous, last):
-        value = last * (last / previous)
-    else:
-        value = last + (last - previous)
+def _next_value(previous: float, last: float, geometric: bool) -> float | int | None:
+    """The value past `last`, spaced from `previous` as the list is; None when there is none (a
+    whole number below 1 in a geometric list of whole numbers)."""
+    value = last * (last / previous) if geometric else last + (last - previous)
     if isinstance(previous, int) and isinstance(last, int):
-        return int(round(value))
+        whole = int(round(value))
+        return None if whole == last or (geometric and whole < 1) else whole
     return _round(value)
 
 
-def _looks_geometric(previous: float, last: float) -> bool:
-    ratio = max(last, previous) / min(last, previous)
-    return ratio >= 4  # 1e-3, 1e-2 ...; 1, 2, 3 stays arithmetic
+def _looks_geometric(values: list[float]) -> bool:
+    """Do the (sorted, distinct) values grow by a ratio rather than a step? Three or more: by
+    which of the two they keep (1, 2, 4 by a ratio; 1, 2, 3 by a step); two: by a ratio of 4 or
+    more (1e-3, 1e-2)."""
+    if values[0] <= 0 or len(set(values)) != len(values):
+        return False
+    pairs = list(zip(values, values[1:], strict=False))
+    if len(values) >= 3:
+        steps = [b - a for a, b in pairs]
+        ratios = [b / a for a, b in pairs]
+        if max(steps) - min(steps) <= 1e-9 * max(abs(v) for v in values):
+            return False
+        if max(ratios) - min(ratios) <= 1e-9 * max(ratios):
+            return True
+    return values[-1] / values[-2] >= 4
 
 
 def _importances(config: SweepConfig, trials: list[FrozenTrial]) -> dict[str, float]:

@@ -334,3 +334,15 @@ def test_refine_run_again_never_overwrites_an_earlier_refined_config(tmp_path):
     second, _ = refine_sweep(config)
     assert first.name == "sweep-refined.yaml" and second.name == "sweep-refined2.yaml"
     assert first.read_text() == kept
+
+
+def test_a_list_that_grows_by_a_ratio_is_widened_by_it(tmp_path):
+    """1, 2, 4 grows by a ratio: next 8 (not 6); 1, 2, 3 by a step: next 4."""
+    parameters = {"x": [1, 2, 4], "y": [1, 2, 3], "z": [0.01, 0.1, 1.0]}
+    config = load_config(write(tmp_path, algorithm="grid", max_trials=None, parameters=parameters))
+    run_sweep(config, lambda p: p["x"] + p["y"] + p["z"])  # best on every largest value
+    refined = load_config(refine_sweep(config)[0]).space.axes
+    assert refined["x"].values[-2:] == (4, 8) and 6 not in refined["x"].values
+    assert refined["y"].values[-2:] == (3, 4)
+    assert refined["z"].values[-2:] == (1.0, 10.0)
+    assert 0 not in refined["x"].values  # none below 1 in a list of whole numbers grown by a ratio
