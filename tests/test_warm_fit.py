@@ -47,6 +47,13 @@ def test_results_that_do_not_fit(params):
     assert fitting_point(SPACE, params, False) is None
 
 
+def test_a_stepped_range_takes_only_values_on_its_lattice():
+    """A value a stepped range cannot take is no result of this space, grid or not."""
+    space = SearchSpace.parse({"x": {"low": 0.0, "high": 1.0, "step": 0.1}})
+    assert fitting_point(space, {"x": "0.30000000000000004"}, False) == {"x": 0.3}
+    assert fitting_point(space, {"x": "0.4517"}, False) is None
+
+
 def config(tmp_path, **keys):
     data = {
         "experiment": "e",

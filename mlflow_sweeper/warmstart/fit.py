@@ -57,6 +57,10 @@ def _read(axis: Categorical | Range, given: Any, on_grid: bool) -> Any:
         return _NO
     if axis.is_int:
         return int(number) if number == int(number) and _on_step(axis, number) else _NO
+    if axis.step is not None:  # a value of its step's lattice, as the range gives it
+        k = round((number - axis.low) / axis.step)
+        value = axis.step_value(k)
+        return value if math.isclose(value, number, rel_tol=1e-9, abs_tol=1e-12) else _NO
     grid = axis.grid_values() if on_grid else None
     if grid is not None:
         return next((v for v in grid if math.isclose(v, number, rel_tol=1e-9, abs_tol=1e-12)), _NO)
