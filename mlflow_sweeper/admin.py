@@ -17,7 +17,7 @@ from .config import SweepConfig
 from .config.folders import existing_sweep_folder
 from .coordination import RUN_ATTR, SweepStudy, study_names
 from .coordination.companions import missing_companion_lines
-from .coordination.fail_fast import fail_fast_stop
+from .coordination.fail_fast import FAIL_FAST_STOP, fail_fast_stop
 from .coordination.identity import directions_of
 from .coordination.names import STARTING_OVER_SUFFIX, TAKEOVER_SUFFIX, WARM_ATTR
 from .coordination.tallies import attempted, failed_to_retry, in_budget, pareto_front
@@ -367,10 +367,6 @@ def sweep_status(config: SweepConfig) -> str:
     return "\n".join(lines)
 
 
-# status's `stopped` ("target": the rest is not owed, as the parent's tag `sweeper.stopped` says; or
-# "fail_fast": the rest is still owed, the sweep resumes once the cause is fixed); `stopped_reason`
-# says it in words
-FAIL_FAST_STOP = "fail_fast"
 PARETO_SHOWN = 10  # front trials listed by `status`; `--json` and the parent's tag list them all
 
 

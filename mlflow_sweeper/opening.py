@@ -45,6 +45,8 @@ from .warmstart.reading import sweep_names
 log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:  # MLflow is imported only once its side is opened: `status` may never need it
+    from mlflow.entities import Run
+
     from .record import Recorder
 
 
@@ -176,7 +178,7 @@ def _agreed_store(config: SweepConfig, study: SweepStudy, created: bool, uri: st
     return agreed
 
 
-def _check_recorded_parent(study: SweepStudy, client):
+def _check_recorded_parent(study: SweepStudy, client) -> Run | None:
     """Refuse (exit 2) a found sweep whose recorded parent run is not in this MLflow store
     (`client`; None: a store that cannot hold it), by a read, before anything is written.
     Returns the parent run read (None when none is recorded yet)."""

@@ -37,6 +37,9 @@ def fail_fast_reason(trials: Iterable[FrozenTrial], limit: int) -> str | None:
     )
 
 
+FAIL_FAST_STOP = "fail_fast"  # `status`'s `stopped`: the rest is still owed, the sweep resumes once fixed
+
+
 def fail_fast_stop(trials: Iterable[FrozenTrial], limit: int) -> str | None:
     """The short form of `fail_fast_reason` that `status` shows, or None when it has not fired."""
     return None if _first_all_failed(trials, limit) is None else f"{_all_failed(limit)} (fail_fast)"

@@ -109,16 +109,12 @@ def _candidates(config: Any) -> dict[str, list[Any]]:
     for name, axis in space.axes.items():
         values = axis.grid_values()
         candidates[name] = list(values) if values is not None else []
-    revealed = getattr(config, "revealed", None)
-    if revealed is None:
-        return candidates
-    return {name: [revealed({name: v})[name] for v in values] for name, values in candidates.items()}
+    return {name: [config.revealed({name: v})[name] for v in values] for name, values in candidates.items()}
 
 
 def _shown_values(config: Any) -> dict[str, dict[Any, Any]]:
     """Per parameter, {real: shown} for its values from `${VAR}`."""
-    hidden = getattr(config, "hidden", None) or {}
-    return {name: {real: shown for shown, real in values.items()} for name, values in hidden.items()}
+    return {name: {real: shown for shown, real in values.items()} for name, values in config.hidden.items()}
 
 
 def check_project(

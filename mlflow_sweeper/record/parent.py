@@ -25,6 +25,7 @@ from .tags import (
     PARETO_TAG,
     STARTED_OVER_TAG,
     STOPPED_TAG,
+    digest,
     optuna_storage_id,
     sweep_tags,
 )
@@ -104,7 +105,7 @@ class ParentRun:
             return
         try:
             self.client.log_text(run_id, shown, f"sweep/{self.config.path.name}")
-            retry(lambda: self.client.set_tag(run_id, CONFIG_DIGEST_TAG, _digest(shown)), "config digest")
+            retry(lambda: self.client.set_tag(run_id, CONFIG_DIGEST_TAG, digest(shown)), "config digest")
         except Exception as exc:  # noqa: BLE001 - the config is also in params
             log.warning("could not store the config as an artifact of the parent run: %s", exc)
 
@@ -115,7 +116,7 @@ class ParentRun:
         True when the config changed (a parent made before digests were kept gets one, unsaid)."""
         shown = self._shown_config()
         stored = tags.get(CONFIG_DIGEST_TAG)
-        if shown is None or stored == _digest(shown):
+        if shown is None or stored == digest(shown):
             return False
         self._store_config(run_id, shown)
         return stored is not None
@@ -214,9 +215,3 @@ class ParentRun:
         lets change) are the first config's; its `sweep/` config artifact and a tag say the current."""
         retry(lambda: self.client.set_tag(parent_id, STARTED_OVER_TAG, str(generation)), "tag parent")
         self._store_config(parent_id)
-
-
-def _digest(text: str) -> str:
-    import hashlib
-
-    return hashlib.sha256(text.encode()).hexdigest()[:16]

@@ -22,15 +22,20 @@ MLFLOW_RUN_NAME = "mlflow.runName"
 MAX_PARAM_LENGTH = 6000  # MLflow's longest param value
 
 
+def digest(text: str) -> str:
+    """A short digest of `text` as a tag value: the same in every process."""
+    import hashlib
+
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
 def optuna_storage_id(optuna_storage: str) -> str:
     """The value of `OPTUNA_STORAGE_TAG` for a sweep's (resolved) Optuna storage URL: a digest of
     it without its password, so it differs wherever the URL does (a value from `${VAR}` too) and
     reveals nothing; every process computes the same."""
-    import hashlib
-
     from ..secrets import without_credentials
 
-    return hashlib.sha256(without_credentials(optuna_storage).encode()).hexdigest()[:16]
+    return digest(without_credentials(optuna_storage))
 
 
 def sweep_tags(identity: str, role: str, **extra: str) -> dict[str, str]:
