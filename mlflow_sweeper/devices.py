@@ -73,6 +73,11 @@ def parse_devices(value: object) -> str | tuple[str, ...]:
         text = str(item).strip()
         if isinstance(item, int) and item < 0 or "," in text:
             raise DeviceError(f"not a device id: {item!r}")
+        if not any(char.isdigit() for char in text):  # `none`, `cpu`, `all`: no device's id
+            raise DeviceError(
+                f"not a device id: {item!r} (an index or a UUID; leave `devices` out for trials "
+                "without devices)"
+            )
         if text in ids:
             raise DeviceError(f"device {text} is listed twice")
         ids.append(text)
@@ -82,6 +87,60 @@ def parse_devices(value: object) -> str | tuple[str, ...]:
 
 
 _GPU_LINE = re.compile(r"^GPU (\d+):.*?(?:\(UUID: (\S+)\))?\s*$")
+_MIG_LINE = re.compile(r"^MIG\b.*\(UUID: (MIG-\S+)\)\s*$")
+CUDA_ENV = "CUDA_VISIBLE_DEVICES"
+
+
+@dataclass(frozen=True)
+class GpuListing:
+    """What `nvidia-smi -L` says: each GPU's index and UUID, and the UUIDs of MIG instances.
+
+    A GPU has one identity, its UUID, however a config or CUDA_VISIBLE_DEVICES names it (its
+    index, its UUID, a prefix of it): the device locks are taken by that identity, so an agent
+    given GPU 2 by index and another given it by UUID take turns, and agents confined to different
+    GPUs that each see theirs as `0` (Slurm, containers) do not wait for each other."""
+
+    gpus: tuple[tuple[str, str | None], ...] = ()
+    migs: tuple[str, ...] = ()
+
+    @classmethod
+    def parse(cls, listing: str) -> GpuListing:
+        gpus: list[tuple[str, str | None]] = []
+        migs: list[str] = []
+        for line in listing.splitlines():
+            if match := _GPU_LINE.match(line.strip()):
+                gpus.append((match.group(1), match.group(2)))
+            elif match := _MIG_LINE.match(line.strip()):
+                migs.append(match.group(1))
+        return cls(tuple(gpus), tuple(migs))
+
+    def _named(self, device: str) -> str | None:
+        """The UUID of the GPU or MIG instance `device` names, or None when none listed matches."""
+        for index, uuid in self.gpus:
+            if device == index:
+                return uuid or index
+            if uuid and device.startswith("GPU-") and uuid.startswith(device):
+                return uuid
+        return next((mig for mig in self.migs if device.startswith("MIG-") and mig.startswith(device)), None)
+
+    def identity(self, device: str) -> str:
+        """The name of `device`'s lock: the UUID it names, else the id as given."""
+        return self._named(device) or device
+
+    def visible(self, visible: str | None) -> tuple[str, ...]:
+        """The GPUs listed, within `CUDA_VISIBLE_DEVICES` when it is set (whole GPUs by index, or
+        GPUs and MIG instances as that variable names them)."""
+        if visible is None:
+            return tuple(index for index, _ in self.gpus)
+        kept: list[str] = []
+        for item in (part.strip() for part in visible.split(",")):
+            if not item:
+                continue
+            if item.startswith("-"):
+                break  # CUDA ignores a negative id and everything after it
+            if self._named(item) is not None:
+                kept.append(item)
+        return tuple(kept)
 
 
 def visible_gpus(listing: str, visible: str | None) -> tuple[str, ...]:
@@ -89,41 +148,36 @@ def visible_gpus(listing: str, visible: str | None) -> tuple[str, ...]:
 
     A trial's device ids are what the trial's CUDA sees: where the agent itself is confined to
     some GPUs (a Slurm allocation), the ids it hands out are the allowed ones, as given."""
-    found: list[tuple[str, str | None]] = []
-    for line in listing.splitlines():
-        match = _GPU_LINE.match(line.strip())
-        if match:
-            found.append((match.group(1), match.group(2)))
-    if visible is None:
-        return tuple(index for index, _ in found)
-    allowed = [part.strip() for part in visible.split(",") if part.strip()]
-    known = {index for index, _ in found} | {uuid for _, uuid in found if uuid}
-    kept: list[str] = []
-    for item in allowed:
-        if item.startswith("-"):
-            break  # CUDA ignores a negative id and everything after it
-        if item in known or any(uuid and uuid.startswith(item) for _, uuid in found):
-            kept.append(item)
-    return tuple(kept)
+    return GpuListing.parse(listing).visible(visible)
 
 
-def detect_gpus() -> tuple[tuple[str, ...], str | None]:
-    """`devices: auto`: the GPUs this host offers, and a note when none is found."""
+def read_gpus() -> tuple[GpuListing | None, str | None]:
+    """`nvidia-smi -L` on this host, or None and why not."""
     tool = shutil.which("nvidia-smi")
     if tool is None:
-        return (), "devices: auto found no nvidia-smi on PATH: trials run without devices"
+        return None, "found no nvidia-smi on PATH"
     try:
         listing = subprocess.run(
             [tool, "-L"], capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL
         )
     except (OSError, subprocess.TimeoutExpired) as exc:
-        return (), f"devices: auto could not run nvidia-smi ({exc}): trials run without devices"
+        return None, f"could not run nvidia-smi ({exc})"
     if listing.returncode != 0:
-        return (), f"devices: auto: nvidia-smi -L failed (exit {listing.returncode}): no devices"
-    gpus = visible_gpus(listing.stdout, os.environ.get("CUDA_VISIBLE_DEVICES"))
+        return None, f"saw nvidia-smi -L fail (exit {listing.returncode})"
+    return GpuListing.parse(listing.stdout), None
+
+
+def detect_gpus() -> tuple[tuple[str, ...], GpuListing | None, str | None]:
+    """`devices: auto`: the GPUs this host offers, the listing they came from, and a note when
+    none is found."""
+    listing, why = read_gpus()
+    if listing is None:
+        return (), None, f"devices: auto {why}: trials run without devices"
+    gpus = listing.visible(os.environ.get(CUDA_ENV))
     if not gpus:
-        return (), "devices: auto found no GPU (nvidia-smi -L within CUDA_VISIBLE_DEVICES): no devices"
-    return gpus, None
+        found_none = "devices: auto found no GPU (nvidia-smi -L within CUDA_VISIBLE_DEVICES): no devices"
+        return (), listing, found_none
+    return gpus, listing, None
 
 
 @dataclass(frozen=True)
@@ -132,8 +186,14 @@ class DevicePlan:
 
     devices: tuple[str, ...] = ()
     per_trial: int = 1
-    env_name: str = "CUDA_VISIBLE_DEVICES"
+    env_name: str = CUDA_ENV
     notes: tuple[str, ...] = field(default=())
+    identities: tuple[str, ...] = ()  # each device's lock name (its UUID where nvidia-smi says)
+
+    def lock_name(self, device: str) -> str:
+        if self.identities:
+            return self.identities[self.devices.index(device)]
+        return device
 
     @property
     def groups(self) -> int:
@@ -155,15 +215,18 @@ class DevicePlan:
 
 
 def plan_devices(devices: str | tuple[str, ...] | None, per_trial: int, env_name: str) -> DevicePlan:
-    """Resolve a config's devices on this host (`auto` asks nvidia-smi once)."""
+    """Resolve a config's devices on this host (`auto` asks nvidia-smi once; so does a list given
+    in CUDA_VISIBLE_DEVICES where nvidia-smi is there to say which GPU each id names)."""
     if devices is None:
         return DevicePlan(per_trial=per_trial, env_name=env_name)
     notes: list[str] = []
+    listing: GpuListing | None = None
     if devices == AUTO:
-        found, note = detect_gpus()
+        devices, listing, note = detect_gpus()
         if note:
             notes.append(note)
-        devices = found
+    elif env_name == CUDA_ENV and shutil.which("nvidia-smi"):
+        listing, _ = read_gpus()
     if devices and len(devices) < per_trial:
         # Run without devices, and every trial would see all of them: shared, which is what
         # devices are for avoiding. (An explicit list this short is refused at load.)
@@ -172,7 +235,8 @@ def plan_devices(devices: str | tuple[str, ...] | None, per_trial: int, env_name
             f"devices_per_trial {per_trial}: run this sweep on a host with at least {per_trial}, or "
             "lower devices_per_trial"
         )
-    return DevicePlan(tuple(devices), per_trial, env_name, tuple(notes))
+    identities = tuple(listing.identity(device) for device in devices) if listing else ()
+    return DevicePlan(tuple(devices), per_trial, env_name, tuple(notes), identities)
 
 
 def lock_dir() -> Path | None:
@@ -309,7 +373,7 @@ class DevicePool:
         with self._mutex:
             held: list[tuple[str, DeviceLock]] = []
             for device in self.plan.devices:
-                lock = DeviceLock(self.directory, device)
+                lock = DeviceLock(self.directory, self.plan.lock_name(device))
                 if not lock.acquire():
                     continue
                 held.append((device, lock))

@@ -63,8 +63,9 @@ def _scratch_dir() -> str:
 
 
 def restore(artifact_path: str = "checkpoints", dst: str | None = None) -> str | None:
-    """The local directory holding the earlier attempt's artifacts under `artifact_path`, or None
-    (a first attempt, or no earlier attempt logged anything there).
+    """The local directory holding the earlier attempt's artifacts under `artifact_path` (the
+    local file, where `artifact_path` names one file), or None (a first attempt, or no earlier
+    attempt logged anything there).
 
     When the latest earlier attempt logged nothing there (it died before its first checkpoint),
     the attempts before it are looked at, latest first."""
@@ -84,8 +85,17 @@ def restore(artifact_path: str = "checkpoints", dst: str | None = None) -> str |
             earlier = client.get_run(run_id)
         except MlflowException:  # the earlier run is gone (purged since): nothing to restore
             return None
-        if client.list_artifacts(run_id, artifact_path):
+        if client.list_artifacts(run_id, artifact_path) or _logged_file(client, run_id, artifact_path):
             target = dst or _scratch_dir()
             return client.download_artifacts(run_id, artifact_path, target)
         run_id = earlier.data.tags.get(RESUMED_FROM_TAG)
     return None
+
+
+def _logged_file(client, run_id: str, artifact_path: str) -> bool:
+    """Whether the run logged one file at `artifact_path` (listing a file lists nothing)."""
+    folder = os.path.dirname(artifact_path.rstrip("/")) or None
+    return any(
+        entry.path == artifact_path.rstrip("/") and not entry.is_dir
+        for entry in client.list_artifacts(run_id, folder)
+    )

@@ -20,8 +20,10 @@ from mlflow_sweeper.devices import (
     DeviceLock,
     DevicePlan,
     DevicePool,
+    GpuListing,
     NoDevicePool,
     parse_devices,
+    plan_devices,
     visible_gpus,
 )
 from mlflow_sweeper.errors import ConfigError
@@ -39,7 +41,7 @@ def test_devices_forms(given, parsed):
     assert parse_devices(given) == parsed
 
 
-@pytest.mark.parametrize("given", [[], "", [0, 0], [-1], True, {"a": 1}, [1.5]])
+@pytest.mark.parametrize("given", [[], "", [0, 0], [-1], True, {"a": 1}, [1.5], "none", ["cpu"]])
 def test_bad_devices_are_refused(given, tmp_path):
     path = tmp_path / "sweep.yaml"
     path.write_text(yaml.safe_dump({**MINIMAL, "devices": given}))
@@ -56,6 +58,69 @@ def test_auto_reads_nvidia_smi_within_cuda_visible_devices():
     assert visible_gpus(LISTING, "GPU-2abc") == ("GPU-2abc",)
     assert visible_gpus(LISTING, "") == ()
     assert visible_gpus("No devices were found", None) == ()
+
+
+MIG_LISTING = """GPU 0: NVIDIA A100 (UUID: GPU-0abc-def)
+  MIG 3g.40gb     Device  0: (UUID: MIG-1111-aaaa)
+  MIG 3g.40gb     Device  1: (UUID: MIG-2222-bbbb)
+GPU 1: NVIDIA A100 (UUID: GPU-1abc-def)"""
+
+
+def test_auto_keeps_mig_instances_cuda_visible_devices_names():
+    assert visible_gpus(MIG_LISTING, None) == ("0", "1")
+    assert visible_gpus(MIG_LISTING, "MIG-2222-bbbb,1") == ("MIG-2222-bbbb", "1")
+    assert visible_gpus(MIG_LISTING, "MIG-2222") == ("MIG-2222",)  # a prefix, as CUDA takes it
+    assert visible_gpus(MIG_LISTING, "MIG-9999") == ()
+
+
+def test_a_gpu_is_locked_by_its_uuid_however_it_is_named():
+    listing = GpuListing.parse(LISTING)
+    assert [listing.identity(d) for d in ("2", "GPU-2abc-def", "GPU-2abc")] == ["GPU-2abc-def"] * 3
+    assert listing.identity("7") == "7"  # not listed: locked as given
+    assert GpuListing.parse("GPU 0: Old GPU").identity("0") == "0"  # no UUID listed
+
+
+def fake_nvidia_smi(directory, listing: str, monkeypatch) -> None:
+    tool = directory / "nvidia-smi"
+    tool.write_text(f"#!/bin/sh\ncat <<'END'\n{listing}\nEND\n")
+    tool.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{directory}{os.pathsep}{os.environ['PATH']}")
+
+
+def test_agents_naming_one_gpu_by_index_and_by_uuid_take_turns(tmp_path, monkeypatch):
+    """`auto` within CUDA_VISIBLE_DEVICES=GPU-2abc (a scheduler's UUID) and a list giving `2`: one
+    GPU, one lock. Agents confined to different GPUs, each seen as `0`, do not wait for each other."""
+    fake_nvidia_smi(tmp_path, LISTING, monkeypatch)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "GPU-2abc")
+    by_uuid = plan_devices("auto", 1, "CUDA_VISIBLE_DEVICES")
+    assert by_uuid.devices == ("GPU-2abc",) and by_uuid.identities == ("GPU-2abc-def",)
+    by_index = plan_devices(("2", "3"), 1, "CUDA_VISIBLE_DEVICES")
+    held = DevicePool(by_uuid, tmp_path).try_acquire()
+    assert held is not None and held.environment == {"CUDA_VISIBLE_DEVICES": "GPU-2abc"}
+    other = DevicePool(by_index, tmp_path).try_acquire()
+    assert other is not None and other.ids == ("3",)  # GPU 2 is taken, whatever its name
+    assert DevicePool(by_index, tmp_path).try_acquire() is None
+    held.release()
+    other.release()
+
+    job_a, job_b = tmp_path / "a", tmp_path / "b"
+    job_a.mkdir(), job_b.mkdir()
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0")
+    plans = []
+    for job, uuid in ((job_a, "GPU-aaaa"), (job_b, "GPU-bbbb")):
+        with monkeypatch.context() as inside:
+            fake_nvidia_smi(job, f"GPU 0: Fake (UUID: {uuid})", inside)
+            plans.append(plan_devices("auto", 1, "CUDA_VISIBLE_DEVICES"))
+    holds = [DevicePool(plan, tmp_path).try_acquire() for plan in plans]
+    assert all(hold is not None and hold.ids == ("0",) for hold in holds)
+    for hold in holds:
+        hold.release()
+
+
+def test_a_list_for_another_variable_is_locked_as_written(tmp_path, monkeypatch):
+    fake_nvidia_smi(tmp_path, LISTING, monkeypatch)
+    assert plan_devices(("2",), 1, "HIP_VISIBLE_DEVICES").identities == ()
+    assert DevicePlan(("2",)).lock_name("2") == "2"
 
 
 def test_jobs_follow_device_groups_and_are_capped():

@@ -124,3 +124,23 @@ def test_restore_of_an_earlier_run_purged_since_is_none(tmp_path, monkeypatch):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{with_empty_mlflow_store(tmp_path) / 'mlflow.db'}")
     monkeypatch.setenv("SWEEPER_RESUME_RUN_ID", "0" * 32)
     assert restore("checkpoints", str(tmp_path / "into")) is None
+
+
+def test_restore_of_one_file_gives_that_file(tmp_path, monkeypatch):
+    """A trial that logged its checkpoint as one file (`log_artifact("ckpt.json", "checkpoints")`)
+    restores it by its path: the local file, not None."""
+    import mlflow
+    from conftest import with_empty_mlflow_store
+
+    from mlflow_sweeper.resume import restore
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{with_empty_mlflow_store(tmp_path) / 'mlflow.db'}")
+    checkpoint = tmp_path / "ckpt.json"
+    checkpoint.write_text('{"epoch": 3}')
+    with mlflow.start_run() as earlier:
+        mlflow.log_artifact(str(checkpoint), "checkpoints")
+    monkeypatch.setenv("SWEEPER_RESUME_RUN_ID", earlier.info.run_id)
+    found = restore("checkpoints/ckpt.json", str(tmp_path / "into"))
+    assert found is not None and Path(found).read_text() == '{"epoch": 3}'
+    assert Path(restore("checkpoints", str(tmp_path / "whole")), "ckpt.json").is_file()
+    assert restore("checkpoints/other.json", str(tmp_path / "none")) is None
