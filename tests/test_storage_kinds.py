@@ -180,6 +180,31 @@ def test_file_backed_kinds_open_and_then_exist(tmp_path):
     assert storages.exists(f"sqlite:///{tmp_path / 'm.db'}")
 
 
+def test_a_sqlite_file_that_cannot_be_used_is_refused_by_its_probe_writing_nothing(tmp_path):
+    """A text file named as the MLflow store, or a file under a file: exit 2 before the Optuna
+    storage's file is made (its probe comes first, then the MLflow store's, then the writes)."""
+    from conftest import run_cli, write_config
+
+    (tmp_path / "notes.db").write_text("not a database\n")
+    (tmp_path / "plain").write_text("a file, not a folder\n")
+    for store, said in [("notes.db", "file is not a database"), ("plain/m.db", "is not a folder")]:
+        optuna_db = tmp_path / "st" / "o.db"
+        config = write_config(
+            tmp_path, mlflow_storage=f"sqlite:///{store}", optuna_storage="sqlite:///st/o.db", fresh_store=True
+        )
+        result = run_cli("sweep", config, cwd=tmp_path)
+        assert result.returncode == 2, result.stdout + result.stderr
+        assert f"cannot open the MLflow storage sqlite:///{tmp_path / store}: " in result.stderr
+        assert said in result.stderr and "timeout=" not in result.stderr
+        assert not optuna_db.exists() and not (tmp_path / "st").exists()
+    storages.probe_mlflow_storage(f"sqlite:///{tmp_path / 'new' / 'm.db'}")  # a new file: fine
+    client = storages.open_mlflow_tracking(f"sqlite:///{tmp_path / 'm.db'}")
+    client.search_experiments(max_results=1)
+    storages.probe_mlflow_storage(f"sqlite:///{tmp_path / 'm.db'}?timeout=60")  # a database: fine
+    with pytest.raises(StorageError, match="file is not a database"):
+        storages.probe_optuna_storage(f"sqlite:///{tmp_path / 'notes.db'}")
+
+
 def test_a_sqlite_store_opened_again_in_one_process_is_tuned_once(tmp_path):
     """MLflow hands every client of a URI one store: opening it again (a second thread, a second
     part of the agent) neither adds our listeners again nor drops the pool under another thread's

@@ -80,6 +80,15 @@ class SQLiteFile(FileBacked):
             "or sqlite:////absolute/path.db"
         )
 
+    def probe(self, url: StorageURL) -> None:
+        from ..errors import StorageError
+        from .sqlite import unusable_file, without_timeout
+        from .urls import mask
+
+        problem = unusable_file(url.file) if url.file is not None else None
+        if problem is not None:
+            raise StorageError(f"cannot open the {self.what} {mask(without_timeout(url.text))}: {problem}")
+
 
 def _select_1(url: str) -> None:
     import sqlalchemy

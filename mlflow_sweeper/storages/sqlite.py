@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
+import re
 from pathlib import Path
 
 from .engines import once_per_engine
@@ -15,6 +18,38 @@ def sqlite_file(url: str) -> Path | None:
     """The database file of a SQLite URL; None for other storages and in-memory SQLite."""
     parsed = parse(url)
     return parsed.file if parsed.scheme == "sqlite" else None
+
+
+def unusable_file(path: Path) -> str | None:
+    """Why a SQLite database file cannot be used, found by reading only (checked before either
+    storage is written, so that a bad MLflow file does not leave a fresh Optuna one behind): a
+    file that is no database, a directory, or a missing file in a folder that cannot hold it."""
+    import sqlite3
+
+    if path.is_dir():
+        return f"{path} is a directory"
+    if path.exists():
+        try:
+            with contextlib.closing(sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True, timeout=1)) as conn:
+                conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        except sqlite3.OperationalError:  # busy or locked by a writer, or no -shm to read by: opened later
+            return None
+        except sqlite3.DatabaseError as exc:  # not a database (a text file, another format)
+            return str(exc)
+        return None
+    folder = path.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    if not folder.is_dir():
+        return f"cannot create {path}: {folder} is not a folder"
+    if not os.access(folder, os.W_OK | os.X_OK):
+        return f"cannot create {path}: {folder} is not writable"
+    return None
+
+
+def without_timeout(url: str) -> str:
+    """A SQLite URL as its user wrote it, without the busy timeout the sweeper adds."""
+    return re.sub(r"[?&]timeout=\d+$", "", url)
 
 
 def use_wal(path: Path) -> None:
