@@ -108,6 +108,19 @@ def test_arg_style_only_with_command(tmp_path):
         load_config(path)
 
 
+def test_keys_of_the_other_trial_kind_at_their_defaults_are_no_conflict(tmp_path):
+    """A template's leftovers (`env_manager: local` under a `command`, the default `arg_style`
+    under an `entry_point`) mean what leaving them out means; another value is refused."""
+    defaults = {"project": ".", "env_manager": "local", "backend": "local", "backend_config": {}}
+    assert load_config(write(tmp_path, **defaults)).env_manager == "local"
+    with pytest.raises(ConfigError, match=r"env_manager: only applies to 'entry_point' trials"):
+        load_config(write(tmp_path, env_manager="uv"))
+    config = {k: v for k, v in MINIMAL.items() if k != "command"}
+    path = tmp_path / "sweep.yaml"
+    path.write_text(yaml.safe_dump({**config, "entry_point": "main", "arg_style": "name=value"}))
+    assert load_config(path).entry_point == "main"
+
+
 def test_fail_fast_zero_turns_it_off(tmp_path):
     assert load_config(write(tmp_path, fail_fast=0)).fail_fast == 0
 

@@ -124,6 +124,13 @@ class Values:
     def given(self, name: str) -> bool:
         return name in self.data
 
+    def given_otherwise(self, name: str) -> bool:
+        """Given with a value other than its default (a template's leftover default is no choice)."""
+        if not self.given(name):
+            return False
+        default = BY_NAME[name].default
+        return default is None or self[name] != BY_NAME[name].load(self.where, name, copy.deepcopy(default))
+
     def __getitem__(self, name: str) -> Any:
         """The value as loaded; an absent key gives its default (loaded too, unless None)."""
         key = BY_NAME[name]
@@ -146,9 +153,9 @@ def _trial(values: Values) -> dict[str, Any]:
     if has_command:
         values["command"]  # checked first: a bad command is named before the keys it excludes
         for key in ENTRY_POINT_ONLY:
-            if values.given(key):
+            if values.given_otherwise(key):
                 raise ConfigProblem(key, "only applies to 'entry_point' trials, not to 'command'")
-    elif values.given("arg_style"):
+    elif values.given_otherwise("arg_style"):
         raise ConfigProblem("arg_style", "only applies to 'command' trials, not to 'entry_point'")
     return {name: values[name] for name in ("command", "entry_point", *ENTRY_POINT_ONLY, "arg_style")}
 
