@@ -121,6 +121,12 @@ def test_keys_of_the_other_trial_kind_at_their_defaults_are_no_conflict(tmp_path
     assert load_config(path).entry_point == "main"
 
 
+def test_a_sweep_name_takes_letters_of_any_script(tmp_path):
+    assert load_config(write(tmp_path, sweep_name="ünïcode_扫描-1.2")).sweep_name == "ünïcode_扫描-1.2"
+    with pytest.raises(ConfigError, match="use only letters"):
+        load_config(write(tmp_path, sweep_name="bad name!"))
+
+
 def test_fail_fast_zero_turns_it_off(tmp_path):
     assert load_config(write(tmp_path, fail_fast=0)).fail_fast == 0
 

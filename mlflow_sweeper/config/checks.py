@@ -119,7 +119,7 @@ def storage_url(kind: str):
 
 # ---- values with rules of their own -------------------------------------------------------------
 
-SWEEP_NAME = re.compile(r"[A-Za-z0-9_.-]+")  # whole names only (`fullmatch`: no trailing newline)
+SWEEP_NAME = re.compile(r"[\w.-]+")  # letters of any script; whole names only (`fullmatch`)
 PARAMETER_NAME = re.compile(r"[A-Za-z0-9_.\-/ ]+")
 SPEC_KEYS = {"direction", "metric", "metrics", "target", "constraints"}
 DIRECTIONS = ("minimize", "maximize")
