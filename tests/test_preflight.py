@@ -121,6 +121,23 @@ def test_kubernetes_backend_needs_a_docker_env_project(project, tmp_path):
     assert "the kubernetes backend runs docker_env projects only" in message
 
 
+def test_kubernetes_backend_needs_its_python_packages(project, tmp_path):
+    """MLflow's kubernetes backend imports `kubernetes` and `docker`: without them the first trial
+    failed to launch, after the parent run and the study were made."""
+    import importlib.util
+
+    text = (
+        (project / "MLproject").read_text().replace("python_env: python_env.yaml", "docker_env:\n  image: x")
+    )
+    (project / "MLproject").write_text(text)
+    missing = [name for name in ("kubernetes", "docker") if importlib.util.find_spec(name) is None]
+    if not missing:
+        pytest.skip("the kubernetes backend's packages are installed here")
+    message = refused(config_for(tmp_path, project=str(project), backend="kubernetes"))
+    assert f"needs the Python package(s) {', '.join(missing)}" in message
+    assert_nothing_written(tmp_path)
+
+
 def test_broken_mlproject_is_a_project_error(project, tmp_path):
     (project / "python_env.yaml").unlink()
     message = refused(config_for(tmp_path, project=str(project)))

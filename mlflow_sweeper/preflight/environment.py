@@ -4,6 +4,7 @@ activated another environment."""
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 import sys
@@ -18,6 +19,7 @@ from ..storages.urls import mask
 
 ENV_TOOLS = {"uv": "uv", "virtualenv": "pyenv"}  # what MLflow's env managers run to build an env
 BUILTIN_BACKENDS = ("local", "databricks", "kubernetes")
+KUBERNETES_PACKAGES = ("kubernetes", "docker")  # what MLflow's kubernetes backend imports
 BACKEND_GROUP = "mlflow.project_backend"  # the entry point group MLflow loads backend plugins from
 
 
@@ -67,6 +69,12 @@ def check_backend(
             raise ProjectError(
                 f"project: {work_dir}: the kubernetes backend runs docker_env projects only (MLflow); "
                 "add a docker_env with an image to the MLproject"
+            )
+        missing = [name for name in KUBERNETES_PACKAGES if importlib.util.find_spec(name) is None]
+        if missing:
+            raise ProjectError(
+                f"backend: MLflow's kubernetes backend needs the Python package(s) {', '.join(missing)}, "
+                f"not installed here: pip install {' '.join(missing)}"
             )
         path = (os.environ if environ is None else environ).get("PATH", "")
         if shutil.which("docker", path=path) is None:
