@@ -158,6 +158,21 @@ def test_allowed_change_is_accepted(name, sweep_copy):
     assert again.returncode == 0 and "config changed" not in again.stderr, again.stderr
 
 
+def test_a_config_resumed_under_another_file_name_replaces_the_one_stored(sweep_copy):
+    """The parent holds one config: a copy named otherwise, with more budget, replaces the first
+    file's content under its name, instead of standing beside it."""
+    import mlflow
+
+    first = write_config(sweep_copy, parameters=GRID)
+    renamed = write_config(sweep_copy, name="more.yaml", parameters=GRID, max_trials=10)
+    result = run_cli("sweep", renamed, cwd=sweep_copy)
+    assert result.returncode == 0, result.stdout + result.stderr
+    parent = trial_summary(sweep_copy)[0][0]
+    stored = mlflow.artifacts.list_artifacts(f"{parent.info.artifact_uri}/sweep")
+    assert [Path(entry.path).name for entry in stored] == [first.name]
+    assert mlflow.artifacts.load_text(f"{parent.info.artifact_uri}/sweep/{first.name}") == renamed.read_text()
+
+
 def sweep_ok(config: Path, directory: Path) -> None:
     result = run_cli("sweep", config, cwd=directory)
     output = result.stdout + result.stderr

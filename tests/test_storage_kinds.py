@@ -189,9 +189,8 @@ def test_a_sqlite_file_that_cannot_be_used_is_refused_by_its_probe_writing_nothi
     (tmp_path / "plain").write_text("a file, not a folder\n")
     for store, said in [("notes.db", "file is not a database"), ("plain/m.db", "is not a folder")]:
         optuna_db = tmp_path / "st" / "o.db"
-        config = write_config(
-            tmp_path, mlflow_storage=f"sqlite:///{store}", optuna_storage="sqlite:///st/o.db", fresh_store=True
-        )
+        stores = {"mlflow_storage": f"sqlite:///{store}", "optuna_storage": "sqlite:///st/o.db"}
+        config = write_config(tmp_path, fresh_store=True, **stores)
         result = run_cli("sweep", config, cwd=tmp_path)
         assert result.returncode == 2, result.stdout + result.stderr
         assert f"cannot open the MLflow storage sqlite:///{tmp_path / store}: " in result.stderr

@@ -32,6 +32,7 @@ from .tags import (
 
 log = logging.getLogger(__name__)
 BATCH = 100  # MLflow's most params or metrics in one log_batch
+CONFIG_FOLDER = "sweep"  # the parent's artifact folder holding the config file
 
 
 def chunks(items: list, size: int = BATCH):
@@ -98,16 +99,29 @@ class ParentRun:
             log.warning("could not read the config %s: %s", self.config.path, exc)
             return None
 
-    def _store_config(self, run_id: str, shown: str | None = None) -> None:
-        """The config as the artifact `sweep/<file>`, with its digest as a tag."""
+    def _store_config(self, run_id: str, shown: str | None = None, replacing: bool = False) -> None:
+        """The config as the artifact `sweep/<file>`, with its digest as a tag. `replacing`: the
+        parent holds one already, whose name it keeps (a config resumed under another file name
+        would leave two, and which one is current?)."""
         shown = shown if shown is not None else self._shown_config()
         if shown is None:
             return
         try:
-            self.client.log_text(run_id, shown, f"sweep/{self.config.path.name}")
+            path = self._stored_config_path(run_id) if replacing else None
+            self.client.log_text(run_id, shown, path or f"{CONFIG_FOLDER}/{self.config.path.name}")
             retry(lambda: self.client.set_tag(run_id, CONFIG_DIGEST_TAG, digest(shown)), "config digest")
         except Exception as exc:  # noqa: BLE001 - the config is also in params
             log.warning("could not store the config as an artifact of the parent run: %s", exc)
+
+    def _stored_config_path(self, run_id: str) -> str | None:
+        """The config artifact the parent holds (this file's name when several are there)."""
+        stored = [
+            entry.path
+            for entry in self.client.list_artifacts(run_id, CONFIG_FOLDER)
+            if not entry.is_dir and entry.path.endswith((".yaml", ".yml"))
+        ]
+        mine = f"{CONFIG_FOLDER}/{self.config.path.name}"
+        return mine if mine in stored else next(iter(sorted(stored)), None)
 
     def keep_config_current(self, run_id: str, tags: dict[str, str]) -> bool:
         """An agent resuming the sweep with a config that changed where a sweep may change (its
@@ -118,7 +132,7 @@ class ParentRun:
         stored = tags.get(CONFIG_DIGEST_TAG)
         if shown is None or stored == digest(shown):
             return False
-        self._store_config(run_id, shown)
+        self._store_config(run_id, shown, replacing=True)
         return stored is not None
 
     def state(self, run_id: str) -> str:
@@ -214,4 +228,4 @@ class ParentRun:
         """The sweep started over under a changed config: the parent's params (which MLflow never
         lets change) are the first config's; its `sweep/` config artifact and a tag say the current."""
         retry(lambda: self.client.set_tag(parent_id, STARTED_OVER_TAG, str(generation)), "tag parent")
-        self._store_config(parent_id)
+        self._store_config(parent_id, replacing=True)
