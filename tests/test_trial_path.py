@@ -232,6 +232,25 @@ def test_fail_fast_stops_the_sweep_when_the_first_trials_all_fail(tmp_path, monk
     assert "4 remaining" in text and "not owed" not in text
 
 
+def test_fail_fast_in_one_agent_stops_the_others_and_a_resume_runs_on(tmp_path, monkeypatch):
+    """Agents B opened beside A: A's failures fire fail_fast, and B starts no trial (it stopped
+    only at a failure of its own before). An agent opened afterwards (the user fixed the cause)
+    takes that stop as the past run's and runs the sweep to its end."""
+    keys = {"parameters": {"x": [1, 2, 3, 4]}, "max_retries": 0, "fail_fast": 2}
+    no_metric = scores(lambda request: None)
+    first, _ = session_of(tmp_path, monkeypatch, no_metric, **keys)
+    beside, beside_launcher = session_of(tmp_path, monkeypatch, no_metric, **keys)
+    assert first.run().exit_code == EXIT_FAILED
+    result = beside.run()
+    assert result.exit_code == EXIT_FAILED and "the first 2 trials all failed" in result.error
+    assert beside_launcher.launched == []
+
+    fixed, launcher = session_of(tmp_path, monkeypatch, scores(lambda request: 1.0), **keys)
+    result = fixed.run()
+    assert result.exit_code == EXIT_OK and result.finished
+    assert len(launcher.launched) == 4
+
+
 def test_a_point_claimed_as_its_agent_stops_goes_back_unstarted(tmp_path, monkeypatch):
     """Another worker of the agent tripped fail_fast (or failed) after this one claimed its point:
     the point is not launched, and goes back to the queue counting no attempt."""

@@ -48,11 +48,28 @@ class Failures:
         # and so does a point whose last attempt was still running when this agent stopped.
         again = self.requeue_failed_for_good()
         if self.result.error is None:
-            self.result.error = f"{self.config.identity}: {stop}"
             if again:  # their console lines said "failed for good": not so now (other agents
                 # may have queued some of them: no count that would be only this agent's)
-                self.result.error += ". On resume, every point that failed so far runs again"
+                stop += ". On resume, every point that failed so far runs again"
+            self.study.mark_fail_fast(stop)  # the other agents stop starting trials too
+            self.result.error = f"{self.config.identity}: {stop}"
             self.console.summary(self.result.error)
+
+    def stopped_elsewhere(self) -> bool:
+        """Has another agent's failure fired `fail_fast` since this agent opened the sweep? Then
+        this one stops starting trials too, saying why. Asked before each claim, with one read,
+        only while `fail_fast` can still fire (no trial completed yet)."""
+        if self.result.error is not None:
+            return True
+        if self.config.fail_fast <= 0 or self.progress.done > 0:
+            return False
+        stop = self.study.fail_fast_fired()
+        if stop is None:
+            return False
+        if self.result.error is None:
+            self.result.error = f"{self.config.identity}: {stop}"
+            self.console.summary(self.result.error)
+        return True
 
     def show_tail(self, work: Work, log_path: Path) -> None:
         """The last lines of the attempt's log on the console, when it wrote any here."""

@@ -84,6 +84,10 @@ class WorkerPool:
             if devices is None:  # Ctrl-C, or nothing left to run, while waiting: nothing was claimed
                 self.starts.release()
                 return
+            if self.trial_context.failures.stopped_elsewhere():  # fail_fast fired in another agent
+                devices.release()
+                self.starts.release()
+                return
             work = self._claim()
             if work is None:
                 devices.release()

@@ -19,6 +19,7 @@ from .closing import CloseElection
 from .companions import ensure_companion, missing_studies, refuse_a_lost_ledger
 from .creation import TrialFactory, Work
 from .ending import TrialEnding
+from .fail_fast import FailFastMark
 from .identity import SweepIdentity, direction_of
 from .ledger import ClaimsLedger
 from .liveness import Heartbeat, adopt_nothing
@@ -59,6 +60,7 @@ class SweepStudy:
         self.ledger = ClaimsLedger(store, source)
         self.factory = TrialFactory(store, source, liveness, config.identity, self.ledger)
         self.target = TargetMark(store, config.objective, self.factory)
+        self.fail_fast = FailFastMark(store, self.factory, config.fail_fast)
         self.claims = TrialClaims(store, self.ledger, liveness, self.factory, self.target)
         self.ending = TrialEnding(store, self.ledger, self.factory, policy, self.target)
         self.reclaiming = Reclaiming(store, self.factory, liveness, policy)
@@ -134,6 +136,7 @@ class SweepStudy:
         self.factory.study_id = self.identity.study_id
         identity = self.config.identity
         self.ledger.claims_id = ensure_companion(self.store, claims_study_name(identity), identity)
+        self.fail_fast.remember_found()
 
     def parent_run_id(self) -> str | None:
         return self.identity.parent_run_id()
@@ -155,6 +158,14 @@ class SweepStudy:
     def exhausted_seen(self) -> bool:
         """Has this agent seen the last slot of the budget claimed (or the target reached)?"""
         return self.ledger.exhausted_seen or self.target_reached()
+
+    def fail_fast_fired(self) -> str | None:
+        """Why another agent's `fail_fast` stopped the sweep since this agent opened it, or None."""
+        return self.fail_fast.fired()
+
+    def mark_fail_fast(self, why: str) -> None:
+        """`fail_fast` fired here: every other agent stops starting trials when it next looks."""
+        self.fail_fast.note(why)
 
     def target_reached(self) -> bool:
         """Has a completed trial reached `spec.target`? Then no slot is owed a trial any more."""

@@ -9,11 +9,15 @@ resumable.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterable
+from typing import Any
 
 from optuna.trial import FrozenTrial, TrialState
 
-from .names import REASON, WARM_ATTR
+from .creation import TrialFactory
+from .names import FAIL_FAST_FIRED, REASON, WARM_ATTR
+from .store import RetryingStorage
 from .tallies import attempted, failed_by_itself
 
 
@@ -46,7 +50,7 @@ def fail_fast_stop(trials: Iterable[FrozenTrial], limit: int) -> str | None:
 
 
 def _all_failed(limit: int) -> str:
-    return f"the first {limit} trial{'' if limit == 1 else 's'} all failed"
+    return "the first trial failed" if limit == 1 else f"the first {limit} trials all failed"
 
 
 def _first_all_failed(trials: Iterable[FrozenTrial], limit: int) -> list[FrozenTrial] | None:
@@ -82,3 +86,39 @@ def as_it_stands(reason: str, trials: Iterable[FrozenTrial]) -> str:
 
 def _completed(trial: FrozenTrial) -> bool:
     return trial.state == TrialState.COMPLETE and WARM_ATTR not in trial.user_attrs
+
+
+class FailFastMark:
+    """The study's record that `fail_fast` fired, so that every agent stops starting trials, not
+    only the one whose failure fired it (the others would start new ones until a failure of their
+    own made them look). Written by the agent that fired it; read by the others before each claim
+    while they have seen no trial complete (one read of the study's attributes).
+
+    A mark found when the sweep is opened is a past run's: the user resumes, having fixed the
+    cause. Only a mark made since then stops this agent; each mark is told apart by its token."""
+
+    def __init__(self, store: RetryingStorage, factory: TrialFactory, limit: int):
+        self.store, self.factory, self.limit = store, factory, limit
+        self._found: Any = None
+
+    def _read(self) -> Any:
+        return self.store.get_study_system_attrs(self.factory.study_id).get(FAIL_FAST_FIRED)
+
+    def remember_found(self) -> None:
+        """The mark as the sweep is opened: not this run's."""
+        if self.limit > 0:
+            self._found = self._read()
+
+    def fired(self) -> str | None:
+        """Why another agent stopped the sweep since it was opened, or None."""
+        if self.limit <= 0:
+            return None
+        mark = self._read()
+        if not isinstance(mark, list) or len(mark) != 2 or mark == self._found:
+            return None
+        return str(mark[0])
+
+    def note(self, why: str) -> None:
+        mark = [why, uuid.uuid4().hex]
+        self.store.set_study_system_attr(self.factory.study_id, FAIL_FAST_FIRED, mark)
+        self._found = mark  # this agent's own: it knows

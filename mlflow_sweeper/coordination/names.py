@@ -19,6 +19,7 @@ CREATOR = "sweeper:creator"  # the agent that created the study, until it record
 TAKEOVER_SINCE = "sweeper:since"  # on a takeover round: when its elected agent was elected
 CLOSE_EPOCH = "sweeper:close_epoch"
 TARGET_REACHED = "sweeper:target_reached"  # [number, value] of the trial that reached `spec.target`
+FAIL_FAST_FIRED = "sweeper:fail_fast"  # [why, a token]: `fail_fast` fired; every agent stops starting trials
 GENERATION = "sweeper:generation"  # how often the sweep started over under a changed config
 PARKED_PAST = "sweeper:parked_past:"  # + a budget: on the claims study, claims were parked past it
 QUEUED = "sweeper:queued"  # on the claims study, written before the main study's first WAITING trial
