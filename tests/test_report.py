@@ -330,7 +330,8 @@ def test_sensitivity_report_charts_the_spread_of_each_parameter(tmp_path):
 def test_a_chart_waiting_for_trials_says_so_on_the_page(tmp_path):
     report = build_report(_config(tmp_path), _trials(["maximize"], _two_params, n=1), tmp_path / "out")
     assert not report.problems and report.metrics() == {}
-    assert "importance.png" not in {path.name for path in report.files}
+    assert "importance.png" in {path.name for path in report.files}  # saying why it has no bars
+    assert_valid_png(tmp_path / "out" / "importance.png")
     page = (tmp_path / "out" / "report.html").read_text(encoding="utf-8")
     assert "<h2>Parameter importances</h2>" in page
     assert "needs 2 completed trials (1 so far): no importances yet" in page
@@ -348,9 +349,14 @@ def test_a_sweep_without_an_objective_gets_its_table_and_page(tmp_path):
     for x in (1, 2, 3):
         study.add_trial(optuna.trial.create_trial(params={"x": x}, distributions=dists, value=0.0))
     report = build_report(config, study.trials, tmp_path / "out")
-    assert {path.name for path in report.files} == {"trials.csv", "report.html"}
+    images = ("history.png", "importance.png", "parallel.png")  # each saying there is nothing to plot
+    assert {path.name for path in report.files} == {"trials.csv", "report.html", *images}
+    for name in images:
+        assert_valid_png(tmp_path / "out" / name)
     assert not report.problems and report.metrics() == {}
     assert len(read_rows(tmp_path / "out" / "trials.csv")) == 3
+    page = (tmp_path / "out" / "report.html").read_text(encoding="utf-8")
+    assert "the sweep has no objective (spec): nothing to plot" in page
 
 
 # ---- the report in the MLflow UI, in a real browser ------------------------------------------------

@@ -6,6 +6,7 @@ in one line and noted in the report, and the other parts still land.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import logging
 import sys
@@ -21,7 +22,7 @@ from optuna.trial import FrozenTrial, TrialState
 from ..config import SweepConfig
 from ..coordination import RUN_ATTR
 from ..coordination.names import WARM_ATTR
-from .charts import CHARTS, Chart
+from .charts import CHARTS, Chart, why_not_drawn
 from .context import ReportContext
 from .importance import MIN_COMPLETE, importance_metrics, importances
 from .page import Section, write_page
@@ -86,6 +87,8 @@ def build_report(
         for chart in charts:
             if chart.png is not None and chart.key in drawn:
                 _guard(report, f"{chart.key}.png", lambda c=chart: _png(ctx, c, out, report))
+            elif chart.always_png:
+                _guard(report, f"{chart.key}.png", lambda c=chart: _png(ctx, _noted(c), out, report))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         _guard(report, PAGE, lambda: report.files.append(_page(ctx, sections, report, out / PAGE)))
@@ -142,6 +145,21 @@ def _importances(ctx: ReportContext, report: Report) -> None:
         found = importances(ctx.importance_study, evaluator, index, ctx.objectives.multi)
         report.importance_by_objective[name] = found
     report.importance = dict(next(iter(report.importance_by_objective.values()), {}))
+
+
+def _noted(chart: Chart) -> Chart:
+    """`chart` drawn as a picture of why it cannot be drawn: the UI's preview says so."""
+
+    def note(ctx: ReportContext):
+        import matplotlib.pyplot as plt
+
+        _, axes = plt.subplots(figsize=(6.4, 2.4))
+        axes.axis("off")
+        axes.set_title(chart.title)
+        axes.text(0.5, 0.3, why_not_drawn(ctx), ha="center", va="center", wrap=True, color="#555")
+        return axes
+
+    return dataclasses.replace(chart, png=note)
 
 
 def _png(ctx: ReportContext, chart: Chart, out: Path, report: Report) -> None:

@@ -27,6 +27,9 @@ class Chart:
     png: Callable[[ReportContext], object] | None = None  # draws matplotlib axes for <key>.png
     # When it does not apply yet: what it waits for (a line on the page), or None to leave it out.
     pending: Callable[[ReportContext], str | None] | None = None
+    # One of the PNGs every report has (the MLflow UI previews them): where the chart cannot be
+    # drawn, the PNG says why (`why_not_drawn`) instead of missing.
+    always_png: bool = False
 
 
 def _history(ctx: ReportContext) -> list:
@@ -159,13 +162,26 @@ def _importance_pending(ctx: ReportContext) -> str | None:
     return f"needs {MIN_COMPLETE} completed trials ({ctx.complete} so far): no importances yet"
 
 
+def why_not_drawn(ctx: ReportContext) -> str:
+    """Why a chart of the results is missing: no objective to plot, or too few results yet."""
+    if not ctx.objectives.optimized:
+        return "the sweep has no objective (spec): nothing to plot; trials.csv lists its trials"
+    if ctx.complete == 0:
+        return "no trial has completed with a value yet"
+    return f"needs {MIN_COMPLETE} completed trials ({ctx.complete} so far)"
+
+
+def _history_pending(ctx: ReportContext) -> str:
+    return why_not_drawn(ctx)
+
+
 def _has_study(ctx: ReportContext) -> bool:
     return ctx.study is not None and ctx.complete >= 1
 
 
 CHARTS: tuple[Chart, ...] = (
-    Chart("history", "Optimization history", _has_study, _history, _history_png),
-    Chart("parallel", "Parallel coordinates", _has_study, _parallel, _parallel_png),
+    Chart("history", "Optimization history", _has_study, _history, _history_png, _history_pending, True),
+    Chart("parallel", "Parallel coordinates", _has_study, _parallel, _parallel_png, always_png=True),
     Chart(
         "importance",
         "Parameter importances",
@@ -173,6 +189,7 @@ CHARTS: tuple[Chart, ...] = (
         _importance,
         _importance_png,
         _importance_pending,
+        always_png=True,
     ),
     Chart("slice", "Slice plots", _has_study, _slices),
     Chart("pareto", "Pareto front", lambda ctx: _has_study(ctx) and ctx.pareto, _pareto, _pareto_png),
