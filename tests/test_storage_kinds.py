@@ -204,6 +204,17 @@ def test_a_sqlite_file_that_cannot_be_used_is_refused_by_its_probe_writing_nothi
         storages.probe_optuna_storage(f"sqlite:///{tmp_path / 'notes.db'}")
 
 
+def test_a_relative_sqlite_url_of_an_existing_store_probes(tmp_path, monkeypatch):
+    """MLFLOW_TRACKING_URI=sqlite:///mlruns.db (MLflow's own form) and a proxy's URL reach the
+    probe as written, relative to the working directory."""
+    monkeypatch.chdir(tmp_path)
+    storages.open_mlflow_tracking("sqlite:///m.db").search_experiments(max_results=1)
+    storages.probe_mlflow_storage("sqlite:///m.db")
+    (tmp_path / "notes.db").write_text("not a database\n")
+    with pytest.raises(StorageError, match="file is not a database"):
+        storages.probe_optuna_storage("sqlite:///notes.db")
+
+
 def test_a_sqlite_store_opened_again_in_one_process_is_tuned_once(tmp_path):
     """MLflow hands every client of a URI one store: opening it again (a second thread, a second
     part of the agent) neither adds our listeners again nor drops the pool under another thread's

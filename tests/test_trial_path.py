@@ -251,6 +251,35 @@ def test_fail_fast_in_one_agent_stops_the_others_and_a_resume_runs_on(tmp_path, 
     assert len(launcher.launched) == 4
 
 
+def test_an_old_agents_late_failure_does_not_stop_the_agents_of_a_fixed_resume(tmp_path, monkeypatch):
+    """Agent A2 was running a doomed trial when A1 fired fail_fast; the user fixed the cause and
+    started B. A2's failure, ending later, takes A1's stop as its own: no new mark that B would
+    read as a stop of its run."""
+    keys = {"parameters": {"x": [1, 2, 3, 4]}, "max_retries": 0, "fail_fast": 2}
+    no_metric = scores(lambda request: None)
+    first, _ = session_of(tmp_path, monkeypatch, no_metric, **keys)
+    late, _ = session_of(tmp_path, monkeypatch, no_metric, **keys)
+    assert first.run().exit_code == EXIT_FAILED
+    doomed = late.study.claim()
+    fixed, launcher = session_of(tmp_path, monkeypatch, scores(lambda request: 1.0), **keys)
+    TrialExecution(late.workers.trial_context, doomed, NO_DEVICES).run()
+    assert "the first 2 trials all failed" in late.parts.result.error
+    result = fixed.run()
+    assert result.exit_code == EXIT_OK and result.finished, result.error
+
+
+def test_a_sweep_deleted_before_its_first_result_stops_the_agent_cleanly(tmp_path, monkeypatch):
+    """The fail_fast mark is read before each claim while nothing has completed: a study deleted
+    meanwhile ends the agent with one message, as a failing claim does."""
+    import optuna
+
+    session, launcher = session_of(tmp_path, monkeypatch, scores(lambda r: 1.0), parameters={"x": [1, 2]})
+    optuna.delete_study(study_name="exp/s1", storage=session.parts.config.optuna_storage)
+    result = session.run()
+    assert result.exit_code == EXIT_FAILED and "the sweep was deleted" in result.error
+    assert launcher.launched == []
+
+
 def test_a_point_claimed_as_its_agent_stops_goes_back_unstarted(tmp_path, monkeypatch):
     """Another worker of the agent tripped fail_fast (or failed) after this one claimed its point:
     the point is not launched, and goes back to the queue counting no attempt."""

@@ -4,6 +4,7 @@ ones, keeping the failed points' attempts for the resume)."""
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from optuna.trial import FrozenTrial, TrialState
@@ -15,6 +16,8 @@ from ..progress import Reporter, SweepProgress
 from ..trial_log import indented_tail
 from .counts import SweepCounts
 from .result import SweepResult
+
+log = logging.getLogger(__name__)
 
 
 class Failures:
@@ -47,13 +50,14 @@ class Failures:
         # Nothing has worked yet: the points failed so far keep their attempts for the resume,
         # and so does a point whose last attempt was still running when this agent stopped.
         again = self.requeue_failed_for_good()
-        if self.result.error is None:
-            if again:  # their console lines said "failed for good": not so now (other agents
-                # may have queued some of them: no count that would be only this agent's)
-                stop += ". On resume, every point that failed so far runs again"
-            self.study.mark_fail_fast(stop)  # the other agents stop starting trials too
-            self.result.error = f"{self.config.identity}: {stop}"
-            self.console.summary(self.result.error)
+        if self.stopped_elsewhere():  # stopped already, here or by another agent: said, marked
+            return
+        if again:  # their console lines said "failed for good": not so now (other agents
+            # may have queued some of them: no count that would be only this agent's)
+            stop += ". On resume, every point that failed so far runs again"
+        self.study.mark_fail_fast(stop)  # the other agents stop starting trials too
+        self.result.error = f"{self.config.identity}: {stop}"
+        self.console.summary(self.result.error)
 
     def stopped_elsewhere(self) -> bool:
         """Has another agent's failure fired `fail_fast` since this agent opened the sweep? Then
@@ -63,7 +67,11 @@ class Failures:
             return True
         if self.config.fail_fast <= 0 or self.progress.done > 0:
             return False
-        stop = self.study.fail_fast_fired()
+        try:
+            stop = self.study.fail_fast_fired()
+        except Exception:  # noqa: BLE001 - the storage failing: the claim that follows says so
+            log.debug("reading the fail_fast mark failed", exc_info=True)
+            return False
         if stop is None:
             return False
         if self.result.error is None:

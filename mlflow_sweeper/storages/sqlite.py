@@ -26,6 +26,7 @@ def unusable_file(path: Path) -> str | None:
     file that is no database, a directory, or a missing file in a folder that cannot hold it."""
     import sqlite3
 
+    path = path.absolute()  # MLFLOW_TRACKING_URI and a proxy's URL may name it relatively
     if path.is_dir():
         return f"{path} is a directory"
     if path.exists():
