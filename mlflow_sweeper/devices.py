@@ -43,9 +43,9 @@ class DeviceError(ValueError):
     """A `devices` value that cannot be read."""
 
 
-class TooFewDevices(SweeperError):
-    """`devices: auto` found GPUs on this host, but fewer than one trial needs: exit 2, before
-    anything is written."""
+class UnusableDevices(SweeperError):
+    """Devices this host cannot hand out as the config asks (`auto` found fewer GPUs than one
+    trial needs; two ids name one GPU): exit 2, before anything is written."""
 
     exit_code = EXIT_USAGE
 
@@ -89,6 +89,7 @@ def parse_devices(value: object) -> str | tuple[str, ...]:
 _GPU_LINE = re.compile(r"^GPU (\d+):.*?(?:\(UUID: (\S+)\))?\s*$")
 _MIG_LINE = re.compile(r"^MIG\b.*\(UUID: (MIG-\S+)\)\s*$")
 CUDA_ENV = "CUDA_VISIBLE_DEVICES"
+CUDA_ORDER_ENV = "CUDA_DEVICE_ORDER"
 
 
 @dataclass(frozen=True)
@@ -188,12 +189,17 @@ class DevicePlan:
     per_trial: int = 1
     env_name: str = CUDA_ENV
     notes: tuple[str, ...] = field(default=())
-    identities: tuple[str, ...] = ()  # each device's lock name (its UUID where nvidia-smi says)
+    identities: tuple[str, ...] = ()  # each device's UUID, where nvidia-smi says which GPU it is
+    found: bool = False  # `auto`: the ids are nvidia-smi's own, not written by the user
 
-    def lock_name(self, device: str) -> str:
-        if self.identities:
-            return self.identities[self.devices.index(device)]
-        return device
+    def lock_names(self, device: str) -> tuple[str, ...]:
+        """The locks a trial takes for `device`: its UUID where known, so that every name of one
+        GPU excludes the others; and, for an id the user wrote, that id too, so that an agent that
+        could not ask nvidia-smi (and locks the id alone) still excludes this one."""
+        identity = self.identities[self.devices.index(device)] if self.identities else device
+        if identity == device:
+            return (device,)
+        return (identity,) if self.found else (device, identity)
 
     @property
     def groups(self) -> int:
@@ -221,7 +227,8 @@ def plan_devices(devices: str | tuple[str, ...] | None, per_trial: int, env_name
         return DevicePlan(per_trial=per_trial, env_name=env_name)
     notes: list[str] = []
     listing: GpuListing | None = None
-    if devices == AUTO:
+    auto = devices == AUTO
+    if auto:
         devices, listing, note = detect_gpus()
         if note:
             notes.append(note)
@@ -230,13 +237,17 @@ def plan_devices(devices: str | tuple[str, ...] | None, per_trial: int, env_name
     if devices and len(devices) < per_trial:
         # Run without devices, and every trial would see all of them: shared, which is what
         # devices are for avoiding. (An explicit list this short is refused at load.)
-        raise TooFewDevices(
+        raise UnusableDevices(
             f"devices: auto found {len(devices)} GPU(s) on this host ({','.join(devices)}), fewer than "
             f"devices_per_trial {per_trial}: run this sweep on a host with at least {per_trial}, or "
             "lower devices_per_trial"
         )
     identities = tuple(listing.identity(device) for device in devices) if listing else ()
-    return DevicePlan(tuple(devices), per_trial, env_name, tuple(notes), identities)
+    twice = next((d for i, d in enumerate(identities) if d in identities[:i]), None)
+    if twice is not None:
+        named = [device for device, identity in zip(devices, identities, strict=True) if identity == twice]
+        raise UnusableDevices(f"devices: {' and '.join(named)} name one GPU ({twice}): list each GPU once")
+    return DevicePlan(tuple(devices), per_trial, env_name, tuple(notes), identities, found=auto)
 
 
 def lock_dir() -> Path | None:
@@ -329,7 +340,16 @@ class DeviceHold:
 
     @property
     def environment(self) -> dict[str, str]:
-        return {self.env_name: ",".join(self.ids)} if self.ids else {}
+        """The variable carrying the devices; for CUDA, also the order nvidia-smi numbers GPUs in
+        (unless the agent's environment chose one): CUDA's own default order, fastest first, can
+        number a host's mixed GPUs otherwise, and `2` would then be another GPU than the one
+        nvidia-smi calls 2, whose lock the trial holds."""
+        if not self.ids:
+            return {}
+        found = {self.env_name: ",".join(self.ids)}
+        if self.env_name == CUDA_ENV and CUDA_ORDER_ENV not in os.environ:
+            found[CUDA_ORDER_ENV] = "PCI_BUS_ID"
+        return found
 
     @property
     def tags(self) -> dict[str, str]:
@@ -371,17 +391,31 @@ class DevicePool:
         if not sys.platform.startswith("linux"):
             _shared_directory(self.directory or SHARED_LOCK_DIR)
         with self._mutex:
-            held: list[tuple[str, DeviceLock]] = []
+            held: list[tuple[str, list[DeviceLock]]] = []
             for device in self.plan.devices:
-                lock = DeviceLock(self.directory, self.plan.lock_name(device))
-                if not lock.acquire():
+                locks = self._lock(device)
+                if locks is None:
                     continue
-                held.append((device, lock))
+                held.append((device, locks))
                 if len(held) == self.plan.per_trial:
-                    return DeviceHold(tuple(d for d, _ in held), self.plan.env_name, [lk for _, lk in held])
-            for _, lock in held:
-                lock.release()
+                    taken = [lock for _, locks in held for lock in locks]
+                    return DeviceHold(tuple(d for d, _ in held), self.plan.env_name, taken)
+            for _, locks in held:
+                for lock in locks:
+                    lock.release()
             return None
+
+    def _lock(self, device: str) -> list[DeviceLock] | None:
+        """Every lock of `device`, taken; None (and none kept) when one is held elsewhere."""
+        taken: list[DeviceLock] = []
+        for name in self.plan.lock_names(device):
+            lock = DeviceLock(self.directory, name)
+            if not lock.acquire():
+                for earlier in taken:
+                    earlier.release()
+                return None
+            taken.append(lock)
+        return taken
 
     def acquire(
         self,

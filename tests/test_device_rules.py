@@ -22,6 +22,7 @@ from mlflow_sweeper.devices import (
     DevicePool,
     GpuListing,
     NoDevicePool,
+    UnusableDevices,
     parse_devices,
     plan_devices,
     visible_gpus,
@@ -96,7 +97,7 @@ def test_agents_naming_one_gpu_by_index_and_by_uuid_take_turns(tmp_path, monkeyp
     assert by_uuid.devices == ("GPU-2abc",) and by_uuid.identities == ("GPU-2abc-def",)
     by_index = plan_devices(("2", "3"), 1, "CUDA_VISIBLE_DEVICES")
     held = DevicePool(by_uuid, tmp_path).try_acquire()
-    assert held is not None and held.environment == {"CUDA_VISIBLE_DEVICES": "GPU-2abc"}
+    assert held is not None and held.environment["CUDA_VISIBLE_DEVICES"] == "GPU-2abc"
     other = DevicePool(by_index, tmp_path).try_acquire()
     assert other is not None and other.ids == ("3",)  # GPU 2 is taken, whatever its name
     assert DevicePool(by_index, tmp_path).try_acquire() is None
@@ -117,10 +118,35 @@ def test_agents_naming_one_gpu_by_index_and_by_uuid_take_turns(tmp_path, monkeyp
         hold.release()
 
 
-def test_a_list_for_another_variable_is_locked_as_written(tmp_path, monkeypatch):
+def test_a_listed_id_is_also_locked_as_written(tmp_path, monkeypatch):
+    """An agent that could not ask nvidia-smi locks `2` alone: one that could locks `2` and the
+    UUID, so the two still take turns. `auto`'s ids are nvidia-smi's: locked by UUID alone."""
+    bare = DevicePlan(("2",))
+    assert bare.lock_names("2") == ("2",)
     fake_nvidia_smi(tmp_path, LISTING, monkeypatch)
-    assert plan_devices(("2",), 1, "HIP_VISIBLE_DEVICES").identities == ()
-    assert DevicePlan(("2",)).lock_name("2") == "2"
+    listed = plan_devices(("2",), 1, "CUDA_VISIBLE_DEVICES")
+    assert listed.lock_names("2") == ("2", "GPU-2abc-def")
+    held = DevicePool(bare, tmp_path).try_acquire()
+    assert held is not None and DevicePool(listed, tmp_path).try_acquire() is None
+    held.release()
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    assert plan_devices("auto", 1, "CUDA_VISIBLE_DEVICES").lock_names("2") == ("GPU-2abc-def",)
+    assert plan_devices(("2",), 1, "HIP_VISIBLE_DEVICES").lock_names("2") == ("2",)  # not CUDA's
+
+
+def test_two_ids_of_one_gpu_are_refused(tmp_path, monkeypatch):
+    fake_nvidia_smi(tmp_path, LISTING, monkeypatch)
+    with pytest.raises(UnusableDevices, match="2 and GPU-2abc name one GPU"):
+        plan_devices(("2", "GPU-2abc"), 1, "CUDA_VISIBLE_DEVICES")
+
+
+def test_cuda_trials_number_gpus_as_nvidia_smi_does_unless_told_otherwise(tmp_path, monkeypatch):
+    monkeypatch.delenv("CUDA_DEVICE_ORDER", raising=False)
+    held = DevicePool(DevicePlan(("0",)), tmp_path).try_acquire()
+    assert held.environment == {"CUDA_VISIBLE_DEVICES": "0", "CUDA_DEVICE_ORDER": "PCI_BUS_ID"}
+    monkeypatch.setenv("CUDA_DEVICE_ORDER", "FASTEST_FIRST")  # the user's choice stands
+    assert held.environment == {"CUDA_VISIBLE_DEVICES": "0"}
+    held.release()
 
 
 def test_jobs_follow_device_groups_and_are_capped():
@@ -155,7 +181,7 @@ def test_the_pool_never_hands_one_device_to_two_holders(tmp_path):
     mine, other_agent = DevicePool(plan, tmp_path), DevicePool(plan, tmp_path)
     first = mine.try_acquire()
     assert first is not None and first.ids == ("0", "1")
-    assert first.environment == {"CUDA_VISIBLE_DEVICES": "0,1"} and first.tags == {"sweeper.devices": "0,1"}
+    assert first.environment["CUDA_VISIBLE_DEVICES"] == "0,1" and first.tags == {"sweeper.devices": "0,1"}
     assert other_agent.try_acquire() is None  # one device left, two needed
     first.release()
     second = other_agent.try_acquire()

@@ -121,9 +121,10 @@ def test_kubernetes_backend_needs_a_docker_env_project(project, tmp_path):
     assert "the kubernetes backend runs docker_env projects only" in message
 
 
-def test_kubernetes_backend_needs_its_python_packages(project, tmp_path):
+def test_kubernetes_backend_needs_its_python_packages(project, tmp_path, monkeypatch):
     """MLflow's kubernetes backend imports `kubernetes` and `docker`: without them the first trial
-    failed to launch, after the parent run and the study were made."""
+    failed to launch, after the parent run and the study were made. A bare folder of that name on
+    sys.path is no package."""
     import importlib.util
 
     text = (
@@ -133,6 +134,10 @@ def test_kubernetes_backend_needs_its_python_packages(project, tmp_path):
     missing = [name for name in ("kubernetes", "docker") if importlib.util.find_spec(name) is None]
     if not missing:
         pytest.skip("the kubernetes backend's packages are installed here")
+    folders = tmp_path / "folders"
+    for name in missing:
+        (folders / name).mkdir(parents=True)
+    monkeypatch.syspath_prepend(str(folders))
     message = refused(config_for(tmp_path, project=str(project), backend="kubernetes"))
     assert f"needs the Python package(s) {', '.join(missing)}" in message
     assert_nothing_written(tmp_path)

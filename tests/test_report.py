@@ -253,6 +253,14 @@ def test_a_chart_that_fails_leaves_the_rest_of_the_report(tmp_path):
     assert_self_contained(tmp_path / "out" / "report.html")
     assert set(report.metrics()) == {"importance/x", "importance/y"}
 
+    # One of the images every report has, failing: its image says it could not be drawn.
+    failing = tuple(dataclasses.replace(c, png=broken) if c.key == "history" else c for c in CHARTS)
+    trials = _trials(["maximize"], _two_params)
+    report = build_report(_config(tmp_path), trials, tmp_path / "b", charts=failing)
+    assert "history.png" in {path.name for path in report.files}
+    assert_valid_png(tmp_path / "b" / "history.png")
+    assert any("history.png" in p for p in report.problems)
+
 
 def test_multi_objective_report_has_a_pareto_front_and_a_column_per_metric(tmp_path):
     metrics = [{"name": "acc", "direction": "maximize"}, {"name": "latency", "direction": "minimize"}]

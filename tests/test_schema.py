@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import unicodedata
 from pathlib import Path
 
 import pytest
@@ -123,6 +124,8 @@ def test_keys_of_the_other_trial_kind_at_their_defaults_are_no_conflict(tmp_path
 
 def test_a_sweep_name_takes_letters_of_any_script(tmp_path):
     assert load_config(write(tmp_path, sweep_name="ünïcode_扫描-1.2")).sweep_name == "ünïcode_扫描-1.2"
+    decomposed = unicodedata.normalize("NFD", "café")  # e + a combining accent: the same name
+    assert load_config(write(tmp_path, sweep_name=decomposed)).sweep_name == "café"
     with pytest.raises(ConfigError, match="use only letters"):
         load_config(write(tmp_path, sweep_name="bad name!"))
 

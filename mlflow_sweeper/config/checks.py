@@ -7,6 +7,7 @@ import json
 import os
 import re
 import shlex
+import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -126,7 +127,8 @@ DIRECTIONS = ("minimize", "maximize")
 
 
 def sweep_name(where: Where, key: str, value: Any) -> str:
-    name = text(where, key, value)
+    """Letters of any script, composed (NFC: an `é` typed as e + accent is the same sweep)."""
+    name = unicodedata.normalize("NFC", text(where, key, value))
     if not SWEEP_NAME.fullmatch(name):
         raise ConfigProblem(key, f"{name!r}: use only letters, digits, '_', '-', '.'")
     return name

@@ -70,7 +70,7 @@ def check_backend(
                 f"project: {work_dir}: the kubernetes backend runs docker_env projects only (MLflow); "
                 "add a docker_env with an image to the MLproject"
             )
-        missing = [name for name in KUBERNETES_PACKAGES if importlib.util.find_spec(name) is None]
+        missing = [name for name in KUBERNETES_PACKAGES if not _installed(name)]
         if missing:
             raise ProjectError(
                 f"backend: MLflow's kubernetes backend needs the Python package(s) {', '.join(missing)}, "
@@ -81,6 +81,12 @@ def check_backend(
             raise ProjectError(
                 "backend: 'kubernetes' builds the project's image with docker, which is not on PATH"
             )
+
+
+def _installed(package: str) -> bool:
+    """An importable package, not a bare folder of that name on sys.path (a namespace package)."""
+    spec = importlib.util.find_spec(package)
+    return spec is not None and spec.origin not in (None, "namespace")
 
 
 # ---- the env manager ---------------------------------------------------------------------------

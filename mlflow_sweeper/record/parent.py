@@ -115,11 +115,8 @@ class ParentRun:
 
     def _stored_config_path(self, run_id: str) -> str | None:
         """The config artifact the parent holds (this file's name when several are there)."""
-        stored = [
-            entry.path
-            for entry in self.client.list_artifacts(run_id, CONFIG_FOLDER)
-            if not entry.is_dir and entry.path.endswith((".yaml", ".yml"))
-        ]
+        listed = self.client.list_artifacts(run_id, CONFIG_FOLDER)
+        stored = [entry.path for entry in listed if not entry.is_dir]
         mine = f"{CONFIG_FOLDER}/{self.config.path.name}"
         return mine if mine in stored else next(iter(sorted(stored)), None)
 

@@ -85,10 +85,12 @@ def build_report(
         sections = [s for s in (_page_section(ctx, chart, report) for chart in charts) if s is not None]
         drawn = {s.key for s in sections if s.pending is None}
         for chart in charts:
+            name = f"{chart.key}.png"
             if chart.png is not None and chart.key in drawn:
-                _guard(report, f"{chart.key}.png", lambda c=chart: _png(ctx, c, out, report))
-            elif chart.always_png:
-                _guard(report, f"{chart.key}.png", lambda c=chart: _png(ctx, _noted(c), out, report))
+                _guard(report, name, lambda c=chart: _png(ctx, c, out, report))
+            if chart.always_png and out / name not in report.files:  # not drawable, or drawing failed
+                why = "it could not be drawn (report.html says why)" if chart.key in drawn else None
+                _guard(report, name, lambda c=chart, w=why: _png(ctx, _noted(c, w), out, report))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         _guard(report, PAGE, lambda: report.files.append(_page(ctx, sections, report, out / PAGE)))
@@ -147,8 +149,9 @@ def _importances(ctx: ReportContext, report: Report) -> None:
     report.importance = dict(next(iter(report.importance_by_objective.values()), {}))
 
 
-def _noted(chart: Chart) -> Chart:
-    """`chart` drawn as a picture of why it cannot be drawn: the UI's preview says so."""
+def _noted(chart: Chart, why: str | None = None) -> Chart:
+    """`chart` drawn as a picture of why it cannot be drawn (`why`, else `why_not_drawn`): the
+    UI's preview says so."""
 
     def note(ctx: ReportContext):
         import matplotlib.pyplot as plt
@@ -156,7 +159,7 @@ def _noted(chart: Chart) -> Chart:
         _, axes = plt.subplots(figsize=(6.4, 2.4))
         axes.axis("off")
         axes.set_title(chart.title)
-        axes.text(0.5, 0.3, why_not_drawn(ctx), ha="center", va="center", wrap=True, color="#555")
+        axes.text(0.5, 0.3, why or why_not_drawn(ctx), ha="center", va="center", wrap=True, color="#555")
         return axes
 
     return dataclasses.replace(chart, png=note)

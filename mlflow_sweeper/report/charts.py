@@ -166,6 +166,8 @@ def why_not_drawn(ctx: ReportContext) -> str:
     """Why a chart of the results is missing: no objective to plot, or too few results yet."""
     if not ctx.objectives.optimized:
         return "the sweep has no objective (spec): nothing to plot; trials.csv lists its trials"
+    if ctx.study is None:
+        return "the results could not be read for charts (report.html says why)"
     if ctx.complete == 0:
         return "no trial has completed with a value yet"
     return f"needs {MIN_COMPLETE} completed trials ({ctx.complete} so far)"
