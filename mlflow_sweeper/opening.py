@@ -20,7 +20,8 @@ from functools import cached_property
 from typing import TYPE_CHECKING
 
 from .config import SweepConfig
-from .coordination import SweepStudy, agent_id
+from .coordination import RUN_ATTR, SweepStudy, agent_id
+from .coordination.tallies import best_so_far_step
 from .coordination.identity import parent_not_here
 from .coordination.restart import StartOverHooks
 from .errors import ConfigError
@@ -130,6 +131,8 @@ def open_sweep(
         started_over = study.check_drift(warm)  # once, before anything is written for this config
     recorder = Recorder(client, config)
     parent_id = _attach_parent(study, recorder, warm, created)
+    if warm.summary is not None:  # this agent entered the earlier results
+        _record_warm_best(study, recorder, parent_id)
     study.hold_warm_slots()
     record_tracking_uri(study, uri)
     opened = OpenSweep(
@@ -205,6 +208,16 @@ def _attach_parent(study: SweepStudy, recorder: Recorder, warm: _WarmStart, crea
         return recorder.parent.create()
 
     return study.identity.wait_for_parent(take_over, recorder.parent.state)
+
+
+def _record_warm_best(study: SweepStudy, recorder: Recorder, parent_id: str) -> None:
+    """The best earlier result is the sweep's best until a trial beats it: on the parent from the
+    start (its tag and the first point of its best-so-far curve), not only at the close."""
+    best = study.best_trial()
+    if best is None or not best.user_attrs.get(RUN_ATTR):
+        return
+    step = best_so_far_step(study.trials(), best.number, study.direction) or 0
+    recorder.parent.record_best(parent_id, best.user_attrs[RUN_ATTR], best.value, step=step)
 
 
 class _WarmStart(StartOverHooks):

@@ -410,6 +410,20 @@ def test_tpe_warm_started_from_30_runs_samples_its_first_trial_from_them(tmp_pat
     assert first.params["x"] != sample_slot_0(loaded, [])
 
 
+def test_the_best_earlier_result_is_on_the_parent_from_the_start(tmp_path):
+    """The parent shows the sweep's best while it runs, earlier results included: its tag and the
+    first point of its best-so-far curve (step 0: no point of this sweep had ended), not only
+    once the sweep closes."""
+    log_earlier_runs(tmp_path, 30)
+    config = write_config(tmp_path, max_trials=5, **WARM_TPE)
+    result = run_cli("sweep", config, "--count", "1", cwd=tmp_path)
+    assert result.returncode == 0, output(result)
+    (parent,) = [r for r in mlflow_runs(tracking_uri(tmp_path)) if r.data.tags.get("sweeper.role") == "parent"]
+    assert parent.info.status == "RUNNING" and parent.data.tags.get("sweeper.best_run_id")
+    history = MlflowClient(tracking_uri(tmp_path)).get_metric_history(parent.info.run_id, "score")
+    assert (history[0].step, history[0].value) == (0, -((23 / 29 - 0.8) ** 2))  # x = 23/29, the closest
+
+
 def sample_slot_0(config, history) -> float:
     study = optuna.create_study(direction="maximize", sampler=PointSource(config).sampler(0))
     study.add_trials(history)
