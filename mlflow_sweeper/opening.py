@@ -21,9 +21,9 @@ from typing import TYPE_CHECKING
 
 from .config import SweepConfig
 from .coordination import RUN_ATTR, SweepStudy, agent_id
-from .coordination.tallies import best_so_far_step
 from .coordination.identity import parent_not_here
 from .coordination.restart import StartOverHooks
+from .coordination.tallies import best_so_far_step
 from .errors import ConfigError
 from .search.algorithms import PointSource
 from .storages import exists as storage_exists

@@ -418,7 +418,8 @@ def test_the_best_earlier_result_is_on_the_parent_from_the_start(tmp_path):
     config = write_config(tmp_path, max_trials=5, **WARM_TPE)
     result = run_cli("sweep", config, "--count", "1", cwd=tmp_path)
     assert result.returncode == 0, output(result)
-    (parent,) = [r for r in mlflow_runs(tracking_uri(tmp_path)) if r.data.tags.get("sweeper.role") == "parent"]
+    runs = mlflow_runs(tracking_uri(tmp_path))
+    (parent,) = [r for r in runs if r.data.tags.get("sweeper.role") == "parent"]
     assert parent.info.status == "RUNNING" and parent.data.tags.get("sweeper.best_run_id")
     history = MlflowClient(tracking_uri(tmp_path)).get_metric_history(parent.info.run_id, "score")
     assert (history[0].step, history[0].value) == (0, -((23 / 29 - 0.8) ** 2))  # x = 23/29, the closest
