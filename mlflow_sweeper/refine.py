@@ -26,7 +26,7 @@ from .config.checks import is_local_project
 from .config.loading import YAML_FLOAT, YAML_FLOAT_FIRST
 from .config.warm_start import SweepSource
 from .constraints import is_feasible
-from .search.importance import MOST_TRIALS_FOR_NEGLIGIBLE, finite, make_negligibility_evaluator
+from .search.importance import finite, make_evaluator
 from .search.space import Categorical, Range
 from .secrets import redact
 
@@ -260,17 +260,9 @@ def _looks_geometric(values: list[float]) -> bool:
     return values[-1] / values[-2] >= 4
 
 
-def _spread_over(trials: list[FrozenTrial], most: int) -> list[FrozenTrial]:
-    """At most `most` of `trials`, evenly spaced over them (the early ones and the late)."""
-    if len(trials) <= most:
-        return trials
-    return [trials[i * len(trials) // most] for i in range(most)]
-
-
 def _importances(config: SweepConfig, trials: list[FrozenTrial]) -> dict[str, float]:
-    """The first objective's parameter importances over the feasible complete trials, as measured
-    to tell a parameter that does nothing (`make_negligibility_evaluator`); {} when there are too
-    few trials or Optuna cannot evaluate them (conditional spaces)."""
+    """The first objective's parameter importances over the feasible complete trials; {} when
+    there are too few trials or Optuna cannot evaluate them (conditional spaces)."""
     done = [t for t in trials if t.state == TrialState.COMPLETE and t.values is not None and is_feasible(t)]
     if len(done) < MIN_TRIALS_FOR_IMPORTANCE or len(config.space.axes) < 2:
         return {}
@@ -278,10 +270,10 @@ def _importances(config: SweepConfig, trials: list[FrozenTrial]) -> dict[str, fl
 
     try:
         study = optuna.create_study(directions=list(config.objective.directions))
-        study.add_trials(_spread_over(done, MOST_TRIALS_FOR_NEGLIGIBLE))
+        study.add_trials(done)
         target = (lambda t: t.values[0]) if config.objective.multi else None
         found = optuna.importance.get_param_importances(
-            study, evaluator=make_negligibility_evaluator(), target=target, normalize=True
+            study, evaluator=make_evaluator(), target=target, normalize=True
         )
     except Exception:  # noqa: BLE001 - no importances: nothing is fixed
         return {}

@@ -3,8 +3,6 @@ with the real loader. Real SQLite Optuna storage, no MLflow, no trial processes.
 
 from __future__ import annotations
 
-import math
-
 import optuna
 import pytest
 import yaml
@@ -61,29 +59,6 @@ def test_best_on_a_bound_widens_it_and_a_negligible_parameter_is_fixed(tmp_path)
     assert refined.space.axes["x"].high == by_name["x"].spec["high"]
     assert refined.space.fixed["noise"] == advice.best.params["noise"]
     assert refined.optuna_storage == config.optuna_storage  # the same storages: the source is found
-
-
-def test_a_parameter_that_does_nothing_is_fixed_on_a_small_sweep(tmp_path):
-    """On 10 grid points or 30 random trials a forest's impurity decrease still gives a parameter
-    that does nothing a few percent (0.02 to 0.06): the advice measures the variance it explains
-    instead, next to none (on 20 random trials, 0.001 to 0.026: mostly fixed)."""
-    grid = {"x": [0, 2, 4, 6, 8], "lr": [0.1, 0.2]}
-    config = load_config(write(tmp_path, algorithm="grid", max_trials=None, parameters=grid))
-    run_sweep(config, lambda p: -((p["x"] - 5) ** 2))
-    kinds = {c.name: c.kind for c in advise(config, config_trials(config)).changes}
-    assert kinds["lr"] == "fix" and kinds["x"] != "fix", kinds
-
-    space = {"x": {"low": 0.0, "high": 10.0}, "lr": {"low": 1e-4, "high": 0.1, "log": True}}
-    space["z"] = {"low": 0.0, "high": 1.0}
-    (tmp_path / "r").mkdir()
-    config = load_config(write(tmp_path / "r", algorithm="random", max_trials=30, parameters=space))
-    run_sweep(config, lambda p: -((p["x"] - 3) ** 2))
-    kinds = {c.name: c.kind for c in advise(config, config_trials(config)).changes}
-    assert kinds["lr"] == "fix" and kinds["z"] == "fix" and kinds["x"] != "fix", kinds
-
-
-def config_trials(config):
-    return optuna.load_study(study_name=config.identity, storage=config.optuna_storage).get_trials()
 
 
 def test_a_grid_whose_best_uses_its_largest_value_gets_the_next_one(tmp_path):
@@ -325,8 +300,7 @@ def test_a_widened_low_bound_stays_where_its_range_may_go_and_keeps_its_step(tmp
         "k": {"low": 1, "high": 9, "step": 2, "type": "int"},
     }
     config = load_config(write(tmp_path, parameters=parameters, max_trials=30))
-    # best on every low bound; each parameter matters about as much (none is fixed)
-    run_sweep(config, lambda p: -math.log2(p["n"]) - 10 * p["s"] - p["k"])
+    run_sweep(config, lambda p: -p["n"] - p["s"] - p["k"])  # best on every low bound
     path, advice = refine_sweep(config)
     refined = load_config(path).space.axes
     assert refined["n"].low == 1 and refined["n"].log

@@ -1,31 +1,17 @@
 """How a sweep measures its parameters' importance: one evaluator for the report's charts and
-metrics, and one for telling a parameter that does nothing (`refine`'s advice to fix it)."""
+metrics and for `refine`'s advice, so both rank parameters alike."""
 
 from __future__ import annotations
 
 import math
 
-from optuna.importance import (
-    BaseImportanceEvaluator,
-    FanovaImportanceEvaluator,
-    MeanDecreaseImpurityImportanceEvaluator,
-)
-
-MOST_TRIALS_FOR_NEGLIGIBLE = 200  # fANOVA's time grows fast: 1.5 s on 200 trials, 6 s on 500
+from optuna.importance import BaseImportanceEvaluator, MeanDecreaseImpurityImportanceEvaluator
 
 
 def make_evaluator() -> BaseImportanceEvaluator:
     """Seeded, so a report built twice from the same trials gives the same numbers. A random
     forest's impurity decrease: on 200 trials some 20 times faster than fANOVA, ranking alike."""
     return MeanDecreaseImpurityImportanceEvaluator(seed=0)
-
-
-def make_negligibility_evaluator() -> BaseImportanceEvaluator:
-    """For telling a parameter that does nothing (`refine` fixes it): fANOVA, the variance the
-    parameter explains. The impurity decrease still gives such a parameter a few percent on 20
-    trials (a forest splits on anything), fANOVA next to none; it is slower, so it reads at most
-    MOST_TRIALS_FOR_NEGLIGIBLE trials. Seeded, so the advice repeats."""
-    return FanovaImportanceEvaluator(seed=0)
 
 
 def finite(found: dict) -> dict[str, float]:
