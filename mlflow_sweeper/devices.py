@@ -232,7 +232,7 @@ def plan_devices(devices: str | tuple[str, ...] | None, per_trial: int, env_name
         devices, listing, note = detect_gpus()
         if note:
             notes.append(note)
-    elif env_name == CUDA_ENV and shutil.which("nvidia-smi"):
+    elif env_name == CUDA_ENV:  # a list: which GPU each id names, where nvidia-smi is there to say
         listing, _ = read_gpus()
     if devices and len(devices) < per_trial:
         # Run without devices, and every trial would see all of them: shared, which is what

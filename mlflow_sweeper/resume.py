@@ -94,8 +94,6 @@ def restore(artifact_path: str = "checkpoints", dst: str | None = None) -> str |
 
 def _logged_file(client, run_id: str, artifact_path: str) -> bool:
     """Whether the run logged one file at `artifact_path` (listing a file lists nothing)."""
-    folder = os.path.dirname(artifact_path.rstrip("/")) or None
-    return any(
-        entry.path == artifact_path.rstrip("/") and not entry.is_dir
-        for entry in client.list_artifacts(run_id, folder)
-    )
+    path = artifact_path.rstrip("/")
+    listed = client.list_artifacts(run_id, os.path.dirname(path) or None)
+    return any(entry.path == path and not entry.is_dir for entry in listed)

@@ -65,18 +65,17 @@ class Failures:
         only while `fail_fast` can still fire (no trial completed yet)."""
         if self.result.error is not None:
             return True
-        if self.config.fail_fast <= 0 or self.progress.done > 0:
+        if self.progress.done > 0:
             return False
         try:
-            stop = self.study.fail_fast_fired()
+            stop = self.study.fail_fast_fired()  # None, unread, with fail_fast: 0
         except Exception:  # noqa: BLE001 - the storage failing: the claim that follows says so
             log.debug("reading the fail_fast mark failed", exc_info=True)
             return False
         if stop is None:
             return False
-        if self.result.error is None:
-            self.result.error = f"{self.config.identity}: {stop}"
-            self.console.summary(self.result.error)
+        self.result.error = f"{self.config.identity}: {stop}"
+        self.console.summary(self.result.error)
         return True
 
     def show_tail(self, work: Work, log_path: Path) -> None:

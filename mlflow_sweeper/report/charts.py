@@ -173,16 +173,12 @@ def why_not_drawn(ctx: ReportContext) -> str:
     return f"needs {MIN_COMPLETE} completed trials ({ctx.complete} so far)"
 
 
-def _history_pending(ctx: ReportContext) -> str:
-    return why_not_drawn(ctx)
-
-
 def _has_study(ctx: ReportContext) -> bool:
     return ctx.study is not None and ctx.complete >= 1
 
 
 CHARTS: tuple[Chart, ...] = (
-    Chart("history", "Optimization history", _has_study, _history, _history_png, _history_pending, True),
+    Chart("history", "Optimization history", _has_study, _history, _history_png, why_not_drawn, True),
     Chart("parallel", "Parallel coordinates", _has_study, _parallel, _parallel_png, always_png=True),
     Chart(
         "importance",
