@@ -26,6 +26,7 @@ from .config.checks import is_local_project
 from .config.loading import YAML_FLOAT, YAML_FLOAT_FIRST
 from .config.warm_start import SweepSource
 from .constraints import is_feasible
+from .search.chance import no_more_than_chance
 from .search.importance import finite, make_evaluator
 from .search.space import Categorical, Range
 from .secrets import redact
@@ -36,6 +37,7 @@ WIDEN = 0.5  # a bound the best sit on moves out by this share of the width (log
 MARGIN = 0.25  # room kept around the best trials' spread, as a share of that spread
 MIN_ROOM = 0.1  # ... and at least this share of the old width
 NEGLIGIBLE = 0.02  # an importance below this fixes the parameter
+EVEN_SHARE = 0.25  # ... as does one below this share of 1 / the parameters that is no more than chance
 MIN_TRIALS_FOR_IMPORTANCE = 8
 
 
@@ -65,7 +67,7 @@ class Advice:
 def best_trials(config: SweepConfig, trials: list[FrozenTrial]) -> list[FrozenTrial]:
     """The top quarter by value of the feasible complete trials (at least one), best first; with
     several objectives, the Pareto front."""
-    done = [t for t in trials if t.state == TrialState.COMPLETE and t.values is not None and is_feasible(t)]
+    done = _judged(trials)
     if not done:
         return []
     if config.objective.multi:
@@ -87,6 +89,7 @@ def advise(config: SweepConfig, trials: list[FrozenTrial]) -> Advice:
     space = config.space
     controllers = {ref for refs in space.conditions.values() for ref in refs}
     importance = _importances(config, trials) if top else {}
+    chance = _chance_level(config, trials) if importance else {}
     changes = []
     for name, axis in space.axes.items():
         seen = [t.params[name] for t in top if name in t.params]
@@ -94,12 +97,11 @@ def advise(config: SweepConfig, trials: list[FrozenTrial]) -> Advice:
             why = "kept: no best trial has it" if not seen else "kept: other parameters' `when` reads it"
             changes.append(Change(name, "keep", _spec_of(config, name), why))
             continue
-        weight = importance.get(name)
-        negligible = weight is not None and weight < NEGLIGIBLE
-        if negligible and len(space.axes) > 1 and name not in space.conditions:
-            value = top[0].params[name]
-            why = f"fixed at the best trial's value: importance {weight:.3f} (next to none)"
-            changes.append(Change(name, "fix", value, why))
+        why = _negligible(importance.get(name), chance.get(name), len(space.axes))
+        if why and len(space.axes) > 1 and name not in space.conditions:
+            changes.append(
+                Change(name, "fix", top[0].params[name], f"fixed at the best trial's value: {why}")
+            )
             continue
         if isinstance(axis, Range):
             changes.append(_range_change(config, name, axis, seen, len(top)))
@@ -107,6 +109,21 @@ def advise(config: SweepConfig, trials: list[FrozenTrial]) -> Advice:
             changes.append(_list_change(config, name, axis, seen))
     best = top[0] if top and not config.objective.multi else None
     return Advice(config.identity, best, top, changes, complete)
+
+
+def _negligible(weight: float | None, chance: float | None, parameters: int) -> str | None:
+    """Why a parameter with this importance (and, where its values tell better trials from worse
+    no more than chance, that test's p-value) has next to none; None when it has more."""
+    if weight is None:
+        return None
+    if weight < NEGLIGIBLE:
+        return f"importance {weight:.3f} (next to none)"
+    if chance is not None and weight < EVEN_SHARE / parameters:
+        return (
+            f"importance {weight:.3f}, and its values tell better trials from worse no better than "
+            f"chance (p = {chance:.2f})"
+        )
+    return None
 
 
 def _spec_of(config: SweepConfig, name: str) -> Any:
@@ -263,7 +280,7 @@ def _looks_geometric(values: list[float]) -> bool:
 def _importances(config: SweepConfig, trials: list[FrozenTrial]) -> dict[str, float]:
     """The first objective's parameter importances over the feasible complete trials; {} when
     there are too few trials or Optuna cannot evaluate them (conditional spaces)."""
-    done = [t for t in trials if t.state == TrialState.COMPLETE and t.values is not None and is_feasible(t)]
+    done = _judged(trials)
     if len(done) < MIN_TRIALS_FOR_IMPORTANCE or len(config.space.axes) < 2:
         return {}
     import optuna
@@ -278,6 +295,21 @@ def _importances(config: SweepConfig, trials: list[FrozenTrial]) -> dict[str, fl
     except Exception:  # noqa: BLE001 - no importances: nothing is fixed
         return {}
     return finite(found)
+
+
+def _judged(trials: list[FrozenTrial]) -> list[FrozenTrial]:
+    """The trials a parameter's importance is judged on: the feasible complete ones."""
+    return [t for t in trials if t.state == TrialState.COMPLETE and t.values is not None and is_feasible(t)]
+
+
+def _chance_level(config: SweepConfig, trials: list[FrozenTrial]) -> dict[str, float]:
+    """The unconditional swept parameters no more important than chance, over the feasible
+    complete trials (see search/chance.py); {} when that cannot be told."""
+    names = [n for n in config.space.axes if n not in config.space.conditions]
+    try:
+        return no_more_than_chance(_judged(trials), names, value=lambda t: t.values[0])
+    except Exception:  # noqa: BLE001 - values the test cannot group: no parameter is judged by chance
+        return {}
 
 
 # ---- the follow-up config -------------------------------------------------------------------------

@@ -3,6 +3,8 @@ with the real loader. Real SQLite Optuna storage, no MLflow, no trial processes.
 
 from __future__ import annotations
 
+import math
+
 import optuna
 import pytest
 import yaml
@@ -59,6 +61,42 @@ def test_best_on_a_bound_widens_it_and_a_negligible_parameter_is_fixed(tmp_path)
     assert refined.space.axes["x"].high == by_name["x"].spec["high"]
     assert refined.space.fixed["noise"] == advice.best.params["noise"]
     assert refined.optuna_storage == config.optuna_storage  # the same storages: the source is found
+
+
+def branin(x1, x2):
+    return (
+        (x2 - 5.1 / (4 * math.pi**2) * x1**2 + 5 / math.pi * x1 - 6) ** 2
+        + 10 * (1 - 1 / (8 * math.pi)) * math.cos(x1)
+        + 10
+    )
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_a_parameter_that_does_nothing_is_fixed_after_a_small_sweep_but_one_that_matters_is_not(
+    tmp_path, seed
+):
+    """On 24 trials a forest still gives a parameter that does nothing some 5 % of the importance;
+    its values telling better trials from worse no better than chance fixes it all the same."""
+    parameters = {"lr": {"low": 1e-5, "high": 1.0, "log": True}, "unused": {"low": 0.0, "high": 1.0}}
+    config = load_config(write(tmp_path, parameters=parameters, seed=seed, max_trials=24))
+    run_sweep(config, lambda p: -((math.log10(p["lr"]) + 2.5) ** 2))
+    path, advice = refine_sweep(config)
+    changes = {c.name: c for c in advice.changes}
+    assert changes["lr"].kind != "fix"
+    assert changes["unused"].kind == "fix", changes["unused"].why
+    assert "no better than chance (p = " in path.read_text()
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_parameters_that_matter_are_not_fixed_on_branin(tmp_path, seed):
+    """Both of Branin's parameters matter; 30 trials of TPE leave some of its regions unexplored,
+    which must not read as a parameter doing nothing (fixing one loses the warm start of the next
+    sweep: only results with that exact value fit)."""
+    parameters = {"x1": {"low": -5.0, "high": 10.0}, "x2": {"low": 0.0, "high": 15.0}}
+    spec = {"metric": "y", "direction": "minimize"}
+    config = load_config(write(tmp_path, parameters=parameters, seed=seed, max_trials=30, spec=spec))
+    run_sweep(config, lambda p: branin(p["x1"], p["x2"]))
+    assert all(c.kind != "fix" for c in advise(config, run_sweep_trials(config)).changes)
 
 
 def test_a_grid_whose_best_uses_its_largest_value_gets_the_next_one(tmp_path):
@@ -300,7 +338,9 @@ def test_a_widened_low_bound_stays_where_its_range_may_go_and_keeps_its_step(tmp
         "k": {"low": 1, "high": 9, "step": 2, "type": "int"},
     }
     config = load_config(write(tmp_path, parameters=parameters, max_trials=30))
-    run_sweep(config, lambda p: -p["n"] - p["s"] - p["k"])  # best on every low bound
+    # best on every low bound; each parameter matters alike (s adding at most 0.8 to n's 63 would
+    # have next to no importance, and be fixed)
+    run_sweep(config, lambda p: -math.log2(p["n"]) - 5 * p["s"] - p["k"] / 2)
     path, advice = refine_sweep(config)
     refined = load_config(path).space.axes
     assert refined["n"].low == 1 and refined["n"].log
@@ -346,3 +386,30 @@ def test_a_list_that_grows_by_a_ratio_is_widened_by_it(tmp_path):
     assert refined["y"].values[-2:] == (3, 4)
     assert refined["z"].values[-2:] == (1.0, 10.0)
     assert 0 not in refined["x"].values  # none below 1 in a list of whole numbers grown by a ratio
+
+
+def test_the_chance_test_needs_trials_enough_for_its_parameters():
+    """Eight trials per parameter: with fewer, a parameter that matters often looks like chance
+    (6-D Hartmann after 30 trials), and one that does nothing is left to its importance alone."""
+    import random
+
+    from optuna.distributions import CategoricalDistribution, FloatDistribution
+    from optuna.trial import create_trial
+
+    from mlflow_sweeper.search.chance import no_more_than_chance
+
+    rng = random.Random(0)
+    distributions = {"x": FloatDistribution(0, 1), "batch": CategoricalDistribution([16, 32, 64])}
+
+    def trials(count):
+        made = []
+        for _ in range(count):
+            params = {"x": rng.random(), "batch": rng.choice([16, 32, 64])}
+            value = (params["x"] - 0.3) ** 2
+            made.append(create_trial(params=params, distributions=distributions, value=value))
+        return made
+
+    names = ["x", "batch"]
+    assert no_more_than_chance(trials(15), names, value=lambda t: t.value) == {}
+    found = no_more_than_chance(trials(40), names, value=lambda t: t.value)
+    assert set(found) == {"batch"} and 0.2 < found["batch"] <= 1.0
