@@ -423,6 +423,11 @@ def test_the_best_earlier_result_is_on_the_parent_from_the_start(tmp_path):
     assert parent.info.status == "RUNNING" and parent.data.tags.get("sweeper.best_run_id")
     history = MlflowClient(tracking_uri(tmp_path)).get_metric_history(parent.info.run_id, "score")
     assert (history[0].step, history[0].value) == (0, -((23 / 29 - 0.8) ** 2))  # x = 23/29, the closest
+    # an agent joining later says how many earlier results the sweep holds, not that none fit
+    joined = run_cli("sweep", config, "--count", "1", cwd=tmp_path)
+    assert joined.returncode == 0, output(joined)
+    assert "warm start: 30 earlier result(s) in this sweep, entered when it was created" in output(joined)
+    assert "fit this sweep" not in output(joined)
 
 
 def sample_slot_0(config, history) -> float:

@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from ..config import SweepConfig
-from ..coordination import SweepStudy
+from ..coordination.tallies import Progress
 from ..devices import NO_DEVICE_POOL, DevicePool, NoDevicePool
 from ..launch import Launcher, make_launcher
 from ..opening import open_sweep
@@ -44,14 +44,20 @@ def open_parts(
     if sweep.started_over:
         console.event(sweep.started_over)
     client = recorder.client
+    tallies = study.progress()
     if sweep.warm_summary:  # this agent entered the earlier results of `warm_start`
         console.event(sweep.warm_summary)
+    elif tallies.warm_started:  # another agent did, or an earlier run of this one
+        console.event(
+            f"warm start: {tallies.warm_started} earlier result(s) in this sweep, entered when it was "
+            "created (they use none of the budget)"
+        )
     hint = tag_agent_run(config, parent_id, recorder.experiment_id, client.tracking_uri)
     if hint:
         console.event(hint)
     warn_if_artifacts_local(console, client, recorder.experiment_id)
     launcher = launcher_factory(config, client.tracking_uri, config.log_dir, checked, store_turn(client))
-    progress = _progress(config, study)
+    progress = _progress(config, tallies)
     return SweepParts(
         config=config,
         study=study,
@@ -71,12 +77,11 @@ def open_parts(
     )
 
 
-def _progress(config: SweepConfig, study: SweepStudy) -> SweepProgress:
+def _progress(config: SweepConfig, tallies: Progress) -> SweepProgress:
     """The progress shown from the start: what the sweep's trials so far already count."""
-    tallies = study.progress()
     progress = SweepProgress(
         name=config.identity,
-        total=study.budget,
+        total=tallies.budget,
         done=tallies.complete,
         failed=tallies.failed_for_good,
         pruned=tallies.pruned,

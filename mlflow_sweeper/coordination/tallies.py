@@ -24,6 +24,7 @@ class Progress:
     failed_for_good: int
     best: FrozenTrial | None
     pruned: int = 0
+    warm_started: int = 0  # earlier results a warm start entered (those holding a point count as done too)
 
     @property
     def remaining(self) -> int:
@@ -254,4 +255,5 @@ def progress(trials: list[FrozenTrial], budget: int, best_trial: FrozenTrial | N
         failed_for_good=len(failed_for_good(trials)),
         best=best_trial,
         pruned=counts[TrialState.PRUNED],
+        warm_started=sum(WARM_ATTR in t.user_attrs for t in trials),
     )
