@@ -8,6 +8,7 @@ braces. Values reach the trial verbatim: there is no shell to interpret them.
 
 from __future__ import annotations
 
+import math
 import shlex
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -32,7 +33,10 @@ Part = str | Placeholder
 
 
 def value_text(value: Any) -> str:
-    """A parameter value as a trial sees it (and as its run records it)."""
+    """A parameter value as a trial sees it (and as its run records it). A float keeps 15
+    significant digits: a stepped range's 0.1 * 3 is 0.3, not 0.30000000000000004."""
+    if isinstance(value, float) and math.isfinite(value):
+        return str(float(f"{value:.15g}"))
     return str(value)
 
 

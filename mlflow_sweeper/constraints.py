@@ -70,6 +70,9 @@ def parse_constraint(text: Any, index: int = 0) -> Constraint:
     metric = match["metric"]
     if len(metric) > 2 and metric[0] == metric[-1] == "`":  # quoted as in an MLflow filter string
         metric = metric[1:-1]
+    if "`" in metric:
+        shown = metric.strip("`")
+        raise ConstraintError(index, f"{text!r}: the metric's backticks do not enclose it (`{shown}`)")
     return Constraint(metric, match["op"], bound)
 
 

@@ -388,6 +388,13 @@ def _base_lines(base: dict, changes: dict[str, Change]) -> list[str]:
     return lines
 
 
+def follow_up_name(config: SweepConfig) -> str:
+    """The name `refine` gives the follow-up sweep now (the report says it too)."""
+    from .warmstart.reading import sweep_names
+
+    return _free_sweep_name(config, sweep_names(config.optuna_storage))
+
+
 def _free_sweep_name(config: SweepConfig, taken: set[str]) -> str:
     """The follow-up sweep's name: the next one not already in the storage."""
     new_name = next_sweep_name(config.sweep_name)

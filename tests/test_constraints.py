@@ -65,6 +65,8 @@ def test_constraints_parse_every_operator():
         ([5], "spec.constraints[0]"),
         (["x <= 1", "x <= 1"], "spec.constraints[1]"),
         (["latency_ms =< 5"], "spec.constraints[0]"),
+        (["`latency_ms <= 5"], "spec.constraints[0]"),  # a backtick that encloses nothing
+        (["late`ncy <= 5"], "spec.constraints[0]"),
         (["a <= b <= 5"], "spec.constraints[0]"),
         (["lat >< 5"], "spec.constraints[0]"),
     ],

@@ -426,7 +426,8 @@ def test_the_best_earlier_result_is_on_the_parent_from_the_start(tmp_path):
     # an agent joining later says how many earlier results the sweep holds, not that none fit
     joined = run_cli("sweep", config, "--count", "1", cwd=tmp_path)
     assert joined.returncode == 0, output(joined)
-    assert "warm start: 30 earlier result(s) in this sweep, entered when it was created" in output(joined)
+    said = output(joined)
+    assert ": warm start: 30 earlier result(s) in this sweep, entered when it was created" in said
     assert "fit this sweep" not in output(joined)
 
 

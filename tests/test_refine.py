@@ -413,3 +413,21 @@ def test_the_chance_test_needs_trials_enough_for_its_parameters():
     assert no_more_than_chance(trials(15), names, value=lambda t: t.value) == {}
     found = no_more_than_chance(trials(40), names, value=lambda t: t.value)
     assert set(found) == {"batch"} and 0.2 < found["batch"] <= 1.0
+
+
+def test_the_reports_next_sweep_names_the_sweep_refine_writes(tmp_path):
+    """Once the first follow-up ran, refine names the next one `-refined2`: the report says so."""
+    from mlflow_sweeper.refine import follow_up_name
+    from mlflow_sweeper.report import build_report
+    from mlflow_sweeper.report.charts import CHARTS
+
+    config = load_config(write(tmp_path))
+    trials = run_sweep(config, lambda p: p["x"]).trials()
+    assert follow_up_name(config) == "coarse-refined"
+    path, _ = refine_sweep(config)
+    run_sweep(load_config(path), lambda p: p["x"])  # the follow-up ran: its name is taken
+    assert follow_up_name(config) == "coarse-refined2"
+    next_chart = tuple(c for c in CHARTS if c.key == "next")
+    build_report(config, trials, tmp_path / "report", charts=next_chart)
+    page = (tmp_path / "report" / "report.html").read_text()
+    assert "writes 'coarse-refined2'" in page and "writes 'coarse-refined'," not in page

@@ -47,6 +47,23 @@ def test_results_that_do_not_fit(params):
     assert fitting_point(SPACE, params, False) is None
 
 
+def test_float_noise_on_a_bound_or_a_fixed_value_still_fits():
+    """A stepped range's 0.1 * 3 is 0.30000000000000004 in floats; runs logged it so."""
+    stepped, ranged = {"low": 0.1, "high": 0.3, "step": 0.1}, {"low": 0.0, "high": 0.3}
+    space = SearchSpace.parse({"w": stepped, "d": ranged, "f": 0.3})
+    noisy = {"w": "0.30000000000000004", "d": "0.30000000000000004", "f": "0.30000000000000004"}
+    assert fitting_point(space, noisy, False) == {"w": 0.3, "d": 0.3}
+    assert fitting_point(space, {**noisy, "d": "0.3001"}, False) is None  # past the bound, not noise
+    assert fitting_point(space, {**noisy, "f": "0.3001"}, False) is None
+
+
+def test_a_float_reaches_trials_and_runs_without_float_noise():
+    from mlflow_sweeper.command_line import value_text
+
+    assert value_text(0.1 * 3) == "0.3" and value_text(3.0) == "3.0" and value_text(1e-05) == "1e-05"
+    assert value_text(0.123456789012345) == "0.123456789012345" and value_text(True) == "True"
+
+
 def test_a_stepped_range_takes_only_values_on_its_lattice():
     """A value a stepped range cannot take is no result of this space, grid or not."""
     space = SearchSpace.parse({"x": {"low": 0.0, "high": 1.0, "step": 0.1}})

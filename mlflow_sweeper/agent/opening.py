@@ -49,8 +49,8 @@ def open_parts(
         console.event(sweep.warm_summary)
     elif tallies.warm_started:  # another agent did, or an earlier run of this one
         console.event(
-            f"warm start: {tallies.warm_started} earlier result(s) in this sweep, entered when it was "
-            "created (they use none of the budget)"
+            f"{config.identity}: warm start: {tallies.warm_started} earlier result(s) in this sweep, "
+            "entered when it was created (they use none of the budget)"
         )
     hint = tag_agent_run(config, parent_id, recorder.experiment_id, client.tracking_uri)
     if hint:

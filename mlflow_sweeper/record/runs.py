@@ -11,6 +11,7 @@ from mlflow.entities import Param, RunTag, ViewType
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
+from ..command_line import value_text
 from ..config import SweepConfig
 from ..pruning import PRUNED_TAG
 from ..secrets import redact
@@ -108,7 +109,7 @@ class Recorder:
         self.log_params(run_id, {k: v for k, v in params.items() if k not in logged})
 
     def log_params(self, run_id: str, params: dict) -> None:
-        items = [Param(k, redact(str(v))[:MAX_PARAM_LENGTH]) for k, v in params.items()]
+        items = [Param(k, redact(value_text(v))[:MAX_PARAM_LENGTH]) for k, v in params.items()]
         for chunk in chunks(items):
             retry(lambda c=chunk: self.client.log_batch(run_id, params=c), "trial params")
 

@@ -143,14 +143,18 @@ def _next_sweep(ctx: ReportContext) -> list:
     """What `mlflow-sweeper refine` would change, a row per parameter."""
     import plotly.graph_objects as go
 
-    from ..refine import advise, next_sweep_name
+    from ..refine import advise, follow_up_name, next_sweep_name
 
     advice = advise(ctx.config, ctx.trials)
+    try:
+        name = follow_up_name(ctx.config)  # past the follow-ups already run, as refine names it
+    except Exception:  # noqa: BLE001 - the storage unread: the first follow-up's name
+        name = next_sweep_name(ctx.config.sweep_name)
     rows = [(c.name, c.kind, c.why) for c in advice.changes]
     cells = {"values": [list(column) for column in zip(*rows, strict=True)]}
     table = go.Figure(go.Table(header={"values": ["parameter", "advice", "why"]}, cells=cells))
     table.update_layout(
-        title=f"Next sweep: `mlflow-sweeper refine` writes '{next_sweep_name(ctx.config.sweep_name)}', "
+        title=f"Next sweep: `mlflow-sweeper refine` writes '{name}', "
         f"warm-started from this one ({len(advice.top)} best trial(s) considered)"
     )
     return [table]

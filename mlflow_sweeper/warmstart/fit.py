@@ -21,6 +21,8 @@ def fitting_point(space: SearchSpace, params: dict[str, Any], on_grid: bool) -> 
     point: dict[str, Scalar] = {}
     for name in space.order:
         if not space.is_active(name, point):
+            # a value logged for it anyway is left aside: MLflow Projects logs every parameter of
+            # an entry point, its default too, so a sweep's own runs carry one
             continue
         if name not in params:
             return None
@@ -41,9 +43,14 @@ def _equal(expected: Scalar, given: Any) -> bool:
     if isinstance(expected, bool):
         return given.lower() == str(expected).lower()
     try:
-        return float(given) == float(expected)
+        return _close(float(given), float(expected))
     except ValueError:
         return False
+
+
+def _close(a: float, b: float) -> bool:
+    """Equal but for float noise: 0.1 * 3 logged as 0.30000000000000004 is 0.3."""
+    return math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-12)
 
 
 def _read(axis: Categorical | Range, given: Any, on_grid: bool) -> Any:
@@ -53,17 +60,22 @@ def _read(axis: Categorical | Range, given: Any, on_grid: bool) -> Any:
         number = float(given)
     except (TypeError, ValueError):
         return _NO
-    if not math.isfinite(number) or not axis.low <= number <= axis.high:
+    if not math.isfinite(number):
         return _NO
+    if not axis.low <= number <= axis.high:  # a bound but for float noise is the bound
+        nearest = axis.low if number < axis.low else axis.high
+        if not _close(number, nearest):
+            return _NO
+        number = nearest
     if axis.is_int:
         return int(number) if number == int(number) and _on_step(axis, number) else _NO
     if axis.step is not None:  # a value of its step's lattice, as the range gives it
         k = round((number - axis.low) / axis.step)
         value = axis.step_value(k)
-        return value if math.isclose(value, number, rel_tol=1e-9, abs_tol=1e-12) else _NO
+        return value if _close(value, number) else _NO
     grid = axis.grid_values() if on_grid else None
     if grid is not None:
-        return next((v for v in grid if math.isclose(v, number, rel_tol=1e-9, abs_tol=1e-12)), _NO)
+        return next((v for v in grid if _close(v, number)), _NO)
     return number
 
 
