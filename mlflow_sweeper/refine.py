@@ -9,6 +9,7 @@ file; the report shows the same advice in its "Next sweep" section.
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import re
@@ -26,10 +27,12 @@ from .config.checks import is_local_project
 from .config.loading import YAML_FLOAT, YAML_FLOAT_FIRST
 from .config.warm_start import SweepSource
 from .constraints import is_feasible
-from .search.chance import no_more_than_chance
+from .search.chance import RankTests, rank_tests
 from .search.importance import finite, make_evaluator
 from .search.space import Categorical, Range
 from .secrets import redact
+
+log = logging.getLogger(__name__)
 
 TOP_SHARE = 0.25  # the best trials: this share of the feasible complete ones
 EDGE = 0.02  # the best trial sits on a bound when within this share of the range's width of it
@@ -88,8 +91,7 @@ def advise(config: SweepConfig, trials: list[FrozenTrial]) -> Advice:
     complete = sum(t.state == TrialState.COMPLETE for t in trials)
     space = config.space
     controllers = {ref for refs in space.conditions.values() for ref in refs}
-    importance = _importances(config, trials) if top else {}
-    chance = _chance_level(config, trials) if importance else {}
+    evidence = _evidence(config, trials) if top else _Evidence({}, [])
     changes = []
     for name, axis in space.axes.items():
         seen = [t.params[name] for t in top if name in t.params]
@@ -97,7 +99,8 @@ def advise(config: SweepConfig, trials: list[FrozenTrial]) -> Advice:
             why = "kept: no best trial has it" if not seen else "kept: other parameters' `when` reads it"
             changes.append(Change(name, "keep", _spec_of(config, name), why))
             continue
-        why = _negligible(importance.get(name), chance.get(name), len(space.axes))
+        on_a_bound = isinstance(axis, Range) and any(_bounds_sat_on(config, axis, seen))  # widened
+        why = None if on_a_bound else evidence.negligible(name, len(space.axes))
         if why and len(space.axes) > 1 and name not in space.conditions:
             changes.append(
                 Change(name, "fix", top[0].params[name], f"fixed at the best trial's value: {why}")
@@ -111,19 +114,28 @@ def advise(config: SweepConfig, trials: list[FrozenTrial]) -> Advice:
     return Advice(config.identity, best, top, changes, complete)
 
 
-def _negligible(weight: float | None, chance: float | None, parameters: int) -> str | None:
-    """Why a parameter with this importance (and, where its values tell better trials from worse
-    no more than chance, that test's p-value) has next to none; None when it has more."""
-    if weight is None:
+@dataclass(frozen=True)
+class _Evidence:
+    """What says a parameter barely matters: its importance (the largest over the objectives) and
+    a rank test per objective (see search/chance.py)."""
+
+    importance: dict[str, float]
+    tests: list[RankTests]
+
+    def negligible(self, name: str, parameters: int) -> str | None:
+        """Why `name` has next to no importance; None when it has more, or its ranks differ."""
+        weight = self.importance.get(name)
+        if weight is None or any(t.difference(name) for t in self.tests):
+            return None
+        if weight < NEGLIGIBLE:
+            return f"importance {weight:.3f} (next to none)"
+        if self.tests and all(t.no_difference(name) for t in self.tests) and weight < EVEN_SHARE / parameters:
+            p = min(t.p[name] for t in self.tests)
+            return (
+                f"importance {weight:.3f}, and its values tell better trials from worse no better than "
+                f"chance (p = {p:.2f})"
+            )
         return None
-    if weight < NEGLIGIBLE:
-        return f"importance {weight:.3f} (next to none)"
-    if chance is not None and weight < EVEN_SHARE / parameters:
-        return (
-            f"importance {weight:.3f}, and its values tell better trials from worse no better than "
-            f"chance (p = {chance:.2f})"
-        )
-    return None
 
 
 def _spec_of(config: SweepConfig, name: str) -> Any:
@@ -136,17 +148,26 @@ def _extra_keys(config: SweepConfig, name: str) -> dict:
     return {k: v for k, v in raw.items() if k in ("when", "type")} if isinstance(raw, dict) else {}
 
 
+def _bounds_sat_on(config: SweepConfig, axis: Range, seen: list) -> tuple[bool, bool]:
+    """Does the best trial (with several objectives: any of the front; `seen`: the best trials'
+    values, best first) sit on the range's low bound, its high one? Not where the top quarter
+    reaches: a 30-trial sweep's top quarter often spans to a bound that the optimum lies inside
+    of, and widening then spends the next sweep past it."""
+    forward = math.log if axis.log else float
+    low, high = forward(axis.low), forward(axis.high)
+    deciding = seen if config.objective.multi else seen[:1]
+    return (
+        forward(min(deciding)) - low <= EDGE * (high - low),
+        high - forward(max(deciding)) <= EDGE * (high - low),
+    )
+
+
 def _range_change(config: SweepConfig, name: str, axis: Range, seen: list, count: int) -> Change:
     forward, back = (math.log, math.exp) if axis.log else (float, float)
     low, high = forward(axis.low), forward(axis.high)
     width = high - low
     best_low, best_high = forward(min(seen)), forward(max(seen))
-    # A bound is sat on where the best trial lies (with several objectives: any of the front), not
-    # where the top quarter reaches: a 30-trial sweep's top quarter often spans to a bound that the
-    # optimum lies inside of, and widening then spends the next sweep past it.
-    deciding = seen if config.objective.multi else seen[:1]
-    on_low = forward(min(deciding)) - low <= EDGE * width
-    on_high = high - forward(max(deciding)) <= EDGE * width
+    on_low, on_high = _bounds_sat_on(config, axis, seen)
     who = "the best trials sit" if config.objective.multi else "the best trial sits"
     room = max(MARGIN * (best_high - best_low), MIN_ROOM * width)
     new_low, new_high = max(low, best_low - room), min(high, best_high + room)
@@ -277,10 +298,30 @@ def _looks_geometric(values: list[float]) -> bool:
     return values[-1] / values[-2] >= 4
 
 
-def _importances(config: SweepConfig, trials: list[FrozenTrial]) -> dict[str, float]:
-    """The first objective's parameter importances over the feasible complete trials; {} when
-    there are too few trials or Optuna cannot evaluate them (conditional spaces)."""
+def _evidence(config: SweepConfig, trials: list[FrozenTrial]) -> _Evidence:
+    """Over the feasible complete trials, for each objective: the importances (a parameter keeps
+    its largest; with several objectives one may drive the second alone) and the rank tests of
+    the unconditional swept parameters."""
     done = _judged(trials)
+    names = [n for n in config.space.axes if n not in config.space.conditions]
+    importance: dict[str, float] = {}
+    tests = []
+    for index in range(len(config.objective.directions)):
+        found = _importances(config, done, index)
+        if not found:
+            return _Evidence({}, [])  # no importances: nothing is fixed
+        for name, weight in found.items():
+            importance[name] = max(weight, importance.get(name, 0.0))
+        try:
+            tests.append(rank_tests(done, names, value=lambda t, i=index: t.values[i]))
+        except Exception:  # noqa: BLE001 - values the test cannot group: judged by importance alone
+            log.debug("rank tests failed", exc_info=True)
+    return _Evidence(importance, tests)
+
+
+def _importances(config: SweepConfig, done: list[FrozenTrial], index: int) -> dict[str, float]:
+    """Objective `index`'s parameter importances over `done`; {} when there are too few trials or
+    Optuna cannot evaluate them (conditional spaces)."""
     if len(done) < MIN_TRIALS_FOR_IMPORTANCE or len(config.space.axes) < 2:
         return {}
     import optuna
@@ -288,7 +329,7 @@ def _importances(config: SweepConfig, trials: list[FrozenTrial]) -> dict[str, fl
     try:
         study = optuna.create_study(directions=list(config.objective.directions))
         study.add_trials(done)
-        target = (lambda t: t.values[0]) if config.objective.multi else None
+        target = (lambda t: t.values[index]) if config.objective.multi else None
         found = optuna.importance.get_param_importances(
             study, evaluator=make_evaluator(), target=target, normalize=True
         )
@@ -300,16 +341,6 @@ def _importances(config: SweepConfig, trials: list[FrozenTrial]) -> dict[str, fl
 def _judged(trials: list[FrozenTrial]) -> list[FrozenTrial]:
     """The trials a parameter's importance is judged on: the feasible complete ones."""
     return [t for t in trials if t.state == TrialState.COMPLETE and t.values is not None and is_feasible(t)]
-
-
-def _chance_level(config: SweepConfig, trials: list[FrozenTrial]) -> dict[str, float]:
-    """The unconditional swept parameters no more important than chance, over the feasible
-    complete trials (see search/chance.py); {} when that cannot be told."""
-    names = [n for n in config.space.axes if n not in config.space.conditions]
-    try:
-        return no_more_than_chance(_judged(trials), names, value=lambda t: t.values[0])
-    except Exception:  # noqa: BLE001 - values the test cannot group: no parameter is judged by chance
-        return {}
 
 
 # ---- the follow-up config -------------------------------------------------------------------------
