@@ -19,11 +19,30 @@ def under_mlflow_run() -> bool:
 @functools.cache
 def mlflow_run_directory() -> Path | None:
     """The working directory of the `mlflow run` process above this one, if there is one."""
+    process = _mlflow_run_process()
+    try:
+        return Path(process.cwd()) if process is not None else None
+    except (psutil.Error, OSError):
+        return None  # gone
+
+
+@functools.cache
+def tracking_uri_from_mlflow_run() -> bool:
+    """Did `mlflow run` itself put MLFLOW_TRACKING_URI in this process's environment (its own
+    default store, for its run), the user having set none where they typed the command?"""
+    process = _mlflow_run_process() if under_mlflow_run() else None
+    try:
+        return process is not None and "MLFLOW_TRACKING_URI" not in process.environ()
+    except (psutil.Error, OSError):
+        return False  # unreadable: taken as the user's
+
+
+def _mlflow_run_process() -> psutil.Process | None:
     for process in _ancestors():
         try:
             arguments = process.cmdline()
             if "run" in arguments and any(Path(a).name == "mlflow" for a in arguments):
-                return Path(process.cwd())
+                return process
         except (psutil.Error, OSError):
             continue  # another user's process, or gone
     return None

@@ -59,9 +59,16 @@ def _from_where_typed(uri: str) -> str:
     return f"{head}{typed_in / path}{sep}{query}"
 
 
+def _set_by_mlflow_run() -> bool:
+    from .invocation import tracking_uri_from_mlflow_run
+
+    return tracking_uri_from_mlflow_run()
+
+
 def explicit_tracking_uri(config: Any) -> str | None:
-    """The store the user named: the config's `mlflow_storage`, else MLFLOW_TRACKING_URI."""
-    return config.mlflow_storage or user_tracking_uri()
+    """The store the user named: the config's `mlflow_storage`, else MLFLOW_TRACKING_URI (not
+    when `mlflow run` set it: that is its default store, named by nobody)."""
+    return config.mlflow_storage or (None if _set_by_mlflow_run() else user_tracking_uri())
 
 
 # MLflow's own default store (`mlflow.store.tracking.DEFAULT_TRACKING_URI`), made absolute in the
@@ -72,7 +79,10 @@ DEFAULT_STORE_FILE = "mlflow.db"
 
 
 def default_tracking_uri() -> str:
-    return f"sqlite:///{os.path.abspath(DEFAULT_STORE_FILE)}"
+    """Under `mlflow run` with no store named, the one it made its own run in (where the command
+    was typed: the entry point runs in this project's folder)."""
+    from_run = user_tracking_uri() if _set_by_mlflow_run() else None
+    return from_run or f"sqlite:///{os.path.abspath(DEFAULT_STORE_FILE)}"
 
 
 def fit_to_record(uri: str) -> str | None:

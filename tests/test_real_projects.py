@@ -834,3 +834,41 @@ def test_a_fail_fast_stop_says_the_config_may_change_only_while_nothing_has_comp
     revised = as_it_stands(reason, [*failed, completed])
     assert "may still change" not in revised and LEARNED_SINCE_NOTE in revised
     assert revised.startswith("the first 2 trials all failed: x (fail_fast)")
+
+
+def test_under_mlflow_run_its_own_default_store_does_not_hide_the_recorded_one(tmp_path):
+    """`mlflow run <sweeper> -e status` typed in another folder: MLflow puts its default store
+    (that folder's mlflow.db) in MLFLOW_TRACKING_URI for the entry point, though the user named
+    none; the sweep's recorded store is used, as for `mlflow-sweeper status` typed there. A store
+    the user did name is still the one used."""
+    first, elsewhere, project = tmp_path / "first", tmp_path / "elsewhere", tmp_path / "project"
+    for folder in (first, elsewhere, project):
+        folder.mkdir()
+    config = first / "r.yaml"
+    config.write_text(
+        "experiment: exp\nsweep_name: r\ncommand: 'true'\nparameters: {x: [1, 2]}\n"
+        "optuna_storage: 'sqlite:///optuna.db'\n"
+    )
+    assert run_cli("sweep", config, cwd=first).returncode == 0
+    # as `mlflow run` starts the entry point: in the project's folder, from a process naming
+    # `mlflow` and `run`, with MLFLOW_TRACKING_URI and MLFLOW_RUN_ID added for it
+    entry_point = "\n".join([
+        "import os, subprocess, sys",
+        "env = {**os.environ, 'MLFLOW_TRACKING_URI': 'sqlite:///mlflow.db', 'MLFLOW_RUN_ID': '0' * 32}",
+        f"argv = [sys.executable, '-m', 'mlflow_sweeper', 'status', {str(config)!r}, '--json']",
+        f"sys.exit(subprocess.call(argv, cwd={str(project)!r}, env=env))",
+    ])  # fmt: skip
+
+    def parent_status(user_env: dict) -> str | None:
+        env = {k: v for k, v in cli_env().items() if k != "MLFLOW_TRACKING_URI"}
+        result = subprocess.run(
+            [sys.executable, "-c", entry_point, "/usr/local/bin/mlflow", "run"],
+            cwd=elsewhere, env={**env, **user_env}, capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        assert result.returncode == 0, output(result)
+        (entry,) = json.loads(result.stdout)["sweeps"]
+        return entry["parent_status"]
+
+    assert parent_status({}) == "FINISHED"
+    named = f"sqlite:///{elsewhere / 'mlflow.db'}"  # named by the user: its word holds
+    assert parent_status({"MLFLOW_TRACKING_URI": named}) is None
