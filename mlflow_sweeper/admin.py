@@ -66,8 +66,11 @@ def delete_sweep(config: SweepConfig, purge: bool = False) -> DeleteResult:
             if refused is None:
                 raise
             raise refused from None
-    if elsewhere is not None and not runs_deleted:
-        log.warning("%s", elsewhere)
+    if elsewhere is not None and not runs_deleted:  # half deleted, it would come back with a second parent
+        raise UsageError(
+            f"{elsewhere}: nothing deleted. Name the store that holds them (mlflow_storage or "
+            "MLFLOW_TRACKING_URI), or leave both unset to use the recorded one"
+        )
     study_deleted = False
     if study is not None:
         for name in (*study_names(config.identity), *_start_over_locks(study)):

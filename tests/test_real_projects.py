@@ -427,8 +427,9 @@ def test_recorded_mlflow_storage_is_used_wherever_agents_and_status_start(tmp_pa
 
 def test_a_store_named_other_than_the_recorded_one_is_warned_of(tmp_path):
     """Run from elsewhere with MLFLOW_TRACKING_URI naming another store, `status` and `delete` find
-    none of the sweep's runs: they say where its agents recorded them instead of finding 0. (A
-    store that holds them under another name, a project moved with its stores, is not warned of.)"""
+    none of the sweep's runs: they say where its agents recorded them instead of finding 0, and
+    `delete` deletes nothing (exit 2). (A store that holds them under another name, a project
+    moved with its stores, is not warned of.)"""
     conf = tmp_path / "conf"
     config = config_file(
         conf,
@@ -448,13 +449,19 @@ def test_a_store_named_other_than_the_recorded_one_is_warned_of(tmp_path):
     )
     assert result.returncode == 0 and "recorded its runs" not in output(result), output(result)
     other = {"MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'other.db'}"}
-    for command in (("status",), ("delete", "--yes")):
-        result = run_cli(*command, config, cwd=tmp_path, env=other)
-        assert result.returncode == 0, output(result)
-        assert f"its agents recorded its runs in {recorded}; MLFLOW_TRACKING_URI names" in output(result)
-    assert len(trial_runs(recorded)) == 1  # left where they are, and said so
+    result = run_cli("status", config, cwd=tmp_path, env=other)
+    assert result.returncode == 0, output(result)
+    assert f"its agents recorded its runs in {recorded}; MLFLOW_TRACKING_URI names" in output(result)
+    # delete refuses rather than delete the study alone: a sweep run again would get a second parent
+    result = run_cli("delete", "--yes", config, cwd=tmp_path, env=other)
+    assert result.returncode == 2, output(result)
+    assert f"its agents recorded its runs in {recorded}; MLFLOW_TRACKING_URI names" in output(result)
+    assert "nothing deleted" in output(result) and "Traceback" not in output(result)
+    assert len(trial_runs(recorded)) == 1
+    assert "not started" not in output(run_cli("status", config, cwd=tmp_path))  # the study is whole
     result = run_cli("delete", "--yes", config, cwd=tmp_path, env={"MLFLOW_TRACKING_URI": recorded})
-    assert result.returncode == 0 and "2 MLflow run(s) of it deleted" in output(result), output(result)
+    said = output(result)
+    assert result.returncode == 0 and "its Optuna study and 2 MLflow run(s) deleted" in said, said
 
 
 def test_a_sweep_pointed_at_a_store_without_its_parent_is_refused_writing_nothing(tmp_path):
