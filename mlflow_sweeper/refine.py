@@ -367,6 +367,10 @@ def render(
     if out.resolve().parent != config.base_dir:  # relative paths would point elsewhere from there
         raw.update(_paths_resolved(config, raw, store))
     sources = _warm_start_sources(config, taken)
+    if config.algorithm == "sensitivity":
+        # every base value written out, the default ones (a range's midpoint) too: the narrowed
+        # range's midpoint is another point, and the base point would run again
+        raw["base"] = _effective_base(config)
     summary = _summary(config, advice)
     lines = [f"# Refined from sweep '{config.identity}' by `mlflow-sweeper refine`: {summary}"]
     lines.append("# Its results enter this sweep through warm_start: nothing already run runs again.")
@@ -396,6 +400,13 @@ def render(
     if not written_warm:
         lines.append(_warm_start_yaml(sources))
     return "\n".join(lines) + "\n"
+
+
+def _effective_base(config: SweepConfig) -> dict:
+    from .search.sensitivity import default_base
+
+    written = config.written.get("base") or {}  # a value from `${VAR}` stays a reference
+    return {**default_base(config.space), **(config.base or {}), **written}
 
 
 def _base_lines(base: dict, changes: dict[str, Change]) -> list[str]:

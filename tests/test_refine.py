@@ -468,3 +468,35 @@ def test_with_several_objectives_a_parameter_that_drives_the_second_is_not_fixed
         study.complete(work, [(work.params["x"] - 0.3) ** 2, work.params["n"]])
     changes = {c.name: c for c in advise(config, run_sweep_trials(config)).changes}
     assert changes["n"].kind != "fix" and changes["x"].kind != "fix", changes
+
+
+def test_a_refined_sensitivity_sweep_does_not_run_its_base_point_again(tmp_path):
+    """A base left to its default is a range's midpoint; the narrowed range's midpoint rounds to
+    another point. The refined config writes the base out, so the earlier base point holds it."""
+    from mlflow_sweeper.warmstart.collect import EarlierResult, prepare
+    from mlflow_sweeper.warmstart.entering import enter
+
+    log_range = {"low": 0.1, "high": 100.0, "log": True}
+    parameters = {"x": {"low": 0.0, "high": 1.0}, "y": log_range, "w": [0.2, 0.4]}
+    keys = {"algorithm": "sensitivity", "max_trials": None, "points": 5, "parameters": parameters}
+    config = load_config(write(tmp_path, **keys, spec={"metric": "loss", "direction": "minimize"}))
+
+    def loss(p):
+        return (p["x"] - 0.5) ** 2 + (math.log10(p["y"]) - 0.5) ** 2 + p["w"]
+
+    first = run_sweep(config, loss)
+    path, _ = refine_sweep(config)
+    refined = load_config(path)
+    assert {k: refined.base[k] for k in ("x", "y")} == {"x": 0.5, "y": math.sqrt(0.1 * 100.0)}
+    earlier = [
+        EarlierResult(f"run-{t.number}", "sweep:exp/coarse", {**t.params, "tag": "a"}, {"loss": t.value})
+        for t in first.trials()
+    ]
+    study = SweepStudy(open_optuna_storage(refined.optuna_storage), refined, PointSource(refined), "agent-2")
+    assert study.create_or_find()
+    enter(study.store, study.study_id, study.source, prepare(refined, earlier, on_grid=True))
+    ran = []
+    while (work := study.claim()) is not None:
+        ran.append(work.params)
+        study.complete(work, loss({**refined.space.fixed, **work.params}))
+    assert ran and refined.base not in ran  # the earlier base point holds it
