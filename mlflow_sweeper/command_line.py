@@ -17,6 +17,7 @@ from typing import Any
 from .hints import did_you_mean, near_name
 
 ARG_STYLES = ("name=value", "--name=value", "--name value")
+NOISE_FREE_DIGITS = 12  # a float that is this many digits at 15 but 16 or 17 in full: float noise
 DEFAULT_ARG_STYLE = "name=value"
 
 
@@ -33,10 +34,12 @@ Part = str | Placeholder
 
 
 def value_text(value: Any) -> str:
-    """A parameter value as a trial sees it (and as its run records it). A float keeps 15
-    significant digits: a stepped range's 0.1 * 3 is 0.3, not 0.30000000000000004."""
+    """A parameter value as a trial sees it (and as its run records it), every digit kept, but
+    for float noise on a short decimal: a stepped range's 0.1 * 3 is 0.3, not 0.30000000000000004."""
     if isinstance(value, float) and math.isfinite(value):
-        return str(float(f"{value:.15g}"))
+        short = f"{value:.15g}"
+        if len(short.split("e")[0].lstrip("-").replace(".", "").strip("0")) <= NOISE_FREE_DIGITS:
+            return str(float(short))
     return str(value)
 
 

@@ -61,6 +61,7 @@ def test_a_float_reaches_trials_and_runs_without_float_noise():
     from mlflow_sweeper.command_line import value_text
 
     assert value_text(0.1 * 3) == "0.3" and value_text(3.0) == "3.0" and value_text(1e-05) == "1e-05"
+    assert value_text(0.00039688158043329206) == "0.00039688158043329206"  # every digit of the rest
     assert value_text(0.123456789012345) == "0.123456789012345" and value_text(True) == "True"
 
 

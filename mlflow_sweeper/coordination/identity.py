@@ -210,7 +210,12 @@ class SweepIdentity:
             now = time.monotonic()
             died = self.liveness.owner_dead_on_this_host(awaited)
             if died or now > deadline:
-                why = f"{awaited} died" if died else f"none recorded within {PARENT_WAIT_SECONDS:.0f} s"
+                # gone: killed, or interrupted (Ctrl-C) before it recorded the parent
+                why = (
+                    f"the agent that created the sweep, {awaited}, stopped first"
+                    if died
+                    else f"none recorded within {PARENT_WAIT_SECONDS:.0f} s"
+                )
                 elected, awaited, left = self._take_over()
                 if elected:
                     log.warning("%s has no parent run (%s): creating it", self.config.identity, why)
