@@ -320,6 +320,12 @@ class DeviceLock:
             held.release()
 
 
+def _waiting_mark(directory: Path | None, device: str) -> DeviceLock:
+    """The lock an agent holds while it waits for `device`: an agent about to take the device
+    back after its trial leaves it to the waiter."""
+    return DeviceLock(directory, f"{device}.waiting")
+
+
 def _shared_directory(path: Path) -> None:
     """The file locks' directory, writable by every user as the temp directory is (sticky)."""
     if path.is_dir():
@@ -385,6 +391,8 @@ class DevicePool:
         self.plan = plan
         self.directory = directory or lock_dir()
         self._mutex = threading.Lock()  # this agent's workers take turns at the locks
+        self._waiting: list[DeviceLock] = []  # this agent's marks: it waits for these devices
+        self._waiters = 0  # this agent's workers waiting
 
     def try_acquire(self) -> DeviceHold | None:
         """A group of free devices, locked, or None when fewer than needed are free now."""
@@ -393,6 +401,8 @@ class DevicePool:
         with self._mutex:
             held: list[tuple[str, list[DeviceLock]]] = []
             for device in self.plan.devices:
+                if self._another_agent_waits(device):
+                    continue  # its turn: an agent releasing a device would take it straight back
                 locks = self._lock(device)
                 if locks is None:
                     continue
@@ -404,6 +414,33 @@ class DevicePool:
                 for lock in locks:
                     lock.release()
             return None
+
+    def _another_agent_waits(self, device: str) -> bool:
+        """Does another agent on this host wait for `device` (it holds the device's waiting mark)?
+        Asked before taking a device, so agents sharing devices take turns. One bind at most."""
+        mark = _waiting_mark(self.directory, self.plan.lock_names(device)[-1])  # its UUID, where known
+        if any(held.device == mark.device for held in self._waiting):
+            return False  # the waiter is this agent
+        if not mark.acquire():
+            return True
+        mark.release()
+        return False
+
+    def _wait_in_line(self, waiting: bool) -> None:
+        """Hold (waiting=True: asked at every poll) or give up (False) this agent's marks on its
+        devices while one of its workers waits: a mark another waiter holds is taken once that one
+        has its device; the marks are freed once nobody here waits."""
+        with self._mutex:
+            if waiting:
+                held = {mark.device for mark in self._waiting}
+                for device in self.plan.devices:
+                    mark = _waiting_mark(self.directory, self.plan.lock_names(device)[-1])
+                    if mark.device not in held and mark.acquire():
+                        self._waiting.append(mark)
+            elif self._waiters == 0:
+                for mark in self._waiting:
+                    mark.release()
+                self._waiting = []
 
     def _lock(self, device: str) -> list[DeviceLock] | None:
         """Every lock of `device`, taken; None (and none kept) when one is held elsewhere."""
@@ -426,19 +463,32 @@ class DevicePool:
         """Wait for a group of free devices; None when `stop` is set first, or when they are no
         longer `needed` (asked now and then: the sweep may end while another trial holds them).
         `waiting` is told why, once, when none is free at first and they are needed."""
-        told, polls = False, 0
-        while not stop.is_set():
-            hold = self.try_acquire()
-            if hold is not None:
-                return hold
-            if polls % NEEDED_EVERY == 0 and not needed():
-                return None
-            if not told:
-                told = True
-                waiting(self.why_waiting())
-            polls += 1
-            stop.wait(POLL_SECONDS)
-        return None
+        if stop.is_set():
+            return None
+        hold = self.try_acquire()
+        if hold is not None:
+            return hold
+        with self._mutex:
+            self._waiters += 1
+        try:
+            told, polls = False, 0
+            while not stop.is_set():
+                self._wait_in_line(True)
+                if polls % NEEDED_EVERY == 0 and not needed():
+                    return None
+                if not told:
+                    told = True
+                    waiting(self.why_waiting())
+                polls += 1
+                stop.wait(POLL_SECONDS)
+                hold = self.try_acquire()
+                if hold is not None:
+                    return hold
+            return None
+        finally:
+            with self._mutex:
+                self._waiters -= 1
+            self._wait_in_line(False)
 
     def why_waiting(self) -> str:
         plan = self.plan

@@ -291,3 +291,29 @@ def test_devices_per_trial_without_devices_is_said_to_do_nothing(tmp_path):
     output = result.stdout + result.stderr
     assert "devices_per_trial applies only with devices, which this config does not name" in output
     assert [r["devices"] for r in intervals(record)] == [None]
+
+
+@pytest.mark.timeout(600)
+def test_two_agents_sharing_a_gpu_take_turns(tmp_path):
+    """One agent names GPU 0 by index, the other by UUID: one device. An agent whose trial ended
+    would take the GPU straight back (its next trial asks within a fraction of a second) and the
+    other, waiting, would wait for every trial of the first: the waiting one goes first."""
+    env = fake_gpus(tmp_path, count=1)
+    agents, records = [], {}
+    for letter, device in (("a", 0), ("b", "GPU-fake-0")):
+        records[letter] = tmp_path / f"{letter}.jsonl"
+        config = write_config(
+            tmp_path, f"{letter}.yaml", sweep_name=f"s{letter}", command=f"python {HOLD}",
+            parameters={"x": [1, 2, 3], "hold": 1.0, "record": str(records[letter])},
+            spec=None, devices=[device],
+        )  # fmt: skip
+        agents.append((start(config, env, out=tmp_path / f"{letter}.out"), tmp_path / f"{letter}.out"))
+    for agent, out in agents:
+        assert agent.wait(timeout=300) == 0, out.read_text()
+    runs = sorted(
+        (run["start"], letter, run) for letter, record in records.items() for run in intervals(record)
+    )
+    assert len(runs) == 6
+    assert_never_shared([run for _, _, run in runs])
+    order = "".join(letter for _, letter, _ in runs)
+    assert sum(a != b for a, b in zip(order, order[1:], strict=False)) >= 3, order  # not aaabbb
