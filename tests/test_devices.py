@@ -276,7 +276,8 @@ def test_auto_with_fewer_gpus_than_a_trial_needs_exits_2_before_anything_is_writ
     config = config_for(tmp_path, record, 2, devices_per_trial=2)
     result = run_cli("sweep", str(config), cwd=tmp_path, env=fake_gpus(tmp_path, count=1))
     assert result.returncode == 2, result.stdout + result.stderr
-    assert "devices: auto found 1 GPU(s) on this host (0), fewer than devices_per_trial 2" in result.stderr
+    said = f"{config}: devices: auto found 1 GPU(s) on this host (0), fewer than devices_per_trial 2"
+    assert said in result.stderr, result.stderr  # the file named, as for every config error
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "sweeps").exists() and not record.exists()
 

@@ -7,8 +7,8 @@ import signal
 
 from ..config import SweepConfig
 from ..coordination import agent_id
-from ..devices import DevicePlan, device_pool, plan_devices
-from ..errors import EXIT_INTERRUPTED, EXIT_OK
+from ..devices import DevicePlan, UnusableDevices, device_pool, plan_devices
+from ..errors import EXIT_INTERRUPTED, EXIT_OK, ConfigError
 from ..hangup import on_hangup
 from ..opening import check_before_running
 from ..preflight import CheckedProject, preflight_all, release
@@ -26,7 +26,10 @@ SAME_SIGNAL_SECONDS = 0.5
 def devices_of(config: SweepConfig) -> DevicePlan:
     """This host's devices for the sweep (`auto` asks nvidia-smi), which also size `-j`; too few
     for one trial: exit 2."""
-    return plan_devices(config.devices, config.devices_per_trial, config.device_env)
+    try:
+        return plan_devices(config.devices, config.devices_per_trial, config.device_env)
+    except UnusableDevices as exc:  # the config asks what this host cannot give: its file named
+        raise ConfigError(str(config.path), None, str(exc)) from None
 
 
 class Agent:
