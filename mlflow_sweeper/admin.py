@@ -205,6 +205,7 @@ def sweep_status_data(config: SweepConfig) -> dict:
         return entry
     trials = study.trials()
     entry.update(_counts(study, trials))
+    entry["config_changed"] = study.identity.config_changes()  # the budget shown is this config's
     if entry["stopped"] is None and not entry["running"]:  # resumable: the rest is still owed
         reason = fail_fast_stop(trials, config.fail_fast)
         if reason is not None:
@@ -235,6 +236,7 @@ def _empty_status(config: SweepConfig) -> dict:
         "sweep": config.identity,
         "exists": False,
         "parent_run_id": None,
+        "config_changed": [],
         "parent_status": None,
         "parent_deleted": False,
         "budget": 0,
@@ -335,6 +337,8 @@ def sweep_status(config: SweepConfig) -> str:
                 f" ({data['parent_status']}, deleted in MLflow: restore it in the UI, or run the sweep again)"
             )
     lines.append(f"  parent run: {parent or '-'}{parent_state}")
+    if data["config_changed"]:  # an agent would refuse it: the counts below are against this config
+        lines.append(f"  this config differs from the sweep's: {'; '.join(data['config_changed'])}")
     lines.extend(missing_companion_lines(data["missing_companions"]))
     lines.extend(f"  {line}" for line in link_lines(data.get("links", {})))
     failed = f"{data['failed']} failed"

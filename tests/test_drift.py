@@ -9,6 +9,7 @@ SQLite stores byte-for-byte as they were.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import sqlite3
@@ -218,3 +219,18 @@ def test_only_the_parameters_are_compared_with_their_types():
     assert same_definition(*options) and describe_drift(*options) == []
     fixed = ({"parameters": {"fixed": {"y": 10}}}, {"parameters": {"fixed": {"y": 10.0}}})
     assert not same_definition(*fixed) and describe_drift(*fixed) == ["y: value 10 -> 10.0"]
+
+
+def test_status_of_a_changed_config_says_how_it_differs_from_the_sweep(sweep_copy):
+    """`status` reads the sweep through the config it is given: changed, its counts are against
+    the new config (3 done of a budget of 1): it says how the config differs, as an agent would."""
+    config = write_config(sweep_copy, parameters={"x": [1], "y": 10})
+    result = run_cli("status", config, cwd=sweep_copy)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "this config differs from the sweep's: x: values [1, 2] -> [1]" in result.stdout, result.stdout
+    data = json.loads(run_cli("status", config, "--json", cwd=sweep_copy).stdout)["sweeps"][0]
+    assert data["config_changed"] == ["x: values [1, 2] -> [1]"]
+    unchanged = write_config(sweep_copy, parameters=GRID)
+    data = json.loads(run_cli("status", unchanged, "--json", cwd=sweep_copy).stdout)["sweeps"][0]
+    assert data["config_changed"] == []
+    assert "differs" not in run_cli("status", unchanged, cwd=sweep_copy).stdout

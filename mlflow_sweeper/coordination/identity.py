@@ -145,6 +145,12 @@ class SweepIdentity:
             time.sleep(0.1)
         return found
 
+    def config_changes(self) -> list[str]:
+        """How this config differs from the one the sweep was created with (read only; [] when
+        it does not): what `status` says, as an agent would refuse it."""
+        drift = self._drift()
+        return [] if drift is None else (describe_drift(drift[0], drift[1]) or ["its definition differs"])
+
     def _drift(self) -> tuple[dict, dict, str] | None:
         """(stored fingerprint, current one, the stored text) when they differ, else None."""
         attrs = self.store.get_study_system_attrs(self.study_id)
