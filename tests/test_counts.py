@@ -155,3 +155,20 @@ def test_the_best_so_far_step_counts_points_ended_not_attempts():
     trials[5].values = [0.1]
     assert best_so_far_step(trials, 3, up) == 2  # point 2 failed for good, then point 1
     assert best_so_far_step(trials, 4, up) == 3
+
+
+def test_a_trial_being_claimed_is_not_counted_as_another_agents():
+    """A claim makes the trial RUNNING in the storage before the worker counts it running here: a
+    sync in between took it for another agent's, and the bar showed one running too many until
+    the next sync (3 running with -j 2)."""
+    c = counts()
+    c.running_here(1)
+    c.claiming(+1)
+    c.sync(lambda: tallies(running=2))  # ours: the one running and the one just claimed
+    c.running_here(2, claimed=True)
+    assert c.progress.running == 2
+
+    c.running_here(1)  # one ended; the worker claims the next while the storage is read
+    c.sync(lambda: (c.claiming(+1), tallies(running=2))[1])
+    c.running_here(2, claimed=True)
+    assert c.progress.running == 2

@@ -26,14 +26,23 @@ class SweepCounts:
         self.single_objective = single_objective  # only then is there a best value to show
         self.lock = threading.Lock()
         self._running_here = 0
+        self._claiming = 0  # this agent's workers claiming: a trial claimed is RUNNING in storage
         self._running_elsewhere = 0  # other agents' running trials, at the last sync
         self._settled = {"done": 0, "pruned": 0, "failed": 0}  # this agent's, ever
 
-    def running_here(self, count: int) -> None:
-        """This agent now runs `count` trials."""
+    def running_here(self, count: int, claimed: bool = False) -> None:
+        """This agent now runs `count` trials (`claimed`: one more, whose claim just ended)."""
         with self.lock:
             self._running_here = count
+            if claimed:
+                self._claiming -= 1
             self.progress.running = count + self._running_elsewhere
+
+    def claiming(self, change: int) -> None:
+        """A worker starts (+1) or ends (-1) a claim: until its trial counts as running here, the
+        storage shows it running, and a sync meanwhile must not take it for another agent's."""
+        with self.lock:
+            self._claiming += change
 
     def done(self, value: float | None) -> bool:
         """Count a complete trial; True when its value beats the best this agent knows of."""
@@ -64,14 +73,16 @@ class SweepCounts:
         while the storage was being read are added, so no count steps back."""
         with self.lock:
             before = dict(self._settled)
+            own_before = self._running_here + self._claiming
         tallies = read_tallies()
         with self.lock:
             during = {kind: count - before[kind] for kind, count in self._settled.items()}
+            own = max(own_before, self._running_here + self._claiming)  # own trials started meanwhile
             progress = self.progress
             progress.done = tallies.complete + during["done"]
             progress.pruned = tallies.pruned + during["pruned"]
             progress.failed = tallies.failed_for_good + during["failed"]
-            self._running_elsewhere = max(0, tallies.running - self._running_here)
+            self._running_elsewhere = max(0, tallies.running - own)
             progress.running = self._running_here + self._running_elsewhere
             if tallies.best is not None and self.single_objective:
                 progress.offer_best(tallies.best.value)

@@ -88,8 +88,14 @@ class WorkerPool:
                 devices.release()
                 self.starts.release()
                 return
-            work = self._claim()
+            self.parts.counts.claiming(+1)  # until `_execute` counts it running here
+            try:
+                work = self._claim()
+            except BaseException:
+                self.parts.counts.claiming(-1)
+                raise
             if work is None:
+                self.parts.counts.claiming(-1)
                 devices.release()
                 self.starts.release()
                 if not self._work_left():
@@ -130,7 +136,7 @@ class WorkerPool:
         counts = self.parts.counts
         with self.lock:
             self.running[trial.work.trial_id] = trial
-            counts.running_here(len(self.running))
+            counts.running_here(len(self.running), claimed=True)
         try:
             trial.run()
         except StopRequested:
