@@ -19,8 +19,8 @@ from .coordination import RUN_ATTR, SweepStudy, study_names
 from .coordination.companions import missing_companion_lines
 from .coordination.fail_fast import FAIL_FAST_STOP, fail_fast_stop
 from .coordination.identity import directions_of
-from .coordination.names import STARTING_OVER_SUFFIX, TAKEOVER_SUFFIX, WARM_ATTR
-from .coordination.tallies import attempted, failed_to_retry, in_budget, pareto_front
+from .coordination.names import STARTING_OVER_SUFFIX, TAKEOVER_SUFFIX
+from .coordination.tallies import attempted, failed_to_retry, in_budget, pareto_front, warm_started
 from .coordination.target import REACHED_WORDS, STOPPED_BY_TARGET
 from .display import shown_params, shown_value
 from .errors import NoSuchSweep, UsageError
@@ -283,7 +283,7 @@ def _counts(study, trials: list) -> dict:
         "failed": failed,
         "failed_to_retry": failed_to_retry(trials),
         "pruned": pruned,
-        "warm_started": sum(WARM_ATTR in t.user_attrs for t in trials),
+        "warm_started": warm_started(trials),
         "attempts": sum(1 for t in trials if attempted(t)),
         "missing_companions": study.missing_companions,
         "done": done,

@@ -320,12 +320,6 @@ class DeviceLock:
             held.release()
 
 
-def _waiting_mark(directory: Path | None, device: str) -> DeviceLock:
-    """The lock an agent holds while it waits for `device`: an agent about to take the device
-    back after its trial leaves it to the waiter."""
-    return DeviceLock(directory, f"{device}.waiting")
-
-
 def _shared_directory(path: Path) -> None:
     """The file locks' directory, writable by every user as the temp directory is (sticky)."""
     if path.is_dir():
@@ -418,7 +412,7 @@ class DevicePool:
     def _another_agent_waits(self, device: str) -> bool:
         """Does another agent on this host wait for `device` (it holds the device's waiting mark)?
         Asked before taking a device, so agents sharing devices take turns. One bind at most."""
-        mark = _waiting_mark(self.directory, self.plan.lock_names(device)[-1])  # its UUID, where known
+        mark = self._mark(device)
         if any(held.device == mark.device for held in self._waiting):
             return False  # the waiter is this agent
         if not mark.acquire():
@@ -434,13 +428,19 @@ class DevicePool:
             if waiting:
                 held = {mark.device for mark in self._waiting}
                 for device in self.plan.devices:
-                    mark = _waiting_mark(self.directory, self.plan.lock_names(device)[-1])
+                    mark = self._mark(device)
                     if mark.device not in held and mark.acquire():
                         self._waiting.append(mark)
             elif self._waiters == 0:
                 for mark in self._waiting:
                     mark.release()
                 self._waiting = []
+
+    def _mark(self, device: str) -> DeviceLock:
+        """The lock an agent holds while it waits for `device`, named by the GPU's UUID where
+        known (every agent's name of one GPU meets there): an agent about to take the device back
+        after its trial leaves it to the waiter."""
+        return DeviceLock(self.directory, f"{self.plan.lock_names(device)[-1]}.waiting")
 
     def _lock(self, device: str) -> list[DeviceLock] | None:
         """Every lock of `device`, taken; None (and none kept) when one is held elsewhere."""

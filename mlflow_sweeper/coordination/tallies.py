@@ -255,5 +255,10 @@ def progress(trials: list[FrozenTrial], budget: int, best_trial: FrozenTrial | N
         failed_for_good=len(failed_for_good(trials)),
         best=best_trial,
         pruned=counts[TrialState.PRUNED],
-        warm_started=sum(WARM_ATTR in t.user_attrs for t in trials),
+        warm_started=warm_started(trials),
     )
+
+
+def warm_started(trials: Iterable[FrozenTrial]) -> int:
+    """The earlier results a warm start entered."""
+    return sum(WARM_ATTR in t.user_attrs for t in trials)
