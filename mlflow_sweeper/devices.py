@@ -94,7 +94,8 @@ CUDA_ORDER_ENV = "CUDA_DEVICE_ORDER"
 
 @dataclass(frozen=True)
 class GpuListing:
-    """What `nvidia-smi -L` says: each GPU's index and UUID, and the UUIDs of MIG instances.
+    """What `nvidia-smi -L` says: each GPU's index and UUID, and each MIG instance's UUID with the
+    GPU it is a part of.
 
     A GPU has one identity, its UUID, however a config or CUDA_VISIBLE_DEVICES names it (its
     index, its UUID, a prefix of it): the device locks are taken by that identity, so an agent
@@ -102,17 +103,18 @@ class GpuListing:
     GPUs that each see theirs as `0` (Slurm, containers) do not wait for each other."""
 
     gpus: tuple[tuple[str, str | None], ...] = ()
-    migs: tuple[str, ...] = ()
+    migs: tuple[tuple[str, str], ...] = ()  # (MIG UUID, the identity of its GPU)
 
     @classmethod
     def parse(cls, listing: str) -> GpuListing:
         gpus: list[tuple[str, str | None]] = []
-        migs: list[str] = []
+        migs: list[tuple[str, str]] = []
         for line in listing.splitlines():
             if match := _GPU_LINE.match(line.strip()):
                 gpus.append((match.group(1), match.group(2)))
-            elif match := _MIG_LINE.match(line.strip()):
-                migs.append(match.group(1))
+            elif (match := _MIG_LINE.match(line.strip())) and gpus:
+                index, uuid = gpus[-1]  # nvidia-smi lists a GPU's instances under it
+                migs.append((match.group(1), uuid or index))
         return cls(tuple(gpus), tuple(migs))
 
     def _named(self, device: str) -> str | None:
@@ -122,7 +124,18 @@ class GpuListing:
                 return uuid or index
             if uuid and device.startswith("GPU-") and uuid.startswith(device):
                 return uuid
-        return next((mig for mig in self.migs if device.startswith("MIG-") and mig.startswith(device)), None)
+        return next(
+            (mig for mig, _ in self.migs if device.startswith("MIG-") and mig.startswith(device)), None
+        )
+
+    def parts(self, identity: str) -> tuple[str, ...]:
+        """The MIG instances of the GPU `identity`: a trial given the whole GPU holds them too, so
+        that no trial given one of its instances runs beside it, nor it beside one."""
+        return tuple(mig for mig, gpu in self.migs if gpu == identity)
+
+    def whole(self, identity: str) -> str | None:
+        """The GPU the MIG instance `identity` is a part of (None for a whole GPU)."""
+        return next((gpu for mig, gpu in self.migs if mig == identity), None)
 
     def identity(self, device: str) -> str:
         """The name of `device`'s lock: the UUID it names, else the id as given."""
@@ -191,15 +204,23 @@ class DevicePlan:
     notes: tuple[str, ...] = field(default=())
     identities: tuple[str, ...] = ()  # each device's UUID, where nvidia-smi says which GPU it is
     found: bool = False  # `auto`: the ids are nvidia-smi's own, not written by the user
+    parts: tuple[tuple[str, ...], ...] = ()  # each device's MIG instances, where it has some
+
+    def identity(self, device: str) -> str:
+        """`device`'s UUID where nvidia-smi said which GPU it is, else the id as given."""
+        return self.identities[self.devices.index(device)] if self.identities else device
 
     def lock_names(self, device: str) -> tuple[str, ...]:
         """The locks a trial takes for `device`: its UUID where known, so that every name of one
-        GPU excludes the others; and, for an id the user wrote, that id too, so that an agent that
-        could not ask nvidia-smi (and locks the id alone) still excludes this one."""
-        identity = self.identities[self.devices.index(device)] if self.identities else device
+        GPU excludes the others; for an id the user wrote, that id too, so that an agent that
+        could not ask nvidia-smi (and locks the id alone) still excludes this one; for a GPU split
+        into MIG instances, each instance too, so that a trial on the whole GPU and one on an
+        instance of it never run at once."""
+        identity = self.identity(device)
+        parts = self.parts[self.devices.index(device)] if self.parts else ()
         if identity == device:
-            return (device,)
-        return (identity,) if self.found else (device, identity)
+            return (device, *parts)
+        return ((identity,) if self.found else (device, identity)) + parts
 
     @property
     def groups(self) -> int:
@@ -243,11 +264,30 @@ def plan_devices(devices: str | tuple[str, ...] | None, per_trial: int, env_name
             "lower devices_per_trial"
         )
     identities = tuple(listing.identity(device) for device in devices) if listing else ()
+    _check_each_gpu_once(tuple(devices), identities, listing)
+    parts = tuple(listing.parts(identity) for identity in identities) if listing else ()
+    return DevicePlan(tuple(devices), per_trial, env_name, tuple(notes), identities, auto, parts)
+
+
+def _check_each_gpu_once(
+    devices: tuple[str, ...], identities: tuple[str, ...], listing: GpuListing | None
+) -> None:
+    """Two ids of one GPU, or a GPU and one of its MIG instances, in one list: a trial given the
+    one would wait for a trial given the other, and the agent would count them as two groups."""
+    if listing is None:
+        return
     twice = next((d for i, d in enumerate(identities) if d in identities[:i]), None)
     if twice is not None:
         named = [device for device, identity in zip(devices, identities, strict=True) if identity == twice]
         raise UnusableDevices(f"devices: {' and '.join(named)} name one GPU ({twice}): list each GPU once")
-    return DevicePlan(tuple(devices), per_trial, env_name, tuple(notes), identities, found=auto)
+    for device, identity in zip(devices, identities, strict=True):
+        gpu = listing.whole(identity)
+        if gpu in identities:
+            whole = devices[identities.index(gpu)]
+            raise UnusableDevices(
+                f"devices: {device} is a MIG instance of GPU {whole}, also listed: list the GPU or its "
+                "instances, not both"
+            )
 
 
 def lock_dir() -> Path | None:
@@ -440,7 +480,7 @@ class DevicePool:
         """The lock an agent holds while it waits for `device`, named by the GPU's UUID where
         known (every agent's name of one GPU meets there): an agent about to take the device back
         after its trial leaves it to the waiter."""
-        return DeviceLock(self.directory, f"{self.plan.lock_names(device)[-1]}.waiting")
+        return DeviceLock(self.directory, f"{self.plan.identity(device)}.waiting")
 
     def _lock(self, device: str) -> list[DeviceLock] | None:
         """Every lock of `device`, taken; None (and none kept) when one is held elsewhere."""

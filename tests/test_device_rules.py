@@ -74,6 +74,34 @@ def test_auto_keeps_mig_instances_cuda_visible_devices_names():
     assert visible_gpus(MIG_LISTING, "MIG-9999") == ()
 
 
+def test_a_whole_gpu_and_its_mig_instances_never_run_at_once(tmp_path, monkeypatch):
+    """A trial given GPU 0 holds its MIG instances too: an agent given one of them waits while it
+    runs, and it waits while one of them runs; the two instances run side by side. A list naming
+    a GPU and one of its instances is refused."""
+    fake_nvidia_smi(tmp_path, MIG_LISTING, monkeypatch)
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    whole = plan_devices(("0",), 1, "CUDA_VISIBLE_DEVICES")
+    assert whole.lock_names("0") == ("0", "GPU-0abc-def", "MIG-1111-aaaa", "MIG-2222-bbbb")
+    first, second = (plan_devices((mig,), 1, "CUDA_VISIBLE_DEVICES") for mig in ("MIG-1111", "MIG-2222-bbbb"))
+    assert first.lock_names("MIG-1111") == ("MIG-1111", "MIG-1111-aaaa")
+
+    on_gpu = DevicePool(whole, tmp_path).try_acquire()
+    assert on_gpu is not None
+    assert DevicePool(first, tmp_path).try_acquire() is None
+    assert DevicePool(second, tmp_path).try_acquire() is None
+    on_gpu.release()
+    on_first = DevicePool(first, tmp_path).try_acquire()
+    assert on_first is not None
+    assert DevicePool(whole, tmp_path).try_acquire() is None
+    on_second = DevicePool(second, tmp_path).try_acquire()
+    assert on_second is not None
+    on_first.release(), on_second.release()
+    assert plan_devices(("1",), 1, "CUDA_VISIBLE_DEVICES").lock_names("1") == ("1", "GPU-1abc-def")
+
+    with pytest.raises(UnusableDevices, match="MIG-2222 is a MIG instance of GPU 0, also listed"):
+        plan_devices(("0", "MIG-2222"), 1, "CUDA_VISIBLE_DEVICES")
+
+
 def test_a_gpu_is_locked_by_its_uuid_however_it_is_named():
     listing = GpuListing.parse(LISTING)
     assert [listing.identity(d) for d in ("2", "GPU-2abc-def", "GPU-2abc")] == ["GPU-2abc-def"] * 3
