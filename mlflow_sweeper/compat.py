@@ -46,6 +46,7 @@ PRIVATE_NAMES: list[tuple[str, str]] = [
     ("mlflow.utils.conda", "_get_conda_executable_for_create_env"),
     ("sqlalchemy.pool", "QueuePool._max_overflow"),
     ("optuna.trial", "FrozenTrial._trial_id"),
+    ("optuna.study", "Study._get_trials"),
     ("mlflow.projects", "env_type"),
     ("mlflow.utils", "env_manager"),
     ("mlflow.utils.env_manager", "LOCAL"),
@@ -175,6 +176,48 @@ def carry_learned_state(previous: Any, sampler: Any) -> None:
     for name, value in vars(previous).items():
         if isinstance(value, kinds) or name in carried:
             setattr(sampler, name, value)
+
+
+def cached_trials(study: Any) -> list:
+    """Every trial of `study` as its samplers read them: the Study's private per-ask cache, which
+    the sampler's own reads share; the public (uncached) read where it is gone."""
+    private = getattr(study, "_get_trials", None)
+    if callable(private):
+        return private(deepcopy=False, use_cache=True)
+    return study.get_trials(deepcopy=False)
+
+
+class _StudyReadingAlso:
+    """A study whose reads of finished trials also return `extra` (trials that are not stored).
+
+    Optuna's samplers read the history through the private `Study._get_trials(deepcopy, states,
+    use_cache)`; a read of finished trials only (no RUNNING state asked) gets `extra` too. Every
+    other attribute is the study's own."""
+
+    def __init__(self, study: Any, extra: list) -> None:
+        self._study = study
+        self._extra = extra
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._study, name)
+
+    def _get_trials(self, deepcopy: bool = True, states: Any = None, use_cache: bool = False) -> list:
+        from optuna.trial import TrialState
+
+        trials = self._study._get_trials(deepcopy=deepcopy, states=states, use_cache=use_cache)
+        if states is None or TrialState.RUNNING in states or TrialState.COMPLETE not in states:
+            return trials
+        return [*trials, *self._extra]
+
+
+def study_with_extra_finished(study: Any, extra: list) -> Any:
+    """`study` as a sampler reads it, with the finished trials `extra` added to its history.
+
+    Without the private read to hook (an Optuna that renamed it), the study is returned as it
+    is: the sampler then sees the stored history only, as Optuna's own would."""
+    if not extra or not callable(getattr(study, "_get_trials", None)):
+        return study
+    return _StudyReadingAlso(study, extra)
 
 
 # ---- MLflow tracking -----------------------------------------------------------------------------

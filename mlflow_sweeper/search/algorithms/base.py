@@ -232,7 +232,7 @@ class Algorithm:
         assert self.sampler_class is not None, f"{self.name} decides its points alone"
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            sampler = self.sampler_class(seed=seed, **options)
+            sampler = self.sampler_class_for(options)(seed=seed, **options)
         for warning in [] if quiet else caught:
             if issubclass(warning.category, optuna.exceptions.ExperimentalWarning):
                 continue
@@ -243,6 +243,12 @@ class Algorithm:
                 _WARNED.add(text)
                 log.warning("%s", text)
         return sampler
+
+    def sampler_class_for(self, options: dict[str, Any]) -> type[optuna.samplers.BaseSampler]:
+        """The class of the sampler built with `options` (the one whose options are checked,
+        unless an algorithm runs a variant of it)."""
+        assert self.sampler_class is not None
+        return self.sampler_class
 
     def sampler_for(self, slot: int, options: dict[str, Any]) -> optuna.samplers.BaseSampler:
         seed = slot_seed(self.seed, slot) if self.seed_per_slot else self.seed

@@ -21,6 +21,7 @@ from ..sensitivity import (
 from ..space import SearchSpace
 from ..values import Scalar, point_key
 from .base import Algorithm
+from .believer import BelievingTPESampler
 
 if TYPE_CHECKING:
     from ...config import Objective, SweepConfig
@@ -95,11 +96,20 @@ class RandomSearch(Algorithm):
 
 
 class TPE(Algorithm):
-    """Tree-structured Parzen Estimator; random for its first `n_startup_trials` (10) trials."""
+    """Tree-structured Parzen Estimator; random for its first `n_startup_trials` (10) trials.
+
+    Trials still running when a point is drawn are believed to score what the finished trials
+    predict for them (`BelievingTPESampler`), unless `sampler_options` sets Optuna's own
+    `constant_liar` (true: each counts as the worst result; false: they are ignored)."""
 
     name = "tpe"
     sampler_class = optuna.samplers.TPESampler
     learns = True
+
+    def sampler_class_for(self, options: dict[str, Any]) -> type[optuna.samplers.BaseSampler]:
+        if "constant_liar" in options:
+            return optuna.samplers.TPESampler
+        return BelievingTPESampler
 
 
 class CmaEs(Algorithm):
