@@ -171,28 +171,51 @@ def _range_change(config: SweepConfig, name: str, axis: Range, seen: list, count
     who = "the best trials sit" if config.objective.multi else "the best trial sits"
     room = max(MARGIN * (best_high - best_low), MIN_ROOM * width)
     new_low, new_high = max(low, best_low - room), min(high, best_high + room)
-    notes = []
+    notes, kept = [], []
     if on_low:
         new_low = low - WIDEN * width
-        if not axis.log and axis.low >= 0 > back(new_low):
-            new_low = forward(0.0)  # a non-negative parameter stays non-negative
-        if back(new_low) < axis.low:
-            notes.append(f"{who} on its lower bound {axis.low:g}")
+        floor = _floor(axis)
+        if not axis.log and floor is not None and back(new_low) < floor:
+            new_low = forward(floor)  # a non-negative parameter stays so, a positive one positive
     if on_high:
         new_high = high + WIDEN * width
-        notes.append(f"{who} on its upper bound {axis.high:g}")
     lo, hi = _snap(axis, back(new_low), back(new_high))
     lo = _in_domain(axis, lo)
+    if on_low and lo < axis.low:
+        notes.append(f"{who} on its lower bound {axis.low:g}")
+    elif on_low:
+        kept.append(f"{who} on its lower bound {axis.low:g}, kept: {_below(axis)}")
+    if on_high:
+        notes.append(f"{who} on its upper bound {axis.high:g}")
     spec = {**_range_spec(axis, lo, hi), **_extra_keys(config, name)}
     was = f"[{axis.low:g}, {axis.high:g}]"
     if notes:
         # past one bound, and maybe narrowed around the best trials on the other side: "moved"
         verb = "widened" if lo <= axis.low and hi >= axis.high else "moved"
-        return Change(name, "widen", spec, f"{verb} from {was} to [{lo:g}, {hi:g}]: " + "; ".join(notes))
+        why = f"{verb} from {was} to [{lo:g}, {hi:g}]: " + "; ".join(notes + kept)
+        return Change(name, "widen", spec, why)
     if forward(hi) - forward(lo) < 0.9 * width:
         why = f"narrowed from {was} to [{lo:g}, {hi:g}] around the best {count} trial(s)"
-        return Change(name, "narrow", spec, why)
+        return Change(name, "narrow", spec, "; ".join([why, *kept]))
+    if kept:
+        return Change(name, "keep", _spec_of(config, name), "; ".join(kept))
     return Change(name, "keep", _spec_of(config, name), "kept: the best trials spread over the whole range")
+
+
+def _floor(axis: Range) -> float | None:
+    """The lowest a widened (not log) range may reach: an int range of positive values stays at
+    1 or more (a count, such as epochs or layers, at 0 is no run at all), a non-negative range
+    non-negative; None: no floor."""
+    if axis.is_int and axis.low >= 1:
+        return 1
+    return 0.0 if axis.low >= 0 else None
+
+
+def _below(axis: Range) -> str:
+    """Why a range whose best trial sits on its low bound was not widened past it."""
+    if axis.low > 0:
+        return "a count of 1 or more, and none lies below it"
+    return "the range holds no negative values"
 
 
 def _snap(axis: Range, low: float, high: float) -> tuple[float | int, float | int]:
@@ -213,9 +236,9 @@ def _snap(axis: Range, low: float, high: float) -> tuple[float | int, float | in
 
 def _in_domain(axis: Range, low: float | int) -> float | int:
     """A low bound where the range's kind may go, on its lattice: a log range above 0 (an int one
-    at 1 or more), a non-negative range at 0 or more. Snapping a widened bound down to a whole
-    number or a step can cross those."""
-    floor = (1 if axis.is_int else None) if axis.log else (0 if axis.low >= 0 else None)
+    at 1 or more), a count at 1 or more, a non-negative range at 0 or more. Snapping a widened
+    bound down to a whole number or a step can cross those."""
+    floor = (1 if axis.is_int else None) if axis.log else _floor(axis)
     if floor is None or low >= floor:
         return low
     step = axis.step or (1 if axis.is_int else None)
@@ -357,13 +380,19 @@ def next_sweep_name(name: str) -> str:
 
 
 def render(
-    config: SweepConfig, advice: Advice, out: Path, taken: set[str] = frozenset(), store: str | None = None
+    config: SweepConfig,
+    advice: Advice,
+    out: Path,
+    taken: set[str] = frozenset(),
+    store: str | None = None,
+    name: str | None = None,
 ) -> str:
     """The follow-up config as YAML text, every change explained by a comment. `taken`: sweep
     names already in the storage, which the new one must not reuse; `store`: the MLflow store
-    the sweep recorded (its runs, which the new sweep's warm start reads)."""
+    the sweep recorded (its runs, which the new sweep's warm start reads); `name`: the new
+    sweep's, when the caller chose it (`follow_up_name`)."""
     raw = dict(config.written)  # `${VAR}` kept as written: the follow-up sweep reads it again
-    new_name = _free_sweep_name(config, taken)
+    new_name = name or _free_sweep_name(config, taken)
     if out.resolve().parent != config.base_dir:  # relative paths would point elsewhere from there
         raw.update(_paths_resolved(config, raw, store))
     sources = _warm_start_sources(config, taken)
@@ -430,15 +459,38 @@ def _base_lines(base: dict, changes: dict[str, Change]) -> list[str]:
     return lines
 
 
-def follow_up_name(config: SweepConfig) -> str:
-    """The name `refine` gives the follow-up sweep now (the report says it too)."""
+def follow_up_name(config: SweepConfig, folders: tuple[Path, ...] = ()) -> str:
+    """The name `refine` gives the follow-up sweep now (the report says it too): neither a sweep
+    in the storage nor one a config beside this one (or in `folders`) names, such as an earlier
+    refine's output not run yet."""
     from .warmstart.reading import sweep_names
 
-    return _free_sweep_name(config, sweep_names(config.optuna_storage))
+    taken = sweep_names(config.optuna_storage)
+    for folder in dict.fromkeys((config.base_dir, *folders)):
+        taken |= declared_sweeps(folder)
+    return _free_sweep_name(config, taken)
+
+
+def declared_sweeps(folder: Path) -> set[str]:
+    """The sweeps (`experiment/sweep_name`) the YAML files in `folder` name, as written."""
+    names = set()
+    for path in [*folder.glob("*.yaml"), *folder.glob("*.yml")]:
+        try:
+            if path.stat().st_size > MAX_CONFIG_BYTES:
+                continue
+            data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, yaml.YAMLError):
+            continue
+        if isinstance(data, dict) and isinstance(data.get("sweep_name"), str):
+            names.add(f"{data.get('experiment')}/{data['sweep_name']}")
+    return names
+
+
+MAX_CONFIG_BYTES = 1 << 20  # a YAML file larger than this is data, not a config
 
 
 def _free_sweep_name(config: SweepConfig, taken: set[str]) -> str:
-    """The follow-up sweep's name: the next one not already in the storage."""
+    """The follow-up sweep's name: the next one not already `taken`."""
     new_name = next_sweep_name(config.sweep_name)
     while f"{config.experiment}/{new_name}" in taken:
         new_name = next_sweep_name(new_name)
@@ -526,13 +578,34 @@ def _indent(text: str) -> str:
     return "\n".join("  " + line for line in text.splitlines())
 
 
-def default_out(config: SweepConfig) -> Path:
+def default_out(config: SweepConfig, name: str | None = None) -> Path:
     """`<config>-refined.yaml` beside the config, or `-refined2.yaml`... when that file is there
-    already (an earlier refine's, maybe a sweep that ran): never overwritten unasked."""
+    already (an earlier refine's, maybe a sweep that ran): never overwritten unasked. A config
+    named as its sweep gives a file named as the new sweep `name`, where that file is free."""
+    named = config.base_dir / f"{name}.yaml"
+    if name is not None and config.path.stem == config.sweep_name and not named.exists():
+        return named
     stem = next_sweep_name(config.path.stem)
     while (config.base_dir / f"{stem}.yaml").exists():
         stem = next_sweep_name(stem)
     return config.base_dir / f"{stem}.yaml"
+
+
+def _check_config_is_the_sweeps(config: SweepConfig) -> None:
+    """The ranges and objective `refine` reasons from are the config's: one edited since its sweep
+    ran would be advised on trials drawn from another space (a range "narrowed" past where any
+    trial went). Refused as an agent refuses it, naming what changed."""
+    from .errors import DriftError
+    from .opening import open_sweep
+
+    study = open_sweep(config, create=False).study
+    changes = study.identity.config_changes() if study is not None else []
+    if changes:
+        raise DriftError(
+            f"{config.path}: this config differs from the sweep {config.identity} it names "
+            f"({'; '.join(changes)}): refine the config the sweep ran with (its parent run holds "
+            "it as an artifact under sweep/)"
+        )
 
 
 def refine_sweep(config: SweepConfig, out: Path | None = None) -> tuple[Path, Advice]:
@@ -548,14 +621,16 @@ def refine_sweep(config: SweepConfig, out: Path | None = None) -> tuple[Path, Ad
     trials = sweep_trials(config.optuna_storage, config.identity)
     if trials is None:
         raise NoSuchSweep(f"{config.identity}: no such sweep (nothing to refine)")
+    _check_config_is_the_sweeps(config)
     advice = advise(config, trials)
     if not advice.top:
         raise NoSuchSweep(f"{config.identity}: no feasible completed trial yet (nothing to refine from)")
-    path = out or default_out(config)
+    name = follow_up_name(config, (out.resolve().parent,) if out else ())
+    path = out or default_out(config, name)
     if path.resolve() == config.path.resolve():
         raise UsageError(f"--out {path} is the config being refined; name another file")
     store = sweep_user_attrs(config.optuna_storage, config.identity).get(TRACKING_URI_ATTR)
-    text = render(config, advice, path, sweep_names(config.optuna_storage), store)
+    text = render(config, advice, path, sweep_names(config.optuna_storage), store, name)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text, encoding="utf-8")

@@ -500,3 +500,58 @@ def test_a_refined_sensitivity_sweep_does_not_run_its_base_point_again(tmp_path)
         ran.append(work.params)
         study.complete(work, loss({**refined.space.fixed, **work.params}))
     assert ran and refined.base not in ran  # the earlier base point holds it
+
+
+def test_refine_names_a_sweep_no_config_beside_it_names_yet_and_its_file_after_it(tmp_path):
+    """coarse -> coarse-refined (run); refine coarse again -> coarse-refined2 (written, not run);
+    refine coarse-refined -> coarse-refined3, not the coarse-refined2 another file holds. A config
+    named as its sweep gets a file named as the new sweep."""
+    config = load_config(write(tmp_path, name="coarse.yaml"))
+    run_sweep(config, lambda p: p["x"])
+    first, _ = refine_sweep(config)
+    assert first.name == "coarse-refined.yaml" and load_config(first).sweep_name == "coarse-refined"
+    refined = load_config(first)
+    run_sweep(refined, lambda p: p["x"])
+    second, _ = refine_sweep(config)
+    assert second.name == "coarse-refined2.yaml" and load_config(second).sweep_name == "coarse-refined2"
+    third, _ = refine_sweep(refined)
+    assert third.name == "coarse-refined3.yaml" and load_config(third).sweep_name == "coarse-refined3"
+    other = tmp_path / "other"
+    fourth, _ = refine_sweep(refined, other / "next.yaml")  # a folder of its own: its files count too
+    assert load_config(fourth).sweep_name == "coarse-refined4"
+
+
+def test_a_count_whose_best_sits_on_1_is_not_widened_to_0(tmp_path):
+    """epochs in [1, 4] with the best at 1: 0 epochs is no training at all, so the bound stays (a
+    count starting at 3 may go down to 1, never 0)."""
+    parameters = {
+        "epochs": {"low": 1, "high": 4, "type": "int"},
+        "layers": {"low": 3, "high": 9, "type": "int"},
+        "x": {"low": 0.2, "high": 1.0},
+    }
+    config = load_config(write(tmp_path, parameters=parameters, max_trials=30))
+    run_sweep(config, lambda p: -p["epochs"] - p["layers"] - 3 * p["x"])  # maximised on every low bound
+    path, advice = refine_sweep(config)
+    changes = {c.name: c for c in advice.changes}
+    refined = load_config(path).space.axes
+    assert refined["epochs"].low == 1, changes["epochs"].why
+    assert "lower bound 1, kept: a count of 1 or more" in changes["epochs"].why
+    assert 1 <= refined["layers"].low < 3 and changes["layers"].kind == "widen"
+    assert refined["x"].low >= 0.0
+
+
+def test_refine_of_a_config_edited_since_its_sweep_ran_is_exit_2_naming_the_change(tmp_path):
+    """The ranges refine reasons from must be the ones the trials were drawn from."""
+    from mlflow_sweeper.errors import DriftError
+
+    config = load_config(write(tmp_path))
+    run_sweep(config, lambda p: p["x"])
+    widened = {**PARAMETERS, "x": {"low": 0.0, "high": 2.0}}
+    edited = load_config(write(tmp_path, name="edited.yaml", parameters=widened))
+    with pytest.raises(DriftError, match=r"differs from the sweep exp/coarse .*x") as raised:
+        refine_sweep(edited)
+    assert raised.value.exit_code == 2
+    assert not list(tmp_path.glob("edited-refined*.yaml"))
+
+
+PARAMETERS = {"x": {"low": 0.0, "high": 1.0}, "noise": {"low": 0.0, "high": 1.0}, "tag": "a"}
