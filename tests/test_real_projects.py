@@ -345,7 +345,7 @@ def test_fail_fast_keeps_the_attempts_of_a_point_whose_last_one_was_still_runnin
     )
     result = run_cli("sweep", config, "-j", "2", cwd=tmp_path)
     assert result.returncode == 1 and "(fail_fast)" in output(result), output(result)
-    # x=1's line said "failed for good": the stop says it runs again
+    # x=1's line said it runs again if fail_fast stops the sweep: the stop says it does
     assert "On resume, every point that failed so far runs again" in output(result)
     trials = optuna_trials(optuna_url(tmp_path))
     waiting = sorted(t.params["x"] for t in trials if t.state.name == "WAITING")

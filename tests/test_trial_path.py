@@ -210,7 +210,8 @@ def test_a_run_that_never_logs_its_metric_fails_for_good_at_once(tmp_path, monke
     assert session.parts.recorder.client.get_run(session.parts.parent_id).info.status == "FINISHED"
 
 
-def test_fail_fast_stops_the_sweep_when_the_first_trials_all_fail(tmp_path, monkeypatch):
+def test_fail_fast_stops_the_sweep_when_the_first_trials_all_fail(tmp_path, monkeypatch, caplog):
+    caplog.set_level(logging.INFO, logger="mlflow_sweeper")
     no_metric = scores(lambda request: None)
     session, launcher = session_of(
         tmp_path, monkeypatch, no_metric, parameters={"x": [1, 2, 3, 4]}, max_retries=0, fail_fast=2
@@ -218,6 +219,9 @@ def test_fail_fast_stops_the_sweep_when_the_first_trials_all_fail(tmp_path, monk
     result = session.run()
     assert result.exit_code == EXIT_FAILED and not result.finished
     assert "fail_fast" in result.error
+    # each failure's line already says the stop would run it again, never "failed for good"
+    assert caplog.text.count("not retried (it runs again on resume if fail_fast stops the sweep)") == 2
+    assert "failed for good" not in caplog.text
     assert launcher.launched == [(0, 1), (1, 1)]
     # The failed points keep their attempts for the resume: queued again, attempt 1.
     waiting = [t for t in session.study.trials() if t.state == TrialState.WAITING]

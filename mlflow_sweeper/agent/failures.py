@@ -42,8 +42,8 @@ class Failures:
         per failing point, however many retries follow), then the `fail_fast` check."""
         if work.attempt == work.first_attempt:
             self.show_tail(work, log_path)
-        if self.config.fail_fast <= 0 or self.progress.done > 0:
-            return  # off, or a trial has completed: fail_fast can no longer fire, skip the read
+        if not self.fail_fast_armed:
+            return  # skip the read
         stop = fail_fast_reason(self.study.trials(), self.config.fail_fast)
         if not stop:
             return
@@ -58,6 +58,12 @@ class Failures:
         self.study.mark_fail_fast(stop)  # the other agents stop starting trials too
         self.result.error = f"{self.config.identity}: {stop}"
         self.console.summary(self.result.error)
+
+    @property
+    def fail_fast_armed(self) -> bool:
+        """May `fail_fast` still stop the sweep (on, and no trial of it completed yet)? The points
+        failed so far then run again on resume."""
+        return self.config.fail_fast > 0 and self.progress.done == 0
 
     def stopped_elsewhere(self) -> bool:
         """Has another agent's failure fired `fail_fast` since this agent opened the sweep? Then

@@ -131,6 +131,9 @@ def settle_failed(parts: Settling, attempt: Attempt, outcome: Outcome) -> None:
     if not requeued:
         parts.counts.failed()
     then = "will be retried" if requeued else "failed for good" if outcome.retry else "not retried"
+    if not requeued and parts.failures.fail_fast_armed:  # a fail_fast stop would queue it again
+        then = "no retries left" if outcome.retry else "not retried"
+        then += " (it runs again on resume if fail_fast stops the sweep)"
     log_hint = f"; log: {attempt.log_path}" if attempt.log_path.exists() else ""  # backends log elsewhere
     parts.console.event(f"trial {work.number} failed (run {run_id}): {outcome.reason}; {then}{log_hint}")
     parts.failures.after_failure(work, attempt.log_path)
