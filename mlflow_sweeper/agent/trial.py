@@ -210,7 +210,8 @@ class TrialExecution:
             # Optuna numbers every attempt; the budget counts points: a retry is the same point again.
             point = f"point {work.slot + 1} of {self.context.study.budget}, attempt {work.attempt}"
             started = f"{point}, run {self.run_id}{shown}"
-            self.context.console.event(f"trial {work.number} started ({started}): {_fmt(work.params)}")
+            if not self.context.stop.is_set():  # Ctrl-C while it launched: cancelled at once, unannounced
+                self.context.console.event(f"trial {work.number} started ({started}): {_fmt(work.params)}")
             ending = self.await_end(handle)
         verdict = self.context.reader.verdict(ending, self.run_id, self.log_path)
         self.ended_as, self.judgement = verdict.ended_as, verdict.judgement
