@@ -27,7 +27,10 @@ MIN_REMEMBERED = 4
 # The password runs to the `@` before the host, `/` included, as SQLAlchemy reads it (base64 makes
 # such passwords); a port followed by a path with an `@` in it is no password, nor an IPv6 host
 # (`[::1]:5000`) or a drive (`file://C:/`).
+# A scheme starts where no scheme character precedes it: tried from every letter of a long word
+# (a hex dump, a token), the search would take the square of the line's length.
 _URL_PASSWORD = re.compile(
+    r"(?<![A-Za-z0-9+.\-])"
     r"(?P<head>[A-Za-z][A-Za-z0-9+.\-]*://[^:/@\s\[\]]*:)(?!\d{1,5}/|/)(?P<secret>[^@\s]+)@"
 )
 _QUERY_SECRET = re.compile(

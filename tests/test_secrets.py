@@ -49,6 +49,15 @@ def test_url_passwords_are_redacted(url, shown):
     assert mask(url) == shown  # the storages' mask is the same redaction
 
 
+def test_a_long_word_is_read_once_not_from_each_of_its_letters():
+    """A trial printing a 2 MB hex dump on one line: every line passes `redact` (the log relay, the
+    scrub at the end), and a URL's scheme looked for from each letter on would take hours. It ends,
+    and a URL glued after it is still found."""
+    word = "A" * 2_000_000
+    assert redact(word) == word
+    assert redact(word + " postgresql://u:Lng3stPW@h/db") == word + f" postgresql://u:{MASK}@h/db"
+
+
 def test_a_url_password_is_redacted_wherever_it_shows_next():
     redact("postgresql://u:S3cretPW@h/db")
     assert redact("FATAL: password S3cretPW rejected") == f"FATAL: password {MASK} rejected"
