@@ -440,3 +440,21 @@ def test_a_later_config_whose_parent_is_in_another_store_stops_the_agent_first(t
     output = result.stdout + result.stderr
     assert result.returncode == 2 and "which is not in this MLflow storage" in output, output
     assert "exp/a" not in output and not (tmp_path / "other.db").exists()
+
+
+@pytest.mark.parametrize("where", ["a-file", "under-a-file"])
+def test_an_output_dir_that_cannot_be_made_is_exit_2_before_either_storage(where, in_tmp):
+    """Trial logs and lock files go to `output_dir`: one that cannot be made stops the agent before
+    the study and the parent run exist (it failed with exit 1 after both were written)."""
+    (in_tmp / "taken").write_text("a file in the way\n")
+    folder = "taken" if where == "a-file" else "taken/sweeps"
+    config = write_config(
+        in_tmp,
+        output_dir=folder,
+        optuna_storage=f"sqlite:///{in_tmp / 'optuna.db'}",
+        mlflow_storage=f"sqlite:///{in_tmp / 'mlflow.db'}",
+    )
+    before = snapshot(in_tmp)
+    result = CliRunner().invoke(main, ["sweep", str(config)], catch_exceptions=True)
+    case = Case(keys(), "output_dir", ("taken",))
+    check(case, config, result.exit_code, result.stdout, result.stderr, before, snapshot(in_tmp))

@@ -165,9 +165,27 @@ def _as_shown(message: str, config: Any) -> str:
 # ---- every config, before any write -----------------------------------------------------------
 
 
+def check_output_dir(config: Any) -> None:
+    """`output_dir` made, and writable: trial logs and lock files go there from the first trial
+    on, so a folder that cannot be made (a file in the way, no permission) stops the agent here,
+    not after the sweep's study and parent run exist."""
+    folder = config.output_dir
+    if folder.exists() and not folder.is_dir():
+        raise ConfigError(str(config.path), "output_dir", f"{folder} is a file, not a folder")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(
+            str(config.path), "output_dir", f"cannot create {folder}: {exc.strerror or exc}"
+        ) from None
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise ConfigError(str(config.path), "output_dir", f"{folder} is not writable by this user")
+
+
 def preflight(config: Any, source: ProjectSource | None = None) -> CheckedProject | None:
     """All local checks of one config, before either storage is touched. Returns the checked
     project of an `entry_point` config (None for `command`)."""
+    check_output_dir(config)
     if config.command is not None:
         check_command(config)
         return None
