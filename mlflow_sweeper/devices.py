@@ -50,6 +50,10 @@ class UnusableDevices(SweeperError):
     exit_code = EXIT_USAGE
 
 
+# What a device variable names a device by: its index, or its UUID (a GPU's, a MIG instance's).
+_DEVICE_ID = re.compile(r"\d+|(?:GPU|MIG)-[0-9A-Za-z][0-9A-Za-z/-]*")
+
+
 def parse_devices(value: object) -> str | tuple[str, ...]:
     """`auto`, a list of ids, or a comma-separated string of ids, as loaded from a config.
 
@@ -73,10 +77,10 @@ def parse_devices(value: object) -> str | tuple[str, ...]:
         text = str(item).strip()
         if isinstance(item, int) and item < 0 or "," in text:
             raise DeviceError(f"not a device id: {item!r}")
-        if not any(char.isdigit() for char in text):  # `none`, `cpu`, `all`: no device's id
+        if not _DEVICE_ID.fullmatch(text):  # `none`, `cpu`, `cuda:0`, `gpu1`: no device's id
             raise DeviceError(
-                f"not a device id: {item!r} (an index or a UUID; leave `devices` out for trials "
-                "without devices)"
+                f"not a device id: {item!r} (an index such as 0, or a UUID as nvidia-smi -L lists "
+                "it: GPU-... or MIG-...; leave `devices` out for trials without devices)"
             )
         if text in ids:
             raise DeviceError(f"device {text} is listed twice")

@@ -36,13 +36,24 @@ LISTING = "\n".join(f"GPU {i}: NVIDIA H100 (UUID: GPU-{i}abc-def)" for i in rang
 
 @pytest.mark.parametrize(
     ("given", "parsed"),
-    [("auto", "auto"), ("AUTO", "auto"), ([0, 1], ("0", "1")), ("0, 2", ("0", "2")), (3, ("3",))],
+    [
+        ("auto", "auto"),
+        ("AUTO", "auto"),
+        ([0, 1], ("0", "1")),
+        ("0, 2", ("0", "2")),
+        (3, ("3",)),
+        ("GPU-5f0e5b8e-1a2b,MIG-2222", ("GPU-5f0e5b8e-1a2b", "MIG-2222")),
+        (["MIG-GPU-5f0e/1/0"], ("MIG-GPU-5f0e/1/0",)),  # the older MIG form
+    ],
 )
 def test_devices_forms(given, parsed):
     assert parse_devices(given) == parsed
 
 
-@pytest.mark.parametrize("given", [[], "", [0, 0], [-1], True, {"a": 1}, [1.5], "none", ["cpu"]])
+@pytest.mark.parametrize(
+    "given",
+    [[], "", [0, 0], [-1], True, {"a": 1}, [1.5], "none", ["cpu"], "gpu1", "cuda:0", "Hunter2", ["0x1"]],
+)
 def test_bad_devices_are_refused(given, tmp_path):
     path = tmp_path / "sweep.yaml"
     path.write_text(yaml.safe_dump({**MINIMAL, "devices": given}))
