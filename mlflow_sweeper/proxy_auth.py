@@ -64,7 +64,17 @@ def read_token_file(path: str | os.PathLike[str]) -> str:
         raise UsageError(f"--token-file {path}: cannot read it ({exc.strerror or exc})") from None
     if not token:
         raise UsageError(f"--token-file {path}: the file is empty; put the token in it")
+    if not sendable(token):
+        raise UsageError(f"--token-file {path}: {UNSENDABLE}")
     return token
+
+
+# What a gRPC header can carry: a token with other characters never reaches the proxy as written.
+UNSENDABLE = "a token may hold printable ASCII characters only (a gRPC header carries no other)"
+
+
+def sendable(token: str) -> bool:
+    return all(" " <= char <= "~" for char in token)
 
 
 def read_pem(path: str | os.PathLike[str], what: str) -> bytes:
@@ -148,6 +158,9 @@ def client_channel(host: str, port: int, tls: bool) -> Any:
     else:
         channel = grpc.insecure_channel(target, options=CHANNEL_OPTIONS)
     token = os.environ.get(TOKEN_ENV, "").strip()
+    if not sendable(token):
+        channel.close()
+        raise StorageError(f"{TOKEN_ENV}: {UNSENDABLE}")
     return grpc.intercept_channel(channel, _token_sender(token)) if token else channel
 
 

@@ -132,6 +132,20 @@ def test_a_token_proxy_serves_the_right_token_only(token_proxy, monkeypatch):
             _open(url, monkeypatch, token)
         assert said in str(caught.value) and TOKEN_ENV in str(caught.value)
         assert TOKEN not in str(caught.value)
+    # a token no gRPC header can carry: said so, not taken for the network or a certificate
+    with pytest.raises(StorageError, match=f"{TOKEN_ENV}: a token may hold printable ASCII characters only"):
+        _open(url, monkeypatch, "t\u00f6k\u00e9n")
+
+
+def test_a_token_file_a_grpc_header_cannot_carry_is_refused(tmp_path):
+    from mlflow_sweeper.proxy_auth import read_token_file
+
+    path = tmp_path / "token"
+    path.write_text("t\u00f6k\u00e9n\n", encoding="utf-8")
+    with pytest.raises(UsageError, match="printable ASCII characters only"):
+        read_token_file(path)
+    path.write_text("s3cret-token\n")
+    assert read_token_file(path) == "s3cret-token"
 
 
 def test_an_agent_with_a_wrong_token_exits_2_before_writing(token_proxy, tmp_path, monkeypatch):
