@@ -146,10 +146,13 @@ class GpuListing:
         return self._named(device) or device
 
     def visible(self, visible: str | None) -> tuple[str, ...]:
-        """The GPUs listed, within `CUDA_VISIBLE_DEVICES` when it is set (whole GPUs by index, or
-        GPUs and MIG instances as that variable names them)."""
-        if visible is None:
-            return tuple(index for index, _ in self.gpus)
+        """The GPUs listed, within `CUDA_VISIBLE_DEVICES` when it is set: whole GPUs by index, and
+        the MIG instances of a GPU split into them (a CUDA process sees one instance: each is a
+        device of its own); or GPUs and MIG instances as that variable names them."""
+        if visible is None:  # each GPU, or where it is split into MIG instances, each instance
+            return tuple(
+                device for index, uuid in self.gpus for device in (self.parts(uuid or index) or (index,))
+            )
         kept: list[str] = []
         for item in (part.strip() for part in visible.split(",")):
             if not item:

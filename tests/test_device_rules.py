@@ -79,7 +79,8 @@ GPU 1: NVIDIA A100 (UUID: GPU-1abc-def)"""
 
 
 def test_auto_keeps_mig_instances_cuda_visible_devices_names():
-    assert visible_gpus(MIG_LISTING, None) == ("0", "1")
+    # GPU 0 is split into two instances: each is a device (CUDA would show `0` as one of them)
+    assert visible_gpus(MIG_LISTING, None) == ("MIG-1111-aaaa", "MIG-2222-bbbb", "1")
     assert visible_gpus(MIG_LISTING, "MIG-2222-bbbb,1") == ("MIG-2222-bbbb", "1")
     assert visible_gpus(MIG_LISTING, "MIG-2222") == ("MIG-2222",)  # a prefix, as CUDA takes it
     assert visible_gpus(MIG_LISTING, "MIG-9999") == ()
@@ -111,6 +112,11 @@ def test_a_whole_gpu_and_its_mig_instances_never_run_at_once(tmp_path, monkeypat
 
     with pytest.raises(UnusableDevices, match="MIG-2222 is a MIG instance of GPU 0, also listed"):
         plan_devices(("0", "MIG-2222"), 1, "CUDA_VISIBLE_DEVICES")
+
+    found = plan_devices("auto", 1, "CUDA_VISIBLE_DEVICES")  # each instance a device: 3 at once
+    assert found.devices == ("MIG-1111-aaaa", "MIG-2222-bbbb", "1") and found.groups == 3
+    assert found.lock_names("MIG-1111-aaaa") == ("MIG-1111-aaaa",)
+    assert found.lock_names("1") == ("GPU-1abc-def",)
 
 
 def test_a_gpu_is_locked_by_its_uuid_however_it_is_named():
