@@ -18,6 +18,7 @@ Imports are light (mlflow only when an earlier run exists), so it costs a trial 
 from __future__ import annotations
 
 import atexit
+import logging
 import os
 import shutil
 import tempfile
@@ -27,6 +28,8 @@ ATTEMPT_ENV = "SWEEPER_ATTEMPT"
 RESUME_ENV = "SWEEPER_RESUME_RUN_ID"
 RESUMED_FROM_TAG = "sweeper.resumed_from"  # on a trial run: the earlier attempt's run
 MAX_HOPS = 20  # earlier attempts looked at when the latest left nothing under the path
+
+log = logging.getLogger(__name__)  # unconfigured, Python still prints its warnings on stderr
 
 
 def trial_variables(number: int, attempt: int, resume_run_id: str | None) -> dict[str, str]:
@@ -83,7 +86,10 @@ def restore(artifact_path: str = "checkpoints", dst: str | None = None) -> str |
         seen.add(run_id)
         try:
             earlier = client.get_run(run_id)
-        except MlflowException:  # the earlier run is gone (purged since): nothing to restore
+        except MlflowException as exc:  # the earlier run is gone (purged since): nothing to restore
+            log.warning(
+                "restore: the earlier attempt's run %s cannot be read (%s): starting afresh", run_id, exc
+            )
             return None
         if client.list_artifacts(run_id, artifact_path) or _logged_file(client, run_id, artifact_path):
             target = dst or _scratch_dir()

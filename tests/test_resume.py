@@ -114,9 +114,9 @@ def test_a_sweep_resumed_after_ctrl_c_continues_the_interrupted_trial(tmp_path):
     assert again["resume"] == running["run_id"]
 
 
-def test_restore_of_an_earlier_run_purged_since_is_none(tmp_path, monkeypatch):
+def test_restore_of_an_earlier_run_purged_since_is_none(tmp_path, monkeypatch, caplog):
     """`SWEEPER_RESUME_RUN_ID` names a run `mlflow gc` purged since: nothing to restore, and the
-    trial starts from scratch instead of failing every attempt."""
+    trial starts from scratch instead of failing every attempt, saying why."""
     from conftest import with_empty_mlflow_store
 
     from mlflow_sweeper.resume import restore
@@ -124,6 +124,8 @@ def test_restore_of_an_earlier_run_purged_since_is_none(tmp_path, monkeypatch):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{with_empty_mlflow_store(tmp_path) / 'mlflow.db'}")
     monkeypatch.setenv("SWEEPER_RESUME_RUN_ID", "0" * 32)
     assert restore("checkpoints", str(tmp_path / "into")) is None
+    assert f"the earlier attempt's run {'0' * 32} cannot be read" in caplog.text
+    assert "starting afresh" in caplog.text
 
 
 def test_restore_of_one_file_gives_that_file(tmp_path, monkeypatch):
