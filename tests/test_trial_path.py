@@ -325,6 +325,25 @@ def test_a_trial_past_its_timeout_is_stopped_and_its_run_killed(tmp_path, monkey
     assert logs_of(session.parts.recorder.client, handle.run_id) == ["trial-0.log"]
 
 
+def test_an_interrupt_after_the_close_says_nothing_is_left_to_resume(tmp_path, monkeypatch, caplog):
+    """Ctrl-C just after the last trial's close (while the report was written): still exit 130,
+    but not "run the same command again to resume" of a sweep that finished."""
+    caplog.set_level(logging.INFO, logger="mlflow_sweeper")
+    session, _ = session_of(tmp_path, monkeypatch, scores(lambda request: 1.0), parameters={"x": [1]})
+    close_if_last = session.end.close_if_last
+
+    def close_then_interrupted() -> None:
+        close_if_last()
+        session.parts.stop.set()
+
+    session.end.close_if_last = close_then_interrupted
+    result = session.run()
+    assert result.interrupted and result.exit_code == EXIT_INTERRUPTED
+    assert session.study.is_closed()
+    assert "interrupted after the sweep finished; nothing is left to resume" in caplog.text
+    assert "run the same command again" not in caplog.text
+
+
 def test_an_interrupt_cancels_the_trial_and_requeues_it_without_counting_an_attempt(tmp_path, monkeypatch):
     stopped: list[StopSignal] = []
 

@@ -106,11 +106,22 @@ class SweepSession:
             parts.console.stop()
         if stop.is_set():
             self.result.interrupted = True
-            self.report(f"{self.config.identity}: interrupted; run the same command again to resume")
+            self.report(f"{self.config.identity}: {self._interrupted_what()}")
             return self.result
         if self.result.error:
             return self.result
         return self._finish()
+
+    def _interrupted_what(self) -> str:
+        """What an interrupt left: a sweep to resume, or one already closed (a Ctrl-C after its
+        last trial, while the report was written) with nothing left to run."""
+        try:
+            closed = self.study.is_closed()
+        except Exception:  # noqa: BLE001 - the storage not answering: the resume finds out
+            closed = False
+        if closed:
+            return "interrupted after the sweep finished; nothing is left to resume"
+        return "interrupted; run the same command again to resume"
 
     def _leave_watched(self) -> None:
         """The trials of dead agents this agent watched: settled if they ended, else stopped and
