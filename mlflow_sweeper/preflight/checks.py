@@ -5,12 +5,14 @@ and a parent run exist."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shlex
 import shutil
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from ..command_line import check_arg_style, command_problem
@@ -166,20 +168,37 @@ def _as_shown(message: str, config: Any) -> str:
 
 
 def check_output_dir(config: Any) -> None:
-    """`output_dir` made, and writable: trial logs and lock files go there from the first trial
-    on, so a folder that cannot be made (a file in the way, no permission) stops the agent here,
-    not after the sweep's study and parent run exist."""
-    folder = config.output_dir
-    if folder.exists() and not folder.is_dir():
-        raise ConfigError(str(config.path), "output_dir", f"{folder} is a file, not a folder")
+    """`output_dir` can be made, and written to: trial logs and lock files go there from the first
+    trial on, so a folder that cannot be (a file in the way, no permission, a read-only file
+    system) stops the agent here, not after the sweep's study and parent run exist. Folders made
+    to find out are removed again: a storage refused next must leave no trace."""
+    folder = Path(config.output_dir)
+    missing = []
+    existing = folder
+    while not existing.exists() and existing.parent != existing:
+        missing.append(existing)
+        existing = existing.parent  # the nearest folder that is there: the rest is made in it
+    if not existing.is_dir():
+        in_the_way = (
+            "is a file, not a folder" if existing == folder else f"cannot be made: {existing} is a file"
+        )
+        raise ConfigError(str(config.path), "output_dir", f"{folder} {in_the_way}")
     try:
-        folder.mkdir(parents=True, exist_ok=True)
+        for made in reversed(missing):
+            made.mkdir()
+    except FileExistsError:
+        pass  # another agent made it meanwhile
     except OSError as exc:
         raise ConfigError(
             str(config.path), "output_dir", f"cannot create {folder}: {exc.strerror or exc}"
         ) from None
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise ConfigError(str(config.path), "output_dir", f"{folder} is not writable by this user")
+    finally:
+        for made in missing:  # deepest first; one another agent has filled stays
+            with contextlib.suppress(OSError):
+                made.rmdir()
+    if not os.access(existing, os.W_OK | os.X_OK):
+        where = "" if existing == folder else f" ({existing}, where it would be made)"
+        raise ConfigError(str(config.path), "output_dir", f"{folder} is not writable by this user{where}")
 
 
 def preflight(config: Any, source: ProjectSource | None = None) -> CheckedProject | None:
