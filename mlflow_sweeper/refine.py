@@ -459,13 +459,15 @@ def _base_lines(base: dict, changes: dict[str, Change]) -> list[str]:
     return lines
 
 
-def follow_up_name(config: SweepConfig, folders: tuple[Path, ...] = ()) -> str:
+def follow_up_name(
+    config: SweepConfig, folders: tuple[Path, ...] = (), stored: set[str] | None = None
+) -> str:
     """The name `refine` gives the follow-up sweep now (the report says it too): neither a sweep
-    in the storage nor one a config beside this one (or in `folders`) names, such as an earlier
-    refine's output not run yet."""
+    in the storage (`stored`, when the caller read them) nor one a config beside this one (or in
+    `folders`) names, such as an earlier refine's output not run yet."""
     from .warmstart.reading import sweep_names
 
-    taken = sweep_names(config.optuna_storage)
+    taken = set(sweep_names(config.optuna_storage) if stored is None else stored)
     for folder in dict.fromkeys((config.base_dir, *folders)):
         taken |= declared_sweeps(folder)
     return _free_sweep_name(config, taken)
@@ -582,9 +584,10 @@ def default_out(config: SweepConfig, name: str | None = None) -> Path:
     """`<config>-refined.yaml` beside the config, or `-refined2.yaml`... when that file is there
     already (an earlier refine's, maybe a sweep that ran): never overwritten unasked. A config
     named as its sweep gives a file named as the new sweep `name`, where that file is free."""
-    named = config.base_dir / f"{name}.yaml"
-    if name is not None and config.path.stem == config.sweep_name and not named.exists():
-        return named
+    if name is not None and config.path.stem == config.sweep_name:
+        named = config.base_dir / f"{name}.yaml"
+        if not named.exists():
+            return named
     stem = next_sweep_name(config.path.stem)
     while (config.base_dir / f"{stem}.yaml").exists():
         stem = next_sweep_name(stem)
@@ -625,12 +628,13 @@ def refine_sweep(config: SweepConfig, out: Path | None = None) -> tuple[Path, Ad
     advice = advise(config, trials)
     if not advice.top:
         raise NoSuchSweep(f"{config.identity}: no feasible completed trial yet (nothing to refine from)")
-    name = follow_up_name(config, (out.resolve().parent,) if out else ())
+    stored = sweep_names(config.optuna_storage)
+    name = follow_up_name(config, (out.resolve().parent,) if out else (), stored)
     path = out or default_out(config, name)
     if path.resolve() == config.path.resolve():
         raise UsageError(f"--out {path} is the config being refined; name another file")
     store = sweep_user_attrs(config.optuna_storage, config.identity).get(TRACKING_URI_ATTR)
-    text = render(config, advice, path, sweep_names(config.optuna_storage), store, name)
+    text = render(config, advice, path, stored, store, name)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text, encoding="utf-8")

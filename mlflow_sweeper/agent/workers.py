@@ -88,14 +88,8 @@ class WorkerPool:
                 devices.release()
                 self.starts.release()
                 return
-            self.parts.counts.claiming(+1)  # until `_execute` counts it running here
-            try:
-                work = self._claim()
-            except BaseException:
-                self.parts.counts.claiming(-1)
-                raise
+            work = self._claim()
             if work is None:
-                self.parts.counts.claiming(-1)
                 devices.release()
                 self.starts.release()
                 if not self._work_left():
@@ -123,13 +117,21 @@ class WorkerPool:
             self.parts.console.event(f"{self.parts.config.identity}: {why}")
 
     def _claim(self) -> Work | None:
+        """A trial claimed, counted as being claimed until `_execute` counts it running here (the
+        storage shows it running meanwhile); None when there is none, or the claim failed."""
+        counts = self.parts.counts
+        counts.claiming(+1)
+        work = None
         try:
-            return self.study.claim()
+            work = self.study.claim()
         except Exception as exc:  # noqa: BLE001 - a storage failing for good: stop, exit 1
             log.debug("claim failed", exc_info=True)
             if not self.stop_if_deleted():
                 self._stop(f"could not claim a trial: {type(exc).__name__}: {exc}")
-            return None
+        finally:
+            if work is None:  # nothing to count running: the claim is over
+                counts.claiming(-1)
+        return work
 
     def _execute(self, trial: TrialExecution) -> bool:
         """Run one trial; False when this worker must stop (Ctrl-C, or an error in the agent)."""
