@@ -45,6 +45,10 @@ def hand_over(script: str) -> None:
         {"python": _python(), "script": os.path.abspath(script), "argv": sys.argv, "path": sys.path,
          "cwd": os.getcwd(), "env": dict(os.environ), "ignored": ignored}
     ).encode()  # fmt: skip
+    passed_on = set(_SIGNALS_PASSED_ON) - set(ignored)
+    # a signal that comes before the fork's pid does waits for it, then reaches the fork: the fork
+    # may already be running (and saying so) while its pid is on its way here
+    signal.pthread_sigmask(signal.SIG_BLOCK, passed_on)
     socket.send_fds(server, [_NUMBER.pack(len(request))], [0, 1, 2])
     server.sendall(request)
     fork = _read_number(server)
@@ -52,9 +56,11 @@ def hand_over(script: str) -> None:
         os._exit(70)
     if fork < 0:  # another Python than the server's: run here
         server.close()
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, passed_on)
         return
-    for number in set(_SIGNALS_PASSED_ON) - set(ignored):
+    for number in passed_on:
         signal.signal(number, lambda received, _frame: _pass_on(fork, received))
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, passed_on)
     status = _read_number(server)
     if status is None:
         os._exit(70)
@@ -192,10 +198,18 @@ def _supervise(connection: socket.socket, request: dict, fds: list[int]) -> None
                 connection.sendall(_NUMBER.pack(status))
             finally:
                 os._exit(0)
-        if connection in readable and not connection.recv(1):  # the stand-in is gone
+        if connection in readable and _gone(connection):
             os.kill(pid, signal.SIGKILL)
             os.waitpid(pid, 0)
             os._exit(0)
+
+
+def _gone(stand_in: socket.socket) -> bool:
+    """Whether the stand-in has ended: its end closed, or reset where it left data unread."""
+    try:
+        return not stand_in.recv(1)
+    except OSError:
+        return True
 
 
 def _run(request: dict, fds: list[int]) -> None:
