@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 
 from .config import SweepConfig
 from .coordination import RUN_ATTR, SweepStudy, agent_id
-from .coordination.identity import parent_not_here
+from .coordination.parent_election import parent_not_here
 from .coordination.restart import StartOverHooks
 from .coordination.tallies import best_so_far_step
 from .errors import ConfigError
@@ -201,13 +201,13 @@ def _attach_parent(study: SweepStudy, recorder: Recorder, warm: _WarmStart, crea
     that the other agents await; they wait for it, and take both over if the creator died first."""
     if created:
         warm.enter()
-        return study.identity.record_parent(recorder.parent.create())
+        return study.identity.parent.record(recorder.parent.create())
 
     def take_over() -> str:
         warm.enter()
         return recorder.parent.create()
 
-    return study.identity.wait_for_parent(take_over, recorder.parent.state)
+    return study.identity.parent.wait_for(take_over, recorder.parent.state)
 
 
 def _record_warm_best(study: SweepStudy, recorder: Recorder, parent_id: str) -> None:

@@ -1009,7 +1009,7 @@ def _failed_sweep(tmp_path: Path, backend: Backend, state: TrialState = TrialSta
     """A sweep (objective 'loss') whose one trial ended in `state`, its run recorded."""
     (first,) = make_agents(make_config(tmp_path, backend), backend, 1)
     first.create_or_find({"first": "record"})
-    first.identity.record_parent("parent-run")
+    first.identity.parent.record("parent-run")
     work = first.claim()
     assert work is not None
     first.bind_run(work, "run-of-attempt-0")
@@ -1054,7 +1054,7 @@ def test_a_changed_objective_is_refused_once_a_trial_completed(tmp_path, backend
 def test_a_changed_config_refused_while_a_first_trial_runs_says_it_may_start_over_later(tmp_path, backend):
     (first,) = make_agents(make_config(tmp_path, backend), backend, 1)
     first.create_or_find()
-    first.identity.record_parent("parent-run")
+    first.identity.parent.record("parent-run")
     assert first.claim() is not None  # running: nothing learned yet, but not nothing at all
     changed = make_config(tmp_path, backend, spec={"direction": "maximize", "metric": "loss"})
     (agent,) = make_agents(changed, backend, 1)

@@ -10,7 +10,7 @@ from conftest import write_config
 from mlflow.tracking import MlflowClient
 
 from mlflow_sweeper.config import load_config
-from mlflow_sweeper.coordination import SweepStudy, agent_id, identity
+from mlflow_sweeper.coordination import SweepStudy, agent_id, parent_election
 from mlflow_sweeper.coordination.claiming import warm_slots
 from mlflow_sweeper.opening import open_sweep
 from mlflow_sweeper.search.algorithms import PointSource
@@ -47,9 +47,9 @@ def test_the_agent_taking_over_the_parent_enters_the_earlier_results_once(tmp_pa
     assert creator.create_or_find(first_records(uri))
     enter(creator.store, creator.study_id, creator.source, WarmStart(gathered.trials[:1], 0))
 
-    monkeypatch.setattr(identity, "PARENT_WAIT_SECONDS", 0.3)
-    monkeypatch.setattr(identity, "PARENT_NOTICE_SECONDS", 0.0)
-    with caplog.at_level(logging.WARNING, logger=identity.__name__):
+    monkeypatch.setattr(parent_election, "PARENT_WAIT_SECONDS", 0.3)
+    monkeypatch.setattr(parent_election, "PARENT_NOTICE_SECONDS", 0.0)
+    with caplog.at_level(logging.WARNING, logger=parent_election.__name__):
         opened = open_sweep(config, agent="next")
     assert not opened.created and opened.parent_id
     said = [r.getMessage() for r in caplog.records]
@@ -84,7 +84,7 @@ def test_a_creator_that_died_on_this_host_is_taken_over_at_once_by_exactly_one_a
     storage = open_optuna_storage(config.optuna_storage)
     creator = SweepStudy(storage, config, PointSource(config), _dead_agent_here())
     assert creator.create_or_find(first_records(uri))
-    monkeypatch.setattr(identity, "PARENT_WAIT_SECONDS", 60.0)
+    monkeypatch.setattr(parent_election, "PARENT_WAIT_SECONDS", 60.0)
     opened, errors = [], []
 
     def join() -> None:
@@ -130,7 +130,7 @@ def test_an_agent_elected_to_take_over_that_died_too_gives_way_to_the_next_round
         )
         creator.store.set_study_system_attr(study_id, AGENT, agent)
         creator.store.set_study_system_attr(study_id, TAKEOVER_SINCE, since)
-    monkeypatch.setattr(identity, "PARENT_WAIT_SECONDS", 60.0)
+    monkeypatch.setattr(parent_election, "PARENT_WAIT_SECONDS", 60.0)
     started = time.monotonic()
     opened = open_sweep(config, agent=agent_id())
     assert opened.parent_id and time.monotonic() - started < 30

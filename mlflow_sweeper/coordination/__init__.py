@@ -11,7 +11,8 @@ WAITING -> RUNNING and RUNNING -> FAIL updates that one agent wins and the other
 * `liveness`: heartbeats, and who counts as gone; `reclaiming`: the trials of silent or dead
   agents failed and their points re-queued.
 * `closing`: the election of the one agent that closes the sweep.
-* `identity`: the study, its drift check and the one parent run.
+* `identity`: the study and its drift check; `parent_election`: the one parent run, and who
+  creates it when the creator is gone first.
 * `tallies`: pure functions over a list of trials; `view`: the sweep's trials read and tallied.
 * `fail_fast`: the rule that stops a sweep whose first trials all failed (agents, `status`).
 * `store`: the retrying storage wrapper and the atomic steps; `names`: what is written where.

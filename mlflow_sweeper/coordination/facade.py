@@ -129,8 +129,8 @@ class SweepStudy:
             self.identity.check_drift()
         self._attach()
         if created:
-            return self.identity.record_parent(create_parent())
-        return self.identity.wait_for_parent(create_parent, parent_state)
+            return self.identity.parent.record(create_parent())
+        return self.identity.parent.wait_for(create_parent, parent_state)
 
     def _attach(self) -> None:
         self.factory.study_id = self.identity.study_id
@@ -139,7 +139,7 @@ class SweepStudy:
         self.fail_fast.remember_found()
 
     def parent_run_id(self) -> str | None:
-        return self.identity.parent_run_id()
+        return self.identity.parent.run_id()
 
     def check_drift(self, hooks: StartOverHooks = NO_HOOKS) -> StartedOver | None:
         """Refuse a changed config, or start the sweep over when it has learned nothing yet."""

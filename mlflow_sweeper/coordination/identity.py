@@ -1,15 +1,10 @@
-"""Which sweep this is: create or attach the study, refuse a drifted config, agree on one parent run.
-
-The agent that creates the study creates the parent run; the others wait for its id, and one
-of them takes over if the creator died before recording it.
-"""
+"""Which sweep this is: create or attach the study, refuse a drifted config, and the one parent
+run recorded on it (`parent_election`)."""
 
 from __future__ import annotations
 
 import json
-import logging
 import time
-from collections.abc import Callable
 
 import optuna
 from optuna.exceptions import DuplicatedStudyError
@@ -19,28 +14,14 @@ from ..config import MUTABLE_HINT, SweepConfig
 from ..errors import DriftError, StorageError
 from ..hangup import interrupts_held
 from ..secrets import redact_value
-from .companions import create_companion
 from .drift import describe_drift, drift_refusal, same_definition
 from .liveness import Heartbeat
-from .names import (
-    AGENT,
-    CONFIG_ATTR,
-    CREATOR,
-    FINGERPRINT_ATTR,
-    PARENT_ATTR,
-    TAKEOVER_SINCE,
-    WARM_ATTR,
-    WARM_SOURCES,
-    takeover_study_name,
-)
+from .names import CONFIG_ATTR, CREATOR, FINGERPRINT_ATTR, WARM_ATTR, WARM_SOURCES
+from .parent_election import ParentRecord
 from .restart import NO_HOOKS, StartedOver, StartOver, StartOverHooks, nothing_learned, record_warm_sources
 from .store import RetryingStorage, find_study
 
-log = logging.getLogger(__name__)
-
-PARENT_WAIT_SECONDS = 60.0
-MAX_TAKEOVER_ROUNDS = 20
-PARENT_NOTICE_SECONDS = 3.0  # a wait longer than a creator's start-up is said on the console
+STUDY_WAIT_SECONDS = 60.0  # for a sweep's study, while an agent starting it over makes it again
 MAX_START_OVER_ROUNDS = 5  # each round finds the sweep started over by another agent; one is enough
 
 
@@ -55,11 +36,13 @@ def directions_of(config: SweepConfig) -> list[optuna.study.StudyDirection]:
 
 
 class SweepIdentity:
+    """The sweep's study as this agent finds or creates it, and what defines it: the config it
+    was created with, against which a later config is checked."""
+
     def __init__(self, store: RetryingStorage, config: SweepConfig, liveness: Heartbeat):
         self.store = store
         self.config = config
         self.liveness = liveness  # this agent's id, and whether another agent died on this host
-        self._rounds_seen: dict[str, float] = {}  # takeover rounds: when this agent first saw each
         self.study_id: int = -1
         self.created: bool | None = None  # this agent's answer of create_or_find, once asked
 
@@ -138,7 +121,7 @@ class SweepIdentity:
 
     def _wait_for_study(self) -> int:
         """The sweep's study id once it exists again (an agent starting it over recreates it)."""
-        deadline = time.monotonic() + PARENT_WAIT_SECONDS
+        deadline = time.monotonic() + STUDY_WAIT_SECONDS
         while (found := find_study(self.store, self.config.identity)) is None:
             if time.monotonic() > deadline:
                 raise StorageError(f"sweep '{self.config.identity}' vanished while starting over")
@@ -192,96 +175,13 @@ class SweepIdentity:
             )
         raise DriftError(message)
 
-    def parent_run_id(self) -> str | None:
-        return self.store.get_study_user_attrs(self.study_id).get(PARENT_ATTR)
+    @property
+    def parent(self) -> ParentRecord:
+        """The sweep's one parent run, as recorded on the study this identity has now."""
+        return ParentRecord(self.store, self.config, self.liveness, self.study_id, self._complete_definition)
 
-    def record_parent(self, parent: str) -> str:
-        self.store.set_study_user_attr(self.study_id, PARENT_ATTR, parent)
-        return parent
-
-    def wait_for_parent(self, create_parent: Callable[[], str], parent_state: Callable[[str], str]) -> str:
-        """Wait for the creating agent to record the parent run. Should it be gone first (seen at
-        once when it died on this host, else after PARENT_WAIT_SECONDS), the one agent elected
-        among those waiting creates it, and the others wait for that one in turn."""
-        started = time.monotonic()
-        awaited = str(self.store.get_study_system_attrs(self.study_id).get(CREATOR, ""))
-        deadline, told = started + PARENT_WAIT_SECONDS, False
-        delay = 0.05
-        while True:
-            parent = self.parent_run_id()
-            if parent:
-                if parent_state(parent) == "missing":
-                    raise parent_not_here(self.config, parent)
-                return parent
-            now = time.monotonic()
-            died = self.liveness.owner_dead_on_this_host(awaited)
-            if died or now > deadline:
-                # gone: killed, or interrupted (Ctrl-C) before it recorded the parent
-                why = (
-                    f"the agent that created the sweep, {awaited}, stopped first"
-                    if died
-                    else f"none recorded within {PARENT_WAIT_SECONDS:.0f} s"
-                )
-                elected, awaited, left = self._take_over()
-                if elected:
-                    log.warning("%s has no parent run (%s): creating it", self.config.identity, why)
-                    if FINGERPRINT_ATTR not in self.store.get_study_system_attrs(self.study_id):
-                        self._record_definition()  # its creator died before it wrote it (kill -9)
-                    return self.record_parent(create_parent())
-                deadline = now + left  # the elected agent's time
-            if not told and now - started > PARENT_NOTICE_SECONDS:  # say why it waits
-                told = True
-                log.warning(
-                    "%s: waiting up to %.0f s for the agent that created it to record its parent run "
-                    "(should that agent be gone, this one records it then)",
-                    self.config.identity,
-                    PARENT_WAIT_SECONDS,
-                )
-            time.sleep(delay)
-            delay = min(delay * 1.5, 1.0)
-
-    def _take_over(self) -> tuple[bool, str, float]:
-        """An election of the agent that creates the parent run in place of the sweep's creator:
-        (elected, the agent elected, how long it has to record it). Round after round, the one
-        agent that creates the round's study is elected (creating a study is atomic in every
-        storage); a round whose elected agent is gone (dead on this host, or past its time)
-        gives way to the next."""
-        identity = self.config.identity
-        for round_ in range(1, MAX_TAKEOVER_ROUNDS + 1):
-            name = takeover_study_name(identity, round_)
-            try:
-                study_id = create_companion(self.store, name, identity)
-            except DuplicatedStudyError:
-                elected, left = self._round_of(name)
-                if elected is None or (left > 0 and not self.liveness.owner_dead_on_this_host(elected)):
-                    return False, elected or "", max(left, 0.0)
-                continue
-            self.store.set_study_system_attr(study_id, AGENT, self.liveness.agent)
-            self.store.set_study_system_attr(study_id, TAKEOVER_SINCE, time.time())
-            return True, self.liveness.agent, PARENT_WAIT_SECONDS
-        raise StorageError(
-            f"sweep '{identity}' has no parent run and every agent elected to create it left first; "
-            f"run `mlflow-sweeper delete {self.config.path}` and start it again"
-        )
-
-    def _round_of(self, name: str) -> tuple[str | None, float]:
-        """(the agent a takeover round elected, seconds it has left); None when the round is gone
-        (deleted with the sweep), or its agent not written yet (then it has its full time, counted
-        from when this agent first saw the round)."""
-        try:
-            attrs = self.store.get_study_system_attrs(self.store.get_study_id_from_name(name))
-        except KeyError:
-            return None, 0.0
-        first_seen = self._rounds_seen.setdefault(name, time.time())
-        since = float(attrs.get(TAKEOVER_SINCE, first_seen))
-        return attrs.get(AGENT) and str(attrs[AGENT]), since + PARENT_WAIT_SECONDS - time.time()
-
-
-def parent_not_here(config: SweepConfig, parent: str) -> StorageError:
-    """The refusal (exit 2) when the sweep's recorded parent run is not in the MLflow store the
-    agent was pointed at."""
-    return StorageError(
-        f"sweep '{config.identity}' in the Optuna storage has parent run {parent}, which is not "
-        "in this MLflow storage. Point 'mlflow_storage' at the tracking store that holds it, or "
-        f"start over with `mlflow-sweeper delete {config.path}`."
-    )
+    def _complete_definition(self) -> None:
+        """What defines the sweep, written by the agent that takes over the parent run where its
+        creator died before writing it (kill -9)."""
+        if FINGERPRINT_ATTR not in self.store.get_study_system_attrs(self.study_id):
+            self._record_definition()
