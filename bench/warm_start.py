@@ -7,7 +7,8 @@ enter through the same code as an agent's warm start (`warmstart.collect.prepare
 `warmstart.entering.enter`), with the earlier trials standing in for the MLflow runs an agent
 would read. No MLflow, no trial processes: the objective is computed in place.
 
-    python bench/warm_start.py [--seeds 5] [--function branin|hartmann6] [--out FILE]
+    python bench/warm_start.py [--seeds 5] [--first-seed 0] [--function branin|hartmann6] [--out FILE]
+        [--only refine|parallel] [--sequential-budgets 50,55]
 
 It writes bench/WARM_START.md for Branin, bench/WARM_START-hartmann6.md for Hartmann-6.
 """
@@ -131,8 +132,16 @@ def one_seed(directory: Path, seed: int) -> dict[str, float]:
     }
 
 
+# One at a time with smaller budgets (`--sequential-budgets`): the budget 16 at once is worth.
+SEQUENTIAL_BUDGETS: list[int] = []
+
+
 def parallel_seed(directory: Path, seed: int) -> dict[str, float]:
     path = write_config(directory, f"par{seed}", seed, 60)
+    smaller = {}
+    for budget in SEQUENTIAL_BUDGETS:
+        config = load_config(write_config(directory, f"seq{budget}-{seed}", seed, budget))
+        smaller[f"sequential, {budget} trials"] = best(run(config, InMemoryStorage(), 1))
     liar = write_config(directory, f"liar{seed}", seed, 60, sampler_options={"constant_liar": True})
     no_liar = write_config(directory, f"noliar{seed}", seed, 60, sampler_options={"constant_liar": False})
     return {
@@ -144,6 +153,7 @@ def parallel_seed(directory: Path, seed: int) -> dict[str, float]:
             run(load_config(liar), InMemoryStorage(), 16)
         ),
         "16 at once, neither (constant_liar: false)": best(run(load_config(no_liar), InMemoryStorage(), 16)),
+        **smaller,
     }
 
 
@@ -151,15 +161,15 @@ def table(rows: dict[str, list[float]]) -> list[str]:
     lines = ["| sweep | median best | median gap to the optimum | per seed |", "|---|---|---|---|"]
     for name, values in rows.items():
         median = statistics.median(values)
-        shown = ", ".join(f"{v:.4f}" for v in values)
+        shown = ", ".join(f"{v:.4f}" for v in values) if len(values) <= 20 else f"{len(values)} seeds"
         lines.append(f"| {name} | {median:.4f} | {median - PROBLEM.minimum:.4f} | {shown} |")
     return lines
 
 
-def collect(seeds: int, fn) -> dict[str, list[float]]:
+def collect(seeds: range, fn) -> dict[str, list[float]]:
     rows: dict[str, list[float]] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        for seed in range(seeds):
+        for seed in seeds:
             for name, value in fn(Path(tmp), seed).items():
                 rows.setdefault(name, []).append(value)
     return rows
@@ -168,22 +178,29 @@ def collect(seeds: int, fn) -> dict[str, list[float]]:
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--first-seed", type=int, default=0, help="seeds run from this one on")
+    parser.add_argument(
+        "--sequential-budgets", default="", help="e.g. 50,55: one at a time with these budgets too"
+    )
     parser.add_argument("--function", choices=sorted(PROBLEMS), default="branin")
     parser.add_argument("--out")
     parser.add_argument("--only", choices=("refine", "parallel"), help="one of the two tables")
     args = parser.parse_args()
     global PROBLEM
     PROBLEM = PROBLEMS[args.function]
+    SEQUENTIAL_BUDGETS[:] = [int(b) for b in args.sequential_budgets.split(",") if b]
+    seeds = range(args.first_seed, args.first_seed + args.seeds)
     suffix = "" if PROBLEM.name == "branin" else f"-{PROBLEM.name}"
     out = Path(args.out or Path(__file__).with_name(f"WARM_START{suffix}.md"))
     started = time.monotonic()
-    refine_rows = collect(args.seeds, one_seed) if args.only != "parallel" else {}
+    refine_rows = collect(seeds, one_seed) if args.only != "parallel" else {}
     fits = refine_rows.pop("_fit", [])
-    parallel_rows = collect(args.seeds, parallel_seed) if args.only != "refine" else {}
+    parallel_rows = collect(seeds, parallel_seed) if args.only != "refine" else {}
     lines = [
         f"# Warm start and refine on {PROBLEM.title} (minimize; optimum {PROBLEM.minimum})",
         "",
-        f"{args.seeds} seeds, TPE, budget 60; in process (see bench/warm_start.py); "
+        f"{args.seeds} seeds ({seeds.start}-{seeds.stop - 1}), TPE, budget 60; "
+        "in process (see bench/warm_start.py); "
         f"{time.monotonic() - started:.0f} s in all.",
     ]
     if refine_rows:

@@ -229,7 +229,7 @@ def status(configs: tuple[str, ...], as_json: bool) -> None:
     "--out",
     type=click.Path(dir_okay=False),
     default=None,
-    help="File for the new config (default: <config>-refined.yaml next to CONFIG).",
+    help="File for the new config, a new one (default: <config>-refined.yaml next to CONFIG).",
 )
 def refine(config: str, out: str | None) -> None:
     """Write the config of a follow-up sweep: ranges narrowed around the best trials, widened where

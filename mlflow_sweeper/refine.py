@@ -633,6 +633,8 @@ def refine_sweep(config: SweepConfig, out: Path | None = None) -> tuple[Path, Ad
     path = out or default_out(config, name)
     if path.resolve() == config.path.resolve():
         raise UsageError(f"--out {path} is the config being refined; name another file")
+    if path.exists():  # maybe another sweep's config: never overwritten
+        raise UsageError(f"--out {path} exists already; name another file, or remove it first")
     store = sweep_user_attrs(config.optuna_storage, config.identity).get(TRACKING_URI_ATTR)
     text = render(config, advice, path, stored, store, name)
     try:

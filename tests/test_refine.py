@@ -316,6 +316,11 @@ def test_refine_will_not_overwrite_its_config_or_write_where_it_cannot(tmp_path)
     with pytest.raises(UsageError, match="cannot write the refined config") as caught:
         refine_sweep(config, path / "next.yaml")  # under a file, not a folder
     assert caught.value.exit_code == 2
+    other = tmp_path / "notes.yaml"  # any file there already, maybe another sweep's config
+    other.write_text("# notes\n")
+    with pytest.raises(UsageError, match="exists already") as caught:
+        refine_sweep(config, other)
+    assert caught.value.exit_code == 2 and other.read_text() == "# notes\n"
 
 
 def test_refine_of_a_sweep_without_an_objective_is_exit_2_naming_spec(tmp_path):
