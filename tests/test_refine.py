@@ -560,3 +560,19 @@ def test_refine_of_a_config_edited_since_its_sweep_ran_is_exit_2_naming_the_chan
 
 
 PARAMETERS = {"x": {"low": 0.0, "high": 1.0}, "noise": {"low": 0.0, "high": 1.0}, "tag": "a"}
+
+
+@pytest.mark.parametrize("algorithm", ["random", "tpe"])
+def test_a_follow_up_sweep_with_the_seed_of_its_source_does_not_draw_its_points_again(tmp_path, algorithm):
+    """A follow-up keeps its source's seed (`refine` copies it; a new sweep_name with `warm_start`
+    is the way a changed config is told to go): its slots must not draw the source's points again
+    while the sampler is still random. A seed alone still gives the same points under any name."""
+    keys = {"algorithm": algorithm, "max_trials": 5}
+    source = run_sweep(load_config(write(tmp_path, **keys)), lambda p: p["x"])
+    drawn = {(t.params["x"], t.params["noise"]) for t in source.trials()}
+    alone_path = write(tmp_path, "alone.yaml", sweep_name="alone", **keys)
+    alone = run_sweep(load_config(alone_path), lambda p: p["x"])
+    assert {(t.params["x"], t.params["noise"]) for t in alone.trials()} == drawn
+    follow_up = write(tmp_path, "next.yaml", sweep_name="next", warm_start=[{"sweep": "exp/coarse"}], **keys)
+    again = run_sweep(load_config(follow_up), lambda p: p["x"])
+    assert not {(t.params["x"], t.params["noise"]) for t in again.trials()} & drawn

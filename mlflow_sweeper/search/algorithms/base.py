@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import inspect
 import logging
@@ -55,6 +56,17 @@ def slot_seed(seed: int | None, slot: int) -> int | None:
     return int(np.random.SeedSequence(entropy=seed, spawn_key=(slot,)).generate_state(1)[0])
 
 
+def sweep_seed(config: SweepConfig) -> int | None:
+    """The seed a sweep's slot seeds derive from: its `seed`, mixed with its name where it starts
+    from earlier results. A follow-up sweep keeps the seed of the one it learns from (`refine`
+    copies it), so its slots would draw that sweep's points again, slot for slot, where the
+    sampler is still random (TPE's start-up, `random`)."""
+    if config.seed is None or not config.warm_start:
+        return config.seed
+    name = int.from_bytes(hashlib.sha256(config.identity.encode()).digest()[:8], "big")
+    return int(np.random.SeedSequence(entropy=[config.seed, name]).generate_state(1)[0])
+
+
 class Algorithm:
     """How one algorithm turns a budget slot into parameters, and all that is its own.
 
@@ -88,7 +100,7 @@ class Algorithm:
     @classmethod
     def from_config(cls, config: SweepConfig) -> Algorithm:
         """The algorithm for a loaded config (an algorithm with keys of its own reads them here)."""
-        return cls(config.space, config.seed)
+        return cls(config.space, sweep_seed(config))
 
     # ---- checked when the config is loaded -------------------------------------------------
 

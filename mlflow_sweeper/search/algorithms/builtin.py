@@ -20,7 +20,7 @@ from ..sensitivity import (
 )
 from ..space import SearchSpace
 from ..values import Scalar, point_key
-from .base import Algorithm
+from .base import Algorithm, sweep_seed
 from .believer import BelievingTPESampler
 
 if TYPE_CHECKING:
@@ -184,7 +184,7 @@ class Sensitivity(Algorithm):
 
     @classmethod
     def from_config(cls, config: SweepConfig) -> Sensitivity:
-        return cls(config.space, config.seed, config.base, config.points)
+        return cls(config.space, sweep_seed(config), config.base, config.points)
 
     @classmethod
     def load_own_keys(cls, space: SearchSpace, given: dict[str, Any]) -> dict[str, Any]:
