@@ -166,6 +166,7 @@ CASES = {
     ),
     "unknown-top-level-key": Case(keys(colour="blue"), "colour", ("unknown",)),
     # wrong types and values
+    "parameter-name-too-long": Case(keys(parameters={"x" * 251: [1, 2]}), "parameters.xxxx", ("250",)),
     "max_trials-string": Case(keys(max_trials="ten"), "max_trials", ("ten",)),
     "max_trials-zero": Case(keys(max_trials=0), "max_trials"),
     "max_trials-bool": Case(keys(max_trials=True), "max_trials"),

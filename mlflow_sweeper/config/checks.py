@@ -122,6 +122,7 @@ def storage_url(kind: str):
 
 SWEEP_NAME = re.compile(r"[\w.-]+")  # letters of any script; whole names only (`fullmatch`)
 PARAMETER_NAME = re.compile(r"[A-Za-z0-9_.\-/ ]+")
+MAX_PARAMETER_NAME = 250  # MLflow's longest param key: each parameter is logged under its name
 SPEC_KEYS = {"direction", "metric", "metrics", "target", "constraints"}
 DIRECTIONS = ("minimize", "maximize")
 
@@ -160,6 +161,12 @@ def parameters(where: Where, key: str, value: Any) -> SearchSpace:
         if not isinstance(name, str) or not PARAMETER_NAME.fullmatch(name):
             allowed = "letters, digits, spaces, '_', '-', '.', '/'"
             raise ConfigProblem(f"{key}.{name}", f"parameter names use {allowed}")
+        if len(name) > MAX_PARAMETER_NAME:
+            raise ConfigProblem(
+                f"{key}.{name[:40]}...",
+                f"a parameter name has at most {MAX_PARAMETER_NAME} characters (MLflow logs it as a "
+                f"param key), this one {len(name)}",
+            )
     try:
         return SearchSpace.parse(value)
     except SpaceError as exc:
