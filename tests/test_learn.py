@@ -46,7 +46,7 @@ def test_constrained_grid_best_is_the_best_feasible_trial(tmp_path):
     )
     result = run_cli("sweep", config, "-j", "2", cwd=tmp_path, timeout=600)
     assert result.returncode == 0, output(result)
-    assert output(result).count("infeasible: violates latency <= 20") == 2, output(result)
+    assert output(result).count("not feasible: violates latency <= 20") == 2, output(result)
     runs = mlflow_runs(tracking_uri(tmp_path))
     trials = by_role(runs, "trial")
     assert len(trials) == 4

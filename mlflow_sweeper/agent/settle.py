@@ -92,7 +92,7 @@ def _announce_complete(parts: Settling, attempt: Attempt, outcome: Outcome) -> N
     objective, judgement = parts.config.objective, attempt.judgement
     violated = ""
     if judgement is not None and not judgement.feasible:
-        violated = f", infeasible: violates {', '.join(judgement.violated)}"
+        violated = f", not feasible: violates {', '.join(judgement.violated)}"
     if isinstance(value, list):  # several objectives: no single best to show or record
         parts.counts.done(None)
         _keep_front(parts, attempt)
