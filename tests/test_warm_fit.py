@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import pytest
 import yaml
+from conftest import write_config
+from mlflow.tracking import MlflowClient
 
 from mlflow_sweeper.config import load_config
 from mlflow_sweeper.errors import ConfigError
 from mlflow_sweeper.search.algorithms import PointSource
 from mlflow_sweeper.search.grid import Permutation
 from mlflow_sweeper.search.space import SearchSpace
-from mlflow_sweeper.warmstart.entering import grid_slot
+from mlflow_sweeper.warmstart.entering import gather, grid_slot
 from mlflow_sweeper.warmstart.fit import fitting_point
 
 SPACE = SearchSpace.parse(
@@ -45,6 +47,37 @@ def test_a_result_as_logged_fits_with_the_space_types():
 )
 def test_results_that_do_not_fit(params):
     assert fitting_point(SPACE, params, False) is None
+
+
+def test_a_value_logged_for_a_parameter_whose_condition_is_off():
+    """Left aside where MLflow Projects may have logged it as the entry point's default; else it
+    was passed, and the run is not of the point that leaves it out."""
+    adam = {"lr": "0.001", "layers": "3", "opt": "adam", "momentum": "0.9", "epochs": "5"}
+    assert fitting_point(SPACE, adam, False) == {"lr": 0.001, "layers": 3, "opt": "adam"}
+    assert fitting_point(SPACE, adam, False, inactive_logged=False) is None
+    sgd = {**adam, "opt": "sgd"}
+    assert fitting_point(SPACE, sgd, False, inactive_logged=False)["momentum"] == 0.9
+
+
+def test_only_a_project_run_may_carry_a_value_its_point_leaves_out(tmp_path):
+    """Real MLflow runs: one of an MLflow Project (its entry point tagged), one not, each logged
+    `momentum` with `opt=adam`; the sweep passes `momentum` with `sgd` only."""
+    parameters = {"opt": ["adam", "sgd"], "momentum": {"values": [0.5], "when": {"opt": "sgd"}}}
+    config = load_config(
+        write_config(tmp_path, parameters=parameters, warm_start=[{"runs": "tags.kind = 'old'"}])
+    )
+    client = MlflowClient(config.mlflow_storage)
+    experiment_id = client.create_experiment("exp")
+    runs = {}
+    for name, tags in (("project", {"mlflow.project.entryPoint": "main"}), ("command", {})):
+        run = client.create_run(experiment_id, tags={"kind": "old", **tags})
+        client.log_param(run.info.run_id, "opt", "adam")
+        client.log_param(run.info.run_id, "momentum", "0.5")
+        client.log_metric(run.info.run_id, "score", 1.0)
+        client.set_terminated(run.info.run_id)
+        runs[name] = run.info.run_id
+    gathered = gather(config, config.mlflow_storage, PointSource(config))
+    assert [t.run_id for t in gathered.trials] == [runs["project"]] and gathered.misfits == 1
 
 
 def test_float_noise_on_a_bound_or_a_fixed_value_still_fits():

@@ -29,6 +29,10 @@ class EarlierResult:
     params: dict[str, str]
     metrics: dict[str, float]
     experiment_id: str | None = None  # where the run lives (its UI page is under it)
+    # A run of an MLflow Project: MLflow logs every parameter of its entry point, defaults too, so
+    # a value of a parameter whose condition is off may be one it was never passed. Elsewhere,
+    # such a value was passed: the run is not of the point that leaves the parameter out.
+    logs_defaults: bool = True
 
 
 @dataclass(frozen=True)
@@ -152,9 +156,11 @@ def _missing(client, experiment: str) -> bool:
 
 
 def _result(run, source: str) -> EarlierResult:
-    return EarlierResult(
-        run.info.run_id, source, dict(run.data.params), dict(run.data.metrics), run.info.experiment_id
-    )
+    from .. import compat
+
+    of_project = compat.mlflow_tags().MLFLOW_PROJECT_ENTRY_POINT in run.data.tags
+    params, metrics = dict(run.data.params), dict(run.data.metrics)
+    return EarlierResult(run.info.run_id, source, params, metrics, run.info.experiment_id, of_project)
 
 
 def prepare(config: SweepConfig, results: list[EarlierResult], on_grid: bool) -> WarmStart:
@@ -164,7 +170,7 @@ def prepare(config: SweepConfig, results: list[EarlierResult], on_grid: bool) ->
     fitted: list[WarmTrial] = []
     misfits = 0
     for result in results:
-        point = fitting_point(config.space, result.params, on_grid)
+        point = fitting_point(config.space, result.params, on_grid, inactive_logged=result.logs_defaults)
         values = [result.metrics.get(name) for name in names]  # none without an objective
         if point is None or any(v is None or is_nonfinite(v) for v in values):  # an infeasible result
             misfits += 1

@@ -13,16 +13,20 @@ from ..search.values import Scalar, same_value
 _NO = object()
 
 
-def fitting_point(space: SearchSpace, params: dict[str, Any], on_grid: bool) -> dict[str, Scalar] | None:
+def fitting_point(
+    space: SearchSpace, params: dict[str, Any], on_grid: bool, inactive_logged: bool = True
+) -> dict[str, Scalar] | None:
     """The swept values of a result, typed as the space's, or None when it does not fit.
 
     `params` are the values as logged (strings from MLflow, or typed); `on_grid`: the sweep records
-    points on its grid, so a range's value must be one of the grid's values."""
+    points on its grid, so a range's value must be one of the grid's values. `inactive_logged`: a
+    value logged for a parameter whose condition is off is left aside (MLflow Projects logs every
+    parameter of an entry point, its default too); else such a result does not fit."""
     point: dict[str, Scalar] = {}
     for name in space.order:
         if not space.is_active(name, point):
-            # a value logged for it anyway is left aside: MLflow Projects logs every parameter of
-            # an entry point, its default too, so a sweep's own runs carry one
+            if name in params and not inactive_logged:
+                return None
             continue
         if name not in params:
             return None
