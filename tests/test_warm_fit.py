@@ -205,3 +205,30 @@ def test_an_earlier_result_with_a_nan_or_infinite_objective_does_not_fit(tmp_pat
     ]
     warm = prepare(swept, earlier, on_grid=False)
     assert [t.values for t in warm.trials] == [[0.5]] and warm.misfits == 4
+
+
+@pytest.mark.parametrize("here", ["no-store", "another-store"])
+def test_a_source_sweep_recorded_in_another_mlflow_store_is_named_where(tmp_path, here):
+    """The source sweep's runs are not in this sweep's MLflow store: the refusal says where its
+    agents recorded them, not only that this store lacks them."""
+    from mlflow_sweeper.coordination import SweepStudy
+    from mlflow_sweeper.storages import open_optuna_storage
+    from mlflow_sweeper.tracking_store import TRACKING_URI_ATTR
+
+    source = load_config(write_config(tmp_path, sweep_name="a", optuna_storage=f"sqlite:///{tmp_path}/o.db"))
+    study = SweepStudy(open_optuna_storage(source.optuna_storage), source, PointSource(source), "agent")
+    study.create_or_find()
+    recorded = f"sqlite:///{tmp_path}/a.db"
+    study.store.set_study_user_attr(study.study_id, TRACKING_URI_ATTR, recorded)
+    uri = f"sqlite:///{tmp_path}/b.db"
+    if here == "another-store":
+        MlflowClient(uri).create_experiment("other")
+    config = load_config(
+        write_config(
+            tmp_path, "b.yaml", sweep_name="b", optuna_storage=source.optuna_storage, mlflow_storage=uri,
+            warm_start=[{"sweep": "exp/a"}],
+        )  # fmt: skip
+    )
+    with pytest.raises(ConfigError, match="warm_start") as caught:
+        gather(config, uri, PointSource(config))
+    assert f"its agents recorded its runs in {recorded}" in str(caught.value)

@@ -91,6 +91,9 @@ def _sweep_runs(config: SweepConfig, client, source: SweepSource, key: str) -> l
     done = [t for t in trials if t.state == TrialState.COMPLETE]
     wanted = {t.user_attrs[RUN_ATTR] for t in done if t.user_attrs.get(RUN_ATTR)}
     experiment = source.sweep.rsplit("/", 1)[0]
+    if _missing(client, experiment):
+        message = f"no experiment {experiment!r} in the MLflow storage"
+        raise _fail(config, f"{key}.sweep", message + recorded_elsewhere(config, source, client.tracking_uri))
     experiment_id = _experiment_id(config, client, experiment, f"{key}.sweep")
     from ..record.lookup import runs_of_sweep  # MLflow's side: kept off the module's import
 
@@ -98,6 +101,19 @@ def _sweep_runs(config: SweepConfig, client, source: SweepSource, key: str) -> l
     found = {run.info.run_id for run in runs}
     runs += _inherited(client, wanted - found)
     return [_result(run, source.label) for run in runs]
+
+
+def recorded_elsewhere(config: SweepConfig, source: SweepSource, tracking_uri: str) -> str:
+    """Where a source sweep's agents recorded its runs, when that is not `tracking_uri` (said
+    after a refusal to find them here), else ''."""
+    from ..tracking_store import TRACKING_URI_ATTR, fit_to_record
+    from .reading import sweep_user_attrs
+
+    recorded = sweep_user_attrs(config.optuna_storage, source.sweep).get(TRACKING_URI_ATTR)
+    here = fit_to_record(tracking_uri) or tracking_uri
+    if not recorded or recorded.rstrip("/") == here.rstrip("/"):
+        return ""
+    return f": its agents recorded its runs in {recorded}; set 'mlflow_storage' to that store"
 
 
 def _inherited(client, run_ids: set[str]) -> list:

@@ -13,6 +13,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from ..config import SweepConfig
 from ..config.objective import Objective
+from ..config.warm_start import SweepSource
 from ..constraints import satisfied
 from ..coordination.names import SLOT, TARGET_REACHED, WARM_ATTR, WARM_EXPERIMENT, WARM_SLOTS
 from ..coordination.store import stored_values
@@ -21,14 +22,18 @@ from ..errors import ConfigError
 from ..search.algorithms import PointSource
 from ..search.values import same_value
 from ..storages import exists as storage_exists
-from .collect import RUN_ATTR, WarmStart, WarmTrial, collect, prepare
+from .collect import RUN_ATTR, WarmStart, WarmTrial, collect, prepare, recorded_elsewhere
 
 
 def gather(config: SweepConfig, tracking_uri: str, source: PointSource) -> WarmStart:
     """The earlier results that fit, from every source; ConfigError when a source does not exist."""
     if not storage_exists(tracking_uri):
-        message = f"the MLflow storage {tracking_uri} holds no runs yet"
-        raise ConfigError(str(config.path), "warm_start[0]", message)
+        message, key = f"the MLflow storage {tracking_uri} holds no runs yet", "warm_start[0]"
+        sweeps = [(i, s) for i, s in enumerate(config.warm_start) if isinstance(s, SweepSource)]
+        if sweeps:  # where its runs are, when its agents recorded another store
+            message += recorded_elsewhere(config, sweeps[0][1], tracking_uri)
+            key = f"warm_start[{sweeps[0][0]}].sweep"
+        raise ConfigError(str(config.path), key, message)
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(tracking_uri)
