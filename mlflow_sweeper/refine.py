@@ -281,12 +281,19 @@ def _list_change(config: SweepConfig, name: str, axis: Categorical, seen: list) 
     if after is not None:
         added.append(after)
         notes.append(f"the best trials use its largest value {values[-1]}")
-    before = _next_value(values[1], values[0], geometric) if min(seen) == values[0] else None
-    if before is not None and not (values[0] >= 0 > before):
+    at_low = min(seen) == values[0]
+    before = _next_value(values[1], values[0], geometric) if at_low else None
+    kept = "kept: the best trials use inner values"
+    if before is not None and not (values[0] >= 0 > before):  # a list of non-negatives stays one
         added.insert(0, before)
         notes.append(f"the best trials use its smallest value {values[0]}")
+    elif at_low:
+        kept = (
+            f"kept: the best trials use its smallest value {values[0]}, and no value below it is spaced "
+            "as the list is without reaching 0 or below"
+        )
     if not notes:
-        return Change(name, "keep", _spec_of(config, name), "kept: the best trials use inner values")
+        return Change(name, "keep", _spec_of(config, name), kept)
     new = sorted({*values, *added})
     as_list = isinstance(_spec_of(config, name), list)
     spec: Any = new if as_list else {"values": new, **_extra_keys(config, name)}

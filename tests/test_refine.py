@@ -393,6 +393,16 @@ def test_a_list_that_grows_by_a_ratio_is_widened_by_it(tmp_path):
     assert 0 not in refined["x"].values  # none below 1 in a list of whole numbers grown by a ratio
 
 
+def test_a_list_whose_best_value_is_its_smallest_with_none_below_says_why_it_is_kept(tmp_path):
+    """0.1, 0.3 spaced by 0.2 has no value below 0.1 that stays above 0: kept, saying so, not
+    'inner values'."""
+    parameters = {"x": [0.1, 0.3], "y": [1, 2]}
+    config = load_config(write(tmp_path, algorithm="grid", max_trials=None, parameters=parameters))
+    run_sweep(config, lambda p: -p["x"] + p["y"])  # best at x = 0.1, the smallest
+    kept = next(c for c in advise(config, run_sweep_trials(config)).changes if c.name == "x")
+    assert kept.kind == "keep" and "smallest value 0.1" in kept.why and "inner" not in kept.why
+
+
 def test_the_chance_test_needs_trials_enough_for_its_parameters():
     """Eight trials per parameter: with fewer, a parameter that matters often looks like chance
     (6-D Hartmann after 30 trials), and one that does nothing is left to its importance alone."""
