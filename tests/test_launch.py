@@ -151,3 +151,47 @@ def test_the_agent_stops_mlflow_printing_run_urls_but_trials_keep_the_users_sett
     assert os.environ[record.URL_PRINTING] == (user or "true")
     env = run_env("run", "http://127.0.0.1:5000", "1")
     assert env.get(record.URL_PRINTING) == user
+
+
+def test_killing_a_trial_whose_session_leader_is_gone_still_stops_its_group():
+    """A trial runs under a wrapper that leads its session; a SIGTERM the trial ignores kills
+    the wrapper alone. Killing the tree by the wrapper's pid (a second Ctrl-C, after the first
+    one's SIGTERM) must still stop the trial: it was left running, and ran beside its re-run."""
+    import signal
+    import subprocess
+    import sys
+
+    import psutil
+
+    from mlflow_sweeper.launch.process import kill_tree
+
+    stubborn = (
+        "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); print('ready', flush=True); "
+        "time.sleep(120)"
+    )
+    wrapper = (
+        "import subprocess, sys, time; "
+        f"p = subprocess.Popen([sys.executable, '-c', {stubborn!r}]); "
+        "print(p.pid, flush=True); time.sleep(120)"
+    )
+    leader = subprocess.Popen(
+        [sys.executable, "-c", wrapper], stdout=subprocess.PIPE, text=True, start_new_session=True
+    )
+    trial = psutil.Process(int(leader.stdout.readline()))
+    assert leader.stdout.readline().strip() == "ready"  # ignoring SIGTERM from here on
+    os.killpg(leader.pid, signal.SIGTERM)  # the wrapper dies of it, the trial does not
+    leader.wait(timeout=30)
+    time.sleep(0.5)
+    assert trial.is_running() and trial.status() != psutil.STATUS_ZOMBIE
+    kill_tree(leader.pid, grace=0)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            if trial.status() == psutil.STATUS_ZOMBIE:
+                break
+        except psutil.NoSuchProcess:
+            break
+        time.sleep(0.1)
+    else:
+        trial.kill()
+        pytest.fail("the trial outlived the kill of its session")

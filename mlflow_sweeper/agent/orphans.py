@@ -100,6 +100,7 @@ class Orphans:
         self.uploads = uploads  # its log attached off the maintenance thread (which beats)
         self.settled = settled  # told when a trial is settled here: idle workers look again now
         self.watched: dict[int, Watched] = {}  # by Optuna trial id; the maintenance thread's own
+        self._stopped: set[int] = set()  # trials whose processes here were stopped before re-queuing
 
     def watched_ids(self) -> set[int]:
         """The trials this agent beats for besides its own: the orphans it watches."""
@@ -107,8 +108,21 @@ class Orphans:
 
     def adopt(self, trial: FrozenTrial, why: str) -> bool:
         """Offered each stale trial before it is failed: True when it is watched or settled here
-        (or another agent ended it meanwhile); False to fail it and run it again."""
-        return self._guarded(trial, lambda: self._adopt(trial, why))
+        (or another agent ended it meanwhile); False to fail it and run it again, once what it
+        left running on this host has stopped."""
+        if self._guarded(trial, lambda: self._adopt(trial, why)):
+            return True
+        self._stop_leftovers(trial)
+        return False
+
+    def _stop_leftovers(self, trial: FrozenTrial) -> None:
+        """Stop what the trial left running on this host before its point is re-queued: a worker
+        may start the re-run at once, and no point runs twice at once (a trial that ignores
+        SIGTERM is killed after the grace period)."""
+        leftovers = Leftovers.of(self.settling.config, trial)
+        if leftovers.pids:
+            self._stopped.add(compat.trial_id(trial))
+        leftovers.clear()
 
     @staticmethod
     def _guarded(trial: FrozenTrial, settle: Callable[[], bool]) -> bool:
@@ -165,6 +179,7 @@ class Orphans:
         how its run ends, even if its code ended it (its exit status says otherwise); `agent_lost`:
         how it ended is unknown."""
         study = self.settling.study
+        self._stop_leftovers(trial)
         requeued = study.reclaim_trial(
             trial, why, retry=retry, again=again, infeasible=infeasible, agent_lost=agent_lost
         )
@@ -183,10 +198,11 @@ class Orphans:
         `requeued` None: not retried on purpose."""
         leftovers = Leftovers.of(self.settling.config, trial)
         then = "not retried" if requeued is None else "re-queued" if requeued else "failed for good"
-        # said first: once they exit, their devices are free and a worker may start the re-run
-        # while they are waited for and the run is ended
-        self.settling.console.event(f"trial {trial.number} reclaimed: {why}; {then}{leftovers.note}")
-        leftovers.clear()
+        stopped = compat.trial_id(trial) in self._stopped
+        self._stopped.discard(compat.trial_id(trial))
+        note = "; its processes left on this host stopped" if stopped else leftovers.note
+        self.settling.console.event(f"trial {trial.number} reclaimed: {why}; {then}{note}")
+        leftovers.clear()  # its log relayed to its end and scrubbed (its processes stopped before)
         run_id = trial.user_attrs.get(RUN_ATTR)
         if status is not None:
             self.settling.recorder.kill_run(run_id, status, even_if_ended=True)

@@ -79,14 +79,14 @@ def _exit_signal(pid: int) -> int | None:
 
 
 def kill_tree(pid: int, grace: float = CANCEL_GRACE_SECONDS) -> None:
-    """SIGTERM a process, its process group and every descendant; SIGKILL what is left."""
-    try:
-        root = psutil.Process(pid)
-        procs = [root, *root.children(recursive=True)]
-    except psutil.NoSuchProcess:
+    """SIGTERM a process, its process group and every descendant; SIGKILL what is left after
+    `grace` seconds. The trial leads its own session: its group is killed even when the process
+    itself has gone (a wrapper dead of the SIGTERM its trial ignores, an earlier cancel)."""
+    procs = _tree(pid)
+    if not procs:
         return
     with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pid, signal.SIGTERM)  # the trial leads its own session
+        os.killpg(pid, signal.SIGTERM)
     for proc in procs:
         with contextlib.suppress(psutil.NoSuchProcess):
             proc.terminate()
@@ -96,6 +96,24 @@ def kill_tree(pid: int, grace: float = CANCEL_GRACE_SECONDS) -> None:
             proc.kill()
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pid, signal.SIGKILL)
+    if alive:
+        psutil.wait_procs(alive, timeout=1.0)  # gone before the caller goes on (a re-run next)
+
+
+def _tree(pid: int) -> list[psutil.Process]:
+    """The process `pid`, the members of the process group it leads, and all their descendants."""
+    found: dict[int, psutil.Process] = {}
+    with contextlib.suppress(psutil.NoSuchProcess):
+        found[pid] = psutil.Process(pid)
+    for proc in psutil.process_iter():
+        with contextlib.suppress(psutil.Error, OSError):
+            if proc.pid not in found and os.getpgid(proc.pid) == pid:
+                found[proc.pid] = proc
+    for proc in list(found.values()):
+        with contextlib.suppress(psutil.Error):
+            for child in proc.children(recursive=True):
+                found.setdefault(child.pid, child)
+    return list(found.values())
 
 
 def orphaned_trial(run_id: str | None) -> list[int]:
