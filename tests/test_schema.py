@@ -63,10 +63,11 @@ def test_mutable_keys_and_the_resume_hint_come_from_the_table():
     failure_handling = {"max_trials", "max_retries", "stale_after", "trial_timeout", "fail_fast"}
     assert {*failure_handling, *how_run} == MUTABLE_KEYS
     assert MUTABLE_HINT == (
-        "Only max_trials, max_retries, stale_after, trial_timeout, fail_fast, devices, "
-        "devices_per_trial, device_env and infeasible_when may change on resume."
+        "Besides how a trial is run (its command or entry point), only max_trials, max_retries, "
+        "stale_after, trial_timeout, fail_fast, devices, devices_per_trial, device_env and "
+        "infeasible_when may change on resume."
     )
-    for name in KEYS - MUTABLE_KEYS:
+    for name in KEYS - MUTABLE_KEYS - {"command"}:  # "its command" says how a trial is run
         assert not re.search(rf"\b{name}\b", MUTABLE_HINT), name
     assert "arg_style" not in MUTABLE_KEYS  # it changes what a trial runs
 

@@ -69,7 +69,7 @@ class SweepEnd:
         console.event(summary)
         if result.failed_for_good:
             console.event(
-                f"{len(result.failed_for_good)} trial(s) failed after all retries:\n  "
+                f"{len(result.failed_for_good)} trial(s) failed for good:\n  "
                 + "\n  ".join(result.failed_for_good)
                 + f"\n  once fixed, `mlflow-sweeper sweep {self.parts.config.path} --retry-failed` "
                 "runs them again"

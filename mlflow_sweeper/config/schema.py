@@ -136,7 +136,7 @@ MUTABLE_KEYS: frozenset[str] = frozenset(key.name for key in SCHEMA if key.mutab
 def _hint() -> str:
     names = [key.name for key in SCHEMA if key.mutable]
     listed = ", ".join(names[:-1]) + f" and {names[-1]}" if len(names) > 1 else names[0]
-    return f"Only {listed} may change on resume."
+    return f"Besides how a trial is run (its command or entry point), only {listed} may change on resume."
 
 
 MUTABLE_HINT: str = _hint()
