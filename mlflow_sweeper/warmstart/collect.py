@@ -77,10 +77,15 @@ def _fail(config: SweepConfig, key: str, message: str) -> ConfigError:
     return ConfigError(str(config.path), key, message)
 
 
-def _experiment_id(config: SweepConfig, client, name: str, key: str) -> str:
+def _experiment_id(config: SweepConfig, client, name: str, key: str, sweep: SweepSource | None = None) -> str:
+    """Experiment `name`'s id; a config error when it is missing, saying where the agents of a
+    source `sweep` recorded its runs when that is another store."""
     experiment = client.get_experiment_by_name(name) if client is not None else None
     if experiment is None:
-        raise _fail(config, key, f"no experiment {name!r} in the MLflow storage")
+        elsewhere = ""
+        if sweep is not None and client is not None:
+            elsewhere = recorded_elsewhere(config, sweep, client.tracking_uri)
+        raise _fail(config, key, f"no experiment {name!r} in the MLflow storage{elsewhere}")
     return experiment.experiment_id
 
 
@@ -91,10 +96,7 @@ def _sweep_runs(config: SweepConfig, client, source: SweepSource, key: str) -> l
     done = [t for t in trials if t.state == TrialState.COMPLETE]
     wanted = {t.user_attrs[RUN_ATTR] for t in done if t.user_attrs.get(RUN_ATTR)}
     experiment = source.sweep.rsplit("/", 1)[0]
-    if _missing(client, experiment):
-        message = f"no experiment {experiment!r} in the MLflow storage"
-        raise _fail(config, f"{key}.sweep", message + recorded_elsewhere(config, source, client.tracking_uri))
-    experiment_id = _experiment_id(config, client, experiment, f"{key}.sweep")
+    experiment_id = _experiment_id(config, client, experiment, f"{key}.sweep", source)
     from ..record.lookup import runs_of_sweep  # MLflow's side: kept off the module's import
 
     runs = [run for run in runs_of_sweep(client, [experiment_id], source.sweep) if run.info.run_id in wanted]
