@@ -229,7 +229,8 @@ def status(configs: tuple[str, ...], as_json: bool) -> None:
     "--out",
     type=click.Path(dir_okay=False),
     default=None,
-    help="File for the new config, a new one (default: <config>-refined.yaml next to CONFIG).",
+    help="File for the new config, a new one; '-' for standard output "
+    "(default: <config>-refined.yaml next to CONFIG).",
 )
 def refine(config: str, out: str | None) -> None:
     """Write the config of a follow-up sweep: ranges narrowed around the best trials, widened where
@@ -237,13 +238,17 @@ def refine(config: str, out: str | None) -> None:
     from pathlib import Path
 
     from .config import load_config
-    from .refine import refine_sweep
+    from .refine import STDOUT, refine_sweep
 
     def action() -> int:
-        path, advice = refine_sweep(load_config(config, to_run=False), Path(out) if out else None)
-        click.echo(f"refine: {path} ({len(advice.changed)} parameter(s) changed)")
+        path, advice, text = refine_sweep(load_config(config, to_run=False), Path(out) if out else None)
+        to_stdout = Path(out or "") == STDOUT
+        if to_stdout:  # the config alone on standard output; what changed on standard error
+            click.echo(text, nl=False)
+        where = f"a config for {path.name} on standard output" if to_stdout else str(path)
+        click.echo(f"refine: {where} ({len(advice.changed)} parameter(s) changed)", err=to_stdout)
         for change in advice.changed:
-            click.echo(f"  {change.name}: {change.why}")
+            click.echo(f"  {change.name}: {change.why}", err=to_stdout)
         return 0
 
     _guarded(action)

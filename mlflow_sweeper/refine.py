@@ -618,8 +618,14 @@ def _check_config_is_the_sweeps(config: SweepConfig) -> None:
         )
 
 
-def refine_sweep(config: SweepConfig, out: Path | None = None) -> tuple[Path, Advice]:
-    """Write the follow-up config of `config`'s sweep; raises NoSuchSweep when it has no trials."""
+# `--out -`: the refined config goes to standard output, its paths written as seen from here.
+STDOUT = Path("-")
+
+
+def refine_sweep(config: SweepConfig, out: Path | None = None) -> tuple[Path, Advice, str]:
+    """Compose `config`'s follow-up config and write it to `out` (or next to `config`; to no
+    file for `STDOUT`): its path, the advice and its text. Raises NoSuchSweep when the sweep has
+    no trials."""
     from .errors import ConfigError, NoSuchSweep, UsageError
     from .tracking_store import TRACKING_URI_ATTR
     from .warmstart.reading import sweep_names, sweep_trials, sweep_user_attrs
@@ -636,17 +642,20 @@ def refine_sweep(config: SweepConfig, out: Path | None = None) -> tuple[Path, Ad
     if not advice.top:
         raise NoSuchSweep(f"{config.identity}: no feasible completed trial yet (nothing to refine from)")
     stored = sweep_names(config.optuna_storage)
-    name = follow_up_name(config, (out.resolve().parent,) if out else (), stored)
-    path = out or default_out(config, name)
-    if path.resolve() == config.path.resolve():
+    to_stdout = out == STDOUT
+    folder = Path.cwd() if to_stdout else out.resolve().parent if out else None
+    name = follow_up_name(config, (folder,) if folder else (), stored)
+    path = folder / f"{name}.yaml" if to_stdout else out or default_out(config, name)
+    if path.resolve() == config.path.resolve() and not to_stdout:
         raise UsageError(f"--out {path} is the config being refined; name another file")
-    if path.exists():  # maybe another sweep's config: never overwritten
+    if path.exists() and not to_stdout:  # maybe another sweep's config: never overwritten
         raise UsageError(f"--out {path} exists already; name another file, or remove it first")
     store = sweep_user_attrs(config.optuna_storage, config.identity).get(TRACKING_URI_ATTR)
     text = render(config, advice, path, stored, store, name)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text, encoding="utf-8")
-    except OSError as exc:
-        raise UsageError(f"cannot write the refined config to {path}: {exc.strerror or exc}") from None
-    return path, advice
+    if not to_stdout:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text, encoding="utf-8")
+        except OSError as exc:
+            raise UsageError(f"cannot write the refined config to {path}: {exc.strerror or exc}") from None
+    return path, advice, text

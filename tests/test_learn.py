@@ -66,6 +66,12 @@ def test_constrained_grid_best_is_the_best_feasible_trial(tmp_path):
     assert "y: widened with 30" in refined.stdout
     loaded = load_config(tmp_path / "next.yaml")
     assert loaded.space.axes["y"].values == (10, 20, 30) and loaded.sweep_name == "s1-refined"
+    # `--out -`: the config alone on standard output (here next to next.yaml, so the next name)
+    piped = run_cli("refine", config, "--out", "-", cwd=tmp_path)
+    assert piped.returncode == 0, output(piped)
+    assert "y: widened with 30" in piped.stderr and not (tmp_path / "-").exists()
+    (tmp_path / "piped.yaml").write_text(piped.stdout)
+    assert load_config(tmp_path / "piped.yaml").sweep_name == "s1-refined2"
 
 
 def test_a_trial_without_its_constraint_metric_fails_and_status_has_no_best(tmp_path):

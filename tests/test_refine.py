@@ -47,7 +47,7 @@ def run_sweep(config, objective):
 def test_best_on_a_bound_widens_it_and_a_negligible_parameter_is_fixed(tmp_path):
     config = load_config(write(tmp_path))
     run_sweep(config, lambda p: p["x"])  # best at x = 1, the upper bound; noise does nothing
-    path, advice = refine_sweep(config)
+    path, advice, _ = refine_sweep(config)
     by_name = {c.name: c for c in advice.changes}
     assert by_name["x"].kind == "widen" and by_name["x"].spec["high"] > 1.0
     assert by_name["x"].spec["low"] > 0.0  # and narrowed from below, around the best quarter
@@ -80,7 +80,7 @@ def test_a_parameter_that_does_nothing_is_fixed_after_a_small_sweep_but_one_that
     parameters = {"lr": {"low": 1e-5, "high": 1.0, "log": True}, "unused": {"low": 0.0, "high": 1.0}}
     config = load_config(write(tmp_path, parameters=parameters, seed=seed, max_trials=24))
     run_sweep(config, lambda p: -((math.log10(p["lr"]) + 2.5) ** 2))
-    path, advice = refine_sweep(config)
+    path, advice, _ = refine_sweep(config)
     changes = {c.name: c for c in advice.changes}
     assert changes["lr"].kind != "fix"
     assert changes["unused"].kind == "fix", changes["unused"].why
@@ -104,7 +104,7 @@ def test_a_grid_whose_best_uses_its_largest_value_gets_the_next_one(tmp_path):
         write(tmp_path, algorithm="grid", max_trials=None, parameters={"x": [1, 2, 3], "y": [10, 20]})
     )
     run_sweep(config, lambda p: p["x"] - p["y"])  # best x = 3 (largest), y = 10 (smallest)
-    path, advice = refine_sweep(config, tmp_path / "next.yaml")
+    path, advice, _ = refine_sweep(config, tmp_path / "next.yaml")
     refined = load_config(path)
     assert refined.space.axes["x"].values == (1, 2, 3, 4)
     assert refined.space.axes["y"].values == (0, 10, 20)
@@ -186,7 +186,7 @@ def test_the_refined_config_runs_warm_started_from_the_first_sweep(tmp_path):
 
     config = load_config(write(tmp_path, max_trials=12))
     first = run_sweep(config, lambda p: p["x"] - abs(p["noise"] - 0.5) / 100)
-    path, advice = refine_sweep(config)
+    path, advice, _ = refine_sweep(config)
     refined = load_config(path)
     earlier = [
         EarlierResult(f"run-{t.number}", "sweep:exp/coarse", {**t.params, "tag": "a"}, {"score": t.value})
@@ -215,7 +215,7 @@ def test_an_earlier_sweep_source_deleted_since_is_left_out_of_the_refined_config
     run_sweep(load_config(write(tmp_path, name="kept.yaml", sweep_name="kept", max_trials=2)), lambda p: 0.0)
     config = load_config(write(tmp_path, max_trials=8, warm_start=sources))
     run_sweep(config, lambda p: p["x"])
-    path, _ = refine_sweep(config)
+    path, *_ = refine_sweep(config)
     assert [s.describe() for s in load_config(path).warm_start] == [
         {"sweep": "exp/kept"}, {"runs": "metrics.score > 0"}, {"sweep": "exp/coarse"},
     ]  # fmt: skip
@@ -247,7 +247,7 @@ def test_values_from_the_environment_stay_references_in_the_refined_config(tmp_p
     run_sweep(config, lambda p: p["x"])
     out = tmp_path / "elsewhere" / "refined.yaml"
     out.parent.mkdir()
-    refined_path, _ = refine_sweep(config, out)
+    refined_path, *_ = refine_sweep(config, out)
     text = refined_path.read_text()
     assert "Tok3n-secret" not in text and str(tmp_path / "work") not in text
     assert "${REFINE_TOKEN}" in text and "${REFINE_DIR}/sweeps" in text
@@ -276,7 +276,7 @@ def test_refine_never_reuses_a_sweep_name_and_keeps_the_command_working_from_els
     (tmp_path / "train.py").write_text("")
     config = load_config(write(tmp_path, command="python train.py --fast"))
     run_sweep(config, lambda p: p["x"])
-    first, _ = refine_sweep(config)
+    first, *_ = refine_sweep(config)
     study = run_sweep(load_config(first), lambda p: p["x"])  # the refined sweep exists now
     # The MLflow store its agents recorded (none named in the config): the new sweep's warm start
     # reads its runs there, wherever the refined config lies.
@@ -346,7 +346,7 @@ def test_a_widened_low_bound_stays_where_its_range_may_go_and_keeps_its_step(tmp
     # best on every low bound; each parameter matters alike (s adding at most 0.8 to n's 63 would
     # have next to no importance, and be fixed)
     run_sweep(config, lambda p: -math.log2(p["n"]) - 5 * p["s"] - p["k"] / 2)
-    path, advice = refine_sweep(config)
+    path, advice, _ = refine_sweep(config)
     refined = load_config(path).space.axes
     assert refined["n"].low == 1 and refined["n"].log
     assert refined["s"].low == 0.1 and refined["s"].step == 0.2  # 0.1 - 0.2 would be below 0
@@ -361,7 +361,7 @@ def test_a_sensitivity_sweeps_base_follows_the_refined_space(tmp_path):
               parameters=parameters)
     )  # fmt: skip
     run_sweep(config, lambda p: -abs(p["x"] - 2.0))  # best near x = 2: narrowed away from the base 9
-    path, advice = refine_sweep(config)
+    path, advice, _ = refine_sweep(config)
     changes = {c.name: c for c in advice.changes}
     refined = load_config(path)  # valid: no base value outside its range, none for a fixed one
     text = path.read_text()
@@ -374,9 +374,9 @@ def test_a_sensitivity_sweeps_base_follows_the_refined_space(tmp_path):
 def test_refine_run_again_never_overwrites_an_earlier_refined_config(tmp_path):
     config = load_config(write(tmp_path))
     run_sweep(config, lambda p: p["x"])
-    first, _ = refine_sweep(config)
+    first, *_ = refine_sweep(config)
     kept = first.read_text()
-    second, _ = refine_sweep(config)
+    second, *_ = refine_sweep(config)
     assert first.name == "sweep-refined.yaml" and second.name == "sweep-refined2.yaml"
     assert first.read_text() == kept
 
@@ -442,7 +442,7 @@ def test_the_reports_next_sweep_names_the_sweep_refine_writes(tmp_path):
     config = load_config(write(tmp_path))
     trials = run_sweep(config, lambda p: p["x"]).trials()
     assert follow_up_name(config) == "coarse-refined"
-    path, _ = refine_sweep(config)
+    path, *_ = refine_sweep(config)
     run_sweep(load_config(path), lambda p: p["x"])  # the follow-up ran: its name is taken
     assert follow_up_name(config) == "coarse-refined2"
     next_chart = tuple(c for c in CHARTS if c.key == "next")
@@ -500,7 +500,7 @@ def test_a_refined_sensitivity_sweep_does_not_run_its_base_point_again(tmp_path)
         return (p["x"] - 0.5) ** 2 + (math.log10(p["y"]) - 0.5) ** 2 + p["w"]
 
     first = run_sweep(config, loss)
-    path, _ = refine_sweep(config)
+    path, *_ = refine_sweep(config)
     refined = load_config(path)
     assert {k: refined.base[k] for k in ("x", "y")} == {"x": 0.5, "y": math.sqrt(0.1 * 100.0)}
     earlier = [
@@ -523,16 +523,16 @@ def test_refine_names_a_sweep_no_config_beside_it_names_yet_and_its_file_after_i
     named as its sweep gets a file named as the new sweep."""
     config = load_config(write(tmp_path, name="coarse.yaml"))
     run_sweep(config, lambda p: p["x"])
-    first, _ = refine_sweep(config)
+    first, *_ = refine_sweep(config)
     assert first.name == "coarse-refined.yaml" and load_config(first).sweep_name == "coarse-refined"
     refined = load_config(first)
     run_sweep(refined, lambda p: p["x"])
-    second, _ = refine_sweep(config)
+    second, *_ = refine_sweep(config)
     assert second.name == "coarse-refined2.yaml" and load_config(second).sweep_name == "coarse-refined2"
-    third, _ = refine_sweep(refined)
+    third, *_ = refine_sweep(refined)
     assert third.name == "coarse-refined3.yaml" and load_config(third).sweep_name == "coarse-refined3"
     other = tmp_path / "other"
-    fourth, _ = refine_sweep(refined, other / "next.yaml")  # a folder of its own: its files count too
+    fourth, *_ = refine_sweep(refined, other / "next.yaml")  # a folder of its own: its files count too
     assert load_config(fourth).sweep_name == "coarse-refined4"
 
 
@@ -546,7 +546,7 @@ def test_a_count_whose_best_sits_on_1_is_not_widened_to_0(tmp_path):
     }
     config = load_config(write(tmp_path, parameters=parameters, max_trials=30))
     run_sweep(config, lambda p: -p["epochs"] - p["layers"] - 3 * p["x"])  # maximised on every low bound
-    path, advice = refine_sweep(config)
+    path, advice, _ = refine_sweep(config)
     changes = {c.name: c for c in advice.changes}
     refined = load_config(path).space.axes
     assert refined["epochs"].low == 1, changes["epochs"].why
