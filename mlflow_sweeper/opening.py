@@ -14,7 +14,6 @@ only when asked for.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import TYPE_CHECKING
@@ -97,21 +96,7 @@ def open_sweep(
     probe_optuna_storage(config.optuna_storage)  # both storages answer before either is written
     optuna_pool, mlflow_pool = agent_pools(n_jobs)
     opener = _StudyOpener(config, agent or agent_id(), optuna_pool)
-
-    def earlier_results(uri: str) -> WarmStart | None:
-        """Read before the study is opened, which may create the storage: a missing source (exit
-        2) writes nothing. A sweep that exists took its earlier results in when it was created:
-        a source deleted since is not needed to resume it."""
-        if not config.warm_start:
-            return None
-        try:
-            return gather_warm_start(config, uri, opener.source)
-        except ConfigError:
-            if config.identity in sweep_names(config.optuna_storage):
-                return None
-            raise
-
-    study, found, uri, gathered = _settle_store(config, opener, earlier_results)
+    study, found, uri, gathered = _settle_store(config, opener)
     created, started_over = False, None
     warm = _WarmStart(config, uri, study, gathered)
     if not found:  # whoever creates the study records its store with it, before the parent run
@@ -250,7 +235,8 @@ class _WarmStart(StartOverHooks):
 
 
 class _StudyOpener:
-    """Opens the sweep's Optuna storage once, at the first call, and finds the study in it."""
+    """Opens the sweep's Optuna storage once, at the first call, and finds the study in it; reads
+    the earlier results a new study starts from."""
 
     def __init__(self, config: SweepConfig, agent: str, pool: Pool | None):
         self.config, self.agent, self.pool = config, agent, pool
@@ -274,22 +260,35 @@ class _StudyOpener:
             self.found = self.study.find()
         return self.study, self.found
 
+    def earlier_results(self, uri: str) -> WarmStart | None:
+        """Read before the study is opened, which may create the storage: a missing source (exit
+        2) writes nothing. A sweep that exists took its earlier results in when it was created:
+        a source deleted since is not needed to resume it."""
+        if not self.config.warm_start:
+            return None
+        try:
+            return gather_warm_start(self.config, uri, self.source)
+        except ConfigError:
+            if self.config.identity in sweep_names(self.config.optuna_storage):
+                return None
+            raise
+
 
 def _settle_store(
-    config: SweepConfig, open_study: _StudyOpener, earlier_results: Callable[[str], WarmStart | None]
+    config: SweepConfig, open_study: _StudyOpener
 ) -> tuple[SweepStudy, bool, str, WarmStart | None]:
     """(the study, found, the sweep's MLflow store, the earlier results it starts from), the
     store answering. With no store named, a storage that exists is read first, for the store a
     found sweep recorded; otherwise the study is opened only once the MLflow store has answered
     and let this agent write the sweep's experiment (opening a database storage creates its
-    tables), and `earlier_results(store)` were read (kept only for a study not found)."""
+    tables), and the earlier results in the store were read (kept only for a study not found)."""
     study, found = None, False
     if explicit_tracking_uri(config) is None and storage_exists(config.optuna_storage):
         study, found = open_study()
     uri = sweep_tracking_uri(config, study if found else None)
     probe_mlflow_storage(uri)
     check_write_access(uri, config.experiment, registered_model(config))
-    gathered = None if found else earlier_results(uri)
+    gathered = None if found else open_study.earlier_results(uri)
     study, found = open_study()
     return study, found, uri, None if found else gathered
 
