@@ -172,6 +172,11 @@ CASES = {
     "max_trials-bool": Case(keys(max_trials=True), "max_trials"),
     "seed-negative": Case(keys(seed=-1), "seed"),
     "max_retries-negative": Case(keys(max_retries=-1), "max_retries"),
+    # a value shown as written in YAML, not as Python shows it (True, a tuple)
+    "max_retries-bool": Case(keys(max_retries=True), "max_retries", ("got true",)),
+    "infeasible_when-empty": Case(
+        mapping({**DEFAULT_CONFIG, "infeasible_when": None}), "infeasible_when", ("default ([CUDA out",)
+    ),
     "stale_after-zero": Case(keys(stale_after=0), "stale_after"),
     "trial_timeout-string": Case(keys(trial_timeout="x"), "trial_timeout"),
     # parameters

@@ -18,6 +18,7 @@ from ..search.algorithms import algorithm_class
 from ..search.space import SearchSpace, SpaceError
 from ..storages import check_mlflow_url, check_optuna_url, resolve
 from .objective import Metric, Objective
+from .shown import shown
 from .warm_start import parse_warm_start
 
 
@@ -34,14 +35,14 @@ class Where:
 
 def text(where: Where, key: str, value: Any) -> str:
     if not isinstance(value, str) or not value.strip():
-        raise ConfigProblem(key, f"expected a non-empty string, got {value!r}")
+        raise ConfigProblem(key, f"expected a non-empty string, got {shown(value)}")
     return value
 
 
 def whole(minimum: int):
     def check(where: Where, key: str, value: Any) -> int:
         if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigProblem(key, f"expected a whole number, got {value!r}")
+            raise ConfigProblem(key, f"expected a whole number, got {shown(value)}")
         if value < minimum:
             raise ConfigProblem(key, f"must be at least {minimum}, got {value}")
         return value
@@ -51,14 +52,14 @@ def whole(minimum: int):
 
 def seconds(where: Where, key: str, value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
-        raise ConfigProblem(key, f"expected a positive number of seconds, got {value!r}")
+        raise ConfigProblem(key, f"expected a positive number of seconds, got {shown(value)}")
     return float(value)
 
 
 def one_of(*choices: str):
     def check(where: Where, key: str, value: Any) -> str:
         if value not in choices:
-            raise ConfigProblem(key, f"expected one of {', '.join(choices)}, got {value!r}")
+            raise ConfigProblem(key, f"expected one of {', '.join(choices)}, got {shown(value)}")
         return value
 
     return check
@@ -66,7 +67,7 @@ def one_of(*choices: str):
 
 def mapping(where: Where, key: str, value: Any) -> dict[str, Any]:
     if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
-        raise ConfigProblem(key, f"expected a mapping of names to values, got {value!r}")
+        raise ConfigProblem(key, f"expected a mapping of names to values, got {shown(value)}")
     return value
 
 
@@ -109,7 +110,7 @@ def storage_url(kind: str):
 
     def check(where: Where, key: str, value: Any) -> str:
         if not isinstance(value, str) or not value.strip():
-            raise ConfigProblem(key, f"expected a storage URL string, got {value!r}")
+            raise ConfigProblem(key, f"expected a storage URL string, got {shown(value)}")
         problem = check_optuna_url(value) if kind == "optuna" else check_mlflow_url(value)
         if problem:
             raise ConfigProblem(key, problem)
@@ -183,7 +184,7 @@ def objective(where: Where, key: str, value: Any) -> Objective:
     constraints = _constraints(f"{key}.constraints", value.get("constraints", []))
     target = value.get("target")
     if target is not None and (isinstance(target, bool) or not isinstance(target, int | float)):
-        raise ConfigProblem(f"{key}.target", f"expected a number, got {target!r}")
+        raise ConfigProblem(f"{key}.target", f"expected a number, got {shown(target)}")
     if "metrics" in value:
         for single in ("metric", "direction"):
             if single in value:
@@ -215,7 +216,7 @@ def _constraints(key: str, value: Any) -> tuple:
 
 def _direction(where: Where, key: str, direction: Any) -> str:
     if direction not in DIRECTIONS:
-        raise ConfigProblem(key, f"expected 'minimize' or 'maximize', got {direction!r}")
+        raise ConfigProblem(key, f"expected 'minimize' or 'maximize', got {shown(direction)}")
     return direction
 
 
@@ -227,7 +228,7 @@ def _metrics(where: Where, key: str, value: Any) -> tuple:
     for i, item in enumerate(value):
         at = f"{key}[{i}]"
         if not isinstance(item, dict):
-            raise ConfigProblem(at, f"expected a mapping {{name, direction}}, got {item!r}")
+            raise ConfigProblem(at, f"expected a mapping {{name, direction}}, got {shown(item)}")
         for name in item:
             if name not in ("name", "direction"):
                 raise ConfigProblem(f"{at}.{name}", "unknown key; allowed: name, direction")

@@ -30,6 +30,7 @@ from .model import SweepConfig
 from .objective import Objective
 from .register import register_problem
 from .schema import BY_NAME, KEYS, REQUIRED_KEYS
+from .shown import shown
 from .warm_start import parse_warm_start, with_shown
 from .whole_bounds import warn_whole_bounds
 
@@ -112,7 +113,7 @@ class Values:
                 raise ConfigProblem(key, "has no value (required)")
             if entry.default is not None:
                 raise ConfigProblem(
-                    key, f"has no value: give one, or remove the key for the default ({entry.default!r})"
+                    key, f"has no value: give one, or remove the key for the default ({shown(entry.default)})"
                 )
             del data[key]  # an empty optional key means what leaving it out means
         for key in REQUIRED_KEYS:

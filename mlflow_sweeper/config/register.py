@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigProblem
 from ..hints import did_you_mean
+from .shown import shown
 
 if TYPE_CHECKING:
     from .checks import Where
@@ -27,7 +28,7 @@ def parse_register(where: Where, key: str, value: Any) -> Registration:
     """The `register` mapping: `model_name` (required), `artifact_path`, `alias`."""
     if not isinstance(value, dict):
         raise ConfigProblem(
-            key, f"expected a mapping with model_name (and artifact_path, alias), got {value!r}"
+            key, f"expected a mapping with model_name (and artifact_path, alias), got {shown(value)}"
         )
     known = ("model_name", "artifact_path", "alias")
     for name in value:
@@ -38,7 +39,7 @@ def parse_register(where: Where, key: str, value: Any) -> Registration:
     for name in known:
         given = value.get(name)
         if name in value and (not isinstance(given, str) or not given.strip()):
-            raise ConfigProblem(f"{key}.{name}", f"expected a non-empty string, got {given!r}")
+            raise ConfigProblem(f"{key}.{name}", f"expected a non-empty string, got {shown(given)}")
     from ..compat import registry_name_problem
 
     for name, kind in (("model_name", "name"), ("alias", "alias")):

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import ConfigProblem
+from .shown import shown
 
 
 @dataclass(frozen=True)
@@ -58,7 +59,9 @@ def parse_warm_start(value: Any, key: str = "warm_start") -> tuple[WarmSource, .
     for i, item in enumerate(value):
         at = f"{key}[{i}]"
         if not isinstance(item, dict):
-            raise ConfigProblem(at, f'expected {{sweep: "exp/name"}} or {{runs: "<filter>"}}, got {item!r}')
+            raise ConfigProblem(
+                at, f'expected {{sweep: "exp/name"}} or {{runs: "<filter>"}}, got {shown(item)}'
+            )
         unknown = sorted(set(map(str, item)) - {"sweep", "runs", "experiment"})
         if unknown:
             raise ConfigProblem(f"{at}.{unknown[0]}", "unknown key; allowed: sweep, runs, experiment")
@@ -69,14 +72,14 @@ def parse_warm_start(value: Any, key: str = "warm_start") -> tuple[WarmSource, .
                 raise ConfigProblem(f"{at}.experiment", "only with 'runs' (a sweep names its experiment)")
             sweep = item["sweep"]
             if not isinstance(sweep, str) or "/" not in sweep.strip("/"):
-                raise ConfigProblem(f"{at}.sweep", f'expected "experiment/sweep_name", got {sweep!r}')
+                raise ConfigProblem(f"{at}.sweep", f'expected "experiment/sweep_name", got {shown(sweep)}')
             sources.append(SweepSource(sweep))
             continue
         runs, experiment = item["runs"], item.get("experiment")
         if not isinstance(runs, str):
-            raise ConfigProblem(f"{at}.runs", f"expected an MLflow filter string, got {runs!r}")
+            raise ConfigProblem(f"{at}.runs", f"expected an MLflow filter string, got {shown(runs)}")
         if experiment is not None and (not isinstance(experiment, str) or not experiment.strip()):
-            raise ConfigProblem(f"{at}.experiment", f"expected an experiment name, got {experiment!r}")
+            raise ConfigProblem(f"{at}.experiment", f"expected an experiment name, got {shown(experiment)}")
         sources.append(RunsSource(runs, experiment))
     return tuple(sources)
 
