@@ -194,10 +194,13 @@ def detect_gpus() -> tuple[tuple[str, ...], GpuListing | None, str | None]:
     listing, why = read_gpus()
     if listing is None:
         return (), None, f"devices: auto {why}: trials run without devices"
-    gpus = listing.visible(os.environ.get(CUDA_ENV))
+    confined = os.environ.get(CUDA_ENV)
+    gpus = listing.visible(confined)
     if not gpus:
-        found_none = "devices: auto found no GPU (nvidia-smi -L within CUDA_VISIBLE_DEVICES): no devices"
-        return (), listing, found_none
+        where = "nvidia-smi -L lists none"
+        if confined is not None and listing.gpus:
+            where = f"{CUDA_ENV}={confined!r} leaves none of the {len(listing.gpus)} nvidia-smi -L lists"
+        return (), listing, f"devices: auto found no GPU ({where}): trials run without devices"
     return gpus, listing, None
 
 

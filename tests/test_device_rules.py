@@ -23,6 +23,7 @@ from mlflow_sweeper.devices import (
     GpuListing,
     NoDevicePool,
     UnusableDevices,
+    detect_gpus,
     parse_devices,
     plan_devices,
     visible_gpus,
@@ -131,6 +132,19 @@ def fake_nvidia_smi(directory, listing: str, monkeypatch) -> None:
     tool.write_text(f"#!/bin/sh\ncat <<'END'\n{listing}\nEND\n")
     tool.chmod(0o755)
     monkeypatch.setenv("PATH", f"{directory}{os.pathsep}{os.environ['PATH']}")
+
+
+def test_auto_finding_no_gpu_says_why(tmp_path, monkeypatch):
+    """None listed, or CUDA_VISIBLE_DEVICES leaving none of those listed: each says which."""
+    fake_nvidia_smi(tmp_path, "", monkeypatch)
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    gpus, _, note = detect_gpus()
+    assert gpus == ()
+    assert note == "devices: auto found no GPU (nvidia-smi -L lists none): trials run without devices"
+    fake_nvidia_smi(tmp_path, LISTING, monkeypatch)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "9")
+    gpus, _, note = detect_gpus()
+    assert gpus == () and "CUDA_VISIBLE_DEVICES='9' leaves none of the" in note, note
 
 
 def test_agents_naming_one_gpu_by_index_and_by_uuid_take_turns(tmp_path, monkeypatch):
