@@ -20,7 +20,14 @@ from .coordination.companions import missing_companion_lines
 from .coordination.fail_fast import FAIL_FAST_STOP, fail_fast_stop
 from .coordination.identity import directions_of
 from .coordination.names import STARTING_OVER_SUFFIX, TAKEOVER_SUFFIX
-from .coordination.tallies import attempted, failed_to_retry, in_budget, pareto_front, warm_started
+from .coordination.tallies import (
+    attempted,
+    failed_to_retry,
+    in_budget,
+    infeasible,
+    pareto_front,
+    warm_started,
+)
 from .coordination.target import REACHED_WORDS, STOPPED_BY_TARGET
 from .display import shown_params, shown_value
 from .errors import NoSuchSweep, UsageError
@@ -243,6 +250,7 @@ def _empty_status(config: SweepConfig) -> dict:
         "done": 0,
         "running": 0,
         "failed": 0,
+        "infeasible": 0,
         "pruned": 0,
         "complete": 0,
         "failed_to_retry": 0,
@@ -262,7 +270,8 @@ def _counts(study, trials: list) -> dict:
     """The budget and where its points stand. done: the points that need nothing more
     (completed, pruned, or failed for good)."""
     states = Counter(trial.state for trial in trials if in_budget(trial, study.budget))
-    failed = len([t for t in study.failed_for_good(trials) if t.state != TrialState.PRUNED])
+    failed_for_good = [t for t in study.failed_for_good(trials) if t.state != TrialState.PRUNED]
+    failed = len(failed_for_good)
     complete, running = states[TrialState.COMPLETE], states[TrialState.RUNNING]
     now = time.time()
     agent_gone = sum(
@@ -281,6 +290,7 @@ def _counts(study, trials: list) -> dict:
         "running": running,
         "running_agent_gone": agent_gone,  # running, but their agent died or went silent
         "failed": failed,
+        "infeasible": len(infeasible(failed_for_good)),  # of the failed: results, never retried
         "failed_to_retry": failed_to_retry(trials),
         "pruned": pruned,
         "warm_started": warm_started(trials),
@@ -342,6 +352,8 @@ def sweep_status(config: SweepConfig) -> str:
     lines.extend(missing_companion_lines(data["missing_companions"]))
     lines.extend(f"  {line}" for line in link_lines(data.get("links", {})))
     failed = f"{data['failed']} failed"
+    if data.get("infeasible"):
+        failed += f" ({data['infeasible']} infeasible)"
     if data["failed_to_retry"]:
         failed = f"{data['failed_to_retry']} failed (will be retried on resume)"
         failed = f"{data['failed']} failed for good, {failed}" if data["failed"] else failed

@@ -39,6 +39,14 @@ def test_out_of_memory_is_infeasible_not_retried_and_exits_0(tmp_path):
     trials = optuna(tmp_path)
     assert [t.state.name for t in trials] == ["FAIL"] and "infeasible" in trials[0].user_attrs
     assert "infeasible" in result.stdout + result.stderr
+    # `status` tells infeasible points from failures; `--retry-failed` says it leaves them
+    config = tmp_path / "sweep.yaml"
+    status = run_cli("status", config, cwd=tmp_path)
+    assert "1 failed (1 infeasible)" in status.stdout, status.stdout + status.stderr
+    again = run_cli("sweep", config, "--retry-failed", cwd=tmp_path)
+    said = again.stdout + again.stderr
+    assert again.returncode == 0 and "1 infeasible point(s) not retried (trials 0)" in said, said
+    assert len(trial_runs(tmp_path)) == 1
 
 
 @pytest.mark.parametrize("behave", ["nan", "inf"])

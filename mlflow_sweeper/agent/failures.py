@@ -12,6 +12,7 @@ from optuna.trial import FrozenTrial, TrialState
 from ..config import SweepConfig
 from ..coordination import SweepStudy, Work
 from ..coordination.fail_fast import fail_fast_reason
+from ..coordination.tallies import infeasible, needing_attention
 from ..progress import Reporter, SweepProgress
 from ..trial_log import indented_tail
 from .counts import SweepCounts
@@ -49,7 +50,7 @@ class Failures:
             return
         # Nothing has worked yet: the points failed so far keep their attempts for the resume,
         # and so does a point whose last attempt was still running when this agent stopped.
-        again = self.requeue_failed_for_good()
+        again, _ = self.requeue_failed_for_good()
         if self.stopped_elsewhere():  # stopped already, here or by another agent: said, marked
             return
         if again:  # their console lines said "failed for good": not so now (other agents
@@ -95,13 +96,14 @@ class Failures:
         if self.result.error is None:
             self.result.error = message
 
-    def requeue_failed_for_good(self) -> list[FrozenTrial]:
-        """Queue every point that failed for good again, with a fresh set of attempts; the failed
-        trials."""
-        owed = self.study.failed_for_good(self.study.trials(), infeasible=False)  # not infeasible ones
+    def requeue_failed_for_good(self) -> tuple[list[FrozenTrial], list[FrozenTrial]]:
+        """Queue every point that failed for good again, with a fresh set of attempts: (the failed
+        trials, the infeasible ones left as they are)."""
+        every = self.study.failed_for_good(self.study.trials())
+        owed = needing_attention(every)  # not infeasible ones
         failed = [t for t in owed if t.state == TrialState.FAIL]
         for trial in failed:
             self.study.requeue_trial(trial, afresh=True)
         if failed:
             self.counts.failed_again_owed(len(failed))
-        return failed
+        return failed, infeasible(every)

@@ -211,10 +211,17 @@ class SweepSession:
     def _retry_failed(self) -> None:
         """`--retry-failed`: every point that failed for good is queued again with a fresh set of
         attempts, under the same parent (which is RUNNING again until they end)."""
-        failed = self.failures.requeue_failed_for_good()
+        failed, infeasible = self.failures.requeue_failed_for_good()
         if failed:
             numbers = ", ".join(str(t.number) for t in failed)
             self.report(f"{self.config.identity}: retrying {len(failed)} failed point(s) (trials {numbers})")
+        if infeasible:
+            numbers = ", ".join(str(t.number) for t in infeasible)
+            self.report(
+                f"{self.config.identity}: {len(infeasible)} infeasible point(s) not retried "
+                f"(trials {numbers}): infeasible is a result of the search (out of memory, a "
+                "non-finite objective), not a failure"
+            )
 
     def refresh_progress(self) -> None:
         """Every agent's counts on the bar (`SweepCounts.sync`), a failed read left for the next

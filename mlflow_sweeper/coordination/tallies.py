@@ -82,6 +82,11 @@ def needing_attention(failed: Iterable[FrozenTrial]) -> list[FrozenTrial]:
     return [t for t in failed if INFEASIBLE not in t.user_attrs]
 
 
+def infeasible(failed: Iterable[FrozenTrial]) -> list[FrozenTrial]:
+    """The points failed for good that are infeasible: results, never retried."""
+    return [t for t in failed if INFEASIBLE in t.user_attrs]
+
+
 def failed_to_retry(trials: Iterable[FrozenTrial]) -> int:
     """Points whose attempts so far failed (not interrupted) and that will run again: nothing of
     them completed, was pruned or runs, and an attempt is queued or owed (not failed for good)."""
