@@ -245,7 +245,7 @@ def refine(config: str, out: str | None) -> None:
         to_stdout = Path(out or "") == STDOUT
         if to_stdout:  # the config alone on standard output; what changed on standard error
             click.echo(text, nl=False)
-        where = f"a config for {path.name} on standard output" if to_stdout else str(path)
+        where = f"the config of sweep {path.stem} on standard output" if to_stdout else str(path)
         click.echo(f"refine: {where} ({len(advice.changed)} parameter(s) changed)", err=to_stdout)
         for change in advice.changed:
             click.echo(f"  {change.name}: {change.why}", err=to_stdout)

@@ -143,8 +143,9 @@ def _keep_config_current(recorder: Recorder, parent_id: str, tags: dict[str, str
     """A sweep resumed with a config changed where it may change: the parent stores the new one."""
     if recorder.parent.keep_config_current(parent_id, tags):
         log.info(
-            "the config changed since the sweep's parent run stored it: its sweep/ artifact is now this "
-            "one (its params stay the first config's)"
+            "%s: the config changed where it may on resume: the parent run's sweep/ artifact now holds "
+            "this one (the parent's params keep the values the sweep started with)",
+            recorder.config.identity,
         )
 
 

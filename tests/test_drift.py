@@ -154,7 +154,7 @@ def test_allowed_change_is_accepted(name, sweep_copy):
     assert stored == config.read_text()
     digest = parent.data.tags["sweeper.config_digest"]
     assert digest != parents_before[0].data.tags.get("sweeper.config_digest")
-    assert "config changed since the sweep's parent run stored it" in result.stderr
+    assert "changed where it may on resume: the parent run's sweep/ artifact now holds" in result.stderr
     again = run_cli("sweep", config, cwd=sweep_copy)
     assert again.returncode == 0 and "config changed" not in again.stderr, again.stderr
 
