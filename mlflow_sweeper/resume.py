@@ -18,10 +18,12 @@ Imports are light (mlflow only when an earlier run exists), so it costs a trial 
 from __future__ import annotations
 
 import atexit
+import contextlib
 import logging
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
 
 TRIAL_ENV = "SWEEPER_TRIAL"
 ATTEMPT_ENV = "SWEEPER_ATTEMPT"
@@ -93,9 +95,27 @@ def restore(artifact_path: str = "checkpoints", dst: str | None = None) -> str |
             return None
         if client.list_artifacts(run_id, artifact_path) or _logged_file(client, run_id, artifact_path):
             target = dst or _scratch_dir()
-            return client.download_artifacts(run_id, artifact_path, target)
+            with _no_progress_bar():
+                return client.download_artifacts(run_id, artifact_path, target)
         run_id = earlier.data.tags.get(RESUMED_FROM_TAG)
     return None
+
+
+PROGRESS_BAR = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"
+
+
+@contextlib.contextmanager
+def _no_progress_bar() -> Iterator[None]:
+    """MLflow draws a download's progress bar on the trial's output: in its log it would crowd
+    the last lines shown when the trial fails. Off for the download, unless the user set it."""
+    if PROGRESS_BAR in os.environ:
+        yield
+        return
+    os.environ[PROGRESS_BAR] = "false"
+    try:
+        yield
+    finally:
+        os.environ.pop(PROGRESS_BAR, None)
 
 
 def _logged_file(client, run_id: str, artifact_path: str) -> bool:

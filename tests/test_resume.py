@@ -95,6 +95,8 @@ def test_a_retried_trial_resumes_from_the_failed_attempts_checkpoint(tmp_path):
     assert starts[0]["resume"] is None and starts[0]["attempt"] == "1"
     assert starts[1]["resume"] == starts[0]["run_id"] and starts[1]["attempt"] == "2"
     assert starts[1]["restored"] and not os.path.exists(starts[1]["restored"])  # removed as the trial ended
+    retried_log = tmp_path / "sweeps" / "logs" / "exp_s1" / f"trial-{starts[1]['trial']}.log"
+    assert "Downloading artifacts" not in retried_log.read_text()  # MLflow's bar would crowd the tail
 
 
 def test_a_sweep_resumed_after_ctrl_c_continues_the_interrupted_trial(tmp_path):
