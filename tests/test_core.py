@@ -378,6 +378,7 @@ def test_resume_after_count_completes_the_rest_under_the_same_parent(sweep_dir):
 
     first = run_cli("sweep", config, "-j", "2", "--count", "2", cwd=sweep_dir)
     assert first.returncode == 0, output(first)
+    assert "this agent stopped at --count 2; the sweep is not finished" in output(first)
     assert len(read_records(record)) == 2
     runs = mlflow_runs(tracking_uri(sweep_dir))
     parents = role(runs, "parent")

@@ -45,13 +45,15 @@ class SweepEnd:
         complete = [t for t in trials if t.state == TrialState.COMPLETE]
         return bool(self.parts.config.objective.constraints and complete and not feasible_only(complete))
 
-    def finish(self) -> SweepResult:
-        """The sweep as this agent leaves it: closed by the elected agent, summary of failures."""
+    def finish(self, count: int | None = None) -> SweepResult:
+        """The sweep as this agent leaves it: closed by the elected agent, summary of failures.
+        `count`: the `--count` this agent started all of, if it did."""
         result, console = self.parts.result, self.parts.console
         trials = self.study.complete_trials()
         if trials is None:
+            why = f" at --count {count}" if count is not None else ""
             console.event(
-                f"{self.identity}: this agent stopped; the sweep is not finished "
+                f"{self.identity}: this agent stopped{why}; the sweep is not finished "
                 "(other agents, or run again to resume)"
             )
             return result

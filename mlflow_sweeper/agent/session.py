@@ -166,7 +166,7 @@ class SweepSession:
         """The sweep's end; when it fails because a study of the sweep was deleted by hand (its
         close election, say), the agent stops with that one message instead of a traceback."""
         try:
-            return self.end.finish()
+            return self.end.finish(self.starts.count if self.starts.used_up() else None)
         except Exception:
             if self.workers.stop_if_deleted():
                 return self.result
