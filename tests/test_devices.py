@@ -266,6 +266,9 @@ def test_devices_with_a_remote_backend_is_refused(tmp_path):
     config = write_config(tmp_path, entry_point="train", backend="kubernetes", devices=[0, 1])
     with pytest.raises(ConfigError, match=r"devices: .*backend_config"):
         load_config(config)
+    unknown = write_config(tmp_path, "unknown.yaml", entry_point="train", backend="nosuch", devices=[0])
+    with pytest.raises(ConfigError, match=r"backend 'nosuch' is not a backend known here either \(local, "):
+        load_config(unknown)
 
 
 def test_auto_with_fewer_gpus_than_a_trial_needs_exits_2_before_anything_is_written(tmp_path):

@@ -216,6 +216,15 @@ def _training(values: Values, backend: str) -> dict[str, Any]:
     """Devices for local trials and the patterns that make a failed point infeasible."""
     devices = values["devices"]
     if devices is not None and backend != "local":
+        from ..preflight.environment import installed_backends
+
+        known = installed_backends()
+        if backend not in known:  # one message for both mistakes
+            raise ConfigProblem(
+                "devices",
+                f"applies to local trials only, and backend {backend!r} is not a backend known here "
+                f"either ({', '.join(known)})",
+            )
         raise ConfigProblem(
             "devices",
             f"applies to local trials only, not to backend {backend!r}: "
