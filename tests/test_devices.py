@@ -180,7 +180,7 @@ def test_a_killed_agents_trial_running_on_keeps_its_device_and_its_result(tmp_pa
     first.wait()
     second = start(config, env, out=tmp_path / "b.out")
     deadline = time.monotonic() + 120
-    while "but it runs on here: watched" not in (tmp_path / "b.out").read_text():
+    while "but its process still runs on this host: watched" not in (tmp_path / "b.out").read_text():
         assert second.poll() is None and time.monotonic() < deadline, (tmp_path / "b.out").read_text()
         time.sleep(0.1)
     time.sleep(2)

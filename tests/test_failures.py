@@ -395,7 +395,7 @@ def test_a_killed_agents_trials_running_on_here_are_watched_and_their_results_ke
 
     started = time.monotonic()
     second = agents.start(config, "-j", "2")
-    _wait_output(agents, second, "but it runs on here: watched", 2)
+    _wait_output(agents, second, "but its process still runs on this host: watched", 2)
     assert all(orphan.is_running() for orphan in orphans)
     go.touch()
     code = agents.wait(second)
@@ -469,7 +469,7 @@ def test_an_agent_leaving_stops_the_trials_it_watched_and_requeues_them_as_inter
     killed = _kill_agent_mid_trial(agents, config, record, trials_too=False)
     orphans = [psutil.Process(line["pid"]) for line in killed]
     second = agents.start(config, "-j", "2")
-    _wait_output(agents, second, "but it runs on here: watched", 2)
+    _wait_output(agents, second, "but its process still runs on this host: watched", 2)
     second.send_signal(signal.SIGINT)
     assert agents.wait(second, timeout=60) == 130, agents.output(second)
     assert wait_gone(orphans, timeout=30) == [], "the watched trials run on unwatched"
@@ -505,7 +505,7 @@ def test_a_watched_trial_past_its_timeout_is_stopped_and_run_again(tmp_path, age
     mlflow, optuna = mlflow_uri(tmp_path), optuna_uri(tmp_path)
     assert_settled(mlflow, optuna, POINTS)
     reasons = [t.user_attrs["fail_reason"] for t in optuna_trials(optuna) if t.state.name == "FAIL"]
-    assert sum("ran on here past trial_timeout (20 s)" in reason for reason in reasons) == 2, reasons
+    assert sum("on this host, past trial_timeout (20 s)" in reason for reason in reasons) == 2, reasons
     assert all("trial_timeout" in reason for reason in reasons), reasons
 
 

@@ -77,7 +77,7 @@ class Leftovers:
 
 @dataclass(frozen=True)
 class Watched:
-    """A dead agent's trial whose processes run on here: why its agent counts as gone."""
+    """A dead agent's trial whose processes run on, on this host: why its agent counts as gone."""
 
     trial: FrozenTrial
     why: str
@@ -152,16 +152,17 @@ class Orphans:
             if status is None and leftovers.pids and not overdue and not leaving:
                 continue
             self.watched.pop(trial_id, None)
+            ran_on = f"{why}; it ran on, on this host"
             if status is not None or not leftovers.pids:
                 ended = status is not None and self._guarded(
-                    trial, partial(self._settle_ended, trial, f"{why}; it ran on here", leftovers, status)
+                    trial, partial(self._settle_ended, trial, ran_on, leftovers, status)
                 )
                 if not ended:  # unknown only without its exit status (else it could not be settled)
                     how = "how it ended is unknown" if status is None else "it could not be settled"
-                    self.reclaim(trial, f"{why}; it ran on here, and {how}", agent_lost=status is None)
+                    self.reclaim(trial, f"{ran_on}, and {how}", agent_lost=status is None)
             elif overdue:
                 timeout = f"{config.trial_timeout:g} s"
-                self.reclaim(trial, f"{why}; it ran on here past trial_timeout ({timeout})", status="KILLED")
+                self.reclaim(trial, f"{ran_on}, past trial_timeout ({timeout})", status="KILLED")
             else:
                 self.reclaim(trial, f"{INTERRUPTED_PREFIX}: the agent watching it stopped", again=True)
 
@@ -223,7 +224,8 @@ class Orphans:
         if status is None and leftovers.pids:
             self.watched[compat.trial_id(trial)] = Watched(trial, why)
             self.settling.console.event(
-                f"trial {trial.number}: {why}, but it runs on here: watched, its result is kept when it ends"
+                f"trial {trial.number}: {why}, but its process still runs on this host: watched, "
+                "its result is kept when it ends"
             )
             return True
         if status is None:

@@ -71,8 +71,7 @@ def settle_adopted(parts: Settling, attempt: Attempt, outcome: Outcome, why: str
     if not parts.study.adopt(attempt.work, outcome.value, trial_attrs(judgement) if judgement else None):
         return False
     parts.console.event(
-        f"trial {attempt.work.number} adopted: {why}, but its run had finished: its result is "
-        "kept, not run again"
+        f"trial {attempt.work.number} adopted: {why}; its run had finished: its result is kept, not run again"
     )
     _end_complete_run(parts, attempt, outcome)
     _announce_complete(parts, attempt, outcome)
