@@ -822,6 +822,11 @@ def test_fail_fast_counts_the_first_trials_by_number_across_agents():
     assert fail_fast_reason([trial(0, fail), trial(1, fail), trial(2, done)], 2) is None
     cancelled = trial(1, fail, "interrupted (Ctrl-C or SIGTERM)")
     assert fail_fast_reason([trial(0, fail), cancelled], 2) is None
+    # one reason shared is said once; different ones each with the trials they ended
+    oom, exit3 = "infeasible: CUDA out of memory", "the run failed (exit code 3)"
+    mixed = fail_fast_reason([trial(0, fail, oom), trial(1, fail, exit3), trial(2, fail, exit3)], 3)
+    said = f"the first 3 trials all failed: trial 0: {oom}; trials 1, 2: {exit3} (fail_fast)"
+    assert mixed.startswith(said), mixed
 
 
 def test_a_fail_fast_stop_says_the_config_may_change_only_while_nothing_has_completed():

@@ -34,10 +34,22 @@ def fail_fast_reason(trials: Iterable[FrozenTrial], limit: int) -> str | None:
     first = _first_all_failed(trials, limit)
     if first is None:
         return None
-    reasons = sorted({str(t.user_attrs.get(REASON, "failed")) for t in first})
     return (
-        f"{_all_failed(limit)}: {'; '.join(reasons)} (fail_fast); "
+        f"{_all_failed(limit)}: {_reasons(first)} (fail_fast); "
         f"fix the cause and run again to resume, or set fail_fast: 0. {NOTHING_LEARNED_NOTE}"
+    )
+
+
+def _reasons(first: list[FrozenTrial]) -> str:
+    """Why they failed: the one reason they share, or each with the trials it ended."""
+    by_reason: dict[str, list[int]] = {}
+    for trial in first:
+        by_reason.setdefault(str(trial.user_attrs.get(REASON, "failed")), []).append(trial.number)
+    if len(by_reason) == 1:
+        return next(iter(by_reason))
+    return "; ".join(
+        f"trial{'s' if len(numbers) > 1 else ''} {', '.join(map(str, numbers))}: {reason}"
+        for reason, numbers in by_reason.items()
     )
 
 
