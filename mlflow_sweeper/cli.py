@@ -247,7 +247,8 @@ def refine(config: str, out: str | None) -> None:
             click.echo(text, nl=False)
         where = f"the config of sweep {path.stem} on standard output" if to_stdout else str(path)
         click.echo(f"refine: {where} ({len(advice.changed)} parameter(s) changed)", err=to_stdout)
-        for change in advice.changed:
+        # nothing changed: why each was kept (the new sweep has nothing new to run but what fits)
+        for change in advice.changed or advice.changes:
             click.echo(f"  {change.name}: {change.why}", err=to_stdout)
         return 0
 

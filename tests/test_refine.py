@@ -586,3 +586,18 @@ def test_a_follow_up_sweep_with_the_seed_of_its_source_does_not_draw_its_points_
     follow_up = write(tmp_path, "next.yaml", sweep_name="next", warm_start=[{"sweep": "exp/coarse"}], **keys)
     again = run_sweep(load_config(follow_up), lambda p: p["x"])
     assert not {(t.params["x"], t.params["noise"]) for t in again.trials()} & drawn
+
+
+def test_refine_with_nothing_to_change_says_why_each_parameter_was_kept(tmp_path):
+    from click.testing import CliRunner
+
+    from mlflow_sweeper.cli import main
+
+    parameters = {"x": [1, 2, 3, 4, 5], "y": ["a", "b"]}
+    path = write(tmp_path, algorithm="grid", max_trials=None, parameters=parameters)
+    config = load_config(path)
+    run_sweep(config, lambda p: -((p["x"] - 3) ** 2) + (p["y"] == "a"))  # best inside every list
+    result = CliRunner().invoke(main, ["refine", str(path)])
+    assert result.exit_code == 0, result.output
+    assert "(0 parameter(s) changed)" in result.output
+    assert "  x: kept" in result.output and "  y: kept" in result.output, result.output
