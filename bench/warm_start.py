@@ -25,7 +25,6 @@ from pathlib import Path
 import optuna
 import yaml
 from optuna.storages import InMemoryStorage
-from optuna.trial import TrialState
 
 from mlflow_sweeper.config import load_config
 from mlflow_sweeper.coordination import SweepStudy
@@ -153,8 +152,7 @@ class TrueValuesBelieved:
         believer.believed_results = self.saved
 
     def believed(self, trials, sampling: int):
-        finished = [t for t in trials if t.state == TrialState.COMPLETE]
-        running = [t for t in trials if t.state == TrialState.RUNNING and t.params and t.number != sampling]
+        finished, running = believer.finished_and_running(trials, sampling)
         if not finished:  # as the believer: nothing believed before a result exists
             return []
         return [believer.believed(r, [objective(self.config, r.params)], finished[-1]) for r in running]

@@ -241,8 +241,9 @@ def refine(config: str, out: str | None) -> None:
     from .refine import STDOUT, refine_sweep
 
     def action() -> int:
-        path, advice, text = refine_sweep(load_config(config, to_run=False), Path(out) if out else None)
-        to_stdout = Path(out or "") == STDOUT
+        given = Path(out) if out else None
+        path, advice, text = refine_sweep(load_config(config, to_run=False), given)
+        to_stdout = given == STDOUT
         if to_stdout:  # the config alone on standard output; what changed on standard error
             click.echo(text, nl=False)
         where = f"the config of sweep {path.stem} on standard output" if to_stdout else str(path)

@@ -61,8 +61,7 @@ class BelievingTPESampler(optuna.samplers.TPESampler):
 def believed_results(trials: list[FrozenTrial], sampling: int) -> list[FrozenTrial]:
     """Each running trial with a point (but trial `sampling`, the one being drawn) as a finished
     trial with the values the finished trials predict for it; none before a trial has finished."""
-    finished = [t for t in trials if t.state == TrialState.COMPLETE and t.values is not None]
-    running = [t for t in trials if t.state == TrialState.RUNNING and t.params and t.number != sampling]
+    finished, running = finished_and_running(trials, sampling)
     if not finished or not running:
         return []
     finished = finished[-MODELLED:]
@@ -78,6 +77,16 @@ def believed_results(trials: list[FrozenTrial], sampling: int) -> list[FrozenTri
         believed(r, [float(v) for v in row], finished[i])
         for r, row, i in zip(running, predicted, nearest, strict=True)
     ]
+
+
+def finished_and_running(
+    trials: list[FrozenTrial], sampling: int
+) -> tuple[list[FrozenTrial], list[FrozenTrial]]:
+    """The trials with results, and those running with a point that are believed (all but
+    `sampling`, the one being drawn)."""
+    finished = [t for t in trials if t.state == TrialState.COMPLETE and t.values is not None]
+    running = [t for t in trials if t.state == TrialState.RUNNING and t.params and t.number != sampling]
+    return finished, running
 
 
 # The finished trials a belief is worked out from: the latest, where there are more (a Gaussian
