@@ -361,8 +361,11 @@ def sweep_status(config: SweepConfig) -> str:
     running = f"{data['running']} running"
     if data.get("running_agent_gone"):
         running += f" ({data['running_agent_gone']} whose agent is gone: the next agent takes them over)"
+    done = f"{data['done']}/{data['budget']} done"
+    if data["done"] > data["budget"]:  # max_trials lowered on resume: what ran stays done
+        done = f"{data['done']} done (max_trials is {data['budget']}: lowered after they ran)"
     lines.append(
-        f"  points: {data['done']}/{data['budget']} done, {running}, "
+        f"  points: {done}, {running}, "
         f"{failed}, {data['pruned']} pruned, {data['remaining']} remaining ({attempts})"
     )
     if data.get("stopped") == STOPPED_BY_TARGET:

@@ -234,3 +234,16 @@ def test_status_of_a_changed_config_says_how_it_differs_from_the_sweep(sweep_cop
     data = json.loads(run_cli("status", unchanged, "--json", cwd=sweep_copy).stdout)["sweeps"][0]
     assert data["config_changed"] == []
     assert "differs" not in run_cli("status", unchanged, cwd=sweep_copy).stdout
+
+
+def test_status_of_a_sweep_whose_budget_was_lowered_says_so(tmp_path):
+    """What ran stays done when max_trials is lowered on resume; status does not show `4/3 done`."""
+    space = {"x": {"low": 0.0, "high": 1.0}}
+    config = write_config(tmp_path, parameters=space, algorithm="random", max_trials=2, seed=0)
+    sweep_ok(config, tmp_path)
+    config = write_config(tmp_path, parameters=space, algorithm="random", max_trials=1, seed=0)
+    sweep_ok(config, tmp_path)
+    assert len(optuna_trials(optuna_uri(tmp_path))) == 2, "nothing new ran"
+    status = run_cli("status", config, cwd=tmp_path)
+    assert status.returncode == 0, status.stdout + status.stderr
+    assert "points: 2 done (max_trials is 1: lowered after they ran), 0 running" in status.stdout, status.stdout
