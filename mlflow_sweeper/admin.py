@@ -14,7 +14,7 @@ from optuna.trial import TrialState
 
 from . import compat
 from .config import SweepConfig
-from .config.folders import existing_sweep_folder
+from .config.folders import LOGS, REPORTS, existing_sweep_folder
 from .coordination import RUN_ATTR, SweepStudy, study_names
 from .coordination.companions import missing_companion_lines
 from .coordination.fail_fast import FAIL_FAST_STOP, fail_fast_stop
@@ -87,9 +87,10 @@ def delete_sweep(config: SweepConfig, purge: bool = False) -> DeleteResult:
                 continue
             retry(lambda s=study_id: study.storage.delete_study(s), f"delete study {name}")
             study_deleted = True
-    folder = existing_sweep_folder(config.output_dir / "logs", config.identity)
-    if folder is not None:
-        shutil.rmtree(folder, ignore_errors=True)
+    for kept_here in (LOGS, REPORTS):  # what this machine kept of the sweep goes with it
+        folder = existing_sweep_folder(config.output_dir / kept_here, config.identity)
+        if folder is not None:
+            shutil.rmtree(folder, ignore_errors=True)
     return DeleteResult(config.identity, study_deleted, runs_deleted, purge)
 
 
@@ -422,7 +423,7 @@ def sweep_report(config: SweepConfig, out_dir: str | Path | None, log_it: bool):
         out = Path(out_dir) if out_dir else default_report_dir(config)
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        where = out_dir or config.output_dir / "reports"
+        where = out_dir or config.output_dir / REPORTS
         raise UsageError(f"cannot write the report into {where}: {exc.strerror or exc}") from None
     report = build_report(config, study.trials(), out)
     if not log_it:

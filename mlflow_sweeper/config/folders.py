@@ -16,6 +16,7 @@ import tempfile
 from pathlib import Path
 
 OWNER_FILE = ".sweep"
+LOGS, REPORTS = "logs", "reports"  # under output_dir: a sweep's trial logs, its built reports
 MOST_BYTES = 200  # of the plain folder name: with the hash, below file systems' 255
 
 

@@ -11,7 +11,7 @@ from typing import Any
 from ..pruning import EarlyStopping
 from ..search.space import SearchSpace
 from ..secrets import MASK, redact
-from .folders import sweep_folder
+from .folders import LOGS, sweep_folder
 from .objective import Objective
 from .schema import DEFAULTS
 
@@ -93,7 +93,7 @@ class SweepConfig:
     @property
     def log_dir(self) -> Path:
         """Where this agent keeps the stdout and stderr of the sweep's trials."""
-        return sweep_folder(self.output_dir / "logs", self.identity)
+        return sweep_folder(self.output_dir / LOGS, self.identity)
 
     def fingerprint(self) -> dict[str, Any]:
         """What defines the sweep: a stored sweep whose fingerprint differs is refused.

@@ -10,7 +10,7 @@ from pathlib import Path
 from mlflow.entities import Metric
 
 from ..config import SweepConfig
-from ..config.folders import sweep_folder
+from ..config.folders import REPORTS, sweep_folder
 from ..storages import retry
 from .build import Report, build_report
 
@@ -22,7 +22,7 @@ METRICS_PER_BATCH = 1000  # MLflow's log_batch limit
 
 def default_report_dir(config: SweepConfig) -> Path:
     """`output_dir/reports/<experiment>_<sweep_name>/` (see `sweep_folder`)."""
-    return sweep_folder(config.output_dir / "reports", config.identity)
+    return sweep_folder(config.output_dir / REPORTS, config.identity)
 
 
 def log_report(client, parent_run_id: str, report: Report) -> bool:
