@@ -679,12 +679,13 @@ def test_delete_yes_removes_exactly_one_sweep(three_sweeps):
     before = sweep_state(directory)
     b_runs = {run_id for run_id, sweep, _ in before["runs"] if sweep == "exp/b"}
     assert len(b_runs) == 2  # parent and one trial
-    kept_here = [directory / "sweeps" / kind / f"exp_{name}" for kind in ("logs", "reports") for name in "abc"]
+    kept_here = [directory / "sweeps" / kind / f"exp_{n}" for kind in ("logs", "reports") for n in "abc"]
     assert all(folder.is_dir() for folder in kept_here), [f for f in kept_here if not f.is_dir()]
 
     result = run_cli("delete", three_sweeps["configs"]["b"], "--yes", cwd=directory)
     assert result.returncode == 0, output(result)
-    assert [folder.name for folder in kept_here if not folder.exists()] == ["exp_b", "exp_b"], "b's logs, report"
+    gone = [folder.name for folder in kept_here if not folder.exists()]
+    assert gone == ["exp_b", "exp_b"], "b's trial logs and report, no other sweep's"
     after = sweep_state(directory)
     # The Optuna side: nothing of exp/b is left, a and c are as they were.
     assert not [name for name in after["studies"] if name.startswith("exp/b")], after["studies"]

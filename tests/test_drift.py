@@ -246,4 +246,5 @@ def test_status_of_a_sweep_whose_budget_was_lowered_says_so(tmp_path):
     assert len(optuna_trials(optuna_uri(tmp_path))) == 2, "nothing new ran"
     status = run_cli("status", config, cwd=tmp_path)
     assert status.returncode == 0, status.stdout + status.stderr
-    assert "points: 2 done (max_trials is 1: lowered after they ran), 0 running" in status.stdout, status.stdout
+    said = "points: 2 done (max_trials is 1: lowered after they ran), 0 running"
+    assert said in status.stdout, status.stdout
