@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
+import io
+import logging
+import socket
+import subprocess
+import threading
+import time
+from types import SimpleNamespace
+
 import pytest
 from conftest import write_config
 
 from mlflow_sweeper.agent.closing import CLOSE_ACTIONS, CloseAction, CloseContext, FinishParent, close_sweep
+from mlflow_sweeper.agent.ending import CLOSE_WAIT_SAID, SweepEnd
+from mlflow_sweeper.agent.result import SweepResult
 from mlflow_sweeper.config import load_config
 from mlflow_sweeper.coordination import SweepStudy, agent_id
+from mlflow_sweeper.progress import Reporter
 from mlflow_sweeper.record import BEST_RUN_TAG, Recorder
 from mlflow_sweeper.search.algorithms import PointSource
 from mlflow_sweeper.storages import open_mlflow_tracking, open_optuna_storage
@@ -82,3 +93,60 @@ def test_a_run_its_training_code_ended_is_not_ended_again(tmp_path, monkeypatch)
 
     recorder.end_trial_run(ended_by_code, "FAILED", ended_as="FINISHED")  # the agent's verdict wins
     assert client.get_run(ended_by_code).info.status == "FAILED"
+
+
+def end_of(context: CloseContext, study: SweepStudy) -> SweepEnd:
+    """An agent's end of the sweep, with the parts the end uses (a double of our own `SweepParts`)."""
+    parts = SimpleNamespace(
+        config=context.config,
+        study=study,
+        recorder=context.recorder,
+        parent_id=context.parent_id,
+        console=Reporter(stream=io.StringIO(), live=False),
+        result=SweepResult(context.config.identity),
+        log_dir=context.config.log_dir,
+    )
+    return SweepEnd(parts)  # type: ignore[arg-type]
+
+
+def another_agent(context: CloseContext) -> SweepStudy:
+    config = context.config
+    study = SweepStudy(open_optuna_storage(config.optuna_storage), config, PointSource(config), agent_id())
+    study.find()
+    return study
+
+
+def test_an_agent_not_elected_says_complete_once_the_closer_has_finished_the_parent(finished_sweep, caplog):
+    """Its "complete" is said of a closed sweep: it waits while another agent closes."""
+    context, _ = finished_sweep
+    assert context.study.elect_closer()  # this agent is closing (slowly)
+    waiting = threading.Thread(target=lambda: end_of(context, another_agent(context)).finish())
+    with caplog.at_level(logging.INFO, logger="mlflow_sweeper"):
+        waiting.start()
+        time.sleep(CLOSE_WAIT_SAID + 1)
+        assert waiting.is_alive(), "it waits for the close"
+        assert "waiting for the agent closing the sweep to finish its parent run" in caplog.text
+        assert ": complete" not in caplog.text
+        assert close_sweep(context) is True  # its close runs (again, had it failed) and ends
+        waiting.join(timeout=30)
+    assert not waiting.is_alive()
+    assert context.recorder.client.get_run(context.parent_id).info.status == "FINISHED"
+    assert f"{context.config.identity}: complete, parent run {context.parent_id}" in caplog.text
+
+
+def test_an_agent_not_elected_takes_the_close_over_when_the_closer_is_gone(tmp_path, finished_sweep):
+    context, _ = finished_sweep
+    config = context.config
+    gone = SweepStudy(open_optuna_storage(config.optuna_storage), config, PointSource(config), dead_agent())
+    gone.find()
+    assert gone.elect_closer()  # ... and its process ended before it closed the sweep
+    result = end_of(context, another_agent(context)).finish()
+    assert result.finished
+    assert context.recorder.client.get_run(context.parent_id).info.status == "FINISHED"
+    assert context.study.is_closed()
+
+
+def dead_agent() -> str:
+    process = subprocess.Popen(["true"])
+    process.wait()
+    return f"{socket.gethostname()}:{process.pid}:deadbeef"

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import logging
+import time
 
 from optuna.trial import FrozenTrial, TrialState
 
@@ -14,6 +15,9 @@ from .parts import SweepParts
 from .result import SweepResult, describe_failures
 
 log = logging.getLogger(__name__)
+
+CLOSE_POLL = 0.5  # seconds between looks at a close another agent runs
+CLOSE_WAIT_SAID = 2.0  # seconds of waiting on it before the agent says why it has not ended
 
 
 class SweepEnd:
@@ -40,6 +44,25 @@ class SweepEnd:
         context = CloseContext(parts.config, self.study, parts.recorder, parts.parent_id, trials, best)
         return close_sweep(context)
 
+    def _await_close(self) -> None:
+        """Another agent is closing the sweep: wait until its parent is finished, so that "complete"
+        is said of a closed sweep, and take the close over if that agent dies on the way (the
+        election hands its token on once the closer is gone)."""
+        began, said = time.monotonic(), False
+        while not self.study.is_closed():
+            trials = self.study.complete_trials()
+            if trials is None:  # re-opened meanwhile (a resume raised the budget): not this close's end
+                return
+            if self.close(trials):
+                return
+            if not said and time.monotonic() - began >= CLOSE_WAIT_SAID:
+                said = True
+                self.parts.console.event(
+                    f"{self.identity}: all trials ended; waiting for the agent closing the sweep "
+                    "to finish its parent run"
+                )
+            time.sleep(CLOSE_POLL)
+
     def _none_feasible(self, trials: list[FrozenTrial]) -> bool:
         """Results, none of them satisfying `spec.constraints` (with one objective or several)."""
         complete = [t for t in trials if t.state == TrialState.COMPLETE]
@@ -59,7 +82,8 @@ class SweepEnd:
             return result
         result.finished = True
         best = self.study.best_trial()
-        self.close(trials, best)
+        if not self.close(trials, best):
+            self._await_close()
         failed = self.study.failed_for_good(trials, infeasible=False)  # infeasible points are results
         result.failed_for_good = describe_failures(failed, self.parts.log_dir)
         summary = f"{self.identity}: complete, parent run {self.parts.parent_id}"

@@ -53,8 +53,8 @@ class CloseElection:
         self._beating: threading.Event | None = None
 
     def elect(self) -> bool:
-        """True for the one agent that must close the sweep now; False when another agent has
-        closed it or is closing it."""
+        """True for the one agent that must close the sweep now (again, for the agent whose close
+        failed before it was marked closed); False when another agent has closed it or is closing it."""
         study_id = self._study(create=True)
         assert study_id is not None
         epoch = self.epoch()
@@ -74,6 +74,8 @@ class CloseElection:
                     self._hold(compat.trial_id(token))
                     return True
                 # Lost the take (or an error): the next round sees who holds it.
+            elif compat.trial_id(token) == self._held:  # its own close, which failed: run it again
+                return True
             else:
                 why = self.heartbeat.why_stale(token, time.time())
                 if why is None:
