@@ -26,6 +26,8 @@ from .coordination.tallies import (
     in_budget,
     infeasible,
     pareto_front,
+    warm_budget_words,
+    warm_held,
     warm_started,
 )
 from .coordination.target import REACHED_WORDS, STOPPED_BY_TARGET
@@ -256,6 +258,7 @@ def _empty_status(config: SweepConfig) -> dict:
         "complete": 0,
         "failed_to_retry": 0,
         "warm_started": 0,
+        "warm_held": 0,
         "attempts": 0,
         "running_agent_gone": 0,
         "remaining": 0,
@@ -295,6 +298,7 @@ def _counts(study, trials: list) -> dict:
         "failed_to_retry": failed_to_retry(trials),
         "pruned": pruned,
         "warm_started": warm_started(trials),
+        "warm_held": warm_held(trials, study.budget),  # of those, holding points of the budget: done
         "attempts": sum(1 for t in trials if attempted(t)),
         "missing_companions": study.missing_companions,
         "done": done,
@@ -374,7 +378,8 @@ def sweep_status(config: SweepConfig) -> str:
     elif data.get("stopped"):
         lines.append(f"  stopped: {data['stopped_reason']}; fix the cause and run the sweep again to resume")
     if data.get("warm_started"):
-        lines.append(f"  warm start: {data['warm_started']} earlier result(s) in the study (no budget used)")
+        held = warm_budget_words(data["warm_held"])
+        lines.append(f"  warm start: {data['warm_started']} earlier result(s) in the study ({held})")
     if "pareto" in data:
         lines.extend(_pareto_lines(config, data["pareto"]))
         return "\n".join(lines)

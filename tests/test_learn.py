@@ -4,6 +4,7 @@ and `warm_start`. Real SQLite stores, real trial subprocesses; sweeps kept to a 
 from __future__ import annotations
 
 import csv
+import json
 from pathlib import Path
 
 import optuna
@@ -189,7 +190,11 @@ def test_grid_extended_under_a_new_name_runs_only_the_new_points(tmp_path):
     assert parent.info.status == "FINISHED"
     assert parent.data.tags["sweeper.best_run_id"] == best.user_attrs["mlflow_run_id"]
     status = run_cli("status", new, cwd=tmp_path).stdout
-    assert "6/6 done" in status and "warm start: 4 earlier result(s)" in status, status
+    assert "6/6 done" in status, status  # the 4 points earlier results hold are done, not run
+    held = "warm start: 4 earlier result(s) in the study (4 of them hold points of the budget, done without"
+    assert held in status, status
+    entry = json.loads(run_cli("status", new, "--json", cwd=tmp_path).stdout)["sweeps"][0]
+    assert (entry["budget"], entry["done"], entry["warm_started"], entry["warm_held"]) == (6, 6, 4, 4)
     out = tmp_path / "report"
     assert run_cli("report", new, "--out", out, cwd=tmp_path).returncode == 0
     rows = list(csv.DictReader((out / "trials.csv").open()))
@@ -434,6 +439,7 @@ def test_the_best_earlier_result_is_on_the_parent_from_the_start(tmp_path):
     assert joined.returncode == 0, output(joined)
     said = output(joined)
     assert ": warm start: 30 earlier result(s) in this sweep, entered when it was created" in said
+    assert "(they use none of the budget)" in said  # TPE: no point of the budget is held
     assert "fit this sweep" not in output(joined)
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from ..config import SweepConfig
-from ..coordination.tallies import Progress
+from ..coordination.tallies import Progress, warm_budget_words
 from ..devices import NO_DEVICE_POOL, DevicePool, NoDevicePool
 from ..launch import Launcher, make_launcher
 from ..opening import open_sweep
@@ -50,7 +50,7 @@ def open_parts(
     elif tallies.warm_started:  # another agent did, or an earlier run of this one
         console.event(
             f"{config.identity}: warm start: {tallies.warm_started} earlier result(s) in this sweep, "
-            "entered when it was created (they use none of the budget)"
+            f"entered when it was created ({warm_budget_words(tallies.warm_held)})"
         )
     hint = tag_agent_run(config, parent_id, recorder.experiment_id, client.tracking_uri)
     if hint:

@@ -25,6 +25,7 @@ class Progress:
     best: FrozenTrial | None
     pruned: int = 0
     warm_started: int = 0  # earlier results a warm start entered (those holding a point count as done too)
+    warm_held: int = 0  # of those, the ones holding a point of the budget
 
     @property
     def remaining(self) -> int:
@@ -261,9 +262,25 @@ def progress(trials: list[FrozenTrial], budget: int, best_trial: FrozenTrial | N
         best=best_trial,
         pruned=counts[TrialState.PRUNED],
         warm_started=warm_started(trials),
+        warm_held=warm_held(trials, budget),
     )
 
 
 def warm_started(trials: Iterable[FrozenTrial]) -> int:
     """The earlier results a warm start entered."""
     return sum(WARM_ATTR in t.user_attrs for t in trials)
+
+
+def warm_held(trials: Iterable[FrozenTrial], budget: int) -> int:
+    """The earlier results holding a point of the budget (a grid's): done, never run."""
+    return sum(WARM_ATTR in t.user_attrs and in_budget(t, budget) for t in trials)
+
+
+def warm_budget_words(held: int) -> str:
+    """What earlier results do to the budget: none of it is theirs, but a point they hold is done."""
+    if not held:
+        return "they use none of the budget"
+    return (
+        f"{held} of them hold points of the budget, done without running them; "
+        "max_trials counts new trials only"
+    )
