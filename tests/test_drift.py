@@ -159,6 +159,19 @@ def test_allowed_change_is_accepted(name, sweep_copy):
     assert again.returncode == 0 and "config changed" not in again.stderr, again.stderr
 
 
+def test_a_comment_or_the_layout_of_a_config_is_no_change(sweep_copy):
+    """What the config says is compared, not its text: the parent keeps the config it stores."""
+    import yaml
+
+    config = write_config(sweep_copy, parameters=GRID)
+    said = yaml.safe_load(config.read_text())
+    digest = trial_summary(sweep_copy)[0][0].data.tags["sweeper.config_digest"]
+    config.write_text("# tried after the first look\n" + yaml.safe_dump(dict(reversed(said.items()))))
+    result = run_cli("sweep", config, cwd=sweep_copy)
+    assert result.returncode == 0 and "config changed" not in result.stderr, result.stderr
+    assert trial_summary(sweep_copy)[0][0].data.tags["sweeper.config_digest"] == digest, "not stored again"
+
+
 def test_a_config_resumed_under_another_file_name_replaces_the_one_stored(sweep_copy):
     """The parent holds one config: a copy named otherwise, with more budget, replaces the first
     file's content under its name, instead of standing beside it."""

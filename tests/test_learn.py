@@ -204,6 +204,9 @@ def test_grid_extended_under_a_new_name_runs_only_the_new_points(tmp_path):
     # earlier results ran in their own sweep: no attempts, start or duration of this one
     assert all(r["attempts"] == r["start"] == r["duration"] == "" for r in rows if r["warm_start"])
     assert all(r["attempts"] == "1" and r["duration"] for r in rows if not r["warm_start"])
+    # resumed without its warm_start: no change, the parent keeps the config that names its sources
+    _, said = sweep_from([], "s2", [1, 2, 3])
+    assert "already complete" in said and "config changed" not in said, said
 
     # A sweep warm-started from s2 alone holds s2's own results and those s2 started from; one
     # whose target an earlier result already reaches runs nothing and says why it stopped.

@@ -131,6 +131,8 @@ KEYS: frozenset[str] = frozenset(BY_NAME)
 REQUIRED_KEYS: tuple[str, ...] = tuple(key.name for key in SCHEMA if key.required)
 DEFAULTS: dict[str, Any] = {key.name: key.default for key in SCHEMA if not key.required}
 MUTABLE_KEYS: frozenset[str] = frozenset(key.name for key in SCHEMA if key.mutable)
+# Left out on resume, no change: the sweep keeps what it was created with (its earlier results).
+KEPT_WHEN_LEFT_OUT: frozenset[str] = frozenset({"warm_start"})
 
 
 def _hint() -> str:

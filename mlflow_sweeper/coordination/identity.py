@@ -156,7 +156,7 @@ class SweepIdentity:
         results in the study stay). A sweep recorded before this was checked, with earlier
         results in it, is taken to have this one. `recorded`: the study's record of it (JSON)."""
         current = [source.describe() for source in self.config.warm_start]
-        if not current:
+        if not current:  # left out: kept (KEPT_WHEN_LEFT_OUT)
             return None
         if recorded is None:
             trials = self.store.get_all_trials(self.study_id, deepcopy=False)

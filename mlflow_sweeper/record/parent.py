@@ -25,6 +25,7 @@ from .tags import (
     PARETO_TAG,
     STARTED_OVER_TAG,
     STOPPED_TAG,
+    config_digest,
     digest,
     optuna_storage_id,
     sweep_tags,
@@ -109,7 +110,8 @@ class ParentRun:
         try:
             path = self._stored_config_path(run_id) if replacing else None
             self.client.log_text(run_id, shown, path or f"{CONFIG_FOLDER}/{self.config.path.name}")
-            retry(lambda: self.client.set_tag(run_id, CONFIG_DIGEST_TAG, digest(shown)), "config digest")
+            said = config_digest(shown)
+            retry(lambda: self.client.set_tag(run_id, CONFIG_DIGEST_TAG, said), "config digest")
         except Exception as exc:  # noqa: BLE001 - the config is also in params
             log.warning("could not store the config as an artifact of the parent run: %s", exc)
 
@@ -124,10 +126,11 @@ class ParentRun:
         """An agent resuming the sweep with a config that changed where a sweep may change (its
         `command`, retries, timeouts) stores it: the `sweep/` artifact is the config the sweep
         runs under now. The params stay the first config's (MLflow never lets a param change).
-        True when the config changed (a parent made before digests were kept gets one, unsaid)."""
+        True when what the config says changed (a parent made before digests were kept gets one,
+        unsaid); a comment or the layout is no change. (Digests of the text, kept before, still read.)"""
         shown = self._shown_config()
         stored = tags.get(CONFIG_DIGEST_TAG)
-        if shown is None or stored == digest(shown):
+        if shown is None or stored in (config_digest(shown), digest(shown)):
             return False
         self._store_config(run_id, shown, replacing=True)
         return stored is not None

@@ -29,6 +29,21 @@ def digest(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+def config_digest(shown: str) -> str:
+    """The digest of what a config says, not of how it is written: comments, layout and key order
+    change nothing, nor does a key left out on resume that the sweep keeps (`warm_start`)."""
+    import json
+
+    import yaml
+
+    from ..config.schema import KEPT_WHEN_LEFT_OUT
+
+    meaning = yaml.safe_load(shown)
+    if isinstance(meaning, dict):
+        meaning = {key: value for key, value in meaning.items() if key not in KEPT_WHEN_LEFT_OUT}
+    return digest(json.dumps(meaning, sort_keys=True, default=str))
+
+
 def optuna_storage_id(optuna_storage: str) -> str:
     """The value of `OPTUNA_STORAGE_TAG` for a sweep's (resolved) Optuna storage URL: a digest of
     it without its password, so it differs wherever the URL does (a value from `${VAR}` too) and
