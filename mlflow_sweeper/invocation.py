@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import functools
 import os
+import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import psutil
@@ -35,6 +38,33 @@ def tracking_uri_from_mlflow_run() -> bool:
         return process is not None and "MLFLOW_TRACKING_URI" not in process.environ()
     except (psutil.Error, OSError):
         return False  # unreadable: taken as the user's
+
+
+MLFLOW_RUN_LOOK_EVERY = 1.0  # seconds between looks at the `mlflow run` that started this one
+
+
+def when_mlflow_run_ends(act: Callable[[], None], every: float = MLFLOW_RUN_LOOK_EVERY) -> bool:
+    """Under `mlflow run`: `act` once that process has ended. A SIGTERM to `mlflow run` ends it
+    without a word to the entry point it started (Ctrl-C reaches both through the terminal), which
+    would run on unseen, its MLflow run left RUNNING. True when there is one to watch."""
+    process = _mlflow_run_process() if under_mlflow_run() else None
+    if process is None:
+        return False
+
+    def watch() -> None:
+        while _running(process):
+            time.sleep(every)
+        act()
+
+    threading.Thread(target=watch, name="mlflow-run-watch", daemon=True).start()
+    return True
+
+
+def _running(process: psutil.Process) -> bool:
+    try:  # a pid taken by a new process since reads as ended (psutil compares start times)
+        return process.is_running() and process.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
 
 
 def _mlflow_run_process() -> psutil.Process | None:

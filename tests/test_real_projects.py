@@ -669,6 +669,51 @@ def test_mlflow_run_of_this_project_finds_a_config_relative_to_where_it_was_type
     assert "exp/s1" in result.stdout and "not started" in result.stdout, output(result)
 
 
+def test_an_agent_whose_mlflow_run_got_sigterm_stops_as_on_sigterm(tmp_path, mlflow_template):
+    """SIGTERM to `mlflow run -e sweep` ends it without a word to the agent it started: the agent
+    sees it gone and stops as on SIGTERM (its trial KILLED, the parent left RUNNING to resume),
+    and ends its own run, which `mlflow run` would have ended."""
+    import signal
+    import time
+
+    import psutil
+
+    sleeper = f"{sys.executable} -c 'import time; time.sleep(600)'"
+    config = config_file(tmp_path, mlflow_template, command=sleeper, parameters={"lr": [0.5]})
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    repo = Path(__file__).resolve().parent.parent
+    command = [sys.executable, "-m", "mlflow", "run", str(repo), "-e", "sweep", "--env-manager", "local"]
+    starter = subprocess.Popen(
+        [*command, "--experiment-name", "exp", "-P", f"config={config.name}"],
+        cwd=tmp_path, env=cli_env({"MLFLOW_TRACKING_URI": uri}),
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+
+    def runs(role: str) -> list:
+        return [r for r in mlflow_runs(uri) if r.data.tags.get("sweeper.role") == role]
+
+    try:
+        deadline = time.monotonic() + 180
+        while not [r for r in runs("trial") if r.info.status == "RUNNING"]:
+            assert starter.poll() is None and time.monotonic() < deadline, starter.communicate()[0]
+            time.sleep(0.5)
+        agent = psutil.Process(starter.pid).children()[0]  # the entry point: sh exec'd into python
+        starter.send_signal(signal.SIGTERM)
+        said = starter.communicate(timeout=60)[0]
+        assert starter.returncode == -signal.SIGTERM, said  # it went at once, passing nothing on
+        agent.wait(timeout=60)  # not its child: psutil cannot give the exit code
+        assert "has ended: stopping as on SIGTERM" in said, said
+        assert "interrupted; run the same command again to resume" in said, said
+    finally:
+        if starter.poll() is None:
+            starter.kill()
+    (trial,) = runs("trial")
+    assert trial.info.status == "KILLED"
+    (agent_run,) = runs("agent")
+    assert agent_run.info.status == "KILLED"
+    assert [r.info.status for r in runs("parent")] == ["RUNNING"]  # unfinished: the sweep resumes
+
+
 def test_a_relative_config_found_nowhere_is_named_where_the_user_typed_it(tmp_path):
     """Under `mlflow run` the entry point runs in this project's folder: a missing relative config
     is reported in the folder of the process that started it (the user's), not in the project's."""

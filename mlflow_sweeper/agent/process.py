@@ -10,10 +10,11 @@ from ..coordination import agent_id
 from ..devices import DevicePlan, UnusableDevices, device_pool, plan_devices
 from ..errors import EXIT_INTERRUPTED, EXIT_OK, ConfigError
 from ..hangup import on_hangup
+from ..invocation import when_mlflow_run_ends
 from ..opening import check_before_running
 from ..preflight import CheckedProject, preflight_all, release
 from ..progress import Reporter
-from ..record import quiet_run_urls
+from ..record import end_orphaned_agent_run, quiet_run_urls
 from .opening import open_parts
 from .session import SweepSession
 from .stop import StartBudget, StopSignal
@@ -46,6 +47,7 @@ class Agent:
         self.reporter = reporter or Reporter()
         self.stop = StopSignal()
         self.agent = agent_id()
+        self.starter_ended = False  # the `mlflow run` that started this agent ended before it
 
     def install_signal_handlers(self) -> None:
         def handler(signum, frame):
@@ -64,6 +66,14 @@ class Agent:
         signal.signal(signal.SIGINT, handler)
         signal.signal(signal.SIGTERM, handler)
         on_hangup(handler)  # a closed terminal, as Ctrl-C
+        when_mlflow_run_ends(self._starter_ended)
+
+    def _starter_ended(self) -> None:
+        """The `mlflow run` that started this agent ended (a SIGTERM it did not pass on): the
+        agent stops as on SIGTERM, and ends its own run, which that process would have ended."""
+        self.starter_ended = True
+        self.reporter.summary("the `mlflow run` that started this agent has ended: stopping as on SIGTERM")
+        os.kill(os.getpid(), signal.SIGTERM)
 
     def run(self, configs: list[SweepConfig]) -> int:
         """Each sweep in turn; the worst exit code, or 130 at once when interrupted.
@@ -80,6 +90,8 @@ class Agent:
             return self._run_checked(configs, checked, plans)
         finally:
             release(checked.values())
+            if self.starter_ended:
+                end_orphaned_agent_run()
 
     def _run_checked(
         self,

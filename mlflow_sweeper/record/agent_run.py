@@ -104,3 +104,15 @@ def end_admin_run(configs: list[SweepConfig], command: str) -> None:
         client.set_terminated(run_id, "FINISHED")
     except Exception as exc:  # noqa: BLE001 - the command's run is a courtesy
         log.debug("could not tag the %s run %s: %s", command, run_id, exc)
+
+
+def end_orphaned_agent_run() -> None:
+    """The agent's run KILLED, when the `mlflow run` that started it (and would have ended it) is
+    gone: else it would stay RUNNING for good."""
+    run_id = current_run_id()
+    if not run_id:
+        return
+    try:
+        MlflowClient(tracking_uri=user_tracking_uri()).set_terminated(run_id, "KILLED")
+    except Exception as exc:  # noqa: BLE001 - the agent's run is a courtesy
+        log.warning("could not end the agent run %s: %s", run_id, first_line(exc))
