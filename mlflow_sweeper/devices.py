@@ -132,6 +132,15 @@ class GpuListing:
             (mig for mig, _ in self.migs if device.startswith("MIG-") and mig.startswith(device)), None
         )
 
+    def lists(self, device: str) -> bool:
+        """Does `device` (an index, a UUID or a prefix of one) name a GPU or MIG instance listed?"""
+        return self._named(device) is not None
+
+    def shown(self) -> str:
+        """The GPUs listed, as a message names them: `0, 1 (GPU-aaa, GPU-bbb)`."""
+        uuids = [uuid for _, uuid in self.gpus if uuid]
+        return ", ".join(index for index, _ in self.gpus) + (f" ({', '.join(uuids)})" if uuids else "")
+
     def parts(self, identity: str) -> tuple[str, ...]:
         """The MIG instances of the GPU `identity`: a trial given the whole GPU holds them too, so
         that no trial given one of its instances runs beside it, nor it beside one."""
@@ -265,6 +274,7 @@ def plan_devices(devices: str | tuple[str, ...] | None, per_trial: int, env_name
             notes.append(note)
     elif env_name == CUDA_ENV:  # a list: which GPU each id names, where nvidia-smi is there to say
         listing, _ = read_gpus()
+        _check_each_listed(tuple(devices), listing)
     if devices and len(devices) < per_trial:
         # Run without devices, and every trial would see all of them: shared, which is what
         # devices are for avoiding. (An explicit list this short is refused at load.)
@@ -277,6 +287,20 @@ def plan_devices(devices: str | tuple[str, ...] | None, per_trial: int, env_name
     _check_each_gpu_once(tuple(devices), identities, listing)
     parts = tuple(listing.parts(identity) for identity in identities) if listing else ()
     return DevicePlan(tuple(devices), per_trial, env_name, tuple(notes), identities, auto, parts)
+
+
+def _check_each_listed(devices: tuple[str, ...], listing: GpuListing | None) -> None:
+    """An id that names no GPU nvidia-smi lists: a trial handed it would see no GPU at all, and run
+    on the CPU or fail, far from the config that caused it."""
+    if listing is None or not listing.gpus:
+        return
+    unknown = [device for device in devices if not listing.lists(device)]
+    if unknown:
+        named = ", ".join(unknown)
+        raise UnusableDevices(
+            f"devices: {named} {'is' if len(unknown) == 1 else 'are'} not a GPU of this host "
+            f"(nvidia-smi -L lists {listing.shown()})"
+        )
 
 
 def _check_each_gpu_once(

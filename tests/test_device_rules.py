@@ -199,6 +199,25 @@ def test_two_ids_of_one_gpu_are_refused(tmp_path, monkeypatch):
         plan_devices(("2", "GPU-2abc"), 1, "CUDA_VISIBLE_DEVICES")
 
 
+def test_an_id_that_names_no_gpu_listed_is_refused(tmp_path, monkeypatch):
+    """A trial handed it would see no GPU. Without nvidia-smi, or for another variable than
+    CUDA's, nothing says which ids there are: the list is taken as given."""
+    fake_nvidia_smi(tmp_path, LISTING, monkeypatch)
+    with pytest.raises(UnusableDevices) as refused:
+        plan_devices(("0", "5", "GPU-9"), 1, "CUDA_VISIBLE_DEVICES")
+    assert str(refused.value) == (
+        "devices: 5, GPU-9 are not a GPU of this host (nvidia-smi -L lists 0, 1, 2, 3 "
+        "(GPU-0abc-def, GPU-1abc-def, GPU-2abc-def, GPU-3abc-def))"
+    )
+    assert plan_devices(("3", "GPU-1abc"), 1, "CUDA_VISIBLE_DEVICES").identities == (
+        "GPU-3abc-def",
+        "GPU-1abc-def",
+    )
+    assert plan_devices(("5",), 1, "HIP_VISIBLE_DEVICES").devices == ("5",)
+    monkeypatch.setenv("PATH", "/nonexistent")
+    assert plan_devices(("5",), 1, "CUDA_VISIBLE_DEVICES").devices == ("5",)
+
+
 def test_cuda_trials_number_gpus_as_nvidia_smi_does_unless_told_otherwise(tmp_path, monkeypatch):
     monkeypatch.delenv("CUDA_DEVICE_ORDER", raising=False)
     held = DevicePool(DevicePlan(("0",)), tmp_path).try_acquire()
