@@ -413,6 +413,23 @@ def test_a_killed_agents_trials_running_on_here_are_watched_and_their_results_ke
     assert lock_files(tmp_path) == []
 
 
+def test_the_dead_agents_trials_an_agent_watches_count_toward_its_jobs(tmp_path, agents):
+    """`-j 2` is two trials at once, whoever started them: with two of a dead agent's trials
+    running on here, watched, the third point starts only once one of them has ended."""
+    record, go = tmp_path / "records.jsonl", tmp_path / "go"
+    config = write_config(tmp_path, parameters={"x": [1, 2, 3], "y": [10], "behave": f"block:{go}",
+                                                "record": str(record)})  # fmt: skip
+    _kill_agent_mid_trial(agents, config, record, trials_too=False)
+    second = agents.start(config, "-j", "2")
+    _wait_output(agents, second, "but its process still runs on this host: watched", 2)
+    time.sleep(3)  # a worker free to claim would have started the third point by now
+    assert len(read_records(record)) == 2, agents.output(second)
+    go.touch()
+    assert agents.wait(second) == 0, agents.output(second)
+    assert sorted(line["params"]["x"] for line in read_records(record)) == ["1", "2", "3"]
+    assert Counter(t.state.name for t in optuna_trials(optuna_uri(tmp_path))) == {"COMPLETE": 3}
+
+
 def test_an_agent_with_another_output_dir_finds_the_dead_agents_exit_status(tmp_path, agents):
     """Agents on one host may keep their logs in different `output_dir`s: the trial says where
     its log (and exit status) is."""

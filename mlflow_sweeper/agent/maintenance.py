@@ -20,6 +20,7 @@ log = logging.getLogger(__name__)
 
 LOST_REQUEUE_GRACE = 60.0
 PROGRESS_SYNC_SECONDS = 5.0  # how often the shown counts are read from the storage (every agent's)
+FIRST_CHECK_WAIT = 30.0  # the most the workers wait for the first look for dead agents' trials
 
 
 def maintenance_interval(stale_after: float) -> float:
@@ -45,10 +46,12 @@ class Maintenance:
         self.running_ids = running_ids  # this agent's running trials (Optuna trial ids)
         self.refresh_progress = refresh_progress
         self.orphans = orphans  # what dead agents' trials left: results, processes, re-runs
+        self.first_check = threading.Event()  # set once the first look for dead agents' trials is over
 
     def run(self, done: threading.Event) -> None:
         """Beat, reclaim and sync the progress, sleep, until `done`. The first check runs at once,
-        so a restarted agent takes over its dead predecessor's trials right away."""
+        so a restarted agent takes over its dead predecessor's trials right away (its workers wait
+        for it: a dead agent's trial still running here takes one of their places)."""
         next_beat = 0.0
         while True:
             if time.monotonic() >= next_beat:
@@ -60,6 +63,8 @@ class Maintenance:
                     self.reclaim(own)
                 except Exception as exc:  # noqa: BLE001 - try again at the next beat
                     log.warning("could not check for stale trials: %s", exc)
+                finally:
+                    self.first_check.set()
             if self.orphans.watched:  # each wake: a watched trial's end or timeout is met in seconds
                 try:
                     self.orphans.check_watched()

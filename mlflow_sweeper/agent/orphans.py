@@ -106,6 +106,10 @@ class Orphans:
         """The trials this agent beats for besides its own: the orphans it watches."""
         return set(self.watched)
 
+    def watching(self) -> int:
+        """How many dead agents' trials run on here, watched: each takes one of `-j`'s places."""
+        return len(self.watched)
+
     def adopt(self, trial: FrozenTrial, why: str) -> bool:
         """Offered each stale trial before it is failed: True when it is watched or settled here
         (or another agent ended it meanwhile); False to fail it and run it again, once what it

@@ -14,7 +14,7 @@ from ..coordination.fail_fast import LEARNED_SINCE_NOTE, NOTHING_LEARNED_NOTE, a
 from ..ui.links import link_lines, ui_links
 from .ending import SweepEnd
 from .failures import Failures
-from .maintenance import Maintenance, requeue_lost
+from .maintenance import FIRST_CHECK_WAIT, Maintenance, requeue_lost
 from .orphans import Orphans
 from .parts import SweepParts
 from .result import SweepResult
@@ -51,7 +51,9 @@ class SweepSession:
             parts.uploads,
             settled=lambda: self.workers.idle.poke(),  # the sweep may be done: its close is owed now
         )
-        self.workers = WorkerPool(parts, n_jobs, self.starts, trial_context, self.end)
+        self.workers = WorkerPool(
+            parts, n_jobs, self.starts, trial_context, self.end, watching=self.orphans.watching
+        )
         parts.stop.on_quit(lambda: parts.study.mark_quit(self.workers.running_trial_ids()))
         self.done = threading.Event()  # set when the workers are gone: maintenance stops
 
@@ -86,6 +88,7 @@ class SweepSession:
         )
         thread = threading.Thread(target=maintenance.run, args=(self.done,), daemon=True, name="maintenance")
         thread.start()
+        maintenance.first_check.wait(FIRST_CHECK_WAIT)  # dead agents' trials watched here take places
         parts.description.start()
         try:
             while True:

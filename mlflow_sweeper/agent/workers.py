@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 
 from ..coordination import Work
 from ..coordination.companions import gone_message
@@ -25,9 +26,16 @@ class WorkerPool:
     """This agent's worker threads on one sweep, and the trials they are running."""
 
     def __init__(
-        self, parts: SweepParts, n_jobs: int, starts: StartBudget, trial_context: TrialContext, end: SweepEnd
+        self,
+        parts: SweepParts,
+        n_jobs: int,
+        starts: StartBudget,
+        trial_context: TrialContext,
+        end: SweepEnd,
+        watching: Callable[[], int] = lambda: 0,
     ):
         self.parts = parts
+        self.watching = watching  # dead agents' trials running on here, watched: they count toward -j
         self.n_jobs = max(1, n_jobs)
         self.starts = starts
         self.trial_context = trial_context
@@ -76,6 +84,10 @@ class WorkerPool:
         on this host uses holds no point meanwhile (it would show as running)."""
         stop = self.parts.stop
         while not stop.is_set() and self.result.error is None:
+            if self._places_taken():  # by trials of dead agents it watches: one starts when one ends
+                if self.idle.wait(stop.event):
+                    return
+                continue
             if not self.starts.reserve():
                 return
             devices = self.trial_context.devices.acquire(
@@ -101,6 +113,15 @@ class WorkerPool:
             if not self._execute(TrialExecution(self.trial_context, work, devices)):
                 return
             self.end.close_if_last()
+
+    def _places_taken(self) -> bool:
+        """Are all of `-j`'s places taken, counting the dead agents' trials this agent watches
+        (its workers run at most `-j` minus those)?"""
+        watched = self.watching()
+        if not watched:
+            return False
+        with self.lock:
+            return len(self.running) + watched >= self.n_jobs
 
     def _work_left(self) -> bool:
         """May this worker still find a trial to run: no error, and a slot left, or a trial
