@@ -497,6 +497,8 @@ def test_an_agent_leaving_stops_the_trials_it_watched_and_requeues_them_as_inter
     waiting = [t for t in trials if t.state.name == "WAITING"]
     assert sorted(point(t.params) for t in waiting) == POINTS  # the same attempt, though no retry is left
     assert all(t.system_attrs["sweeper:attempt"] == 1 for t in waiting), [t.system_attrs for t in waiting]
+    runs = {r.info.run_id: r.info.status for r in trial_runs(mlflow_uri(tmp_path))}
+    assert {runs[line["run_id"]] for line in killed} == {"KILLED"}  # cancelled, as its own trials are
 
 
 @pytest.mark.extended  # watching: the test above; trial_timeout: tests/test_trial_path.py

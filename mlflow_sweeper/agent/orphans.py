@@ -168,7 +168,8 @@ class Orphans:
                 timeout = f"{config.trial_timeout:g} s"
                 self.reclaim(trial, f"{ran_on}, past trial_timeout ({timeout})", status="KILLED")
             else:
-                self.reclaim(trial, f"{INTERRUPTED_PREFIX}: the agent watching it stopped", again=True)
+                stopped = f"{INTERRUPTED_PREFIX}: the agent watching it stopped"
+                self.reclaim(trial, stopped, again=True, status="KILLED")  # as its own trials end
 
     def reclaim(
         self,
