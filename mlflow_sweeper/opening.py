@@ -13,7 +13,9 @@ only when asked for.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import TYPE_CHECKING
@@ -23,7 +25,7 @@ from .coordination import RUN_ATTR, SweepStudy, agent_id
 from .coordination.parent_election import parent_not_here
 from .coordination.restart import StartOverHooks
 from .coordination.tallies import best_so_far_step
-from .errors import ConfigError
+from .errors import ConfigError, StorageError
 from .search.algorithms import PointSource
 from .storages import exists as storage_exists
 from .storages import open_mlflow_tracking, open_optuna_storage, probe_mlflow_storage, probe_optuna_storage
@@ -93,7 +95,7 @@ def open_sweep(
     its connection pools), else only found (`status`, `delete`, `report`)."""
     if not create:
         return _find_only(config)
-    probe_optuna_storage(config.optuna_storage)  # both storages answer before either is written
+    _probe_optuna(config)  # both storages answer before either is written
     optuna_pool, mlflow_pool = agent_pools(n_jobs)
     opener = _StudyOpener(config, agent or agent_id(), optuna_pool)
     study, found, uri, gathered = _settle_store(config, opener)
@@ -162,7 +164,7 @@ def _agreed_store(config: SweepConfig, study: SweepStudy, created: bool, uri: st
         return uri
     agreed = agreed_tracking_uri(study, created, uri)
     if agreed != uri:
-        probe_mlflow_storage(agreed)
+        _probe_mlflow(config, agreed)
         check_write_access(agreed, config.experiment, registered_model(config))
     return agreed
 
@@ -287,7 +289,7 @@ def _settle_store(
     if explicit_tracking_uri(config) is None and storage_exists(config.optuna_storage):
         study, found = open_study()
     uri = sweep_tracking_uri(config, study if found else None)
-    probe_mlflow_storage(uri)
+    _probe_mlflow(config, uri)
     check_write_access(uri, config.experiment, registered_model(config))
     gathered = None if found else open_study.earlier_results(uri)
     study, found = open_study()
@@ -299,9 +301,9 @@ def check_before_running(config: SweepConfig) -> None:
     nothing: both storages answer, and a sweep that exists is not refused, for a changed config
     or for a parent run its MLflow store does not hold. A later sweep's exit 2 then comes before
     the earlier sweeps run, not after."""
-    probe_optuna_storage(config.optuna_storage)
+    _probe_optuna(config)
     opened = _find_only(config)
-    probe_mlflow_storage(opened.tracking_uri)
+    _probe_mlflow(config, opened.tracking_uri)
     if opened.study is None:
         return
     opened.study.identity.check_not_refused()
@@ -313,7 +315,7 @@ def _find_only(config: SweepConfig) -> OpenSweep:
     """Find the sweep, creating nothing: a missing storage file holds no sweep."""
     study = None
     if storage_exists(config.optuna_storage):
-        probe_optuna_storage(config.optuna_storage)
+        _probe_optuna(config)
         study, found = _StudyOpener(config, agent_id(), None)()
         study = study if found else None
     uri = sweep_tracking_uri(config, study)
@@ -325,7 +327,33 @@ def _existing_recorder(config: SweepConfig, uri: str) -> Recorder | None:
     """The sweep's MLflow side in `uri`, never created: None when that store holds nothing."""
     if not storage_exists(uri):
         return None
-    probe_mlflow_storage(uri)
+    _probe_mlflow(config, uri)
     from .record import Recorder
 
     return Recorder.existing(open_mlflow_tracking(uri), config)
+
+
+def _probe_optuna(config: SweepConfig) -> None:
+    with _named_by(f"{config.path}: optuna_storage"):
+        probe_optuna_storage(config.optuna_storage)
+
+
+def _probe_mlflow(config: SweepConfig, uri: str) -> None:
+    """The sweep's MLflow store answers; if not, the message says where it was named (the config's
+    key, or the environment's variable; nothing for a store recorded or MLflow's default)."""
+    named = f"{config.path}: mlflow_storage" if config.mlflow_storage else None
+    if named is None and explicit_tracking_uri(config) is not None:
+        named = "MLFLOW_TRACKING_URI"
+    with _named_by(named):
+        probe_mlflow_storage(uri)
+
+
+@contextlib.contextmanager
+def _named_by(named: str | None) -> Iterator[None]:
+    """A storage that does not answer is said with what named it."""
+    try:
+        yield
+    except StorageError as exc:
+        if named is None:
+            raise
+        raise StorageError(f"{named}: {exc}") from None

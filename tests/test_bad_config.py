@@ -388,6 +388,7 @@ def run_unreachable(tmp_path: Path, env: dict | None = None, **keys) -> tuple[Pa
 def test_unreachable_optuna_server(url, tmp_path):
     config, message, before, after = run_unreachable(tmp_path, optuna_storage=url)
     assert "optuna storage" in message.lower() and url in message, message
+    assert f"{config}: optuna_storage: " in message, "the file and the key that named it"
     assert any(word in message.lower() for word in ("connect", "refused", "unreachable", "reach")), (
         f"the message does not say the server cannot be reached: {message}"
     )
@@ -398,6 +399,7 @@ def test_unreachable_mlflow_server(tmp_path):
     """As a user gets it: MLflow's own HTTP retries at their defaults."""
     config, message, before, after = run_unreachable(tmp_path, mlflow_storage="http://127.0.0.1:1")
     assert "mlflow storage" in message.lower() and "http://127.0.0.1:1" in message, message
+    assert f"{config}: mlflow_storage: " in message, "the file and the key that named it"
     assert_nothing_written(before, after)
 
 
@@ -434,6 +436,7 @@ def test_databricks_without_credentials_exits_2_writing_nothing(tmp_path):
     env = {"MLFLOW_TRACKING_URI": "databricks", "HOME": str(tmp_path), "DATABRICKS_HOST": ""}
     config, message, before, after = run_unreachable(tmp_path, env=env, mlflow_storage=None)
     assert "MLflow storage databricks" in message and "unknown" not in message, message
+    assert "MLFLOW_TRACKING_URI: cannot reach the MLflow storage" in message, "where the store was named"
     assert_nothing_written(before, after)
 
 
