@@ -15,6 +15,7 @@ from optuna.trial import TrialState
 from . import compat
 from .config import SweepConfig
 from .config.folders import LOGS, REPORTS, existing_sweep_folder
+from .constraints import NONE_FEASIBLE
 from .coordination import RUN_ATTR, SweepStudy, study_names
 from .coordination.companions import missing_companion_lines
 from .coordination.fail_fast import FAIL_FAST_STOP, fail_fast_stop
@@ -391,7 +392,7 @@ def sweep_status(config: SweepConfig) -> str:
             f"(run {best['run_id'] or '-'}): {params}"
         )
     else:
-        lines.append("  best: - (no feasible trial yet)" if config.objective.constraints else "  best: -")
+        lines.append(f"  best: - ({NONE_FEASIBLE})" if config.objective.constraints else "  best: -")
     return "\n".join(lines)
 
 
@@ -401,7 +402,8 @@ PARETO_SHOWN = 10  # front trials listed by `status`; `--json` and the parent's 
 def _pareto_lines(config: SweepConfig, front: list[dict]) -> list[str]:
     """Several objectives: the Pareto front, a line per trial on it."""
     if not front:
-        return ["  pareto front: -"]
+        why = f" ({NONE_FEASIBLE})" if config.objective.constraints else ""
+        return [f"  pareto front: -{why}"]
     lines = [f"  pareto front: {len(front)} trial{'' if len(front) == 1 else 's'}"]
     for entry in front[:PARETO_SHOWN]:
         values = ", ".join(

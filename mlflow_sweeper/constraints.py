@@ -18,6 +18,7 @@ from typing import Any
 from optuna.trial import FrozenTrial
 
 FEASIBLE_TAG = "sweeper.feasible"
+NONE_FEASIBLE = "no feasible trial yet"  # what a best or a front is, with constraints, before one
 ATTR_PREFIX = "constraints:"  # Optuna's prefix of a named constraint value (`Trial.set_constraint`)
 OPERATORS = ("<=", ">=", "<", ">")
 # A metric name holds none of `<`, `>`, `=` (MLflow allows none of them): `lat =< 5` is no constraint.

@@ -136,6 +136,22 @@ def test_a_sweep_whose_every_result_is_infeasible_says_so_as_it_completes(tmp_pa
     assert "no feasible trial (none satisfies spec.constraints)" in output(result), output(result)
 
 
+def test_several_objectives_with_no_feasible_trial_say_so_and_tag_no_front(tmp_path):
+    spec = {
+        "metrics": [{"name": "score", "direction": "maximize"}, {"name": "latency", "direction": "minimize"}],
+        "constraints": ["latency <= 5"],
+    }
+    grid = {"x": [1], "y": [10]}
+    config = write_config(tmp_path, command=f"python {CONSTRAINED}", parameters=grid, spec=spec)
+    result = run_cli("sweep", config, cwd=tmp_path)
+    assert result.returncode == 0, output(result)
+    status = run_cli("status", config, cwd=tmp_path).stdout
+    assert "pareto front: - (no feasible trial yet)" in status, status
+    (parent,) = by_role(mlflow_runs(tracking_uri(tmp_path)), "parent")
+    assert "sweeper.pareto_run_ids" not in parent.data.tags, "no front: no tag, not an empty one"
+    assert "**Pareto front:** no feasible trial yet." in parent.data.tags["mlflow.note.content"]
+
+
 # ---- warm start --------------------------------------------------------------------------------
 
 

@@ -348,3 +348,20 @@ def test_failed_points_that_will_run_again_are_counted_as_such(tmp_path):
     text = describe(view)
     counts = "(1 complete, 0 pruned, 1 failed; 1 more point failed and will be retried)"
     assert f"**Sweep `exp/s1`: stopped early.** 2/4 trials ended {counts}" in text
+
+
+def test_infeasible_points_and_results_outside_the_constraints_are_said_apart_from_the_rest(tmp_path):
+    """As `status` says them: a failed point that is infeasible (out of memory, say) is a result,
+    and a complete trial outside `spec.constraints` is one that cannot be the best."""
+    from mlflow_sweeper.coordination.names import INFEASIBLE, SLOT
+
+    spec = {"direction": "minimize", "metric": "score", "constraints": ["lat <= 1"]}
+    trials = trials_of([4.0, 1.0, 2.0, None], states={3: TrialState.FAIL})
+    for slot, trial in enumerate(trials):
+        trial.system_attrs = {SLOT: slot, f"{ATTR_PREFIX}lat <= 1": 3.0 if slot in (1, 2) else 0.0}
+    trials[3].user_attrs[INFEASIBLE] = "CUDA out of memory"
+    view = SweepView(config_of(tmp_path, spec=spec), trials, "7", "parent", budget=4, failed_for_good=1)
+    text = describe(view)
+    counts = "(3 complete (2 not feasible: outside spec.constraints), 0 pruned, 1 failed (1 infeasible))"
+    assert f"4/4 trials ended {counts}" in text, text
+    assert "### Top 1 of 1 feasible" in text and len(table_rows(text)) == 1

@@ -195,7 +195,13 @@ class ParentRun:
         for run_id in own:
             if run_id not in tagged:
                 retry(lambda r=run_id: self.client.set_tag(r, PARETO_TAG, "true"), "pareto tag")
-        retry(lambda: self.client.set_tag(parent_id, PARETO_RUNS_TAG, ",".join(front)), "pareto runs")
+        if front:
+            retry(lambda: self.client.set_tag(parent_id, PARETO_RUNS_TAG, ",".join(front)), "pareto runs")
+            return
+        try:  # no front (no feasible trial): no tag, rather than an empty one
+            self.client.delete_tag(parent_id, PARETO_RUNS_TAG)
+        except MlflowException as exc:  # never set
+            log.debug("no %s to remove from the parent: %s", PARETO_RUNS_TAG, exc)
 
     def update_pareto(self, joined: str | None, left: list[str]) -> None:
         """Mid-sweep: `joined` is on the Pareto front so far, the runs in `left` no longer are."""

@@ -10,10 +10,10 @@ from typing import TYPE_CHECKING
 
 from optuna.trial import FrozenTrial, TrialState
 
-from ..constraints import feasible_only, is_feasible
+from ..constraints import NONE_FEASIBLE, feasible_only, is_feasible
 from ..coordination.identity import directions_of
 from ..coordination.names import RUN_ATTR, WARM_ATTR, WARM_EXPERIMENT
-from ..coordination.tallies import failed_to_retry, in_budget, pareto_front
+from ..coordination.tallies import failed_for_good, failed_to_retry, in_budget, infeasible, pareto_front
 from .links import artifact_route, run_route, runs_route
 
 if TYPE_CHECKING:
@@ -87,7 +87,14 @@ def _headline(view: SweepView) -> str:
         "stopped": "stopped early",
         "interrupted": "interrupted (run the same command again to resume)",
     }.get(view.state, view.state)
-    counts = f"{complete} complete, {pruned} pruned, {failed} failed"
+    complete_words = f"{complete} complete"
+    if view.config.objective.constraints:  # results all, but only the feasible ones can be best
+        violating = sum(1 for t in budgeted if t.state == TrialState.COMPLETE and not is_feasible(t))
+        complete_words += f" ({violating} not feasible: outside spec.constraints)" if violating else ""
+    failed_words = f"{failed} failed"
+    unfit = len(infeasible(failed_for_good(budgeted)))  # results too: never retried
+    failed_words += f" ({unfit} infeasible)" if unfit else ""
+    counts = f"{complete_words}, {pruned} pruned, {failed_words}"
     warm = sum(1 for t in budgeted if WARM_ATTR in t.user_attrs)  # a grid point's result, say
     if warm:
         counts += f"; {warm} of them earlier results (warm start), not run here"
@@ -116,7 +123,7 @@ def _best_section(view: SweepView) -> str:
     objective = view.config.objective
     trials = ranked(view.config, view.trials)
     if not trials:
-        what = "no feasible trial yet" if objective.constraints else "none yet"
+        what = NONE_FEASIBLE if objective.constraints else "none yet"
         return f"**Best {objective.metric}:** {what} ({objective.direction})."
     best = trials[0]
     link = _run_link(view, best, f"trial {best.number}")
@@ -128,7 +135,8 @@ def _best_section(view: SweepView) -> str:
         name, _, version = view.registered.rpartition("/")
         lines.append(f"Registered as model **{name}** version **{version}**.")
     table = _table(view, trials[:TOP], [objective.metric])
-    lines.append(f"### Top {min(TOP, len(trials))} of {len(trials)}\n\n{table}")
+    feasible = " feasible" if objective.constraints else ""
+    lines.append(f"### Top {min(TOP, len(trials))} of {len(trials)}{feasible}\n\n{table}")
     return "\n\n".join(lines)
 
 
@@ -136,7 +144,7 @@ def _front_section(view: SweepView) -> str:
     names = list(view.config.objective.names)
     trials = front(view.config, view.trials)
     if not trials:
-        return "**Pareto front:** none yet."
+        return f"**Pareto front:** {NONE_FEASIBLE if view.config.objective.constraints else 'none yet'}."
     first_maximized = view.config.objective.directions[0] == "maximize"
     trials = sorted(trials, key=lambda t: t.values[0], reverse=first_maximized)
     wanted = ", ".join(f"{m.name} ({m.direction})" for m in view.config.objective.metrics)
