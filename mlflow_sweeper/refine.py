@@ -618,7 +618,8 @@ def _check_config_is_the_sweeps(config: SweepConfig) -> None:
         )
 
 
-# `--out -`: the refined config goes to standard output, its paths written as seen from here.
+# `--out -`: the refined config goes to standard output, written to run from here (its paths
+# absolute where the config refined lies elsewhere).
 STDOUT = Path("-")
 
 
@@ -657,5 +658,7 @@ def refine_sweep(config: SweepConfig, out: Path | None = None) -> tuple[Path, Ad
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(text, encoding="utf-8")
         except OSError as exc:
-            raise UsageError(f"cannot write the refined config to {path}: {exc.strerror or exc}") from None
+            blocking = next((p for p in path.parents if p.exists() and not p.is_dir()), None)
+            why = f"{blocking} is a file, not a folder" if blocking else exc.strerror or exc
+            raise UsageError(f"cannot write the refined config to {path}: {why}") from None
     return path, advice, text

@@ -315,7 +315,7 @@ def test_refine_will_not_overwrite_its_config_or_write_where_it_cannot(tmp_path)
     assert caught.value.exit_code == 2 and path.read_text() == before
     with pytest.raises(UsageError, match="cannot write the refined config") as caught:
         refine_sweep(config, path / "next.yaml")  # under a file, not a folder
-    assert caught.value.exit_code == 2
+    assert caught.value.exit_code == 2 and str(caught.value).endswith(f"{path} is a file, not a folder")
     other = tmp_path / "notes.yaml"  # any file there already, maybe another sweep's config
     other.write_text("# notes\n")
     with pytest.raises(UsageError, match="exists already") as caught:
