@@ -460,6 +460,8 @@ def test_the_best_earlier_result_is_on_the_parent_from_the_start(tmp_path):
     assert ": warm start: 30 earlier result(s) in this sweep, entered when it was created" in said
     assert "(they use none of the budget)" in said  # TPE: no point of the budget is held
     assert "fit this sweep" not in output(joined)
+    quiet = run_cli("sweep", config, "--count", "1", "--quiet", cwd=tmp_path)
+    assert quiet.returncode == 0 and "warm start" not in output(quiet), output(quiet)  # only the summary
 
 
 def sample_slot_0(config, history) -> float:

@@ -46,11 +46,12 @@ def open_parts(
     client = recorder.client
     tallies = study.progress()
     if sweep.warm_summary:  # this agent entered the earlier results of `warm_start`
-        console.event(sweep.warm_summary)
+        console.event(sweep.warm_summary, summary=False)  # --quiet prints only the summary
     elif tallies.warm_started:  # another agent did, or an earlier run of this one
         console.event(
             f"{config.identity}: warm start: {tallies.warm_started} earlier result(s) in this sweep, "
-            f"entered when it was created ({warm_budget_words(tallies.warm_held)})"
+            f"entered when it was created ({warm_budget_words(tallies.warm_held)})",
+            summary=False,
         )
     hint = tag_agent_run(config, parent_id, recorder.experiment_id, client.tracking_uri)
     if hint:
