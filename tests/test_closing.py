@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import logging
 import socket
@@ -14,7 +15,7 @@ import pytest
 from conftest import write_config
 
 from mlflow_sweeper.agent.closing import CLOSE_ACTIONS, CloseAction, CloseContext, FinishParent, close_sweep
-from mlflow_sweeper.agent.ending import CLOSE_WAIT_SAID, SweepEnd
+from mlflow_sweeper.agent.ending import SweepEnd
 from mlflow_sweeper.agent.result import SweepResult
 from mlflow_sweeper.config import load_config
 from mlflow_sweeper.coordination import SweepStudy, agent_id
@@ -95,16 +96,17 @@ def test_a_run_its_training_code_ended_is_not_ended_again(tmp_path, monkeypatch)
     assert client.get_run(ended_by_code).info.status == "FAILED"
 
 
-def end_of(context: CloseContext, study: SweepStudy) -> SweepEnd:
+def end_of(context: CloseContext, study: SweepStudy, **config_keys) -> SweepEnd:
     """An agent's end of the sweep, with the parts the end uses (a double of our own `SweepParts`)."""
+    config = dataclasses.replace(context.config, **config_keys)
     parts = SimpleNamespace(
-        config=context.config,
+        config=config,
         study=study,
         recorder=context.recorder,
         parent_id=context.parent_id,
         console=Reporter(stream=io.StringIO(), live=False),
-        result=SweepResult(context.config.identity),
-        log_dir=context.config.log_dir,
+        result=SweepResult(config.identity),
+        log_dir=config.log_dir,
     )
     return SweepEnd(parts)  # type: ignore[arg-type]
 
@@ -116,24 +118,60 @@ def another_agent(context: CloseContext) -> SweepStudy:
     return study
 
 
+def said_within(caplog, text: str, seconds: float = 60) -> None:
+    deadline = time.monotonic() + seconds
+    while text not in caplog.text:
+        assert time.monotonic() < deadline, f"{text!r} not said: {caplog.text}"
+        time.sleep(0.2)
+
+
+def closing_slowly(context: CloseContext) -> None:
+    """The closer's actions, run by the test (this agent won the election before)."""
+    for action in CLOSE_ACTIONS:
+        action.run(context)
+    context.study.mark_closed()
+
+
+@pytest.mark.timeout(300)
 def test_an_agent_not_elected_says_complete_once_the_closer_has_finished_the_parent(finished_sweep, caplog):
     """Its "complete" is said of a closed sweep: it waits while another agent closes."""
     context, _ = finished_sweep
     assert context.study.elect_closer()  # this agent is closing (slowly)
-    waiting = threading.Thread(target=lambda: end_of(context, another_agent(context)).finish())
-    with caplog.at_level(logging.INFO, logger="mlflow_sweeper"):
-        waiting.start()
-        time.sleep(CLOSE_WAIT_SAID + 1)
-        assert waiting.is_alive(), "it waits for the close"
-        assert "waiting for the agent closing the sweep to finish its parent run" in caplog.text
-        assert ": complete" not in caplog.text
-        assert close_sweep(context) is True  # its close runs (again, had it failed) and ends
-        waiting.join(timeout=30)
+    waiting = threading.Thread(target=lambda: end_of(context, another_agent(context)).finish(), daemon=True)
+    try:
+        with caplog.at_level(logging.INFO, logger="mlflow_sweeper"):
+            waiting.start()
+            said_within(caplog, "waiting for the agent closing the sweep to finish its parent run")
+            assert waiting.is_alive() and ": complete" not in caplog.text
+            closing_slowly(context)
+            waiting.join(timeout=60)
+    finally:
+        context.study.give_up_close("the test ended")  # nothing once closed
     assert not waiting.is_alive()
     assert context.recorder.client.get_run(context.parent_id).info.status == "FINISHED"
-    assert f"{context.config.identity}: complete, parent run {context.parent_id}" in caplog.text
+    assert f"{context.config.identity}: complete, parent run {context.parent_id}, best 5" in caplog.text
+    assert "still closing it" not in caplog.text
 
 
+@pytest.mark.timeout(300)
+def test_an_agent_waits_for_a_live_closer_no_longer_than_its_patience(finished_sweep, caplog, monkeypatch):
+    """A closer alive but stuck: the other agent leaves after stale_after, saying so."""
+    from mlflow_sweeper.agent import ending
+
+    context, _ = finished_sweep
+    monkeypatch.setattr(ending, "CLOSE_PATIENCE", 0.0)
+    assert context.study.elect_closer()
+    try:
+        with caplog.at_level(logging.INFO, logger="mlflow_sweeper"):
+            result = end_of(context, another_agent(context), stale_after=3.0).finish()
+    finally:
+        context.study.give_up_close("the test ended")
+    assert result.finished
+    assert "(another agent is still closing it: the parent is not FINISHED yet)" in caplog.text
+    assert context.recorder.client.get_run(context.parent_id).info.status == "RUNNING"
+
+
+@pytest.mark.timeout(300)
 def test_an_agent_not_elected_takes_the_close_over_when_the_closer_is_gone(tmp_path, finished_sweep):
     context, _ = finished_sweep
     config = context.config
@@ -144,6 +182,22 @@ def test_an_agent_not_elected_takes_the_close_over_when_the_closer_is_gone(tmp_p
     assert result.finished
     assert context.recorder.client.get_run(context.parent_id).info.status == "FINISHED"
     assert context.study.is_closed()
+
+
+class Failing(CloseAction):
+    def run(self, context):
+        raise RuntimeError("the registry refused")
+
+
+def test_a_close_that_failed_runs_again_at_the_next_election(finished_sweep):
+    """A close action raised: the token is given up, so the agent's retry at its end (or another
+    agent's) is elected, instead of waiting on a close that reads as under way."""
+    context, _ = finished_sweep
+    with pytest.raises(RuntimeError, match="the registry refused"):
+        close_sweep(context, [*CLOSE_ACTIONS[:-1], Failing(), CLOSE_ACTIONS[-1]])
+    assert not context.study.is_closed() and not context.study.close_begun()
+    assert close_sweep(context) is True
+    assert context.recorder.client.get_run(context.parent_id).info.status == "FINISHED"
 
 
 def dead_agent() -> str:

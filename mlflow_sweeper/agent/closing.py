@@ -6,6 +6,7 @@ action must tolerate running again after a crash of the closer (the election may
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 
 from optuna.trial import FrozenTrial
@@ -141,7 +142,12 @@ def close_sweep(context: CloseContext, actions: list[CloseAction] | None = None)
     """Run the close actions if the study elects this agent; True when this agent closed it."""
     if not context.study.elect_closer():
         return False
-    for action in CLOSE_ACTIONS if actions is None else actions:
-        action.run(context)
+    try:
+        for action in CLOSE_ACTIONS if actions is None else actions:
+            action.run(context)
+    except BaseException as exc:  # Ctrl-C too: the close is left to the next election, whole
+        with contextlib.suppress(Exception):  # the storage failing as well: the token goes stale
+            context.study.give_up_close(f"{type(exc).__name__}: {exc}")
+        raise
     context.study.mark_closed()
     return True

@@ -16,7 +16,9 @@ from .result import SweepResult, describe_failures
 
 log = logging.getLogger(__name__)
 
-CLOSE_POLL = 0.5  # seconds between looks at a close another agent runs
+CLOSE_POLL = 0.5  # seconds before the first look again at a close another agent runs; doubled each look
+CLOSE_POLL_LONGEST = 5.0
+CLOSE_PATIENCE = 60.0  # seconds an agent waits at least for another's close (stale_after, if longer)
 CLOSE_WAIT_SAID = 2.0  # seconds of waiting on it before the agent says why it has not ended
 
 
@@ -44,24 +46,32 @@ class SweepEnd:
         context = CloseContext(parts.config, self.study, parts.recorder, parts.parent_id, trials, best)
         return close_sweep(context)
 
-    def _await_close(self) -> None:
-        """Another agent is closing the sweep: wait until its parent is finished, so that "complete"
-        is said of a closed sweep, and take the close over if that agent dies on the way (the
-        election hands its token on once the closer is gone)."""
-        began, said = time.monotonic(), False
+    def _await_close(self, trials: list[FrozenTrial], best: FrozenTrial | None) -> bool:
+        """Another agent is closing the sweep: wait until it has finished the parent, so that
+        "complete" is said of a closed sweep, and take the close over if that agent dies or gives
+        it up on the way (the election then hands it on). Each look reads the close study alone.
+        False when the closer is still at it after `stale_after` (alive, but slow or stuck: it
+        runs on, and this agent leaves saying so)."""
+        epoch, began, said = self.study.close_epoch(), time.monotonic(), False
+        patience = max(CLOSE_PATIENCE, self.parts.config.stale_after)
+        pause = CLOSE_POLL
         while not self.study.is_closed():
-            trials = self.study.complete_trials()
-            if trials is None:  # re-opened meanwhile (a resume raised the budget): not this close's end
-                return
-            if self.close(trials):
-                return
-            if not said and time.monotonic() - began >= CLOSE_WAIT_SAID:
+            if self.study.close_epoch() != epoch:  # re-opened (a resume raised the budget): not this end
+                return True
+            if self.close(trials, best):
+                return True
+            waited = time.monotonic() - began
+            if waited >= patience:
+                return False
+            if not said and waited >= CLOSE_WAIT_SAID:
                 said = True
                 self.parts.console.event(
                     f"{self.identity}: all trials ended; waiting for the agent closing the sweep "
                     "to finish its parent run"
                 )
-            time.sleep(CLOSE_POLL)
+            time.sleep(pause)
+            pause = min(pause * 2, CLOSE_POLL_LONGEST)
+        return True
 
     def _none_feasible(self, trials: list[FrozenTrial]) -> bool:
         """Results, none of them satisfying `spec.constraints` (with one objective or several)."""
@@ -82,11 +92,12 @@ class SweepEnd:
             return result
         result.finished = True
         best = self.study.best_trial()
-        if not self.close(trials, best):
-            self._await_close()
+        closed = self.close(trials, best) or self._await_close(trials, best)
         failed = self.study.failed_for_good(trials, infeasible=False)  # infeasible points are results
         result.failed_for_good = describe_failures(failed, self.parts.log_dir)
         summary = f"{self.identity}: complete, parent run {self.parts.parent_id}"
+        if not closed:
+            summary += " (another agent is still closing it: the parent is not FINISHED yet)"
         if best is not None:
             best_params = shown_params(best.params)
             summary += f", best {shown_value(best.value)} in trial {best.number} ({best_params})"

@@ -53,8 +53,8 @@ class CloseElection:
         self._beating: threading.Event | None = None
 
     def elect(self) -> bool:
-        """True for the one agent that must close the sweep now (again, for the agent whose close
-        failed before it was marked closed); False when another agent has closed it or is closing it."""
+        """True for the one agent that must close the sweep now; False when another agent has
+        closed it or is closing it."""
         study_id = self._study(create=True)
         assert study_id is not None
         epoch = self.epoch()
@@ -74,8 +74,6 @@ class CloseElection:
                     self._hold(compat.trial_id(token))
                     return True
                 # Lost the take (or an error): the next round sees who holds it.
-            elif compat.trial_id(token) == self._held:  # its own close, which failed: run it again
-                return True
             else:
                 why = self.heartbeat.why_stale(token, time.time())
                 if why is None:
@@ -94,6 +92,18 @@ class CloseElection:
         if not finish(self.store, self._held, TrialState.COMPLETE):
             log.warning("%s: closed after another agent took over the close", self.name)
         self._held = None
+
+    def give_up(self, why: str) -> None:
+        """The close actions failed part-way: the token is failed, so that the next election (this
+        agent's at its end, or another's) takes a fresh one, exactly one caller winning it. Held
+        and beating, it would read as a close under way until this agent's process ends."""
+        held, self._held = self._held, None
+        if self._beating is not None:
+            self._beating.set()
+        if held is None:
+            return
+        set_reason(self.store, held, f"closing failed: {why}")
+        finish(self.store, held, TrialState.FAIL)
 
     def is_closed(self) -> bool:
         return self._epoch_token_in(TrialState.COMPLETE)

@@ -307,8 +307,16 @@ class SweepStudy:
     def mark_closed(self) -> None:
         self.closing.mark_closed()
 
+    def give_up_close(self, why: str) -> None:
+        """The close actions this agent was elected for failed: another election may run them."""
+        self.closing.give_up(why)
+
     def is_closed(self) -> bool:
         return self.closing.is_closed()
+
+    def close_epoch(self) -> int:
+        """The current close epoch: a new one means the sweep was re-opened (more to run)."""
+        return self.closing.epoch()
 
     def close_begun(self) -> bool:
         """An agent is closing the sweep, or has closed it."""
