@@ -334,7 +334,10 @@ def _existing_recorder(config: SweepConfig, uri: str) -> Recorder | None:
 
 
 def _probe_optuna(config: SweepConfig) -> None:
-    with _named_by(f"{config.path}: optuna_storage"):
+    """The sweep's Optuna storage answers; if not, the message names the config (and its key,
+    where the config gives it; else the default in its output_dir)."""
+    given = isinstance(config.written, dict) and "optuna_storage" in config.written
+    with _named_by(f"{config.path}: optuna_storage" if given else str(config.path)):
         probe_optuna_storage(config.optuna_storage)
 
 

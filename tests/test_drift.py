@@ -166,7 +166,8 @@ def test_a_comment_or_the_layout_of_a_config_is_no_change(sweep_copy):
     config = write_config(sweep_copy, parameters=GRID)
     said = yaml.safe_load(config.read_text())
     digest = trial_summary(sweep_copy)[0][0].data.tags["sweeper.config_digest"]
-    config.write_text("# tried after the first look\n" + yaml.safe_dump(dict(reversed(said.items()))))
+    reordered = yaml.safe_dump(dict(reversed(said.items())), sort_keys=False)
+    config.write_text("# tried after the first look\n" + reordered)
     result = run_cli("sweep", config, cwd=sweep_copy)
     assert result.returncode == 0 and "config changed" not in result.stderr, result.stderr
     assert trial_summary(sweep_copy)[0][0].data.tags["sweeper.config_digest"] == digest, "not stored again"
@@ -261,3 +262,13 @@ def test_status_of_a_sweep_whose_budget_was_lowered_says_so(tmp_path):
     assert status.returncode == 0, status.stdout + status.stderr
     said = "points: 2 done (max_trials is 1: lowered after they ran), 0 running"
     assert said in status.stdout, status.stdout
+
+
+def test_a_configs_digest_is_of_what_it_says():
+    from mlflow_sweeper.record.tags import config_digest
+
+    said = config_digest("experiment: e\nparameters: {lr: 1e-3}\nwarm_start: [{sweep: e/s}]\n")
+    assert config_digest("# a note\nparameters:\n  lr: 0.001\nexperiment: e\n") == said
+    assert config_digest("experiment: e\nparameters: {lr: 0.01}\n") != said
+    assert config_digest("password: ***\n") == config_digest("password: ***\n")  # read as written
+    assert config_digest("{on: 1, 2: b}") == config_digest("{on: 1, 2: b}")  # keys json cannot order

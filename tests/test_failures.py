@@ -423,6 +423,7 @@ def test_the_dead_agents_trials_an_agent_watches_count_toward_its_jobs(tmp_path,
     second = agents.start(config, "-j", "2")
     _wait_output(agents, second, "but its process still runs on this host: watched", 2)
     time.sleep(3)  # a worker free to claim would have started the third point by now
+    assert "(point 3 of 3" not in agents.output(second), agents.output(second)  # said as it launches
     assert len(read_records(record)) == 2, agents.output(second)
     go.touch()
     assert agents.wait(second) == 0, agents.output(second)

@@ -150,6 +150,7 @@ class Orphans:
             if not self.settling.study.is_running(trial_id):  # another agent ended it meanwhile
                 self.watched.pop(trial_id, None)
                 leftovers.clear()
+                self.settled()  # its place is free
                 continue
             status = read_exit_status(leftovers.log_path, str(trial.user_attrs[RUN_ATTR]))
             overdue = _overdue(trial, config.trial_timeout, time.time())

@@ -72,6 +72,8 @@ class Agent:
         """The `mlflow run` that started this agent ended (a SIGTERM it did not pass on): the
         agent stops as on SIGTERM, and ends its own run, which that process would have ended."""
         self.starter_ended = True
+        if self.stop.is_set():  # stopping already (a Ctrl-C it passed on): no second signal, which
+            return  # would quit at once
         self.reporter.summary("the `mlflow run` that started this agent has ended: stopping as on SIGTERM")
         os.kill(os.getpid(), signal.SIGTERM)
 
@@ -81,16 +83,18 @@ class Agent:
         Every config's devices and project are checked first, before any storage is touched (too
         few GPUs or a bad project exits 2 with nothing written); a git project is fetched here,
         once for the whole agent."""
-        plans = {id(config): devices_of(config) for config in configs}
-        checked = preflight_all(configs)
-        quiet_run_urls()
         try:
-            for config in configs[1:]:  # the first is checked as it opens, before anything is written
-                check_before_running(config)
-            return self._run_checked(configs, checked, plans)
+            plans = {id(config): devices_of(config) for config in configs}
+            checked = preflight_all(configs)
+            quiet_run_urls()
+            try:
+                for config in configs[1:]:  # the first is checked as it opens, before anything is written
+                    check_before_running(config)
+                return self._run_checked(configs, checked, plans)
+            finally:
+                release(checked.values())
         finally:
-            release(checked.values())
-            if self.starter_ended:
+            if self.starter_ended:  # whenever it stopped: no one else ends the run
                 end_orphaned_agent_run()
 
     def _run_checked(

@@ -52,10 +52,15 @@ class SweepSession:
             settled=lambda: self.workers.idle.poke(),  # the sweep may be done: its close is owed now
         )
         self.workers = WorkerPool(
-            parts, n_jobs, self.starts, trial_context, self.end, watching=self.orphans.watching
+            parts, n_jobs, self.starts, trial_context, self.end, watching=self._watching
         )
         parts.stop.on_quit(lambda: parts.study.mark_quit(self.workers.running_trial_ids()))
         self.done = threading.Event()  # set when the workers are gone: maintenance stops
+
+    def _watching(self) -> int:
+        """The dead agents' trials this agent watches, while its maintenance thread (which ends
+        the watch) runs; none after."""
+        return 0 if self.done.is_set() else self.orphans.watching()
 
     # ---- the session -----------------------------------------------------------------------------
 
@@ -88,9 +93,9 @@ class SweepSession:
         )
         thread = threading.Thread(target=maintenance.run, args=(self.done,), daemon=True, name="maintenance")
         thread.start()
-        maintenance.first_check.wait(FIRST_CHECK_WAIT)  # dead agents' trials watched here take places
         parts.description.start()
         try:
+            maintenance.first_check.wait(FIRST_CHECK_WAIT)  # dead agents' trials watched here take places
             while True:
                 self.workers.run()
                 if stop.is_set() or self.result.error:

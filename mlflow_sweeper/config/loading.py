@@ -69,6 +69,11 @@ YAML_FLOAT_FIRST = list("-+0123456789.")
 _Loader.add_implicit_resolver("tag:yaml.org,2002:float", YAML_FLOAT, YAML_FLOAT_FIRST)
 
 
+def parse_yaml(text: str) -> Any:
+    """YAML text read as a config file is (`1e-3` a float); raises yaml.YAMLError."""
+    return yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
+
+
 def read_yaml(path: Path) -> dict[str, Any]:
     with in_config_file(path.resolve()):  # errors name the file as every other config error does
         return _read_yaml(path)
@@ -84,7 +89,7 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigProblem(None, f"cannot read the file ({exc})") from None
     try:
-        data = yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
+        data = parse_yaml(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""

@@ -31,17 +31,22 @@ def digest(text: str) -> str:
 
 def config_digest(shown: str) -> str:
     """The digest of what a config says, not of how it is written: comments, layout and key order
-    change nothing, nor does a key left out on resume that the sweep keeps (`warm_start`)."""
+    change nothing, nor does `warm_start` (a sweep keeps the one it was created with: left out on
+    resume it is no change, and another is refused or starts the sweep over). Text that does not
+    read as a mapping (a value shown as `***`) is digested as written."""
     import json
 
-    import yaml
-
+    from ..config.loading import parse_yaml
     from ..config.schema import KEPT_WHEN_LEFT_OUT
 
-    meaning = yaml.safe_load(shown)
-    if isinstance(meaning, dict):
-        meaning = {key: value for key, value in meaning.items() if key not in KEPT_WHEN_LEFT_OUT}
-    return digest(json.dumps(meaning, sort_keys=True, default=str))
+    try:
+        meaning = parse_yaml(shown)
+        if not isinstance(meaning, dict):
+            return digest(shown)
+        kept = {str(key): value for key, value in meaning.items() if key not in KEPT_WHEN_LEFT_OUT}
+        return digest(json.dumps(kept, sort_keys=True, default=str))
+    except Exception:  # noqa: BLE001 - unreadable, or keys json cannot order: the text itself
+        return digest(shown)
 
 
 def optuna_storage_id(optuna_storage: str) -> str:

@@ -397,15 +397,15 @@ def probe_optuna_storage(url: str) -> None:
 
 def probe_mlflow_storage(url: str) -> None:
     """Check that the MLflow tracking store or server answers, writing nothing (its URL checked
-    first: one from MLFLOW_TRACKING_URI has not been, as the config's keys are)."""
-    named_by = "MLFLOW_TRACKING_URI" if os.environ.get("MLFLOW_TRACKING_URI") == url else None
-    _checked(mlflow_kind(url), url, named_by).probe(parse(url))
+    first: one from MLFLOW_TRACKING_URI has not been, as the config's keys are; the caller says
+    where it was named)."""
+    _checked(mlflow_kind(url), url).probe(parse(url))
 
 
-def _checked(kind: StorageKind, url: str, named_by: str | None = None) -> StorageKind:
+def _checked(kind: StorageKind, url: str) -> StorageKind:
     problem = kind.check(parse(url))
     if problem is not None:
         from ..errors import StorageError
 
-        raise StorageError(problem if named_by is None else f"{named_by}: {problem}")
+        raise StorageError(problem)
     return kind
