@@ -66,6 +66,7 @@ class OpenSweep:
     created: bool = False  # this agent created the study
     warm_summary: str | None = None  # how many earlier results this agent entered (warm start)
     started_over: str | None = None  # what the agent says when the sweep started over (else None)
+    config_stored: str | None = None  # what the agent says when the parent now holds this config
     _recorder: Recorder | None = field(default=None, repr=False)
     _recorder_opened: bool = field(default=False, repr=False)
 
@@ -137,18 +138,19 @@ def open_sweep(
         recorder.parent.started_over(parent_id, started_over.generation)
         opened.started_over = started_over.message(config.identity)
     elif recorded is not None and recorded.info.run_id == parent_id:
-        _keep_config_current(recorder, parent_id, recorded.data.tags)
+        opened.config_stored = _keep_config_current(recorder, parent_id, recorded.data.tags)
     return opened
 
 
-def _keep_config_current(recorder: Recorder, parent_id: str, tags: dict[str, str]) -> None:
-    """A sweep resumed with a config changed where it may change: the parent stores the new one."""
-    if recorder.parent.keep_config_current(parent_id, tags):
-        log.info(
-            "%s: the config changed where it may on resume: the parent run's sweep/ artifact now holds "
-            "this one (the parent's params keep the values the sweep started with)",
-            recorder.config.identity,
-        )
+def _keep_config_current(recorder: Recorder, parent_id: str, tags: dict[str, str]) -> str | None:
+    """A sweep resumed with a config changed where it may change: the parent stores the new one.
+    What the agent says of it; None when nothing changed."""
+    if not recorder.parent.keep_config_current(parent_id, tags):
+        return None
+    return (
+        f"{recorder.config.identity}: the config changed where it may on resume: the parent run's "
+        "sweep/ artifact now holds this one (the parent's params keep the values the sweep started with)"
+    )
 
 
 def registered_model(config: SweepConfig) -> str | None:

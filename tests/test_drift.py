@@ -157,6 +157,9 @@ def test_allowed_change_is_accepted(name, sweep_copy):
     assert "changed where it may on resume: the parent run's sweep/ artifact now holds" in result.stderr
     again = run_cli("sweep", config, cwd=sweep_copy)
     assert again.returncode == 0 and "config changed" not in again.stderr, again.stderr
+    changed = write_config(sweep_copy, parameters=GRID, **ALLOWED[name], fail_fast=5)
+    quiet = run_cli("sweep", changed, "--quiet", cwd=sweep_copy)  # only the summary
+    assert quiet.returncode == 0 and "config changed" not in quiet.stderr, quiet.stderr
 
 
 def test_a_comment_or_the_layout_of_a_config_is_no_change(sweep_copy):

@@ -43,6 +43,8 @@ def open_parts(
     assert study is not None and recorder is not None and parent_id is not None  # opened, not found
     if sweep.started_over:
         console.event(sweep.started_over)
+    if sweep.config_stored:
+        console.event(sweep.config_stored, summary=False)  # --quiet prints only the summary
     client = recorder.client
     tallies = study.progress()
     if sweep.warm_summary:  # this agent entered the earlier results of `warm_start`
