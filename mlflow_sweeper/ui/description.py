@@ -12,8 +12,16 @@ from optuna.trial import FrozenTrial, TrialState
 
 from ..constraints import NONE_FEASIBLE, feasible_only, is_feasible
 from ..coordination.identity import directions_of
-from ..coordination.names import RUN_ATTR, WARM_ATTR, WARM_EXPERIMENT
-from ..coordination.tallies import failed_for_good, failed_to_retry, in_budget, infeasible, pareto_front
+from ..coordination.names import RUN_ATTR, WARM_EXPERIMENT
+from ..coordination.tallies import (
+    failed_for_good,
+    failed_to_retry,
+    in_budget,
+    infeasible,
+    pareto_front,
+    warm_held,
+    warm_started,
+)
 from .links import artifact_route, run_route, runs_route
 
 if TYPE_CHECKING:
@@ -95,10 +103,10 @@ def _headline(view: SweepView) -> str:
     unfit = len(infeasible(failed_for_good(budgeted)))  # results too: never retried
     failed_words += f" ({unfit} infeasible)" if unfit else ""
     counts = f"{complete_words}, {pruned} pruned, {failed_words}"
-    warm = sum(1 for t in budgeted if WARM_ATTR in t.user_attrs)  # a grid point's result, say
+    warm = warm_held(view.trials, view.budget or 0)  # a grid point's result, say
     if warm:
         counts += f"; {warm} of them earlier results (warm start), not run here"
-    beside = sum(1 for t in view.trials if WARM_ATTR in t.user_attrs) - warm
+    beside = warm_started(view.trials) - warm
     if beside:
         counts += f"; and {beside} earlier result{'s' if beside > 1 else ''} (warm start) beside the budget"
     to_retry = failed_to_retry(view.trials)  # not ended: each point runs again (on resume, if stopped)
@@ -123,8 +131,7 @@ def _best_section(view: SweepView) -> str:
     objective = view.config.objective
     trials = ranked(view.config, view.trials)
     if not trials:
-        what = NONE_FEASIBLE if objective.constraints else "none yet"
-        return f"**Best {objective.metric}:** {what} ({objective.direction})."
+        return f"**Best {objective.metric}:** {_none_yet(view)} ({objective.direction})."
     best = trials[0]
     link = _run_link(view, best, f"trial {best.number}")
     lines = [
@@ -144,7 +151,7 @@ def _front_section(view: SweepView) -> str:
     names = list(view.config.objective.names)
     trials = front(view.config, view.trials)
     if not trials:
-        return f"**Pareto front:** {NONE_FEASIBLE if view.config.objective.constraints else 'none yet'}."
+        return f"**Pareto front:** {_none_yet(view)}."
     first_maximized = view.config.objective.directions[0] == "maximize"
     trials = sorted(trials, key=lambda t: t.values[0], reverse=first_maximized)
     wanted = ", ".join(f"{m.name} ({m.direction})" for m in view.config.objective.metrics)
@@ -152,6 +159,11 @@ def _front_section(view: SweepView) -> str:
     heading = f"### Pareto front: {len(trials)} trial{'' if len(trials) == 1 else 's'}{more}"
     table = _table(view, trials[:TOP], names)
     return f"{heading}\n\nNo trial beats these on every objective: {wanted}.\n\n{table}"
+
+
+def _none_yet(view: SweepView) -> str:
+    """A best or a front not there yet: with constraints, none of the results satisfies them."""
+    return NONE_FEASIBLE if view.config.objective.constraints else "none yet"
 
 
 def _importances(importances: dict[str, float]) -> str:
